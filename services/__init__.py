@@ -1,0 +1,1 @@
+"""The five Boson services. Each imports ``shared`` only, never another service."""

@@ -1,0 +1,1 @@
+"""The transport seam and its two implementations (AMQP and in-memory)."""

@@ -1,0 +1,1 @@
+"""The wire contract: messages, topology and the codec, defined nowhere else."""

@@ -1,0 +1,354 @@
+"""Exchanges, queues, routing keys and dead-lettering: the one description.
+
+Every name carries the namespace (``BOSON_NAMESPACE``), so tests and tenants
+never collide. Both transports declare exactly what this module describes;
+``deploy/rabbitmq/definitions.json`` mirrors it for the default namespace.
+
+Layout (DESIGN §1):
+
+* ``<ns>.work`` (topic) carries commands to competing consumers:
+  ``task.submit`` → ``<ns>.tasks.submit`` (schedulers),
+  ``task.placed`` → ``<ns>.tasks.placed`` (balancer, single active consumer),
+  ``node.<id>`` → ``<ns>.node.<id>`` (one executor),
+  ``data.chunk`` / ``data.request`` → the transfer service's queues.
+* ``<ns>.events`` (topic) carries what several services need: heartbeats,
+  results, snapshots, alerts, data replies. Each consumer binds its own queue.
+* ``<ns>.dead`` (fanout) → ``<ns>.dead-letter``: bad bytes and exhausted
+  retries, with the reason in the headers.
+* Delayed retries: per queue, one classic queue per delay tier whose messages
+  expire after the delay and dead-letter back to the origin queue through the
+  default exchange.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+ExchangeType = Literal["topic", "fanout", "direct"]
+QueueType = Literal["quorum", "classic"]
+
+DEFAULT_EXCHANGE = ""
+"""The broker's default exchange: routing key = queue name."""
+
+# Routing keys on the work exchange.
+RK_SUBMIT = "task.submit"
+RK_PLACED = "task.placed"
+RK_DATA_CHUNK = "data.chunk"
+RK_DATA_REQUEST = "data.request"
+
+# Routing keys on the events exchange.
+RK_SNAPSHOT = "snapshot"
+RK_BACKLOG = "backlog"
+RK_ALL_HEARTBEATS = "heartbeat.#"
+RK_ALL_RESULTS = "result.#"
+RK_ALL_ALERTS = "alert.#"
+
+# Headers the runtime reads and writes.
+HEADER_ATTEMPT = "x-boson-attempt"
+HEADER_REASON = "x-boson-reason"
+HEADER_ERROR = "x-boson-error"
+HEADER_SOURCE_QUEUE = "x-boson-source-queue"
+HEADER_KIND = "x-boson-kind"
+
+
+def rk_node(node_id: str) -> str:
+    return f"node.{node_id}"
+
+
+def rk_heartbeat(node_id: str) -> str:
+    return f"heartbeat.{node_id}"
+
+
+def rk_result(client_id: str) -> str:
+    return f"result.{client_id}"
+
+
+def rk_alert(reason: str) -> str:
+    return f"alert.{reason}"
+
+
+def rk_data_reply(client_id: str) -> str:
+    return f"data.reply.{client_id}"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: ExchangeType
+    durable: bool = True
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue and the broker arguments that shape it."""
+
+    name: str
+    queue_type: QueueType = "quorum"
+    durable: bool = True
+    expires_ms: int | None = None
+    """Delete the queue after this long without consumers (per-client/node queues)."""
+    message_ttl_ms: int | None = None
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
+    single_active_consumer: bool = False
+
+    def arguments(self) -> dict[str, str | int | bool]:
+        """The ``x-`` arguments to declare this queue with."""
+        args: dict[str, str | int | bool] = {"x-queue-type": self.queue_type}
+        if self.expires_ms is not None:
+            args["x-expires"] = self.expires_ms
+        if self.message_ttl_ms is not None:
+            args["x-message-ttl"] = self.message_ttl_ms
+        if self.dead_letter_exchange is not None:
+            args["x-dead-letter-exchange"] = self.dead_letter_exchange
+        if self.dead_letter_routing_key is not None:
+            args["x-dead-letter-routing-key"] = self.dead_letter_routing_key
+        if self.single_active_consumer:
+            args["x-single-active-consumer"] = True
+        return args
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    queue: str
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A set of exchanges, queues and bindings, declared idempotently."""
+
+    exchanges: tuple[ExchangeSpec, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
+    bindings: tuple[BindingSpec, ...] = ()
+
+    def __add__(self, other: Topology) -> Topology:
+        return Topology(
+            exchanges=_unique(self.exchanges + other.exchanges),
+            queues=_unique(self.queues + other.queues),
+            bindings=_unique(self.bindings + other.bindings),
+        )
+
+    def queue(self, name: str) -> QueueSpec:
+        for spec in self.queues:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+_T = TypeVar("_T")
+
+
+def _unique(items: Iterable[_T]) -> tuple[_T, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Growing delays between attempts of a failed handler, then dead-letter.
+
+    ``delays_ms[i]`` is the wait before attempt ``i + 2``; attempts past the
+    last tier reuse the last delay. ``max_attempts`` counts the first try.
+    """
+
+    delays_ms: tuple[int, ...] = (1_000, 5_000, 30_000)
+    max_attempts: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.delays_ms or any(d <= 0 for d in self.delays_ms):
+            raise ValueError("retry delays must be positive")
+        if list(self.delays_ms) != sorted(self.delays_ms):
+            raise ValueError("retry delays must grow")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts counts the first try and must be >= 1")
+
+    def delay_ms(self, failed_attempt: int) -> int:
+        """The delay before the attempt after ``failed_attempt`` (1-based)."""
+        index = min(max(failed_attempt, 1) - 1, len(self.delays_ms) - 1)
+        return self.delays_ms[index]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every exchange and queue name of one namespace."""
+
+    namespace: str = "boson"
+    queue_type: QueueType = "quorum"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def work_exchange(self) -> str:
+        return f"{self.namespace}.work"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead-letter"
+
+    @property
+    def submit_queue(self) -> str:
+        return f"{self.namespace}.tasks.submit"
+
+    @property
+    def placed_queue(self) -> str:
+        return f"{self.namespace}.tasks.placed"
+
+    @property
+    def chunks_queue(self) -> str:
+        return f"{self.namespace}.transfer.chunks"
+
+    @property
+    def data_requests_queue(self) -> str:
+        return f"{self.namespace}.transfer.requests"
+
+    def node_queue(self, node_id: str) -> str:
+        return f"{self.namespace}.node.{node_id}"
+
+    def client_queue(self, client_id: str) -> str:
+        return f"{self.namespace}.client.{client_id}"
+
+    def subscriber_queue(self, service: str, instance_id: str) -> str:
+        """A per-instance event queue (each replica sees every event)."""
+        return f"{self.namespace}.{service}.{instance_id}"
+
+    def retry_queue(self, queue: str, delay_ms: int) -> str:
+        return f"{queue}.retry.{delay_ms}ms"
+
+    # -- topology builders -------------------------------------------------
+
+    def base(self) -> Topology:
+        """Exchanges and the dead-letter queue: what every service needs."""
+        return Topology(
+            exchanges=(
+                ExchangeSpec(self.work_exchange, "topic"),
+                ExchangeSpec(self.events_exchange, "topic"),
+                ExchangeSpec(self.dead_exchange, "fanout"),
+            ),
+            queues=(QueueSpec(self.dead_letter_queue, queue_type=self.queue_type),),
+            bindings=(BindingSpec(self.dead_letter_queue, self.dead_exchange, "#"),),
+        )
+
+    def work_queue(
+        self,
+        name: str,
+        routing_keys: Iterable[str],
+        *,
+        exchange: str | None = None,
+        expires_ms: int | None = None,
+        single_active_consumer: bool = False,
+        queue_type: QueueType | None = None,
+    ) -> Topology:
+        """A consumed queue, its bindings and its delayed-retry tiers."""
+        bound_to = self.work_exchange if exchange is None else exchange
+        queues = [
+            QueueSpec(
+                name,
+                queue_type=queue_type or self.queue_type,
+                expires_ms=expires_ms,
+                dead_letter_exchange=self.dead_exchange,
+                single_active_consumer=single_active_consumer,
+            )
+        ]
+        for delay in sorted(set(self.retry.delays_ms)):
+            # Retry tiers are classic: they hold few messages briefly, and
+            # expiring messages back to their origin is all they do.
+            queues.append(
+                QueueSpec(
+                    self.retry_queue(name, delay),
+                    queue_type="classic",
+                    expires_ms=None if expires_ms is None else expires_ms + delay,
+                    message_ttl_ms=delay,
+                    dead_letter_exchange=DEFAULT_EXCHANGE,
+                    dead_letter_routing_key=name,
+                )
+            )
+        bindings = tuple(BindingSpec(name, bound_to, key) for key in routing_keys)
+        return self.base() + Topology(queues=tuple(queues), bindings=bindings)
+
+    def submit(self) -> Topology:
+        return self.work_queue(self.submit_queue, [RK_SUBMIT])
+
+    def placed(self) -> Topology:
+        return self.work_queue(self.placed_queue, [RK_PLACED], single_active_consumer=True)
+
+    def node(self, node_id: str, expires_ms: int) -> Topology:
+        return self.work_queue(self.node_queue(node_id), [rk_node(node_id)], expires_ms=expires_ms)
+
+    def client(self, client_id: str, expires_ms: int) -> Topology:
+        """A client's own durable reply queue, removed when long unused."""
+        return self.work_queue(
+            self.client_queue(client_id),
+            [rk_result(client_id), rk_data_reply(client_id)],
+            exchange=self.events_exchange,
+            expires_ms=expires_ms,
+            queue_type="classic",
+        )
+
+    def subscriber(
+        self,
+        service: str,
+        instance_id: str,
+        routing_keys: Iterable[str],
+        expires_ms: int,
+        *,
+        single_active_consumer: bool = False,
+    ) -> Topology:
+        return self.work_queue(
+            self.subscriber_queue(service, instance_id),
+            routing_keys,
+            exchange=self.events_exchange,
+            expires_ms=expires_ms,
+            single_active_consumer=single_active_consumer,
+            queue_type="classic",
+        )
+
+    def transfer(self) -> Topology:
+        return self.work_queue(self.chunks_queue, [RK_DATA_CHUNK]) + self.work_queue(
+            self.data_requests_queue, [RK_DATA_REQUEST]
+        )
+
+    def shared_queues(self) -> Topology:
+        """Everything not tied to one node, client or instance (definitions.json)."""
+        return self.base() + self.submit() + self.placed() + self.transfer()
+
+
+__all__ = [
+    "DEFAULT_EXCHANGE",
+    "HEADER_ATTEMPT",
+    "HEADER_ERROR",
+    "HEADER_KIND",
+    "HEADER_REASON",
+    "HEADER_SOURCE_QUEUE",
+    "RK_ALL_ALERTS",
+    "RK_ALL_HEARTBEATS",
+    "RK_ALL_RESULTS",
+    "RK_BACKLOG",
+    "RK_DATA_CHUNK",
+    "RK_DATA_REQUEST",
+    "RK_PLACED",
+    "RK_SNAPSHOT",
+    "RK_SUBMIT",
+    "BindingSpec",
+    "ExchangeSpec",
+    "ExchangeType",
+    "Names",
+    "QueueSpec",
+    "QueueType",
+    "RetryPolicy",
+    "Topology",
+    "rk_alert",
+    "rk_data_reply",
+    "rk_heartbeat",
+    "rk_node",
+    "rk_result",
+]

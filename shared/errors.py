@@ -1,0 +1,167 @@
+"""Every error Boson raises, rooted at :class:`BosonError`.
+
+The classes are split by what the *caller* should do, not by where they come
+from (CONVENTIONS §4):
+
+* :class:`DecodeError` and its children — the bytes can never become a valid
+  message. Dead-letter them at once; never requeue.
+* :class:`TransientError` — the operation may succeed later. Retry with delay.
+* :class:`ConfigError` — the process cannot run as configured. Exit at start.
+* :class:`TaskError` — a task's own handler failed; retried by the executor,
+  then reported as a failed result.
+
+Error text never contains key material: callers pass key *ids*, never keys.
+"""
+
+from __future__ import annotations
+
+
+class BosonError(Exception):
+    """Root of every error Boson raises on purpose."""
+
+
+class ConfigError(BosonError):
+    """The configuration cannot work; the service exits at start."""
+
+
+class TransientError(BosonError):
+    """A temporary failure (broker away, timeout); retry with delay."""
+
+
+class BrokerUnavailableError(TransientError):
+    """The broker could not be reached or the connection dropped."""
+
+
+class PublishNotConfirmedError(TransientError):
+    """The broker did not confirm a publish (nack, return or timeout)."""
+
+
+class DecodeError(BosonError):
+    """Bytes that can never become a valid message: dead-letter, never requeue.
+
+    ``reason`` is a short machine-readable token that goes into the
+    dead-letter headers (``x-boson-reason``).
+    """
+
+    reason: str = "decode"
+
+
+class BadMagicError(DecodeError):
+    """The bytes do not start with the Boson envelope magic."""
+
+    reason = "bad-magic"
+
+
+class UnsupportedVersionError(DecodeError):
+    """The envelope version is one this build does not know."""
+
+    reason = "unsupported-version"
+
+
+class TruncatedError(DecodeError):
+    """The envelope ends before its header or authentication tag does."""
+
+    reason = "truncated"
+
+
+class OversizeError(DecodeError):
+    """The message exceeds the maximum message size."""
+
+    reason = "oversize"
+
+
+class DecompressionBombError(DecodeError):
+    """The compressed payload would expand past the allowed size."""
+
+    reason = "decompression-bomb"
+
+
+class UnknownKeyError(DecodeError):
+    """The envelope names a key id this keyring does not hold."""
+
+    reason = "unknown-key"
+
+
+class AuthenticationError(DecodeError):
+    """The AEAD tag did not verify: wrong key, or the bytes were tampered with."""
+
+    reason = "authentication"
+
+
+class MalformedPayloadError(DecodeError):
+    """The decrypted payload is not valid msgpack or not the expected shape."""
+
+    reason = "malformed-payload"
+
+
+class UnknownKindError(DecodeError):
+    """The message kind is not one this build knows."""
+
+    reason = "unknown-kind"
+
+
+class SchemaError(DecodeError):
+    """The payload decoded but does not validate against its message model."""
+
+    reason = "schema"
+
+
+class EncodeError(BosonError):
+    """A message could not be encoded (too large, or not serialisable)."""
+
+
+class TaskError(BosonError):
+    """A task handler failed. Retried with backoff, then a failed result."""
+
+
+class TaskTimeoutError(TaskError):
+    """A task ran past its timeout."""
+
+
+class UnknownHandlerError(TaskError):
+    """The task names a handler that is not registered. Never retried."""
+
+
+class InvalidTaskInputError(TaskError):
+    """The task's data or parameters are unusable by its handler. Never retried."""
+
+
+class UnplaceableTaskError(BosonError):
+    """The task's demand exceeds every node's total capacity: it can never run."""
+
+
+class TaskFailedError(BosonError):
+    """Raised by the client SDK when awaiting the result of a failed task."""
+
+    def __init__(self, task_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"task {task_id} failed: {error_type}: {message}")
+        self.task_id = task_id
+        self.error_type = error_type
+        self.message = message
+
+
+__all__ = [
+    "AuthenticationError",
+    "BadMagicError",
+    "BosonError",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "DecodeError",
+    "DecompressionBombError",
+    "EncodeError",
+    "InvalidTaskInputError",
+    "MalformedPayloadError",
+    "OversizeError",
+    "PublishNotConfirmedError",
+    "SchemaError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TransientError",
+    "TruncatedError",
+    "UnknownHandlerError",
+    "UnknownKeyError",
+    "UnknownKindError",
+    "UnplaceableTaskError",
+    "UnsupportedVersionError",
+]

@@ -1,0 +1,1 @@
+"""Demand, placement, balancing and simulation: pure numpy, no I/O."""
