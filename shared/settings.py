@@ -46,7 +46,6 @@ class BosonSettings(BaseSettings):
 
     batch_max_items: Annotated[int, Field(ge=1, le=10_000)] = 100
     batch_max_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    batch_max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
 
     dedup_capacity: Annotated[int, Field(ge=1)] = 100_000
     ingress_max_age_s: Annotated[float, Field(gt=0)] = 24 * 3600.0

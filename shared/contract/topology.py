@@ -35,6 +35,8 @@ DEFAULT_EXCHANGE = ""
 # Routing keys on the work exchange.
 RK_SUBMIT = "task.submit"
 RK_PLACED = "task.placed"
+RK_PARKED = "task.parked"
+"""Work the balancer re-publishes to itself (only the placed queue binds it)."""
 RK_DATA_CHUNK = "data.chunk"
 RK_DATA_REQUEST = "data.request"
 
@@ -279,7 +281,9 @@ class Names:
         return self.work_queue(self.submit_queue, [RK_SUBMIT])
 
     def placed(self) -> Topology:
-        return self.work_queue(self.placed_queue, [RK_PLACED], single_active_consumer=True)
+        return self.work_queue(
+            self.placed_queue, [RK_PLACED, RK_PARKED], single_active_consumer=True
+        )
 
     def node(self, node_id: str, expires_ms: int) -> Topology:
         return self.work_queue(self.node_queue(node_id), [rk_node(node_id)], expires_ms=expires_ms)
@@ -335,6 +339,7 @@ __all__ = [
     "RK_BACKLOG",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
+    "RK_PARKED",
     "RK_PLACED",
     "RK_SNAPSHOT",
     "RK_SUBMIT",

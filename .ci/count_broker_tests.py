@@ -1,0 +1,56 @@
+"""Count the broker tests from pytest's own results; fail if none ran or any skipped.
+
+Inputs: the JUnit XML of the full run and the ids that
+``pytest --collect-only -q -m broker`` lists. A broker suite that silently
+skipped (no broker, no Docker) must fail CI, not pass it.
+"""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def junit_key(nodeid: str) -> tuple[str, str]:
+    """Map a pytest node id to JUnit's (classname, name)."""
+    path, _, rest = nodeid.partition("::")
+    parts = rest.split("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    return ".".join([module, *parts[:-1]]), parts[-1]
+
+
+def main(junit_path: str, ids_path: str) -> int:
+    broker_ids = [
+        line.strip()
+        for line in Path(ids_path).read_text().splitlines()
+        if "::" in line and not line.startswith(" ")
+    ]
+    wanted = {junit_key(nodeid) for nodeid in broker_ids}
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for case in ET.parse(junit_path).getroot().iter("testcase"):
+        key = (case.get("classname", ""), case.get("name", ""))
+        if key not in wanted:
+            continue
+        if case.find("failure") is not None or case.find("error") is not None:
+            counts["failed"] += 1
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    total = sum(counts.values())
+    print(
+        f"broker tests: {total} collected with the broker marker, "
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+    )
+    if counts["passed"] == 0:
+        print("FAIL: no broker test ran", file=sys.stderr)
+        return 1
+    if counts["skipped"] or counts["failed"]:
+        print("FAIL: broker tests skipped or failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,53 @@
+"""The ``boson`` command: one sub-command per module in :mod:`boson.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from shared.errors import BosonError
+
+# Each module exposes ``register(subparsers)``; its parsers set ``func``.
+COMMAND_MODULES = (
+    "boson.commands.demo",
+    "boson.commands.submit",
+    "boson.commands.run",
+    "boson.commands.status",
+    "boson.commands.health",
+    "boson.commands.simulate",
+    "boson.commands.keys",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="boson",
+        description="Boson: schedule AI and data-analysis tasks over RabbitMQ.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BosonError as error:
+        # Typed errors are the user's to act on: one clear line, no traceback.
+        print(f"boson: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main"]

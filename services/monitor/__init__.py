@@ -1,0 +1,6 @@
+"""The monitor: the cluster's eyes (DESIGN §1).
+
+Consumes heartbeats, placements, results and the balancer's backlog; keeps
+the live view; marks nodes down after missed heartbeats; raises alerts;
+publishes ``ClusterSnapshot``; serves Prometheus metrics and a JSON backlog.
+"""

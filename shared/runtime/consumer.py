@@ -1,0 +1,323 @@
+"""The consume loop: decode → validate → handle → publish effects → ack.
+
+One :class:`ConsumeLoop` per consumed queue. For each delivery:
+
+1. Decode the envelope. Bytes that can never be a message (any
+   :class:`~shared.errors.DecodeError`, or a kind this queue does not take) go
+   to the dead-letter exchange at once with the reason in the headers, and the
+   delivery is acked: the service keeps running, nothing is requeued forever.
+2. Drop items whose message id was already handled (bounded memory).
+3. Run the handler on each item (concurrently within an envelope). A handler
+   returns the messages it wants published (:class:`Emit`).
+4. Publish every effect and wait for the confirms; only then ack. A failed
+   item is re-published alone to the delay tier for its attempt (growing
+   delay), or — out of attempts, or a permanent error — handed to the
+   ``on_exhausted`` hook (e.g. a failed ``TaskResult``) and dead-lettered with
+   reason, error and attempt count.
+5. If the broker is gone while publishing effects, the delivery is left
+   unacked (nacked with requeue where possible): it comes back, and the ids
+   make the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from shared.bus.abc import Delivery, Headers, Subscription, Transport
+from shared.contract.codec import Codec
+from shared.contract.messages import Message
+from shared.contract.topology import (
+    DEFAULT_EXCHANGE,
+    HEADER_ATTEMPT,
+    HEADER_ERROR,
+    HEADER_KIND,
+    HEADER_REASON,
+    HEADER_SOURCE_QUEUE,
+    Names,
+)
+from shared.errors import (
+    DecodeError,
+    InvalidTaskInputError,
+    UnknownHandlerError,
+    UnplaceableTaskError,
+)
+from shared.logs import message_id_var, task_id_var
+from shared.runtime.dedup import SeenIds
+from shared.runtime.publisher import BatchingPublisher, Route
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    DecodeError,
+    InvalidTaskInputError,
+    UnknownHandlerError,
+    UnplaceableTaskError,
+)
+"""Handler errors that no retry can fix: dead-letter (via ``on_exhausted``) at once."""
+
+_MAX_ERROR_TEXT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A message a handler wants published once its input is handled."""
+
+    route: Route
+    message: Message
+
+
+Handler = Callable[[M], Awaitable[Sequence[Emit]]]
+BatchHandler = Callable[[Sequence[M]], Awaitable[Sequence[Emit]]]
+ExhaustedHook = Callable[[M, BaseException, int], Awaitable[Sequence[Emit]]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec(Generic[M]):
+    """What a service consumes from one queue and how it handles it."""
+
+    queue: str
+    accepts: tuple[type[M], ...]
+    handler: Handler[M]
+    prefetch: int = 256
+    batch_handler: BatchHandler[M] | None = None
+    """Handles a whole envelope at once (e.g. batch placement); on error the
+    items are retried one by one through ``handler``."""
+    on_exhausted: ExhaustedHook[M] | None = None
+    max_attempts: Callable[[M], int] | None = None
+    """Per-message attempt limit (e.g. a task's own ``max_retries + 1``)."""
+
+
+@dataclass
+class ConsumerStats:
+    """What a loop did, for metrics and tests."""
+
+    deliveries: int = 0
+    handled: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def error_text(error: BaseException) -> str:
+    """A one-line description of an error, bounded in length."""
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text[:_MAX_ERROR_TEXT]
+
+
+class ConsumeLoop(Generic[M]):
+    """Consumes one queue for a service (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec[M],
+        *,
+        transport: Transport,
+        codec: Codec,
+        publisher: BatchingPublisher,
+        names: Names,
+        seen: SeenIds,
+    ) -> None:
+        self.spec = spec
+        self._transport = transport
+        self._codec = codec
+        self._publisher = publisher
+        self._names = names
+        self._seen = seen
+        self._subscription: Subscription | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.stats = ConsumerStats()
+
+    async def start(self) -> None:
+        self._subscription = await self._transport.consume(
+            self.spec.queue, self._on_delivery, prefetch=self.spec.prefetch
+        )
+
+    async def stop(self) -> None:
+        """Stop taking new deliveries; those in flight carry on."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            try:
+                await subscription.cancel()
+            except Exception as error:  # the connection may already be gone
+                logger.debug("cancelling %s: %s", self.spec.queue, error)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight work, then hand the rest back."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=5.0)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        # Deliveries run as tasks so that one slow handler does not hold up
+        # the rest of the prefetch window.
+        task = asyncio.get_running_loop().create_task(self._process(delivery))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _process(self, delivery: Delivery) -> None:
+        self.stats.deliveries += 1
+        try:
+            await self._process_unguarded(delivery)
+        except asyncio.CancelledError:
+            await _settle_quietly(delivery, requeue=True)
+            raise
+        except Exception as error:
+            # The broker went away mid-way (or a bug): leave the message for
+            # redelivery rather than lose it; ids make the repeat harmless.
+            logger.warning("delivery from %s handed back: %s", self.spec.queue, error_text(error))
+            await _settle_quietly(delivery, requeue=True)
+
+    async def _process_unguarded(self, delivery: Delivery) -> None:
+        try:
+            messages = self._codec.decode(delivery.body)
+        except DecodeError as error:
+            await self._dead_letter(delivery.body, error.reason, error, attempt=None, kind=None)
+            await delivery.ack()
+            return
+        unexpected = [m.kind for m in messages if not isinstance(m, self.spec.accepts)]
+        if unexpected:
+            error = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
+            await self._dead_letter(delivery.body, "unexpected-kind", error, None, unexpected[0])
+            await delivery.ack()
+            return
+        attempt = _attempt(delivery.headers)
+        fresh: list[M] = []
+        for message in messages:
+            if message.message_id in self._seen:
+                self.stats.duplicates += 1
+                continue
+            # Claimed now so that a concurrent duplicate is dropped too.
+            self._seen.add(message.message_id)
+            fresh.append(message)  # type: ignore[arg-type]  # checked by isinstance above
+        try:
+            emits, failures = await self._handle(fresh)
+            await self._publisher.publish_many([(e.route, e.message) for e in emits])
+            for message, error in failures:
+                await self._retry_or_give_up(message, error, attempt)
+        except BaseException:
+            for message in fresh:
+                self._seen.discard(message.message_id)
+            raise
+        self.stats.handled += len(fresh) - len(failures)
+        await delivery.ack()
+
+    async def _handle(
+        self, messages: Sequence[M]
+    ) -> tuple[list[Emit], list[tuple[M, BaseException]]]:
+        if not messages:
+            return [], []
+        if self.spec.batch_handler is not None and len(messages) > 1:
+            try:
+                return list(await self.spec.batch_handler(messages)), []
+            except Exception as error:
+                logger.warning("batch handler failed, retrying items singly: %s", error_text(error))
+        outcomes = await asyncio.gather(*(self._handle_one(m) for m in messages))
+        emits: list[Emit] = []
+        failures: list[tuple[M, BaseException]] = []
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failures.append((message, outcome))
+            else:
+                emits.extend(outcome)
+        return emits, failures
+
+    async def _handle_one(self, message: M) -> Sequence[Emit] | BaseException:
+        message_id_var.set(message.message_id)
+        task_id_var.set(getattr(message, "task_id", None))
+        try:
+            return await self.spec.handler(message)
+        except Exception as error:
+            self._seen.discard(message.message_id)
+            logger.info("handler failed: %s", error_text(error))
+            return error
+
+    async def _retry_or_give_up(self, message: M, error: BaseException, attempt: int) -> None:
+        limit = self._names.retry.max_attempts
+        if self.spec.max_attempts is not None:
+            limit = self.spec.max_attempts(message)
+        if not isinstance(error, PERMANENT_ERRORS) and attempt < limit:
+            delay = self._names.retry.delay_ms(attempt)
+            await self._publisher.publish_raw(
+                Route(DEFAULT_EXCHANGE, self._names.retry_queue(self.spec.queue, delay)),
+                self._codec.encode([message]),
+                headers={
+                    HEADER_ATTEMPT: attempt + 1,
+                    HEADER_ERROR: error_text(error),
+                    HEADER_KIND: message.kind,
+                },
+            )
+            self.stats.retried += 1
+            return
+        if self.spec.on_exhausted is not None:
+            emits = await self.spec.on_exhausted(message, error, attempt)
+            await self._publisher.publish_many([(e.route, e.message) for e in emits])
+        reason = "permanent-error" if isinstance(error, PERMANENT_ERRORS) else "retries-exhausted"
+        await self._dead_letter(self._codec.encode([message]), reason, error, attempt, message.kind)
+
+    async def _dead_letter(
+        self,
+        body: bytes,
+        reason: str,
+        error: BaseException,
+        attempt: int | None,
+        kind: str | None,
+    ) -> None:
+        headers: dict[str, str | int] = {
+            HEADER_REASON: reason,
+            HEADER_ERROR: error_text(error),
+            HEADER_SOURCE_QUEUE: self.spec.queue,
+        }
+        if attempt is not None:
+            headers[HEADER_ATTEMPT] = attempt
+        kind = kind or self._codec.peek_kind(body)
+        if kind:
+            headers[HEADER_KIND] = kind
+        await self._publisher.publish_raw(
+            Route(self._names.dead_exchange, self.spec.queue), body, headers=headers
+        )
+        self.stats.dead_lettered += 1
+        self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
+        logger.warning("dead-lettered from %s (%s): %s", self.spec.queue, reason, error_text(error))
+
+
+def _attempt(headers: Headers) -> int:
+    value = headers.get(HEADER_ATTEMPT)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
+
+
+async def _settle_quietly(delivery: Delivery, *, requeue: bool) -> None:
+    if delivery.settled:
+        return
+    try:
+        await delivery.nack(requeue=requeue)
+    except Exception as error:  # channel gone: the broker requeues it anyway
+        logger.debug("nack failed: %s", error)
+
+
+__all__ = [
+    "PERMANENT_ERRORS",
+    "BatchHandler",
+    "ConsumeLoop",
+    "ConsumerSpec",
+    "ConsumerStats",
+    "Emit",
+    "ExhaustedHook",
+    "Handler",
+    "error_text",
+]

@@ -1,0 +1,86 @@
+"""Running a service as a process: settings → logging → transport → serve.
+
+Every ``services/<name>/__main__.py`` is three lines on top of :func:`main`.
+SIGTERM and SIGINT set the stop event: the service stops consuming, drains
+within ``drain_grace_s`` and exits (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import TypeVar
+
+from shared.bus.abc import Transport
+from shared.bus.factory import transport_from_url
+from shared.contract.codec import Codec, EnvelopeCodec
+from shared.errors import ConfigError
+from shared.logs import configure_logging
+from shared.runtime.health import HealthServer
+from shared.runtime.service import Service
+from shared.settings import BosonSettings
+
+logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=BosonSettings)
+ServiceFactory = Callable[[S, Transport, Codec], Service]
+
+
+def require_broker_and_keys(settings: BosonSettings) -> str:
+    """The broker URL of a standalone service; a clear ConfigError without one or a key.
+
+    The embedded mode makes an ephemeral key; a service against a real broker
+    must be given one, or peers could never read what it sends (DESIGN §6).
+    """
+    if settings.broker_url is None:
+        raise ConfigError(
+            "no broker configured: set BOSON_BROKER_URL or pass --broker "
+            "(or use `boson demo` / `boson submit` for the in-process mode)"
+        )
+    if settings.keys is None:
+        raise ConfigError(
+            "no encryption key configured: set BOSON_KEYS (make one with `boson keys generate`)"
+        )
+    return settings.broker_url.get_secret_value()
+
+
+async def serve(service: Service, *, stop: asyncio.Event | None = None) -> None:
+    """Run ``service`` (with its health endpoint) until SIGTERM/SIGINT or ``stop``."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    settings = service.settings
+    health: HealthServer | None = None
+    if settings.health_port is not None:
+        health = HealthServer(settings.health_host, settings.health_port, service.routes())
+        await health.start()
+        logger.info("health endpoint on %s:%d", settings.health_host, health.port)
+    try:
+        await service.run(stop)
+    finally:
+        if health is not None:
+            await health.close()
+        await service.transport.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main(factory: ServiceFactory[S], settings: S, name: str) -> int:
+    """Process entry point: returns the exit code."""
+    configure_logging(name, level=settings.log_level, json_lines=settings.log_json)
+    try:
+        url = require_broker_and_keys(settings)
+        codec = EnvelopeCodec.from_settings(settings)
+        transport = transport_from_url(url, connection_name=f"boson-{name}")
+        service = factory(settings, transport, codec)
+    except ConfigError as error:
+        logger.error("cannot start %s: %s", name, error)
+        return 2
+    asyncio.run(serve(service))
+    return 0
+
+
+__all__ = ["ServiceFactory", "main", "require_broker_and_keys", "serve"]

@@ -1,0 +1,144 @@
+"""The service base: declare, consume, run background loops, drain on stop.
+
+A service subclass says *what* it consumes (:meth:`Service.consumers`), what
+it declares (:meth:`Service.topology`) and which periodic loops it runs
+(:meth:`Service.background`); the base does the rest the same way for all
+five services: connect, declare, start consuming, and on stop — SIGTERM in
+production, an Event in tests — stop consuming, let in-flight work finish
+within the grace period, hand back what did not, close.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+from shared.bus.abc import Transport
+from shared.contract.codec import Codec
+from shared.contract.topology import Topology
+from shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from shared.runtime.dedup import SeenIds
+from shared.runtime.health import Response
+from shared.runtime.publisher import BatchingPublisher
+from shared.settings import BosonSettings
+
+logger = logging.getLogger(__name__)
+
+Periodic = Callable[[], Awaitable[None]]
+
+
+class Service(abc.ABC):
+    """Base of every Boson service."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: BosonSettings, transport: Transport, codec: Codec) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.codec = codec
+        self.names = settings.names()
+        self.publisher = BatchingPublisher(
+            transport,
+            codec,
+            max_items=settings.batch_max_items,
+            max_bytes=settings.batch_max_bytes,
+        )
+        self.seen = SeenIds(settings.dedup_capacity)
+        self.loops: list[ConsumeLoop[Any]] = []
+        self.started = asyncio.Event()
+        self.stopping = False
+
+    # -- what a subclass says ---------------------------------------------
+
+    @abc.abstractmethod
+    def topology(self) -> Topology:
+        """Everything this service declares at start."""
+
+    @abc.abstractmethod
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        """The queues this service consumes and their handlers."""
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        """Periodic loops as (interval seconds, coroutine function)."""
+        return ()
+
+    async def on_start(self) -> None:
+        """Called after declaring, before consuming."""
+
+    async def on_stop(self) -> None:
+        """Called after draining, before the transport closes."""
+
+    def health(self) -> dict[str, Any]:
+        """The body of ``GET /health``; subclasses add their own fields."""
+        return {
+            "service": self.name,
+            "instance": self.settings.instance_id,
+            "status": "ok" if self.transport.is_connected and self.started.is_set() else "starting",
+            "broker_connected": self.transport.is_connected,
+            "in_flight": sum(loop.in_flight for loop in self.loops),
+            "dead_lettered": sum(loop.stats.dead_lettered for loop in self.loops),
+        }
+
+    def routes(self) -> dict[str, Callable[[], Response]]:
+        """HTTP routes of this service's health endpoint."""
+
+        def health() -> Response:
+            body = self.health()
+            return Response.json(body, 200 if body["status"] == "ok" else 503)
+
+        return {"/health": health}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then drain and return."""
+        if not self.transport.is_connected:
+            await self.transport.connect()
+        await self.transport.declare(self.topology())
+        await self.on_start()
+        self.loops = [
+            ConsumeLoop(
+                spec,
+                transport=self.transport,
+                codec=self.codec,
+                publisher=self.publisher,
+                names=self.names,
+                seen=self.seen,
+            )
+            for spec in self.consumers()
+        ]
+        async with asyncio.TaskGroup() as group:
+            periodic = [
+                group.create_task(self._every(interval, fn), name=f"{self.name}:{fn.__name__}")
+                for interval, fn in self.background()
+            ]
+            for loop in self.loops:
+                await loop.start()
+            self.started.set()
+            logger.info("%s started (instance %s)", self.name, self.settings.instance_id)
+            await stop.wait()
+            self.stopping = True
+            logger.info("%s draining", self.name)
+            for loop in self.loops:
+                await loop.stop()
+            await asyncio.gather(*(loop.drain(self.settings.drain_grace_s) for loop in self.loops))
+            for task in periodic:
+                task.cancel()
+        await self.on_stop()
+        await self.publisher.close()
+        logger.info("%s stopped", self.name)
+
+    async def _every(self, interval: float, fn: Periodic) -> None:
+        while True:
+            try:
+                await fn()
+            except Exception:
+                # A periodic job's failure (broker blip) must not end the service.
+                logger.exception("%s: periodic %s failed", self.name, fn.__name__)
+            await asyncio.sleep(interval)
+
+
+__all__ = ["Periodic", "Service"]
