@@ -6,6 +6,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from services.monitor.handlers import MonitorHandlers
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.settings import MonitorSettings
+from services.monitor.view import ClusterView
 from shared.bus.abc import Transport
 from shared.contract.codec import Codec
 from shared.contract.messages import BalancerBacklog, NodeHeartbeat, TaskPlaced, TaskResult
@@ -20,11 +24,6 @@ from shared.contract.topology import (
 from shared.runtime.consumer import ConsumerSpec
 from shared.runtime.health import Response
 from shared.runtime.service import Periodic, Service
-
-from services.monitor.handlers import MonitorHandlers
-from services.monitor.metrics import MonitorMetrics
-from services.monitor.settings import MonitorSettings
-from services.monitor.view import ClusterView
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.view import ClusterView
 from shared.contract.messages import (
     Alert,
     BalancerBacklog,
@@ -17,9 +19,6 @@ from shared.contract.messages import (
 from shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
 from shared.runtime.consumer import Emit
 from shared.runtime.publisher import Route
-
-from services.monitor.metrics import MonitorMetrics
-from services.monitor.view import ClusterView
 
 
 class MonitorHandlers:

@@ -9,6 +9,7 @@ more, and a web framework would be the biggest dependency of a small service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -81,10 +82,8 @@ class HealthServer:
             logger.debug("health request dropped: %s", error)
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-            except ConnectionError:
-                pass
 
     def _respond(self, request_line: bytes) -> Response:
         parts = request_line.decode("latin-1").split()

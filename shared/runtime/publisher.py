@@ -100,10 +100,10 @@ class BatchingPublisher:
         """Publish already-encoded bytes (dead-lettering, forwarding), unbatched."""
         await self._transport.publish(route.exchange, route.routing_key, body, headers=headers)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, grace: float = 10.0) -> None:
         """Wait for envelopes in flight (bounded), then fail whatever is left."""
         if self._senders:
-            await asyncio.wait(set(self._senders), timeout=timeout)
+            await asyncio.wait(set(self._senders), timeout=grace)
         for task in list(self._senders):
             task.cancel()
         for lane in self._lanes.values():

@@ -65,10 +65,10 @@ class Service(abc.ABC):
         """Periodic loops as (interval seconds, coroutine function)."""
         return ()
 
-    async def on_start(self) -> None:
+    async def on_start(self) -> None:  # noqa: B027 - an optional hook
         """Called after declaring, before consuming."""
 
-    async def on_stop(self) -> None:
+    async def on_stop(self) -> None:  # noqa: B027 - an optional hook
         """Called after draining, before the transport closes."""
 
     def health(self) -> dict[str, Any]:
