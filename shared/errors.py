@@ -118,12 +118,20 @@ class TaskTimeoutError(TaskError):
     """A task ran past its timeout."""
 
 
-class UnknownHandlerError(TaskError):
+class PermanentTaskError(TaskError):
+    """A task failure no retry can fix: reported as failed at once."""
+
+
+class UnknownHandlerError(PermanentTaskError):
     """The task names a handler that is not registered. Never retried."""
 
 
-class InvalidTaskInputError(TaskError):
+class InvalidTaskInputError(PermanentTaskError):
     """The task's data or parameters are unusable by its handler. Never retried."""
+
+
+class InvalidTaskOutputError(PermanentTaskError):
+    """The handler's return value cannot travel (not serialisable, or too large)."""
 
 
 class UnplaceableTaskError(BosonError):
@@ -150,8 +158,10 @@ __all__ = [
     "DecompressionBombError",
     "EncodeError",
     "InvalidTaskInputError",
+    "InvalidTaskOutputError",
     "MalformedPayloadError",
     "OversizeError",
+    "PermanentTaskError",
     "PublishNotConfirmedError",
     "SchemaError",
     "TaskError",

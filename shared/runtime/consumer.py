@@ -22,6 +22,7 @@ One :class:`ConsumeLoop` per consumed queue. For each delivery:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,7 @@ from shared.contract.topology import (
     HEADER_SOURCE_QUEUE,
     Names,
 )
-from shared.errors import (
-    DecodeError,
-    InvalidTaskInputError,
-    UnknownHandlerError,
-    UnplaceableTaskError,
-)
+from shared.errors import DecodeError, PermanentTaskError, UnplaceableTaskError
 from shared.logs import message_id_var, task_id_var
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
@@ -55,13 +51,17 @@ M = TypeVar("M", bound=Message)
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     DecodeError,
-    InvalidTaskInputError,
-    UnknownHandlerError,
+    PermanentTaskError,
     UnplaceableTaskError,
 )
 """Handler errors that no retry can fix: dead-letter (via ``on_exhausted``) at once."""
 
 _MAX_ERROR_TEXT = 1000
+
+delivery_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "boson_delivery_attempt", default=1
+)
+"""The attempt number (1 = first try) of the message a handler is handling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +195,7 @@ class ConsumeLoop(Generic[M]):
             await delivery.ack()
             return
         attempt = _attempt(delivery.headers)
+        delivery_attempt.set(attempt)
         fresh: list[M] = []
         for message in messages:
             if message.message_id in self._seen:
@@ -319,5 +320,6 @@ __all__ = [
     "Emit",
     "ExhaustedHook",
     "Handler",
+    "delivery_attempt",
     "error_text",
 ]
