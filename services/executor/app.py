@@ -8,6 +8,9 @@ from typing import Any
 
 import psutil
 
+from services.executor.handlers import DataFetcher, ExecutorHandlers
+from services.executor.pool import TaskRunner
+from services.executor.settings import ExecutorSettings
 from shared.bus.abc import Transport
 from shared.contract.codec import Codec
 from shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned
@@ -16,10 +19,6 @@ from shared.handlers import discover
 from shared.runtime.consumer import ConsumerSpec
 from shared.runtime.publisher import Route
 from shared.runtime.service import Periodic, Service
-
-from services.executor.handlers import DataFetcher, ExecutorHandlers
-from services.executor.pool import TaskRunner
-from services.executor.settings import ExecutorSettings
 
 BUILTIN_MODULE = "services.executor.builtins"
 

@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from services.executor.pool import HandlerFailedError, RunOutcome, TaskRunner
 from shared.contract.messages import (
     Alert,
     DataRef,
@@ -31,8 +32,6 @@ from shared.handlers import HandlerSpec, TaskInput
 from shared.runtime.consumer import Emit, delivery_attempt
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import Route
-
-from services.executor.pool import HandlerFailedError, RunOutcome, TaskRunner
 
 logger = logging.getLogger(__name__)
 

@@ -166,40 +166,40 @@ class TaskRunner:
                 self._idle.put_nowait(worker)
         return self._idle
 
-    async def run(self, spec: HandlerSpec, task: TaskInput, timeout: float) -> RunOutcome:
+    async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
         if spec.mode == "process":
-            return await self._run_in_process(spec, task, timeout)
+            return await self._run_in_process(spec, task, time_limit)
         if spec.is_async:
-            return await self._run_async(spec, task, timeout)
+            return await self._run_async(spec, task, time_limit)
         if spec.mode == "thread":
-            return await self._run_in_thread(spec, task, timeout)
+            return await self._run_in_thread(spec, task, time_limit)
         value, usage = _run_inline(spec.function, task)
         return RunOutcome(as_output(value), usage)
 
-    async def _run_async(self, spec: HandlerSpec, task: TaskInput, timeout: float) -> RunOutcome:
+    async def _run_async(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(time_limit):
                 value = await spec.function(task)
         except TimeoutError as error:
-            raise TaskTimeoutError(f"task ran past its {timeout:g}s timeout") from error
+            raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
         usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, 0)
         return RunOutcome(as_output(value), usage)
 
     async def _run_in_thread(
-        self, spec: HandlerSpec, task: TaskInput, timeout: float
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float
     ) -> RunOutcome:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._threads, _run_inline, spec.function, task)
         try:
-            value, usage = await asyncio.wait_for(asyncio.shield(future), timeout)
+            value, usage = await asyncio.wait_for(asyncio.shield(future), time_limit)
         except TimeoutError as error:
             # A thread cannot be killed; it finishes in the background.
-            raise TaskTimeoutError(f"task ran past its {timeout:g}s timeout") from error
+            raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
         return RunOutcome(as_output(value), usage)
 
     async def _run_in_process(
-        self, spec: HandlerSpec, task: TaskInput, timeout: float
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float
     ) -> RunOutcome:
         idle = await self._idle_workers()
         worker = await idle.get()
@@ -209,10 +209,10 @@ class TaskRunner:
             worker.connection.send((spec.module, spec.qualname, task))
             reply = loop.run_in_executor(self._threads, worker.connection.recv)
             try:
-                status, value, usage = await asyncio.wait_for(reply, timeout)
+                status, value, usage = await asyncio.wait_for(reply, time_limit)
             except TimeoutError as error:
                 replace = True
-                raise TaskTimeoutError(f"task ran past its {timeout:g}s timeout") from error
+                raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
             except (EOFError, OSError) as error:
                 replace = True
                 raise HandlerFailedError("WorkerDied", f"worker process died: {error}") from error
