@@ -1,0 +1,344 @@
+"""The client SDK: submit tasks, await their results (``from boson import Client``).
+
+The flow a user follows::
+
+    async with await Client.connect("amqp://…", keys="…") as client:
+        demand = client.resource_demand(complexity=100, data_size=1000)   # 110 units
+        plan = await client.plan(demand)            # where it would go, nothing submitted
+        handle = await client.submit("stats", data=csv_bytes)
+        result = await handle.result(timeout=30)    # a TaskResult
+        output = await client.execute("forecast", params={"values": [...]})
+
+Results arrive on the client's own durable reply queue, named by its client
+id and deleted only when long unused, so a client that reconnects with the
+same ``client_id`` still gets them. Each task id's result is shown once,
+whatever the broker redelivers (exactly-once at the client, DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from shared.bus.abc import Transport
+from shared.bus.factory import transport_from_url
+from shared.contract.codec import Codec, EnvelopeCodec
+from shared.contract.keyring import Keyring
+from shared.contract.messages import (
+    ClusterSnapshot,
+    PlacementExplanation,
+    ResourceRequest,
+    ResourceVector,
+    TaskResult,
+    TaskSubmitted,
+    new_id,
+)
+from shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
+from shared.errors import TaskFailedError
+from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
+from shared.runtime.dedup import SeenIds
+from shared.runtime.publisher import BatchingPublisher, Route
+from shared.scheduling.demand import DemandModel, LinearDemandModel
+from shared.scheduling.placement import Placer, Status, Strategy
+from shared.scheduling.table import NodeTable
+from shared.settings import BosonSettings
+
+logger = logging.getLogger(__name__)
+
+CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
+DEFAULT_COMPLEXITY = 1.0
+"""A task that states no complexity still holds one unit, so it is counted."""
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task for :meth:`Client.submit_many`."""
+
+    handler: str
+    data: bytes | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    complexity: float | None = None
+    data_size: float | None = None
+    requests: ResourceRequest | None = None
+    timeout_s: float = 300.0
+    max_retries: int = 3
+    task_id: str | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What placement would do with a demand on the cluster as last seen."""
+
+    demand: ResourceVector
+    node_id: str | None
+    status: Status
+    explanation: PlacementExplanation
+
+
+class TaskHandle:
+    """A submitted task; await :meth:`result` for its outcome."""
+
+    def __init__(self, client: Client, task: TaskSubmitted) -> None:
+        self._client = client
+        self.task = task
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    async def result(self, timeout: float | None = None) -> TaskResult:
+        """The task's result (succeeded or failed); ``TimeoutError`` if none in time."""
+        return await self._client.result(self.task_id, timeout=timeout)
+
+    async def output(self, timeout: float | None = None) -> Any:
+        """The task's output; raises :class:`TaskFailedError` if it failed."""
+        return unwrap(await self.result(timeout))
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.task_id!r}, handler={self.task.handler!r})"
+
+
+def unwrap(result: TaskResult) -> Any:
+    if result.status == "failed":
+        assert result.error is not None
+        raise TaskFailedError(result.task_id, result.error.error_type, result.error.message)
+    return result.output
+
+
+class Client:
+    """An asynchronous Boson client (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: BosonSettings,
+        transport: Transport,
+        codec: Codec,
+        *,
+        client_id: str | None = None,
+        demand_model: DemandModel | None = None,
+        owns_transport: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id or f"client-{new_id()[:12]}"
+        self.names = settings.names()
+        self._transport = transport
+        self._codec = codec
+        self._owns_transport = owns_transport
+        self._demand_model = demand_model or LinearDemandModel()
+        self._publisher = BatchingPublisher(
+            transport,
+            codec,
+            max_items=settings.batch_max_items,
+            max_bytes=settings.batch_max_bytes,
+        )
+        self._waiters: dict[str, asyncio.Future[TaskResult]] = {}
+        self._results: dict[str, TaskResult] = {}
+        self._shown = SeenIds(settings.dedup_capacity)
+        self._loop: ConsumeLoop[TaskResult] | None = None
+        self.duplicates_dropped = 0
+
+    @classmethod
+    async def connect(
+        cls,
+        broker_url: str | None = None,
+        *,
+        keys: str | None = None,
+        settings: BosonSettings | None = None,
+        client_id: str | None = None,
+    ) -> Client:
+        """Connect to RabbitMQ (``amqp://…``) with the given keyring spec."""
+        overrides: dict[str, Any] = {}
+        if broker_url is not None:
+            overrides["broker_url"] = broker_url
+        if keys is not None:
+            overrides["keys"] = keys
+        settings = (settings or BosonSettings()).model_copy(update=overrides)
+        url = settings.broker_url.get_secret_value() if settings.broker_url else None
+        transport = transport_from_url(url, connection_name="boson-client")
+        keyring = Keyring.from_settings(settings) if settings.keys else Keyring.ephemeral()
+        client = cls(settings, transport, EnvelopeCodec.from_settings(settings, keyring=keyring), client_id=client_id)
+        await client.start()
+        return client
+
+    async def start(self) -> None:
+        if not self._transport.is_connected:
+            await self._transport.connect()
+        await self._transport.declare(
+            self.names.submit() + self.names.client(self.client_id, CLIENT_QUEUE_EXPIRES_MS)
+        )
+        self._loop = ConsumeLoop(
+            ConsumerSpec(
+                queue=self.names.client_queue(self.client_id),
+                accepts=(TaskResult,),
+                handler=self._on_result,
+                prefetch=1000,
+            ),
+            transport=self._transport,
+            codec=self._codec,
+            publisher=self._publisher,
+            names=self.names,
+            seen=SeenIds(self.settings.dedup_capacity),
+        )
+        await self._loop.start()
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            await self._loop.stop()
+            await self._loop.drain(5.0)
+        await self._publisher.close()
+        for future in self._waiters.values():
+            if not future.done():
+                future.cancel()
+        if self._owns_transport:
+            await self._transport.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- demand and planning ----------------------------------------------
+
+    def resource_demand(
+        self,
+        complexity: float,
+        data_size: float = 0.0,
+        requests: ResourceRequest | None = None,
+    ) -> ResourceVector:
+        """The demand the scheduler would estimate for such a task (DESIGN §3.1)."""
+        return self._demand_model.estimate(complexity, data_size, requests)
+
+    async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
+        """The next cluster snapshot the monitor publishes."""
+        queue = self.names.subscriber_queue("plan", f"{self.client_id}-{new_id()[:6]}")
+        await self._transport.declare(
+            self.names.subscriber("plan", queue.rsplit(".", 1)[1], [RK_SNAPSHOT], 60_000)
+        )
+        got: asyncio.Future[ClusterSnapshot] = asyncio.get_running_loop().create_future()
+
+        async def on_snapshot(snapshot: ClusterSnapshot) -> Sequence[Emit]:
+            if not got.done():
+                got.set_result(snapshot)
+            return []
+
+        loop = ConsumeLoop(
+            ConsumerSpec(queue=queue, accepts=(ClusterSnapshot,), handler=on_snapshot, prefetch=10),
+            transport=self._transport,
+            codec=self._codec,
+            publisher=self._publisher,
+            names=self.names,
+            seen=SeenIds(100),
+        )
+        await loop.start()
+        try:
+            return await asyncio.wait_for(got, timeout)
+        finally:
+            await loop.stop()
+            await loop.drain(1.0)
+            await self._transport.delete_queue(queue)
+
+    async def plan(
+        self, demand: ResourceVector, *, strategy: Strategy = "binpack", timeout: float = 10.0
+    ) -> Plan:
+        """Where placement would put ``demand`` now, without submitting anything."""
+        snapshot = await self.snapshot(timeout)
+        table = NodeTable()
+        for node in snapshot.nodes:
+            table.upsert(
+                node.node_id, node.capacity.as_tuple(), node.allocated.as_tuple(), node.alive
+            )
+        placer = Placer(table, strategy)
+        explanation = placer.explain(demand.as_tuple())
+        # The table is this call's own copy: committing to it changes nothing real.
+        placement = placer.place(demand.as_tuple())
+        return Plan(demand, placement.node_id, placement.status, explanation)
+
+    # -- submitting --------------------------------------------------------
+
+    def build_task(self, request: TaskRequest) -> TaskSubmitted:
+        data_size = request.data_size
+        if data_size is None:
+            data_size = len(request.data) / 1024 if request.data else 0.0
+        return TaskSubmitted(
+            task_id=request.task_id or new_id(),
+            handler=request.handler,
+            params=dict(request.params),
+            data=request.data,
+            complexity=DEFAULT_COMPLEXITY if request.complexity is None else request.complexity,
+            data_size=data_size,
+            requests=request.requests,
+            timeout_s=request.timeout_s,
+            max_retries=request.max_retries,
+            reply_to=self.client_id,
+            explain=request.explain,
+        )
+
+    async def submit(self, handler: str, data: bytes | None = None, **options: Any) -> TaskHandle:
+        """Submit one task; returns once the broker has it (confirmed)."""
+        (handle,) = await self.submit_many([TaskRequest(handler, data, **options)])
+        return handle
+
+    async def submit_many(self, requests: Sequence[TaskRequest]) -> list[TaskHandle]:
+        """Submit many tasks at once; they batch on the wire."""
+        tasks = [self.build_task(request) for request in requests]
+        loop = asyncio.get_running_loop()
+        for task in tasks:
+            self._waiters.setdefault(task.task_id, loop.create_future())
+        route = Route(self.names.work_exchange, RK_SUBMIT)
+        await self._publisher.publish_many([(route, task) for task in tasks])
+        return [TaskHandle(self, task) for task in tasks]
+
+    async def execute(
+        self,
+        handler: str,
+        data: bytes | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """Submit and wait: the task's output, or :class:`TaskFailedError`."""
+        handle = await self.submit(handler, data, **options)
+        return await handle.output(timeout)
+
+    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """The result of ``task_id`` (submitted by this client id)."""
+        if task_id in self._results:
+            return self._results[task_id]
+        future = self._waiters.get(task_id)
+        if future is None:
+            future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+    def pending(self) -> int:
+        """Tasks submitted by this client whose results have not arrived."""
+        return sum(1 for future in self._waiters.values() if not future.done())
+
+    async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
+        if result.task_id in self._shown:
+            self.duplicates_dropped += 1
+            return []
+        self._shown.add(result.task_id)
+        self._results[result.task_id] = result
+        future = self._waiters.pop(result.task_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+        return []
+
+    def take_result(self, task_id: str) -> TaskResult | None:
+        """Remove and return a stored result (so long runs keep memory flat)."""
+        return self._results.pop(task_id, None)
+
+
+__all__ = ["Client", "Plan", "TaskHandle", "TaskRequest", "unwrap"]

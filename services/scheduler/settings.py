@@ -1,0 +1,22 @@
+"""The scheduler's settings (``BOSON_`` variables)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from shared.scheduling.scores import Strategy
+from shared.settings import BosonSettings
+
+
+class SchedulerSettings(BosonSettings):
+    strategy: Strategy = "binpack"
+    demand_model: str = "linear"
+    """``linear``, ``online`` or ``package.module:factory``."""
+    reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0
+    """How long a placement holds capacity before a snapshot must show it."""
+    subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+__all__ = ["SchedulerSettings"]
