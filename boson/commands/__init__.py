@@ -1,0 +1,1 @@
+"""The ``boson`` sub-commands, one module each."""
