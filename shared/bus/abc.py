@@ -101,8 +101,14 @@ class Transport(Protocol):
         *,
         headers: Headers | None = None,
         message_id: str | None = None,
+        mandatory: bool = False,
     ) -> None:
-        """Publish one persistent message and wait for the broker's confirm."""
+        """Publish one persistent message and wait for the broker's confirm.
+
+        With ``mandatory`` a message that routes to no queue raises
+        :class:`~shared.errors.PublishNotConfirmedError` instead of being
+        dropped: use it for work, where an unroutable message is a lost task.
+        """
         ...
 
     async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:

@@ -1,0 +1,243 @@
+"""Fixtures every test suite shares: the broker, a namespace, transports.
+
+The broker (DESIGN §7): ``BOSON_TEST_AMQP_URL`` first; else a testcontainers
+RabbitMQ where a Docker engine answers; else the test is skipped with the
+reason — and ``BOSON_REQUIRE_BROKER=1`` (CI) turns that skip into a failure.
+Reading the environment is the harness's job; nothing under test does.
+
+Every test gets its own namespace (``t-<session>-<test>``). Whatever the
+``transport_factory`` transports declare is tracked and deleted after the
+test; at the end of the session, queues and exchanges left under the
+session's prefix (by transports made elsewhere) are swept when
+``rabbitmqctl`` can see the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from yarl import URL
+
+from shared.bus.abc import DeliveryHandler, Headers, Subscription, Transport
+from shared.bus.amqp import AmqpTransport
+from shared.bus.memory import MemoryBroker, MemoryTransport
+from shared.contract.topology import Topology
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def session_prefix() -> str:
+    """Prefix of every namespace in this session (what the final sweep removes)."""
+    return f"t-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def amqp_url(session_prefix: str) -> Iterator[str]:
+    """A RabbitMQ URL, or skip (fail under ``BOSON_REQUIRE_BROKER=1``)."""
+    url = os.environ.get("BOSON_TEST_AMQP_URL")
+    if url:
+        yield url
+        _sweep(url, session_prefix)
+        return
+    if _docker_answers():
+        from testcontainers.community.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13-alpine") as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(container.port)
+            yield f"amqp://{container.username}:{container.password}@{host}:{port}/"
+        return
+    reason = "no RabbitMQ: BOSON_TEST_AMQP_URL is unset and no Docker engine answers"
+    if os.environ.get("BOSON_REQUIRE_BROKER") == "1":
+        pytest.fail(f"BOSON_REQUIRE_BROKER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _sweep(url: str, prefix: str) -> None:
+    """Delete what this session left on a local broker (a safety net)."""
+    if URL(url).host not in {"127.0.0.1", "localhost", "::1"} or not shutil.which("rabbitmqctl"):
+        return
+    leftovers = Declared()
+    for what, target in (("queues", leftovers.queues), ("exchanges", leftovers.exchanges)):
+        try:
+            out = subprocess.run(
+                ["rabbitmqctl", f"list_{what}", "name", "--formatter", "json", "-q"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return
+        target.update(row["name"] for row in json.loads(out) if row["name"].startswith(prefix))
+    if leftovers.queues or leftovers.exchanges:
+        asyncio.run(_delete_declared(url, leftovers))
+
+
+@dataclass
+class Declared:
+    """Names a test declared, to delete afterwards."""
+
+    queues: set[str] = field(default_factory=set)
+    exchanges: set[str] = field(default_factory=set)
+
+    def track(self, topology: Topology) -> None:
+        self.queues.update(queue.name for queue in topology.queues)
+        self.exchanges.update(exchange.name for exchange in topology.exchanges)
+
+
+async def _delete_declared(url: str, declared: Declared) -> None:
+    transport = AmqpTransport(url, connection_name="boson-test-cleanup", op_timeout=10)
+    await transport.connect()
+    try:
+        for queue in sorted(declared.queues):
+            await transport.delete_queue(queue)
+        for exchange in sorted(declared.exchanges):
+            await transport.delete_exchange(exchange)
+    finally:
+        await transport.close()
+
+
+@pytest.fixture
+def namespace(session_prefix: str) -> str:
+    """A namespace no other test uses."""
+    return f"{session_prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def declared() -> Declared:
+    """What this test declared (transports of ``transport_factory`` record here)."""
+    return Declared()
+
+
+class TrackingTransport:
+    """A transport that records what it declares; ``inner`` is the real one."""
+
+    def __init__(self, inner: Transport, declared: Declared, kind: str) -> None:
+        self.inner = inner
+        self.kind = kind
+        self._declared = declared
+
+    @property
+    def is_connected(self) -> bool:
+        return self.inner.is_connected
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def declare(self, topology: Topology) -> None:
+        self._declared.track(topology)
+        await self.inner.declare(topology)
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        await self.inner.publish(
+            exchange,
+            routing_key,
+            body,
+            headers=headers,
+            message_id=message_id,
+            mandatory=mandatory,
+        )
+
+    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+        return await self.inner.consume(queue, handler, prefetch=prefetch)
+
+    async def queue_depth(self, queue: str) -> int:
+        return await self.inner.queue_depth(queue)
+
+    async def delete_queue(self, queue: str) -> None:
+        await self.inner.delete_queue(queue)
+
+    async def delete_exchange(self, exchange: str) -> None:
+        await self.inner.delete_exchange(exchange)
+
+
+TransportFactory = Callable[[], Awaitable[TrackingTransport]]
+
+
+@dataclass(frozen=True)
+class TransportKind:
+    name: str
+    url: str | None = None
+
+
+@pytest.fixture(
+    params=[pytest.param("memory"), pytest.param("amqp", marks=pytest.mark.broker)],
+)
+def transport_kind(request: pytest.FixtureRequest) -> TransportKind:
+    """Which transport a conformance case runs on (the AMQP one needs the broker)."""
+    if request.param == "amqp":
+        return TransportKind("amqp", request.getfixturevalue("amqp_url"))
+    return TransportKind("memory")
+
+
+@pytest.fixture
+async def transport_factory(
+    transport_kind: TransportKind, namespace: str, declared: Declared
+) -> AsyncIterator[TransportFactory]:
+    """Makes connected transports ("connections") to one broker; closes them after."""
+    broker = MemoryBroker()
+    made: list[TrackingTransport] = []
+
+    async def make() -> TrackingTransport:
+        inner: Transport
+        if transport_kind.url is None:
+            inner = MemoryTransport(broker)
+        else:
+            inner = AmqpTransport(
+                transport_kind.url,
+                connection_name=f"boson-test {namespace}",
+                confirm_timeout=10,
+                op_timeout=10,
+                reconnect_interval=0.3,
+            )
+        transport = TrackingTransport(inner, declared, transport_kind.name)
+        await transport.connect()
+        made.append(transport)
+        return transport
+
+    try:
+        yield make
+    finally:
+        for transport in made:
+            with contextlib.suppress(Exception):
+                await transport.close()
+        broker.close()
+        if transport_kind.url is not None and (declared.queues or declared.exchanges):
+            await _delete_declared(transport_kind.url, declared)
+
+
+__all__ = ["Declared", "TrackingTransport", "TransportFactory", "TransportKind"]
