@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+
+from shared.scheduling.demand import DemandModel, LinearDemandModel
 
 from shared.bus.abc import Transport
 from shared.bus.factory import transport_from_url
@@ -43,7 +44,6 @@ from shared.errors import TaskFailedError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
-from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
 from shared.scheduling.table import NodeTable
 from shared.settings import BosonSettings
@@ -162,7 +162,12 @@ class Client:
         url = settings.broker_url.get_secret_value() if settings.broker_url else None
         transport = transport_from_url(url, connection_name="boson-client")
         keyring = Keyring.from_settings(settings) if settings.keys else Keyring.ephemeral()
-        client = cls(settings, transport, EnvelopeCodec.from_settings(settings, keyring=keyring), client_id=client_id)
+        client = cls(
+            settings,
+            transport,
+            EnvelopeCodec.from_settings(settings, keyring=keyring),
+            client_id=client_id,
+        )
         await client.start()
         return client
 

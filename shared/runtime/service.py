@@ -99,17 +99,7 @@ class Service(abc.ABC):
             await self.transport.connect()
         await self.transport.declare(self.topology())
         await self.on_start()
-        self.loops = [
-            ConsumeLoop(
-                spec,
-                transport=self.transport,
-                codec=self.codec,
-                publisher=self.publisher,
-                names=self.names,
-                seen=self.seen,
-            )
-            for spec in self.consumers()
-        ]
+        self.loops = [self.make_loop(spec) for spec in self.consumers()]
         async with asyncio.TaskGroup() as group:
             periodic = [
                 group.create_task(self._every(interval, fn), name=f"{self.name}:{fn.__name__}")
@@ -130,6 +120,30 @@ class Service(abc.ABC):
         await self.on_stop()
         await self.publisher.close()
         logger.info("%s stopped", self.name)
+
+    def make_loop(self, spec: ConsumerSpec[Any]) -> ConsumeLoop[Any]:
+        return ConsumeLoop(
+            spec,
+            transport=self.transport,
+            codec=self.codec,
+            publisher=self.publisher,
+            names=self.names,
+            seen=self.seen,
+        )
+
+    async def add_consumer(self, spec: ConsumerSpec[Any]) -> ConsumeLoop[Any]:
+        """Start consuming one more queue while running (e.g. a dead node's)."""
+        loop = self.make_loop(spec)
+        await loop.start()
+        self.loops.append(loop)
+        return loop
+
+    async def remove_consumer(self, loop: ConsumeLoop[Any]) -> None:
+        """Stop a consumer added with :meth:`add_consumer`, letting its work finish."""
+        await loop.stop()
+        await loop.drain(self.settings.drain_grace_s)
+        if loop in self.loops:
+            self.loops.remove(loop)
 
     async def _every(self, interval: float, fn: Periodic) -> None:
         while True:

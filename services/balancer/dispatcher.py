@@ -1,0 +1,278 @@
+"""Credit-based dispatch of held work: who may send what to which node, now.
+
+Each held task waits on a future in a FIFO queue: the queue of its placed
+node, or the *flexible* queue (pending work, and work whose node is hot, dead
+or long busy), which any node with credit may take. :meth:`Dispatcher.pump`
+runs whenever credit or the cluster view changes and resolves as many
+futures as credit allows — no task polls, and a change costs work only for
+the nodes it touched.
+
+Credit of a node = ``slots × credit_per_slot`` − tasks dispatched to it whose
+result has not come back. It never goes below zero: that is the invariant
+"no node over its credit" the integration test checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from shared.scheduling.balancing import imbalance, power_of_two_choices
+
+from shared.contract.messages import ClusterSnapshot, ResourceVector
+
+FLEXIBLE_LOOKAHEAD = 64
+"""How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
+
+
+@dataclass
+class NodeView:
+    node_id: str
+    alive: bool
+    slots: int
+    capacity: np.ndarray
+    allocated: np.ndarray
+    """As of the last snapshot, plus what we dispatched since."""
+    measured: float
+    in_flight: set[str] = field(default_factory=set)
+
+
+@dataclass
+class HeldTask:
+    task_id: str
+    demand: np.ndarray
+    target: str | None
+    since: float
+    future: asyncio.Future[str]
+
+
+class Dispatcher:
+    """Held work, node credit and the picking rules (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        credit_per_slot: int,
+        hot_threshold: float,
+        retarget_after_s: float,
+        imbalance_threshold: float,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credit_per_slot = credit_per_slot
+        self.hot_threshold = hot_threshold
+        self.retarget_after_s = retarget_after_s
+        self.imbalance_threshold = imbalance_threshold
+        self.rng = rng or random.Random(0)
+        self.clock = clock
+        self.nodes: dict[str, NodeView] = {}
+        self.where: dict[str, str] = {}
+        """Task id → node it was dispatched to, until its result arrives."""
+        self.by_node: dict[str, deque[HeldTask]] = {}
+        self.flexible: deque[HeldTask] = deque()
+        self.held: dict[str, HeldTask] = {}
+        self.dispatched_total = 0
+        self.retargeted_total = 0
+        self._any_cool = True
+
+    # -- credit ------------------------------------------------------------
+
+    def credit(self, node_id: str) -> int:
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return 0
+        return node.slots * self.credit_per_slot - len(node.in_flight)
+
+    def is_hot(self, node: NodeView) -> bool:
+        """Too loaded for new work — unless every node is (then hotness says nothing)."""
+        return node.measured >= self.hot_threshold and self._any_cool
+
+    def accepts(self, node: NodeView) -> bool:
+        return node.alive and not self.is_hot(node) and self.credit(node.node_id) > 0
+
+    # -- holding -----------------------------------------------------------
+
+    def hold(self, task_id: str, demand: ResourceVector, target: str | None) -> asyncio.Future[str]:
+        """Hold a task until a node takes it; the future yields that node."""
+        self.complete(task_id)  # a redelivery of something we dispatched before
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        held = HeldTask(
+            task_id, np.asarray(demand.as_tuple(), dtype=np.float64), target, self.clock(), future
+        )
+        self.held[task_id] = held
+        node = self.nodes.get(target) if target is not None else None
+        if node is not None and node.alive and not self.is_hot(node):
+            self.by_node.setdefault(node.node_id, deque()).append(held)
+        else:
+            self.flexible.append(held)
+        self.pump()
+        return future
+
+    def release(self, task_id: str) -> None:
+        """Forget a held task (parked, or its handler was cancelled)."""
+        held = self.held.pop(task_id, None)
+        if held is not None and not held.future.done():
+            held.future.cancel()
+
+    def complete(self, task_id: str) -> None:
+        """A task's result came back (or it left): its node regains the credit."""
+        node_id = self.where.pop(task_id, None)
+        if node_id is None:
+            return
+        node = self.nodes.get(node_id)
+        if node is not None:
+            node.in_flight.discard(task_id)
+            self.pump()
+
+    # -- cluster view ------------------------------------------------------
+
+    def on_snapshot(self, snapshot: ClusterSnapshot) -> list[str]:
+        """Apply the monitor's view; returns nodes that just went down."""
+        went_down: list[str] = []
+        for state in snapshot.nodes:
+            node = self.nodes.get(state.node_id)
+            capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
+            allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
+            measured = max(state.measured_cpu, state.measured_memory)
+            if node is None:
+                node = NodeView(
+                    state.node_id, state.alive, state.slots, capacity, allocated, measured
+                )
+                self.nodes[state.node_id] = node
+            else:
+                if node.alive and not state.alive:
+                    went_down.append(state.node_id)
+                node.alive = state.alive
+                node.slots = state.slots
+                node.capacity = capacity
+                node.allocated = allocated
+                node.measured = measured
+        self._any_cool = any(
+            n.alive and n.measured < self.hot_threshold for n in self.nodes.values()
+        )
+        for node_id in went_down:
+            self._forget_node_work(node_id)
+        self._move_off_unusable_nodes()
+        self.rebalance()
+        self.pump()
+        return went_down
+
+    def _forget_node_work(self, node_id: str) -> None:
+        # Its queued and unacked work is drained back to us and re-held.
+        node = self.nodes[node_id]
+        for task_id in node.in_flight:
+            self.where.pop(task_id, None)
+        node.in_flight.clear()
+
+    def _move_off_unusable_nodes(self) -> None:
+        for node_id, queue in self.by_node.items():
+            node = self.nodes.get(node_id)
+            if queue and (node is None or not node.alive or self.is_hot(node)):
+                self._retarget(queue, len(queue))
+
+    def rebalance(self) -> int:
+        """When measured load is uneven, send hot nodes' held work to cold ones."""
+        alive = [n for n in self.nodes.values() if n.alive]
+        if len(alive) < 2:
+            return 0
+        loads = np.array([n.measured for n in alive])
+        if imbalance(loads) < self.imbalance_threshold:
+            return 0
+        mean = float(loads.mean())
+        moved = 0
+        for node in alive:
+            queue = self.by_node.get(node.node_id)
+            if queue and node.measured > mean:
+                moved += self._retarget(queue, len(queue))
+        return moved
+
+    def sweep(self) -> int:
+        """Work that waited too long for a busy node may go to any node."""
+        deadline = self.clock() - self.retarget_after_s
+        moved = 0
+        for queue in self.by_node.values():
+            count = 0
+            for held in queue:
+                if held.since > deadline:
+                    break
+                count += 1
+            moved += self._retarget(queue, count)
+        if moved:
+            self.pump()
+        return moved
+
+    def _retarget(self, queue: deque[HeldTask], count: int) -> int:
+        moved = 0
+        for _ in range(count):
+            held = queue.popleft()
+            if not held.future.done():
+                self.flexible.append(held)
+                moved += 1
+        self.retargeted_total += moved
+        return moved
+
+    # -- dispatching -------------------------------------------------------
+
+    def pump(self) -> None:
+        """Resolve as many held tasks as credit allows, placed nodes first."""
+        for node_id, queue in self.by_node.items():
+            node = self.nodes.get(node_id)
+            if node is None or not self.accepts(node):
+                continue
+            while queue and self.credit(node_id) > 0:
+                held = queue.popleft()
+                if not held.future.done():
+                    self._assign(held, node)
+        self._pump_flexible()
+
+    def _pump_flexible(self) -> None:
+        skipped: list[HeldTask] = []
+        looked = 0
+        while self.flexible and looked < FLEXIBLE_LOOKAHEAD:
+            held = self.flexible.popleft()
+            if held.future.done():
+                continue
+            node = self._pick_any(held.demand)
+            if node is None:
+                skipped.append(held)
+                looked += 1
+                continue
+            self._assign(held, node)
+        self.flexible.extendleft(reversed(skipped))
+
+    def _pick_any(self, demand: np.ndarray) -> NodeView | None:
+        candidates = [
+            node
+            for node in self.nodes.values()
+            if self.accepts(node) and bool(np.all(node.capacity - node.allocated >= demand - 1e-9))
+        ]
+        if not candidates:
+            return None
+        loads = np.array([len(n.in_flight) / (n.slots * self.credit_per_slot) for n in candidates])
+        loads = loads + np.array([n.measured for n in candidates])
+        return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
+
+    def _assign(self, held: HeldTask, node: NodeView) -> None:
+        node.in_flight.add(held.task_id)
+        node.allocated = node.allocated + held.demand
+        self.where[held.task_id] = node.node_id
+        self.held.pop(held.task_id, None)
+        self.dispatched_total += 1
+        held.future.set_result(node.node_id)
+
+    # -- views -------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Held work with no usable node (the backlog KEDA scales on)."""
+        return sum(1 for held in self.flexible if not held.future.done())
+
+    def alive_nodes(self) -> Iterable[str]:
+        return (node_id for node_id, node in self.nodes.items() if node.alive)
+
+
+__all__ = ["Dispatcher", "HeldTask", "NodeView"]

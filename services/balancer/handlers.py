@@ -1,0 +1,110 @@
+"""The balancer's handlers: held placements in, node assignments out.
+
+A handler *waits* until the dispatcher gives its task a node, and only then
+returns the ``TaskAssigned`` — so the placement stays an unacknowledged
+delivery while it is held (a balancer crash hands it back to RabbitMQ), and
+is acked only after the assignment is confirmed by the broker. Work held past
+``park_after_s`` is re-published to the placed queue under a fresh message
+id, so no delivery outlives the broker's consumer timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from services.balancer.dispatcher import Dispatcher
+from shared.contract.messages import (
+    ClusterSnapshot,
+    Message,
+    ResourceVector,
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+    new_id,
+)
+from shared.contract.topology import RK_PARKED, Names, rk_node
+from shared.runtime.consumer import Emit
+from shared.runtime.publisher import Route
+
+logger = logging.getLogger(__name__)
+
+NodesChanged = Callable[[list[str]], Awaitable[None]]
+
+
+class BalancerHandlers:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        names: Names,
+        *,
+        park_after_s: float,
+        on_nodes_down: NodesChanged | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.names = names
+        self.park_after_s = park_after_s
+        self.on_nodes_down = on_nodes_down
+        self.parked_total = 0
+        self.recovered_total = 0
+
+    async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
+        return await self._dispatch(placed.task, placed.demand, placed.node_id, dispatch=1)
+
+    async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
+        """Work from a dead node's queue: place it again on a live node."""
+        self.recovered_total += 1
+        return await self._dispatch(
+            assigned.task, assigned.demand, None, dispatch=assigned.dispatch + 1
+        )
+
+    async def on_event(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, TaskResult):
+            self.dispatcher.complete(message.task_id)
+        elif isinstance(message, ClusterSnapshot):
+            went_down = self.dispatcher.on_snapshot(message)
+            if went_down and self.on_nodes_down is not None:
+                await self.on_nodes_down(went_down)
+        return []
+
+    async def _dispatch(
+        self, task: TaskSubmitted, demand: ResourceVector, target: str | None, *, dispatch: int
+    ) -> Sequence[Emit]:
+        future = self.dispatcher.hold(task.task_id, demand, target)
+        try:
+            node_id = await asyncio.wait_for(asyncio.shield(future), self.park_after_s)
+        except TimeoutError:
+            self.dispatcher.release(task.task_id)
+            return [self._park(task, demand, target)]
+        except asyncio.CancelledError:
+            # Draining: whatever we were given goes back, the delivery is nacked.
+            if future.done() and not future.cancelled():
+                self.dispatcher.complete(task.task_id)
+            else:
+                self.dispatcher.release(task.task_id)
+            raise
+        assigned = TaskAssigned(
+            message_id=f"{task.task_id}.a{dispatch}",
+            task=task,
+            demand=demand,
+            node_id=node_id,
+            dispatch=dispatch,
+        )
+        return [Emit(Route(self.names.work_exchange, rk_node(node_id)), assigned)]
+
+    def _park(self, task: TaskSubmitted, demand: ResourceVector, target: str | None) -> Emit:
+        self.parked_total += 1
+        logger.info("parking task %s after %.0fs held", task.task_id, self.park_after_s)
+        placed = TaskPlaced(
+            message_id=new_id(),  # a new id: the repeat must not look like a duplicate
+            task=task,
+            demand=demand,
+            node_id=target,
+            strategy="parked",
+        )
+        return Emit(Route(self.names.work_exchange, RK_PARKED), placed)
+
+
+__all__ = ["BalancerHandlers"]
