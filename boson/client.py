@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from shared.scheduling.demand import DemandModel, LinearDemandModel
-
 from shared.bus.abc import Transport
 from shared.bus.factory import transport_from_url
 from shared.contract.codec import Codec, EnvelopeCodec
@@ -44,6 +42,7 @@ from shared.errors import TaskFailedError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
+from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
 from shared.scheduling.table import NodeTable
 from shared.settings import BosonSettings

@@ -31,15 +31,16 @@ class ContextFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
-        record.message_id = message_id_var.get()
-        record.task_id = task_id_var.get()
+        message_id = message_id_var.get()
+        task_id = task_id_var.get()
         ids = ""
-        if record.task_id:
-            ids += f" task={record.task_id}"
-        if record.message_id:
-            ids += f" msg={record.message_id}"
-        record.ids = ids
+        if task_id:
+            ids += f" task={task_id}"
+        if message_id:
+            ids += f" msg={message_id}"
+        record.__dict__.update(
+            service=self.service, message_id=message_id, task_id=task_id, ids=ids
+        )
         return True
 
 

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from shared.scheduling.balancing import imbalance, power_of_two_choices
 
 from shared.contract.messages import ClusterSnapshot, ResourceVector
+from shared.scheduling.balancing import imbalance, power_of_two_choices
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""

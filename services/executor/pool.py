@@ -150,7 +150,7 @@ class TaskRunner:
         self._slots = slots
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._context.set_forkserver_preload(_PRELOAD)  # type: ignore[attr-defined]
+            self._context.set_forkserver_preload(_PRELOAD)
         # Threads that wait on worker pipes, plus threads for thread-mode handlers.
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
         self._idle: asyncio.Queue[_Worker] | None = None

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.scheduling.demand import demand_model_from_name
-
 from services.scheduler.handlers import SchedulerHandlers
 from services.scheduler.settings import SchedulerSettings
 from shared.bus.abc import Transport
@@ -15,6 +13,7 @@ from shared.contract.messages import ClusterSnapshot, TaskResult, TaskSubmitted
 from shared.contract.topology import RK_ALL_RESULTS, RK_SNAPSHOT, Topology
 from shared.runtime.consumer import ConsumerSpec
 from shared.runtime.service import Service
+from shared.scheduling.demand import demand_model_from_name
 
 
 class SchedulerService(Service):

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from shared.scheduling.demand import DemandModel
 
 from shared.contract.messages import (
     ClusterSnapshot,
@@ -20,6 +19,7 @@ from shared.contract.messages import (
 from shared.contract.topology import RK_PLACED, Names, rk_result
 from shared.runtime.consumer import Emit
 from shared.runtime.publisher import Route
+from shared.scheduling.demand import DemandModel
 from shared.scheduling.placement import NEVER, Placer
 from shared.scheduling.reservations import ReservationBook
 from shared.scheduling.scores import Strategy

@@ -190,8 +190,10 @@ class ConsumeLoop(Generic[M]):
             return
         unexpected = [m.kind for m in messages if not isinstance(m, self.spec.accepts)]
         if unexpected:
-            error = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
-            await self._dead_letter(delivery.body, "unexpected-kind", error, None, unexpected[0])
+            wrong_kind = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
+            await self._dead_letter(
+                delivery.body, "unexpected-kind", wrong_kind, None, unexpected[0]
+            )
             await delivery.ack()
             return
         attempt = _attempt(delivery.headers)
@@ -207,8 +209,8 @@ class ConsumeLoop(Generic[M]):
         try:
             emits, failures = await self._handle(fresh)
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
-            for message, error in failures:
-                await self._retry_or_give_up(message, error, attempt)
+            for failed, failure in failures:
+                await self._retry_or_give_up(failed, failure, attempt)
         except BaseException:
             for message in fresh:
                 self._seen.discard(message.message_id)

@@ -13,9 +13,8 @@ import signal
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.bus.factory import transport_from_url
-
 from shared.bus.abc import Transport
+from shared.bus.factory import transport_from_url
 from shared.contract.codec import Codec, EnvelopeCodec
 from shared.errors import ConfigError
 from shared.logs import configure_logging
