@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -33,7 +34,25 @@ from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.topology import Topology
 
 
+def _docker_socket_accepts() -> bool:
+    """A raw connect first: the docker client leaks a socket when nobody answers."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect(host.removeprefix("unix://"))
+            return True
+        parsed = URL(host)
+        with socket.create_connection((parsed.host or "localhost", parsed.port or 2375), 2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _docker_answers() -> bool:
+    if not _docker_socket_accepts():
+        return False
     try:
         import docker  # type: ignore[import-untyped]
 
@@ -52,21 +71,55 @@ def session_prefix() -> str:
     return f"t-{uuid.uuid4().hex[:6]}"
 
 
+Ctl = Callable[..., Awaitable[str]]
+"""Runs ``rabbitmqctl`` with the given arguments where the broker is; returns stdout."""
+
+
+@dataclass(frozen=True)
+class AmqpBroker:
+    url: str
+    rabbitmqctl: Ctl | None
+    """None when no ``rabbitmqctl`` can reach the broker (a remote URL)."""
+
+
+async def _local_ctl(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {err.decode().strip()}")
+    return out.decode()
+
+
+def _is_local(url: str) -> bool:
+    return URL(url).host in {"127.0.0.1", "localhost", "::1"} and bool(shutil.which("rabbitmqctl"))
+
+
 @pytest.fixture(scope="session")
-def amqp_url(session_prefix: str) -> Iterator[str]:
-    """A RabbitMQ URL, or skip (fail under ``BOSON_REQUIRE_BROKER=1``)."""
+def amqp_broker(session_prefix: str) -> Iterator[AmqpBroker]:
+    """A RabbitMQ to test against, or skip (fail under ``BOSON_REQUIRE_BROKER=1``)."""
     url = os.environ.get("BOSON_TEST_AMQP_URL")
     if url:
-        yield url
+        yield AmqpBroker(url, _local_ctl if _is_local(url) else None)
         _sweep(url, session_prefix)
         return
     if _docker_answers():
         from testcontainers.community.rabbitmq import RabbitMqContainer
 
         with RabbitMqContainer("rabbitmq:3.13-alpine") as container:
+
+            async def container_ctl(*args: str) -> str:
+                result = await asyncio.to_thread(container.exec, ["rabbitmqctl", *args])
+                if result.exit_code != 0:
+                    raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed in the container")
+                return bytes(result.output).decode()
+
             host = container.get_container_host_ip()
             port = container.get_exposed_port(container.port)
-            yield f"amqp://{container.username}:{container.password}@{host}:{port}/"
+            user, password = container.username, container.password
+            yield AmqpBroker(f"amqp://{user}:{password}@{host}:{port}/", container_ctl)
         return
     reason = "no RabbitMQ: BOSON_TEST_AMQP_URL is unset and no Docker engine answers"
     if os.environ.get("BOSON_REQUIRE_BROKER") == "1":
@@ -74,9 +127,15 @@ def amqp_url(session_prefix: str) -> Iterator[str]:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def amqp_url(amqp_broker: AmqpBroker) -> str:
+    """The test broker's URL (see :func:`amqp_broker`)."""
+    return amqp_broker.url
+
+
 def _sweep(url: str, prefix: str) -> None:
     """Delete what this session left on a local broker (a safety net)."""
-    if URL(url).host not in {"127.0.0.1", "localhost", "::1"} or not shutil.which("rabbitmqctl"):
+    if not _is_local(url):
         return
     leftovers = Declared()
     for what, target in (("queues", leftovers.queues), ("exchanges", leftovers.exchanges)):
@@ -192,6 +251,7 @@ TransportFactory = Callable[[], Awaitable[TrackingTransport]]
 class TransportKind:
     name: str
     url: str | None = None
+    rabbitmqctl: Ctl | None = None
 
 
 @pytest.fixture(
@@ -200,7 +260,8 @@ class TransportKind:
 def transport_kind(request: pytest.FixtureRequest) -> TransportKind:
     """Which transport a conformance case runs on (the AMQP one needs the broker)."""
     if request.param == "amqp":
-        return TransportKind("amqp", request.getfixturevalue("amqp_url"))
+        broker: AmqpBroker = request.getfixturevalue("amqp_broker")
+        return TransportKind("amqp", broker.url, broker.rabbitmqctl)
     return TransportKind("memory")
 
 
@@ -240,4 +301,11 @@ async def transport_factory(
             await _delete_declared(transport_kind.url, declared)
 
 
-__all__ = ["Declared", "TrackingTransport", "TransportFactory", "TransportKind"]
+__all__ = [
+    "AmqpBroker",
+    "Ctl",
+    "Declared",
+    "TrackingTransport",
+    "TransportFactory",
+    "TransportKind",
+]

@@ -3,13 +3,12 @@
 Each case runs against the in-memory broker and against the real RabbitMQ
 (``transport_factory`` is parametrised; the AMQP run carries the ``broker``
 mark). A connection lost from the server side is ``rabbitmqctl
-close_all_connections`` on AMQP and ``drop()`` on the in-memory broker.
+close_connection`` on AMQP and ``drop()`` on the in-memory broker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 
 import pytest
@@ -26,7 +25,7 @@ from shared.contract.topology import (
     Topology,
 )
 from shared.errors import ConfigError, PublishNotConfirmedError
-from tests.conftest import TrackingTransport, TransportFactory
+from tests.conftest import TrackingTransport, TransportFactory, TransportKind
 
 WAIT = 5.0
 RETRY_MS = 200
@@ -94,21 +93,31 @@ async def wait_depth(transport: TrackingTransport, queue: str, expected: int) ->
     return depth
 
 
-async def lose_connection(transport: TrackingTransport) -> None:
-    """The server closes our connection; the transport must recover by itself."""
+async def lose_connection(
+    transport: TrackingTransport, kind: TransportKind, namespace: str
+) -> None:
+    """The server closes our connection; the transport must recover by itself.
+
+    On RabbitMQ this is ``rabbitmqctl close_connection`` aimed at this test's
+    connections (named after the namespace), so that other sessions sharing
+    the broker keep theirs — the same server-side close as
+    ``close_all_connections``.
+    """
     if isinstance(transport.inner, MemoryTransport):
         await transport.inner.drop()
         return
-    assert shutil.which("rabbitmqctl"), "AMQP run needs rabbitmqctl to close connections"
-    proc = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "close_all_connections",
-        "test",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    async with asyncio.timeout(30):
-        assert await proc.wait() == 0
+    ctl = kind.rabbitmqctl
+    if ctl is None:
+        pytest.fail("the AMQP run needs rabbitmqctl where the broker is to close connections")
+    listing = await ctl("list_connections", "pid", "client_properties", "--no-table-headers", "-q")
+    ours = [
+        line.split()[0]
+        for line in listing.splitlines()
+        if f'{{"connection_name","boson-test {namespace}"}}' in line
+    ]
+    assert ours, "this test's connection is not listed"
+    for pid in ours:
+        await ctl("close_connection", pid, "test")
 
 
 async def test_round_trip_keeps_body_headers_and_id(
@@ -346,7 +355,12 @@ async def test_declare_is_idempotent_and_refuses_a_conflict(
 ) -> None:
     transport = await transport_factory()
     n = names(namespace)
-    topology = n.submit() + n.placed()
+    topology = (
+        n.shared_queues()
+        + n.node("n1", expires_ms=60_000)
+        + n.client("c1", expires_ms=60_000)
+        + n.subscriber("monitor", "i1", ["heartbeat.#"], expires_ms=60_000)
+    )
     await transport.declare(topology)
     await transport.declare(topology)
     other = await transport_factory()
@@ -423,7 +437,7 @@ async def test_cancelled_subscription_keeps_its_held_deliveries(
 
 
 async def test_lost_connection_recovers_and_consumers_resume(
-    transport_factory: TransportFactory, namespace: str
+    transport_factory: TransportFactory, transport_kind: TransportKind, namespace: str
 ) -> None:
     transport, n, queue = await work_setup(transport_factory, namespace)
     inbox = Inbox()
@@ -431,7 +445,7 @@ async def test_lost_connection_recovers_and_consumers_resume(
     await transport.publish(n.work_exchange, "job.a", b"before")
     held = await inbox.get()
 
-    await lose_connection(transport)
+    await lose_connection(transport, transport_kind, namespace)
     await held.ack()  # on a dead channel: logged, not raised
 
     again = await inbox.get(within=15)
