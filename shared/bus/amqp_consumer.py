@@ -112,6 +112,7 @@ class AmqpSubscription:
         self._timeout = op_timeout
         self._tag: str | None = None
         self._cancelled = False
+        self._closing = False
         self._closed = False
         # Deliveries handed out and not yet settled: the channel must stay
         # open for them after a cancel (acks travel on it).
@@ -128,6 +129,10 @@ class AmqpSubscription:
         # aiormq runs this in a task it cancels when the channel closes; the
         # handler gets a task of ours instead, so a dropped connection does
         # not cancel work half done.
+        if self._closing:
+            # Arrived while closing: leave it unacked, the channel close
+            # hands it back to the queue.
+            return
         delivery = AmqpDelivery(message, self)
         self._unsettled.add(delivery)
         self._runner.spawn(delivery)
@@ -160,6 +165,7 @@ class AmqpSubscription:
 
     async def close(self) -> None:
         """Cancel running handlers, then close the channel (unacked → requeued)."""
+        self._closing = True
         self._unsettled.clear()
         await self._runner.cancel_all()
         await self._close_channel()
