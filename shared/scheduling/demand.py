@@ -183,7 +183,12 @@ def demand_model_from_name(name: str) -> DemandModel:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"cannot load demand model {name!r}: {e}") from e
-    model = target() if isinstance(target, type) or not hasattr(target, "estimate") else target
+    model = target
+    if isinstance(target, type) or (callable(target) and not hasattr(target, "estimate")):
+        try:
+            model = target()
+        except Exception as e:  # a user's factory: any failure is a configuration error
+            raise ConfigError(f"cannot build demand model {name!r}: {e}") from e
     if not isinstance(model, DemandModel):
         raise ConfigError(f"demand model {name!r} has no estimate(complexity, data_size, requests)")
     return model

@@ -1,0 +1,107 @@
+"""Balancing: credit, power-of-two choices, imbalance, rebalancing and recovery plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.scheduling.balancing import (
+    CreditLedger,
+    Move,
+    QueuedTask,
+    imbalance,
+    plan_rebalance,
+    plan_recovery,
+    power_of_two_choices,
+)
+from shared.scheduling.placement import NodeTable, Placer
+
+
+def test_credit_is_free_slots_minus_in_flight() -> None:
+    ledger = CreditLedger()
+    assert ledger.credit("a") == 0
+    ledger.grant("a", 2, as_of=10.0)
+    assert ledger.consume("a", "t1", at=11.0)
+    assert ledger.consume("a", "t2", at=12.0)
+    assert not ledger.consume("a", "t3", at=12.5)
+    assert ledger.in_flight("a") == ["t1", "t2"]
+    assert ledger.refund("a", "t2")
+    assert not ledger.refund("a", "t2")
+    assert ledger.credit("a") == 1
+    # A report sent at 11.5 already counts t1 in its free slots.
+    ledger.grant("a", 1, as_of=11.5)
+    assert ledger.in_flight("a") == []
+    assert ledger.credit("a") == 1
+    ledger.consume("a", "t4", at=13.0)
+    assert ledger.forget("a") == ["t4"]
+    assert ledger.nodes() == []
+
+
+def test_power_of_two_choices_prefers_the_less_loaded_of_two() -> None:
+    load = np.array([0.9, 0.1, 0.5, 0.1])
+    picks = [power_of_two_choices(4, load, np.random.default_rng(s)) for s in range(200)]
+    assert 0 not in picks  # the busiest always loses its duel
+    assert set(picks) <= {1, 2, 3}
+    assert power_of_two_choices([2], load, np.random.default_rng(0)) == 2
+    sub = [power_of_two_choices([0, 2], load, np.random.default_rng(s)) for s in range(20)]
+    assert set(sub) == {2}
+    with pytest.raises(ValueError, match="at least one"):
+        power_of_two_choices([], load, np.random.default_rng(0))
+    again = [power_of_two_choices(4, load, np.random.default_rng(s)) for s in range(200)]
+    assert again == picks  # deterministic given the rng
+
+
+def test_imbalance_is_the_coefficient_of_variation() -> None:
+    assert imbalance(np.array([0.5, 0.5, 0.5])) == 0
+    assert imbalance(np.array([0.2, 0.6])) == pytest.approx(0.2 / 0.4)
+    assert imbalance(np.array([[0.2, 0.1], [0.3, 0.6]])) == pytest.approx(0.2 / 0.4)  # busiest dim
+    assert imbalance(np.array([])) == 0
+    assert imbalance(np.zeros(3)) == 0
+
+
+def cluster() -> NodeTable:
+    table = NodeTable()
+    for name in ("hot", "warm", "cold"):
+        table.upsert(name, (10, 10, 0), allocated=(4, 4, 0))
+    return table
+
+
+def test_rebalance_moves_queued_work_from_hot_to_cold() -> None:
+    table = cluster()
+    queued = [QueuedTask(f"q{k}", "hot", (1, 1, 0)) for k in range(4)]
+    measured = {"hot": 0.9, "warm": 0.5, "cold": 0.1}
+    moves = plan_rebalance(queued, measured, table, threshold=0.3)
+    assert moves
+    assert moves[0] == Move("q3", "hot", "cold")  # newest first, to the coldest
+    assert all(m.from_node == "hot" for m in moves)
+    assert len({m.task_id for m in moves}) == len(moves)
+    # below the threshold nothing moves
+    assert plan_rebalance(queued, {"hot": 0.5, "warm": 0.5, "cold": 0.45}, table, 0.3) == []
+
+
+def test_rebalance_respects_free_capacity_and_liveness() -> None:
+    table = cluster()
+    table.set_allocated("cold", (10, 10, 0))  # no room
+    table.set_alive("warm", False)
+    queued = [QueuedTask("q", "hot", (1, 1, 0))]
+    assert plan_rebalance(queued, {"hot": 0.9, "warm": 0.0, "cold": 0.1}, table, 0.1) == []
+
+
+def test_recovery_replaces_a_dead_nodes_queue() -> None:
+    table = cluster()
+    table.set_alive("hot", False)
+    queued = [
+        QueuedTask("a", "hot", (6, 6, 0)),
+        QueuedTask("b", "hot", (6, 6, 0)),
+        QueuedTask("c", "hot", (7, 7, 0)),
+        QueuedTask("d", "hot", (11, 1, 0)),
+    ]
+    plan = plan_recovery(queued, table, Placer(table, "binpack"))
+    assert [(r.task_id, r.to_node, r.status) for r in plan] == [
+        ("a", "warm", "placed"),
+        ("b", "cold", "placed"),
+        ("c", None, "waiting"),
+        ("d", None, "never"),
+    ]
+    with pytest.raises(ValueError, match="alive"):
+        plan_recovery([QueuedTask("e", "warm", (1, 1, 0))], table, Placer(table))
