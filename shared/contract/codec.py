@@ -90,6 +90,7 @@ class _Route(NamedTuple):
     batch: bool
     opener: _AEAD
     kind: str | None
+    key_id: str
 
 
 class Codec(Protocol):
@@ -413,7 +414,12 @@ class EnvelopeCodec:
         if kind is not None and KIND_PATTERN.fullmatch(kind) is None:
             kind = None  # refused only after authentication, so the reason is trustworthy
         route = _Route(
-            header_len, bool(flags & FLAG_COMPRESSED), bool(flags & FLAG_BATCH), opener, kind
+            header_len,
+            bool(flags & FLAG_COMPRESSED),
+            bool(flags & FLAG_BATCH),
+            opener,
+            kind,
+            key_id.decode("ascii"),
         )
         if len(self._routes) < _HEADER_CACHE_LIMIT:
             self._routes[data[: header_len - NONCE_BYTES]] = route
@@ -444,7 +450,8 @@ class EnvelopeCodec:
             )
         except InvalidTag as e:
             raise AuthenticationError(
-                "authentication failed: wrong key, or the bytes were altered"
+                f"authentication failed under key id {route.key_id!r}: "
+                "wrong key, or the bytes were altered"
             ) from e
         kind = route.kind
         if kind is None:
