@@ -160,7 +160,7 @@ class SortedIndex:
             t = d[_W0, first] * r0 + d[_W1, first] * r1 + d[_W2, first] * r2
             best = 1.0 - (key[first] + t)
             edge = 1.0 - best - bound_t
-        stop = int(np.searchsorted(key[:n], edge + 1e-9 * (1.0 + abs(edge)), side="right"))
+        stop = int(key[:n].searchsorted(edge + 1e-9 * (1.0 + abs(edge)), side="right"))
         if stop <= first + 1:
             return first
         sl = slice(first, stop)
@@ -206,10 +206,11 @@ class SortedIndex:
     def _rank(self, k: float, i: int) -> int:
         """How many columns sort before (key ``k``, index ``i``)."""
         key = self._d[_KEY, : self._n]
-        lo = int(np.searchsorted(key, k, side="left"))
+        # ndarray.searchsorted, not np.searchsorted: the wrapper costs as much as the search.
+        lo = int(key.searchsorted(k, side="left"))
         if lo < self._n and key[lo] == k:
-            hi = int(np.searchsorted(key, k, side="right"))
-            lo += int(np.searchsorted(self._d[_IDX, lo:hi], i))
+            hi = int(key.searchsorted(k, side="right"))
+            lo += int(self._d[_IDX, lo:hi].searchsorted(i))
         return lo
 
     def _position(self, i: int) -> int:
