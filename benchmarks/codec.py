@@ -118,7 +118,7 @@ def csv_text() -> bytes:
 
 
 def best_us(
-    *round_trips: Callable[[], object], budget_s: float = 0.2, repeats: int = 7
+    *round_trips: Callable[[], object], budget_s: float = 0.2, repeats: int = 9
 ) -> list[float]:
     """Best-of-``repeats`` microseconds per call for each function.
 
