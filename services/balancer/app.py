@@ -44,6 +44,7 @@ class BalancerService(Service):
         self.handlers = BalancerHandlers(
             self.dispatcher,
             self.names,
+            self.publisher.publish,
             park_after_s=settings.park_after_s,
             on_nodes_down=self.drain_nodes,
         )

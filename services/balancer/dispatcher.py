@@ -15,7 +15,6 @@ result has not come back. It never goes below zero: that is the invariant
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -61,14 +60,14 @@ class Dispatcher:
         hot_threshold: float,
         retarget_after_s: float,
         imbalance_threshold: float,
-        rng: random.Random | None = None,
+        rng: np.random.Generator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.credit_per_slot = credit_per_slot
         self.hot_threshold = hot_threshold
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
-        self.rng = rng or random.Random(0)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
         self.where: dict[str, str] = {}

@@ -1,9 +1,11 @@
 """The balancer's handlers: held placements in, node assignments out.
 
-A handler *waits* until the dispatcher gives its task a node, and only then
-returns the ``TaskAssigned`` — so the placement stays an unacknowledged
-delivery while it is held (a balancer crash hands it back to RabbitMQ), and
-is acked only after the assignment is confirmed by the broker. Work held past
+A handler *waits* until the dispatcher gives its task a node, then publishes
+the ``TaskAssigned`` itself, at once — not with the rest of its envelope,
+whose other items may wait much longer (and whose credit could only come back
+once this one runs). The placement stays an unacknowledged delivery while it
+is held (a balancer crash hands it back to RabbitMQ); the envelope is acked
+when every item in it is dispatched and confirmed by the broker. Work held past
 ``park_after_s`` is re-published to the placed queue under a fresh message
 id, so no delivery outlives the broker's consumer timeout.
 """
@@ -32,6 +34,7 @@ from shared.runtime.publisher import Route
 logger = logging.getLogger(__name__)
 
 NodesChanged = Callable[[list[str]], Awaitable[None]]
+Publish = Callable[[Route, Message], Awaitable[None]]
 
 
 class BalancerHandlers:
@@ -39,12 +42,14 @@ class BalancerHandlers:
         self,
         dispatcher: Dispatcher,
         names: Names,
+        publish: Publish,
         *,
         park_after_s: float,
         on_nodes_down: NodesChanged | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.names = names
+        self.publish = publish
         self.park_after_s = park_after_s
         self.on_nodes_down = on_nodes_down
         self.parked_total = 0
@@ -77,7 +82,9 @@ class BalancerHandlers:
             node_id = await asyncio.wait_for(asyncio.shield(future), self.park_after_s)
         except TimeoutError:
             self.dispatcher.release(task.task_id)
-            return [self._park(task, demand, target)]
+            park = self._park(task, demand, target)
+            await self.publish(park.route, park.message)
+            return []
         except asyncio.CancelledError:
             # Draining: whatever we were given goes back, the delivery is nacked.
             if future.done() and not future.cancelled():
@@ -92,7 +99,13 @@ class BalancerHandlers:
             node_id=node_id,
             dispatch=dispatch,
         )
-        return [Emit(Route(self.names.work_exchange, rk_node(node_id)), assigned)]
+        try:
+            await self.publish(Route(self.names.work_exchange, rk_node(node_id)), assigned)
+        except BaseException:
+            # Not sent: the node never gets it, so it must not hold its credit.
+            self.dispatcher.complete(task.task_id)
+            raise
+        return []
 
     def _park(self, task: TaskSubmitted, demand: ResourceVector, target: str | None) -> Emit:
         self.parked_total += 1

@@ -1,0 +1,168 @@
+"""The in-process launcher: every service on the embedded broker, one process.
+
+::
+
+    async with boson.embedded(executors=2) as client:
+        print(await client.execute("stats", data=b"a,b\\n1,2\\n3,4\\n"))
+
+The services are the real ones — the same classes ``boson run`` starts as
+processes — each with its own in-memory "connection" to one
+:class:`~shared.bus.memory.MemoryBroker`, and an ephemeral key: messages
+are encoded, encrypted and decoded exactly as on RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from boson.client import Client
+from services.balancer.app import BalancerService
+from services.balancer.settings import BalancerSettings
+from services.executor.app import ExecutorService
+from services.executor.settings import ExecutorSettings
+from services.monitor.app import MonitorService
+from services.monitor.settings import MonitorSettings
+from services.scheduler.app import SchedulerService
+from services.scheduler.settings import SchedulerSettings
+from shared.bus.memory import MemoryBroker, MemoryTransport
+from shared.contract.codec import EnvelopeCodec
+from shared.contract.keyring import Keyring
+from shared.runtime.service import Service
+from shared.scheduling.scores import Strategy
+from shared.settings import BosonSettings
+
+logger = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+
+
+S = TypeVar("S", bound=BosonSettings)
+
+
+def derive(cls: type[S], base: BosonSettings, **overrides: Any) -> S:
+    """Service settings that share ``base``'s values, plus their own."""
+    values = {name: getattr(base, name) for name in BosonSettings.model_fields}
+    values.update(overrides)
+    return cls(**values)
+
+
+@dataclass
+class EmbeddedCluster:
+    """Services running as tasks of this event loop on one in-memory broker."""
+
+    settings: BosonSettings = field(default_factory=BosonSettings)
+    broker: MemoryBroker = field(default_factory=MemoryBroker)
+    codec: EnvelopeCodec | None = None
+    services: list[Service] = field(default_factory=list)
+    _stops: list[asyncio.Event] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.codec is None:
+            self.codec = EnvelopeCodec.from_settings(self.settings, keyring=Keyring.ephemeral())
+
+    def transport(self) -> MemoryTransport:
+        return MemoryTransport(self.broker)
+
+    def _codec(self) -> EnvelopeCodec:
+        assert self.codec is not None
+        return self.codec
+
+    async def start(self, service: Service) -> Service:
+        """Run ``service`` until :meth:`stop`; returns once it consumes."""
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(service.run(stop), name=service.name)
+        self.services.append(service)
+        self._stops.append(stop)
+        self._tasks.append(task)
+        started = asyncio.ensure_future(service.started.wait())
+        done, _ = await asyncio.wait(
+            {started, task}, timeout=_START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            started.cancel()
+            task.result()  # raises what made the service fail to start
+        if started not in done:
+            started.cancel()
+            raise TimeoutError(f"{service.name} did not start within {_START_TIMEOUT_S:.0f}s")
+        return service
+
+    async def start_control_plane(self, *, strategy: Strategy = "binpack") -> None:
+        """Monitor, scheduler and balancer."""
+        base = self.settings
+        await self.start(
+            MonitorService(derive(MonitorSettings, base), self.transport(), self._codec())
+        )
+        await self.start(
+            SchedulerService(
+                derive(SchedulerSettings, base, strategy=strategy), self.transport(), self._codec()
+            )
+        )
+        await self.start(
+            BalancerService(derive(BalancerSettings, base), self.transport(), self._codec())
+        )
+
+    async def start_executor(self, node_id: str, **options: Any) -> ExecutorService:
+        settings = derive(ExecutorSettings, self.settings, node_id=node_id, **options)
+        service = ExecutorService(settings, self.transport(), self._codec())
+        await self.start(service)
+        return service
+
+    async def client(self, **options: Any) -> Client:
+        client = Client(self.settings, self.transport(), self._codec(), **options)
+        await client.start()
+        return client
+
+    async def stop_service(self, service: Service) -> None:
+        index = self.services.index(service)
+        self._stops[index].set()
+        await self._tasks[index]
+        await service.transport.close()
+
+    async def stop(self) -> None:
+        """Stop every service (last started first) and wait for them."""
+        for stop in reversed(self._stops):
+            stop.set()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for service, result in zip(self.services, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                logger.error("%s ended with %r", service.name, result)
+            await service.transport.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded(
+    *,
+    executors: int = 2,
+    slots: int = 2,
+    settings: BosonSettings | None = None,
+    strategy: Strategy = "binpack",
+    handler_modules: Sequence[str] = (),
+    executor_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Client]:
+    """Run the whole pipeline in-process and yield a connected client."""
+    cluster = EmbeddedCluster(settings or BosonSettings())
+    try:
+        await cluster.start_control_plane(strategy=strategy)
+        for number in range(executors):
+            await cluster.start_executor(
+                f"local-{number + 1}",
+                slots=slots,
+                handler_modules=tuple(handler_modules),
+                **(executor_options or {}),
+            )
+        client = await cluster.client()
+        try:
+            yield client
+        finally:
+            await client.close()
+    finally:
+        await cluster.stop()
+
+
+__all__ = ["EmbeddedCluster", "derive", "embedded"]
