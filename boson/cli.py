@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from shared.errors import BosonError
+from shared.logs import configure_logging
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func``.
 COMMAND_MODULES = (
@@ -16,7 +17,6 @@ COMMAND_MODULES = (
     "boson.commands.run",
     "boson.commands.status",
     "boson.commands.health",
-    "boson.commands.simulate",
     "boson.commands.keys",
 )
 
@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boson",
         description="Boson: schedule AI and data-analysis tasks over RabbitMQ.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -35,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = ("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)]
+    configure_logging(f"boson-{args.command}", level=level)
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:

@@ -325,6 +325,10 @@ class Client:
             future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
         return await asyncio.wait_for(asyncio.shield(future), timeout)
 
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (for ``boson status``)."""
+        return await self._transport.queue_depth(queue)
+
     def pending(self) -> int:
         """Tasks submitted by this client whose results have not arrived."""
         return sum(1 for future in self._waiters.values() if not future.done())

@@ -1,0 +1,93 @@
+"""``boson status``: nodes, utilisation and queue depths of a running cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from boson.client import Client
+from shared.errors import ConfigError
+from shared.settings import BosonSettings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("status", help="show nodes, utilisation and queue depths")
+    parser.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--timeout", type=float, default=10.0, help="wait for a snapshot (s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = BosonSettings()
+    if args.broker is not None:
+        settings = settings.model_copy(update={"broker_url": args.broker})
+    if settings.broker_url is None:
+        raise ConfigError("status needs a running cluster: set BOSON_BROKER_URL or --broker")
+    report = asyncio.run(collect(settings, args.timeout))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render(report)
+    return 0
+
+
+async def collect(settings: BosonSettings, timeout: float) -> dict[str, Any]:
+    client = await Client.connect(settings=settings)
+    try:
+        snapshot = await client.snapshot(timeout)
+        names = client.names
+        queues = [names.submit_queue, names.placed_queue, names.dead_letter_queue]
+        queues += [names.node_queue(node.node_id) for node in snapshot.nodes]
+        depths = {queue: await client.queue_depth(queue) for queue in queues}
+    finally:
+        await client.close()
+    nodes = []
+    for node in snapshot.nodes:
+        capacity, allocated = node.capacity.as_tuple(), node.allocated.as_tuple()
+        shares = [a / c for a, c in zip(allocated, capacity, strict=True) if c > 0]
+        nodes.append(
+            {
+                "node_id": node.node_id,
+                "alive": node.alive,
+                "slots": node.slots,
+                "running": node.running,
+                "free_slots": node.free_slots,
+                "allocated_utilisation": sum(shares) / len(shares) if shares else 0.0,
+                "measured_cpu": node.measured_cpu,
+                "measured_memory": node.measured_memory,
+            }
+        )
+    return {"nodes": nodes, "backlog": snapshot.backlog, "queues": depths}
+
+
+def render(report: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title="Nodes")
+    for column in ("node", "alive", "running", "free", "allocated", "cpu", "memory"):
+        table.add_column(column, justify="left" if column == "node" else "right")
+    for node in report["nodes"]:
+        table.add_row(
+            node["node_id"],
+            "yes" if node["alive"] else "[red]no[/red]",
+            f"{node['running']}/{node['slots']}",
+            str(node["free_slots"]),
+            f"{node['allocated_utilisation']:.0%}",
+            f"{node['measured_cpu']:.0%}",
+            f"{node['measured_memory']:.0%}",
+        )
+    console.print(table)
+    queues = Table(title=f"Queues (balancer backlog {report['backlog']})")
+    queues.add_column("queue")
+    queues.add_column("ready", justify="right")
+    for queue, depth in report["queues"].items():
+        queues.add_row(queue, str(depth))
+    console.print(queues)
+
+
+__all__ = ["collect", "register", "run"]
