@@ -1,5 +1,21 @@
 """Boson: what users touch — the ``boson`` command, the client SDK and the launcher.
 
-``from boson import Client`` for the SDK; ``boson.embedded()`` runs every
-service in-process on the embedded broker and yields a client.
+``from boson import Client`` for the SDK, ``boson.embedded()`` to run every
+service in-process on the embedded broker, and ``@handler`` for your own
+task handlers.
 """
+
+from boson.client import Client, TaskHandle, TaskRequest
+from boson.embedded import embedded
+from shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
+
+__all__ = [
+    "Client",
+    "RaisedAlert",
+    "TaskHandle",
+    "TaskInput",
+    "TaskOutput",
+    "TaskRequest",
+    "embedded",
+    "handler",
+]

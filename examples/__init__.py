@@ -1,0 +1,1 @@
+"""Examples for a first task: a CSV to analyse and a custom handler."""
