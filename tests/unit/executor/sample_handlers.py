@@ -1,0 +1,50 @@
+"""Handlers for the runner tests, importable by worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import numpy as np
+
+from shared.handlers import TaskInput, handler
+
+
+@handler("sleepy")
+def sleepy(task: TaskInput) -> int:
+    time.sleep(float(task.params.get("seconds", 10)))
+    return os.getpid()
+
+
+@handler("pid")
+def pid(task: TaskInput) -> int:
+    return os.getpid()
+
+
+@handler("explode")
+def explode(task: TaskInput) -> None:
+    raise ValueError("boom")
+
+
+@handler("allocate")
+def allocate(task: TaskInput) -> int:
+    block = np.ones(int(task.params["bytes"]) // 8)
+    time.sleep(0.05)
+    return int(block.size)
+
+
+@handler("threaded", mode="thread")
+def threaded(task: TaskInput) -> str:
+    return "thread"
+
+
+@handler("coro")
+async def coro(task: TaskInput) -> str:
+    await asyncio.sleep(float(task.params.get("seconds", 0)))
+    return "async"
+
+
+@handler("matrix", mode="inline")
+def matrix(task: TaskInput) -> np.ndarray:
+    return np.eye(2)

@@ -1,0 +1,101 @@
+"""The executor's handling of assignments: results, repeats, bad output."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.executor.handlers import ExecutorHandlers, to_wire
+from services.executor.pool import TaskRunner
+from shared.contract.messages import (
+    Alert,
+    ResourceVector,
+    TaskAssigned,
+    TaskResult,
+    TaskSubmitted,
+)
+from shared.contract.topology import Names
+from shared.errors import InvalidTaskOutputError, UnknownHandlerError
+from shared.handlers import discover
+
+
+@pytest.fixture
+async def handlers() -> AsyncIterator[ExecutorHandlers]:
+    runner = TaskRunner(2, start_method="forkserver")
+    yield ExecutorHandlers(
+        node_id="n1",
+        slots=2,
+        registry=discover(["services.executor.builtins", "tests.unit.executor.sample_handlers"]),
+        runner=runner,
+        names=Names("t"),
+        max_inline_result_bytes=4096,
+        completed_memory=100,
+    )
+    await runner.close()
+
+
+def assigned(handler: str, task_id: str = "task-1", **params: object) -> TaskAssigned:
+    task = TaskSubmitted(task_id=task_id, handler=handler, params=params, reply_to="client-1")
+    return TaskAssigned(task=task, demand=ResourceVector(cpu=1, memory=1), node_id="n1")
+
+
+async def test_a_result_goes_to_the_clients_routing_key(handlers: ExecutorHandlers) -> None:
+    emits = await handlers.on_assigned(assigned("noop", echo=3))
+    (emit,) = emits
+    assert emit.route.routing_key == "result.client-1"
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.output == 3
+    assert emit.message.node_id == "n1"
+    assert emit.message.usage is not None
+
+
+async def test_the_same_task_id_never_runs_twice(handlers: ExecutorHandlers) -> None:
+    assert await handlers.on_assigned(assigned("noop"))
+    assert await handlers.on_assigned(assigned("noop")) == []
+    assert handlers.results["succeeded"] == 1
+
+
+async def test_an_unknown_handler_is_a_permanent_error(handlers: ExecutorHandlers) -> None:
+    with pytest.raises(UnknownHandlerError):
+        await handlers.on_assigned(assigned("no-such-handler"))
+
+
+async def test_numpy_output_is_converted(handlers: ExecutorHandlers) -> None:
+    (emit,) = await handlers.on_assigned(assigned("matrix"))
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.output == [[1.0, 0.0], [0.0, 1.0]]
+
+
+async def test_output_over_the_inline_limit_is_refused(handlers: ExecutorHandlers) -> None:
+    with pytest.raises(InvalidTaskOutputError, match="inline limit"):
+        await handlers.on_assigned(assigned("noop", echo="x" * 10_000))
+
+
+async def test_anomalies_raise_alerts(handlers: ExecutorHandlers) -> None:
+    values = [0.0] * 50 + [100.0] + [0.0, 1.0] * 20
+    emits = await handlers.on_assigned(assigned("anomaly", values=values))
+    alerts = [e.message for e in emits if isinstance(e.message, Alert)]
+    assert len(alerts) == 1
+    assert alerts[0].reason == "anomaly"
+    assert alerts[0].task_id == "task-1"
+
+
+async def test_exhausted_reports_one_failed_result(handlers: ExecutorHandlers) -> None:
+    message = assigned("explode")
+    (emit,) = await handlers.on_exhausted(message, ValueError("boom"), 4)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "failed"
+    assert emit.message.attempts == 4
+    assert emit.message.error is not None
+    assert emit.message.error.retryable
+    assert await handlers.on_exhausted(message, ValueError("boom"), 4) == []
+
+
+def test_to_wire_handles_nested_numpy() -> None:
+    import numpy as np
+
+    assert to_wire({"a": np.float64(1.5), "b": (np.int32(2), [np.arange(2)])}) == {
+        "a": 1.5,
+        "b": [2, [[0, 1]]],
+    }

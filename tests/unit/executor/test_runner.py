@@ -1,0 +1,79 @@
+"""Where handlers run: processes (killed on timeout), threads, the loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.executor.pool import HandlerFailedError, TaskRunner
+from shared.errors import TaskTimeoutError
+from shared.handlers import HandlerSpec, TaskInput, discover
+
+MODULE = "tests.unit.executor.sample_handlers"
+
+
+@pytest.fixture
+def registry() -> dict[str, HandlerSpec]:
+    return discover([MODULE])
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[TaskRunner]:
+    runner = TaskRunner(1, start_method="forkserver")
+    yield runner
+    await runner.close()
+
+
+def task(**params: object) -> TaskInput:
+    return TaskInput(task_id="t", data=None, params=params)
+
+
+def test_discovery_reads_modes(registry: dict[str, HandlerSpec]) -> None:
+    assert registry["pid"].mode == "process"
+    assert registry["threaded"].mode == "thread"
+    assert registry["coro"].mode == "inline"  # coroutines always run on the loop
+
+
+async def test_a_process_handler_runs_in_another_process(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    import os
+
+    outcome = await runner.run(registry["pid"], task(), 30)
+    assert outcome.output.value != os.getpid()
+    assert outcome.usage.wall_s >= 0
+
+
+async def test_timeout_kills_the_worker_and_the_slot_recovers(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    first = (await runner.run(registry["pid"], task(), 30)).output.value
+    with pytest.raises(TaskTimeoutError):
+        await runner.run(registry["sleepy"], task(seconds=30), 0.5)
+    # The one slot is usable again, by a fresh worker process.
+    second = (await runner.run(registry["pid"], task(), 30)).output.value
+    assert second != first
+
+
+async def test_a_handler_error_is_typed_and_retryable(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    with pytest.raises(HandlerFailedError, match="ValueError: boom"):
+        await runner.run(registry["explode"], task(), 30)
+
+
+async def test_peak_memory_is_reported(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    outcome = await runner.run(registry["allocate"], task(bytes=64 * 1024 * 1024), 30)
+    assert outcome.usage.peak_memory_bytes > 32 * 1024 * 1024
+
+
+async def test_thread_async_and_inline_modes(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    assert (await runner.run(registry["threaded"], task(), 5)).output.value == "thread"
+    assert (await runner.run(registry["coro"], task(), 5)).output.value == "async"
+    with pytest.raises(TaskTimeoutError):
+        await runner.run(registry["coro"], task(seconds=5), 0.1)
