@@ -50,4 +50,5 @@ def test_a_service_imports_shared_only(path: Path) -> None:
 
 
 def test_the_layers_exist() -> None:
-    assert python_files("shared") and python_files("services") and python_files("boson")
+    for folder in ("shared", "services", "boson"):
+        assert python_files(folder), folder

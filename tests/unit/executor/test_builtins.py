@@ -16,6 +16,10 @@ def task(data: bytes | None = None, **params: object) -> TaskInput:
     return TaskInput(task_id="t1", data=data, params=params)
 
 
+def task_with(params: dict[str, object]) -> TaskInput:
+    return TaskInput(task_id="t1", data=None, params=params)
+
+
 def csv_of(array: np.ndarray, header: str | None = "a,b,c") -> bytes:
     buffer = io.StringIO()
     np.savetxt(buffer, array, delimiter=",", header=header or "", comments="")
@@ -97,7 +101,7 @@ def test_forecast_extends_a_linear_trend() -> None:
 )
 def test_forecast_rejects_bad_parameters(params: dict[str, object]) -> None:
     with pytest.raises(InvalidTaskInputError):
-        forecast(task(values=[1.0, 2.0, 3.0], **params))
+        forecast(task_with({"values": [1.0, 2.0, 3.0], **params}))
 
 
 def test_burn_spends_cpu_time() -> None:
