@@ -42,6 +42,8 @@ class Tap:
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
+        if not self._transport.is_connected:
+            await self._transport.connect()
         await self._transport.declare(self._topology)
         self._subscription = await self._transport.consume(
             self.queue, self._on_delivery, prefetch=1000
