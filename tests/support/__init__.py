@@ -1,0 +1,1 @@
+"""Helpers the broker tests share (processes, waiting)."""
