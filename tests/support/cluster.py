@@ -51,16 +51,20 @@ class ServiceProcess:
     log_path: Path
 
     def health(self) -> dict[str, object] | None:
+        """The service's /health body (also when it answers 503), or None."""
         url = f"http://127.0.0.1:{self.health_port}/health"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
-                body: dict[str, object] = json.loads(response.read())
-                return body
+                raw = response.read()
         except urllib.error.HTTPError as error:
-            body = json.loads(error.read() or b"{}")
-            return body
-        except (OSError, ValueError):
+            raw = error.read() or b"{}"
+        except OSError:
             return None
+        try:
+            body: dict[str, object] = json.loads(raw)
+        except ValueError:
+            return None
+        return body
 
 
 @dataclass
