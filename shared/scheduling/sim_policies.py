@@ -1,0 +1,178 @@
+"""What "with" and "without rebalancing" mean in the simulator, and the roster.
+
+In the simulator a placed instance starts at once, so there is no
+not-yet-started work sitting on a node for the balancer to move. What the
+balancer does own is the backlog — work placed as pending because it fit
+nowhere (DESIGN §3.1–3.3). So:
+
+* **without rebalancing** (:class:`HeadOfLine`) — the scheduler alone: each
+  time capacity frees, the backlog is retried from its head through the
+  placer, and stops at the first entry that still does not fit (FIFO, with
+  head-of-line blocking). Dead nodes' work is re-placed through the placer.
+* **with rebalancing** (:class:`Balancer`) — the balancer holds the backlog
+  and dispatches by node credit: each time capacity frees it walks a bounded
+  window of the backlog and dispatches every entry that now fits somewhere
+  (so one large entry does not block small ones behind it), through the same
+  placer so the strategy still decides the node. Dead nodes' work goes
+  through the balancer's recovery planner.
+
+Baselines (random, round-robin, first-fit, k8s-default) run with
+:class:`HeadOfLine`, the behaviour of a plain scheduler queue; any baseline
+name with ``+rebalance`` runs it behind the balancer instead, to separate what
+the scorer does from what the backlog policy does (kube-scheduler itself
+retries every unschedulable pod on cluster changes, which is closer to the
+balancer's window than to a strict head of line).
+
+There is no rebalancing of *running* work: instances start when placed, and
+:func:`~shared.scheduling.balancing.plan_rebalance` only moves work that has
+not started, of which the simulator has none on any node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.scheduling.balancing import QueuedTask, plan_recovery
+from shared.scheduling.placement import Placer
+from shared.scheduling.sim_baselines import BASELINES
+from shared.scheduling.sim_table import FIT_EPSILON, BatchPlacer
+from shared.scheduling.simulation import Dispatcher, Pending, Simulation
+from shared.scheduling.table import NodeTable
+
+BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris")
+REBALANCE_SUFFIX = "+rebalance"
+DEFAULT_WINDOW = 256
+"""Backlog entries the balancer looks at per capacity change: bounded work per event."""
+
+
+def _replace(sim: Simulation, task: int, count: int) -> None:
+    """Re-place a dead node's instances through the placer; the rest wait first in line."""
+    left = count - sim.try_place(task, count, replaced=True)
+    if left:
+        sim.backlog.appendleft(Pending(task, left, True, sim.now))
+
+
+class HeadOfLine:
+    """Without rebalancing: retry the backlog from its head; stop at the first miss."""
+
+    def drain(self, sim: Simulation) -> None:
+        backlog = sim.backlog
+        while backlog:
+            head = backlog[0]
+            head.count -= sim.try_place(head.task, head.count, head.replaced)
+            if head.count:
+                return
+            backlog.popleft()
+
+    def recover(self, sim: Simulation, task: int, count: int) -> None:
+        placer = sim.placer
+        if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
+            _replace(sim, task, count)
+            return
+        d = sim.workload.demand[task]
+        demand = (float(d[0]), float(d[1]), float(d[2]))
+        queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
+        plan = plan_recovery(queued, sim.table, placer)
+        placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
+        if placed:
+            sim.start(task, np.asarray(placed, np.int64), replaced=True)
+        waiting = sum(r.status == "waiting" for r in plan)
+        sim.recorder.never += sum(r.status == "never" for r in plan)
+        if waiting:
+            sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+
+
+class Balancer:
+    """With rebalancing: dispatch whatever fits within a bounded backlog window."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
+
+    def drain(self, sim: Simulation) -> None:
+        table = sim.table
+        alive = table.alive
+        free = (table.capacity - table.allocated)[alive]
+        if free.size == 0:
+            return
+        # A cheap necessary condition per entry: every dimension fits under
+        # the largest free amount somewhere. Entries failing it are skipped
+        # without touching the placer.
+        best = free.max(axis=0) + FIT_EPSILON
+        demand = sim.workload.demand
+        kept: list[Pending] = []
+        backlog = sim.backlog
+        for _ in range(min(self.window, len(backlog))):
+            entry = backlog.popleft()
+            if np.all(demand[entry.task] <= best):
+                entry.count -= sim.try_place(entry.task, entry.count, entry.replaced)
+            if entry.count:
+                kept.append(entry)
+        backlog.extendleft(reversed(kept))
+
+    def recover(self, sim: Simulation, task: int, count: int) -> None:
+        placer = sim.placer
+        if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
+            _replace(sim, task, count)
+            return
+        d = sim.workload.demand[task]
+        demand = (float(d[0]), float(d[1]), float(d[2]))
+        queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
+        plan = plan_recovery(queued, sim.table, placer)
+        placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
+        if placed:
+            sim.start(task, np.asarray(placed, np.int64), replaced=True)
+        waiting = sum(r.status == "waiting" for r in plan)
+        sim.recorder.never += sum(r.status == "never" for r in plan)
+        if waiting:
+            sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named placer factory with its dispatcher."""
+
+    name: str
+    placer: Callable[[NodeTable], BatchPlacer]
+    dispatcher: Callable[[], Dispatcher]
+    baseline: bool
+
+
+def _boson(strategy: str) -> Callable[[NodeTable], BatchPlacer]:
+    def factory(table: NodeTable) -> BatchPlacer:
+        return Placer(table, strategy)  # type: ignore[arg-type]
+
+    return factory
+
+
+def policy_names() -> list[str]:
+    """Every policy a full run compares, Boson's first."""
+    boson = [s + suffix for s in BOSON_STRATEGIES for suffix in ("", REBALANCE_SUFFIX)]
+    return boson + list(BASELINES)
+
+
+def make_policy(name: str) -> Policy:
+    """The policy called ``name`` (see :func:`policy_names`); ``KeyError`` if none."""
+    strategy, _, rest = name.partition("+")
+    if rest not in ("", REBALANCE_SUFFIX[1:]):
+        raise KeyError(name)
+    dispatcher: Callable[[], Dispatcher] = Balancer if rest else HeadOfLine
+    if strategy in BASELINES:
+        return Policy(name, BASELINES[strategy], dispatcher, baseline=True)
+    if strategy not in BOSON_STRATEGIES:
+        raise KeyError(name)
+    return Policy(name, _boson(strategy), dispatcher, baseline=False)
+
+
+__all__ = [
+    "BOSON_STRATEGIES",
+    "DEFAULT_WINDOW",
+    "REBALANCE_SUFFIX",
+    "Balancer",
+    "HeadOfLine",
+    "Policy",
+    "make_policy",
+    "policy_names",
+]
