@@ -1,0 +1,257 @@
+"""The balancer's dispatcher: credit, FIFO, re-picks, lookahead, sweep — no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, Dispatcher
+from shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
+
+CREDIT_PER_SLOT = 2
+
+
+@dataclass(frozen=True)
+class N:
+    node_id: str
+    slots: int = 2
+    measured: float = 0.2
+    alive: bool = True
+    capacity: float = 1000.0
+    allocated: float = 0.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def snapshot(nodes: Sequence[N], seq: int = 1) -> ClusterSnapshot:
+    return ClusterSnapshot(
+        monitor_id="m",
+        seq=seq,
+        nodes=tuple(
+            NodeState(
+                node_id=n.node_id,
+                alive=n.alive,
+                capacity=ResourceVector(cpu=n.capacity, memory=n.capacity),
+                allocated=ResourceVector(cpu=n.allocated, memory=n.allocated),
+                slots=n.slots,
+                running=0,
+                free_slots=n.slots,
+                measured_cpu=n.measured,
+                measured_memory=n.measured,
+                last_heartbeat_at=0.0,
+            )
+            for n in nodes
+        ),
+    )
+
+
+def dispatcher(clock: Clock | None = None) -> Dispatcher:
+    return Dispatcher(
+        credit_per_slot=CREDIT_PER_SLOT,
+        hot_threshold=0.9,
+        retarget_after_s=2.0,
+        imbalance_threshold=10.0,  # rebalancing off unless a test wants it
+        rng=np.random.default_rng(1),
+        clock=clock or Clock(),
+    )
+
+
+def demand(units: float = 1.0) -> ResourceVector:
+    return ResourceVector(cpu=units, memory=units)
+
+
+def outcomes(futures: dict[str, asyncio.Future[str]]) -> dict[str, str | None]:
+    return {t: (f.result() if f.done() else None) for t, f in futures.items()}
+
+
+def assert_credit_never_negative(d: Dispatcher) -> None:
+    for node_id, node in d.nodes.items():
+        assert d.credit(node_id) >= 0 or not node.alive
+        assert len(node.in_flight) <= node.slots * CREDIT_PER_SLOT
+
+
+async def test_a_node_gets_no_more_than_its_credit_and_regains_it_per_result() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=2)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(10)}
+    assert_credit_never_negative(d)
+    assert [t for t, node in outcomes(futures).items() if node] == ["t0", "t1", "t2", "t3"]
+    assert d.credit("a") == 0
+    d.complete("t0")
+    assert futures["t4"].done()
+    assert not futures["t5"].done()
+    d.complete("t0")  # a repeated result gives nothing back twice
+    assert not futures["t5"].done()
+    assert d.credit("a") == 0
+    assert_credit_never_negative(d)
+    for i in range(1, 10):
+        d.complete(f"t{i}")
+        assert_credit_never_negative(d)
+    assert all(f.done() for f in futures.values())
+    assert d.dispatched_total == 10
+
+
+async def test_each_node_is_served_fifo() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(6)}
+    order: list[str] = []
+    for _ in range(6):
+        done = [t for t, f in futures.items() if f.done() and t not in order]
+        order.extend(done)
+        for t in done:
+            d.complete(t)
+    assert order == [f"t{i}" for i in range(6)]
+
+
+async def test_work_for_a_hot_node_is_repicked_onto_a_cool_one() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("hot", measured=0.95), N("cool", measured=0.1)]))
+    future = d.hold("t1", demand(), "hot")
+    assert future.result() == "cool"
+    assert d.credit("hot") == 2 * CREDIT_PER_SLOT
+
+
+async def test_when_every_node_is_hot_placement_still_proceeds() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", measured=0.95), N("b", measured=0.97)]))
+    assert d.hold("t1", demand(), "a").result() == "a"
+
+
+async def test_work_for_a_dead_or_unknown_node_goes_to_a_live_one() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("dead", alive=False), N("live")]))
+    assert d.hold("t1", demand(), "dead").result() == "live"
+    assert d.hold("t2", demand(), "never-heard-of").result() == "live"
+    assert d.hold("t3", demand(), None).result() == "live"  # pending work
+
+
+async def test_held_work_moves_when_its_node_goes_down() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1, measured=0.5)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(4)}
+    assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": None, "t3": None}
+    went_down = d.on_snapshot(snapshot([N("a", slots=1, alive=False), N("b", slots=1)], seq=2))
+    assert went_down == ["a"]
+    assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": "b", "t3": "b"}
+    assert d.credit("a") == 0
+    # What "a" had in flight is forgotten (its queue is drained back to us).
+    assert "t0" not in d.where
+    assert "t1" not in d.where
+    assert d.on_snapshot(snapshot([N("a", slots=1, alive=False), N("b", slots=1)], seq=3)) == []
+
+
+async def test_a_pending_task_waits_until_some_node_has_room() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", capacity=100, allocated=95)]))
+    future = d.hold("big", demand(10), None)
+    assert not future.done()
+    assert d.pending() == 1
+    d.on_snapshot(snapshot([N("a", capacity=100, allocated=50)], seq=2))
+    assert future.result() == "a"
+    assert d.pending() == 0
+
+
+async def test_the_flexible_queue_looks_past_a_stuck_head() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=50, capacity=100)]))
+    huge = d.hold("huge", demand(500), None)  # fits nowhere now
+    small = {f"s{i}": d.hold(f"s{i}", demand(), None) for i in range(5)}
+    assert not huge.done()
+    assert all(node == "a" for node in outcomes(small).values())
+    assert list(h.task_id for h in d.flexible) == ["huge"]  # kept at the head, in order
+
+
+async def test_the_lookahead_is_bounded() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=50, capacity=100)]))
+    stuck = [d.hold(f"huge{i}", demand(500), None) for i in range(FLEXIBLE_LOOKAHEAD)]
+    behind = d.hold("small", demand(), None)
+    assert not any(f.done() for f in stuck)
+    assert not behind.done()  # past the window: waits its turn
+    assert [h.task_id for h in d.flexible][-1] == "small"
+
+
+async def test_sweep_moves_long_waiting_work_off_a_busy_node() -> None:
+    clock = Clock()
+    d = dispatcher(clock)
+    d.on_snapshot(snapshot([N("busy", slots=1, measured=0.5), N("idle", slots=1, measured=0.5)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "busy") for i in range(3)}
+    assert outcomes(futures) == {"t0": "busy", "t1": "busy", "t2": None}
+    clock.now = 1.0
+    assert d.sweep() == 0
+    clock.now = 2.5
+    assert d.sweep() == 1
+    assert futures["t2"].result() == "idle"
+    assert d.retargeted_total == 1
+
+
+async def test_rebalance_sends_held_work_of_hot_nodes_elsewhere() -> None:
+    d = Dispatcher(
+        credit_per_slot=1,
+        hot_threshold=0.99,
+        retarget_after_s=60.0,
+        imbalance_threshold=0.25,
+        rng=np.random.default_rng(1),
+    )
+    d.on_snapshot(snapshot([N("a", slots=1, measured=0.1), N("b", slots=1, measured=0.1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(3)}
+    assert outcomes(futures) == {"t0": "a", "t1": None, "t2": None}
+    d.on_snapshot(snapshot([N("a", slots=1, measured=0.9), N("b", slots=1, measured=0.1)], seq=2))
+    assert futures["t1"].result() == "b"
+    assert not futures["t2"].done()  # b has no more credit; t2 waits for anyone
+    assert d.retargeted_total == 2
+
+
+async def test_a_released_task_is_never_dispatched() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    futures = [d.hold(f"t{i}", demand(), "a") for i in range(4)]  # credit 2
+    d.release("t2")
+    assert futures[2].cancelled()
+    d.complete("t0")
+    assert futures[3].result() == "a"
+    assert "t2" not in d.where
+    assert d.credit("a") == 0
+
+
+async def test_a_redelivered_task_returns_its_old_credit_first() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    d.hold("t0", demand(), "a")
+    d.hold("t1", demand(), "a")
+    assert d.credit("a") == 0
+    again = d.hold("t0", demand(), "a")  # the placement came back (balancer restart)
+    assert again.result() == "a"
+    assert d.credit("a") == 0
+    assert sorted(d.nodes["a"].in_flight) == ["t0", "t1"]
+
+
+@pytest.mark.parametrize("rounds", [200])
+async def test_random_holds_and_results_keep_credit_within_bounds(rounds: int) -> None:
+    rng = np.random.default_rng(7)
+    d = dispatcher()
+    nodes = [N(f"n{i}", slots=int(rng.integers(1, 4))) for i in range(4)]
+    d.on_snapshot(snapshot(nodes))
+    futures: dict[str, asyncio.Future[str]] = {}
+    for step in range(rounds):
+        if rng.random() < 0.6:
+            target = nodes[int(rng.integers(0, 4))].node_id if rng.random() < 0.8 else None
+            futures[f"t{step}"] = d.hold(f"t{step}", demand(), target)
+        elif d.where:
+            d.complete(str(rng.choice(sorted(d.where))))
+        assert_credit_never_negative(d)
+    while d.where:
+        d.complete(next(iter(d.where)))
+        assert_credit_never_negative(d)
+    assert all(f.done() for f in futures.values())

@@ -1,0 +1,358 @@
+"""The consume loop on the in-memory broker: the rules the runtime promises.
+
+What every transport must show (redelivery, retry timing, dead-lettering,
+reconnects, drain) is in ``tests/integration/test_runtime_conformance.py``;
+here are the loop's own decisions, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+
+from shared.bus.abc import Delivery, Headers
+from shared.bus.memory import MemoryBroker, MemoryTransport
+from shared.contract.codec import EnvelopeCodec
+from shared.contract.keyring import Keyring
+from shared.contract.messages import Alert, Message, TaskSubmitted
+from shared.contract.topology import (
+    HEADER_ATTEMPT,
+    HEADER_ERROR,
+    HEADER_KIND,
+    HEADER_REASON,
+    HEADER_SOURCE_QUEUE,
+    Names,
+    RetryPolicy,
+    rk_alert,
+)
+from shared.errors import PermanentTaskError
+from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
+from shared.runtime.dedup import SeenIds
+from shared.runtime.publisher import BatchingPublisher, Route
+
+WAIT = 5.0
+codec = EnvelopeCodec(Keyring.ephemeral())
+
+
+def task(number: int, **fields: Any) -> TaskSubmitted:
+    return TaskSubmitted(
+        message_id=f"t{number}", task_id=f"t{number}", handler="noop", reply_to="c", **fields
+    )
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():  # noqa: ASYNC110 - state owned by the loop
+            await asyncio.sleep(0.01)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.items: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        await delivery.ack()
+        await self.items.put(delivery)
+
+    async def get(self) -> Delivery:
+        async with asyncio.timeout(WAIT):
+            return await self.items.get()
+
+    async def nothing_within(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.items.get()
+        except TimeoutError:
+            return True
+        return False
+
+
+@dataclass
+class Rig:
+    transport: MemoryTransport
+    names: Names
+    queue: str
+    publisher: BatchingPublisher
+    dead: Inbox
+    out: Inbox
+    seen: SeenIds = field(default_factory=lambda: SeenIds(1000))
+    loops: list[ConsumeLoop[TaskSubmitted]] = field(default_factory=list)
+
+    def alert_route(self) -> Route:
+        return Route(self.names.events_exchange, rk_alert("backlog"))
+
+    def done(self, message: TaskSubmitted) -> Emit:
+        return Emit(
+            self.alert_route(),
+            Alert(
+                message_id=f"{message.message_id}.done",
+                reason="backlog",
+                severity="info",
+                detail=message.task_id,
+            ),
+        )
+
+    async def start(self, spec: ConsumerSpec[TaskSubmitted]) -> ConsumeLoop[TaskSubmitted]:
+        loop = ConsumeLoop(
+            spec,
+            transport=self.transport,
+            codec=codec,
+            publisher=self.publisher,
+            names=self.names,
+            seen=self.seen,
+        )
+        await loop.start()
+        self.loops.append(loop)
+        return loop
+
+    async def send(self, *messages: Message, headers: Headers | None = None) -> None:
+        await self.transport.publish(
+            self.names.work_exchange, "job", codec.encode(list(messages)), headers=headers
+        )
+
+    async def outputs(self, count: int) -> list[str]:
+        return sorted(
+            [cast(Alert, codec.decode((await self.out.get()).body)[0]).detail for _ in range(count)]
+        )
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    broker = MemoryBroker()
+    transport = MemoryTransport(broker)
+    await transport.connect()
+    names = Names("unit", retry=RetryPolicy(delays_ms=(50, 100), max_attempts=3))
+    queue = "unit.q"
+    await transport.declare(names.work_queue(queue, ["job"]))
+    await transport.declare(
+        names.work_queue("unit.out", [rk_alert("#")], exchange=names.events_exchange)
+    )
+    dead, out = Inbox(), Inbox()
+    await transport.consume(names.dead_letter_queue, dead, prefetch=0)
+    await transport.consume("unit.out", out, prefetch=0)
+    rig = Rig(transport, names, queue, BatchingPublisher(transport, codec), dead, out)
+    try:
+        yield rig
+    finally:
+        for loop in rig.loops:
+            await loop.stop()
+            await loop.drain(1.0)
+        await transport.close()
+        broker.close()
+
+
+async def test_handled_effects_are_published_and_the_delivery_acked(rig: Rig) -> None:
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1), task(2))
+    assert await rig.outputs(2) == ["t1", "t2"]
+    await eventually(lambda: loop.stats.handled == 2)
+    assert loop.stats.deliveries == 1
+    assert await rig.transport.queue_depth(rig.queue) == 0
+
+
+async def test_a_kind_the_queue_does_not_take_is_dead_lettered_at_once(rig: Rig) -> None:
+    handled: list[TaskSubmitted] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        handled.append(message)
+        return []
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    stray = Alert(reason="backlog", severity="info", detail="not a task")
+    await rig.send(stray)
+    dead = await rig.dead.get()
+    assert dead.headers[HEADER_REASON] == "unexpected-kind"
+    assert dead.headers[HEADER_KIND] == "alert"
+    assert dead.headers[HEADER_SOURCE_QUEUE] == rig.queue
+    assert "does not take 'alert'" in str(dead.headers[HEADER_ERROR])
+    assert codec.decode(dead.body)[0].message_id == stray.message_id
+    await rig.send(task(1))
+    await eventually(lambda: bool(handled))
+    assert loop.stats.dead_letter_reasons == {"unexpected-kind": 1}
+
+
+async def test_a_permanent_error_skips_the_retries(rig: Rig) -> None:
+    exhausted: list[tuple[str, str, int]] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        raise PermanentTaskError("cannot ever work")
+
+    async def on_exhausted(
+        message: TaskSubmitted, error: BaseException, attempt: int
+    ) -> Sequence[Emit]:
+        exhausted.append((message.task_id, type(error).__name__, attempt))
+        return [rig.done(message)]
+
+    loop = await rig.start(
+        ConsumerSpec(rig.queue, (TaskSubmitted,), handle, on_exhausted=on_exhausted)
+    )
+    await rig.send(task(1))
+    dead = await rig.dead.get()
+    assert dead.headers[HEADER_REASON] == "permanent-error"
+    assert dead.headers[HEADER_ATTEMPT] == 1
+    assert exhausted == [("t1", "PermanentTaskError", 1)]
+    assert await rig.outputs(1) == ["t1"]  # the hook's effect (e.g. a failed result)
+    assert loop.stats.retried == 0
+
+
+async def test_retries_count_attempts_and_respect_a_per_message_limit(rig: Rig) -> None:
+    attempts: list[tuple[str, int]] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        attempts.append((message.task_id, delivery_attempt.get()))
+        raise RuntimeError("flaky")
+
+    spec = ConsumerSpec(
+        rig.queue, (TaskSubmitted,), handle, max_attempts=lambda m: m.max_retries + 1
+    )
+    loop = await rig.start(spec)
+    await rig.send(task(1, max_retries=1))
+    dead = await rig.dead.get()
+    assert dead.headers[HEADER_REASON] == "retries-exhausted"
+    assert dead.headers[HEADER_ATTEMPT] == 2
+    assert dead.headers[HEADER_ERROR] == "RuntimeError: flaky"
+    assert attempts == [("t1", 1), ("t1", 2)]
+    assert loop.stats.retried == 1
+
+
+async def test_a_handler_that_recovers_on_retry_is_handled_once(rig: Rig) -> None:
+    calls = 0
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("once")
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    assert await rig.outputs(1) == ["t1"]
+    assert calls == 2
+    await eventually(lambda: loop.stats.handled == 1)
+    assert (loop.stats.retried, loop.stats.handled, loop.stats.dead_lettered) == (1, 1, 0)
+    assert await rig.dead.nothing_within(0.2)
+
+
+async def test_repeated_ids_are_acked_and_dropped(rig: Rig) -> None:
+    calls: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        calls.append(message.task_id)
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    assert await rig.outputs(1) == ["t1"]
+    await rig.send(task(1), task(2))  # one old, one new in one envelope
+    assert await rig.outputs(1) == ["t2"]
+    await rig.send(task(2))
+    await asyncio.sleep(0.1)
+    assert calls == ["t1", "t2"]
+    assert loop.stats.duplicates == 2
+    assert await rig.out.nothing_within(0.1)
+    assert await rig.transport.queue_depth(rig.queue) == 0
+
+
+async def test_a_batch_handler_takes_the_envelope_and_falls_back_to_items(rig: Rig) -> None:
+    batches: list[list[str]] = []
+    singles: list[str] = []
+    fail_batch = False
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        singles.append(message.task_id)
+        return [rig.done(message)]
+
+    async def handle_batch(messages: Sequence[TaskSubmitted]) -> Sequence[Emit]:
+        batches.append([m.task_id for m in messages])
+        if fail_batch:
+            raise RuntimeError("batch broke")
+        return [rig.done(m) for m in messages]
+
+    spec = ConsumerSpec(rig.queue, (TaskSubmitted,), handle, batch_handler=handle_batch)
+    await rig.start(spec)
+    await rig.send(task(1), task(2), task(3))
+    assert await rig.outputs(3) == ["t1", "t2", "t3"]
+    assert (batches, singles) == ([["t1", "t2", "t3"]], [])
+    await rig.send(task(4))  # alone: the item handler
+    assert await rig.outputs(1) == ["t4"]
+    assert singles == ["t4"]
+    fail_batch = True
+    await rig.send(task(5), task(6))
+    assert await rig.outputs(2) == ["t5", "t6"]
+    assert singles == ["t4", "t5", "t6"]
+
+
+@dataclass
+class FailingOnce:
+    """Wraps a transport so that the first publish to ``exchange`` fails."""
+
+    inner: MemoryTransport
+    exchange: str
+    failed: int = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        if exchange == self.exchange and not self.failed:
+            self.failed += 1
+            raise ConnectionError("broker went away")
+        await self.inner.publish(
+            exchange, routing_key, body, headers=headers, message_id=message_id, mandatory=mandatory
+        )
+
+
+async def test_an_effect_that_cannot_be_published_hands_the_delivery_back(rig: Rig) -> None:
+    calls: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        calls.append(message.task_id)
+        return [rig.done(message)]
+
+    flaky = FailingOnce(rig.transport, rig.names.events_exchange)
+    rig.publisher = BatchingPublisher(flaky, codec)  # type: ignore[arg-type]
+    await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    # Not lost and not taken for a duplicate: the redelivery is handled again.
+    assert await rig.outputs(1) == ["t1"]
+    assert calls == ["t1", "t1"]
+    assert flaky.failed == 1
+
+
+async def test_drain_hands_back_what_does_not_finish_in_time(rig: Rig) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        started.set()
+        await release.wait()
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    await loop.stop()
+    assert loop.in_flight == 1
+    await loop.drain(0.1)
+    assert loop.in_flight == 0
+    assert await rig.transport.queue_depth(rig.queue) == 1  # back in the queue
+    assert "t1" not in rig.seen  # so a redelivery is handled, not dropped
+    assert await rig.out.nothing_within(0.1)

@@ -1,0 +1,138 @@
+"""The tiny HTTP endpoint every service serves, and the base service's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from shared.bus.memory import MemoryBroker, MemoryTransport
+from shared.contract.codec import EnvelopeCodec
+from shared.contract.keyring import Keyring
+from shared.contract.topology import Topology
+from shared.runtime.consumer import ConsumerSpec
+from shared.runtime.health import HealthServer, Response
+from shared.runtime.service import Service
+from shared.settings import BosonSettings
+
+
+async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            data = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return status, headers, body
+
+
+async def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    return await request(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n".encode())
+
+
+def broken() -> Response:
+    raise RuntimeError("secret detail")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[HealthServer]:
+    routes = {
+        "/health": lambda: Response.json({"status": "ok"}),
+        "/text": lambda: Response(200, b"plain", "text/plain"),
+        "/broken": broken,
+    }
+    health = HealthServer("127.0.0.1", 0, routes)
+    await health.start()
+    try:
+        yield health
+    finally:
+        await health.close()
+
+
+async def test_get_returns_the_route_body_with_length_and_type(server: HealthServer) -> None:
+    status, headers, body = await get(server.port, "/health?verbose=1")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok"}
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    status, headers, body = await get(server.port, "/text")
+    assert (status, headers["content-type"], body) == (200, "text/plain", b"plain")
+
+
+async def test_unknown_path_is_404_listing_the_paths(server: HealthServer) -> None:
+    status, _, body = await get(server.port, "/nope")
+    assert status == 404
+    assert json.loads(body)["paths"] == ["/broken", "/health", "/text"]
+
+
+async def test_only_get_is_served(server: HealthServer) -> None:
+    status, _, _ = await request(server.port, b"POST /health HTTP/1.0\r\n\r\n")
+    assert status == 405
+    status, _, _ = await request(server.port, b"\r\n\r\n")
+    assert status == 405
+
+
+async def test_a_failing_route_is_503_without_its_message(server: HealthServer) -> None:
+    status, _, body = await get(server.port, "/broken")
+    assert status == 503
+    assert json.loads(body) == {"status": "error", "error": "RuntimeError"}
+    assert b"secret" not in body
+    # The server survives it.
+    assert (await get(server.port, "/health"))[0] == 200
+
+
+async def test_port_before_start_and_after_close_is_an_error() -> None:
+    health = HealthServer("127.0.0.1", 0, {})
+    with pytest.raises(RuntimeError):
+        _ = health.port
+    await health.start()
+    assert health.port > 0
+    await health.close()
+    await health.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        _ = health.port
+
+
+class Idle(Service):
+    name = "idle"
+
+    def topology(self) -> Topology:
+        return self.names.base()
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return []
+
+
+async def test_service_health_is_503_until_started_then_200() -> None:
+    broker = MemoryBroker()
+    settings = BosonSettings(namespace="health-test", instance_id="one")
+    service = Idle(settings, MemoryTransport(broker), EnvelopeCodec(Keyring.ephemeral()))
+    route = service.routes()["/health"]
+    assert route().status == 503
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            await service.started.wait()
+        response = route()
+        body = json.loads(response.body)
+        assert response.status == 200
+        assert body["service"] == "idle"
+        assert body["instance"] == "one"
+        assert body["broker_connected"] is True
+        assert body["in_flight"] == 0
+    finally:
+        stop.set()
+        await task
+        await service.transport.close()
+        broker.close()

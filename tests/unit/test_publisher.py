@@ -1,0 +1,249 @@
+"""The batching publisher against a transport whose confirms the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+import pytest
+
+from shared.bus.abc import DeliveryHandler, Headers, Subscription
+from shared.contract.codec import EnvelopeCodec
+from shared.contract.keyring import Keyring
+from shared.contract.messages import Alert, BalancerBacklog, Message
+from shared.contract.topology import HEADER_KIND, Topology
+from shared.runtime.publisher import BatchingPublisher, Route
+
+ROUTE = Route("ns.events", "alert.x")
+OTHER = Route("ns.events", "alert.y")
+
+
+@dataclass
+class Sent:
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, object]
+    message_id: str | None
+
+
+@dataclass
+class GatedTransport:
+    """Records publishes; each waits for the test to confirm (or fail) it."""
+
+    auto_confirm: bool = False
+    sent: list[Sent] = field(default_factory=list)
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        return True
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def declare(self, topology: Topology) -> None:
+        return None
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        self.sent.append(Sent(exchange, routing_key, body, dict(headers or {}), message_id))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.auto_confirm:
+            await asyncio.sleep(0)
+            return
+        confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(confirm)
+        await confirm
+
+    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+        raise NotImplementedError
+
+    async def queue_depth(self, queue: str) -> int:
+        raise NotImplementedError
+
+    async def delete_queue(self, queue: str) -> None:
+        raise NotImplementedError
+
+    async def delete_exchange(self, exchange: str) -> None:
+        raise NotImplementedError
+
+    def confirm_all(self) -> int:
+        waiting, self.waiting = self.waiting, []
+        for confirm in waiting:
+            if not confirm.done():
+                confirm.set_result(None)
+        return len(waiting)
+
+
+codec = EnvelopeCodec(Keyring.ephemeral())
+
+
+def alert(number: int, detail: str = "") -> Alert:
+    return Alert(
+        message_id=f"m{number}", reason="backlog", severity="info", detail=detail or str(number)
+    )
+
+
+def decoded(transport: GatedTransport) -> list[list[Message]]:
+    return [codec.decode(sent.body) for sent in transport.sent]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def confirm_until_done(transport: GatedTransport, task: asyncio.Future[None]) -> None:
+    async with asyncio.timeout(5):
+        while not task.done():
+            transport.confirm_all()
+            await asyncio.sleep(0)
+    await task
+
+
+async def test_alone_one_item_goes_out_at_once_in_its_own_envelope() -> None:
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec)
+    task = asyncio.ensure_future(publisher.publish(ROUTE, alert(1)))
+    await settle()
+
+    assert len(transport.sent) == 1  # sent before any confirm: no batching timer
+    assert not task.done()  # publish returns only once confirmed
+    sent = transport.sent[0]
+    assert (sent.exchange, sent.routing_key) == (ROUTE.exchange, ROUTE.routing_key)
+    assert sent.headers == {HEADER_KIND: "alert"}
+    assert sent.message_id == "m1"
+    transport.confirm_all()
+    await task
+    assert [m.message_id for m in decoded(transport)[0]] == ["m1"]
+    assert (publisher.stats.items, publisher.stats.envelopes) == (1, 1)
+
+
+async def test_a_burst_packs_behind_the_confirms() -> None:
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec, max_items=100, max_in_flight=2)
+    burst = [(ROUTE, alert(n)) for n in range(1000)]
+    task = asyncio.ensure_future(publisher.publish_many(burst))
+    await settle()
+    assert len(transport.sent) == 2  # the lane's in-flight window, one item each
+    await confirm_until_done(transport, task)
+
+    envelopes = decoded(transport)
+    sizes = [len(envelope) for envelope in envelopes]
+    assert sizes == [1, 1, *[100] * 9, 98]
+    assert [m.message_id for env in envelopes for m in env] == [f"m{n}" for n in range(1000)]
+    assert (publisher.stats.items, publisher.stats.envelopes) == (1000, 12)
+    assert all(sent.message_id is None for sent in transport.sent[2:])  # batches have no id
+
+
+async def test_lanes_are_per_route_and_kind() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    publisher = BatchingPublisher(transport, codec)
+    backlog = BalancerBacklog(pending=1, held=2)
+    await publisher.publish_many(
+        [(ROUTE, alert(1)), (OTHER, alert(2)), (ROUTE, backlog), (ROUTE, alert(3))]
+    )
+    by_lane: dict[tuple[str, str], list[str]] = {}
+    for sent, envelope in zip(transport.sent, decoded(transport), strict=True):
+        assert all(m.kind == sent.headers[HEADER_KIND] for m in envelope)
+        by_lane.setdefault((sent.routing_key, str(sent.headers[HEADER_KIND])), []).extend(
+            m.message_id for m in envelope
+        )
+    assert by_lane == {
+        ("alert.x", "alert"): ["m1", "m3"],
+        ("alert.y", "alert"): ["m2"],
+        ("alert.x", "balancer.backlog"): [backlog.message_id],
+    }
+
+
+async def test_an_envelope_over_max_bytes_is_split_until_each_fits() -> None:
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec, max_items=100, max_bytes=4000, max_in_flight=1)
+    first = asyncio.ensure_future(publisher.publish(ROUTE, alert(0)))
+    await settle()
+    # Eight incompressible ~1 kB details queue behind the first envelope.
+    rest = [(ROUTE, alert(n, detail=secrets.token_urlsafe(1000))) for n in range(1, 9)]
+    task = asyncio.ensure_future(publisher.publish_many(rest))
+    await settle()
+    transport.confirm_all()
+    await first
+    await confirm_until_done(transport, task)
+
+    assert all(len(sent.body) <= 4000 for sent in transport.sent)
+    ids = [m.message_id for envelope in decoded(transport) for m in envelope]
+    assert sorted(ids) == sorted(f"m{n}" for n in range(9))
+    assert len(transport.sent) >= 1 + 8 * 1000 // 4000
+    assert max(len(envelope) for envelope in decoded(transport)) > 1  # split, not unbatched
+
+
+async def test_one_item_larger_than_max_bytes_still_goes_alone() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    publisher = BatchingPublisher(transport, codec, max_bytes=1024)
+    big = alert(1, detail=secrets.token_urlsafe(2000))
+    await publisher.publish(ROUTE, big)
+    assert len(transport.sent) == 1
+    assert len(transport.sent[0].body) > 1024
+
+
+async def test_a_failed_publish_reaches_every_waiter_of_its_envelope_and_the_lane_recovers() -> (
+    None
+):
+    transport = GatedTransport(fail_with=ConnectionError("broker gone"))
+    publisher = BatchingPublisher(transport, codec)
+    results = await asyncio.gather(
+        *(publisher.publish(ROUTE, alert(n)) for n in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in results)
+    transport.fail_with = None
+    transport.auto_confirm = True
+    await publisher.publish(ROUTE, alert(99))  # the lane is not stuck
+    assert publisher.stats.items == 1
+
+
+async def test_close_waits_for_in_flight_and_fails_what_is_left() -> None:
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec, max_in_flight=1)
+    first = asyncio.ensure_future(publisher.publish(ROUTE, alert(1)))
+    queued = asyncio.ensure_future(publisher.publish(ROUTE, alert(2)))
+    await settle()
+    assert len(transport.sent) == 1
+    closing = asyncio.ensure_future(publisher.close(grace=0.2))
+    await settle()
+    transport.confirm_all()
+    await closing
+    await first
+    with pytest.raises(ConnectionError):
+        await queued
+
+
+async def test_publish_many_of_nothing_publishes_nothing() -> None:
+    transport = GatedTransport()
+    await BatchingPublisher(transport, codec).publish_many([])
+    assert transport.sent == []
+
+
+async def test_raw_bytes_are_published_unbatched_with_their_headers() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    await BatchingPublisher(transport, codec).publish_raw(ROUTE, b"raw", headers={"h": 1})
+    assert [(s.body, s.headers) for s in transport.sent] == [(b"raw", {"h": 1})]
+
+
+@pytest.mark.parametrize(("items", "in_flight"), [(0, 1), (1, 0)])
+def test_limits_must_be_positive(items: int, in_flight: int) -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        BatchingPublisher(GatedTransport(), codec, max_items=items, max_in_flight=in_flight)

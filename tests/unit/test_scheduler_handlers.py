@@ -1,0 +1,226 @@
+"""The scheduler's handlers: batch placement, pending, never, the ingress age limit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.scheduler.handlers import SchedulerHandlers
+from shared.contract.messages import (
+    ClusterSnapshot,
+    NodeState,
+    ResourceRequest,
+    ResourceVector,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+)
+from shared.contract.topology import RK_PLACED, Names, rk_result
+from shared.runtime.consumer import Emit
+from shared.runtime.publisher import Route
+from shared.scheduling.demand import LinearDemandModel
+
+NOW = 1_700_000_000.0
+MAX_AGE = 60.0
+NAMES = Names("sched-test")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def handlers(clock: Clock | None = None, strategy: str = "binpack") -> SchedulerHandlers:
+    return SchedulerHandlers(
+        names=NAMES,
+        strategy=strategy,  # type: ignore[arg-type]
+        demand_model=LinearDemandModel(),
+        reservation_ttl_s=10.0,
+        ingress_max_age_s=MAX_AGE,
+        clock=clock or Clock(),
+        wall_clock=lambda: NOW,
+    )
+
+
+def snapshot(
+    allocated: dict[str, float], *, seq: int = 1, capacity: float = 500.0, dead: Sequence[str] = ()
+) -> ClusterSnapshot:
+    return ClusterSnapshot(
+        monitor_id="m",
+        seq=seq,
+        nodes=tuple(
+            NodeState(
+                node_id=node_id,
+                alive=node_id not in dead,
+                capacity=ResourceVector(cpu=capacity, memory=capacity),
+                allocated=ResourceVector(cpu=units, memory=units),
+                slots=4,
+                running=0,
+                free_slots=4,
+                measured_cpu=units / capacity,
+                measured_memory=units / capacity,
+                last_heartbeat_at=NOW,
+            )
+            for node_id, units in allocated.items()
+        ),
+    )
+
+
+WORKED = {"node-1": 350.0, "node-2": 400.0, "node-3": 300.0, "node-4": 250.0, "node-5": 200.0}
+
+
+def task(
+    number: int, complexity: float = 100, data_size: float = 1000, **fields: object
+) -> TaskSubmitted:
+    values: dict[str, object] = {"submitted_at": NOW - 1}
+    values.update(fields)
+    return TaskSubmitted(
+        task_id=f"t{number}",
+        handler="noop",
+        reply_to="client-1",
+        complexity=complexity,
+        data_size=data_size,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def placed(emits: Sequence[Emit]) -> list[TaskPlaced]:
+    out = [e.message for e in emits if isinstance(e.message, TaskPlaced)]
+    assert all(
+        e.route == Route(NAMES.work_exchange, RK_PLACED)
+        for e in emits
+        if isinstance(e.message, TaskPlaced)
+    )
+    return out
+
+
+def results(emits: Sequence[Emit]) -> list[TaskResult]:
+    out = [e.message for e in emits if isinstance(e.message, TaskResult)]
+    for e in emits:
+        if isinstance(e.message, TaskResult):
+            assert (e.route.exchange, e.route.routing_key) == (
+                NAMES.events_exchange,
+                rk_result("client-1"),
+            )
+    return out
+
+
+async def test_the_worked_example_places_demand_110_on_the_07_node() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot(WORKED))
+    (one,) = placed(await scheduler.on_submitted(task(1, explain=True)))
+    assert one.demand == ResourceVector(cpu=110, memory=110)
+    assert one.node_id == "node-1"
+    assert one.message_id == "t1.placed"
+    assert one.explanation is not None
+    chosen = next(n for n in one.explanation.nodes if n.node_id == "node-1")
+    assert chosen.utilisation_after is not None
+    assert round(chosen.utilisation_after, 2) == 0.92
+
+
+async def test_a_batch_is_placed_in_one_call_with_reservations_between_items() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot(WORKED))
+    emits = await scheduler.on_submitted_batch([task(i, 50, 2000) for i in range(4)])
+    nodes = [p.node_id for p in placed(emits)]
+    # 70 units each: node-2 (100 free) takes one, then node-1 (150 free) two,
+    # then node-3 — a burst does not pile onto one node between snapshots.
+    assert nodes == ["node-2", "node-1", "node-1", "node-3"]
+    assert len(scheduler.reservations) == 4
+    assert scheduler.placed_total == 4
+    # A snapshot that does not show them yet keeps the reservations on top.
+    scheduler.on_snapshot(snapshot(WORKED, seq=2))
+    (fifth,) = placed(await scheduler.on_submitted(task(5, 50, 2000)))
+    assert fifth.node_id == "node-3"
+
+
+async def test_a_task_that_fits_no_node_now_is_placed_pending() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot({"a": 450.0, "b": 480.0}))
+    (pending,) = placed(await scheduler.on_submitted(task(1)))
+    assert pending.node_id is None
+    assert pending.demand.cpu == 110
+    assert len(scheduler.reservations) == 0
+
+
+async def test_with_no_nodes_known_yet_tasks_wait_as_pending() -> None:
+    (pending,) = placed(await handlers().on_submitted(task(1)))
+    assert pending.node_id is None
+
+
+async def test_a_task_larger_than_any_node_gets_a_failed_result() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot({"a": 0.0, "b": 0.0}))
+    emits = await scheduler.on_submitted_batch([task(1, complexity=600), task(2)])
+    (failed,) = results(emits)
+    assert failed.task_id == "t1"
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.error_type == "Unplaceable"
+    assert "largest: cpu=500" in failed.error.message
+    assert failed.message_id == "t1.result"
+    assert [p.task.task_id for p in placed(emits)] == ["t2"]
+
+
+async def test_explicit_requests_win_over_the_model() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot({"a": 0.0}))
+    emits = await scheduler.on_submitted(task(1, requests=ResourceRequest(cpu=700)))
+    assert results(emits)[0].error is not None
+
+
+async def test_a_stale_submission_is_refused_at_ingress_and_the_rest_go_on() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot(WORKED))
+    stale = task(1, submitted_at=NOW - MAX_AGE - 5)
+    fresh = task(2, submitted_at=NOW - MAX_AGE + 5)
+    emits = await scheduler.on_submitted_batch([stale, fresh])
+    (refused,) = results(emits)
+    assert refused.task_id == "t1"
+    assert refused.error is not None
+    assert refused.error.error_type == "SubmissionTooOld"
+    assert [p.task.task_id for p in placed(emits)] == ["t2"]
+    assert "t1" not in scheduler.reservations
+
+
+async def test_an_older_snapshot_is_ignored() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot({"a": 0.0}, seq=5))
+    scheduler.on_snapshot(snapshot({"a": 490.0}, seq=4))
+    (one,) = placed(await scheduler.on_submitted(task(1)))
+    assert one.node_id == "a"
+
+
+async def test_dead_nodes_are_not_placed_on() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot(WORKED, dead=["node-1"]))
+    (one,) = placed(await scheduler.on_submitted(task(1)))
+    assert one.node_id == "node-3"
+
+
+async def test_a_result_frees_its_reservation() -> None:
+    clock = Clock()
+    scheduler = handlers(clock)
+    scheduler.on_snapshot(snapshot({"a": 300.0}))
+    (first,) = placed(await scheduler.on_submitted(task(1, complexity=150, data_size=0)))
+    assert first.node_id == "a"
+    (second,) = placed(await scheduler.on_submitted(task(2, complexity=150, data_size=0)))
+    assert second.node_id is None  # 50 free after the reservation
+    done = TaskResult(
+        task_id="t1", handler="noop", status="succeeded", reply_to="client-1", submitted_at=NOW
+    )
+    await scheduler.handle_event(done)
+    (third,) = placed(await scheduler.on_submitted(task(3, complexity=150, data_size=0)))
+    assert third.node_id == "a"
+
+
+async def test_reservations_expire_after_their_ttl() -> None:
+    clock = Clock()
+    scheduler = handlers(clock)
+    scheduler.on_snapshot(snapshot({"a": 300.0}))
+    placed(await scheduler.on_submitted(task(1, complexity=150, data_size=0)))
+    clock.now = 11.0
+    (again,) = placed(await scheduler.on_submitted(task(2, complexity=150, data_size=0)))
+    assert again.node_id == "a"
