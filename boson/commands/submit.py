@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BosonSettings()
     if args.broker is not None:
         settings = settings.model_copy(update={"broker_url": args.broker})
+    results: list[TaskResult] | None
     if settings.broker_url is None:
         results = asyncio.run(_in_process(requests, args.handler_module, args.json))
     else:
