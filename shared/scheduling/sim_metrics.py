@@ -92,6 +92,8 @@ class Recorder:
     replaced: int = 0
     never: int = 0
     window_end: float = np.inf
+    job_jct: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Per finished job, filled in by :func:`summarise` (for the JCT chart)."""
 
     @staticmethod
     def for_tasks(tasks: int) -> Recorder:
@@ -177,6 +179,7 @@ def summarise(
     finished = np.isfinite(job_end)
     jct = (job_end - job_submit)[finished]
     ideal = np.maximum((ideal_end - job_submit)[finished], 1.0)
+    recorder.job_jct = jct
     delays = np.asarray(recorder.delays, np.float64)
     weights = np.asarray(recorder.delay_weights, np.float64)
     # Time averages over the arrival window only (see the module docstring).

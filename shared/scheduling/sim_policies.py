@@ -30,7 +30,7 @@ not started, of which the simulator has none on any node.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +38,17 @@ import numpy as np
 from shared.scheduling.balancing import QueuedTask, plan_recovery
 from shared.scheduling.placement import Placer
 from shared.scheduling.sim_baselines import BASELINES
+from shared.scheduling.sim_metrics import Metrics, Recorder
 from shared.scheduling.sim_table import FIT_EPSILON, BatchPlacer
-from shared.scheduling.simulation import Dispatcher, Pending, Simulation
+from shared.scheduling.simulation import (
+    DEFAULT_SAMPLE_STEP,
+    Dispatcher,
+    Pending,
+    Simulation,
+    simulate,
+)
 from shared.scheduling.table import NodeTable
+from shared.scheduling.traces import Cluster, NodeEvents, Workload
 
 BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris")
 REBALANCE_SUFFIX = "+rebalance"
@@ -166,6 +174,25 @@ def make_policy(name: str) -> Policy:
     return Policy(name, _boson(strategy), dispatcher, baseline=False)
 
 
+def compare(
+    names: Sequence[str],
+    workload: Workload,
+    cluster: Cluster,
+    events: NodeEvents,
+    sample_step: float = DEFAULT_SAMPLE_STEP,
+) -> list[tuple[Metrics, Recorder]]:
+    """Replay the same trace under each named policy, in order."""
+    results = []
+    for name in names:
+        policy = make_policy(name)
+        results.append(
+            simulate(
+                name, workload, cluster, events, policy.placer, policy.dispatcher(), sample_step
+            )
+        )
+    return results
+
+
 __all__ = [
     "BOSON_STRATEGIES",
     "DEFAULT_WINDOW",
@@ -173,6 +200,7 @@ __all__ = [
     "Balancer",
     "HeadOfLine",
     "Policy",
+    "compare",
     "make_policy",
     "policy_names",
 ]

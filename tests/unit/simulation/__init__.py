@@ -1,0 +1,1 @@
+"""Tests of the trace loaders, the simulator and its metrics."""
