@@ -50,6 +50,8 @@ class BosonSettings(BaseSettings):
     dedup_capacity: Annotated[int, Field(ge=1)] = 100_000
     ingress_max_age_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
     drain_grace_s: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """How long a starting service waits for the broker before giving up."""
 
     log_level: str = "INFO"
     log_json: bool = False

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from shared.bus.abc import Transport
 from shared.bus.factory import transport_from_url
 from shared.contract.codec import Codec, EnvelopeCodec
-from shared.errors import ConfigError
+from shared.errors import BosonError, BrokerUnavailableError, ConfigError
 from shared.logs import configure_logging
 from shared.runtime.health import HealthServer
 from shared.runtime.service import Service
@@ -46,6 +47,23 @@ def require_broker_and_keys(settings: BosonSettings) -> str:
     return settings.broker_url.get_secret_value()
 
 
+async def connect_with_retry(transport: Transport, within_s: float) -> None:
+    """Connect, retrying with growing pauses: a broker that starts a little
+    after its services (compose, Kubernetes) is normal, not an error."""
+    deadline = time.monotonic() + within_s
+    pause = 0.25
+    while True:
+        try:
+            await transport.connect()
+            return
+        except BrokerUnavailableError as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("broker not reachable yet (%s); retrying in %.1fs", error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 async def serve(service: Service, *, stop: asyncio.Event | None = None) -> None:
     """Run ``service`` (with its health endpoint) until SIGTERM/SIGINT or ``stop``."""
     stop = stop or asyncio.Event()
@@ -59,6 +77,7 @@ async def serve(service: Service, *, stop: asyncio.Event | None = None) -> None:
         await health.start()
         logger.info("health endpoint on %s:%d", settings.health_host, health.port)
     try:
+        await connect_with_retry(service.transport, settings.connect_timeout_s)
         await service.run(stop)
     finally:
         if health is not None:
@@ -79,8 +98,14 @@ def main(factory: ServiceFactory[S], settings: S, name: str) -> int:
     except ConfigError as error:
         logger.error("cannot start %s: %s", name, error)
         return 2
-    asyncio.run(serve(service))
+    try:
+        asyncio.run(serve(service))
+    except BosonError as error:
+        # Typed errors (broker gone for good, topology conflict) end the
+        # process with one clear line; a supervisor decides what comes next.
+        logger.error("%s stopped: %s: %s", name, type(error).__name__, error)
+        return 1
     return 0
 
 
-__all__ = ["ServiceFactory", "main", "require_broker_and_keys", "serve"]
+__all__ = ["ServiceFactory", "connect_with_retry", "main", "require_broker_and_keys", "serve"]
