@@ -109,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         console = Console()
+        if not console.is_terminal:  # piped to a file: do not squeeze the table to 80 columns
+            console = Console(width=200)
         for line in describe(trace, cluster):
             console.print(line, highlight=False)
         console.print(

@@ -158,7 +158,9 @@ def _boson(strategy: str) -> Callable[[NodeTable], BatchPlacer]:
 def policy_names() -> list[str]:
     """Every policy a full run compares, Boson's first."""
     boson = [s + suffix for s in BOSON_STRATEGIES for suffix in ("", REBALANCE_SUFFIX)]
-    return boson + list(BASELINES)
+    # k8s-default behind the balancer too: it separates the scorer's effect
+    # from the backlog policy's (see the module docstring).
+    return [*boson, *BASELINES, "k8s-default" + REBALANCE_SUFFIX]
 
 
 def make_policy(name: str) -> Policy:
