@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import ValidationError
+
 from shared.bus.abc import Transport
 from shared.bus.factory import transport_from_url
 from shared.contract.codec import Codec, EnvelopeCodec
@@ -38,7 +40,7 @@ from shared.contract.messages import (
     new_id,
 )
 from shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from shared.errors import TaskFailedError
+from shared.errors import InvalidTaskError, TaskFailedError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
@@ -275,19 +277,25 @@ class Client:
         data_size = request.data_size
         if data_size is None:
             data_size = len(request.data) / 1024 if request.data else 0.0
-        return TaskSubmitted(
-            task_id=request.task_id or new_id(),
-            handler=request.handler,
-            params=dict(request.params),
-            data=request.data,
-            complexity=DEFAULT_COMPLEXITY if request.complexity is None else request.complexity,
-            data_size=data_size,
-            requests=request.requests,
-            timeout_s=request.timeout_s,
-            max_retries=request.max_retries,
-            reply_to=self.client_id,
-            explain=request.explain,
-        )
+        try:
+            return TaskSubmitted(
+                task_id=request.task_id or new_id(),
+                handler=request.handler,
+                params=dict(request.params),
+                data=request.data,
+                complexity=DEFAULT_COMPLEXITY if request.complexity is None else request.complexity,
+                data_size=data_size,
+                requests=request.requests,
+                timeout_s=request.timeout_s,
+                max_retries=request.max_retries,
+                reply_to=self.client_id,
+                explain=request.explain,
+            )
+        except ValidationError as e:
+            # One typed line (no input values: params may be large or private).
+            problems = e.errors(include_input=False, include_url=False, include_context=False)
+            text = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:5])
+            raise InvalidTaskError(f"task refused before publishing: {text}") from e
 
     async def submit(self, handler: str, data: bytes | None = None, **options: Any) -> TaskHandle:
         """Submit one task; returns once the broker has it (confirmed)."""

@@ -106,6 +106,10 @@ class SchemaError(DecodeError):
     reason = "schema"
 
 
+class InvalidTaskError(BosonError, ValueError):
+    """A task the client was asked to submit breaks the schema; nothing was published."""
+
+
 class EncodeError(BosonError):
     """A message could not be encoded (too large, or not serialisable)."""
 
@@ -157,6 +161,7 @@ __all__ = [
     "DecodeError",
     "DecompressionBombError",
     "EncodeError",
+    "InvalidTaskError",
     "InvalidTaskInputError",
     "InvalidTaskOutputError",
     "MalformedPayloadError",
