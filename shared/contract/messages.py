@@ -281,6 +281,9 @@ class DataChunk(Message):
     offset: Count
     data: bytes
     reply_to: Identifier | None = None
+    encoding: Literal["identity", "zstd"] = "identity"
+    """How ``data`` holds the chunk's bytes: as they are, or as one zstd frame
+    that declares its size (the data plane compresses chunks itself, fast)."""
 
     @model_validator(mode="after")
     def _index_in_range(self) -> DataChunk:

@@ -46,6 +46,7 @@ RK_BACKLOG = "backlog"
 RK_ALL_HEARTBEATS = "heartbeat.#"
 RK_ALL_RESULTS = "result.#"
 RK_ALL_ALERTS = "alert.#"
+RK_ALL_DATA_STORED = "data.stored.#"
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -73,6 +74,11 @@ def rk_alert(reason: str) -> str:
 
 def rk_data_reply(client_id: str) -> str:
     return f"data.reply.{client_id}"
+
+
+def rk_data_stored(client_id: str) -> str:
+    """Where the transfer service announces a blob an uploader sent is stored."""
+    return f"data.stored.{client_id}"
 
 
 @dataclass(frozen=True)
@@ -292,7 +298,7 @@ class Names:
         """A client's own durable reply queue, removed when long unused."""
         return self.work_queue(
             self.client_queue(client_id),
-            [rk_result(client_id), rk_data_reply(client_id)],
+            [rk_result(client_id), rk_data_reply(client_id), rk_data_stored(client_id)],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
             queue_type="classic",
@@ -334,6 +340,7 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_SOURCE_QUEUE",
     "RK_ALL_ALERTS",
+    "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",
     "RK_ALL_RESULTS",
     "RK_BACKLOG",
@@ -353,6 +360,7 @@ __all__ = [
     "Topology",
     "rk_alert",
     "rk_data_reply",
+    "rk_data_stored",
     "rk_heartbeat",
     "rk_node",
     "rk_result",
