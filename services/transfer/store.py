@@ -1,0 +1,393 @@
+"""The blob store: a directory, content-addressed by SHA-256, written atomically.
+
+Layout under the root::
+
+    blobs/<aa>/<sha256>          complete blobs, named by their digest
+    staging/<upload id>/meta.json    what the upload is (digest, sizes, counts)
+    staging/<upload id>/data         the blob being assembled (pwrite at offsets)
+    staging/<upload id>/received     one line per chunk written: index offset size
+
+A blob enters ``blobs/`` only by ``os.replace`` of its staging file after its
+SHA-256 matched and the file was synced, so the store never holds a blob whose
+digest does not match. The ``received`` log lets a restarted service (or a
+replica on the same volume) resume an upload; the final digest check is what
+makes that safe even if the log outlived data lost in a crash.
+
+Everything here is blocking file I/O: the service calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from shared.errors import ConfigError
+from shared.transfer.chunks import chunk_count
+from shared.transfer.errors import (
+    BlobTooLargeError,
+    ChunkConflictError,
+    ChunkRejectedError,
+    DigestMismatchError,
+)
+
+logger = logging.getLogger(__name__)
+
+_READ_BLOCK = 8 * 1024 * 1024
+
+
+class Upload:
+    """One partial upload in the staging area (thread-safe)."""
+
+    def __init__(
+        self, directory: Path, digest: str, total_size: int, total_chunks: int, hash_window: int
+    ) -> None:
+        self.directory = directory
+        self.upload_id = directory.name
+        self.digest = digest
+        self.total_size = total_size
+        self.total_chunks = total_chunks
+        self.chunk_size: int | None = None
+        self.received: dict[int, tuple[int, int]] = {}
+        self.reply_tos: set[str] = set()
+        self.finalized = False
+        self.discarded = False
+        self.touched = time.monotonic()
+        self._lock = threading.Lock()
+        self._writing: set[int] = set()
+        self._hash_window = hash_window
+        # The blob is hashed as chunks arrive in order; out-of-order ones wait
+        # in memory (bounded). Past the bound, or after a restart, the blob is
+        # hashed from disk once complete.
+        self._hasher: hashlib._Hash | None = hashlib.sha256()
+        self._next = 0
+        self._waiting: dict[int, bytes] = {}
+        self._waiting_bytes = 0
+        self._data = os.open(directory / "data", os.O_RDWR | os.O_CREAT, 0o600)
+        self._log = os.open(directory / "received", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.fstat(self._data).st_size != total_size:
+            os.ftruncate(self._data, total_size)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.received) == self.total_chunks
+
+    @property
+    def done(self) -> bool:
+        """Finalized or discarded: a chunk for it belongs to a fresh upload."""
+        return self.finalized or self.discarded
+
+    def _fits(self, index: int, offset: int, size: int) -> None:
+        """Refuse a chunk that cannot tile the blob with the chunks seen so far."""
+        total, count = self.total_size, self.total_chunks
+        if offset + size > total:
+            raise ChunkConflictError(f"chunk {index} ends past the blob's {total} bytes")
+        last = index == count - 1
+        if last and offset + size != total:
+            raise ChunkConflictError(f"the last chunk ({index}) does not end the blob")
+        if not last:
+            implied: int | None = size
+        elif index == 0:
+            implied = None  # a single chunk: the whole blob, any chunk size
+        elif offset % index:
+            raise ChunkConflictError(f"chunk {index} starts at {offset}, off the chunk grid")
+        else:
+            implied = offset // index
+        if implied is None:
+            if offset != 0:
+                raise ChunkConflictError("a single-chunk blob starts at 0")
+            return
+        if implied <= 0 or offset != index * implied or size > implied:
+            raise ChunkConflictError(f"chunk {index} ({offset}+{size}) is off the chunk grid")
+        if self.chunk_size is None:
+            if chunk_count(total, implied) != count:
+                raise ChunkConflictError(
+                    f"{count} chunks of {implied} bytes cannot make {total} bytes"
+                )
+            self.chunk_size = implied
+        elif implied != self.chunk_size:
+            raise ChunkConflictError(
+                f"chunk {index} implies chunks of {implied} bytes, not {self.chunk_size}"
+            )
+
+    def write(self, index: int, offset: int, raw: bytes) -> bool:
+        """Store one chunk; False if it was already held (a duplicate)."""
+        size = len(raw)
+        with self._lock:
+            known = self.received.get(index)
+            if known is not None or index in self._writing:
+                if known is not None and known != (offset, size):
+                    raise ChunkConflictError(f"chunk {index} arrived twice with other bounds")
+                return False
+            self._fits(index, offset, size)
+            self._writing.add(index)
+        try:
+            os.pwrite(self._data, raw, offset)
+        finally:
+            with self._lock:
+                self._writing.discard(index)
+        with self._lock:
+            self.received[index] = (offset, size)
+            os.write(self._log, f"{index} {offset} {size}\n".encode())
+            self.touched = time.monotonic()
+            self._hash_in_order(index, raw)
+        return True
+
+    def _hash_in_order(self, index: int, raw: bytes) -> None:
+        if self._hasher is None:
+            return
+        if index != self._next:
+            if self._waiting_bytes + len(raw) > self._hash_window:
+                self._hasher, self._waiting = None, {}
+                return
+            self._waiting[index] = raw
+            self._waiting_bytes += len(raw)
+            return
+        self._hasher.update(raw)
+        self._next += 1
+        while self._next in self._waiting:
+            pending = self._waiting.pop(self._next)
+            self._waiting_bytes -= len(pending)
+            self._hasher.update(pending)
+            self._next += 1
+
+    def load_log(self) -> int:
+        """Merge chunks logged on disk (an earlier run, or a replica); how many were new."""
+        path = self.directory / "received"
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            return 0
+        added = 0
+        with self._lock:
+            for line in lines:
+                try:
+                    index, offset, size = (int(part) for part in line.split())
+                except ValueError:
+                    continue  # a line cut short by a crash: its chunk counts as missing
+                if index in self.received or not 0 <= index < self.total_chunks:
+                    continue
+                try:
+                    self._fits(index, offset, size)
+                except ChunkConflictError:
+                    continue
+                self.received[index] = (offset, size)
+                added += 1
+            if added:
+                # Bytes we did not see pass: hash from disk at the end.
+                self._hasher, self._waiting, self._waiting_bytes = None, {}, 0
+        return added
+
+    def finalize(self, blob_path: Path, *, fsync: bool) -> None:
+        """Verify the digest and move the blob into place; on mismatch, discard."""
+        with self._lock:
+            if self.finalized:
+                return
+            if not self.complete:
+                raise ChunkConflictError("the upload is not complete")
+            if self._hasher is not None and self._next == self.total_chunks:
+                digest = self._hasher.hexdigest()
+            else:
+                digest = self._hash_file()
+            if digest != self.digest:
+                self.discard()
+                raise DigestMismatchError(
+                    f"upload {self.upload_id[:16]}…: bytes hash to {digest[:12]}…, "
+                    f"not {self.digest[:12]}…; discarded"
+                )
+            if fsync:
+                os.fsync(self._data)
+            self.close()
+            blob_path.parent.mkdir(parents=True, exist_ok=True)
+            if not blob_path.exists():
+                os.replace(self.directory / "data", blob_path)
+                if fsync:
+                    _fsync_dir(blob_path.parent)
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.finalized = True
+
+    def _hash_file(self) -> str:
+        hasher = hashlib.sha256()
+        offset = 0
+        while offset < self.total_size:
+            block = os.pread(self._data, min(_READ_BLOCK, self.total_size - offset), offset)
+            if not block:
+                break
+            hasher.update(block)
+            offset += len(block)
+        return hasher.hexdigest()
+
+    def close(self) -> None:
+        """Close the staging files (the staging stays for a later resume)."""
+        for fd in (self._data, self._log):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._data = self._log = -1
+
+    def discard(self) -> None:
+        """Close and remove this upload's staging directory."""
+        self.discarded = True
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    """Complete blobs plus the staging area of partial uploads."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_blob_bytes: int = 1 << 40,
+        hash_window_bytes: int = 64 * 1024 * 1024,
+        fsync: bool = True,
+    ) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.staging = root / "staging"
+        self.max_blob_bytes = max_blob_bytes
+        self.fsync = fsync
+        self._hash_window = hash_window_bytes
+        self._uploads: dict[str, Upload] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Create the directories; :class:`ConfigError` if they cannot be written."""
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir(parents=True, exist_ok=True)
+            probe = self.staging / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"blob directory {self.root} is not writable: {e}") from e
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest[:2] / digest
+
+    def has(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self.blob_path(digest).stat().st_size
+
+    def read(self, digest: str, offset: int, size: int) -> bytes:
+        with self.blob_path(digest).open("rb") as blob:
+            blob.seek(offset)
+            return blob.read(size)
+
+    def upload(
+        self,
+        upload_id: str,
+        digest: str,
+        total_size: int | None = None,
+        total_chunks: int | None = None,
+    ) -> Upload | None:
+        """The staging of ``upload_id``: held, on disk, or (given sizes) new; else None."""
+        if upload_id in {".", ".."}:
+            # The id names a directory: never let it name the staging area's parent.
+            raise ChunkRejectedError(f"{upload_id!r} is not a usable upload id")
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is not None and upload.done:
+                upload = None
+            if upload is None:
+                upload = self._load_or_create(upload_id, digest, total_size, total_chunks)
+                if upload is None:
+                    return None
+                self._uploads[upload_id] = upload
+        if upload.digest != digest or (
+            total_size is not None
+            and (upload.total_size, upload.total_chunks) != (total_size, total_chunks)
+        ):
+            raise ChunkConflictError(f"upload {upload_id[:16]}… was started with another layout")
+        return upload
+
+    def _load_or_create(
+        self, upload_id: str, digest: str, total_size: int | None, total_chunks: int | None
+    ) -> Upload | None:
+        directory = self.staging / upload_id
+        meta_path = directory / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            upload = Upload(
+                directory,
+                str(meta["digest"]),
+                int(meta["total_size"]),
+                int(meta["total_chunks"]),
+                self._hash_window,
+            )
+        except FileNotFoundError:
+            if total_size is None or total_chunks is None:
+                return None
+            if total_size > self.max_blob_bytes:
+                raise BlobTooLargeError(
+                    f"an upload of {total_size} bytes exceeds the limit of {self.max_blob_bytes}"
+                ) from None
+            directory.mkdir(parents=True, exist_ok=True)
+            meta = {"digest": digest, "total_size": total_size, "total_chunks": total_chunks}
+            temporary = directory / "meta.json.tmp"
+            temporary.write_text(json.dumps(meta))
+            os.replace(temporary, meta_path)
+            return Upload(directory, digest, total_size, total_chunks, self._hash_window)
+        except (ValueError, KeyError, TypeError) as e:
+            # Unreadable staging (a crash mid-write): start this upload over.
+            logger.warning("staging of %s unreadable (%s); starting over", upload_id[:16], e)
+            shutil.rmtree(directory, ignore_errors=True)
+            return self._load_or_create(upload_id, digest, total_size, total_chunks)
+        upload.load_log()
+        return upload
+
+    def forget(self, upload_id: str) -> None:
+        with self._lock:
+            self._uploads.pop(upload_id, None)
+
+    def collect_garbage(self, max_age_s: float) -> int:
+        """Remove partial uploads untouched for ``max_age_s``; how many went."""
+        removed = 0
+        now_wall, now_mono = time.time(), time.monotonic()
+        with self._lock:
+            for upload_id, upload in list(self._uploads.items()):
+                if now_mono - upload.touched > max_age_s:
+                    upload.discard()
+                    del self._uploads[upload_id]
+                    removed += 1
+            held = set(self._uploads)
+        for directory in self.staging.iterdir() if self.staging.is_dir() else ():
+            if directory.name in held or not directory.is_dir():
+                continue
+            try:
+                age = now_wall - max(p.stat().st_mtime for p in (directory, *directory.iterdir()))
+            except (OSError, ValueError):
+                continue
+            if age > max_age_s:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def staged(self) -> int:
+        """Partial uploads in the staging area."""
+        return sum(1 for p in self.staging.iterdir() if p.is_dir()) if self.staging.is_dir() else 0
+
+    def close(self) -> None:
+        with self._lock:
+            for upload in self._uploads.values():
+                upload.close()
+            self._uploads.clear()
+
+
+__all__ = ["BlobStore", "Upload"]
