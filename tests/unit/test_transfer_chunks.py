@@ -1,0 +1,101 @@
+"""Chunk layout, the chunk encoding and its refusals, transfer options."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import zstandard
+
+from shared.errors import ConfigError
+from shared.transfer.chunks import (
+    ChunkCoder,
+    TransferOptions,
+    chunk_count,
+    sha256_hex,
+    spans,
+    upload_id_for,
+)
+from shared.transfer.errors import ChunkEncodingError
+
+CSV = b"".join(f"{i},{i * 0.5:.6f},{i % 7}\n".encode() for i in range(20_000))
+
+
+def test_spans_tile_the_blob() -> None:
+    layout = spans(10 * 1024 + 3, 1024)
+    assert len(layout) == chunk_count(10 * 1024 + 3, 1024) == 11
+    assert [s.offset for s in layout] == [i * 1024 for i in range(11)]
+    assert layout[-1].size == 3
+    assert sum(s.size for s in layout) == 10 * 1024 + 3
+
+
+def test_an_empty_blob_is_one_empty_chunk() -> None:
+    assert chunk_count(0, 1024) == 1
+    assert spans(0, 1024)[0].size == 0
+
+
+def test_upload_id_is_derived_from_content_and_chunking() -> None:
+    digest = sha256_hex(b"x")
+    assert upload_id_for(digest, 1024) == upload_id_for(digest, 1024)
+    assert upload_id_for(digest, 1024) != upload_id_for(digest, 2048)
+
+
+def test_compressible_bytes_travel_as_zstd() -> None:
+    coder = ChunkCoder()
+    encoding, payload = coder.encode(CSV)
+    assert encoding == "zstd"
+    assert len(payload) < len(CSV) / 2
+    assert coder.decode(encoding, payload) == CSV
+
+
+def test_random_bytes_travel_as_they_are() -> None:
+    raw = os.urandom(256 * 1024)
+    coder = ChunkCoder()
+    assert coder.encode(raw) == ("identity", raw)
+    assert coder.encode(b"small") == ("identity", b"small")
+
+
+def test_a_frame_that_is_not_zstd_is_refused() -> None:
+    with pytest.raises(ChunkEncodingError, match="not a zstd frame"):
+        ChunkCoder().decode("zstd", b"definitely not zstd")
+
+
+def test_a_frame_without_its_size_is_refused() -> None:
+    frame = zstandard.ZstdCompressor(write_content_size=False).compress(CSV)
+    with pytest.raises(ChunkEncodingError, match="declare"):
+        ChunkCoder().decode("zstd", frame)
+
+
+def test_a_frame_declaring_too_much_is_refused_before_expanding() -> None:
+    frame = zstandard.ZstdCompressor().compress(b"\0" * (2 * 1024 * 1024))
+    with pytest.raises(ChunkEncodingError, match="over the limit"):
+        ChunkCoder(max_chunk_bytes=1024 * 1024).decode("zstd", frame)
+
+
+def test_a_truncated_frame_is_refused() -> None:
+    frame = zstandard.ZstdCompressor().compress(CSV)
+    with pytest.raises(ChunkEncodingError, match="does not decompress"):
+        ChunkCoder().decode("zstd", frame[: len(frame) // 2])
+
+
+def test_unknown_encoding_and_oversized_identity_are_refused() -> None:
+    with pytest.raises(ChunkEncodingError, match="unknown chunk encoding"):
+        ChunkCoder().decode("lz4", b"x")
+    with pytest.raises(ChunkEncodingError, match="exceeds the limit"):
+        ChunkCoder(max_chunk_bytes=1024).decode("identity", b"x" * 2048)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"chunk_size": 10},
+        {"inline_max_bytes": -1},
+        {"zstd_level": 40},
+        {"window": 0},
+        {"check_timeout_s": 0},
+        {"cache_bytes": -1},
+    ],
+)
+def test_bad_options_are_config_errors(bad: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        TransferOptions(**bad)

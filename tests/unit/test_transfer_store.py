@@ -1,0 +1,185 @@
+"""The blob store: atomic, content-addressed, resumable, never a wrong blob."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from services.transfer.store import BlobStore, Upload
+from shared.errors import ConfigError
+from shared.transfer.chunks import sha256_hex, spans
+from shared.transfer.errors import (
+    BlobTooLargeError,
+    ChunkConflictError,
+    ChunkRejectedError,
+    DigestMismatchError,
+)
+
+CHUNK = 1024
+BLOB = os.urandom(5 * CHUNK + 100)
+DIGEST = sha256_hex(BLOB)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BlobStore:
+    store = BlobStore(tmp_path / "store")
+    store.open()
+    return store
+
+
+def start(store: BlobStore, blob: bytes = BLOB, digest: str = DIGEST) -> Upload:
+    upload = store.upload(f"{digest}-{CHUNK}", digest, len(blob), len(spans(len(blob), CHUNK)))
+    assert upload is not None
+    return upload
+
+
+def write(upload: Upload, blob: bytes, indices: list[int]) -> None:
+    layout = spans(len(blob), CHUNK)
+    for index in indices:
+        span = layout[index]
+        upload.write(index, span.offset, blob[span.offset : span.offset + span.size])
+
+
+def test_in_order_chunks_make_the_blob(store: BlobStore) -> None:
+    upload = start(store)
+    write(upload, BLOB, list(range(6)))
+    assert upload.complete
+    upload.finalize(store.blob_path(DIGEST), fsync=True)
+    assert store.blob_path(DIGEST).read_bytes() == BLOB
+    assert store.read(DIGEST, CHUNK, 10) == BLOB[CHUNK : CHUNK + 10]
+    assert store.staged() == 0
+
+
+def test_reordered_chunks_make_the_same_blob(store: BlobStore) -> None:
+    upload = start(store)
+    write(upload, BLOB, [5, 3, 0, 4, 1, 2])
+    upload.finalize(store.blob_path(DIGEST), fsync=False)
+    assert store.blob_path(DIGEST).read_bytes() == BLOB
+
+
+def test_out_of_order_past_the_hash_window_hashes_from_disk(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, hash_window_bytes=CHUNK)
+    store.open()
+    upload = start(store)
+    write(upload, BLOB, [5, 4, 3, 2, 1, 0])
+    upload.finalize(store.blob_path(DIGEST), fsync=False)
+    assert store.has(DIGEST)
+
+
+def test_a_duplicate_is_detected_and_ignored(store: BlobStore) -> None:
+    upload = start(store)
+    assert upload.write(0, 0, BLOB[:CHUNK]) is True
+    assert upload.write(0, 0, BLOB[:CHUNK]) is False
+    assert len(upload.received) == 1
+
+
+def test_a_duplicate_with_other_bounds_is_a_conflict(store: BlobStore) -> None:
+    upload = start(store)
+    upload.write(1, CHUNK, BLOB[CHUNK : 2 * CHUNK])
+    with pytest.raises(ChunkConflictError, match="twice"):
+        upload.write(1, CHUNK, BLOB[CHUNK : CHUNK + 10])
+
+
+@pytest.mark.parametrize(
+    ("index", "offset", "size", "match"),
+    [
+        (1, 1000, CHUNK, "grid"),
+        (5, 5 * CHUNK, 50, "does not end"),
+        (2, 5 * CHUNK, CHUNK, "past the blob"),
+        (0, 0, 2000, "cannot make"),
+    ],
+)
+def test_chunks_off_the_layout_are_conflicts(
+    store: BlobStore, index: int, offset: int, size: int, match: str
+) -> None:
+    upload = start(store)
+    with pytest.raises(ChunkConflictError, match=match):
+        upload.write(index, offset, b"x" * size)
+
+
+def test_chunks_disagreeing_on_chunk_size_are_conflicts(store: BlobStore) -> None:
+    upload = start(store)
+    upload.write(0, 0, BLOB[:CHUNK])
+    with pytest.raises(ChunkConflictError):
+        upload.write(1, 512, BLOB[512:1024])
+
+
+def test_corrupt_bytes_never_become_a_blob(store: BlobStore) -> None:
+    upload = start(store)
+    corrupt = bytearray(BLOB)
+    corrupt[2 * CHUNK + 7] ^= 0xFF
+    write(upload, bytes(corrupt), list(range(6)))
+    with pytest.raises(DigestMismatchError, match="discarded"):
+        upload.finalize(store.blob_path(DIGEST), fsync=True)
+    assert not store.has(DIGEST)
+    assert store.staged() == 0
+
+
+def test_a_restarted_store_resumes_from_the_log(tmp_path: Path) -> None:
+    first = BlobStore(tmp_path)
+    first.open()
+    write(start(first), BLOB, [0, 1, 2])
+    first.close()
+    second = BlobStore(tmp_path)
+    second.open()
+    resumed = second.upload(f"{DIGEST}-{CHUNK}", DIGEST)
+    assert resumed is not None
+    assert sorted(resumed.received) == [0, 1, 2]
+    write(resumed, BLOB, [3, 4, 5])
+    resumed.finalize(second.blob_path(DIGEST), fsync=True)
+    assert second.blob_path(DIGEST).read_bytes() == BLOB
+
+
+def test_an_unknown_upload_is_none_without_sizes(store: BlobStore) -> None:
+    assert store.upload("nothing-here", DIGEST) is None
+
+
+def test_an_upload_restarted_with_another_layout_is_a_conflict(store: BlobStore) -> None:
+    start(store)
+    with pytest.raises(ChunkConflictError, match="another layout"):
+        store.upload(f"{DIGEST}-{CHUNK}", DIGEST, len(BLOB) + 1, 6)
+
+
+def test_an_upload_id_that_names_a_parent_is_refused(store: BlobStore) -> None:
+    with pytest.raises(ChunkRejectedError):
+        store.upload("..", DIGEST, 10, 1)
+
+
+def test_a_blob_over_the_limit_is_refused(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, max_blob_bytes=100)
+    store.open()
+    with pytest.raises(BlobTooLargeError):
+        store.upload("big", DIGEST, 101, 1)
+
+
+def test_stale_partial_uploads_are_collected(store: BlobStore) -> None:
+    upload = start(store)
+    write(upload, BLOB, [0])
+    assert store.collect_garbage(max_age_s=3600) == 0
+    upload.touched = time.monotonic() - 7200
+    assert store.collect_garbage(max_age_s=3600) == 1
+    assert store.staged() == 0
+
+
+def test_stale_staging_left_by_another_run_is_collected(tmp_path: Path) -> None:
+    first = BlobStore(tmp_path)
+    first.open()
+    write(start(first), BLOB, [0])
+    first.close()
+    directory = next((tmp_path / "staging").iterdir())
+    old = time.time() - 7200
+    for path in (directory, *directory.iterdir()):
+        os.utime(path, (old, old))
+    second = BlobStore(tmp_path)
+    second.open()
+    assert second.collect_garbage(max_age_s=3600) == 1
+
+
+def test_an_unwritable_blob_dir_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(ConfigError, match="not writable"):
+        BlobStore(blocker / "store").open()
