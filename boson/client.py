@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+import msgpack
 from pydantic import ValidationError
 
 from shared.bus.abc import Transport
@@ -32,6 +33,7 @@ from shared.contract.codec import Codec, EnvelopeCodec
 from shared.contract.keyring import Keyring
 from shared.contract.messages import (
     ClusterSnapshot,
+    Message,
     PlacementExplanation,
     ResourceRequest,
     ResourceVector,
@@ -48,6 +50,10 @@ from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
 from shared.scheduling.table import NodeTable
 from shared.settings import BosonSettings
+from shared.transfer.chunks import TransferOptions
+from shared.transfer.fetcher import Fetcher
+from shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
+from shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +130,7 @@ class Client:
         client_id: str | None = None,
         demand_model: DemandModel | None = None,
         owns_transport: bool = True,
+        transfer: TransferOptions | None = None,
     ) -> None:
         self.settings = settings
         self.client_id = client_id or f"client-{new_id()[:12]}"
@@ -141,8 +148,24 @@ class Client:
         self._waiters: dict[str, asyncio.Future[TaskResult]] = {}
         self._results: dict[str, TaskResult] = {}
         self._shown = SeenIds(settings.dedup_capacity)
-        self._loop: ConsumeLoop[TaskResult] | None = None
+        self._loop: ConsumeLoop[Message] | None = None
         self.duplicates_dropped = 0
+        # Data above the inline threshold travels through the transfer
+        # service; its replies arrive on this client's own queue.
+        self.transfer = transfer or TransferOptions()
+        self.replies = DataReplies()
+        self.uploader = Uploader(
+            transport,
+            codec,
+            self._publisher,
+            self.names,
+            self.replies,
+            self.client_id,
+            self.transfer,
+        )
+        self.fetcher = Fetcher(
+            self._publisher, self.names, self.replies, self.client_id, self.transfer
+        )
 
     @classmethod
     async def connect(
@@ -181,8 +204,8 @@ class Client:
         self._loop = ConsumeLoop(
             ConsumerSpec(
                 queue=self.names.client_queue(self.client_id),
-                accepts=(TaskResult,),
-                handler=self._on_result,
+                accepts=(TaskResult, *DATA_REPLY_TYPES),
+                handler=self._on_message,
                 prefetch=1000,
             ),
             transport=self._transport,
@@ -304,13 +327,21 @@ class Client:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[TaskHandle]:
         """Submit many tasks at once; they batch on the wire."""
-        tasks = [self.build_task(request) for request in requests]
+        tasks = [await self._prepare(request) for request in requests]
         loop = asyncio.get_running_loop()
         for task in tasks:
             self._waiters.setdefault(task.task_id, loop.create_future())
         route = Route(self.names.work_exchange, RK_SUBMIT)
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
+
+    async def _prepare(self, request: TaskRequest) -> TaskSubmitted:
+        """The task to publish; data above the inline threshold is uploaded first."""
+        task = self.build_task(request)
+        if request.data is None or len(request.data) <= self.transfer.inline_max_bytes:
+            return task
+        ref = await self.uploader.upload(request.data)
+        return task.model_copy(update={"data": None, "data_ref": ref})
 
     async def execute(
         self,
@@ -326,12 +357,23 @@ class Client:
 
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The result of ``task_id`` (submitted by this client id)."""
-        if task_id in self._results:
-            return self._results[task_id]
-        future = self._waiters.get(task_id)
-        if future is None:
-            future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        async with asyncio.timeout(timeout):
+            if task_id in self._results:
+                result = self._results[task_id]
+            else:
+                future = self._waiters.get(task_id)
+                if future is None:
+                    future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
+                result = await asyncio.shield(future)
+            if result.output_ref is None or result.output is not None:
+                return result
+            # A large output travelled through the transfer service: fetch it
+            # so the caller sees it as if it had come inline.
+            blob = await self.fetcher.fetch(result.output_ref)
+            resolved = result.model_copy(update={"output": _unpack_output(blob)})
+            if task_id in self._results:
+                self._results[task_id] = resolved
+            return resolved
 
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (for ``boson status``)."""
@@ -340,6 +382,11 @@ class Client:
     def pending(self) -> int:
         """Tasks submitted by this client whose results have not arrived."""
         return sum(1 for future in self._waiters.values() if not future.done())
+
+    async def _on_message(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, TaskResult):
+            return await self._on_result(message)
+        return await self.replies.handle(message)
 
     async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
         if result.task_id in self._shown:
@@ -355,6 +402,10 @@ class Client:
     def take_result(self, task_id: str) -> TaskResult | None:
         """Remove and return a stored result (so long runs keep memory flat)."""
         return self._results.pop(task_id, None)
+
+
+def _unpack_output(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
 
 
 __all__ = ["Client", "Plan", "TaskHandle", "TaskRequest", "unwrap"]

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from boson.client import Client
@@ -29,6 +32,8 @@ from services.monitor.app import MonitorService
 from services.monitor.settings import MonitorSettings
 from services.scheduler.app import SchedulerService
 from services.scheduler.settings import SchedulerSettings
+from services.transfer.app import TransferService
+from services.transfer.settings import TransferSettings
 from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
@@ -58,9 +63,12 @@ class EmbeddedCluster:
     settings: BosonSettings = field(default_factory=BosonSettings)
     broker: MemoryBroker = field(default_factory=MemoryBroker)
     codec: EnvelopeCodec | None = None
+    blob_dir: Path | None = None
+    """The transfer service's blob store; a temporary directory (removed at stop) if None."""
     services: list[Service] = field(default_factory=list)
     _stops: list[asyncio.Event] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _temporary_blob_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.codec is None:
@@ -93,7 +101,7 @@ class EmbeddedCluster:
         return service
 
     async def start_control_plane(self, *, strategy: Strategy = "binpack") -> None:
-        """Monitor, scheduler and balancer."""
+        """Monitor, scheduler, balancer and transfer."""
         base = self.settings
         await self.start(
             MonitorService(derive(MonitorSettings, base), self.transport(), self._codec())
@@ -105,6 +113,15 @@ class EmbeddedCluster:
         )
         await self.start(
             BalancerService(derive(BalancerSettings, base), self.transport(), self._codec())
+        )
+        if self.blob_dir is None:
+            self._temporary_blob_dir = self.blob_dir = Path(tempfile.mkdtemp(prefix="boson-blobs-"))
+        await self.start(
+            TransferService(
+                derive(TransferSettings, base, blob_dir=self.blob_dir),
+                self.transport(),
+                self._codec(),
+            )
         )
 
     async def start_executor(self, node_id: str, **options: Any) -> ExecutorService:
@@ -133,6 +150,9 @@ class EmbeddedCluster:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 logger.error("%s ended with %r", service.name, result)
             await service.transport.close()
+        if self._temporary_blob_dir is not None:
+            shutil.rmtree(self._temporary_blob_dir, ignore_errors=True)
+            self._temporary_blob_dir = self.blob_dir = None
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,8 @@ from services.monitor.app import create as create_monitor
 from services.monitor.settings import MonitorSettings
 from services.scheduler.app import create as create_scheduler
 from services.scheduler.settings import SchedulerSettings
+from services.transfer.app import create as create_transfer
+from services.transfer.settings import TransferSettings
 from shared.runtime.main import main as serve_main
 from shared.settings import BosonSettings
 
@@ -34,6 +36,7 @@ SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
     "scheduler": (SchedulerSettings, create_scheduler),
     "balancer": (BalancerSettings, create_balancer),
     "executor": (ExecutorSettings, create_executor),
+    "transfer": (TransferSettings, create_transfer),
 }
 """Every service ``boson run`` knows, with its settings class and factory."""
 

@@ -25,7 +25,9 @@ from shared.errors import ConfigError
 from shared.settings import BosonSettings
 
 MAX_COUNT = 1_000_000
-MAX_INLINE_INPUT = 8 * 1024 * 1024
+MAX_INPUT = 4 * 1024 * 1024 * 1024
+"""Inputs above the inline threshold travel through the transfer service; this
+bound only keeps a mistaken path from being read into memory."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,11 +78,8 @@ def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
     data = None
     if args.input is not None:
         size = args.input.stat().st_size
-        if size > MAX_INLINE_INPUT:
-            raise ConfigError(
-                f"{args.input} is {size:,} bytes; inputs above {MAX_INLINE_INPUT:,} "
-                "bytes need the transfer service"
-            )
+        if size > MAX_INPUT:
+            raise ConfigError(f"{args.input} is {size:,} bytes; the limit is {MAX_INPUT:,}")
         data = args.input.read_bytes()
     params = parse_params(args.param)
     return [

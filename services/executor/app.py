@@ -8,7 +8,7 @@ from typing import Any
 
 import psutil
 
-from services.executor.handlers import DataFetcher, ExecutorHandlers
+from services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
 from services.executor.pool import TaskRunner
 from services.executor.settings import ExecutorSettings
 from shared.bus.abc import Transport
@@ -19,6 +19,10 @@ from shared.handlers import discover
 from shared.runtime.consumer import ConsumerSpec
 from shared.runtime.publisher import Route
 from shared.runtime.service import Periodic, Service
+from shared.transfer.chunks import TransferOptions
+from shared.transfer.fetcher import Fetcher
+from shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
+from shared.transfer.uploader import Uploader
 
 BUILTIN_MODULE = "services.executor.builtins"
 
@@ -33,8 +37,16 @@ class ExecutorService(Service):
         codec: Codec,
         *,
         fetch: DataFetcher | None = None,
+        upload: DataUploader | None = None,
     ) -> None:
         super().__init__(settings, transport, codec)
+        # The data plane answers on this node's own reply queue.
+        self.replies = DataReplies()
+        transfer = TransferOptions(inline_max_bytes=settings.max_inline_result_bytes)
+        self.fetcher = Fetcher(self.publisher, self.names, self.replies, settings.node_id, transfer)
+        self.uploader = Uploader(
+            transport, codec, self.publisher, self.names, self.replies, settings.node_id, transfer
+        )
         self.executor_settings = settings
         self.node_id = settings.node_id
         self.capacity = ResourceVector(cpu=settings.cpu, memory=settings.memory, gpu=settings.gpu)
@@ -47,7 +59,8 @@ class ExecutorService(Service):
             names=self.names,
             max_inline_result_bytes=settings.max_inline_result_bytes,
             completed_memory=settings.completed_memory,
-            fetch=fetch,
+            fetch=fetch if fetch is not None else self.fetcher.fetch,
+            upload=upload if upload is not None else self.uploader.upload,
         )
         self.started_at = time.time()
         self.heartbeat_seq = 0
@@ -57,7 +70,9 @@ class ExecutorService(Service):
 
     def topology(self) -> Topology:
         expires_ms = int(self.executor_settings.node_queue_expires_s * 1000)
-        return self.names.node(self.node_id, expires_ms)
+        return self.names.node(self.node_id, expires_ms) + self.names.client(
+            self.node_id, expires_ms
+        )
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [
@@ -68,7 +83,13 @@ class ExecutorService(Service):
                 prefetch=self.executor_settings.slots * self.executor_settings.prefetch_factor,
                 on_exhausted=self.handlers.on_exhausted,
                 max_attempts=self.handlers.max_attempts,
-            )
+            ),
+            ConsumerSpec(
+                queue=self.names.client_queue(self.node_id),
+                accepts=DATA_REPLY_TYPES,
+                handler=self.replies.handle,
+                prefetch=64,
+            ),
         ]
 
     def background(self) -> Sequence[tuple[float, Periodic]]:

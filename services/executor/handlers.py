@@ -36,6 +36,7 @@ from shared.runtime.publisher import Route
 logger = logging.getLogger(__name__)
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
+DataUploader = Callable[[bytes], Awaitable[DataRef]]
 
 
 def to_wire(value: Any) -> Any:
@@ -65,6 +66,7 @@ class ExecutorHandlers:
         max_inline_result_bytes: int,
         completed_memory: int,
         fetch: DataFetcher | None = None,
+        upload: DataUploader | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -72,6 +74,7 @@ class ExecutorHandlers:
         self.names = names
         self.max_inline_result_bytes = max_inline_result_bytes
         self.fetch = fetch
+        self.upload = upload
         self.slots = asyncio.Semaphore(slots)
         self.active: dict[str, ResourceVector] = {}
         """Tasks held by this node (running or waiting for a slot) and their demand."""
@@ -107,7 +110,12 @@ class ExecutorHandlers:
         finally:
             del self.active[task.task_id]
         output = to_wire(outcome.output.value)
-        self._check_output(output)
+        packed = self._check_output(output)
+        output_ref: DataRef | None = None
+        if len(packed) > self.max_inline_result_bytes:
+            # Too large to travel inline: through the transfer service instead.
+            output_ref = await self.upload(packed) if self.upload is not None else None
+            output = None
         self.completed.add(task.task_id)
         self.results["succeeded"] += 1
         usage = outcome.usage
@@ -117,6 +125,7 @@ class ExecutorHandlers:
             handler=task.handler,
             status="succeeded",
             output=output,
+            output_ref=output_ref,
             node_id=self.node_id,
             attempts=delivery_attempt.get(),
             usage=TaskUsage(
@@ -193,19 +202,20 @@ class ExecutorHandlers:
             # An inline/thread handler's own exception: a retryable task failure.
             raise HandlerFailedError(type(error).__name__, str(error)[:2000]) from error
 
-    def _check_output(self, output: Any) -> None:
+    def _check_output(self, output: Any) -> bytes:
         try:
-            packed = msgpack.packb(output)
+            packed: bytes = msgpack.packb(output)
         except (TypeError, ValueError, OverflowError) as error:
             raise InvalidTaskOutputError(f"result is not serialisable: {error}") from error
-        if len(packed) > self.max_inline_result_bytes:
+        if len(packed) > self.max_inline_result_bytes and self.upload is None:
             raise InvalidTaskOutputError(
                 f"result of {len(packed)} bytes exceeds the inline limit "
                 f"of {self.max_inline_result_bytes}"
             )
+        return packed
 
     def _result_emit(self, result: TaskResult) -> Emit:
         return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
 
 
-__all__ = ["DataFetcher", "ExecutorHandlers", "to_wire"]
+__all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]
