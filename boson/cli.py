@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "boson.commands.run",
     "boson.commands.status",
     "boson.commands.health",
+    "boson.commands.simulate",
     "boson.commands.keys",
 )
 
