@@ -70,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", action="append", help="default: all")
     parser.add_argument("--plot", action="store_true", help="write docs/sim-*.png (90%% load)")
-    parser.add_argument("--only-target", action="store_true", help="skip the real-size run")
+    parser.add_argument("--size", choices=("real", "target", "both"), default="both")
     args = parser.parse_args()
     names = args.strategy or policy_names()
     console = Console(width=200)
@@ -85,9 +85,8 @@ def main() -> int:
         highlight=False,
     )
     factor = factor_for_load(trace.workload, trace.cluster, TARGET_LOAD)
-    sizes = [("at the target load", factor)]
-    if not args.only_target:
-        sizes.insert(0, ("at the real size", 1.0))
+    sizes = [("at the real size", 1.0), (f"at {TARGET_LOAD:.0%} offered load", factor)]
+    sizes = [s for s in sizes if args.size == "both" or (args.size == "real") == (s[1] == 1.0)]
     for label, k in sizes:
         cluster, events = scale_cluster(trace.cluster, trace.events, k)
         console.print()
