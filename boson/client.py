@@ -46,6 +46,7 @@ from shared.errors import InvalidTaskError, TaskFailedError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
+from shared.runtime.tap import Tap
 from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
 from shared.scheduling.table import NodeTable
@@ -252,31 +253,20 @@ class Client:
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
         """The next cluster snapshot the monitor publishes."""
         queue = self.names.subscriber_queue("plan", f"{self.client_id}-{new_id()[:6]}")
-        await self._transport.declare(
-            self.names.subscriber("plan", queue.rsplit(".", 1)[1], [RK_SNAPSHOT], 60_000)
+        tap = Tap(
+            self._transport,
+            self._codec,
+            queue,
+            [(self.names.events_exchange, RK_SNAPSHOT)],
+            expires_ms=60_000,
         )
-        got: asyncio.Future[ClusterSnapshot] = asyncio.get_running_loop().create_future()
-
-        async def on_snapshot(snapshot: ClusterSnapshot) -> Sequence[Emit]:
-            if not got.done():
-                got.set_result(snapshot)
-            return []
-
-        loop = ConsumeLoop(
-            ConsumerSpec(queue=queue, accepts=(ClusterSnapshot,), handler=on_snapshot, prefetch=10),
-            transport=self._transport,
-            codec=self._codec,
-            publisher=self._publisher,
-            names=self.names,
-            seen=SeenIds(100),
-        )
-        await loop.start()
+        await tap.start()
         try:
-            return await asyncio.wait_for(got, timeout)
+            snapshot = await tap.wait_for(lambda m: isinstance(m, ClusterSnapshot), timeout)
         finally:
-            await loop.stop()
-            await loop.drain(1.0)
-            await self._transport.delete_queue(queue)
+            await tap.close()
+        assert isinstance(snapshot, ClusterSnapshot)
+        return snapshot
 
     async def plan(
         self, demand: ResourceVector, *, strategy: Strategy = "binpack", timeout: float = 10.0

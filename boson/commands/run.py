@@ -134,7 +134,13 @@ def run_all(args: argparse.Namespace) -> int:
         for module in args.handler_modules or ():
             extra += ["--handler-module", module]
         plan.append(child_command("executor", args, extra))
-    children = [subprocess.Popen(command, env=os.environ.copy()) for command in plan]
+    base_port = args.health_port if args.health_port is not None else BosonSettings().health_port
+    env = {k: v for k, v in os.environ.items() if k != "BOSON_HEALTH_PORT"}
+    if base_port is not None:
+        # One port each: children of one machine cannot share the given port.
+        for offset, command in enumerate(plan):
+            command += ["--health-port", str(base_port + offset)]
+    children = [subprocess.Popen(command, env=env) for command in plan]
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

@@ -270,6 +270,10 @@ class MemoryBroker:
     def delete_exchange(self, name: str) -> None:
         self._exchanges.pop(name, None)
 
+    def queues(self) -> list[str]:
+        """Names of the queues that exist now (for tests and ``boson status``)."""
+        return sorted(self._queues)
+
     def queue(self, name: str) -> Queue | None:
         return self._queues.get(name)
 

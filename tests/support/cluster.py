@@ -85,6 +85,7 @@ class ProcessCluster:
             BOSON_BROKER_URL=self.amqp_url,
             BOSON_KEYS=self.keys,
             BOSON_NAMESPACE=self.namespace,
+            BOSON_BLOB_DIR=str(self.log_dir / "blobs"),
             PYTHONPATH=str(ROOT),
         )
         env.update(self.extra_env)
