@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,9 @@ from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import Route
 
 logger = logging.getLogger(__name__)
+
+REPLAY_MEMORY = 1024
+"""Results kept to send again if their task's delivery comes back (see ``_replay``)."""
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
@@ -67,6 +71,7 @@ class ExecutorHandlers:
         completed_memory: int,
         fetch: DataFetcher | None = None,
         upload: DataUploader | None = None,
+        replay_memory: int = REPLAY_MEMORY,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -81,6 +86,9 @@ class ExecutorHandlers:
         self.running = 0
         self.completed = SeenIds(completed_memory)
         self.results = {"succeeded": 0, "failed": 0}
+        self.replay_memory = replay_memory
+        self.replayable: OrderedDict[str, Emit] = OrderedDict()
+        """The latest results, to send again when their assignment comes back."""
 
     def allocated(self) -> ResourceVector:
         cpu = memory = gpu = 0.0
@@ -92,10 +100,12 @@ class ExecutorHandlers:
 
     async def on_assigned(self, assigned: TaskAssigned) -> Sequence[Emit]:
         task = assigned.task
-        if task.task_id in self.completed or task.task_id in self.active:
-            # Re-dispatched or redelivered while we hold or held it: never twice.
-            logger.info("task %s already handled here; dropping the repeat", task.task_id)
+        if task.task_id in self.active:
+            # Re-dispatched or redelivered while we hold it: never twice.
+            logger.info("task %s already held here; dropping the repeat", task.task_id)
             return []
+        if task.task_id in self.completed:
+            return self._replay(task.task_id)
         spec = self.registry.get(task.handler)
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
@@ -139,7 +149,7 @@ class ExecutorHandlers:
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        emits = [self._result_emit(result)]
+        emits = [self._remember(result)]
         for raised in outcome.output.alerts:
             alert = Alert(
                 reason="anomaly",
@@ -158,7 +168,7 @@ class ExecutorHandlers:
         """Out of retries (or a permanent error): report the failure, once."""
         task = assigned.task
         if task.task_id in self.completed:
-            return []
+            return self._replay(task.task_id)
         self.completed.add(task.task_id)
         self.results["failed"] += 1
         error_type = getattr(error, "error_type", None) or type(error).__name__
@@ -180,7 +190,30 @@ class ExecutorHandlers:
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        return [self._result_emit(result)]
+        return [self._remember(result)]
+
+    def _remember(self, result: TaskResult) -> Emit:
+        emit = self._result_emit(result)
+        self.replayable[result.task_id] = emit
+        while len(self.replayable) > self.replay_memory:
+            self.replayable.popitem(last=False)
+        return emit
+
+    def _replay(self, task_id: str) -> list[Emit]:
+        """A task that finished here came back: its result may never have left.
+
+        The delivery is redelivered when its ack was lost, and the ack is
+        sent only after the result's confirm — so the result's publish may
+        have failed with it. Sending the result again (same message id) is
+        harmless: every consumer drops the repeat.
+        """
+        emit = self.replayable.get(task_id)
+        logger.info(
+            "task %s already ran here; %s",
+            task_id,
+            "sending its result again" if emit else "dropping the repeat",
+        )
+        return [emit] if emit is not None else []
 
     def max_attempts(self, assigned: TaskAssigned) -> int:
         return assigned.task.max_retries + 1

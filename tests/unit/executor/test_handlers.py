@@ -52,8 +52,31 @@ async def test_a_result_goes_to_the_clients_routing_key(handlers: ExecutorHandle
 
 async def test_the_same_task_id_never_runs_twice(handlers: ExecutorHandlers) -> None:
     assert await handlers.on_assigned(assigned("noop"))
-    assert await handlers.on_assigned(assigned("noop")) == []
+    await handlers.on_assigned(assigned("noop"))
     assert handlers.results["succeeded"] == 1
+
+
+async def test_a_redelivered_finished_task_sends_its_result_again(
+    handlers: ExecutorHandlers,
+) -> None:
+    # The first result's publish may have died with the connection (the
+    # delivery came back because it was never acked): without a second copy
+    # the task would be lost.
+    (first,) = await handlers.on_assigned(assigned("noop", echo=1))
+    (again,) = await handlers.on_assigned(assigned("noop", echo=1))
+    assert again.message == first.message
+    assert again.route == first.route
+    assert handlers.results["succeeded"] == 1
+
+
+async def test_a_redelivered_failed_task_sends_its_failure_again(
+    handlers: ExecutorHandlers,
+) -> None:
+    error = RuntimeError("boom")
+    (first,) = await handlers.on_exhausted(assigned("noop"), error, 3)
+    (again,) = await handlers.on_assigned(assigned("noop"))
+    assert again.message == first.message
+    assert handlers.results == {"succeeded": 0, "failed": 1}
 
 
 async def test_an_unknown_handler_is_a_permanent_error(handlers: ExecutorHandlers) -> None:
@@ -89,7 +112,9 @@ async def test_exhausted_reports_one_failed_result(handlers: ExecutorHandlers) -
     assert emit.message.attempts == 4
     assert emit.message.error is not None
     assert emit.message.error.retryable
-    assert await handlers.on_exhausted(message, ValueError("boom"), 4) == []
+    # A repeat sends the same result again (same id: the client shows it once).
+    assert await handlers.on_exhausted(message, ValueError("boom"), 4) == [emit]
+    assert handlers.results["failed"] == 1
 
 
 def test_to_wire_handles_nested_numpy() -> None:
