@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import msgpack
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from shared.bus.abc import Transport
 from shared.bus.factory import transport_from_url
@@ -179,10 +179,11 @@ class Client:
     ) -> Client:
         """Connect to RabbitMQ (``amqp://…``) with the given keyring spec."""
         overrides: dict[str, Any] = {}
+        # model_copy does not validate: wrap the secrets as the settings would.
         if broker_url is not None:
-            overrides["broker_url"] = broker_url
+            overrides["broker_url"] = SecretStr(broker_url)
         if keys is not None:
-            overrides["keys"] = keys
+            overrides["keys"] = SecretStr(keys)
         settings = (settings or BosonSettings()).model_copy(update=overrides)
         url = settings.broker_url.get_secret_value() if settings.broker_url else None
         transport = transport_from_url(url, connection_name="boson-client")

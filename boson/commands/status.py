@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     settings = BosonSettings()
     if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": args.broker})
+        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
     if settings.broker_url is None:
         raise ConfigError("status needs a running cluster: set BOSON_BROKER_URL or --broker")
     report = asyncio.run(collect(settings, args.timeout))

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     requests = build_requests(args)
     settings = BosonSettings()
     if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": args.broker})
+        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
     results: list[TaskResult] | None
     if settings.broker_url is None:
         results = asyncio.run(_in_process(requests, args.handler_module, args.json))
