@@ -23,6 +23,12 @@ routes, where an unroutable message is a lost task, pass ``mandatory=True``
 and get :class:`~shared.errors.PublishNotConfirmedError` instead.
 
 The URL's password never reaches a log line or an error: see :func:`mask_url`.
+
+``amqps://`` connects with TLS and verifies the broker's certificate and
+host name against the system's CAs; ``?cafile=/path/ca.pem`` (or ``capath``,
+``certfile`` + ``keyfile`` for a client certificate) in the URL changes what
+is trusted. Only an explicit ``?no_verify_ssl=1`` turns verification off
+(``tests/reliability/test_tls.py``).
 """
 
 from __future__ import annotations
