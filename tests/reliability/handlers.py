@@ -1,0 +1,26 @@
+"""Task handlers of the reliability tests, loaded by executors with ``--handler-module``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from shared.handlers import TaskInput, handler
+
+
+@handler("poison-timed", mode="inline")
+def poison_timed(task: TaskInput) -> None:
+    """Always fails, noting when each attempt ran (``params['log']``, one JSON line each)."""
+    line = json.dumps({"attempt": task.attempt, "at": time.time(), "task_id": task.task_id})
+    with Path(str(task.params["log"])).open("a") as log:
+        log.write(line + "\n")
+    raise RuntimeError(f"poison task {task.task_id} always fails")
+
+
+@handler("sleep", mode="process")
+def sleep(task: TaskInput) -> dict[str, float]:
+    """Sleep ``params['seconds']`` in a worker process (long, but costs no CPU)."""
+    seconds = float(task.params.get("seconds", 1.0))
+    time.sleep(seconds)
+    return {"slept_s": seconds}
