@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boson.client import Client, TaskRequest
 from shared.bus.amqp import AmqpTransport
-from shared.contract.messages import TaskResult
+from shared.contract.messages import TaskResult, new_id
+from shared.errors import TransientError
 from shared.runtime.consumer import Emit
 from tests.support.cluster import ProcessCluster
 
@@ -74,6 +75,20 @@ class SoakClient(Client):
                 print(f"soak: task {result.task_id} failed: {result.error}", file=sys.stderr)
         self.take_result(result.task_id)  # a long run keeps the client flat
         return emits
+
+
+async def _submit(client: Client, batch: list[TaskRequest], within_s: float = 120.0) -> None:
+    """Submit, retrying through a broker outage; the task ids make a repeat harmless."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            await client.submit_many(batch)
+            return
+        except TransientError as error:
+            if time.monotonic() > deadline:
+                raise
+            print(f"soak: submit retried ({type(error).__name__})", file=sys.stderr)
+            await asyncio.sleep(1.0)
 
 
 def _csv(rows: int) -> bytes:
@@ -152,16 +167,21 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 while start + number * interval <= now:
                     times.append(start + number * interval)
                     if number % args.big_every == args.big_every - 1:
-                        batch.append(TaskRequest("stats", data=big))
+                        batch.append(TaskRequest("stats", data=big, task_id=new_id()))
                     elif number % 2:
-                        batch.append(TaskRequest("forecast", params={"values": [1, 2, 3, 5]}))
+                        batch.append(
+                            TaskRequest(
+                                "forecast", params={"values": [1, 2, 3, 5]}, task_id=new_id()
+                            )
+                        )
                     else:
-                        batch.append(TaskRequest("noop", params={"echo": number}))
+                        batch.append(TaskRequest("noop", params={"echo": number}, task_id=new_id()))
                     number += 1
                 if batch:
-                    handles = await client.submit_many(batch)
-                    for handle, at in zip(handles, times, strict=True):
-                        due[handle.task_id] = at
+                    for request, at in zip(batch, times, strict=True):
+                        assert request.task_id is not None
+                        due[request.task_id] = at
+                    await _submit(client, batch)
                 await asyncio.sleep(max(0.0, start + number * interval - time.monotonic()))
             submitted_s = time.monotonic() - start
             deadline = time.monotonic() + args.drain
