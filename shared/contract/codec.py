@@ -18,26 +18,37 @@ payload.
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeAlias
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 import msgpack
-import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from pydantic import ValidationError
 
+from shared.contract.compression import ThreadContexts, decompress_bounded, worth_compressing
+from shared.contract.envelope import (
+    CIPHER_MASK,
+    CIPHER_SHIFT,
+    CIPHERS,
+    FLAG_BATCH,
+    FLAG_COMPRESSED,
+    KIND_PATTERN,
+    MAGIC,
+    MIN_ENVELOPE_BYTES,
+    NONCE_BYTES,
+    RESERVED_FLAGS,
+    TAG_BYTES,
+    VERSION,
+    Codec,
+    NonceSequence,
+)
 from shared.contract.keyring import KEY_ID_PATTERN, Keyring
 from shared.contract.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message
 from shared.errors import (
     AuthenticationError,
     BadMagicError,
     ConfigError,
-    DecompressionBombError,
     EncodeError,
     MalformedPayloadError,
     OversizeError,
@@ -51,25 +62,6 @@ from shared.errors import (
 if TYPE_CHECKING:
     from shared.settings import BosonSettings
 
-MAGIC: Final = b"BSN"
-VERSION: Final = 1
-FLAG_COMPRESSED: Final = 0x01
-FLAG_BATCH: Final = 0x02
-CIPHER_SHIFT: Final = 2
-CIPHER_MASK: Final = 0x0C
-RESERVED_FLAGS: Final = 0xF0
-CIPHERS: Final[dict[str, int]] = {"aes-256-gcm": 0, "chacha20-poly1305": 1}
-NONCE_BYTES: Final = 12
-TAG_BYTES: Final = 16
-MIN_ENVELOPE_BYTES: Final = 3 + 1 + 1 + 1 + 1 + 1 + 1 + NONCE_BYTES + TAG_BYTES
-KIND_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,255}")
-
-# Compressibility probe: a few KiB from spread positions at zstd level 1 costs
-# microseconds, where compressing an incompressible MiB costs a millisecond.
-_PROBE_CHUNK: Final = 1024
-_PROBE_CHUNKS: Final = 4
-_PROBE_MAX_RATIO: Final = 0.9
-_COUNTER_LIMIT: Final = 1 << 32
 _HEADER_CACHE_LIMIT: Final = 1024
 _EXCLUDE_KIND: Final[set[str]] = {"kind"}
 _ERROR_TEXT_LIMIT: Final = 600
@@ -93,53 +85,8 @@ class _Route(NamedTuple):
     key_id: str
 
 
-class Codec(Protocol):
-    """Turns messages into envelope bytes and back (the runtime's only seam to the wire)."""
-
-    def encode(self, messages: Sequence[Message]) -> bytes:
-        """One envelope for one or more messages of one kind."""
-        ...
-
-    def decode(self, data: bytes) -> list[Message]:
-        """The validated messages of an envelope, or a typed ``DecodeError``."""
-        ...
-
-    def encode_raw(self, kind: str, items: Sequence[Mapping[str, Any]]) -> bytes:
-        """One envelope for plain item maps (no ``kind`` key), without pydantic."""
-        ...
-
-    def decode_raw(self, data: bytes) -> tuple[str, list[dict[str, Any]]]:
-        """The kind and plain item maps of an envelope, without pydantic."""
-        ...
-
-    def peek_kind(self, data: bytes) -> str | None:
-        """The header's kind, unauthenticated (for dead-letter headers), or None."""
-        ...
-
-
-def _pack_default(obj: object) -> object:
-    # msgpack packs dicts natively; other mappings (MappingProxyType, …) become dicts.
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__} to msgpack")
-
-
 def _reject_ext(code: int, data: bytes) -> object:
     raise ValueError(f"msgpack extension type {code} is not part of the Boson wire format")
-
-
-class _ThreadContexts(threading.local):
-    """zstd contexts and a packer per thread: reused for speed, never shared.
-
-    zstd releases the GIL while it works, so one context used from two threads
-    (large messages are encoded off the event loop) would corrupt both streams.
-    """
-
-    def __init__(self, level: int) -> None:
-        self.packer = msgpack.Packer(default=_pack_default, use_bin_type=True)
-        self.compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        self.prober = zstandard.ZstdCompressor(level=1, write_content_size=True)
-        self.decompressor = zstandard.ZstdDecompressor()
 
 
 def _excerpt(text: str, limit: int = 64) -> str:
@@ -189,7 +136,7 @@ class EnvelopeCodec:
         self._flags = self._cipher_id << CIPHER_SHIFT
         self._max = max_message_bytes
         self._compress_min = max(compress_min_bytes, 1)
-        self._threads = _ThreadContexts(zstd_level)
+        self._threads = ThreadContexts(zstd_level)
         self._active_id = keyring.active_key_id.encode("ascii")
         self._sealer: _AEAD = _AEAD_CLASSES[self._cipher_id](keyring.key(keyring.active_key_id))
         self._openers: dict[tuple[int, bytes], _AEAD] = {
@@ -197,8 +144,7 @@ class EnvelopeCodec:
         }
         self._headers: dict[tuple[str, int], bytes] = {}
         self._routes: dict[bytes, _Route] = {}
-        self._nonce_lock = threading.Lock()
-        self._nonce_state = self._fresh_nonce_state()
+        self._nonces = NonceSequence()
 
     @classmethod
     def from_settings(
@@ -266,7 +212,7 @@ class EnvelopeCodec:
         flags = self._flags
         if len(items) > 1:
             flags |= FLAG_BATCH
-        if size >= self._compress_min and self._pays(plain):
+        if size >= self._compress_min and worth_compressing(threads.prober, plain):
             packed = threads.compressor.compress(plain)
             if len(packed) < size:
                 plain = packed
@@ -274,7 +220,7 @@ class EnvelopeCodec:
         header = self._headers.get((kind, flags))
         if header is None:
             header = self._build_header(kind, flags)
-        nonce = self._next_nonce()
+        nonce = self._nonces.next()
         header += nonce
         envelope = header + self._sealer.encrypt(nonce, plain, header)
         if len(envelope) > self._max:
@@ -282,19 +228,6 @@ class EnvelopeCodec:
                 f"envelope of {len(envelope)} bytes exceeds max_message_bytes={self._max}"
             )
         return envelope
-
-    def _pays(self, plain: bytes) -> bool:
-        """Whether zstd is worth it, judged on a small spread sample."""
-        size = len(plain)
-        if size <= 2 * _PROBE_CHUNK * _PROBE_CHUNKS:
-            sample = plain
-        else:
-            view = memoryview(plain)
-            step = (size - _PROBE_CHUNK) // (_PROBE_CHUNKS - 1)
-            sample = b"".join(
-                view[i * step : i * step + _PROBE_CHUNK] for i in range(_PROBE_CHUNKS)
-            )
-        return len(self._threads.prober.compress(sample)) <= _PROBE_MAX_RATIO * len(sample)
 
     def _build_header(self, kind: str, flags: int) -> bytes:
         if KIND_PATTERN.fullmatch(kind) is None:
@@ -312,23 +245,6 @@ class EnvelopeCodec:
         if len(self._headers) < _HEADER_CACHE_LIMIT:
             self._headers[(kind, flags)] = header
         return header
-
-    @staticmethod
-    def _fresh_nonce_state() -> tuple[bytes, Iterator[int]]:
-        return os.urandom(8), itertools.count()
-
-    def _next_nonce(self) -> bytes:
-        # Random 8-byte prefix per codec + 4-byte counter: unique per key without
-        # a getrandom syscall per message. next() on itertools.count is atomic
-        # under the GIL, and each (prefix, counter) pair is handed out once.
-        while True:
-            state = self._nonce_state
-            counter = next(state[1])
-            if counter < _COUNTER_LIMIT:
-                return state[0] + counter.to_bytes(4, "big")
-            with self._nonce_lock:
-                if self._nonce_state is state:
-                    self._nonce_state = self._fresh_nonce_state()
 
     # -- decoding ---------------------------------------------------------------
 
@@ -457,7 +373,7 @@ class EnvelopeCodec:
         if kind is None:
             raise UnknownKindError("the header's kind is not a valid kind name")
         if route.compressed:
-            plain = self._decompress(plain)
+            plain = decompress_bounded(self._threads.decompressor, plain, self._max)
         try:
             payload = msgpack.unpackb(
                 plain,
@@ -492,30 +408,6 @@ class EnvelopeCodec:
             if type(item) is not dict:
                 raise MalformedPayloadError(f"a {kind} item is not a map")
         return kind, version, items
-
-    def _decompress(self, frame: bytes) -> bytes:
-        try:
-            declared = zstandard.frame_content_size(frame)
-        except zstandard.ZstdError as e:
-            raise MalformedPayloadError("the compressed payload is not a zstd frame") from e
-        if declared < 0:
-            raise DecompressionBombError("the zstd frame does not declare its content size")
-        if declared > self._max:
-            raise DecompressionBombError(
-                f"the zstd frame declares {declared} bytes, over max_message_bytes={self._max}"
-            )
-        try:
-            # The output buffer is the declared size: a frame that expands past
-            # it fails inside zstd instead of growing the allocation.
-            return self._threads.decompressor.decompress(
-                frame, max_output_size=self._max, allow_extra_data=False
-            )
-        except zstandard.ZstdError as e:
-            if "too small" in str(e):
-                raise DecompressionBombError(
-                    f"the zstd frame expands past its declared {declared} bytes"
-                ) from e
-            raise MalformedPayloadError("the zstd frame does not decompress") from e
 
 
 __all__ = [

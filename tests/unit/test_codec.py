@@ -303,7 +303,7 @@ def test_nonces_are_a_fixed_prefix_and_a_counter() -> None:
 
 def test_counter_wrap_draws_a_new_prefix() -> None:
     c = codec()
-    c._nonce_state = (b"\xaa" * 8, itertools.count(2**32 - 1))
+    c._nonces._state = (b"\xaa" * 8, itertools.count(2**32 - 1))
     last = nonce_of(c.encode([task()]))
     after = nonce_of(c.encode([task()]))
     assert last == b"\xaa" * 8 + b"\xff\xff\xff\xff"
