@@ -40,7 +40,7 @@ from shared.contract.topology import (
     HEADER_SOURCE_QUEUE,
     Names,
 )
-from shared.errors import DecodeError, PermanentTaskError, UnplaceableTaskError
+from shared.errors import DecodeError, PermanentTaskError, TransientError, UnplaceableTaskError
 from shared.logs import message_id_var, task_id_var
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
@@ -57,6 +57,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 """Handler errors that no retry can fix: dead-letter (via ``on_exhausted``) at once."""
 
 _MAX_ERROR_TEXT = 1000
+_HAND_BACK_PAUSE_S = 0.5
 
 delivery_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "boson_delivery_attempt", default=1
@@ -102,6 +103,7 @@ class ConsumerStats:
     duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    handed_back: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -178,7 +180,11 @@ class ConsumeLoop(Generic[M]):
         except Exception as error:
             # The broker went away mid-way (or a bug): leave the message for
             # redelivery rather than lose it; ids make the repeat harmless.
+            self.stats.handed_back += 1
             logger.warning("delivery from %s handed back: %s", self.spec.queue, error_text(error))
+            if isinstance(error, TransientError):
+                # Not at once: a broker that refuses now would bounce it straight back.
+                await asyncio.sleep(_HAND_BACK_PAUSE_S)
             await _settle_quietly(delivery, requeue=True)
 
     async def _process_unguarded(self, delivery: Delivery) -> None:
@@ -200,23 +206,36 @@ class ConsumeLoop(Generic[M]):
         delivery_attempt.set(attempt)
         fresh: list[M] = []
         for message in messages:
-            if message.message_id in self._seen:
+            if await self._is_repeat(message.message_id):
                 self.stats.duplicates += 1
                 continue
-            # Claimed now so that a concurrent duplicate is dropped too.
-            self._seen.add(message.message_id)
+            self._seen.begin(message.message_id)
             fresh.append(message)  # type: ignore[arg-type]  # checked by isinstance above
+        failed: set[str] = set()
         try:
             emits, failures = await self._handle(fresh)
+            failed = {message.message_id for message, _ in failures}
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
-            for failed, failure in failures:
-                await self._retry_or_give_up(failed, failure, attempt)
+            for message, failure in failures:
+                await self._retry_or_give_up(message, failure, attempt)
         except BaseException:
             for message in fresh:
-                self._seen.discard(message.message_id)
+                self._seen.finish(message.message_id, handled=False)
             raise
+        for message in fresh:
+            # A failed item went to its retry tier: that copy must be handled.
+            self._seen.finish(message.message_id, handled=message.message_id not in failed)
         self.stats.handled += len(fresh) - len(failures)
         await delivery.ack()
+
+    async def _is_repeat(self, message_id: str) -> bool:
+        """Whether this id was handled — waiting for the outcome if it is being handled."""
+        in_progress = self._seen.pending(message_id)
+        if in_progress is not None:
+            # A redelivered copy of a message still in its handler: whether it
+            # is a repeat depends on how the original ends.
+            return await asyncio.shield(in_progress)
+        return message_id in self._seen
 
     async def _handle(
         self, messages: Sequence[M]
@@ -232,6 +251,10 @@ class ConsumeLoop(Generic[M]):
         emits: list[Emit] = []
         failures: list[tuple[M, BaseException]] = []
         for message, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, TransientError):
+                # The broker (or another service) is away, not the message at
+                # fault: hand the whole delivery back, no attempt counted.
+                raise outcome
             if isinstance(outcome, BaseException):
                 failures.append((message, outcome))
             else:
@@ -244,7 +267,6 @@ class ConsumeLoop(Generic[M]):
         try:
             return await self.spec.handler(message)
         except Exception as error:
-            self._seen.discard(message.message_id)
             logger.info("handler failed: %s", error_text(error))
             return error
 

@@ -29,7 +29,7 @@ from shared.contract.topology import (
     RetryPolicy,
     rk_alert,
 )
-from shared.errors import PermanentTaskError
+from shared.errors import BrokerUnavailableError, PermanentTaskError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
 from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import BatchingPublisher, Route
@@ -356,3 +356,49 @@ async def test_drain_hands_back_what_does_not_finish_in_time(rig: Rig) -> None:
     assert await rig.transport.queue_depth(rig.queue) == 1  # back in the queue
     assert "t1" not in rig.seen  # so a redelivery is handled, not dropped
     assert await rig.out.nothing_within(0.1)
+
+
+async def test_a_copy_redelivered_mid_handling_waits_for_the_original(rig: Rig) -> None:
+    # The connection drops while the original is in its handler: the broker
+    # redelivers a copy, and the original's late nack goes nowhere. Were the
+    # copy acked as a repeat at once, the original's failure would lose it.
+    gate = asyncio.Event()
+    calls = 0
+    succeeded: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await gate.wait()
+            raise BrokerUnavailableError("publish failed: connection lost")
+        succeeded.append(message.task_id)
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    await eventually(lambda: calls == 1)
+    await rig.transport.drop()  # the copy arrives while the original still runs
+    await eventually(lambda: loop.stats.deliveries == 2)
+    gate.set()
+    assert await rig.outputs(1) == ["t1"]
+    assert succeeded == ["t1"]
+    assert loop.stats.duplicates == 0
+
+
+async def test_a_transient_error_hands_the_delivery_back_without_an_attempt(rig: Rig) -> None:
+    calls = 0
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise BrokerUnavailableError("the broker is away")
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    assert await rig.outputs(1) == ["t1"]
+    assert loop.stats.handed_back == 1
+    assert loop.stats.retried == 0  # not a failure of the message: no retry tier
+    assert loop.stats.dead_lettered == 0
