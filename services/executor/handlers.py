@@ -17,10 +17,10 @@ from shared.contract.messages import (
     DataRef,
     ResourceVector,
     TaskAssigned,
-    TaskFailure,
     TaskResult,
     TaskSubmitted,
     TaskUsage,
+    failed_result,
 )
 from shared.contract.topology import Names, rk_alert, rk_result
 from shared.errors import (
@@ -171,24 +171,14 @@ class ExecutorHandlers:
             return self._replay(task.task_id)
         self.completed.add(task.task_id)
         self.results["failed"] += 1
-        error_type = getattr(error, "error_type", None) or type(error).__name__
-        result = TaskResult(
-            message_id=f"{task.task_id}.result",
-            task_id=task.task_id,
-            handler=task.handler,
-            status="failed",
-            error=TaskFailure(
-                error_type=error_type,
-                message=str(error)[:4000],
-                retryable=not isinstance(error, PermanentTaskError),
-            ),
-            node_id=self.node_id,
+        result = failed_result(
+            task,
+            getattr(error, "error_type", None) or type(error).__name__,
+            str(error),
             attempts=attempts,
+            node_id=self.node_id,
             demand=assigned.demand,
-            complexity=task.complexity,
-            data_size=task.data_size,
-            reply_to=task.reply_to,
-            submitted_at=task.submitted_at,
+            retryable=not isinstance(error, PermanentTaskError),
         )
         return [self._remember(result)]
 

@@ -54,6 +54,7 @@ class SchedulerService(Service):
                 accepts=(TaskSubmitted,),
                 handler=self.handlers.on_submitted,
                 batch_handler=self.handlers.on_submitted_batch,
+                on_exhausted=self.handlers.on_exhausted,
                 prefetch=self.settings.prefetch,
             ),
         ]

@@ -11,10 +11,10 @@ from shared.contract.messages import (
     ClusterSnapshot,
     Message,
     ResourceVector,
-    TaskFailure,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
+    failed_result,
 )
 from shared.contract.topology import RK_PLACED, Names, rk_result
 from shared.runtime.consumer import Emit
@@ -24,22 +24,6 @@ from shared.scheduling.placement import NEVER, Placer
 from shared.scheduling.reservations import ReservationBook
 from shared.scheduling.scores import Strategy
 from shared.scheduling.table import NodeTable
-
-
-def failed_result(task: TaskSubmitted, error_type: str, message: str) -> TaskResult:
-    """A failed result for a task that will never run."""
-    return TaskResult(
-        message_id=f"{task.task_id}.result",
-        task_id=task.task_id,
-        handler=task.handler,
-        status="failed",
-        error=TaskFailure(error_type=error_type, message=message),
-        attempts=0,
-        complexity=task.complexity,
-        data_size=task.data_size,
-        reply_to=task.reply_to,
-        submitted_at=task.submitted_at,
-    )
 
 
 class SchedulerHandlers:
@@ -117,6 +101,7 @@ class SchedulerHandlers:
                             "SubmissionTooOld",
                             f"submitted {age:.0f}s ago, past the ingress limit of "
                             f"{self.ingress_max_age_s:.0f}s",
+                            attempts=0,
                         )
                     )
                 )
@@ -164,7 +149,16 @@ class SchedulerHandlers:
             f"demand (cpu={demand.cpu:g}, memory={demand.memory:g}, gpu={demand.gpu:g}) "
             f"exceeds every node's total capacity (largest: cpu={largest[0]:g}, "
             f"memory={largest[1]:g}, gpu={largest[2]:g})",
+            attempts=0,
+            demand=demand,
         )
+
+    async def on_exhausted(
+        self, task: TaskSubmitted, error: BaseException, attempts: int
+    ) -> Sequence[Emit]:
+        """A submission the scheduler could not handle: the client learns it failed."""
+        result = failed_result(task, type(error).__name__, str(error), attempts=attempts)
+        return [self._result_emit(result)]
 
     def _result_emit(self, result: TaskResult) -> Emit:
         return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)

@@ -199,6 +199,37 @@ class TaskResult(Message):
         return self
 
 
+def failed_result(
+    task: TaskSubmitted,
+    error_type: str,
+    message: str,
+    *,
+    attempts: int,
+    node_id: str | None = None,
+    demand: ResourceVector | None = None,
+    retryable: bool = False,
+) -> TaskResult:
+    """The failed result of ``task``, so that its caller never waits forever.
+
+    Its message id is derived from the task id: whichever service reports the
+    failure, consumers drop a second report as a repeat.
+    """
+    return TaskResult(
+        message_id=f"{task.task_id}.result",
+        task_id=task.task_id,
+        handler=task.handler,
+        status="failed",
+        error=TaskFailure(error_type=error_type[:200], message=message[:4000], retryable=retryable),
+        node_id=node_id,
+        attempts=attempts,
+        demand=demand,
+        complexity=task.complexity,
+        data_size=task.data_size,
+        reply_to=task.reply_to,
+        submitted_at=task.submitted_at,
+    )
+
+
 class NodeHeartbeat(Message):
     """An executor's periodic report of its capacity and real load."""
 
@@ -412,6 +443,7 @@ __all__ = [
     "TaskResult",
     "TaskSubmitted",
     "TaskUsage",
+    "failed_result",
     "kind_of",
     "new_id",
     "now",

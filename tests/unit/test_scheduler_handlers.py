@@ -224,3 +224,48 @@ async def test_reservations_expire_after_their_ttl() -> None:
     clock.now = 11.0
     (again,) = placed(await scheduler.on_submitted(task(2, complexity=150, data_size=0)))
     assert again.node_id == "a"
+
+
+async def test_a_submission_the_scheduler_gives_up_on_fails_at_the_client() -> None:
+    # Out of retries (say the demand model kept failing): the client must get
+    # a failed result, not wait for ever on a dead-lettered submission.
+    task = TaskSubmitted(task_id="stuck", handler="noop", reply_to="c1", submitted_at=NOW)
+    (emit,) = await handlers().on_exhausted(task, RuntimeError("model exploded"), 4)
+    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "failed"
+    assert emit.message.attempts == 4
+    assert emit.message.error is not None
+    assert emit.message.error.error_type == "RuntimeError"
+    assert "model exploded" in emit.message.error.message
+
+
+class ExplodingModel:
+    def estimate(
+        self, complexity: float, data_size: float, requests: ResourceRequest | None = None
+    ) -> ResourceVector:
+        raise RuntimeError("model exploded")
+
+
+async def test_the_scheduler_service_reports_a_submission_out_of_retries() -> None:
+    from boson.embedded import EmbeddedCluster
+    from services.scheduler.app import SchedulerService
+    from shared.settings import BosonSettings
+
+    cluster = EmbeddedCluster(
+        BosonSettings(namespace="sched-exhaust", retry_delays_ms=(20, 40), max_attempts=2)
+    )
+    try:
+        await cluster.start_control_plane()
+        scheduler = next(s for s in cluster.services if isinstance(s, SchedulerService))
+        scheduler.handlers.demand_model = ExplodingModel()
+        client = await cluster.client()
+        handle = await client.submit("noop")
+        result = await handle.result(timeout=10)
+        assert result.status == "failed"
+        assert result.attempts == 2
+        assert result.error is not None
+        assert "model exploded" in result.error.message
+        await client.close()
+    finally:
+        await cluster.stop()
