@@ -16,11 +16,15 @@ some node could hold it in total but no alive node has the room now;
 ``never`` — larger than every node's total capacity (dead or alive) on some
 dimension. ``binpack`` and ``spread`` use the incremental
 :class:`~shared.scheduling.placement_index.SortedIndex`; ``balanced`` and
-``tetris`` rescore every node (vectorised) for each task.
+``tetris`` rescore every node (vectorised) for each task, and so does
+``remnant``, against the placer's :class:`~shared.scheduling.remnant.TypicalDemand`;
+those three place a run of identical demands in a batch in one pass
+(:func:`~shared.scheduling.remnant.place_run`, same result as one by one).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 from shared.contract.messages import NodeScore, PlacementExplanation
 from shared.scheduling import scores as _scores
 from shared.scheduling.placement_index import SortedIndex
+from shared.scheduling.remnant import TypicalDemand, place_run
 from shared.scheduling.reservations import Reservation, ReservationBook
 from shared.scheduling.scores import STRATEGIES, Strategy
 from shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
@@ -98,6 +103,8 @@ class Placer:
         self.table = table
         self.strategy: Strategy = strategy
         self._index: SortedIndex | None = None
+        self.typical = TypicalDemand()
+        """What a typical task asks for, learnt from placements (used by ``remnant``)."""
         if strategy in ("binpack", "spread"):
             self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
 
@@ -108,6 +115,7 @@ class Placer:
         vec = as_vector(demand)
         if self._index is not None:
             self._index.sync()
+        self.typical.refresh()
         i = self._place(vec)
         if i < 0:
             return Placement(None, None, "waiting" if i == WAITING else "never")
@@ -119,20 +127,41 @@ class Placer:
         out = np.empty(arr.shape[0], dtype=np.int64)
         if self._index is not None:
             self._index.sync()
-        place = self._place
-        for k in range(arr.shape[0]):
-            out[k] = place(arr[k])
+        self.typical.refresh()
+        if self._index is None:
+            self._place_runs(arr, out)
+        else:
+            place = self._place
+            for k in range(arr.shape[0]):
+                out[k] = place(arr[k])
         ids = self.table.node_ids
         return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()))
+
+    def _place_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """Full-rescore strategies: each run of identical rows in one pass (as row by row)."""
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        edges = [0, *change.tolist(), m]
+        typical = self.typical.value
+        for start, stop in itertools.pairwise(edges):
+            vec = arr[start]
+            rows = place_run(self.table, self.strategy, vec, stop - start, typical)
+            out[start : start + len(rows)] = rows
+            if len(rows) < stop - start:
+                out[start + len(rows) : stop] = WAITING if self.table.fits_any_total(vec) else NEVER
+            if rows and self.strategy == "remnant":
+                self.typical.observe(vec, len(rows))
 
     def _place(self, vec: FloatArray) -> int:
         index = self._index
         table = self.table
         if index is None:
-            found = _scores.choose(table, self.strategy, vec)
+            found = _scores.choose(table, self.strategy, vec, self.typical.value)
             if found is None:
                 return WAITING if table.fits_any_total(vec) else NEVER
             table.allocate(found, vec)
+            if self.strategy == "remnant":
+                self.typical.observe(vec)
             return found
         r0, r1, r2 = vec.tolist()
         pos = index.best(r0, r1, r2)
@@ -149,7 +178,7 @@ class Placer:
         """The row ``place`` would pick for ``demand`` now, without allocating."""
         vec = as_vector(demand)
         if self._index is None:
-            return _scores.choose(self.table, self.strategy, vec)
+            return _scores.choose(self.table, self.strategy, vec, self.typical.value)
         self._index.sync()
         r0, r1, r2 = vec.tolist()
         pos = self._index.best(r0, r1, r2)
@@ -157,7 +186,7 @@ class Placer:
 
     def score(self, demand: ArrayLike) -> FloatArray:
         """Every node's score for ``demand``; ``nan`` where it is dead or does not fit."""
-        return _scores.scores(self.table, self.strategy, as_vector(demand))
+        return _scores.scores(self.table, self.strategy, as_vector(demand), self.typical.value)
 
     def explain(self, demand: ArrayLike) -> PlacementExplanation:
         """Every node's liveness, fit, score and utilisation before and after.
@@ -170,7 +199,7 @@ class Placer:
         w = _scores.weights(table.capacity)
         before = _scores.weighted_sum(table.allocated, w)
         after = before + _scores.demand_term(vec, w)
-        s = _scores.scores(table, self.strategy, vec)
+        s = _scores.scores(table, self.strategy, vec, self.typical.value)
         nodes = tuple(
             NodeScore(
                 node_id=node_id,

@@ -19,7 +19,18 @@ Scores (higher is better; ``nan`` where the demand does not fit):
   end up (Kubernetes' ``BalancedAllocation``);
 * ``tetris`` = ``Σ_d (demand_d / cap_d) * (free_d / cap_d) / k``: alignment of
   the demand with the free capacity, both normalised by capacity (Grandl et
-  al., *Multi-resource packing for cluster schedulers*, SIGCOMM 2014).
+  al., *Multi-resource packing for cluster schedulers*, SIGCOMM 2014);
+* ``remnant`` = ``u + t - REMNANT_WEIGHT * s``: binpack minus what the
+  placement strands. ``s`` is the free capacity left on the node that a
+  *typical* task (the caller's estimate, ``typical``) could not use if the
+  node were filled with typical tasks: with ``f`` the free vector after
+  placement and ``n = floor(min_d f_d / typical_d)`` typical tasks still
+  fitting, ``s = Σ_d (f_d - n * typical_d) * w_d`` (the fragmentation measure
+  of Weng et al., *Beware of Fragmentation*, USENIX ATC 2023, against a
+  one-point task distribution). It steers away from filling one dimension of
+  a node while another stays free (CPU full, memory stranded) and from
+  remnants smaller than a typical task. With no estimate yet (``typical`` all
+  zero) it is exactly ``binpack``.
 
 Tie-break, deterministic: highest score, then — for ``binpack`` the more
 allocated node, for ``spread`` the less allocated one — then the lowest index.
@@ -35,8 +46,13 @@ import numpy as np
 
 from shared.scheduling.table import FloatArray, NodeTable
 
-Strategy: TypeAlias = Literal["binpack", "spread", "balanced", "tetris"]
-STRATEGIES: tuple[Strategy, ...] = ("binpack", "spread", "balanced", "tetris")
+Strategy: TypeAlias = Literal["binpack", "spread", "balanced", "tetris", "remnant"]
+STRATEGIES: tuple[Strategy, ...] = ("binpack", "spread", "balanced", "tetris", "remnant")
+
+REMNANT_WEIGHT = 2.0
+"""Weight of stranded capacity in ``remnant``. Below 2.5 the worked example of
+DESIGN §3.4 holds even when the typical demand is the example's own demand
+(see the tests); larger values strand less on the Alibaba trace."""
 
 
 def weights(capacity: FloatArray) -> FloatArray:
@@ -66,14 +82,34 @@ def feasible(table: NodeTable, demand: FloatArray) -> np.ndarray:
     return np.asarray(table.alive & np.all(free >= demand, axis=1))
 
 
-def raw_scores(table: NodeTable, strategy: Strategy, demand: FloatArray) -> FloatArray:
-    """Every node's score for ``demand``, feasible or not."""
+def stranded(free_after: FloatArray, w: FloatArray, typical: FloatArray) -> FloatArray:
+    """Per row, the free capacity (weighted by ``w``) that typical tasks could not use.
+
+    ``free_after`` is ``(n, 3)``; 0 everywhere when ``typical`` is all zero.
+    """
+    need = typical > 0
+    if not need.any():
+        return np.zeros(free_after.shape[0])
+    room = np.floor((free_after[:, need] / typical[need]).min(axis=1))
+    left = np.maximum(free_after - room[:, None] * typical, 0.0)
+    return weighted_sum(left, w)
+
+
+def raw_scores(
+    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+) -> FloatArray:
+    """Every node's score for ``demand``, feasible or not (``typical``: for ``remnant``)."""
     cap = table.capacity
     alloc = table.allocated
     w = weights(cap)
     after = weighted_sum(alloc, w) + demand_term(demand, w)
     if strategy == "binpack":
         return after
+    if strategy == "remnant":
+        if typical is None or not np.any(typical > 0):
+            return after
+        penalty = stranded(cap - alloc - demand, w, typical)
+        return np.asarray(after - REMNANT_WEIGHT * penalty, dtype=np.float64)
     if strategy == "spread":
         return 1.0 - after
     has = cap > 0
@@ -95,19 +131,23 @@ def raw_scores(table: NodeTable, strategy: Strategy, demand: FloatArray) -> Floa
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
 
 
-def scores(table: NodeTable, strategy: Strategy, demand: FloatArray) -> FloatArray:
+def scores(
+    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+) -> FloatArray:
     """Every node's score for ``demand``; ``nan`` where it is dead or does not fit."""
-    out = raw_scores(table, strategy, demand)
+    out = raw_scores(table, strategy, demand, typical)
     return np.where(feasible(table, demand), out, np.nan)
 
 
-def choose(table: NodeTable, strategy: Strategy, demand: FloatArray) -> int | None:
+def choose(
+    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+) -> int | None:
     """The node a full rescore picks for ``demand`` (tie-break above), or ``None``.
 
     The reference the fast index is tested against, and the path used by
     ``balanced`` and ``tetris``.
     """
-    s = scores(table, strategy, demand)
+    s = scores(table, strategy, demand, typical)
     ok = ~np.isnan(s)
     if not ok.any():
         return None
@@ -120,6 +160,7 @@ def choose(table: NodeTable, strategy: Strategy, demand: FloatArray) -> int | No
 
 
 __all__ = [
+    "REMNANT_WEIGHT",
     "STRATEGIES",
     "Strategy",
     "choose",
@@ -127,6 +168,7 @@ __all__ = [
     "feasible",
     "raw_scores",
     "scores",
+    "stranded",
     "weighted_sum",
     "weights",
 ]

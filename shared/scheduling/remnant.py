@@ -1,0 +1,106 @@
+"""The ``remnant`` strategy's typical-demand estimate, and the identical-run fast path.
+
+``remnant`` (see :mod:`shared.scheduling.scores`) needs to know what a
+*typical* task asks for. :class:`TypicalDemand` keeps the per-dimension
+median of the last :data:`WINDOW` placed demands (one row per placed
+instance), recomputed once :data:`REFRESH` new ones have come in. The
+estimate changes only when :meth:`TypicalDemand.refresh` is called — the
+placer calls it at the start of each ``place`` / ``place_batch`` — so within
+one call every placement is scored against the same typical demand, and a
+batch equals placing its rows one at a time whenever no refresh falls between
+them (fewer than :data:`REFRESH` placements). Until the first refresh the
+estimate is zero and ``remnant`` scores exactly as ``binpack``.
+
+:func:`place_run` places ``k`` identical demands as ``k`` sequential full
+rescores would (any strategy without the sorted index: ``balanced``,
+``tetris``, ``remnant``), without doing them: it scores every node once, then keeps a
+heap keyed (−score, index) in which only the node just chosen is rescored —
+through the same vectorised formula on that one row, with its allocation
+accumulated one demand at a time, so the choice is bit-for-bit the
+sequential one.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from shared.scheduling.scores import Strategy, raw_scores
+from shared.scheduling.table import NDIM, FloatArray, NodeTable
+
+WINDOW = 65_536
+"""Placed demands the typical-demand median looks back over."""
+REFRESH = 4_096
+"""New placed demands that make :meth:`TypicalDemand.refresh` recompute the median."""
+
+
+class TypicalDemand:
+    """Per-dimension median of recently placed demands (see the module docstring)."""
+
+    def __init__(self, window: int = WINDOW, refresh_every: int = REFRESH) -> None:
+        self._buf = np.zeros((window, NDIM))
+        self._seen = 0
+        self._fresh = 0
+        self._every = refresh_every
+        self.value: FloatArray = np.zeros(NDIM)
+
+    def observe(self, demand: FloatArray, count: int = 1) -> None:
+        """Record ``count`` placed instances of ``demand``."""
+        size = self._buf.shape[0]
+        n = min(count, size)
+        rows = (self._seen + np.arange(n)) % size
+        self._buf[rows] = demand
+        self._seen += count
+        self._fresh += count
+
+    def refresh(self) -> None:
+        """Recompute the median if enough new demands came in."""
+        if self._fresh < self._every:
+            return
+        self._fresh = 0
+        filled = min(self._seen, self._buf.shape[0])
+        self.value = np.median(self._buf[:filled], axis=0)
+
+
+def place_run(
+    table: NodeTable, strategy: Strategy, demand: FloatArray, k: int, typical: FloatArray
+) -> list[int]:
+    """Place up to ``k`` copies of ``demand`` by full-rescore rules; commits, returns the rows.
+
+    Fewer than ``k`` rows come back when the cluster runs out of room.
+    """
+    cap = table.capacity
+    free = cap - table.allocated
+    fits = table.alive & np.all(free >= demand, axis=1)
+    feasible = np.flatnonzero(fits)
+    if feasible.size == 0 or k <= 0:
+        return []
+    score = raw_scores(table, strategy, demand, typical)
+    heap = list(zip((-score[feasible]).tolist(), feasible.tolist(), strict=True))
+    heapq.heapify(heap)
+    # A scratch table of one row: the chosen node rescored with the very formula above.
+    one = NodeTable(1)
+    one.upsert("row", np.zeros(NDIM))
+    alloc: dict[int, FloatArray] = {}
+    chosen: list[int] = []
+    while heap and len(chosen) < k:
+        i = heap[0][1]
+        row = alloc.get(i)
+        if row is None:
+            row = alloc[i] = table.allocated[i].copy()
+        chosen.append(i)
+        row += demand
+        if not np.all(cap[i] - row >= demand):
+            heapq.heappop(heap)
+            continue
+        one.capacity[0] = cap[i]
+        one.allocated[0] = row
+        value = float(raw_scores(one, strategy, demand, typical)[0])
+        heapq.heapreplace(heap, (-value, i))
+    for i, row in alloc.items():
+        table.set_allocated(table.node_ids[i], row)
+    return chosen
+
+
+__all__ = ["REFRESH", "WINDOW", "TypicalDemand", "place_run"]
