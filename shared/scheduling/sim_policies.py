@@ -13,8 +13,10 @@ nowhere (DESIGN §3.1–3.3). So:
   and dispatches by node credit: each time capacity frees it walks a bounded
   window of the backlog and dispatches every entry that now fits somewhere
   (so one large entry does not block small ones behind it), through the same
-  placer so the strategy still decides the node. Dead nodes' work goes
-  through the balancer's recovery planner.
+  placer so the strategy still decides the node. The window is taken in
+  :func:`~shared.scheduling.balancing.dispatch_order`: dead nodes' work,
+  then work older than :data:`AGE_LIMIT_S`, then the smallest pending job
+  first. Dead nodes' work goes through the balancer's recovery planner.
 
 Baselines (random, round-robin, first-fit, k8s-default) run with
 :class:`HeadOfLine`, the behaviour of a plain scheduler queue; any baseline
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.scheduling.balancing import QueuedTask, plan_recovery
+from shared.scheduling.balancing import QueuedTask, dispatch_order, plan_recovery
 from shared.scheduling.placement import Placer
 from shared.scheduling.sim_baselines import BASELINES
 from shared.scheduling.sim_metrics import Metrics, Recorder
@@ -50,10 +52,12 @@ from shared.scheduling.simulation import (
 from shared.scheduling.table import NodeTable
 from shared.scheduling.traces import Cluster, NodeEvents, Workload
 
-BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris")
+BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant")
 REBALANCE_SUFFIX = "+rebalance"
 DEFAULT_WINDOW = 256
 """Backlog entries the balancer looks at per capacity change: bounded work per event."""
+AGE_LIMIT_S = 450.0
+"""Backlog entries older than this are offered capacity first, oldest first (no starvation)."""
 
 
 def _replace(sim: Simulation, task: int, count: int) -> None:
@@ -96,8 +100,9 @@ class HeadOfLine:
 class Balancer:
     """With rebalancing: dispatch whatever fits within a bounded backlog window."""
 
-    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, window: int = DEFAULT_WINDOW, age_limit: float = AGE_LIMIT_S) -> None:
         self.window = window
+        self.age_limit = age_limit
 
     def drain(self, sim: Simulation) -> None:
         table = sim.table
@@ -110,15 +115,21 @@ class Balancer:
         # without touching the placer.
         best = free.max(axis=0) + FIT_EPSILON
         demand = sim.workload.demand
-        kept: list[Pending] = []
-        backlog = sim.backlog
-        for _ in range(min(self.window, len(backlog))):
-            entry = backlog.popleft()
+        job = sim.workload.job
+        entries = list(sim.backlog)
+        order = dispatch_order(
+            [int(job[e.task]) for e in entries],
+            [e.count for e in entries],
+            [sim.now - e.since for e in entries],
+            [e.replaced for e in entries],
+            self.age_limit,
+        )
+        for k in order[: self.window]:
+            entry = entries[k]
             if np.all(demand[entry.task] <= best):
                 entry.count -= sim.try_place(entry.task, entry.count, entry.replaced)
-            if entry.count:
-                kept.append(entry)
-        backlog.extendleft(reversed(kept))
+        sim.backlog.clear()
+        sim.backlog.extend(e for e in entries if e.count)
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
         placer = sim.placer
@@ -196,6 +207,7 @@ def compare(
 
 
 __all__ = [
+    "AGE_LIMIT_S",
     "BOSON_STRATEGIES",
     "DEFAULT_WINDOW",
     "REBALANCE_SUFFIX",
