@@ -11,7 +11,7 @@ from shared.settings import BosonSettings
 
 
 class SchedulerSettings(BosonSettings):
-    strategy: Strategy = "binpack"
+    strategy: Strategy = "remnant"
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0
