@@ -105,3 +105,20 @@ def test_recovery_replaces_a_dead_nodes_queue() -> None:
     ]
     with pytest.raises(ValueError, match="alive"):
         plan_recovery([QueuedTask("e", "warm", (1, 1, 0))], table, Placer(table))
+
+
+def test_dispatch_order_smallest_pending_job_first_with_an_age_guard() -> None:
+    from shared.scheduling.balancing import dispatch_order
+
+    # Queue (oldest first): job a (5 + 4 instances pending → 9), job b (2),
+    # job c (3, waited 500 s ≥ 450: goes before every young entry), and a
+    # dead node's re-placement of job a (urgent: first of all).
+    order = dispatch_order(
+        jobs=["a", "b", "a", "c", "a"],
+        counts=[5, 2, 4, 3, 1],
+        waited=[100.0, 50.0, 40.0, 500.0, 0.0],
+        urgent=[False, False, False, False, True],
+        age_limit=450.0,
+    )
+    # pending: a = 10, b = 2 → urgent 4, aged 3, then b (2), then a's in queue order.
+    assert order == [4, 3, 1, 0, 2]
