@@ -37,6 +37,8 @@ class BalancerService(Service):
         self.balancer_settings = settings
         self.dispatcher = Dispatcher(
             credit_per_slot=settings.credit_per_slot,
+            max_credit_per_slot=settings.max_credit_per_slot,
+            queue_budget_s=settings.queue_budget_s,
             hot_threshold=settings.hot_threshold,
             retarget_after_s=settings.retarget_after_s,
             imbalance_threshold=settings.imbalance_threshold,

@@ -7,9 +7,20 @@ runs whenever credit or the cluster view changes and resolves as many
 futures as credit allows — no task polls, and a change costs work only for
 the nodes it touched.
 
-Credit of a node = ``slots × credit_per_slot`` − tasks dispatched to it whose
-result has not come back. It never goes below zero: that is the invariant
-"no node over its credit" the integration test checks.
+Credit of a node = its *window* − tasks dispatched to it whose result has
+not come back. It never goes below zero: that is the invariant "no node over
+its credit" the integration test checks.
+
+The window is ``slots × credit_per_slot`` until the node's results report how
+long its tasks run. Then it is sized so that a node holds about
+``queue_budget_s`` of queued work per slot — ``queue_budget_s ÷ task time``
+tasks per slot, never fewer than ``credit_per_slot`` nor more than
+``max_credit_per_slot``. Long tasks keep the small window (work stays in the
+balancer, where it can still move); short ones get a window that covers the
+dispatch → result round trip, or a node would idle between results (a few
+hundred no-op tasks per second, whatever the node could do). The task time
+is a running mean that follows longer tasks fast and shorter ones slowly,
+so slow work shrinks the window at once (one noisy sample only halfway).
 """
 
 from __future__ import annotations
@@ -28,6 +39,11 @@ from shared.scheduling.balancing import imbalance, power_of_two_choices
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
 
+TASK_TIME_RISE = 0.5
+"""Weight of a longer task time in a node's running mean: the window shrinks fast."""
+TASK_TIME_DECAY = 0.1
+"""Weight of a shorter one: the window widens slowly again."""
+
 
 @dataclass
 class NodeView:
@@ -39,6 +55,10 @@ class NodeView:
     """As of the last snapshot, plus what we dispatched since."""
     measured: float
     in_flight: set[str] = field(default_factory=set)
+    task_s: float | None = None
+    """Running mean of the wall time its results report (None: none reported yet)."""
+    window: int = 0
+    """Tasks it may hold at once (:meth:`Dispatcher.resize` keeps it current)."""
 
 
 @dataclass
@@ -57,6 +77,8 @@ class Dispatcher:
         self,
         *,
         credit_per_slot: int,
+        max_credit_per_slot: int | None = None,
+        queue_budget_s: float = 0.05,
         hot_threshold: float,
         retarget_after_s: float,
         imbalance_threshold: float,
@@ -64,6 +86,8 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.credit_per_slot = credit_per_slot
+        self.max_credit_per_slot = max(credit_per_slot, max_credit_per_slot or credit_per_slot)
+        self.queue_budget_s = queue_budget_s
         self.hot_threshold = hot_threshold
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
@@ -81,11 +105,20 @@ class Dispatcher:
 
     # -- credit ------------------------------------------------------------
 
+    def resize(self, node: NodeView) -> None:
+        """Recompute the tasks ``node`` may hold at once (see the module docstring)."""
+        per_slot = self.credit_per_slot
+        if node.task_s is not None and self.max_credit_per_slot > per_slot:
+            fits = self.queue_budget_s / max(node.task_s, 1e-6)
+            per_slot = max(per_slot, min(self.max_credit_per_slot, int(fits)))
+        node.window = node.slots * per_slot
+
     def credit(self, node_id: str) -> int:
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return 0
-        return node.slots * self.credit_per_slot - len(node.in_flight)
+        # Zero, not less, when a slower task just shrank the window below what is out.
+        return max(0, node.window - len(node.in_flight))
 
     def is_hot(self, node: NodeView) -> bool:
         """Too loaded for new work — unless every node is (then hotness says nothing)."""
@@ -118,14 +151,24 @@ class Dispatcher:
         if held is not None and not held.future.done():
             held.future.cancel()
 
-    def complete(self, task_id: str) -> None:
-        """A task's result came back (or it left): its node regains the credit."""
+    def complete(self, task_id: str, wall_s: float | None = None) -> None:
+        """A task's result came back (or it left): its node regains the credit.
+
+        ``wall_s``, the run time the result reports, sizes the node's window.
+        """
         node_id = self.where.pop(task_id, None)
         if node_id is None:
             return
         node = self.nodes.get(node_id)
         if node is not None:
             node.in_flight.discard(task_id)
+            if wall_s is not None and wall_s >= 0:
+                if node.task_s is None:
+                    node.task_s = wall_s
+                else:
+                    weight = TASK_TIME_RISE if wall_s > node.task_s else TASK_TIME_DECAY
+                    node.task_s += weight * (wall_s - node.task_s)
+                self.resize(node)
             self.pump()
 
     # -- cluster view ------------------------------------------------------
@@ -151,6 +194,7 @@ class Dispatcher:
                 node.capacity = capacity
                 node.allocated = allocated
                 node.measured = measured
+            self.resize(node)
         self._any_cool = any(
             n.alive and n.measured < self.hot_threshold for n in self.nodes.values()
         )
@@ -230,29 +274,36 @@ class Dispatcher:
         self._pump_flexible()
 
     def _pump_flexible(self) -> None:
+        if not self.flexible:
+            return
+        # Pumps run on every hold and every result: when no node has credit
+        # (the usual case under load) they must cost next to nothing.
+        open_nodes = [node for node in self.nodes.values() if self.accepts(node)]
         skipped: list[HeldTask] = []
         looked = 0
-        while self.flexible and looked < FLEXIBLE_LOOKAHEAD:
+        while open_nodes and self.flexible and looked < FLEXIBLE_LOOKAHEAD:
             held = self.flexible.popleft()
             if held.future.done():
                 continue
-            node = self._pick_any(held.demand)
+            node = self._pick_any(held.demand, open_nodes)
             if node is None:
                 skipped.append(held)
                 looked += 1
                 continue
             self._assign(held, node)
+            if not self.accepts(node):
+                open_nodes.remove(node)
         self.flexible.extendleft(reversed(skipped))
 
-    def _pick_any(self, demand: np.ndarray) -> NodeView | None:
+    def _pick_any(self, demand: np.ndarray, open_nodes: list[NodeView]) -> NodeView | None:
         candidates = [
             node
-            for node in self.nodes.values()
-            if self.accepts(node) and bool(np.all(node.capacity - node.allocated >= demand - 1e-9))
+            for node in open_nodes
+            if bool(np.all(node.capacity - node.allocated >= demand - 1e-9))
         ]
         if not candidates:
             return None
-        loads = np.array([len(n.in_flight) / (n.slots * self.credit_per_slot) for n in candidates])
+        loads = np.array([len(n.in_flight) / n.window for n in candidates])
         loads = loads + np.array([n.measured for n in candidates])
         return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
 

@@ -67,7 +67,8 @@ class BalancerHandlers:
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
-            self.dispatcher.complete(message.task_id)
+            wall_s = message.usage.wall_s if message.usage is not None else None
+            self.dispatcher.complete(message.task_id, wall_s)
         elif isinstance(message, ClusterSnapshot):
             went_down = self.dispatcher.on_snapshot(message)
             if went_down and self.on_nodes_down is not None:

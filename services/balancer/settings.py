@@ -12,7 +12,13 @@ from shared.settings import BosonSettings
 class BalancerSettings(BosonSettings):
     credit_per_slot: Annotated[int, Field(ge=1, le=64)] = 2
     """Tasks a node may hold (running plus queued) per slot; matches the
-    executor's prefetch, so a node queue stays near empty."""
+    executor's prefetch, so a node queue stays near empty. The least a node
+    gets: short tasks widen it up to ``max_credit_per_slot``."""
+    max_credit_per_slot: Annotated[int, Field(ge=1, le=1024)] = 64
+    """The most a node may hold per slot when its tasks are short."""
+    queue_budget_s: Annotated[float, Field(gt=0)] = 0.05
+    """Queued work per slot a node may hold, in seconds of its recent task time:
+    the credit window is this ÷ task time (within the bounds above)."""
     hot_threshold: Annotated[float, Field(gt=0, le=1)] = 0.9
     """Measured utilisation above which a node gets no new work."""
     retarget_after_s: Annotated[float, Field(gt=0)] = 2.0
