@@ -145,6 +145,7 @@ class Client:
             codec,
             max_items=settings.batch_max_items,
             max_bytes=settings.batch_max_bytes,
+            max_in_flight=settings.batch_max_in_flight,
         )
         self._waiters: dict[str, asyncio.Future[TaskResult]] = {}
         self._results: dict[str, TaskResult] = {}

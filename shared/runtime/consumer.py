@@ -164,11 +164,16 @@ class ConsumeLoop(Generic[M]):
         return len(self._in_flight)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
-        # Deliveries run as tasks so that one slow handler does not hold up
-        # the rest of the prefetch window.
-        task = asyncio.get_running_loop().create_task(self._process(delivery))
+        # Both transports call this in a task of its own per delivery
+        # (shared.bus.runner), so one slow handler does not hold up the rest
+        # of the prefetch window; a second task per delivery would only cost.
+        task = asyncio.current_task()
+        assert task is not None
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        try:
+            await self._process(delivery)
+        finally:
+            self._in_flight.discard(task)
 
     async def _process(self, delivery: Delivery) -> None:
         self.stats.deliveries += 1
@@ -247,7 +252,10 @@ class ConsumeLoop(Generic[M]):
                 return list(await self.spec.batch_handler(messages)), []
             except Exception as error:
                 logger.warning("batch handler failed, retrying items singly: %s", error_text(error))
-        outcomes = await asyncio.gather(*(self._handle_one(m) for m in messages))
+        if len(messages) == 1:
+            outcomes = [await self._handle_one(messages[0])]  # no task for a lone item
+        else:
+            outcomes = await asyncio.gather(*(self._handle_one(m) for m in messages))
         emits: list[Emit] = []
         failures: list[tuple[M, BaseException]] = []
         for message, outcome in zip(messages, outcomes, strict=True):

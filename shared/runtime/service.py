@@ -45,6 +45,7 @@ class Service(abc.ABC):
             codec,
             max_items=settings.batch_max_items,
             max_bytes=settings.batch_max_bytes,
+            max_in_flight=settings.batch_max_in_flight,
         )
         self.seen = SeenIds(settings.dedup_capacity)
         self.loops: list[ConsumeLoop[Any]] = []
