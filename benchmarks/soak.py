@@ -137,6 +137,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="boson-soak-"))
     cluster = ProcessCluster(args.amqp_url, namespace, log_dir)
     cluster.extra_env["BOSON_LOG_LEVEL"] = "WARNING"
+    cluster.extra_env.update(pair.split("=", 1) for pair in args.service_env)
     big = _csv(args.big_rows)
     try:
         for service in ("monitor", "scheduler", "balancer", "transfer"):
@@ -239,8 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warm-up", type=float, default=10.0, help="seconds before RSS is read")
     parser.add_argument("--max-growth", type=float, default=0.20, help="fail above this RSS growth")
     parser.add_argument("--big-every", type=int, default=100, help="one task in N carries a blob")
-    parser.add_argument("--big-rows", type=int, default=12_000, help="rows of that CSV (~300 KB)")
+    parser.add_argument("--big-rows", type=int, default=22_000, help="rows of that CSV (~320 KB)")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for stragglers")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra BOSON_ setting for every service (repeatable), e.g. BOSON_DEDUP_CAPACITY=2000",
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     if args.seconds <= args.warm_up:
