@@ -71,6 +71,7 @@ class BalancerService(Service):
                 queue=self.names.placed_queue,
                 accepts=(TaskPlaced,),
                 handler=self.handlers.on_placed,
+                on_exhausted=self.handlers.on_placed_exhausted,
                 prefetch=self.balancer_settings.max_held,
             ),
         ]
@@ -105,6 +106,7 @@ class BalancerService(Service):
                 queue=self.names.node_queue(node_id),
                 accepts=(TaskAssigned,),
                 handler=self.handlers.on_orphan,
+                on_exhausted=self.handlers.on_orphan_exhausted,
                 prefetch=self.balancer_settings.max_held,
             )
             try:

@@ -25,9 +25,10 @@ from shared.contract.messages import (
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
+    failed_result,
     new_id,
 )
-from shared.contract.topology import RK_PARKED, Names, rk_node
+from shared.contract.topology import RK_PARKED, Names, rk_node, rk_result
 from shared.runtime.consumer import Emit
 from shared.runtime.publisher import Route
 
@@ -64,6 +65,26 @@ class BalancerHandlers:
         return await self._dispatch(
             assigned.task, assigned.demand, None, dispatch=assigned.dispatch + 1
         )
+
+    async def on_placed_exhausted(
+        self, placed: TaskPlaced, error: BaseException, attempts: int
+    ) -> Sequence[Emit]:
+        """A placement the balancer gives up on: the client learns it failed."""
+        return self._give_up(placed.task, placed.demand, error, attempts)
+
+    async def on_orphan_exhausted(
+        self, assigned: TaskAssigned, error: BaseException, attempts: int
+    ) -> Sequence[Emit]:
+        return self._give_up(assigned.task, assigned.demand, error, attempts)
+
+    def _give_up(
+        self, task: TaskSubmitted, demand: ResourceVector, error: BaseException, attempts: int
+    ) -> list[Emit]:
+        self.dispatcher.release(task.task_id)
+        result = failed_result(
+            task, type(error).__name__, str(error), attempts=attempts, demand=demand
+        )
+        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):

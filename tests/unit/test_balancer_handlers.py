@@ -1,0 +1,56 @@
+"""The balancer's handlers: a placement it gives up on still reaches the client."""
+
+from __future__ import annotations
+
+from services.balancer.dispatcher import Dispatcher
+from services.balancer.handlers import BalancerHandlers
+from shared.contract.messages import (
+    Message,
+    ResourceVector,
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+)
+from shared.contract.topology import Names, rk_result
+from shared.runtime.publisher import Route
+
+NAMES = Names("bal-test")
+
+
+async def no_publish(route: Route, message: Message) -> None:
+    raise AssertionError("nothing is published when giving up")
+
+
+def handlers() -> BalancerHandlers:
+    dispatcher = Dispatcher(
+        credit_per_slot=2, hot_threshold=0.9, retarget_after_s=2.0, imbalance_threshold=0.25
+    )
+    return BalancerHandlers(dispatcher, NAMES, no_publish, park_after_s=60.0)
+
+
+TASK = TaskSubmitted(task_id="t1", handler="noop", reply_to="c1")
+DEMAND = ResourceVector(cpu=1, memory=1)
+
+
+async def test_a_placement_given_up_on_becomes_a_failed_result() -> None:
+    balancer = handlers()
+    placed = TaskPlaced(task=TASK, demand=DEMAND, node_id=None, strategy="binpack")
+    (emit,) = await balancer.on_placed_exhausted(placed, RuntimeError("stuck"), 4)
+    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "failed"
+    assert emit.message.attempts == 4
+    assert emit.message.error is not None
+    assert emit.message.error.message == "stuck"
+
+
+async def test_an_orphan_given_up_on_is_released_and_reported() -> None:
+    balancer = handlers()
+    balancer.dispatcher.hold("t1", DEMAND, None)  # held: no node known yet
+    assert "t1" in balancer.dispatcher.held
+    assigned = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
+    (emit,) = await balancer.on_orphan_exhausted(assigned, RuntimeError("stuck"), 2)
+    assert "t1" not in balancer.dispatcher.held
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "failed"
