@@ -159,6 +159,15 @@ class AmqpTransport:
                 await connection.connect(timeout=self._op_timeout)
                 publisher = connection.channel(publisher_confirms=True, on_return_raises=True)
                 await publisher.initialize(timeout=self._op_timeout)
+        except (
+            aiormq.exceptions.ProbableAuthenticationError,
+            aiormq.exceptions.AuthenticationError,
+        ) as e:
+            # Wrong credentials do not get better by waiting: say so at once.
+            await connection.close()
+            raise ConfigError(
+                f"the broker at {self._masked} refused the credentials ({type(e).__name__})"
+            ) from None
         except (*_BROKER_ERRORS, TimeoutError, RuntimeError) as e:
             await connection.close()
             raise BrokerUnavailableError(
