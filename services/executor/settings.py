@@ -28,8 +28,9 @@ class ExecutorSettings(BosonSettings):
     after the balancer moved its work away)."""
     worker_start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
     max_inline_result_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
-    completed_memory: Annotated[int, Field(ge=1)] = 1_000_000
-    """Task ids remembered as done, so a repeat is never run or reported twice."""
+    completed_memory: Annotated[int, Field(ge=1)] = 200_000
+    """Task ids remembered as done, so a repeat is never run or reported twice
+    (about 10 MB, allocated at start; a repeat comes back within seconds)."""
 
 
 __all__ = ["ExecutorSettings"]

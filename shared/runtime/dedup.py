@@ -4,12 +4,28 @@ Besides ids already handled it knows ids *being* handled: a copy of a message
 redelivered while the original is still in its handler (the connection
 dropped mid-way) must wait for the original's outcome — acking it as a
 repeat at once would lose the message if the original then fails.
+
+The memory is allocated once, at its full size: an open-addressing table of
+64-bit id hashes plus a ring of them in arrival order, in flat arrays. A
+dict of strings grew by ~300 bytes an id until full — a service's resident
+memory kept climbing for the first hundred thousand messages — where this
+costs a fixed 48 bytes an id of capacity, from the start. Two different ids share a
+64-bit hash with odds of about one in 10¹⁴ at 100,000 remembered ids.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from array import array
+
+_EMPTY = 0
+_TOMBSTONE = 1
+_HASH_BITS = (1 << 64) - 1
+
+
+def _key(message_id: str) -> int:
+    key = hash(message_id) & _HASH_BITS
+    return key + 2 if key <= _TOMBSTONE else key
 
 
 class SeenIds:
@@ -23,24 +39,134 @@ class SeenIds:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        size = 1 << max(4, (2 * capacity - 1).bit_length())  # load ≤ ½ when full
+        self._mask = size - 1
+        self._keys = array("Q", bytes(8 * size))
+        self._where = array("q", bytes(8 * size))
+        """Ring position of the key in the same table slot (its newest arrival)."""
+        # Twice the capacity: a re-added id leaves a stale entry behind, and
+        # stale entries must not push live ones out early.
+        self._ring_size = 2 * capacity
+        self._ring = array("Q", bytes(8 * self._ring_size))
+        self._head = 0
+        self._tail = 0
+        """Ring positions [tail, head) hold arrivals, oldest first; p is ring[p % size]."""
+        self._count = 0
+        self._tombstones = 0
         self._pending: dict[str, asyncio.Future[bool]] = {}
 
     def __contains__(self, message_id: object) -> bool:
-        return message_id in self._ids
+        if not isinstance(message_id, str):
+            return False
+        key = hash(message_id) & _HASH_BITS
+        if key <= _TOMBSTONE:
+            key += 2
+        # _find, inlined: this is on every delivery's path.
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if found == key:
+                return True
+            if found == _EMPTY:
+                return False
+            slot = (slot + 1) & mask
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def add(self, message_id: str) -> None:
-        self._ids[message_id] = None
-        self._ids.move_to_end(message_id)
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+        """Remember an id (again: it becomes the newest)."""
+        key = _key(message_id)
+        slot = self._find(key)
+        if slot < 0:
+            slot = self._insert(key)
+            self._count += 1
+        if self._head - self._tail == self._ring_size:
+            self._compact()
+            slot = self._find(key)
+        self._ring[self._head % self._ring_size] = key
+        self._where[slot] = self._head
+        self._head += 1
+        if self._count > self._capacity:
+            self._evict_oldest()
 
     def discard(self, message_id: str) -> None:
         """Forget an id (its handling failed and will be retried)."""
-        self._ids.pop(message_id, None)
+        self._remove(self._find(_key(message_id)))
+
+    # -- the ring ----------------------------------------------------------
+
+    def _live_slot(self, position: int) -> int:
+        """The table slot of the id arriving at ``position``, if that is its newest arrival."""
+        slot = self._find(self._ring[position % self._ring_size])
+        return slot if slot >= 0 and self._where[slot] == position else -1
+
+    def _evict_oldest(self) -> None:
+        while True:
+            slot = self._live_slot(self._tail)
+            self._tail += 1
+            if slot >= 0:
+                self._remove(slot)
+                return
+
+    def _compact(self) -> None:
+        """Drop stale arrivals from the ring, keeping the live ones in order."""
+        slots = [
+            slot
+            for position in range(self._tail, self._head)
+            if (slot := self._live_slot(position)) >= 0
+        ]
+        self._tail = self._head - len(slots)
+        for position, slot in enumerate(slots, start=self._tail):
+            self._ring[position % self._ring_size] = self._keys[slot]
+            self._where[slot] = position
+
+    # -- the table ---------------------------------------------------------
+
+    def _find(self, key: int) -> int:
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if found == key:
+                return slot
+            if found == _EMPTY:
+                return -1
+            slot = (slot + 1) & mask
+
+    def _insert(self, key: int) -> int:
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while keys[slot] > _TOMBSTONE:
+            slot = (slot + 1) & mask
+        if keys[slot] == _TOMBSTONE:
+            self._tombstones -= 1
+        keys[slot] = key
+        return slot
+
+    def _remove(self, slot: int) -> None:
+        if slot < 0:
+            return
+        self._keys[slot] = _TOMBSTONE
+        self._count -= 1
+        self._tombstones += 1
+        if self._tombstones > (self._mask + 1) // 4:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Re-lay the live keys without tombstones (same size: no net new memory)."""
+        old_keys, old_where = self._keys, self._where
+        size = self._mask + 1
+        self._keys = array("Q", bytes(8 * size))
+        self._where = array("q", bytes(8 * size))
+        self._tombstones = 0
+        for slot in range(size):
+            key = old_keys[slot]
+            if key > _TOMBSTONE:
+                self._where[self._insert(key)] = old_where[slot]
+
+    # -- ids being handled now ----------------------------------------------
 
     def begin(self, message_id: str) -> None:
         """Mark an id as being handled now."""
