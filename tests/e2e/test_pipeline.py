@@ -23,16 +23,9 @@ from boson.commands.run import SERVICES
 from shared.contract.messages import TaskResult
 from tests.e2e.workload import check_results, mixed_tasks
 from tests.support.cluster import ROOT, ProcessCluster
+from tests.support.waiting import wait_for_nodes
 
 POISON_MODULE = "tests.e2e.poison"
-
-
-async def wait_for_nodes(client: Client, count: int, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            snapshot = await client.snapshot(timeout)
-            if sum(1 for node in snapshot.nodes if node.alive) >= count:
-                return
 
 
 async def run_workload(client: Client, count: int) -> None:

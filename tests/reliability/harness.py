@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from shared.contract.topology import rk_node, rk_result
 from shared.runtime.consumer import Emit
 from shared.runtime.tap import Tap
 from tests.support.cluster import ProcessCluster
+from tests.support.waiting import health, wait_for_nodes, wait_until
 
 FIGURES_ENV = "BOSON_RELIABILITY_FIGURES"
 """Directory the figures go to (default ``$TMPDIR/boson-reliability``)."""
@@ -82,34 +83,6 @@ async def start_pipeline(
     for node in nodes:
         cluster.start("executor", "--node-id", node, *executor_args, name=node)
     await cluster.wait_healthy()
-
-
-async def wait_for_nodes(client: Client, count: int, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            snapshot = await client.snapshot(timeout)
-            if sum(1 for node in snapshot.nodes if node.alive) >= count:
-                return
-
-
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, step: float = 0.05
-) -> float:
-    """Poll until ``predicate`` holds; returns the seconds it took."""
-    start = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while True:
-            value = predicate()
-            if not isinstance(value, bool):
-                value = await value
-            if value:
-                return time.monotonic() - start
-            await asyncio.sleep(step)
-
-
-async def health(cluster: ProcessCluster, name: str) -> dict[str, Any]:
-    body = await asyncio.to_thread(cluster.processes[name].health)
-    return body or {}
 
 
 async def gather_results(

@@ -47,8 +47,8 @@ from shared.contract.topology import DEFAULT_EXCHANGE, HEADER_REASON, HEADER_SOU
 from shared.errors import DecodeError, InvalidTaskError
 from shared.settings import BosonSettings
 from tests.reliability.malformed import Bad, Sealer, draw, malformed
-from tests.reliability.processes import health, rss, wait_for_nodes, wait_until
 from tests.support.cluster import ROOT, ProcessCluster
+from tests.support.waiting import health, rss, wait_for_nodes, wait_until
 
 FUZZ_MAX_MESSAGE_BYTES = 64 * 1024
 """The services' limit in the fuzz run, so that oversize envelopes stay cheap."""

@@ -39,8 +39,8 @@ from shared.contract.topology import DEFAULT_EXCHANGE, HEADER_ERROR, HEADER_REAS
 from shared.errors import ConfigError
 from shared.settings import BosonSettings
 from tests.conftest import AmqpBroker
-from tests.reliability.processes import health, wait_for_nodes, wait_until
 from tests.support.cluster import ROOT, ProcessCluster
+from tests.support.waiting import health, wait_for_nodes, wait_until
 
 SUBMIT_INTERVAL_S = 0.025
 """40 tasks a second keep flowing through every step of the rotation."""

@@ -24,8 +24,8 @@ from yarl import URL
 from boson.client import Client
 from shared.bus.amqp import AmqpTransport
 from shared.errors import BrokerUnavailableError
-from tests.reliability.processes import health, wait_for_nodes
 from tests.support.cluster import ProcessCluster
+from tests.support.waiting import health, wait_for_nodes
 
 
 @dataclass

@@ -1,8 +1,4 @@
-"""Small helpers of the bad-input and security suites: waiting, health, memory.
-
-(The crash suites of issue 10 have a richer harness; these suites need only
-this much and stay independent of it.)
-"""
+"""Waiting on running services: conditions, live nodes, health, memory."""
 
 from __future__ import annotations
 
