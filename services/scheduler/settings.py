@@ -11,7 +11,9 @@ from shared.settings import BosonSettings
 
 
 class SchedulerSettings(BosonSettings):
-    strategy: Strategy = "remnant"
+    strategy: Strategy = "binpack"
+    """DESIGN §3.2's default; ``remnant`` trades a little job completion time for
+    less stranded capacity (see benchmarks/trace_quality.py)."""
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0
