@@ -84,6 +84,7 @@ class BalancerService(Service):
 
     async def sweep(self) -> None:
         self.dispatcher.sweep()
+        self.handlers.park_overdue()
         # A drained node that heartbeats again gets its queue back.
         for node_id in list(self.draining):
             node = self.dispatcher.nodes.get(node_id)

@@ -45,6 +45,11 @@ TASK_TIME_DECAY = 0.1
 """Weight of a shorter one: the window widens slowly again."""
 
 
+class HeldTooLongError(Exception):
+    """A held task's future fails with this when :meth:`Dispatcher.overdue` says
+    it waited too long: its handler parks it."""
+
+
 @dataclass
 class NodeView:
     node_id: str
@@ -99,6 +104,9 @@ class Dispatcher:
         self.by_node: dict[str, deque[HeldTask]] = {}
         self.flexible: deque[HeldTask] = deque()
         self.held: dict[str, HeldTask] = {}
+        self._by_age: deque[HeldTask] = deque()
+        """Every hold in the order made (oldest first), for :meth:`overdue`:
+        one deque, not a timer per held task."""
         self.dispatched_total = 0
         self.retargeted_total = 0
         self._any_cool = True
@@ -137,6 +145,10 @@ class Dispatcher:
             task_id, np.asarray(demand.as_tuple(), dtype=np.float64), target, self.clock(), future
         )
         self.held[task_id] = held
+        self._by_age.append(held)
+        if len(self._by_age) > 2 * len(self.held) + 1024:
+            # Behind one long-held task the dispatched ones pile up: drop them.
+            self._by_age = deque(h for h in self._by_age if not h.future.done())
         node = self.nodes.get(target) if target is not None else None
         if node is not None and node.alive and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
@@ -144,6 +156,22 @@ class Dispatcher:
             self.flexible.append(held)
         self.pump()
         return future
+
+    def overdue(self, max_age_s: float) -> int:
+        """Fail the futures of tasks held ``max_age_s`` or longer with
+        :class:`HeldTooLongError` (their handlers park them); how many."""
+        deadline = self.clock() - max_age_s
+        ages = self._by_age
+        count = 0
+        while ages and (ages[0].future.done() or ages[0].since <= deadline):
+            held = ages.popleft()
+            if held.future.done():
+                continue
+            if self.held.get(held.task_id) is held:
+                del self.held[held.task_id]
+            held.future.set_exception(HeldTooLongError(f"held {max_age_s:g}s"))
+            count += 1
+        return count
 
     def release(self, task_id: str) -> None:
         """Forget a held task (parked, or its handler was cancelled)."""
@@ -281,12 +309,19 @@ class Dispatcher:
         open_nodes = [node for node in self.nodes.values() if self.accepts(node)]
         skipped: list[HeldTask] = []
         looked = 0
+        # Within one pump nodes only close and allocations only grow, so a
+        # demand that fits no open node now fits none later in this pump:
+        # the lookahead past a stuck head (usually many equal demands) costs
+        # a set lookup each, not a feasibility test per node.
+        unfit: set[bytes] = set()
         while open_nodes and self.flexible and looked < FLEXIBLE_LOOKAHEAD:
             held = self.flexible.popleft()
             if held.future.done():
                 continue
-            node = self._pick_any(held.demand, open_nodes)
+            key = held.demand.tobytes()
+            node = None if key in unfit else self._pick_any(held.demand, open_nodes)
             if node is None:
+                unfit.add(key)
                 skipped.append(held)
                 looked += 1
                 continue
@@ -296,10 +331,11 @@ class Dispatcher:
         self.flexible.extendleft(reversed(skipped))
 
     def _pick_any(self, demand: np.ndarray, open_nodes: list[NodeView]) -> NodeView | None:
+        need = demand - 1e-9
+        # ndarray.all(), not np.all(): the wrapper costs more than the test
+        # on three numbers.
         candidates = [
-            node
-            for node in open_nodes
-            if bool(np.all(node.capacity - node.allocated >= demand - 1e-9))
+            node for node in open_nodes if bool((node.capacity - node.allocated >= need).all())
         ]
         if not candidates:
             return None
@@ -325,4 +361,4 @@ class Dispatcher:
         return (node_id for node_id, node in self.nodes.items() if node.alive)
 
 
-__all__ = ["Dispatcher", "HeldTask", "NodeView"]
+__all__ = ["Dispatcher", "HeldTask", "HeldTooLongError", "NodeView"]

@@ -7,7 +7,9 @@ once this one runs). The placement stays an unacknowledged delivery while it
 is held (a balancer crash hands it back to RabbitMQ); the envelope is acked
 when every item in it is dispatched and confirmed by the broker. Work held past
 ``park_after_s`` is re-published to the placed queue under a fresh message
-id, so no delivery outlives the broker's consumer timeout.
+id, so no delivery outlives the broker's consumer timeout: the service's
+periodic sweep calls :meth:`BalancerHandlers.park_overdue`, which wakes those
+handlers (no timer per held task).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from services.balancer.dispatcher import Dispatcher
+from services.balancer.dispatcher import Dispatcher, HeldTooLongError
 from shared.contract.messages import (
     ClusterSnapshot,
     Message,
@@ -101,19 +103,23 @@ class BalancerHandlers:
     ) -> Sequence[Emit]:
         future = self.dispatcher.hold(task.task_id, demand, target)
         try:
-            node_id = await asyncio.wait_for(asyncio.shield(future), self.park_after_s)
-        except TimeoutError:
-            self.dispatcher.release(task.task_id)
+            # No wait_for: a timer per held task cost the balancer a tenth of
+            # its CPU under load. The periodic sweep (park_overdue) fails the
+            # futures of work held past park_after_s instead. (Cancelling us
+            # while held cancels the future too: the pumps skip it.)
+            node_id = await future
+        except HeldTooLongError:
             park = self._park(task, demand, target)
             await self.publish(park.route, park.message)
             return []
         except asyncio.CancelledError:
-            # Draining: whatever we were given goes back, the delivery is nacked.
-            if future.done() and not future.cancelled():
-                self.dispatcher.complete(task.task_id)
-            else:
+            if not (future.done() and not future.cancelled() and future.exception() is None):
+                # Draining: the delivery is nacked, the task no longer held.
                 self.dispatcher.release(task.task_id)
-            raise
+                raise
+            # Given a node just as we were cancelled: finish the assignment (as
+            # asyncio.wait_for did, returning the result it already had).
+            node_id = future.result()
         assigned = TaskAssigned(
             message_id=f"{task.task_id}.a{dispatch}",
             task=task,
@@ -128,6 +134,11 @@ class BalancerHandlers:
             self.dispatcher.complete(task.task_id)
             raise
         return []
+
+    def park_overdue(self) -> int:
+        """Hand work held past ``park_after_s`` to its handler for parking (the
+        service's sweep calls this); how many."""
+        return self.dispatcher.overdue(self.park_after_s)
 
     def _park(self, task: TaskSubmitted, demand: ResourceVector, target: str | None) -> Emit:
         self.parked_total += 1

@@ -5,24 +5,40 @@
   ``max_credit_per_slot``), and narrow again as soon as tasks are long.
 * A service's publisher keeps one envelope per lane in flight by default
   (``batch_max_in_flight``): what arrives meanwhile leaves in one envelope.
+* The balancer's hot path: holding work schedules no timer per task (the
+  periodic sweep parks what waited too long), and a flexible queue stuck
+  behind work that fits nowhere tests each distinct demand once per pump.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 
-from services.balancer.dispatcher import Dispatcher
+from services.balancer.dispatcher import Dispatcher, NodeView
+from services.balancer.handlers import BalancerHandlers
 from services.scheduler.app import SchedulerService
 from services.scheduler.settings import SchedulerSettings
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
-from shared.contract.messages import Alert, ClusterSnapshot, NodeState, ResourceVector
+from shared.contract.messages import (
+    Alert,
+    ClusterSnapshot,
+    Message,
+    NodeState,
+    ResourceVector,
+    TaskAssigned,
+    TaskPlaced,
+    TaskSubmitted,
+)
+from shared.contract.topology import RK_PARKED, Names
 from shared.runtime.publisher import Route
 from tests.unit.test_publisher import GatedTransport
 
 SLOTS = 2
+NAMES = Names("knobs")
 
 
 def snapshot(*node_ids: str) -> ClusterSnapshot:
@@ -147,3 +163,154 @@ async def test_a_services_publisher_keeps_one_envelope_in_flight_per_lane() -> N
     assert [len(codec.decode(s.body)) for s in transport.sent] == [1, 4]
     transport.waiting[1].set_result(None)
     await asyncio.gather(*sends)
+
+
+# -- the balancer's hot path: no timer per held task, one fit test per demand --
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it() -> None:
+    clock = Clock()
+    d = Dispatcher(
+        credit_per_slot=2,
+        hot_threshold=0.9,
+        retarget_after_s=60.0,
+        imbalance_threshold=10.0,
+        clock=clock,
+    )  # no nodes: everything stays held
+    published: list[tuple[Route, Message]] = []
+
+    async def publish(route: Route, message: Message) -> None:
+        published.append((route, message))
+
+    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=600.0)
+    loop = asyncio.get_running_loop()
+    timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
+    tasks = [
+        asyncio.ensure_future(
+            handlers.on_placed(
+                TaskPlaced(
+                    task=TaskSubmitted(task_id=f"t{i}", handler="noop", reply_to="c"),
+                    demand=demand(),
+                    node_id=None,
+                    strategy="binpack",
+                )
+            )
+        )
+        for i in range(50)
+    ]
+    await asyncio.sleep(0)
+    assert len(d.held) == 50
+    # A timer (wait_for) per held task cost a tenth of the balancer's CPU.
+    assert len(loop._scheduled) == timers_before  # type: ignore[attr-defined]
+
+    clock.now = 599.0
+    assert handlers.park_overdue() == 0
+    assert published == []
+    clock.now = 600.0
+    assert handlers.park_overdue() == 50
+    assert await asyncio.gather(*tasks) == [[]] * 50
+    assert d.held == {}
+    assert len(published) == 50
+    for route, message in published:
+        assert route == Route(NAMES.work_exchange, RK_PARKED)
+        assert isinstance(message, TaskPlaced)
+        assert message.strategy == "parked"
+        assert not message.message_id.startswith(message.task.task_id)
+    assert handlers.parked_total == 50
+    assert handlers.park_overdue() == 0
+
+
+async def test_a_dispatched_task_is_never_parked_and_a_cancelled_one_is_released() -> None:
+    clock = Clock()
+    d = Dispatcher(
+        credit_per_slot=1,
+        hot_threshold=0.9,
+        retarget_after_s=60.0,
+        imbalance_threshold=10.0,
+        clock=clock,
+    )
+    d.on_snapshot(snapshot("a"))  # window 2: two go at once, the third waits
+    published: list[Message] = []
+
+    async def publish(route: Route, message: Message) -> None:
+        published.append(message)
+
+    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=10.0)
+
+    def placed(i: int) -> TaskPlaced:
+        task = TaskSubmitted(task_id=f"t{i}", handler="noop", reply_to="c")
+        return TaskPlaced(task=task, demand=demand(), node_id="a", strategy="binpack")
+
+    assert await handlers.on_placed(placed(0)) == []
+    assert await handlers.on_placed(placed(1)) == []
+    waiting = asyncio.ensure_future(handlers.on_placed(placed(2)))
+    await asyncio.sleep(0)
+    assert set(d.held) == {"t2"}
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert d.held == {}
+    clock.now = 100.0
+    assert handlers.park_overdue() == 0
+    assert [type(m) for m in published] == [TaskAssigned, TaskAssigned]
+    assert d.where == {"t0": "a", "t1": "a"}
+
+
+async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -> None:
+    d = dispatcher()
+    d.nodes["a"].capacity = np.array([1.0, 1.0, 0.0])  # room for one demand()
+    calls = 0
+    pick_any = d._pick_any
+
+    def counting(need: np.ndarray, open_nodes: list[NodeView]) -> NodeView | None:
+        nonlocal calls
+        calls += 1
+        return pick_any(need, open_nodes)
+
+    d._pick_any = counting  # type: ignore[method-assign,assignment]
+    first = d.hold("t0", demand(), None)
+    assert first.done()  # it fits; now the node is full
+    calls = 0
+    waiting = [d.hold(f"t{i}", demand(), None) for i in range(1, 41)]
+    assert not any(f.done() for f in waiting)
+    # Each of the 40 pumps tested the one demand once, not once per held task.
+    assert calls == 40
+    # A smaller demand behind the stuck ones still gets its own test (and no room).
+    d.hold("small", ResourceVector(cpu=0.5), None)
+    assert calls == 42
+    assert [h.task_id for h in d.flexible][:3] == ["t1", "t2", "t3"]
+
+
+async def test_a_handler_cancelled_just_after_its_node_was_given_still_assigns() -> None:
+    # asyncio.wait_for returned a result it already had despite a cancel; the
+    # handler keeps that: the node's credit is spent, so the assignment goes
+    # out (handing the delivery back instead lost a task when a dead node's
+    # drain consumer was removed in tests/reliability/test_broker_restart.py).
+    d = Dispatcher(
+        credit_per_slot=1, hot_threshold=0.9, retarget_after_s=60.0, imbalance_threshold=10.0
+    )
+    published: list[Message] = []
+
+    async def publish(route: Route, message: Message) -> None:
+        published.append(message)
+
+    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=600.0)
+    task = TaskSubmitted(task_id="t0", handler="noop", reply_to="c")
+    waiting = asyncio.ensure_future(
+        handlers.on_placed(TaskPlaced(task=task, demand=demand(), node_id="a", strategy="binpack"))
+    )
+    await asyncio.sleep(0)
+    assert set(d.held) == {"t0"}  # no node known yet
+    d.on_snapshot(snapshot("a"))  # credit: the future gets its node ...
+    waiting.cancel()  # ... and the handler is cancelled before it resumes
+    assert await waiting == []
+    assert [type(m) for m in published] == [TaskAssigned]
+    assert d.where == {"t0": "a"}
