@@ -219,7 +219,8 @@ async def broker_user(amqp_broker: AmqpBroker) -> AsyncIterator[tuple[str, str]]
     if ctl is None:
         pytest.skip("needs rabbitmqctl to make a user with a secret password")
     user = f"boson-secret-{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(24)
+    # A leading letter: rabbitmqctl would read a password starting with '-' as a flag.
+    password = "p" + secrets.token_urlsafe(24)
     vhost = urllib.parse.unquote(URL(amqp_broker.url).path.lstrip("/")) or "/"
     await ctl("add_user", user, password)
     try:
