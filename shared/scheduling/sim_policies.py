@@ -67,6 +67,25 @@ def _replace(sim: Simulation, task: int, count: int) -> None:
         sim.backlog.appendleft(Pending(task, left, True, sim.now))
 
 
+def _recover(sim: Simulation, task: int, count: int) -> None:
+    """Re-place a dead node's instances through the balancing library's recovery planner."""
+    placer = sim.placer
+    if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
+        _replace(sim, task, count)
+        return
+    d = sim.workload.demand[task]
+    demand = (float(d[0]), float(d[1]), float(d[2]))
+    queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
+    plan = plan_recovery(queued, sim.table, placer)
+    placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
+    if placed:
+        sim.start(task, np.asarray(placed, np.int64), replaced=True)
+    waiting = sum(r.status == "waiting" for r in plan)
+    sim.recorder.never += sum(r.status == "never" for r in plan)
+    if waiting:
+        sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+
+
 class HeadOfLine:
     """Without rebalancing: retry the backlog from its head; stop at the first miss."""
 
@@ -80,21 +99,7 @@ class HeadOfLine:
             backlog.popleft()
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
-        placer = sim.placer
-        if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
-            _replace(sim, task, count)
-            return
-        d = sim.workload.demand[task]
-        demand = (float(d[0]), float(d[1]), float(d[2]))
-        queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
-        plan = plan_recovery(queued, sim.table, placer)
-        placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
-        if placed:
-            sim.start(task, np.asarray(placed, np.int64), replaced=True)
-        waiting = sum(r.status == "waiting" for r in plan)
-        sim.recorder.never += sum(r.status == "never" for r in plan)
-        if waiting:
-            sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+        _recover(sim, task, count)
 
 
 class Balancer:
@@ -132,21 +137,7 @@ class Balancer:
         sim.backlog.extend(e for e in entries if e.count)
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
-        placer = sim.placer
-        if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
-            _replace(sim, task, count)
-            return
-        d = sim.workload.demand[task]
-        demand = (float(d[0]), float(d[1]), float(d[2]))
-        queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
-        plan = plan_recovery(queued, sim.table, placer)
-        placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
-        if placed:
-            sim.start(task, np.asarray(placed, np.int64), replaced=True)
-        waiting = sum(r.status == "waiting" for r in plan)
-        sim.recorder.never += sum(r.status == "never" for r in plan)
-        if waiting:
-            sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+        _recover(sim, task, count)
 
 
 @dataclass(frozen=True)
