@@ -37,7 +37,7 @@ from services.transfer.settings import TransferSettings
 from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
-from shared.runtime.service import Service
+from shared.runtime.service import RunningService, Service, start_in_background
 from shared.scheduling.scores import Strategy
 from shared.settings import BosonSettings
 
@@ -66,8 +66,7 @@ class EmbeddedCluster:
     blob_dir: Path | None = None
     """The transfer service's blob store; a temporary directory (removed at stop) if None."""
     services: list[Service] = field(default_factory=list)
-    _stops: list[asyncio.Event] = field(default_factory=list)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _running: list[RunningService] = field(default_factory=list)
     _temporary_blob_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -83,21 +82,9 @@ class EmbeddedCluster:
 
     async def start(self, service: Service) -> Service:
         """Run ``service`` until :meth:`stop`; returns once it consumes."""
-        stop = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(service.run(stop), name=service.name)
+        running = await start_in_background(service, timeout=_START_TIMEOUT_S)
         self.services.append(service)
-        self._stops.append(stop)
-        self._tasks.append(task)
-        started = asyncio.ensure_future(service.started.wait())
-        done, _ = await asyncio.wait(
-            {started, task}, timeout=_START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if task in done:
-            started.cancel()
-            task.result()  # raises what made the service fail to start
-        if started not in done:
-            started.cancel()
-            raise TimeoutError(f"{service.name} did not start within {_START_TIMEOUT_S:.0f}s")
+        self._running.append(running)
         return service
 
     async def start_control_plane(self, *, strategy: Strategy = "binpack") -> None:
@@ -136,16 +123,15 @@ class EmbeddedCluster:
         return client
 
     async def stop_service(self, service: Service) -> None:
-        index = self.services.index(service)
-        self._stops[index].set()
-        await self._tasks[index]
+        await self._running[self.services.index(service)].stop()
         await service.transport.close()
 
     async def stop(self) -> None:
         """Stop every service (last started first) and wait for them."""
-        for stop in reversed(self._stops):
-            stop.set()
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        results = await asyncio.gather(
+            *(running.stop() for running in reversed(self._running)), return_exceptions=True
+        )
+        results.reverse()
         for service, result in zip(self.services, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 logger.error("%s ended with %r", service.name, result)

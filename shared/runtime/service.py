@@ -14,6 +14,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shared.bus.abc import Transport
@@ -156,4 +157,33 @@ class Service(abc.ABC):
             await asyncio.sleep(interval)
 
 
-__all__ = ["Periodic", "Service"]
+@dataclass
+class RunningService:
+    """A service running as a task of this event loop (embedded mode, tests)."""
+
+    service: Service
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        """Drain and wait for it; a failure it ended with is raised here."""
+        self.stop_event.set()
+        await self.task
+
+
+async def start_in_background(service: Service, *, timeout: float = 30.0) -> RunningService:
+    """Run ``service`` until stopped; returns once it consumes, or raises why it did not."""
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(service.run(stop), name=service.name)
+    started = asyncio.ensure_future(service.started.wait())
+    done, _ = await asyncio.wait({started, task}, timeout=timeout, return_when="FIRST_COMPLETED")
+    if task in done:
+        started.cancel()
+        task.result()  # raises what made the service fail to start
+    if started not in done:
+        started.cancel()
+        raise TimeoutError(f"{service.name} did not start within {timeout:.0f}s")
+    return RunningService(service, stop, task)
+
+
+__all__ = ["Periodic", "RunningService", "Service", "start_in_background"]

@@ -29,7 +29,7 @@ from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
 from shared.contract.messages import Message, ResourceVector, TaskAssigned, TaskResult
 from shared.contract.topology import RK_ALL_RESULTS, rk_node
-from shared.runtime.service import Service
+from shared.runtime.service import Service, start_in_background
 from shared.runtime.tap import Tap
 from shared.settings import BosonSettings
 from tests.conftest import TrackingTransport, TransportFactory
@@ -73,15 +73,8 @@ class ControlPlane:
         return {"namespace": self.namespace, "instance_id": instance, "drain_grace_s": 0.5}
 
     async def start(self, service: Service) -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop), name=service.name)
-        self.running.append((service, stop, running))
-        started = asyncio.ensure_future(service.started.wait())
-        await asyncio.wait({started, running}, timeout=WAIT, return_when="FIRST_COMPLETED")
-        if running.done():
-            started.cancel()
-            running.result()
-        assert started.done(), f"{service.name} did not start"
+        running = await start_in_background(service, timeout=WAIT)
+        self.running.append((service, running.stop_event, running.task))
 
     async def start_control_plane(self, **monitor: Any) -> None:
         self.admin = await self.factory()

@@ -44,7 +44,7 @@ from shared.contract.messages import (
     TaskSubmitted,
 )
 from shared.contract.topology import RK_ALL_RESULTS, RK_PLACED, RK_SUBMIT, rk_node
-from shared.runtime.service import Service
+from shared.runtime.service import Service, start_in_background
 from shared.runtime.tap import Tap
 from shared.settings import BosonSettings
 from tests.conftest import AmqpBroker, TransportFactory, TransportKind
@@ -87,15 +87,8 @@ class Pipeline:
         return {"namespace": self.namespace, "instance_id": instance, "drain_grace_s": 1.0}
 
     async def start(self, service: Service) -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop), name=service.name)
-        self.running.append((service, stop, running))
-        started = asyncio.ensure_future(service.started.wait())
-        await asyncio.wait({started, running}, timeout=WAIT, return_when="FIRST_COMPLETED")
-        if running.done():
-            started.cancel()
-            running.result()
-        assert started.done(), f"{service.name} did not start"
+        running = await start_in_background(service, timeout=WAIT)
+        self.running.append((service, running.stop_event, running.task))
 
     async def up(self) -> None:
         fast: dict[str, Any] = {"heartbeat_interval_s": 0.2}
