@@ -37,7 +37,7 @@ from services.transfer.settings import TransferSettings
 from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
-from shared.runtime.service import RunningService, Service, start_in_background
+from shared.runtime.service import RunningService, Service, start_in_background, stop_all
 from shared.scheduling.scores import Strategy
 from shared.settings import BosonSettings
 
@@ -128,14 +128,9 @@ class EmbeddedCluster:
 
     async def stop(self) -> None:
         """Stop every service (last started first) and wait for them."""
-        results = await asyncio.gather(
-            *(running.stop() for running in reversed(self._running)), return_exceptions=True
-        )
-        results.reverse()
-        for service, result in zip(self.services, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                logger.error("%s ended with %r", service.name, result)
-            await service.transport.close()
+        for service, error in await stop_all(self._running):
+            if not isinstance(error, asyncio.CancelledError):
+                logger.error("%s ended with %r", service.name, error)
         if self._temporary_blob_dir is not None:
             shutil.rmtree(self._temporary_blob_dir, ignore_errors=True)
             self._temporary_blob_dir = self.blob_dir = None

@@ -186,4 +186,28 @@ async def start_in_background(service: Service, *, timeout: float = 30.0) -> Run
     return RunningService(service, stop, task)
 
 
-__all__ = ["Periodic", "RunningService", "Service", "start_in_background"]
+async def stop_all(
+    running: Sequence[RunningService], *, timeout: float | None = None
+) -> list[tuple[Service, BaseException]]:
+    """Drain every service (all at once), wait for each (bounded), close its transport.
+
+    Returns the services that ended with an error (or did not end in time),
+    so the caller decides whether that is worth a log line or a failure.
+    """
+    for item in running:
+        item.stop_event.set()
+    failures: list[tuple[Service, BaseException]] = []
+    for item in reversed(running):
+        try:
+            async with asyncio.timeout(timeout):
+                await item.task
+        except (Exception, asyncio.CancelledError) as error:
+            failures.append((item.service, error))
+        try:
+            await item.service.transport.close()
+        except Exception as error:
+            failures.append((item.service, error))
+    return failures
+
+
+__all__ = ["Periodic", "RunningService", "Service", "start_in_background", "stop_all"]

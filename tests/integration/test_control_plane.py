@@ -29,7 +29,7 @@ from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
 from shared.contract.messages import Message, ResourceVector, TaskAssigned, TaskResult
 from shared.contract.topology import RK_ALL_RESULTS, rk_node
-from shared.runtime.service import Service, start_in_background
+from shared.runtime.service import RunningService, Service, start_in_background, stop_all
 from shared.runtime.tap import Tap
 from shared.settings import BosonSettings
 from tests.conftest import TrackingTransport, TransportFactory
@@ -60,7 +60,7 @@ class ControlPlane:
     factory: TransportFactory
     namespace: str
     codec: EnvelopeCodec = field(default_factory=lambda: EnvelopeCodec(Keyring.ephemeral()))
-    running: list[tuple[Service, asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
+    running: list[RunningService] = field(default_factory=list)
     nodes: dict[str, SimulatedNode] = field(default_factory=dict)
     taps: list[Tap] = field(default_factory=list)
     clients: list[Client] = field(default_factory=list)
@@ -74,7 +74,7 @@ class ControlPlane:
 
     async def start(self, service: Service) -> None:
         running = await start_in_background(service, timeout=WAIT)
-        self.running.append((service, running.stop_event, running.task))
+        self.running.append(running)
 
     async def start_control_plane(self, **monitor: Any) -> None:
         self.admin = await self.factory()
@@ -162,14 +162,7 @@ class ControlPlane:
         for tap in self.taps:
             with contextlib.suppress(Exception):
                 await tap.close()
-        for _, stop, _running in self.running:
-            stop.set()
-        for service, _, running in reversed(self.running):
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
-                    await running
-            with contextlib.suppress(Exception):
-                await service.transport.close()
+        await stop_all(self.running, timeout=10)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from shared.contract.messages import (
     TaskSubmitted,
 )
 from shared.contract.topology import RK_ALL_RESULTS, RK_PLACED, RK_SUBMIT, rk_node
-from shared.runtime.service import Service, start_in_background
+from shared.runtime.service import RunningService, Service, start_in_background, stop_all
 from shared.runtime.tap import Tap
 from shared.settings import BosonSettings
 from tests.conftest import AmqpBroker, TransportFactory, TransportKind
@@ -77,7 +77,7 @@ class Pipeline:
     factory: TransportFactory
     namespace: str
     codec: EnvelopeCodec = field(default_factory=lambda: EnvelopeCodec(Keyring.ephemeral()))
-    running: list[tuple[Service, asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
+    running: list[RunningService] = field(default_factory=list)
     taps: dict[str, Tap] = field(default_factory=dict)
     executors: list[ExecutorService] = field(default_factory=list)
     balancer: BalancerService | None = None
@@ -88,7 +88,7 @@ class Pipeline:
 
     async def start(self, service: Service) -> None:
         running = await start_in_background(service, timeout=WAIT)
-        self.running.append((service, running.stop_event, running.task))
+        self.running.append(running)
 
     async def up(self) -> None:
         fast: dict[str, Any] = {"heartbeat_interval_s": 0.2}
@@ -183,14 +183,7 @@ class Pipeline:
         for tap in self.taps.values():
             with contextlib.suppress(Exception):
                 await tap.close()
-        for _, stop, _ in self.running:
-            stop.set()
-        for service, _, running in reversed(self.running):
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(15):
-                    await running
-            with contextlib.suppress(Exception):
-                await service.transport.close()
+        await stop_all(self.running, timeout=15)
 
 
 @pytest.fixture
