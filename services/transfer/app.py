@@ -32,7 +32,9 @@ class TransferService(Service):
             fsync=settings.fsync,
         )
         coder = ChunkCoder(
-            level=settings.chunk_zstd_level, max_chunk_bytes=settings.max_chunk_bytes
+            level=settings.chunk_zstd_level,
+            hash_log=settings.chunk_zstd_hash_log,
+            max_chunk_bytes=settings.max_chunk_bytes,
         )
         self.handlers = TransferHandlers(
             self.store,

@@ -29,6 +29,8 @@ class TransferSettings(BosonSettings):
     """Chunks of a fetch reply being encoded or awaiting their confirm at once."""
     chunk_zstd_level: Annotated[int, Field(ge=-5, le=19)] = 1
     """zstd level of fetched chunks (where compression pays)."""
+    chunk_zstd_hash_log: Annotated[int, Field(ge=6, le=30)] | None = 10
+    """Its hash table size (log2 entries; None: the level's own). See shared.transfer.chunks."""
     fsync: bool = True
     """Sync a blob to disk before announcing it stored."""
     hash_window_bytes: Annotated[int, Field(ge=0)] = 64 * _MIB

@@ -79,9 +79,8 @@ class Uploader:
         self._replies = replies
         self._reply_to = reply_to
         self._declared = False
-        self.sender = ChunkSender(
-            transport, codec, ChunkCoder(level=self.options.zstd_level), window=self.options.window
-        )
+        coder = ChunkCoder(level=self.options.zstd_level, hash_log=self.options.zstd_hash_log)
+        self.sender = ChunkSender(transport, codec, coder, window=self.options.window)
         self.stats = UploadStats()
 
     async def upload(self, data: bytes) -> DataRef:

@@ -48,6 +48,17 @@ def test_compressible_bytes_travel_as_zstd() -> None:
     assert coder.decode(encoding, payload) == CSV
 
 
+@pytest.mark.parametrize("hash_log", [None, 6, 10, 17])
+def test_every_hash_log_makes_frames_that_declare_their_size(hash_log: int | None) -> None:
+    # The receiver refuses frames without a content size: tuning the
+    # compressor must not drop it.
+    coder = ChunkCoder(hash_log=hash_log)
+    encoding, payload = coder.encode(CSV)
+    assert encoding == "zstd"
+    assert zstandard.frame_content_size(payload) == len(CSV)
+    assert ChunkCoder(hash_log=None).decode(encoding, payload) == CSV
+
+
 def test_random_bytes_travel_as_they_are() -> None:
     raw = os.urandom(256 * 1024)
     coder = ChunkCoder()
@@ -91,6 +102,8 @@ def test_unknown_encoding_and_oversized_identity_are_refused() -> None:
         {"chunk_size": 10},
         {"inline_max_bytes": -1},
         {"zstd_level": 40},
+        {"zstd_hash_log": 5},
+        {"zstd_hash_log": 31},
         {"window": 0},
         {"check_timeout_s": 0},
         {"cache_bytes": -1},
