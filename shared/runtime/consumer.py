@@ -92,6 +92,10 @@ class ConsumerSpec(Generic[M]):
     on_exhausted: ExhaustedHook[M] | None = None
     max_attempts: Callable[[M], int] | None = None
     """Per-message attempt limit (e.g. a task's own ``max_retries + 1``)."""
+    decode_in_thread_above_bytes: int | None = None
+    """Decode envelopes larger than this in a worker thread (AEAD and zstd
+    release the GIL), so a stream of large ones (data chunks) does not hold
+    the event loop; None decodes every envelope on the loop."""
 
 
 @dataclass
@@ -193,8 +197,12 @@ class ConsumeLoop(Generic[M]):
             await _settle_quietly(delivery, requeue=True)
 
     async def _process_unguarded(self, delivery: Delivery) -> None:
+        threshold = self.spec.decode_in_thread_above_bytes
         try:
-            messages = self._codec.decode(delivery.body)
+            if threshold is not None and len(delivery.body) > threshold:
+                messages = await asyncio.to_thread(self._codec.decode, delivery.body)
+            else:
+                messages = self._codec.decode(delivery.body)
         except DecodeError as error:
             await self._dead_letter(delivery.body, error.reason, error, attempt=None, kind=None)
             await delivery.ack()

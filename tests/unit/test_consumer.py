@@ -8,6 +8,8 @@ here are the loop's own decisions, one at a time.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -176,6 +178,44 @@ async def test_a_kind_the_queue_does_not_take_is_dead_lettered_at_once(rig: Rig)
     await rig.send(task(1))
     await eventually(lambda: bool(handled))
     assert loop.stats.dead_letter_reasons == {"unexpected-kind": 1}
+
+
+async def test_large_envelopes_can_be_decoded_off_the_event_loop(rig: Rig) -> None:
+    loop_thread = threading.get_ident()
+    decoded_in: list[tuple[int, bool]] = []
+
+    class SpyCodec(EnvelopeCodec):
+        def decode(self, data: bytes) -> list[Message]:
+            decoded_in.append((len(data), threading.get_ident() == loop_thread))
+            return super().decode(data)
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        return [rig.done(message)]
+
+    spec = ConsumerSpec(rig.queue, (TaskSubmitted,), handle, decode_in_thread_above_bytes=600)
+    loop = ConsumeLoop(
+        spec,
+        transport=rig.transport,
+        codec=SpyCodec(Keyring.ephemeral()),
+        publisher=rig.publisher,
+        names=rig.names,
+        seen=rig.seen,
+    )
+    await loop.start()
+    rig.loops.append(loop)
+    spy = cast(EnvelopeCodec, loop._codec)
+    small, large = task(1), task(2, data=os.urandom(2000))
+    for message in (small, large):
+        await rig.transport.publish(rig.names.work_exchange, "job", spy.encode([message]))
+    assert await rig.outputs(2) == ["t1", "t2"]
+    sizes = {len(spy.encode([m])) for m in (small, large)}
+    assert min(sizes) <= 600 < max(sizes)
+    assert sorted(decoded_in) == [(min(sizes), True), (max(sizes), False)]
+    # Bytes that are no envelope are still dead-lettered when decoded in a thread.
+    await rig.transport.publish(rig.names.work_exchange, "job", b"BSN" + b"\xff" * 1000)
+    dead = await rig.dead.get()
+    assert dead.headers[HEADER_SOURCE_QUEUE] == rig.queue
+    await eventually(lambda: loop.stats.dead_lettered == 1)
 
 
 async def test_a_permanent_error_skips_the_retries(rig: Rig) -> None:
