@@ -18,6 +18,8 @@ from shared.runtime.service import Periodic, Service
 from shared.transfer.chunks import ChunkCoder
 from shared.transfer.sender import ChunkSender
 
+_DECODE_IN_THREAD_ABOVE = 64 * 1024
+
 
 class TransferService(Service):
     name = "transfer"
@@ -55,6 +57,9 @@ class TransferService(Service):
                 accepts=(DataChunk,),
                 handler=self.handlers.on_chunk,
                 prefetch=settings.chunk_prefetch,
+                # A chunk envelope is up to a MiB: decrypting and unpacking
+                # it on the loop made the service lag behind the stream.
+                decode_in_thread_above_bytes=_DECODE_IN_THREAD_ABOVE,
             ),
             ConsumerSpec(
                 queue=self.names.data_requests_queue,
