@@ -48,6 +48,7 @@ from yarl import URL
 from shared.bus import headers as _headers
 from shared.bus.abc import DeliveryHandler, Headers
 from shared.bus.amqp_consumer import AmqpSubscription, open_subscription
+from shared.bus.coalescing import CoalescingTransportFactory
 from shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from shared.errors import BrokerUnavailableError, ConfigError, PublishNotConfirmedError
 
@@ -120,6 +121,8 @@ class AmqpTransport:
         # Queues this transport declared: a consumer re-declares them on
         # reconnect (a per-node queue that expired comes back).
         self._queue_specs: dict[str, QueueSpec] = {}
+        self.transport_factory = CoalescingTransportFactory()
+        """Makes each connection's socket writes one per event-loop turn."""
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "not connected"
@@ -154,6 +157,9 @@ class AmqpTransport:
             client_properties={"connection_name": self._name},
             reconnect_interval=self._reconnect_interval,
         )
+        # aio-pika passes its kwargs on to every (re)connect of aiormq; this
+        # one is not among the URL parameters it parses, so it is set here.
+        connection.kwargs["transport_factory"] = self.transport_factory
         try:
             async with asyncio.timeout(self._op_timeout):
                 await connection.connect(timeout=self._op_timeout)
