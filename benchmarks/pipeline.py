@@ -175,6 +175,10 @@ BENCH_ENV = {
 }
 
 
+Batching = tuple[int, int, int, int, float]
+"""Per service: items handled, deliveries, items published, envelopes, confirm seconds."""
+
+
 class BosonSystem:
     name = "boson"
     queue_type = BosonSettings().queue_type
@@ -230,6 +234,30 @@ class BosonSystem:
 
     def pids(self) -> dict[str, int]:
         return {name: proc.process.pid for name, proc in self.cluster.processes.items()}
+
+    async def batching(self) -> dict[str, Batching]:
+        """Per service: (items handled, deliveries, items published, envelopes published)."""
+        out: dict[str, Batching] = {}
+        for name, proc in self.cluster.processes.items():
+            body = await asyncio.to_thread(proc.health)
+            if not body:
+                continue
+            consumed = body.get("consumed", {})
+            published = body.get("published", {})
+            assert isinstance(consumed, dict)
+            assert isinstance(published, dict)
+            out[name] = (
+                sum(int(q["handled"]) for q in consumed.values()),
+                sum(int(q["deliveries"]) for q in consumed.values()),
+                int(published.get("items", 0)),
+                int(published.get("envelopes", 0)),
+                float(published.get("confirm_seconds", 0.0)),
+            )
+        client = self.client
+        if client is not None:
+            stats = client.publisher_stats
+            out["client"] = (0, 0, stats.items, stats.envelopes, stats.confirm_seconds)
+        return out
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -479,6 +507,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         with contextlib.suppress(psutil.Error):
             times = psutil.Process(pid).cpu_times()
             seconds[name] = times.user + times.system
+            seconds[f"{name}:sys"] = times.system
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] == "beam.smp":
             with contextlib.suppress(psutil.Error):
@@ -491,9 +520,11 @@ def cpu_per_task(before: dict[str, float], after: dict[str, float], tasks: int) 
     """µs of CPU per task of each process between two readings (the machine's
     load does not inflate these, unlike wall-clock rates)."""
     cost = {k: (after[k] - before[k]) / max(1, tasks) * 1e6 for k in after if k in before}
-    own = sum(v for k, v in cost.items() if k != "broker")
-    parts = ", ".join(f"{k} {v:.0f}" for k, v in cost.items())
-    return f"CPU µs/task: {parts}; all but broker {own:.0f}"
+    processes = {k: v for k, v in cost.items() if not k.endswith(":sys")}
+    own = sum(v for k, v in processes.items() if k != "broker")
+    kernel = sum(v for k, v in cost.items() if k.endswith(":sys"))
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in processes.items())
+    return f"CPU µs/task: {parts}; all but broker {own:.0f} (of it in the kernel {kernel:.0f})"
 
 
 @dataclass
@@ -516,8 +547,12 @@ async def measure(
             return await system.run(count, rate)
         return await open_loop(system, count, rate, timeout=120)
 
+    async def batching() -> dict[str, Batching]:
+        return await system.batching() if isinstance(system, BosonSystem) else {}
+
     await go(args.warmup, OFFERED_MAX_RATE)
     pids = {**system.pids(), "client": os.getpid()}
+    batches = [await batching()]
     if isinstance(system, CelerySystem):
         pids.pop("client")  # its client is a process of its own, not measured
     before = cpu_seconds(pids)
@@ -526,6 +561,7 @@ async def measure(
     if stop_profile is not None:
         stop_profile()
     after = cpu_seconds(pids)
+    batches.append(await batching())
     rate = run.throughput()
     result.lost += args.tasks - run.received
     half = max(1.0, rate / 2)
@@ -534,6 +570,7 @@ async def measure(
     before_half = cpu_seconds(pids)
     latency = await go(max(1, int(half * args.latency_seconds)), half)
     after_half = cpu_seconds(pids)
+    batches.append(await batching())
     if stop_profile is not None:
         stop_profile()
     result.lost += len(latency.due) - latency.received
@@ -554,6 +591,25 @@ async def measure(
     )
     print(f"    max:  {cpu_per_task(before, after, args.tasks)}", flush=True)
     print(f"    half: {cpu_per_task(before_half, after_half, len(latency.due))}", flush=True)
+    if batches[0]:
+        print(f"    max:  items/envelope {items_per_envelope(batches[0], batches[1])}", flush=True)
+        print(f"    half: items/envelope {items_per_envelope(batches[1], batches[2])}", flush=True)
+
+
+def items_per_envelope(before: dict[str, Batching], after: dict[str, Batching]) -> str:
+    """``service in/out (confirm)``: items per envelope consumed and published
+    between two snapshots, and the mean publish → confirm round trip in ms."""
+
+    def ratio(items: float, envelopes: float, scale: float = 1.0) -> str:
+        return f"{items / envelopes * scale:.1f}" if envelopes else "-"
+
+    parts = []
+    for name, now in after.items():
+        then = before.get(name, (0, 0, 0, 0, 0.0))
+        d = [a - b for a, b in zip(now, then, strict=True)]
+        confirm = ratio(d[4], d[3], 1000.0)
+        parts.append(f"{name} {ratio(d[0], d[1])}/{ratio(d[2], d[3])} ({confirm})")
+    return "in/out (confirm ms) " + ", ".join(parts)
 
 
 def py_spy_profiler(pids: dict[str, int], out_dir: Path, seconds: float) -> Callable[[], Any]:

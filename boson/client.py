@@ -45,7 +45,7 @@ from shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
 from shared.errors import InvalidTaskError, TaskFailedError
 from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from shared.runtime.dedup import SeenIds
-from shared.runtime.publisher import BatchingPublisher, Route
+from shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
 from shared.runtime.tap import Tap
 from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
@@ -218,6 +218,11 @@ class Client:
             seen=SeenIds(self.settings.dedup_capacity),
         )
         await self._loop.start()
+
+    @property
+    def publisher_stats(self) -> PublisherStats:
+        """Items and envelopes this client published (how well its submissions batch)."""
+        return self._publisher.stats
 
     async def close(self) -> None:
         if self._loop is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class PublisherStats:
 
     items: int = 0
     envelopes: int = 0
+    confirm_seconds: float = 0.0
+    """Summed publish → confirm time of the envelopes (÷ envelopes: the mean round trip)."""
 
 
 class BatchingPublisher:
@@ -151,6 +154,7 @@ class BatchingPublisher:
                     self._send_split(lane, batch[:half]), self._send_split(lane, batch[half:])
                 )
                 return
+            started = time.perf_counter()
             await self._transport.publish(
                 lane.route.exchange,
                 lane.route.routing_key,
@@ -169,6 +173,7 @@ class BatchingPublisher:
             if not isinstance(error, Exception):
                 raise
             return
+        self.stats.confirm_seconds += time.perf_counter() - started
         self.stats.items += len(batch)
         self.stats.envelopes += 1
         for _, future in batch:

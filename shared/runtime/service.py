@@ -82,6 +82,19 @@ class Service(abc.ABC):
             "broker_connected": self.transport.is_connected,
             "in_flight": sum(loop.in_flight for loop in self.loops),
             "dead_lettered": sum(loop.stats.dead_lettered for loop in self.loops),
+            # How well batching works here: items per envelope, in and out.
+            "consumed": {
+                loop.spec.queue: {
+                    "deliveries": loop.stats.deliveries,
+                    "handled": loop.stats.handled,
+                }
+                for loop in self.loops
+            },
+            "published": {
+                "items": self.publisher.stats.items,
+                "envelopes": self.publisher.stats.envelopes,
+                "confirm_seconds": round(self.publisher.stats.confirm_seconds, 6),
+            },
         }
 
     def routes(self) -> dict[str, Callable[[], Response]]:
