@@ -66,6 +66,7 @@ class BalancerService(Service):
                 accepts=(ClusterSnapshot, TaskResult),
                 handler=self.handlers.on_event,
                 prefetch=self.settings.prefetch,
+                items_in_turn=True,
             ),
             ConsumerSpec(
                 queue=self.names.placed_queue,

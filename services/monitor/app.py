@@ -67,6 +67,7 @@ class MonitorService(Service):
                 accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
                 handler=self.handlers.handle,
                 prefetch=self.settings.prefetch,
+                items_in_turn=True,
             )
         ]
 

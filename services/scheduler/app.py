@@ -48,6 +48,7 @@ class SchedulerService(Service):
                 accepts=(ClusterSnapshot, TaskResult),
                 handler=self.handlers.handle_event,
                 prefetch=self.settings.prefetch,
+                items_in_turn=True,
             ),
             ConsumerSpec(
                 queue=self.names.submit_queue,

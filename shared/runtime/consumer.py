@@ -92,6 +92,11 @@ class ConsumerSpec(Generic[M]):
     on_exhausted: ExhaustedHook[M] | None = None
     max_attempts: Callable[[M], int] | None = None
     """Per-message attempt limit (e.g. a task's own ``max_retries + 1``)."""
+    items_in_turn: bool = False
+    """Run an envelope's items one after another instead of a task each.
+    For bookkeeping handlers that do not wait on anything slow (events,
+    results): a task per item was a tenth of such a consumer's time. Leave it
+    off where a handler waits (running a task, holding it for credit)."""
     decode_in_thread_above_bytes: int | None = None
     """Decode envelopes larger than this in a worker thread (AEAD and zstd
     release the GIL), so a stream of large ones (data chunks) does not hold
@@ -260,8 +265,9 @@ class ConsumeLoop(Generic[M]):
                 return list(await self.spec.batch_handler(messages)), []
             except Exception as error:
                 logger.warning("batch handler failed, retrying items singly: %s", error_text(error))
-        if len(messages) == 1:
-            outcomes = [await self._handle_one(messages[0])]  # no task for a lone item
+        if len(messages) == 1 or self.spec.items_in_turn:
+            # No task for a lone item, or where items need not overlap.
+            outcomes = [await self._handle_one(message) for message in messages]
         else:
             outcomes = await asyncio.gather(*(self._handle_one(m) for m in messages))
         emits: list[Emit] = []

@@ -442,3 +442,30 @@ async def test_a_transient_error_hands_the_delivery_back_without_an_attempt(rig:
     assert loop.stats.handed_back == 1
     assert loop.stats.retried == 0  # not a failure of the message: no retry tier
     assert loop.stats.dead_lettered == 0
+
+
+@pytest.mark.parametrize("items_in_turn", [False, True])
+async def test_items_overlap_unless_the_consumer_runs_them_in_turn(
+    rig: Rig, items_in_turn: bool
+) -> None:
+    running = 0
+    most = 0
+    tasks_seen: set[asyncio.Task[Any] | None] = set()
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        tasks_seen.add(asyncio.current_task())
+        await asyncio.sleep(0.01)
+        running -= 1
+        return [rig.done(message)]
+
+    spec = ConsumerSpec(rig.queue, (TaskSubmitted,), handle, items_in_turn=items_in_turn)
+    loop = await rig.start(spec)
+    await rig.send(task(1), task(2), task(3))
+    assert await rig.outputs(3) == ["t1", "t2", "t3"]
+    await eventually(lambda: loop.stats.handled == 3)
+    # In turn: one after another, in the delivery's own task; else a task each.
+    assert most == (1 if items_in_turn else 3)
+    assert len(tasks_seen) == (1 if items_in_turn else 3)
