@@ -53,7 +53,9 @@ class SeenIds:
         """Ring positions [tail, head) hold arrivals, oldest first; p is ring[p % size]."""
         self._count = 0
         self._tombstones = 0
-        self._pending: dict[str, asyncio.Future[bool]] = {}
+        # An id being handled maps to the future a redelivered copy waits on,
+        # made only when a copy asks (rarely): None until then.
+        self._pending: dict[str, asyncio.Future[bool] | None] = {}
 
     def __contains__(self, message_id: object) -> bool:
         if not isinstance(message_id, str):
@@ -170,11 +172,16 @@ class SeenIds:
 
     def begin(self, message_id: str) -> None:
         """Mark an id as being handled now."""
-        self._pending[message_id] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = None
 
     def pending(self, message_id: str) -> asyncio.Future[bool] | None:
         """The outcome (handled or not) of an id being handled now, if it is."""
-        return self._pending.get(message_id)
+        if message_id not in self._pending:
+            return None
+        future = self._pending[message_id]
+        if future is None:
+            future = self._pending[message_id] = asyncio.get_running_loop().create_future()
+        return future
 
     def finish(self, message_id: str, *, handled: bool) -> None:
         """The handling of an id ended: remember it if it was handled."""

@@ -38,11 +38,33 @@ class Route:
     routing_key: str
 
 
+class _Waiter:
+    """One caller waiting for its messages' confirms: one future per call, not per message."""
+
+    __slots__ = ("future", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.remaining = count
+
+    def confirmed(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def failed(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+_Pending = tuple[Message, _Waiter]
+
+
 @dataclass(slots=True)
 class _Lane:
     route: Route
     kind: str
-    pending: deque[tuple[Message, asyncio.Future[None]]] = field(default_factory=deque)
+    pending: deque[_Pending] = field(default_factory=deque)
     in_flight: int = 0
 
 
@@ -81,21 +103,18 @@ class BatchingPublisher:
 
     async def publish(self, route: Route, message: Message) -> None:
         """Publish one message; returns once the broker confirmed it."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(route, message, future)
-        await future
+        waiter = _Waiter(1)
+        self._enqueue(route, message, waiter)
+        await waiter.future
 
     async def publish_many(self, items: Sequence[tuple[Route, Message]]) -> None:
         """Publish several messages (any routes) and wait for all confirms."""
         if not items:
             return
-        loop = asyncio.get_running_loop()
-        futures = []
+        waiter = _Waiter(len(items))
         for route, message in items:
-            future: asyncio.Future[None] = loop.create_future()
-            self._enqueue(route, message, future)
-            futures.append(future)
-        await asyncio.gather(*futures)
+            self._enqueue(route, message, waiter)
+        await waiter.future
 
     async def publish_raw(
         self, route: Route, body: bytes, *, headers: Headers | None = None
@@ -111,18 +130,17 @@ class BatchingPublisher:
             task.cancel()
         for lane in self._lanes.values():
             while lane.pending:
-                _, future = lane.pending.popleft()
-                if not future.done():
-                    future.set_exception(ConnectionError("publisher closed"))
+                _, waiter = lane.pending.popleft()
+                waiter.failed(ConnectionError("publisher closed"))
 
     # -- internals ---------------------------------------------------------
 
-    def _enqueue(self, route: Route, message: Message, future: asyncio.Future[None]) -> None:
+    def _enqueue(self, route: Route, message: Message, waiter: _Waiter) -> None:
         key = (route, message.kind)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(route, message.kind)
-        lane.pending.append((message, future))
+        lane.pending.append((message, waiter))
         self._maybe_send(lane)
 
     def _maybe_send(self, lane: _Lane) -> None:
@@ -134,16 +152,14 @@ class BatchingPublisher:
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
 
-    async def _send(self, lane: _Lane, batch: list[tuple[Message, asyncio.Future[None]]]) -> None:
+    async def _send(self, lane: _Lane, batch: list[_Pending]) -> None:
         try:
             await self._send_split(lane, batch)
         finally:
             lane.in_flight -= 1
             self._maybe_send(lane)
 
-    async def _send_split(
-        self, lane: _Lane, batch: list[tuple[Message, asyncio.Future[None]]]
-    ) -> None:
+    async def _send_split(self, lane: _Lane, batch: list[_Pending]) -> None:
         messages = [message for message, _ in batch]
         try:
             body = self._codec.encode(messages)
@@ -167,18 +183,16 @@ class BatchingPublisher:
             failure = (
                 error if isinstance(error, Exception) else ConnectionError("publish cancelled")
             )
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
+            for _, waiter in batch:
+                waiter.failed(failure)
             if not isinstance(error, Exception):
                 raise
             return
         self.stats.confirm_seconds += time.perf_counter() - started
         self.stats.items += len(batch)
         self.stats.envelopes += 1
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        for _, waiter in batch:
+            waiter.confirmed()
 
 
 __all__ = ["BatchingPublisher", "PublisherStats", "Route"]
