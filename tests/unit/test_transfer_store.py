@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.transfer import store as store_module
 from services.transfer.store import BlobStore, Upload
 from shared.errors import ConfigError
 from shared.transfer.chunks import sha256_hex, spans
@@ -51,6 +52,40 @@ def test_in_order_chunks_make_the_blob(store: BlobStore) -> None:
     assert store.blob_path(DIGEST).read_bytes() == BLOB
     assert store.read(DIGEST, CHUNK, 10) == BLOB[CHUNK : CHUNK + 10]
     assert store.staged() == 0
+
+
+def test_a_syncing_store_starts_each_chunks_writeback_as_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        store_module, "START_WRITEBACK", lambda fd, offset, size: started.append((offset, size))
+    )
+    for fsync in (True, False):
+        started.clear()
+        store = BlobStore(tmp_path / f"store-{fsync}", fsync=fsync)
+        store.open()
+        upload = start(store)
+        write(upload, BLOB, [2, 0, 1, 3, 4, 5])
+        upload.finalize(store.blob_path(DIGEST), fsync=fsync)
+        assert store.blob_path(DIGEST).read_bytes() == BLOB
+        layout = spans(len(BLOB), CHUNK)
+        expected = [(layout[i].offset, layout[i].size) for i in (2, 0, 1, 3, 4, 5)]
+        assert started == (expected if fsync else [])
+
+
+def test_the_platforms_writeback_call_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10_000)
+    if store_module.START_WRITEBACK is None:
+        pytest.skip("no sync_file_range on this platform")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        store_module.START_WRITEBACK(fd, 0, 10_000)
+        store_module.START_WRITEBACK(-1, 0, 10)  # a bad descriptor is ignored, not raised
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * 10_000
 
 
 def test_reordered_chunks_make_the_same_blob(store: BlobStore) -> None:
