@@ -215,6 +215,11 @@ def _best_step(
     return None
 
 
+AGE_LIMIT_S = 450.0
+"""Held work older than this is offered capacity before the smallest pending job
+(oldest first), so big jobs do not starve (:func:`dispatch_order`)."""
+
+
 def dispatch_order(
     jobs: Sequence[object],
     counts: Sequence[int],
@@ -280,6 +285,7 @@ def plan_recovery(tasks: Sequence[QueuedTask], table: NodeTable, placer: Placer)
 
 
 __all__ = [
+    "AGE_LIMIT_S",
     "CreditLedger",
     "Move",
     "QueuedTask",

@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 from shared.contract.messages import NodeScore, PlacementExplanation
 from shared.scheduling import scores as _scores
 from shared.scheduling.placement_index import SortedIndex
-from shared.scheduling.remnant import TypicalDemand, place_run
+from shared.scheduling.remnant import LongRunDemand, TypicalDemand, place_run
 from shared.scheduling.reservations import Reservation, ReservationBook
 from shared.scheduling.scores import STRATEGIES, Strategy
 from shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
@@ -45,6 +45,9 @@ NEVER = -2
 """``BatchPlacement.indices`` value: larger than every node's total capacity."""
 
 Status = Literal["placed", "waiting", "never"]
+
+_LEARNS = ("remnant", "binpack-fgd")
+"""Strategies scored against the typical demand their placer learns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +106,10 @@ class Placer:
         self.table = table
         self.strategy: Strategy = strategy
         self._index: SortedIndex | None = None
-        self.typical = TypicalDemand()
-        """What a typical task asks for, learnt from placements (used by ``remnant``)."""
+        self.typical: TypicalDemand = (
+            LongRunDemand() if strategy == "binpack-fgd" else TypicalDemand()
+        )
+        """What a typical task asks for, learnt from placements (``remnant``, ``binpack-fgd``)."""
         if strategy in ("binpack", "spread"):
             self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
 
@@ -149,7 +154,7 @@ class Placer:
             out[start : start + len(rows)] = rows
             if len(rows) < stop - start:
                 out[start + len(rows) : stop] = WAITING if self.table.fits_any_total(vec) else NEVER
-            if rows and self.strategy == "remnant":
+            if rows and self.strategy in _LEARNS:
                 self.typical.observe(vec, len(rows))
 
     def _place(self, vec: FloatArray) -> int:
@@ -160,7 +165,7 @@ class Placer:
             if found is None:
                 return WAITING if table.fits_any_total(vec) else NEVER
             table.allocate(found, vec)
-            if self.strategy == "remnant":
+            if self.strategy in _LEARNS:
                 self.typical.observe(vec)
             return found
         r0, r1, r2 = vec.tolist()

@@ -26,7 +26,13 @@ import heapq
 
 import numpy as np
 
-from shared.scheduling.scores import Strategy, raw_scores
+from shared.scheduling.scores import (
+    Strategy,
+    bottleneck,
+    fgd_row_score,
+    fgd_typical,
+    raw_scores,
+)
 from shared.scheduling.table import NDIM, FloatArray, NodeTable
 
 WINDOW = 65_536
@@ -63,6 +69,47 @@ class TypicalDemand:
         self.value = np.median(self._buf[:filled], axis=0)
 
 
+class LongRunDemand(TypicalDemand):
+    """Per-dimension median of *every* placed demand so far (``binpack-fgd``'s estimate).
+
+    A uniform reservoir sample of :data:`WINDOW` placed instances (Vitter's
+    algorithm R, seeded: deterministic) instead of the last ones, so one
+    long run of a single task shape does not swing it; and the median is
+    recomputed whenever the placements seen have doubled since the last
+    refresh, then every :data:`REFRESH` — an estimate from the first
+    placement on, not after the first 4,096.
+    """
+
+    def __init__(self, window: int = WINDOW, refresh_every: int = REFRESH, seed: int = 0) -> None:
+        super().__init__(window, refresh_every)
+        self._rng = np.random.default_rng(seed)
+
+    def observe(self, demand: FloatArray, count: int = 1) -> None:
+        size = self._buf.shape[0]
+        if count <= 0:
+            return
+        first = self._seen
+        direct = max(0, min(count, size - first))
+        if direct:
+            self._buf[first : first + direct] = demand
+        rest = count - direct
+        if rest:
+            # Instance j (0-based, j >= size) replaces a random slot with probability size / (j+1).
+            j = np.arange(first + direct, first + count)
+            slot = (self._rng.random(rest) * (j + 1)).astype(np.int64)
+            hit = slot[slot < size]
+            self._buf[hit] = demand
+        self._seen += count
+        self._fresh += count
+
+    def refresh(self) -> None:
+        if self._fresh == 0 or self._fresh < min(self._every, self._seen - self._fresh):
+            return
+        self._fresh = 0
+        filled = min(self._seen, self._buf.shape[0])
+        self.value = np.median(self._buf[:filled], axis=0)
+
+
 def place_run(
     table: NodeTable, strategy: Strategy, demand: FloatArray, k: int, typical: FloatArray
 ) -> list[int]:
@@ -79,6 +126,8 @@ def place_run(
     score = raw_scores(table, strategy, demand, typical)
     heap = list(zip((-score[feasible]).tolist(), feasible.tolist(), strict=True))
     heapq.heapify(heap)
+    if strategy == "binpack-fgd":
+        return _place_run_fgd(table, demand, k, typical, heap)
     # A scratch table of one row: the chosen node rescored with the very formula above.
     one = NodeTable(1)
     one.upsert("row", np.zeros(NDIM))
@@ -103,4 +152,41 @@ def place_run(
     return chosen
 
 
-__all__ = ["REFRESH", "WINDOW", "TypicalDemand", "place_run"]
+def _place_run_fgd(
+    table: NodeTable,
+    demand: FloatArray,
+    k: int,
+    typical: FloatArray,
+    heap: list[tuple[float, int]],
+) -> list[int]:
+    """:func:`place_run` for ``binpack-fgd``: the chosen node rescored in plain floats."""
+    cap = table.capacity
+    typ = fgd_typical(demand, typical)
+    b = bottleneck(cap, typ)  # of the whole table, as the vectorised scores use
+    d = demand.tolist()
+    t = typ.tolist()
+    alloc: dict[int, list[float]] = {}
+    caps: dict[int, list[float]] = {}
+    chosen: list[int] = []
+    while heap and len(chosen) < k:
+        i = heap[0][1]
+        row = alloc.get(i)
+        if row is None:
+            row = alloc[i] = table.allocated[i].tolist()
+            caps[i] = cap[i].tolist()
+        c = caps[i]
+        chosen.append(i)
+        # The same accumulation as the numpy row (``row += demand``), element by element.
+        row[0] += d[0]
+        row[1] += d[1]
+        row[2] += d[2]
+        if not (c[0] - row[0] >= d[0] and c[1] - row[1] >= d[1] and c[2] - row[2] >= d[2]):
+            heapq.heappop(heap)
+            continue
+        heapq.heapreplace(heap, (-fgd_row_score(c, row, d, t, b), i))
+    for i, row in alloc.items():
+        table.set_allocated(table.node_ids[i], np.asarray(row, dtype=np.float64))
+    return chosen
+
+
+__all__ = ["REFRESH", "WINDOW", "LongRunDemand", "TypicalDemand", "place_run"]

@@ -31,6 +31,23 @@ Scores (higher is better; ``nan`` where the demand does not fit):
   a node while another stays free (CPU full, memory stranded) and from
   remnants smaller than a typical task. With no estimate yet (``typical`` all
   zero) it is exactly ``binpack``.
+* ``binpack-fgd`` = ``u + t - FGD_WEIGHT * Δ``: binpack that first of all does
+  not strand the bottleneck resource — fragmentation gradient descent (Weng et
+  al., ATC 2023) against the typical demand, on the bottleneck dimension
+  ``b`` only (the one the typical task needs the largest share of, cluster
+  wide). ``Δ = (m(f - demand) - m(f)) / cap_b`` is how much the placement
+  changes the node's *stranded* bottleneck capacity ``m``: with
+  ``n = floor(min over the other dimensions d of f_d / typical_d)`` typical
+  tasks fitting on those, ``m(f) = f_b`` if ``f_b < typical_b`` or ``n = 0``
+  (no typical task fits at all), else ``max(0, f_b - n * typical_b)`` (the
+  part the other dimensions leave no room to use). It is 0 on a node with
+  room for typical tasks on every dimension, so there the score is binpack's;
+  it rises when CPU-heavy tasks fill a node's CPU and leave its memory, or
+  when a remnant smaller than a typical task is left; it falls when a task
+  fills such a remnant. The weight is large (the guard is lexicographic in
+  practice): most-allocated among the placements that strand the least, so
+  whole nodes stay free. With no estimate yet the demand being placed is
+  taken as the typical one.
 
 Tie-break, deterministic: highest score, then — for ``binpack`` the more
 allocated node, for ``spread`` the less allocated one — then the lowest index.
@@ -40,19 +57,38 @@ score the same; it is what lets the fast index stop scanning early.)
 
 from __future__ import annotations
 
+import math
 from typing import Literal, TypeAlias
 
 import numpy as np
 
 from shared.scheduling.table import FloatArray, NodeTable
 
-Strategy: TypeAlias = Literal["binpack", "spread", "balanced", "tetris", "remnant"]
-STRATEGIES: tuple[Strategy, ...] = ("binpack", "spread", "balanced", "tetris", "remnant")
+Strategy: TypeAlias = Literal["binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd"]
+STRATEGIES: tuple[Strategy, ...] = (
+    "binpack",
+    "spread",
+    "balanced",
+    "tetris",
+    "remnant",
+    "binpack-fgd",
+)
 
 REMNANT_WEIGHT = 2.0
 """Weight of stranded capacity in ``remnant``. Below 2.5 the worked example of
 DESIGN §3.4 holds even when the typical demand is the example's own demand
 (see the tests); larger values strand less on the Alibaba trace."""
+
+
+DEFAULT_STRATEGY: Strategy = "binpack-fgd"
+"""The scheduler's default (DESIGN §3.2's most-allocated ``binpack``, guarded
+against stranding capacity; ``benchmarks/trace_quality.py`` judges it)."""
+
+FGD_WEIGHT = 1000.0
+"""Weight of the stranding change in ``binpack-fgd``, in utilisation units of
+the bottleneck: large enough that stranding a whole typical task's worth of
+memory on a trace machine (1.2 % of it) outweighs any binpack gain (at most 1),
+so binpack only breaks ties between equally stranding placements."""
 
 
 def weights(capacity: FloatArray) -> FloatArray:
@@ -95,6 +131,86 @@ def stranded(free_after: FloatArray, w: FloatArray, typical: FloatArray) -> Floa
     return weighted_sum(left, w)
 
 
+def bottleneck(capacity: FloatArray, typical: FloatArray) -> int:
+    """The dimension a typical task needs the largest share of, cluster wide (lowest on ties)."""
+    total = capacity.sum(axis=0)
+    share = np.divide(typical, total, out=np.zeros_like(typical), where=total > 0)
+    return int(np.argmax(share))
+
+
+def stranded_bottleneck(free: FloatArray, typical: FloatArray, b: int) -> FloatArray:
+    """Per row of ``free`` (``(n, 3)``), the bottleneck capacity typical tasks cannot use.
+
+    ``m`` of ``binpack-fgd`` (module docstring): all of ``free[:, b]`` when it
+    is below ``typical[b]`` or no typical task fits the other dimensions, else
+    what those dimensions leave no room for.
+    """
+    fb = np.maximum(free[:, b], 0.0)
+    others = [d for d in range(free.shape[1]) if d != b and typical[d] > 0]
+    if not others:
+        return np.where(fb < typical[b], fb, 0.0)
+    room = np.maximum(free[:, others], 0.0) / typical[others]
+    n = np.floor(room.min(axis=1))
+    usable = np.where((fb < typical[b]) | (n < 1), 0.0, np.minimum(fb, n * typical[b]))
+    out: FloatArray = fb - usable
+    return out
+
+
+def fgd_typical(demand: FloatArray, typical: FloatArray | None) -> FloatArray:
+    """The typical demand ``binpack-fgd`` uses: the estimate, or ``demand`` without one."""
+    if typical is None or not np.any(typical > 0):
+        return demand
+    return typical
+
+
+def fgd_scores(
+    cap: FloatArray,
+    alloc: FloatArray,
+    after: FloatArray,
+    demand: FloatArray,
+    typ: FloatArray,
+    b: int,
+) -> FloatArray:
+    """``binpack-fgd`` from binpack's ``after`` (``u + t``), for a given bottleneck ``b``."""
+    free = cap - alloc
+    delta = stranded_bottleneck(free - demand, typ, b) - stranded_bottleneck(free, typ, b)
+    scaled = np.zeros_like(after)
+    np.divide(delta, cap[:, b], out=scaled, where=cap[:, b] > 0)
+    return np.asarray(after - FGD_WEIGHT * scaled, dtype=np.float64)
+
+
+def fgd_row_score(
+    cap: list[float], alloc: list[float], demand: list[float], typ: list[float], b: int
+) -> float:
+    """:func:`raw_scores`' ``binpack-fgd`` score of one node, in plain floats.
+
+    The same operations in the same order as the vectorised path, so the
+    result is bit-for-bit equal (the tests check); it is what lets
+    :func:`~shared.scheduling.remnant.place_run` rescore the node it just
+    chose without numpy's per-call cost.
+    """
+    k = sum(1 for c in cap if c > 0)
+    w = [1.0 / (c * k) if c > 0 else 0.0 for c in cap]
+    u = alloc[0] * w[0] + alloc[1] * w[1] + alloc[2] * w[2]
+    after = u + (w[0] * demand[0] + w[1] * demand[1] + w[2] * demand[2])
+    free = [c - a for c, a in zip(cap, alloc, strict=True)]
+    before_m = _row_stranded(free, typ, b)
+    after_m = _row_stranded([f - d for f, d in zip(free, demand, strict=True)], typ, b)
+    delta = after_m - before_m
+    scaled = delta / cap[b] if cap[b] > 0 else 0.0
+    return after - FGD_WEIGHT * scaled
+
+
+def _row_stranded(free: list[float], typ: list[float], b: int) -> float:
+    fb = max(free[b], 0.0)
+    rooms = [max(free[d], 0.0) / typ[d] for d in range(len(free)) if d != b and typ[d] > 0]
+    if not rooms:
+        return fb if fb < typ[b] else 0.0
+    n = math.floor(min(rooms))
+    usable = 0.0 if (fb < typ[b] or n < 1) else min(fb, n * typ[b])
+    return fb - usable
+
+
 def raw_scores(
     table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
 ) -> FloatArray:
@@ -110,6 +226,9 @@ def raw_scores(
             return after
         penalty = stranded(cap - alloc - demand, w, typical)
         return np.asarray(after - REMNANT_WEIGHT * penalty, dtype=np.float64)
+    if strategy == "binpack-fgd":
+        typ = fgd_typical(demand, typical)
+        return fgd_scores(cap, alloc, after, demand, typ, bottleneck(cap, typ))
     if strategy == "spread":
         return 1.0 - after
     has = cap > 0
@@ -160,15 +279,22 @@ def choose(
 
 
 __all__ = [
+    "DEFAULT_STRATEGY",
+    "FGD_WEIGHT",
     "REMNANT_WEIGHT",
     "STRATEGIES",
     "Strategy",
+    "bottleneck",
     "choose",
     "demand_term",
     "feasible",
+    "fgd_row_score",
+    "fgd_scores",
+    "fgd_typical",
     "raw_scores",
     "scores",
     "stranded",
+    "stranded_bottleneck",
     "weighted_sum",
     "weights",
 ]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.scheduling.balancing import QueuedTask, dispatch_order, plan_recovery
+from shared.scheduling.balancing import AGE_LIMIT_S, QueuedTask, dispatch_order, plan_recovery
 from shared.scheduling.placement import Placer
 from shared.scheduling.sim_baselines import BASELINES
 from shared.scheduling.sim_metrics import Metrics, Recorder
@@ -52,12 +52,10 @@ from shared.scheduling.simulation import (
 from shared.scheduling.table import NodeTable
 from shared.scheduling.traces import Cluster, NodeEvents, Workload
 
-BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant")
+BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd")
 REBALANCE_SUFFIX = "+rebalance"
 DEFAULT_WINDOW = 256
 """Backlog entries the balancer looks at per capacity change: bounded work per event."""
-AGE_LIMIT_S = 450.0
-"""Backlog entries older than this are offered capacity first, oldest first (no starvation)."""
 
 
 def _replace(sim: Simulation, task: int, count: int) -> None:

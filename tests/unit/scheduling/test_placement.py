@@ -29,7 +29,7 @@ def worked_table() -> NodeTable:
 
 def test_contract_names() -> None:
     assert RESOURCES == ("cpu", "memory", "gpu")
-    assert STRATEGIES == ("binpack", "spread", "balanced", "tetris", "remnant")
+    assert STRATEGIES == ("binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd")
 
 
 @pytest.mark.parametrize(
@@ -40,6 +40,8 @@ def test_contract_names() -> None:
         ("binpack", 70, "n1", 0.94),
         ("remnant", 110, "n0", 0.92),
         ("remnant", 70, "n1", 0.94),
+        ("binpack-fgd", 110, "n0", 0.92),
+        ("binpack-fgd", 70, "n1", 0.94),
     ],
 )
 def test_worked_example(strategy: str, demand: float, node: str, after: float) -> None:

@@ -1,0 +1,180 @@
+"""``binpack-fgd``: binpack that first of all does not strand the bottleneck resource."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.scheduling.placement import Placer
+from shared.scheduling.remnant import LongRunDemand
+from shared.scheduling.scores import (
+    FGD_WEIGHT,
+    bottleneck,
+    fgd_row_score,
+    raw_scores,
+    stranded_bottleneck,
+)
+from shared.scheduling.table import NodeTable
+
+TYPICAL = np.array([1.0, 2.0, 0.0])
+"""A typical task in the hand-computed cases: 1 cpu, 2 memory."""
+
+
+def test_the_bottleneck_is_the_dimension_a_typical_task_needs_most_of() -> None:
+    cap = np.array([[64.0, 100.0, 0.0], [64.0, 100.0, 0.0]])
+    # cpu share 1/128, memory share 2/200: memory
+    assert bottleneck(cap, TYPICAL) == 1
+    assert bottleneck(cap, np.array([4.0, 2.0, 0.0])) == 0
+    assert bottleneck(np.array([[16.0, 16.0, 0.0]]), np.array([1.0, 1.0, 0.0])) == 0  # tie: lowest
+
+
+@pytest.mark.parametrize(
+    ("free", "stranded"),
+    [
+        ((10.0, 20.0, 0.0), 0.0),  # room for 10 typical tasks on cpu, 10 on memory: none
+        ((10.0, 25.0, 0.0), 5.0),  # cpu room for 10 → 20 usable, 5 stranded
+        ((3.5, 20.0, 0.0), 14.0),  # cpu room for 3 → 6 usable
+        ((0.5, 20.0, 0.0), 20.0),  # no typical task fits the cpu: all stranded
+        ((10.0, 1.5, 0.0), 1.5),  # a remnant smaller than one typical task
+        ((10.0, 0.0, 0.0), 0.0),  # nothing left: nothing stranded
+    ],
+)
+def test_stranded_bottleneck_by_hand(free: tuple[float, ...], stranded: float) -> None:
+    got = stranded_bottleneck(np.array([free]), TYPICAL, 1)
+    assert got.tolist() == [stranded]
+
+
+def two_nodes() -> NodeTable:
+    table = NodeTable()
+    table.upsert("n0", (16, 16, 0), allocated=(14, 4, 0))  # cpu nearly full
+    table.upsert("n1", (16, 16, 0), allocated=(4, 8, 0))
+    return table
+
+
+def test_binpack_fgd_does_not_fill_the_cpu_of_a_node_with_memory_left() -> None:
+    # A (2, 1) task. binpack: n0 ends at (16/16 + 5/16)/2 = 21/32, n1 at
+    # (6/16 + 9/16)/2 = 15/32 → n0, whose cpu it fills: 11 memory stranded.
+    # binpack-fgd, typical (1, 2): memory is the bottleneck (2/32 > 1/32).
+    # n0's free (2, 12) holds 2 typical tasks on cpu, so 12 - 2·2 = 8 memory
+    # is stranded before, all 11 after: 21/32 - FGD_WEIGHT · 3/16. n1's
+    # (12, 8) → (10, 7) strands nothing either side: 15/32.
+    table = two_nodes()
+    assert Placer(table, "binpack").choose((2, 1, 0)) == 0
+    placer = Placer(table, "binpack-fgd")
+    placer.typical.value = TYPICAL.copy()
+    scores = placer.score((2, 1, 0))
+    np.testing.assert_allclose(scores, [21 / 32 - FGD_WEIGHT * 3 / 16, 15 / 32])
+    assert placer.choose((2, 1, 0)) == 1
+
+
+def test_binpack_fgd_fills_a_remnant_first() -> None:
+    # n0 has (8, 1.5) free: 1.5 memory, less than one typical task, stranded.
+    # n1 has (1, 8): one typical task fits its cpu, 8 - 2 = 6 stranded.
+    # A (1, 1) task: n0's remnant shrinks to 0.5 (a gain of 1/16 × FGD_WEIGHT);
+    # on n1 it would use the last cpu and strand all 7 memory left.
+    table = NodeTable()
+    table.upsert("n0", (16, 16, 0), allocated=(8, 14.5, 0))
+    table.upsert("n1", (16, 16, 0), allocated=(15, 8, 0))
+    placer = Placer(table, "binpack-fgd")
+    placer.typical.value = TYPICAL.copy()
+    scores = placer.score((1, 1, 0))
+    assert scores[0] == pytest.approx((9 / 16 + 15.5 / 16) / 2 + FGD_WEIGHT / 16)
+    assert scores[1] == pytest.approx((16 / 16 + 9 / 16) / 2 - FGD_WEIGHT / 16)
+    assert placer.choose((1, 1, 0)) == 0
+
+
+def test_without_an_estimate_the_demand_itself_is_the_typical_task() -> None:
+    table = two_nodes()
+    placer = Placer(table, "binpack-fgd")
+    assert not placer.typical.value.any()
+    fresh = raw_scores(table, "binpack-fgd", np.array([2.0, 1.0, 0.0]))
+    given_ = raw_scores(table, "binpack-fgd", np.array([2.0, 1.0, 0.0]), np.array([2.0, 1.0, 0]))
+    assert fresh.tolist() == given_.tolist()
+
+
+def test_long_run_demand_refreshes_as_placements_double_then_every_refresh() -> None:
+    typical = LongRunDemand(window=8, refresh_every=4)
+    typical.refresh()
+    assert typical.value.tolist() == [0.0, 0.0, 0.0]  # nothing seen
+    typical.observe(np.array([1.0, 2.0, 0.0]))
+    typical.refresh()
+    assert typical.value.tolist() == [1.0, 2.0, 0.0]  # from the first placement on
+    typical.observe(np.array([3.0, 4.0, 0.0]))
+    typical.refresh()  # 1 new after 1 seen: doubled
+    assert typical.value.tolist() == [2.0, 3.0, 0.0]
+    typical.observe(np.array([3.0, 4.0, 0.0]))
+    typical.refresh()  # 1 new after 2: not yet
+    assert typical.value.tolist() == [2.0, 3.0, 0.0]
+    typical.observe(np.array([3.0, 4.0, 0.0]))
+    typical.refresh()  # 2 new after 2
+    assert typical.value.tolist() == [3.0, 4.0, 0.0]
+
+
+def test_long_run_demand_remembers_the_whole_history_not_the_last_run() -> None:
+    # 3,000 small instances, then 1,000 large ones: a window of the last 1,024
+    # would say "large"; a uniform sample of all 4,000 keeps the small median.
+    typical = LongRunDemand(window=1024, refresh_every=1)
+    typical.observe(np.array([1.0, 1.0, 0.0]), 3000)
+    typical.observe(np.array([9.0, 9.0, 0.0]), 1000)
+    typical.refresh()
+    assert typical.value.tolist() == [1.0, 1.0, 0.0]
+    again = LongRunDemand(window=1024, refresh_every=1)
+    again.observe(np.array([1.0, 1.0, 0.0]), 3000)
+    again.observe(np.array([9.0, 9.0, 0.0]), 1000)
+    assert np.array_equal(again._buf, typical._buf)  # seeded: deterministic
+
+
+row = st.tuples(
+    st.sampled_from([8.0, 16.0, 64.0]),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(row, min_size=1, max_size=6),
+    demand=st.tuples(st.sampled_from([0.4, 0.5, 1.0, 2.0]), st.floats(0.001, 0.05)),
+    typical=st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0]) | st.floats(1e-4, 0.03)),
+)
+def test_the_scalar_twin_scores_bit_for_bit_as_the_vectors(
+    rows: list[tuple[float, float, float]],
+    demand: tuple[float, float],
+    typical: tuple[float, float],
+) -> None:
+    table = NodeTable()
+    for i, (cpu, used_cpu, used_mem) in enumerate(rows):
+        cap = (cpu, cpu / 64, 0.0)
+        table.upsert(f"n{i}", cap, allocated=(cpu * used_cpu, cap[1] * used_mem, 0.0))
+    d = np.array([demand[0], demand[1], 0.0])
+    typ = np.array([typical[0], typical[1], 0.0])
+    if not typ.any() or typ[0] == 0 or typ[1] == 0:
+        typ = d
+    vector = raw_scores(table, "binpack-fgd", d, typ)
+    b = bottleneck(table.capacity, typ)
+    for i in range(len(rows)):
+        scalar = fgd_row_score(
+            table.capacity[i].tolist(), table.allocated[i].tolist(), d.tolist(), typ.tolist(), b
+        )
+        assert scalar == vector[i]
+
+
+def test_a_batch_places_as_one_by_one_with_a_settled_estimate() -> None:
+    rng = np.random.default_rng(3)
+    cap = rng.choice([8.0, 16.0, 64.0], size=(30, 1)) * np.array([[1.0, 0.01, 0.0]])
+    alloc = cap * rng.uniform(0, 1, size=cap.shape)
+    tables = (NodeTable(), NodeTable())
+    for t in tables:
+        for i in range(30):
+            t.upsert(f"n{i}", cap[i], allocated=alloc[i])
+    placers = [Placer(t, "binpack-fgd") for t in tables]
+    for p in placers:  # an estimate that no refresh changes during the test
+        p.typical.observe(np.array([0.5, 0.0085, 0.0]), 1 << 20)
+        p.typical.refresh()
+    demand = np.array([1.0, 0.0054, 0.0])
+    batch = placers[0].place_batch(np.repeat(demand[None], 60, axis=0)).indices.tolist()
+    one_by_one = [placers[1].place(demand).index for _ in range(60)]
+    assert batch == [-1 if i is None else i for i in one_by_one]
+    np.testing.assert_array_equal(tables[0].allocated, tables[1].allocated)
