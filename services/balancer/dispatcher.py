@@ -34,10 +34,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.contract.messages import ClusterSnapshot, ResourceVector
-from shared.scheduling.balancing import imbalance, power_of_two_choices
+from shared.scheduling.balancing import (
+    AGE_LIMIT_S,
+    dispatch_order,
+    imbalance,
+    power_of_two_choices,
+)
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
+FLEXIBLE_WINDOW = 256
+"""Held tasks at the front of the flexible queue one pump orders and may dispatch
+(the simulator's balancer window, ``sim_policies.DEFAULT_WINDOW``)."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
@@ -73,6 +81,10 @@ class HeldTask:
     target: str | None
     since: float
     future: asyncio.Future[str]
+    job: object = None
+    """What the task belongs to, for smallest-pending-job-first (``None``: its own job)."""
+    urgent: bool = False
+    """A dead node's work: offered capacity before anything else."""
 
 
 class Dispatcher:
@@ -87,6 +99,7 @@ class Dispatcher:
         hot_threshold: float,
         retarget_after_s: float,
         imbalance_threshold: float,
+        age_limit_s: float = AGE_LIMIT_S,
         rng: np.random.Generator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,6 +109,7 @@ class Dispatcher:
         self.hot_threshold = hot_threshold
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
+        self.age_limit_s = age_limit_s
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
@@ -137,12 +151,31 @@ class Dispatcher:
 
     # -- holding -----------------------------------------------------------
 
-    def hold(self, task_id: str, demand: ResourceVector, target: str | None) -> asyncio.Future[str]:
-        """Hold a task until a node takes it; the future yields that node."""
+    def hold(
+        self,
+        task_id: str,
+        demand: ResourceVector,
+        target: str | None,
+        *,
+        job: object = None,
+        urgent: bool = False,
+    ) -> asyncio.Future[str]:
+        """Hold a task until a node takes it; the future yields that node.
+
+        ``job`` groups held tasks for the flexible queue's smallest-pending-job-
+        first order (``None``: the task is a job of its own); ``urgent`` marks
+        a dead node's work, offered capacity first.
+        """
         self.complete(task_id)  # a redelivery of something we dispatched before
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         held = HeldTask(
-            task_id, np.asarray(demand.as_tuple(), dtype=np.float64), target, self.clock(), future
+            task_id,
+            np.asarray(demand.as_tuple(), dtype=np.float64),
+            target,
+            self.clock(),
+            future,
+            task_id if job is None else job,
+            urgent,
         )
         self.held[task_id] = held
         self._by_age.append(held)
@@ -307,28 +340,47 @@ class Dispatcher:
         # Pumps run on every hold and every result: when no node has credit
         # (the usual case under load) they must cost next to nothing.
         open_nodes = [node for node in self.nodes.values() if self.accepts(node)]
-        skipped: list[HeldTask] = []
+        if not open_nodes:
+            return
+        # The window the pump may dispatch from, in the balancing library's
+        # order (DESIGN §3.3, as the simulator's balancer): a dead node's work,
+        # then work held past age_limit_s, then the smallest pending job first.
+        window: list[HeldTask] = []
+        while self.flexible and len(window) < FLEXIBLE_WINDOW:
+            held = self.flexible.popleft()
+            if not held.future.done():
+                window.append(held)
+        now = self.clock()
+        order = dispatch_order(
+            [h.job for h in window],
+            [1] * len(window),
+            [now - h.since for h in window],
+            [h.urgent for h in window],
+            self.age_limit_s,
+        )
+        taken = [False] * len(window)
         looked = 0
         # Within one pump nodes only close and allocations only grow, so a
         # demand that fits no open node now fits none later in this pump:
         # the lookahead past a stuck head (usually many equal demands) costs
         # a set lookup each, not a feasibility test per node.
         unfit: set[bytes] = set()
-        while open_nodes and self.flexible and looked < FLEXIBLE_LOOKAHEAD:
-            held = self.flexible.popleft()
-            if held.future.done():
-                continue
+        for k in order:
+            if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
+                break
+            held = window[k]
             key = held.demand.tobytes()
             node = None if key in unfit else self._pick_any(held.demand, open_nodes)
             if node is None:
                 unfit.add(key)
-                skipped.append(held)
                 looked += 1
                 continue
+            taken[k] = True
             self._assign(held, node)
             if not self.accepts(node):
                 open_nodes.remove(node)
-        self.flexible.extendleft(reversed(skipped))
+        # What was not dispatched goes back to the front, in queue order.
+        self.flexible.extendleft(reversed([h for h, t in zip(window, taken, strict=True) if not t]))
 
     def _pick_any(self, demand: np.ndarray, open_nodes: list[NodeView]) -> NodeView | None:
         need = demand - 1e-9

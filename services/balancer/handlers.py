@@ -101,7 +101,11 @@ class BalancerHandlers:
     async def _dispatch(
         self, task: TaskSubmitted, demand: ResourceVector, target: str | None, *, dispatch: int
     ) -> Sequence[Emit]:
-        future = self.dispatcher.hold(task.task_id, demand, target)
+        # A client's submissions form its job (smallest pending job first);
+        # a dispatch past the first is a dead node's work, offered capacity first.
+        future = self.dispatcher.hold(
+            task.task_id, demand, target, job=task.reply_to, urgent=dispatch > 1
+        )
         try:
             # No wait_for: a timer per held task cost the balancer a tenth of
             # its CPU under load. The periodic sweep (park_overdue) fails the

@@ -255,3 +255,30 @@ async def test_random_holds_and_results_keep_credit_within_bounds(rounds: int) -
         d.complete(next(iter(d.where)))
         assert_credit_never_negative(d)
     assert all(f.done() for f in futures.values())
+
+
+async def test_flexible_work_goes_smallest_pending_job_first() -> None:
+    # Credit for two tasks; held in this order: three of job A, one of job B.
+    # FIFO would send a1, a2; smallest pending job first sends b1, then a1.
+    d = dispatcher()
+    futures = {
+        t: d.hold(t, demand(), None, job=job)
+        for t, job in (("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"))
+    }
+    d.on_snapshot(snapshot([N("n0", slots=1)]))
+    assert outcomes(futures) == {"a1": "n0", "a2": None, "a3": None, "b1": "n0"}
+    assert [h.task_id for h in d.flexible] == ["a2", "a3"]  # queue order kept
+
+
+async def test_flexible_work_of_a_dead_node_and_old_work_go_first() -> None:
+    clock = Clock()
+    d = dispatcher(clock)
+    futures = {"a1": d.hold("a1", demand(), None, job="A")}
+    futures["a2"] = d.hold("a2", demand(), None, job="A")
+    clock.now = d.age_limit_s  # a1 and a2 have waited the age limit now
+    futures["b1"] = d.hold("b1", demand(), None, job="B")
+    futures["o1"] = d.hold("o1", demand(), None, job="C", urgent=True)
+    futures["c2"] = d.hold("c2", demand(), None, job="C")
+    d.on_snapshot(snapshot([N("n0", slots=1)]))
+    # The orphan first, then the oldest; b1 (the smallest job) waits.
+    assert outcomes(futures) == {"a1": "n0", "a2": None, "b1": None, "o1": "n0", "c2": None}
