@@ -49,6 +49,7 @@ from shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
 from shared.runtime.tap import Tap
 from shared.scheduling.demand import DemandModel, LinearDemandModel
 from shared.scheduling.placement import Placer, Status, Strategy
+from shared.scheduling.scores import DEFAULT_STRATEGY
 from shared.scheduling.table import NodeTable
 from shared.settings import BosonSettings
 from shared.transfer.chunks import TransferOptions
@@ -276,7 +277,11 @@ class Client:
         return snapshot
 
     async def plan(
-        self, demand: ResourceVector, *, strategy: Strategy = "binpack", timeout: float = 10.0
+        self,
+        demand: ResourceVector,
+        *,
+        strategy: Strategy = DEFAULT_STRATEGY,
+        timeout: float = 10.0,
     ) -> Plan:
         """Where placement would put ``demand`` now, without submitting anything."""
         snapshot = await self.snapshot(timeout)

@@ -38,7 +38,7 @@ from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.keyring import Keyring
 from shared.runtime.service import RunningService, Service, start_in_background, stop_all
-from shared.scheduling.scores import Strategy
+from shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
 from shared.settings import BosonSettings
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class EmbeddedCluster:
         self._running.append(running)
         return service
 
-    async def start_control_plane(self, *, strategy: Strategy = "binpack") -> None:
+    async def start_control_plane(self, *, strategy: Strategy = DEFAULT_STRATEGY) -> None:
         """Monitor, scheduler, balancer and transfer."""
         base = self.settings
         await self.start(
@@ -142,7 +142,7 @@ async def embedded(
     executors: int = 2,
     slots: int = 2,
     settings: BosonSettings | None = None,
-    strategy: Strategy = "binpack",
+    strategy: Strategy = DEFAULT_STRATEGY,
     handler_modules: Sequence[str] = (),
     executor_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Client]:

@@ -27,7 +27,7 @@ from services.scheduler.app import SchedulerService
 from shared.contract.messages import Message, ResourceVector, TaskPlaced
 from shared.contract.topology import RK_PLACED
 from shared.runtime.tap import Tap
-from shared.scheduling.scores import STRATEGIES, Strategy
+from shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from shared.settings import BosonSettings
 
 NODE_CAPACITY = 500.0
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--strategy", choices=STRATEGIES, default="binpack")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY)
     parser.add_argument("--complexity", type=float, default=100.0, help="task complexity C")
     parser.add_argument("--data-size", type=float, default=1000.0, help="task data size D")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

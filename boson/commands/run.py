@@ -29,6 +29,7 @@ from services.scheduler.settings import SchedulerSettings
 from services.transfer.app import create as create_transfer
 from services.transfer.settings import TransferSettings
 from shared.runtime.main import main as serve_main
+from shared.scheduling.scores import STRATEGIES
 from shared.settings import BosonSettings
 
 SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="module with @handler functions (repeatable)",
     )
     scheduler = parser.add_argument_group("scheduler")
-    scheduler.add_argument("--strategy", choices=["binpack", "spread", "balanced", "tetris"])
+    scheduler.add_argument("--strategy", choices=STRATEGIES)
     everything = parser.add_argument_group("run all")
     everything.add_argument("--executors", type=int, default=2, help="local executors (all)")
     parser.set_defaults(func=run)

@@ -6,14 +6,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.scheduling.scores import Strategy
+from shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
 from shared.settings import BosonSettings
 
 
 class SchedulerSettings(BosonSettings):
-    strategy: Strategy = "binpack"
-    """DESIGN §3.2's default; ``remnant`` trades a little job completion time for
-    less stranded capacity (see benchmarks/trace_quality.py)."""
+    strategy: Strategy = DEFAULT_STRATEGY
+    """``binpack-fgd``: DESIGN §3.2's most-allocated binpack, first of all not
+    stranding the bottleneck resource (see ``shared/scheduling/scores.py`` and
+    benchmarks/trace_quality.py); plain ``binpack`` stays selectable."""
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0
