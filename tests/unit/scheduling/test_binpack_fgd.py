@@ -137,7 +137,9 @@ row = st.tuples(
 @given(
     rows=st.lists(row, min_size=1, max_size=6),
     demand=st.tuples(st.sampled_from([0.4, 0.5, 1.0, 2.0]), st.floats(0.001, 0.05)),
-    typical=st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0]) | st.floats(1e-4, 0.03)),
+    typical=st.tuples(
+        st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0]) | st.floats(1e-4, 0.03)
+    ),
 )
 def test_the_scalar_twin_scores_bit_for_bit_as_the_vectors(
     rows: list[tuple[float, float, float]],
