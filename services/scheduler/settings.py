@@ -12,9 +12,9 @@ from shared.settings import BosonSettings
 
 class SchedulerSettings(BosonSettings):
     strategy: Strategy = DEFAULT_STRATEGY
-    """``binpack-fgd``: DESIGN §3.2's most-allocated binpack, first of all not
-    stranding the bottleneck resource (see ``shared/scheduling/scores.py`` and
-    benchmarks/trace_quality.py); plain ``binpack`` stays selectable."""
+    """DESIGN §3.2's ``binpack``. ``binpack-fgd`` strands far less capacity
+    but places far slower on large clusters (see ``DEFAULT_STRATEGY`` in
+    ``shared/scheduling/scores.py`` and benchmarks/trace_quality.py)."""
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0

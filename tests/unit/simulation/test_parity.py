@@ -124,4 +124,4 @@ def test_scheduler_and_simulator_choose_the_same_nodes(
 
 
 def test_the_default_strategy_is_the_one_the_benchmark_judges() -> None:
-    assert SchedulerSettings.model_fields["strategy"].default == "binpack-fgd"
+    assert SchedulerSettings.model_fields["strategy"].default == "binpack"
