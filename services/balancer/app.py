@@ -65,6 +65,7 @@ class BalancerService(Service):
                 queue=self.events_queue,
                 accepts=(ClusterSnapshot, TaskResult),
                 handler=self.handlers.on_event,
+                batch_handler=self.handlers.on_events,
                 prefetch=self.settings.prefetch,
                 items_in_turn=True,
             ),

@@ -122,6 +122,7 @@ class Dispatcher:
         """Every hold in the order made (oldest first), for :meth:`overdue`:
         one deque, not a timer per held task."""
         self.dispatched_total = 0
+        self.pumps = 0
         self.retargeted_total = 0
         self._any_cool = True
 
@@ -212,10 +213,12 @@ class Dispatcher:
         if held is not None and not held.future.done():
             held.future.cancel()
 
-    def complete(self, task_id: str, wall_s: float | None = None) -> None:
+    def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
 
         ``wall_s``, the run time the result reports, sizes the node's window.
+        ``pump=False`` leaves dispatching to the caller's one :meth:`pump`
+        after a batch of results (a pump orders the flexible queue's window).
         """
         node_id = self.where.pop(task_id, None)
         if node_id is None:
@@ -230,7 +233,8 @@ class Dispatcher:
                     weight = TASK_TIME_RISE if wall_s > node.task_s else TASK_TIME_DECAY
                     node.task_s += weight * (wall_s - node.task_s)
                 self.resize(node)
-            self.pump()
+            if pump:
+                self.pump()
 
     # -- cluster view ------------------------------------------------------
 
@@ -324,6 +328,7 @@ class Dispatcher:
 
     def pump(self) -> None:
         """Resolve as many held tasks as credit allows, placed nodes first."""
+        self.pumps += 1
         for node_id, queue in self.by_node.items():
             node = self.nodes.get(node_id)
             if node is None or not self.accepts(node):

@@ -88,6 +88,23 @@ class BalancerHandlers:
         )
         return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
 
+    async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
+        """An envelope of events: its results free credit first, then one pump.
+
+        A pump per result ordered the flexible queue's whole window for each
+        freed slot: 40-60 µs more balancer CPU per task under load
+        (benchmarks/pipeline.py).
+        """
+        for message in messages:
+            if isinstance(message, TaskResult):
+                wall_s = message.usage.wall_s if message.usage is not None else None
+                self.dispatcher.complete(message.task_id, wall_s, pump=False)
+        self.dispatcher.pump()
+        for message in messages:
+            if not isinstance(message, TaskResult):
+                await self.on_event(message)
+        return []
+
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
             wall_s = message.usage.wall_s if message.usage is not None else None

@@ -14,6 +14,7 @@ from shared.contract.messages import (
 )
 from shared.contract.topology import Names, rk_result
 from shared.runtime.publisher import Route
+from tests.unit.test_balancer_dispatcher import N, snapshot
 
 NAMES = Names("bal-test")
 
@@ -54,3 +55,27 @@ async def test_an_orphan_given_up_on_is_released_and_reported() -> None:
     assert "t1" not in balancer.dispatcher.held
     assert isinstance(emit.message, TaskResult)
     assert emit.message.status == "failed"
+
+
+async def test_an_envelope_of_results_frees_its_credit_then_pumps_once() -> None:
+    balancer = handlers()
+    d = balancer.dispatcher
+    d.on_snapshot(snapshot([N("a", slots=2)]))  # credit 4
+    held = {f"t{i}": d.hold(f"t{i}", DEMAND, None) for i in range(10)}
+    assert sum(f.done() for f in held.values()) == 4
+    pumps = d.pumps
+    results = [
+        TaskResult(
+            task_id=f"t{i}",
+            handler="noop",
+            status="succeeded",
+            node_id="a",
+            reply_to="c1",
+            submitted_at=0.0,
+        )
+        for i in range(3)
+    ]
+    assert await balancer.on_events(results) == []
+    assert d.pumps == pumps + 1  # one pump for the envelope, not one per result
+    assert sum(f.done() for f in held.values()) == 7  # the three freed slots refilled
+    assert d.credit("a") == 0
