@@ -116,6 +116,21 @@ class ConsumerStats:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
+def _failures(
+    messages: Sequence[M], outcomes: Sequence[Sequence[Emit] | BaseException]
+) -> list[tuple[M, BaseException]]:
+    """The items whose handler failed; a transient error hands the whole delivery back."""
+    failures: list[tuple[M, BaseException]] = []
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if isinstance(outcome, TransientError):
+            # The broker (or another service) is away, not the message at
+            # fault: hand the whole delivery back, no attempt counted.
+            raise outcome
+        if isinstance(outcome, BaseException):
+            failures.append((message, outcome))
+    return failures
+
+
 def error_text(error: BaseException) -> str:
     """A one-line description of an error, bounded in length."""
     text = f"{type(error).__name__}: {error}".replace("\n", " ")
@@ -231,9 +246,8 @@ class ConsumeLoop(Generic[M]):
             fresh.append(message)  # type: ignore[arg-type]  # checked by isinstance above
         failed: set[str] = set()
         try:
-            emits, failures = await self._handle(fresh)
+            failures = await self._handle(fresh)
             failed = {message.message_id for message, _ in failures}
-            await self._publisher.publish_many([(e.route, e.message) for e in emits])
             for message, failure in failures:
                 await self._retry_or_give_up(message, failure, attempt)
         except BaseException:
@@ -255,33 +269,53 @@ class ConsumeLoop(Generic[M]):
             return await asyncio.shield(in_progress)
         return message_id in self._seen
 
-    async def _handle(
-        self, messages: Sequence[M]
-    ) -> tuple[list[Emit], list[tuple[M, BaseException]]]:
+    async def _handle(self, messages: Sequence[M]) -> list[tuple[M, BaseException]]:
+        """Handle the items and publish their effects (confirmed); the items that failed."""
         if not messages:
-            return [], []
+            return []
         if self.spec.batch_handler is not None and len(messages) > 1:
             try:
-                return list(await self.spec.batch_handler(messages)), []
+                emits = await self.spec.batch_handler(messages)
             except Exception as error:
                 logger.warning("batch handler failed, retrying items singly: %s", error_text(error))
-        if len(messages) == 1 or self.spec.items_in_turn:
-            # No task for a lone item, or where items need not overlap.
-            outcomes = [await self._handle_one(message) for message in messages]
-        else:
-            outcomes = await asyncio.gather(*(self._handle_one(m) for m in messages))
-        emits: list[Emit] = []
-        failures: list[tuple[M, BaseException]] = []
-        for message, outcome in zip(messages, outcomes, strict=True):
-            if isinstance(outcome, TransientError):
-                # The broker (or another service) is away, not the message at
-                # fault: hand the whole delivery back, no attempt counted.
-                raise outcome
-            if isinstance(outcome, BaseException):
-                failures.append((message, outcome))
             else:
-                emits.extend(outcome)
-        return emits, failures
+                await self._publish(emits)
+                return []
+        if len(messages) == 1 or self.spec.items_in_turn:
+            # No task for a lone item, or where items need not overlap; their
+            # effects leave together.
+            outcomes = [await self._handle_one(message) for message in messages]
+            failures = _failures(messages, outcomes)
+            await self._publish(
+                [e for o in outcomes if not isinstance(o, BaseException) for e in o]
+            )
+            return failures
+        # Items that overlap publish their effects as each one ends: a task
+        # dispatched, or a result, never waits for its envelope's slowest
+        # sibling (a balancer holding the rest for credit, an executor running
+        # a long task). The delivery is still acked only after all of them.
+        published = await asyncio.gather(*(self._handle_and_publish(m) for m in messages))
+        failures = _failures(messages, [outcome for outcome, _ in published])
+        unpublished = next((error for _, error in published if error is not None), None)
+        if unpublished is not None:
+            raise unpublished
+        return failures
+
+    async def _handle_and_publish(
+        self, message: M
+    ) -> tuple[Sequence[Emit] | BaseException, Exception | None]:
+        """One item's outcome, its effects published; and the publishing error, if any."""
+        outcome = await self._handle_one(message)
+        if isinstance(outcome, BaseException) or not outcome:
+            return outcome, None
+        try:
+            await self._publish(outcome)
+        except Exception as error:
+            return outcome, error
+        return outcome, None
+
+    async def _publish(self, emits: Sequence[Emit]) -> None:
+        await self._publisher.publish_many([(e.route, e.message) for e in emits])
 
     async def _handle_one(self, message: M) -> Sequence[Emit] | BaseException:
         message_id_var.set(message.message_id)

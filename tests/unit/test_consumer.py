@@ -469,3 +469,24 @@ async def test_items_overlap_unless_the_consumer_runs_them_in_turn(
     # In turn: one after another, in the delivery's own task; else a task each.
     assert most == (1 if items_in_turn else 3)
     assert len(tasks_seen) == (1 if items_in_turn else 3)
+
+
+async def test_an_items_effects_do_not_wait_for_a_slow_sibling(rig: Rig) -> None:
+    # An executor's envelope of tasks, one long: the quick one's result goes
+    # out at once; the delivery is acked only when both are handled.
+    release = asyncio.Event()
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        if message.task_id == "t2":
+            await release.wait()
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1), task(2))
+    assert await rig.outputs(1) == ["t1"]
+    assert loop.stats.handled == 0
+    assert loop.in_flight == 1  # not acked yet: t2 is still being handled
+    release.set()
+    assert await rig.outputs(1) == ["t2"]
+    await eventually(lambda: loop.stats.handled == 2)
+    assert await rig.transport.queue_depth(rig.queue) == 0
