@@ -125,6 +125,11 @@ class BalancerService(Service):
             dispatched=self.dispatcher.dispatched_total,
             recovered=self.handlers.recovered_total,
             draining=sorted(self.draining),
+            # Per node: how many tasks it may hold, and holds (its credit is the gap).
+            nodes={
+                node_id: {"window": node.window, "in_flight": len(node.in_flight)}
+                for node_id, node in self.dispatcher.nodes.items()
+            },
         )
         return body
 

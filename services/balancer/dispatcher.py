@@ -65,7 +65,7 @@ class NodeView:
     slots: int
     capacity: np.ndarray
     allocated: np.ndarray
-    """As of the last snapshot, plus what we dispatched since."""
+    """As of the last snapshot, plus what we dispatched since, minus what came back."""
     measured: float
     in_flight: set[str] = field(default_factory=set)
     task_s: float | None = None
@@ -114,6 +114,8 @@ class Dispatcher:
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
         self.where: dict[str, str] = {}
+        # What each dispatched task holds on its node, given back by its result.
+        self._demand_of: dict[str, np.ndarray] = {}
         """Task id → node it was dispatched to, until its result arrives."""
         self.by_node: dict[str, deque[HeldTask]] = {}
         self.flexible: deque[HeldTask] = deque()
@@ -221,11 +223,16 @@ class Dispatcher:
         after a batch of results (a pump orders the flexible queue's window).
         """
         node_id = self.where.pop(task_id, None)
+        demand = self._demand_of.pop(task_id, None)
         if node_id is None:
             return
         node = self.nodes.get(node_id)
         if node is not None:
             node.in_flight.discard(task_id)
+            if demand is not None:
+                # Its resources are free now, not at the next snapshot: work
+                # waiting for room (pending) must not wait a snapshot interval.
+                node.allocated = np.maximum(node.allocated - demand, 0.0)
             if wall_s is not None and wall_s >= 0:
                 if node.task_s is None:
                     node.task_s = wall_s
@@ -275,6 +282,7 @@ class Dispatcher:
         node = self.nodes[node_id]
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
+            self._demand_of.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -404,6 +412,7 @@ class Dispatcher:
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
+        self._demand_of[held.task_id] = held.demand
         self.held.pop(held.task_id, None)
         self.dispatched_total += 1
         held.future.set_result(node.node_id)

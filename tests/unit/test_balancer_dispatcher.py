@@ -282,3 +282,18 @@ async def test_flexible_work_of_a_dead_node_and_old_work_go_first() -> None:
     d.on_snapshot(snapshot([N("n0", slots=1)]))
     # The orphan first, then the oldest; b1 (the smallest job) waits.
     assert outcomes(futures) == {"a1": "n0", "a2": None, "b1": None, "o1": "n0", "c2": None}
+
+
+async def test_a_result_frees_its_resources_for_pending_work_at_once() -> None:
+    # Room for two tasks of 400 (credit for four): the third waits for room,
+    # and gets it when a result comes back, not at the next snapshot.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=2, capacity=1000.0)]))
+    futures = {t: d.hold(t, demand(400.0), None) for t in ("t0", "t1", "t2")}
+    assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": None}
+    d.complete("t0")
+    assert outcomes(futures)["t2"] == "a"
+    assert d.nodes["a"].allocated.tolist() == [800.0, 800.0, 0.0]
+    d.complete("t1")
+    d.complete("t2")
+    assert d.nodes["a"].allocated.tolist() == [0.0, 0.0, 0.0]
