@@ -78,12 +78,17 @@ def test_choice_equals_full_rescore(
     ds: list[tuple[int, int, int]],
     strat: Strategy,
 ) -> None:
-    """The incremental index picks exactly what scoring every node picks."""
+    """The incremental index picks exactly what scoring every node picks.
+
+    Strategies that learn a typical demand (``remnant``, ``binpack-fgd``) are
+    compared under the estimate the placer holds when it places.
+    """
     table, reference = build(spec), build(spec)
     placer = Placer(table, strat)
     for d in ds:
         vec = np.asarray(d, dtype=np.float64)
-        want = scores.choose(reference, strat, vec)
+        placer.typical.refresh()  # what place() does first; idempotent
+        want = scores.choose(reference, strat, vec, placer.typical.value)
         assert placer.place(d).index == want
         if want is not None:
             reference.allocate(want, vec)
