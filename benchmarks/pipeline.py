@@ -12,7 +12,9 @@ cannot hide queueing (no coordinated omission). For each system:
 * **max**: ``--tasks`` no-op tasks offered faster than any of them can go;
   throughput is results received ÷ (last result − first send).
 * **latency**: ``--latency-seconds`` of tasks offered at half that system's
-  max rate; p50 / p99 of submit → result.
+  max rate; p50 / p99 of submit → result. With ``--common-rate R``, also at
+  the same R tasks/s for every system (a faster system's half rate is a
+  heavier load than a slower one's).
 * **idle**: ``--idle-samples`` single tasks, one at a time on a quiet
   pipeline; the median.
 
@@ -533,6 +535,9 @@ class Result:
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     idle: list[float] = field(default_factory=list)
+    common_p50: list[float] = field(default_factory=list)
+    common_p99: list[float] = field(default_factory=list)
+    """Latency at ``--common-rate``, the same offered rate for every system."""
     lost: int = 0
 
 
@@ -574,6 +579,13 @@ async def measure(
     if stop_profile is not None:
         stop_profile()
     result.lost += len(latency.due) - latency.received
+    if args.common_rate:
+        await asyncio.sleep(0.5)
+        common = await go(max(1, int(args.common_rate * args.latency_seconds)), args.common_rate)
+        result.lost += len(common.due) - common.received
+        at_common = common.latencies_ms()
+        result.common_p50.append(percentile(at_common, 50))
+        result.common_p99.append(percentile(at_common, 99))
     lat = latency.latencies_ms()
     result.max_rate.append(rate)
     result.p50.append(percentile(lat, 50))
@@ -762,6 +774,14 @@ def report(results: dict[str, Result]) -> None:
             f"{statistics.median(r.p50):9.1f}{statistics.median(r.p99):9.1f}"
             f"{statistics.median(r.idle):9.1f}{r.lost:6d}"
         )
+    common = {name: r for name, r in results.items() if r.common_p99}
+    if common:
+        print()
+        for name, r in common.items():
+            print(
+                f"{name:<8} at the common rate: p50 {statistics.median(r.common_p50):.1f} ms"
+                f"  p99 {statistics.median(r.common_p99):.1f} ms"
+            )
     for name, mine_r in results.items():
         if not name.startswith("boson") or not mine_r.max_rate:
             continue
@@ -779,6 +799,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--idle-samples", type=int, default=20)
+    parser.add_argument(
+        "--common-rate",
+        type=float,
+        default=0.0,
+        help="also measure latency with every system offered this many tasks/s (0: off)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="rounds, alternating order")
     parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--bare-stages", type=int, default=3, help="3 stages = 4 broker hops")
