@@ -7,13 +7,15 @@ One :class:`ConsumeLoop` per consumed queue. For each delivery:
    to the dead-letter exchange at once with the reason in the headers, and the
    delivery is acked: the service keeps running, nothing is requeued forever.
 2. Drop items whose message id was already handled (bounded memory).
-3. Run the handler on each item (concurrently within an envelope). A handler
-   returns the messages it wants published (:class:`Emit`).
-4. Publish every effect and wait for the confirms; only then ack. A failed
-   item is re-published alone to the delay tier for its attempt (growing
-   delay), or — out of attempts, or a permanent error — handed to the
-   ``on_exhausted`` hook (e.g. a failed ``TaskResult``) and dead-lettered with
-   reason, error and attempt count.
+3. Run the handler on each item (concurrently within an envelope, unless the
+   spec runs them in turn). A handler returns the messages it wants
+   published (:class:`Emit`); items that overlap publish theirs as each one
+   ends, so none waits for its envelope's slowest sibling.
+4. A failed item is re-published alone to the delay tier for its attempt
+   (growing delay), or — out of attempts, or a permanent error — handed to
+   the ``on_exhausted`` hook (e.g. a failed ``TaskResult``) and dead-lettered
+   with reason, error and attempt count. Once every effect is confirmed, the
+   delivery is acked.
 5. If the broker is gone while publishing effects, the delivery is left
    unacked (nacked with requeue where possible): it comes back, and the ids
    make the repeat harmless.
