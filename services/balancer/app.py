@@ -68,6 +68,11 @@ class BalancerService(Service):
                 batch_handler=self.handlers.on_events,
                 prefetch=self.settings.prefetch,
                 items_in_turn=True,
+                # Every copy of a result returns credit: after a broker restart
+                # a task can be dispatched twice, and the executor replays the
+                # same result (same message id) for the second dispatch.
+                # Completing is idempotent, and so is applying a snapshot.
+                dedup=False,
             ),
             ConsumerSpec(
                 queue=self.names.placed_queue,

@@ -6,7 +6,8 @@ One :class:`ConsumeLoop` per consumed queue. For each delivery:
    :class:`~shared.errors.DecodeError`, or a kind this queue does not take) go
    to the dead-letter exchange at once with the reason in the headers, and the
    delivery is acked: the service keeps running, nothing is requeued forever.
-2. Drop items whose message id was already handled (bounded memory).
+2. Drop items whose message id was already handled (bounded memory), unless
+   the spec turns that off for an idempotent handler.
 3. Run the handler on each item (concurrently within an envelope, unless the
    spec runs them in turn). A handler returns the messages it wants
    published (:class:`Emit`); items that overlap publish theirs as each one
@@ -99,6 +100,10 @@ class ConsumerSpec(Generic[M]):
     For bookkeeping handlers that do not wait on anything slow (events,
     results): a task per item was a tenth of such a consumer's time. Leave it
     off where a handler waits (running a task, holding it for credit)."""
+    dedup: bool = True
+    """Drop items whose message id was handled before. Off only where the
+    handler is idempotent and must see every copy: a result replayed for a
+    task dispatched twice still has to give the balancer its credit back."""
     decode_in_thread_above_bytes: int | None = None
     """Decode envelopes larger than this in a worker thread (AEAD and zstd
     release the GIL), so a stream of large ones (data chunks) does not hold
@@ -239,12 +244,14 @@ class ConsumeLoop(Generic[M]):
             return
         attempt = _attempt(delivery.headers)
         delivery_attempt.set(attempt)
+        dedup = self.spec.dedup
         fresh: list[M] = []
         for message in messages:
-            if await self._is_repeat(message.message_id):
+            if dedup and await self._is_repeat(message.message_id):
                 self.stats.duplicates += 1
                 continue
-            self._seen.begin(message.message_id)
+            if dedup:
+                self._seen.begin(message.message_id)
             fresh.append(message)  # type: ignore[arg-type]  # checked by isinstance above
         failed: set[str] = set()
         try:
@@ -253,10 +260,10 @@ class ConsumeLoop(Generic[M]):
             for message, failure in failures:
                 await self._retry_or_give_up(message, failure, attempt)
         except BaseException:
-            for message in fresh:
+            for message in fresh if dedup else ():
                 self._seen.finish(message.message_id, handled=False)
             raise
-        for message in fresh:
+        for message in fresh if dedup else ():
             # A failed item went to its retry tier: that copy must be handled.
             self._seen.finish(message.message_id, handled=message.message_id not in failed)
         self.stats.handled += len(fresh) - len(failures)

@@ -490,3 +490,21 @@ async def test_an_items_effects_do_not_wait_for_a_slow_sibling(rig: Rig) -> None
     assert await rig.outputs(1) == ["t2"]
     await eventually(lambda: loop.stats.handled == 2)
     assert await rig.transport.queue_depth(rig.queue) == 0
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+async def test_a_repeated_id_reaches_the_handler_only_without_dedup(
+    rig: Rig, dedup: bool
+) -> None:
+    seen: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        seen.append(message.message_id)
+        return []
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle, dedup=dedup))
+    await rig.send(task(1))
+    await rig.send(task(1))  # a replay: the same message id again
+    await eventually(lambda: loop.stats.deliveries == 2 and loop.in_flight == 0)
+    assert seen == (["t1"] if dedup else ["t1", "t1"])
+    assert loop.stats.duplicates == (1 if dedup else 0)
