@@ -493,9 +493,7 @@ async def test_an_items_effects_do_not_wait_for_a_slow_sibling(rig: Rig) -> None
 
 
 @pytest.mark.parametrize("dedup", [True, False])
-async def test_a_repeated_id_reaches_the_handler_only_without_dedup(
-    rig: Rig, dedup: bool
-) -> None:
+async def test_a_repeated_id_reaches_the_handler_only_without_dedup(rig: Rig, dedup: bool) -> None:
     seen: list[str] = []
 
     async def handle(message: TaskSubmitted) -> Sequence[Emit]:
