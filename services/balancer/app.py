@@ -49,6 +49,7 @@ class BalancerService(Service):
             self.publisher.publish,
             park_after_s=settings.park_after_s,
             on_nodes_down=self.drain_nodes,
+            finished_capacity=settings.dedup_capacity,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.draining: dict[str, ConsumeLoop[Any]] = {}
@@ -129,6 +130,7 @@ class BalancerService(Service):
             pending=self.dispatcher.pending(),
             dispatched=self.dispatcher.dispatched_total,
             recovered=self.handlers.recovered_total,
+            skipped_finished=self.handlers.skipped_finished,
             draining=sorted(self.draining),
             # Per node: how many tasks it may hold, and holds (its credit is the gap).
             nodes={

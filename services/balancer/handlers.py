@@ -31,7 +31,8 @@ from shared.contract.messages import (
     new_id,
 )
 from shared.contract.topology import RK_PARKED, Names, rk_node, rk_result
-from shared.runtime.consumer import Emit
+from shared.runtime.consumer import Emit, delivery_redelivered
+from shared.runtime.dedup import SeenIds
 from shared.runtime.publisher import Route
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class BalancerHandlers:
         *,
         park_after_s: float,
         on_nodes_down: NodesChanged | None = None,
+        finished_capacity: int = 100_000,
     ) -> None:
         self.dispatcher = dispatcher
         self.names = names
@@ -57,16 +59,36 @@ class BalancerHandlers:
         self.on_nodes_down = on_nodes_down
         self.parked_total = 0
         self.recovered_total = 0
+        self.finished = SeenIds(finished_capacity)
+        """Task ids whose result went by (bounded), to tell leftovers from work."""
+        self.skipped_finished = 0
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
+        if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
+            # Dispatched before a restart and run since: its result is out.
+            return []
         return await self._dispatch(placed.task, placed.demand, placed.node_id, dispatch=1)
 
     async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
         """Work from a dead node's queue: place it again on a live node."""
+        if self._already_finished(assigned.task.task_id):
+            return []  # the node ran it before it died; only the ack was lost
         self.recovered_total += 1
         return await self._dispatch(
             assigned.task, assigned.demand, None, dispatch=assigned.dispatch + 1
         )
+
+    def _already_finished(self, task_id: str) -> bool:
+        """Whether the task's result went by: its redelivered copy is a leftover.
+
+        Only leftovers are checked (a redelivery, a dead node's queue): a client
+        that submits a finished task id again still gets the executor's replay.
+        """
+        if task_id not in self.finished:
+            return False
+        self.skipped_finished += 1
+        logger.info("task %s already finished; its leftover copy is dropped", task_id)
+        return True
 
     async def on_placed_exhausted(
         self, placed: TaskPlaced, error: BaseException, attempts: int
@@ -98,6 +120,7 @@ class BalancerHandlers:
         for message in messages:
             if isinstance(message, TaskResult):
                 wall_s = message.usage.wall_s if message.usage is not None else None
+                self.finished.add(message.task_id)
                 self.dispatcher.complete(message.task_id, wall_s, pump=False)
         self.dispatcher.pump()
         for message in messages:
@@ -108,6 +131,7 @@ class BalancerHandlers:
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
             wall_s = message.usage.wall_s if message.usage is not None else None
+            self.finished.add(message.task_id)
             self.dispatcher.complete(message.task_id, wall_s)
         elif isinstance(message, ClusterSnapshot):
             went_down = self.dispatcher.on_snapshot(message)

@@ -67,6 +67,11 @@ delivery_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
 )
 """The attempt number (1 = first try) of the message a handler is handling."""
 
+delivery_redelivered: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "boson_delivery_redelivered", default=False
+)
+"""Whether the broker delivered it before (a consumer or connection died holding it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Emit:
@@ -244,6 +249,7 @@ class ConsumeLoop(Generic[M]):
             return
         attempt = _attempt(delivery.headers)
         delivery_attempt.set(attempt)
+        delivery_redelivered.set(delivery.redelivered)
         dedup = self.spec.dedup
         fresh: list[M] = []
         for message in messages:

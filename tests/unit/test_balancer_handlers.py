@@ -13,6 +13,7 @@ from shared.contract.messages import (
     TaskSubmitted,
 )
 from shared.contract.topology import Names, rk_result
+from shared.runtime.consumer import delivery_redelivered
 from shared.runtime.publisher import Route
 from tests.unit.test_balancer_dispatcher import N, snapshot
 
@@ -79,3 +80,48 @@ async def test_an_envelope_of_results_frees_its_credit_then_pumps_once() -> None
     assert d.pumps == pumps + 1  # one pump for the envelope, not one per result
     assert sum(f.done() for f in held.values()) == 7  # the three freed slots refilled
     assert d.credit("a") == 0
+
+
+async def test_leftover_copies_of_a_finished_task_are_not_dispatched_again() -> None:
+    # After a broker restart the placed queue redelivers placements whose
+    # tasks already ran, and a dead node's queue can hold one it finished:
+    # their results went by, so those copies are dropped, not run again.
+    balancer = handlers()
+    d = balancer.dispatcher
+    d.on_snapshot(snapshot([N("a", slots=2)]))
+    done = TaskResult(
+        task_id="t1",
+        handler="noop",
+        status="succeeded",
+        node_id="a",
+        reply_to="c1",
+        submitted_at=0.0,
+    )
+    await balancer.on_events([done, done])
+    placed = TaskPlaced(task=TASK, demand=DEMAND, node_id="a", strategy="binpack")
+    token = delivery_redelivered.set(True)
+    try:
+        assert await balancer.on_placed(placed) == []
+    finally:
+        delivery_redelivered.reset(token)
+    orphan = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
+    assert await balancer.on_orphan(orphan) == []
+    assert "t1" not in d.held
+    assert d.dispatched_total == 0
+    assert balancer.skipped_finished == 2
+
+
+async def test_a_fresh_submission_of_a_finished_task_id_is_still_dispatched() -> None:
+    # Not a leftover (not redelivered): the executor answers it with its replay.
+    sent: list[Message] = []
+
+    async def publish(route: Route, message: Message) -> None:
+        sent.append(message)
+
+    balancer = BalancerHandlers(handlers().dispatcher, NAMES, publish, park_after_s=60.0)
+    balancer.dispatcher.on_snapshot(snapshot([N("a", slots=2)]))
+    balancer.finished.add("t1")
+    placed = TaskPlaced(task=TASK, demand=DEMAND, node_id="a", strategy="binpack")
+    await balancer.on_placed(placed)
+    assert [type(m) for m in sent] == [TaskAssigned]
+    assert balancer.skipped_finished == 0
