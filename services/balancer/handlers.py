@@ -119,9 +119,7 @@ class BalancerHandlers:
         """
         for message in messages:
             if isinstance(message, TaskResult):
-                wall_s = message.usage.wall_s if message.usage is not None else None
-                self.finished.add(message.task_id)
-                self.dispatcher.complete(message.task_id, wall_s, pump=False)
+                self._result_came_back(message, pump=False)
         self.dispatcher.pump()
         for message in messages:
             if not isinstance(message, TaskResult):
@@ -130,14 +128,18 @@ class BalancerHandlers:
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
-            wall_s = message.usage.wall_s if message.usage is not None else None
-            self.finished.add(message.task_id)
-            self.dispatcher.complete(message.task_id, wall_s)
+            self._result_came_back(message, pump=True)
         elif isinstance(message, ClusterSnapshot):
             went_down = self.dispatcher.on_snapshot(message)
             if went_down and self.on_nodes_down is not None:
                 await self.on_nodes_down(went_down)
         return []
+
+    def _result_came_back(self, result: TaskResult, *, pump: bool) -> None:
+        """The task is done: remember it, give its node the credit and resources back."""
+        wall_s = result.usage.wall_s if result.usage is not None else None
+        self.finished.add(result.task_id)
+        self.dispatcher.complete(result.task_id, wall_s, pump=pump)
 
     async def _dispatch(
         self, task: TaskSubmitted, demand: ResourceVector, target: str | None, *, dispatch: int

@@ -104,8 +104,8 @@ class CoalescingTransportFactory(TransportFactory):
     """aiormq's TCP or TLS transport (by the URL's scheme), with a :class:`CoalescingWriter`."""
 
     def __init__(self) -> None:
-        self.writers: list[CoalescingWriter] = []
-        """The writers of this factory's connections, latest last (for tests)."""
+        self.writer: CoalescingWriter | None = None
+        """The latest connection's writer (for tests)."""
 
     async def create(
         self, url: URL, **kwargs: Any
@@ -114,9 +114,7 @@ class CoalescingTransportFactory(TransportFactory):
             TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
         )
         reader, writer = await plain.create(url, **kwargs)
-        coalescing = CoalescingWriter(writer)
-        del self.writers[:-1]  # only the live connection's writer is of interest
-        self.writers.append(coalescing)
+        coalescing = self.writer = CoalescingWriter(writer)
         # Duck-typed: aiormq only calls the methods above and delegated ones.
         return reader, coalescing  # type: ignore[return-value]
 

@@ -30,7 +30,8 @@ async def test_a_burst_of_acks_and_publishes_takes_few_socket_writes(
     topology = Topology(queues=(QueueSpec(queue),))
     try:
         await transport.declare(topology)
-        writer = transport.transport_factory.writers[-1]
+        writer = transport.transport_factory.writer
+        assert writer is not None
         frames, writes = writer.frames, writer.writes
         await asyncio.gather(
             *(transport.publish("", queue, f"m{i}".encode()) for i in range(BURST))
