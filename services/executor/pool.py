@@ -119,9 +119,19 @@ def _worker_main(connection: Connection) -> None:
 
 
 class _Worker:
+    """One worker process and its pipe; ``kill`` and ``stop`` may race from two threads.
+
+    A drain cancels a running task (whose clean-up kills its worker) while the
+    runner's ``close`` stops every worker, so the pipe is closed under a lock
+    and only once: a second ``close`` of it raises ``EBADF``, or worse, closes
+    a descriptor number the process has since reused.
+    """
+
     def __init__(self, context: BaseContext) -> None:
         parent, child = multiprocessing.Pipe()
         self.connection = parent
+        self._closed = False
+        self._lock = threading.Lock()
         self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
             target=_worker_main, args=(child,), daemon=True
         )
@@ -131,16 +141,25 @@ class _Worker:
     def kill(self) -> None:
         self.process.kill()
         self.process.join(timeout=5)
-        self.connection.close()
+        self._close_pipe()
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            self.connection.send(None)
+        """Ask the worker to exit after its current task; kill it if it will not."""
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError):
+                    self.connection.send(None)
         self.process.join(timeout=2)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=2)
-        self.connection.close()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.connection.close()
 
 
 class TaskRunner:
@@ -155,6 +174,7 @@ class TaskRunner:
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: set[_Worker] = set()
+        self._closing = False
 
     async def _idle_workers(self) -> asyncio.Queue[_Worker]:
         if self._idle is None:
@@ -221,11 +241,9 @@ class TaskRunner:
             raise
         finally:
             if replace:
-                await loop.run_in_executor(self._threads, worker.kill)
-                self._workers.discard(worker)
-                worker = await loop.run_in_executor(self._threads, _Worker, self._context)
-                self._workers.add(worker)
-            idle.put_nowait(worker)
+                await self._replace(worker)
+            else:
+                idle.put_nowait(worker)
         if status == "error":
             assert isinstance(value, RemoteError)
             if value.permanent:
@@ -233,7 +251,26 @@ class TaskRunner:
             raise HandlerFailedError(value.error_type, value.message)
         return RunOutcome(as_output(value), usage)
 
+    async def _replace(self, worker: _Worker) -> None:
+        """Kill a worker whose task was abandoned; a fresh one takes its slot.
+
+        Once the runner is closing nothing takes the slot: a replacement
+        spawned then would outlive ``close``, which has already stopped the
+        workers it knew of.
+        """
+        # Kills go to the default executor: ``close`` may have shut ours down.
+        await asyncio.to_thread(worker.kill)
+        self._workers.discard(worker)
+        fresh = await asyncio.to_thread(_Worker, self._context)
+        if self._closing:  # checked after the spawn, which yields to ``close``
+            await asyncio.to_thread(fresh.kill)
+            return
+        self._workers.add(fresh)
+        assert self._idle is not None
+        self._idle.put_nowait(fresh)
+
     async def close(self) -> None:
+        self._closing = True
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(self._threads, worker.stop) for worker in self._workers)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -77,3 +80,36 @@ async def test_thread_async_and_inline_modes(
     assert (await runner.run(registry["coro"], task(), 5)).output.value == "async"
     with pytest.raises(TaskTimeoutError):
         await runner.run(registry["coro"], task(seconds=5), 0.1)
+
+
+def live_workers() -> list[int]:
+    """Worker processes still running: the forkserver's children (it outlives the runner)."""
+    import psutil
+
+    alive: list[int] = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE and child.ppid() != os.getpid():
+                alive.append(child.pid)
+    return alive
+
+
+async def test_closing_while_a_cancelled_task_releases_its_worker(
+    registry: dict[str, HandlerSpec],
+) -> None:
+    """An executor's drain cancels what outlived the grace, then closes the runner.
+
+    Found by CI: the cancelled run killed its worker while ``close`` stopped the
+    same one (``OSError: Bad file descriptor`` from the second ``close`` of its
+    pipe), then spawned a replacement that ``close`` never saw and left running.
+    """
+    runner = TaskRunner(1, start_method="forkserver")
+    running = asyncio.create_task(runner.run(registry["sleepy"], task(seconds=30), 60))
+    await asyncio.sleep(1.0)  # the worker has the task
+    assert live_workers()
+    running.cancel()
+    closed = await asyncio.gather(running, runner.close(), return_exceptions=True)
+    assert isinstance(closed[0], asyncio.CancelledError)
+    assert closed[1] is None
+    await asyncio.sleep(0.2)
+    assert live_workers() == []
