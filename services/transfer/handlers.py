@@ -1,13 +1,17 @@
 """The transfer service's handlers: chunks in → staged, verified, stored; requests answered.
 
 * ``DataChunk`` (work queue ``transfer.chunks``): decode the chunk's bytes,
-  check they fit the upload's layout, write them to staging. When the last
-  one lands, verify the SHA-256 and move the blob into the store, then
-  announce ``DataStored`` to each uploader (``data.stored.<client>``). A blob
-  whose digest does not match is discarded and its uploaders are told
-  (``DataStatus(present=False, received=())``) so they send it again.
-* ``CheckData``: what the store holds of an upload — present, or the chunk
-  indices already staged (the uploader sends only the rest).
+  check they fit the upload's layout, write them to staging (hashing them as
+  they come in order). Once all are there and the digest is known (a streamed
+  upload's last chunk carries it), verify the SHA-256 and move the blob into
+  the store, then announce ``DataStored`` to each uploader
+  (``data.stored.<client>``). A blob whose digest does not match is discarded
+  and its uploaders are told (``DataStatus(present=False, received=())``) so
+  they send it again.
+* ``CheckData`` by digest: what the store holds of an upload — present, or
+  the chunk indices already staged (the uploader sends only the rest). By
+  fingerprint: whether a stored blob has it, and the indices staged; neither
+  tells the uploader its content is new, so it streams it.
 * ``FetchData``: stream a stored blob back as chunks on ``data.reply.<client>``,
   or ``DataStatus(present=False)`` when it is not held.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +37,8 @@ from shared.transfer.errors import BlobTooLargeError, DigestMismatchError
 from shared.transfer.sender import ChunkSender
 
 logger = logging.getLogger(__name__)
+
+_STORED_IDS = 4096
 
 
 @dataclass
@@ -47,6 +54,7 @@ class TransferStats:
     checks: int = 0
     fetches: int = 0
     not_found: int = 0
+    fingerprint_hits: int = 0
 
 
 class TransferHandlers:
@@ -68,6 +76,9 @@ class TransferHandlers:
         self.max_chunk_bytes = max_chunk_bytes
         self.stats = TransferStats()
         self._finalizing: dict[str, asyncio.Lock] = {}
+        # Upload ids stored lately: a digest-less chunk of one (redelivered)
+        # is a duplicate, not the start of a new upload.
+        self._stored_ids: OrderedDict[str, None] = OrderedDict()
 
     # -- uploads -----------------------------------------------------------
 
@@ -77,10 +88,16 @@ class TransferHandlers:
                 f"an upload of {chunk.total_size} bytes exceeds the limit of "
                 f"{self.store.max_blob_bytes}"
             )
-        if self.store.has(chunk.digest):
+        if chunk.digest is None:
+            if chunk.upload_id in self._stored_ids:
+                self.stats.duplicates += 1
+                return []
+        elif self.store.has(chunk.digest):
             # Stored meanwhile (another uploader, or a resend): nothing to keep.
             self.stats.duplicates += 1
             if chunk.reply_to is not None and chunk.index == chunk.total_chunks - 1:
+                await asyncio.to_thread(self.store.settle, chunk.upload_id, chunk.digest)
+                self._remember_stored(chunk.upload_id)
                 return [
                     self._stored(
                         chunk.upload_id,
@@ -103,7 +120,7 @@ class TransferHandlers:
             self.stats.chunk_bytes += len(chunk.data)
         else:
             self.stats.duplicates += 1
-        if upload.complete and not upload.done:
+        if upload.ready and not upload.done:
             return await self._finalize(upload)
         return []
 
@@ -116,9 +133,14 @@ class TransferHandlers:
         async with lock:
             if upload.done:
                 return []
+            digest = upload.digest
+            assert digest is not None  # finalized only when ready
             try:
                 await asyncio.to_thread(
-                    upload.finalize, self.store.blob_path(upload.digest), fsync=self.store.fsync
+                    upload.finalize,
+                    self.store.blob_path(digest),
+                    fsync=self.store.fsync,
+                    fingerprints=self.store.fingerprints,
                 )
             except DigestMismatchError as error:
                 self.stats.digest_mismatches += 1
@@ -128,18 +150,24 @@ class TransferHandlers:
                 return [
                     self._reply(
                         reply_to,
-                        DataStatus(digest=upload.digest, upload_id=upload.upload_id, present=False),
+                        DataStatus(digest=digest, upload_id=upload.upload_id, present=False),
                     )
                     for reply_to in sorted(upload.reply_tos)
                 ]
             self.store.forget(upload.upload_id)
             self._finalizing.pop(upload.upload_id, None)
+            self._remember_stored(upload.upload_id)
             self.stats.stored += 1
-            logger.info("stored %s (%d bytes)", upload.digest[:12], upload.total_size)
+            logger.info("stored %s (%d bytes)", digest[:12], upload.total_size)
             return [
-                self._stored(upload.upload_id, upload.digest, upload.total_size, reply_to)
+                self._stored(upload.upload_id, digest, upload.total_size, reply_to)
                 for reply_to in sorted(upload.reply_tos)
             ]
+
+    def _remember_stored(self, upload_id: str) -> None:
+        self._stored_ids[upload_id] = None
+        if len(self._stored_ids) > _STORED_IDS:
+            self._stored_ids.popitem(last=False)
 
     def _stored(
         self,
@@ -167,6 +195,9 @@ class TransferHandlers:
 
     async def on_check(self, check: CheckData) -> Sequence[Emit]:
         self.stats.checks += 1
+        if check.digest is None:
+            assert check.fingerprint is not None  # the message asks by one of the two
+            return await self._check_fingerprint(check, check.fingerprint)
         status = DataStatus(digest=check.digest, upload_id=check.upload_id, present=True)
         if self.store.has(check.digest):
             self.stats.already_present += 1
@@ -177,7 +208,7 @@ class TransferHandlers:
         upload.reply_tos.add(check.reply_to)
         # Chunks another replica wrote to the shared volume count too.
         await asyncio.to_thread(upload.load_log)
-        if upload.complete and not upload.done:
+        if upload.ready and not upload.done:
             return await self._finalize(upload)
         received = tuple(sorted(upload.received))
         return [
@@ -188,6 +219,23 @@ class TransferHandlers:
                 ),
             )
         ]
+
+    async def _check_fingerprint(self, check: CheckData, print_: str) -> Sequence[Emit]:
+        """Might the store hold this content, or part of it? (It answers for the
+        fingerprint; a yes sends the uploader to hash it all and ask by digest.)"""
+        present = await asyncio.to_thread(self.store.has_fingerprint, print_)
+        received: tuple[int, ...] = ()
+        if present:
+            self.stats.fingerprint_hits += 1
+        else:
+            upload = await asyncio.to_thread(self.store.upload, check.upload_id, None)
+            if upload is not None:
+                await asyncio.to_thread(upload.load_log)
+                received = tuple(sorted(upload.received))
+        status = DataStatus(
+            digest=print_, upload_id=check.upload_id, present=present, received=received
+        )
+        return [self._reply(check.reply_to, status)]
 
     async def on_fetch(self, fetch: FetchData) -> Sequence[Emit]:
         self.stats.fetches += 1

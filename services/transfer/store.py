@@ -3,9 +3,16 @@
 Layout under the root::
 
     blobs/<aa>/<sha256>          complete blobs, named by their digest
-    staging/<upload id>/meta.json    what the upload is (digest, sizes, counts)
+    fingerprints/<aa>/<fp>       one per stored blob's fingerprint: the digests that have it
+    staging/<upload id>/meta.json    what the upload is (digest once known, sizes, counts)
     staging/<upload id>/data         the blob being assembled (pwrite at offsets)
     staging/<upload id>/received     one line per chunk written: index offset size
+
+A streamed upload's digest arrives with its last chunk; until then the staging
+has none, and the blob is hashed as it arrives all the same. The fingerprints
+let an uploader ask "might you hold this?" before it has hashed the blob
+(``shared.transfer.chunks.fingerprint``): only a known one costs it a full
+hash and a second question.
 
 A blob enters ``blobs/`` only by ``os.replace`` of its staging file after its
 SHA-256 matched and the file was synced, so the store never holds a blob whose
@@ -36,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import ConfigError
-from shared.transfer.chunks import chunk_count
+from shared.transfer.chunks import FINGERPRINT_SPAN, chunk_count
 from shared.transfer.errors import (
     BlobTooLargeError,
     ChunkConflictError,
@@ -85,7 +92,7 @@ class Upload:
     def __init__(
         self,
         directory: Path,
-        digest: str,
+        digest: str | None,
         total_size: int,
         total_chunks: int,
         hash_window: int,
@@ -122,6 +129,23 @@ class Upload:
     @property
     def complete(self) -> bool:
         return len(self.received) == self.total_chunks
+
+    @property
+    def ready(self) -> bool:
+        """Every chunk is here and the digest to check them against is known."""
+        return self.complete and self.digest is not None
+
+    def adopt_digest(self, digest: str) -> None:
+        """Learn the digest of a streamed upload (persisted for a restart)."""
+        with self._lock:
+            if self.digest == digest:
+                return
+            if self.digest is not None:
+                raise ChunkConflictError(
+                    f"upload {self.upload_id[:16]}… is of {self.digest[:12]}…, not {digest[:12]}…"
+                )
+            _write_meta(self.directory, digest, self.total_size, self.total_chunks)
+            self.digest = digest
 
     @property
     def done(self) -> bool:
@@ -165,6 +189,8 @@ class Upload:
         """Store one chunk; False if it was already held (a duplicate)."""
         size = len(raw)
         with self._lock:
+            if self.discarded:
+                return False
             known = self.received.get(index)
             if known is not None or index in self._writing:
                 if known is not None and known != (offset, size):
@@ -176,10 +202,13 @@ class Upload:
             os.pwrite(self._data, raw, offset)
             if self._writeback is not None and size:
                 self._writeback(self._data, offset, size)
-        finally:
+        except BaseException:
             with self._lock:
-                self._writing.discard(index)
+                self._done_writing(index)
+            raise
         with self._lock:
+            if self._done_writing(index):
+                return False
             self.received[index] = (offset, size)
             os.write(self._log, f"{index} {offset} {size}\n".encode())
             self.touched = time.monotonic()
@@ -231,25 +260,29 @@ class Upload:
                 self._hasher, self._waiting, self._waiting_bytes = None, {}, 0
         return added
 
-    def finalize(self, blob_path: Path, *, fsync: bool) -> None:
-        """Verify the digest and move the blob into place; on mismatch, discard."""
+    def finalize(self, blob_path: Path, *, fsync: bool, fingerprints: Path | None = None) -> None:
+        """Verify the digest and move the blob into place; on mismatch, discard.
+
+        With ``fingerprints``, the blob's fingerprint is recorded there too.
+        """
         with self._lock:
             if self.finalized:
                 return
-            if not self.complete:
-                raise ChunkConflictError("the upload is not complete")
+            if not self.complete or self.digest is None:
+                raise ChunkConflictError("the upload is not complete, or its digest not known")
             if self._hasher is not None and self._next == self.total_chunks:
                 digest = self._hasher.hexdigest()
             else:
                 digest = self._hash_file()
             if digest != self.digest:
-                self.discard()
+                self._discard()
                 raise DigestMismatchError(
                     f"upload {self.upload_id[:16]}…: bytes hash to {digest[:12]}…, "
                     f"not {self.digest[:12]}…; discarded"
                 )
             if fsync:
                 os.fsync(self._data)
+            print_ = _fingerprint_fd(self._data, self.total_size)
             self.close()
             blob_path.parent.mkdir(parents=True, exist_ok=True)
             if not blob_path.exists():
@@ -258,6 +291,8 @@ class Upload:
                     _fsync_dir(blob_path.parent)
             shutil.rmtree(self.directory, ignore_errors=True)
             self.finalized = True
+        if fingerprints is not None:
+            record_fingerprint(fingerprints, print_, digest)
 
     def _hash_file(self) -> str:
         hasher = hashlib.sha256()
@@ -278,10 +313,59 @@ class Upload:
         self._data = self._log = -1
 
     def discard(self) -> None:
-        """Close and remove this upload's staging directory."""
+        """Close and remove this upload's staging directory.
+
+        A chunk being written meanwhile is dropped, and the files are closed
+        once it is done (never under it: its descriptor could be reused).
+        """
+        with self._lock:
+            self._discard()
+
+    def _done_writing(self, index: int) -> bool:
+        """(Under the lock) one write is over; True if the upload was discarded
+        meanwhile — its files are closed once the last write is over."""
+        self._writing.discard(index)
+        if self.discarded and not self._writing:
+            self.close()
+        return self.discarded
+
+    def _discard(self) -> None:
         self.discarded = True
-        self.close()
+        if not self._writing:
+            self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_meta(directory: Path, digest: str | None, total_size: int, total_chunks: int) -> None:
+    meta = {"digest": digest, "total_size": total_size, "total_chunks": total_chunks}
+    temporary = directory / "meta.json.tmp"
+    temporary.write_text(json.dumps(meta))
+    os.replace(temporary, directory / "meta.json")
+
+
+def _fingerprint_fd(fd: int, size: int) -> str:
+    """:func:`shared.transfer.chunks.fingerprint` of the ``size`` bytes in file ``fd``."""
+    hasher = hashlib.sha256(size.to_bytes(8, "big"))
+    hasher.update(os.pread(fd, min(FINGERPRINT_SPAN, size), 0))
+    tail = max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN)
+    if tail < size:
+        hasher.update(os.pread(fd, size - tail, tail))
+    return hasher.hexdigest()
+
+
+def record_fingerprint(fingerprints: Path, print_: str, digest: str) -> None:
+    """Note that the blob ``digest`` has fingerprint ``print_``.
+
+    Not synced: a marker lost in a crash costs one upload sent in full, whose
+    digest check then finds the blob already there.
+    """
+    path = fingerprints / print_[:2] / print_
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, f"{digest}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -305,6 +389,7 @@ class BlobStore:
     ) -> None:
         self.root = root
         self.blobs = root / "blobs"
+        self.fingerprints = root / "fingerprints"
         self.staging = root / "staging"
         self.max_blob_bytes = max_blob_bytes
         self.fsync = fsync
@@ -316,6 +401,7 @@ class BlobStore:
         """Create the directories; :class:`ConfigError` if they cannot be written."""
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
+            self.fingerprints.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir(parents=True, exist_ok=True)
             probe = self.staging / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
@@ -329,6 +415,31 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
+    def has_fingerprint(self, print_: str) -> bool:
+        """Whether a stored blob has this fingerprint (it may still be other content)."""
+        return (self.fingerprints / print_[:2] / print_).is_file()
+
+    def settle(self, upload_id: str, digest: str) -> None:
+        """The blob ``digest`` turned out stored already: drop a staging of it
+        under ``upload_id`` and note the blob's fingerprint (a blob stored
+        before fingerprints existed has none)."""
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is not None and upload.digest in {None, digest}:
+                upload.discard()
+                del self._uploads[upload_id]
+        path = self.blob_path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            print_ = _fingerprint_fd(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        if not self.has_fingerprint(print_):
+            record_fingerprint(self.fingerprints, print_, digest)
+
     def size(self, digest: str) -> int:
         return self.blob_path(digest).stat().st_size
 
@@ -340,11 +451,16 @@ class BlobStore:
     def upload(
         self,
         upload_id: str,
-        digest: str,
+        digest: str | None,
         total_size: int | None = None,
         total_chunks: int | None = None,
     ) -> Upload | None:
-        """The staging of ``upload_id``: held, on disk, or (given sizes) new; else None."""
+        """The staging of ``upload_id``: held, on disk, or (given sizes) new; else None.
+
+        Given a ``digest``, a staging without one adopts it; a staging of
+        another digest (other content with the same fingerprint) is discarded
+        and this upload starts over in its place.
+        """
         if upload_id in {".", ".."}:
             # The id names a directory: never let it name the staging area's parent.
             raise ChunkRejectedError(f"{upload_id!r} is not a usable upload id")
@@ -357,23 +473,42 @@ class BlobStore:
                 if upload is None:
                     return None
                 self._uploads[upload_id] = upload
-        if upload.digest != digest or (
-            total_size is not None
-            and (upload.total_size, upload.total_chunks) != (total_size, total_chunks)
-        ):
-            raise ChunkConflictError(f"upload {upload_id[:16]}… was started with another layout")
-        return upload
+            if total_size is not None and (upload.total_size, upload.total_chunks) != (
+                total_size,
+                total_chunks,
+            ):
+                raise ChunkConflictError(
+                    f"upload {upload_id[:16]}… was started with another layout"
+                )
+            if digest is None or upload.digest == digest:
+                return upload
+            if upload.digest is None:
+                upload.adopt_digest(digest)
+                return upload
+            logger.warning(
+                "upload %s: staged for %s…, now %s…; starting over",
+                upload_id[:16],
+                upload.digest[:12],
+                digest[:12],
+            )
+            upload.discard()
+            del self._uploads[upload_id]
+            upload = self._load_or_create(upload_id, digest, total_size, total_chunks)
+            if upload is not None:
+                self._uploads[upload_id] = upload
+            return upload
 
     def _load_or_create(
-        self, upload_id: str, digest: str, total_size: int | None, total_chunks: int | None
+        self, upload_id: str, digest: str | None, total_size: int | None, total_chunks: int | None
     ) -> Upload | None:
         directory = self.staging / upload_id
         meta_path = directory / "meta.json"
         try:
             meta = json.loads(meta_path.read_text())
+            stored = meta["digest"]
             upload = Upload(
                 directory,
-                str(meta["digest"]),
+                None if stored is None else str(stored),
                 int(meta["total_size"]),
                 int(meta["total_chunks"]),
                 self._hash_window,
@@ -387,10 +522,7 @@ class BlobStore:
                     f"an upload of {total_size} bytes exceeds the limit of {self.max_blob_bytes}"
                 ) from None
             directory.mkdir(parents=True, exist_ok=True)
-            meta = {"digest": digest, "total_size": total_size, "total_chunks": total_chunks}
-            temporary = directory / "meta.json.tmp"
-            temporary.write_text(json.dumps(meta))
-            os.replace(temporary, meta_path)
+            _write_meta(directory, digest, total_size, total_chunks)
             return Upload(
                 directory,
                 digest,
@@ -445,4 +577,4 @@ class BlobStore:
             self._uploads.clear()
 
 
-__all__ = ["START_WRITEBACK", "BlobStore", "Upload", "WritebackStarter"]
+__all__ = ["START_WRITEBACK", "BlobStore", "Upload", "WritebackStarter", "record_fingerprint"]

@@ -301,11 +301,18 @@ class BalancerBacklog(Message):
 
 
 class DataChunk(Message):
-    """One piece of a content-addressed upload (or of a fetch reply)."""
+    """One piece of a content-addressed upload (or of a fetch reply).
+
+    Schema version 2: ``digest`` may be absent. A streamed upload does not
+    know its blob's SHA-256 until it has read it all, so only its last chunk
+    (``index == total_chunks - 1``) carries it; a chunk whose sender knew the
+    digest up front (a resumed upload, a fetch reply) always carries it.
+    """
 
     kind: Literal["data.chunk"] = "data.chunk"
+    schema_version: ClassVar[int] = 2
     upload_id: Identifier
-    digest: Digest
+    digest: Digest | None = None
     index: Count
     total_chunks: Annotated[int, Field(ge=1, le=2**32)]
     total_size: Count
@@ -322,16 +329,36 @@ class DataChunk(Message):
             raise ValueError("chunk index must be below total_chunks")
         if self.offset + len(self.data) > self.total_size:
             raise ValueError("chunk extends past the blob's total size")
+        if self.digest is None and self.index == self.total_chunks - 1:
+            raise ValueError("the last chunk of a blob carries its digest")
         return self
 
 
 class CheckData(Message):
-    """Ask the store what it holds of a blob before uploading it."""
+    """Ask the store what it holds of a blob before uploading it.
+
+    Schema version 2: asked by ``digest`` (the blob's SHA-256) or, before the
+    sender has hashed it all, by ``fingerprint`` (see
+    :func:`shared.transfer.chunks.fingerprint`) — exactly one of the two.
+    Asked by fingerprint, the :class:`DataStatus` answer's ``digest`` is that
+    fingerprint, its ``present`` says that a stored blob has it, and its
+    ``received`` lists the chunks held of the upload; either one means "ask
+    again by digest". Neither means
+    the content is new to the store: stream it.
+    """
 
     kind: Literal["data.check"] = "data.check"
-    digest: Digest
+    schema_version: ClassVar[int] = 2
+    digest: Digest | None = None
+    fingerprint: Digest | None = None
     upload_id: Identifier
     reply_to: Identifier
+
+    @model_validator(mode="after")
+    def _digest_or_fingerprint(self) -> CheckData:
+        if (self.digest is None) == (self.fingerprint is None):
+            raise ValueError("CheckData asks by digest or by fingerprint, exactly one")
+        return self
 
 
 class DataStatus(Message):

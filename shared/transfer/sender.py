@@ -4,6 +4,10 @@ Chunk envelopes are large (up to a chunk each), so they skip the batching
 publisher: each is compressed (if it pays), encrypted and sealed in a worker
 thread — zstd, hashlib and AES release the GIL — and published on its own,
 with up to ``window`` chunks being encoded or awaiting their confirm at once.
+
+A streamed upload does not know its digest when its first chunks leave: it
+passes a future of it, and only the blob's last chunk waits for it and carries
+it.
 """
 
 from __future__ import annotations
@@ -51,16 +55,21 @@ class ChunkSender:
         read: Callable[[Span], bytes],
         total_size: int,
         upload_id: str,
-        digest: str,
+        digest: str | asyncio.Future[str],
         total_chunks: int,
         reply_to: str | None,
         mandatory: bool,
     ) -> None:
         """Publish ``chunks`` (their bytes from ``read``, called in a worker thread);
-        returns once every one is confirmed."""
-        slots = asyncio.Semaphore(self._window)
+        returns once every one is confirmed.
 
-        def encode(span: Span) -> tuple[bytes, int]:
+        ``digest`` is the blob's SHA-256, or a future of it: then chunks leave
+        without it, and the last chunk of the blob waits for it and carries it.
+        """
+        slots = asyncio.Semaphore(self._window)
+        last = total_chunks - 1
+
+        def encode(span: Span, digest: str | None) -> tuple[bytes, int]:
             raw = read(span)
             encoding, payload = self._coder.encode(raw)
             chunk = DataChunk(
@@ -78,7 +87,12 @@ class ChunkSender:
 
         async def send_one(span: Span) -> None:
             try:
-                body, sent = await asyncio.to_thread(encode, span)
+                known: str | None = None
+                if isinstance(digest, str):
+                    known = digest
+                elif span.index == last:
+                    known = await digest
+                body, sent = await asyncio.to_thread(encode, span, known)
                 await self._transport.publish(
                     route.exchange,
                     route.routing_key,

@@ -1,15 +1,23 @@
-"""The sender side of an upload: ask first, send what is missing, wait for ``DataStored``.
+"""The sender side of an upload: ask first, stream what is new, wait for ``DataStored``.
 
-1. Hash the data (SHA-256, off the event loop): that is its address.
-2. ``CheckData``: the store answers with :class:`DataStatus` — present (send
-   nothing), or the indices it already holds of this upload (a resumed one).
-3. Send the missing chunks (:class:`~shared.transfer.sender.ChunkSender`).
+1. Fingerprint the data (:func:`~shared.transfer.chunks.fingerprint`: the
+   size, the first and the last MiB — ~1 ms whatever the size) and ask the
+   store by it (``CheckData``).
+2. The store knows nothing of it: the content is new. Stream every chunk at
+   once while the whole blob is hashed in a worker thread alongside; the last
+   chunk waits for that digest and carries it. No chunk waits for the hash.
+3. The store knows the fingerprint (a stored blob has it, or a partial
+   upload of it is staged): hash the whole blob first and ask again by its
+   SHA-256 — present (send nothing), or the indices it already holds (send
+   only the rest).
 4. Wait for ``DataStored``. If it does not come in time, or the store threw
-   the upload away (its digest did not match), go back to 2 — a bounded
+   the upload away (its digest did not match), go back to 3 — a bounded
    number of rounds, then :class:`TransferTimeoutError`.
 
-The upload id is derived from the digest and chunk size, so an uploader that
-was killed halfway and one that tries again later resume the same upload.
+The upload id is derived from the fingerprint and chunk size, so an uploader
+that was killed halfway and one that tries again later resume the same
+upload. Content that merely shares a fingerprint shares that staging; the
+store's digest check before a blob exists keeps that safe.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from shared.contract.topology import RK_DATA_CHUNK, RK_DATA_REQUEST, Names
 from shared.runtime.publisher import BatchingPublisher, Route
 from shared.transfer.chunks import (
     ChunkCoder,
+    Span,
     TransferOptions,
     chunk_count,
+    fingerprint,
     sha256_hex,
     spans,
     upload_id_for,
@@ -47,6 +57,8 @@ class UploadStats:
     already_present: int = 0
     resumed: int = 0
     rounds: int = 0
+    streamed: int = 0
+    """Uploads whose chunks left before the blob was hashed (new content)."""
 
 
 @dataclass(frozen=True)
@@ -92,46 +104,77 @@ class Uploader:
         many chunks and returns without waiting (an interrupted upload, for tests)."""
         started = time.perf_counter()
         await self._declare()
-        digest = await asyncio.to_thread(sha256_hex, data)
-        ref = DataRef(digest=digest, size=len(data))
         chunk_size = self.options.chunk_size
-        upload_id = upload_id_for(digest, chunk_size)
-        total = chunk_count(len(data), chunk_size)
+        print_ = await asyncio.to_thread(fingerprint, data)
+        upload_id = upload_id_for(print_, chunk_size)
         sent = 0
         self.stats.uploads += 1
+
+        def report(digest: str, *, present: bool = False) -> UploadReport:
+            ref = DataRef(digest=digest, size=len(data))
+            return UploadReport(ref, sent, present, time.perf_counter() - started)
+
+        async def send(missing: list[Span], digest: str | asyncio.Future[str]) -> None:
+            nonlocal sent
+            if stop_after is not None:
+                missing = missing[: max(0, stop_after - sent)]
+            before = self.sender.stats.chunks
+            try:
+                await self.sender.send(
+                    Route(self._names.work_exchange, RK_DATA_CHUNK),
+                    missing,
+                    read=lambda span: data[span.offset : span.offset + span.size],
+                    total_size=len(data),
+                    upload_id=upload_id,
+                    digest=digest,
+                    total_chunks=chunk_count(len(data), chunk_size),
+                    reply_to=self._reply_to,
+                    mandatory=True,
+                )
+            finally:
+                sent += self.sender.stats.chunks - before
+
         with self._replies.subscribe(upload_id) as inbox:
-            for _ in range(self.options.rounds):
+            self.stats.rounds += 1
+            status = await self._check(
+                inbox, CheckData(fingerprint=print_, upload_id=upload_id, reply_to=self._reply_to)
+            )
+            if not status.present and not status.received:
+                self.stats.streamed += 1
+                hashing = asyncio.ensure_future(asyncio.to_thread(sha256_hex, data))
+                try:
+                    await send(spans(len(data), chunk_size), hashing)
+                finally:
+                    digest = await hashing
+                if stop_after is not None:
+                    return report(digest)
+                if await self._await_stored(inbox, digest, len(data)):
+                    return report(digest)
+                logger.info("upload %s not confirmed stored; asking again", upload_id[:16])
+                rounds = self.options.rounds - 1
+            else:
+                digest = await asyncio.to_thread(sha256_hex, data)
+                rounds = self.options.rounds
+            for _ in range(rounds):
                 self.stats.rounds += 1
-                status = await self._check(inbox, digest, upload_id)
-                if status is None or status.present:
+                status = await self._check(
+                    inbox, CheckData(digest=digest, upload_id=upload_id, reply_to=self._reply_to)
+                )
+                if status.present:
                     if sent == 0:
                         self.stats.already_present += 1
-                    return UploadReport(ref, sent, sent == 0, time.perf_counter() - started)
+                    return report(digest, present=sent == 0)
                 held = set(status.received)
                 if held and sent == 0:
                     self.stats.resumed += 1
-                missing = [span for span in spans(len(data), chunk_size) if span.index not in held]
+                await send(
+                    [span for span in spans(len(data), chunk_size) if span.index not in held],
+                    digest,
+                )
                 if stop_after is not None:
-                    missing = missing[: max(0, stop_after - sent)]
-                before = self.sender.stats.chunks
-                try:
-                    await self.sender.send(
-                        Route(self._names.work_exchange, RK_DATA_CHUNK),
-                        missing,
-                        read=lambda span: data[span.offset : span.offset + span.size],
-                        total_size=len(data),
-                        upload_id=upload_id,
-                        digest=digest,
-                        total_chunks=total,
-                        reply_to=self._reply_to,
-                        mandatory=True,
-                    )
-                finally:
-                    sent += self.sender.stats.chunks - before
-                if stop_after is not None:
-                    return UploadReport(ref, sent, False, time.perf_counter() - started)
-                if await self._await_stored(inbox, len(data)):
-                    return UploadReport(ref, sent, False, time.perf_counter() - started)
+                    return report(digest)
+                if await self._await_stored(inbox, digest, len(data)):
+                    return report(digest)
                 logger.info("upload %s not confirmed stored; asking again", upload_id[:16])
         raise TransferTimeoutError(
             f"upload of {len(data)} bytes ({digest[:12]}…) not stored after "
@@ -145,27 +188,27 @@ class Uploader:
             await self._transport.declare(self._names.transfer())
             self._declared = True
 
-    async def _check(
-        self, inbox: asyncio.Queue[DataReply], digest: str, upload_id: str
-    ) -> DataStatus | None:
-        """The store's status of this upload; None when a DataStored says it is done."""
-        check = CheckData(digest=digest, upload_id=upload_id, reply_to=self._reply_to)
+    async def _check(self, inbox: asyncio.Queue[DataReply], check: CheckData) -> DataStatus:
+        """The store's answer to ``check`` (by digest, a ``DataStored`` of it counts as present)."""
         await self._publisher.publish(Route(self._names.work_exchange, RK_DATA_REQUEST), check)
+        asked = check.fingerprint if check.digest is None else check.digest
         try:
             async with asyncio.timeout(self.options.check_timeout_s):
                 while True:
                     reply = await inbox.get()
-                    if isinstance(reply, DataStored):
-                        return None
-                    if isinstance(reply, DataStatus):
+                    if isinstance(reply, DataStatus) and reply.digest == asked:
                         return reply
+                    if isinstance(reply, DataStored) and reply.digest == check.digest:
+                        return DataStatus(
+                            digest=reply.digest, upload_id=reply.upload_id, present=True
+                        )
         except TimeoutError:
             raise TransferTimeoutError(
                 f"the transfer service did not answer CheckData within "
                 f"{self.options.check_timeout_s:g}s"
             ) from None
 
-    async def _await_stored(self, inbox: asyncio.Queue[DataReply], size: int) -> bool:
+    async def _await_stored(self, inbox: asyncio.Queue[DataReply], digest: str, size: int) -> bool:
         """True on DataStored; False on a rejection or silence (ask again)."""
         # Generous for large blobs: the store hashes and syncs them before it answers.
         timeout = self.options.stored_timeout_s + size / (20 * 1024 * 1024)
@@ -173,6 +216,10 @@ class Uploader:
             async with asyncio.timeout(timeout):
                 while True:
                     reply = await inbox.get()
+                    # Replies about other content sharing the upload id (the
+                    # same fingerprint) are not about this upload.
+                    if reply.digest != digest:
+                        continue
                     if isinstance(reply, DataStored):
                         return True
                     if isinstance(reply, DataStatus):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 import zstandard
+from pydantic import ValidationError
 
+from shared.contract.messages import CheckData, DataChunk
 from shared.errors import ConfigError
 from shared.transfer.chunks import (
+    MIB,
     ChunkCoder,
     TransferOptions,
     chunk_count,
+    fingerprint,
     sha256_hex,
     spans,
     upload_id_for,
@@ -38,6 +43,52 @@ def test_upload_id_is_derived_from_content_and_chunking() -> None:
     digest = sha256_hex(b"x")
     assert upload_id_for(digest, 1024) == upload_id_for(digest, 1024)
     assert upload_id_for(digest, 1024) != upload_id_for(digest, 2048)
+
+
+def test_a_fingerprint_covers_the_size_the_head_and_the_tail_only() -> None:
+    blob = bytearray(os.urandom(3 * MIB + 5))
+    print_ = fingerprint(blob)
+    assert fingerprint(bytes(blob)) == print_
+    middle = bytearray(blob)
+    middle[MIB + 7] ^= 1  # between the first MiB and the last: not seen
+    assert fingerprint(middle) == print_
+    for changed in (0, MIB - 1, len(blob) - MIB, len(blob) - 1):
+        edited = bytearray(blob)
+        edited[changed] ^= 1
+        assert fingerprint(edited) != print_, changed
+    assert fingerprint(blob[:-1]) != print_
+    # Small blobs: the whole of them, and their size.
+    assert fingerprint(b"") != fingerprint(b"\0")
+    assert fingerprint(b"ab") != fingerprint(b"ba")
+
+
+def chunk(index: int, digest: str | None = None) -> DataChunk:
+    return DataChunk(
+        upload_id="u",
+        digest=digest,
+        index=index,
+        total_chunks=2,
+        total_size=4,
+        offset=2 * index,
+        data=b"ab",
+    )
+
+
+def test_the_last_chunk_carries_the_digest_the_others_may_not() -> None:
+    assert chunk(0).digest is None
+    with pytest.raises(ValidationError, match="carries its digest"):
+        chunk(1)
+    assert chunk(1, sha256_hex(b"abab")).index == 1
+
+
+def test_data_is_checked_by_digest_or_by_fingerprint() -> None:
+    digest = sha256_hex(b"x")
+    assert CheckData(digest=digest, upload_id="u", reply_to="r").fingerprint is None
+    assert CheckData(fingerprint=digest, upload_id="u", reply_to="r").digest is None
+    with pytest.raises(ValidationError, match="exactly one"):
+        CheckData(upload_id="u", reply_to="r")
+    with pytest.raises(ValidationError, match="exactly one"):
+        CheckData(digest=digest, fingerprint=digest, upload_id="u", reply_to="r")
 
 
 def test_compressible_bytes_travel_as_zstd() -> None:
@@ -112,3 +163,11 @@ def test_unknown_encoding_and_oversized_identity_are_refused() -> None:
 def test_bad_options_are_config_errors(bad: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         TransferOptions(**bad)
+
+
+@pytest.mark.parametrize("size", [0, 5, MIB, MIB + 3, 2 * MIB + 9])
+def test_the_fingerprint_is_the_one_the_wire_format_defines(size: int) -> None:
+    blob = os.urandom(size)
+    tail = max(MIB, size - MIB)
+    by_hand = hashlib.sha256(size.to_bytes(8, "big") + blob[:MIB] + blob[tail:]).hexdigest()
+    assert fingerprint(blob) == by_hand

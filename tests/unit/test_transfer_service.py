@@ -20,13 +20,21 @@ from boson.client import Client
 from boson.embedded import EmbeddedCluster, embedded
 from services.transfer.app import TransferService
 from services.transfer.settings import TransferSettings
-from shared.contract.messages import DataChunk, DataRef, TaskSubmitted
-from shared.contract.topology import RK_DATA_CHUNK, RK_SUBMIT
+from shared.contract.messages import CheckData, DataChunk, DataRef, TaskSubmitted
+from shared.contract.topology import RK_DATA_CHUNK, RK_DATA_REQUEST, RK_SUBMIT
 from shared.handlers import TaskInput, handler
 from shared.runtime.publisher import Route
 from shared.runtime.tap import Tap
 from shared.settings import BosonSettings
-from shared.transfer.chunks import MIB, ChunkCoder, TransferOptions, sha256_hex, spans
+from shared.transfer.chunks import (
+    MIB,
+    ChunkCoder,
+    TransferOptions,
+    fingerprint,
+    sha256_hex,
+    spans,
+    upload_id_for,
+)
 from shared.transfer.errors import BlobNotFoundError
 from shared.transfer.sender import ChunkSender
 
@@ -93,6 +101,121 @@ async def test_an_interrupted_upload_resends_only_the_rest(rig: Rig) -> None:
     resumed = await rig.client.uploader.upload_report(data)
     assert resumed.chunks_sent == 6
     assert rig.service.store.has(resumed.ref.digest)
+
+
+async def upload_tapped(rig: Rig, data: bytes, name: str) -> list[CheckData | DataChunk]:
+    """Upload ``data``; the checks and chunks the client sent, in order."""
+    tap = Tap(
+        rig.client._transport,
+        rig.client._codec,
+        name,
+        [
+            (rig.client.names.work_exchange, RK_DATA_CHUNK),
+            (rig.client.names.work_exchange, RK_DATA_REQUEST),
+        ],
+    )
+    await tap.start()
+    try:
+        await rig.client.uploader.upload(data)
+        await tap.wait_for(lambda m: isinstance(m, DataChunk) and m.digest is not None)
+    finally:
+        await tap.close()
+    return [m for m in tap.messages if isinstance(m, CheckData | DataChunk)]
+
+
+async def test_new_content_streams_before_it_is_hashed(rig: Rig) -> None:
+    data = os.urandom(5 * CHUNK + 17)
+    sent = await upload_tapped(rig, data, "unit-transfer-stream-tap")
+    checks = [m for m in sent if isinstance(m, CheckData)]
+    chunks = [m for m in sent if isinstance(m, DataChunk)]
+    # One question, by fingerprint: nothing waited for the whole blob's hash.
+    assert [(c.fingerprint, c.digest) for c in checks] == [(fingerprint(data), None)]
+    assert sorted(c.index for c in chunks) == list(range(6))
+    # Only the last chunk carries the digest, hashed while the others left.
+    assert {c.index: c.digest for c in chunks if c.digest is not None} == {5: sha256_hex(data)}
+    assert {c.upload_id for c in chunks} == {upload_id_for(fingerprint(data), CHUNK)}
+    assert rig.client.uploader.stats.streamed == 1
+    assert rig.service.store.blob_path(sha256_hex(data)).read_bytes() == data
+
+
+def sharing_a_fingerprint(chunks_between: int) -> tuple[bytes, bytes]:
+    """Two blobs of one size, head and tail that differ only in between."""
+    head, tail = os.urandom(MIB), os.urandom(MIB)
+    first = head + os.urandom(chunks_between * CHUNK) + tail
+    second = head + os.urandom(chunks_between * CHUNK) + tail
+    assert fingerprint(first) == fingerprint(second)
+    return first, second
+
+
+async def test_content_sharing_a_stored_fingerprint_is_asked_by_digest_and_sent(
+    rig: Rig,
+) -> None:
+    first, second = sharing_a_fingerprint(3)
+    await rig.client.uploader.upload(first)
+    sent = await upload_tapped(rig, second, "unit-transfer-shared-fp-tap")
+    checks = [m for m in sent if isinstance(m, CheckData)]
+    chunks = [m for m in sent if isinstance(m, DataChunk)]
+    assert [(c.fingerprint, c.digest) for c in checks] == [
+        (fingerprint(second), None),
+        (None, sha256_hex(second)),
+    ]
+    assert len(chunks) == len(spans(len(second), CHUNK))
+    assert all(c.digest == sha256_hex(second) for c in chunks)
+    assert rig.service.handlers.stats.fingerprint_hits == 1
+    assert rig.service.store.blob_path(sha256_hex(first)).read_bytes() == first
+    assert rig.service.store.blob_path(sha256_hex(second)).read_bytes() == second
+
+
+async def test_a_staged_upload_of_other_content_never_makes_a_wrong_blob(rig: Rig) -> None:
+    # Chunks 16..19 lie past the first MiB: they differ between the two blobs.
+    first, second = sharing_a_fingerprint(8)
+    partial = await rig.client.uploader.upload_report(first, stop_after=20)
+    assert partial.chunks_sent == 20
+    await wait_until(lambda: rig.service.handlers.stats.chunks == 20)
+    report = await rig.client.uploader.upload_report(second)
+    store = rig.service.store
+    assert store.blob_path(report.ref.digest).read_bytes() == second
+    # It resumed on the other content's chunks, the digest check caught it,
+    # and the next round sent everything.
+    assert rig.service.handlers.stats.digest_mismatches == 1
+    assert report.chunks_sent == (len(spans(len(second), CHUNK)) - 20) + len(
+        spans(len(second), CHUNK)
+    )
+    for blob in store.blobs.rglob("*"):
+        if blob.is_file():
+            assert sha256_hex(blob.read_bytes()) == blob.name
+
+
+async def test_a_blob_stored_without_its_fingerprint_gets_it_when_sent_again(rig: Rig) -> None:
+    # As a store written before fingerprints existed holds it.
+    data = os.urandom(4 * CHUNK)
+    store = rig.service.store
+    store.blob_path(sha256_hex(data)).parent.mkdir(parents=True, exist_ok=True)
+    store.blob_path(sha256_hex(data)).write_bytes(data)
+    first = await rig.client.uploader.upload_report(data)
+    assert first.chunks_sent == 4  # streamed: the store could not know
+    await wait_until(lambda: store.staged() == 0)
+    second = await rig.client.uploader.upload_report(data)
+    assert second.chunks_sent == 0
+    assert second.already_present
+
+
+async def test_a_late_copy_of_a_streamed_chunk_is_a_duplicate(rig: Rig) -> None:
+    data = os.urandom(3 * CHUNK)
+    ref = await rig.client.uploader.upload(data)
+    duplicates = rig.service.handlers.stats.duplicates
+    late = DataChunk(
+        upload_id=upload_id_for(fingerprint(data), CHUNK),
+        index=0,
+        total_chunks=3,
+        total_size=len(data),
+        offset=0,
+        data=data[:CHUNK],
+    )
+    await rig.client._publisher.publish(Route(rig.client.names.work_exchange, RK_DATA_CHUNK), late)
+    await wait_until(lambda: rig.service.handlers.stats.duplicates == duplicates + 1)
+    assert rig.service.store.staged() == 0
+    assert rig.service.store.has(ref.digest)
 
 
 async def test_corrupt_chunks_never_make_a_blob_and_the_upload_is_sent_again(rig: Rig) -> None:

@@ -11,7 +11,7 @@ import pytest
 from services.transfer import store as store_module
 from services.transfer.store import BlobStore, Upload
 from shared.errors import ConfigError
-from shared.transfer.chunks import sha256_hex, spans
+from shared.transfer.chunks import MIB, fingerprint, sha256_hex, spans
 from shared.transfer.errors import (
     BlobTooLargeError,
     ChunkConflictError,
@@ -52,6 +52,90 @@ def test_in_order_chunks_make_the_blob(store: BlobStore) -> None:
     assert store.blob_path(DIGEST).read_bytes() == BLOB
     assert store.read(DIGEST, CHUNK, 10) == BLOB[CHUNK : CHUNK + 10]
     assert store.staged() == 0
+
+
+def test_a_stored_blob_leaves_its_fingerprint(store: BlobStore) -> None:
+    assert not store.has_fingerprint(fingerprint(BLOB))
+    upload = start(store)
+    write(upload, BLOB, list(range(6)))
+    upload.finalize(store.blob_path(DIGEST), fsync=False, fingerprints=store.fingerprints)
+    assert store.has_fingerprint(fingerprint(BLOB))
+    assert not store.has_fingerprint(fingerprint(BLOB + b"x"))
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, MIB - 1, MIB, MIB + 1, 2 * MIB - 1, 2 * MIB, 2 * MIB + 5, 3 * MIB + 7]
+)
+def test_the_store_fingerprints_a_blob_as_the_sender_does(store: BlobStore, size: int) -> None:
+    blob = os.urandom(size)
+    digest = sha256_hex(blob)
+    upload = store.upload("u", digest, size, len(spans(size, MIB)))
+    assert upload is not None
+    for span in spans(size, MIB):
+        upload.write(span.index, span.offset, blob[span.offset : span.offset + span.size])
+    upload.finalize(store.blob_path(digest), fsync=False, fingerprints=store.fingerprints)
+    assert store.has_fingerprint(fingerprint(blob))
+
+
+def test_a_streamed_upload_learns_its_digest_late_even_from_a_reordered_last_chunk(
+    tmp_path: Path,
+) -> None:
+    store = BlobStore(tmp_path / "store")
+    store.open()
+    upload = store.upload("streamed", None, len(BLOB), 6)
+    assert upload is not None
+    assert upload.digest is None
+    # The last chunk (which carries the digest) comes first.
+    adopted = store.upload("streamed", DIGEST, len(BLOB), 6)
+    assert adopted is upload
+    write(upload, BLOB, [5])
+    write(upload, BLOB, [3, 4, 2])
+    # A restart keeps the digest it learnt.
+    store.close()
+    again = BlobStore(tmp_path / "store")
+    resumed = again.upload("streamed", None)
+    assert resumed is not None
+    assert resumed.digest == DIGEST
+    assert resumed.received.keys() == {2, 3, 4, 5}
+    write(resumed, BLOB, [0, 1])
+    assert resumed.ready
+    resumed.finalize(again.blob_path(DIGEST), fsync=False)
+    assert again.blob_path(DIGEST).read_bytes() == BLOB
+
+
+def test_an_upload_is_not_finalized_before_its_digest_is_known(store: BlobStore) -> None:
+    upload = store.upload("streamed", None, len(BLOB), 6)
+    assert upload is not None
+    write(upload, BLOB, list(range(6)))
+    assert upload.complete
+    assert not upload.ready
+    with pytest.raises(ChunkConflictError):
+        upload.finalize(store.blob_path(DIGEST), fsync=False)
+    assert not store.has(DIGEST)
+
+
+def test_a_staging_of_other_content_under_the_same_id_starts_over(store: BlobStore) -> None:
+    other = os.urandom(len(BLOB))
+    first = store.upload("shared-id", sha256_hex(other), len(other), 6)
+    assert first is not None
+    write(first, other, [0, 1, 2])
+    second = store.upload("shared-id", DIGEST, len(BLOB), 6)
+    assert second is not None
+    assert second is not first
+    assert first.discarded
+    assert second.digest == DIGEST
+    assert second.received == {}
+    write(second, BLOB, list(range(6)))
+    second.finalize(store.blob_path(DIGEST), fsync=False)
+    assert store.blob_path(DIGEST).read_bytes() == BLOB
+
+
+def test_a_chunk_written_while_its_upload_is_discarded_is_dropped(store: BlobStore) -> None:
+    upload = start(store)
+    write(upload, BLOB, [0])
+    upload.discard()
+    assert not upload.write(1, CHUNK, BLOB[CHUNK : 2 * CHUNK])
+    assert 1 not in upload.received
 
 
 def test_a_syncing_store_starts_each_chunks_writeback_as_it_lands(
