@@ -16,7 +16,11 @@ random float64 through it and reports, per kind, the best of ``--repeats``:
   ratio between the two.
 
 Every repeat uses new content (a new digest), so nothing is deduplicated.
-``--profile`` writes a pyinstrument profile of the uploading side.
+``--profile`` writes a pyinstrument profile of the uploading side. ``--cpu``
+adds where the CPU went, per upload (median ms): this process (the uploader,
+or bare's publisher and consumer), the transfer service, the broker — read
+from ``/proc/<pid>/task/*/schedstat``, so it holds up better than MB/s on a
+machine busy with other work.
 MB is 10^6 bytes.
 """
 
@@ -71,6 +75,51 @@ def make_csv(size: int, seed: int) -> bytes:
 
 def make_floats(size: int, seed: int) -> bytes:
     return np.random.default_rng(seed).random(size // 8).tobytes()
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time of process ``pid``'s live threads so far, in ms (Linux ``/proc``, ns-exact)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e6
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ's Erlang VM, if it runs on this machine."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU ms spent by this process, the service and the broker between two points."""
+
+    def __init__(self, service_pid: int) -> None:
+        self.pids = {"this": os.getpid(), "service": service_pid}
+        broker = broker_pid()
+        if broker is not None:
+            self.pids["broker"] = broker
+        self.samples: dict[str, list[dict[str, float]]] = {}
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_ms(pid) for name, pid in self.pids.items()}
+
+    def stop(self, label: str) -> None:
+        spent = {name: cpu_ms(pid) - self._start[name] for name, pid in self.pids.items()}
+        self.samples.setdefault(label, []).append(spent)
+
+    def report(self) -> list[str]:
+        lines = [f"{'cpu ms/upload':<18} " + " ".join(f"{n:>8}" for n in self.pids)]
+        for label, samples in self.samples.items():
+            medians = [sorted(s[n] for s in samples)[len(samples) // 2] for n in self.pids]
+            lines.append(f"{label:<18} " + " ".join(f"{m:>8.0f}" for m in medians))
+        return lines
 
 
 def free_port() -> int:
@@ -250,6 +299,7 @@ async def run(args: argparse.Namespace) -> None:
             from pyinstrument import Profiler
 
             profiler = Profiler(async_mode="enabled")
+        meter = CpuMeter(service.process.pid) if args.cpu else None
         rows = []
         for kind, make in datasets.items():
             best = float("inf")
@@ -261,13 +311,21 @@ async def run(args: argparse.Namespace) -> None:
                 raw0, sent0 = stats.raw_bytes, stats.sent_bytes
                 if profiler is not None:
                     profiler.start()
+                if meter is not None:
+                    meter.start()
                 report = await side.uploader.upload_report(data)
+                if meter is not None:
+                    meter.stop(kind)
                 if profiler is not None:
                     profiler.stop()
                 assert report.chunks_sent > 0, "fresh content must not be deduplicated"
                 best = min(best, report.seconds)
                 ratio = (stats.raw_bytes - raw0) / max(1, stats.sent_bytes - sent0)
+                if meter is not None:
+                    meter.start()
                 bare = await bare_aio_pika(url, f"{namespace}.bare", data)
+                if meter is not None:
+                    meter.stop(f"{kind} (bare)")
                 bare_best = min(bare_best, bare)
             rows.append((kind, len(data) / best / MB, ratio, len(data) / bare_best / MB))
         print()
@@ -281,6 +339,9 @@ async def run(args: argparse.Namespace) -> None:
             )
         print()
         print("targets: csv >= 300 MB/s; random >= 0.7x bare")
+        if meter is not None:
+            print()
+            print("\n".join(meter.report()))
         if profiler is not None:
             path = Path(args.profile)
             text = profiler.output_text(unicode=True, color=False)
@@ -318,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--size-mib", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpu", action="store_true", help="report CPU ms per upload, per process")
     parser.add_argument("--profile", metavar="PATH", help="write a pyinstrument profile here")
     parser.add_argument(
         "--profile-service", metavar="PATH", help="run the service under cProfile, stats here"
