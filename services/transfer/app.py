@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.transfer.handlers import TransferHandlers
+from services.transfer.memory import retain_freed_memory
 from services.transfer.settings import TransferSettings
 from services.transfer.store import BlobStore
 from shared.bus.abc import Transport
@@ -96,6 +97,8 @@ class TransferService(Service):
 
 
 def create(settings: TransferSettings, transport: Transport, codec: Codec) -> TransferService:
+    """The service for a process of its own (``boson run``, ``python -m``)."""
+    retain_freed_memory(settings.malloc_retain_bytes)
     return TransferService(settings, transport, codec)
 
 

@@ -33,6 +33,11 @@ class TransferSettings(BosonSettings):
     """Its hash table size (log2 entries; None: the level's own). See shared.transfer.chunks."""
     fsync: bool = True
     """Sync a blob to disk before announcing it stored."""
+    malloc_retain_bytes: Annotated[int, Field(ge=0, lt=2**31)] = 64 * _MIB
+    """Freed memory the service process keeps for reuse (0: leave malloc as it
+    is). Chunk buffers then stop faulting their pages in anew; see
+    services.transfer.memory. Applied by ``boson run transfer`` and
+    ``python -m services.transfer``, not by an embedded service."""
     hash_window_bytes: Annotated[int, Field(ge=0)] = 64 * _MIB
     """Out-of-order chunks held in memory per upload to hash the blob as it
     arrives; past it, the blob is hashed from disk at the end."""
