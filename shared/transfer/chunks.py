@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, overload
 
 import zstandard
 
@@ -164,8 +164,13 @@ class ChunkCoder:
         )
         self._threads = _Contexts(params)
 
-    def encode(self, raw: bytes) -> tuple[Encoding, bytes]:
-        """The encoding that pays for ``raw`` and the bytes to send."""
+    @overload
+    def encode(self, raw: bytes) -> tuple[Encoding, bytes]: ...
+    @overload
+    def encode(self, raw: memoryview) -> tuple[Encoding, bytes | memoryview]: ...
+    def encode(self, raw: bytes | memoryview) -> tuple[Encoding, bytes | memoryview]:
+        """The encoding that pays for ``raw`` and the bytes to send (``raw``
+        itself when they travel as they are: a view is not copied)."""
         size = len(raw)
         if size < _MIN_COMPRESS or not self._pays(raw):
             return "identity", raw
@@ -174,10 +179,11 @@ class ChunkCoder:
             return "identity", raw
         return "zstd", packed
 
-    def _pays(self, raw: bytes) -> bool:
+    def _pays(self, raw: bytes | memoryview) -> bool:
         # A few KiB from spread positions say whether the whole is worth it:
         # compressing an incompressible MiB costs far more than the probe.
         size = len(raw)
+        sample: bytes | memoryview
         if size <= 2 * _PROBE_CHUNK * _PROBE_CHUNKS:
             sample = raw
         else:

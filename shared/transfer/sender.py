@@ -24,6 +24,7 @@ from shared.runtime.publisher import Route
 from shared.transfer.chunks import ChunkCoder, Span
 
 _KIND = DataChunk.model_fields["kind"].default
+_EXCLUDE_KIND = {"kind"}
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ChunkSender:
         route: Route,
         chunks: Iterable[Span],
         *,
-        read: Callable[[Span], bytes],
+        read: Callable[[Span], bytes | memoryview],
         total_size: int,
         upload_id: str,
         digest: str | asyncio.Future[str],
@@ -72,18 +73,21 @@ class ChunkSender:
         def encode(span: Span, digest: str | None) -> tuple[bytes, int]:
             raw = read(span)
             encoding, payload = self._coder.encode(raw)
-            chunk = DataChunk(
+            # The model checks the chunk's fields; its bytes join the item
+            # as they are (a view of the blob is not copied into the model).
+            fields = DataChunk(
                 upload_id=upload_id,
                 digest=digest,
                 index=span.index,
                 total_chunks=total_chunks,
                 total_size=total_size,
                 offset=span.offset,
-                data=payload,
+                data=b"",
                 reply_to=reply_to,
                 encoding=encoding,
-            )
-            return self._codec.encode([chunk]), len(payload)
+            ).model_dump(mode="python", exclude=_EXCLUDE_KIND)
+            fields["data"] = payload
+            return self._codec.encode_raw(_KIND, [fields]), len(payload)
 
         async def send_one(span: Span) -> None:
             try:

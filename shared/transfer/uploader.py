@@ -109,6 +109,7 @@ class Uploader:
         upload_id = upload_id_for(print_, chunk_size)
         sent = 0
         self.stats.uploads += 1
+        view = memoryview(data)  # chunks are slices of it, never copies
 
         def report(digest: str, *, present: bool = False) -> UploadReport:
             ref = DataRef(digest=digest, size=len(data))
@@ -123,7 +124,7 @@ class Uploader:
                 await self.sender.send(
                     Route(self._names.work_exchange, RK_DATA_CHUNK),
                     missing,
-                    read=lambda span: data[span.offset : span.offset + span.size],
+                    read=lambda span: view[span.offset : span.offset + span.size],
                     total_size=len(data),
                     upload_id=upload_id,
                     digest=digest,
