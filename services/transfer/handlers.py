@@ -96,8 +96,10 @@ class TransferHandlers:
             # Stored meanwhile (another uploader, or a resend): nothing to keep.
             self.stats.duplicates += 1
             if chunk.reply_to is not None and chunk.index == chunk.total_chunks - 1:
-                await asyncio.to_thread(self.store.settle, chunk.upload_id, chunk.digest)
+                # Remembered first: a digest-less chunk of it handled while
+                # the staging is dropped must not start a new one.
                 self._remember_stored(chunk.upload_id)
+                await asyncio.to_thread(self.store.settle, chunk.upload_id, chunk.digest)
                 return [
                     self._stored(
                         chunk.upload_id,
