@@ -39,6 +39,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,11 +117,15 @@ class Upload:
         self._writeback = START_WRITEBACK if write_behind else None
         # The blob is hashed as chunks arrive in order; out-of-order ones wait
         # in memory (bounded). Past the bound, or after a restart, the blob is
-        # hashed from disk once complete.
+        # hashed from disk once complete. Chunks due next are queued under
+        # the lock and hashed outside it, by one writer at a time: the others
+        # carry on writing instead of waiting for each MiB to be hashed.
         self._hasher: hashlib._Hash | None = hashlib.sha256()
         self._next = 0
         self._waiting: dict[int, bytes] = {}
         self._waiting_bytes = 0
+        self._due: deque[bytes] = deque()
+        self._hashing = threading.Lock()
         self._data = os.open(directory / "data", os.O_RDWR | os.O_CREAT, 0o600)
         self._log = os.open(directory / "received", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if os.fstat(self._data).st_size != total_size:
@@ -213,6 +218,7 @@ class Upload:
             os.write(self._log, f"{index} {offset} {size}\n".encode())
             self.touched = time.monotonic()
             self._hash_in_order(index, raw)
+        self._hash_due()
         return True
 
     def _hash_in_order(self, index: int, raw: bytes) -> None:
@@ -221,17 +227,40 @@ class Upload:
         if index != self._next:
             if self._waiting_bytes + len(raw) > self._hash_window:
                 self._hasher, self._waiting = None, {}
+                self._due.clear()
                 return
             self._waiting[index] = raw
             self._waiting_bytes += len(raw)
             return
-        self._hasher.update(raw)
+        self._due.append(raw)
         self._next += 1
         while self._next in self._waiting:
             pending = self._waiting.pop(self._next)
             self._waiting_bytes -= len(pending)
-            self._hasher.update(pending)
+            self._due.append(pending)
             self._next += 1
+
+    def _hash_due(self, *, wait: bool = False) -> None:
+        """Hash the queued chunks in order; with ``wait``, until none is left.
+
+        Without it, a writer that finds another one hashing leaves the queue
+        to it: that one looks again before it stops, so nothing is stranded.
+        """
+        while self._hashing.acquire(blocking=wait):
+            try:
+                while True:
+                    with self._lock:
+                        if not self._due:
+                            break
+                        block = self._due.popleft()
+                        hasher = self._hasher
+                    if hasher is not None:
+                        hasher.update(block)
+            finally:
+                self._hashing.release()
+            with self._lock:
+                if not self._due:
+                    return
 
     def load_log(self) -> int:
         """Merge chunks logged on disk (an earlier run, or a replica); how many were new."""
@@ -258,6 +287,7 @@ class Upload:
             if added:
                 # Bytes we did not see pass: hash from disk at the end.
                 self._hasher, self._waiting, self._waiting_bytes = None, {}, 0
+                self._due.clear()
         return added
 
     def finalize(self, blob_path: Path, *, fsync: bool, fingerprints: Path | None = None) -> None:
@@ -265,12 +295,13 @@ class Upload:
 
         With ``fingerprints``, the blob's fingerprint is recorded there too.
         """
+        self._hash_due(wait=True)
         with self._lock:
             if self.finalized:
                 return
             if not self.complete or self.digest is None:
                 raise ChunkConflictError("the upload is not complete, or its digest not known")
-            if self._hasher is not None and self._next == self.total_chunks:
+            if self._hasher is not None and self._next == self.total_chunks and not self._due:
                 digest = self._hasher.hexdigest()
             else:
                 digest = self._hash_file()

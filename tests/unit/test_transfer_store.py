@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -136,6 +139,41 @@ def test_a_chunk_written_while_its_upload_is_discarded_is_dropped(store: BlobSto
     upload.discard()
     assert not upload.write(1, CHUNK, BLOB[CHUNK : 2 * CHUNK])
     assert 1 not in upload.received
+
+
+class _SlowHasher:
+    """SHA-256 whose first update waits until released."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.hashing = threading.Event()
+        self.release = threading.Event()
+
+    def update(self, data: bytes) -> None:
+        self.hashing.set()
+        self.release.wait(10)
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+def test_a_writer_does_not_wait_for_another_ones_hashing(store: BlobStore) -> None:
+    upload = start(store)
+    slow = _SlowHasher()
+    upload._hasher = cast("hashlib._Hash", slow)
+    first = threading.Thread(target=write, args=(upload, BLOB, [0]))
+    first.start()
+    assert slow.hashing.wait(10)
+    began = time.monotonic()
+    write(upload, BLOB, [1, 2, 3])  # due for hashing too: queued, not waited for
+    assert time.monotonic() - began < 5
+    assert set(upload.received) == {0, 1, 2, 3}
+    slow.release.set()
+    first.join(10)
+    write(upload, BLOB, [4, 5])
+    upload.finalize(store.blob_path(DIGEST), fsync=False)
+    assert store.blob_path(DIGEST).read_bytes() == BLOB
 
 
 def test_a_syncing_store_starts_each_chunks_writeback_as_it_lands(
