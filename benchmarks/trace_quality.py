@@ -65,6 +65,13 @@ def _verdict(results: list[Metrics], name: str = DEFAULT) -> list[str]:
         gain = (b - a) / b if b else 0.0
         ok = "met" if gain >= 0.10 else "NOT met"
         lines.append(f"  {label}: {a:.4g} vs {b:.4g} → {gain:+.1%} ({ok})")
+    # Where the fragmentation comes from (both parts are shares of the total).
+    lines.append(
+        "    of which while work waited in the backlog: "
+        f"{ours.fragmentation_waiting:.4g} vs {theirs.fragmentation_waiting:.4g}; "
+        "on nodes with memory for the median but short of cpu: "
+        f"{ours.fragmentation_other_short:.4g} vs {theirs.fragmentation_other_short:.4g}"
+    )
     ratio = ours.makespan_ratio
     lines.append(
         f"  makespan {ours.makespan:.0f} s vs bound {ours.makespan_bound:.0f} s → "

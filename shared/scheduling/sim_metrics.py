@@ -18,7 +18,12 @@ Definitions (the simulator's report and the benchmark use exactly these):
   - utilisation per resource: Σ allocated ÷ Σ capacity (all nodes);
   - fragmentation: free capacity of the bottleneck resource on alive nodes
     that cannot host the median instance (short on some dimension) ÷ total
-    capacity of that resource;
+    capacity of that resource. Two parts of it are reported as well, to show
+    where it comes from: the part accrued while work waited in the backlog
+    (``fragmentation_waiting``: the cluster was full for what was pending),
+    and the part on nodes with room for the median on the bottleneck
+    resource but short of another one (``fragmentation_other_short``: say,
+    every core taken and memory left);
   - imbalance: coefficient of variation of the alive nodes' dominant-share
     utilisation (max over resources of allocated ÷ capacity), and Jain's
     fairness index (Σx)² ÷ (n·Σx²) of the same.
@@ -85,6 +90,7 @@ class Recorder:
     sample_time: list[float] = field(default_factory=list)
     utilisation: list[FloatArray] = field(default_factory=list)
     fragmentation: list[float] = field(default_factory=list)
+    fragmentation_other_short: list[float] = field(default_factory=list)
     cv: list[float] = field(default_factory=list)
     jain: list[float] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)
@@ -119,7 +125,11 @@ class Recorder:
         free = np.maximum(cap - alloc, 0.0)
         fits = np.all(free >= median, axis=1)
         stranded = float(free[~fits, bottleneck].sum())
-        self.fragmentation.append(stranded / total[bottleneck] if total[bottleneck] else 0.0)
+        other = ~fits & (free[:, bottleneck] >= median[bottleneck])
+        elsewhere = float(free[other, bottleneck].sum())
+        scale = 1.0 / total[bottleneck] if total[bottleneck] else 0.0
+        self.fragmentation.append(stranded * scale)
+        self.fragmentation_other_short.append(elsewhere * scale)
         share = np.divide(alloc, cap, out=np.zeros_like(alloc), where=cap > 0).max(axis=1)
         # The balancer's own imbalance measure, fed allocated shares: in the
         # simulator an instance uses exactly what it requested.
@@ -145,6 +155,10 @@ class Metrics:
     slowdown_mean: float
     utilisation: tuple[float, float, float]
     fragmentation: float
+    fragmentation_waiting: float
+    """The part of ``fragmentation`` accrued while work waited in the backlog."""
+    fragmentation_other_short: float
+    """The part on nodes short of the median on a resource other than the bottleneck."""
     imbalance_cv: float
     jain: float
     replaced: int
@@ -186,6 +200,8 @@ def summarise(
     inside = np.asarray(recorder.sample_time) <= recorder.window_end
     util = np.asarray(recorder.utilisation).reshape(-1, 3)[inside]
     frag = np.asarray(recorder.fragmentation)[inside]
+    frag_other = np.asarray(recorder.fragmentation_other_short)[inside]
+    waiting = np.asarray(recorder.queued)[inside] > 0
     cv = np.asarray(recorder.cv)[inside]
     jain = np.asarray(recorder.jain)[inside]
     ones = np.ones(jct.size)
@@ -199,6 +215,9 @@ def summarise(
         slowdown_mean=float((jct / ideal).mean()) if jct.size else 0.0,
         utilisation=_triple(util.mean(axis=0) if util.size else np.zeros(3)),
         fragmentation=float(frag.mean()) if frag.size else 0.0,
+        # Both parts are averaged over the whole window, so they add up.
+        fragmentation_waiting=float(np.where(waiting, frag, 0.0).mean()) if frag.size else 0.0,
+        fragmentation_other_short=float(frag_other.mean()) if frag.size else 0.0,
         imbalance_cv=float(cv.mean()) if cv.size else 0.0,
         jain=float(jain.mean()) if jain.size else 1.0,
         replaced=recorder.replaced,

@@ -118,6 +118,26 @@ def test_fragmentation_and_imbalance_by_hand() -> None:
     assert rec.jain[0] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("name", ["binpack", "spread+rebalance"])
+def test_fragmentation_parts_by_hand(name: str) -> None:
+    # Two nodes (4, 4). t=0: A (4 cpu, 1 mem) goes to n0 (empty tie: lowest
+    # index), B (1, 3) only fits n1. t=2: C (1, 2.5) fits nowhere and waits.
+    # Median instance of A, B, C: (1, 2.5); memory is the bottleneck (work
+    # cpu 60, memory 65, capacity 8 each). n0 keeps (0, 3) free: no core for
+    # the median, 3 memory stranded though memory is not what it lacks. n1
+    # keeps (3, 1): 1 memory stranded, short of memory. Each sample of the
+    # window [0, 2]: 4 / 8 = 0.5 stranded, 3 / 8 = 0.375 of it short of
+    # another resource. Only the sample at t=2 has work waiting: 0.5 / 3.
+    w = workload([(0, 10, 4, 1, 1, 0), (0, 10, 1, 3, 1, 1), (2, 10, 1, 2.5, 1, 2)])
+    policy = make_policy(name)
+    c = cluster((4, 4), (4, 4))
+    m, rec = simulate(name, w, c, events(), policy.placer, policy.dispatcher(), 1.0)
+    assert rec.fragmentation[:3] == pytest.approx([0.5, 0.5, 0.5])
+    assert m.fragmentation == pytest.approx(0.5)
+    assert m.fragmentation_other_short == pytest.approx(0.375)
+    assert m.fragmentation_waiting == pytest.approx(0.5 / 3)
+
+
 def test_step_is_deterministic_and_equals_one_at_a_time() -> None:
     # The pure step: the same table state and request give the same nodes,
     # and a batch equals placing the instances one by one (the scheduler's
