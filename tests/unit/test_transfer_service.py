@@ -243,6 +243,35 @@ async def test_corrupt_chunks_never_make_a_blob_and_the_upload_is_sent_again(rig
     assert rig.service.store.blob_path(digest).read_bytes() == data
 
 
+async def test_a_corrupt_stream_is_caught_by_the_digest_on_its_last_chunk(rig: Rig) -> None:
+    data = os.urandom(4 * CHUNK)
+    corrupt = bytearray(data)
+    corrupt[2 * CHUNK + 5] ^= 0x01
+    digest: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    digest.set_result(sha256_hex(data))
+    sender = ChunkSender(rig.client._transport, rig.client._codec, ChunkCoder(), window=2)
+    # Streamed: no chunk but the last carries the digest, and that one last.
+    await sender.send(
+        Route(rig.client.names.work_exchange, RK_DATA_CHUNK),
+        spans(len(data), CHUNK),
+        read=lambda span: bytes(corrupt[span.offset : span.offset + span.size]),
+        total_size=len(data),
+        upload_id=upload_id_for(fingerprint(data), CHUNK),
+        digest=digest,
+        total_chunks=4,
+        reply_to=rig.client.client_id,
+        mandatory=True,
+    )
+    await wait_until(lambda: rig.service.handlers.stats.digest_mismatches == 1)
+    store = rig.service.store
+    assert not store.has(sha256_hex(data))
+    assert not store.has(sha256_hex(bytes(corrupt)))
+    assert store.staged() == 0
+    report = await rig.client.uploader.upload_report(data)
+    assert report.chunks_sent == 4
+    assert store.blob_path(sha256_hex(data)).read_bytes() == data
+
+
 async def test_a_chunk_off_the_layout_is_dead_lettered(rig: Rig) -> None:
     digest = sha256_hex(b"x" * 3000)
     chunk = DataChunk(
