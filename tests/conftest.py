@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -32,6 +33,17 @@ from shared.bus.abc import DeliveryHandler, Headers, Subscription, Transport
 from shared.bus.amqp import AmqpTransport
 from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.contract.topology import Topology
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (a CI timeout, ``kill``) ends the run as Ctrl-C does, so the
+    # interpreter exits normally and tests.support.cluster's exit-time sweep
+    # stops the service processes; by default it would die with them running.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _docker_socket_accepts() -> bool:

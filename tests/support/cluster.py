@@ -9,6 +9,8 @@ that failure detection takes seconds, not minutes.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +36,26 @@ FAST_TIMINGS = {
     "BOSON_DRAIN_GRACE_S": "10",
     "BOSON_LOG_LEVEL": "WARNING",
 }
+
+
+_started: list[subprocess.Popen[bytes]] = []
+"""Every service process any cluster started, for the exit-time sweep."""
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill service processes still running when the test run ends.
+
+    A fixture stops its cluster, but not when the run itself is cut short
+    (Ctrl-C, or a SIGTERM, which ``tests/conftest.py`` turns into one): its
+    services would go on consuming from the broker with nobody to stop them.
+    """
+    for process in _started:
+        if process.poll() is None:
+            process.kill()
+    for process in _started:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
 
 
 def free_port() -> int:
@@ -114,6 +136,7 @@ class ProcessCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        _started.append(process)
         started = ServiceProcess(name, service, process, port, log_path)
         self.processes[name] = started
         return started
