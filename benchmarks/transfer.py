@@ -246,7 +246,7 @@ async def bare_aio_pika(url: str, queue_name: str, data: bytes, chunk: int = MIB
         consume_channel = await consumer.channel()
         await consume_channel.set_qos(prefetch_count=32)
         consume_queue = await consume_channel.get_queue(queue_name)
-        await consume_queue.consume(on_message)
+        consumer_tag = await consume_queue.consume(on_message)
         started = time.perf_counter()
         await asyncio.gather(
             *(
@@ -259,6 +259,8 @@ async def bare_aio_pika(url: str, queue_name: str, data: bytes, chunk: int = MIB
         )
         await asyncio.wait_for(got.wait(), 120)
         elapsed = time.perf_counter() - started
+        # Cancelled first: deleting the queue under a consumer makes aio-pika log it.
+        await consume_queue.cancel(consumer_tag)
         await queue.delete(if_unused=False, if_empty=False)
         return elapsed
     finally:
