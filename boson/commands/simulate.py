@@ -42,6 +42,16 @@ COLUMNS = (
 )
 
 
+def number_text(value: float) -> str:
+    """Three decimals, three significant digits below 0.1 (fragmentation is
+    ~0.001, where three decimals would hide the differences that matter)."""
+    if abs(value) >= 10:
+        return f"{value:.0f}"
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
 def _cells(m: Metrics) -> list[str]:
     values: dict[str, object] = m.as_dict()
     values["util_cpu"], values["util_mem"] = m.utilisation[0], m.utilisation[1]
@@ -49,7 +59,7 @@ def _cells(m: Metrics) -> list[str]:
     for _, key in COLUMNS:
         value = values[key]
         if isinstance(value, float):
-            out.append(f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}")
+            out.append(number_text(value))
         else:
             out.append(str(value))
     return out
