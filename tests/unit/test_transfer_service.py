@@ -30,6 +30,7 @@ from shared.transfer.chunks import (
     MIB,
     ChunkCoder,
     TransferOptions,
+    chunk_count,
     fingerprint,
     sha256_hex,
     spans,
@@ -218,24 +219,31 @@ async def test_a_late_copy_of_a_streamed_chunk_is_a_duplicate(rig: Rig) -> None:
     assert rig.service.store.has(ref.digest)
 
 
+async def send_chunks(
+    rig: Rig, content: bytes, *, upload_id: str, digest: str | asyncio.Future[str]
+) -> None:
+    """Send every chunk of ``content`` as it is, claiming ``digest`` (bypassing the uploader)."""
+    sender = ChunkSender(rig.client._transport, rig.client._codec, ChunkCoder(), window=2)
+    await sender.send(
+        Route(rig.client.names.work_exchange, RK_DATA_CHUNK),
+        spans(len(content), CHUNK),
+        read=lambda span: content[span.offset : span.offset + span.size],
+        total_size=len(content),
+        upload_id=upload_id,
+        digest=digest,
+        total_chunks=chunk_count(len(content), CHUNK),
+        reply_to=rig.client.client_id,
+        mandatory=True,
+    )
+
+
 async def test_corrupt_chunks_never_make_a_blob_and_the_upload_is_sent_again(rig: Rig) -> None:
     data = os.urandom(3 * CHUNK)
     digest = sha256_hex(data)
     upload_id = f"{digest}-{CHUNK}"
     corrupt = bytearray(data)
     corrupt[CHUNK + 1] ^= 0x01
-    sender = ChunkSender(rig.client._transport, rig.client._codec, ChunkCoder(), window=2)
-    await sender.send(
-        Route(rig.client.names.work_exchange, RK_DATA_CHUNK),
-        spans(len(data), CHUNK),
-        read=lambda span: bytes(corrupt[span.offset : span.offset + span.size]),
-        total_size=len(data),
-        upload_id=upload_id,
-        digest=digest,
-        total_chunks=3,
-        reply_to=rig.client.client_id,
-        mandatory=True,
-    )
+    await send_chunks(rig, bytes(corrupt), upload_id=upload_id, digest=digest)
     await wait_until(lambda: rig.service.handlers.stats.digest_mismatches == 1)
     assert not rig.service.store.has(digest)
     report = await rig.client.uploader.upload_report(data)
@@ -249,19 +257,9 @@ async def test_a_corrupt_stream_is_caught_by_the_digest_on_its_last_chunk(rig: R
     corrupt[2 * CHUNK + 5] ^= 0x01
     digest: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     digest.set_result(sha256_hex(data))
-    sender = ChunkSender(rig.client._transport, rig.client._codec, ChunkCoder(), window=2)
     # Streamed: no chunk but the last carries the digest, and that one last.
-    await sender.send(
-        Route(rig.client.names.work_exchange, RK_DATA_CHUNK),
-        spans(len(data), CHUNK),
-        read=lambda span: bytes(corrupt[span.offset : span.offset + span.size]),
-        total_size=len(data),
-        upload_id=upload_id_for(fingerprint(data), CHUNK),
-        digest=digest,
-        total_chunks=4,
-        reply_to=rig.client.client_id,
-        mandatory=True,
-    )
+    upload_id = upload_id_for(fingerprint(data), CHUNK)
+    await send_chunks(rig, bytes(corrupt), upload_id=upload_id, digest=digest)
     await wait_until(lambda: rig.service.handlers.stats.digest_mismatches == 1)
     store = rig.service.store
     assert not store.has(sha256_hex(data))
