@@ -343,8 +343,7 @@ class CheckData(Message):
     Asked by fingerprint, the :class:`DataStatus` answer's ``digest`` is that
     fingerprint, its ``present`` says that a stored blob has it, and its
     ``received`` lists the chunks held of the upload; either one means "ask
-    again by digest". Neither means
-    the content is new to the store: stream it.
+    again by digest". Neither means the content is new to the store: stream it.
     """
 
     kind: Literal["data.check"] = "data.check"
