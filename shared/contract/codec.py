@@ -254,10 +254,10 @@ class EnvelopeCodec:
         model = MESSAGE_TYPES.get(kind)
         if model is None:
             raise UnknownKindError(f"unknown message kind {kind!r}")
-        if version != model.schema_version:
+        if version != model.schema_version and version not in model.also_reads:
+            readable = ", ".join(str(v) for v in sorted({model.schema_version, *model.also_reads}))
             raise SchemaError(
-                f"{kind} schema version {version} is not the version this build reads "
-                f"({model.schema_version})"
+                f"{kind} schema version {version} is not a version this build reads ({readable})"
             )
         messages: list[Message] = []
         for index, item in enumerate(items):

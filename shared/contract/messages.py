@@ -62,6 +62,9 @@ class Message(Model):
     kind: str
     message_id: Identifier = Field(default_factory=new_id)
     schema_version: ClassVar[int] = SCHEMA_VERSION
+    also_reads: ClassVar[frozenset[int]] = frozenset()
+    """Older schema versions whose items this model still validates as they
+    are (its newer fields optional): readers upgrade before writers."""
 
 
 class ResourceVector(Model):
@@ -311,6 +314,7 @@ class DataChunk(Message):
 
     kind: Literal["data.chunk"] = "data.chunk"
     schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: every chunk had the digest
     upload_id: Identifier
     digest: Digest | None = None
     index: Count
@@ -348,6 +352,7 @@ class CheckData(Message):
 
     kind: Literal["data.check"] = "data.check"
     schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: asked by digest only
     digest: Digest | None = None
     fingerprint: Digest | None = None
     upload_id: Identifier

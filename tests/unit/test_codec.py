@@ -27,6 +27,7 @@ from shared.contract.codec import (
 from shared.contract.keyring import Keyring
 from shared.contract.messages import (
     Alert,
+    CheckData,
     DataChunk,
     Message,
     NodeHeartbeat,
@@ -570,6 +571,31 @@ def test_schema_error_names_the_bad_item_of_a_batch() -> None:
 def test_schema_version_mismatch() -> None:
     with pytest.raises(SchemaError, match="schema version 2"):
         codec().decode(seal(payload([task_item()], version=2)))
+
+
+def test_a_new_reader_takes_the_older_versions_a_kind_declares() -> None:
+    """A rolling upgrade: a new transfer service reads an old client's uploads."""
+    digest = "ab" * 32
+    old_check = {"digest": digest, "upload_id": "u-1", "reply_to": "client-1"}
+    old_chunk = {
+        "upload_id": "u-1",
+        "digest": digest,
+        "index": 0,
+        "total_chunks": 2,
+        "total_size": 8,
+        "offset": 0,
+        "data": b"1234",
+    }
+    c = codec()
+    (check,) = c.decode(seal(payload([old_check], version=1), kind="data.check"))
+    assert isinstance(check, CheckData)
+    assert (check.digest, check.fingerprint) == (digest, None)
+    (chunk,) = c.decode(seal(payload([old_chunk], version=1), kind="data.chunk"))
+    assert isinstance(chunk, DataChunk)
+    assert chunk.digest == digest
+    # Only the versions declared: not a future one.
+    with pytest.raises(SchemaError, match=r"reads \(1, 2\)"):
+        c.decode(seal(payload([old_check], version=3), kind="data.check"))
 
 
 def test_schema_error_text_stays_short() -> None:
