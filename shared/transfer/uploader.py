@@ -16,13 +16,17 @@
 
 The upload id is derived from the fingerprint and chunk size, so an uploader
 that was killed halfway and one that tries again later resume the same
-upload. Content that merely shares a fingerprint shares that staging; the
-store's digest check before a blob exists keeps that safe.
+upload. Content that merely shares a fingerprint (same size, first and last
+MiB) shares that staging when both stream at once; the store's digest check
+keeps a mixed blob out. Rounds that ask by digest then use an id derived
+from the digest (all but one that resumes the fingerprint's staging), so the
+two never fight over one staging again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -106,7 +110,7 @@ class Uploader:
         await self._declare()
         chunk_size = self.options.chunk_size
         print_ = await asyncio.to_thread(fingerprint, data)
-        upload_id = upload_id_for(print_, chunk_size)
+        streaming_id = upload_id_for(print_, chunk_size)
         sent = 0
         self.stats.uploads += 1
         view = memoryview(data)  # chunks are slices of it, never copies
@@ -115,7 +119,9 @@ class Uploader:
             ref = DataRef(digest=digest, size=len(data))
             return UploadReport(ref, sent, present, time.perf_counter() - started)
 
-        async def send(missing: list[Span], digest: str | asyncio.Future[str]) -> None:
+        async def send(
+            upload_id: str, missing: list[Span], digest: str | asyncio.Future[str]
+        ) -> None:
             nonlocal sent
             if stop_after is not None:
                 missing = missing[: max(0, stop_after - sent)]
@@ -135,29 +141,40 @@ class Uploader:
             finally:
                 sent += self.sender.stats.chunks - before
 
-        with self._replies.subscribe(upload_id) as inbox:
+        with contextlib.ExitStack() as inboxes:
+            inbox = inboxes.enter_context(self._replies.subscribe(streaming_id))
             self.stats.rounds += 1
             status = await self._check(
-                inbox, CheckData(fingerprint=print_, upload_id=upload_id, reply_to=self._reply_to)
+                inbox,
+                CheckData(fingerprint=print_, upload_id=streaming_id, reply_to=self._reply_to),
             )
+            # Resume the staging under the fingerprint's id only if it holds
+            # chunks; otherwise, and after any failed round, the digest's own
+            # id: content that merely shares a fingerprint must not keep
+            # throwing the other's staging away.
+            resume = bool(status.received)
+            rounds = self.options.rounds
             if not status.present and not status.received:
                 self.stats.streamed += 1
                 hashing = asyncio.ensure_future(asyncio.to_thread(sha256_hex, data))
                 try:
-                    await send(spans(len(data), chunk_size), hashing)
+                    await send(streaming_id, spans(len(data), chunk_size), hashing)
                 finally:
                     digest = await hashing
                 if stop_after is not None:
                     return report(digest)
                 if await self._await_stored(inbox, digest, len(data)):
                     return report(digest)
-                logger.info("upload %s not confirmed stored; asking again", upload_id[:16])
-                rounds = self.options.rounds - 1
+                logger.info("upload %s not confirmed stored; asking again", streaming_id[:16])
+                rounds -= 1
             else:
                 digest = await asyncio.to_thread(sha256_hex, data)
-                rounds = self.options.rounds
+            own_id = upload_id_for(digest, chunk_size)
+            own_inbox = inboxes.enter_context(self._replies.subscribe(own_id))
             for _ in range(rounds):
                 self.stats.rounds += 1
+                upload_id, inbox = (streaming_id, inbox) if resume else (own_id, own_inbox)
+                resume = False
                 status = await self._check(
                     inbox, CheckData(digest=digest, upload_id=upload_id, reply_to=self._reply_to)
                 )
@@ -169,6 +186,7 @@ class Uploader:
                 if held and sent == 0:
                     self.stats.resumed += 1
                 await send(
+                    upload_id,
                     [span for span in spans(len(data), chunk_size) if span.index not in held],
                     digest,
                 )

@@ -331,3 +331,20 @@ async def wait_until(condition: Any, timeout: float = 10.0) -> None:
 
 def test_a_mib_is_a_mib() -> None:
     assert MIB == 1024 * 1024
+
+
+async def test_concurrent_uploads_sharing_a_fingerprint_are_both_stored(rig: Rig) -> None:
+    """Two blobs of one size and the same first and last MiB (say, a data set and its
+    fix to one middle row) name the same upload: uploaded at once, their chunks
+    mix in one staging. Neither may be stored wrong, and neither may keep
+    throwing the other's staging away until its rounds run out."""
+    edge = os.urandom(MIB)
+    first = edge + os.urandom(2 * CHUNK) + edge
+    second = edge + os.urandom(2 * CHUNK) + edge
+    assert fingerprint(first) == fingerprint(second)
+    async with asyncio.timeout(60):
+        refs = await asyncio.gather(
+            rig.client.uploader.upload(first), rig.client.uploader.upload(second)
+        )
+    store = rig.service.store
+    assert [store.blob_path(ref.digest).read_bytes() for ref in refs] == [first, second]
