@@ -135,6 +135,8 @@ class Placer:
         self.typical.refresh()
         if self._index is None:
             self._place_runs(arr, out)
+        elif self.strategy == "binpack":
+            self._fill_runs(arr, out)
         else:
             place = self._place
             for k in range(arr.shape[0]):
@@ -156,6 +158,46 @@ class Placer:
                 out[start + len(rows) : stop] = WAITING if self.table.fits_any_total(vec) else NEVER
             if rows and self.strategy in _LEARNS:
                 self.typical.observe(vec, len(rows))
+
+    def _fill_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """``binpack`` through the index: a run of identical rows fills one node at a time.
+
+        Once binpack has chosen a node for a demand, placing it raises that
+        node's score and no other's, so the node stays the choice for the
+        next identical demand for as long as it fits it: the run goes there,
+        one allocation per row as row by row would, and the index re-ranks
+        the node once (its order is a function of the allocations alone). A
+        run of a thousand instances costs a search per node it fills, not
+        per instance — the trace replays' case.
+        """
+        index = self._index
+        assert index is not None
+        table = self.table
+        cap, alloc = table._cap, table._alloc
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        for start, stop in itertools.pairwise([0, *change.tolist(), m]):
+            vec = arr[start]
+            r0, r1, r2 = vec.tolist()
+            k = start
+            while k < stop:
+                pos = index.best(r0, r1, r2)
+                if pos < 0:
+                    out[k:stop] = WAITING if table.fits_any_total(vec) else NEVER
+                    break
+                i = index.node_at(pos)
+                c0, c1, c2 = cap[i].tolist()
+                while True:
+                    table._allocate_quiet(i, vec, index.watcher)
+                    out[k] = i
+                    k += 1
+                    if k == stop:
+                        break
+                    # The index's own feasibility test, on the same floats.
+                    a0, a1, a2 = alloc[i].tolist()
+                    if not (c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+                        break
+                index.moved(i, pos)
 
     def _place(self, vec: FloatArray) -> int:
         index = self._index

@@ -83,6 +83,36 @@ def test_batch_equals_one_at_a_time(
     np.testing.assert_array_equal(one.allocated, many.allocated)
 
 
+runs = st.lists(st.tuples(demand, st.integers(1, 30)), min_size=1, max_size=6)
+
+
+@SETTINGS
+@given(cluster, runs, strategy)
+def test_runs_of_identical_demands_place_as_one_at_a_time(
+    spec: list[tuple[tuple[int, ...], tuple[int, ...], bool]],
+    rs: list[tuple[tuple[int, int, int], int]],
+    strat: Strategy,
+) -> None:
+    """What a trace replay asks: many instances of one demand in one batch."""
+    ds = [d for d, count in rs for _ in range(count)]
+    one, many = build(spec), build(spec)
+    single, batched = Placer(one, strat), Placer(many, strat)
+    single.typical = frozen_estimate()
+    batched.typical = frozen_estimate()
+    expected = []
+    for d in ds:
+        p = single.place(d)
+        expected.append(p.index if p.index is not None else (WAITING, NEVER)[p.status == "never"])
+    batch = batched.place_batch(np.array(ds, dtype=np.float64))
+    assert batch.indices.tolist() == expected
+    np.testing.assert_array_equal(one.allocated, many.allocated)
+    # The index is left as one built from scratch would be.
+    fresh = Placer(many, strat)
+    fresh.typical = frozen_estimate()
+    for probe in [(1, 1, 0), (4, 2, 0), *(d for d, _ in rs)]:
+        assert batched.choose(probe) == fresh.choose(probe)
+
+
 @SETTINGS
 @given(cluster, demands, strategy)
 def test_choice_equals_full_rescore(
