@@ -67,6 +67,15 @@ def test_batch_equals_one_at_a_time(
     ds: list[tuple[int, int, int]],
     strat: Strategy,
 ) -> None:
+    assert_batch_places_as_one_at_a_time(spec, ds, strat)
+
+
+def assert_batch_places_as_one_at_a_time(
+    spec: list[tuple[tuple[int, ...], tuple[int, ...], bool]],
+    ds: list[tuple[int, int, int]],
+    strat: Strategy,
+) -> tuple[NodeTable, Placer]:
+    """``place_batch(ds)`` chooses and allocates as ``place`` row by row; the batch side."""
     one, many = build(spec), build(spec)
     single, batched = Placer(one, strat), Placer(many, strat)
     # A learning strategy's estimate may refresh between single calls and not
@@ -81,6 +90,7 @@ def test_batch_equals_one_at_a_time(
     batch = batched.place_batch(np.array(ds, dtype=np.float64))
     assert batch.indices.tolist() == expected
     np.testing.assert_array_equal(one.allocated, many.allocated)
+    return many, batched
 
 
 runs = st.lists(st.tuples(demand, st.integers(1, 30)), min_size=1, max_size=6)
@@ -95,17 +105,7 @@ def test_runs_of_identical_demands_place_as_one_at_a_time(
 ) -> None:
     """What a trace replay asks: many instances of one demand in one batch."""
     ds = [d for d, count in rs for _ in range(count)]
-    one, many = build(spec), build(spec)
-    single, batched = Placer(one, strat), Placer(many, strat)
-    single.typical = frozen_estimate()
-    batched.typical = frozen_estimate()
-    expected = []
-    for d in ds:
-        p = single.place(d)
-        expected.append(p.index if p.index is not None else (WAITING, NEVER)[p.status == "never"])
-    batch = batched.place_batch(np.array(ds, dtype=np.float64))
-    assert batch.indices.tolist() == expected
-    np.testing.assert_array_equal(one.allocated, many.allocated)
+    many, batched = assert_batch_places_as_one_at_a_time(spec, ds, strat)
     # The index is left as one built from scratch would be.
     fresh = Placer(many, strat)
     fresh.typical = frozen_estimate()
