@@ -106,8 +106,6 @@ class Balancer:
     def __init__(self, window: int = DEFAULT_WINDOW, age_limit: float = AGE_LIMIT_S) -> None:
         self.window = window
         self.age_limit = age_limit
-        self._demands: list[tuple[float, float, float]] = []
-        self._demands_for: object = None
 
     def drain(self, sim: Simulation) -> None:
         table = sim.table
@@ -130,7 +128,7 @@ class Balancer:
         )[: self.window]
         tasks = np.fromiter((entries[k].task for k in order), np.int64, len(order))
         roomy = np.all(sim.workload.demand[tasks] <= best, axis=1).tolist()
-        wanted = self._demands_of(sim)
+        wanted = sim.demands
         # Demands that found no room in this drain: free capacity only shrinks
         # within a drain, so a demand at least as large on every dimension
         # finds none either and skips the placer's vectorised fit count. In an
@@ -151,13 +149,6 @@ class Balancer:
                 misses.append(want)
         sim.backlog.clear()
         sim.backlog.extend(e for e in entries if e.count)
-
-    def _demands_of(self, sim: Simulation) -> list[tuple[float, float, float]]:
-        """Each task's demand as plain floats (made once per workload)."""
-        if self._demands_for is not sim.workload:
-            self._demands = [(a, b, c) for a, b, c in sim.workload.demand.tolist()]
-            self._demands_for = sim.workload
-        return self._demands
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
         _recover(sim, task, count)

@@ -131,6 +131,10 @@ class Simulation:
         )
         work = (demand * (workload.instances * workload.duration)[:, None]).sum(axis=0)
         self._bottleneck = int(np.argmax(work / np.maximum(cluster.capacity.sum(axis=0), 1e-12)))
+        self.demands: list[tuple[float, float, float]] = [
+            (cpu, memory, gpu) for cpu, memory, gpu in demand.tolist()
+        ]
+        """Each task's demand as plain floats, for per-entry checks in Python."""
 
     # -- the steps the dispatchers use ---------------------------------
 
