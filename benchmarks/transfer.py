@@ -20,7 +20,10 @@ Every repeat uses new content (a new digest), so nothing is deduplicated.
 adds where the CPU went, per upload (median ms): this process (the uploader,
 or bare's publisher and consumer), the transfer service, the broker — read
 from ``/proc/<pid>/task/*/schedstat``, so it holds up better than MB/s on a
-machine busy with other work.
+machine busy with other work. Bare is measured over the span its MB/s is
+(first publish until the consumer holds every message), not its connections
+or its quorum queue's declare and delete. The broker's figure counts all of
+the broker's work meanwhile, other clients' included.
 MB is 10^6 bytes.
 """
 
@@ -39,7 +42,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aio_pika
@@ -113,6 +116,17 @@ class CpuMeter:
     def stop(self, label: str) -> None:
         spent = {name: cpu_ms(pid) - self._start[name] for name, pid in self.pids.items()}
         self.samples.setdefault(label, []).append(spent)
+
+    def window(self, label: str) -> Callable[[], contextlib.AbstractAsyncContextManager[object]]:
+        """An async context manager factory: what runs inside it is measured as ``label``."""
+
+        @contextlib.asynccontextmanager
+        async def measured() -> AsyncIterator[object]:
+            self.start()
+            yield None
+            self.stop(label)
+
+        return measured
 
     def report(self) -> list[str]:
         lines = [f"{'cpu ms/upload':<18} " + " ".join(f"{n:>8}" for n in self.pids)]
@@ -223,8 +237,19 @@ class UploadSide:
         await self.transport.close()
 
 
-async def bare_aio_pika(url: str, queue_name: str, data: bytes, chunk: int = MIB) -> float:
-    """Seconds to move ``data`` in ``chunk``-sized messages through a queue, consumed."""
+async def bare_aio_pika(
+    url: str,
+    queue_name: str,
+    data: bytes,
+    chunk: int = MIB,
+    *,
+    window: Callable[[], contextlib.AbstractAsyncContextManager[object]] = contextlib.nullcontext,
+) -> float:
+    """Seconds to move ``data`` in ``chunk``-sized messages through a queue, consumed.
+
+    ``window`` brackets just that span (a CPU meter, say): the connections, the
+    queue's declare and delete stay outside it, as the upload's own set-up does.
+    """
     publisher = await aio_pika.connect(url)
     consumer = await aio_pika.connect(url)
     try:
@@ -247,18 +272,19 @@ async def bare_aio_pika(url: str, queue_name: str, data: bytes, chunk: int = MIB
         await consume_channel.set_qos(prefetch_count=32)
         consume_queue = await consume_channel.get_queue(queue_name)
         consumer_tag = await consume_queue.consume(on_message)
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(
-                channel.default_exchange.publish(
-                    aio_pika.Message(piece, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key=queue_name,
+        async with window():
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    channel.default_exchange.publish(
+                        aio_pika.Message(piece, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=queue_name,
+                    )
+                    for piece in pieces
                 )
-                for piece in pieces
             )
-        )
-        await asyncio.wait_for(got.wait(), 120)
-        elapsed = time.perf_counter() - started
+            await asyncio.wait_for(got.wait(), 120)
+            elapsed = time.perf_counter() - started
         # Cancelled first: deleting the queue under a consumer makes aio-pika log it.
         await consume_queue.cancel(consumer_tag)
         await queue.delete(if_unused=False, if_empty=False)
@@ -323,11 +349,8 @@ async def run(args: argparse.Namespace) -> None:
                 assert report.chunks_sent > 0, "fresh content must not be deduplicated"
                 best = min(best, report.seconds)
                 ratio = (stats.raw_bytes - raw0) / max(1, stats.sent_bytes - sent0)
-                if meter is not None:
-                    meter.start()
-                bare = await bare_aio_pika(url, f"{namespace}.bare", data)
-                if meter is not None:
-                    meter.stop(f"{kind} (bare)")
+                window = contextlib.nullcontext if meter is None else meter.window(f"{kind} (bare)")
+                bare = await bare_aio_pika(url, f"{namespace}.bare", data, window=window)
                 bare_best = min(bare_best, bare)
             rows.append((kind, len(data) / best / MB, ratio, len(data) / bare_best / MB))
         print()

@@ -1,0 +1,72 @@
+"""The transfer benchmark's bare aio-pika baseline measures what its MB/s does.
+
+Its CPU window (``--cpu``) is opened after the queue is declared and consumed
+from, and closed before the queue is deleted: a quorum queue's declare and
+delete cost the broker more CPU than moving 50 MiB through it, and the
+upload's own connection and topology set-up stay outside its window too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import aio_pika
+import aiormq
+import pytest
+
+from tests.conftest import AmqpBroker
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
+
+
+def benchmark() -> ModuleType:
+    # Loaded by path: benchmarks/ is scripts, not a package (mypy checks it
+    # as top-level modules, so importing it as benchmarks.transfer would
+    # give the file two names).
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "transfer.py"
+    spec = importlib.util.spec_from_file_location("boson_transfer_benchmark", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def queue_state(url: str, name: str) -> tuple[int, int] | None:
+    """(messages ready, consumers) of queue ``name``, or None if it does not exist."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return None
+        declared = queue.declaration_result
+        return declared.message_count or 0, declared.consumer_count or 0
+    finally:
+        await connection.close()
+
+
+async def test_bare_is_measured_from_first_publish_to_last_delivery_only(
+    amqp_broker: AmqpBroker, namespace: str
+) -> None:
+    name = f"{namespace}.bare"
+    seen: list[tuple[str, tuple[int, int] | None]] = []
+
+    @contextlib.asynccontextmanager
+    async def window() -> AsyncIterator[object]:
+        seen.append(("open", await queue_state(amqp_broker.url, name)))
+        yield None
+        seen.append(("close", await queue_state(amqp_broker.url, name)))
+
+    bare = benchmark().bare_aio_pika
+    seconds = await bare(amqp_broker.url, name, b"x" * 5000, chunk=1000, window=window)
+    assert seconds > 0
+    # Open: declared, its consumer attached, nothing sent yet. Close: every
+    # message taken, the queue not yet deleted.
+    assert seen == [("open", (0, 1)), ("close", (0, 1))]
+    assert await queue_state(amqp_broker.url, name) is None
