@@ -129,6 +129,10 @@ class BalancerService(Service):
             held=len(self.dispatcher.held),
             pending=self.dispatcher.pending(),
             dispatched=self.dispatcher.dispatched_total,
+            # Held work sent elsewhere than its placed node: by spare credit
+            # at once (stolen), or after the sweep / a rebalance (retargeted).
+            stolen=self.dispatcher.stolen_total,
+            retargeted=self.dispatcher.retargeted_total,
             recovered=self.handlers.recovered_total,
             skipped_finished=self.handlers.skipped_finished,
             draining=sorted(self.draining),

@@ -5,7 +5,10 @@ node, or the *flexible* queue (pending work, and work whose node is hot, dead
 or long busy), which any node with credit may take. :meth:`Dispatcher.pump`
 runs whenever credit or the cluster view changes and resolves as many
 futures as credit allows — no task polls, and a change costs work only for
-the nodes it touched.
+the nodes it touched. It is work-conserving: a task waits for its placed
+node only while no other node could start it — a node with spare credit
+takes work held for a node without (oldest first), so under moderate load
+binpack's one busy node does not queue work while another node idles.
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
@@ -126,6 +129,8 @@ class Dispatcher:
         self.dispatched_total = 0
         self.pumps = 0
         self.retargeted_total = 0
+        self.stolen_total = 0
+        """Tasks a node with spare credit took from a node without (see :meth:`_steal`)."""
         self._any_cool = True
 
     # -- credit ------------------------------------------------------------
@@ -308,7 +313,11 @@ class Dispatcher:
         return moved
 
     def sweep(self) -> int:
-        """Work that waited too long for a busy node may go to any node."""
+        """Work that waited too long for a busy node may go to any node.
+
+        (Spare credit takes such work at once, see :meth:`_steal`; what is
+        left here waits because no node could start it, and joins the
+        flexible queue's order instead of its placed node's.)"""
         deadline = self.clock() - self.retarget_after_s
         moved = 0
         for queue in self.by_node.values():
@@ -335,17 +344,59 @@ class Dispatcher:
     # -- dispatching -------------------------------------------------------
 
     def pump(self) -> None:
-        """Resolve as many held tasks as credit allows, placed nodes first."""
+        """Resolve as many held tasks as credit allows: placed nodes first,
+        then the flexible queue, then spare credit takes work that waits for
+        a node without any."""
         self.pumps += 1
+        waiting = False
         for node_id, queue in self.by_node.items():
             node = self.nodes.get(node_id)
-            if node is None or not self.accepts(node):
-                continue
-            while queue and self.credit(node_id) > 0:
-                held = queue.popleft()
-                if not held.future.done():
-                    self._assign(held, node)
+            if node is not None and self.accepts(node):
+                while queue and self.credit(node_id) > 0:
+                    held = queue.popleft()
+                    if not held.future.done():
+                        self._assign(held, node)
+            waiting = waiting or bool(queue)
         self._pump_flexible()
+        if waiting:
+            self._steal()
+
+    def _steal(self) -> None:
+        """Nodes with spare credit and nothing held for them take work held
+        for nodes that have no credit, oldest first.
+
+        Placement chose a node by its resources; credit is about its queue.
+        Work waiting for its placed node's queue while another node could
+        start it now only adds latency (under moderate load binpack puts
+        everything on one node and the other idles), so the dispatcher stays
+        work-conserving; a placed node with credit still gets its own work.
+        """
+        open_nodes = [
+            node
+            for node in self.nodes.values()
+            if not self.by_node.get(node.node_id) and self.accepts(node)
+        ]
+        if not open_nodes:
+            return
+        # After the placed-node pass, a queue that still holds work belongs
+        # to a node that takes none now (no credit, hot or gone).
+        donors = [queue for queue in self.by_node.values() if queue]
+        while open_nodes and donors:
+            # The donor whose head has waited longest gives first.
+            queue = min(donors, key=lambda q: q[0].since)
+            held = queue.popleft()
+            if not held.future.done():
+                node = self._pick_any(held.demand, open_nodes)
+                if node is None:
+                    queue.appendleft(held)  # fits no open node: this donor gives no more now
+                    donors = [d for d in donors if d is not queue]
+                    continue
+                self._assign(held, node)
+                self.stolen_total += 1
+                if not self.accepts(node):
+                    open_nodes = [n for n in open_nodes if n is not node]
+            if not queue:
+                donors = [d for d in donors if d is not queue]
 
     def _pump_flexible(self) -> None:
         if not self.flexible:

@@ -22,7 +22,8 @@ class BalancerSettings(BosonSettings):
     hot_threshold: Annotated[float, Field(gt=0, le=1)] = 0.9
     """Measured utilisation above which a node gets no new work."""
     retarget_after_s: Annotated[float, Field(gt=0)] = 2.0
-    """Held work waiting this long for its placed node may go elsewhere."""
+    """Held work waiting this long for its busy placed node joins the flexible
+    queue (another node with spare credit takes it at once anyway)."""
     park_after_s: Annotated[float, Field(gt=0)] = 600.0
     """Re-publish work held this long (RabbitMQ's consumer timeout is 30 min)."""
     max_held: Annotated[int, Field(ge=1, le=65_535)] = 10_000

@@ -1,4 +1,4 @@
-"""The balancer's dispatcher: credit, FIFO, re-picks, lookahead, sweep — no broker."""
+"""The balancer's dispatcher: credit, FIFO, re-picks, stealing, lookahead, sweep — no broker."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ async def test_work_for_a_dead_or_unknown_node_goes_to_a_live_one() -> None:
 
 async def test_held_work_moves_when_its_node_goes_down() -> None:
     d = dispatcher()
-    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1, measured=0.5)]))
+    # b has no room yet, so a's held work cannot go there before a dies.
+    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1, allocated=1000.0)]))
     futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(4)}
     assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": None, "t3": None}
     went_down = d.on_snapshot(snapshot([N("a", slots=1, alive=False), N("b", slots=1)], seq=2))
@@ -182,18 +183,65 @@ async def test_the_lookahead_is_bounded() -> None:
     assert [h.task_id for h in d.flexible][-1] == "small"
 
 
-async def test_sweep_moves_long_waiting_work_off_a_busy_node() -> None:
+async def test_spare_credit_takes_work_waiting_for_a_node_without_credit() -> None:
+    # Binpack puts everything on "busy"; "idle" has credit and room: the work
+    # that "busy" cannot take now goes to "idle" at once, not after the sweep.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "busy") for i in range(5)}
+    assert outcomes(futures) == {"t0": "busy", "t1": "busy", "t2": "idle", "t3": "idle", "t4": None}
+    assert d.stolen_total == 2
+    assert_credit_never_negative(d)
+    d.complete("t2")  # idle's credit comes back first: it takes busy's oldest
+    assert futures["t4"].result() == "idle"
+
+
+async def test_a_placed_node_with_credit_keeps_its_own_work() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1)]))
+    futures = {t: d.hold(t, demand(), node) for t, node in [("a0", "a"), ("b0", "b"), ("a1", "a")]}
+    assert outcomes(futures) == {"a0": "a", "b0": "b", "a1": "a"}
+    assert d.stolen_total == 0
+
+
+async def test_spare_credit_takes_only_work_that_fits_and_the_oldest_first() -> None:
     clock = Clock()
     d = dispatcher(clock)
-    d.on_snapshot(snapshot([N("busy", slots=1, measured=0.5), N("idle", slots=1, measured=0.5)]))
-    futures = {f"t{i}": d.hold(f"t{i}", demand(), "busy") for i in range(3)}
-    assert outcomes(futures) == {"t0": "busy", "t1": "busy", "t2": None}
+    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1), N("small", slots=1, capacity=50.0)]))
+    for t in ("a0", "a1"):
+        d.hold(t, demand(), "a")
+    for t in ("b0", "b1"):
+        d.hold(t, demand(), "b")
+    # small is busy with work of its own, a and b are full: the rest waits.
+    small_work = {t: d.hold(t, demand(), "small") for t in ("s0", "s1")}
+    assert all(f.result() == "small" for f in small_work.values())
+    clock.now = 1.0
+    big = d.hold("big", demand(100.0), "a")  # does not fit on small
+    clock.now = 2.0
+    b_late = d.hold("b2", demand(), "b")
+    clock.now = 3.0
+    a_late = d.hold("a2", demand(), "a")
+    assert not any(f.done() for f in (big, b_late, a_late))
+    d.complete("s0")  # small has one credit: b2 waited longest among what fits
+    assert b_late.result() == "small"
+    assert not any(f.done() for f in (big, a_late))
+    assert d.stolen_total == 1
+
+
+async def test_sweep_moves_long_waiting_work_into_the_flexible_queue() -> None:
+    clock = Clock()
+    d = dispatcher(clock)
+    d.on_snapshot(snapshot([N("busy", slots=1), N("other", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "busy") for i in range(5)}
+    assert outcomes(futures)["t4"] is None  # no node has credit left
     clock.now = 1.0
     assert d.sweep() == 0
     clock.now = 2.5
     assert d.sweep() == 1
-    assert futures["t2"].result() == "idle"
+    assert [h.task_id for h in d.flexible] == ["t4"]
     assert d.retargeted_total == 1
+    d.complete("t0")  # any node's credit takes it now
+    assert futures["t4"].result() == "busy"
 
 
 async def test_rebalance_sends_held_work_of_hot_nodes_elsewhere() -> None:
@@ -205,12 +253,15 @@ async def test_rebalance_sends_held_work_of_hot_nodes_elsewhere() -> None:
         rng=np.random.default_rng(1),
     )
     d.on_snapshot(snapshot([N("a", slots=1, measured=0.1), N("b", slots=1, measured=0.1)]))
+    d.hold("b0", demand(), "b")  # b is busy too: a's work waits for a
     futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(3)}
     assert outcomes(futures) == {"t0": "a", "t1": None, "t2": None}
     d.on_snapshot(snapshot([N("a", slots=1, measured=0.9), N("b", slots=1, measured=0.1)], seq=2))
+    assert d.retargeted_total == 2
+    assert [h.task_id for h in d.flexible] == ["t1", "t2"]
+    d.complete("b0")
     assert futures["t1"].result() == "b"
     assert not futures["t2"].done()  # b has no more credit; t2 waits for anyone
-    assert d.retargeted_total == 2
 
 
 async def test_a_released_task_is_never_dispatched() -> None:
