@@ -13,11 +13,11 @@ estimate is zero and ``remnant`` scores exactly as ``binpack``.
 
 :func:`place_run` places ``k`` identical demands as ``k`` sequential full
 rescores would (any strategy without the sorted index: ``balanced``,
-``tetris``, ``remnant``), without doing them: it scores every node once, then keeps a
-heap keyed (−score, index) in which only the node just chosen is rescored —
-through the same vectorised formula on that one row, with its allocation
-accumulated one demand at a time, so the choice is bit-for-bit the
-sequential one.
+``tetris``, ``remnant``), without doing them: it scores every node once, then
+keeps a heap keyed (−score, index) of the ``k`` best nodes (with ties) in
+which only the node just chosen is rescored — through the same vectorised
+formula on that one row, with its allocation accumulated one demand at a
+time, so the choice is bit-for-bit the sequential one.
 """
 
 from __future__ import annotations
@@ -124,7 +124,15 @@ def place_run(
     if feasible.size == 0 or k <= 0:
         return []
     score = raw_scores(table, strategy, demand, typical)
-    heap = list(zip((-score[feasible]).tolist(), feasible.tolist(), strict=True))
+    cost = -score[feasible]
+    if k < feasible.size:
+        # k placements choose among the k best nodes at most: until each of the
+        # k best has been chosen once (its score only changes then), one of
+        # them outranks every other node. Keeping the ties at the k-th cost
+        # keeps that set whatever the index tie-break; the heap is k long, not n.
+        keep = cost <= np.partition(cost, k - 1)[k - 1]
+        cost, feasible = cost[keep], feasible[keep]
+    heap = list(zip(cost.tolist(), feasible.tolist(), strict=True))
     heapq.heapify(heap)
     if strategy == "binpack-fgd":
         return _place_run_fgd(table, demand, k, typical, heap)

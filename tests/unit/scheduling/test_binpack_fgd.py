@@ -8,10 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.scheduling.placement import Placer
-from shared.scheduling.remnant import LongRunDemand
+from shared.scheduling.remnant import LongRunDemand, place_run
 from shared.scheduling.scores import (
     FGD_WEIGHT,
+    Strategy,
     bottleneck,
+    choose,
     fgd_row_score,
     raw_scores,
     stranded_bottleneck,
@@ -179,4 +181,27 @@ def test_a_batch_places_as_one_by_one_with_a_settled_estimate() -> None:
     batch = placers[0].place_batch(np.repeat(demand[None], 60, axis=0)).indices.tolist()
     one_by_one = [placers[1].place(demand).index for _ in range(60)]
     assert batch == [-1 if i is None else i for i in one_by_one]
+    np.testing.assert_array_equal(tables[0].allocated, tables[1].allocated)
+
+
+@pytest.mark.parametrize("strategy", ["binpack-fgd", "tetris", "balanced"])
+@pytest.mark.parametrize("k", [1, 3, 7, 40])
+def test_a_short_run_among_many_tied_nodes_places_as_one_by_one(strategy: Strategy, k: int) -> None:
+    """``place_run`` keeps only the k best nodes; ties at the k-th must not lose the right one."""
+    tables = (NodeTable(), NodeTable())
+    for t in tables:
+        for i in range(12):
+            # Pairs of identical nodes: every score is tied with another node's.
+            t.upsert(f"n{i}", (8.0, 8.0, 0.0), allocated=(float(i // 2), float(i // 4), 0.0))
+    demand = np.array([1.0, 1.0, 0.0])
+    typical = np.array([1.0, 1.0, 0.0])
+    batch = place_run(tables[0], strategy, demand, k, typical)
+    one_by_one: list[int] = []
+    for _ in range(k):
+        row = choose(tables[1], strategy, demand, typical)
+        if row is None:
+            break
+        tables[1].allocate(row, demand)
+        one_by_one.append(row)
+    assert batch == one_by_one
     np.testing.assert_array_equal(tables[0].allocated, tables[1].allocated)
