@@ -1,6 +1,7 @@
-"""Placements per second of ``binpack``: Boson's placer against a plain-Python loop.
+"""Placements per second of the default strategy: Boson's placer against a plain loop.
 
-Run: ``.venv/bin/python benchmarks/placement.py [--placements M] [--sizes 100,1000,...]``
+Run: ``.venv/bin/python benchmarks/placement.py [--placements M] [--sizes 100,1000,...]
+[--strategy S]`` (default: the scheduler's default, ``binpack``).
 
 Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its README):
 
@@ -19,7 +20,11 @@ and must choose the same nodes (checked): ``Placer.place_batch`` (batched),
 ``Placer.place`` called once per demand (one at a time), and
 :func:`plain_binpack` below — a straightforward loop over every node per
 demand. The plain loop is timed on a prefix of the demands (it is slow), and
-its rate compared with the batched rate.
+its rate compared with the batched rate. For strategies other than
+``binpack`` the plain loop is the full rescore :func:`scores.choose` (every
+node scored with numpy, per demand). A strategy that learns a typical demand
+is given one held fixed — the median of the demands — so that the three runs
+see the same estimate.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared.scheduling import scores  # noqa: E402
 from shared.scheduling.placement import Placer  # noqa: E402
+from shared.scheduling.remnant import TypicalDemand  # noqa: E402
+from shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
 from shared.scheduling.table import NodeTable  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
@@ -118,20 +126,43 @@ def plain_binpack(
     return chosen
 
 
-def run(n: int, m: int, plain_budget_s: float, seed: int) -> dict[str, float]:
+def full_rescore(
+    cap: np.ndarray, alloc: np.ndarray, demands: np.ndarray, strategy: Strategy, typical: np.ndarray
+) -> list[int]:
+    """The reference: every node scored with numpy for each demand (``scores.choose``)."""
+    table = build_table(cap, alloc)
+    chosen = []
+    for d in demands:
+        i = scores.choose(table, strategy, d, typical)
+        if i is not None:
+            table.allocate(i, d)
+        chosen.append(-1 if i is None else i)
+    return chosen
+
+
+def make_placer(table: NodeTable, strategy: Strategy, typical: np.ndarray) -> Placer:
+    placer = Placer(table, strategy)
+    fixed = TypicalDemand(refresh_every=2**62)
+    fixed.value = typical
+    placer.typical = fixed
+    return placer
+
+
+def run(n: int, m: int, plain_budget_s: float, seed: int, strategy: Strategy) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     dem, p = load_demands()
     demands = dem[rng.choice(dem.shape[0], size=m, p=p)]
+    typical = np.median(demands, axis=0)
     cap, alloc = make_cluster(n, load_capacities(), rng)
 
     table = build_table(cap, alloc)
-    placer = Placer(table, "binpack")
+    placer = make_placer(table, strategy, typical)
     t0 = time.perf_counter()
     batch = placer.place_batch(demands)
     batched_s = time.perf_counter() - t0
 
     table1 = build_table(cap, alloc)
-    placer1 = Placer(table1, "binpack")
+    placer1 = make_placer(table1, strategy, typical)
     t0 = time.perf_counter()
     single = [placer1.place(d).index for d in demands]
     single_s = time.perf_counter() - t0
@@ -141,9 +172,11 @@ def run(n: int, m: int, plain_budget_s: float, seed: int) -> dict[str, float]:
 
     # The plain loop costs O(n) per demand: time a prefix sized to the budget.
     k = max(20, min(m, int(plain_budget_s / (n * 4e-7))))
-    cap_l, alloc_l, dem_l = cap.tolist(), alloc.tolist(), demands[:k].tolist()
     t0 = time.perf_counter()
-    plain = plain_binpack(cap_l, alloc_l, dem_l)
+    if strategy == "binpack":
+        plain = plain_binpack(cap.tolist(), alloc.tolist(), demands[:k].tolist())
+    else:
+        plain = full_rescore(cap, alloc, demands[:k], strategy, typical)
     plain_s = time.perf_counter() - t0
     assert plain == batch_idx[:k].tolist(), "plain loop and placer choose differently"
 
@@ -164,9 +197,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--plain-budget", type=float, default=3.0, help="seconds per size")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY)
     args = parser.parse_args()
     print(
-        f"binpack, up to {args.placements:,} demands from {TASKS.name}, nodes from {SERVERS.name}"
+        f"{args.strategy}, up to {args.placements:,} demands from {TASKS.name}, "
+        f"nodes from {SERVERS.name}"
     )
     print(
         f"{'nodes':>8} {'demands':>8} {'placed':>8} {'batched/s':>11} {'one-by-one/s':>13} "
@@ -174,7 +209,7 @@ def main() -> None:
     )
     for n in (int(s) for s in args.sizes.split(",")):
         # Twenty demands per node at most: a 100-node cluster is full long before 20,000.
-        r = run(n, min(args.placements, 20 * n), args.plain_budget, args.seed)
+        r = run(n, min(args.placements, 20 * n), args.plain_budget, args.seed, args.strategy)
         print(
             f"{r['nodes']:>8,} {r['placements']:>8,} {r['placed']:>8,} "
             f"{r['batched']:>11,.0f} {r['single']:>13,.0f} "
