@@ -84,7 +84,7 @@ DEFAULT_STRATEGY: Strategy = "binpack"
 """The scheduler's default, DESIGN §3.2's most-allocated ``binpack``: the one
 the incremental index places at scale (77,000 distinct demands/s at 10,000
 nodes). ``binpack-fgd`` strands about a tenth of the capacity on the Alibaba
-trace but rescores every node per distinct demand (about 500/s at 10,000
+trace but rescores every node per distinct demand (about 700/s at 10,000
 nodes), so it is opt-in (``benchmarks/trace_quality.py`` judges both)."""
 
 FGD_WEIGHT = 1000.0
