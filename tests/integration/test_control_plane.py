@@ -76,7 +76,9 @@ class ControlPlane:
         running = await start_in_background(service, timeout=WAIT)
         self.running.append(running)
 
-    async def start_control_plane(self, **monitor: Any) -> None:
+    async def start_control_plane(
+        self, balancer: dict[str, Any] | None = None, **monitor: Any
+    ) -> None:
         self.admin = await self.factory()
         self.monitor = MonitorService(
             MonitorSettings(
@@ -98,9 +100,12 @@ class ControlPlane:
         self.balancer = BalancerService(
             BalancerSettings(
                 **self.base("bal"),
-                credit_per_slot=CREDIT_PER_SLOT,
-                retarget_after_s=0.5,
-                report_interval_s=0.3,
+                **{
+                    "credit_per_slot": CREDIT_PER_SLOT,
+                    "retarget_after_s": 0.5,
+                    "report_interval_s": 0.3,
+                    **(balancer or {}),
+                },
             ),
             await self.factory(),
             self.codec,
@@ -268,3 +273,28 @@ async def test_held_work_never_exceeds_credit_under_a_burst(plane: ControlPlane)
     # Credit, not the node's prefetch, was what bound it: the busiest node filled it.
     assert max(node.max_held for node in nodes) == CREDIT
     assert sum(len(node.received) for node in nodes) == TASKS
+
+
+async def test_a_node_with_spare_credit_takes_work_its_busy_peer_cannot(
+    plane: ControlPlane,
+) -> None:
+    # binpack places every task on "busy" (the most allocated node). What its
+    # credit cannot take goes to "idle" at once: the sweep would move it only
+    # after a minute here, and equal measured load means no rebalancing.
+    await plane.start_control_plane(balancer={"retarget_after_s": 60.0})
+    busy = await plane.start_node("busy", 5_000, hold_s=0.2, prefetch_factor=64)
+    idle = await plane.start_node("idle", 1_000, hold_s=0.2, prefetch_factor=64)
+    await plane.until_scheduler_knows(2)
+    client = await plane.client()
+    handles = await client.submit_many(
+        [TaskRequest("noop", complexity=1, data_size=0) for _ in range(2 * CREDIT)]
+    )
+    results = await asyncio.gather(*(handle.result(WAIT) for handle in handles))
+    assert len({r.task_id for r in results}) == 2 * CREDIT
+    assert len(idle.received) >= CREDIT // 2, (len(busy.received), len(idle.received))
+    assert busy.max_held <= CREDIT
+    assert idle.max_held <= CREDIT
+    balancer = plane.balancer
+    assert balancer is not None
+    assert balancer.dispatcher.stolen_total >= CREDIT // 2
+    assert balancer.dispatcher.retargeted_total == 0
