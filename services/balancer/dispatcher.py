@@ -7,11 +7,10 @@ runs whenever credit or the cluster view changes and resolves as many
 futures as credit allows — no task polls, and a pump looks only at nodes
 that may have credit (``benchmarks/dispatcher.py``: under load, 7× the
 results and holds per second of a pump that walked every node at 100 nodes,
-40× at 1,000). It is
-work-conserving: a task waits for its placed node only while no other node
-could start it — a node with spare credit takes work held for a node
-without (oldest first), so under moderate load binpack's one busy node does
-not queue work while another node idles.
+40× at 1,000). It is work-conserving: a task waits for its placed node only
+while no other node could start it — a node with spare credit takes work
+held for a node without (oldest first), so under moderate load binpack's one
+busy node does not queue work while another node idles.
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
