@@ -10,11 +10,12 @@ service made it — ``TaskSubmitted.submitted_at`` (client),
 ``TaskPlaced.placed_at`` (scheduler), ``TaskAssigned.assigned_at``
 (balancer), ``TaskResult.finished_at`` (executor) — so the gaps between
 them are the hops: each one publishing (batching, confirm window), the
-broker, the next service receiving, decoding and handling. Taps (classic
-queues bound beside the real ones) collect the placed and assigned
-envelopes; they are decoded after the run, so the taps cost the client only
-the deliveries. The last hop ends when the client's consumer sees the
-result. All processes share one clock (one machine).
+broker, the next service receiving, decoding and handling. A
+:class:`~shared.runtime.tap.Tap` (a classic queue bound beside the real
+ones) collects the placed and assigned envelopes; they are decoded after
+the run, so the tap costs the client only the deliveries. The last hop
+ends when the client's consumer sees the result. All processes share one
+clock (one machine).
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
-
 from benchmarks.pipeline import DEFAULT_URL, BosonSystem, cleanup, open_loop, percentile
+from shared.bus.amqp import AmqpTransport
 from shared.contract.codec import EnvelopeCodec
 from shared.contract.messages import TaskAssigned, TaskPlaced, TaskResult
 from shared.contract.topology import RK_PLACED, rk_node
 from shared.runtime.consumer import Emit
+from shared.runtime.tap import Tap
 
 STAMPS = ("submitted", "placed", "assigned", "finished", "at client")
 HOPS = (
@@ -46,43 +46,14 @@ HOPS = (
 )
 
 
-class Taps:
-    """Envelopes copied from the placed and assigned hops, with their arrival."""
-
-    def __init__(self, url: str, namespace: str, work_exchange: str) -> None:
-        self.url = url
-        self.names = [f"{namespace}.breakdown-placed", f"{namespace}.breakdown-assigned"]
-        self.keys = [RK_PLACED, rk_node("*")]
-        self.work_exchange = work_exchange
-        self.bodies: list[bytes] = []
-        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
-
-    async def start(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.url)
-        channel = await self.connection.channel()
-        await channel.set_qos(prefetch_count=1000)
-        for name, key in zip(self.names, self.keys, strict=True):
-            queue = await channel.declare_queue(name, auto_delete=True)
-            await queue.bind(self.work_exchange, key)
-            await queue.consume(self._on_message)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self.bodies.append(message.body)
-        await message.ack()
-
-    async def close(self) -> None:
-        if self.connection is not None:
-            await self.connection.close()
-
-
 async def breakdown(
-    system: BosonSystem, taps: Taps, codec: EnvelopeCodec, rate: float, seconds: float
+    system: BosonSystem, tap: Tap, codec: EnvelopeCodec, rate: float, seconds: float
 ) -> None:
     client = system.client
     assert client is not None
     seen_by_client: dict[str, float] = {}
     stamps: dict[str, dict[str, float]] = {}
-    taps.bodies.clear()
+    first = len(tap.envelopes)  # what this rate's run adds
     original = client._on_result
 
     async def on_result(result: TaskResult) -> Sequence[Emit]:
@@ -95,10 +66,10 @@ async def breakdown(
     client._on_result = on_result  # type: ignore[method-assign]
     try:
         run = await open_loop(system, max(1, int(rate * seconds)), rate, timeout=60)
-        await asyncio.sleep(0.5)  # the taps' last copies
+        await asyncio.sleep(0.5)  # the tap's last copies
     finally:
         client._on_result = original  # type: ignore[method-assign]
-    for body in taps.bodies:
+    for body in tap.envelopes[first:]:
         for message in codec.decode(body):
             if isinstance(message, TaskPlaced):
                 stamps.setdefault(message.task.task_id, {})["placed"] = message.placed_at
@@ -133,25 +104,30 @@ async def main_async(args: argparse.Namespace) -> int:
     settings_env = dict(item.split("=", 1) for item in args.set)
     system.variant = settings_env
     system.cluster.extra_env.update(settings_env)
-    taps: Taps | None = None
+    watcher = AmqpTransport(args.amqp_url, connection_name="boson-bench-breakdown")
+    tap: Tap | None = None
     try:
         await system.start()
         settings = system.cluster.settings()
         codec = EnvelopeCodec.from_settings(settings)
-        taps = Taps(args.amqp_url, namespace, settings.names().work_exchange)
-        await taps.start()
+        work = settings.names().work_exchange
+        tap = Tap(
+            watcher, codec, f"{namespace}.breakdown", [(work, RK_PLACED), (work, rk_node("*"))]
+        )
+        await tap.start()
         await open_loop(system, 500, 250, timeout=30)  # warm up
         print(
             f"latency breakdown: namespace {namespace}, {os.cpu_count()} cores, "
             f"settings {settings_env or 'default'}"
         )
         for rate in args.rates:
-            await breakdown(system, taps, codec, rate, args.seconds)
+            await breakdown(system, tap, codec, rate, args.seconds)
     finally:
-        if taps is not None:
-            await taps.close()
+        if tap is not None:
+            await tap.close()
+        await watcher.close()
         await system.stop()
-        await cleanup(args.amqp_url, namespace, taps.names if taps else [])
+        await cleanup(args.amqp_url, namespace, [])
     return 0
 
 
