@@ -86,6 +86,9 @@ class LongRunDemand(TypicalDemand):
 
     def observe(self, demand: FloatArray, count: int = 1) -> None:
         size = self._buf.shape[0]
+        if count == 1:
+            self._observe_one(demand, size)
+            return
         if count <= 0:
             return
         first = self._seen
@@ -101,6 +104,22 @@ class LongRunDemand(TypicalDemand):
             self._buf[hit] = demand
         self._seen += count
         self._fresh += count
+
+    def _observe_one(self, demand: FloatArray, size: int) -> None:
+        """``observe(demand, 1)`` without the arrays: the same draw, the same slot.
+
+        The balancer observes every hold one at a time; past the window the
+        array path costs ~11 µs a call, half a busy balancer's time per task.
+        """
+        j = self._seen
+        if j < size:
+            self._buf[j] = demand
+        else:
+            slot = int(self._rng.random() * (j + 1))
+            if slot < size:
+                self._buf[slot] = demand
+        self._seen += 1
+        self._fresh += 1
 
     def refresh(self) -> None:
         if self._fresh == 0 or self._fresh < min(self._every, self._seen - self._fresh):

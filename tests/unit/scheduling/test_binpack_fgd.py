@@ -128,6 +128,22 @@ def test_long_run_demand_remembers_the_whole_history_not_the_last_run() -> None:
     assert np.array_equal(again._buf, typical._buf)  # seeded: deterministic
 
 
+def test_long_run_demand_observes_one_at_a_time_as_it_does_in_bulk() -> None:
+    # One instance at a time (the balancer's holds) takes the fast path; it
+    # must sample exactly as a bulk observe does, past the window too.
+    bulk = LongRunDemand(window=64, refresh_every=1)
+    single = LongRunDemand(window=64, refresh_every=1)
+    for k, count in enumerate([40, 30, 500, 7]):
+        demand = np.array([k + 1.0, 2.0 * k, 0.0])
+        bulk.observe(demand, count)
+        for _ in range(count):
+            single.observe(demand)
+    assert np.array_equal(single._buf, bulk._buf)
+    bulk.refresh()
+    single.refresh()
+    assert single.value.tolist() == bulk.value.tolist()
+
+
 row = st.tuples(
     st.sampled_from([8.0, 16.0, 64.0]),
     st.floats(0.0, 1.0),
