@@ -16,9 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 from shared.scheduling.placement import Placer, Status
+from shared.scheduling.scores import stranded_bottleneck
+from shared.scheduling.sim_table import FIT_EPSILON
 from shared.scheduling.table import FloatArray, NodeTable, as_vector
 
 
@@ -252,6 +255,28 @@ def dispatch_order(
     return sorted(range(len(counts)), key=key)
 
 
+def fits_cleanly(
+    free: FloatArray, demand: FloatArray, typical: FloatArray, bottleneck: int
+) -> npt.NDArray[np.bool_]:
+    """Rows of ``free`` (``(n, 3)``) that ``demand`` fits and strands nothing more on.
+
+    "Strands" is ``binpack-fgd``'s measure against the ``typical`` demand on
+    the ``bottleneck`` dimension (see :mod:`~shared.scheduling.scores`): the
+    placement must not grow the bottleneck capacity that typical tasks could
+    not use — it leaves room for whole typical tasks, or fills a remnant
+    that was stranded already. Without an estimate (``typical`` all zero)
+    no row qualifies, so a caller that offers clean fits first behaves as if
+    it did not.
+    """
+    if free.shape[0] == 0 or not np.any(typical > 0):
+        return np.zeros(free.shape[0], dtype=np.bool_)
+    fits = np.all(free >= demand - FIT_EPSILON, axis=1)
+    before = stranded_bottleneck(free, typical, bottleneck)
+    after = stranded_bottleneck(free - demand, typical, bottleneck)
+    clean: npt.NDArray[np.bool_] = fits & (after <= before + FIT_EPSILON)
+    return clean
+
+
 @dataclass(frozen=True, slots=True)
 class Recovery:
     """Where a dead node's queued task goes: a node, or waiting / never."""
@@ -291,6 +316,7 @@ __all__ = [
     "QueuedTask",
     "Recovery",
     "dispatch_order",
+    "fits_cleanly",
     "imbalance",
     "node_load",
     "plan_rebalance",

@@ -37,11 +37,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.scheduling.balancing import AGE_LIMIT_S, QueuedTask, dispatch_order, plan_recovery
+from shared.scheduling.balancing import (
+    AGE_LIMIT_S,
+    QueuedTask,
+    dispatch_order,
+    fits_cleanly,
+    plan_recovery,
+)
 from shared.scheduling.placement import Placer
+from shared.scheduling.remnant import LongRunDemand
+from shared.scheduling.scores import bottleneck
 from shared.scheduling.sim_baselines import BASELINES
 from shared.scheduling.sim_metrics import Metrics, Recorder
-from shared.scheduling.sim_table import FIT_EPSILON, BatchPlacer
+from shared.scheduling.sim_table import FIT_EPSILON, BatchPlacer, FloatArray
 from shared.scheduling.simulation import (
     DEFAULT_SAMPLE_STEP,
     Dispatcher,
@@ -87,6 +95,9 @@ def _recover(sim: Simulation, task: int, count: int) -> None:
 class HeadOfLine:
     """Without rebalancing: retry the backlog from its head; stop at the first miss."""
 
+    def observe(self, demand: FloatArray, count: int) -> None:
+        """A plain queue learns nothing from arrivals."""
+
     def drain(self, sim: Simulation) -> None:
         backlog = sim.backlog
         while backlog:
@@ -101,31 +112,74 @@ class HeadOfLine:
 
 
 class Balancer:
-    """With rebalancing: dispatch whatever fits within a bounded backlog window."""
+    """With rebalancing: dispatch whatever fits within a bounded backlog window.
+
+    Two passes over the window, as the balancer service's flexible queue
+    (``services/balancer/dispatcher.py``): first every entry may take only
+    nodes it fits cleanly (:func:`~shared.scheduling.balancing.fits_cleanly`,
+    against the typical demand learnt from every arrival) — except a dead
+    node's work and work past the age limit, which take any room; then
+    whatever fits anywhere. So in a full cluster the smallest pending job
+    does not split a freed hole that a larger waiting task fills exactly.
+    """
 
     def __init__(self, window: int = DEFAULT_WINDOW, age_limit: float = AGE_LIMIT_S) -> None:
         self.window = window
         self.age_limit = age_limit
+        self.typical = LongRunDemand()
 
-    def drain(self, sim: Simulation) -> None:
-        table = sim.table
-        alive = table.alive
-        free = (table.capacity - table.allocated)[alive]
-        if free.size == 0:
-            return
-        # A cheap necessary condition per entry: every dimension fits under
-        # the largest free amount somewhere. Entries failing it are skipped
-        # without touching the placer.
-        best = free.max(axis=0) + FIT_EPSILON
+    def observe(self, demand: FloatArray, count: int) -> None:
+        self.typical.observe(demand, count)
+
+    def _order(self, sim: Simulation, entries: list[Pending]) -> list[int]:
         job = sim.workload.job
-        entries = list(sim.backlog)
-        order = dispatch_order(
+        return dispatch_order(
             [int(job[e.task]) for e in entries],
             [e.count for e in entries],
             [sim.now - e.since for e in entries],
             [e.replaced for e in entries],
             self.age_limit,
         )[: self.window]
+
+    def drain(self, sim: Simulation) -> None:
+        self.typical.refresh()
+        self._clean_pass(sim)
+        self._any_pass(sim)
+
+    def _clean_pass(self, sim: Simulation) -> None:
+        typical = self.typical.value
+        table = sim.table
+        if not sim.backlog or not np.any(typical > 0):
+            return
+        b = bottleneck(table.capacity, typical)
+        entries = list(sim.backlog)
+        for k in self._order(sim, entries):
+            entry = entries[k]
+            if entry.replaced or sim.now - entry.since >= self.age_limit:
+                entry.count -= sim.try_place(entry.task, entry.count, entry.replaced)
+                continue
+            free = table.capacity - table.allocated
+            clean = table.alive & fits_cleanly(free, sim.workload.demand[entry.task], typical, b)
+            # As many instances as there are clean nodes for one: the placer
+            # still picks the nodes, and its own guard favours those.
+            room = int(clean.sum())
+            if room:
+                entry.count -= sim.try_place(entry.task, min(entry.count, room), entry.replaced)
+        sim.backlog.clear()
+        sim.backlog.extend(e for e in entries if e.count)
+
+    def _any_pass(self, sim: Simulation) -> None:
+        table = sim.table
+        alive = table.alive
+        free = (table.capacity - table.allocated)[alive]
+        if free.size == 0 or not sim.backlog:
+            return
+        # A cheap necessary condition per entry: every dimension fits under
+        # the largest free amount somewhere. Entries failing it are skipped
+        # without touching the placer.
+        best = free.max(axis=0) + FIT_EPSILON
+        entries = list(sim.backlog)
+        order = self._order(sim, entries)
         tasks = np.fromiter((entries[k].task for k in order), np.int64, len(order))
         roomy = np.all(sim.workload.demand[tasks] <= best, axis=1).tolist()
         wanted = sim.demands

@@ -87,6 +87,9 @@ def place_instances(
 class Dispatcher(Protocol):
     """Offers freed capacity to the backlog (the rebalancing seam)."""
 
+    def observe(self, demand: FloatArray, count: int) -> None:
+        """``count`` instances of ``demand`` arrived (the balancer service sees every task)."""
+
     def drain(self, sim: Simulation) -> None: ...
 
     def recover(self, sim: Simulation, task: int, count: int) -> None: ...
@@ -168,6 +171,7 @@ class Simulation:
 
     def _arrive(self, task: int) -> None:
         count = int(self.workload.instances[task])
+        self.dispatcher.observe(self.workload.demand[task], count)
         if self._never[task]:
             self.recorder.never += count
             return

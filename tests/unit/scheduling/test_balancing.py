@@ -9,6 +9,7 @@ from shared.scheduling.balancing import (
     CreditLedger,
     Move,
     QueuedTask,
+    fits_cleanly,
     imbalance,
     plan_rebalance,
     plan_recovery,
@@ -122,3 +123,24 @@ def test_dispatch_order_smallest_pending_job_first_with_an_age_guard() -> None:
     )
     # pending: a = 10, b = 2 → urgent 4, aged 3, then b (2), then a's in queue order.
     assert order == [4, 3, 1, 0, 2]
+
+
+def test_a_clean_fit_leaves_room_for_typical_tasks_or_fills_a_stranded_remnant() -> None:
+    # Typical task (2 cpu, 2 memory); memory (index 1) is the bottleneck
+    # looked at. Placing (3, 3):
+    # - free (8, 8) → (5, 5): two typical tasks still fit, 1 memory left over
+    #   either way (m = 8 - 4·2 = 0 before, 5 - 2·2 = 1 after): it strands → no;
+    # - free (7, 7) → (4, 4): m goes 1 → 0: clean;
+    # - free (4, 4) → (1, 1): m goes 0 → 1 (less than a typical task): no;
+    # - free (3, 3) → (0, 0): fills it exactly: clean;
+    # - free (2, 9) does not fit the demand: no;
+    # - free (3.5, 3.5) → (0.5, 0.5): the remnant was stranded already
+    #   (m 3.5 → 0.5): clean.
+    free = np.array(
+        [[8.0, 8.0, 0], [7.0, 7.0, 0], [4.0, 4.0, 0], [3.0, 3.0, 0], [2.0, 9.0, 0], [3.5, 3.5, 0]]
+    )
+    typical = np.array([2.0, 2.0, 0.0])
+    clean = fits_cleanly(free, np.array([3.0, 3.0, 0.0]), typical, 1)
+    assert clean.tolist() == [False, True, False, True, False, True]
+    # With no estimate yet nothing is a clean fit: callers fall back to any fit.
+    assert not fits_cleanly(free, np.array([3.0, 3.0, 0.0]), np.zeros(3), 1).any()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shared.scheduling.placement import STRATEGIES, Placer
-from shared.scheduling.sim_policies import make_policy
+from shared.scheduling.sim_policies import Balancer, make_policy
 from shared.scheduling.simulation import place_instances, simulate
 from shared.scheduling.table import NodeTable
 
@@ -162,3 +162,24 @@ def test_step_is_deterministic_and_equals_one_at_a_time() -> None:
         assert got_a.tolist() == got_b.tolist()
         assert got_a.tolist() == [i for i in singles if i is not None]
         np.testing.assert_array_equal(a.allocated, c.allocated)
+
+
+@pytest.mark.parametrize(("age_limit", "starts"), [(450.0, [0, 0, 7, 5]), (3.0, [0, 0, 5, 6])])
+def test_the_balancer_gives_a_freed_hole_to_what_fills_it_cleanly(
+    age_limit: float, starts: list[float]
+) -> None:
+    # One node (10, 10). t=0, job 0: five instances of (2, 2) fill it, two of
+    # them for 5 s. t=1, job 1: S (3, 3), 1 s; t=2, job 2: two of L (4, 4),
+    # 1 s each; both wait. The balancer learnt the typical demand from the
+    # arrivals: the median of 2, 2, 2, 2, 2, 3, 4, 4 is (2, 2). At t=5, (4, 4)
+    # frees. Smallest pending job first offers it to S, which would leave
+    # (1, 1): less than a typical task, stranded. One L fills it exactly, so
+    # the clean-fit pass gives it to L (5..6), then to the other L (6..7),
+    # and S runs 7..8. Work past the age limit (3 s here: S has waited 4 at
+    # t=5) takes any room in that pass, so S runs 5..6 and the Ls 6..7, 7..8.
+    w = workload([(0, 10, 2, 2, 3, 0), (0, 5, 2, 2, 2, 0), (1, 1, 3, 3, 1, 1), (2, 1, 4, 4, 2, 2)])
+    policy = make_policy("binpack+rebalance")
+    _, rec = simulate(
+        "b", w, cluster((10, 10)), events(), policy.placer, Balancer(age_limit=age_limit), 1.0
+    )
+    assert rec.first_start.tolist() == starts
