@@ -362,3 +362,26 @@ async def test_a_result_frees_its_resources_for_pending_work_at_once() -> None:
     d.complete("t1")
     d.complete("t2")
     assert d.nodes["a"].allocated.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(("waited", "expected"), [(0.0, ("L1", "a")), (1.0, ("S", "a"))])
+async def test_pending_work_that_fills_a_hole_cleanly_goes_first(
+    waited: float, expected: tuple[str, str]
+) -> None:
+    # A typical held task asks for 20. Node a has 40 free. Smallest pending
+    # job first would offer it to S (30, one task), which would leave 10: less
+    # than a typical task, stranded. L1 (40, of a two-task job) fills it
+    # exactly, so the clean-fit pass sends L1 and S waits for room. Work held
+    # past the age limit takes any room in that pass: S, having waited it,
+    # goes first.
+    clock = Clock()
+    d = dispatcher(clock)
+    for i in range(8):  # the typical demand is learnt from every hold
+        d.hold(f"t{i}", demand(20), None)
+        d.release(f"t{i}")
+    futures = {"S": d.hold("S", demand(30), None, job="S")}
+    clock.now = waited * d.age_limit_s
+    futures |= {t: d.hold(t, demand(40), None, job="L") for t in ("L1", "L2")}
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=100, allocated=60)]))
+    assert d.typical.value[:2].tolist() == [20.0, 20.0]
+    assert {t: n for t, n in outcomes(futures).items() if n} == dict([expected])

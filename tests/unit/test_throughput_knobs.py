@@ -270,10 +270,12 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
     calls = 0
     pick_any = d._pick_any
 
-    def counting(need: np.ndarray, open_nodes: list[NodeView]) -> NodeView | None:
+    def counting(
+        need: np.ndarray, open_nodes: list[NodeView], clean: object = None
+    ) -> NodeView | None:
         nonlocal calls
         calls += 1
-        return pick_any(need, open_nodes)
+        return pick_any(need, open_nodes, clean)  # type: ignore[arg-type]
 
     d._pick_any = counting  # type: ignore[method-assign,assignment]
     first = d.hold("t0", demand(), None)
@@ -281,11 +283,12 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
     calls = 0
     waiting = [d.hold(f"t{i}", demand(), None) for i in range(1, 41)]
     assert not any(f.done() for f in waiting)
-    # Each of the 40 pumps tested the one demand once, not once per held task.
-    assert calls == 40
-    # A smaller demand behind the stuck ones still gets its own test (and no room).
+    # Each of the 40 pumps tested the one demand once per pass (clean fits
+    # first, then any fit), not once per held task.
+    assert calls == 2 * 40
+    # A smaller demand behind the stuck ones still gets its own tests (and no room).
     d.hold("small", ResourceVector(cpu=0.5), None)
-    assert calls == 42
+    assert calls == 2 * 42
     assert [h.task_id for h in d.flexible][:3] == ["t1", "t2", "t3"]
 
 
