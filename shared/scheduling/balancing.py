@@ -268,12 +268,16 @@ def fits_cleanly(
     no row qualifies, so a caller that offers clean fits first behaves as if
     it did not.
     """
+    clean = np.zeros(free.shape[0], dtype=np.bool_)
     if free.shape[0] == 0 or not np.any(typical > 0):
-        return np.zeros(free.shape[0], dtype=np.bool_)
-    fits = np.all(free >= demand - FIT_EPSILON, axis=1)
-    before = stranded_bottleneck(free, typical, bottleneck)
-    after = stranded_bottleneck(free - demand, typical, bottleneck)
-    clean: npt.NDArray[np.bool_] = fits & (after <= before + FIT_EPSILON)
+        return clean
+    # Stranding only where the demand fits: in a full cluster, few rows.
+    rows = np.flatnonzero(np.all(free >= demand - FIT_EPSILON, axis=1))
+    if rows.size:
+        room = free[rows]
+        before = stranded_bottleneck(room, typical, bottleneck)
+        after = stranded_bottleneck(room - demand, typical, bottleneck)
+        clean[rows] = after <= before + FIT_EPSILON
     return clean
 
 

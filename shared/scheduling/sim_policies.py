@@ -149,22 +149,34 @@ class Balancer:
     def _clean_pass(self, sim: Simulation) -> None:
         typical = self.typical.value
         table = sim.table
-        if not sim.backlog or not np.any(typical > 0):
+        alive = table.alive
+        if not sim.backlog or not np.any(typical > 0) or not alive.any():
             return
         b = bottleneck(table.capacity, typical)
+        free = table.capacity - table.allocated
+        # As in the second pass: an entry larger on some dimension than any
+        # node's free room fits nowhere — in a full cluster, almost all.
+        best = free[alive].max(axis=0) + FIT_EPSILON
         entries = list(sim.backlog)
         for k in self._order(sim, entries):
             entry = entries[k]
-            if entry.replaced or sim.now - entry.since >= self.age_limit:
-                entry.count -= sim.try_place(entry.task, entry.count, entry.replaced)
+            demand = sim.workload.demand[entry.task]
+            if not bool(np.all(demand <= best)):
                 continue
-            free = table.capacity - table.allocated
-            clean = table.alive & fits_cleanly(free, sim.workload.demand[entry.task], typical, b)
-            # As many instances as there are clean nodes for one: the placer
-            # still picks the nodes, and its own guard favours those.
-            room = int(clean.sum())
-            if room:
-                entry.count -= sim.try_place(entry.task, min(entry.count, room), entry.replaced)
+            if entry.replaced or sim.now - entry.since >= self.age_limit:
+                want = entry.count  # may not wait any longer: any room
+            else:
+                # As many instances as there are nodes one of them fits
+                # cleanly; the placer still picks the nodes, and its own
+                # guard favours those. (The service offers its held tasks
+                # one at a time, each to the nodes it fits cleanly.)
+                clean = alive & fits_cleanly(free, demand, typical, b)
+                want = min(entry.count, int(clean.sum()))
+            placed = sim.try_place(entry.task, want, entry.replaced) if want else 0
+            if placed:
+                entry.count -= placed
+                free = table.capacity - table.allocated
+                best = free[alive].max(axis=0) + FIT_EPSILON
         sim.backlog.clear()
         sim.backlog.extend(e for e in entries if e.count)
 
