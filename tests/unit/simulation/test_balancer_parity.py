@@ -74,7 +74,7 @@ async def service_starts(
     for k, size in enumerate((CAPACITY - free, free)):
         d.hold(f"filler{k}", ResourceVector(cpu=size, memory=size), None)
         d.release(f"filler{k}")
-    futures = []
+    futures: list[asyncio.Future[str]] = []
     for t, size, job in waiting:
         now[0] = t
         futures.append(
