@@ -20,9 +20,9 @@ typical tasks, or filling a remnant no typical task could use (see
 learnt from every held task) — then anywhere it fits. A dead node's work and
 work held past the age limit take any room in the first pass already. In a
 full cluster this keeps the smallest pending job from splitting a freed hole
-that a larger waiting task fills exactly: on the Alibaba trace at 90 % load
-it strands 7 % less capacity under ``binpack-fgd`` at the same job
-completion times (``benchmarks/trace_quality.py``).
+that a larger waiting task fills exactly: replayed on the Alibaba trace at
+90 % load, ``binpack-fgd`` strands 5–7 % less capacity with it (three node
+orders) at the same job completion times (``benchmarks/trace_quality.py``).
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over

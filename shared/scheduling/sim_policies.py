@@ -16,7 +16,8 @@ nowhere (DESIGN §3.1–3.3). So:
   placer so the strategy still decides the node. The window is taken in
   :func:`~shared.scheduling.balancing.dispatch_order`: dead nodes' work,
   then work older than :data:`AGE_LIMIT_S`, then the smallest pending job
-  first. Dead nodes' work goes through the balancer's recovery planner.
+  first; and walked twice, clean fits first (see :class:`Balancer`). Dead
+  nodes' work goes through the balancer's recovery planner.
 
 Baselines (random, round-robin, first-fit, k8s-default) run with
 :class:`HeadOfLine`, the behaviour of a plain scheduler queue; any baseline
