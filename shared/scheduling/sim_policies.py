@@ -112,6 +112,28 @@ class HeadOfLine:
         _recover(sim, task, count)
 
 
+class _Misses:
+    """Demands that found no room in this drain.
+
+    Free capacity only shrinks within a drain, so a demand at least as large
+    on every dimension finds none either and skips the placer's vectorised
+    fit count. In an overloaded cluster almost every entry is such a miss.
+    Kept minimal (none covers another), so the list stays short.
+    """
+
+    def __init__(self) -> None:
+        self._demands: list[tuple[float, float, float]] = []
+
+    def covers(self, want: tuple[float, float, float]) -> bool:
+        w0, w1, w2 = want
+        return any(w0 >= m0 and w1 >= m1 and w2 >= m2 for m0, m1, m2 in self._demands)
+
+    def add(self, want: tuple[float, float, float]) -> None:
+        w0, w1, w2 = want
+        kept = [m for m in self._demands if not (m[0] >= w0 and m[1] >= w1 and m[2] >= w2)]
+        self._demands = [*kept, want]
+
+
 class Balancer:
     """With rebalancing: dispatch whatever fits within a bounded backlog window.
 
@@ -132,90 +154,82 @@ class Balancer:
     def observe(self, demand: FloatArray, count: int) -> None:
         self.typical.observe(demand, count)
 
-    def _order(self, sim: Simulation, entries: list[Pending]) -> list[int]:
+    def drain(self, sim: Simulation) -> None:
+        table = sim.table
+        alive = table.alive
+        if not sim.backlog or not alive.any():
+            return
+        self.typical.refresh()
+        entries = list(sim.backlog)
         job = sim.workload.job
-        return dispatch_order(
+        # One order for both passes, as the service's pump.
+        order = dispatch_order(
             [int(job[e.task]) for e in entries],
             [e.count for e in entries],
             [sim.now - e.since for e in entries],
             [e.replaced for e in entries],
             self.age_limit,
         )[: self.window]
+        misses = _Misses()
+        if np.any(self.typical.value > 0):
+            self._offer(sim, entries, order, misses, clean=True)
+        self._offer(sim, entries, order, misses, clean=False)
+        sim.backlog.clear()
+        sim.backlog.extend(e for e in entries if e.count)
 
-    def drain(self, sim: Simulation) -> None:
-        self.typical.refresh()
-        self._clean_pass(sim)
-        self._any_pass(sim)
-
-    def _clean_pass(self, sim: Simulation) -> None:
-        typical = self.typical.value
+    def _offer(
+        self,
+        sim: Simulation,
+        entries: list[Pending],
+        order: list[int],
+        misses: _Misses,
+        *,
+        clean: bool,
+    ) -> None:
+        """One pass over the window; ``clean``: the clean-fit pass."""
         table = sim.table
         alive = table.alive
-        if not sim.backlog or not np.any(typical > 0) or not alive.any():
-            return
-        b = bottleneck(table.capacity, typical)
+        typical = self.typical.value
+        b = bottleneck(table.capacity, typical) if clean else 0
         free = table.capacity - table.allocated
-        # As in the second pass: an entry larger on some dimension than any
-        # node's free room fits nowhere — in a full cluster, almost all.
-        best = free[alive].max(axis=0) + FIT_EPSILON
-        entries = list(sim.backlog)
-        for k in self._order(sim, entries):
+        # A cheap necessary condition per entry: every dimension fits under
+        # the largest free amount somewhere at the start of the pass (free
+        # room only shrinks within it). Entries failing it are skipped
+        # without touching the placer — in a full cluster, almost all.
+        b0, b1, b2 = (free[alive].max(axis=0) + FIT_EPSILON).tolist()
+        stale = False
+        for k in order:
             entry = entries[k]
-            demand = sim.workload.demand[entry.task]
-            if not bool(np.all(demand <= best)):
+            if not entry.count:
                 continue
-            if entry.replaced or sim.now - entry.since >= self.age_limit:
-                want = entry.count  # may not wait any longer: any room
-            else:
+            want = w0, w1, w2 = sim.demands[entry.task]
+            if w0 > b0 or w1 > b1 or w2 > b2 or misses.covers(want):
+                continue
+            count = entry.count
+            if clean and not (entry.replaced or sim.now - entry.since >= self.age_limit):
                 # As many instances as there are nodes one of them fits
                 # cleanly; the placer still picks the nodes, and its own
                 # guard favours those. (The service offers its held tasks
-                # one at a time, each to the nodes it fits cleanly.)
-                clean = alive & fits_cleanly(free, demand, typical, b)
-                want = min(entry.count, int(clean.sum()))
-            placed = sim.try_place(entry.task, want, entry.replaced) if want else 0
-            if placed:
-                entry.count -= placed
-                free = table.capacity - table.allocated
-                best = free[alive].max(axis=0) + FIT_EPSILON
-        sim.backlog.clear()
-        sim.backlog.extend(e for e in entries if e.count)
-
-    def _any_pass(self, sim: Simulation) -> None:
-        table = sim.table
-        alive = table.alive
-        free = (table.capacity - table.allocated)[alive]
-        if free.size == 0 or not sim.backlog:
-            return
-        # A cheap necessary condition per entry: every dimension fits under
-        # the largest free amount somewhere. Entries failing it are skipped
-        # without touching the placer.
-        best = free.max(axis=0) + FIT_EPSILON
-        entries = list(sim.backlog)
-        order = self._order(sim, entries)
-        tasks = np.fromiter((entries[k].task for k in order), np.int64, len(order))
-        roomy = np.all(sim.workload.demand[tasks] <= best, axis=1).tolist()
-        wanted = sim.demands
-        # Demands that found no room in this drain: free capacity only shrinks
-        # within a drain, so a demand at least as large on every dimension
-        # finds none either and skips the placer's vectorised fit count. In an
-        # overloaded cluster almost every entry is such a miss. Kept minimal
-        # (none covers another), so the list stays short.
-        misses: list[tuple[float, float, float]] = []
-        for k, ok in zip(order, roomy, strict=True):
-            if not ok:
-                continue
-            entry = entries[k]
-            w0, w1, w2 = want = wanted[entry.task]
-            if any(w0 >= m0 and w1 >= m1 and w2 >= m2 for m0, m1, m2 in misses):
-                continue
-            placed = sim.try_place(entry.task, entry.count, entry.replaced)
-            entry.count -= placed
+                # one at a time, each to the nodes it fits cleanly.) A
+                # dead node's work and work past the age limit may not wait
+                # any longer: they take any room in this pass too.
+                if stale:
+                    free = table.capacity - table.allocated
+                    stale = False
+                demand = sim.workload.demand[entry.task]
+                rows = np.flatnonzero(alive & np.all(free >= demand - FIT_EPSILON, axis=1))
+                if not rows.size:
+                    misses.add(want)
+                    continue
+                count = min(count, int(fits_cleanly(free[rows], demand, typical, b).sum()))
+                if not count:
+                    continue
+            placed = sim.try_place(entry.task, count, entry.replaced)
             if not placed:
-                misses = [m for m in misses if not (m[0] >= w0 and m[1] >= w1 and m[2] >= w2)]
-                misses.append(want)
-        sim.backlog.clear()
-        sim.backlog.extend(e for e in entries if e.count)
+                misses.add(want)
+                continue
+            entry.count -= placed
+            stale = True
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
         _recover(sim, task, count)
