@@ -9,31 +9,16 @@ upload's own connection and topology set-up stay outside its window too.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 
 import aio_pika
 import aiormq
 import pytest
 
+from benchmarks.transfer import bare_aio_pika
 from tests.conftest import AmqpBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
-
-
-def benchmark() -> ModuleType:
-    # Loaded by path: benchmarks/ is scripts, not a package (mypy checks it
-    # as top-level modules, so importing it as benchmarks.transfer would
-    # give the file two names).
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "transfer.py"
-    spec = importlib.util.spec_from_file_location("boson_transfer_benchmark", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def queue_state(url: str, name: str) -> tuple[int, int] | None:
@@ -63,8 +48,7 @@ async def test_bare_is_measured_from_first_publish_to_last_delivery_only(
         yield None
         seen.append(("close", await queue_state(amqp_broker.url, name)))
 
-    bare = benchmark().bare_aio_pika
-    seconds = await bare(amqp_broker.url, name, b"x" * 5000, chunk=1000, window=window)
+    seconds = await bare_aio_pika(amqp_broker.url, name, b"x" * 5000, chunk=1000, window=window)
     assert seconds > 0
     # Open: declared, its consumer attached, nothing sent yet. Close: every
     # message taken, the queue not yet deleted.
