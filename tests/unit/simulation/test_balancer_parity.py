@@ -16,10 +16,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.balancer.dispatcher import Dispatcher
-from shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
 from shared.scheduling.sim_policies import Balancer, make_policy
 from shared.scheduling.simulation import simulate
+from tests.unit.test_balancer_dispatcher import Clock, N, demand, dispatcher, snapshot
 
 from .conftest import cluster, events, workload
 
@@ -61,40 +60,19 @@ def simulator_starts(
 async def service_starts(
     free: float, age_limit: float, waiting: list[tuple[float, float, int]]
 ) -> set[int]:
-    now = [0.0]
-    d = Dispatcher(
-        credit_per_slot=2,
-        hot_threshold=0.9,
-        retarget_after_s=60.0,
-        imbalance_threshold=10.0,
-        age_limit_s=age_limit,
-        clock=lambda: now[0],
-    )
+    clock = Clock()
+    d = dispatcher(clock)
+    d.age_limit_s = age_limit
     # The same tasks seen: the two that fill the node (done before the hole).
     for k, size in enumerate((CAPACITY - free, free)):
-        d.hold(f"filler{k}", ResourceVector(cpu=size, memory=size), None)
+        d.hold(f"filler{k}", demand(size), None)
         d.release(f"filler{k}")
     futures: list[asyncio.Future[str]] = []
     for t, size, job in waiting:
-        now[0] = t
-        futures.append(
-            d.hold(f"w{len(futures)}", ResourceVector(cpu=size, memory=size), None, job=job)
-        )
-    now[0] = OPENS_AT
-    node = NodeState(
-        node_id="n0",
-        alive=True,
-        capacity=ResourceVector(cpu=CAPACITY, memory=CAPACITY),
-        allocated=ResourceVector(cpu=CAPACITY - free, memory=CAPACITY - free),
-        slots=8,
-        running=0,
-        free_slots=8,
-        measured_cpu=0.0,
-        measured_memory=0.0,
-        last_heartbeat_at=0.0,
-    )
-    d.on_snapshot(ClusterSnapshot(monitor_id="m", seq=1, nodes=(node,)))
-    await asyncio.sleep(0)
+        clock.now = t
+        futures.append(d.hold(f"w{len(futures)}", demand(size), None, job=job))
+    clock.now = OPENS_AT
+    d.on_snapshot(snapshot([N("n0", slots=8, capacity=CAPACITY, allocated=CAPACITY - free)]))
     return {k for k, f in enumerate(futures) if f.done()}
 
 
