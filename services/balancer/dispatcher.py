@@ -487,8 +487,8 @@ class Dispatcher:
             # cluster-wide one would cost a walk over every node per pump.
             b = bottleneck(np.array([n.capacity for n in open_nodes]), typical)
             aged = [h.urgent or now - h.since >= self.age_limit_s for h in window]
-            self._offer(window, order, taken, open_nodes, (typical, b, aged))
-        self._offer(window, order, taken, open_nodes, None)
+            self._offer(window, order, taken, open_nodes, (typical, b), aged)
+        self._offer(window, order, taken, open_nodes, None, [])
         # What was not dispatched goes back to the front, in queue order.
         self.flexible.extendleft(reversed([h for h, t in zip(window, taken, strict=True) if not t]))
 
@@ -498,12 +498,14 @@ class Dispatcher:
         order: list[int],
         taken: list[bool],
         open_nodes: list[NodeView],
-        clean: tuple[np.ndarray, int, list[bool]] | None,
+        clean: tuple[np.ndarray, int] | None,
+        aged: list[bool],
     ) -> None:
         """One pass of the flexible window over the open nodes, in ``order``.
 
-        ``clean`` = (typical demand, bottleneck, which entries may take any
-        room): the clean-fit pass; ``None``: anything that fits.
+        ``clean`` = (typical demand, bottleneck): the clean-fit pass, in which
+        the entries marked in ``aged`` may take any room; ``None``: anything
+        that fits.
         """
         looked = 0
         # Within one pump nodes only close and allocations only grow, so a
@@ -518,7 +520,7 @@ class Dispatcher:
             if taken[k]:
                 continue
             held = window[k]
-            strict = clean if clean is not None and not clean[2][k] else None
+            strict = clean if clean is not None and not aged[k] else None
             key = held.demand.tobytes() + (b"clean" if strict is not None else b"")
             node = None if key in unfit else self._pick_any(held.demand, open_nodes, strict)
             if node is None:
@@ -534,7 +536,7 @@ class Dispatcher:
         self,
         demand: np.ndarray,
         open_nodes: list[NodeView],
-        clean: tuple[np.ndarray, int, list[bool]] | None = None,
+        clean: tuple[np.ndarray, int] | None = None,
     ) -> NodeView | None:
         need = demand - 1e-9
         # ndarray.all(), not np.all(): the wrapper costs more than the test
