@@ -481,7 +481,7 @@ class Dispatcher:
         )
         taken = [False] * len(window)
         self.typical.refresh()
-        typical = self.typical.value
+        typical = self.typical.points
         if np.any(typical > 0):
             # The bottleneck among the nodes that may take work now: the
             # cluster-wide one would cost a walk over every node per pump.
@@ -503,7 +503,7 @@ class Dispatcher:
     ) -> None:
         """One pass of the flexible window over the open nodes, in ``order``.
 
-        ``clean`` = (typical demand, bottleneck): the clean-fit pass, in which
+        ``clean`` = (typical demand points, bottleneck): the clean-fit pass, in which
         the entries marked in ``aged`` may take any room; ``None``: anything
         that fits.
         """

@@ -260,13 +260,13 @@ def fits_cleanly(
 ) -> npt.NDArray[np.bool_]:
     """Rows of ``free`` (``(n, 3)``) that ``demand`` fits and strands nothing more on.
 
-    "Strands" is ``binpack-fgd``'s measure against the ``typical`` demand on
-    the ``bottleneck`` dimension (see :mod:`~shared.scheduling.scores`): the
-    placement must not grow the bottleneck capacity that typical tasks could
-    not use — it leaves room for whole typical tasks, or fills a remnant
-    that was stranded already. Without an estimate (``typical`` all zero)
-    no row qualifies, so a caller that offers clean fits first behaves as if
-    it did not.
+    "Strands" is ``binpack-fgd``'s measure against the ``typical`` demand (one,
+    or points ``(k, 3)`` of the distribution) on the ``bottleneck`` dimension
+    (see :mod:`~shared.scheduling.scores`): the placement must not grow the
+    bottleneck capacity that typical tasks could not use — it leaves room for
+    whole typical tasks, or fills a remnant that was stranded already.
+    Without an estimate (``typical`` all zero) no row qualifies, so a caller
+    that offers clean fits first behaves as if it did not.
     """
     clean = np.zeros(free.shape[0], dtype=np.bool_)
     if free.shape[0] == 0 or not np.any(typical > 0):

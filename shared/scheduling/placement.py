@@ -113,6 +113,11 @@ class Placer:
         if strategy in ("binpack", "spread"):
             self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
 
+    @property
+    def _typical(self) -> FloatArray:
+        """What the strategy scores against: the median, or ``binpack-fgd``'s demand points."""
+        return self.typical.points if self.strategy == "binpack-fgd" else self.typical.value
+
     # -- committing ------------------------------------------------------
 
     def place(self, demand: ArrayLike) -> Placement:
@@ -149,7 +154,7 @@ class Placer:
         m = arr.shape[0]
         change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
         edges = [0, *change.tolist(), m]
-        typical = self.typical.value
+        typical = self._typical
         for start, stop in itertools.pairwise(edges):
             vec = arr[start]
             rows = place_run(self.table, self.strategy, vec, stop - start, typical)
@@ -203,7 +208,7 @@ class Placer:
         index = self._index
         table = self.table
         if index is None:
-            found = _scores.choose(table, self.strategy, vec, self.typical.value)
+            found = _scores.choose(table, self.strategy, vec, self._typical)
             if found is None:
                 return WAITING if table.fits_any_total(vec) else NEVER
             table.allocate(found, vec)
@@ -225,7 +230,7 @@ class Placer:
         """The row ``place`` would pick for ``demand`` now, without allocating."""
         vec = as_vector(demand)
         if self._index is None:
-            return _scores.choose(self.table, self.strategy, vec, self.typical.value)
+            return _scores.choose(self.table, self.strategy, vec, self._typical)
         self._index.sync()
         r0, r1, r2 = vec.tolist()
         pos = self._index.best(r0, r1, r2)
@@ -233,7 +238,7 @@ class Placer:
 
     def score(self, demand: ArrayLike) -> FloatArray:
         """Every node's score for ``demand``; ``nan`` where it is dead or does not fit."""
-        return _scores.scores(self.table, self.strategy, as_vector(demand), self.typical.value)
+        return _scores.scores(self.table, self.strategy, as_vector(demand), self._typical)
 
     def explain(self, demand: ArrayLike) -> PlacementExplanation:
         """Every node's liveness, fit, score and utilisation before and after.
@@ -246,7 +251,7 @@ class Placer:
         w = _scores.weights(table.capacity)
         before = _scores.weighted_sum(table.allocated, w)
         after = before + _scores.demand_term(vec, w)
-        s = _scores.scores(table, self.strategy, vec, self.typical.value)
+        s = _scores.scores(table, self.strategy, vec, self._typical)
         nodes = tuple(
             NodeScore(
                 node_id=node_id,

@@ -46,8 +46,11 @@ Scores (higher is better; ``nan`` where the demand does not fit):
   when a remnant smaller than a typical task is left; it falls when a task
   fills such a remnant. The weight is large (see :data:`FGD_WEIGHT`):
   most-allocated among the placements that strand the least, give or take a
-  sliver, so whole nodes stay free. With no estimate yet the demand being
-  placed is taken as the typical one.
+  sliver, so whole nodes stay free. The typical demand may be several
+  points of the demand distribution (``(k, 3)``; the placer's are the
+  quartiles, :data:`~shared.scheduling.remnant.QUANTILES`): ``m`` is then
+  the mean over them, FGD's expected stranding for the next task. With no
+  estimate yet the demand being placed is taken as the typical one.
 
 Tie-break, deterministic: highest score, then — for ``binpack`` the more
 allocated node, for ``spread`` the less allocated one — then the lowest index.
@@ -140,9 +143,13 @@ def stranded(free_after: FloatArray, w: FloatArray, typical: FloatArray) -> Floa
 
 
 def bottleneck(capacity: FloatArray, typical: FloatArray) -> int:
-    """The dimension a typical task needs the largest share of, cluster wide (lowest on ties)."""
+    """The dimension a typical task needs the largest share of, cluster wide (lowest on ties).
+
+    ``typical`` is one demand ``(3,)`` or demand points ``(k, 3)``, whose mean is taken.
+    """
+    mean = np.atleast_2d(typical).mean(axis=0)
     total = capacity.sum(axis=0)
-    share = np.divide(typical, total, out=np.zeros_like(typical), where=total > 0)
+    share = np.divide(mean, total, out=np.zeros_like(mean), where=total > 0)
     return int(np.argmax(share))
 
 
@@ -151,16 +158,27 @@ def stranded_bottleneck(free: FloatArray, typical: FloatArray, b: int) -> FloatA
 
     ``m`` of ``binpack-fgd`` (module docstring): all of ``free[:, b]`` when it
     is below ``typical[b]`` or no typical task fits the other dimensions, else
-    what those dimensions leave no room for.
+    what those dimensions leave no room for. ``typical`` may be points of the
+    demand distribution, ``(k, 3)``: then the mean over them, each equally
+    likely — the expected stranding of the next task (Weng et al.).
     """
     fb = np.maximum(free[:, b], 0.0)
+    points = np.atleast_2d(typical)
+    usable = _usable(free, fb, points[0], b)
+    for point in points[1:]:  # summed in order: the scalar twin adds the same way
+        usable = usable + _usable(free, fb, point, b)
+    out: FloatArray = fb - usable / points.shape[0]
+    return out
+
+
+def _usable(free: FloatArray, fb: FloatArray, typical: FloatArray, b: int) -> FloatArray:
+    """The part of ``fb`` whole ``typical`` tasks could use, given the other dimensions."""
     others = [d for d in range(free.shape[1]) if d != b and typical[d] > 0]
     if not others:
-        return np.where(fb < typical[b], fb, 0.0)
+        return np.where(fb < typical[b], 0.0, fb)
     room = np.maximum(free[:, others], 0.0) / typical[others]
     n = np.floor(room.min(axis=1))
-    usable = np.where((fb < typical[b]) | (n < 1), 0.0, np.minimum(fb, n * typical[b]))
-    out: FloatArray = fb - usable
+    out: FloatArray = np.where((fb < typical[b]) | (n < 1), 0.0, np.minimum(fb, n * typical[b]))
     return out
 
 
@@ -188,12 +206,13 @@ def fgd_scores(
 
 
 def fgd_row_score(
-    cap: list[float], alloc: list[float], demand: list[float], typ: list[float], b: int
+    cap: list[float], alloc: list[float], demand: list[float], typ: list[list[float]], b: int
 ) -> float:
     """:func:`raw_scores`' ``binpack-fgd`` score of one node, in plain floats.
 
-    The same operations in the same order as the vectorised path, so the
-    result is bit-for-bit equal (the tests check); it is what lets
+    ``typ`` holds the typical demand points, ``(k, 3)`` as lists. The same
+    operations in the same order as the vectorised path, so the result is
+    bit-for-bit equal (the tests check); it is what lets
     :func:`~shared.scheduling.remnant.place_run` rescore the node it just
     chose without numpy's per-call cost.
     """
@@ -209,14 +228,20 @@ def fgd_row_score(
     return after - FGD_WEIGHT * scaled
 
 
-def _row_stranded(free: list[float], typ: list[float], b: int) -> float:
+def _row_stranded(free: list[float], points: list[list[float]], b: int) -> float:
     fb = max(free[b], 0.0)
+    usable = _row_usable(free, fb, points[0], b)
+    for point in points[1:]:
+        usable = usable + _row_usable(free, fb, point, b)
+    return fb - usable / len(points)
+
+
+def _row_usable(free: list[float], fb: float, typ: list[float], b: int) -> float:
     rooms = [max(free[d], 0.0) / typ[d] for d in range(len(free)) if d != b and typ[d] > 0]
     if not rooms:
-        return fb if fb < typ[b] else 0.0
+        return 0.0 if fb < typ[b] else fb
     n = math.floor(min(rooms))
-    usable = 0.0 if (fb < typ[b] or n < 1) else min(fb, n * typ[b])
-    return fb - usable
+    return 0.0 if (fb < typ[b] or n < 1) else min(fb, n * typ[b])
 
 
 def raw_scores(

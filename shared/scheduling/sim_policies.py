@@ -171,7 +171,7 @@ class Balancer:
             self.age_limit,
         )[: self.window]
         misses = _Misses()
-        if np.any(self.typical.value > 0):
+        if np.any(self.typical.points > 0):
             self._offer(sim, entries, order, misses, clean=True)
         self._offer(sim, entries, order, misses, clean=False)
         sim.backlog.clear()
@@ -189,7 +189,7 @@ class Balancer:
         """One pass over the window; ``clean``: the clean-fit pass."""
         table = sim.table
         alive = table.alive
-        typical = self.typical.value
+        typical = self.typical.points
         b = bottleneck(table.capacity, typical) if clean else 0
         free = table.capacity - table.allocated
         # A cheap necessary condition per entry: every dimension fits under

@@ -65,7 +65,7 @@ def test_binpack_fgd_does_not_fill_the_cpu_of_a_node_with_memory_left() -> None:
     table = two_nodes()
     assert Placer(table, "binpack").choose((2, 1, 0)) == 0
     placer = Placer(table, "binpack-fgd")
-    placer.typical.value = TYPICAL.copy()
+    placer.typical.points = TYPICAL[None, :].copy()
     scores = placer.score((2, 1, 0))
     np.testing.assert_allclose(scores, [21 / 32 - FGD_WEIGHT * 3 / 16, 15 / 32])
     assert placer.choose((2, 1, 0)) == 1
@@ -80,11 +80,52 @@ def test_binpack_fgd_fills_a_remnant_first() -> None:
     table.upsert("n0", (16, 16, 0), allocated=(8, 14.5, 0))
     table.upsert("n1", (16, 16, 0), allocated=(15, 8, 0))
     placer = Placer(table, "binpack-fgd")
-    placer.typical.value = TYPICAL.copy()
+    placer.typical.points = TYPICAL[None, :].copy()
     scores = placer.score((1, 1, 0))
     assert scores[0] == pytest.approx((9 / 16 + 15.5 / 16) / 2 + FGD_WEIGHT / 16)
     assert scores[1] == pytest.approx((16 / 16 + 9 / 16) / 2 - FGD_WEIGHT / 16)
     assert placer.choose((1, 1, 0)) == 0
+
+
+def test_with_demand_points_stranding_is_the_mean_over_them() -> None:
+    # free (12, 2.5) against typical memory 2, 3 and 4 (cpu 1 each): the cpu
+    # holds 12 of any, so only the memory remnant counts. 2.5 holds one task
+    # of the first point (all 2.5 usable) and none of the others (0 usable):
+    # stranded 2.5 - (2.5 + 0 + 0) / 3 = 5/3.
+    points = np.array([[1.0, 2.0, 0.0], [1.0, 3.0, 0.0], [1.0, 4.0, 0.0]])
+    got = stranded_bottleneck(np.array([[12.0, 2.5, 0.0], [12.0, 4.5, 0.0]]), points, 1)
+    np.testing.assert_allclose(got, [5 / 3, 0.0])
+    assert stranded_bottleneck(np.array([[12.0, 2.5, 0.0]]), points[:1], 1).tolist() == [0.0]
+
+
+def test_binpack_fgd_keeps_a_remnant_larger_tasks_can_use() -> None:
+    # n0 (4, 11.5) and n1 (4, 6) allocated of 16; a (1, 2) task. Against the
+    # median (1, 2) alone, n0's remnant 4.5 → 2.5 still holds one typical
+    # task: nothing stranded either side, binpack's fuller n0 wins. Against
+    # the points 2, 3, 4 of memory, n0 goes from 0 stranded to 5/3 (see
+    # above), n1 (10 → 8) from 0 to 0: n0 scores 18.5/32 - FGD_WEIGHT ·
+    # (5/3)/16 and n1, binpack's 13/32, wins.
+    table = NodeTable()
+    table.upsert("n0", (16, 16, 0), allocated=(4, 11.5, 0))
+    table.upsert("n1", (16, 16, 0), allocated=(4, 6, 0))
+    placer = Placer(table, "binpack-fgd")
+    placer.typical.points = np.array([[1.0, 2.0, 0.0]])
+    assert placer.choose((1, 2, 0)) == 0
+    placer.typical.points = np.array([[1.0, 2.0, 0.0], [1.0, 3.0, 0.0], [1.0, 4.0, 0.0]])
+    np.testing.assert_allclose(
+        placer.score((1, 2, 0)), [18.5 / 32 - FGD_WEIGHT * (5 / 3) / 16, 13 / 32]
+    )
+    assert placer.choose((1, 2, 0)) == 1
+
+
+def test_long_run_demand_offers_its_quartiles_as_points() -> None:
+    typical = LongRunDemand()
+    for memory in (5.0, 1.0, 4.0, 2.0, 3.0):
+        typical.observe(np.array([1.0, memory, 0.0]))
+    typical.refresh()
+    # Quartiles of 1..5, interpolated: 2, 3, 4.
+    assert typical.points.tolist() == [[1.0, 2.0, 0.0], [1.0, 3.0, 0.0], [1.0, 4.0, 0.0]]
+    assert typical.value.tolist() == [1.0, 3.0, 0.0]
 
 
 def test_without_an_estimate_the_demand_itself_is_the_typical_task() -> None:
@@ -151,27 +192,27 @@ row = st.tuples(
 )
 
 
+point = st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0]) | st.floats(1e-4, 0.03))
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     rows=st.lists(row, min_size=1, max_size=6),
     demand=st.tuples(st.sampled_from([0.4, 0.5, 1.0, 2.0]), st.floats(0.001, 0.05)),
-    typical=st.tuples(
-        st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0]) | st.floats(1e-4, 0.03)
-    ),
+    typical=st.lists(point, min_size=1, max_size=4),
 )
 def test_the_scalar_twin_scores_bit_for_bit_as_the_vectors(
     rows: list[tuple[float, float, float]],
     demand: tuple[float, float],
-    typical: tuple[float, float],
+    typical: list[tuple[float, float]],
 ) -> None:
     table = NodeTable()
     for i, (cpu, used_cpu, used_mem) in enumerate(rows):
         cap = (cpu, cpu / 64, 0.0)
         table.upsert(f"n{i}", cap, allocated=(cpu * used_cpu, cap[1] * used_mem, 0.0))
     d = np.array([demand[0], demand[1], 0.0])
-    typ = np.array([typical[0], typical[1], 0.0])
-    if not typ.any() or typ[0] == 0 or typ[1] == 0:
-        typ = d
+    # Demand points, one to four of them; a point with an empty dimension is the demand itself.
+    typ = np.array([(c, m, 0.0) if c and m else (d[0], d[1], 0.0) for c, m in typical])
     vector = raw_scores(table, "binpack-fgd", d, typ)
     b = bottleneck(table.capacity, typ)
     for i in range(len(rows)):

@@ -109,9 +109,11 @@ def test_scheduler_and_simulator_choose_the_same_nodes(
     table = simulator_table()
     placer = make_policy(strategy).placer(table)
     assert isinstance(placer, Placer)
-    if typical is not None:  # a warmed-up remnant estimate, the same on both sides
-        service.placer.typical.value = np.asarray(typical)
-        placer.typical.value = np.asarray(typical)
+    if typical is not None:  # a warmed-up estimate, the same on both sides
+        median = np.asarray(typical)
+        for side in (service.placer, placer):
+            side.typical.value = median  # remnant's
+            side.typical.points = np.array([0.5 * median, median, 2.0 * median])  # binpack-fgd's
     for task, (cpu, memory, count) in enumerate(ARRIVALS):
         emits = service.place(submitted(task, cpu, memory, count))
         ours = [e.message.node_id for e in emits if isinstance(e.message, TaskPlaced)]
