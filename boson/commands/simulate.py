@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.errors import ConfigError
+from shared.scheduling.probation import PROBATION_S
 from shared.scheduling.sim_metrics import Metrics, Recorder, offered_load
 from shared.scheduling.sim_policies import compare, make_policy, policy_names
 from shared.scheduling.sim_scale import factor_for_load, scale_cluster
@@ -95,6 +96,8 @@ def describe(trace: Trace, cluster: Cluster) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     names = args.strategy or policy_names()
+    if args.probation_s < 0:
+        raise ConfigError(f"--probation-s must be 0 (none) or more, not {args.probation_s}")
     for name in names:
         try:
             make_policy(name)
@@ -107,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         factor = factor_for_load(trace.workload, cluster, args.target_load)
     if factor is not None:
         cluster, events = scale_cluster(cluster, events, factor)
-    results = compare(names, trace.workload, cluster, events, args.sample_step)
+    results = compare(names, trace.workload, cluster, events, args.sample_step, args.probation_s)
     if args.json:
         payload = {
             "nodes": len(cluster.node_ids),
@@ -177,6 +180,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="resize so the bottleneck resource's offered load is L",
     )
     parser.add_argument("--sample-step", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument(
+        "--probation-s",
+        type=float,
+        default=PROBATION_S,
+        metavar="S",
+        help="Boson's policies: a node back from failing takes no new work for S seconds "
+        "(doubled per recent failure; 0: none). Baselines never (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--plot",

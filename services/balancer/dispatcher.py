@@ -92,6 +92,8 @@ class NodeView:
     """Running mean of the wall time its results report (None: none reported yet)."""
     window: int = 0
     """Tasks it may hold at once (:meth:`Dispatcher.resize` keeps it current)."""
+    on_probation: bool = False
+    """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
 
 
 @dataclass
@@ -173,7 +175,7 @@ class Dispatcher:
 
     def credit(self, node_id: str) -> int:
         node = self.nodes.get(node_id)
-        if node is None or not node.alive:
+        if node is None or not node.alive or node.on_probation:
             return 0
         # Zero, not less, when a slower task just shrank the window below what is out.
         return max(0, node.window - len(node.in_flight))
@@ -220,7 +222,7 @@ class Dispatcher:
             # Behind one long-held task the dispatched ones pile up: drop them.
             self._by_age = deque(h for h in self._by_age if not h.future.done())
         node = self.nodes.get(target) if target is not None else None
-        if node is not None and node.alive and not self.is_hot(node):
+        if node is not None and node.alive and not node.on_probation and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None
         else:
@@ -293,11 +295,13 @@ class Dispatcher:
                 node = NodeView(
                     state.node_id, state.alive, state.slots, capacity, allocated, measured
                 )
+                node.on_probation = state.on_probation
                 self.nodes[state.node_id] = node
             else:
                 if node.alive and not state.alive:
                     went_down.append(state.node_id)
                 node.alive = state.alive
+                node.on_probation = state.on_probation
                 node.slots = state.slots
                 node.capacity = capacity
                 node.allocated = allocated
@@ -325,7 +329,8 @@ class Dispatcher:
     def _move_off_unusable_nodes(self) -> None:
         for node_id, queue in self.by_node.items():
             node = self.nodes.get(node_id)
-            if queue and (node is None or not node.alive or self.is_hot(node)):
+            usable = node is not None and node.alive and not node.on_probation
+            if queue and (node is None or not usable or self.is_hot(node)):
                 self._retarget(queue, len(queue))
 
     def rebalance(self) -> int:

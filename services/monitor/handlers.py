@@ -117,6 +117,7 @@ class MonitorHandlers:
             self.snapshot_seq,
             backlog=self.backlog.pending + self.backlog.held,
             taken_at=time.time(),
+            now=self.clock(),
         )
 
     def snapshot_emit(self) -> Emit:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from shared.scheduling.probation import PROBATION_S
 from shared.settings import BosonSettings
 
 
@@ -19,6 +20,9 @@ class MonitorSettings(BosonSettings):
     """Measured CPU or memory utilisation that counts as overload..."""
     overload_sustain_s: Annotated[float, Field(ge=0)] = 10.0
     """...when it lasts this long."""
+    probation_s: Annotated[float, Field(ge=0)] = PROBATION_S
+    """A node back after failing takes no new work this long (doubled per recent
+    failure; 0: never on probation; see ``shared/scheduling/probation.py``)."""
     backlog_alert_threshold: Annotated[int, Field(ge=1)] = 1000
     queue_poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
     subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0

@@ -1,7 +1,8 @@
 """The monitor's live view of the cluster: liveness, overload, snapshots.
 
 Pure state driven by heartbeats and a clock, so the rules (down after K
-missed heartbeats, back when they resume, overload only when sustained) are
+missed heartbeats, back when they resume — on probation if it had failed,
+see :mod:`shared.scheduling.probation` — overload only when sustained) are
 tested without a broker. Liveness uses the monitor's own monotonic clock at
 receipt, never the sender's timestamp: node clocks drift, the monitor's is
 the one that decides.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.contract.messages import Alert, ClusterSnapshot, NodeHeartbeat, NodeState
+from shared.scheduling.probation import Probation
 
 
 @dataclass
@@ -32,8 +34,11 @@ class ClusterView:
         down_after_s: float,
         overload_threshold: float = 0.9,
         overload_sustain_s: float = 10.0,
+        probation: Probation | None = None,
     ) -> None:
         self.down_after_s = down_after_s
+        self.probation = probation if probation is not None else Probation()
+        """Which returning nodes take no new work yet (``Probation(0, 0)``: none)."""
         self.overload_threshold = overload_threshold
         self.overload_sustain_s = overload_sustain_s
         self.nodes: dict[str, NodeRecord] = {}
@@ -56,14 +61,11 @@ class ClusterView:
             return []
         record.alive = True
         self.membership_changed = True
-        return [
-            Alert(
-                reason="node-up",
-                severity="info",
-                node_id=heartbeat.node_id,
-                detail=f"node {heartbeat.node_id} heartbeats again",
-            )
-        ]
+        until = self.probation.returned(heartbeat.node_id, now, len(self.nodes))
+        detail = f"node {heartbeat.node_id} heartbeats again"
+        if until > now:
+            detail += f"; on probation (no new work) for {until - now:.0f}s"
+        return [Alert(reason="node-up", severity="info", node_id=heartbeat.node_id, detail=detail)]
 
     def sweep(self, now: float) -> list[Alert]:
         """Apply the clock: nodes that went quiet are down; sustained overload alerts."""
@@ -71,6 +73,7 @@ class ClusterView:
         for node_id, record in self.nodes.items():
             if record.alive and now - record.last_seen > self.down_after_s:
                 record.alive = False
+                self.probation.failed(node_id, now)
                 record.overloaded_since = None
                 record.overload_alerted = False
                 self.membership_changed = True
@@ -117,8 +120,12 @@ class ClusterView:
     def alive_nodes(self) -> list[str]:
         return sorted(node_id for node_id, record in self.nodes.items() if record.alive)
 
-    def snapshot(self, monitor_id: str, seq: int, backlog: int, taken_at: float) -> ClusterSnapshot:
+    def snapshot(
+        self, monitor_id: str, seq: int, backlog: int, taken_at: float, now: float
+    ) -> ClusterSnapshot:
+        """The view as a message; ``now`` is the monitor's clock (probation ends on it)."""
         self.membership_changed = False
+        on_probation = self.probation.on_probation(now)
         states = []
         for node_id in sorted(self.nodes):
             record = self.nodes[node_id]
@@ -127,6 +134,7 @@ class ClusterView:
                 NodeState(
                     node_id=node_id,
                     alive=record.alive,
+                    on_probation=record.alive and node_id in on_probation,
                     capacity=beat.capacity,
                     allocated=beat.allocated,
                     slots=beat.slots,

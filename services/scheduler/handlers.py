@@ -60,7 +60,9 @@ class SchedulerHandlers:
         self.snapshot_seq[snapshot.monitor_id] = snapshot.seq
         allocations = {}
         for node in snapshot.nodes:
-            self.table.upsert(node.node_id, node.capacity.as_tuple(), alive=node.alive)
+            # A node on probation runs what it has but is placed nothing new.
+            takes_work = node.alive and not node.on_probation
+            self.table.upsert(node.node_id, node.capacity.as_tuple(), alive=takes_work)
             allocations[node.node_id] = node.allocated.as_tuple()
         self.reservations.rebase(self.table, allocations)
 

@@ -255,6 +255,8 @@ class NodeState(Model):
 
     node_id: Identifier
     alive: bool
+    on_probation: bool = False
+    """Back after failing and not yet trusted: it runs what it has, takes nothing new."""
     capacity: ResourceVector
     allocated: ResourceVector
     slots: Annotated[int, Field(ge=1, le=100_000)]

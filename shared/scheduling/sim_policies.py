@@ -26,6 +26,10 @@ the scorer does from what the backlog policy does (kube-scheduler itself
 retries every unschedulable pod on cluster changes, which is closer to the
 balancer's window than to a strict head of line).
 
+Boson's policies, with rebalancing or without, also put a node that failed
+on probation when it returns (:mod:`~shared.scheduling.probation`, what
+Boson's monitor does); the baselines trust it at once, as their schedulers do.
+
 There is no rebalancing of *running* work: instances start when placed, and
 :func:`~shared.scheduling.balancing.plan_rebalance` only moves work that has
 not started, of which the simulator has none on any node.
@@ -46,6 +50,7 @@ from shared.scheduling.balancing import (
     plan_recovery,
 )
 from shared.scheduling.placement import Placer
+from shared.scheduling.probation import MAX_PROBATION_S, PROBATION_S, Probation
 from shared.scheduling.remnant import LongRunDemand
 from shared.scheduling.scores import bottleneck
 from shared.scheduling.sim_baselines import BASELINES
@@ -244,6 +249,15 @@ class Policy:
     dispatcher: Callable[[], Dispatcher]
     baseline: bool
 
+    def probation(self, base_s: float = PROBATION_S) -> Probation | None:
+        """Boson's probation for nodes that failed (its monitor's); a baseline has none.
+
+        ``base_s`` 0: none either (``boson simulate --probation-s 0``).
+        """
+        if self.baseline or base_s <= 0:
+            return None
+        return Probation(base_s, max(base_s, MAX_PROBATION_S))
+
 
 def _boson(strategy: str) -> Callable[[NodeTable], BatchPlacer]:
     def factory(table: NodeTable) -> BatchPlacer:
@@ -279,14 +293,22 @@ def compare(
     cluster: Cluster,
     events: NodeEvents,
     sample_step: float = DEFAULT_SAMPLE_STEP,
+    probation_s: float = PROBATION_S,
 ) -> list[tuple[Metrics, Recorder]]:
-    """Replay the same trace under each named policy, in order."""
+    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`)."""
     results = []
     for name in names:
         policy = make_policy(name)
         results.append(
             simulate(
-                name, workload, cluster, events, policy.placer, policy.dispatcher(), sample_step
+                name,
+                workload,
+                cluster,
+                events,
+                policy.placer,
+                policy.dispatcher(),
+                sample_step,
+                policy.probation(probation_s),
             )
         )
     return results

@@ -21,9 +21,11 @@ The model (stated once, used everywhere):
   between "with" and "without rebalancing" (see :mod:`.sim_policies`).
 * A node going down kills its running instances; they re-enter the front of
   the backlog, restart from scratch with their full duration, and are counted
-  as re-placed. The node takes no work until it comes back.
-* Events at one instant are handled completions → node events → backlog →
-  arrivals, so freed capacity goes to older work first.
+  as re-placed. The node takes no work until it comes back — and, under
+  Boson's policies, until its probation after that ends
+  (:mod:`~shared.scheduling.probation`; the baselines have none).
+* Events at one instant are handled completions → node events → probation
+  ends → backlog → arrivals, so freed capacity goes to older work first.
 
 :func:`place_instances` is the pure step shared by every path: the same
 table state, placer and request give the same placements, which is what lets
@@ -41,6 +43,7 @@ from typing import Protocol
 
 import numpy as np
 
+from shared.scheduling.probation import Probation
 from shared.scheduling.sim_metrics import Metrics, Recorder, summarise
 from shared.scheduling.sim_table import BatchPlacer, FloatArray, IntArray, fit_counts
 from shared.scheduling.table import NodeTable
@@ -106,6 +109,7 @@ class Simulation:
         placer_factory: Callable[[NodeTable], BatchPlacer],
         dispatcher: Dispatcher,
         sample_step: float = DEFAULT_SAMPLE_STEP,
+        probation: Probation | None = None,
     ) -> None:
         self.workload = workload
         self.cluster = cluster
@@ -115,6 +119,10 @@ class Simulation:
             self.table.upsert(node_id, cap)
         self.placer = placer_factory(self.table)
         self.dispatcher = dispatcher
+        self.up = np.ones(len(cluster.node_ids), dtype=np.bool_)
+        """Nodes that run (the table's ``alive``: those that also take new work)."""
+        self.probation = probation
+        self._probation_ends: list[tuple[float, int]] = []
         self.backlog: deque[Pending] = deque()
         self.now = 0.0
         self.dead_node_id = ""
@@ -182,10 +190,22 @@ class Simulation:
     def _node_event(self, node: int, up: bool) -> None:
         node_id = self.cluster.node_ids[node]
         if up:
-            self.table.set_alive(node_id, True)
+            if self.up[node]:
+                return
+            self.up[node] = True
+            until = self.now
+            if self.probation is not None:
+                until = self.probation.returned(node_id, self.now, len(self.cluster.node_ids))
+            if until > self.now:  # back, but no new work until its probation ends
+                heapq.heappush(self._probation_ends, (until, node))
+            else:
+                self.table.set_alive(node_id, True)
             return
-        if not self.table.alive[node]:
+        if not self.up[node]:
             return
+        self.up[node] = False
+        if self.probation is not None:
+            self.probation.failed(node_id, self.now)
         self.table.set_alive(node_id, False)
         self.dead_node_id = node_id
         for key, group in list(self._groups.items()):
@@ -200,12 +220,26 @@ class Simulation:
             self.recorder.replaced += lost
             self.dispatcher.recover(self, group.task, lost)
 
+    def _end_probations(self, now: float) -> bool:
+        """Nodes whose probation ended by ``now`` take work again; whether any did."""
+        freed = False
+        ends = self._probation_ends
+        while ends and ends[0][0] <= now:
+            _, node = heapq.heappop(ends)
+            node_id = self.cluster.node_ids[node]
+            until = self.probation.ends(node_id) if self.probation is not None else None
+            # A stale entry: the node failed again since (down, or a later probation).
+            if self.up[node] and not self.table.alive[node] and (until is None or until <= now):
+                self.table.set_alive(node_id, True)
+                freed = True
+        return freed
+
     def _sample(self, when: float) -> None:
         self.recorder.sample(
             when,
             self.table.capacity,
             self.table.allocated,
-            self.table.alive,
+            self.up,
             self._median,
             self._bottleneck,
             sum(p.count for p in self.backlog),
@@ -234,6 +268,8 @@ class Simulation:
                 candidates.append(self._heap[0][0])
             if e < len(ev_time) and busy:
                 candidates.append(ev_time[e])
+            if self._probation_ends and busy:
+                candidates.append(self._probation_ends[0][0])
             if not candidates:
                 break
             now = min(candidates)
@@ -252,6 +288,7 @@ class Simulation:
                 self._node_event(ev_node[e], ev_up[e])
                 freed = freed or ev_up[e]
                 e += 1
+            freed = self._end_probations(now) or freed
             if freed and self.backlog:
                 self.dispatcher.drain(self)
             while a < len(arrivals) and arrivals[a] <= now:
@@ -271,10 +308,11 @@ def simulate(
     placer_factory: Callable[[NodeTable], BatchPlacer],
     dispatcher: Dispatcher,
     sample_step: float = DEFAULT_SAMPLE_STEP,
+    probation: Probation | None = None,
 ) -> tuple[Metrics, Recorder]:
-    """Run one strategy and summarise it."""
+    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail)."""
     started = time.perf_counter()
-    sim = Simulation(workload, cluster, events, placer_factory, dispatcher, sample_step)
+    sim = Simulation(workload, cluster, events, placer_factory, dispatcher, sample_step, probation)
     recorder = sim.run()
     wall = time.perf_counter() - started
     return summarise(name, recorder, workload, cluster.capacity, wall), recorder

@@ -23,6 +23,7 @@ class N:
     alive: bool = True
     capacity: float = 1000.0
     allocated: float = 0.0
+    on_probation: bool = False
 
 
 class Clock:
@@ -41,6 +42,7 @@ def snapshot(nodes: Sequence[N], seq: int = 1) -> ClusterSnapshot:
             NodeState(
                 node_id=n.node_id,
                 alive=n.alive,
+                on_probation=n.on_probation,
                 capacity=ResourceVector(cpu=n.capacity, memory=n.capacity),
                 allocated=ResourceVector(cpu=n.allocated, memory=n.allocated),
                 slots=n.slots,
@@ -99,6 +101,17 @@ async def test_a_node_gets_no_more_than_its_credit_and_regains_it_per_result() -
         assert_credit_never_negative(d)
     assert all(f.done() for f in futures.values())
     assert d.dispatched_total == 10
+
+
+async def test_a_node_on_probation_gets_no_new_work_until_it_ends() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=2, on_probation=True), N("b", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(4)}
+    # Held for a, which takes nothing new: b takes what its credit allows.
+    assert outcomes(futures) == {"t0": "b", "t1": "b", "t2": None, "t3": None}
+    assert d.credit("a") == 0
+    d.on_snapshot(snapshot([N("a", slots=2), N("b", slots=1)], seq=2))
+    assert outcomes(futures) == {"t0": "b", "t1": "b", "t2": "a", "t3": "a"}
 
 
 async def test_each_node_is_served_fifo() -> None:

@@ -78,7 +78,7 @@ def test_a_down_node_is_back_when_heartbeats_resume() -> None:
     cluster = view()
     cluster.observe(beat("a", 1), now=0.0)
     cluster.sweep(now=10.0)
-    cluster.snapshot("m", 1, backlog=0, taken_at=0.0)
+    cluster.snapshot("m", 1, backlog=0, taken_at=0.0, now=0.0)
     assert not changed(cluster)
     alerts = cluster.observe(beat("a", 2), now=11.0)
     assert reasons(alerts) == [("node-up", "a")]
@@ -138,7 +138,7 @@ def test_snapshot_carries_every_node_with_liveness_sorted() -> None:
     cluster.observe(beat("b", 1), now=0.0)
     cluster.observe(beat("a", 1), now=2.0)
     cluster.sweep(now=3.5)
-    snapshot = cluster.snapshot("mon", 7, backlog=3, taken_at=99.0)
+    snapshot = cluster.snapshot("mon", 7, backlog=3, taken_at=99.0, now=99.0)
     assert [(n.node_id, n.alive) for n in snapshot.nodes] == [("a", True), ("b", False)]
     assert (snapshot.monitor_id, snapshot.seq, snapshot.backlog) == ("mon", 7, 3)
     assert snapshot.nodes[0].capacity == ResourceVector(cpu=500, memory=500)
@@ -202,3 +202,46 @@ def test_handlers_count_placements_and_results() -> None:
     assert metrics.tasks_pending._value.get() == 1
     assert metrics.tasks_completed._value.get() == 2
     assert metrics.tasks_failed._value.get() == 1
+
+
+def ten_nodes() -> ClusterView:
+    """Ten nodes beating at t = 0: one of them may be on probation (⌊0.1 × 10⌋)."""
+    cluster = view()
+    for node in "abcdefghij":
+        cluster.observe(beat(node, 1), now=0.0)
+    return cluster
+
+
+def probation_of(snapshot: ClusterSnapshot) -> dict[str, bool]:
+    return {n.node_id: n.on_probation for n in snapshot.nodes if n.on_probation or not n.alive}
+
+
+def test_a_node_back_after_failing_is_on_probation_then_trusted() -> None:
+    cluster = ten_nodes()
+    for node in "bcdefghij":
+        cluster.observe(beat(node, 2), now=3.0)
+    assert reasons(cluster.sweep(now=3.5)) == [("node-down", "a")]
+    (alert,) = cluster.observe(beat("a", 2), now=10.0)
+    assert "on probation (no new work) for 3600s" in alert.detail
+    # Alive, counted, not offered new work: the scheduler and balancer read on_probation.
+    during = cluster.snapshot("m", 1, backlog=0, taken_at=0.0, now=10.0 + 3599.0)
+    assert probation_of(during) == {"a": True}
+    assert cluster.alive_nodes() == list("abcdefghij")
+    after = cluster.snapshot("m", 2, backlog=0, taken_at=0.0, now=10.0 + 3600.0)
+    assert probation_of(after) == {}
+
+
+def test_a_restart_without_missed_heartbeats_is_no_failure() -> None:
+    cluster = ten_nodes()
+    alerts = cluster.observe(beat("a", 1, started_at=STARTED + 60), now=1.0)
+    assert alerts == []
+    assert probation_of(cluster.snapshot("m", 1, backlog=0, taken_at=0.0, now=1.0)) == {}
+
+
+def test_in_a_small_cluster_a_returning_node_takes_work_at_once() -> None:
+    cluster = view()
+    cluster.observe(beat("a", 1), now=0.0)
+    cluster.sweep(now=10.0)
+    (alert,) = cluster.observe(beat("a", 2), now=11.0)
+    assert "probation" not in alert.detail
+    assert probation_of(cluster.snapshot("m", 1, backlog=0, taken_at=0.0, now=11.0)) == {}

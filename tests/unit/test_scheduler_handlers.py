@@ -200,6 +200,15 @@ async def test_dead_nodes_are_not_placed_on() -> None:
     assert one.node_id == "node-3"
 
 
+async def test_a_node_on_probation_is_not_placed_on() -> None:
+    scheduler = handlers()
+    view = snapshot(WORKED)
+    nodes = tuple(n.model_copy(update={"on_probation": n.node_id == "node-1"}) for n in view.nodes)
+    scheduler.on_snapshot(view.model_copy(update={"nodes": nodes}))
+    (one,) = placed(await scheduler.on_submitted(task(1)))
+    assert one.node_id == "node-3"  # node-1, the worked example's choice, is on probation
+
+
 async def test_a_result_frees_its_reservation() -> None:
     clock = Clock()
     scheduler = handlers(clock)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from shared.scheduling.placement import STRATEGIES, Placer
+from shared.scheduling.probation import Probation
 from shared.scheduling.sim_policies import Balancer, make_policy
 from shared.scheduling.simulation import place_instances, simulate
 from shared.scheduling.table import NodeTable
@@ -39,6 +40,35 @@ def test_queueing_on_one_node(name: str) -> None:
     assert m.jain == pytest.approx(1.0)
     assert m.replaced == 0
     assert rec.sample_time[:2] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("on_probation", [False, True])
+def test_a_node_back_from_failing_is_on_probation(on_probation: bool) -> None:
+    # Two nodes (2, 2); n0 fails at t=1 and t=30, back 1 s later each time.
+    # A (1, 1) for 40 s at t=5; B (2, 2) for 5 s at t=15.
+    # Without probation: A ties on the empty nodes → n0; B → n1 (15–20); at
+    # t=30 n0 fails, A restarts on n1 → ends 70. JCT 65 and 5; 1 re-placed.
+    # With a 10 s probation: n0 takes nothing new on 2–12, so A → n1 (5–45);
+    # B fits only n0, trusted again since t=12 (15–20); n0 fails empty at 30
+    # and is back on probation for 20 s (its second failure). JCT 40 and 5.
+    w = workload([(5, 40, 1, 1, 1, 0), (15, 5, 2, 2, 1, 1)])
+    ev = events((1, 0, False), (2, 0, True), (30, 0, False), (31, 0, True))
+    policy = make_policy("binpack+rebalance")
+    probation = Probation(base_s=10.0, max_share=1.0) if on_probation else None
+    m, rec = simulate(
+        "b", w, cluster((2, 2), (2, 2)), ev, policy.placer, policy.dispatcher(), 1.0, probation
+    )
+    assert m.replaced == (0 if on_probation else 1)
+    assert rec.last_end.tolist() == ([45.0, 20.0] if on_probation else [70.0, 20.0])
+    assert m.jct_mean == pytest.approx(22.5 if on_probation else 35.0)
+    if probation is not None:
+        assert probation.ends("n0") == 51.0
+
+
+def test_boson_policies_put_failed_nodes_on_probation_and_baselines_do_not() -> None:
+    assert make_policy("binpack+rebalance").probation() is not None
+    assert make_policy("binpack-fgd").probation() is not None
+    assert make_policy("k8s-default").probation() is None
 
 
 @pytest.mark.parametrize("name", ALL)
