@@ -29,7 +29,8 @@ import numpy as np
 from shared.scheduling.scores import (
     Strategy,
     bottleneck,
-    fgd_row_score,
+    fgd_points,
+    fgd_row_score_prepared,
     fgd_typical,
     raw_scores,
 )
@@ -210,7 +211,7 @@ def _place_run_fgd(
     typ = fgd_typical(demand, typical)
     b = bottleneck(cap, typ)  # of the whole table, as the vectorised scores use
     d = demand.tolist()
-    t = np.atleast_2d(typ).tolist()
+    t = fgd_points(np.atleast_2d(typ).tolist(), b)
     alloc: dict[int, list[float]] = {}
     caps: dict[int, list[float]] = {}
     chosen: list[int] = []
@@ -229,7 +230,7 @@ def _place_run_fgd(
         if not (c[0] - row[0] >= d[0] and c[1] - row[1] >= d[1] and c[2] - row[2] >= d[2]):
             heapq.heappop(heap)
             continue
-        heapq.heapreplace(heap, (-fgd_row_score(c, row, d, t, b), i))
+        heapq.heapreplace(heap, (-fgd_row_score_prepared(c, row, d, t, b), i))
     for i, row in alloc.items():
         table.set_allocated(table.node_ids[i], np.asarray(row, dtype=np.float64))
     return chosen

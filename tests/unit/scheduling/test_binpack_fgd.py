@@ -96,6 +96,10 @@ def test_with_demand_points_stranding_is_the_mean_over_them() -> None:
     got = stranded_bottleneck(np.array([[12.0, 2.5, 0.0], [12.0, 4.5, 0.0]]), points, 1)
     np.testing.assert_allclose(got, [5 / 3, 0.0])
     assert stranded_bottleneck(np.array([[12.0, 2.5, 0.0]]), points[:1], 1).tolist() == [0.0]
+    # A point asking no cpu is held back by nothing but its memory: 2.5 holds
+    # the (0, 2) task; the (1, 3) one does not fit. (2.5 + 0) / 2 usable.
+    mixed = np.array([[0.0, 2.0, 0.0], [1.0, 3.0, 0.0]])
+    assert stranded_bottleneck(np.array([[12.0, 2.5, 0.0]]), mixed, 1).tolist() == [1.25]
 
 
 def test_binpack_fgd_keeps_a_remnant_larger_tasks_can_use() -> None:
@@ -211,8 +215,10 @@ def test_the_scalar_twin_scores_bit_for_bit_as_the_vectors(
         cap = (cpu, cpu / 64, 0.0)
         table.upsert(f"n{i}", cap, allocated=(cpu * used_cpu, cap[1] * used_mem, 0.0))
     d = np.array([demand[0], demand[1], 0.0])
-    # Demand points, one to four of them; a point with an empty dimension is the demand itself.
-    typ = np.array([(c, m, 0.0) if c and m else (d[0], d[1], 0.0) for c, m in typical])
+    # One to four demand points, some asking nothing of a dimension; none at all: the demand.
+    typ = np.array([(c, m, 0.0) for c, m in typical])
+    if not typ.any():
+        typ = d[None, :]
     vector = raw_scores(table, "binpack-fgd", d, typ)
     b = bottleneck(table.capacity, typ)
     for i in range(len(rows)):
