@@ -12,9 +12,10 @@ from shared.settings import BosonSettings
 
 class SchedulerSettings(BosonSettings):
     strategy: Strategy = DEFAULT_STRATEGY
-    """DESIGN §3.2's ``binpack``. ``binpack-fgd`` strands far less capacity
-    but places far slower on large clusters (see ``DEFAULT_STRATEGY`` in
-    ``shared/scheduling/scores.py`` and benchmarks/trace_quality.py)."""
+    """``binpack-fgd``: binpack that does not strand the bottleneck resource.
+    ``binpack`` places far faster on very large clusters and strands far more
+    (see ``DEFAULT_STRATEGY`` in ``shared/scheduling/scores.py`` and
+    benchmarks/trace_quality.py)."""
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0

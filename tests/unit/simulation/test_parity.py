@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks import trace_quality
 from services.scheduler.handlers import SchedulerHandlers
 from services.scheduler.settings import SchedulerSettings
 from shared.contract.messages import (
@@ -126,4 +127,6 @@ def test_scheduler_and_simulator_choose_the_same_nodes(
 
 
 def test_the_default_strategy_is_the_one_the_benchmark_judges() -> None:
-    assert SchedulerSettings.model_fields["strategy"].default == "binpack"
+    default = SchedulerSettings.model_fields["strategy"].default
+    assert default == "binpack-fgd"
+    assert f"{default}+rebalance" == trace_quality.DEFAULT
