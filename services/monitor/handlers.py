@@ -112,13 +112,16 @@ class MonitorHandlers:
 
     def snapshot(self) -> ClusterSnapshot:
         self.snapshot_seq += 1
-        return self.view.snapshot(
+        snapshot = self.view.snapshot(
             self.monitor_id,
             self.snapshot_seq,
             backlog=self.backlog.pending + self.backlog.held,
             taken_at=time.time(),
             now=self.clock(),
         )
+        for node in snapshot.nodes:
+            self.metrics.node_on_probation.labels(node.node_id).set(int(node.on_probation))
+        return snapshot
 
     def snapshot_emit(self) -> Emit:
         return Emit(Route(self.names.events_exchange, RK_SNAPSHOT), self.snapshot())

@@ -19,6 +19,12 @@ class MonitorMetrics:
         self.node_alive = Gauge(
             "boson_node_alive", "1 while the node heartbeats", ["node"], registry=r
         )
+        self.node_on_probation = Gauge(
+            "boson_node_on_probation",
+            "1 while the node, back from failing, takes no new work",
+            ["node"],
+            registry=r,
+        )
         self.node_allocated_units = Gauge(
             "boson_node_allocated_units",
             "Demand units allocated on the node",

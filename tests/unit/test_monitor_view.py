@@ -245,3 +245,21 @@ def test_in_a_small_cluster_a_returning_node_takes_work_at_once() -> None:
     (alert,) = cluster.observe(beat("a", 2), now=11.0)
     assert "probation" not in alert.detail
     assert probation_of(cluster.snapshot("m", 1, backlog=0, taken_at=0.0, now=11.0)) == {}
+
+
+def test_handlers_publish_probation_in_the_snapshot_and_the_gauge() -> None:
+    clock = [0.0]
+    monitor = handlers(clock)
+    for node in "abcdefghij":
+        monitor.on_heartbeat(beat(node, 1))
+    clock[0] = 3.0
+    for node in "bcdefghij":
+        monitor.on_heartbeat(beat(node, 2))
+    clock[0] = 3.5
+    monitor.tick()  # a is down
+    clock[0] = 4.0
+    emits = monitor.on_heartbeat(beat("a", 2))
+    snapshot = next(e.message for e in emits if isinstance(e.message, ClusterSnapshot))
+    assert [n.node_id for n in snapshot.nodes if n.on_probation] == ["a"]
+    assert monitor.metrics.node_on_probation.labels("a")._value.get() == 1
+    assert monitor.metrics.node_on_probation.labels("b")._value.get() == 0
