@@ -86,7 +86,7 @@ DESIGN §3.4 holds even when the typical demand is the example's own demand
 DEFAULT_STRATEGY: Strategy = "binpack-fgd"
 """The scheduler's default: DESIGN §3.2's most-allocated ``binpack`` that first
 of all does not strand the bottleneck resource. On the Alibaba trace at 90 %
-load it strands a sixth less capacity than Kubernetes' default scoring where
+load it strands a seventh less capacity than Kubernetes' default scoring where
 plain ``binpack`` strands ten times more (``benchmarks/trace_quality.py``).
 It rescores every node per distinct demand — 8,500–11,000 placements/s up
 to 100 nodes, 760–890/s at 10,000 nodes, against ``binpack``'s incremental
