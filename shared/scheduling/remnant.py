@@ -87,7 +87,7 @@ class TypicalDemand:
 
 
 class LongRunDemand(TypicalDemand):
-    """Per-dimension median of *every* placed demand so far (``binpack-fgd``'s estimate).
+    """Per-dimension median and :data:`QUANTILES` of *every* placed demand (``binpack-fgd``'s).
 
     A uniform reservoir sample of :data:`WINDOW` placed instances (Vitter's
     algorithm R, seeded: deterministic) instead of the last ones, so one
