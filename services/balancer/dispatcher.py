@@ -95,6 +95,11 @@ class NodeView:
     on_probation: bool = False
     """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
 
+    @property
+    def takes_work(self) -> bool:
+        """Alive and not on probation: new work may go here."""
+        return self.alive and not self.on_probation
+
 
 @dataclass
 class HeldTask:
@@ -175,7 +180,7 @@ class Dispatcher:
 
     def credit(self, node_id: str) -> int:
         node = self.nodes.get(node_id)
-        if node is None or not node.alive or node.on_probation:
+        if node is None or not node.takes_work:
             return 0
         # Zero, not less, when a slower task just shrank the window below what is out.
         return max(0, node.window - len(node.in_flight))
@@ -222,7 +227,7 @@ class Dispatcher:
             # Behind one long-held task the dispatched ones pile up: drop them.
             self._by_age = deque(h for h in self._by_age if not h.future.done())
         node = self.nodes.get(target) if target is not None else None
-        if node is not None and node.alive and not node.on_probation and not self.is_hot(node):
+        if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None
         else:
@@ -329,8 +334,7 @@ class Dispatcher:
     def _move_off_unusable_nodes(self) -> None:
         for node_id, queue in self.by_node.items():
             node = self.nodes.get(node_id)
-            usable = node is not None and node.alive and not node.on_probation
-            if queue and (node is None or not usable or self.is_hot(node)):
+            if queue and (node is None or not node.takes_work or self.is_hot(node)):
                 self._retarget(queue, len(queue))
 
     def rebalance(self) -> int:
