@@ -24,7 +24,7 @@ from shared.contract.topology import (
 from shared.runtime.consumer import ConsumerSpec
 from shared.runtime.health import Response
 from shared.runtime.service import Periodic, Service
-from shared.scheduling.probation import MAX_PROBATION_S, Probation
+from shared.scheduling.probation import Probation
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ class MonitorService(Service):
                 down_after_s=settings.down_after_s,
                 overload_threshold=settings.overload_threshold,
                 overload_sustain_s=settings.overload_sustain_s,
-                probation=Probation(
-                    settings.probation_s, max(settings.probation_s, MAX_PROBATION_S)
-                ),
+                probation=Probation.lasting(settings.probation_s),
             ),
             self.metrics,
             self.names,

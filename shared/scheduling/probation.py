@@ -55,6 +55,11 @@ class Probation:
         self._failures: dict[str, list[float]] = {}
         self._until: dict[str, float] = {}
 
+    @classmethod
+    def lasting(cls, base_s: float) -> Probation:
+        """The default rules with a first probation of ``base_s`` (0: none; the cap rises to it)."""
+        return cls(base_s, max(base_s, MAX_PROBATION_S))
+
     def failed(self, node_id: str, now: float) -> None:
         """``node_id`` went down at ``now``."""
         recent = [t for t in self._failures.get(node_id, ()) if now - t < self.forget_s]

@@ -50,7 +50,7 @@ from shared.scheduling.balancing import (
     plan_recovery,
 )
 from shared.scheduling.placement import Placer
-from shared.scheduling.probation import MAX_PROBATION_S, PROBATION_S, Probation
+from shared.scheduling.probation import PROBATION_S, Probation
 from shared.scheduling.remnant import LongRunDemand
 from shared.scheduling.scores import bottleneck
 from shared.scheduling.sim_baselines import BASELINES
@@ -256,7 +256,7 @@ class Policy:
         """
         if self.baseline or base_s <= 0:
             return None
-        return Probation(base_s, max(base_s, MAX_PROBATION_S))
+        return Probation.lasting(base_s)
 
 
 def _boson(strategy: str) -> Callable[[NodeTable], BatchPlacer]:

@@ -74,3 +74,12 @@ def test_a_node_that_dies_on_probation_is_dead_not_on_probation() -> None:
 def test_nonsense_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="probation"):
         Probation(**kwargs)
+
+
+def test_lasting_raises_the_cap_to_a_longer_base() -> None:
+    p = Probation.lasting(48 * HOUR)
+    p.failed("a", 0.0)
+    assert p.returned("a", 600.0, nodes=20) == 600.0 + 48 * HOUR
+    none = Probation.lasting(0.0)
+    none.failed("a", 0.0)
+    assert none.returned("a", 600.0, nodes=20) == 600.0
