@@ -30,7 +30,7 @@ from shared.scheduling.scores import (
     Strategy,
     bottleneck,
     fgd_points,
-    fgd_row_score_prepared,
+    fgd_row_score,
     fgd_typical,
     raw_scores,
 )
@@ -230,7 +230,7 @@ def _place_run_fgd(
         if not (c[0] - row[0] >= d[0] and c[1] - row[1] >= d[1] and c[2] - row[2] >= d[2]):
             heapq.heappop(heap)
             continue
-        heapq.heapreplace(heap, (-fgd_row_score_prepared(c, row, d, t, b), i))
+        heapq.heapreplace(heap, (-fgd_row_score(c, row, d, t, b), i))
     for i, row in alloc.items():
         table.set_allocated(table.node_ids[i], np.asarray(row, dtype=np.float64))
     return chosen

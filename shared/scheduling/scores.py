@@ -240,30 +240,23 @@ amount and the (dimension, amount) pairs it asks for on the others."""
 
 
 def fgd_points(typ: list[list[float]], b: int) -> FgdPoints:
-    """``typ`` (points as lists) prepared once for many :func:`fgd_row_score_prepared` calls."""
+    """``typ`` (points as lists) prepared once for many :func:`fgd_row_score` calls."""
     return tuple(
         (p[b], tuple((d, p[d]) for d in range(len(p)) if d != b and p[d] > 0)) for p in typ
     )
 
 
 def fgd_row_score(
-    cap: list[float], alloc: list[float], demand: list[float], typ: list[list[float]], b: int
+    cap: list[float], alloc: list[float], demand: list[float], points: FgdPoints, b: int
 ) -> float:
     """:func:`raw_scores`' ``binpack-fgd`` score of one node, in plain floats.
 
-    ``typ`` holds the typical demand points, ``(k, 3)`` as lists. The same
-    operations in the same order as the vectorised path, so the result is
-    bit-for-bit equal (the tests check); it is what lets
+    ``points``: the typical demand points prepared by :func:`fgd_points` (once
+    per run). The same operations in the same order as the vectorised path,
+    so the result is bit-for-bit equal (the tests check); it is what lets
     :func:`~shared.scheduling.remnant.place_run` rescore the node it just
     chose without numpy's per-call cost.
     """
-    return fgd_row_score_prepared(cap, alloc, demand, fgd_points(typ, b), b)
-
-
-def fgd_row_score_prepared(
-    cap: list[float], alloc: list[float], demand: list[float], points: FgdPoints, b: int
-) -> float:
-    """:func:`fgd_row_score` with the points prepared (:func:`fgd_points`) once per run."""
     k = sum(1 for c in cap if c > 0)
     w = [1.0 / (c * k) if c > 0 else 0.0 for c in cap]
     u = alloc[0] * w[0] + alloc[1] * w[1] + alloc[2] * w[2]
@@ -374,7 +367,6 @@ __all__ = [
     "feasible",
     "fgd_points",
     "fgd_row_score",
-    "fgd_row_score_prepared",
     "fgd_scores",
     "fgd_typical",
     "raw_scores",

@@ -14,6 +14,7 @@ from shared.scheduling.scores import (
     Strategy,
     bottleneck,
     choose,
+    fgd_points,
     fgd_row_score,
     raw_scores,
     stranded_bottleneck,
@@ -222,9 +223,8 @@ def test_the_scalar_twin_scores_bit_for_bit_as_the_vectors(
     vector = raw_scores(table, "binpack-fgd", d, typ)
     b = bottleneck(table.capacity, typ)
     for i in range(len(rows)):
-        scalar = fgd_row_score(
-            table.capacity[i].tolist(), table.allocated[i].tolist(), d.tolist(), typ.tolist(), b
-        )
+        cap, alloc = table.capacity[i].tolist(), table.allocated[i].tolist()
+        scalar = fgd_row_score(cap, alloc, d.tolist(), fgd_points(typ.tolist(), b), b)
         assert scalar == vector[i]
 
 
