@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import DataChunk, ResourceRequest, TaskSubmitted
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import DataChunk, ResourceRequest, TaskSubmitted
 
 MIB = 1024 * 1024
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.balancer.dispatcher import Dispatcher
-from shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
+from boson_services.balancer.dispatcher import Dispatcher
+from boson_shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
 
 BACKLOG_PER_NODE = 8
 

@@ -11,7 +11,7 @@ service made it — ``TaskSubmitted.submitted_at`` (client),
 (balancer), ``TaskResult.finished_at`` (executor) — so the gaps between
 them are the hops: each one publishing (batching, confirm window), the
 broker, the next service receiving, decoding and handling. A
-:class:`~shared.runtime.tap.Tap` (a classic queue bound beside the real
+:class:`~boson_shared.runtime.tap.Tap` (a classic queue bound beside the real
 ones) collects the placed and assigned envelopes; they are decoded after
 the run, so the tap costs the client only the deliveries. The last hop
 ends when the client's consumer sees the result. All processes share one
@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.pipeline import DEFAULT_URL, BosonSystem, cleanup, open_loop, percentile
-from shared.bus.amqp import AmqpTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.messages import TaskAssigned, TaskPlaced, TaskResult
-from shared.contract.topology import RK_PLACED, rk_node
-from shared.runtime.consumer import Emit
-from shared.runtime.tap import Tap
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.messages import TaskAssigned, TaskPlaced, TaskResult
+from boson_shared.contract.topology import RK_PLACED, rk_node
+from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.tap import Tap
 
 STAMPS = ("submitted", "placed", "assigned", "finished", "at client")
 HOPS = (

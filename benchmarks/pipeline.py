@@ -64,9 +64,9 @@ import psutil
 from aio_pika.abc import AbstractIncomingMessage
 
 from boson.client import Client, TaskRequest
-from shared.bus.amqp import AmqpTransport
-from shared.contract.messages import new_id
-from shared.settings import BosonSettings
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.messages import new_id
+from boson_shared.settings import BosonSettings
 from tests.support.cluster import ROOT, ProcessCluster
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -40,11 +40,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.scheduling import scores  # noqa: E402
-from shared.scheduling.placement import Placer  # noqa: E402
-from shared.scheduling.remnant import QUANTILES, TypicalDemand  # noqa: E402
-from shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
-from shared.scheduling.table import NodeTable  # noqa: E402
+from boson_shared.scheduling import scores  # noqa: E402
+from boson_shared.scheduling.placement import Placer  # noqa: E402
+from boson_shared.scheduling.remnant import QUANTILES, TypicalDemand  # noqa: E402
+from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
+from boson_shared.scheduling.table import NodeTable  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 TASKS = TRACES / "alibaba_v2017_batch_task_0-7200s.csv"

@@ -44,10 +44,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boson.client import Client, TaskRequest
-from shared.bus.amqp import AmqpTransport
-from shared.contract.messages import TaskResult, new_id
-from shared.errors import TransientError
-from shared.runtime.consumer import Emit
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.messages import TaskResult, new_id
+from boson_shared.errors import TransientError
+from boson_shared.runtime.consumer import Emit
 from tests.support.cluster import ProcessCluster
 
 EXECUTORS = ("soak-1", "soak-2")

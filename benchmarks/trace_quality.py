@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/trace_quality.py [--plot] [--strategy S ...]``.
 
-Model (the simulator's, see ``shared/scheduling/simulation.py``): each of a
+Model (the simulator's, see ``boson/simulation/engine.py``): each of a
 task's instances holds the task's per-instance request (``plan_cpu`` ÷ 100
 cores, ``plan_mem`` in ``mem_norm`` units) from its placement for the task's
 whole duration (``task_end_time - task_create_time``, which includes the time
@@ -14,11 +14,11 @@ running instances restart elsewhere from scratch.
 
 Boson's default is ``binpack-fgd`` with rebalancing (the scheduler's default
 strategy: DESIGN §3.2's binpack that first of all does not strand the
-bottleneck resource, see ``shared/scheduling/scores.py``). Plain ``binpack``
+bottleneck resource, see ``boson_shared/scheduling/scores.py``). Plain ``binpack``
 (faster on very large clusters) and ``remnant`` (binpack minus a
 stranded-capacity penalty), both with rebalancing, are judged too. Boson's
 policies put a node back from failing on probation
-(``shared/scheduling/probation.py``); the baselines do not.
+(``boson_shared/scheduling/probation.py``); the baselines do not.
 
 Sizes: the real cluster (1,313 machines), and the size at which the offered
 load on the bottleneck resource (memory) is 90% — more machines, not fewer:
@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from boson.commands.simulate import describe, render_table, write_plots  # noqa: E402
-from shared.scheduling.sim_metrics import Metrics, offered_load  # noqa: E402
-from shared.scheduling.sim_policies import compare, policy_names  # noqa: E402
-from shared.scheduling.sim_scale import factor_for_load, scale_cluster  # noqa: E402
-from shared.scheduling.traces import Trace, load_trace  # noqa: E402
+from boson.simulation.metrics import Metrics, offered_load  # noqa: E402
+from boson.simulation.policies import compare, policy_names  # noqa: E402
+from boson.simulation.scale import factor_for_load, scale_cluster  # noqa: E402
+from boson.simulation.traces import Trace, load_trace  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "traces"
 TASKS = TRACES / "alibaba_v2017_batch_task_0-7200s.csv"

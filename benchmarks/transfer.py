@@ -2,7 +2,7 @@
 
 Run ``python benchmarks/transfer.py`` with RabbitMQ on ``--broker`` (default
 ``BOSON_BENCH_AMQP_URL`` or ``amqp://guest:guest@127.0.0.1:5672/``). It starts
-the transfer service as its own process (``python -m services.transfer``, a
+the transfer service as its own process (``python -m boson_services.transfer``, a
 temporary blob directory), then uploads 50 MiB of freshly generated CSV and of
 random float64 through it and reports, per kind, the best of ``--repeats``:
 
@@ -50,17 +50,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.bus.amqp import AmqpTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring, generate_key_spec
-from shared.contract.messages import Message
-from shared.contract.topology import Names
-from shared.runtime.consumer import ConsumeLoop, ConsumerSpec
-from shared.runtime.dedup import SeenIds
-from shared.runtime.publisher import BatchingPublisher
-from shared.transfer.chunks import MIB, TransferOptions
-from shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
-from shared.transfer.uploader import Uploader
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring, generate_key_spec
+from boson_shared.contract.messages import Message
+from boson_shared.contract.topology import Names
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.dedup import SeenIds
+from boson_shared.runtime.publisher import BatchingPublisher
+from boson_shared.transfer.chunks import MIB, TransferOptions
+from boson_shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
+from boson_shared.transfer.uploader import Uploader
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
@@ -159,7 +159,7 @@ class TransferProcess:
             "BOSON_HEALTH_PORT": str(self.port),
             "BOSON_LOG_LEVEL": "WARNING",
         }
-        command = [sys.executable, "-m", "services.transfer"]
+        command = [sys.executable, "-m", "boson_services.transfer"]
         if profile is not None:
             command[1:1] = ["-m", "cProfile", "-o", profile]
         self.process = subprocess.Popen(command, env=env, cwd=ROOT)

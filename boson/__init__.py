@@ -7,7 +7,7 @@ task handlers.
 
 from boson.client import Client, TaskHandle, TaskRequest
 from boson.embedded import embedded
-from shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
+from boson_shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
 
 __all__ = [
     "Client",

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shared.errors import BosonError
-from shared.logs import configure_logging
+from boson_shared.errors import BosonError
+from boson_shared.logs import configure_logging
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func``.
 COMMAND_MODULES = (

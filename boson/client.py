@@ -27,11 +27,11 @@ from typing import Any, Self
 import msgpack
 from pydantic import SecretStr, ValidationError
 
-from shared.bus.abc import Transport
-from shared.bus.factory import transport_from_url
-from shared.contract.codec import Codec, EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_shared.bus.abc import Transport
+from boson_shared.bus.factory import transport_from_url
+from boson_shared.contract.codec import Codec, EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
     PlacementExplanation,
@@ -41,21 +41,21 @@ from shared.contract.messages import (
     TaskSubmitted,
     new_id,
 )
-from shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from shared.errors import InvalidTaskError, TaskFailedError
-from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
-from shared.runtime.dedup import SeenIds
-from shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
-from shared.runtime.tap import Tap
-from shared.scheduling.demand import DemandModel, LinearDemandModel
-from shared.scheduling.placement import Placer, Status, Strategy
-from shared.scheduling.scores import DEFAULT_STRATEGY
-from shared.scheduling.table import NodeTable
-from shared.settings import BosonSettings
-from shared.transfer.chunks import TransferOptions
-from shared.transfer.fetcher import Fetcher
-from shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
-from shared.transfer.uploader import Uploader
+from boson_shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
+from boson_shared.errors import InvalidTaskError, TaskFailedError
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
+from boson_shared.runtime.dedup import SeenIds
+from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
+from boson_shared.runtime.tap import Tap
+from boson_shared.scheduling.demand import DemandModel, LinearDemandModel
+from boson_shared.scheduling.placement import Placer, Status, Strategy
+from boson_shared.scheduling.scores import DEFAULT_STRATEGY
+from boson_shared.scheduling.table import NodeTable
+from boson_shared.settings import BosonSettings
+from boson_shared.transfer.chunks import TransferOptions
+from boson_shared.transfer.fetcher import Fetcher
+from boson_shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
+from boson_shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 
 The services are the real ones — the same classes ``boson run`` starts as
 processes — each with its own in-memory "connection" to one
-:class:`~shared.bus.memory.MemoryBroker`, and an ephemeral key: messages
+:class:`~boson_shared.bus.memory.MemoryBroker`, and an ephemeral key: messages
 are encoded, encrypted and decoded exactly as on RabbitMQ.
 """
 
@@ -24,22 +24,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from boson.client import Client
-from services.balancer.app import BalancerService
-from services.balancer.settings import BalancerSettings
-from services.executor.app import ExecutorService
-from services.executor.settings import ExecutorSettings
-from services.monitor.app import MonitorService
-from services.monitor.settings import MonitorSettings
-from services.scheduler.app import SchedulerService
-from services.scheduler.settings import SchedulerSettings
-from services.transfer.app import TransferService
-from services.transfer.settings import TransferSettings
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.runtime.service import RunningService, Service, start_in_background, stop_all
-from shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
-from shared.settings import BosonSettings
+from boson_services.balancer.app import BalancerService
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.executor.app import ExecutorService
+from boson_services.executor.settings import ExecutorSettings
+from boson_services.monitor.app import MonitorService
+from boson_services.monitor.settings import MonitorSettings
+from boson_services.scheduler.app import SchedulerService
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_services.transfer.app import TransferService
+from boson_services.transfer.settings import TransferSettings
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.runtime.service import RunningService, Service, start_in_background, stop_all
+from boson_shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
+from boson_shared.settings import BosonSettings
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 import pytest
 from yarl import URL
 
-from shared.bus.abc import DeliveryHandler, Headers, Subscription, Transport
-from shared.bus.amqp import AmqpTransport
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.topology import Topology
+from boson_shared.bus.abc import DeliveryHandler, Headers, Subscription, Transport
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.topology import Topology
 
 
 def _interrupt(signum: int, frame: object) -> None:

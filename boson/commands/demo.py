@@ -22,13 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.embedded import EmbeddedCluster
-from boson.simnode import SimulatedNode
-from services.scheduler.app import SchedulerService
-from shared.contract.messages import Message, ResourceVector, TaskPlaced
-from shared.contract.topology import RK_PLACED
-from shared.runtime.tap import Tap
-from shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy
-from shared.settings import BosonSettings
+from boson.simulated_node import SimulatedNode
+from boson_services.scheduler.app import SchedulerService
+from boson_shared.contract.messages import Message, ResourceVector, TaskPlaced
+from boson_shared.contract.topology import RK_PLACED
+from boson_shared.runtime.tap import Tap
+from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy
+from boson_shared.settings import BosonSettings
 
 NODE_CAPACITY = 500.0
 NODE_ALLOCATED = (350.0, 400.0, 300.0, 250.0, 200.0)

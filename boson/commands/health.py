@@ -14,9 +14,9 @@ import sys
 import urllib.error
 import urllib.request
 
-from shared.bus.factory import transport_from_url
-from shared.errors import BosonError, ConfigError
-from shared.settings import BosonSettings
+from boson_shared.bus.factory import transport_from_url
+from boson_shared.errors import BosonError, ConfigError
+from boson_shared.settings import BosonSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

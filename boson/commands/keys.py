@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.contract.keyring import generate_key_spec
+from boson_shared.contract.keyring import generate_key_spec
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 One service runs in this process (``boson run scheduler``). ``boson run all``
 starts every service plus ``--executors N`` local executors as child
-processes (``python -m services.<name>``), forwards SIGTERM/SIGINT to them so
+processes (``python -m boson_services.<name>``), forwards SIGTERM/SIGINT to them so
 they drain, and exits when they have — the same processes a container
 fleet runs, on one machine.
 """
@@ -18,19 +18,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.balancer.app import create as create_balancer
-from services.balancer.settings import BalancerSettings
-from services.executor.app import create as create_executor
-from services.executor.settings import ExecutorSettings
-from services.monitor.app import create as create_monitor
-from services.monitor.settings import MonitorSettings
-from services.scheduler.app import create as create_scheduler
-from services.scheduler.settings import SchedulerSettings
-from services.transfer.app import create as create_transfer
-from services.transfer.settings import TransferSettings
-from shared.runtime.main import main as serve_main
-from shared.scheduling.scores import STRATEGIES
-from shared.settings import BosonSettings
+from boson_services.balancer.app import create as create_balancer
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.executor.app import create as create_executor
+from boson_services.executor.settings import ExecutorSettings
+from boson_services.monitor.app import create as create_monitor
+from boson_services.monitor.settings import MonitorSettings
+from boson_services.scheduler.app import create as create_scheduler
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_services.transfer.app import create as create_transfer
+from boson_services.transfer.settings import TransferSettings
+from boson_shared.runtime.main import main as serve_main
+from boson_shared.scheduling.scores import STRATEGIES
+from boson_shared.settings import BosonSettings
 
 SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
     "monitor": (MonitorSettings, create_monitor),

@@ -1,8 +1,8 @@
 """``boson simulate``: replay a cluster trace through Boson's placement and the baselines.
 
-The trace is parsed by :mod:`shared.scheduling.traces`, replayed by
-:mod:`shared.scheduling.simulation` once per strategy, and judged by
-:mod:`shared.scheduling.sim_metrics`; this module only reads the options,
+The trace is parsed by :mod:`boson.simulation.traces`, replayed by
+:mod:`boson.simulation.engine` once per strategy, and judged by
+:mod:`boson.simulation.metrics`; this module only reads the options,
 prints the table (or JSON) and, with ``--plot``, writes the charts.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import ConfigError
-from shared.scheduling.probation import PROBATION_S
-from shared.scheduling.sim_metrics import Metrics, Recorder, offered_load
-from shared.scheduling.sim_policies import compare, make_policy, policy_names
-from shared.scheduling.sim_scale import factor_for_load, scale_cluster
-from shared.scheduling.traces import Cluster, Trace, load_trace
+from boson.simulation.metrics import Metrics, Recorder, offered_load
+from boson.simulation.policies import compare, make_policy, policy_names
+from boson.simulation.scale import factor_for_load, scale_cluster
+from boson.simulation.traces import Cluster, Trace, load_trace
+from boson_shared.errors import ConfigError
+from boson_shared.scheduling.probation import PROBATION_S
 
 COLUMNS = (
     ("strategy", "strategy"),
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 def write_plots(directory: Path, results: Sequence[tuple[Metrics, Recorder]]) -> list[Path]:
     """The three charts as PNGs in ``directory``; a clear error without matplotlib."""
     try:
-        from boson.commands import simulate_plots
+        from boson.simulation import plots as simulate_plots
     except ImportError as e:  # matplotlib is the optional "plot" extra
         raise ConfigError("--plot needs matplotlib: pip install 'boson[plot]'") from e
     return simulate_plots.write_all(directory, results)
@@ -150,7 +150,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replay a cluster trace through Boson's placement and baselines",
         description=(
             "Replay a trace (Alibaba v2017 batch_task + server_event, or the generic CSV "
-            "format of shared/scheduling/traces.py) in simulated time through Boson's "
+            "format of boson/simulation/traces.py) in simulated time through Boson's "
             "placer and balancer and the baselines, and compare them."
         ),
     )

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
-from shared.errors import ConfigError
-from shared.settings import BosonSettings
+from boson_shared.errors import ConfigError
+from boson_shared.settings import BosonSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

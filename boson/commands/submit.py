@@ -21,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from boson.client import Client, TaskRequest
 from boson.embedded import embedded
-from shared.contract.messages import TaskResult
-from shared.errors import ConfigError
-from shared.settings import BosonSettings
+from boson_shared.contract.messages import TaskResult
+from boson_shared.errors import ConfigError
+from boson_shared.settings import BosonSettings
 
 MAX_COUNT = 1_000_000
 MAX_INPUT = 4 * 1024 * 1024 * 1024

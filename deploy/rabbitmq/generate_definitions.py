@@ -2,7 +2,7 @@
 
 RabbitMQ loads the file at boot (``rabbitmq.conf``), so the shared exchanges
 and queues exist, with the right arguments, before any service starts. The
-file is generated from :mod:`shared.contract.topology` and committed;
+file is generated from :mod:`boson_shared.contract.topology` and committed;
 ``tests/unit/test_deploy.py`` fails when it drifts from the code.
 
     python deploy/rabbitmq/generate_definitions.py          # rewrite the file
@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.contract.topology import Topology
-from shared.settings import BosonSettings
+from boson_shared.contract.topology import Topology
+from boson_shared.settings import BosonSettings
 
 DEFINITIONS = Path(__file__).with_name("definitions.json")
 VHOST = "/"

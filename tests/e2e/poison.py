@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.handlers import TaskInput, handler
+from boson_shared.handlers import TaskInput, handler
 
 
 @handler("poison", mode="inline")

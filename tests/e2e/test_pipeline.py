@@ -20,7 +20,7 @@ import pytest
 from boson import embedded
 from boson.client import Client
 from boson.commands.run import SERVICES
-from shared.contract.messages import TaskResult
+from boson_shared.contract.messages import TaskResult
 from tests.e2e.workload import check_results, mixed_tasks
 from tests.support.cluster import ROOT, ProcessCluster
 from tests.support.waiting import wait_for_nodes

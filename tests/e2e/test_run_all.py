@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boson.commands.run import SERVICES
-from shared.contract.keyring import generate_key_spec
+from boson_shared.contract.keyring import generate_key_spec
 from tests.support.cluster import FAST_TIMINGS, ROOT, free_port
 
 

@@ -20,24 +20,24 @@ from pydantic import SecretStr
 
 from boson.client import Client
 from boson.embedded import derive
-from services.balancer.app import BalancerService
-from services.balancer.settings import BalancerSettings
-from services.executor.app import ExecutorService
-from services.executor.settings import ExecutorSettings
-from services.monitor.app import MonitorService
-from services.monitor.settings import MonitorSettings
-from services.scheduler.app import SchedulerService
-from services.scheduler.settings import SchedulerSettings
-from services.transfer.app import TransferService
-from services.transfer.settings import TransferSettings
-from shared.bus.amqp import AmqpTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import generate_key_spec
-from shared.contract.messages import DataChunk, TaskResult, TaskSubmitted
-from shared.runtime.service import Service
-from shared.runtime.tap import Tap
-from shared.settings import BosonSettings
-from shared.transfer.chunks import MIB, chunk_count
+from boson_services.balancer.app import BalancerService
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.executor.app import ExecutorService
+from boson_services.executor.settings import ExecutorSettings
+from boson_services.monitor.app import MonitorService
+from boson_services.monitor.settings import MonitorSettings
+from boson_services.scheduler.app import SchedulerService
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_services.transfer.app import TransferService
+from boson_services.transfer.settings import TransferSettings
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import generate_key_spec
+from boson_shared.contract.messages import DataChunk, TaskResult, TaskSubmitted
+from boson_shared.runtime.service import Service
+from boson_shared.runtime.tap import Tap
+from boson_shared.settings import BosonSettings
+from boson_shared.transfer.chunks import MIB, chunk_count
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from boson.client import TaskRequest
-from shared.contract.messages import TaskResult
+from boson_shared.contract.messages import TaskResult
 
 
 @dataclass(frozen=True)

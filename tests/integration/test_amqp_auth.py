@@ -7,8 +7,8 @@ import time
 import pytest
 from yarl import URL
 
-from shared.bus.amqp import AmqpTransport
-from shared.errors import ConfigError
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.errors import ConfigError
 
 
 @pytest.mark.broker

@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from shared.bus.abc import Delivery
-from shared.bus.amqp import AmqpTransport
-from shared.contract.topology import QueueSpec, Topology
+from boson_shared.bus.abc import Delivery
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.topology import QueueSpec, Topology
 from tests.conftest import AmqpBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]

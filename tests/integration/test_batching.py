@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.bus.abc import Delivery
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import Message, TaskSubmitted
-from shared.contract.topology import Names
-from shared.runtime.publisher import BatchingPublisher, Route
-from shared.runtime.tap import Tap
+from boson_shared.bus.abc import Delivery
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import Message, TaskSubmitted
+from boson_shared.contract.topology import Names
+from boson_shared.runtime.publisher import BatchingPublisher, Route
+from boson_shared.runtime.tap import Tap
 from tests.conftest import TrackingTransport, TransportFactory
 
 BURST = 1000

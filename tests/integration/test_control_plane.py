@@ -2,7 +2,7 @@
 
 Monitor, scheduler and balancer are the real services, in-process, each on
 its own connection (one transport per service, as in production); three
-:class:`~boson.simnode.SimulatedNode` s heartbeat and answer assignments like
+:class:`~boson.simulated_node.SimulatedNode` s heartbeat and answer assignments like
 executors. Runs on RabbitMQ (the ``broker`` mark) and on the in-memory broker.
 """
 
@@ -18,20 +18,20 @@ from typing import Any
 import pytest
 
 from boson.client import Client, TaskRequest
-from boson.simnode import SimulatedNode
-from services.balancer.app import BalancerService
-from services.balancer.settings import BalancerSettings
-from services.monitor.app import MonitorService
-from services.monitor.settings import MonitorSettings
-from services.scheduler.app import SchedulerService
-from services.scheduler.settings import SchedulerSettings
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import Message, ResourceVector, TaskAssigned, TaskResult
-from shared.contract.topology import RK_ALL_RESULTS, rk_node
-from shared.runtime.service import RunningService, Service, start_in_background, stop_all
-from shared.runtime.tap import Tap
-from shared.settings import BosonSettings
+from boson.simulated_node import SimulatedNode
+from boson_services.balancer.app import BalancerService
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.monitor.app import MonitorService
+from boson_services.monitor.settings import MonitorSettings
+from boson_services.scheduler.app import SchedulerService
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import Message, ResourceVector, TaskAssigned, TaskResult
+from boson_shared.contract.topology import RK_ALL_RESULTS, rk_node
+from boson_shared.runtime.service import RunningService, Service, start_in_background, stop_all
+from boson_shared.runtime.tap import Tap
+from boson_shared.settings import BosonSettings
 from tests.conftest import TrackingTransport, TransportFactory
 
 HEARTBEAT_S = 0.2

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shared.bus.amqp import AmqpTransport
-from shared.settings import BosonSettings
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.settings import BosonSettings
 from tests.conftest import AmqpBroker
 from tests.unit.deploy_files import DEFINITIONS
 

@@ -2,7 +2,7 @@
 
 The control plane runs as in ``test_control_plane`` (real services, one
 connection each); the monitor's routes are served by the same
-:class:`~shared.runtime.health.HealthServer` that ``shared.runtime.main.serve``
+:class:`~boson_shared.runtime.health.HealthServer` that ``boson_shared.runtime.main.serve``
 starts, on a port the OS picks (``health_port=0``).
 """
 
@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from boson.client import TaskRequest
-from shared.runtime.health import HealthServer
+from boson_shared.runtime.health import HealthServer
 from tests.integration.test_control_plane import ControlPlane, plane, until
 
 __all__ = ["plane"]  # the fixture, re-used

@@ -1,6 +1,6 @@
 """The service runtime on both transports: what every Boson service may rely on.
 
-Each case runs a real :class:`~shared.runtime.service.Service` on the
+Each case runs a real :class:`~boson_shared.runtime.service.Service` on the
 in-memory broker and on RabbitMQ (``transport_kind`` is parametrised; the
 AMQP run carries the ``broker`` mark): redelivery from a killed consumer,
 retries with growing delays, dead-lettering with the reason in the headers,
@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from shared.bus.abc import Delivery
-from shared.bus.amqp import AmqpTransport
-from shared.bus.memory import MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import TaskResult, TaskSubmitted
-from shared.contract.topology import (
+from boson_shared.bus.abc import Delivery
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.bus.memory import MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import TaskResult, TaskSubmitted
+from boson_shared.contract.topology import (
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_KIND,
@@ -38,12 +38,12 @@ from shared.contract.topology import (
     Topology,
     rk_result,
 )
-from shared.runtime.consumer import ConsumerSpec, Emit
-from shared.runtime.main import serve
-from shared.runtime.publisher import Route
-from shared.runtime.service import Service
-from shared.runtime.tap import Tap
-from shared.settings import BosonSettings
+from boson_shared.runtime.consumer import ConsumerSpec, Emit
+from boson_shared.runtime.main import serve
+from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.service import Service
+from boson_shared.runtime.tap import Tap
+from boson_shared.settings import BosonSettings
 from tests.conftest import Declared, TrackingTransport, TransportFactory, TransportKind
 
 WAIT = 10.0

@@ -26,27 +26,27 @@ from typing import Any
 import pytest
 
 from boson.client import Client, TaskRequest
-from services.balancer.app import BalancerService
-from services.balancer.settings import BalancerSettings
-from services.executor.app import ExecutorService
-from services.executor.settings import ExecutorSettings
-from services.monitor.app import MonitorService
-from services.monitor.settings import MonitorSettings
-from services.scheduler.app import SchedulerService
-from services.scheduler.settings import SchedulerSettings
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_services.balancer.app import BalancerService
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.executor.app import ExecutorService
+from boson_services.executor.settings import ExecutorSettings
+from boson_services.monitor.app import MonitorService
+from boson_services.monitor.settings import MonitorSettings
+from boson_services.scheduler.app import SchedulerService
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     Message,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
 )
-from shared.contract.topology import RK_ALL_RESULTS, RK_PLACED, RK_SUBMIT, rk_node
-from shared.runtime.service import RunningService, Service, start_in_background, stop_all
-from shared.runtime.tap import Tap
-from shared.settings import BosonSettings
+from boson_shared.contract.topology import RK_ALL_RESULTS, RK_PLACED, RK_SUBMIT, rk_node
+from boson_shared.runtime.service import RunningService, Service, start_in_background, stop_all
+from boson_shared.runtime.tap import Tap
+from boson_shared.settings import BosonSettings
 from tests.conftest import AmqpBroker, TransportFactory, TransportKind
 
 pytestmark = pytest.mark.broker

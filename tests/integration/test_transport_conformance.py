@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from shared.bus.abc import Delivery, HeaderValue, Subscription
-from shared.bus.memory import MemoryTransport
-from shared.contract.topology import (
+from boson_shared.bus.abc import Delivery, HeaderValue, Subscription
+from boson_shared.bus.memory import MemoryTransport
+from boson_shared.contract.topology import (
     DEFAULT_EXCHANGE,
     BindingSpec,
     ExchangeSpec,
@@ -24,7 +24,7 @@ from shared.contract.topology import (
     RetryPolicy,
     Topology,
 )
-from shared.errors import ConfigError, PublishNotConfirmedError
+from boson_shared.errors import ConfigError, PublishNotConfirmedError
 from tests.conftest import TrackingTransport, TransportFactory, TransportKind
 
 WAIT = 5.0

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from shared.handlers import TaskInput, handler
+from boson_shared.handlers import TaskInput, handler
 
 
 @handler("poison-timed", mode="inline")

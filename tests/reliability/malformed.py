@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from shared.contract.codec import FLAG_BATCH, FLAG_COMPRESSED, MAGIC
-from shared.contract.keyring import Keyring
+from boson_shared.contract.codec import FLAG_BATCH, FLAG_COMPRESSED, MAGIC
+from boson_shared.contract.keyring import Keyring
 
 _KEY_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _JUNK_VALUES = st.one_of(

@@ -29,11 +29,11 @@ import pytest
 from pydantic import ValidationError
 
 from boson.client import Client, TaskHandle, TaskRequest
-from shared.bus.amqp import AmqpTransport
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     Alert,
     DataChunk,
     Message,
@@ -43,9 +43,9 @@ from shared.contract.messages import (
     TaskPlaced,
     TaskSubmitted,
 )
-from shared.contract.topology import DEFAULT_EXCHANGE, HEADER_REASON, HEADER_SOURCE_QUEUE
-from shared.errors import DecodeError, InvalidTaskError
-from shared.settings import BosonSettings
+from boson_shared.contract.topology import DEFAULT_EXCHANGE, HEADER_REASON, HEADER_SOURCE_QUEUE
+from boson_shared.errors import DecodeError, InvalidTaskError
+from boson_shared.settings import BosonSettings
 from tests.reliability.malformed import Bad, Sealer, draw, malformed
 from tests.support.cluster import ROOT, ProcessCluster
 from tests.support.waiting import health, rss, wait_for_nodes, wait_until

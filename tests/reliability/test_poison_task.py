@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from boson.client import TaskHandle, TaskRequest
-from shared.bus.abc import Delivery
-from shared.bus.amqp import AmqpTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.messages import TaskAssigned
-from shared.contract.topology import (
+from boson_shared.bus.abc import Delivery
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.messages import TaskAssigned
+from boson_shared.contract.topology import (
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_REASON,

@@ -31,13 +31,13 @@ import pytest
 from yarl import URL
 
 from boson.client import Client
-from shared.bus.amqp import AmqpTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring, generate_key_spec
-from shared.contract.messages import TaskResult, TaskSubmitted
-from shared.contract.topology import DEFAULT_EXCHANGE, HEADER_ERROR, HEADER_REASON
-from shared.errors import ConfigError
-from shared.settings import BosonSettings
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring, generate_key_spec
+from boson_shared.contract.messages import TaskResult, TaskSubmitted
+from boson_shared.contract.topology import DEFAULT_EXCHANGE, HEADER_ERROR, HEADER_REASON
+from boson_shared.errors import ConfigError
+from boson_shared.settings import BosonSettings
 from tests.conftest import AmqpBroker
 from tests.support.cluster import ROOT, ProcessCluster
 from tests.support.waiting import health, wait_for_nodes, wait_until

@@ -22,8 +22,8 @@ import trustme
 from yarl import URL
 
 from boson.client import Client
-from shared.bus.amqp import AmqpTransport
-from shared.errors import BrokerUnavailableError
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.errors import BrokerUnavailableError
 from tests.support.cluster import ProcessCluster
 from tests.support.waiting import health, wait_for_nodes
 

@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.contract.keyring import generate_key_spec
-from shared.settings import BosonSettings
+from boson_shared.contract.keyring import generate_key_spec
+from boson_shared.settings import BosonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

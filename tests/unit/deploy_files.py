@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from boson.commands.run import SERVICES
-from shared.settings import BosonSettings
+from boson_shared.settings import BosonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -38,7 +38,7 @@ ENV_PREFIX = "BOSON_"
 
 REQUIRED_IN_CONTAINERS = frozenset({"broker_url", "keys"})
 """Settings with a default that a service in a container still must be given:
-``shared.runtime.main.require_broker_and_keys`` exits with ConfigError without them."""
+``boson_shared.runtime.main.require_broker_and_keys`` exits with ConfigError without them."""
 
 Doc = dict[str, Any]
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, Dispatcher
-from shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
+from boson_services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, Dispatcher
+from boson_shared.contract.messages import ClusterSnapshot, NodeState, ResourceVector
 
 CREDIT_PER_SLOT = 2
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.balancer.dispatcher import Dispatcher
-from services.balancer.handlers import BalancerHandlers
-from shared.contract.messages import (
+from boson_services.balancer.dispatcher import Dispatcher
+from boson_services.balancer.handlers import BalancerHandlers
+from boson_shared.contract.messages import (
     Message,
     ResourceVector,
     TaskAssigned,
@@ -12,9 +12,9 @@ from shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from shared.contract.topology import Names, rk_result
-from shared.runtime.consumer import delivery_redelivered
-from shared.runtime.publisher import Route
+from boson_shared.contract.topology import Names, rk_result
+from boson_shared.runtime.consumer import delivery_redelivered
+from boson_shared.runtime.publisher import Route
 from tests.unit.test_balancer_dispatcher import N, snapshot
 
 NAMES = Names("bal-test")

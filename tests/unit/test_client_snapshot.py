@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from boson.embedded import EmbeddedCluster
-from boson.simnode import SimulatedNode
-from shared.contract.messages import ResourceVector
-from shared.settings import BosonSettings
+from boson.simulated_node import SimulatedNode
+from boson_shared.contract.messages import ResourceVector
+from boson_shared.settings import BosonSettings
 
 
 async def test_snapshot_and_plan_leave_no_queue_behind() -> None:

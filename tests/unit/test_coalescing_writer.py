@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.bus.coalescing import LARGE_WRITE, CoalescingWriter
+from boson_shared.bus.coalescing import LARGE_WRITE, CoalescingWriter
 
 pytestmark = pytest.mark.timeout(20)
 

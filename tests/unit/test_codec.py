@@ -17,15 +17,15 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from pydantic import SecretStr
 
-from shared.contract.codec import (
+from boson_shared.contract.codec import (
     FLAG_BATCH,
     FLAG_COMPRESSED,
     MAGIC,
     Codec,
     EnvelopeCodec,
 )
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     Alert,
     CheckData,
     DataChunk,
@@ -34,7 +34,7 @@ from shared.contract.messages import (
     ResourceVector,
     TaskSubmitted,
 )
-from shared.errors import (
+from boson_shared.errors import (
     AuthenticationError,
     BadMagicError,
     ConfigError,
@@ -49,7 +49,7 @@ from shared.errors import (
     UnknownKindError,
     UnsupportedVersionError,
 )
-from shared.settings import BosonSettings
+from boson_shared.settings import BosonSettings
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.contract.codec import FLAG_BATCH, FLAG_COMPRESSED, EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_shared.contract.codec import FLAG_BATCH, FLAG_COMPRESSED, EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     Alert,
     ClusterSnapshot,
     DataChunk,

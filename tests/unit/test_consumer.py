@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import pytest
 
-from shared.bus.abc import Delivery, Headers
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import Alert, Message, TaskSubmitted
-from shared.contract.topology import (
+from boson_shared.bus.abc import Delivery, Headers
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import Alert, Message, TaskSubmitted
+from boson_shared.contract.topology import (
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_KIND,
@@ -31,10 +31,10 @@ from shared.contract.topology import (
     RetryPolicy,
     rk_alert,
 )
-from shared.errors import BrokerUnavailableError, PermanentTaskError
-from shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
-from shared.runtime.dedup import SeenIds
-from shared.runtime.publisher import BatchingPublisher, Route
+from boson_shared.errors import BrokerUnavailableError, PermanentTaskError
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
+from boson_shared.runtime.dedup import SeenIds
+from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 WAIT = 5.0
 codec = EnvelopeCodec(Keyring.ephemeral())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.runtime.dedup import SeenIds
+from boson_shared.runtime.dedup import SeenIds
 
 
 def test_remembers_what_it_was_told() -> None:

@@ -21,13 +21,13 @@ import pytest
 import yaml
 
 from boson.commands.run import SERVICES
-from services.balancer.settings import BalancerSettings
-from services.monitor.app import create as create_monitor
-from services.monitor.settings import MonitorSettings
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import generate_key_spec
-from shared.settings import BosonSettings
+from boson_services.balancer.settings import BalancerSettings
+from boson_services.monitor.app import create as create_monitor
+from boson_services.monitor.settings import MonitorSettings
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import generate_key_spec
+from boson_shared.settings import BosonSettings
 from tests.unit.deploy_files import (
     BOSON_VARIABLE,
     COMPOSE,

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.topology import Topology
-from shared.runtime.consumer import ConsumerSpec
-from shared.runtime.health import HealthServer, Response
-from shared.runtime.service import Service
-from shared.settings import BosonSettings
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.topology import Topology
+from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.health import HealthServer, Response
+from boson_shared.runtime.service import Service
+from boson_shared.settings import BosonSettings
 
 
 async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from boson.commands.health import check_endpoint
-from shared.runtime.health import HealthServer, Response
+from boson_shared.runtime.health import HealthServer, Response
 
 
 async def _check_against(status: int) -> int:

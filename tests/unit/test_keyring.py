@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from boson.commands import keys as keys_command
-from shared.contract.keyring import KEY_BYTES, Keyring, generate_key_spec
-from shared.errors import ConfigError, UnknownKeyError
-from shared.settings import BosonSettings
+from boson_shared.contract.keyring import KEY_BYTES, Keyring, generate_key_spec
+from boson_shared.errors import ConfigError, UnknownKeyError
+from boson_shared.settings import BosonSettings
 
 
 def b64(key: bytes) -> str:

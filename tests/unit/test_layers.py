@@ -1,6 +1,11 @@
-"""Dependencies point one way: boson → services → shared (CONVENTIONS §1).
+"""Dependencies point one way: boson → boson_services → boson_shared.
 
-Checked on the source itself, so a stray import fails CI, not a reviewer.
+``boson_shared`` is the library every service uses; it imports neither the
+services nor the user-facing ``boson`` package (CLI, SDK, simulator). A
+service imports ``boson_shared`` only, never another service. The simulator
+(``boson.simulation``) drives the library and is imported by nothing below
+the user-facing layer. Checked on the source itself, so a stray import fails
+CI, not a reviewer.
 """
 
 from __future__ import annotations
@@ -32,23 +37,37 @@ def top(module: str) -> str:
     return module.split(".", 1)[0]
 
 
-@pytest.mark.parametrize("path", python_files("shared"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_shared_imports_neither_services_nor_boson(path: Path) -> None:
-    bad = {m for m in imported_modules(path) if top(m) in ("services", "boson")}
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", python_files("services"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_a_service_imports_shared_only(path: Path) -> None:
-    own = path.relative_to(ROOT / "services").parts[0]
+@pytest.mark.parametrize("path", python_files("boson_shared"), ids=relative)
+def test_the_library_imports_neither_services_nor_boson(path: Path) -> None:
+    bad = {m for m in imported_modules(path) if top(m) in ("boson_services", "boson")}
+    assert not bad, f"{relative(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", python_files("boson_services"), ids=relative)
+def test_a_service_imports_the_library_only(path: Path) -> None:
+    own = path.relative_to(ROOT / "boson_services").parts[0]
     bad = set()
     for module in imported_modules(path):
         parts = module.split(".")
-        if parts[0] == "boson" or (parts[0] == "services" and len(parts) > 1 and parts[1] != own):
+        if parts[0] == "boson" or (
+            parts[0] == "boson_services" and len(parts) > 1 and parts[1] != own
+        ):
             bad.add(module)
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+    assert not bad, f"{relative(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    "path", python_files("boson_shared") + python_files("boson_services"), ids=relative
+)
+def test_nothing_below_the_user_layer_imports_the_simulator(path: Path) -> None:
+    bad = {m for m in imported_modules(path) if m.startswith("boson.simulation")}
+    assert not bad, f"{relative(path)} imports {sorted(bad)}"
 
 
 def test_the_layers_exist() -> None:
-    for folder in ("shared", "services", "boson"):
+    for folder in ("boson_shared", "boson_services", "boson", "boson/simulation"):
         assert python_files(folder), folder

@@ -9,10 +9,10 @@ import sys
 import pytest
 from pydantic import SecretStr
 
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.errors import BrokerUnavailableError, ConfigError
-from shared.runtime.main import connect_with_retry, require_broker_and_keys
-from shared.settings import BosonSettings
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.errors import BrokerUnavailableError, ConfigError
+from boson_shared.runtime.main import connect_with_retry, require_broker_and_keys
+from boson_shared.settings import BosonSettings
 from tests.support.cluster import ROOT
 
 

@@ -8,14 +8,14 @@ import asyncio
 
 import pytest
 
-from shared.bus.abc import Delivery, Transport
-from shared.bus.amqp import AmqpTransport, mask_url
-from shared.bus.factory import transport_from_url
-from shared.bus.headers import incoming, outgoing, to_amqp
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.bus.topic import topic_matches
-from shared.contract.topology import Names, RetryPolicy
-from shared.errors import BrokerUnavailableError, ConfigError
+from boson_shared.bus.abc import Delivery, Transport
+from boson_shared.bus.amqp import AmqpTransport, mask_url
+from boson_shared.bus.factory import transport_from_url
+from boson_shared.bus.headers import incoming, outgoing, to_amqp
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.bus.topic import topic_matches
+from boson_shared.contract.topology import Names, RetryPolicy
+from boson_shared.errors import BrokerUnavailableError, ConfigError
 
 
 @pytest.mark.parametrize(

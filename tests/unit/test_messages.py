@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     MESSAGE_TYPES,
     AnyMessage,
     NodeHeartbeat,
@@ -24,7 +24,7 @@ from shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from shared.errors import SchemaError, UnknownKindError
+from boson_shared.errors import SchemaError, UnknownKindError
 
 
 def codec() -> EnvelopeCodec:

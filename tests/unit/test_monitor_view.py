@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.monitor.handlers import MonitorHandlers
-from services.monitor.metrics import MonitorMetrics
-from services.monitor.view import ClusterView
-from shared.contract.messages import (
+from boson_services.monitor.handlers import MonitorHandlers
+from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.view import ClusterView
+from boson_shared.contract.messages import (
     Alert,
     BalancerBacklog,
     ClusterSnapshot,
@@ -16,7 +16,7 @@ from shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from shared.contract.topology import RK_SNAPSHOT, Names
+from boson_shared.contract.topology import RK_SNAPSHOT, Names
 
 INTERVAL = 1.0
 K = 3

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.bus.abc import DeliveryHandler, Headers, Subscription
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import Alert, BalancerBacklog, Message
-from shared.contract.topology import HEADER_KIND, Topology
-from shared.runtime.publisher import BatchingPublisher, Route
+from boson_shared.bus.abc import DeliveryHandler, Headers, Subscription
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import Alert, BalancerBacklog, Message
+from boson_shared.contract.topology import HEADER_KIND, Topology
+from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 ROUTE = Route("ns.events", "alert.x")
 OTHER = Route("ns.events", "alert.y")

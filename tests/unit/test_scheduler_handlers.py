@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.scheduler.handlers import SchedulerHandlers
-from shared.contract.messages import (
+from boson_services.scheduler.handlers import SchedulerHandlers
+from boson_shared.contract.messages import (
     ClusterSnapshot,
     NodeState,
     ResourceRequest,
@@ -14,10 +14,10 @@ from shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from shared.contract.topology import RK_PLACED, Names, rk_result
-from shared.runtime.consumer import Emit
-from shared.runtime.publisher import Route
-from shared.scheduling.demand import LinearDemandModel
+from boson_shared.contract.topology import RK_PLACED, Names, rk_result
+from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.publisher import Route
+from boson_shared.scheduling.demand import LinearDemandModel
 
 NOW = 1_700_000_000.0
 MAX_AGE = 60.0
@@ -258,8 +258,8 @@ class ExplodingModel:
 
 async def test_the_scheduler_service_reports_a_submission_out_of_retries() -> None:
     from boson.embedded import EmbeddedCluster
-    from services.scheduler.app import SchedulerService
-    from shared.settings import BosonSettings
+    from boson_services.scheduler.app import SchedulerService
+    from boson_shared.settings import BosonSettings
 
     cluster = EmbeddedCluster(
         BosonSettings(namespace="sched-exhaust", retry_delays_ms=(20, 40), max_attempts=2)

@@ -17,11 +17,11 @@ import traceback
 import pytest
 from pydantic import SecretStr
 
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import TaskSubmitted
-from shared.errors import AuthenticationError, ConfigError
-from shared.settings import BosonSettings
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import TaskSubmitted
+from boson_shared.errors import AuthenticationError, ConfigError
+from boson_shared.settings import BosonSettings
 
 logger = logging.getLogger(__name__)
 

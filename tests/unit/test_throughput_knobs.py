@@ -17,13 +17,13 @@ import contextlib
 
 import numpy as np
 
-from services.balancer.dispatcher import Dispatcher, NodeView
-from services.balancer.handlers import BalancerHandlers
-from services.scheduler.app import SchedulerService
-from services.scheduler.settings import SchedulerSettings
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import (
+from boson_services.balancer.dispatcher import Dispatcher, NodeView
+from boson_services.balancer.handlers import BalancerHandlers
+from boson_services.scheduler.app import SchedulerService
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import (
     Alert,
     ClusterSnapshot,
     Message,
@@ -33,8 +33,8 @@ from shared.contract.messages import (
     TaskPlaced,
     TaskSubmitted,
 )
-from shared.contract.topology import RK_PARKED, Names
-from shared.runtime.publisher import Route
+from boson_shared.contract.topology import RK_PARKED, Names
+from boson_shared.runtime.publisher import Route
 from tests.unit.test_publisher import GatedTransport
 
 SLOTS = 2

@@ -11,13 +11,13 @@ import pytest
 import zstandard
 from pydantic import ValidationError
 
-from shared.bus.abc import Transport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
-from shared.contract.messages import CheckData, DataChunk
-from shared.errors import ConfigError
-from shared.runtime.publisher import Route
-from shared.transfer.chunks import (
+from boson_shared.bus.abc import Transport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import CheckData, DataChunk
+from boson_shared.errors import ConfigError
+from boson_shared.runtime.publisher import Route
+from boson_shared.transfer.chunks import (
     MIB,
     ChunkCoder,
     TransferOptions,
@@ -27,8 +27,8 @@ from shared.transfer.chunks import (
     spans,
     upload_id_for,
 )
-from shared.transfer.errors import ChunkEncodingError
-from shared.transfer.sender import ChunkSender
+from boson_shared.transfer.errors import ChunkEncodingError
+from boson_shared.transfer.sender import ChunkSender
 
 CSV = b"".join(f"{i},{i * 0.5:.6f},{i % 7}\n".encode() for i in range(20_000))
 

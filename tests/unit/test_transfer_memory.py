@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from services.transfer import app as app_module
-from services.transfer.memory import (
+from boson_services.transfer import app as app_module
+from boson_services.transfer.memory import (
     M_MMAP_THRESHOLD,
     M_TRIM_THRESHOLD,
     MMAP_THRESHOLD_BYTES,
     retain_freed_memory,
 )
-from services.transfer.settings import TransferSettings
-from shared.bus.memory import MemoryBroker, MemoryTransport
-from shared.contract.codec import EnvelopeCodec
-from shared.contract.keyring import Keyring
+from boson_services.transfer.settings import TransferSettings
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
 
 
 class FakeMallopt:

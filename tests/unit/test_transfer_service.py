@@ -18,15 +18,15 @@ import pytest
 
 from boson.client import Client
 from boson.embedded import EmbeddedCluster, embedded
-from services.transfer.app import TransferService
-from services.transfer.settings import TransferSettings
-from shared.contract.messages import CheckData, DataChunk, DataRef, TaskSubmitted
-from shared.contract.topology import RK_DATA_CHUNK, RK_DATA_REQUEST, RK_SUBMIT
-from shared.handlers import TaskInput, handler
-from shared.runtime.publisher import Route
-from shared.runtime.tap import Tap
-from shared.settings import BosonSettings
-from shared.transfer.chunks import (
+from boson_services.transfer.app import TransferService
+from boson_services.transfer.settings import TransferSettings
+from boson_shared.contract.messages import CheckData, DataChunk, DataRef, TaskSubmitted
+from boson_shared.contract.topology import RK_DATA_CHUNK, RK_DATA_REQUEST, RK_SUBMIT
+from boson_shared.handlers import TaskInput, handler
+from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.tap import Tap
+from boson_shared.settings import BosonSettings
+from boson_shared.transfer.chunks import (
     MIB,
     ChunkCoder,
     TransferOptions,
@@ -36,8 +36,8 @@ from shared.transfer.chunks import (
     spans,
     upload_id_for,
 )
-from shared.transfer.errors import BlobNotFoundError
-from shared.transfer.sender import ChunkSender
+from boson_shared.transfer.errors import BlobNotFoundError
+from boson_shared.transfer.sender import ChunkSender
 
 CHUNK = 64 * 1024
 OPTIONS = TransferOptions(

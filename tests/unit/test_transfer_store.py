@@ -11,11 +11,11 @@ from typing import cast
 
 import pytest
 
-from services.transfer import store as store_module
-from services.transfer.store import BlobStore, Upload
-from shared.errors import ConfigError
-from shared.transfer.chunks import MIB, fingerprint, sha256_hex, spans
-from shared.transfer.errors import (
+from boson_services.transfer import store as store_module
+from boson_services.transfer.store import BlobStore, Upload
+from boson_shared.errors import ConfigError
+from boson_shared.transfer.chunks import MIB, fingerprint, sha256_hex, spans
+from boson_shared.transfer.errors import (
     BlobTooLargeError,
     ChunkConflictError,
     ChunkRejectedError,

@@ -50,8 +50,8 @@ DOC_ALERT = {
 
 def boson_codec() -> Any:
     """The one thing taken from ``shared``: the codec, keyed from the doc."""
-    from shared.contract.codec import EnvelopeCodec
-    from shared.contract.keyring import Keyring
+    from boson_shared.contract.codec import EnvelopeCodec
+    from boson_shared.contract.keyring import Keyring
 
     return EnvelopeCodec(Keyring.parse(DOC_KEYS))
 

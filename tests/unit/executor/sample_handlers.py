@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from shared.handlers import TaskInput, handler
+from boson_shared.handlers import TaskInput, handler
 
 
 @handler("sleepy")

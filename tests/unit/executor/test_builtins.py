@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from services.executor.builtins import anomaly, burn, forecast, load_table, noop, stats
-from shared.errors import InvalidTaskInputError
-from shared.handlers import TaskInput, TaskOutput
+from boson_services.executor.builtins import anomaly, burn, forecast, load_table, noop, stats
+from boson_shared.errors import InvalidTaskInputError
+from boson_shared.handlers import TaskInput, TaskOutput
 
 
 def task(data: bytes | None = None, **params: object) -> TaskInput:

@@ -6,18 +6,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.executor.handlers import ExecutorHandlers, to_wire
-from services.executor.pool import TaskRunner
-from shared.contract.messages import (
+from boson_services.executor.handlers import ExecutorHandlers, to_wire
+from boson_services.executor.pool import TaskRunner
+from boson_shared.contract.messages import (
     Alert,
     ResourceVector,
     TaskAssigned,
     TaskResult,
     TaskSubmitted,
 )
-from shared.contract.topology import Names
-from shared.errors import InvalidTaskOutputError, UnknownHandlerError
-from shared.handlers import discover
+from boson_shared.contract.topology import Names
+from boson_shared.errors import InvalidTaskOutputError, UnknownHandlerError
+from boson_shared.handlers import discover
 
 
 @pytest.fixture
@@ -26,7 +26,9 @@ async def handlers() -> AsyncIterator[ExecutorHandlers]:
     yield ExecutorHandlers(
         node_id="n1",
         slots=2,
-        registry=discover(["services.executor.builtins", "tests.unit.executor.sample_handlers"]),
+        registry=discover(
+            ["boson_services.executor.builtins", "tests.unit.executor.sample_handlers"]
+        ),
         runner=runner,
         names=Names("t"),
         max_inline_result_bytes=4096,

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.executor.pool import HandlerFailedError, TaskRunner
-from shared.errors import TaskTimeoutError
-from shared.handlers import HandlerSpec, TaskInput, discover
+from boson_services.executor.pool import HandlerFailedError, TaskRunner
+from boson_shared.errors import TaskTimeoutError
+from boson_shared.handlers import HandlerSpec, TaskInput, discover
 
 MODULE = "tests.unit.executor.sample_handlers"
 

@@ -1,1 +1,1 @@
-"""Unit tests of shared.scheduling: demand, placement, balancing."""
+"""Unit tests of boson_shared.scheduling: demand, placement, balancing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.scheduling.balancing import (
+from boson_shared.scheduling.balancing import (
     CreditLedger,
     Move,
     QueuedTask,
@@ -15,7 +15,7 @@ from shared.scheduling.balancing import (
     plan_recovery,
     power_of_two_choices,
 )
-from shared.scheduling.placement import NodeTable, Placer
+from boson_shared.scheduling.placement import NodeTable, Placer
 
 
 def test_credit_is_free_slots_minus_in_flight() -> None:
@@ -109,7 +109,7 @@ def test_recovery_replaces_a_dead_nodes_queue() -> None:
 
 
 def test_dispatch_order_smallest_pending_job_first_with_an_age_guard() -> None:
-    from shared.scheduling.balancing import dispatch_order
+    from boson_shared.scheduling.balancing import dispatch_order
 
     # Queue (oldest first): job a (5 + 4 instances pending → 9), job b (2),
     # job c (3, waited 500 s ≥ 450: goes before every young entry), and a

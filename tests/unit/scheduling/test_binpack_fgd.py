@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.scheduling.placement import Placer
-from shared.scheduling.remnant import LongRunDemand, place_run
-from shared.scheduling.scores import (
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.remnant import LongRunDemand, place_run
+from boson_shared.scheduling.scores import (
     FGD_WEIGHT,
     Strategy,
     bottleneck,
@@ -19,7 +19,7 @@ from shared.scheduling.scores import (
     raw_scores,
     stranded_bottleneck,
 )
-from shared.scheduling.table import NodeTable
+from boson_shared.scheduling.table import NodeTable
 
 TYPICAL = np.array([1.0, 2.0, 0.0])
 """A typical task in the hand-computed cases: 1 cpu, 2 memory."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.contract.messages import ResourceRequest, ResourceVector, TaskUsage
-from shared.errors import ConfigError
-from shared.scheduling.demand import (
+from boson_shared.contract.messages import ResourceRequest, ResourceVector, TaskUsage
+from boson_shared.errors import ConfigError
+from boson_shared.scheduling.demand import (
     DemandModel,
     LinearDemandModel,
     OnlineDemandModel,

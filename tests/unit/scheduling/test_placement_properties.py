@@ -10,9 +10,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.scheduling import scores
-from shared.scheduling.placement import NEVER, STRATEGIES, WAITING, NodeTable, Placer, Strategy
-from shared.scheduling.remnant import TypicalDemand
+from boson_shared.scheduling import scores
+from boson_shared.scheduling.placement import (
+    NEVER,
+    STRATEGIES,
+    WAITING,
+    NodeTable,
+    Placer,
+    Strategy,
+)
+from boson_shared.scheduling.remnant import TypicalDemand
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

@@ -1,10 +1,10 @@
-"""Probation for nodes that failed, by hand (``shared/scheduling/probation.py``)."""
+"""Probation for nodes that failed, by hand (``boson_shared/scheduling/probation.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.scheduling.probation import Probation
+from boson_shared.scheduling.probation import Probation
 
 HOUR = 3600.0
 

@@ -1,8 +1,8 @@
 """The simulator's balancer offers freed capacity as the balancer service does.
 
 One node, full, with single-instance tasks waiting; then a hole of ``free``
-opens. The simulator's :class:`~shared.scheduling.sim_policies.Balancer` (at
-a completion) and the service's :class:`~services.balancer.dispatcher.Dispatcher`
+opens. The simulator's :class:`~boson.simulation.policies.Balancer` (at
+a completion) and the service's :class:`~boson_services.balancer.dispatcher.Dispatcher`
 (at a snapshot) must start the same waiting tasks: the same order (dead
 node's work, then work past the age limit, then smallest pending job first),
 the same clean-fit pass against the same typical demand learnt from the same
@@ -16,8 +16,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from shared.scheduling.sim_policies import Balancer, make_policy
-from shared.scheduling.simulation import simulate
+from boson.simulation.engine import simulate
+from boson.simulation.policies import Balancer, make_policy
 from tests.unit.test_balancer_dispatcher import Clock, N, demand, dispatcher, snapshot
 
 from .conftest import cluster, events, workload

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.scheduling.sim_baselines import FirstFit, KubernetesDefault, RandomFit, RoundRobin
-from shared.scheduling.table import NodeTable
+from boson.simulation.baselines import FirstFit, KubernetesDefault, RandomFit, RoundRobin
+from boson_shared.scheduling.table import NodeTable
 
 
 def _table(*allocated: tuple[float, float], cap: float = 10.0) -> NodeTable:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.scheduling.sim_metrics import makespan_lower_bound, offered_load, weighted_quantile
-from shared.scheduling.sim_scale import factor_for_load, scale_cluster
+from boson.simulation.metrics import makespan_lower_bound, offered_load, weighted_quantile
+from boson.simulation.scale import factor_for_load, scale_cluster
 
 from .conftest import cluster, events, workload
 

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from benchmarks import trace_quality
-from services.scheduler.handlers import SchedulerHandlers
-from services.scheduler.settings import SchedulerSettings
-from shared.contract.messages import (
+from boson.simulation.engine import place_instances
+from boson.simulation.policies import make_policy
+from boson_services.scheduler.handlers import SchedulerHandlers
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_shared.contract.messages import (
     ClusterSnapshot,
     NodeState,
     ResourceRequest,
@@ -24,13 +26,11 @@ from shared.contract.messages import (
     TaskPlaced,
     TaskSubmitted,
 )
-from shared.contract.topology import Names
-from shared.scheduling.demand import LinearDemandModel
-from shared.scheduling.placement import Placer
-from shared.scheduling.scores import STRATEGIES, Strategy
-from shared.scheduling.sim_policies import make_policy
-from shared.scheduling.simulation import place_instances
-from shared.scheduling.table import NodeTable
+from boson_shared.contract.topology import Names
+from boson_shared.scheduling.demand import LinearDemandModel
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.scores import STRATEGIES, Strategy
+from boson_shared.scheduling.table import NodeTable
 
 NOW = 1_700_000_000.0
 RNG = np.random.default_rng(12)

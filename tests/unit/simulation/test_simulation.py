@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.scheduling.placement import STRATEGIES, Placer
-from shared.scheduling.probation import Probation
-from shared.scheduling.sim_policies import Balancer, make_policy
-from shared.scheduling.simulation import place_instances, simulate
-from shared.scheduling.table import NodeTable
+from boson.simulation.engine import place_instances, simulate
+from boson.simulation.policies import Balancer, make_policy
+from boson_shared.scheduling.placement import STRATEGIES, Placer
+from boson_shared.scheduling.probation import Probation
+from boson_shared.scheduling.table import NodeTable
 
 from .conftest import cluster, events, workload
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from shared.scheduling.traces import (
+from boson.simulation.traces import (
     Skipped,
     TraceFormatError,
     parse_alibaba_servers,

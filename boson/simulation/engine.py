@@ -1,0 +1,328 @@
+"""A discrete-event simulator that replays a trace through Boson's own placement.
+
+Simulated time, no broker. The engine owns a real
+:class:`~boson_shared.scheduling.table.NodeTable` and calls a placer's
+``place_batch`` — Boson's :class:`~boson_shared.scheduling.placement.Placer`, or a
+baseline plug-in — exactly as the scheduler service does; what it adds is
+time: arrivals, completions and node events.
+
+The model (stated once, used everywhere):
+
+* An instance holds its task's per-instance request from the moment it is
+  placed for the task's whole duration, then releases it. (On the Alibaba
+  trace the duration includes time the real cluster made it wait, so the
+  model is pessimistic.)
+* A task's instances are placed as one batch when it arrives, each on its
+  own node; those that fit nowhere join the backlog, a FIFO of
+  (task, instances waiting) entries. A task no node could ever hold is
+  counted as never placeable.
+* When capacity frees (completions, a node coming back) the backlog is
+  offered it through a :class:`Dispatcher` — the only thing that differs
+  between "with" and "without rebalancing" (see :mod:`.sim_policies`).
+* A node going down kills its running instances; they re-enter the front of
+  the backlog, restart from scratch with their full duration, and are counted
+  as re-placed. The node takes no work until it comes back — and, under
+  Boson's policies, until its probation after that ends
+  (:mod:`~boson_shared.scheduling.probation`; the baselines have none).
+* Events at one instant are handled completions → node events → probation
+  ends → backlog → arrivals, so freed capacity goes to older work first.
+
+:func:`place_instances` is the pure step shared by every path: the same
+table state, placer and request give the same placements, which is what lets
+a test hold the running scheduler to the simulator.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from boson.simulation.metrics import Metrics, Recorder, summarise
+from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
+from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling.probation import Probation
+from boson_shared.scheduling.table import NodeTable
+
+DEFAULT_SAMPLE_STEP = 10.0
+"""Seconds between samples of the time-averaged metrics."""
+
+
+@dataclass
+class Pending:
+    """Instances of one task waiting in the backlog."""
+
+    task: int
+    count: int
+    replaced: bool
+    since: float
+
+
+@dataclass
+class _Group:
+    task: int
+    nodes: IntArray
+    end: float
+
+
+def place_instances(
+    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
+) -> IntArray:
+    """Place up to ``count`` identical instances in one batch; their nodes.
+
+    Asks the placer only for as many as can fit (exact for identical
+    instances), so a saturated cluster costs one vectorised count, not a
+    batch of refusals. The instances not returned are waiting.
+    """
+    fit = min(count, int(fit_counts(table, demand).sum()))
+    if fit == 0:
+        return np.zeros(0, np.int64)
+    result = placer.place_batch(np.repeat(demand[None, :], fit, axis=0))
+    indices = np.asarray(result.indices, np.int64)
+    return indices[indices >= 0]
+
+
+class Dispatcher(Protocol):
+    """Offers freed capacity to the backlog (the rebalancing seam)."""
+
+    def observe(self, demand: FloatArray, count: int) -> None:
+        """``count`` instances of ``demand`` arrived (the balancer service sees every task)."""
+
+    def drain(self, sim: Simulation) -> None: ...
+
+    def recover(self, sim: Simulation, task: int, count: int) -> None: ...
+
+
+class Simulation:
+    """One replay of a workload on a cluster under one placer and dispatcher."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        cluster: Cluster,
+        events: NodeEvents,
+        placer_factory: Callable[[NodeTable], BatchPlacer],
+        dispatcher: Dispatcher,
+        sample_step: float = DEFAULT_SAMPLE_STEP,
+        probation: Probation | None = None,
+    ) -> None:
+        self.workload = workload
+        self.cluster = cluster
+        self.events = events
+        self.table = NodeTable(len(cluster.node_ids))
+        for node_id, cap in zip(cluster.node_ids, cluster.capacity, strict=True):
+            self.table.upsert(node_id, cap)
+        self.placer = placer_factory(self.table)
+        self.dispatcher = dispatcher
+        self.up = np.ones(len(cluster.node_ids), dtype=np.bool_)
+        """Nodes that run (the table's ``alive``: those that also take new work)."""
+        self.probation = probation
+        self._probation_ends: list[tuple[float, int]] = []
+        self.backlog: deque[Pending] = deque()
+        self.now = 0.0
+        self.dead_node_id = ""
+        """The node whose failure is being handled (for recovery planning)."""
+        self.recorder = Recorder.for_tasks(workload.tasks)
+        self._groups: dict[int, _Group] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._seq = 0
+        self._step = sample_step
+        demand = workload.demand
+        shapes = np.unique(cluster.capacity, axis=0).reshape(-1, 3)
+        self._never = ~np.any(np.all(shapes[None, :, :] >= demand[:, None, :], axis=2), axis=1)
+        self._median = (
+            np.median(np.repeat(demand, workload.instances, axis=0), axis=0)
+            if workload.tasks
+            else np.zeros(3)
+        )
+        work = (demand * (workload.instances * workload.duration)[:, None]).sum(axis=0)
+        self._bottleneck = int(np.argmax(work / np.maximum(cluster.capacity.sum(axis=0), 1e-12)))
+        self.demands: list[tuple[float, float, float]] = [
+            (cpu, memory, gpu) for cpu, memory, gpu in demand.tolist()
+        ]
+        """Each task's demand as plain floats, for per-entry checks in Python."""
+
+    # -- the steps the dispatchers use ---------------------------------
+
+    def try_place(self, task: int, count: int, replaced: bool) -> int:
+        """Place up to ``count`` instances of ``task`` now; how many were placed."""
+        nodes = place_instances(self.placer, self.table, self.workload.demand[task], count)
+        if nodes.size:
+            self.start(task, nodes, replaced)
+        return int(nodes.size)
+
+    def start(self, task: int, nodes: IntArray, replaced: bool) -> None:
+        """Start instances of ``task`` on ``nodes`` (already allocated) now."""
+        end = self.now + float(self.workload.duration[task])
+        self._seq += 1
+        self._groups[self._seq] = _Group(task, nodes, end)
+        heapq.heappush(self._heap, (end, self._seq))
+        rec = self.recorder
+        rec.first_start[task] = min(rec.first_start[task], self.now)
+        rec.last_end[task] = max(rec.last_end[task], end)
+        if not replaced:
+            rec.delays.append(self.now - float(self.workload.submit[task]))
+            rec.delay_weights.append(int(nodes.size))
+
+    def _release(self, task: int, nodes: IntArray) -> None:
+        demand = self.workload.demand[task]
+        where, count = np.unique(nodes, return_counts=True)
+        for node, n in zip(where.tolist(), count.tolist(), strict=True):
+            self.table.release(node, demand * n)
+
+    # -- events ----------------------------------------------------------
+
+    def _arrive(self, task: int) -> None:
+        count = int(self.workload.instances[task])
+        self.dispatcher.observe(self.workload.demand[task], count)
+        if self._never[task]:
+            self.recorder.never += count
+            return
+        placed = self.try_place(task, count, replaced=False)
+        if placed < count:
+            self.backlog.append(Pending(task, count - placed, False, self.now))
+
+    def _node_event(self, node: int, up: bool) -> None:
+        node_id = self.cluster.node_ids[node]
+        if up:
+            if self.up[node]:
+                return
+            self.up[node] = True
+            until = self.now
+            if self.probation is not None:
+                until = self.probation.returned(node_id, self.now, len(self.cluster.node_ids))
+            if until > self.now:  # back, but no new work until its probation ends
+                heapq.heappush(self._probation_ends, (until, node))
+            else:
+                self.table.set_alive(node_id, True)
+            return
+        if not self.up[node]:
+            return
+        self.up[node] = False
+        if self.probation is not None:
+            self.probation.failed(node_id, self.now)
+        self.table.set_alive(node_id, False)
+        self.dead_node_id = node_id
+        for key, group in list(self._groups.items()):
+            hit = group.nodes == node
+            if not hit.any():
+                continue
+            lost = int(hit.sum())
+            self._release(group.task, group.nodes[hit])
+            group.nodes = group.nodes[~hit]
+            if group.nodes.size == 0:
+                del self._groups[key]  # its heap entry is skipped when it pops
+            self.recorder.replaced += lost
+            self.dispatcher.recover(self, group.task, lost)
+
+    def _end_probations(self, now: float) -> bool:
+        """Nodes whose probation ended by ``now`` take work again; whether any did."""
+        freed = False
+        ends = self._probation_ends
+        while ends and ends[0][0] <= now:
+            _, node = heapq.heappop(ends)
+            node_id = self.cluster.node_ids[node]
+            until = self.probation.ends(node_id) if self.probation is not None else None
+            # A stale entry: the node failed again since (down, or a later probation).
+            if self.up[node] and not self.table.alive[node] and (until is None or until <= now):
+                self.table.set_alive(node_id, True)
+                freed = True
+        return freed
+
+    def _sample(self, when: float) -> None:
+        self.recorder.sample(
+            when,
+            self.table.capacity,
+            self.table.allocated,
+            self.up,
+            self._median,
+            self._bottleneck,
+            sum(p.count for p in self.backlog),
+        )
+
+    def run(self) -> Recorder:
+        """Replay everything; returns what was recorded."""
+        w = self.workload
+        order = np.argsort(w.submit, kind="stable")
+        arrivals = w.submit[order].tolist()
+        tasks = order.tolist()
+        ev_time, ev_node, ev_up = (
+            self.events.time.tolist(),
+            self.events.node.tolist(),
+            self.events.up.tolist(),
+        )
+        a = e = 0
+        next_sample = arrivals[0] if arrivals else 0.0
+        self.recorder.window_end = arrivals[-1] if arrivals else 0.0
+        while True:
+            busy = a < len(arrivals) or self._heap or self.backlog
+            candidates = []
+            if a < len(arrivals):
+                candidates.append(arrivals[a])
+            if self._heap:
+                candidates.append(self._heap[0][0])
+            if e < len(ev_time) and busy:
+                candidates.append(ev_time[e])
+            if self._probation_ends and busy:
+                candidates.append(self._probation_ends[0][0])
+            if not candidates:
+                break
+            now = min(candidates)
+            while next_sample < now:
+                self._sample(next_sample)
+                next_sample += self._step
+            self.now = now
+            freed = False
+            while self._heap and self._heap[0][0] <= now:
+                _, key = heapq.heappop(self._heap)
+                group = self._groups.pop(key, None)
+                if group is not None:
+                    self._release(group.task, group.nodes)
+                    freed = True
+            while e < len(ev_time) and ev_time[e] <= now:
+                self._node_event(ev_node[e], ev_up[e])
+                freed = freed or ev_up[e]
+                e += 1
+            freed = self._end_probations(now) or freed
+            if freed and self.backlog:
+                self.dispatcher.drain(self)
+            while a < len(arrivals) and arrivals[a] <= now:
+                self._arrive(tasks[a])
+                a += 1
+        # Whatever still waits can never run: no capacity will ever free again.
+        self.recorder.never += sum(p.count for p in self.backlog)
+        self._sample(next_sample)
+        return self.recorder
+
+
+def simulate(
+    name: str,
+    workload: Workload,
+    cluster: Cluster,
+    events: NodeEvents,
+    placer_factory: Callable[[NodeTable], BatchPlacer],
+    dispatcher: Dispatcher,
+    sample_step: float = DEFAULT_SAMPLE_STEP,
+    probation: Probation | None = None,
+) -> tuple[Metrics, Recorder]:
+    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail)."""
+    started = time.perf_counter()
+    sim = Simulation(workload, cluster, events, placer_factory, dispatcher, sample_step, probation)
+    recorder = sim.run()
+    wall = time.perf_counter() - started
+    return summarise(name, recorder, workload, cluster.capacity, wall), recorder
+
+
+__all__ = [
+    "DEFAULT_SAMPLE_STEP",
+    "Dispatcher",
+    "Pending",
+    "Simulation",
+    "place_instances",
+    "simulate",
+]

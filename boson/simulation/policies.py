@@ -1,0 +1,328 @@
+"""What "with" and "without rebalancing" mean in the simulator, and the roster.
+
+In the simulator a placed instance starts at once, so there is no
+not-yet-started work sitting on a node for the balancer to move. What the
+balancer does own is the backlog — work placed as pending because it fit
+nowhere (DESIGN §3.1–3.3). So:
+
+* **without rebalancing** (:class:`HeadOfLine`) — the scheduler alone: each
+  time capacity frees, the backlog is retried from its head through the
+  placer, and stops at the first entry that still does not fit (FIFO, with
+  head-of-line blocking). Dead nodes' work is re-placed through the placer.
+* **with rebalancing** (:class:`Balancer`) — the balancer holds the backlog
+  and dispatches by node credit: each time capacity frees it walks a bounded
+  window of the backlog and dispatches every entry that now fits somewhere
+  (so one large entry does not block small ones behind it), through the same
+  placer so the strategy still decides the node. The window is taken in
+  :func:`~boson_shared.scheduling.balancing.dispatch_order`: dead nodes' work,
+  then work older than :data:`AGE_LIMIT_S`, then the smallest pending job
+  first; and walked twice, clean fits first (see :class:`Balancer`). Dead
+  nodes' work goes through the balancer's recovery planner.
+
+Baselines (random, round-robin, first-fit, k8s-default) run with
+:class:`HeadOfLine`, the behaviour of a plain scheduler queue; any baseline
+name with ``+rebalance`` runs it behind the balancer instead, to separate what
+the scorer does from what the backlog policy does (kube-scheduler itself
+retries every unschedulable pod on cluster changes, which is closer to the
+balancer's window than to a strict head of line).
+
+Boson's policies, with rebalancing or without, also put a node that failed
+on probation when it returns (:mod:`~boson_shared.scheduling.probation`, what
+Boson's monitor does); the baselines trust it at once, as their schedulers do.
+
+There is no rebalancing of *running* work: instances start when placed, and
+:func:`~boson_shared.scheduling.balancing.plan_rebalance` only moves work that has
+not started, of which the simulator has none on any node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from boson.simulation.baselines import BASELINES
+from boson.simulation.engine import (
+    DEFAULT_SAMPLE_STEP,
+    Dispatcher,
+    Pending,
+    Simulation,
+    simulate,
+)
+from boson.simulation.metrics import Metrics, Recorder
+from boson.simulation.table import BatchPlacer, FloatArray
+from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling.balancing import (
+    AGE_LIMIT_S,
+    QueuedTask,
+    dispatch_order,
+    fits_cleanly,
+    plan_recovery,
+)
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.probation import PROBATION_S, Probation
+from boson_shared.scheduling.remnant import LongRunDemand
+from boson_shared.scheduling.scores import bottleneck
+from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
+
+BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd")
+REBALANCE_SUFFIX = "+rebalance"
+DEFAULT_WINDOW = 256
+"""Backlog entries the balancer looks at per capacity change: bounded work per event."""
+
+
+def _replace(sim: Simulation, task: int, count: int) -> None:
+    """Re-place a dead node's instances through the placer; the rest wait first in line."""
+    left = count - sim.try_place(task, count, replaced=True)
+    if left:
+        sim.backlog.appendleft(Pending(task, left, True, sim.now))
+
+
+def _recover(sim: Simulation, task: int, count: int) -> None:
+    """Re-place a dead node's instances through the balancing library's recovery planner."""
+    placer = sim.placer
+    if not isinstance(placer, Placer):  # a baseline: no recovery planner of its own
+        _replace(sim, task, count)
+        return
+    d = sim.workload.demand[task]
+    demand = (float(d[0]), float(d[1]), float(d[2]))
+    queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
+    plan = plan_recovery(queued, sim.table, placer)
+    placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
+    if placed:
+        sim.start(task, np.asarray(placed, np.int64), replaced=True)
+    waiting = sum(r.status == "waiting" for r in plan)
+    sim.recorder.never += sum(r.status == "never" for r in plan)
+    if waiting:
+        sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
+
+
+class HeadOfLine:
+    """Without rebalancing: retry the backlog from its head; stop at the first miss."""
+
+    def observe(self, demand: FloatArray, count: int) -> None:
+        """A plain queue learns nothing from arrivals."""
+
+    def drain(self, sim: Simulation) -> None:
+        backlog = sim.backlog
+        while backlog:
+            head = backlog[0]
+            head.count -= sim.try_place(head.task, head.count, head.replaced)
+            if head.count:
+                return
+            backlog.popleft()
+
+    def recover(self, sim: Simulation, task: int, count: int) -> None:
+        _recover(sim, task, count)
+
+
+class _Misses:
+    """Demands that found no room in this drain.
+
+    Free capacity only shrinks within a drain, so a demand at least as large
+    on every dimension finds none either and skips the placer's vectorised
+    fit count. In an overloaded cluster almost every entry is such a miss.
+    Kept minimal (none covers another), so the list stays short.
+    """
+
+    def __init__(self) -> None:
+        self._demands: list[tuple[float, float, float]] = []
+
+    def covers(self, want: tuple[float, float, float]) -> bool:
+        w0, w1, w2 = want
+        return any(w0 >= m0 and w1 >= m1 and w2 >= m2 for m0, m1, m2 in self._demands)
+
+    def add(self, want: tuple[float, float, float]) -> None:
+        w0, w1, w2 = want
+        kept = [m for m in self._demands if not (m[0] >= w0 and m[1] >= w1 and m[2] >= w2)]
+        self._demands = [*kept, want]
+
+
+class Balancer:
+    """With rebalancing: dispatch whatever fits within a bounded backlog window.
+
+    Two passes over the window, as the balancer service's flexible queue
+    (``boson_services/balancer/dispatcher.py``): first every entry may take only
+    nodes it fits cleanly (:func:`~boson_shared.scheduling.balancing.fits_cleanly`,
+    against the typical demand learnt from every arrival) — except a dead
+    node's work and work past the age limit, which take any room; then
+    whatever fits anywhere. So in a full cluster the smallest pending job
+    does not split a freed hole that a larger waiting task fills exactly.
+    """
+
+    def __init__(self, window: int = DEFAULT_WINDOW, age_limit: float = AGE_LIMIT_S) -> None:
+        self.window = window
+        self.age_limit = age_limit
+        self.typical = LongRunDemand()
+
+    def observe(self, demand: FloatArray, count: int) -> None:
+        self.typical.observe(demand, count)
+
+    def drain(self, sim: Simulation) -> None:
+        table = sim.table
+        alive = table.alive
+        if not sim.backlog or not alive.any():
+            return
+        self.typical.refresh()
+        entries = list(sim.backlog)
+        job = sim.workload.job
+        # One order for both passes, as the service's pump.
+        order = dispatch_order(
+            [int(job[e.task]) for e in entries],
+            [e.count for e in entries],
+            [sim.now - e.since for e in entries],
+            [e.replaced for e in entries],
+            self.age_limit,
+        )[: self.window]
+        misses = _Misses()
+        if np.any(self.typical.points > 0):
+            self._offer(sim, entries, order, misses, clean=True)
+        self._offer(sim, entries, order, misses, clean=False)
+        sim.backlog.clear()
+        sim.backlog.extend(e for e in entries if e.count)
+
+    def _offer(
+        self,
+        sim: Simulation,
+        entries: list[Pending],
+        order: list[int],
+        misses: _Misses,
+        *,
+        clean: bool,
+    ) -> None:
+        """One pass over the window; ``clean``: the clean-fit pass."""
+        table = sim.table
+        alive = table.alive
+        typical = self.typical.points
+        b = bottleneck(table.capacity, typical) if clean else 0
+        free = table.capacity - table.allocated
+        # A cheap necessary condition per entry: every dimension fits under
+        # the largest free amount somewhere at the start of the pass (free
+        # room only shrinks within it). Entries failing it are skipped
+        # without touching the placer — in a full cluster, almost all.
+        b0, b1, b2 = (free[alive].max(axis=0) + FIT_EPSILON).tolist()
+        stale = False
+        for k in order:
+            entry = entries[k]
+            if not entry.count:
+                continue
+            want = w0, w1, w2 = sim.demands[entry.task]
+            if w0 > b0 or w1 > b1 or w2 > b2 or misses.covers(want):
+                continue
+            count = entry.count
+            if clean and not (entry.replaced or sim.now - entry.since >= self.age_limit):
+                # As many instances as there are nodes one of them fits
+                # cleanly; the placer still picks the nodes, and its own
+                # guard favours those. (The service offers its held tasks
+                # one at a time, each to the nodes it fits cleanly.) A
+                # dead node's work and work past the age limit may not wait
+                # any longer: they take any room in this pass too.
+                if stale:
+                    free = table.capacity - table.allocated
+                    stale = False
+                demand = sim.workload.demand[entry.task]
+                rows = np.flatnonzero(alive & np.all(free >= demand - FIT_EPSILON, axis=1))
+                if not rows.size:
+                    misses.add(want)
+                    continue
+                count = min(count, int(fits_cleanly(free[rows], demand, typical, b).sum()))
+                if not count:
+                    continue
+            placed = sim.try_place(entry.task, count, entry.replaced)
+            if not placed:
+                misses.add(want)
+                continue
+            entry.count -= placed
+            stale = True
+
+    def recover(self, sim: Simulation, task: int, count: int) -> None:
+        _recover(sim, task, count)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named placer factory with its dispatcher."""
+
+    name: str
+    placer: Callable[[NodeTable], BatchPlacer]
+    dispatcher: Callable[[], Dispatcher]
+    baseline: bool
+
+    def probation(self, base_s: float = PROBATION_S) -> Probation | None:
+        """Boson's probation for nodes that failed (its monitor's); a baseline has none.
+
+        ``base_s`` 0: none either (``boson simulate --probation-s 0``).
+        """
+        if self.baseline or base_s <= 0:
+            return None
+        return Probation.lasting(base_s)
+
+
+def _boson(strategy: str) -> Callable[[NodeTable], BatchPlacer]:
+    def factory(table: NodeTable) -> BatchPlacer:
+        return Placer(table, strategy)  # type: ignore[arg-type]
+
+    return factory
+
+
+def policy_names() -> list[str]:
+    """Every policy a full run compares, Boson's first."""
+    boson = [s + suffix for s in BOSON_STRATEGIES for suffix in ("", REBALANCE_SUFFIX)]
+    # k8s-default behind the balancer too: it separates the scorer's effect
+    # from the backlog policy's (see the module docstring).
+    return [*boson, *BASELINES, "k8s-default" + REBALANCE_SUFFIX]
+
+
+def make_policy(name: str) -> Policy:
+    """The policy called ``name`` (see :func:`policy_names`); ``KeyError`` if none."""
+    strategy, _, rest = name.partition("+")
+    if rest not in ("", REBALANCE_SUFFIX[1:]):
+        raise KeyError(name)
+    dispatcher: Callable[[], Dispatcher] = Balancer if rest else HeadOfLine
+    if strategy in BASELINES:
+        return Policy(name, BASELINES[strategy], dispatcher, baseline=True)
+    if strategy not in BOSON_STRATEGIES:
+        raise KeyError(name)
+    return Policy(name, _boson(strategy), dispatcher, baseline=False)
+
+
+def compare(
+    names: Sequence[str],
+    workload: Workload,
+    cluster: Cluster,
+    events: NodeEvents,
+    sample_step: float = DEFAULT_SAMPLE_STEP,
+    probation_s: float = PROBATION_S,
+) -> list[tuple[Metrics, Recorder]]:
+    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`)."""
+    results = []
+    for name in names:
+        policy = make_policy(name)
+        results.append(
+            simulate(
+                name,
+                workload,
+                cluster,
+                events,
+                policy.placer,
+                policy.dispatcher(),
+                sample_step,
+                policy.probation(probation_s),
+            )
+        )
+    return results
+
+
+__all__ = [
+    "AGE_LIMIT_S",
+    "BOSON_STRATEGIES",
+    "DEFAULT_WINDOW",
+    "REBALANCE_SUFFIX",
+    "Balancer",
+    "HeadOfLine",
+    "Policy",
+    "compare",
+    "make_policy",
+    "policy_names",
+]

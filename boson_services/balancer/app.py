@@ -1,0 +1,152 @@
+"""Wiring of the balancer: the placed queue (single active consumer), its
+event queue, and a drain consumer for each node declared down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from boson_services.balancer.dispatcher import Dispatcher
+from boson_services.balancer.handlers import BalancerHandlers
+from boson_services.balancer.settings import BalancerSettings
+from boson_shared.bus.abc import Transport
+from boson_shared.contract.codec import Codec
+from boson_shared.contract.messages import (
+    BalancerBacklog,
+    ClusterSnapshot,
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+)
+from boson_shared.contract.topology import RK_ALL_RESULTS, RK_BACKLOG, RK_SNAPSHOT, Topology
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.service import Periodic, Service
+
+logger = logging.getLogger(__name__)
+
+_SWEEP_INTERVAL_S = 0.5
+
+
+class BalancerService(Service):
+    name = "balancer"
+
+    def __init__(self, settings: BalancerSettings, transport: Transport, codec: Codec) -> None:
+        super().__init__(settings, transport, codec)
+        self.balancer_settings = settings
+        self.dispatcher = Dispatcher(
+            credit_per_slot=settings.credit_per_slot,
+            max_credit_per_slot=settings.max_credit_per_slot,
+            queue_budget_s=settings.queue_budget_s,
+            hot_threshold=settings.hot_threshold,
+            retarget_after_s=settings.retarget_after_s,
+            imbalance_threshold=settings.imbalance_threshold,
+        )
+        self.handlers = BalancerHandlers(
+            self.dispatcher,
+            self.names,
+            self.publisher.publish,
+            park_after_s=settings.park_after_s,
+            on_nodes_down=self.drain_nodes,
+            finished_capacity=settings.dedup_capacity,
+        )
+        self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.draining: dict[str, ConsumeLoop[Any]] = {}
+
+    def topology(self) -> Topology:
+        expires_ms = int(self.balancer_settings.subscriber_expires_s * 1000)
+        return self.names.placed() + self.names.subscriber(
+            self.name, self.settings.instance_id, [RK_SNAPSHOT, RK_ALL_RESULTS], expires_ms
+        )
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return [
+            ConsumerSpec(
+                queue=self.events_queue,
+                accepts=(ClusterSnapshot, TaskResult),
+                handler=self.handlers.on_event,
+                batch_handler=self.handlers.on_events,
+                prefetch=self.settings.prefetch,
+                items_in_turn=True,
+                # Every copy of a result returns credit: after a broker restart
+                # a task can be dispatched twice, and the executor replays the
+                # same result (same message id) for the second dispatch.
+                # Completing is idempotent, and so is applying a snapshot.
+                dedup=False,
+            ),
+            ConsumerSpec(
+                queue=self.names.placed_queue,
+                accepts=(TaskPlaced,),
+                handler=self.handlers.on_placed,
+                on_exhausted=self.handlers.on_placed_exhausted,
+                prefetch=self.balancer_settings.max_held,
+            ),
+        ]
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        return [
+            (_SWEEP_INTERVAL_S, self.sweep),
+            (self.balancer_settings.report_interval_s, self.report),
+        ]
+
+    async def sweep(self) -> None:
+        self.dispatcher.sweep()
+        self.handlers.park_overdue()
+        # A drained node that heartbeats again gets its queue back.
+        for node_id in list(self.draining):
+            node = self.dispatcher.nodes.get(node_id)
+            if node is not None and node.alive:
+                loop = self.draining.pop(node_id)
+                logger.info("node %s is back; no longer draining its queue", node_id)
+                await self.remove_consumer(loop)
+
+    async def report(self) -> None:
+        backlog = BalancerBacklog(pending=self.dispatcher.pending(), held=len(self.dispatcher.held))
+        await self.publisher.publish(Route(self.names.events_exchange, RK_BACKLOG), backlog)
+
+    async def drain_nodes(self, node_ids: list[str]) -> None:
+        """Consume dead nodes' queues so their work is placed on live nodes."""
+        for node_id in node_ids:
+            if node_id in self.draining:
+                continue
+            logger.warning("node %s is down; re-dispatching its queued work", node_id)
+            spec = ConsumerSpec(
+                queue=self.names.node_queue(node_id),
+                accepts=(TaskAssigned,),
+                handler=self.handlers.on_orphan,
+                on_exhausted=self.handlers.on_orphan_exhausted,
+                prefetch=self.balancer_settings.max_held,
+            )
+            try:
+                self.draining[node_id] = await self.add_consumer(spec)
+            except Exception as error:  # the queue may have expired already: nothing to move
+                logger.warning("cannot drain %s: %s", spec.queue, error)
+
+    def health(self) -> dict[str, Any]:
+        body = super().health()
+        body.update(
+            held=len(self.dispatcher.held),
+            pending=self.dispatcher.pending(),
+            dispatched=self.dispatcher.dispatched_total,
+            # Held work sent elsewhere than its placed node: by spare credit
+            # at once (stolen), or after the sweep / a rebalance (retargeted).
+            stolen=self.dispatcher.stolen_total,
+            retargeted=self.dispatcher.retargeted_total,
+            recovered=self.handlers.recovered_total,
+            skipped_finished=self.handlers.skipped_finished,
+            draining=sorted(self.draining),
+            # Per node: how many tasks it may hold, and holds (its credit is the gap).
+            nodes={
+                node_id: {"window": node.window, "in_flight": len(node.in_flight)}
+                for node_id, node in self.dispatcher.nodes.items()
+            },
+        )
+        return body
+
+
+def create(settings: BalancerSettings, transport: Transport, codec: Codec) -> BalancerService:
+    return BalancerService(settings, transport, codec)
+
+
+__all__ = ["BalancerService", "create"]

@@ -1,0 +1,586 @@
+"""Credit-based dispatch of held work: who may send what to which node, now.
+
+Each held task waits on a future in a FIFO queue: the queue of its placed
+node, or the *flexible* queue (pending work, and work whose node is hot, dead
+or long busy), which any node with credit may take. :meth:`Dispatcher.pump`
+runs whenever credit or the cluster view changes and resolves as many
+futures as credit allows — no task polls, and a pump looks only at nodes
+that may have credit (``benchmarks/dispatcher.py``: under load, 7× the
+results and holds per second of a pump that walked every node at 100 nodes,
+40× at 1,000). It is work-conserving: a task waits for its placed node only
+while no other node could start it — a node with spare credit takes work
+held for a node without (oldest first), so under moderate load binpack's one
+busy node does not queue work while another node idles.
+
+The flexible queue is offered to open nodes in two passes (as the
+simulator's balancer, ``boson/simulation/policies.py``): first each
+task may go only to a node it fits *cleanly* — leaving room for whole
+typical tasks, or filling a remnant no typical task could use (see
+:func:`~boson_shared.scheduling.balancing.fits_cleanly`; the typical demand is
+learnt from every held task) — then anywhere it fits. A dead node's work and
+work held past the age limit take any room in the first pass already. In a
+full cluster this keeps the smallest pending job from splitting a freed hole
+that a larger waiting task fills exactly: replayed on the Alibaba trace at
+90 % load, ``binpack-fgd`` strands 5–7 % less capacity with it (three node
+orders) at the same job completion times (``benchmarks/trace_quality.py``).
+
+Credit of a node = its *window* − tasks dispatched to it whose result has
+not come back. It never goes below zero: that is the invariant "no node over
+its credit" the integration test checks.
+
+The window is ``slots × credit_per_slot`` until the node's results report how
+long its tasks run. Then it is sized so that a node holds about
+``queue_budget_s`` of queued work per slot — ``queue_budget_s ÷ task time``
+tasks per slot, never fewer than ``credit_per_slot`` nor more than
+``max_credit_per_slot``. Long tasks keep the small window (work stays in the
+balancer, where it can still move); short ones get a window that covers the
+dispatch → result round trip, or a node would idle between results (a few
+hundred no-op tasks per second, whatever the node could do). The task time
+is a running mean that follows longer tasks fast and shorter ones slowly,
+so slow work shrinks the window at once (one noisy sample only halfway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from boson_shared.contract.messages import ClusterSnapshot, ResourceVector
+from boson_shared.scheduling.balancing import (
+    AGE_LIMIT_S,
+    dispatch_order,
+    fits_cleanly,
+    imbalance,
+    power_of_two_choices,
+)
+from boson_shared.scheduling.remnant import LongRunDemand
+from boson_shared.scheduling.scores import bottleneck
+from boson_shared.scheduling.table import FIT_EPSILON
+
+FLEXIBLE_LOOKAHEAD = 64
+"""How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
+FLEXIBLE_WINDOW = 256
+"""Held tasks at the front of the flexible queue one pump orders and may dispatch
+(the simulator's balancer window, ``sim_policies.DEFAULT_WINDOW``)."""
+
+TASK_TIME_RISE = 0.5
+"""Weight of a longer task time in a node's running mean: the window shrinks fast."""
+TASK_TIME_DECAY = 0.1
+"""Weight of a shorter one: the window widens slowly again."""
+
+
+class HeldTooLongError(Exception):
+    """A held task's future fails with this when :meth:`Dispatcher.overdue` says
+    it waited too long: its handler parks it."""
+
+
+@dataclass
+class NodeView:
+    node_id: str
+    alive: bool
+    slots: int
+    capacity: np.ndarray
+    allocated: np.ndarray
+    """As of the last snapshot, plus what we dispatched since, minus what came back."""
+    measured: float
+    in_flight: set[str] = field(default_factory=set)
+    task_s: float | None = None
+    """Running mean of the wall time its results report (None: none reported yet)."""
+    window: int = 0
+    """Tasks it may hold at once (:meth:`Dispatcher.resize` keeps it current)."""
+    on_probation: bool = False
+    """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
+
+    @property
+    def takes_work(self) -> bool:
+        """Alive and not on probation: new work may go here."""
+        return self.alive and not self.on_probation
+
+
+@dataclass
+class HeldTask:
+    task_id: str
+    demand: np.ndarray
+    target: str | None
+    since: float
+    future: asyncio.Future[str]
+    job: object = None
+    """What the task belongs to, for smallest-pending-job-first (``None``: its own job)."""
+    urgent: bool = False
+    """A dead node's work: offered capacity before anything else."""
+
+
+class Dispatcher:
+    """Held work, node credit and the picking rules (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        credit_per_slot: int,
+        max_credit_per_slot: int | None = None,
+        queue_budget_s: float = 0.05,
+        hot_threshold: float,
+        retarget_after_s: float,
+        imbalance_threshold: float,
+        age_limit_s: float = AGE_LIMIT_S,
+        rng: np.random.Generator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credit_per_slot = credit_per_slot
+        self.max_credit_per_slot = max(credit_per_slot, max_credit_per_slot or credit_per_slot)
+        self.queue_budget_s = queue_budget_s
+        self.hot_threshold = hot_threshold
+        self.retarget_after_s = retarget_after_s
+        self.imbalance_threshold = imbalance_threshold
+        self.age_limit_s = age_limit_s
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.clock = clock
+        self.nodes: dict[str, NodeView] = {}
+        self.where: dict[str, str] = {}
+        # What each dispatched task holds on its node, given back by its result.
+        self._demand_of: dict[str, np.ndarray] = {}
+        """Task id → node it was dispatched to, until its result arrives."""
+        self.by_node: dict[str, deque[HeldTask]] = {}
+        self._spare: dict[str, None] = {}
+        """Nodes that may take work now, in the order first seen (an ordered
+        set). Every node that does (alive, not hot, with credit) is here: a
+        result or a snapshot puts its node(s) back, and a pump drops those it
+        finds full or unusable. A pump looks at these, not at every node, so
+        under load — when few nodes have credit — it costs next to nothing
+        however large the cluster."""
+        self._queued: dict[str, None] = {}
+        """Nodes whose queue of held work may be non-empty (an ordered set)."""
+        self.flexible: deque[HeldTask] = deque()
+        self.typical = LongRunDemand()
+        """What a typical held task asks for (the flexible queue's clean-fit pass)."""
+        self.held: dict[str, HeldTask] = {}
+        self._by_age: deque[HeldTask] = deque()
+        """Every hold in the order made (oldest first), for :meth:`overdue`:
+        one deque, not a timer per held task."""
+        self.dispatched_total = 0
+        self.pumps = 0
+        self.retargeted_total = 0
+        self.stolen_total = 0
+        """Tasks a node with spare credit took from a node without (see :meth:`_steal`)."""
+        self._any_cool = True
+
+    # -- credit ------------------------------------------------------------
+
+    def resize(self, node: NodeView) -> None:
+        """Recompute the tasks ``node`` may hold at once (see the module docstring)."""
+        per_slot = self.credit_per_slot
+        if node.task_s is not None and self.max_credit_per_slot > per_slot:
+            fits = self.queue_budget_s / max(node.task_s, 1e-6)
+            per_slot = max(per_slot, min(self.max_credit_per_slot, int(fits)))
+        node.window = node.slots * per_slot
+
+    def credit(self, node_id: str) -> int:
+        node = self.nodes.get(node_id)
+        if node is None or not node.takes_work:
+            return 0
+        # Zero, not less, when a slower task just shrank the window below what is out.
+        return max(0, node.window - len(node.in_flight))
+
+    def is_hot(self, node: NodeView) -> bool:
+        """Too loaded for new work — unless every node is (then hotness says nothing)."""
+        return node.measured >= self.hot_threshold and self._any_cool
+
+    def accepts(self, node: NodeView) -> bool:
+        return node.alive and not self.is_hot(node) and self.credit(node.node_id) > 0
+
+    # -- holding -----------------------------------------------------------
+
+    def hold(
+        self,
+        task_id: str,
+        demand: ResourceVector,
+        target: str | None,
+        *,
+        job: object = None,
+        urgent: bool = False,
+    ) -> asyncio.Future[str]:
+        """Hold a task until a node takes it; the future yields that node.
+
+        ``job`` groups held tasks for the flexible queue's smallest-pending-job-
+        first order (``None``: the task is a job of its own); ``urgent`` marks
+        a dead node's work, offered capacity first.
+        """
+        self.complete(task_id)  # a redelivery of something we dispatched before
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        held = HeldTask(
+            task_id,
+            np.asarray(demand.as_tuple(), dtype=np.float64),
+            target,
+            self.clock(),
+            future,
+            task_id if job is None else job,
+            urgent,
+        )
+        self.held[task_id] = held
+        self.typical.observe(held.demand)
+        self._by_age.append(held)
+        if len(self._by_age) > 2 * len(self.held) + 1024:
+            # Behind one long-held task the dispatched ones pile up: drop them.
+            self._by_age = deque(h for h in self._by_age if not h.future.done())
+        node = self.nodes.get(target) if target is not None else None
+        if node is not None and node.takes_work and not self.is_hot(node):
+            self.by_node.setdefault(node.node_id, deque()).append(held)
+            self._queued[node.node_id] = None
+        else:
+            self.flexible.append(held)
+        self.pump()
+        return future
+
+    def overdue(self, max_age_s: float) -> int:
+        """Fail the futures of tasks held ``max_age_s`` or longer with
+        :class:`HeldTooLongError` (their handlers park them); how many."""
+        deadline = self.clock() - max_age_s
+        ages = self._by_age
+        count = 0
+        while ages and (ages[0].future.done() or ages[0].since <= deadline):
+            held = ages.popleft()
+            if held.future.done():
+                continue
+            if self.held.get(held.task_id) is held:
+                del self.held[held.task_id]
+            held.future.set_exception(HeldTooLongError(f"held {max_age_s:g}s"))
+            count += 1
+        return count
+
+    def release(self, task_id: str) -> None:
+        """Forget a held task (parked, or its handler was cancelled)."""
+        held = self.held.pop(task_id, None)
+        if held is not None and not held.future.done():
+            held.future.cancel()
+
+    def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
+        """A task's result came back (or it left): its node regains the credit.
+
+        ``wall_s``, the run time the result reports, sizes the node's window.
+        ``pump=False`` leaves dispatching to the caller's one :meth:`pump`
+        after a batch of results (a pump orders the flexible queue's window).
+        """
+        node_id = self.where.pop(task_id, None)
+        demand = self._demand_of.pop(task_id, None)
+        if node_id is None:
+            return
+        node = self.nodes.get(node_id)
+        if node is not None:
+            node.in_flight.discard(task_id)
+            self._spare[node_id] = None
+            if demand is not None:
+                # Its resources are free now, not at the next snapshot: work
+                # waiting for room (pending) must not wait a snapshot interval.
+                node.allocated = np.maximum(node.allocated - demand, 0.0)
+            if wall_s is not None and wall_s >= 0:
+                if node.task_s is None:
+                    node.task_s = wall_s
+                else:
+                    weight = TASK_TIME_RISE if wall_s > node.task_s else TASK_TIME_DECAY
+                    node.task_s += weight * (wall_s - node.task_s)
+                self.resize(node)
+            if pump:
+                self.pump()
+
+    # -- cluster view ------------------------------------------------------
+
+    def on_snapshot(self, snapshot: ClusterSnapshot) -> list[str]:
+        """Apply the monitor's view; returns nodes that just went down."""
+        went_down: list[str] = []
+        for state in snapshot.nodes:
+            node = self.nodes.get(state.node_id)
+            capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
+            allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
+            measured = max(state.measured_cpu, state.measured_memory)
+            if node is None:
+                node = NodeView(
+                    state.node_id, state.alive, state.slots, capacity, allocated, measured
+                )
+                node.on_probation = state.on_probation
+                self.nodes[state.node_id] = node
+            else:
+                if node.alive and not state.alive:
+                    went_down.append(state.node_id)
+                node.alive = state.alive
+                node.on_probation = state.on_probation
+                node.slots = state.slots
+                node.capacity = capacity
+                node.allocated = allocated
+                node.measured = measured
+            self.resize(node)
+        self._any_cool = any(
+            n.alive and n.measured < self.hot_threshold for n in self.nodes.values()
+        )
+        self._spare.update((node_id, None) for node_id, n in self.nodes.items() if n.alive)
+        for node_id in went_down:
+            self._forget_node_work(node_id)
+        self._move_off_unusable_nodes()
+        self.rebalance()
+        self.pump()
+        return went_down
+
+    def _forget_node_work(self, node_id: str) -> None:
+        # Its queued and unacked work is drained back to us and re-held.
+        node = self.nodes[node_id]
+        for task_id in node.in_flight:
+            self.where.pop(task_id, None)
+            self._demand_of.pop(task_id, None)
+        node.in_flight.clear()
+
+    def _move_off_unusable_nodes(self) -> None:
+        for node_id, queue in self.by_node.items():
+            node = self.nodes.get(node_id)
+            if queue and (node is None or not node.takes_work or self.is_hot(node)):
+                self._retarget(queue, len(queue))
+
+    def rebalance(self) -> int:
+        """When measured load is uneven, send hot nodes' held work to cold ones."""
+        alive = [n for n in self.nodes.values() if n.alive]
+        if len(alive) < 2:
+            return 0
+        loads = np.array([n.measured for n in alive])
+        if imbalance(loads) < self.imbalance_threshold:
+            return 0
+        mean = float(loads.mean())
+        moved = 0
+        for node in alive:
+            queue = self.by_node.get(node.node_id)
+            if queue and node.measured > mean:
+                moved += self._retarget(queue, len(queue))
+        return moved
+
+    def sweep(self) -> int:
+        """Work that waited too long for a busy node may go to any node.
+
+        (Spare credit takes such work at once, see :meth:`_steal`; what is
+        left here waits because no node could start it, and joins the
+        flexible queue's order instead of its placed node's.)"""
+        deadline = self.clock() - self.retarget_after_s
+        moved = 0
+        for queue in self.by_node.values():
+            count = 0
+            for held in queue:
+                if held.since > deadline:
+                    break
+                count += 1
+            moved += self._retarget(queue, count)
+        if moved:
+            self.pump()
+        return moved
+
+    def _retarget(self, queue: deque[HeldTask], count: int) -> int:
+        moved = 0
+        for _ in range(count):
+            held = queue.popleft()
+            if not held.future.done():
+                self.flexible.append(held)
+                moved += 1
+        self.retargeted_total += moved
+        return moved
+
+    # -- dispatching -------------------------------------------------------
+
+    def pump(self) -> None:
+        """Resolve as many held tasks as credit allows: placed nodes first,
+        then the flexible queue, then spare credit takes work that waits for
+        a node without any. Only nodes that may have credit are looked at."""
+        self.pumps += 1
+        # A node's own queue moves only if it has work held and credit: walk
+        # the smaller of the two sets (under load few nodes have credit; when
+        # idle, few have work held).
+        if len(self._spare) <= len(self._queued):
+            candidates, other = list(self._spare), self._queued
+        else:
+            candidates, other = list(self._queued), self._spare
+        for node_id in candidates:
+            if node_id in other:
+                self._serve_own_queue(node_id)
+        self._pump_flexible()
+        if self._spare and self._queued:
+            self._steal()
+
+    def _serve_own_queue(self, node_id: str) -> None:
+        queue = self.by_node.get(node_id)
+        node = self.nodes.get(node_id)
+        if node is not None and self.accepts(node):
+            while queue and self.credit(node_id) > 0:
+                held = queue.popleft()
+                if not held.future.done():
+                    self._assign(held, node)
+        if not queue:
+            self._queued.pop(node_id, None)
+
+    def _open_nodes(self) -> list[NodeView]:
+        """Nodes that take work now; drops from the spare set those that do not."""
+        open_nodes: list[NodeView] = []
+        for node_id in list(self._spare):
+            node = self.nodes.get(node_id)
+            if node is not None and self.accepts(node):
+                open_nodes.append(node)
+            else:
+                del self._spare[node_id]
+        return open_nodes
+
+    def _steal(self) -> None:
+        """Nodes with spare credit and nothing held for them take work held
+        for nodes that have no credit, oldest first.
+
+        Placement chose a node by its resources; credit is about its queue.
+        Work waiting for its placed node's queue while another node could
+        start it now only adds latency (under moderate load binpack puts
+        everything on one node and the other idles), so the dispatcher stays
+        work-conserving; a placed node with credit still gets its own work.
+        """
+        open_nodes = [node for node in self._open_nodes() if not self.by_node.get(node.node_id)]
+        if not open_nodes:
+            return
+        # After the placed-node pass, a queue that still holds work belongs
+        # to a node that takes none now (no credit, hot or gone).
+        donors: list[deque[HeldTask]] = []
+        for node_id in list(self._queued):
+            queue = self.by_node.get(node_id)
+            if queue:
+                donors.append(queue)
+            else:
+                del self._queued[node_id]
+        while open_nodes and donors:
+            # The donor whose head has waited longest gives first.
+            queue = min(donors, key=lambda q: q[0].since)
+            held = queue.popleft()
+            if not held.future.done():
+                node = self._pick_any(held.demand, open_nodes)
+                if node is None:
+                    queue.appendleft(held)  # fits no open node: this donor gives no more now
+                    donors = [d for d in donors if d is not queue]
+                    continue
+                self._assign(held, node)
+                self.stolen_total += 1
+                if not self.accepts(node):
+                    open_nodes = [n for n in open_nodes if n is not node]
+            if not queue:
+                donors = [d for d in donors if d is not queue]
+
+    def _pump_flexible(self) -> None:
+        if not self.flexible:
+            return
+        # Pumps run on every hold and every result: when no node has credit
+        # (the usual case under load) they must cost next to nothing.
+        open_nodes = self._open_nodes()
+        if not open_nodes:
+            return
+        # The window the pump may dispatch from, in the balancing library's
+        # order (DESIGN §3.3, as the simulator's balancer): a dead node's work,
+        # then work held past age_limit_s, then the smallest pending job first.
+        window: list[HeldTask] = []
+        while self.flexible and len(window) < FLEXIBLE_WINDOW:
+            held = self.flexible.popleft()
+            if not held.future.done():
+                window.append(held)
+        now = self.clock()
+        order = dispatch_order(
+            [h.job for h in window],
+            [1] * len(window),
+            [now - h.since for h in window],
+            [h.urgent for h in window],
+            self.age_limit_s,
+        )
+        taken = [False] * len(window)
+        self.typical.refresh()
+        typical = self.typical.points
+        if np.any(typical > 0):
+            # The bottleneck among the nodes that may take work now: the
+            # cluster-wide one would cost a walk over every node per pump.
+            b = bottleneck(np.array([n.capacity for n in open_nodes]), typical)
+            aged = [h.urgent or now - h.since >= self.age_limit_s for h in window]
+            self._offer(window, order, taken, open_nodes, (typical, b), aged)
+        self._offer(window, order, taken, open_nodes, None, [])
+        # What was not dispatched goes back to the front, in queue order.
+        self.flexible.extendleft(reversed([h for h, t in zip(window, taken, strict=True) if not t]))
+
+    def _offer(
+        self,
+        window: list[HeldTask],
+        order: list[int],
+        taken: list[bool],
+        open_nodes: list[NodeView],
+        clean: tuple[np.ndarray, int] | None,
+        aged: list[bool],
+    ) -> None:
+        """One pass of the flexible window over the open nodes, in ``order``.
+
+        ``clean`` = (typical demand points, bottleneck): the clean-fit pass, in which
+        the entries marked in ``aged`` may take any room; ``None``: anything
+        that fits.
+        """
+        looked = 0
+        # Within one pump nodes only close and allocations only grow, so a
+        # demand that fits no open node now fits none later in this pass:
+        # the lookahead past a stuck head (usually many equal demands) costs
+        # a set lookup each, not a feasibility test per node. (A clean fit
+        # can appear as a node fills; the second pass still offers it.)
+        unfit: set[bytes] = set()
+        for k in order:
+            if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
+                break
+            if taken[k]:
+                continue
+            held = window[k]
+            strict = clean if clean is not None and not aged[k] else None
+            key = held.demand.tobytes() + (b"clean" if strict is not None else b"")
+            node = None if key in unfit else self._pick_any(held.demand, open_nodes, strict)
+            if node is None:
+                unfit.add(key)
+                looked += 1
+                continue
+            taken[k] = True
+            self._assign(held, node)
+            if not self.accepts(node):
+                open_nodes.remove(node)
+
+    def _pick_any(
+        self,
+        demand: np.ndarray,
+        open_nodes: list[NodeView],
+        clean: tuple[np.ndarray, int] | None = None,
+    ) -> NodeView | None:
+        need = demand - FIT_EPSILON
+        # ndarray.all(), not np.all(): the wrapper costs more than the test
+        # on three numbers.
+        candidates = [
+            node for node in open_nodes if bool((node.capacity - node.allocated >= need).all())
+        ]
+        if candidates and clean is not None:
+            free = np.array([node.capacity - node.allocated for node in candidates])
+            ok = fits_cleanly(free, demand, clean[0], clean[1]).tolist()
+            candidates = [node for node, good in zip(candidates, ok, strict=True) if good]
+        if not candidates:
+            return None
+        loads = np.array([len(n.in_flight) / n.window for n in candidates])
+        loads = loads + np.array([n.measured for n in candidates])
+        return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
+
+    def _assign(self, held: HeldTask, node: NodeView) -> None:
+        node.in_flight.add(held.task_id)
+        node.allocated = node.allocated + held.demand
+        self.where[held.task_id] = node.node_id
+        self._demand_of[held.task_id] = held.demand
+        self.held.pop(held.task_id, None)
+        self.dispatched_total += 1
+        held.future.set_result(node.node_id)
+
+    # -- views -------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Held work with no usable node (the backlog KEDA scales on)."""
+        return sum(1 for held in self.flexible if not held.future.done())
+
+    def alive_nodes(self) -> Iterable[str]:
+        return (node_id for node_id, node in self.nodes.items() if node.alive)
+
+
+__all__ = ["Dispatcher", "HeldTask", "HeldTooLongError", "NodeView"]

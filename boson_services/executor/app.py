@@ -1,0 +1,139 @@
+"""Wiring of the executor service: its node queue, heartbeats and handlers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psutil
+
+from boson_services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
+from boson_services.executor.pool import TaskRunner
+from boson_services.executor.settings import ExecutorSettings
+from boson_shared.bus.abc import Transport
+from boson_shared.contract.codec import Codec
+from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned
+from boson_shared.contract.topology import Topology, rk_heartbeat
+from boson_shared.handlers import discover
+from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.service import Periodic, Service
+from boson_shared.transfer.chunks import TransferOptions
+from boson_shared.transfer.fetcher import Fetcher
+from boson_shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
+from boson_shared.transfer.uploader import Uploader
+
+BUILTIN_MODULE = "boson_services.executor.builtins"
+
+
+class ExecutorService(Service):
+    name = "executor"
+
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        transport: Transport,
+        codec: Codec,
+        *,
+        fetch: DataFetcher | None = None,
+        upload: DataUploader | None = None,
+    ) -> None:
+        super().__init__(settings, transport, codec)
+        # The data plane answers on this node's own reply queue.
+        self.replies = DataReplies()
+        transfer = TransferOptions(inline_max_bytes=settings.max_inline_result_bytes)
+        self.fetcher = Fetcher(self.publisher, self.names, self.replies, settings.node_id, transfer)
+        self.uploader = Uploader(
+            transport, codec, self.publisher, self.names, self.replies, settings.node_id, transfer
+        )
+        self.executor_settings = settings
+        self.node_id = settings.node_id
+        self.capacity = ResourceVector(cpu=settings.cpu, memory=settings.memory, gpu=settings.gpu)
+        self.runner = TaskRunner(settings.slots, start_method=settings.worker_start_method)
+        self.handlers = ExecutorHandlers(
+            node_id=settings.node_id,
+            slots=settings.slots,
+            registry=discover([BUILTIN_MODULE, *settings.handler_modules]),
+            runner=self.runner,
+            names=self.names,
+            max_inline_result_bytes=settings.max_inline_result_bytes,
+            completed_memory=settings.completed_memory,
+            fetch=fetch if fetch is not None else self.fetcher.fetch,
+            upload=upload if upload is not None else self.uploader.upload,
+        )
+        self.started_at = time.time()
+        self.heartbeat_seq = 0
+        self._process = psutil.Process()
+        # The first cpu_percent() call only sets the baseline.
+        psutil.cpu_percent(interval=None)
+
+    def topology(self) -> Topology:
+        expires_ms = int(self.executor_settings.node_queue_expires_s * 1000)
+        return self.names.node(self.node_id, expires_ms) + self.names.client(
+            self.node_id, expires_ms
+        )
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return [
+            ConsumerSpec(
+                queue=self.names.node_queue(self.node_id),
+                accepts=(TaskAssigned,),
+                handler=self.handlers.on_assigned,
+                prefetch=self.executor_settings.slots * self.executor_settings.prefetch_factor,
+                on_exhausted=self.handlers.on_exhausted,
+                max_attempts=self.handlers.max_attempts,
+            ),
+            ConsumerSpec(
+                queue=self.names.client_queue(self.node_id),
+                accepts=DATA_REPLY_TYPES,
+                handler=self.replies.handle,
+                prefetch=64,
+            ),
+        ]
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        return [(self.executor_settings.heartbeat_interval_s, self.heartbeat)]
+
+    def make_heartbeat(self) -> NodeHeartbeat:
+        self.heartbeat_seq += 1
+        slots = self.executor_settings.slots
+        running = self.handlers.running
+        return NodeHeartbeat(
+            node_id=self.node_id,
+            seq=self.heartbeat_seq,
+            started_at=self.started_at,
+            capacity=self.capacity,
+            allocated=self.handlers.allocated(),
+            slots=slots,
+            running=running,
+            free_slots=max(0, slots - len(self.handlers.active)),
+            measured_cpu=min(1.0, psutil.cpu_percent(interval=None) / 100.0),
+            measured_memory=min(1.0, psutil.virtual_memory().percent / 100.0),
+        )
+
+    async def heartbeat(self) -> None:
+        if self.stopping:
+            return  # a draining node must not look available
+        route = Route(self.names.events_exchange, rk_heartbeat(self.node_id))
+        await self.publisher.publish(route, self.make_heartbeat())
+
+    def health(self) -> dict[str, Any]:
+        body = super().health()
+        body.update(
+            node_id=self.node_id,
+            running=self.handlers.running,
+            held=len(self.handlers.active),
+            results=dict(self.handlers.results),
+        )
+        return body
+
+    async def on_stop(self) -> None:
+        await self.runner.close()
+
+
+def create(settings: ExecutorSettings, transport: Transport, codec: Codec) -> ExecutorService:
+    return ExecutorService(settings, transport, codec)
+
+
+__all__ = ["BUILTIN_MODULE", "ExecutorService", "create"]

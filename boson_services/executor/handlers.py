@@ -1,0 +1,244 @@
+"""The executor's handlers: a ``TaskAssigned`` in, a ``TaskResult`` (and alerts) out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from boson_services.executor.pool import HandlerFailedError, RunOutcome, TaskRunner
+from boson_shared.contract.messages import (
+    Alert,
+    DataRef,
+    ResourceVector,
+    TaskAssigned,
+    TaskResult,
+    TaskSubmitted,
+    TaskUsage,
+    failed_result,
+)
+from boson_shared.contract.topology import Names, rk_alert, rk_result
+from boson_shared.errors import (
+    InvalidTaskInputError,
+    InvalidTaskOutputError,
+    PermanentTaskError,
+    UnknownHandlerError,
+)
+from boson_shared.handlers import HandlerSpec, TaskInput
+from boson_shared.runtime.consumer import Emit, delivery_attempt
+from boson_shared.runtime.dedup import SeenIds
+from boson_shared.runtime.publisher import Route
+
+logger = logging.getLogger(__name__)
+
+REPLAY_MEMORY = 1024
+"""Results kept to send again if their task's delivery comes back (see ``_replay``)."""
+
+DataFetcher = Callable[[DataRef], Awaitable[bytes]]
+DataUploader = Callable[[bytes], Awaitable[DataRef]]
+
+
+def to_wire(value: Any) -> Any:
+    """Turn numpy values into plain Python so that msgpack can carry them."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    return value
+
+
+class ExecutorHandlers:
+    """Runs assigned tasks on this node and reports each exactly once."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        slots: int,
+        registry: dict[str, HandlerSpec],
+        runner: TaskRunner,
+        names: Names,
+        max_inline_result_bytes: int,
+        completed_memory: int,
+        fetch: DataFetcher | None = None,
+        upload: DataUploader | None = None,
+        replay_memory: int = REPLAY_MEMORY,
+    ) -> None:
+        self.node_id = node_id
+        self.registry = registry
+        self.runner = runner
+        self.names = names
+        self.max_inline_result_bytes = max_inline_result_bytes
+        self.fetch = fetch
+        self.upload = upload
+        self.slots = asyncio.Semaphore(slots)
+        self.active: dict[str, ResourceVector] = {}
+        """Tasks held by this node (running or waiting for a slot) and their demand."""
+        self.running = 0
+        self.completed = SeenIds(completed_memory)
+        self.results = {"succeeded": 0, "failed": 0}
+        self.replay_memory = replay_memory
+        self.replayable: OrderedDict[str, Emit] = OrderedDict()
+        """The latest results, to send again when their assignment comes back."""
+
+    def allocated(self) -> ResourceVector:
+        cpu = memory = gpu = 0.0
+        for demand in self.active.values():
+            cpu += demand.cpu
+            memory += demand.memory
+            gpu += demand.gpu
+        return ResourceVector(cpu=cpu, memory=memory, gpu=gpu)
+
+    async def on_assigned(self, assigned: TaskAssigned) -> Sequence[Emit]:
+        task = assigned.task
+        if task.task_id in self.active:
+            # Re-dispatched or redelivered while we hold it: never twice.
+            logger.info("task %s already held here; dropping the repeat", task.task_id)
+            return []
+        if task.task_id in self.completed:
+            return self._replay(task.task_id)
+        spec = self.registry.get(task.handler)
+        if spec is None:
+            raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
+        self.active[task.task_id] = assigned.demand
+        try:
+            async with self.slots:
+                self.running += 1
+                try:
+                    outcome = await self._run(spec, task)
+                finally:
+                    self.running -= 1
+        finally:
+            del self.active[task.task_id]
+        output = to_wire(outcome.output.value)
+        packed = self._check_output(output)
+        output_ref: DataRef | None = None
+        if len(packed) > self.max_inline_result_bytes:
+            # Too large to travel inline: through the transfer service instead.
+            output_ref = await self.upload(packed) if self.upload is not None else None
+            output = None
+        self.completed.add(task.task_id)
+        self.results["succeeded"] += 1
+        usage = outcome.usage
+        result = TaskResult(
+            message_id=f"{task.task_id}.result",
+            task_id=task.task_id,
+            handler=task.handler,
+            status="succeeded",
+            output=output,
+            output_ref=output_ref,
+            node_id=self.node_id,
+            attempts=delivery_attempt.get(),
+            usage=TaskUsage(
+                wall_s=usage.wall_s,
+                cpu_s=usage.cpu_s,
+                peak_memory_bytes=max(0, usage.peak_memory_bytes),
+            ),
+            demand=assigned.demand,
+            complexity=task.complexity,
+            data_size=task.data_size,
+            reply_to=task.reply_to,
+            submitted_at=task.submitted_at,
+        )
+        emits = [self._remember(result)]
+        for raised in outcome.output.alerts:
+            alert = Alert(
+                reason="anomaly",
+                severity=raised.severity,
+                detail=raised.detail[:4000],
+                value=raised.value,
+                node_id=self.node_id,
+                task_id=task.task_id,
+            )
+            emits.append(Emit(Route(self.names.events_exchange, rk_alert(alert.reason)), alert))
+        return emits
+
+    async def on_exhausted(
+        self, assigned: TaskAssigned, error: BaseException, attempts: int
+    ) -> Sequence[Emit]:
+        """Out of retries (or a permanent error): report the failure, once."""
+        task = assigned.task
+        if task.task_id in self.completed:
+            return self._replay(task.task_id)
+        self.completed.add(task.task_id)
+        self.results["failed"] += 1
+        result = failed_result(
+            task,
+            getattr(error, "error_type", None) or type(error).__name__,
+            str(error),
+            attempts=attempts,
+            node_id=self.node_id,
+            demand=assigned.demand,
+            retryable=not isinstance(error, PermanentTaskError),
+        )
+        return [self._remember(result)]
+
+    def _remember(self, result: TaskResult) -> Emit:
+        emit = self._result_emit(result)
+        self.replayable[result.task_id] = emit
+        while len(self.replayable) > self.replay_memory:
+            self.replayable.popitem(last=False)
+        return emit
+
+    def _replay(self, task_id: str) -> list[Emit]:
+        """A task that finished here came back: its result may never have left.
+
+        The delivery is redelivered when its ack was lost, and the ack is
+        sent only after the result's confirm — so the result's publish may
+        have failed with it. Sending the result again (same message id) is
+        harmless: every consumer drops the repeat.
+        """
+        emit = self.replayable.get(task_id)
+        logger.info(
+            "task %s already ran here; %s",
+            task_id,
+            "sending its result again" if emit else "dropping the repeat",
+        )
+        return [emit] if emit is not None else []
+
+    def max_attempts(self, assigned: TaskAssigned) -> int:
+        return assigned.task.max_retries + 1
+
+    async def _run(self, spec: HandlerSpec, task: TaskSubmitted) -> RunOutcome:
+        data = task.data
+        if task.data_ref is not None:
+            if self.fetch is None:
+                raise InvalidTaskInputError("task data is a reference but no data plane is set up")
+            data = await self.fetch(task.data_ref)
+        task_input = TaskInput(
+            task_id=task.task_id, data=data, params=task.params, attempt=delivery_attempt.get()
+        )
+        try:
+            return await self.runner.run(spec, task_input, task.timeout_s)
+        except (PermanentTaskError, HandlerFailedError):
+            raise
+        except Exception as error:
+            # An inline/thread handler's own exception: a retryable task failure.
+            raise HandlerFailedError(type(error).__name__, str(error)[:2000]) from error
+
+    def _check_output(self, output: Any) -> bytes:
+        try:
+            packed: bytes = msgpack.packb(output)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise InvalidTaskOutputError(f"result is not serialisable: {error}") from error
+        if len(packed) > self.max_inline_result_bytes and self.upload is None:
+            raise InvalidTaskOutputError(
+                f"result of {len(packed)} bytes exceeds the inline limit "
+                f"of {self.max_inline_result_bytes}"
+            )
+        return packed
+
+    def _result_emit(self, result: TaskResult) -> Emit:
+        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+
+
+__all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]

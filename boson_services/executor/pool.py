@@ -1,0 +1,296 @@
+"""Where handlers run: worker processes, threads, or the event loop.
+
+Process mode keeps one worker process per slot rather than a
+``ProcessPoolExecutor``: a task that overruns its timeout is stopped by
+killing *its* worker (a pool cannot cancel a running call), and a fresh worker
+takes the slot. Workers come from a forkserver that has already imported
+numpy and the built-ins, so replacing one is cheap and never forks the event
+loop's threads.
+
+Every run reports what the task really used — wall time, CPU time and the
+peak memory it added — for the scheduler's online demand model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+
+from boson_shared.errors import InvalidTaskInputError, TaskError, TaskTimeoutError
+from boson_shared.handlers import HandlerSpec, TaskInput, TaskOutput, resolve
+
+_SAMPLE_INTERVAL_S = 0.01
+_PRELOAD = ["numpy", "boson_services.executor.builtins"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall_s: float
+    cpu_s: float
+    peak_memory_bytes: int
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    output: TaskOutput
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """A handler's exception, carried across the process boundary as text."""
+
+    error_type: str
+    message: str
+    permanent: bool
+
+
+class HandlerFailedError(TaskError):
+    """A handler raised; ``error_type`` is the name of what it raised."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+
+
+class InvalidInputFromWorkerError(InvalidTaskInputError):
+    """A worker's handler rejected its input (never retried)."""
+
+
+def as_output(value: Any) -> TaskOutput:
+    return value if isinstance(value, TaskOutput) else TaskOutput(value)
+
+
+def _run_measured(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usage]:
+    """Run in the current process, sampling RSS to find the task's peak."""
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(_SAMPLE_INTERVAL_S):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        value = function(task)
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, process.memory_info().rss)
+    usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, peak - baseline)
+    return value, usage
+
+
+def _worker_main(connection: Connection) -> None:
+    """A worker process: run tasks sent over the pipe until told to stop."""
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        module, qualname, task = request
+        try:
+            value, usage = _run_measured(resolve(module, qualname), task)
+            connection.send(("ok", value, usage))
+        except BaseException as error:
+            remote = RemoteError(
+                type(error).__name__, str(error)[:2000], isinstance(error, InvalidTaskInputError)
+            )
+            connection.send(("error", remote, None))
+
+
+class _Worker:
+    """One worker process and its pipe; ``kill`` and ``stop`` may race from two threads.
+
+    A drain cancels a running task (whose clean-up kills its worker) while the
+    runner's ``close`` stops every worker, so the pipe is closed under a lock
+    and only once: a second ``close`` of it raises ``EBADF``, or worse, closes
+    a descriptor number the process has since reused.
+    """
+
+    def __init__(self, context: BaseContext) -> None:
+        parent, child = multiprocessing.Pipe()
+        self.connection = parent
+        self._closed = False
+        self._lock = threading.Lock()
+        self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
+            target=_worker_main, args=(child,), daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=5)
+        self._close_pipe()
+
+    def stop(self) -> None:
+        """Ask the worker to exit after its current task; kill it if it will not."""
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError):
+                    self.connection.send(None)
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=2)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.connection.close()
+
+
+class TaskRunner:
+    """Runs handlers in their mode with a timeout, reporting usage."""
+
+    def __init__(self, slots: int, *, start_method: str = "forkserver") -> None:
+        self._slots = slots
+        self._context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self._context.set_forkserver_preload(_PRELOAD)
+        # Threads that wait on worker pipes, plus threads for thread-mode handlers.
+        self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._workers: set[_Worker] = set()
+        self._closing = False
+
+    async def _idle_workers(self) -> asyncio.Queue[_Worker]:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            for _ in range(self._slots):
+                worker = await loop.run_in_executor(self._threads, _Worker, self._context)
+                self._workers.add(worker)
+                self._idle.put_nowait(worker)
+        return self._idle
+
+    async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+        if spec.mode == "process":
+            return await self._run_in_process(spec, task, time_limit)
+        if spec.is_async:
+            return await self._run_async(spec, task, time_limit)
+        if spec.mode == "thread":
+            return await self._run_in_thread(spec, task, time_limit)
+        value, usage = _run_inline(spec.function, task)
+        return RunOutcome(as_output(value), usage)
+
+    async def _run_async(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            async with asyncio.timeout(time_limit):
+                value = await spec.function(task)
+        except TimeoutError as error:
+            raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+        usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, 0)
+        return RunOutcome(as_output(value), usage)
+
+    async def _run_in_thread(
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float
+    ) -> RunOutcome:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, _run_inline, spec.function, task)
+        try:
+            value, usage = await asyncio.wait_for(asyncio.shield(future), time_limit)
+        except TimeoutError as error:
+            # A thread cannot be killed; it finishes in the background.
+            raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+        return RunOutcome(as_output(value), usage)
+
+    async def _run_in_process(
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float
+    ) -> RunOutcome:
+        idle = await self._idle_workers()
+        worker = await idle.get()
+        loop = asyncio.get_running_loop()
+        replace = False
+        try:
+            worker.connection.send((spec.module, spec.qualname, task))
+            reply = loop.run_in_executor(self._threads, worker.connection.recv)
+            try:
+                status, value, usage = await asyncio.wait_for(reply, time_limit)
+            except TimeoutError as error:
+                replace = True
+                raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+            except (EOFError, OSError) as error:
+                replace = True
+                raise HandlerFailedError("WorkerDied", f"worker process died: {error}") from error
+        except asyncio.CancelledError:
+            replace = True
+            raise
+        finally:
+            if replace:
+                await self._replace(worker)
+            else:
+                idle.put_nowait(worker)
+        if status == "error":
+            assert isinstance(value, RemoteError)
+            if value.permanent:
+                raise InvalidInputFromWorkerError(value.message)
+            raise HandlerFailedError(value.error_type, value.message)
+        return RunOutcome(as_output(value), usage)
+
+    async def _replace(self, worker: _Worker) -> None:
+        """Kill a worker whose task was abandoned; a fresh one takes its slot.
+
+        Once the runner is closing nothing takes the slot: a replacement
+        spawned then would outlive ``close``, which has already stopped the
+        workers it knew of.
+        """
+        # Kills go to the default executor: ``close`` may have shut ours down.
+        await asyncio.to_thread(worker.kill)
+        self._workers.discard(worker)
+        fresh = await asyncio.to_thread(_Worker, self._context)
+        if self._closing:  # checked after the spawn, which yields to ``close``
+            await asyncio.to_thread(fresh.kill)
+            return
+        self._workers.add(fresh)
+        assert self._idle is not None
+        self._idle.put_nowait(fresh)
+
+    async def close(self) -> None:
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._threads, worker.stop) for worker in self._workers)
+        )
+        self._workers.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_inline(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usage]:
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    value = function(task)
+    return value, Usage(time.perf_counter() - wall0, time.thread_time() - cpu0, 0)
+
+
+__all__ = [
+    "HandlerFailedError",
+    "InvalidInputFromWorkerError",
+    "RemoteError",
+    "RunOutcome",
+    "TaskRunner",
+    "Usage",
+    "as_output",
+]

@@ -1,0 +1,135 @@
+"""The monitor's handlers: typed message in, alerts and snapshots out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.view import ClusterView
+from boson_shared.contract.messages import (
+    Alert,
+    BalancerBacklog,
+    ClusterSnapshot,
+    Message,
+    NodeHeartbeat,
+    TaskPlaced,
+    TaskResult,
+)
+from boson_shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
+from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.publisher import Route
+
+
+class MonitorHandlers:
+    """State and reactions of one monitor instance."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        metrics: MonitorMetrics,
+        names: Names,
+        monitor_id: str,
+        *,
+        backlog_alert_threshold: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.view = view
+        self.metrics = metrics
+        self.names = names
+        self.monitor_id = monitor_id
+        self.backlog_alert_threshold = backlog_alert_threshold
+        self.clock = clock
+        self.snapshot_seq = 0
+        self.backlog = BalancerBacklog(pending=0, held=0)
+        self._backlog_alerted = False
+
+    async def handle(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, NodeHeartbeat):
+            return self.on_heartbeat(message)
+        if isinstance(message, TaskPlaced):
+            return self.on_placed(message)
+        if isinstance(message, TaskResult):
+            return self.on_result(message)
+        if isinstance(message, BalancerBacklog):
+            return self.on_backlog(message)
+        raise TypeError(f"monitor does not handle {message.kind}")
+
+    def on_heartbeat(self, beat: NodeHeartbeat) -> list[Emit]:
+        alerts = self.view.observe(beat, self.clock())
+        self.metrics.observe_node(beat, alive=True)
+        emits = self.alert_emits(alerts)
+        if self.view.membership_changed:
+            # A node joined or came back: schedulers should know now, not next tick.
+            emits.append(self.snapshot_emit())
+        return emits
+
+    def on_placed(self, placed: TaskPlaced) -> list[Emit]:
+        if placed.node_id is None:
+            self.metrics.tasks_pending.inc()
+        else:
+            self.metrics.tasks_placed.inc()
+        self.metrics.placement_latency.observe(
+            max(0.0, placed.placed_at - placed.task.submitted_at)
+        )
+        return []
+
+    def on_result(self, result: TaskResult) -> list[Emit]:
+        if result.status == "succeeded":
+            self.metrics.tasks_completed.inc()
+        else:
+            self.metrics.tasks_failed.inc()
+        self.metrics.task_latency.observe(max(0.0, result.finished_at - result.submitted_at))
+        return []
+
+    def on_backlog(self, backlog: BalancerBacklog) -> list[Emit]:
+        self.backlog = backlog
+        self.metrics.backlog.labels("pending").set(backlog.pending)
+        self.metrics.backlog.labels("held").set(backlog.held)
+        total = backlog.pending + backlog.held
+        if total < self.backlog_alert_threshold:
+            self._backlog_alerted = False
+            return []
+        if self._backlog_alerted:
+            return []
+        self._backlog_alerted = True
+        alert = Alert(
+            reason="backlog",
+            severity="warning",
+            value=float(total),
+            detail=f"balancer holds {total} undispatched tasks "
+            f"(threshold {self.backlog_alert_threshold})",
+        )
+        return self.alert_emits([alert])
+
+    def tick(self) -> list[Emit]:
+        """The periodic sweep: liveness, overload, and the regular snapshot."""
+        alerts = self.view.sweep(self.clock())
+        for node_id, record in self.view.nodes.items():
+            if not record.alive:
+                self.metrics.node_alive.labels(node_id).set(0)
+        return [*self.alert_emits(alerts), self.snapshot_emit()]
+
+    def snapshot(self) -> ClusterSnapshot:
+        self.snapshot_seq += 1
+        snapshot = self.view.snapshot(
+            self.monitor_id,
+            self.snapshot_seq,
+            backlog=self.backlog.pending + self.backlog.held,
+            taken_at=time.time(),
+            now=self.clock(),
+        )
+        for node in snapshot.nodes:
+            self.metrics.node_on_probation.labels(node.node_id).set(int(node.on_probation))
+        return snapshot
+
+    def snapshot_emit(self) -> Emit:
+        return Emit(Route(self.names.events_exchange, RK_SNAPSHOT), self.snapshot())
+
+    def alert_emits(self, alerts: Sequence[Alert]) -> list[Emit]:
+        for alert in alerts:
+            self.metrics.alerts.labels(alert.reason).inc()
+        return [Emit(Route(self.names.events_exchange, rk_alert(a.reason)), a) for a in alerts]
+
+
+__all__ = ["MonitorHandlers"]

@@ -1,0 +1,153 @@
+"""The monitor's live view of the cluster: liveness, overload, snapshots.
+
+Pure state driven by heartbeats and a clock, so the rules (down after K
+missed heartbeats, back when they resume — on probation if it had failed,
+see :mod:`boson_shared.scheduling.probation` — overload only when sustained) are
+tested without a broker. Liveness uses the monitor's own monotonic clock at
+receipt, never the sender's timestamp: node clocks drift, the monitor's is
+the one that decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from boson_shared.contract.messages import Alert, ClusterSnapshot, NodeHeartbeat, NodeState
+from boson_shared.scheduling.probation import Probation
+
+
+@dataclass
+class NodeRecord:
+    heartbeat: NodeHeartbeat
+    last_seen: float
+    alive: bool = True
+    overloaded_since: float | None = None
+    overload_alerted: bool = False
+
+
+class ClusterView:
+    """Nodes as the heartbeats describe them."""
+
+    def __init__(
+        self,
+        *,
+        down_after_s: float,
+        overload_threshold: float = 0.9,
+        overload_sustain_s: float = 10.0,
+        probation: Probation | None = None,
+    ) -> None:
+        self.down_after_s = down_after_s
+        self.probation = probation if probation is not None else Probation()
+        """Which returning nodes take no new work yet (``Probation(0, 0)``: none)."""
+        self.overload_threshold = overload_threshold
+        self.overload_sustain_s = overload_sustain_s
+        self.nodes: dict[str, NodeRecord] = {}
+        self.membership_changed = False
+        """Set when a node joined, left or returned; cleared by :meth:`snapshot`."""
+
+    def observe(self, heartbeat: NodeHeartbeat, now: float) -> list[Alert]:
+        """Take a heartbeat in; returns alerts it causes (a node back up)."""
+        record = self.nodes.get(heartbeat.node_id)
+        if record is None:
+            self.nodes[heartbeat.node_id] = NodeRecord(heartbeat, now)
+            self.membership_changed = True
+            return []
+        restarted = heartbeat.started_at != record.heartbeat.started_at
+        if heartbeat.seq <= record.heartbeat.seq and not restarted:
+            return []  # late or repeated: the newer one already counted
+        record.heartbeat = heartbeat
+        record.last_seen = now
+        if record.alive:
+            return []
+        record.alive = True
+        self.membership_changed = True
+        until = self.probation.returned(heartbeat.node_id, now, len(self.nodes))
+        detail = f"node {heartbeat.node_id} heartbeats again"
+        if until > now:
+            detail += f"; on probation (no new work) for {until - now:.0f}s"
+        return [Alert(reason="node-up", severity="info", node_id=heartbeat.node_id, detail=detail)]
+
+    def sweep(self, now: float) -> list[Alert]:
+        """Apply the clock: nodes that went quiet are down; sustained overload alerts."""
+        alerts: list[Alert] = []
+        for node_id, record in self.nodes.items():
+            if record.alive and now - record.last_seen > self.down_after_s:
+                record.alive = False
+                self.probation.failed(node_id, now)
+                record.overloaded_since = None
+                record.overload_alerted = False
+                self.membership_changed = True
+                alerts.append(
+                    Alert(
+                        reason="node-down",
+                        severity="critical",
+                        node_id=node_id,
+                        detail=(
+                            f"node {node_id} missed heartbeats for "
+                            f"{now - record.last_seen:.1f}s (limit {self.down_after_s:.1f}s)"
+                        ),
+                    )
+                )
+            elif record.alive:
+                alert = self._check_overload(record, now)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def _check_overload(self, record: NodeRecord, now: float) -> Alert | None:
+        beat = record.heartbeat
+        load = max(beat.measured_cpu, beat.measured_memory)
+        if load < self.overload_threshold:
+            record.overloaded_since = None
+            record.overload_alerted = False
+            return None
+        if record.overloaded_since is None:
+            record.overloaded_since = now
+        if record.overload_alerted or now - record.overloaded_since < self.overload_sustain_s:
+            return None
+        record.overload_alerted = True
+        return Alert(
+            reason="overload",
+            severity="warning",
+            node_id=beat.node_id,
+            value=load,
+            detail=(
+                f"node {beat.node_id} measured at {load:.0%} for "
+                f"{now - record.overloaded_since:.0f}s"
+            ),
+        )
+
+    def alive_nodes(self) -> list[str]:
+        return sorted(node_id for node_id, record in self.nodes.items() if record.alive)
+
+    def snapshot(
+        self, monitor_id: str, seq: int, backlog: int, taken_at: float, now: float
+    ) -> ClusterSnapshot:
+        """The view as a message; ``now`` is the monitor's clock (probation ends on it)."""
+        self.membership_changed = False
+        on_probation = self.probation.on_probation(now)
+        states = []
+        for node_id in sorted(self.nodes):
+            record = self.nodes[node_id]
+            beat = record.heartbeat
+            states.append(
+                NodeState(
+                    node_id=node_id,
+                    alive=record.alive,
+                    on_probation=record.alive and node_id in on_probation,
+                    capacity=beat.capacity,
+                    allocated=beat.allocated,
+                    slots=beat.slots,
+                    running=beat.running,
+                    free_slots=beat.free_slots,
+                    measured_cpu=beat.measured_cpu,
+                    measured_memory=beat.measured_memory,
+                    last_heartbeat_at=beat.sent_at,
+                )
+            )
+        return ClusterSnapshot(
+            monitor_id=monitor_id, seq=seq, taken_at=taken_at, nodes=tuple(states), backlog=backlog
+        )
+
+
+__all__ = ["ClusterView", "NodeRecord"]

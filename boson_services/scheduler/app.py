@@ -1,0 +1,78 @@
+"""Wiring of the scheduler service: the submit queue and its event queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from boson_services.scheduler.handlers import SchedulerHandlers
+from boson_services.scheduler.settings import SchedulerSettings
+from boson_shared.bus.abc import Transport
+from boson_shared.contract.codec import Codec
+from boson_shared.contract.messages import ClusterSnapshot, TaskResult, TaskSubmitted
+from boson_shared.contract.topology import RK_ALL_RESULTS, RK_SNAPSHOT, Topology
+from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.service import Service
+from boson_shared.scheduling.demand import demand_model_from_name
+
+
+class SchedulerService(Service):
+    name = "scheduler"
+
+    def __init__(self, settings: SchedulerSettings, transport: Transport, codec: Codec) -> None:
+        super().__init__(settings, transport, codec)
+        self.scheduler_settings = settings
+        self.handlers = SchedulerHandlers(
+            names=self.names,
+            strategy=settings.strategy,
+            demand_model=demand_model_from_name(settings.demand_model),
+            reservation_ttl_s=settings.reservation_ttl_s,
+            ingress_max_age_s=settings.ingress_max_age_s,
+        )
+        self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
+
+    def topology(self) -> Topology:
+        expires_ms = int(self.scheduler_settings.subscriber_expires_s * 1000)
+        return (
+            self.names.submit()
+            + self.names.placed()
+            + self.names.subscriber(
+                self.name, self.settings.instance_id, [RK_SNAPSHOT, RK_ALL_RESULTS], expires_ms
+            )
+        )
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return [
+            ConsumerSpec(
+                queue=self.events_queue,
+                accepts=(ClusterSnapshot, TaskResult),
+                handler=self.handlers.handle_event,
+                prefetch=self.settings.prefetch,
+                items_in_turn=True,
+            ),
+            ConsumerSpec(
+                queue=self.names.submit_queue,
+                accepts=(TaskSubmitted,),
+                handler=self.handlers.on_submitted,
+                batch_handler=self.handlers.on_submitted_batch,
+                on_exhausted=self.handlers.on_exhausted,
+                prefetch=self.settings.prefetch,
+            ),
+        ]
+
+    def health(self) -> dict[str, Any]:
+        body = super().health()
+        body.update(
+            strategy=self.handlers.strategy,
+            nodes_known=len(self.handlers.table),
+            reservations=len(self.handlers.reservations),
+            placed=self.handlers.placed_total,
+        )
+        return body
+
+
+def create(settings: SchedulerSettings, transport: Transport, codec: Codec) -> SchedulerService:
+    return SchedulerService(settings, transport, codec)
+
+
+__all__ = ["SchedulerService", "create"]

@@ -1,0 +1,169 @@
+"""The scheduler's handlers: submissions in, placements (or failures) out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from boson_shared.contract.messages import (
+    ClusterSnapshot,
+    Message,
+    ResourceVector,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+    failed_result,
+)
+from boson_shared.contract.topology import RK_PLACED, Names, rk_result
+from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.publisher import Route
+from boson_shared.scheduling.demand import DemandModel
+from boson_shared.scheduling.placement import NEVER, Placer
+from boson_shared.scheduling.reservations import ReservationBook
+from boson_shared.scheduling.scores import Strategy
+from boson_shared.scheduling.table import NodeTable
+
+
+class SchedulerHandlers:
+    """Placement state of one scheduler: the table, reservations and the model."""
+
+    def __init__(
+        self,
+        *,
+        names: Names,
+        strategy: Strategy,
+        demand_model: DemandModel,
+        reservation_ttl_s: float,
+        ingress_max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.names = names
+        self.strategy = strategy
+        self.demand_model = demand_model
+        self.ingress_max_age_s = ingress_max_age_s
+        self.wall_clock = wall_clock
+        self.table = NodeTable()
+        self.placer = Placer(self.table, strategy)
+        self.reservations = ReservationBook(reservation_ttl_s, clock)
+        self.snapshot_seq: dict[str, int] = {}
+        self.placed_total = 0
+
+    # -- cluster state -----------------------------------------------------
+
+    def on_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        last = self.snapshot_seq.get(snapshot.monitor_id, -1)
+        if snapshot.seq <= last:
+            return  # an older view than the one we hold
+        self.snapshot_seq[snapshot.monitor_id] = snapshot.seq
+        allocations = {}
+        for node in snapshot.nodes:
+            # A node on probation runs what it has but is placed nothing new.
+            takes_work = node.alive and not node.on_probation
+            self.table.upsert(node.node_id, node.capacity.as_tuple(), alive=takes_work)
+            allocations[node.node_id] = node.allocated.as_tuple()
+        self.reservations.rebase(self.table, allocations)
+
+    def on_result(self, result: TaskResult) -> None:
+        # The task is done: the next snapshot no longer counts it, nor should we.
+        self.reservations.cancel(result.task_id, self.table)
+        observe = getattr(self.demand_model, "observe", None)
+        if observe is not None and result.usage is not None and result.status == "succeeded":
+            observe(result.complexity, result.data_size, result.usage)
+
+    async def handle_event(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, ClusterSnapshot):
+            self.on_snapshot(message)
+        elif isinstance(message, TaskResult):
+            self.on_result(message)
+        return []
+
+    # -- placement ---------------------------------------------------------
+
+    async def on_submitted(self, task: TaskSubmitted) -> Sequence[Emit]:
+        return self.place([task])
+
+    async def on_submitted_batch(self, tasks: Sequence[TaskSubmitted]) -> Sequence[Emit]:
+        return self.place(tasks)
+
+    def place(self, tasks: Sequence[TaskSubmitted]) -> list[Emit]:
+        """Place a batch in one call; stale submissions fail, the rest go on."""
+        emits: list[Emit] = []
+        now = self.wall_clock()
+        admitted: list[TaskSubmitted] = []
+        for task in tasks:
+            age = now - task.submitted_at
+            if age > self.ingress_max_age_s:
+                emits.append(
+                    self._result_emit(
+                        failed_result(
+                            task,
+                            "SubmissionTooOld",
+                            f"submitted {age:.0f}s ago, past the ingress limit of "
+                            f"{self.ingress_max_age_s:.0f}s",
+                            attempts=0,
+                        )
+                    )
+                )
+            else:
+                admitted.append(task)
+        if not admitted:
+            return emits
+        self.reservations.expire(self.table)
+        demands = [
+            self.demand_model.estimate(task.complexity, task.data_size, task.requests)
+            for task in admitted
+        ]
+        explanations = [
+            self.placer.explain(d.as_tuple()) if task.explain else None
+            for task, d in zip(admitted, demands, strict=True)
+        ]
+        matrix = np.array([d.as_tuple() for d in demands], dtype=np.float64)
+        batch = self.placer.place_batch(matrix)
+        for k, task in enumerate(admitted):
+            index = int(batch.indices[k])
+            demand = demands[k]
+            if index == NEVER and len(self.table) > 0:
+                emits.append(self._result_emit(self._never(task, demand)))
+                continue
+            node_id = batch.node_ids[k]
+            if node_id is not None:
+                self.reservations.reserve(task.task_id, node_id, matrix[k])
+            self.placed_total += 1
+            placed = TaskPlaced(
+                message_id=f"{task.task_id}.placed",
+                task=task,
+                demand=demand,
+                node_id=node_id,
+                strategy=self.strategy,
+                explanation=explanations[k],
+            )
+            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED), placed))
+        return emits
+
+    def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:
+        largest = self.table.max_capacity().tolist()
+        return failed_result(
+            task,
+            "Unplaceable",
+            f"demand (cpu={demand.cpu:g}, memory={demand.memory:g}, gpu={demand.gpu:g}) "
+            f"exceeds every node's total capacity (largest: cpu={largest[0]:g}, "
+            f"memory={largest[1]:g}, gpu={largest[2]:g})",
+            attempts=0,
+            demand=demand,
+        )
+
+    async def on_exhausted(
+        self, task: TaskSubmitted, error: BaseException, attempts: int
+    ) -> Sequence[Emit]:
+        """A submission the scheduler could not handle: the client learns it failed."""
+        result = failed_result(task, type(error).__name__, str(error), attempts=attempts)
+        return [self._result_emit(result)]
+
+    def _result_emit(self, result: TaskResult) -> Emit:
+        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+
+
+__all__ = ["SchedulerHandlers", "failed_result"]

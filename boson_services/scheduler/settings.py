@@ -1,0 +1,26 @@
+"""The scheduler's settings (``BOSON_`` variables)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from boson_shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
+from boson_shared.settings import BosonSettings
+
+
+class SchedulerSettings(BosonSettings):
+    strategy: Strategy = DEFAULT_STRATEGY
+    """``binpack-fgd``: binpack that does not strand the bottleneck resource.
+    ``binpack`` places far faster on very large clusters and strands far more
+    (see ``DEFAULT_STRATEGY`` in ``boson_shared/scheduling/scores.py`` and
+    benchmarks/trace_quality.py)."""
+    demand_model: str = "linear"
+    """``linear``, ``online`` or ``package.module:factory``."""
+    reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0
+    """How long a placement holds capacity before a snapshot must show it."""
+    subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+__all__ = ["SchedulerSettings"]

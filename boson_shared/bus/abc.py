@@ -1,0 +1,127 @@
+"""The transport seam: what every service needs from a message broker.
+
+Two implementations satisfy it: :mod:`boson_shared.bus.amqp` (aio-pika, the real
+RabbitMQ) and :mod:`boson_shared.bus.memory` (in-process, for the embedded mode).
+One conformance suite runs against both (``tests/integration``).
+
+Semantics both must keep:
+
+* ``publish`` returns only once the broker has taken responsibility for the
+  message (publisher confirm); concurrent publishes pipeline their confirms.
+* Deliveries are manually acknowledged. A delivery neither acked nor nacked
+  when its consumer is cancelled-and-closed or its connection drops goes back
+  to the queue and is redelivered (``redelivered=True``).
+* ``nack(requeue=False)`` dead-letters through the queue's dead-letter
+  exchange; ``nack(requeue=True)`` puts the message back.
+* At most ``prefetch`` unacked deliveries per consumer.
+* A queue with ``single_active_consumer`` delivers to one consumer at a time;
+  the next takes over when it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeAlias, runtime_checkable
+
+from boson_shared.contract.topology import Topology
+
+HeaderValue: TypeAlias = str | int | float | bool | bytes | None
+Headers: TypeAlias = Mapping[str, HeaderValue]
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    """One message handed to a consumer, to be settled exactly once."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def routing_key(self) -> str: ...
+
+    @property
+    def message_id(self) -> str | None: ...
+
+    @property
+    def redelivered(self) -> bool: ...
+
+    @property
+    def settled(self) -> bool:
+        """True once ack/nack was called (a second call is a no-op)."""
+        ...
+
+    async def ack(self) -> None: ...
+
+    async def nack(self, *, requeue: bool) -> None: ...
+
+
+DeliveryHandler: TypeAlias = Callable[[Delivery], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    """A running consumer on one queue."""
+
+    @property
+    def queue(self) -> str: ...
+
+    async def cancel(self) -> None:
+        """Stop receiving new deliveries. Unsettled ones stay ours until settled."""
+        ...
+
+
+class Transport(Protocol):
+    """A broker connection: declare, publish (confirmed), consume."""
+
+    async def connect(self) -> None:
+        """Open the connection; raises :class:`~boson_shared.errors.BrokerUnavailableError`."""
+        ...
+
+    async def close(self) -> None:
+        """Close everything; unsettled deliveries return to their queues."""
+        ...
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def declare(self, topology: Topology) -> None:
+        """Declare exchanges, queues and bindings; idempotent."""
+        ...
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm.
+
+        With ``mandatory`` a message that routes to no queue raises
+        :class:`~boson_shared.errors.PublishNotConfirmedError` instead of being
+        dropped: use it for work, where an unroutable message is a lost task.
+        """
+        ...
+
+    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+        """Start consuming ``queue``; ``handler`` settles each delivery."""
+        ...
+
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (not counting unacked deliveries)."""
+        ...
+
+    async def delete_queue(self, queue: str) -> None: ...
+
+    async def delete_exchange(self, exchange: str) -> None: ...
+
+
+__all__ = ["Delivery", "DeliveryHandler", "HeaderValue", "Headers", "Subscription", "Transport"]

@@ -1,0 +1,483 @@
+"""The messages that cross the bus: frozen pydantic models, one ``kind`` each.
+
+Every model is frozen, forbids unknown fields and validates ranges, so a
+message that decodes is a message the services can trust. The ``kind`` field is
+the discriminator (also carried, authenticated, in the envelope header); the
+schema version travels in the envelope payload (``docs/wire-format.md``).
+
+Times are float seconds since the Unix epoch: they survive msgpack unchanged
+and cost nothing to compare.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION = 1
+"""Schema version of every model in this module (bumped on breaking change)."""
+
+Identifier: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+]
+"""Ids of tasks, nodes, clients and messages: non-empty, printable, routable."""
+
+HandlerName: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+]
+Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""Lower-case hex SHA-256."""
+
+NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+Fraction: TypeAlias = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Timestamp: TypeAlias = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count: TypeAlias = Annotated[int, Field(ge=0, le=2**53)]
+
+
+def new_id() -> str:
+    """A fresh random id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+class Model(BaseModel):
+    """Base of every wire model: frozen, no unknown fields, finite numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Message(Model):
+    """A top-level message: it has a ``kind`` and a ``message_id``.
+
+    The message id makes processing idempotent: a consumer that has handled an
+    id acknowledges and drops a repeat (DESIGN §2).
+    """
+
+    kind: str
+    message_id: Identifier = Field(default_factory=new_id)
+    schema_version: ClassVar[int] = SCHEMA_VERSION
+    also_reads: ClassVar[frozenset[int]] = frozenset()
+    """Older schema versions whose items this model still validates as they
+    are (its newer fields optional): readers upgrade before writers."""
+
+
+class ResourceVector(Model):
+    """Resource amounts in demand units, one per dimension."""
+
+    cpu: NonNegative = 0.0
+    memory: NonNegative = 0.0
+    gpu: NonNegative = 0.0
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.cpu, self.memory, self.gpu)
+
+
+class ResourceRequest(Model):
+    """Explicit per-dimension requests; each one set overrides the demand model."""
+
+    cpu: NonNegative | None = None
+    memory: NonNegative | None = None
+    gpu: NonNegative | None = None
+
+
+class DataRef(Model):
+    """A content-addressed blob held by the transfer service."""
+
+    digest: Digest
+    size: Count
+
+
+class TaskSubmitted(Message):
+    """A user's task, as the client publishes it (and as it travels on)."""
+
+    kind: Literal["task.submitted"] = "task.submitted"
+    task_id: Identifier
+    handler: HandlerName
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: bytes | None = None
+    data_ref: DataRef | None = None
+    complexity: NonNegative = 0.0
+    data_size: NonNegative = 0.0
+    requests: ResourceRequest | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = 300.0
+    max_retries: Annotated[int, Field(ge=0, le=25)] = 3
+    reply_to: Identifier
+    submitted_at: Timestamp = Field(default_factory=now)
+    explain: bool = False
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> TaskSubmitted:
+        if self.data is not None and self.data_ref is not None:
+            raise ValueError("a task carries inline data or a data_ref, not both")
+        return self
+
+
+class NodeScore(Model):
+    """One node's view of one placement decision (for ``explain``)."""
+
+    node_id: Identifier
+    alive: bool
+    fits: bool
+    score: float | None
+    utilisation_before: NonNegative
+    utilisation_after: NonNegative | None
+
+
+class PlacementExplanation(Model):
+    """Why a task went where it went: every node's fit and score."""
+
+    strategy: str
+    nodes: tuple[NodeScore, ...]
+
+
+class TaskPlaced(Message):
+    """The scheduler's decision: a node, or ``node_id=None`` for pending."""
+
+    kind: Literal["task.placed"] = "task.placed"
+    task: TaskSubmitted
+    demand: ResourceVector
+    node_id: Identifier | None
+    strategy: str
+    placed_at: Timestamp = Field(default_factory=now)
+    explanation: PlacementExplanation | None = None
+
+
+class TaskAssigned(Message):
+    """The balancer hands a task to one node's queue."""
+
+    kind: Literal["task.assigned"] = "task.assigned"
+    task: TaskSubmitted
+    demand: ResourceVector
+    node_id: Identifier
+    dispatch: Count = 1
+    assigned_at: Timestamp = Field(default_factory=now)
+
+
+class TaskUsage(Model):
+    """What a task really used, for the online demand model."""
+
+    wall_s: NonNegative
+    cpu_s: NonNegative
+    peak_memory_bytes: Count
+
+
+class TaskFailure(Model):
+    """Why a task failed: the error type and its message (never secrets)."""
+
+    error_type: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    message: Annotated[str, StringConstraints(max_length=4000)]
+    retryable: bool = False
+
+
+class TaskResult(Message):
+    """A task's outcome; a failed one too, so that no caller waits forever."""
+
+    kind: Literal["task.result"] = "task.result"
+    task_id: Identifier
+    handler: HandlerName
+    status: Literal["succeeded", "failed"]
+    output: Any = None
+    output_ref: DataRef | None = None
+    error: TaskFailure | None = None
+    node_id: Identifier | None = None
+    attempts: Count = 1
+    usage: TaskUsage | None = None
+    demand: ResourceVector | None = None
+    complexity: NonNegative = 0.0
+    data_size: NonNegative = 0.0
+    reply_to: Identifier
+    submitted_at: Timestamp
+    finished_at: Timestamp = Field(default_factory=now)
+
+    @model_validator(mode="after")
+    def _error_matches_status(self) -> TaskResult:
+        if (self.status == "failed") != (self.error is not None):
+            raise ValueError("a failed result carries an error, a succeeded one does not")
+        return self
+
+
+def failed_result(
+    task: TaskSubmitted,
+    error_type: str,
+    message: str,
+    *,
+    attempts: int,
+    node_id: str | None = None,
+    demand: ResourceVector | None = None,
+    retryable: bool = False,
+) -> TaskResult:
+    """The failed result of ``task``, so that its caller never waits forever.
+
+    Its message id is derived from the task id: whichever service reports the
+    failure, consumers drop a second report as a repeat.
+    """
+    return TaskResult(
+        message_id=f"{task.task_id}.result",
+        task_id=task.task_id,
+        handler=task.handler,
+        status="failed",
+        error=TaskFailure(error_type=error_type[:200], message=message[:4000], retryable=retryable),
+        node_id=node_id,
+        attempts=attempts,
+        demand=demand,
+        complexity=task.complexity,
+        data_size=task.data_size,
+        reply_to=task.reply_to,
+        submitted_at=task.submitted_at,
+    )
+
+
+class NodeHeartbeat(Message):
+    """An executor's periodic report of its capacity and real load."""
+
+    kind: Literal["node.heartbeat"] = "node.heartbeat"
+    node_id: Identifier
+    seq: Count
+    sent_at: Timestamp = Field(default_factory=now)
+    started_at: Timestamp
+    capacity: ResourceVector
+    allocated: ResourceVector
+    slots: Annotated[int, Field(ge=1, le=100_000)]
+    running: Count
+    free_slots: Count
+    measured_cpu: Fraction
+    measured_memory: Fraction
+
+
+class NodeState(Model):
+    """The monitor's view of one node inside a :class:`ClusterSnapshot`."""
+
+    node_id: Identifier
+    alive: bool
+    on_probation: bool = False
+    """Back after failing and not yet trusted: it runs what it has, takes nothing new."""
+    capacity: ResourceVector
+    allocated: ResourceVector
+    slots: Annotated[int, Field(ge=1, le=100_000)]
+    running: Count
+    free_slots: Count
+    measured_cpu: Fraction
+    measured_memory: Fraction
+    last_heartbeat_at: Timestamp
+
+
+class ClusterSnapshot(Message):
+    """The monitor's live view of the cluster, published periodically and on change."""
+
+    kind: Literal["cluster.snapshot"] = "cluster.snapshot"
+    monitor_id: Identifier
+    seq: Count
+    taken_at: Timestamp = Field(default_factory=now)
+    nodes: tuple[NodeState, ...]
+    backlog: Count = 0
+
+
+AlertReason: TypeAlias = Literal[
+    "node-down", "node-up", "overload", "backlog", "anomaly", "task-failed"
+]
+
+
+class Alert(Message):
+    """Something an operator should know about."""
+
+    kind: Literal["alert"] = "alert"
+    reason: AlertReason
+    severity: Literal["info", "warning", "critical"]
+    detail: Annotated[str, StringConstraints(max_length=4000)]
+    node_id: Identifier | None = None
+    task_id: Identifier | None = None
+    value: float | None = None
+    raised_at: Timestamp = Field(default_factory=now)
+
+
+class BalancerBacklog(Message):
+    """The balancer's count of work it holds but has not dispatched yet."""
+
+    kind: Literal["balancer.backlog"] = "balancer.backlog"
+    pending: Count
+    held: Count
+    reported_at: Timestamp = Field(default_factory=now)
+
+
+class DataChunk(Message):
+    """One piece of a content-addressed upload (or of a fetch reply).
+
+    Schema version 2: ``digest`` may be absent. A streamed upload does not
+    know its blob's SHA-256 until it has read it all, so only its last chunk
+    (``index == total_chunks - 1``) carries it; a chunk whose sender knew the
+    digest up front (a resumed upload, a fetch reply) always carries it.
+    """
+
+    kind: Literal["data.chunk"] = "data.chunk"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: every chunk had the digest
+    upload_id: Identifier
+    digest: Digest | None = None
+    index: Count
+    total_chunks: Annotated[int, Field(ge=1, le=2**32)]
+    total_size: Count
+    offset: Count
+    data: bytes
+    reply_to: Identifier | None = None
+    encoding: Literal["identity", "zstd"] = "identity"
+    """How ``data`` holds the chunk's bytes: as they are, or as one zstd frame
+    that declares its size (the data plane compresses chunks itself, fast)."""
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> DataChunk:
+        if self.index >= self.total_chunks:
+            raise ValueError("chunk index must be below total_chunks")
+        if self.offset + len(self.data) > self.total_size:
+            raise ValueError("chunk extends past the blob's total size")
+        if self.digest is None and self.index == self.total_chunks - 1:
+            raise ValueError("the last chunk of a blob carries its digest")
+        return self
+
+
+class CheckData(Message):
+    """Ask the store what it holds of a blob before uploading it.
+
+    Schema version 2: asked by ``digest`` (the blob's SHA-256) or, before the
+    sender has hashed it all, by ``fingerprint`` (see
+    :func:`boson_shared.transfer.chunks.fingerprint`) — exactly one of the two.
+    Asked by fingerprint, the :class:`DataStatus` answer's ``digest`` is that
+    fingerprint, its ``present`` says that a stored blob has it, and its
+    ``received`` lists the chunks held of the upload; either one means "ask
+    again by digest". Neither means the content is new to the store: stream it.
+    """
+
+    kind: Literal["data.check"] = "data.check"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: asked by digest only
+    digest: Digest | None = None
+    fingerprint: Digest | None = None
+    upload_id: Identifier
+    reply_to: Identifier
+
+    @model_validator(mode="after")
+    def _digest_or_fingerprint(self) -> CheckData:
+        if (self.digest is None) == (self.fingerprint is None):
+            raise ValueError("CheckData asks by digest or by fingerprint, exactly one")
+        return self
+
+
+class DataStatus(Message):
+    """The store's answer to :class:`CheckData`: present, or which chunks it has."""
+
+    kind: Literal["data.status"] = "data.status"
+    digest: Digest
+    upload_id: Identifier
+    present: bool
+    received: tuple[Count, ...] = ()
+
+
+class FetchData(Message):
+    """Ask the transfer service to stream a stored blob back as chunks."""
+
+    kind: Literal["data.fetch"] = "data.fetch"
+    request_id: Identifier
+    digest: Digest
+    reply_to: Identifier
+    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class DataStored(Message):
+    """A blob is stored and its digest verified."""
+
+    kind: Literal["data.stored"] = "data.stored"
+    upload_id: Identifier
+    digest: Digest
+    size: Count
+    already_present: bool = False
+    stored_at: Timestamp = Field(default_factory=now)
+
+
+AnyMessage: TypeAlias = Annotated[
+    TaskSubmitted
+    | TaskPlaced
+    | TaskAssigned
+    | TaskResult
+    | NodeHeartbeat
+    | ClusterSnapshot
+    | Alert
+    | BalancerBacklog
+    | DataChunk
+    | CheckData
+    | DataStatus
+    | FetchData
+    | DataStored,
+    Field(discriminator="kind"),
+]
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    model.model_fields["kind"].default: model
+    for model in (
+        TaskSubmitted,
+        TaskPlaced,
+        TaskAssigned,
+        TaskResult,
+        NodeHeartbeat,
+        ClusterSnapshot,
+        Alert,
+        BalancerBacklog,
+        DataChunk,
+        CheckData,
+        DataStatus,
+        FetchData,
+        DataStored,
+    )
+}
+"""Every message kind this build knows, mapped to its model."""
+
+
+def kind_of(model: type[Message]) -> str:
+    """The ``kind`` string of a message class."""
+    kind = model.model_fields["kind"].default
+    assert isinstance(kind, str)
+    return kind
+
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "SCHEMA_VERSION",
+    "Alert",
+    "AlertReason",
+    "AnyMessage",
+    "BalancerBacklog",
+    "CheckData",
+    "ClusterSnapshot",
+    "Count",
+    "DataChunk",
+    "DataRef",
+    "DataStatus",
+    "DataStored",
+    "Digest",
+    "FetchData",
+    "Fraction",
+    "HandlerName",
+    "Identifier",
+    "Message",
+    "Model",
+    "NodeHeartbeat",
+    "NodeScore",
+    "NodeState",
+    "NonNegative",
+    "PlacementExplanation",
+    "ResourceRequest",
+    "ResourceVector",
+    "TaskFailure",
+    "TaskPlaced",
+    "TaskResult",
+    "TaskSubmitted",
+    "TaskUsage",
+    "failed_result",
+    "kind_of",
+    "new_id",
+    "now",
+]

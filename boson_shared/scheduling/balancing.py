@@ -1,0 +1,328 @@
+"""Balancing logic (DESIGN §3.3): credit, re-picks, imbalance, rebalancing and recovery plans.
+
+Pure functions and small state holders: the balancer service decides *when*
+to call them and carries out what they return. Everything here is
+deterministic given its inputs (and, for :func:`power_of_two_choices`, the
+``numpy.random.Generator`` passed in).
+
+Two utilisations are kept apart (DESIGN §3.2): *measured* utilisation (what
+heartbeats report, in [0, 1]) decides what is hot and how uneven the cluster
+is; *allocated* capacity in the :class:`NodeTable` decides where work fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import ArrayLike
+
+from boson_shared.scheduling.placement import Placer, Status
+from boson_shared.scheduling.scores import stranded_bottleneck
+from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable, as_vector
+
+
+class CreditLedger:
+    """Per-node dispatch credit: free slots last reported minus work in flight.
+
+    A task is *in flight* from its dispatch until the node's next report
+    accounts for it (``grant`` with a later ``as_of``) or it is handed back
+    (``refund``). Credit never goes below zero.
+    """
+
+    def __init__(self) -> None:
+        self._free: dict[str, int] = {}
+        self._in_flight: dict[str, dict[str, float]] = {}
+
+    def grant(self, node_id: str, free_slots: int, as_of: float | None = None) -> None:
+        """A report from the node: ``free_slots`` free at time ``as_of``.
+
+        Work dispatched before ``as_of`` is counted by the report itself, so
+        it stops counting as in flight; ``as_of=None`` keeps every in-flight task.
+        """
+        self._free[node_id] = max(0, int(free_slots))
+        flight = self._in_flight.setdefault(node_id, {})
+        if as_of is not None:
+            for task_id in [t for t, at in flight.items() if at < as_of]:
+                del flight[task_id]
+
+    def credit(self, node_id: str) -> int:
+        """Tasks the node can take now (0 for a node never reported)."""
+        return max(0, self._free.get(node_id, 0) - len(self._in_flight.get(node_id, ())))
+
+    def consume(self, node_id: str, task_id: str, at: float = 0.0) -> bool:
+        """Take one credit for ``task_id`` dispatched at ``at``; ``False`` if there is none."""
+        if self.credit(node_id) <= 0:
+            return False
+        self._in_flight.setdefault(node_id, {})[task_id] = at
+        return True
+
+    def refund(self, node_id: str, task_id: str) -> bool:
+        """Give a credit back: the task never reached the node, or finished unreported."""
+        return self._in_flight.get(node_id, {}).pop(task_id, None) is not None
+
+    def in_flight(self, node_id: str) -> list[str]:
+        """Task ids dispatched to the node and not yet accounted for, oldest first."""
+        flight = self._in_flight.get(node_id, {})
+        return sorted(flight, key=lambda t: (flight[t], t))
+
+    def forget(self, node_id: str) -> list[str]:
+        """Drop a dead node; returns the task ids that were in flight to it."""
+        lost = self.in_flight(node_id)
+        self._free.pop(node_id, None)
+        self._in_flight.pop(node_id, None)
+        return lost
+
+    def nodes(self) -> list[str]:
+        """Every node the ledger has heard of."""
+        return sorted(self._free)
+
+
+def power_of_two_choices(
+    candidates: int | Sequence[int] | ArrayLike, load: ArrayLike, rng: np.random.Generator
+) -> int:
+    """Pick two distinct candidates at random and return the less loaded one.
+
+    ``candidates`` is a count ``n`` (meaning ``0..n-1``) or a sequence of
+    indices into ``load``; the result is one of them. Ties go to the lower
+    index. Two random choices give exponentially better balance than one,
+    without the herd a global minimum causes among concurrent dispatchers
+    (Mitzenmacher, 2001).
+    """
+    if isinstance(candidates, int | np.integer):
+        pool = np.arange(int(candidates))
+    else:
+        pool = np.asarray(candidates, dtype=np.int64).reshape(-1)
+    if pool.size == 0:
+        raise ValueError("power_of_two_choices needs at least one candidate")
+    loads = np.asarray(load, dtype=np.float64).reshape(-1)
+    if pool.size == 1:
+        return int(pool[0])
+    a, b = (int(x) for x in pool[rng.choice(pool.size, size=2, replace=False)])
+    la, lb = loads[a], loads[b]
+    if la < lb or (la == lb and a < b):
+        return a
+    return b
+
+
+def node_load(measured: ArrayLike) -> FloatArray:
+    """Per-node measured utilisation: itself if 1-D, the busiest dimension if ``(n, k)``."""
+    arr = np.asarray(measured, dtype=np.float64)
+    out: FloatArray = arr.max(axis=1) if arr.ndim == 2 and arr.shape[1] else arr.reshape(-1)
+    return out
+
+
+def imbalance(measured: ArrayLike) -> float:
+    """Coefficient of variation (std ÷ mean) of measured node utilisation; 0 if idle or empty."""
+    load = node_load(measured)
+    if load.size == 0:
+        return 0.0
+    mean = float(load.mean())
+    return 0.0 if mean <= 0 else float(load.std() / mean)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTask:
+    """Work held for a node and not started yet: it may still move."""
+
+    task_id: str
+    node_id: str
+    demand: tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Send ``task_id``, held for ``from_node``, to ``to_node`` instead."""
+
+    task_id: str
+    from_node: str
+    to_node: str
+
+
+def plan_rebalance(
+    queued: Sequence[QueuedTask],
+    measured: Mapping[str, float],
+    table: NodeTable,
+    threshold: float = 0.25,
+    max_moves: int = 64,
+) -> list[Move]:
+    """Moves of not-yet-started tasks from hot nodes to cold ones, while imbalance > ``threshold``.
+
+    Greedy and conservative: each step takes the hottest node that holds
+    queued work and the coldest alive node with free allocated capacity for
+    one of those tasks, and moves the task only if it narrows their gap —
+    the load it carries (its demand over the destination's capacity, on
+    the busiest dimension) is predicted to shift with it. Queued tasks move
+    newest first (the oldest are next to start). Nodes missing from
+    ``measured`` are not considered. The table is not modified.
+    """
+    ids = [n for n in table.node_ids if n in measured and table.alive[table.index_of(n)]]
+    if len(ids) < 2:
+        return []
+    load = {n: float(measured[n]) for n in ids}
+    if imbalance(np.array([load[n] for n in ids])) <= threshold:
+        return []
+    free = {n: table.capacity[table.index_of(n)] - table.allocated[table.index_of(n)] for n in ids}
+    cap = {n: table.capacity[table.index_of(n)] for n in ids}
+    held: dict[str, list[QueuedTask]] = {}
+    for task in queued:
+        if task.node_id in load:
+            held.setdefault(task.node_id, []).append(task)
+    moves: list[Move] = []
+    while len(moves) < max_moves and imbalance(np.array([load[n] for n in ids])) > threshold:
+        step = _best_step(ids, load, free, cap, held)
+        if step is None:
+            break
+        task, dst, shift = step
+        held[task.node_id].remove(task)
+        load[task.node_id] = max(0.0, load[task.node_id] - shift)
+        load[dst] += shift
+        vec = np.asarray(task.demand, dtype=np.float64)
+        free[dst] = free[dst] - vec
+        free[task.node_id] = free[task.node_id] + vec
+        moves.append(Move(task.task_id, task.node_id, dst))
+    return moves
+
+
+def _share(demand: FloatArray, capacity: FloatArray) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(capacity > 0, demand / capacity, 0.0)
+    return float(ratio.max()) if ratio.size else 0.0
+
+
+def _best_step(
+    ids: list[str],
+    load: dict[str, float],
+    free: dict[str, FloatArray],
+    cap: dict[str, FloatArray],
+    held: dict[str, list[QueuedTask]],
+) -> tuple[QueuedTask, str, float] | None:
+    # Hottest source first, coldest destination first; ties by node id for determinism.
+    sources = sorted((n for n in ids if held.get(n)), key=lambda n: (-load[n], n))
+    targets = sorted(ids, key=lambda n: (load[n], n))
+    for src in sources:
+        for task in reversed(held[src]):
+            vec = np.asarray(task.demand, dtype=np.float64)
+            for dst in targets:
+                if dst == src or load[dst] >= load[src]:
+                    break
+                if not np.all(free[dst] >= vec):
+                    continue
+                shift = _share(vec, cap[dst])
+                if load[dst] + shift < load[src]:
+                    return task, dst, shift
+                break  # colder targets cannot take it either without overshooting
+    return None
+
+
+AGE_LIMIT_S = 450.0
+"""Held work older than this is offered capacity before the smallest pending job
+(oldest first), so big jobs do not starve (:func:`dispatch_order`)."""
+
+
+def dispatch_order(
+    jobs: Sequence[object],
+    counts: Sequence[int],
+    waited: Sequence[float],
+    urgent: Sequence[bool],
+    age_limit: float,
+) -> list[int]:
+    """The order in which to offer freed capacity to held work: smallest pending job first.
+
+    Entry ``k`` of the held queue (oldest first) belongs to job ``jobs[k]``,
+    holds ``counts[k]`` instances and has waited ``waited[k]`` seconds;
+    ``urgent`` ones (a dead node's work) go first. Then every entry that has
+    waited at least ``age_limit`` seconds, oldest first — the guard that keeps
+    big jobs from starving — and then the rest by how many instances their
+    job has waiting in all, fewest first (shortest-remaining-job order
+    without knowing durations: it cuts mean job completion time). Ties keep
+    queue order. Returns the entry indices in that order.
+    """
+    pending: dict[object, int] = {}
+    for job, count in zip(jobs, counts, strict=True):
+        pending[job] = pending.get(job, 0) + count
+
+    def key(k: int) -> tuple[int, int, int]:
+        if urgent[k]:
+            return (0, 0, k)
+        if waited[k] >= age_limit:
+            return (1, 0, k)
+        return (2, pending[jobs[k]], k)
+
+    return sorted(range(len(counts)), key=key)
+
+
+def fits_cleanly(
+    free: FloatArray, demand: FloatArray, typical: FloatArray, bottleneck: int
+) -> npt.NDArray[np.bool_]:
+    """Rows of ``free`` (``(n, 3)``) that ``demand`` fits and strands nothing more on.
+
+    "Strands" is ``binpack-fgd``'s measure against the ``typical`` demand (one,
+    or points ``(k, 3)`` of the distribution) on the ``bottleneck`` dimension
+    (see :mod:`~boson_shared.scheduling.scores`): the placement must not grow the
+    bottleneck capacity that typical tasks could not use — it leaves room for
+    whole typical tasks, or fills a remnant that was stranded already.
+    Without an estimate (``typical`` all zero) no row qualifies, so a caller
+    that offers clean fits first behaves as if it did not.
+    """
+    clean = np.zeros(free.shape[0], dtype=np.bool_)
+    if free.shape[0] == 0 or not np.any(typical > 0):
+        return clean
+    # Stranding only where the demand fits: in a full cluster, few rows.
+    rows = np.flatnonzero(np.all(free >= demand - FIT_EPSILON, axis=1))
+    if rows.size:
+        room = free[rows]
+        before = stranded_bottleneck(room, typical, bottleneck)
+        after = stranded_bottleneck(room - demand, typical, bottleneck)
+        clean[rows] = after <= before + FIT_EPSILON
+    return clean
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """Where a dead node's queued task goes: a node, or waiting / never."""
+
+    task_id: str
+    from_node: str
+    to_node: str | None
+    status: Status
+
+
+def plan_recovery(tasks: Sequence[QueuedTask], table: NodeTable, placer: Placer) -> list[Recovery]:
+    """Re-place a dead node's queued work with ``placer`` (allocating in ``table``).
+
+    The dead node must already be marked dead in ``table`` (a ``ValueError``
+    otherwise), so nothing goes back to it. Tasks are re-placed in the order
+    given — the order they were queued — as one batch.
+    """
+    if placer.table is not table:
+        raise ValueError("the placer must work on the table given")
+    for node_id in {t.node_id for t in tasks}:
+        if node_id in table and table.alive[table.index_of(node_id)]:
+            raise ValueError(f"node {node_id} is alive: mark it dead before planning recovery")
+    if not tasks:
+        return []
+    demands = np.stack([as_vector(t.demand) for t in tasks])
+    batch = placer.place_batch(demands)
+    return [
+        Recovery(t.task_id, t.node_id, batch.node_ids[k], batch.status(k))
+        for k, t in enumerate(tasks)
+    ]
+
+
+__all__ = [
+    "AGE_LIMIT_S",
+    "CreditLedger",
+    "Move",
+    "QueuedTask",
+    "Recovery",
+    "dispatch_order",
+    "fits_cleanly",
+    "imbalance",
+    "node_load",
+    "plan_rebalance",
+    "plan_recovery",
+    "power_of_two_choices",
+]

@@ -1,0 +1,282 @@
+"""Placement (DESIGN §3.2): filter the nodes a demand fits, score them, pick one, commit.
+
+>>> table = NodeTable()
+>>> for i, used in enumerate((350, 400, 300, 250, 200)):
+...     _ = table.upsert(f"n{i}", (500, 500, 0), allocated=(used, used, 0))
+>>> Placer(table, "binpack").place((110, 110, 0)).node_id
+'n0'
+
+The worked example uses ``cpu = memory = 500, gpu = 0`` per node and a
+demand of ``Q`` units on cpu and on memory (``LinearDemandModel``'s default
+mapping), so each node's mean utilisation over its two dimensions is the
+1-D number of DESIGN §3.4.
+
+Outcomes: ``placed`` on a node (and allocated in the table); ``waiting`` —
+some node could hold it in total but no alive node has the room now;
+``never`` — larger than every node's total capacity (dead or alive) on some
+dimension. ``binpack`` and ``spread`` use the incremental
+:class:`~boson_shared.scheduling.placement_index.SortedIndex`; ``balanced`` and
+``tetris`` rescore every node (vectorised) for each task, and so does
+``remnant``, against the placer's :class:`~boson_shared.scheduling.remnant.TypicalDemand`;
+those three place a run of identical demands in a batch in one pass
+(:func:`~boson_shared.scheduling.remnant.place_run`, same result as one by one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from boson_shared.contract.messages import NodeScore, PlacementExplanation
+from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.placement_index import SortedIndex
+from boson_shared.scheduling.remnant import LongRunDemand, TypicalDemand, place_run
+from boson_shared.scheduling.reservations import Reservation, ReservationBook
+from boson_shared.scheduling.scores import STRATEGIES, Strategy
+from boson_shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
+
+WAITING = -1
+"""``BatchPlacement.indices`` value: fits some node's total, no alive node's free capacity now."""
+NEVER = -2
+"""``BatchPlacement.indices`` value: larger than every node's total capacity."""
+
+Status = Literal["placed", "waiting", "never"]
+
+_LEARNS = ("remnant", "binpack-fgd")
+"""Strategies scored against the typical demand their placer learns."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one demand went: a node (``placed``), or why not."""
+
+    index: int | None
+    node_id: str | None
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlacement:
+    """Where each demand of a batch went: a row index, ``WAITING`` or ``NEVER``."""
+
+    indices: NDArray[np.int64]
+    node_ids: tuple[str | None, ...]
+
+    @property
+    def placed(self) -> NDArray[np.bool_]:
+        """Which demands were placed."""
+        return np.asarray(self.indices >= 0)
+
+    def status(self, k: int) -> Status:
+        """The status of the ``k``-th demand."""
+        i = int(self.indices[k])
+        return "placed" if i >= 0 else ("waiting" if i == WAITING else "never")
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def _demands(demands: ArrayLike) -> FloatArray:
+    arr = np.asarray(demands, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] > NDIM:
+        raise ValueError(f"demands must be an (m, {NDIM}) array, got shape {arr.shape}")
+    if arr.shape[1] < NDIM:
+        arr = np.hstack([arr, np.zeros((arr.shape[0], NDIM - arr.shape[1]))])
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("demands must be finite and non-negative")
+    return np.ascontiguousarray(arr)
+
+
+class Placer:
+    """Places demands on the nodes of a :class:`NodeTable` with one strategy.
+
+    ``place`` and ``place_batch`` *commit*: the chosen node's allocation grows
+    by the demand. ``choose``, ``score`` and ``explain`` only look. A placer
+    follows changes others make to the table (releases, snapshots, nodes
+    joining or dying) before each call.
+    """
+
+    def __init__(self, table: NodeTable, strategy: Strategy = "binpack") -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        self.table = table
+        self.strategy: Strategy = strategy
+        self._index: SortedIndex | None = None
+        self.typical: TypicalDemand = (
+            LongRunDemand() if strategy == "binpack-fgd" else TypicalDemand()
+        )
+        """What a typical task asks for, learnt from placements (``remnant``, ``binpack-fgd``)."""
+        if strategy in ("binpack", "spread"):
+            self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
+
+    @property
+    def _typical(self) -> FloatArray:
+        """What the strategy scores against: the median, or ``binpack-fgd``'s demand points."""
+        return self.typical.points if self.strategy == "binpack-fgd" else self.typical.value
+
+    # -- committing ------------------------------------------------------
+
+    def place(self, demand: ArrayLike) -> Placement:
+        """Place one demand and allocate it on the chosen node."""
+        vec = as_vector(demand)
+        if self._index is not None:
+            self._index.sync()
+        self.typical.refresh()
+        i = self._place(vec)
+        if i < 0:
+            return Placement(None, None, "waiting" if i == WAITING else "never")
+        return Placement(i, self.table.node_ids[i], "placed")
+
+    def place_batch(self, demands: ArrayLike) -> BatchPlacement:
+        """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would."""
+        arr = _demands(demands)
+        out = np.empty(arr.shape[0], dtype=np.int64)
+        if self._index is not None:
+            self._index.sync()
+        self.typical.refresh()
+        if self._index is None:
+            self._place_runs(arr, out)
+        elif self.strategy == "binpack":
+            self._fill_runs(arr, out)
+        else:
+            place = self._place
+            for k in range(arr.shape[0]):
+                out[k] = place(arr[k])
+        ids = self.table.node_ids
+        return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()))
+
+    def _place_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """Full-rescore strategies: each run of identical rows in one pass (as row by row)."""
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        edges = [0, *change.tolist(), m]
+        typical = self._typical
+        for start, stop in itertools.pairwise(edges):
+            vec = arr[start]
+            rows = place_run(self.table, self.strategy, vec, stop - start, typical)
+            out[start : start + len(rows)] = rows
+            if len(rows) < stop - start:
+                out[start + len(rows) : stop] = WAITING if self.table.fits_any_total(vec) else NEVER
+            if rows and self.strategy in _LEARNS:
+                self.typical.observe(vec, len(rows))
+
+    def _fill_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """``binpack`` through the index: a run of identical rows fills one node at a time.
+
+        Once binpack has chosen a node for a demand, placing it raises that
+        node's score and no other's, so the node stays the choice for the
+        next identical demand for as long as it fits it: the run goes there,
+        one allocation per row as row by row would, and the index re-ranks
+        the node once (its order is a function of the allocations alone). A
+        run of a thousand instances costs a search per node it fills, not
+        per instance — the trace replays' case.
+        """
+        index = self._index
+        assert index is not None
+        table = self.table
+        cap, alloc = table._cap, table._alloc
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        for start, stop in itertools.pairwise([0, *change.tolist(), m]):
+            vec = arr[start]
+            r0, r1, r2 = vec.tolist()
+            k = start
+            while k < stop:
+                pos = index.best(r0, r1, r2)
+                if pos < 0:
+                    out[k:stop] = WAITING if table.fits_any_total(vec) else NEVER
+                    break
+                i = index.node_at(pos)
+                c0, c1, c2 = cap[i].tolist()
+                while True:
+                    table._allocate_quiet(i, vec, index.watcher)
+                    out[k] = i
+                    k += 1
+                    if k == stop:
+                        break
+                    # The index's own feasibility test, on the same floats.
+                    a0, a1, a2 = alloc[i].tolist()
+                    if not (c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+                        break
+                index.moved(i, pos)
+
+    def _place(self, vec: FloatArray) -> int:
+        index = self._index
+        table = self.table
+        if index is None:
+            found = _scores.choose(table, self.strategy, vec, self._typical)
+            if found is None:
+                return WAITING if table.fits_any_total(vec) else NEVER
+            table.allocate(found, vec)
+            if self.strategy in _LEARNS:
+                self.typical.observe(vec)
+            return found
+        r0, r1, r2 = vec.tolist()
+        pos = index.best(r0, r1, r2)
+        if pos < 0:
+            return WAITING if table.fits_any_total(vec) else NEVER
+        i = index.node_at(pos)
+        table._allocate_quiet(i, vec, index.watcher)
+        index.moved(i, pos)
+        return i
+
+    # -- looking ---------------------------------------------------------
+
+    def choose(self, demand: ArrayLike) -> int | None:
+        """The row ``place`` would pick for ``demand`` now, without allocating."""
+        vec = as_vector(demand)
+        if self._index is None:
+            return _scores.choose(self.table, self.strategy, vec, self._typical)
+        self._index.sync()
+        r0, r1, r2 = vec.tolist()
+        pos = self._index.best(r0, r1, r2)
+        return None if pos < 0 else self._index.node_at(pos)
+
+    def score(self, demand: ArrayLike) -> FloatArray:
+        """Every node's score for ``demand``; ``nan`` where it is dead or does not fit."""
+        return _scores.scores(self.table, self.strategy, as_vector(demand), self._typical)
+
+    def explain(self, demand: ArrayLike) -> PlacementExplanation:
+        """Every node's liveness, fit, score and utilisation before and after.
+
+        Utilisation is allocated utilisation: the mean over the node's
+        dimensions with capacity.
+        """
+        vec = as_vector(demand)
+        table = self.table
+        w = _scores.weights(table.capacity)
+        before = _scores.weighted_sum(table.allocated, w)
+        after = before + _scores.demand_term(vec, w)
+        s = _scores.scores(table, self.strategy, vec, self._typical)
+        nodes = tuple(
+            NodeScore(
+                node_id=node_id,
+                alive=bool(table.alive[i]),
+                fits=not np.isnan(s[i]),
+                score=None if np.isnan(s[i]) else float(s[i]),
+                utilisation_before=float(before[i]),
+                utilisation_after=None if np.isnan(s[i]) else float(after[i]),
+            )
+            for i, node_id in enumerate(table.node_ids)
+        )
+        return PlacementExplanation(strategy=self.strategy, nodes=nodes)
+
+
+__all__ = [
+    "NEVER",
+    "RESOURCES",
+    "STRATEGIES",
+    "WAITING",
+    "BatchPlacement",
+    "NodeTable",
+    "Placement",
+    "Placer",
+    "Reservation",
+    "ReservationBook",
+    "Status",
+    "Strategy",
+]
