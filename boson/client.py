@@ -333,7 +333,7 @@ class Client:
         loop = asyncio.get_running_loop()
         for task in tasks:
             self._waiters.setdefault(task.task_id, loop.create_future())
-        route = Route(self.names.work_exchange, RK_SUBMIT)
+        route = Route(self.names.work_exchange, RK_SUBMIT, mandatory=True)
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
 

@@ -36,6 +36,14 @@ class PublishNotConfirmedError(TransientError):
     """The broker did not confirm a publish (nack, return or timeout)."""
 
 
+class UnroutableError(PublishNotConfirmedError):
+    """A ``mandatory`` publish routed to no queue: the broker returned it.
+
+    Nothing consumes that route yet (its queue is not declared, or expired).
+    The message was not delivered anywhere; publish again once the queue exists.
+    """
+
+
 class DecodeError(BosonError):
     """Bytes that can never become a valid message: dead-letter, never requeue.
 
@@ -178,5 +186,6 @@ __all__ = [
     "UnknownKeyError",
     "UnknownKindError",
     "UnplaceableTaskError",
+    "UnroutableError",
     "UnsupportedVersionError",
 ]

@@ -175,7 +175,9 @@ class BalancerHandlers:
             dispatch=dispatch,
         )
         try:
-            await self.publish(Route(self.names.work_exchange, rk_node(node_id)), assigned)
+            await self.publish(
+                Route(self.names.work_exchange, rk_node(node_id), mandatory=True), assigned
+            )
         except BaseException:
             # Not sent: the node never gets it, so it must not hold its credit.
             self.dispatcher.complete(task.task_id)
@@ -197,7 +199,7 @@ class BalancerHandlers:
             node_id=target,
             strategy="parked",
         )
-        return Emit(Route(self.names.work_exchange, RK_PARKED), placed)
+        return Emit(Route(self.names.work_exchange, RK_PARKED, mandatory=True), placed)
 
 
 __all__ = ["BalancerHandlers"]

@@ -140,7 +140,7 @@ class SchedulerHandlers:
                 strategy=self.strategy,
                 explanation=explanations[k],
             )
-            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED), placed))
+            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED, mandatory=True), placed))
         return emits
 
     def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:

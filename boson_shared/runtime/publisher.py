@@ -32,10 +32,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a message goes: an exchange and a routing key."""
+    """Where a message goes: an exchange and a routing key.
+
+    ``mandatory`` routes are the ones where a message that reaches no queue is
+    lost work (a task, a data request): the broker returns it and the
+    publisher gets :class:`~boson_shared.errors.UnroutableError` instead of a
+    silent drop. Events nobody listens to are not mandatory.
+    """
 
     exchange: str
     routing_key: str
+    mandatory: bool = False
 
 
 class _Waiter:
@@ -120,7 +127,9 @@ class BatchingPublisher:
         self, route: Route, body: bytes, *, headers: Headers | None = None
     ) -> None:
         """Publish already-encoded bytes (dead-lettering, forwarding), unbatched."""
-        await self._transport.publish(route.exchange, route.routing_key, body, headers=headers)
+        await self._transport.publish(
+            route.exchange, route.routing_key, body, headers=headers, mandatory=route.mandatory
+        )
 
     async def close(self, grace: float = 10.0) -> None:
         """Wait for envelopes in flight (bounded), then fail whatever is left."""
@@ -177,6 +186,7 @@ class BatchingPublisher:
                 body,
                 headers={HEADER_KIND: lane.kind},
                 message_id=messages[0].message_id if len(messages) == 1 else None,
+                mandatory=lane.route.mandatory,
             )
         except BaseException as error:
             # Every waiter learns the outcome; cancellation still propagates.

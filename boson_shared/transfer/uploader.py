@@ -209,7 +209,9 @@ class Uploader:
 
     async def _check(self, inbox: asyncio.Queue[DataReply], check: CheckData) -> DataStatus:
         """The store's answer to ``check`` (by digest, a ``DataStored`` of it counts as present)."""
-        await self._publisher.publish(Route(self._names.work_exchange, RK_DATA_REQUEST), check)
+        await self._publisher.publish(
+            Route(self._names.work_exchange, RK_DATA_REQUEST, mandatory=True), check
+        )
         asked = check.fingerprint if check.digest is None else check.digest
         try:
             async with asyncio.timeout(self.options.check_timeout_s):

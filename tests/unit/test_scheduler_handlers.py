@@ -89,7 +89,7 @@ def task(
 def placed(emits: Sequence[Emit]) -> list[TaskPlaced]:
     out = [e.message for e in emits if isinstance(e.message, TaskPlaced)]
     assert all(
-        e.route == Route(NAMES.work_exchange, RK_PLACED)
+        e.route == Route(NAMES.work_exchange, RK_PLACED, mandatory=True)
         for e in emits
         if isinstance(e.message, TaskPlaced)
     )

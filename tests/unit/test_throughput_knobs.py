@@ -220,7 +220,7 @@ async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it()
     assert d.held == {}
     assert len(published) == 50
     for route, message in published:
-        assert route == Route(NAMES.work_exchange, RK_PARKED)
+        assert route == Route(NAMES.work_exchange, RK_PARKED, mandatory=True)
         assert isinstance(message, TaskPlaced)
         assert message.strategy == "parked"
         assert not message.message_id.startswith(message.task.task_id)
