@@ -29,6 +29,7 @@ from pydantic import SecretStr, ValidationError
 
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
+from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
@@ -59,7 +60,6 @@ from boson_shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
-CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 DEFAULT_COMPLEXITY = 1.0
 """A task that states no complexity still holds one unit, so it is counted."""
 

@@ -33,7 +33,9 @@ Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
 Fraction: TypeAlias = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Timestamp: TypeAlias = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Timestamp: TypeAlias = Annotated[
+    float, Field(ge=0, allow_inf_nan=False, description="Seconds since the Unix epoch (UTC).")
+]
 Count: TypeAlias = Annotated[int, Field(ge=0, le=2**53)]
 
 
@@ -70,9 +72,9 @@ class Message(Model):
 class ResourceVector(Model):
     """Resource amounts in demand units, one per dimension."""
 
-    cpu: NonNegative = 0.0
-    memory: NonNegative = 0.0
-    gpu: NonNegative = 0.0
+    cpu: NonNegative = Field(default=0.0, description="Demand units.")
+    memory: NonNegative = Field(default=0.0, description="Demand units.")
+    gpu: NonNegative = Field(default=0.0, description="Demand units.")
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.cpu, self.memory, self.gpu)
@@ -102,12 +104,20 @@ class TaskSubmitted(Message):
     params: dict[str, Any] = Field(default_factory=dict)
     data: bytes | None = None
     data_ref: DataRef | None = None
-    complexity: NonNegative = 0.0
-    data_size: NonNegative = 0.0
+    complexity: NonNegative = Field(
+        default=0.0, description="Demand units the task's work costs, before its data."
+    )
+    data_size: NonNegative = Field(
+        default=0.0, description="Size of the task's input in KiB (1024 bytes)."
+    )
     requests: ResourceRequest | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = 300.0
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = Field(
+        default=300.0, description="Seconds the handler may run before the attempt fails."
+    )
     max_retries: Annotated[int, Field(ge=0, le=25)] = 3
-    reply_to: Identifier
+    reply_to: Identifier = Field(
+        description="Client id: the result is published with routing key result.<reply_to>."
+    )
     submitted_at: Timestamp = Field(default_factory=now)
     explain: bool = False
 
@@ -162,9 +172,9 @@ class TaskAssigned(Message):
 class TaskUsage(Model):
     """What a task really used, for the online demand model."""
 
-    wall_s: NonNegative
-    cpu_s: NonNegative
-    peak_memory_bytes: Count
+    wall_s: NonNegative = Field(description="Wall-clock seconds the handler ran.")
+    cpu_s: NonNegative = Field(description="CPU seconds the handler used.")
+    peak_memory_bytes: Count = Field(description="Peak resident memory in bytes.")
 
 
 class TaskFailure(Model):

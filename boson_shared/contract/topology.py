@@ -55,6 +55,15 @@ HEADER_ERROR = "x-boson-error"
 HEADER_SOURCE_QUEUE = "x-boson-source-queue"
 HEADER_KIND = "x-boson-kind"
 
+# Dead-letter reasons the runtime writes into HEADER_REASON, besides the
+# decode errors' own tokens (``DecodeError.reason``).
+REASON_UNEXPECTED_KIND = "unexpected-kind"
+"""The envelope decoded, but its kind is not one the queue takes."""
+REASON_PERMANENT_ERROR = "permanent-error"
+"""The handler failed in a way a retry cannot fix."""
+REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+"""The handler failed on every attempt the retry policy allows."""
+
 
 def rk_node(node_id: str) -> str:
     return f"node.{node_id}"
@@ -339,6 +348,9 @@ __all__ = [
     "HEADER_KIND",
     "HEADER_REASON",
     "HEADER_SOURCE_QUEUE",
+    "REASON_PERMANENT_ERROR",
+    "REASON_RETRIES_EXHAUSTED",
+    "REASON_UNEXPECTED_KIND",
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",
