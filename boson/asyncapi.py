@@ -43,6 +43,7 @@ from boson_shared.contract.topology import (
     REASON_PERMANENT_ERROR,
     REASON_RETRIES_EXHAUSTED,
     REASON_UNEXPECTED_KIND,
+    REASON_UNROUTABLE,
     Names,
     rk_data_reply,
     rk_data_stored,
@@ -203,6 +204,11 @@ def _channel(channel: Channel, kinds: Mapping[str, type[Message]]) -> dict[str, 
         f"routing key `{channel.routing_key}`. Published by: {published}. "
         f"Consumed by: {read_by}."
     )
+    if channel.parks_unroutable:
+        description += (
+            " If no queue is bound, the message is parked in the dead-letter queue with "
+            f"{HEADER_REASON} `{REASON_UNROUTABLE}` and this routing key, never dropped."
+        )
     if channel.mandatory:
         description += (
             " Published mandatory: if no queue is bound the broker returns the message "
@@ -232,6 +238,7 @@ def _channel(channel: Channel, kinds: Mapping[str, type[Message]]) -> dict[str, 
         "x-boson-publishers": list(channel.publishers),
         "x-boson-consumers": consumers,
         "x-boson-mandatory": channel.mandatory,
+        "x-boson-parks-unroutable": channel.parks_unroutable,
     }
     if parameters:
         doc["parameters"] = parameters
@@ -277,6 +284,7 @@ def _dead_letter_channel(names: Names, kinds: Mapping[str, type[Message]]) -> di
             REASON_UNEXPECTED_KIND,
             REASON_PERMANENT_ERROR,
             REASON_RETRIES_EXHAUSTED,
+            REASON_UNROUTABLE,
         }
     )
     return {
@@ -286,7 +294,8 @@ def _dead_letter_channel(names: Names, kinds: Mapping[str, type[Message]]) -> di
             f"Messages no consumer could process: bad bytes, unexpected kinds, exhausted "
             f"retries. Exchange `{names.dead_exchange}` (fanout) into queue "
             f"`{names.dead_letter_queue}`; the routing key is the queue the message came "
-            f"from. The body is the original envelope, unchanged. Boson's consumers publish "
+            f"from (for a parked unroutable reply: its own routing key). The body is the original "
+            f"envelope, unchanged. Boson's consumers publish "
             f"these with the {HEADER_REASON} headers; a queue's own dead-lettering (a "
             f"rejected delivery) adds RabbitMQ's x-death / x-first-death-* headers instead."
         ),
@@ -334,7 +343,7 @@ def _dead_letter_message(kinds: Mapping[str, type[Message]], reasons: list[str])
         "contentType": CONTENT_TYPE,
         "headers": {
             "type": "object",
-            "required": [HEADER_REASON, HEADER_ERROR, HEADER_SOURCE_QUEUE],
+            "required": [HEADER_REASON, HEADER_ERROR],
             "properties": {
                 HEADER_REASON: {
                     "type": "string",
@@ -347,7 +356,10 @@ def _dead_letter_message(kinds: Mapping[str, type[Message]], reasons: list[str])
                 },
                 HEADER_SOURCE_QUEUE: {
                     "type": "string",
-                    "description": "The queue the message was consumed from.",
+                    "description": (
+                        "The queue the message was consumed from (absent on a parked "
+                        "unroutable reply, which no queue ever held)."
+                    ),
                 },
                 HEADER_ATTEMPT: {
                     "type": "integer",
@@ -413,9 +425,10 @@ def _overview(names: Names) -> str:
         f"`{client_queue}`, bound with {client_keys}, declared with arguments "
         f"`{json.dumps(client.arguments())}`. Another client may use any queue of its own "
         f"bound to `{rk_result(CLIENT_ID)}`; if it declares that name, it must use exactly "
-        "those arguments (RabbitMQ refuses a re-declaration that differs). Results are not "
-        "published mandatory: a result for a client id with no bound queue is dropped, so "
-        "bind the queue before submitting.",
+        "those arguments (RabbitMQ refuses a re-declaration that differs). Bind the queue "
+        "before submitting: a result for a client id with no bound queue is not delivered "
+        f"later; it is parked in `{names.dead_letter_queue}` with `{HEADER_REASON}: "
+        f"{REASON_UNROUTABLE}` and its own routing key, for an operator to replay.",
         "**Before publishing a task**, a client must: (1) have the exchanges (declare them "
         "as above, or wait for a service to); (2) declare and bind its reply queue; (3) "
         f"publish `task.submitted` to `{names.work_exchange}` with key `task.submit`, "

@@ -126,7 +126,7 @@ class SimulatedNode(Service):
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [Emit(Route.reply(self.names, rk_result(task.reply_to)), result)]
 
 
 __all__ = ["SimulatedNode"]

@@ -108,7 +108,7 @@ class BalancerHandlers:
         result = failed_result(
             task, type(error).__name__, str(error), attempts=attempts, demand=demand
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [Emit(Route.reply(self.names, rk_result(task.reply_to)), result)]
 
     async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
         """An envelope of events: its results free credit first, then one pump.

@@ -238,7 +238,7 @@ class ExecutorHandlers:
         return packed
 
     def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+        return Emit(Route.reply(self.names, rk_result(result.reply_to)), result)
 
 
 __all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]

@@ -163,7 +163,7 @@ class SchedulerHandlers:
         return [self._result_emit(result)]
 
     def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+        return Emit(Route.reply(self.names, rk_result(result.reply_to)), result)
 
 
 __all__ = ["SchedulerHandlers", "failed_result"]

@@ -92,6 +92,9 @@ class Channel:
     mandatory: bool
     """Published ``mandatory``: if no queue is bound, the publisher gets an error."""
     summary: str
+    parks_unroutable: bool = False
+    """A message that routes to no queue is parked in the dead-letter queue
+    (reason ``unroutable``) instead of being dropped."""
 
 
 def _queue(topology: Topology, name: str) -> QueueSpec:
@@ -198,6 +201,7 @@ def channels(names: Names) -> tuple[Channel, ...]:
             ),
             False,
             "A task's outcome (succeeded or failed), routed by its reply_to.",
+            parks_unroutable=True,
         ),
         Channel(
             "dataReply",
@@ -208,7 +212,8 @@ def channels(names: Names) -> tuple[Channel, ...]:
             ("transfer",),
             (Consumer("client", client, rk_data_reply(CLIENT_ID)),),
             False,
-            "The transfer service's answers: a data.status, or a fetched blob's chunks.",
+            "The transfer service's answers: a data.status (parked if unroutable), or a "
+            "fetched blob's chunks (dropped if unroutable: the fetcher asks again).",
         ),
         Channel(
             "dataStored",
@@ -220,6 +225,7 @@ def channels(names: Names) -> tuple[Channel, ...]:
             (Consumer("client", client, rk_data_stored(CLIENT_ID)),),
             False,
             "A blob the client uploaded is stored and its digest verified.",
+            parks_unroutable=True,
         ),
         Channel(
             "nodeHeartbeat",

@@ -63,6 +63,8 @@ REASON_PERMANENT_ERROR = "permanent-error"
 """The handler failed in a way a retry cannot fix."""
 REASON_RETRIES_EXHAUSTED = "retries-exhausted"
 """The handler failed on every attempt the retry policy allows."""
+REASON_UNROUTABLE = "unroutable"
+"""A reply routed to no queue (its client's queue is gone) and was parked."""
 
 
 def rk_node(node_id: str) -> str:
@@ -351,6 +353,7 @@ __all__ = [
     "REASON_PERMANENT_ERROR",
     "REASON_RETRIES_EXHAUSTED",
     "REASON_UNEXPECTED_KIND",
+    "REASON_UNROUTABLE",
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",

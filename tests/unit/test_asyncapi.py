@@ -124,7 +124,13 @@ def test_dead_letter_headers_and_reasons() -> None:
     document = generated()
     headers = document["components"]["messages"]["deadLetter"]["headers"]
     reasons = set(headers["properties"][HEADER_REASON]["enum"])
-    assert {"malformed-payload", "schema", "unknown-key", "retries-exhausted"} <= reasons
+    assert {
+        "malformed-payload",
+        "schema",
+        "unknown-key",
+        "retries-exhausted",
+        "unroutable",
+    } <= reasons
     assert all(name.startswith("x-boson-") for name in headers["properties"])
 
 
@@ -134,6 +140,7 @@ def test_mandatory_routes_are_marked() -> None:
     binding = document["operations"]["sendTaskSubmit"]["bindings"]["amqp"]
     assert binding["mandatory"] is True
     assert document["channels"]["taskResult"]["x-boson-mandatory"] is False
+    assert document["channels"]["taskResult"]["x-boson-parks-unroutable"] is True
 
 
 def test_cli_prints_and_writes_the_document(

@@ -39,7 +39,7 @@ async def test_a_placement_given_up_on_becomes_a_failed_result() -> None:
     balancer = handlers()
     placed = TaskPlaced(task=TASK, demand=DEMAND, node_id=None, strategy="binpack")
     (emit,) = await balancer.on_placed_exhausted(placed, RuntimeError("stuck"), 4)
-    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
+    assert emit.route == Route.reply(NAMES, rk_result("c1"))
     assert isinstance(emit.message, TaskResult)
     assert emit.message.status == "failed"
     assert emit.message.attempts == 4

@@ -240,7 +240,7 @@ async def test_a_submission_the_scheduler_gives_up_on_fails_at_the_client() -> N
     # a failed result, not wait for ever on a dead-lettered submission.
     task = TaskSubmitted(task_id="stuck", handler="noop", reply_to="c1", submitted_at=NOW)
     (emit,) = await handlers().on_exhausted(task, RuntimeError("model exploded"), 4)
-    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
+    assert emit.route == Route.reply(NAMES, rk_result("c1"))
     assert isinstance(emit.message, TaskResult)
     assert emit.message.status == "failed"
     assert emit.message.attempts == 4
