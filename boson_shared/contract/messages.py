@@ -32,7 +32,9 @@ Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """Lower-case hex SHA-256."""
 
 NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Fraction: TypeAlias = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Fraction: TypeAlias = Annotated[
+    float, Field(ge=0, le=1, allow_inf_nan=False, description="A share of the whole, 0 to 1.")
+]
 Timestamp: TypeAlias = Annotated[
     float, Field(ge=0, allow_inf_nan=False, description="Seconds since the Unix epoch (UTC).")
 ]
@@ -92,7 +94,7 @@ class DataRef(Model):
     """A content-addressed blob held by the transfer service."""
 
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
 
 
 class TaskSubmitted(Message):
@@ -331,8 +333,8 @@ class DataChunk(Message):
     digest: Digest | None = None
     index: Count
     total_chunks: Annotated[int, Field(ge=1, le=2**32)]
-    total_size: Count
-    offset: Count
+    total_size: Count = Field(description="The whole blob's size in bytes.")
+    offset: Count = Field(description="Where this chunk starts in the blob, in bytes.")
     data: bytes
     reply_to: Identifier | None = None
     encoding: Literal["identity", "zstd"] = "identity"
@@ -394,7 +396,9 @@ class FetchData(Message):
     request_id: Identifier
     digest: Digest
     reply_to: Identifier
-    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        default=1024 * 1024, description="Bytes per chunk of the reply."
+    )
 
 
 class DataStored(Message):
@@ -403,7 +407,7 @@ class DataStored(Message):
     kind: Literal["data.stored"] = "data.stored"
     upload_id: Identifier
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
     already_present: bool = False
     stored_at: Timestamp = Field(default_factory=now)
 
