@@ -1,7 +1,7 @@
 """Settings every Boson process shares, from ``BOSON_`` variables.
 
 Built once in a service's ``__main__`` (or by the launcher) and passed down;
-nothing else reads the environment (CONVENTIONS §5). Tests pass values as
+nothing else reads the environment (docs/design.md#configuration). Tests pass values as
 keyword arguments. Secrets are ``SecretStr``: they never appear in a repr.
 """
 

@@ -474,7 +474,7 @@ class Dispatcher:
         if not open_nodes:
             return
         # The window the pump may dispatch from, in the balancing library's
-        # order (DESIGN §3.3, as the simulator's balancer): a dead node's work,
+        # order (docs/design.md#balancing, as the simulator's balancer): a dead node's work,
         # then work held past age_limit_s, then the smallest pending job first.
         window: list[HeldTask] = []
         while self.flexible and len(window) < FLEXIBLE_WINDOW:

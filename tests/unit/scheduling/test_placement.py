@@ -1,4 +1,7 @@
-"""Placement strategies against scores computed by hand, and the worked example of DESIGN §3.4."""
+"""Placement strategies against scores computed by hand, and the worked example.
+
+The example is ``docs/design.md#worked-example``.
+"""
 
 from __future__ import annotations
 
