@@ -49,8 +49,8 @@ class BosonSettings(BaseSettings):
     batch_max_in_flight: Annotated[int, Field(ge=1, le=64)] = 1
     """Envelopes of one lane awaiting their confirm at once; more messages wait
     and leave together in the next one (the batching window is a confirm).
-    One packs the most per envelope: measured, a fifth less CPU per task in
-    the services and the broker than two (benchmarks/pipeline.py)."""
+    One packs the most per envelope, so each task costs the least CPU in the
+    services and the broker (docs/performance.md#batching-knobs)."""
 
     dedup_capacity: Annotated[int, Field(ge=1)] = 100_000
     ingress_max_age_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
