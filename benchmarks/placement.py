@@ -1,7 +1,7 @@
 """Placements per second of the default strategy: Boson's placer against a plain loop.
 
 Run: ``.venv/bin/python benchmarks/placement.py [--placements M] [--sizes 100,1000,...]
-[--strategy S]`` (default: the scheduler's default, ``binpack``).
+[--strategy S]`` (default: the scheduler's default, ``binpack-fgd``).
 
 Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its README):
 
