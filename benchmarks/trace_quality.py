@@ -37,9 +37,9 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from boson.commands.simulate import describe, render_table, write_plots  # noqa: E402
 from boson.simulation.metrics import Metrics, offered_load  # noqa: E402
 from boson.simulation.policies import compare, policy_names  # noqa: E402
+from boson.simulation.report import describe, render_table, write_plots  # noqa: E402
 from boson.simulation.scale import factor_for_load, scale_cluster  # noqa: E402
 from boson.simulation.traces import Trace, load_trace  # noqa: E402
 

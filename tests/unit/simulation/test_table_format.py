@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boson.commands.simulate import number_text
+from boson.simulation.report import number_text
 
 
 @pytest.mark.parametrize(
