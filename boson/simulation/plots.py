@@ -12,7 +12,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from boson.simulation.metrics import FloatArray, Metrics, Recorder
+from boson.simulation.metrics import Metrics, Recorder
+from boson.simulation.table import FloatArray
 
 
 def _hours(recorder: Recorder) -> FloatArray:

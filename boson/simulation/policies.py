@@ -45,7 +45,7 @@ import numpy as np
 from boson.simulation.baselines import BASELINES
 from boson.simulation.engine import (
     DEFAULT_SAMPLE_STEP,
-    Dispatcher,
+    BacklogDrainer,
     Pending,
     Simulation,
     simulate,
@@ -242,11 +242,11 @@ class Balancer:
 
 @dataclass(frozen=True)
 class Policy:
-    """A named placer factory with its dispatcher."""
+    """A named placer factory with its backlog drainer."""
 
     name: str
     placer: Callable[[NodeTable], BatchPlacer]
-    dispatcher: Callable[[], Dispatcher]
+    drainer: Callable[[], BacklogDrainer]
     baseline: bool
 
     def probation(self, base_s: float = PROBATION_S) -> Probation | None:
@@ -279,12 +279,12 @@ def make_policy(name: str) -> Policy:
     strategy, _, rest = name.partition("+")
     if rest not in ("", REBALANCE_SUFFIX[1:]):
         raise KeyError(name)
-    dispatcher: Callable[[], Dispatcher] = Balancer if rest else HeadOfLine
+    drainer: Callable[[], BacklogDrainer] = Balancer if rest else HeadOfLine
     if strategy in BASELINES:
-        return Policy(name, BASELINES[strategy], dispatcher, baseline=True)
+        return Policy(name, BASELINES[strategy], drainer, baseline=True)
     if strategy not in BOSON_STRATEGIES:
         raise KeyError(name)
-    return Policy(name, _boson(strategy), dispatcher, baseline=False)
+    return Policy(name, _boson(strategy), drainer, baseline=False)
 
 
 def compare(
@@ -306,7 +306,7 @@ def compare(
                 cluster,
                 events,
                 policy.placer,
-                policy.dispatcher(),
+                policy.drainer(),
                 sample_step,
                 policy.probation(probation_s),
             )
