@@ -31,8 +31,8 @@ on probation when it returns (:mod:`~boson_shared.scheduling.probation`, what
 Boson's monitor does); the baselines trust it at once, as their schedulers do.
 
 There is no rebalancing of *running* work: instances start when placed, and
-:func:`~boson_shared.scheduling.balancing.plan_rebalance` only moves work that has
-not started, of which the simulator has none on any node.
+the balancer service only moves held work that has not started, of which the
+simulator has none on any node.
 """
 
 from __future__ import annotations
