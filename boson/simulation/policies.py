@@ -62,9 +62,9 @@ from boson_shared.scheduling.balancing import (
 )
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import PROBATION_S, Probation
-from boson_shared.scheduling.remnant import LongRunDemand
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd")
 REBALANCE_SUFFIX = "+rebalance"

@@ -58,9 +58,9 @@ from boson_shared.scheduling.balancing import (
     imbalance,
     power_of_two_choices,
 )
-from boson_shared.scheduling.remnant import LongRunDemand
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""

@@ -268,7 +268,7 @@ def test_remnant_avoids_stranding_one_dimension() -> None:
 
 
 def test_typical_demand_is_the_median_of_recent_placements() -> None:
-    from boson_shared.scheduling.remnant import TypicalDemand
+    from boson_shared.scheduling.typical_demand import TypicalDemand
 
     typical = TypicalDemand(window=8, refresh_every=4)
     typical.observe(np.array([1.0, 2.0, 0.0]), 3)
