@@ -17,9 +17,10 @@ from typing import Any
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned, TaskResult
-from boson_shared.contract.topology import Topology, rk_heartbeat, rk_result
+from boson_shared.contract.topology import Topology, rk_heartbeat
 from boson_shared.runtime.consumer import ConsumerSpec, Emit
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.settings import BosonSettings
 
@@ -126,7 +127,7 @@ class SimulatedNode(Service):
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [result_emit(self.names, result)]
 
 
 __all__ = ["SimulatedNode"]

@@ -30,10 +30,11 @@ from boson_shared.contract.messages import (
     failed_result,
     new_id,
 )
-from boson_shared.contract.topology import RK_PARKED, Names, rk_node, rk_result
+from boson_shared.contract.topology import RK_PARKED, Names, rk_node
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class BalancerHandlers:
         result = failed_result(
             task, type(error).__name__, str(error), attempts=attempts, demand=demand
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [result_emit(self.names, result)]
 
     async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
         """An envelope of events: its results free credit first, then one pump.
