@@ -257,7 +257,7 @@ class ExplodingModel:
 
 
 async def test_the_scheduler_service_reports_a_submission_out_of_retries() -> None:
-    from boson.embedded import EmbeddedCluster
+    from boson.launcher import EmbeddedCluster
     from boson_services.scheduler.app import SchedulerService
     from boson_shared.settings import BosonSettings
 
