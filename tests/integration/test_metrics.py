@@ -1,7 +1,7 @@
 """The monitor's metrics endpoint, scraped over HTTP and parsed like Prometheus would.
 
 The control plane runs as in ``test_control_plane`` (real services, one
-connection each); the monitor's routes are served by the same
+connection each: ``tests/support/control_plane.py``); the monitor's routes are served by the same
 :class:`~boson_shared.runtime.health.HealthServer` that ``boson_shared.runtime.main.serve``
 starts, on a port the OS picks (``health_port=0``).
 """
@@ -16,9 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boson.client import TaskRequest
 from boson_shared.runtime.health import HealthServer
-from tests.integration.test_control_plane import ControlPlane, plane, until
-
-__all__ = ["plane"]  # the fixture, re-used
+from tests.support.control_plane import ControlPlane, until
 
 TASKS = 200
 ALLOCATED = {"m1": 100.0, "m2": 250.0, "m3": 400.0}

@@ -15,7 +15,8 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import Names, rk_result
 from boson_shared.runtime.consumer import delivery_redelivered
 from boson_shared.runtime.publisher import Route
-from tests.unit.test_balancer_dispatcher import N, snapshot
+from tests.support.balancer import N, snapshot
+from tests.support.fakes import Published
 
 NAMES = Names("bal-test")
 
@@ -113,15 +114,11 @@ async def test_leftover_copies_of_a_finished_task_are_not_dispatched_again() -> 
 
 async def test_a_fresh_submission_of_a_finished_task_id_is_still_dispatched() -> None:
     # Not a leftover (not redelivered): the executor answers it with its replay.
-    sent: list[Message] = []
-
-    async def publish(route: Route, message: Message) -> None:
-        sent.append(message)
-
+    publish = Published()
     balancer = BalancerHandlers(handlers().dispatcher, NAMES, publish, park_after_s=60.0)
     balancer.dispatcher.on_snapshot(snapshot([N("a", slots=2)]))
     balancer.finished.add("t1")
     placed = TaskPlaced(task=TASK, demand=DEMAND, node_id="a", strategy="binpack")
     await balancer.on_placed(placed)
-    assert [type(m) for m in sent] == [TaskAssigned]
+    assert [type(m) for m in publish.messages] == [TaskAssigned]
     assert balancer.skipped_finished == 0

@@ -18,18 +18,11 @@ from boson_shared.contract.topology import RK_PLACED, Names, rk_result
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.scheduling.demand import LinearDemandModel
+from tests.support.fakes import Clock
 
 NOW = 1_700_000_000.0
 MAX_AGE = 60.0
 NAMES = Names("sched-test")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def handlers(clock: Clock | None = None, strategy: str = "binpack") -> SchedulerHandlers:

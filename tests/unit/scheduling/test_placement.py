@@ -16,6 +16,7 @@ from boson_shared.scheduling.placement import (
     Placer,
     ReservationBook,
 )
+from tests.support.fakes import Clock
 
 WORKED = (350, 400, 300, 250, 200)
 
@@ -190,16 +191,8 @@ def test_unknown_strategy() -> None:
         Placer(NodeTable(), "random")  # type: ignore[arg-type]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_reservations_spread_a_burst_between_snapshots() -> None:
-    clock = FakeClock()
+    clock = Clock(100.0)
     table = NodeTable()
     table.upsert("a", (10, 10, 0))
     table.upsert("b", (10, 10, 0))
