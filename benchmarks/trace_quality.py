@@ -13,8 +13,8 @@ requests, are left out and counted. Machines: 64 cores and their
 running instances restart elsewhere from scratch.
 
 Boson's default is ``binpack-fgd`` with rebalancing (the scheduler's default
-strategy: DESIGN §3.2's binpack that first of all does not strand the
-bottleneck resource, see ``boson_shared/scheduling/scores.py``). Plain ``binpack``
+strategy: binpack that first of all does not strand the bottleneck
+resource, see docs/design.md#placement and ``boson_shared/scheduling/scores.py``). Plain ``binpack``
 (faster on very large clusters) and ``remnant`` (binpack minus a
 stranded-capacity penalty), both with rebalancing, are judged too. Boson's
 policies put a node back from failing on probation

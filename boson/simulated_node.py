@@ -1,10 +1,11 @@
 """A simulated compute node: real heartbeats and a real node queue, no real work.
 
-``boson demo`` uses five of them to reproduce DESIGN §3.4 (nodes whose
-heartbeats report a given allocation), and the integration tests use them
-to drive the control plane at a pace they choose. Each one speaks the same
-protocol as an executor: it heartbeats on the events exchange, consumes its
-node queue, and answers every assignment with a ``TaskResult``.
+``boson demo`` uses five of them to replay the worked placement example of
+docs/design.md#placement (nodes whose heartbeats report a given allocation),
+and the integration tests use them to drive the control plane at a pace they
+choose. Each one speaks the same protocol as an executor: it heartbeats on
+the events exchange, consumes its node queue, and answers every assignment
+with a ``TaskResult``.
 """
 
 from __future__ import annotations

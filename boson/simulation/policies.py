@@ -3,7 +3,7 @@
 In the simulator a placed instance starts at once, so there is no
 not-yet-started work sitting on a node for the balancer to move. What the
 balancer does own is the backlog — work placed as pending because it fit
-nowhere (DESIGN §3.1–3.3). So:
+nowhere (docs/design.md#placement, #balancing). So:
 
 * **without rebalancing** (:class:`HeadOfLine`) — the scheduler alone: each
   time capacity frees, the backlog is retried from its head through the

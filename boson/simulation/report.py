@@ -35,8 +35,8 @@ COLUMNS = (
 
 
 def number_text(value: float) -> str:
-    """Three decimals, three significant digits below 0.1 (fragmentation is
-    ~0.001, where three decimals would hide the differences that matter)."""
+    """Three decimals, three significant digits below 0.1 (fragmentation is a
+    share of a few thousandths, where three decimals would hide the differences)."""
     if abs(value) >= 10:
         return f"{value:.0f}"
     if value == 0 or abs(value) >= 0.1:

@@ -38,7 +38,8 @@ from boson.simulation.table import BoolArray, FloatArray, IntArray
 from boson_shared.errors import ConfigError
 
 SOFTERROR_DOWNTIME_S = 600.0
-"""How long an Alibaba ``softerror`` keeps a machine out (issue 12: 10 minutes)."""
+"""How long an Alibaba ``softerror`` keeps a machine out: the trace records the
+event, not how long it lasted, so the model assumes ten minutes."""
 
 ALIBABA_CPU_UNITS_PER_CORE = 100.0
 

@@ -196,7 +196,7 @@ async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it()
     ]
     await asyncio.sleep(0)
     assert len(d.held) == 50
-    # A timer (wait_for) per held task cost a tenth of the balancer's CPU.
+    # No timer (wait_for) per held task: the sweep parks them instead.
     assert len(loop._scheduled) == timers_before  # type: ignore[attr-defined]
 
     clock.now = 599.0
@@ -277,10 +277,9 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
 
 
 async def test_a_handler_cancelled_just_after_its_node_was_given_still_assigns() -> None:
-    # asyncio.wait_for returned a result it already had despite a cancel; the
-    # handler keeps that: the node's credit is spent, so the assignment goes
-    # out (handing the delivery back instead lost a task when a dead node's
-    # drain consumer was removed in tests/reliability/test_broker_restart.py).
+    # Cancelled just after the dispatcher gave the task a node: the node's
+    # credit is spent, so the assignment still goes out (handing the delivery
+    # back could lose the task if the queue it returns to is being removed).
     d = Dispatcher(
         credit_per_slot=1, hot_threshold=0.9, retarget_after_s=60.0, imbalance_threshold=10.0
     )

@@ -1,4 +1,4 @@
-"""Placement strategies against scores computed by hand, and the worked example of DESIGN §3.4."""
+"""Placement strategies against scores computed by hand, and docs/design.md#placement's example."""
 
 from __future__ import annotations
 
