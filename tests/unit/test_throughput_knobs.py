@@ -168,15 +168,20 @@ async def test_a_services_publisher_keeps_one_envelope_in_flight_per_lane() -> N
 # -- the balancer's hot path: no timer per held task, one fit test per demand --
 
 
-async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it() -> None:
-    clock = Clock()
-    d = Dispatcher(
-        credit_per_slot=2,
+def holding_dispatcher(credit_per_slot: int, clock: Clock | None = None) -> Dispatcher:
+    """A dispatcher that never re-targets or rebalances within a test's time."""
+    return Dispatcher(
+        credit_per_slot=credit_per_slot,
         hot_threshold=0.9,
         retarget_after_s=60.0,
         imbalance_threshold=10.0,
-        clock=clock,
-    )  # no nodes: everything stays held
+        clock=clock or Clock(),
+    )
+
+
+async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it() -> None:
+    clock = Clock()
+    d = holding_dispatcher(2, clock)  # no nodes: everything stays held
     published = Published()
     handlers = BalancerHandlers(d, NAMES, published, park_after_s=600.0)
     loop = asyncio.get_running_loop()
@@ -218,13 +223,7 @@ async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it()
 
 async def test_a_dispatched_task_is_never_parked_and_a_cancelled_one_is_released() -> None:
     clock = Clock()
-    d = Dispatcher(
-        credit_per_slot=1,
-        hot_threshold=0.9,
-        retarget_after_s=60.0,
-        imbalance_threshold=10.0,
-        clock=clock,
-    )
+    d = holding_dispatcher(1, clock)
     d.on_snapshot(snapshot("a"))  # window 2: two go at once, the third waits
     published = Published()
     handlers = BalancerHandlers(d, NAMES, published, park_after_s=10.0)
@@ -280,9 +279,7 @@ async def test_a_handler_cancelled_just_after_its_node_was_given_still_assigns()
     # Cancelled just after the dispatcher gave the task a node: the node's
     # credit is spent, so the assignment still goes out (handing the delivery
     # back could lose the task if the queue it returns to is being removed).
-    d = Dispatcher(
-        credit_per_slot=1, hot_threshold=0.9, retarget_after_s=60.0, imbalance_threshold=10.0
-    )
+    d = holding_dispatcher(1)
     published = Published()
     handlers = BalancerHandlers(d, NAMES, published, park_after_s=600.0)
     task = TaskSubmitted(task_id="t0", handler="noop", reply_to="c")
