@@ -14,7 +14,8 @@ from collections import Counter
 from boson.client import TaskRequest
 from boson_shared.contract.messages import Message, TaskAssigned, TaskResult
 from boson_shared.contract.topology import RK_ALL_RESULTS, rk_node
-from tests.support.control_plane import CREDIT, TASKS, WAIT, ControlPlane, until
+from tests.support.control_plane import CREDIT, TASKS, WAIT, ControlPlane
+from tests.support.waiting import until
 
 
 def is_assigned(message: Message) -> bool:
@@ -54,7 +55,7 @@ async def test_tasks_flow_within_credit_and_a_dead_nodes_queue_moves_to_the_othe
         )
         return sent - done
 
-    await until(lambda: queued() >= 50, "50 tasks queued for the doomed node")
+    await until(lambda: queued() >= 50, "50 tasks queued for the doomed node", WAIT)
     await asyncio.sleep(0.3)  # whatever else its credit allows arrives now
     assert 50 <= queued() <= CREDIT
     assert len(doomed.received) == queued()  # received, none answered

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boson.client import TaskRequest
 from boson_shared.runtime.health import HealthServer
-from tests.support.control_plane import ControlPlane, until
+from tests.support.control_plane import WAIT, ControlPlane
+from tests.support.waiting import until
 
 TASKS = 200
 ALLOCATED = {"m1": 100.0, "m2": 250.0, "m3": 400.0}
@@ -137,7 +138,7 @@ async def test_a_node_that_stops_heartbeating_shows_as_down(
     nodes[0].heartbeating = False
     monitor = plane.monitor
     assert monitor is not None
-    await until(lambda: "m1" not in monitor.handlers.view.alive_nodes(), "m1 marked down")
+    await until(lambda: "m1" not in monitor.handlers.view.alive_nodes(), "m1 marked down", WAIT)
     samples = parse((await scrape(metrics_port))[2])
     assert value(samples, "boson_node_alive", node="m1") == 0
     assert value(samples, "boson_node_alive", node="m2") == 1

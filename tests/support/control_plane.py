@@ -8,9 +8,7 @@ answer assignments like executors. The ``plane`` fixture
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +27,7 @@ from boson_shared.runtime.service import RunningService, Service, start_in_backg
 from boson_shared.runtime.tap import Tap
 from boson_shared.settings import BosonSettings
 from tests.conftest import TrackingTransport, TransportFactory
+from tests.support.waiting import until
 
 HEARTBEAT_S = 0.2
 MISSED = 3
@@ -38,15 +37,6 @@ CREDIT = SLOTS * CREDIT_PER_SLOT
 CAPACITY = 10_000.0
 TASKS = 200
 WAIT = 15.0
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not condition():  # noqa: ASYNC110 - state owned by the services
-                await asyncio.sleep(0.02)
-    except TimeoutError as error:
-        raise AssertionError(f"timed out waiting for {what}") from error
 
 
 @dataclass
@@ -150,7 +140,7 @@ class ControlPlane:
     async def until_scheduler_knows(self, count: int) -> None:
         scheduler = self.scheduler
         assert scheduler is not None
-        await until(lambda: len(scheduler.handlers.table) == count, f"scheduler sees {count}")
+        await until(lambda: len(scheduler.handlers.table) == count, f"scheduler sees {count}", WAIT)
 
     async def depth(self, queue: str) -> int:
         assert self.admin is not None
@@ -166,4 +156,4 @@ class ControlPlane:
         await stop_all(self.running, timeout=10)
 
 
-__all__ = ["CREDIT", "TASKS", "WAIT", "ControlPlane", "until"]
+__all__ = ["CREDIT", "TASKS", "WAIT", "ControlPlane"]
