@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     )
     from boson_shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
 
+    __version__: str
+
 _HOMES: dict[str, str] = {
     "Client": "boson.client",
     "TaskHandle": "boson.client",
@@ -68,15 +70,17 @@ def _version() -> str:
         return "0+unknown"
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value: Any = _version()
-    elif name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-    else:
-        raise AttributeError(f"module 'boson' has no attribute {name!r}")
-    globals()[name] = value  # resolved once; later lookups skip this function
-    return value
+if not TYPE_CHECKING:  # type checkers see the imports above, and flag any other name
+
+    def __getattr__(name: str) -> Any:
+        if name == "__version__":
+            value: Any = _version()
+        elif name in _HOMES:
+            value = getattr(importlib.import_module(_HOMES[name]), name)
+        else:
+            raise AttributeError(f"module 'boson' has no attribute {name!r}")
+        globals()[name] = value  # resolved once; later lookups skip this function
+        return value
 
 
 def __dir__() -> list[str]:
