@@ -19,6 +19,7 @@ from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.scheduling.demand import LinearDemandModel
 from tests.support.fakes import Clock
+from tests.support.results import failure_sent
 
 NOW = 1_700_000_000.0
 MAX_AGE = 60.0
@@ -233,13 +234,9 @@ async def test_a_submission_the_scheduler_gives_up_on_fails_at_the_client() -> N
     # a failed result, not wait for ever on a dead-lettered submission.
     task = TaskSubmitted(task_id="stuck", handler="noop", reply_to="c1", submitted_at=NOW)
     (emit,) = await handlers().on_exhausted(task, RuntimeError("model exploded"), 4)
-    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
-    assert isinstance(emit.message, TaskResult)
-    assert emit.message.status == "failed"
-    assert emit.message.attempts == 4
-    assert emit.message.error is not None
-    assert emit.message.error.error_type == "RuntimeError"
-    assert "model exploded" in emit.message.error.message
+    failure = failure_sent(emit, NAMES, "c1", attempts=4)
+    assert failure.error_type == "RuntimeError"
+    assert "model exploded" in failure.message
 
 
 class ExplodingModel:
