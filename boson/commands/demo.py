@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from boson.embedded import EmbeddedCluster
+from boson.launcher import EmbeddedCluster
 from boson.simulated_node import SimulatedNode
 from boson_services.scheduler.app import SchedulerService
 from boson_shared.contract.messages import Message, ResourceVector, TaskPlaced

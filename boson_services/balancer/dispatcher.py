@@ -57,15 +57,15 @@ from boson_shared.scheduling.balancing import (
     imbalance,
     power_of_two_choices,
 )
-from boson_shared.scheduling.remnant import LongRunDemand
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
 FLEXIBLE_WINDOW = 256
 """Held tasks at the front of the flexible queue one pump orders and may dispatch
-(the simulator's balancer window, ``sim_policies.DEFAULT_WINDOW``)."""
+(the simulator's balancer window, ``boson.simulation.policies.DEFAULT_WINDOW``)."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
