@@ -12,7 +12,7 @@ The flow a user follows::
 Results arrive on the client's own durable reply queue, named by its client
 id and deleted only when long unused, so a client that reconnects with the
 same ``client_id`` still gets them. Each task id's result is shown once,
-whatever the broker redelivers (exactly-once at the client, DESIGN §5).
+whatever the broker redelivers (exactly-once at the client, docs/design.md#delivery).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class Client:
         data_size: float = 0.0,
         requests: ResourceRequest | None = None,
     ) -> ResourceVector:
-        """The demand the scheduler would estimate for such a task (DESIGN §3.1)."""
+        """The demand the scheduler would estimate for such a task (docs/design.md#demand)."""
         return self._demand_model.estimate(complexity, data_size, requests)
 
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:

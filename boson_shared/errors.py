@@ -1,7 +1,7 @@
 """Every error Boson raises, rooted at :class:`BosonError`.
 
 The classes are split by what the *caller* should do, not by where they come
-from (CONVENTIONS §4):
+from (docs/design.md#errors):
 
 * :class:`DecodeError` and its children — the bytes can never become a valid
   message. Dead-letter them at once; never requeue.

@@ -122,7 +122,7 @@ class Keyring:
         """The ring configured by ``BOSON_KEYS`` and ``BOSON_ACTIVE_KEY_ID``.
 
         Raises :class:`ConfigError` when no key is configured: against a real
-        broker a service must not invent one (DESIGN §6).
+        broker a service must not invent one (docs/design.md#keys).
         """
         if settings.keys is None or not settings.keys.get_secret_value().strip():
             raise ConfigError(

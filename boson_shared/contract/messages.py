@@ -60,7 +60,7 @@ class Message(Model):
     """A top-level message: it has a ``kind`` and a ``message_id``.
 
     The message id makes processing idempotent: a consumer that has handled an
-    id acknowledges and drops a repeat (DESIGN §2).
+    id acknowledges and drops a repeat (docs/design.md#delivery).
     """
 
     kind: str

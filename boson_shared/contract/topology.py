@@ -4,7 +4,7 @@ Every name carries the namespace (``BOSON_NAMESPACE``), so tests and tenants
 never collide. Both transports declare exactly what this module describes;
 ``deploy/rabbitmq/definitions.json`` mirrors it for the default namespace.
 
-Layout (DESIGN §1):
+Layout (docs/design.md#topology):
 
 * ``<ns>.work`` (topic) carries commands to competing consumers:
   ``task.submit`` → ``<ns>.tasks.submit`` (schedulers),

@@ -9,7 +9,7 @@ The confirm round trip is the batching window, so no timer is needed and a
 burst packs itself: under load, many items per envelope; idle, one.
 
 ``publish`` returns only when the envelope carrying the message is confirmed,
-so a consumer can ack its input after its effects are safe (DESIGN §5).
+so a consumer can ack its input after its effects are safe (docs/design.md#delivery).
 Lanes pipeline up to ``max_in_flight`` envelopes each.
 """
 

@@ -1,7 +1,7 @@
 """The sender side of an upload: ask first, stream what is new, wait for ``DataStored``.
 
 1. Fingerprint the data (:func:`~boson_shared.transfer.chunks.fingerprint`: the
-   size, the first and the last MiB — ~1 ms whatever the size) and ask the
+   size, the first and the last MiB — cheap whatever the size) and ask the
    store by it (``CheckData``).
 2. The store knows nothing of it: the content is new. Stream every chunk at
    once while the whole blob is hashed in a worker thread alongside; the last
