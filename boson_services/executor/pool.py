@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -99,23 +100,39 @@ def _run_measured(function: Callable[..., Any], task: TaskInput) -> tuple[Any, U
 
 
 def _worker_main(connection: Connection) -> None:
-    """A worker process: run tasks sent over the pipe until told to stop."""
+    """A worker process: run tasks sent over the pipe until told to stop.
+
+    Its executor owns shutdown: Ctrl-C reaches the whole process group, and
+    the executor stops its workers itself. An executor that died (its pipe
+    closed) ends the worker quietly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             request = connection.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if request is None:
             return
         module, qualname, task = request
         try:
             value, usage = _run_measured(resolve(module, qualname), task)
-            connection.send(("ok", value, usage))
+            reply: tuple[str, Any, Usage | None] = ("ok", value, usage)
         except BaseException as error:
             remote = RemoteError(
                 type(error).__name__, str(error)[:2000], isinstance(error, InvalidTaskInputError)
             )
-            connection.send(("error", remote, None))
+            reply = ("error", remote, None)
+        try:
+            connection.send(reply)
+        except OSError:  # BrokenPipeError: the executor is gone
+            return
+        except Exception as error:  # the output does not pickle (sent whole or not at all)
+            unsent = RemoteError(type(error).__name__, str(error)[:2000], False)
+            try:
+                connection.send(("error", unsent, None))
+            except OSError:
+                return
 
 
 class _Worker:
