@@ -142,6 +142,10 @@ class UnplaceableTaskError(BosonError):
     """The task's demand exceeds every node's total capacity: it can never run."""
 
 
+class NoAnswerError(BosonError):
+    """The cluster did not answer in time (no monitor, no scheduler, nothing consuming)."""
+
+
 class TaskFailedError(BosonError):
     """Raised by the client SDK when awaiting the result of a failed task."""
 
@@ -165,6 +169,7 @@ __all__ = [
     "InvalidTaskInputError",
     "InvalidTaskOutputError",
     "MalformedPayloadError",
+    "NoAnswerError",
     "OversizeError",
     "PermanentTaskError",
     "PublishNotConfirmedError",

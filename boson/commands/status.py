@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
-from boson_shared.errors import ConfigError
+from boson_shared.errors import ConfigError, NoAnswerError
 from boson_shared.settings import BosonSettings
 
 
@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
 async def collect(settings: BosonSettings, timeout: float) -> dict[str, Any]:
     client = await Client.connect(settings=settings)
     try:
-        snapshot = await client.snapshot(timeout)
+        try:
+            snapshot = await client.snapshot(timeout)
+        except TimeoutError:
+            raise NoAnswerError(
+                f"no cluster snapshot within {timeout:g} s on namespace "
+                f"{settings.namespace!r}: is a monitor running (`boson run monitor`)?"
+            ) from None
         names = client.names
         queues = [names.submit_queue, names.placed_queue, names.dead_letter_queue]
         queues += [names.node_queue(node.node_id) for node in snapshot.nodes]

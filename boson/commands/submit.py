@@ -73,15 +73,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def read_input(path: Path) -> bytes:
+    """The bytes of ``--input``; a ConfigError naming the problem otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"--input {path} is a directory; name a file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_INPUT:
+            raise ConfigError(f"--input {path} is {size:,} bytes; the limit is {MAX_INPUT:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"--input {path}: no such file") from None
+    except OSError as error:
+        raise ConfigError(f"--input {path}: cannot read it ({error.strerror})") from None
+
+
 def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
     if not 1 <= args.count <= MAX_COUNT:
         raise ConfigError(f"--count must be between 1 and {MAX_COUNT:,}")
-    data = None
-    if args.input is not None:
-        size = args.input.stat().st_size
-        if size > MAX_INPUT:
-            raise ConfigError(f"{args.input} is {size:,} bytes; the limit is {MAX_INPUT:,}")
-        data = args.input.read_bytes()
+    data = None if args.input is None else read_input(args.input)
     params = parse_params(args.param)
     return [
         TaskRequest(
