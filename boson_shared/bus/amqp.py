@@ -253,16 +253,23 @@ class AmqpTransport:
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue`` (passive declare); 0 when it does not exist."""
+        return (await self._queue_counts(queue))[0]
+
+    async def queue_consumers(self, queue: str) -> int:
+        """Consumers of ``queue`` (passive declare); 0 when it does not exist."""
+        return (await self._queue_counts(queue))[1]
+
+    async def _queue_counts(self, queue: str) -> tuple[int, int]:
         state = self._require()
         try:
             async with asyncio.timeout(self._op_timeout):
                 channel = await self._admin(state)
                 ok = await channel.queue_declare(queue=queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
-            return 0
+            return 0, 0
         except (*_BROKER_ERRORS, TimeoutError) as e:
-            raise BrokerUnavailableError(f"queue depth failed: {self._scrub(e)}") from e
-        return int(ok.message_count or 0)
+            raise BrokerUnavailableError(f"queue lookup failed: {self._scrub(e)}") from e
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` and its messages (a no-op when it does not exist).
