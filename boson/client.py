@@ -18,6 +18,7 @@ whatever the broker redelivers (exactly-once at the client, DESIGN §5).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Self
 import msgpack
 from pydantic import SecretStr, ValidationError
 
+from boson.dead_letters import DeadLetterWatch
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
 from boson_shared.contract.codec import Codec, EnvelopeCodec
@@ -37,12 +39,13 @@ from boson_shared.contract.messages import (
     PlacementExplanation,
     ResourceRequest,
     ResourceVector,
+    TaskFailure,
     TaskResult,
     TaskSubmitted,
     new_id,
 )
 from boson_shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from boson_shared.errors import InvalidTaskError, TaskFailedError
+from boson_shared.errors import DecodeError, InvalidTaskError, TaskFailedError
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
@@ -78,6 +81,15 @@ class TaskRequest:
     max_retries: int = 3
     task_id: str | None = None
     explain: bool = False
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the client keeps of a task it submitted until its result arrives."""
+
+    task_id: str
+    handler: str
+    submitted_at: float
 
 
 @dataclass(frozen=True)
@@ -149,9 +161,16 @@ class Client:
             max_in_flight=settings.batch_max_in_flight,
         )
         self._waiters: dict[str, asyncio.Future[TaskResult]] = {}
+        self._sent: dict[str, _Sent] = {}
+        """Tasks awaiting a result, by the message id they travelled under."""
+        self._message_of: dict[str, str] = {}
         self._results: dict[str, TaskResult] = {}
+        self._arrivals: list[asyncio.Queue[TaskResult]] = []
         self._shown = SeenIds(settings.dedup_capacity)
         self._loop: ConsumeLoop[Message] | None = None
+        self._dead_letters = DeadLetterWatch(
+            transport, self.names, self.client_id, self._on_dead, expires_ms=CLIENT_QUEUE_EXPIRES_MS
+        )
         self.duplicates_dropped = 0
         # Data above the inline threshold travels through the transfer
         # service; its replies arrive on this client's own queue.
@@ -219,6 +238,7 @@ class Client:
             seen=SeenIds(self.settings.dedup_capacity),
         )
         await self._loop.start()
+        await self._dead_letters.start()
 
     @property
     def publisher_stats(self) -> PublisherStats:
@@ -226,6 +246,7 @@ class Client:
         return self._publisher.stats
 
     async def close(self) -> None:
+        await self._dead_letters.close()
         if self._loop is not None:
             await self._loop.stop()
             await self._loop.drain(5.0)
@@ -333,6 +354,8 @@ class Client:
         loop = asyncio.get_running_loop()
         for task in tasks:
             self._waiters.setdefault(task.task_id, loop.create_future())
+            self._sent[task.message_id] = _Sent(task.task_id, task.handler, task.submitted_at)
+            self._message_of[task.task_id] = task.message_id
         route = Route(self.names.work_exchange, RK_SUBMIT)
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
@@ -395,11 +418,67 @@ class Client:
             self.duplicates_dropped += 1
             return []
         self._shown.add(result.task_id)
+        self._sent.pop(self._message_of.pop(result.task_id, ""), None)
         self._results[result.task_id] = result
         future = self._waiters.pop(result.task_id, None)
         if future is not None and not future.done():
             future.set_result(result)
+        for arrivals in self._arrivals:
+            arrivals.put_nowait(result)
         return []
+
+    def arrivals(self) -> asyncio.Queue[TaskResult]:
+        """Every result this client shows from now on, once each, in arrival order.
+
+        Take them with ``await queue.get()``; :meth:`result` then resolves an
+        output that travelled through the transfer service.
+        """
+        queue: asyncio.Queue[TaskResult] = asyncio.Queue()
+        self._arrivals.append(queue)
+        return queue
+
+    async def submit_queue_consumers(self) -> int:
+        """How many schedulers consume the submit queue right now (0: tasks would wait)."""
+        return await self._transport.queue_consumers(self.names.submit_queue)
+
+    async def delete_queues(self) -> None:
+        """Delete this client's reply queue, its retry tiers and its dead-letter watch.
+
+        For a one-shot client once every result it waited for has arrived;
+        results that arrive later are lost with the queue.
+        """
+        await self._dead_letters.close()
+        if self._loop is not None:
+            await self._loop.stop()
+        topology = self.names.client(self.client_id, CLIENT_QUEUE_EXPIRES_MS)
+        for queue in topology.queues:
+            if queue.name.startswith(self.names.client_queue(self.client_id)):
+                await self._transport.delete_queue(queue.name)
+        await self._transport.delete_queue(self._dead_letters.queue)
+
+    async def _on_dead(self, message_id: str, body: bytes, explanation: str) -> None:
+        """One of this client's envelopes was dead-lettered: fail the tasks it carried."""
+        first = self._sent.get(message_id)
+        if first is None:
+            return
+        sent = [first]
+        with contextlib.suppress(DecodeError):  # our own key: normally readable
+            for item in self._codec.decode(body):
+                if isinstance(item, TaskSubmitted) and item.message_id in self._sent:
+                    sent.append(self._sent[item.message_id])
+        for task in dict.fromkeys(sent):
+            await self._on_result(
+                TaskResult(
+                    message_id=f"{task.task_id}.result",
+                    task_id=task.task_id,
+                    handler=task.handler,
+                    status="failed",
+                    error=TaskFailure(error_type="dead-lettered", message=explanation[:4000]),
+                    attempts=1,
+                    reply_to=self.client_id,
+                    submitted_at=task.submitted_at,
+                )
+            )
 
     def take_result(self, task_id: str) -> TaskResult | None:
         """Remove and return a stored result (so long runs keep memory flat)."""

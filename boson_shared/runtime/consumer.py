@@ -241,14 +241,21 @@ class ConsumeLoop(Generic[M]):
             else:
                 messages = self._codec.decode(delivery.body)
         except DecodeError as error:
-            await self._dead_letter(delivery.body, error.reason, error, attempt=None, kind=None)
+            await self._dead_letter(
+                delivery.body, error.reason, error, None, None, delivery.message_id
+            )
             await delivery.ack()
             return
         unexpected = [m.kind for m in messages if not isinstance(m, self.spec.accepts)]
         if unexpected:
             wrong_kind = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
             await self._dead_letter(
-                delivery.body, "unexpected-kind", wrong_kind, None, unexpected[0]
+                delivery.body,
+                "unexpected-kind",
+                wrong_kind,
+                None,
+                unexpected[0],
+                delivery.message_id,
             )
             await delivery.ack()
             return
@@ -370,7 +377,9 @@ class ConsumeLoop(Generic[M]):
             emits = await self.spec.on_exhausted(message, error, attempt)
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
         reason = "permanent-error" if isinstance(error, PERMANENT_ERRORS) else "retries-exhausted"
-        await self._dead_letter(self._codec.encode([message]), reason, error, attempt, message.kind)
+        await self._dead_letter(
+            self._codec.encode([message]), reason, error, attempt, message.kind, message.message_id
+        )
 
     async def _dead_letter(
         self,
@@ -379,7 +388,9 @@ class ConsumeLoop(Generic[M]):
         error: BaseException,
         attempt: int | None,
         kind: str | None,
+        message_id: str | None,
     ) -> None:
+        """Publish ``body`` to the dead-letter exchange; its message id stays in plaintext."""
         headers: dict[str, str | int] = {
             HEADER_REASON: reason,
             HEADER_ERROR: error_text(error),
@@ -391,7 +402,10 @@ class ConsumeLoop(Generic[M]):
         if kind:
             headers[HEADER_KIND] = kind
         await self._publisher.publish_raw(
-            Route(self._names.dead_exchange, self.spec.queue), body, headers=headers
+            Route(self._names.dead_exchange, self.spec.queue),
+            body,
+            headers=headers,
+            message_id=message_id,
         )
         self.stats.dead_lettered += 1
         self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
