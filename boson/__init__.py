@@ -7,11 +7,12 @@ task handlers.
 
 from boson.client import Client, TaskHandle, TaskRequest
 from boson.embedded import embedded
-from boson_shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
+from boson_shared.handlers import RaisedAlert, Retry, TaskInput, TaskOutput, handler
 
 __all__ = [
     "Client",
     "RaisedAlert",
+    "Retry",
     "TaskHandle",
     "TaskInput",
     "TaskOutput",

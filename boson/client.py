@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +41,7 @@ from boson_shared.contract.messages import (
     ResourceVector,
     TaskFailure,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
     new_id,
 )
@@ -63,6 +64,7 @@ from boson_shared.transfer.uploader import Uploader
 logger = logging.getLogger(__name__)
 
 CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
+DEFAULT_MAX_RETRIES = 3
 DEFAULT_COMPLEXITY = 1.0
 """A task that states no complexity still holds one unit, so it is counted."""
 
@@ -78,7 +80,11 @@ class TaskRequest:
     data_size: float | None = None
     requests: ResourceRequest | None = None
     timeout_s: float = 300.0
-    max_retries: int = 3
+    max_retries: int | None = None
+    """None: a handler's exception fails the task at once, and what retrying can
+    fix (a node that died, a timeout, a handler raising ``Retry``) is retried
+    up to ``DEFAULT_MAX_RETRIES`` times. A number: up to that many retries of
+    any failure, the handler's own exceptions included."""
     task_id: str | None = None
     explain: bool = False
 
@@ -172,6 +178,8 @@ class Client:
             transport, self.names, self.client_id, self._on_dead, expires_ms=CLIENT_QUEUE_EXPIRES_MS
         )
         self.duplicates_dropped = 0
+        self.on_retrying: Callable[[TaskRetrying], None] | None = None
+        """Called as each failed attempt of this client's tasks is retried."""
         # Data above the inline threshold travels through the transfer
         # service; its replies arrive on this client's own queue.
         self.transfer = transfer or TransferOptions()
@@ -227,7 +235,7 @@ class Client:
         self._loop = ConsumeLoop(
             ConsumerSpec(
                 queue=self.names.client_queue(self.client_id),
-                accepts=(TaskResult, *DATA_REPLY_TYPES),
+                accepts=(TaskResult, TaskRetrying, *DATA_REPLY_TYPES),
                 handler=self._on_message,
                 prefetch=1000,
             ),
@@ -333,7 +341,10 @@ class Client:
                 data_size=data_size,
                 requests=request.requests,
                 timeout_s=request.timeout_s,
-                max_retries=request.max_retries,
+                max_retries=(
+                    DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
+                ),
+                retry_errors=request.max_retries is not None,
                 reply_to=self.client_id,
                 explain=request.explain,
             )
@@ -411,6 +422,10 @@ class Client:
     async def _on_message(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
             return await self._on_result(message)
+        if isinstance(message, TaskRetrying):
+            if self.on_retrying is not None and message.task_id not in self._shown:
+                self.on_retrying(message)
+            return []
         return await self.replies.handle(message)
 
     async def _on_result(self, result: TaskResult) -> Sequence[Emit]:

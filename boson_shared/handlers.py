@@ -38,6 +38,15 @@ _MARK = "__boson_handler__"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
 
+class Retry(Exception):  # noqa: N818 - the name a handler's author writes: raise Retry(...)
+    """Raised by a handler to ask for another attempt (a transient problem).
+
+    Any other exception fails the task at once, unless its submitter asked
+    for retries (``max_retries`` / ``--retries``): retrying does not mend a
+    bug, while a flaky upstream is worth another go.
+    """
+
+
 @dataclass(frozen=True)
 class TaskInput:
     """What a handler receives: the task's data, parameters and identity."""
@@ -139,6 +148,7 @@ __all__ = [
     "HandlerSpec",
     "Mode",
     "RaisedAlert",
+    "Retry",
     "TaskInput",
     "TaskOutput",
     "discover",

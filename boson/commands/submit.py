@@ -17,14 +17,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from boson.client import Client, TaskRequest
-from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible
+from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
+from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible, show_retry
 from boson.embedded import embedded
 from boson_shared.errors import BosonError, ConfigError, NoAnswerError
 from boson_shared.settings import BosonSettings
 
-DEFAULT_RETRIES = 3
-"""Retries of what retrying can fix (a dead node, a timeout) when ``--retries`` is not given."""
 WAIT_MARGIN_S = 60.0
 IN_PROCESS_DRAIN_S = 1.0
 DIAGNOSE_SNAPSHOT_S = 3.0
@@ -66,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--retries",
         type=int,
         help="retry a task whose handler raised, up to N times (default: a handler's error "
-        f"fails the task at once; dead nodes and timeouts are retried {DEFAULT_RETRIES} times)",
+        f"fails the task at once; dead nodes and timeouts are retried {DEFAULT_MAX_RETRIES} times)",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     parser.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL; none: in-process)")
@@ -117,6 +115,7 @@ def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
             complexity=args.complexity,
             data_size=args.data_size,
             timeout_s=args.timeout,
+            max_retries=args.retries,
         )
         for _ in range(args.count)
     ]
@@ -129,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
     wait_timeout = args.wait_timeout
     if wait_timeout is None:
-        wait_timeout = args.timeout * (1 + (args.retries or DEFAULT_RETRIES)) + WAIT_MARGIN_S
+        wait_timeout = (
+            args.timeout * (1 + (DEFAULT_MAX_RETRIES if args.retries is None else args.retries))
+            + WAIT_MARGIN_S
+        )
     outcome: Outcome | None
     if settings.broker_url is None:
         outcome = asyncio.run(_in_process(requests, args, wait_timeout))
@@ -152,6 +154,7 @@ async def _in_process(
     stop = asyncio.Event()
     with interruptible(stop.set):
         async with embedded(settings=settings, handler_modules=args.handler_module) as client:
+            client.on_retrying = show_retry
             arrivals = client.arrivals()
             handles = await client.submit_many(requests)
             ids = [h.task_id for h in handles]
@@ -209,6 +212,7 @@ async def _broker_session(
                 f"warning: nothing consumes {client.names.submit_queue}: the tasks wait there "
                 "until a scheduler starts"
             )
+        client.on_retrying = show_retry
         arrivals = client.arrivals()
         handles = await client.submit_many(requests)
         ids = [h.task_id for h in handles]

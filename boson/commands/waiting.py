@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from boson.client import Client
-from boson_shared.contract.messages import TaskResult
+from boson_shared.contract.messages import TaskResult, TaskRetrying
 
 INTERRUPTED_EXIT = 130
 
@@ -54,6 +54,18 @@ def format_result(result: TaskResult, as_json: bool) -> str:
         f"{result.error.error_type}: {first}"
     )
     return "\n".join([line, *(f"    {more}" for more in rest)])
+
+
+def show_retry(news: TaskRetrying) -> None:
+    """A retry as it happens, one line on stderr."""
+    first = news.error.message.splitlines()[0] if news.error.message else ""
+    where = f" on {news.node_id}" if news.node_id else ""
+    print(
+        f"boson: {news.task_id} attempt {news.attempt} failed{where}: "
+        f"{news.error.error_type}: {first}; retrying in {news.retry_in_s:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextlib.contextmanager
@@ -139,4 +151,11 @@ async def collect(
     return outcome
 
 
-__all__ = ["INTERRUPTED_EXIT", "Outcome", "collect", "format_result", "interruptible"]
+__all__ = [
+    "INTERRUPTED_EXIT",
+    "Outcome",
+    "collect",
+    "format_result",
+    "interruptible",
+    "show_retry",
+]

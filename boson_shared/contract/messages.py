@@ -97,6 +97,8 @@ class TaskSubmitted(Message):
     """A user's task, as the client publishes it (and as it travels on)."""
 
     kind: Literal["task.submitted"] = "task.submitted"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no retry_errors
     task_id: Identifier
     handler: HandlerName
     params: dict[str, Any] = Field(default_factory=dict)
@@ -107,6 +109,11 @@ class TaskSubmitted(Message):
     requests: ResourceRequest | None = None
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = 300.0
     max_retries: Annotated[int, Field(ge=0, le=25)] = 3
+    """Retries of what retrying can fix: a node that died, a timeout, a transient
+    error, a handler that raised :class:`~boson_shared.handlers.Retry`."""
+    retry_errors: bool = False
+    """Retry a handler's own exceptions too (the user asked for retries);
+    otherwise one fails the task at once."""
     reply_to: Identifier
     submitted_at: Timestamp = Field(default_factory=now)
     explain: bool = False
@@ -140,6 +147,8 @@ class TaskPlaced(Message):
     """The scheduler's decision: a node, or ``node_id=None`` for pending."""
 
     kind: Literal["task.placed"] = "task.placed"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier | None
@@ -152,6 +161,8 @@ class TaskAssigned(Message):
     """The balancer hands a task to one node's queue."""
 
     kind: Literal["task.assigned"] = "task.assigned"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier
@@ -200,6 +211,20 @@ class TaskResult(Message):
         if (self.status == "failed") != (self.error is not None):
             raise ValueError("a failed result carries an error, a succeeded one does not")
         return self
+
+
+class TaskRetrying(Message):
+    """An attempt of a task failed and it will run again: news for its submitter."""
+
+    kind: Literal["task.retrying"] = "task.retrying"
+    task_id: Identifier
+    handler: HandlerName
+    attempt: Annotated[int, Field(ge=1)]
+    """The attempt that failed (1 = the first run)."""
+    error: TaskFailure
+    retry_in_s: NonNegative
+    node_id: Identifier | None = None
+    reply_to: Identifier
 
 
 def failed_result(
@@ -403,6 +428,7 @@ AnyMessage: TypeAlias = Annotated[
     | TaskPlaced
     | TaskAssigned
     | TaskResult
+    | TaskRetrying
     | NodeHeartbeat
     | ClusterSnapshot
     | Alert
@@ -422,6 +448,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TaskPlaced,
         TaskAssigned,
         TaskResult,
+        TaskRetrying,
         NodeHeartbeat,
         ClusterSnapshot,
         Alert,
@@ -474,6 +501,7 @@ __all__ = [
     "TaskFailure",
     "TaskPlaced",
     "TaskResult",
+    "TaskRetrying",
     "TaskSubmitted",
     "TaskUsage",
     "failed_result",

@@ -89,6 +89,8 @@ class Emit:
 Handler = Callable[[M], Awaitable[Sequence[Emit]]]
 BatchHandler = Callable[[Sequence[M]], Awaitable[Sequence[Emit]]]
 ExhaustedHook = Callable[[M, BaseException, int], Awaitable[Sequence[Emit]]]
+RetryHook = Callable[[M, BaseException, int, int], Awaitable[Sequence[Emit]]]
+"""``(message, error, failed attempt, delay_ms)`` → news to publish before the retry."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class ConsumerSpec(Generic[M]):
     """Handles a whole envelope at once (e.g. batch placement); on error the
     items are retried one by one through ``handler``."""
     on_exhausted: ExhaustedHook[M] | None = None
+    on_retry: RetryHook[M] | None = None
+    """Called as a failed item goes to its retry tier (e.g. to tell the submitter)."""
     max_attempts: Callable[[M], int] | None = None
     """Per-message attempt limit (e.g. a task's own ``max_retries + 1``)."""
     items_in_turn: bool = False
@@ -362,6 +366,8 @@ class ConsumeLoop(Generic[M]):
             limit = self.spec.max_attempts(message)
         if not isinstance(error, PERMANENT_ERRORS) and attempt < limit:
             delay = self._names.retry.delay_ms(attempt)
+            if self.spec.on_retry is not None:
+                await self._publish(await self.spec.on_retry(message, error, attempt, delay))
             await self._publisher.publish_raw(
                 Route(DEFAULT_EXCHANGE, self._names.retry_queue(self.spec.queue, delay)),
                 self._codec.encode([message]),
@@ -373,12 +379,20 @@ class ConsumeLoop(Generic[M]):
             )
             self.stats.retried += 1
             return
+        reported = False
         if self.spec.on_exhausted is not None:
             emits = await self.spec.on_exhausted(message, error, attempt)
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
+            reported = bool(emits)
         reason = "permanent-error" if isinstance(error, PERMANENT_ERRORS) else "retries-exhausted"
         await self._dead_letter(
-            self._codec.encode([message]), reason, error, attempt, message.kind, message.message_id
+            self._codec.encode([message]),
+            reason,
+            error,
+            attempt,
+            message.kind,
+            message.message_id,
+            quiet=reported,
         )
 
     async def _dead_letter(
@@ -389,6 +403,8 @@ class ConsumeLoop(Generic[M]):
         attempt: int | None,
         kind: str | None,
         message_id: str | None,
+        *,
+        quiet: bool = False,
     ) -> None:
         """Publish ``body`` to the dead-letter exchange; its message id stays in plaintext."""
         headers: dict[str, str | int] = {
@@ -409,7 +425,15 @@ class ConsumeLoop(Generic[M]):
         )
         self.stats.dead_lettered += 1
         self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
-        logger.warning("dead-lettered from %s (%s): %s", self.spec.queue, reason, error_text(error))
+        # A failure already reported to its owner (a failed result) is the
+        # owner's news, not the operator's: no warning for it.
+        logger.log(
+            logging.INFO if quiet else logging.WARNING,
+            "dead-lettered from %s (%s): %s",
+            self.spec.queue,
+            reason,
+            error_text(error),
+        )
 
 
 def _attempt(headers: Headers) -> int:
@@ -437,6 +461,7 @@ __all__ = [
     "Emit",
     "ExhaustedHook",
     "Handler",
+    "RetryHook",
     "delivery_attempt",
     "error_text",
 ]
