@@ -176,3 +176,13 @@ async def test_a_task_redone_after_its_node_died_counts_the_attempt(
     (emit,) = await handlers.on_assigned(redone)
     assert isinstance(emit.message, TaskResult)
     assert emit.message.attempts == 2
+
+
+async def test_no_internal_class_name_reaches_the_submitter(handlers: ExecutorHandlers) -> None:
+    message = assigned("stats", values="oops")  # runs in a worker process
+    with pytest.raises(PermanentTaskError) as caught:
+        await handlers.on_assigned(message)
+    (emit,) = await handlers.on_exhausted(message, caught.value, 1)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.error is not None
+    assert emit.message.error.error_type == "InvalidTaskInputError"
