@@ -84,9 +84,13 @@ async def test_a_wait_ends_with_what_is_known(cluster: ProcessCluster) -> None:
     assert "BOSON_KEYS" in line
 
     # Placed nowhere (no monitor, no executor): the wait is bounded and says why.
-    stuck = await submit(cluster, "noop", "--wait", "--wait-timeout", "2")
+    stuck = await submit(
+        cluster, "noop", "--wait", "--wait-timeout", "2", "--handler-module", "my_handlers"
+    )
     assert stuck.code == 3, stuck
     assert stuck.out == ""
+    # A handler module means nothing to executors already running elsewhere.
+    assert "the executors must be started with it" in stuck.err
     assert "boson: gave up after --wait-timeout 2 s: 0 of 1 finished; still out: " in stuck.err
     assert stuck.err.strip().endswith(
         "1 scheduler(s) consume the submit queue; "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import socket
 import sys
 
 import pytest
 
+from boson.commands.run import local_node_prefix
 from boson.commands.supervise import RestartPolicy, Supervisor, describe_exit
 
 
@@ -37,3 +39,10 @@ def test_a_crash_loop_stops_everything_with_a_clear_message_and_the_others_drain
     steady_process = supervisor.children[1].process
     assert steady_process is not None
     assert steady_process.returncode is not None
+
+
+def test_run_all_names_its_executors_after_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu box#7.example.org")
+    assert local_node_prefix() == "gpu-box-7"
+    monkeypatch.setattr(socket, "gethostname", lambda: "...")
+    assert local_node_prefix() == "local"
