@@ -17,6 +17,16 @@ is not wrapped stays picklable, which the process pool needs.
 event loop and the GIL), ``"thread"`` (code that releases the GIL, e.g. big
 numpy kernels), ``"inline"`` (trivial work; a coroutine function always runs
 inline on the loop).
+
+The task's timeout holds in every mode: a process is killed; a thread (or a
+synchronous inline handler, which also runs on a thread) is reported as
+timed out on time and left to finish, never keeping the executor from
+exiting; a coroutine is cancelled — unless it blocks the loop without
+awaiting, which no timeout can interrupt.
+
+A handler's exception fails the task at once; raise :class:`Retry` for a
+problem another attempt may not have (the submitter may also ask for
+retries of every failure).
 """
 
 from __future__ import annotations
