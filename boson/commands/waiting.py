@@ -97,6 +97,20 @@ def interruptible(on_first: Callable[[], None]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
+async def _show(
+    client: Client, result: TaskResult, waiting: set[str], outcome: Outcome, as_json: bool
+) -> bool:
+    """Print ``result`` if it is one being waited for (and not yet shown)."""
+    if result.task_id not in waiting:
+        return False
+    waiting.discard(result.task_id)
+    result = await client.result(result.task_id)
+    client.take_result(result.task_id)
+    outcome.results.append(result)
+    print(format_result(result, as_json), flush=True)
+    return True
+
+
 async def collect(
     client: Client,
     arrivals: asyncio.Queue[TaskResult],
@@ -135,15 +149,11 @@ async def collect(
                 if not arrived.done():
                     arrived.cancel()
                     continue
-                result = arrived.result()
-                if result.task_id not in waiting:
-                    continue
-                waiting.discard(result.task_id)
-                result = await client.result(result.task_id)
-                client.take_result(result.task_id)
-                outcome.results.append(result)
-                print(format_result(result, as_json), flush=True)
-                progress.advance(bar)
+                if await _show(client, arrived.result(), waiting, outcome, as_json):
+                    progress.advance(bar)
+            # Interrupted: what has already arrived is shown too.
+            while waiting and not arrivals.empty():
+                await _show(client, arrivals.get_nowait(), waiting, outcome, as_json)
         finally:
             stopped.cancel()
     outcome.interrupted = stop.is_set() and bool(waiting)
