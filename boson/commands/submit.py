@@ -203,6 +203,7 @@ async def _broker_session(
             )
         schedulers = await client.submit_queue_consumers()
         if schedulers == 0 and args.wait:
+            await client.delete_queues()  # nothing was submitted: nothing will come
             raise NoAnswerError(
                 f"nothing consumes {client.names.submit_queue}: no scheduler runs on namespace "
                 f"{settings.namespace!r} (start the services: `boson run all`); nothing submitted"

@@ -66,6 +66,7 @@ async def test_wait_with_no_scheduler_says_so_at_once(cluster: ProcessCluster) -
         f"runs on namespace {cluster.namespace!r} (start the services: `boson run all`); "
         "nothing submitted"
     )
+    assert client_queues(cluster.namespace) == []  # nothing submitted, nothing left
 
 
 @pytest.mark.broker
