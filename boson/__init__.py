@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         TaskFailedError,
         TransientError,
     )
-    from boson_shared.handlers import RaisedAlert, TaskInput, TaskOutput, handler
+    from boson_shared.handlers import RaisedAlert, Retry, TaskInput, TaskOutput, handler
 
     __version__: str
 
@@ -42,6 +42,7 @@ _HOMES: dict[str, str] = {
     "embedded": "boson.launcher",
     "TaskResult": "boson_shared.contract.messages",
     "RaisedAlert": "boson_shared.handlers",
+    "Retry": "boson_shared.handlers",
     "TaskInput": "boson_shared.handlers",
     "TaskOutput": "boson_shared.handlers",
     "handler": "boson_shared.handlers",
@@ -98,6 +99,7 @@ __all__ = [
     "PermanentTaskError",
     "PublishNotConfirmedError",
     "RaisedAlert",
+    "Retry",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",

@@ -150,6 +150,10 @@ class UnplaceableTaskError(BosonError):
     """The task's demand exceeds every node's total capacity: it can never run."""
 
 
+class NoAnswerError(BosonError):
+    """The cluster did not answer in time (no monitor, no scheduler, nothing consuming)."""
+
+
 class TaskFailedError(BosonError):
     """Raised by the client SDK when awaiting the result of a failed task."""
 
@@ -173,6 +177,7 @@ __all__ = [
     "InvalidTaskInputError",
     "InvalidTaskOutputError",
     "MalformedPayloadError",
+    "NoAnswerError",
     "OversizeError",
     "PermanentTaskError",
     "PublishNotConfirmedError",

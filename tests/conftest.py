@@ -249,6 +249,9 @@ class TrackingTransport:
     async def queue_depth(self, queue: str) -> int:
         return await self.inner.queue_depth(queue)
 
+    async def queue_consumers(self, queue: str) -> int:
+        return await self.inner.queue_consumers(queue)
+
     async def delete_queue(self, queue: str) -> None:
         await self.inner.delete_queue(queue)
 

@@ -82,6 +82,7 @@ class ExecutorService(Service):
                 handler=self.handlers.on_assigned,
                 prefetch=self.executor_settings.slots * self.executor_settings.prefetch_factor,
                 on_exhausted=self.handlers.on_exhausted,
+                on_retry=self.handlers.on_retry,
                 max_attempts=self.handlers.max_attempts,
             ),
             ConsumerSpec(

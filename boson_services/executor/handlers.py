@@ -11,18 +11,20 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from boson_services.executor.pool import HandlerFailedError, RunOutcome, TaskRunner
+from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
 from boson_shared.contract.messages import (
     Alert,
     DataRef,
     ResourceVector,
     TaskAssigned,
+    TaskFailure,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
     TaskUsage,
     failed_result,
 )
-from boson_shared.contract.topology import Names, rk_alert
+from boson_shared.contract.topology import Names, rk_alert, rk_retrying
 from boson_shared.errors import (
     InvalidTaskInputError,
     InvalidTaskOutputError,
@@ -30,7 +32,7 @@ from boson_shared.errors import (
     UnknownHandlerError,
 )
 from boson_shared.handlers import HandlerSpec, TaskInput
-from boson_shared.runtime.consumer import Emit, delivery_attempt
+from boson_shared.runtime.consumer import Emit, delivery_attempt, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
@@ -42,6 +44,27 @@ REPLAY_MEMORY = 1024
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
+
+
+class HandlerRaisedError(PermanentTaskError):
+    """A handler's own exception, not retried: its submitter did not ask for retries."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def failure_text(error: BaseException) -> tuple[str, str]:
+    """The error type and message a submitter reads (the type never repeated in the text)."""
+    error_type = getattr(error, "error_type", None) or type(error).__name__
+    message = getattr(error, "message", None)
+    return str(error_type), str(message) if isinstance(message, str) else str(error)
+
+
+def attempt_of(assigned: TaskAssigned) -> int:
+    """Which run of its task this is: retries, re-dispatches after a node died, redeliveries."""
+    return delivery_attempt.get() + assigned.dispatch - 1 + int(delivery_redelivered.get())
 
 
 def to_wire(value: Any) -> Any:
@@ -138,7 +161,7 @@ class ExecutorHandlers:
             output=output,
             output_ref=output_ref,
             node_id=self.node_id,
-            attempts=delivery_attempt.get(),
+            attempts=attempt_of(assigned),
             usage=TaskUsage(
                 wall_s=usage.wall_s,
                 cpu_s=usage.cpu_s,
@@ -174,9 +197,8 @@ class ExecutorHandlers:
         self.results["failed"] += 1
         result = failed_result(
             task,
-            getattr(error, "error_type", None) or type(error).__name__,
-            str(error),
-            attempts=attempts,
+            *failure_text(error),
+            attempts=attempts + assigned.dispatch - 1 + int(delivery_redelivered.get()),
             node_id=self.node_id,
             demand=assigned.demand,
             retryable=not isinstance(error, PermanentTaskError),
@@ -206,6 +228,23 @@ class ExecutorHandlers:
         )
         return [emit] if emit is not None else []
 
+    async def on_retry(
+        self, assigned: TaskAssigned, error: BaseException, attempt: int, delay_ms: int
+    ) -> Sequence[Emit]:
+        """The task goes round again: tell its submitter as it happens."""
+        task = assigned.task
+        error_type, message = failure_text(error)
+        news = TaskRetrying(
+            task_id=task.task_id,
+            handler=task.handler,
+            attempt=attempt + assigned.dispatch - 1 + int(delivery_redelivered.get()),
+            error=TaskFailure(error_type=error_type[:200], message=message[:4000], retryable=True),
+            retry_in_s=delay_ms / 1000,
+            node_id=self.node_id,
+            reply_to=task.reply_to,
+        )
+        return [Emit(Route(self.names.events_exchange, rk_retrying(task.reply_to)), news)]
+
     def max_attempts(self, assigned: TaskAssigned) -> int:
         return assigned.task.max_retries + 1
 
@@ -220,11 +259,13 @@ class ExecutorHandlers:
         )
         try:
             return await self.runner.run(spec, task_input, task.timeout_s)
-        except (PermanentTaskError, HandlerFailedError):
-            raise
-        except Exception as error:
-            # An inline/thread handler's own exception: a retryable task failure.
-            raise HandlerFailedError(type(error).__name__, str(error)[:2000]) from error
+        except HandlerFailedError as error:
+            # Retrying mends a flaky upstream (the handler raises Retry) or a
+            # worker that died, not a bug: the task fails at once unless its
+            # submitter asked for retries.
+            if error.asked_retry or error.error_type == WORKER_DIED or task.retry_errors:
+                raise
+            raise HandlerRaisedError(error.error_type, error.message) from error
 
     def _check_output(self, output: Any) -> bytes:
         try:
@@ -239,4 +280,12 @@ class ExecutorHandlers:
         return packed
 
 
-__all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]
+__all__ = [
+    "DataFetcher",
+    "DataUploader",
+    "ExecutorHandlers",
+    "HandlerRaisedError",
+    "attempt_of",
+    "failure_text",
+    "to_wire",
+]

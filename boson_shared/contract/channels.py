@@ -31,6 +31,7 @@ from boson_shared.contract.messages import (
     TaskAssigned,
     TaskPlaced,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
 )
 from boson_shared.contract.topology import (
@@ -52,6 +53,7 @@ from boson_shared.contract.topology import (
     rk_heartbeat,
     rk_node,
     rk_result,
+    rk_retrying,
 )
 
 Role = Literal["client", "scheduler", "balancer", "executor", "monitor", "transfer"]
@@ -202,6 +204,17 @@ def channels(names: Names) -> tuple[Channel, ...]:
             False,
             "A task's outcome (succeeded or failed), routed by its reply_to.",
             parks_unroutable=True,
+        ),
+        Channel(
+            "taskRetrying",
+            events,
+            "topic",
+            rk_retrying(CLIENT_ID),
+            (TaskRetrying,),
+            ("executor",),
+            (Consumer("client", client, rk_retrying(CLIENT_ID)),),
+            False,
+            "An attempt of a task failed and it will run again: news for its submitter only.",
         ),
         Channel(
             "dataReply",

@@ -101,6 +101,8 @@ class TaskSubmitted(Message):
     """A user's task, as the client publishes it (and as it travels on)."""
 
     kind: Literal["task.submitted"] = "task.submitted"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no retry_errors
     task_id: Identifier
     handler: HandlerName
     params: dict[str, Any] = Field(default_factory=dict)
@@ -117,6 +119,11 @@ class TaskSubmitted(Message):
         default=300.0, description="Seconds the handler may run before the attempt fails."
     )
     max_retries: Annotated[int, Field(ge=0, le=25)] = 3
+    """Retries of what retrying can fix: a node that died, a timeout, a transient
+    error, a handler that raised :class:`~boson_shared.handlers.Retry`."""
+    retry_errors: bool = False
+    """Retry a handler's own exceptions too (the user asked for retries);
+    otherwise one fails the task at once."""
     reply_to: Identifier = Field(
         description="Client id: the result is published with routing key result.<reply_to>."
     )
@@ -152,6 +159,8 @@ class TaskPlaced(Message):
     """The scheduler's decision: a node, or ``node_id=None`` for pending."""
 
     kind: Literal["task.placed"] = "task.placed"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier | None
@@ -164,6 +173,8 @@ class TaskAssigned(Message):
     """The balancer hands a task to one node's queue."""
 
     kind: Literal["task.assigned"] = "task.assigned"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier
@@ -212,6 +223,20 @@ class TaskResult(Message):
         if (self.status == "failed") != (self.error is not None):
             raise ValueError("a failed result carries an error, a succeeded one does not")
         return self
+
+
+class TaskRetrying(Message):
+    """An attempt of a task failed and it will run again: news for its submitter."""
+
+    kind: Literal["task.retrying"] = "task.retrying"
+    task_id: Identifier
+    handler: HandlerName
+    attempt: Annotated[int, Field(ge=1)]
+    """The attempt that failed (1 = the first run)."""
+    error: TaskFailure
+    retry_in_s: NonNegative
+    node_id: Identifier | None = None
+    reply_to: Identifier
 
 
 def failed_result(
@@ -417,6 +442,7 @@ AnyMessage: TypeAlias = Annotated[
     | TaskPlaced
     | TaskAssigned
     | TaskResult
+    | TaskRetrying
     | NodeHeartbeat
     | ClusterSnapshot
     | Alert
@@ -436,6 +462,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TaskPlaced,
         TaskAssigned,
         TaskResult,
+        TaskRetrying,
         NodeHeartbeat,
         ClusterSnapshot,
         Alert,
@@ -488,6 +515,7 @@ __all__ = [
     "TaskFailure",
     "TaskPlaced",
     "TaskResult",
+    "TaskRetrying",
     "TaskSubmitted",
     "TaskUsage",
     "failed_result",

@@ -79,6 +79,11 @@ def rk_result(client_id: str) -> str:
     return f"result.{client_id}"
 
 
+def rk_retrying(client_id: str) -> str:
+    """News of a client's task going round again (only that client's queue binds it)."""
+    return f"retrying.{client_id}"
+
+
 def rk_alert(reason: str) -> str:
     return f"alert.{reason}"
 
@@ -309,7 +314,12 @@ class Names:
         """A client's own durable reply queue, removed when long unused."""
         return self.work_queue(
             self.client_queue(client_id),
-            [rk_result(client_id), rk_data_reply(client_id), rk_data_stored(client_id)],
+            [
+                rk_result(client_id),
+                rk_retrying(client_id),
+                rk_data_reply(client_id),
+                rk_data_stored(client_id),
+            ],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
             queue_type="classic",
@@ -379,4 +389,5 @@ __all__ = [
     "rk_heartbeat",
     "rk_node",
     "rk_result",
+    "rk_retrying",
 ]

@@ -144,11 +144,21 @@ class BatchingPublisher:
         await waiter.future
 
     async def publish_raw(
-        self, route: Route, body: bytes, *, headers: Headers | None = None
+        self,
+        route: Route,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
     ) -> None:
         """Publish already-encoded bytes (dead-lettering, forwarding), unbatched."""
         await self._transport.publish(
-            route.exchange, route.routing_key, body, headers=headers, mandatory=route.mandatory
+            route.exchange,
+            route.routing_key,
+            body,
+            headers=headers,
+            mandatory=route.mandatory,
+            message_id=message_id,
         )
 
     async def close(self, grace: float = 10.0) -> None:
@@ -228,9 +238,9 @@ class BatchingPublisher:
                 )
                 return
             started = time.perf_counter()
-            await self._publish_envelope(
-                lane, body, messages[0].message_id if len(messages) == 1 else None
-            )
+            # In plaintext: the first item's id names the envelope, so a
+            # sender can recognise its envelope when it is dead-lettered.
+            await self._publish_envelope(lane, body, messages[0].message_id)
         except BaseException as error:
             # Every waiter learns the outcome; cancellation still propagates.
             failure = (

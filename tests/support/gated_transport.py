@@ -66,6 +66,9 @@ class GatedTransport:
     async def queue_depth(self, queue: str) -> int:
         raise NotImplementedError
 
+    async def queue_consumers(self, queue: str) -> int:
+        raise NotImplementedError
+
     async def delete_queue(self, queue: str) -> None:
         raise NotImplementedError
 

@@ -633,8 +633,14 @@ def test_schema_error_names_the_bad_item_of_a_batch() -> None:
 
 
 def test_schema_version_mismatch() -> None:
-    with pytest.raises(SchemaError, match="schema version 2"):
-        codec().decode(seal(payload([task_item()], version=2)))
+    with pytest.raises(SchemaError, match="schema version 3"):
+        codec().decode(seal(payload([task_item()], version=3)))
+
+
+def test_a_task_of_the_previous_version_is_read_without_retry_errors() -> None:
+    (task,) = codec().decode(seal(payload([task_item()], version=1)))
+    assert isinstance(task, TaskSubmitted)
+    assert not task.retry_errors
 
 
 def test_a_new_reader_takes_the_older_versions_a_kind_declares() -> None:

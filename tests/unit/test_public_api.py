@@ -22,6 +22,7 @@ PUBLIC = {
     "PermanentTaskError",
     "PublishNotConfirmedError",
     "RaisedAlert",
+    "Retry",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",
