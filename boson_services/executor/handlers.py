@@ -17,10 +17,12 @@ from boson_shared.contract.messages import (
     DataRef,
     ResourceVector,
     TaskAssigned,
+    TaskEvent,
     TaskResult,
     TaskSubmitted,
     TaskUsage,
     failed_result,
+    task_event,
 )
 from boson_shared.contract.topology import Names, rk_alert, rk_result
 from boson_shared.errors import (
@@ -41,6 +43,7 @@ REPLAY_MEMORY = 1024
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
+Reporter = Callable[[TaskEvent], Awaitable[None]]
 
 
 def to_wire(value: Any) -> Any:
@@ -72,6 +75,7 @@ class ExecutorHandlers:
         fetch: DataFetcher | None = None,
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
+        report: Reporter | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -80,6 +84,8 @@ class ExecutorHandlers:
         self.max_inline_result_bytes = max_inline_result_bytes
         self.fetch = fetch
         self.upload = upload
+        self.report = report
+        """Publishes lifecycle events to the task record (None: no record)."""
         self.slots = asyncio.Semaphore(slots)
         self.active: dict[str, ResourceVector] = {}
         """Tasks held by this node (running or waiting for a slot) and their demand."""
@@ -113,10 +119,17 @@ class ExecutorHandlers:
         try:
             async with self.slots:
                 self.running += 1
+                # The start is announced while the task runs, not before it.
+                announced = self._announce_start(assigned)
                 try:
                     outcome = await self._run(spec, task)
+                except BaseException:
+                    await _settled(announced)
+                    raise
                 finally:
                     self.running -= 1
+                if announced is not None:
+                    await announced
         finally:
             del self.active[task.task_id]
         output = to_wire(outcome.output.value)
@@ -182,6 +195,21 @@ class ExecutorHandlers:
         )
         return [self._remember(result)]
 
+    def _announce_start(self, assigned: TaskAssigned) -> asyncio.Future[None] | None:
+        if self.report is None:
+            return None
+        attempt = delivery_attempt.get()
+        event = task_event(
+            assigned.task,
+            "started",
+            "executor",
+            message_id=f"{assigned.task.task_id}.s{assigned.dispatch}.{attempt}",
+            node_id=self.node_id,
+            dispatch=assigned.dispatch,
+            attempt=attempt,
+        )
+        return asyncio.ensure_future(self.report(event))
+
     def _remember(self, result: TaskResult) -> Emit:
         emit = self._result_emit(result)
         self.replayable[result.task_id] = emit
@@ -239,6 +267,16 @@ class ExecutorHandlers:
 
     def _result_emit(self, result: TaskResult) -> Emit:
         return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+
+
+async def _settled(future: asyncio.Future[None] | None) -> None:
+    """Wait for a side publish whose task failed anyway; its own error is moot."""
+    if future is None:
+        return
+    try:
+        await future
+    except Exception as error:
+        logger.debug("start event not published: %s", error)
 
 
 __all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]

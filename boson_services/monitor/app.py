@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.record import RecordKeeper
 from boson_services.monitor.settings import MonitorSettings
 from boson_services.monitor.view import ClusterView
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
-from boson_shared.contract.messages import BalancerBacklog, NodeHeartbeat, TaskPlaced, TaskResult
+from boson_shared.contract.messages import (
+    BalancerBacklog,
+    NodeHeartbeat,
+    RecordQuery,
+    TaskEvent,
+    TaskPlaced,
+    TaskResult,
+)
 from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
     RK_ALL_RESULTS,
@@ -21,7 +30,9 @@ from boson_shared.contract.topology import (
     BindingSpec,
     Topology,
 )
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.record.location import default_database_url
+from boson_shared.record.store import RecordStore
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation
@@ -49,6 +60,24 @@ class MonitorService(Service):
             backlog_alert_threshold=settings.backlog_alert_threshold,
         )
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.record: RecordKeeper | None = None
+        self.record_loops: list[ConsumeLoop[Any]] = []
+        self._last_sweep = 0.0
+        if settings.record:
+            url = settings.database_url
+            store = RecordStore.open(
+                url.get_secret_value() if url is not None else default_database_url(),
+                ttl_s=settings.result_ttl,
+                inline_max_bytes=settings.record_inline_max_bytes,
+            )
+            self.record = RecordKeeper(
+                store,
+                self.names,
+                batch_max_items=settings.record_batch_max_items,
+                referenced_max=settings.referenced_blobs_max,
+                clock=time.time,
+            )
+            self.record.on_outage = self.pause_record
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -60,7 +89,9 @@ class MonitorService(Service):
         )
         # Placements go to the work exchange; a copy to our queue counts them.
         placed = Topology(bindings=(BindingSpec(self.queue, self.names.work_exchange, RK_PLACED),))
-        return own + placed
+        if self.record is None:
+            return own + placed
+        return own + placed + self.names.record() + self.names.record_queries()
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [
@@ -73,11 +104,68 @@ class MonitorService(Service):
             )
         ]
 
-    def background(self) -> Sequence[tuple[float, Periodic]]:
+    def record_consumers(self, record: RecordKeeper) -> list[ConsumerSpec[Any]]:
+        """The record's consumers, started once its database answers."""
         return [
+            ConsumerSpec(
+                queue=self.names.record_queue,
+                accepts=(TaskEvent, TaskResult),
+                handler=record.on_event,
+                batch_handler=record.on_events,
+                prefetch=self.monitor_settings.record_prefetch,
+                # The monitor's own queue sees the same results (same ids):
+                # the store's event keys make repeats harmless instead.
+                dedup=False,
+            ),
+            ConsumerSpec(
+                queue=self.names.record_queries_queue,
+                accepts=(RecordQuery,),
+                handler=record.on_query,
+                prefetch=16,
+            ),
+        ]
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        loops: list[tuple[float, Periodic]] = [
             (self.monitor_settings.snapshot_interval_s, self.tick),
             (self.monitor_settings.queue_poll_interval_s, self.poll_queues),
         ]
+        if self.record is not None:
+            loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
+        return loops
+
+    async def keep_record(self) -> None:
+        """Start (or resume) the record once its database answers; run retention."""
+        record = self.record
+        if record is None or self.stopping:
+            return
+        if record.outage and self.record_loops:
+            # Paused by a failed write: hand everything back before resuming.
+            for loop in self.record_loops:
+                await self.remove_consumer(loop)
+            self.record_loops = []
+        if not self.record_loops:
+            if not await record.prepare():
+                return
+            self.record_loops = [
+                await self.add_consumer(spec) for spec in self.record_consumers(record)
+            ]
+            logger.info("task record consuming")
+        now = time.monotonic()
+        if now - self._last_sweep >= self.monitor_settings.retention_interval_s:
+            self._last_sweep = now
+            emits = await record.sweep()
+            await self.publisher.publish_many([(e.route, e.message) for e in emits])
+
+    async def pause_record(self) -> None:
+        """Stop taking record events (the database is away); they wait in the queue."""
+        for loop in self.record_loops:
+            await loop.stop()
+
+    async def on_stop(self) -> None:
+        if self.record is not None:
+            await self.record.commits.close()
+            await self.record.store.close()
 
     async def tick(self) -> None:
         emits = self.handlers.tick()
@@ -107,6 +195,13 @@ class MonitorService(Service):
     def health(self) -> dict[str, Any]:
         body = super().health()
         body["nodes_alive"] = len(self.handlers.view.alive_nodes())
+        if self.record is not None:
+            body["record"] = {
+                "consuming": bool(self.record_loops) and not self.record.outage,
+                "ingested": self.record.ingested,
+                "transactions": self.record.commits.flushes,
+                "expired": self.record.expired,
+            }
         return body
 
     def routes(self) -> dict[str, Callable[[], Response]]:
