@@ -448,6 +448,7 @@ def task_event(
 ) -> TaskEvent:
     """The record event of ``task`` reaching ``stage``; ``submitted`` carries its inputs."""
     if stage == "submitted":
+        fields.setdefault("at", task.submitted_at)
         fields.update(
             handler=task.handler,
             submitter=task.reply_to,
