@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,6 @@ class MonitorService(Service):
         )
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.record: RecordKeeper | None = None
-        self.record_loops: list[ConsumeLoop[Any]] = []
         self._last_sweep = 0.0
         if settings.record:
             url = settings.database_url
@@ -94,15 +94,31 @@ class MonitorService(Service):
         return own + placed + self.names.record() + self.names.record_queries()
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return [
-            ConsumerSpec(
-                queue=self.queue,
-                accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
-                handler=self.handlers.handle,
-                prefetch=self.settings.prefetch,
-                items_in_turn=True,
-            )
-        ]
+        own = ConsumerSpec(
+            queue=self.queue,
+            accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
+            handler=self.handlers.handle,
+            prefetch=self.settings.prefetch,
+            items_in_turn=True,
+        )
+        if self.record is not None and self.record.ready:
+            return [own, *self.record_consumers(self.record)]
+        return [own]
+
+    async def on_start(self) -> None:
+        """Open the record before consuming; a database away now is retried later."""
+        if self.record is None:
+            return
+        try:
+            async with asyncio.timeout(self.monitor_settings.record_start_timeout_s):
+                await self.record.prepare()
+        except TimeoutError:
+            logger.warning("task record database slow to answer; retrying in the background")
+
+    @property
+    def record_loops(self) -> list[ConsumeLoop[Any]]:
+        queues = (self.names.record_queue, self.names.record_queries_queue)
+        return [loop for loop in self.loops if loop.spec.queue in queues]
 
     def record_consumers(self, record: RecordKeeper) -> list[ConsumerSpec[Any]]:
         """The record's consumers, started once its database answers."""
@@ -139,17 +155,15 @@ class MonitorService(Service):
         record = self.record
         if record is None or self.stopping:
             return
-        if record.outage and self.record_loops:
+        if record.outage:
             # Paused by a failed write: hand everything back before resuming.
             for loop in self.record_loops:
                 await self.remove_consumer(loop)
-            self.record_loops = []
         if not self.record_loops:
             if not await record.prepare():
                 return
-            self.record_loops = [
-                await self.add_consumer(spec) for spec in self.record_consumers(record)
-            ]
+            for spec in self.record_consumers(record):
+                await self.add_consumer(spec)
             logger.info("task record consuming")
         now = time.monotonic()
         if now - self._last_sweep >= self.monitor_settings.retention_interval_s:

@@ -37,6 +37,9 @@ class MonitorSettings(BosonSettings):
     """Events written to the record in one transaction at most."""
     record_prefetch: Annotated[int, Field(ge=1, le=65_535)] = 64
     """Unacknowledged envelopes of record events one monitor holds."""
+    record_start_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """How long a starting monitor waits for the record's database before it
+    starts without the record (and keeps trying in the background)."""
     record_check_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often a monitor whose database is away checks it again."""
     retention_interval_s: Annotated[float, Field(gt=0)] = 300.0
