@@ -40,6 +40,8 @@ from boson_shared.record.schema import events, tasks
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_INLINE_MAX_BYTES = 256 * 1024
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 60.0
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
 _UPDATED_COLUMNS = [name for name in _TASK_COLUMNS if name != "task_id"]
@@ -256,7 +258,7 @@ class RecordStore:
         """Database failures become :class:`RecordUnavailableError` (retry later)."""
         try:
             yield
-        except (SQLAlchemyError, DBAPIError, OSError, ConnectionError) as e:
+        except (SQLAlchemyError, OSError, TimeoutError) as e:
             raise RecordUnavailableError(f"task record {doing}: {_brief(e)}") from e
 
 
@@ -308,7 +310,13 @@ def create_engine(url: URL) -> AsyncEngine:
     """An async engine for ``url``; a SQLite file gets its directory, WAL and a busy wait."""
     path = sqlite_path(url)
     if path is None:
-        return create_async_engine(url, pool_pre_ping=True)
+        # Bounded waits: a database that stops answering must fail the batch
+        # (handed back to the queue), not hold the monitor's record forever.
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S},
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
