@@ -156,13 +156,16 @@ class MonitorService(Service):
         if record is None or self.stopping:
             return
         if record.outage:
-            # Paused by a failed write: hand everything back before resuming.
+            # Paused by a failed write: hand its deliveries back, then resume.
             for loop in self.record_loops:
-                await self.remove_consumer(loop)
-        if not self.record_loops:
+                if loop.spec.queue == self.names.record_queue:
+                    await self.remove_consumer(loop)
+        running = {loop.spec.queue for loop in self.record_loops}
+        wanted = [s for s in self.record_consumers(record) if s.queue not in running]
+        if wanted:
             if not await record.prepare():
                 return
-            for spec in self.record_consumers(record):
+            for spec in wanted:
                 await self.add_consumer(spec)
             logger.info("task record consuming")
         now = time.monotonic()
@@ -172,9 +175,12 @@ class MonitorService(Service):
             await self.publisher.publish_many([(e.route, e.message) for e in emits])
 
     async def pause_record(self) -> None:
-        """Stop taking record events (the database is away); they wait in the queue."""
+        """Stop taking record events (the database is away); they wait in the queue.
+
+        Queries are still answered, with "unavailable"."""
         for loop in self.record_loops:
-            await loop.stop()
+            if loop.spec.queue == self.names.record_queue:
+                await loop.stop()
 
     async def on_stop(self) -> None:
         if self.record is not None:

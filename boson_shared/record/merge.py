@@ -160,8 +160,9 @@ def _fold_result(row: Row, result: TaskResult, *, ttl_s: float, inline_max_bytes
     if result.demand is not None:
         row["demand"] = result.demand.model_dump()
     if result.error is not None:
-        row["error_type"] = result.error.error_type
-        row["error_message"] = result.error.message
+        # PostgreSQL text cannot hold NUL; a handler's message may.
+        row["error_type"] = result.error.error_type.replace("\x00", "")
+        row["error_message"] = result.error.message.replace("\x00", "")
         row["error_retryable"] = result.error.retryable
     if result.usage is not None:
         row["wall_s"] = result.usage.wall_s

@@ -64,6 +64,17 @@ async def test_a_failure_keeps_its_error(store: RecordStore) -> None:
     assert record.output is None
 
 
+async def test_an_error_message_with_a_nul_byte_is_stored_without_it(store: RecordStore) -> None:
+    *steps, failed = lifecycle("t1", outcome="failed")
+    assert isinstance(failed, TaskResult)
+    assert failed.error is not None
+    error = failed.error.model_copy(update={"message": "bad\x00input"})
+    await store.ingest([*steps, failed.model_copy(update={"error": error})])
+    record = await store.get("t1")
+    assert record.error is not None
+    assert record.error.message == "badinput"
+
+
 async def test_a_repeated_batch_changes_nothing(store: RecordStore) -> None:
     batch = lifecycle("t1")
     await store.ingest(batch)
