@@ -65,6 +65,18 @@ def read_in_another_process(cluster: ProcessCluster, task_ids: list[str]) -> dic
     return {row["task_id"]: row for row in rows}
 
 
+def boson_cli(cluster: ProcessCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "boson", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=cluster.env(),
+        check=False,
+    )
+
+
 @pytest.mark.broker
 @pytest.mark.postgres
 @pytest.mark.slow
@@ -107,6 +119,17 @@ async def test_monitor_killed_mid_stream_loses_nothing_from_the_record(
         else:
             assert row["error_type"] == "InvalidTaskInputError"
     assert any(r.status == "failed" for r in seen.values())
+
+    # The CLI asks the same record over the bus.
+    failed_ids = {t for t, r in seen.items() if r.status == "failed"}
+    listed = boson_cli(cluster, "tasks", "--state", "failed", "--limit", "1000", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {t["task_id"] for t in json.loads(listed.stdout)["tasks"]} == failed_ids
+    shown = boson_cli(cluster, "result", next(iter(set(seen) - failed_ids)), "--json")
+    assert shown.returncode == 0, shown.stderr
+    missing = boson_cli(cluster, "task", "no-such-task")
+    assert missing.returncode == 2
+    assert "TaskNotFoundError" in missing.stderr
 
     # And in the database itself: one row per task, one outcome per task.
     dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
