@@ -116,22 +116,24 @@ class ExecutorHandlers:
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
         self.active[task.task_id] = assigned.demand
+        announced: asyncio.Future[None] | None = None
         try:
             async with self.slots:
                 self.running += 1
-                # The start is announced while the task runs, not before it.
+                # The start is announced while the task runs, and its confirm
+                # awaited after the slot is free: a slot never waits on the broker.
                 announced = self._announce_start(assigned)
                 try:
                     outcome = await self._run(spec, task)
-                except BaseException:
-                    await _settled(announced)
-                    raise
                 finally:
                     self.running -= 1
-                if announced is not None:
-                    await announced
+        except BaseException:
+            await _settled(announced)
+            raise
         finally:
             del self.active[task.task_id]
+        if announced is not None:
+            await announced
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
         output_ref: DataRef | None = None
