@@ -1,7 +1,7 @@
 """Placements per second of the default strategy: Boson's placer against a plain loop.
 
 Run: ``.venv/bin/python benchmarks/placement.py [--placements M] [--sizes 100,1000,...]
-[--strategy S]`` (default: the scheduler's default, ``binpack``).
+[--strategy S]`` (default: the scheduler's default, ``binpack-fgd``).
 
 Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its README):
 
@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from boson_shared.scheduling import scores  # noqa: E402
 from boson_shared.scheduling.placement import Placer  # noqa: E402
-from boson_shared.scheduling.remnant import QUANTILES, TypicalDemand  # noqa: E402
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
 from boson_shared.scheduling.table import NodeTable  # noqa: E402
+from boson_shared.scheduling.typical_demand import QUANTILES, TypicalDemand  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 TASKS = TRACES / "alibaba_v2017_batch_task_0-7200s.csv"

@@ -12,7 +12,7 @@ The flow a user follows::
 Results arrive on the client's own durable reply queue, named by its client
 id and deleted only when long unused, so a client that reconnects with the
 same ``client_id`` still gets them. Each task id's result is shown once,
-whatever the broker redelivers (exactly-once at the client, DESIGN §5).
+whatever the broker redelivers (exactly-once at the client, docs/design.md#delivery).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pydantic import SecretStr, ValidationError
 from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
+from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
@@ -61,7 +62,6 @@ from boson_shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
-CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 DEFAULT_COMPLEXITY = 1.0
 """A task that states no complexity still holds one unit, so it is counted."""
 
@@ -257,7 +257,7 @@ class Client:
         data_size: float = 0.0,
         requests: ResourceRequest | None = None,
     ) -> ResourceVector:
-        """The demand the scheduler would estimate for such a task (DESIGN §3.1)."""
+        """The demand the scheduler would estimate for such a task (docs/design.md#demand)."""
         return self._demand_model.estimate(complexity, data_size, requests)
 
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
@@ -335,7 +335,7 @@ class Client:
         loop = asyncio.get_running_loop()
         for task in tasks:
             self._waiters.setdefault(task.task_id, loop.create_future())
-        route = Route(self.names.work_exchange, RK_SUBMIT)
+        route = Route(self.names.work_exchange, RK_SUBMIT, mandatory=True)
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
 

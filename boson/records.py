@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from boson_shared.bus.abc import Delivery, Subscription, Transport
+from boson_shared.contract.channels import RECORD_READER_EXPIRES_MS
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     RecordQuery,
@@ -44,7 +45,7 @@ from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 logger = logging.getLogger(__name__)
 
-REPLY_QUEUE_EXPIRES_MS = 5 * 60 * 1000
+REPLY_QUEUE_EXPIRES_MS = RECORD_READER_EXPIRES_MS
 DEFAULT_TIMEOUT_S = 10.0
 
 

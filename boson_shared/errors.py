@@ -1,7 +1,7 @@
 """Every error Boson raises, rooted at :class:`BosonError`.
 
 The classes are split by what the *caller* should do, not by where they come
-from (CONVENTIONS §4):
+from (docs/design.md#errors):
 
 * :class:`DecodeError` and its children — the bytes can never become a valid
   message. Dead-letter them at once; never requeue.
@@ -34,6 +34,14 @@ class BrokerUnavailableError(TransientError):
 
 class PublishNotConfirmedError(TransientError):
     """The broker did not confirm a publish (nack, return or timeout)."""
+
+
+class UnroutableError(PublishNotConfirmedError):
+    """A ``mandatory`` publish routed to no queue: the broker returned it.
+
+    Nothing consumes that route yet (its queue is not declared, or expired).
+    The message was not delivered anywhere; publish again once the queue exists.
+    """
 
 
 class DecodeError(BosonError):
@@ -198,5 +206,6 @@ __all__ = [
     "UnknownKeyError",
     "UnknownKindError",
     "UnplaceableTaskError",
+    "UnroutableError",
     "UnsupportedVersionError",
 ]

@@ -1,6 +1,6 @@
 """Fixtures every test suite shares: the broker, a namespace, transports.
 
-The broker (DESIGN §7): ``BOSON_TEST_AMQP_URL`` first; else a testcontainers
+The broker (docs/design.md#testing): ``BOSON_TEST_AMQP_URL`` first; else a testcontainers
 RabbitMQ where a Docker engine answers; else the test is skipped with the
 reason — and ``BOSON_REQUIRE_BROKER=1`` (CI) turns that skip into a failure.
 Reading the environment is the harness's job; nothing under test does.

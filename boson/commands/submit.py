@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from boson.client import Client, TaskRequest
-from boson.embedded import embedded
+from boson.launcher import embedded
 from boson_shared.contract.messages import TaskResult
 from boson_shared.errors import ConfigError
 from boson_shared.settings import BosonSettings

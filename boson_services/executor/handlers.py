@@ -24,7 +24,7 @@ from boson_shared.contract.messages import (
     failed_result,
     task_event,
 )
-from boson_shared.contract.topology import Names, rk_alert, rk_result
+from boson_shared.contract.topology import Names, rk_alert
 from boson_shared.errors import (
     InvalidTaskInputError,
     InvalidTaskOutputError,
@@ -35,6 +35,7 @@ from boson_shared.handlers import HandlerSpec, TaskInput
 from boson_shared.runtime.consumer import Emit, delivery_attempt
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class ExecutorHandlers:
         return asyncio.ensure_future(self.report(event))
 
     def _remember(self, result: TaskResult) -> Emit:
-        emit = self._result_emit(result)
+        emit = result_emit(self.names, result)
         self.replayable[result.task_id] = emit
         while len(self.replayable) > self.replay_memory:
             self.replayable.popitem(last=False)
@@ -266,9 +267,6 @@ class ExecutorHandlers:
                 f"of {self.max_inline_result_bytes}"
             )
         return packed
-
-    def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
 
 
 async def _settled(future: asyncio.Future[None] | None) -> None:

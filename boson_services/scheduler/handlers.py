@@ -18,9 +18,10 @@ from boson_shared.contract.messages import (
     failed_result,
     task_event,
 )
-from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names, rk_result
+from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.demand import DemandModel
 from boson_shared.scheduling.placement import NEVER, Placer
 from boson_shared.scheduling.reservations import ReservationBook
@@ -107,14 +108,15 @@ class SchedulerHandlers:
             age = now - task.submitted_at
             if age > self.ingress_max_age_s:
                 emits.append(
-                    self._result_emit(
+                    result_emit(
+                        self.names,
                         failed_result(
                             task,
                             "SubmissionTooOld",
                             f"submitted {age:.0f}s ago, past the ingress limit of "
                             f"{self.ingress_max_age_s:.0f}s",
                             attempts=0,
-                        )
+                        ),
                     )
                 )
             else:
@@ -136,7 +138,7 @@ class SchedulerHandlers:
             index = int(batch.indices[k])
             demand = demands[k]
             if index == NEVER and len(self.table) > 0:
-                emits.append(self._result_emit(self._never(task, demand)))
+                emits.append(result_emit(self.names, self._never(task, demand)))
                 continue
             node_id = batch.node_ids[k]
             if node_id is not None:
@@ -150,7 +152,7 @@ class SchedulerHandlers:
                 strategy=self.strategy,
                 explanation=explanations[k],
             )
-            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED), placed))
+            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED, mandatory=True), placed))
             if self.record:
                 event = task_event(
                     task,
@@ -185,10 +187,7 @@ class SchedulerHandlers:
     ) -> Sequence[Emit]:
         """A submission the scheduler could not handle: the client learns it failed."""
         result = failed_result(task, type(error).__name__, str(error), attempts=attempts)
-        return [self._result_emit(result)]
-
-    def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+        return [result_emit(self.names, result)]
 
 
 __all__ = ["SchedulerHandlers", "failed_result"]

@@ -66,8 +66,8 @@ def _writeback_starter() -> WritebackStarter | None:
 
     It starts writing a range back and returns without waiting. Its outcome is
     ignored: the fsync before a blob is announced is what makes it durable;
-    this only gives that fsync less left to do (50 MiB written at stream pace:
-    the final fsync took ~20 ms, ~3 ms with each MiB started as it landed).
+    this only gives that fsync less left to do, so announcing a blob does not
+    wait for all of it to reach the disk at once.
     """
     if not sys.platform.startswith("linux"):
         return None

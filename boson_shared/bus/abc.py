@@ -106,7 +106,7 @@ class Transport(Protocol):
         """Publish one persistent message and wait for the broker's confirm.
 
         With ``mandatory`` a message that routes to no queue raises
-        :class:`~boson_shared.errors.PublishNotConfirmedError` instead of being
+        :class:`~boson_shared.errors.UnroutableError` instead of being
         dropped: use it for work, where an unroutable message is a lost task.
         """
         ...

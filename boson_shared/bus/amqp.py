@@ -20,7 +20,7 @@ seconds and restores the consumer channels (qos, queue, consumer).
 Publishing is not ``mandatory`` unless asked: a message that routes nowhere
 is confirmed and dropped, as AMQP does for events nobody listens to. Work
 routes, where an unroutable message is a lost task, pass ``mandatory=True``
-and get :class:`~boson_shared.errors.PublishNotConfirmedError` instead.
+and get :class:`~boson_shared.errors.UnroutableError` instead.
 
 The URL's password never reaches a log line or an error: see :func:`mask_url`.
 
@@ -50,7 +50,12 @@ from boson_shared.bus.abc import DeliveryHandler, Headers
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
 from boson_shared.bus.coalescing import CoalescingTransportFactory
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
-from boson_shared.errors import BrokerUnavailableError, ConfigError, PublishNotConfirmedError
+from boson_shared.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    PublishNotConfirmedError,
+    UnroutableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +342,7 @@ class AmqpTransport:
                 f"no confirm within {self._confirm_timeout}s for {where}"
             ) from e
         except aiormq.exceptions.PublishError as e:
-            raise PublishNotConfirmedError(f"unroutable: nothing bound for {where}") from e
+            raise UnroutableError(f"unroutable: nothing bound for {where}") from e
         except aiormq.exceptions.DeliveryError as e:
             raise PublishNotConfirmedError(f"broker nacked the publish to {where}") from e
         except aiormq.exceptions.ChannelNotFoundEntity as e:

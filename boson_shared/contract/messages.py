@@ -32,8 +32,12 @@ Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """Lower-case hex SHA-256."""
 
 NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Fraction: TypeAlias = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Timestamp: TypeAlias = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction: TypeAlias = Annotated[
+    float, Field(ge=0, le=1, allow_inf_nan=False, description="A share of the whole, 0 to 1.")
+]
+Timestamp: TypeAlias = Annotated[
+    float, Field(ge=0, allow_inf_nan=False, description="Seconds since the Unix epoch (UTC).")
+]
 Count: TypeAlias = Annotated[int, Field(ge=0, le=2**53)]
 
 
@@ -56,7 +60,7 @@ class Message(Model):
     """A top-level message: it has a ``kind`` and a ``message_id``.
 
     The message id makes processing idempotent: a consumer that has handled an
-    id acknowledges and drops a repeat (DESIGN §2).
+    id acknowledges and drops a repeat (docs/design.md#delivery).
     """
 
     kind: str
@@ -70,9 +74,9 @@ class Message(Model):
 class ResourceVector(Model):
     """Resource amounts in demand units, one per dimension."""
 
-    cpu: NonNegative = 0.0
-    memory: NonNegative = 0.0
-    gpu: NonNegative = 0.0
+    cpu: NonNegative = Field(default=0.0, description="Demand units.")
+    memory: NonNegative = Field(default=0.0, description="Demand units.")
+    gpu: NonNegative = Field(default=0.0, description="Demand units.")
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.cpu, self.memory, self.gpu)
@@ -90,7 +94,7 @@ class DataRef(Model):
     """A content-addressed blob held by the transfer service."""
 
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
 
 
 class TaskSubmitted(Message):
@@ -102,12 +106,20 @@ class TaskSubmitted(Message):
     params: dict[str, Any] = Field(default_factory=dict)
     data: bytes | None = None
     data_ref: DataRef | None = None
-    complexity: NonNegative = 0.0
-    data_size: NonNegative = 0.0
+    complexity: NonNegative = Field(
+        default=0.0, description="Demand units the task's work costs, before its data."
+    )
+    data_size: NonNegative = Field(
+        default=0.0, description="Size of the task's input in KiB (1024 bytes)."
+    )
     requests: ResourceRequest | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = 300.0
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = Field(
+        default=300.0, description="Seconds the handler may run before the attempt fails."
+    )
     max_retries: Annotated[int, Field(ge=0, le=25)] = 3
-    reply_to: Identifier
+    reply_to: Identifier = Field(
+        description="Client id: the result is published with routing key result.<reply_to>."
+    )
     submitted_at: Timestamp = Field(default_factory=now)
     explain: bool = False
 
@@ -162,9 +174,9 @@ class TaskAssigned(Message):
 class TaskUsage(Model):
     """What a task really used, for the online demand model."""
 
-    wall_s: NonNegative
-    cpu_s: NonNegative
-    peak_memory_bytes: Count
+    wall_s: NonNegative = Field(description="Wall-clock seconds the handler ran.")
+    cpu_s: NonNegative = Field(description="CPU seconds the handler used.")
+    peak_memory_bytes: Count = Field(description="Peak resident memory in bytes.")
 
 
 class TaskFailure(Model):
@@ -321,8 +333,8 @@ class DataChunk(Message):
     digest: Digest | None = None
     index: Count
     total_chunks: Annotated[int, Field(ge=1, le=2**32)]
-    total_size: Count
-    offset: Count
+    total_size: Count = Field(description="The whole blob's size in bytes.")
+    offset: Count = Field(description="Where this chunk starts in the blob, in bytes.")
     data: bytes
     reply_to: Identifier | None = None
     encoding: Literal["identity", "zstd"] = "identity"
@@ -384,7 +396,9 @@ class FetchData(Message):
     request_id: Identifier
     digest: Digest
     reply_to: Identifier
-    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        default=1024 * 1024, description="Bytes per chunk of the reply."
+    )
 
 
 class DataStored(Message):
@@ -393,7 +407,7 @@ class DataStored(Message):
     kind: Literal["data.stored"] = "data.stored"
     upload_id: Identifier
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
     already_present: bool = False
     stored_at: Timestamp = Field(default_factory=now)
 

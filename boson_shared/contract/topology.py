@@ -4,7 +4,7 @@ Every name carries the namespace (``BOSON_NAMESPACE``), so tests and tenants
 never collide. Both transports declare exactly what this module describes;
 ``deploy/rabbitmq/definitions.json`` mirrors it for the default namespace.
 
-Layout (DESIGN §1):
+Layout (docs/design.md#topology):
 
 * ``<ns>.work`` (topic) carries commands to competing consumers:
   ``task.submit`` → ``<ns>.tasks.submit`` (schedulers),
@@ -59,6 +59,17 @@ HEADER_REASON = "x-boson-reason"
 HEADER_ERROR = "x-boson-error"
 HEADER_SOURCE_QUEUE = "x-boson-source-queue"
 HEADER_KIND = "x-boson-kind"
+
+# Dead-letter reasons the runtime writes into HEADER_REASON, besides the
+# decode errors' own tokens (``DecodeError.reason``).
+REASON_UNEXPECTED_KIND = "unexpected-kind"
+"""The envelope decoded, but its kind is not one the queue takes."""
+REASON_PERMANENT_ERROR = "permanent-error"
+"""The handler failed in a way a retry cannot fix."""
+REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+"""The handler failed on every attempt the retry policy allows."""
+REASON_UNROUTABLE = "unroutable"
+"""A reply routed to no queue (its client's queue is gone) and was parked."""
 
 
 def rk_node(node_id: str) -> str:
@@ -380,6 +391,10 @@ __all__ = [
     "HEADER_KIND",
     "HEADER_REASON",
     "HEADER_SOURCE_QUEUE",
+    "REASON_PERMANENT_ERROR",
+    "REASON_RETRIES_EXHAUSTED",
+    "REASON_UNEXPECTED_KIND",
+    "REASON_UNROUTABLE",
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",

@@ -41,6 +41,9 @@ from boson_shared.contract.topology import (
     HEADER_KIND,
     HEADER_REASON,
     HEADER_SOURCE_QUEUE,
+    REASON_PERMANENT_ERROR,
+    REASON_RETRIES_EXHAUSTED,
+    REASON_UNEXPECTED_KIND,
     Names,
 )
 from boson_shared.errors import (
@@ -248,7 +251,7 @@ class ConsumeLoop(Generic[M]):
         if unexpected:
             wrong_kind = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
             await self._dead_letter(
-                delivery.body, "unexpected-kind", wrong_kind, None, unexpected[0]
+                delivery.body, REASON_UNEXPECTED_KIND, wrong_kind, None, unexpected[0]
             )
             await delivery.ack()
             return
@@ -340,8 +343,8 @@ class ConsumeLoop(Generic[M]):
     async def _handle_one(self, message: M) -> Sequence[Emit] | BaseException:
         message_id_var.set(message.message_id)
         # Not getattr(message, "task_id", None): on a model without the field
-        # that goes through pydantic's __getattr__ and an AttributeError, a
-        # few µs per item on the hot path (py-spy: 8% of the balancer).
+        # that goes through pydantic's __getattr__ and an AttributeError on
+        # every item of the hot path.
         task_id_var.set(message.__dict__.get("task_id"))
         try:
             return await self.spec.handler(message)
@@ -369,7 +372,11 @@ class ConsumeLoop(Generic[M]):
         if self.spec.on_exhausted is not None:
             emits = await self.spec.on_exhausted(message, error, attempt)
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
-        reason = "permanent-error" if isinstance(error, PERMANENT_ERRORS) else "retries-exhausted"
+        reason = (
+            REASON_PERMANENT_ERROR
+            if isinstance(error, PERMANENT_ERRORS)
+            else REASON_RETRIES_EXHAUSTED
+        )
         await self._dead_letter(self._codec.encode([message]), reason, error, attempt, message.kind)
 
     async def _dead_letter(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from boson.client import TaskRequest
-from boson.embedded import EmbeddedCluster
+from boson.launcher import EmbeddedCluster
 from boson_shared.contract.messages import TERMINAL_STATES
 from boson_shared.errors import InvalidQueryError, TaskNotFoundError
 from boson_shared.settings import BosonSettings

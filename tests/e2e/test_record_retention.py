@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boson.embedded import EmbeddedCluster, derive
+from boson.launcher import EmbeddedCluster, derive
 from boson_services.balancer.app import BalancerService
 from boson_services.balancer.settings import BalancerSettings
 from boson_services.monitor.app import MonitorService

@@ -24,7 +24,7 @@ from boson_shared.contract.topology import (
     RetryPolicy,
     Topology,
 )
-from boson_shared.errors import ConfigError, PublishNotConfirmedError
+from boson_shared.errors import ConfigError, PublishNotConfirmedError, UnroutableError
 from tests.conftest import TrackingTransport, TransportFactory, TransportKind
 
 WAIT = 5.0
@@ -394,7 +394,7 @@ async def test_unroutable_and_missing_exchange(
 ) -> None:
     transport, n, queue = await work_setup(transport_factory, namespace)
     await transport.publish(n.work_exchange, "nobody.listens", b"dropped")
-    with pytest.raises(PublishNotConfirmedError):
+    with pytest.raises(UnroutableError):
         await transport.publish(n.work_exchange, "nobody.listens", b"", mandatory=True)
     with pytest.raises(PublishNotConfirmedError):
         await transport.publish(f"{namespace}.no-such-exchange", "job.a", b"")

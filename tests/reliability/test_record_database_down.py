@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from boson.client import TaskHandle, TaskRequest
-from boson.embedded import EmbeddedCluster
+from boson.launcher import EmbeddedCluster
 from boson_services.monitor.app import MonitorService
 from boson_shared.record.store import RecordStore
 from boson_shared.settings import BosonSettings
