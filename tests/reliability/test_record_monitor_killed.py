@@ -1,7 +1,7 @@
 """The task record on RabbitMQ and PostgreSQL, with the monitor ``kill -9``'d midway.
 
-Tasks stream in, some failing; the monitor is killed in the middle of the
-stream and restarted. Its unacknowledged record events go back to the
+Tasks stream in, some failing; two monitors share the record queue, and one
+is killed in the middle of the stream and restarted. Its unacknowledged record events go back to the
 durable record queue and are written when it returns. At the end every
 task's record holds exactly one outcome, the one its submitter saw, and a
 second client process, which submitted nothing, reads each task's state and
@@ -31,6 +31,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.support.cluster import ROOT, ProcessCluster
+from tests.support.waiting import health
 
 BATCH = 10
 BATCHES = int(os.environ.get("BOSON_TEST_RECORD_TASKS", "200")) // BATCH
@@ -85,6 +86,8 @@ async def test_monitor_killed_mid_stream_loses_nothing_from_the_record(
     cluster: ProcessCluster, postgres_url: str
 ) -> None:
     cluster.extra_env["BOSON_DATABASE_URL"] = postgres_url
+    # Two monitors share the record queue as competing consumers.
+    cluster.start("monitor", name="monitor-2")
     await start_pipeline(cluster, ["n1", "n2"], "--slots", "4", "--handler-module", HANDLERS)
     client = await counting_client(cluster)
     handles: list[TaskHandle] = []
@@ -99,6 +102,9 @@ async def test_monitor_killed_mid_stream_loses_nothing_from_the_record(
         await producer
         seen = await gather_results(client, handles, timeout=90)
         assert_exactly_once(client, seen)
+        record = (await health(cluster, "monitor-2"))["record"]
+        assert isinstance(record, dict)
+        assert record["ingested"] > 0  # the survivor took its share
     finally:
         await client.close()
 
