@@ -29,6 +29,7 @@ import msgpack
 from pydantic import SecretStr, ValidationError
 
 from boson.dead_letters import DeadLetterWatch
+from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
 from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
@@ -41,6 +42,7 @@ from boson_shared.contract.messages import (
     ResourceRequest,
     ResourceVector,
     TaskFailure,
+    TaskRecord,
     TaskResult,
     TaskRetrying,
     TaskSubmitted,
@@ -498,6 +500,22 @@ class Client:
     def take_result(self, task_id: str) -> TaskResult | None:
         """Remove and return a stored result (so long runs keep memory flat)."""
         return self._results.pop(task_id, None)
+
+    # -- the task record ---------------------------------------------------
+
+    def records(self) -> RecordReader:
+        """A reader of the task record (``async with client.records() as r: …``)."""
+        return RecordReader(self._transport, self._codec, self.names, self._publisher)
+
+    async def get(self, task_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> TaskRecord:
+        """Any task's record by id: state, timeline and result (whoever submitted it)."""
+        async with self.records() as reader:
+            return await reader.get(task_id, timeout=timeout)
+
+    async def tasks(self, **filters: Any) -> TaskPage:
+        """A page of task records; filters as :meth:`RecordReader.tasks`."""
+        async with self.records() as reader:
+            return await reader.tasks(**filters)
 
 
 def _unpack_output(blob: bytes) -> Any:

@@ -164,6 +164,22 @@ class TaskFailedError(BosonError):
         self.message = message
 
 
+class RecordError(BosonError):
+    """A question to the task record that cannot be answered as asked."""
+
+
+class TaskNotFoundError(RecordError, LookupError):
+    """The record holds no task with this id (never submitted, or expired)."""
+
+
+class InvalidQueryError(RecordError, ValueError):
+    """A malformed filter or cursor: nothing was looked up."""
+
+
+class RecordUnavailableError(TransientError):
+    """The record's database does not answer now; the question may be asked again."""
+
+
 __all__ = [
     "AuthenticationError",
     "BadMagicError",
@@ -173,6 +189,7 @@ __all__ = [
     "DecodeError",
     "DecompressionBombError",
     "EncodeError",
+    "InvalidQueryError",
     "InvalidTaskError",
     "InvalidTaskInputError",
     "InvalidTaskOutputError",
@@ -181,9 +198,12 @@ __all__ = [
     "OversizeError",
     "PermanentTaskError",
     "PublishNotConfirmedError",
+    "RecordError",
+    "RecordUnavailableError",
     "SchemaError",
     "TaskError",
     "TaskFailedError",
+    "TaskNotFoundError",
     "TaskTimeoutError",
     "TransientError",
     "TruncatedError",

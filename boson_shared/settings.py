@@ -58,6 +58,13 @@ class BosonSettings(BaseSettings):
     connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     """How long a starting service waits for the broker before giving up."""
 
+    record: bool = True
+    """Publish task lifecycle events for the task record the monitors keep."""
+    database_url: SecretStr | None = None
+    """The task record's database: ``sqlite:///path`` or ``postgresql://…``;
+    unset means a SQLite file in the user's data directory
+    (:func:`boson_shared.record.location.default_database_url`)."""
+
     log_level: str = "INFO"
     log_json: bool = False
     health_host: str = "127.0.0.1"

@@ -29,8 +29,9 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
     failed_result,
     new_id,
+    task_event,
 )
-from boson_shared.contract.topology import RK_PARKED, Names, rk_node
+from boson_shared.contract.topology import RK_PARKED, RK_RECORD_EVENT, Names, rk_node
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
@@ -52,6 +53,7 @@ class BalancerHandlers:
         park_after_s: float,
         on_nodes_down: NodesChanged | None = None,
         finished_capacity: int = 100_000,
+        record: bool = False,
     ) -> None:
         self.dispatcher = dispatcher
         self.names = names
@@ -63,6 +65,8 @@ class BalancerHandlers:
         self.finished = SeenIds(finished_capacity)
         """Task ids whose result went by (bounded), to tell leftovers from work."""
         self.skipped_finished = 0
+        self.record = record
+        """Report assignments to the task record."""
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
@@ -182,7 +186,18 @@ class BalancerHandlers:
             # Not sent: the node never gets it, so it must not hold its credit.
             self.dispatcher.complete(task.task_id)
             raise
-        return []
+        if not self.record:
+            return []
+        event = task_event(
+            task,
+            "assigned",
+            "balancer",
+            message_id=f"{assigned.message_id}.ev",
+            at=assigned.assigned_at,
+            node_id=node_id,
+            dispatch=dispatch,
+        )
+        return [Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)]
 
     def park_overdue(self) -> int:
         """Hand work held past ``park_after_s`` to its handler for parking (the

@@ -17,12 +17,14 @@ from boson_shared.contract.messages import (
     DataRef,
     ResourceVector,
     TaskAssigned,
+    TaskEvent,
     TaskFailure,
     TaskResult,
     TaskRetrying,
     TaskSubmitted,
     TaskUsage,
     failed_result,
+    task_event,
 )
 from boson_shared.contract.topology import Names, rk_alert, rk_retrying
 from boson_shared.errors import (
@@ -44,6 +46,7 @@ REPLAY_MEMORY = 1024
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
+Reporter = Callable[[TaskEvent], Awaitable[None]]
 
 
 class HandlerRaisedError(PermanentTaskError):
@@ -96,6 +99,7 @@ class ExecutorHandlers:
         fetch: DataFetcher | None = None,
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
+        report: Reporter | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -104,6 +108,8 @@ class ExecutorHandlers:
         self.max_inline_result_bytes = max_inline_result_bytes
         self.fetch = fetch
         self.upload = upload
+        self.report = report
+        """Publishes lifecycle events to the task record (None: no record)."""
         self.slots = asyncio.Semaphore(slots)
         self.active: dict[str, ResourceVector] = {}
         """Tasks held by this node (running or waiting for a slot) and their demand."""
@@ -134,15 +140,24 @@ class ExecutorHandlers:
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
         self.active[task.task_id] = assigned.demand
+        announced: asyncio.Future[None] | None = None
         try:
             async with self.slots:
                 self.running += 1
+                # The start is announced while the task runs, and its confirm
+                # awaited after the slot is free: a slot never waits on the broker.
+                announced = self._announce_start(assigned)
                 try:
                     outcome = await self._run(spec, task)
                 finally:
                     self.running -= 1
+        except BaseException:
+            await _settled(announced)
+            raise
         finally:
             del self.active[task.task_id]
+        if announced is not None:
+            await announced
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
         output_ref: DataRef | None = None
@@ -204,6 +219,21 @@ class ExecutorHandlers:
             retryable=not isinstance(error, PermanentTaskError),
         )
         return [self._remember(result)]
+
+    def _announce_start(self, assigned: TaskAssigned) -> asyncio.Future[None] | None:
+        if self.report is None:
+            return None
+        attempt = delivery_attempt.get()
+        event = task_event(
+            assigned.task,
+            "started",
+            "executor",
+            message_id=f"{assigned.task.task_id}.s{assigned.dispatch}.{attempt}",
+            node_id=self.node_id,
+            dispatch=assigned.dispatch,
+            attempt=attempt,
+        )
+        return asyncio.ensure_future(self.report(event))
 
     def _remember(self, result: TaskResult) -> Emit:
         emit = result_emit(self.names, result)
@@ -278,6 +308,16 @@ class ExecutorHandlers:
                 f"of {self.max_inline_result_bytes}"
             )
         return packed
+
+
+async def _settled(future: asyncio.Future[None] | None) -> None:
+    """Wait for a side publish whose task failed anyway; its own error is moot."""
+    if future is None:
+        return
+    try:
+        await future
+    except Exception as error:
+        logger.debug("start event not published: %s", error)
 
 
 __all__ = [

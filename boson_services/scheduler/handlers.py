@@ -11,12 +11,14 @@ from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
     ResourceVector,
+    TaskEvent,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
     failed_result,
+    task_event,
 )
-from boson_shared.contract.topology import RK_PLACED, Names
+from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
@@ -38,6 +40,7 @@ class SchedulerHandlers:
         demand_model: DemandModel,
         reservation_ttl_s: float,
         ingress_max_age_s: float,
+        record: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -45,6 +48,8 @@ class SchedulerHandlers:
         self.strategy = strategy
         self.demand_model = demand_model
         self.ingress_max_age_s = ingress_max_age_s
+        self.record = record
+        """Report submissions and placements to the task record."""
         self.wall_clock = wall_clock
         self.table = NodeTable()
         self.placer = Placer(self.table, strategy)
@@ -95,6 +100,11 @@ class SchedulerHandlers:
         now = self.wall_clock()
         admitted: list[TaskSubmitted] = []
         for task in tasks:
+            if self.record:
+                submitted = task_event(
+                    task, "submitted", "scheduler", message_id=f"{task.task_id}.sub"
+                )
+                emits.append(self._record_emit(submitted))
             age = now - task.submitted_at
             if age > self.ingress_max_age_s:
                 emits.append(
@@ -143,7 +153,22 @@ class SchedulerHandlers:
                 explanation=explanations[k],
             )
             emits.append(Emit(Route(self.names.work_exchange, RK_PLACED, mandatory=True), placed))
+            if self.record:
+                event = task_event(
+                    task,
+                    "placed" if node_id is not None else "pending",
+                    "scheduler",
+                    message_id=f"{placed.message_id}.ev",
+                    at=placed.placed_at,
+                    node_id=node_id,
+                    strategy=self.strategy,
+                    demand=demand,
+                )
+                emits.append(self._record_emit(event))
         return emits
+
+    def _record_emit(self, event: TaskEvent) -> Emit:
+        return Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)
 
     def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:
         largest = self.table.max_capacity().tolist()

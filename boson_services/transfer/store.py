@@ -597,6 +597,27 @@ class BlobStore:
                 removed += 1
         return removed
 
+    def delete_unreferenced(self, referenced: frozenset[str], older_than: float) -> int:
+        """Delete stored blobs not in ``referenced`` and last written before
+        ``older_than`` (epoch seconds); how many went.
+
+        The task record says which blobs its unexpired tasks refer to; the
+        age bound spares a blob uploaded for a task the record has not seen yet.
+        """
+        removed = 0
+        for shard in self.blobs.iterdir() if self.blobs.is_dir() else ():
+            for path in shard.iterdir() if shard.is_dir() else ():
+                if path.name in referenced:
+                    continue
+                try:
+                    if path.stat().st_mtime >= older_than:
+                        continue
+                    path.unlink()
+                except OSError:
+                    continue  # gone already, or another replica has it open
+                removed += 1
+        return removed
+
     def staged(self) -> int:
         """Partial uploads in the staging area."""
         return sum(1 for p in self.staging.iterdir() if p.is_dir()) if self.staging.is_dir() else 0

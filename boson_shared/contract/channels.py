@@ -20,6 +20,7 @@ from typing import Literal
 from boson_shared.contract.messages import (
     Alert,
     BalancerBacklog,
+    BlobsReferenced,
     CheckData,
     ClusterSnapshot,
     DataChunk,
@@ -28,7 +29,10 @@ from boson_shared.contract.messages import (
     FetchData,
     Message,
     NodeHeartbeat,
+    RecordQuery,
+    RecordReply,
     TaskAssigned,
+    TaskEvent,
     TaskPlaced,
     TaskResult,
     TaskRetrying,
@@ -38,10 +42,13 @@ from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
     RK_ALL_RESULTS,
     RK_BACKLOG,
+    RK_BLOBS_REFERENCED,
     RK_DATA_CHUNK,
     RK_DATA_REQUEST,
     RK_PARKED,
     RK_PLACED,
+    RK_RECORD_EVENT,
+    RK_RECORD_QUERY,
     RK_SNAPSHOT,
     RK_SUBMIT,
     Names,
@@ -52,6 +59,7 @@ from boson_shared.contract.topology import (
     rk_data_stored,
     rk_heartbeat,
     rk_node,
+    rk_record_reply,
     rk_result,
     rk_retrying,
 )
@@ -66,6 +74,8 @@ CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 """A client's reply queue is deleted after a day without a consumer."""
 NODE_QUEUE_EXPIRES_MS = 3_600_000
 """A node's queue outlives its executor by an hour (``node_queue_expires_s``'s default)."""
+RECORD_READER_EXPIRES_MS = 300_000
+"""A record reader's reply queue is deleted five minutes after its last consumer."""
 SUBSCRIBER_EXPIRES_MS = 600_000
 """Per-instance event queues of the services (``subscriber_expires_s``'s default)."""
 
@@ -112,6 +122,13 @@ def channels(names: Names) -> tuple[Channel, ...]:
     client = _queue(names.client(CLIENT_ID, CLIENT_QUEUE_EXPIRES_MS), names.client_queue(CLIENT_ID))
     chunks = _queue(names.transfer(), names.chunks_queue)
     requests = _queue(names.transfer(), names.data_requests_queue)
+    record = _queue(names.record(), names.record_queue)
+    queries = _queue(names.record_queries(), names.record_queries_queue)
+    reader = QueueSpec(
+        names.subscriber_queue("records", CLIENT_ID),
+        queue_type="classic",
+        expires_ms=RECORD_READER_EXPIRES_MS,
+    )
 
     def subscriber(role: Role, key: str) -> Consumer:
         queue_name = names.subscriber_queue(role, INSTANCE_ID)
@@ -197,6 +214,7 @@ def channels(names: Names) -> tuple[Channel, ...]:
             ("executor", "scheduler", "balancer"),
             (
                 Consumer("client", client, rk_result(CLIENT_ID)),
+                Consumer("monitor", record, RK_ALL_RESULTS),
                 subscriber("monitor", RK_ALL_RESULTS),
                 subscriber("scheduler", RK_ALL_RESULTS),
                 subscriber("balancer", RK_ALL_RESULTS),
@@ -287,6 +305,51 @@ def channels(names: Names) -> tuple[Channel, ...]:
             False,
             "The balancer's count of work held but not dispatched.",
         ),
+        Channel(
+            "taskEvent",
+            events,
+            "topic",
+            RK_RECORD_EVENT,
+            (TaskEvent,),
+            ("scheduler", "balancer", "executor"),
+            (Consumer("monitor", record, RK_RECORD_EVENT),),
+            False,
+            "A step of a task's life for the task record (never the task's data); the "
+            "durable record queue, consumed by competing monitors, also binds every result.",
+        ),
+        Channel(
+            "recordQuery",
+            work,
+            "topic",
+            RK_RECORD_QUERY,
+            (RecordQuery,),
+            ("client",),
+            (Consumer("monitor", queries, RK_RECORD_QUERY),),
+            False,
+            "A question to the task record: one task by id, or a filtered page.",
+        ),
+        Channel(
+            "recordReply",
+            events,
+            "topic",
+            rk_record_reply(CLIENT_ID),
+            (RecordReply,),
+            ("monitor",),
+            (Consumer("client", reader, rk_record_reply(CLIENT_ID)),),
+            False,
+            "The task record's answer, to the asking reader's own reply queue.",
+        ),
+        Channel(
+            "blobsReferenced",
+            events,
+            "topic",
+            RK_BLOBS_REFERENCED,
+            (BlobsReferenced,),
+            ("monitor",),
+            (subscriber("transfer", RK_BLOBS_REFERENCED),),
+            False,
+            "After each retention sweep: the blobs unexpired task records refer to.",
+        ),
     )
 
 
@@ -297,6 +360,7 @@ __all__ = [
     "NODE_ID",
     "NODE_QUEUE_EXPIRES_MS",
     "REASON",
+    "RECORD_READER_EXPIRES_MS",
     "SUBSCRIBER_EXPIRES_MS",
     "Channel",
     "Consumer",

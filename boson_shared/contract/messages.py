@@ -437,6 +437,174 @@ class DataStored(Message):
     stored_at: Timestamp = Field(default_factory=now)
 
 
+TaskStage: TypeAlias = Literal["submitted", "pending", "placed", "assigned", "started"]
+"""The steps of a task's life before its outcome, in the order they happen."""
+
+TaskState: TypeAlias = Literal[
+    "submitted", "pending", "placed", "assigned", "started", "succeeded", "failed"
+]
+"""What the task record says of a task: its latest step, or its outcome."""
+
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
+
+
+class TaskEvent(Message):
+    """One step of a task's life, for the task record: never the task's data.
+
+    The scheduler reports ``submitted`` and ``placed`` (``pending`` when no
+    node fits yet), the balancer ``assigned``, the executor ``started``; the
+    outcome is the :class:`TaskResult` itself. Each service fills in only what
+    it knows; every event carries the task's submission time, so a record row
+    sorts right whichever event reaches the monitor first.
+    """
+
+    kind: Literal["task.event"] = "task.event"
+    task_id: Identifier
+    stage: TaskStage
+    source: Identifier
+    """The service that saw the step happen."""
+    at: Timestamp = Field(default_factory=now)
+    submitted_at: Timestamp
+    handler: HandlerName | None = None
+    submitter: Identifier | None = None
+    complexity: NonNegative | None = None
+    data_size: NonNegative | None = None
+    input_bytes: Count | None = None
+    """Size of the task's data (inline or by reference), not the data itself."""
+    input_ref: Digest | None = None
+    requests: ResourceRequest | None = None
+    timeout_s: NonNegative | None = None
+    max_retries: Count | None = None
+    node_id: Identifier | None = None
+    strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
+    demand: ResourceVector | None = None
+    dispatch: Count | None = None
+    attempt: Count | None = None
+
+
+def task_event(
+    task: TaskSubmitted, stage: TaskStage, source: str, *, message_id: str, **fields: Any
+) -> TaskEvent:
+    """The record event of ``task`` reaching ``stage``; ``submitted`` carries its inputs."""
+    if stage == "submitted":
+        fields.setdefault("at", task.submitted_at)
+        fields.update(
+            handler=task.handler,
+            submitter=task.reply_to,
+            complexity=task.complexity,
+            data_size=task.data_size,
+            input_bytes=(
+                len(task.data)
+                if task.data is not None
+                else (task.data_ref.size if task.data_ref is not None else 0)
+            ),
+            input_ref=task.data_ref.digest if task.data_ref is not None else None,
+            requests=task.requests,
+            timeout_s=task.timeout_s,
+            max_retries=task.max_retries,
+        )
+    return TaskEvent(
+        message_id=message_id,
+        task_id=task.task_id,
+        stage=stage,
+        source=source,
+        submitted_at=task.submitted_at,
+        **fields,
+    )
+
+
+class TimelineEntry(Model):
+    """One step in a task's recorded history."""
+
+    stage: TaskState
+    at: Timestamp
+    node_id: Identifier | None = None
+    source: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class TaskRecord(Model):
+    """What the record holds of one task (``Client.get``, ``boson task``)."""
+
+    task_id: Identifier
+    state: TaskState
+    handler: HandlerName | None = None
+    tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
+    submitter: Identifier | None = None
+    complexity: NonNegative | None = None
+    data_size: NonNegative | None = None
+    input_bytes: Count | None = None
+    input_ref: Digest | None = None
+    node_id: Identifier | None = None
+    strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
+    demand: ResourceVector | None = None
+    attempts: Count = 0
+    dispatches: Count = 0
+    error: TaskFailure | None = None
+    usage: TaskUsage | None = None
+    output: Any = None
+    output_ref: DataRef | None = None
+    output_omitted: bool = False
+    """The output was larger than the record keeps inline and had no reference."""
+    submitted_at: Timestamp
+    placed_at: Timestamp | None = None
+    assigned_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+
+
+RECORD_QUERY_MAX_LIMIT = 1000
+
+
+class RecordQuery(Message):
+    """Ask the monitors' task record: one task by id, or a filtered page of tasks.
+
+    Answered with a :class:`RecordReply` on ``events/record.reply.<reply_to>``.
+    """
+
+    kind: Literal["record.query"] = "record.query"
+    reply_to: Identifier
+    task_id: Identifier | None = None
+    state: TaskState | None = None
+    handler: HandlerName | None = None
+    node_id: Identifier | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    limit: Annotated[int, Field(ge=1, le=RECORD_QUERY_MAX_LIMIT)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    """Where the previous page ended (its reply's ``next_cursor``)."""
+
+
+RecordErrorCode: TypeAlias = Literal["not-found", "bad-query", "unavailable"]
+
+
+class RecordReply(Message):
+    """The record's answer to a :class:`RecordQuery`: records, or why not."""
+
+    kind: Literal["record.reply"] = "record.reply"
+    query_id: Identifier
+    records: tuple[TaskRecord, ...] = ()
+    next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    error: RecordErrorCode | None = None
+    detail: Annotated[str, StringConstraints(max_length=4000)] = ""
+
+
+class BlobsReferenced(Message):
+    """The blobs the unexpired task records still refer to, as of ``as_of``.
+
+    The monitor publishes it after each retention sweep; the transfer service
+    deletes the blobs it holds that are in no such list and are older than
+    its grace period. ``complete`` is false when the list was cut short: then
+    nothing may be deleted on its strength.
+    """
+
+    kind: Literal["blobs.referenced"] = "blobs.referenced"
+    as_of: Timestamp
+    digests: tuple[Digest, ...]
+    complete: bool = True
+
+
 AnyMessage: TypeAlias = Annotated[
     TaskSubmitted
     | TaskPlaced
@@ -451,7 +619,11 @@ AnyMessage: TypeAlias = Annotated[
     | CheckData
     | DataStatus
     | FetchData
-    | DataStored,
+    | DataStored
+    | TaskEvent
+    | RecordQuery
+    | RecordReply
+    | BlobsReferenced,
     Field(discriminator="kind"),
 ]
 
@@ -472,6 +644,10 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         DataStatus,
         FetchData,
         DataStored,
+        TaskEvent,
+        RecordQuery,
+        RecordReply,
+        BlobsReferenced,
     )
 }
 """Every message kind this build knows, mapped to its model."""
@@ -486,11 +662,14 @@ def kind_of(model: type[Message]) -> str:
 
 __all__ = [
     "MESSAGE_TYPES",
+    "RECORD_QUERY_MAX_LIMIT",
     "SCHEMA_VERSION",
+    "TERMINAL_STATES",
     "Alert",
     "AlertReason",
     "AnyMessage",
     "BalancerBacklog",
+    "BlobsReferenced",
     "CheckData",
     "ClusterSnapshot",
     "Count",
@@ -510,16 +689,25 @@ __all__ = [
     "NodeState",
     "NonNegative",
     "PlacementExplanation",
+    "RecordErrorCode",
+    "RecordQuery",
+    "RecordReply",
     "ResourceRequest",
     "ResourceVector",
+    "TaskEvent",
     "TaskFailure",
     "TaskPlaced",
+    "TaskRecord",
     "TaskResult",
     "TaskRetrying",
+    "TaskStage",
+    "TaskState",
     "TaskSubmitted",
     "TaskUsage",
+    "TimelineEntry",
     "failed_result",
     "kind_of",
     "new_id",
     "now",
+    "task_event",
 ]

@@ -39,6 +39,8 @@ RK_PARKED = "task.parked"
 """Work the balancer re-publishes to itself (only the placed queue binds it)."""
 RK_DATA_CHUNK = "data.chunk"
 RK_DATA_REQUEST = "data.request"
+RK_RECORD_QUERY = "record.query"
+"""Questions to the task record (the monitors' record-queries queue)."""
 
 # Routing keys on the events exchange.
 RK_SNAPSHOT = "snapshot"
@@ -47,6 +49,9 @@ RK_ALL_HEARTBEATS = "heartbeat.#"
 RK_ALL_RESULTS = "result.#"
 RK_ALL_ALERTS = "alert.#"
 RK_ALL_DATA_STORED = "data.stored.#"
+RK_RECORD_EVENT = "record.event"
+"""Task lifecycle events; the record queue binds them and every result."""
+RK_BLOBS_REFERENCED = "blobs.referenced"
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -90,6 +95,10 @@ def rk_alert(reason: str) -> str:
 
 def rk_data_reply(client_id: str) -> str:
     return f"data.reply.{client_id}"
+
+
+def rk_record_reply(client_id: str) -> str:
+    return f"record.reply.{client_id}"
 
 
 def rk_data_stored(client_id: str) -> str:
@@ -235,6 +244,15 @@ class Names:
     def data_requests_queue(self) -> str:
         return f"{self.namespace}.transfer.requests"
 
+    @property
+    def record_queue(self) -> str:
+        """Lifecycle events and results for the task record (competing monitors)."""
+        return f"{self.namespace}.record.events"
+
+    @property
+    def record_queries_queue(self) -> str:
+        return f"{self.namespace}.record.queries"
+
     def node_queue(self, node_id: str) -> str:
         return f"{self.namespace}.node.{node_id}"
 
@@ -348,9 +366,32 @@ class Names:
             self.data_requests_queue, [RK_DATA_REQUEST]
         )
 
+    def record(self) -> Topology:
+        """The task record's one durable queue: every lifecycle event and result.
+
+        Declared by every service that publishes events, so none is lost
+        while no monitor runs: they wait here until one consumes them.
+        """
+        return self.work_queue(
+            self.record_queue,
+            [RK_RECORD_EVENT, RK_ALL_RESULTS],
+            exchange=self.events_exchange,
+            queue_type="quorum",
+        )
+
+    def record_queries(self) -> Topology:
+        return self.work_queue(self.record_queries_queue, [RK_RECORD_QUERY])
+
     def shared_queues(self) -> Topology:
         """Everything not tied to one node, client or instance (definitions.json)."""
-        return self.base() + self.submit() + self.placed() + self.transfer()
+        return (
+            self.base()
+            + self.submit()
+            + self.placed()
+            + self.transfer()
+            + self.record()
+            + self.record_queries()
+        )
 
 
 __all__ = [
@@ -369,10 +410,13 @@ __all__ = [
     "RK_ALL_HEARTBEATS",
     "RK_ALL_RESULTS",
     "RK_BACKLOG",
+    "RK_BLOBS_REFERENCED",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
     "RK_PARKED",
     "RK_PLACED",
+    "RK_RECORD_EVENT",
+    "RK_RECORD_QUERY",
     "RK_SNAPSHOT",
     "RK_SUBMIT",
     "BindingSpec",
@@ -388,6 +432,7 @@ __all__ = [
     "rk_data_stored",
     "rk_heartbeat",
     "rk_node",
+    "rk_record_reply",
     "rk_result",
     "rk_retrying",
 ]
