@@ -18,17 +18,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from boson.client import Client, TaskHandle, TaskRequest
     from boson.launcher import embedded
-    from boson_shared.contract.messages import TaskResult
+    from boson.records import RecordReader, TaskPage
+    from boson_shared.contract.messages import TaskRecord, TaskResult, TimelineEntry
     from boson_shared.errors import (
         BosonError,
         BrokerUnavailableError,
         ConfigError,
         EncodeError,
+        InvalidQueryError,
         InvalidTaskError,
         InvalidTaskInputError,
         PermanentTaskError,
         PublishNotConfirmedError,
+        RecordError,
+        RecordUnavailableError,
         TaskFailedError,
+        TaskNotFoundError,
         TransientError,
     )
     from boson_shared.handlers import RaisedAlert, Retry, TaskInput, TaskOutput, handler
@@ -41,6 +46,10 @@ _HOMES: dict[str, str] = {
     "TaskRequest": "boson.client",
     "embedded": "boson.launcher",
     "TaskResult": "boson_shared.contract.messages",
+    "TaskRecord": "boson_shared.contract.messages",
+    "TimelineEntry": "boson_shared.contract.messages",
+    "RecordReader": "boson.records",
+    "TaskPage": "boson.records",
     "RaisedAlert": "boson_shared.handlers",
     "Retry": "boson_shared.handlers",
     "TaskInput": "boson_shared.handlers",
@@ -55,6 +64,10 @@ _HOMES: dict[str, str] = {
     "PermanentTaskError": "boson_shared.errors",
     "PublishNotConfirmedError": "boson_shared.errors",
     "TaskFailedError": "boson_shared.errors",
+    "TaskNotFoundError": "boson_shared.errors",
+    "InvalidQueryError": "boson_shared.errors",
+    "RecordError": "boson_shared.errors",
+    "RecordUnavailableError": "boson_shared.errors",
     "TransientError": "boson_shared.errors",
 }
 """Each public name and the module that defines it."""
@@ -94,18 +107,26 @@ __all__ = [
     "Client",
     "ConfigError",
     "EncodeError",
+    "InvalidQueryError",
     "InvalidTaskError",
     "InvalidTaskInputError",
     "PermanentTaskError",
     "PublishNotConfirmedError",
     "RaisedAlert",
+    "RecordError",
+    "RecordReader",
+    "RecordUnavailableError",
     "Retry",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",
+    "TaskNotFoundError",
     "TaskOutput",
+    "TaskPage",
+    "TaskRecord",
     "TaskRequest",
     "TaskResult",
+    "TimelineEntry",
     "TransientError",
     "__version__",
     "embedded",
