@@ -22,6 +22,11 @@ is confirmed and dropped, as AMQP does for events nobody listens to. Work
 routes, where an unroutable message is a lost task, pass ``mandatory=True``
 and get :class:`~boson_shared.errors.PublishNotConfirmedError` instead.
 
+The URL may name several nodes of a cluster (comma-separated, see
+:mod:`boson_shared.bus.broker_urls`): the transport starts at a random one
+that answers and its robust connection fails over along the list
+(:class:`~boson_shared.bus.failover.FailoverConnection`).
+
 The URL's password never reaches a log line or an error: see :func:`mask_url`.
 
 ``amqps://`` connects with TLS and verifies the broker's certificate and
@@ -35,11 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from pamqp import commands as spec
@@ -48,7 +51,9 @@ from yarl import URL
 from boson_shared.bus import headers as _headers
 from boson_shared.bus.abc import DeliveryHandler, Headers
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
+from boson_shared.bus.broker_urls import failover_order, mask_url, parse_broker_urls
 from boson_shared.bus.coalescing import CoalescingTransportFactory
+from boson_shared.bus.failover import FailoverConnection
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from boson_shared.errors import BrokerUnavailableError, ConfigError, PublishNotConfirmedError
 
@@ -63,31 +68,11 @@ _BROKER_ERRORS = (
 )
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``****`` (for logs and errors)."""
-    try:
-        parsed = URL(url)
-        if parsed.password:
-            return str(parsed.with_password("****"))
-        return str(parsed)
-    except (ValueError, TypeError):
-        # Unparseable: blank whatever sits between "user:" and "@".
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1****@", url)
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        return URL(url).password
-    except (ValueError, TypeError):
-        match = re.search(r"//[^:/@]*:([^@]*)@", url)
-        return match.group(1) if match else None
-
-
 @dataclass
 class _Connected:
     """What exists only while connected; ``None`` stands for "not connected"."""
 
-    connection: aio_pika.RobustConnection
+    connection: FailoverConnection
     publisher: AbstractRobustChannel
     subscriptions: list[AmqpSubscription] = field(default_factory=list)
     admin: aiormq.abc.AbstractChannel | None = None
@@ -98,7 +83,9 @@ class AmqpTransport:
     """:class:`~boson_shared.bus.abc.Transport` on RabbitMQ.
 
     ``confirm_timeout`` bounds a publish (including waiting out a reconnect);
-    ``op_timeout`` bounds connecting, declares, deletes and channel setup.
+    ``op_timeout`` bounds connecting to one node, declares, deletes and
+    channel setup. ``url`` is one node or a comma-separated list; a malformed
+    one raises :class:`~boson_shared.errors.ConfigError` here.
     """
 
     def __init__(
@@ -110,9 +97,11 @@ class AmqpTransport:
         op_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
     ) -> None:
-        self._url = url
+        self._nodes = parse_broker_urls(url)
         self._masked = mask_url(url)
-        self._password = _password_of(url)
+        secrets = {node.password for node in self._nodes} | {n.raw_password for n in self._nodes}
+        # Longest first, so that a password holding another is masked whole.
+        self._passwords = sorted((p for p in secrets if p), key=len, reverse=True)
         self._name = connection_name
         self._confirm_timeout = confirm_timeout
         self._op_timeout = op_timeout
@@ -130,7 +119,9 @@ class AmqpTransport:
 
     def _scrub(self, error: BaseException) -> str:
         text = f"{type(error).__name__}: {error}"
-        return text.replace(self._password, "****") if self._password else text
+        for secret in self._passwords:
+            text = text.replace(secret, "****")
+        return mask_url(text)
 
     def _require(self) -> _Connected:
         if self._state is None:
@@ -149,11 +140,29 @@ class AmqpTransport:
     # -- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect and open the publishing channel, or raise BrokerUnavailableError."""
+        """Connect to a random node of the list, trying each in turn, and open
+        the publishing channel; BrokerUnavailableError when none answers."""
         if self._state is not None:
             return
-        connection = aio_pika.RobustConnection(
-            URL(self._url),
+        order = failover_order(self._nodes)
+        failures: list[str] = []
+        for start in range(len(order)):
+            nodes = order[start:] + order[:start]
+            try:
+                self._state = await self._connect_to(nodes)
+            except BrokerUnavailableError as e:
+                failures.append(str(e))
+                continue
+            self._state.connection.reconnect_callbacks.add(self._on_reconnect)
+            log.info("connected to %s as %r", mask_url(str(nodes[0])), self._name)
+            return
+        raise BrokerUnavailableError("; ".join(failures))
+
+    async def _connect_to(self, nodes: tuple[URL, ...]) -> _Connected:
+        """A connection to ``nodes[0]`` that fails over along ``nodes`` later."""
+        where = mask_url(str(nodes[0]))
+        connection = FailoverConnection(
+            nodes,
             client_properties={"connection_name": self._name},
             reconnect_interval=self._reconnect_interval,
         )
@@ -172,22 +181,20 @@ class AmqpTransport:
             # Wrong credentials do not get better by waiting: say so at once.
             await connection.close()
             raise ConfigError(
-                f"the broker at {self._masked} refused the credentials ({type(e).__name__})"
+                f"the broker at {where} refused the credentials ({type(e).__name__})"
             ) from None
         except (*_BROKER_ERRORS, TimeoutError, RuntimeError) as e:
             await connection.close()
-            raise BrokerUnavailableError(
-                f"cannot connect to {self._masked}: {self._scrub(e)}"
-            ) from None
+            raise BrokerUnavailableError(f"cannot connect to {where}: {self._scrub(e)}") from None
         except BaseException:
             await connection.close()
             raise
-        self._state = _Connected(connection, publisher)
-        connection.reconnect_callbacks.add(self._on_reconnect)
-        log.info("connected to %s as %r", self._masked, self._name)
+        return _Connected(connection, publisher)
 
     def _on_reconnect(self, *_: object) -> None:
-        log.info("reconnected to %s; consumers resume", self._masked)
+        state = self._state
+        where = mask_url(str(state.connection.node)) if state is not None else self._masked
+        log.info("reconnected to %s; consumers resume", where)
 
     async def close(self) -> None:
         """Close consumers and the connection; unsettled deliveries are requeued."""
