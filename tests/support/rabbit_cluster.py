@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -30,6 +31,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 BASE = Path("/tmp/boson-rabbit-cluster")
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -258,6 +262,73 @@ class RabbitCluster:
         """Start ``node`` again after a kill (it rejoins with its data)."""
         node.start()
         self.await_running(node)
+
+    def stop_node(self, node: RabbitNode) -> None:
+        """Stop ``node`` gracefully (``rabbitmqctl stop``), waiting for its VM to exit."""
+        pid = node.beam_pid()
+        self.ctl(node, "stop")
+        _wait_dead(pid, within_s=60)
+        if node.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=10)
+
+    def live(self) -> list[RabbitNode]:
+        return [node for node in self.nodes if node.beam_pid() is not None]
+
+    def any_live(self, but: RabbitNode | None = None) -> RabbitNode:
+        for node in self.live():
+            if node is not but:
+                return node
+        raise RuntimeError("no node of the cluster is running")
+
+    def heal(self) -> None:
+        """Every node running again, alarms cleared: the state each test starts from."""
+        for node in self.nodes:
+            if node.beam_pid() is None:
+                self.restart(node)
+        for node in self.nodes:
+            self.ctl(node, "set_vm_memory_high_watermark", "0.4")
+            self.ctl(node, "set_disk_free_limit", "50MB")
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """Every queue with its type, leader and members, as a live node sees them."""
+        out = self.ctl(
+            self.any_live(),
+            "list_queues",
+            "name",
+            "type",
+            "leader",
+            "members",
+            "online",
+            "messages",
+            "--formatter",
+            "json",
+            "-q",
+        )
+        return {row["name"]: row for row in json.loads(out)}
+
+    def alarms(self, node: RabbitNode) -> list[str]:
+        """Resource alarms ``node`` has raised (empty when none)."""
+        out = self.ctl(node, "eval", "rabbit_alarm:get_alarms().", timeout=20)
+        text = out.strip()
+        return [] if text in ("[]", "") else [text]
+
+    def node_named(self, name: str) -> RabbitNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def node_of(self, pid: int) -> RabbitNode | None:
+        """The node the process ``pid`` has an AMQP connection to (its first), if any."""
+        ports = {node.amqp_port: node for node in self.nodes}
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return None
+        for connection in connections:
+            if connection.raddr and connection.status == psutil.CONN_ESTABLISHED:
+                node = ports.get(connection.raddr.port)
+                if node is not None:
+                    return node
+        return None
 
     def running_nodes(self) -> list[str]:
         """Names of the running cluster members, as the first live node sees them."""
