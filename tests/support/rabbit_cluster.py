@@ -62,13 +62,11 @@ def _free_port() -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -359,12 +357,12 @@ def _stop_leftovers() -> None:
         cluster.stop()
 
 
-def sweep_stale() -> list[str]:
+def sweep_stale(base: Path = BASE) -> list[str]:
     """Stop and delete clusters whose pytest is gone; the names of their nodes."""
     swept: list[str] = []
-    if not BASE.exists():
+    if not base.exists():
         return swept
-    for run_dir in BASE.iterdir():
+    for run_dir in base.iterdir():
         try:
             owner = int((run_dir / "owner").read_text().strip())
         except (OSError, ValueError):
