@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -60,6 +61,7 @@ from boson_shared.errors import BrokerUnavailableError, ConfigError, PublishNotC
 log = logging.getLogger(__name__)
 
 _PERSISTENT = 2
+_RECYCLE_AFTER_NACK_S = 1.0
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
     aiormq.ChannelInvalidStateError,
@@ -77,6 +79,8 @@ class _Connected:
     subscriptions: list[AmqpSubscription] = field(default_factory=list)
     admin: aiormq.abc.AbstractChannel | None = None
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recycled_at: float = 0.0
+    """Monotonic time the publishing channel was last recycled after a nack."""
 
 
 class AmqpTransport:
@@ -329,6 +333,7 @@ class AmqpTransport:
             message_id=message_id if message_id is not None else uuid.uuid4().hex,
         )
         where = f"{exchange!r} / {routing_key!r}"
+        channel: aiormq.abc.AbstractChannel | None = None
         try:
             async with asyncio.timeout(self._confirm_timeout):
                 channel = await self._publishing_channel(state)
@@ -346,6 +351,8 @@ class AmqpTransport:
         except aiormq.exceptions.PublishError as e:
             raise PublishNotConfirmedError(f"unroutable: nothing bound for {where}") from e
         except aiormq.exceptions.DeliveryError as e:
+            if channel is not None:
+                await self._recycle_publisher(state, channel)
             raise PublishNotConfirmedError(f"broker nacked the publish to {where}") from e
         except aiormq.exceptions.ChannelNotFoundEntity as e:
             raise PublishNotConfirmedError(f"exchange {exchange!r} does not exist") from e
@@ -355,6 +362,30 @@ class AmqpTransport:
             ) from e
         if not isinstance(result, spec.Basic.Ack):
             raise PublishNotConfirmedError(f"unexpected confirm {result!r} for {where}")
+
+    async def _recycle_publisher(
+        self, state: _Connected, channel: aiormq.abc.AbstractChannel
+    ) -> None:
+        """Close the publishing channel after a nack; the robust channel reopens it.
+
+        When a broker node dies, a channel that failed over to another node
+        and publishes to a quorum queue whose leader was on the dead one can
+        have that publish nacked, and every later one on the same channel,
+        for minutes after the queue has a new leader, while other channels
+        publish to the same queue unhindered (``tests/cluster``). A fresh
+        channel starts afresh. At most once a second: publishes in flight
+        on the closed channel fail as a lost connection does and are retried.
+        """
+        now = time.monotonic()
+        if channel.is_closed or now - state.recycled_at < _RECYCLE_AFTER_NACK_S:
+            return
+        state.recycled_at = now
+        log.warning("the broker nacked a publish: reopening the publishing channel")
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                await channel.close()
+        except (*_BROKER_ERRORS, TimeoutError) as e:
+            log.debug("closing the nacked publishing channel: %s", self._scrub(e))
 
     async def _publishing_channel(self, state: _Connected) -> aiormq.abc.AbstractChannel:
         """The open channel under the robust publisher, waiting out a reopen."""
