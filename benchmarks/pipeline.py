@@ -33,6 +33,13 @@ The three systems:
 * **celery** — a prefork worker with 2 processes, ``rpc://`` results, a
   no-op task, on the same broker.
 
+With ``--cluster``, every Boson run is made twice: on the broker of
+``--amqp-url`` and on a fresh three-node RabbitMQ cluster started on this
+machine for the benchmark (``tests/support/rabbit_cluster.py``, needs root
+and ``rabbitmq-server``; stopped and deleted at the end), where the quorum
+queues are replicated three times. ``--schedulers 1 3`` runs Boson with one
+scheduler and with three competing for the submit queue.
+
 Rounds alternate the systems (``--repeats``), since the machine is shared
 and noisy. Everything runs in a fresh namespace, and every queue and
 exchange it declared is deleted at the end. ``--profile DIR`` records each
@@ -68,6 +75,7 @@ from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.messages import new_id
 from boson_shared.settings import BosonSettings
 from tests.support.cluster import ROOT, ProcessCluster
+from tests.support.rabbit_cluster import RabbitCluster, make_cluster
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 SYSTEMS = ("boson", "bare", "celery")
@@ -185,16 +193,22 @@ class BosonSystem:
     name = "boson"
     queue_type = BosonSettings().queue_type
 
-    def __init__(self, url: str, namespace: str, log_dir: Path, executors: int) -> None:
+    def __init__(
+        self, url: str, namespace: str, log_dir: Path, executors: int, schedulers: int = 1
+    ) -> None:
         self.cluster = ProcessCluster(url, namespace, log_dir, extra_env=dict(BENCH_ENV))
         self.executors = executors
+        self.schedulers = schedulers
         self.client: Client | None = None
         self.variant: dict[str, str] = {}
 
     async def start(self) -> None:
-        for service in ("monitor", "scheduler", "balancer"):
+        for service in ("monitor", "balancer"):
             self.cluster.extra_env["BOSON_INSTANCE_ID"] = f"{service}-1"
             self.cluster.start(service)
+        for k in range(1, self.schedulers + 1):
+            self.cluster.extra_env["BOSON_INSTANCE_ID"] = f"scheduler-{k}"
+            self.cluster.start("scheduler", name=f"scheduler-{k}")
         for k in range(1, self.executors + 1):
             self.cluster.extra_env["BOSON_INSTANCE_ID"] = f"executor-{k}"
             self.cluster.start("executor", "--node-id", f"bench-{k}", name=f"executor-{k}")
@@ -699,8 +713,28 @@ async def bench(args: argparse.Namespace) -> int:
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="boson-bench-"))
     log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
     boson_runs = variants(args)
-    systems = [*boson_runs, *(s for s in ("bare", "celery") if s in args.only)]
+    # Each Boson run, per scheduler count and broker: (env, schedulers, on the cluster).
+    layouts: dict[str, tuple[dict[str, str], int, bool]] = {}
+    for name, env in boson_runs.items():
+        for schedulers in args.schedulers:
+            for on_cluster in (False, True) if args.cluster else (False,):
+                label = name
+                if len(args.schedulers) > 1:
+                    label += f"/{schedulers}sch"
+                if args.cluster:
+                    label += "/3node" if on_cluster else "/1node"
+                layouts[label] = (env, schedulers, on_cluster)
+    systems = [*layouts, *(s for s in ("bare", "celery") if s in args.only)]
     results = {name: Result() for name in systems}
+    rabbit: RabbitCluster | None = None
+    if args.cluster:
+        started = time.monotonic()
+        rabbit = await asyncio.to_thread(make_cluster)
+        print(
+            f"three-node cluster up in {time.monotonic() - started:.1f}s: "
+            f"{', '.join(node.name for node in rabbit.nodes)}",
+            flush=True,
+        )
 
     def make(name: str) -> BosonSystem | BareChain | CelerySystem:
         if name == "bare":
@@ -709,10 +743,12 @@ async def bench(args: argparse.Namespace) -> int:
             )
         if name == "celery":
             return CelerySystem(args.amqp_url, namespace, log_dir)
-        boson = BosonSystem(args.amqp_url, namespace, log_dir, args.executors)
+        env, schedulers, on_cluster = layouts[name]
+        url = rabbit.url if on_cluster and rabbit is not None else args.amqp_url
+        boson = BosonSystem(url, namespace, log_dir, args.executors, schedulers)
         boson.name = name
-        boson.variant = boson_runs[name]
-        boson.cluster.extra_env.update(boson_runs[name])
+        boson.variant = env
+        boson.cluster.extra_env.update(env)
         return boson
 
     print(
@@ -755,6 +791,9 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         removed = await cleanup(args.amqp_url, namespace, cleanup_queues)
         print(f"cleaned up {removed} queues/exchanges under {namespace}", flush=True)
+        if rabbit is not None:
+            await asyncio.to_thread(rabbit.stop)
+            print("three-node cluster stopped and deleted", flush=True)
     report(results)
     return 0
 
@@ -762,14 +801,14 @@ async def bench(args: argparse.Namespace) -> int:
 def report(results: dict[str, Result]) -> None:
     print()
     print(
-        f"{'system':<8}{'max tasks/s':>12}{'(min..max)':>16}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'system':<20}{'max tasks/s':>12}{'(min..max)':>16}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'idle ms':>9}{'lost':>6}"
     )
     for name, r in results.items():
         if not r.max_rate:
             continue
         print(
-            f"{name:<8}{statistics.median(r.max_rate):12.0f}"
+            f"{name:<20}{statistics.median(r.max_rate):12.0f}"
             f"{f'{min(r.max_rate):.0f}..{max(r.max_rate):.0f}':>16}"
             f"{statistics.median(r.p50):9.1f}{statistics.median(r.p99):9.1f}"
             f"{statistics.median(r.idle):9.1f}{r.lost:6d}"
@@ -779,7 +818,7 @@ def report(results: dict[str, Result]) -> None:
         print()
         for name, r in common.items():
             print(
-                f"{name:<8} at the common rate: p50 {statistics.median(r.common_p50):.1f} ms"
+                f"{name:<20} at the common rate: p50 {statistics.median(r.common_p50):.1f} ms"
                 f"  p99 {statistics.median(r.common_p99):.1f} ms"
             )
     for name, mine_r in results.items():
@@ -807,6 +846,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=1, help="rounds, alternating order")
     parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument(
+        "--schedulers", type=int, nargs="+", default=[1], help="run Boson with each count"
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run Boson on one node and on a fresh three-node RabbitMQ cluster",
+    )
     parser.add_argument("--bare-stages", type=int, default=3, help="3 stages = 4 broker hops")
     parser.add_argument(
         "--bare-queue-type",

@@ -27,7 +27,9 @@ class BosonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOSON_", extra="ignore", frozen=True)
 
     broker_url: SecretStr | None = None
-    """``amqp://user:pass@host:5672/vhost``; unset means the embedded broker."""
+    """``amqp://user:pass@host:5672/vhost``, or a comma-separated list of the
+    nodes of a cluster (see :mod:`boson_shared.bus.broker_urls`); unset means
+    the embedded broker."""
     namespace: Namespace = "boson"
     keys: SecretStr | None = None
     """Keyring: ``id:base64key[,id:base64key…]`` (``boson keys generate``)."""

@@ -22,6 +22,11 @@ is confirmed and dropped, as AMQP does for events nobody listens to. Work
 routes, where an unroutable message is a lost task, pass ``mandatory=True``
 and get :class:`~boson_shared.errors.UnroutableError` instead.
 
+The URL may name several nodes of a cluster (comma-separated, see
+:mod:`boson_shared.bus.broker_urls`): the transport starts at a random one
+that answers and its robust connection fails over along the list
+(:class:`~boson_shared.bus.failover.FailoverConnection`).
+
 The URL's password never reaches a log line or an error: see :func:`mask_url`.
 
 ``amqps://`` connects with TLS and verifies the broker's certificate and
@@ -36,12 +41,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from pamqp import commands as spec
@@ -50,7 +54,9 @@ from yarl import URL
 from boson_shared.bus import headers as _headers
 from boson_shared.bus.abc import DeliveryHandler, Headers
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
+from boson_shared.bus.broker_urls import failover_order, mask_url, parse_broker_urls
 from boson_shared.bus.coalescing import CoalescingTransportFactory
+from boson_shared.bus.failover import FailoverConnection
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from boson_shared.errors import (
     BrokerUnavailableError,
@@ -62,6 +68,7 @@ from boson_shared.errors import (
 log = logging.getLogger(__name__)
 
 _PERSISTENT = 2
+_RECYCLE_AFTER_NACK_S = 1.0
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
     aiormq.ChannelInvalidStateError,
@@ -93,42 +100,26 @@ def _quiet_connect_errors() -> Iterator[None]:
         _CONNECT_FAILURES.active -= 1
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``****`` (for logs and errors)."""
-    try:
-        parsed = URL(url)
-        if parsed.password:
-            return str(parsed.with_password("****"))
-        return str(parsed)
-    except (ValueError, TypeError):
-        # Unparseable: blank whatever sits between "user:" and "@".
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1****@", url)
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        return URL(url).password
-    except (ValueError, TypeError):
-        match = re.search(r"//[^:/@]*:([^@]*)@", url)
-        return match.group(1) if match else None
-
-
 @dataclass
 class _Connected:
     """What exists only while connected; ``None`` stands for "not connected"."""
 
-    connection: aio_pika.RobustConnection
+    connection: FailoverConnection
     publisher: AbstractRobustChannel
     subscriptions: list[AmqpSubscription] = field(default_factory=list)
     admin: aiormq.abc.AbstractChannel | None = None
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recycled_at: float = 0.0
+    """Monotonic time the publishing channel was last recycled after a nack."""
 
 
 class AmqpTransport:
     """:class:`~boson_shared.bus.abc.Transport` on RabbitMQ.
 
     ``confirm_timeout`` bounds a publish (including waiting out a reconnect);
-    ``op_timeout`` bounds connecting, declares, deletes and channel setup.
+    ``op_timeout`` bounds connecting to one node, declares, deletes and
+    channel setup. ``url`` is one node or a comma-separated list; a malformed
+    one raises :class:`~boson_shared.errors.ConfigError` here.
     """
 
     def __init__(
@@ -140,9 +131,11 @@ class AmqpTransport:
         op_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
     ) -> None:
-        self._url = url
+        self._nodes = parse_broker_urls(url)
         self._masked = mask_url(url)
-        self._password = _password_of(url)
+        secrets = {node.password for node in self._nodes} | {n.raw_password for n in self._nodes}
+        # Longest first, so that a password holding another is masked whole.
+        self._passwords = sorted((p for p in secrets if p), key=len, reverse=True)
         self._name = connection_name
         self._confirm_timeout = confirm_timeout
         self._op_timeout = op_timeout
@@ -160,7 +153,9 @@ class AmqpTransport:
 
     def _scrub(self, error: BaseException) -> str:
         text = f"{type(error).__name__}: {error}"
-        return text.replace(self._password, "****") if self._password else text
+        for secret in self._passwords:
+            text = text.replace(secret, "****")
+        return mask_url(text)
 
     def _require(self) -> _Connected:
         if self._state is None:
@@ -179,11 +174,29 @@ class AmqpTransport:
     # -- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect and open the publishing channel, or raise BrokerUnavailableError."""
+        """Connect to a random node of the list, trying each in turn, and open
+        the publishing channel; BrokerUnavailableError when none answers."""
         if self._state is not None:
             return
-        connection = aio_pika.RobustConnection(
-            URL(self._url),
+        order = failover_order(self._nodes)
+        failures: list[str] = []
+        for start in range(len(order)):
+            nodes = order[start:] + order[:start]
+            try:
+                self._state = await self._connect_to(nodes)
+            except BrokerUnavailableError as e:
+                failures.append(str(e))
+                continue
+            self._state.connection.reconnect_callbacks.add(self._on_reconnect)
+            log.info("connected to %s as %r", mask_url(str(nodes[0])), self._name)
+            return
+        raise BrokerUnavailableError("; ".join(failures))
+
+    async def _connect_to(self, nodes: tuple[URL, ...]) -> _Connected:
+        """A connection to ``nodes[0]`` that fails over along ``nodes`` later."""
+        where = mask_url(str(nodes[0]))
+        connection = FailoverConnection(
+            nodes,
             client_properties={"connection_name": self._name},
             reconnect_interval=self._reconnect_interval,
         )
@@ -204,9 +217,9 @@ class AmqpTransport:
                 ) from None
             # RabbitMQ answers a vhost that does not exist, or that the user
             # may not use, by closing the connection it was opening.
-            vhost = URL(self._url).path[1:] or "/"
+            vhost = nodes[0].path[1:] or "/"
             raise ConfigError(
-                f"the broker at {self._masked} refused to open vhost {vhost!r}: "
+                f"the broker at {where} refused to open vhost {vhost!r}: "
                 "it does not exist or this user may not use it"
             ) from None
         except (
@@ -216,22 +229,20 @@ class AmqpTransport:
             # Wrong credentials do not get better by waiting: say so at once.
             await connection.close()
             raise ConfigError(
-                f"the broker at {self._masked} refused the credentials ({type(e).__name__})"
+                f"the broker at {where} refused the credentials ({type(e).__name__})"
             ) from None
         except (*_BROKER_ERRORS, TimeoutError, RuntimeError) as e:
             await connection.close()
-            raise BrokerUnavailableError(
-                f"cannot connect to {self._masked}: {self._scrub(e)}"
-            ) from None
+            raise BrokerUnavailableError(f"cannot connect to {where}: {self._scrub(e)}") from None
         except BaseException:
             await connection.close()
             raise
-        self._state = _Connected(connection, publisher)
-        connection.reconnect_callbacks.add(self._on_reconnect)
-        log.info("connected to %s as %r", self._masked, self._name)
+        return _Connected(connection, publisher)
 
     def _on_reconnect(self, *_: object) -> None:
-        log.info("reconnected to %s; consumers resume", self._masked)
+        state = self._state
+        where = mask_url(str(state.connection.node)) if state is not None else self._masked
+        log.info("reconnected to %s; consumers resume", where)
 
     async def close(self) -> None:
         """Close consumers and the connection; unsettled deliveries are requeued."""
@@ -373,6 +384,7 @@ class AmqpTransport:
             message_id=message_id if message_id is not None else uuid.uuid4().hex,
         )
         where = f"{exchange!r} / {routing_key!r}"
+        channel: aiormq.abc.AbstractChannel | None = None
         try:
             async with asyncio.timeout(self._confirm_timeout):
                 channel = await self._publishing_channel(state)
@@ -390,6 +402,8 @@ class AmqpTransport:
         except aiormq.exceptions.PublishError as e:
             raise UnroutableError(f"unroutable: nothing bound for {where}") from e
         except aiormq.exceptions.DeliveryError as e:
+            if channel is not None:
+                await self._recycle_publisher(state, channel)
             raise PublishNotConfirmedError(f"broker nacked the publish to {where}") from e
         except aiormq.exceptions.ChannelNotFoundEntity as e:
             raise PublishNotConfirmedError(f"exchange {exchange!r} does not exist") from e
@@ -399,6 +413,30 @@ class AmqpTransport:
             ) from e
         if not isinstance(result, spec.Basic.Ack):
             raise PublishNotConfirmedError(f"unexpected confirm {result!r} for {where}")
+
+    async def _recycle_publisher(
+        self, state: _Connected, channel: aiormq.abc.AbstractChannel
+    ) -> None:
+        """Close the publishing channel after a nack; the robust channel reopens it.
+
+        When a broker node dies, a channel that failed over to another node
+        and publishes to a quorum queue whose leader was on the dead one can
+        have that publish nacked, and every later one on the same channel,
+        for minutes after the queue has a new leader, while other channels
+        publish to the same queue unhindered (``tests/cluster``). A fresh
+        channel starts afresh. At most once a second: publishes in flight
+        on the closed channel fail as a lost connection does and are retried.
+        """
+        now = time.monotonic()
+        if channel.is_closed or now - state.recycled_at < _RECYCLE_AFTER_NACK_S:
+            return
+        state.recycled_at = now
+        log.warning("the broker nacked a publish: reopening the publishing channel")
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                await channel.close()
+        except (*_BROKER_ERRORS, TimeoutError) as e:
+            log.debug("closing the nacked publishing channel: %s", self._scrub(e))
 
     async def _publishing_channel(self, state: _Connected) -> aiormq.abc.AbstractChannel:
         """The open channel under the robust publisher, waiting out a reopen."""

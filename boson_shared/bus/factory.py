@@ -8,7 +8,8 @@ without the URL's password.
 from __future__ import annotations
 
 from boson_shared.bus.abc import Transport
-from boson_shared.bus.amqp import AmqpTransport, mask_url
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.bus.broker_urls import mask_url
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.errors import ConfigError
 

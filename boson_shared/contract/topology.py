@@ -15,9 +15,17 @@ Layout (docs/design.md#topology):
   results, snapshots, alerts, data replies. Each consumer binds its own queue.
 * ``<ns>.dead`` (fanout) → ``<ns>.dead-letter``: bad bytes and exhausted
   retries, with the reason in the headers.
-* Delayed retries: per queue, one classic queue per delay tier whose messages
+* Delayed retries: per queue, one queue per delay tier whose messages
   expire after the delay and dead-letter back to the origin queue through the
   default exchange.
+
+Every queue has the configured type (``BOSON_QUEUE_TYPE``, quorum by
+default): work queues, the retry tiers, each client's reply queue and each
+service instance's subscriber queue alike. On a cluster a quorum queue is
+replicated on every node, so a node that dies takes no queue and no message
+with it; a classic queue would live on one node only. Quorum retry tiers
+dead-letter back *at least once* (``x-dead-letter-strategy``), so a task
+waiting out its retry delay survives a node failure too.
 """
 
 from __future__ import annotations
@@ -126,6 +134,9 @@ class QueueSpec:
     dead_letter_exchange: str | None = None
     dead_letter_routing_key: str | None = None
     single_active_consumer: bool = False
+    dead_letter_at_least_once: bool = False
+    """Quorum only: dead-letter with confirms, never dropping a message on the
+    way (needs ``x-overflow=reject-publish``, which it sets)."""
 
     def arguments(self) -> dict[str, str | int | bool]:
         """The ``x-`` arguments to declare this queue with."""
@@ -140,6 +151,9 @@ class QueueSpec:
             args["x-dead-letter-routing-key"] = self.dead_letter_routing_key
         if self.single_active_consumer:
             args["x-single-active-consumer"] = True
+        if self.dead_letter_at_least_once and self.queue_type == "quorum":
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"
         return args
 
 
@@ -302,12 +316,13 @@ class Names:
             )
         ]
         for delay in sorted(set(self.retry.delays_ms)):
-            # Retry tiers are classic: they hold few messages briefly, and
-            # expiring messages back to their origin is all they do.
+            # A retry tier holds tasks waiting out their delay: replicated
+            # like the queue they return to, and returned at least once.
             queues.append(
                 QueueSpec(
                     self.retry_queue(name, delay),
-                    queue_type="classic",
+                    queue_type=queue_type or self.queue_type,
+                    dead_letter_at_least_once=True,
                     expires_ms=None if expires_ms is None else expires_ms + delay,
                     message_ttl_ms=delay,
                     dead_letter_exchange=DEFAULT_EXCHANGE,
@@ -340,7 +355,6 @@ class Names:
             ],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
-            queue_type="classic",
         )
 
     def subscriber(
@@ -358,7 +372,6 @@ class Names:
             exchange=self.events_exchange,
             expires_ms=expires_ms,
             single_active_consumer=single_active_consumer,
-            queue_type="classic",
         )
 
     def transfer(self) -> Topology:

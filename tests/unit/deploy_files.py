@@ -142,11 +142,11 @@ class ComposeService:
 
 
 def compose_boson_services() -> list[ComposeService]:
-    """Every compose service that runs the Boson image (not the broker)."""
+    """Every compose service that runs the Boson image (not the broker's nodes)."""
     return [
         ComposeService(name, spec)
         for name, spec in compose()["services"].items()
-        if name != "rabbitmq"
+        if not name.startswith("rabbitmq")
     ]
 
 

@@ -1,0 +1,1 @@
+"""Boson on a three-node RabbitMQ cluster (the ``cluster`` marker)."""

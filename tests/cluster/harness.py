@@ -1,0 +1,102 @@
+"""What the cluster tests share: spreading services over nodes, recovery timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+
+import psutil
+
+from boson.client import TaskHandle
+from boson_shared.contract.messages import TaskResult
+from tests.reliability.harness import CountingClient, gather_results
+from tests.support.cluster import ProcessCluster
+from tests.support.rabbit_cluster import RabbitCluster, RabbitNode
+from tests.support.waiting import health
+
+
+def placement(rabbit: RabbitCluster, processes: ProcessCluster) -> dict[str, str | None]:
+    """Each service process → the node its connection is on (None: not connected)."""
+    where: dict[str, str | None] = {}
+    for name, proc in processes.processes.items():
+        node = rabbit.node_of(proc.process.pid)
+        where[name] = node.name if node is not None else None
+    return where
+
+
+async def spread_executors(
+    rabbit: RabbitCluster, processes: ProcessCluster, on: RabbitNode, *args: str, tries: int = 8
+) -> list[str]:
+    """Processes connected to ``on``; extra executors start until at least one is.
+
+    Each process starts at a random node, so usually one already is.
+    """
+    for attempt in range(tries):
+        here = [name for name, node in placement(rabbit, processes).items() if node == on.name]
+        if here:
+            return here
+        name = f"extra-{attempt}"
+        processes.start("executor", "--node-id", name, *args, name=name)
+        await processes.wait_healthy(name)
+    raise AssertionError(f"no service connected to {on.name} after {tries} extra executors")
+
+
+async def reconnect_times(
+    rabbit: RabbitCluster,
+    processes: ProcessCluster,
+    since: float,
+    names: Iterable[str],
+    timeout: float,
+) -> dict[str, float]:
+    """Seconds from ``since`` until each named process is healthy on a live node."""
+    pending = set(names)
+    done: dict[str, float] = {}
+    async with asyncio.timeout(timeout):
+        while pending:
+            live = {node.name for node in rabbit.live()}
+            for name in sorted(pending):
+                proc = processes.processes[name]
+                if proc.process.poll() is not None:
+                    raise AssertionError(f"{name} exited: {processes.log(name)[-2000:]}")
+                node = await asyncio.to_thread(rabbit.node_of, proc.process.pid)
+                if node is None or node.name not in live:
+                    continue
+                body = await health(processes, name)
+                if body.get("status") == "ok" and body.get("broker_connected") is True:
+                    done[name] = time.monotonic() - since
+                    pending.discard(name)
+            await asyncio.sleep(0.1)
+    return done
+
+
+async def gather_or_explain(
+    rabbit: RabbitCluster,
+    processes: ProcessCluster,
+    client: CountingClient,
+    handles: Sequence[TaskHandle],
+    timeout: float,
+) -> dict[str, TaskResult]:
+    """:func:`gather_results`, with the namespace's queues in the error when it times out."""
+    try:
+        return await gather_results(client, handles, timeout)
+    except TimeoutError as error:
+        queues = await asyncio.to_thread(rabbit.queues)
+        mine = {
+            name: {k: row.get(k) for k in ("type", "leader", "online", "messages")}
+            for name, row in queues.items()
+            if name.startswith(processes.namespace)
+        }
+        raise TimeoutError(f"{error}; queues: {mine}") from None
+
+
+def cpu_seconds(processes: ProcessCluster) -> dict[str, float]:
+    """CPU time (user + system) each service process has used so far."""
+    used: dict[str, float] = {}
+    for name, proc in processes.processes.items():
+        times = psutil.Process(proc.process.pid).cpu_times()
+        used[name] = times.user + times.system
+    return used
+
+
+__all__ = ["cpu_seconds", "gather_or_explain", "placement", "reconnect_times", "spread_executors"]
