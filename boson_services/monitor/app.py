@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
@@ -21,10 +21,14 @@ from boson_shared.contract.topology import (
     BindingSpec,
     Topology,
 )
+from boson_shared.errors import ConfigError
 from boson_shared.runtime.consumer import ConsumerSpec
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation
+
+if TYPE_CHECKING:
+    from boson_services.monitor.dashboard.server import Dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class MonitorService(Service):
             backlog_alert_threshold=settings.backlog_alert_threshold,
         )
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.dashboard = _dashboard(settings, self.handlers)
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -74,10 +79,21 @@ class MonitorService(Service):
         ]
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
-        return [
+        loops = [
             (self.monitor_settings.snapshot_interval_s, self.tick),
             (self.monitor_settings.queue_poll_interval_s, self.poll_queues),
         ]
+        if self.dashboard is not None:
+            loops.append((self.dashboard.source.history.interval_s, self.dashboard.sample))
+        return loops
+
+    async def on_start(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.start()
+
+    async def on_stop(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.stop()
 
     async def tick(self) -> None:
         emits = self.handlers.tick()
@@ -116,6 +132,19 @@ class MonitorService(Service):
         )
         routes["/backlog"] = lambda: Response.json(self.backlog_view())
         return routes
+
+
+def _dashboard(settings: MonitorSettings, handlers: MonitorHandlers) -> Dashboard | None:
+    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra)."""
+    if settings.dashboard_port is None:
+        return None
+    try:
+        from boson_services.monitor.dashboard.server import Dashboard
+    except ImportError as error:
+        raise ConfigError(
+            f"the dashboard needs the web extra (pip install 'boson[web]'): {error}"
+        ) from error
+    return Dashboard(settings, handlers)
 
 
 def create(settings: MonitorSettings, transport: Transport, codec: Codec) -> MonitorService:

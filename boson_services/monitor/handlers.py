@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from boson_services.monitor.metrics import MonitorMetrics
@@ -19,6 +20,8 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
+
+RECENT_ALERTS = 200
 
 
 class MonitorHandlers:
@@ -43,6 +46,8 @@ class MonitorHandlers:
         self.snapshot_seq = 0
         self.backlog = BalancerBacklog(pending=0, held=0)
         self._backlog_alerted = False
+        self.recent_alerts: deque[Alert] = deque(maxlen=RECENT_ALERTS)
+        """The alerts raised last, newest at the right (the dashboard lists them)."""
 
     async def handle(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, NodeHeartbeat):
@@ -129,6 +134,7 @@ class MonitorHandlers:
     def alert_emits(self, alerts: Sequence[Alert]) -> list[Emit]:
         for alert in alerts:
             self.metrics.alerts.labels(alert.reason).inc()
+        self.recent_alerts.extend(alerts)
         return [Emit(Route(self.names.events_exchange, rk_alert(a.reason)), a) for a in alerts]
 
 
