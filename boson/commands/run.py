@@ -42,6 +42,8 @@ SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
 """Every service ``boson run`` knows, with its settings class and factory."""
 
 _STOP_GRACE_S = 60.0
+DEFAULT_DASHBOARD_PORT = 8470
+"""Where ``boson run all`` serves the dashboard unless told otherwise."""
 
 
 def register_service(
@@ -61,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--broker", help="amqp://user:pass@host:5672/ (default BOSON_BROKER_URL)")
     parser.add_argument("--namespace", help="prefix of every exchange and queue")
     parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
+    monitor = parser.add_argument_group("monitor")
+    monitor.add_argument(
+        "--dashboard-port",
+        type=int,
+        help=f"serve the web dashboard on this port (run all: {DEFAULT_DASHBOARD_PORT}; 0: any)",
+    )
     executor = parser.add_argument_group("executor")
     executor.add_argument("--node-id")
     executor.add_argument("--slots", type=int)
@@ -86,6 +94,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "broker": "broker_url",
         "namespace": "namespace",
         "health_port": "health_port",
+        "dashboard_port": "dashboard_port",
         "node_id": "node_id",
         "slots": "slots",
         "cpu": "cpu",
@@ -141,7 +150,20 @@ def run_all(args: argparse.Namespace) -> int:
         # One port each: children of one machine cannot share the given port.
         for offset, command in enumerate(plan):
             command += ["--health-port", str(base_port + offset)]
+    dashboard = MonitorSettings()
+    port = args.dashboard_port
+    if port is None:
+        port = dashboard.dashboard_port
+    if port is None:
+        port = DEFAULT_DASHBOARD_PORT
+    for command in plan:
+        if command[4] == "monitor":
+            command += ["--dashboard-port", str(port)]
+    env.pop("BOSON_DASHBOARD_PORT", None)
     children = [subprocess.Popen(command, env=env) for command in plan]
+    host = dashboard.dashboard_host
+    where = f"http://{f'[{host}]' if ':' in host else host}:{port}/" if port else "(see its log)"
+    print(f"boson run all: dashboard at {where}", flush=True)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

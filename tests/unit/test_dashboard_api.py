@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from boson.commands.status import report_of
 from boson_services.monitor.dashboard.app import build_app
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import Guard, RateLimiter
@@ -380,3 +381,16 @@ async def test_pages_unknown_paths_and_headers(
         assert missing.json()["detail"] == "no such page or endpoint"
     for asset in ("/static/app.js", "/static/style.css", "/static/vendor/uplot/uPlot.iife.min.js"):
         assert (await http.get(asset)).status_code == 200, asset
+
+
+async def test_boson_status_and_the_api_never_disagree(
+    open_api: tuple[httpx.AsyncClient, MonitorHandlers, Clock],
+) -> None:
+    http, handlers, clock = open_api
+    clock.now += 10.0
+    handlers.on_heartbeat(heartbeat("node-0001", seq=2))
+    handlers.tick()
+    report = report_of(handlers.snapshot(), {})
+    assert report["nodes"] == (await http.get("/api/nodes", params={"limit": 500})).json()["nodes"]
+    assert report["cluster"] == (await http.get("/api/cluster")).json()
+    assert [n["status"] for n in report["nodes"]] == ["down", "up", "down"]
