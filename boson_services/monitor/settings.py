@@ -37,6 +37,10 @@ class MonitorSettings(BosonSettings):
     dashboard_requests_per_s: Annotated[float, Field(gt=0)] = 50.0
     """Requests one client address may make per second (a burst of twice that)."""
     dashboard_max_body_bytes: Annotated[int, Field(ge=256, le=1024 * 1024)] = 16 * 1024
+    dashboard_live_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often an open page is told what changed (server-sent events)."""
+    dashboard_history_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    """One point of the last hour's history per interval (bounded: an hour of them)."""
 
     def dashboard_refusal(self) -> str | None:
         """Why the dashboard must not start as configured (None: it may)."""

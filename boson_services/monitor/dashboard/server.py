@@ -43,9 +43,6 @@ class Dashboard:
         self,
         settings: MonitorSettings,
         handlers: MonitorHandlers,
-        *,
-        history_interval_s: float = 10.0,
-        live_interval_s: float = 2.0,
     ) -> None:
         refusal = settings.dashboard_refusal()
         if refusal is not None:
@@ -58,9 +55,9 @@ class Dashboard:
                 succeeded=metrics.tasks_completed,
                 failed=metrics.tasks_failed,
                 latency=metrics.task_latency,
-                interval_s=history_interval_s,
+                interval_s=settings.dashboard_history_interval_s,
             ),
-            live_interval_s=live_interval_s,
+            live_interval_s=settings.dashboard_live_interval_s,
         )
         self.guard = Guard(
             token=settings.api_token,
