@@ -81,6 +81,7 @@ def client(
             latency=metrics.task_latency,
         ),
         live_interval_s=0.01,
+        max_age_s=0.0,  # every read fresh: these tests change the state between reads
     )
     guard = Guard(
         token=SecretStr(token) if token is not None else None,
@@ -394,3 +395,26 @@ async def test_boson_status_and_the_api_never_disagree(
     assert report["nodes"] == (await http.get("/api/nodes", params={"limit": 500})).json()["nodes"]
     assert report["cluster"] == (await http.get("/api/cluster")).json()
     assert [n["status"] for n in report["nodes"]] == ["down", "up", "down"]
+
+
+def test_reads_share_one_shaped_moment_for_max_age() -> None:
+    handlers, _ = monitor_state(nodes=2)
+    metrics = handlers.metrics
+    ages = Clock()
+    source = DashboardSource(
+        handlers,
+        History(
+            succeeded=metrics.tasks_completed,
+            failed=metrics.tasks_failed,
+            latency=metrics.task_latency,
+        ),
+        max_age_s=0.5,
+        age_clock=ages,
+    )
+    first = source.totals()
+    handlers.on_heartbeat(heartbeat("node-0009"))
+    assert source.totals() is first  # within max_age: the same moment
+    ages.now += 0.5
+    assert source.totals().nodes == 3
+    page = source.nodes(status=None, search="", sort="id", offset=0, limit=10)
+    assert [n.node_id for n in page.nodes] == ["node-0000", "node-0001", "node-0009"]

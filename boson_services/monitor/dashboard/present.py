@@ -156,7 +156,7 @@ _SORT_KEYS: dict[str, Callable[[NodeOut], float | str]] = {
 
 
 def nodes_page(
-    nodes: Iterable[NodeState],
+    nodes: Iterable[NodeOut],
     *,
     status: NodeStatus | None = None,
     search: str = "",
@@ -165,10 +165,9 @@ def nodes_page(
     limit: int = 50,
 ) -> NodesPage:
     """Filter, sort and cut: what one page of the cluster view shows."""
-    shaped = [node_out(node) for node in nodes]
     chosen = [
         node
-        for node in shaped
+        for node in nodes
         if (status is None or node.status == status) and search in node.node_id
     ]
     if sort == "id":

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from boson_services.monitor.dashboard.history import History, Sample, counter_value
 from boson_services.monitor.dashboard.present import (
     ClusterTotals,
+    NodeOut,
     NodeSort,
     NodesPage,
     NodeStatus,
     Out,
+    node_out,
     nodes_page,
     totals,
 )
@@ -70,6 +73,15 @@ class Summary(Out):
     latest: Sample | None
 
 
+@dataclass(frozen=True)
+class Moment:
+    """The cluster shaped once, shared by every request for ``max_age_s``."""
+
+    taken: float
+    nodes: list[NodeOut]
+    totals: ClusterTotals
+
+
 class DashboardSource:
     """The monitor's state as the dashboard's API answers it."""
 
@@ -79,7 +91,9 @@ class DashboardSource:
         history: History,
         *,
         live_interval_s: float = 2.0,
+        max_age_s: float = 0.5,
         wall_clock: Callable[[], float] = time.time,
+        age_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.handlers = handlers
         self.live_interval_s = live_interval_s
@@ -87,6 +101,11 @@ class DashboardSource:
         self.history = history
         self.wall_clock = wall_clock
         self.acknowledged: set[str] = set()
+        self.max_age_s = max_age_s
+        """How stale a read may be: shaping a thousand nodes once per this, not
+        once per request, keeps reads cheap however many clients ask."""
+        self.age_clock = age_clock
+        self._moment: Moment | None = None
 
     # -- cluster -----------------------------------------------------------
 
@@ -96,8 +115,17 @@ class DashboardSource:
     def backlog(self) -> int:
         return self.handlers.backlog.pending + self.handlers.backlog.held
 
+    def moment(self) -> Moment:
+        now = self.age_clock()
+        if self._moment is None or now - self._moment.taken >= self.max_age_s:
+            states = self.node_states()
+            self._moment = Moment(
+                now, [node_out(node) for node in states], totals(states, self.backlog())
+            )
+        return self._moment
+
     def totals(self) -> ClusterTotals:
-        return totals(self.node_states(), self.backlog())
+        return self.moment().totals
 
     def nodes(
         self,
@@ -109,7 +137,7 @@ class DashboardSource:
         limit: int,
     ) -> NodesPage:
         return nodes_page(
-            self.node_states(),
+            self.moment().nodes,
             status=status,
             search=search,
             sort=sort,
@@ -217,6 +245,7 @@ __all__ = [
     "AlertOut",
     "AlertsOut",
     "DashboardSource",
+    "Moment",
     "Summary",
     "ThroughputOut",
 ]
