@@ -186,7 +186,7 @@ class DashboardSource:
                     detail=f"balancer holds {backlog} undispatched tasks (threshold {threshold})",
                 )
             )
-        return found
+        return sorted(found, key=lambda condition: condition.severity != "critical")
 
     def find_alert(self, alert_id: str) -> Alert | None:
         for alert in self.handlers.recent_alerts:
