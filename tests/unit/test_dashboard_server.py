@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,3 +73,26 @@ async def test_a_busy_port_is_a_clear_config_error() -> None:
 def test_loopback_addresses() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.org"))
+
+
+def globbed(name: str, glob: str) -> bool:
+    """As setuptools globs: ``*`` stays within one directory."""
+    parts, pattern = name.split("/"), glob.split("/")
+    return len(parts) == len(pattern) and all(map(fnmatch, parts, pattern))
+
+
+def test_the_wheel_ships_every_template_and_static_file() -> None:
+    """package-data's globs cover every non-Python file of the dashboard."""
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["boson_services.monitor.dashboard"]
+    package = root / "boson_services" / "monitor" / "dashboard"
+    assets = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"}
+    ]
+    assert any(name.endswith("uPlot.iife.min.js") for name in assets)
+    assert any(name.endswith("LICENSE") for name in assets)
+    unshipped = [name for name in assets if not any(globbed(name, glob) for glob in globs)]
+    assert not unshipped, f"not in package-data: {unshipped}"
