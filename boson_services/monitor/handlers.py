@@ -22,6 +22,10 @@ from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 
 RECENT_ALERTS = 200
+MEMBERSHIP_SNAPSHOT_GAP_S = 0.2
+"""Least time between two snapshots sent because membership changed: a
+thousand nodes joining at once (a monitor restart) make a few snapshots, not
+one per node (each as big as the cluster); the periodic tick sends the rest."""
 
 
 class MonitorHandlers:
@@ -46,6 +50,7 @@ class MonitorHandlers:
         self.snapshot_seq = 0
         self.backlog = BalancerBacklog(pending=0, held=0)
         self._backlog_alerted = False
+        self._last_snapshot_at = float("-inf")
         self.recent_alerts: deque[Alert] = deque(maxlen=RECENT_ALERTS)
         """The alerts raised last, newest at the right (the dashboard lists them)."""
 
@@ -64,7 +69,8 @@ class MonitorHandlers:
         alerts = self.view.observe(beat, self.clock())
         self.metrics.observe_node(beat, alive=True)
         emits = self.alert_emits(alerts)
-        if self.view.membership_changed:
+        recently = self.clock() - self._last_snapshot_at < MEMBERSHIP_SNAPSHOT_GAP_S
+        if self.view.membership_changed and not recently:
             # A node joined or came back: schedulers should know now, not next tick.
             emits.append(self.snapshot_emit())
         return emits
@@ -117,6 +123,7 @@ class MonitorHandlers:
 
     def snapshot(self) -> ClusterSnapshot:
         self.snapshot_seq += 1
+        self._last_snapshot_at = self.clock()
         snapshot = self.view.snapshot(
             self.monitor_id,
             self.snapshot_seq,
