@@ -255,6 +255,26 @@ async def test_an_oversized_body_is_a_413() -> None:
     assert too_long_note.status_code == 400
 
 
+async def test_an_oversized_body_without_a_length_is_a_413_too() -> None:
+    handlers, _ = monitor_state()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"note": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with client(handlers, token=TOKEN) as http:
+        answer = await http.post(
+            "/api/alerts/a1/acknowledge",
+            content=chunks(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 413
+        assert "over 1024 bytes" in answer.json()["detail"]
+        assert (await http.get("/api/cluster")).status_code == 200  # still serving
+
+
 async def test_beyond_loopback_reading_needs_the_token_too() -> None:
     handlers, _ = monitor_state()
     async with client(handlers, token=TOKEN, reading_needs_token=True) as http:

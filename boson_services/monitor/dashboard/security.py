@@ -128,18 +128,34 @@ class Limits:
             answer = JSONResponse({"detail": f"request body over {self.max_body_bytes} bytes"}, 413)
             await answer(scope, receive, send)
             return
-        seen = 0
-
-        async def bounded() -> Message:
-            nonlocal seen
+        if declared is not None or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read it here, within the bound, then replay.
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise ProblemError(413, f"request body over {self.max_body_bytes} bytes")
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                answer = JSONResponse(
+                    {"detail": f"request body over {self.max_body_bytes} bytes"}, 413
+                )
+                await answer(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, bounded, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 __all__ = ["Guard", "Limits", "ProblemError", "RateLimiter"]
