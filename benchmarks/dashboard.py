@@ -33,6 +33,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,7 +147,11 @@ async def monitor_process(
                 await asyncio.sleep(0.5)
         yield psutil.Process(started.process.pid)
     finally:
-        cluster.terminate(name)
+        try:
+            cluster.terminate(name, timeout=120)
+        except subprocess.TimeoutExpired:
+            cluster.kill(name)
+            print(f"{name} did not drain within 120 s; killed", file=sys.stderr)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -270,10 +275,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             base = f"http://127.0.0.1:{port}"
             await latency(base, args.clients, 5)  # warm up
             report["latency"] = await latency(base, args.clients, args.requests)
+            print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
         del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
         report["cpu_without_dashboard"] = await measure_cpu(
             cluster, args.nodes, args.seconds, dashboard=False
         )
+        print(json.dumps(report["cpu_without_dashboard"]), file=sys.stderr, flush=True)
         report["cpu_with_dashboard_and_a_live_page"] = await measure_cpu(
             cluster, args.nodes, args.seconds, dashboard=True
         )
