@@ -67,6 +67,8 @@ class EmbeddedCluster:
     blob_dir: Path | None = None
     """The transfer service's blob store; a temporary directory (removed at stop) if None."""
     services: list[Service] = field(default_factory=list)
+    dashboard_url: str | None = None
+    """The monitor's web dashboard, once the control plane runs with one."""
     _running: list[RunningService] = field(default_factory=list)
     _temporary_blob_dir: Path | None = None
 
@@ -88,12 +90,20 @@ class EmbeddedCluster:
         self._running.append(running)
         return service
 
-    async def start_control_plane(self, *, strategy: Strategy = DEFAULT_STRATEGY) -> None:
-        """Monitor, scheduler, balancer and transfer."""
+    async def start_control_plane(
+        self, *, strategy: Strategy = DEFAULT_STRATEGY, dashboard_port: int | None = None
+    ) -> None:
+        """Monitor, scheduler, balancer and transfer (``dashboard_port``: the monitor's web
+        dashboard there, 0 for any free port; None: as ``BOSON_DASHBOARD_PORT`` says)."""
         base = self.settings
-        await self.start(
-            MonitorService(derive(MonitorSettings, base), self.transport(), self._codec())
+        extra = {} if dashboard_port is None else {"dashboard_port": dashboard_port}
+        monitor = MonitorService(
+            derive(MonitorSettings, base, **extra), self.transport(), self._codec()
         )
+        await self.start(monitor)
+        if monitor.dashboard is not None:
+            self.dashboard_url = monitor.dashboard.url
+            logger.info("Boson dashboard at %s", self.dashboard_url)
         await self.start(
             SchedulerService(
                 derive(SchedulerSettings, base, strategy=strategy), self.transport(), self._codec()
@@ -169,11 +179,16 @@ async def embedded(
     strategy: Strategy = DEFAULT_STRATEGY,
     handler_modules: Sequence[str] = (),
     executor_options: dict[str, Any] | None = None,
+    dashboard_port: int | None = None,
 ) -> AsyncIterator[Client]:
-    """Run the whole pipeline in-process and yield a connected client."""
+    """Run the whole pipeline in-process and yield a connected client.
+
+    ``dashboard_port`` serves the monitor's web dashboard (0: any free port);
+    its address is logged.
+    """
     cluster = EmbeddedCluster(settings or BosonSettings())
     try:
-        await cluster.start_control_plane(strategy=strategy)
+        await cluster.start_control_plane(strategy=strategy, dashboard_port=dashboard_port)
         for number in range(executors):
             await cluster.start_executor(
                 f"local-{number + 1}",

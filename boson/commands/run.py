@@ -51,6 +51,9 @@ SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
 }
 """Every service ``boson run`` knows, with its settings class and factory."""
 
+DEFAULT_DASHBOARD_PORT = 8470
+"""Where ``boson run all`` serves the dashboard unless told otherwise."""
+
 
 def register_service(
     name: str, settings_cls: type[BosonSettings], factory: Callable[..., Any]
@@ -72,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--health-port",
         type=int,
         help="serve GET /health on this port (run all: one port per child from this one up)",
+    )
+    monitor = parser.add_argument_group("monitor")
+    monitor.add_argument(
+        "--dashboard-port",
+        type=int,
+        help=f"serve the web dashboard on this port (run all: {DEFAULT_DASHBOARD_PORT}; 0: any)",
     )
     executor = parser.add_argument_group("executor")
     executor.add_argument("--node-id", help="node id (run all: prefix, default the host name)")
@@ -98,6 +107,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "broker": "broker_url",
         "namespace": "namespace",
         "health_port": "health_port",
+        "dashboard_port": "dashboard_port",
         "node_id": "node_id",
         "slots": "slots",
         "cpu": "cpu",
@@ -163,6 +173,19 @@ def run_all(args: argparse.Namespace) -> int:
         # cannot share a port.
         for offset, (_name, command) in enumerate(plan):
             command += ["--health-port", str(base_port + offset)]
+    dashboard = MonitorSettings()
+    port = args.dashboard_port
+    if port is None:
+        port = dashboard.dashboard_port
+    if port is None:
+        port = DEFAULT_DASHBOARD_PORT
+    for name, command in plan:
+        if name == "monitor":
+            command += ["--dashboard-port", str(port)]
+    env.pop("BOSON_DASHBOARD_PORT", None)
+    host = dashboard.dashboard_host
+    where = f"http://{f'[{host}]' if ':' in host else host}:{port}/" if port else "(see its log)"
+    print(f"boson run all: dashboard at {where}", flush=True)
     return Supervisor(plan, env=env).run()
 
 

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
+from boson_services.monitor.dashboard.present import node_out, totals
+from boson_shared.contract.messages import ClusterSnapshot
 from boson_shared.errors import ConfigError, NoAnswerError
 from boson_shared.settings import BosonSettings
 
@@ -55,36 +57,37 @@ async def collect(settings: BosonSettings, timeout: float) -> dict[str, Any]:
     finally:
         await client.delete_queues()  # a one-shot client: nothing will come for it
         await client.close()
-    nodes = []
-    for node in snapshot.nodes:
-        capacity, allocated = node.capacity.as_tuple(), node.allocated.as_tuple()
-        shares = [a / c for a, c in zip(allocated, capacity, strict=True) if c > 0]
-        nodes.append(
-            {
-                "node_id": node.node_id,
-                "alive": node.alive,
-                "slots": node.slots,
-                # A dead node's last heartbeat says nothing about now.
-                "running": node.running if node.alive else None,
-                "free_slots": node.free_slots if node.alive else None,
-                "allocated_utilisation": sum(shares) / len(shares) if shares else 0.0,
-                "measured_cpu": node.measured_cpu,
-                "measured_memory": node.measured_memory,
-            }
-        )
-    return {"nodes": nodes, "backlog": snapshot.backlog, "queues": depths}
+    return report_of(snapshot, depths)
+
+
+def report_of(snapshot: ClusterSnapshot, depths: dict[str, int]) -> dict[str, Any]:
+    """The dashboard's own shaping (``GET /api/cluster``, ``GET /api/nodes``): one code path."""
+    return {
+        "cluster": totals(snapshot.nodes, snapshot.backlog).model_dump(mode="json"),
+        "nodes": [node_out(node).model_dump(mode="json") for node in snapshot.nodes],
+        "backlog": snapshot.backlog,
+        "queues": depths,
+    }
+
+
+_STATE_STYLE = {"up": "up", "down": "[red]down[/red]", "probation": "[yellow]probation[/yellow]"}
 
 
 def render(report: dict[str, Any]) -> None:
     console = Console()
+    cluster = report["cluster"]
+    console.print(
+        f"{cluster['nodes']} nodes: {cluster['up']} up, {cluster['down']} down, "
+        f"{cluster['probation']} on probation; {cluster['running']}/{cluster['slots']} running"
+    )
     table = Table(title="Nodes")
-    for column in ("node", "alive", "running", "free", "allocated", "cpu", "memory"):
+    for column in ("node", "state", "running", "free", "allocated", "cpu", "memory"):
         table.add_column(column, justify="left" if column == "node" else "right")
     for node in report["nodes"]:
         alive = node["alive"]
         table.add_row(
             node["node_id"],
-            "yes" if alive else "[red]no[/red]",
+            _STATE_STYLE[node["status"]],
             f"{node['running']}/{node['slots']}" if alive else f"-/{node['slots']}",
             str(node["free_slots"]) if alive else "-",
             f"{node['allocated_utilisation']:.0%}",
@@ -100,4 +103,4 @@ def render(report: dict[str, Any]) -> None:
     console.print(queues)
 
 
-__all__ = ["collect", "register", "run"]
+__all__ = ["collect", "register", "report_of", "run"]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
@@ -31,12 +31,16 @@ from boson_shared.contract.topology import (
     BindingSpec,
     Topology,
 )
+from boson_shared.errors import ConfigError
 from boson_shared.record.location import default_database_url
 from boson_shared.record.store import RecordStore
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation
+
+if TYPE_CHECKING:
+    from boson_services.monitor.dashboard.server import Dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class MonitorService(Service):
                 clock=time.time,
             )
             self.record.on_outage = self.pause_record
+        self.dashboard = _dashboard(settings, self.handlers)
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -106,7 +111,10 @@ class MonitorService(Service):
         return [own]
 
     async def on_start(self) -> None:
-        """Open the record before consuming; a database away now is retried later."""
+        """Start the dashboard; open the record before consuming (a database
+        away now is retried later)."""
+        if self.dashboard is not None:
+            await self.dashboard.start()
         if self.record is None:
             return
         try:
@@ -148,6 +156,8 @@ class MonitorService(Service):
         ]
         if self.record is not None:
             loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
+        if self.dashboard is not None:
+            loops.append((self.dashboard.source.history.interval_s, self.dashboard.sample))
         return loops
 
     async def keep_record(self) -> None:
@@ -183,6 +193,8 @@ class MonitorService(Service):
                 await loop.stop()
 
     async def on_stop(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.record is not None:
             await self.record.commits.close()
             await self.record.store.close()
@@ -231,6 +243,19 @@ class MonitorService(Service):
         )
         routes["/backlog"] = lambda: Response.json(self.backlog_view())
         return routes
+
+
+def _dashboard(settings: MonitorSettings, handlers: MonitorHandlers) -> Dashboard | None:
+    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra)."""
+    if settings.dashboard_port is None:
+        return None
+    try:
+        from boson_services.monitor.dashboard.server import Dashboard
+    except ImportError as error:
+        raise ConfigError(
+            f"the dashboard needs the web extra (pip install 'boson[web]'): {error}"
+        ) from error
+    return Dashboard(settings, handlers)
 
 
 def create(settings: MonitorSettings, transport: Transport, codec: Codec) -> MonitorService:

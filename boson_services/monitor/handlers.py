@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from boson_services.monitor.metrics import MonitorMetrics
@@ -19,6 +20,12 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
+
+RECENT_ALERTS = 200
+MEMBERSHIP_SNAPSHOT_GAP_S = 0.2
+"""Least time between two snapshots sent because membership changed: a
+thousand nodes joining at once (a monitor restart) make a few snapshots, not
+one per node (each as big as the cluster); the periodic tick sends the rest."""
 
 
 class MonitorHandlers:
@@ -43,6 +50,9 @@ class MonitorHandlers:
         self.snapshot_seq = 0
         self.backlog = BalancerBacklog(pending=0, held=0)
         self._backlog_alerted = False
+        self._last_snapshot_at = float("-inf")
+        self.recent_alerts: deque[Alert] = deque(maxlen=RECENT_ALERTS)
+        """The alerts raised last, newest at the right (the dashboard lists them)."""
 
     async def handle(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, NodeHeartbeat):
@@ -59,7 +69,8 @@ class MonitorHandlers:
         alerts = self.view.observe(beat, self.clock())
         self.metrics.observe_node(beat, alive=True)
         emits = self.alert_emits(alerts)
-        if self.view.membership_changed:
+        recently = self.clock() - self._last_snapshot_at < MEMBERSHIP_SNAPSHOT_GAP_S
+        if self.view.membership_changed and not recently:
             # A node joined or came back: schedulers should know now, not next tick.
             emits.append(self.snapshot_emit())
         return emits
@@ -112,6 +123,7 @@ class MonitorHandlers:
 
     def snapshot(self) -> ClusterSnapshot:
         self.snapshot_seq += 1
+        self._last_snapshot_at = self.clock()
         snapshot = self.view.snapshot(
             self.monitor_id,
             self.snapshot_seq,
@@ -129,6 +141,7 @@ class MonitorHandlers:
     def alert_emits(self, alerts: Sequence[Alert]) -> list[Emit]:
         for alert in alerts:
             self.metrics.alerts.labels(alert.reason).inc()
+        self.recent_alerts.extend(alerts)
         return [Emit(Route(self.names.events_exchange, rk_alert(a.reason)), a) for a in alerts]
 
 

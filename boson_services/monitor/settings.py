@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from boson_shared.scheduling.probation import PROBATION_S
 from boson_shared.settings import BosonSettings
@@ -47,9 +48,45 @@ class MonitorSettings(BosonSettings):
     """Digests one :class:`BlobsReferenced` lists at most; past it the list is
     marked incomplete and the transfer service deletes nothing."""
 
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: Annotated[int, Field(ge=0, le=65_535)] | None = None
+    """The web dashboard and ``/api`` (unset: off; 0: any free port, logged)."""
+    api_token: SecretStr | None = None
+    """Bearer token of the dashboard's API: needed for actions always, and for
+    reading too when the dashboard listens beyond loopback."""
+    dashboard_requests_per_s: Annotated[float, Field(gt=0)] = 50.0
+    """Requests one client address may make per second (a burst of twice that)."""
+    dashboard_max_body_bytes: Annotated[int, Field(ge=256, le=1024 * 1024)] = 16 * 1024
+    dashboard_live_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often an open page is told what changed (server-sent events)."""
+    dashboard_history_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    """One point of the last hour's history per interval (bounded: an hour of them)."""
+
+    def dashboard_refusal(self) -> str | None:
+        """Why the dashboard must not start as configured (None: it may)."""
+        if self.dashboard_port is None or is_loopback(self.dashboard_host):
+            return None
+        if self.api_token is not None and self.api_token.get_secret_value():
+            return None
+        return (
+            f"the dashboard would listen on {self.dashboard_host}, beyond loopback, "
+            "where anyone could read it: set BOSON_API_TOKEN "
+            "(or keep BOSON_DASHBOARD_HOST=127.0.0.1)"
+        )
+
     @property
     def down_after_s(self) -> float:
         return self.heartbeat_interval_s * self.missed_heartbeats
 
 
-__all__ = ["MonitorSettings"]
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["MonitorSettings", "is_loopback"]

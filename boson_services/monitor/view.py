@@ -125,6 +125,16 @@ class ClusterView:
     ) -> ClusterSnapshot:
         """The view as a message; ``now`` is the monitor's clock (probation ends on it)."""
         self.membership_changed = False
+        return ClusterSnapshot(
+            monitor_id=monitor_id,
+            seq=seq,
+            taken_at=taken_at,
+            nodes=tuple(self.node_states(now)),
+            backlog=backlog,
+        )
+
+    def node_states(self, now: float) -> list[NodeState]:
+        """Every node as a snapshot shows it, without changing the view."""
         on_probation = self.probation.on_probation(now)
         states = []
         for node_id in sorted(self.nodes):
@@ -145,9 +155,7 @@ class ClusterView:
                     last_heartbeat_at=beat.sent_at,
                 )
             )
-        return ClusterSnapshot(
-            monitor_id=monitor_id, seq=seq, taken_at=taken_at, nodes=tuple(states), backlog=backlog
-        )
+        return states
 
 
 __all__ = ["ClusterView", "NodeRecord"]

@@ -38,12 +38,19 @@ def health(port: int) -> dict[str, object] | None:
         return None
 
 
+def api_cluster(port: int) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cluster", timeout=5) as response:
+        body: dict[str, object] = json.loads(response.read())
+        return body
+
+
 @pytest.mark.broker
 @pytest.mark.timeout(120)
 async def test_run_all_starts_everything_on_its_own_port_and_drains_on_sigterm(
     amqp_url: str, namespace: str, tmp_path: Path
 ) -> None:
     base = free_port()
+    dashboard = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOSON_")}
     env.update(FAST_TIMINGS)
     env.update(
@@ -56,9 +63,10 @@ async def test_run_all_starts_everything_on_its_own_port_and_drains_on_sigterm(
     children = len(SERVICES) - 1 + 2  # every service but executor, plus two executors
     parent = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "boson", "run", "all", "--executors", "2", "--broker", amqp_url],
+        *["--dashboard-port", str(dashboard)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -69,6 +77,13 @@ async def test_run_all_starts_everything_on_its_own_port_and_drains_on_sigterm(
                 services = {b.get("service") for b in bodies if b and b.get("status") == "ok"}
                 await asyncio.sleep(0.2)
         assert services == set(SERVICES)
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), 5)
+        assert line.decode().strip() == (
+            f"boson run all: dashboard at http://127.0.0.1:{dashboard}/"
+        )
+        cluster = await asyncio.to_thread(api_cluster, dashboard)
+        assert "nodes" in cluster
         parent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(parent.wait(), 60) == 0
     finally:

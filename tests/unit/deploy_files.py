@@ -142,11 +142,13 @@ class ComposeService:
 
 
 def compose_boson_services() -> list[ComposeService]:
-    """Every compose service that runs the Boson image (not the broker's nodes)."""
+    """Every compose service that runs the Boson image (not the broker, not monitoring)."""
+    document = compose()
+    image = document["x-boson"]["image"]
     return [
         ComposeService(name, spec)
-        for name, spec in compose()["services"].items()
-        if not name.startswith("rabbitmq")
+        for name, spec in document["services"].items()
+        if spec.get("image") == image
     ]
 
 

@@ -173,6 +173,21 @@ def test_handlers_snapshot_on_membership_change_and_every_tick() -> None:
     assert monitor.metrics.node_alive.labels("a")._value.get() == 0
 
 
+def test_a_thousand_nodes_joining_at_once_make_a_few_snapshots_not_one_each() -> None:
+    clock = [0.0]
+    monitor = handlers(clock)
+    snapshots = 0
+    for number in range(1000):
+        clock[0] = number * 0.001  # a thousand joins within a second
+        emits = monitor.on_heartbeat(beat(f"n{number:04d}", 1))
+        snapshots += sum(isinstance(e.message, ClusterSnapshot) for e in emits)
+    assert 1 <= snapshots <= 5  # one per MEMBERSHIP_SNAPSHOT_GAP_S at most
+    clock[0] = 1.5
+    (last,) = [e.message for e in monitor.tick() if isinstance(e.message, ClusterSnapshot)]
+    assert isinstance(last, ClusterSnapshot)
+    assert len(last.nodes) == 1000  # the tick carries those that joined since
+
+
 def test_handlers_alert_on_a_growing_backlog_once_until_it_clears() -> None:
     monitor = handlers([0.0])
     assert monitor.on_backlog(BalancerBacklog(pending=2, held=3)) == []

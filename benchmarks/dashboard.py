@@ -1,0 +1,321 @@
+"""The dashboard's cluster side under load: API latency at 1,000 nodes, and its CPU cost.
+
+Run ``.venv/bin/python -m benchmarks.dashboard`` from the repo root against a
+RabbitMQ (``--amqp-url``, default ``BOSON_TEST_AMQP_URL`` or
+``amqp://guest:guest@127.0.0.1:5672/``), under the benchmark lock.
+
+The monitor runs as its own process (``boson run monitor``), as in
+production. This process plays ``--nodes`` simulated nodes: it publishes one
+real heartbeat per node per second (encoded, encrypted, batched) with loads
+that vary, so the monitor holds a cluster of that size.
+
+1. **Latency.** With the dashboard on, ``--clients`` concurrent HTTP clients
+   each make ``--requests`` requests, round-robin over the cluster endpoints
+   (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted, ``/api/alerts``,
+   ``/api/throughput``, the cluster page); p50 and p99 per endpoint. The
+   per-client rate limit is lifted for this part (every client is 127.0.0.1).
+2. **CPU.** The monitor's CPU time (user + system, from ``psutil``) over
+   ``--seconds`` with the same heartbeat load, once without the dashboard and
+   once with it and one cluster page open and live in Debian's Chromium
+   (Playwright), or — without a browser — a client doing what the page does
+   (the event stream, and on each event a node page and the history).
+
+The task-list endpoints join this benchmark with the task record.
+Everything runs in a fresh namespace that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.soak import _sweep
+from boson_shared.bus.amqp import AmqpTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.messages import NodeHeartbeat, ResourceVector
+from boson_shared.contract.topology import rk_heartbeat
+from boson_shared.runtime.publisher import BatchingPublisher, Route
+from tests.support.cluster import ProcessCluster, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ENDPOINTS = (
+    "/api/cluster",
+    "/api/nodes?limit=50",
+    "/api/nodes?limit=50&offset=500&sort=measured",
+    "/api/nodes?status=down&limit=50",
+    "/api/nodes?search=0042",
+    "/api/alerts",
+    "/api/throughput",
+    "/",
+)
+
+
+class HeartbeatFeeder:
+    """``nodes`` simulated nodes heartbeating once a second over the real bus."""
+
+    def __init__(self, cluster: ProcessCluster, nodes: int) -> None:
+        settings = cluster.settings()
+        self.names = settings.names()
+        self.transport = AmqpTransport(cluster.amqp_url, connection_name="boson-bench-nodes")
+        self.codec = EnvelopeCodec.from_settings(settings)
+        self.publisher = BatchingPublisher(
+            self.transport, self.codec, max_items=200, max_bytes=1 << 20, max_in_flight=4
+        )
+        self.nodes = [f"sim-{number:04d}" for number in range(nodes)]
+        self.started_at = time.time()
+        self.seq = 0
+        self.random = random.Random(7)
+
+    def beat(self, node: str) -> NodeHeartbeat:
+        load = self.random.random()
+        slots = 8
+        running = self.random.randint(0, slots)
+        return NodeHeartbeat(
+            node_id=node,
+            seq=self.seq,
+            started_at=self.started_at,
+            capacity=ResourceVector(cpu=800, memory=1600, gpu=4 if node.endswith("7") else 0),
+            allocated=ResourceVector(cpu=100 * running, memory=150 * running),
+            slots=slots,
+            running=running,
+            free_slots=slots - running,
+            measured_cpu=load,
+            measured_memory=load * 0.6,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.transport.connect()
+        await self.transport.declare(self.names.base())
+        try:
+            while not stop.is_set():
+                self.seq += 1
+                began = time.monotonic()
+                route = self.names.events_exchange
+                await self.publisher.publish_many(
+                    [(Route(route, rk_heartbeat(node)), self.beat(node)) for node in self.nodes]
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - (time.monotonic() - began)))
+        finally:
+            await self.publisher.close()
+            await self.transport.close()
+
+
+@contextlib.asynccontextmanager
+async def monitor_process(
+    cluster: ProcessCluster, dashboard_port: int | None, nodes: int
+) -> AsyncIterator[psutil.Process]:
+    args = [] if dashboard_port is None else ["--dashboard-port", str(dashboard_port)]
+    name = f"monitor-{'with' if dashboard_port is not None else 'without'}"
+    started = cluster.start("monitor", *args, name=name)
+    try:
+        await cluster.wait_healthy(name)
+        async with asyncio.timeout(60):
+            while True:
+                body = await asyncio.to_thread(started.health)
+                alive = body.get("nodes_alive", 0) if body else 0
+                if isinstance(alive, int) and alive >= nodes:
+                    break
+                await asyncio.sleep(0.5)
+        yield psutil.Process(started.process.pid)
+    finally:
+        try:
+            cluster.terminate(name, timeout=120)
+        except subprocess.TimeoutExpired:
+            cluster.kill(name)
+            print(f"{name} did not drain within 120 s; killed", file=sys.stderr)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latency(base: str, clients: int, requests: int) -> dict[str, dict[str, float]]:
+    timings: dict[str, list[float]] = {endpoint: [] for endpoint in ENDPOINTS}
+
+    async def one(number: int) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for index in range(requests):
+                endpoint = ENDPOINTS[(number + index) % len(ENDPOINTS)]
+                began = time.perf_counter()
+                answer = await http.get(endpoint)
+                elapsed = time.perf_counter() - began
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{endpoint}: {answer.status_code} {answer.text[:200]}")
+                timings[endpoint].append(elapsed)
+
+    await asyncio.gather(*(one(number) for number in range(clients)))
+    return {
+        endpoint: {
+            "n": len(values),
+            "p50_ms": round(statistics.median(values) * 1000, 1),
+            "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+        }
+        for endpoint, values in timings.items()
+    }
+
+
+async def cpu_over(process: psutil.Process, seconds: float) -> float:
+    """The process's CPU use over ``seconds``, as a share of one core."""
+    before = process.cpu_times()
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = process.cpu_times()
+    used = (after.user - before.user) + (after.system - before.system)
+    return used / (time.monotonic() - began)
+
+
+async def page_open_in_chromium(url: str, seconds: float) -> str:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(url)
+            await page.wait_for_selector("tr[data-node]", timeout=30_000)
+            await asyncio.sleep(seconds)
+            updated = await page.evaluate("document.body.dataset.updated || ''")
+        finally:
+            await browser.close()
+    return f"chromium (last live update at {updated})"
+
+
+async def page_open_as_client(url: str, seconds: float) -> str:
+    """What the cluster page does: listen, and on each event read a page and the history."""
+    events = 0
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async with http.stream("GET", "/api/events") as stream:
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data: "):
+                            events += 1
+                            await http.get("/api/nodes?limit=50")
+                            await http.get("/api/throughput")
+    return f"emulated page ({events} live updates)"
+
+
+async def measure_cpu(
+    cluster: ProcessCluster,
+    nodes: int,
+    seconds: float,
+    dashboard: bool,
+) -> dict[str, Any]:
+    port = free_port() if dashboard else None
+    async with monitor_process(cluster, port, nodes) as process:
+        await asyncio.sleep(5)  # settle
+        if port is None:
+            return {"cpu_core_share": round(await cpu_over(process, seconds), 4)}
+        url = f"http://127.0.0.1:{port}/"
+        browser = await asyncio.to_thread(CHROMIUM.exists)
+        viewer: Callable[[str, float], Awaitable[str]] = (
+            page_open_in_chromium if browser else page_open_as_client
+        )
+        watching = asyncio.ensure_future(viewer(url, seconds + 10))
+        await asyncio.sleep(8)  # the page is up and live
+        share = await cpu_over(process, seconds)
+        how = await watching
+        return {"cpu_core_share": round(share, 4), "page": how}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    namespace = f"dash-{uuid.uuid4().hex[:8]}"
+    log_dir = Path(tempfile.mkdtemp(prefix="boson-bench-dashboard-"))
+    cluster = ProcessCluster(
+        args.amqp_url,
+        namespace,
+        log_dir,
+        extra_env={
+            "BOSON_HEARTBEAT_INTERVAL_S": "1.0",
+            "BOSON_MISSED_HEARTBEATS": "5",
+            "BOSON_SNAPSHOT_INTERVAL_S": "1.0",
+            "BOSON_LOG_LEVEL": "WARNING",
+        },
+    )
+    stop = asyncio.Event()
+    feeder = HeartbeatFeeder(cluster, args.nodes)
+    feeding = asyncio.ensure_future(feeder.run(stop))
+    report: dict[str, Any] = {"nodes": args.nodes, "clients": args.clients}
+    try:
+        port = free_port()
+        cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
+        async with monitor_process(cluster, port, args.nodes):
+            base = f"http://127.0.0.1:{port}"
+            await latency(base, args.clients, 5)  # warm up
+            report["latency"] = await latency(base, args.clients, args.requests)
+            print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
+        del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
+        report["cpu_without_dashboard"] = await measure_cpu(
+            cluster, args.nodes, args.seconds, dashboard=False
+        )
+        print(json.dumps(report["cpu_without_dashboard"]), file=sys.stderr, flush=True)
+        report["cpu_with_dashboard_and_a_live_page"] = await measure_cpu(
+            cluster, args.nodes, args.seconds, dashboard=True
+        )
+        added = (
+            report["cpu_with_dashboard_and_a_live_page"]["cpu_core_share"]
+            - report["cpu_without_dashboard"]["cpu_core_share"]
+        )
+        report["dashboard_adds_core_share"] = round(added, 4)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await feeding
+        cluster.stop_all()
+        await _sweep(args.amqp_url, namespace)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--amqp-url",
+        default=os.environ.get("BOSON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=200, help="per client")
+    parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["ENDPOINTS", "HeartbeatFeeder", "main", "run"]

@@ -1,0 +1,36 @@
+"""``GET /api/cluster`` (totals) and ``GET /api/nodes`` (a filtered, sorted page)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from boson_services.monitor.dashboard.present import ClusterTotals, NodeSort, NodesPage, NodeStatus
+from boson_services.monitor.dashboard.security import Guard
+from boson_services.monitor.dashboard.source import DashboardSource
+
+MAX_PAGE = 500
+
+
+def router(source: DashboardSource, guard: Guard) -> APIRouter:
+    api = APIRouter(tags=["cluster"], dependencies=[Depends(guard.read)])
+
+    @api.get("/cluster", response_model=ClusterTotals, summary="Totals of the whole cluster")
+    def cluster() -> ClusterTotals:
+        return source.totals()
+
+    @api.get("/nodes", response_model=NodesPage, summary="One page of nodes")
+    def nodes(
+        status: Annotated[NodeStatus | None, Query(description="only nodes in this state")] = None,
+        search: Annotated[str, Query(max_length=64, description="node id contains")] = "",
+        sort: Annotated[NodeSort, Query(description="busiest first, or by id")] = "id",
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> NodesPage:
+        return source.nodes(status=status, search=search, sort=sort, offset=offset, limit=limit)
+
+    return api
+
+
+__all__ = ["MAX_PAGE", "router"]

@@ -1,0 +1,67 @@
+"""The HTML pages: Jinja2 templates filled in by the browser from ``/api``.
+
+A page carries no data and no secret: it is the same for everyone, and its
+script reads the API (with the token from ``sessionStorage`` when one is
+needed) and listens to ``/api/events`` to refresh in place.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("cluster", "/", "Cluster"),
+    ("tasks", "/tasks", "Tasks"),
+    ("tenants", "/tenants", "Tenants"),
+    ("alerts", "/alerts", "Alerts"),
+    ("throughput", "/throughput", "Throughput"),
+)
+"""(feature, path, title) of every page, in navigation order; a page whose
+feature is not available yet has no route and no navigation entry."""
+
+TEMPLATES = resources.files("boson_services.monitor.dashboard") / "templates"
+STATIC = resources.files("boson_services.monitor.dashboard") / "static"
+
+
+def templates() -> Jinja2Templates:
+    environment = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"]),
+        auto_reload=False,
+    )
+    return Jinja2Templates(env=environment)
+
+
+def router(features: frozenset[str], reading_needs_token: bool) -> APIRouter:
+    pages = APIRouter(include_in_schema=False)
+    jinja = templates()
+    navigation = [(path, title) for feature, path, title in PAGES if feature in features]
+
+    def add(feature: str, path: str, title: str) -> None:
+        async def page(request: Request) -> HTMLResponse:
+            return jinja.TemplateResponse(
+                request,
+                f"{feature}.html",
+                {
+                    "title": title,
+                    "feature": feature,
+                    "navigation": navigation,
+                    "needs_token": reading_needs_token,
+                },
+                headers={"Cache-Control": "no-store"},
+            )
+
+        pages.add_api_route(path, page, methods=["GET"], response_class=HTMLResponse)
+
+    for feature, path, title in PAGES:
+        if feature in features:
+            add(feature, path, title)
+    return pages
+
+
+__all__ = ["PAGES", "STATIC", "TEMPLATES", "router", "templates"]

@@ -1,0 +1,239 @@
+// Boson dashboard: reads /api, listens to /api/events, refreshes in place.
+// The API token (only needed beyond loopback, and for actions) lives in
+// sessionStorage: this tab only, never a cookie.
+"use strict";
+
+const TOKEN_KEY = "boson-api-token";
+const page = document.body.dataset.page;
+const live = document.getElementById("live");
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+function headers(extra) {
+  const given = Object.assign({ Accept: "application/json" }, extra || {});
+  if (token()) given.Authorization = "Bearer " + token();
+  return given;
+}
+
+function askForToken() {
+  const form = document.getElementById("token-form");
+  form.hidden = false;
+  document.getElementById("token-input").focus();
+}
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value.trim());
+  document.getElementById("token-form").hidden = true;
+  start();
+});
+
+async function api(path, options) {
+  const init = Object.assign({ cache: "no-store", credentials: "omit" }, options || {});
+  init.headers = headers(init.headers);
+  const answer = await fetch(path, init);
+  if (answer.status === 401) { askForToken(); }
+  const body = await answer.json().catch(() => ({ detail: answer.statusText }));
+  if (!answer.ok) { throw new Error(body.detail || answer.statusText); }
+  return body;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value; else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : Math.round(x * 100) + "%");
+const num = (x, d) => (x === null || x === undefined ? "–" : Number(x).toFixed(d === undefined ? 0 : d));
+const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+
+function bar(allocated, measured) {
+  const box = el("div", { class: "bar", title: `allocated ${pct(allocated)}, measured ${pct(measured)}` });
+  const fill = el("div", { class: "allocated" });
+  fill.style.width = Math.min(100, allocated * 100) + "%";
+  box.append(fill);
+  if (measured !== null && measured !== undefined) {
+    const mark = el("div", { class: "measured" });
+    mark.style.left = Math.min(99, measured * 100) + "%";
+    box.append(mark);
+  }
+  return box;
+}
+
+function card(label, value) {
+  return el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
+}
+
+// -- charts ------------------------------------------------------------------
+
+const charts = {};
+
+function chart(id, series, data) {
+  const box = document.getElementById(id);
+  if (!box) return;
+  if (!charts[id]) {
+    charts[id] = new uPlot({
+      width: Math.max(300, box.clientWidth - 10), height: 200,
+      series: [{}].concat(series.map(([label, stroke]) => ({ label, stroke, width: 2 }))),
+      axes: [{}, {}],
+    }, data, box);
+  } else {
+    charts[id].setData(data);
+  }
+}
+
+function columns(samples, fields) {
+  const at = samples.map((s) => s.at);
+  return [at].concat(fields.map((f) => samples.map((s) => (s[f] === null ? null : s[f]))));
+}
+
+// -- pages -------------------------------------------------------------------
+
+const nodeQuery = { offset: 0, limit: 50 };
+
+async function refreshCluster(summary) {
+  const c = summary ? summary.cluster : await api("/api/cluster");
+  const totals = document.getElementById("totals");
+  totals.replaceChildren(
+    card("nodes up", c.up), card("down", c.down), card("on probation", c.probation),
+    card("running / slots", `${c.running} / ${c.slots}`), card("free slots", c.free_slots),
+    card("backlog", c.backlog));
+  const resources = document.getElementById("resources");
+  resources.replaceChildren(...Object.entries(c.resources).map(([name, r]) =>
+    el("div", { class: "resource" }, el("strong", {}, name),
+      bar(r.allocated_share, r.measured_share),
+      el("div", { class: "label" },
+        `allocated ${num(r.allocated, 1)} of ${num(r.capacity, 1)} (${pct(r.allocated_share)})` +
+        (r.measured_share === null ? "" : ` · measured ${pct(r.measured_share)}`)))));
+  const params = new URLSearchParams({ offset: nodeQuery.offset, limit: nodeQuery.limit,
+    sort: document.getElementById("sort").value });
+  const status = document.getElementById("filter-status").value;
+  if (status) params.set("status", status);
+  const search = document.getElementById("search").value.trim();
+  if (search) params.set("search", search);
+  const nodes = await api("/api/nodes?" + params);
+  document.getElementById("nodes-count").textContent = `${nodes.total} matching of ${c.nodes}`;
+  const last = Math.min(nodes.total, nodes.offset + nodes.nodes.length);
+  document.getElementById("page-label").textContent =
+    nodes.total ? `${nodes.offset + 1}–${last} of ${nodes.total}` : "none";
+  document.getElementById("prev").disabled = nodes.offset === 0;
+  document.getElementById("next").disabled = last >= nodes.total;
+  document.getElementById("nodes").replaceChildren(...nodes.nodes.map((n) =>
+    el("tr", { "data-node": n.node_id },
+      el("td", {}, n.node_id),
+      el("td", {}, el("span", { class: "state " + n.status }, n.status === "probation" ? "on probation" : n.status)),
+      el("td", { class: "num" }, `${n.running ?? "-"} / ${n.slots}`),
+      ...["cpu", "memory", "gpu"].map((r) => el("td", {},
+        n.resources[r].capacity > 0 ? bar(n.resources[r].allocated_share, n.resources[r].measured_share) : "–")))));
+  const history = await api("/api/throughput");
+  chart("utilisation-chart",
+    [["allocated cpu", "#4f7cd8"], ["allocated memory", "#2e9d5b"], ["allocated gpu", "#9b59b6"],
+     ["measured cpu", "#d9921c"], ["measured memory", "#d64545"]],
+    columns(history.samples, ["allocated_cpu", "allocated_memory", "allocated_gpu", "measured_cpu", "measured_memory"]));
+}
+
+async function refreshAlerts() {
+  const alerts = await api("/api/alerts");
+  const active = document.getElementById("active");
+  active.replaceChildren(...(alerts.active.length ? alerts.active.map((a) =>
+    el("li", { class: a.severity, "data-reason": a.reason }, `${a.reason}: ${a.detail}`))
+    : [el("li", { class: "none" }, "nothing wrong now")]));
+  document.getElementById("recent").replaceChildren(...alerts.recent.map((a) => {
+    const button = el("button", { type: "button", "data-ack": a.alert_id }, "acknowledge");
+    button.disabled = a.acknowledged;
+    button.addEventListener("click", () => acknowledge(a.alert_id, button));
+    return el("tr", { class: a.acknowledged ? "acknowledged" : "", "data-reason": a.reason },
+      el("td", {}, clock(a.raised_at)), el("td", { class: "severity " + a.severity }, a.severity),
+      el("td", {}, a.reason), el("td", {}, a.node_id || ""), el("td", {}, a.detail), el("td", {}, button));
+  }));
+}
+
+async function acknowledge(alertId, button) {
+  try {
+    await api(`/api/alerts/${encodeURIComponent(alertId)}/acknowledge`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    await refreshAlerts();
+  } catch (error) {
+    button.replaceWith(el("span", { class: "error" }, error.message));
+  }
+}
+
+async function refreshThroughput() {
+  const t = await api("/api/throughput");
+  const last = t.samples.length ? t.samples[t.samples.length - 1] : null;
+  document.getElementById("throughput-totals").replaceChildren(
+    card("succeeded (total)", num(t.completed_total)), card("failed (total)", num(t.failed_total)),
+    card("tasks/s now", last ? num(last.succeeded_per_s + last.failed_per_s, 2) : "–"),
+    card("p99 latency now", last && last.latency_p99_s !== null ? num(last.latency_p99_s, 3) + " s" : "–"));
+  chart("rate-chart", [["succeeded/s", "#2e9d5b"], ["failed/s", "#d64545"]],
+    columns(t.samples, ["succeeded_per_s", "failed_per_s"]));
+  chart("latency-chart", [["p50", "#4f7cd8"], ["p99", "#d9921c"]],
+    columns(t.samples, ["latency_p50_s", "latency_p99_s"]));
+}
+
+const REFRESH = { cluster: refreshCluster, alerts: refreshAlerts, throughput: refreshThroughput };
+
+function refresh(summary) {
+  const fn = REFRESH[page];
+  if (!fn) return;
+  fn(summary).catch((error) => { live.textContent = error.message; live.className = "live off"; });
+}
+
+// -- live stream: server-sent events read with fetch (it can send the token) --
+
+let stream = null;
+
+async function listen() {
+  if (stream) stream.abort();
+  stream = new AbortController();
+  try {
+    const answer = await fetch("/api/events", { headers: headers({ Accept: "text/event-stream" }),
+      cache: "no-store", credentials: "omit", signal: stream.signal });
+    if (answer.status === 401) { askForToken(); live.textContent = "needs the token"; live.className = "live off"; return; }
+    if (!answer.ok || !answer.body) throw new Error(answer.statusText);
+    live.textContent = "live"; live.className = "live on";
+    const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const chunk = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = chunk.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (data) {
+          const summary = JSON.parse(data);
+          document.body.dataset.updated = String(summary.at);
+          refresh(summary);
+        }
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") return;
+  }
+  live.textContent = "reconnecting…"; live.className = "live off";
+  setTimeout(listen, 3000);
+}
+
+function start() { refresh(null); listen(); }
+
+if (page === "cluster") {
+  for (const id of ["filter-status", "sort"]) {
+    document.getElementById(id).addEventListener("change", () => { nodeQuery.offset = 0; refresh(null); });
+  }
+  document.getElementById("search").addEventListener("input", () => { nodeQuery.offset = 0; refresh(null); });
+  document.getElementById("prev").addEventListener("click", () => {
+    nodeQuery.offset = Math.max(0, nodeQuery.offset - nodeQuery.limit); refresh(null); });
+  document.getElementById("next").addEventListener("click", () => {
+    nodeQuery.offset += nodeQuery.limit; refresh(null); });
+}
+
+start();

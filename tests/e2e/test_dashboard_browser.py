@@ -1,0 +1,165 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright).
+
+Against a running Boson (embedded: the real services on the in-memory
+broker): the nodes appear, a new node and finished tasks show up live without
+a reload, a node that stops shows as an alert, and the page acts only with
+the token. Each page's screenshot is saved (``BOSON_SCREENSHOT_DIR`` or a
+temporary directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from boson.launcher import EmbeddedCluster
+from boson_shared.settings import BosonSettings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "browser-test-token"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium; .ci/run does)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+async def cluster(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[EmbeddedCluster]:
+    # Service settings come from BOSON_ variables, as in a deployment.
+    for name, value in {
+        "BOSON_HEARTBEAT_INTERVAL_S": "0.25",
+        "BOSON_MISSED_HEARTBEATS": "4",
+        "BOSON_DASHBOARD_LIVE_INTERVAL_S": "0.5",
+        "BOSON_DASHBOARD_HISTORY_INTERVAL_S": "0.5",
+        "BOSON_API_TOKEN": TOKEN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    running = EmbeddedCluster(BosonSettings())
+    with caplog.at_level(logging.INFO, logger="boson.launcher"):
+        await running.start_control_plane(dashboard_port=0)
+        for number in (1, 2):
+            await running.start_executor(f"local-{number}", slots=2)
+    try:
+        assert running.dashboard_url is not None
+        assert f"Boson dashboard at {running.dashboard_url}" in caplog.text
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    given = os.environ.get("BOSON_SCREENSHOT_DIR")
+    folder = Path(given) if given else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert shutil.which(str(CHROMIUM)), "install Debian's chromium (apt-get install chromium)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def test_the_pages_show_the_cluster_live(
+    cluster: EmbeddedCluster, browser: Browser, screenshots: Path
+) -> None:
+    assert cluster.dashboard_url is not None
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(cluster.dashboard_url)
+    # The nodes appear.
+    for node in ("local-1", "local-2"):
+        await page.wait_for_selector(f'tr[data-node="{node}"]', timeout=15_000)
+    await page.wait_for_function("document.body.dataset.updated !== undefined", timeout=10_000)
+    # Live: a node that joins appears, with no reload (the marker survives).
+    await page.evaluate("window.notReloaded = true")
+    await cluster.start_executor("local-3", slots=2)
+    await page.wait_for_selector('tr[data-node="local-3"]', timeout=15_000)
+    assert await page.evaluate("window.notReloaded === true")
+    assert (await page.inner_text("#nodes-count")).startswith("3 matching")
+    await page.screenshot(path=str(screenshots / "cluster.png"), full_page=True)
+
+    # Work done shows on the throughput page, live.
+    client = await cluster.client()
+    try:
+        for _ in range(10):
+            await client.execute("noop", timeout=30)
+    finally:
+        await client.close()
+    await page.goto(cluster.dashboard_url + "throughput")
+    await page.wait_for_function(
+        "document.querySelector('#throughput-totals .value')?.textContent === '10'",
+        timeout=15_000,
+    )
+    await page.screenshot(path=str(screenshots / "throughput.png"), full_page=True)
+
+    # A node that stops heartbeating is an alert.
+    await page.goto(cluster.dashboard_url + "alerts")
+    await page.wait_for_selector("ul.active li.none", timeout=10_000)
+    await page.evaluate("window.notReloaded = true")
+    await cluster.stop_service(cluster.services[-1])  # local-3
+    await page.wait_for_selector('ul.active li[data-reason="node-down"]', timeout=15_000)
+    assert "local-3" in await page.inner_text("ul.active")
+    assert await page.evaluate("window.notReloaded === true")
+    await page.screenshot(path=str(screenshots / "alerts.png"), full_page=True)
+    await page.close()
+
+
+async def test_the_page_acts_only_with_the_token(
+    cluster: EmbeddedCluster, browser: Browser, screenshots: Path
+) -> None:
+    assert cluster.dashboard_url is not None
+    await cluster.stop_service(cluster.services[-1])  # local-2 goes down: an alert
+    page = await browser.new_page()
+    await page.goto(cluster.dashboard_url + "alerts")
+    button = page.locator('tr[data-reason="node-down"] button[data-ack]')
+    await button.wait_for(timeout=15_000)
+    # Without the token: refused, and the page asks for it.
+    await button.click()
+    await page.wait_for_selector("td span.error", timeout=5_000)
+    assert "API token" in await page.inner_text("td span.error")
+    assert await page.is_visible("#token-form")
+    # With it (typed once, kept in sessionStorage, never a cookie): done.
+    await page.fill("#token-input", TOKEN)
+    await page.click("#token-form button")
+    assert await page.evaluate("sessionStorage.getItem('boson-api-token')") == TOKEN
+    button = page.locator('tr[data-reason="node-down"] button[data-ack]')
+    await button.click()
+    await page.wait_for_selector('tr.acknowledged[data-reason="node-down"]', timeout=5_000)
+    assert await page.context.cookies() == []
+    html = await page.content()
+    assert TOKEN not in html.replace(f'value="{TOKEN}"', "")
+    await page.screenshot(path=str(screenshots / "alerts-acknowledged.png"), full_page=True)
+    await page.close()
+
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]
