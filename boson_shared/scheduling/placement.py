@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.placement_index import SortedIndex
 from boson_shared.scheduling.remnant import LongRunDemand, TypicalDemand, place_run
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
@@ -106,6 +107,7 @@ class Placer:
         self.table = table
         self.strategy: Strategy = strategy
         self._index: SortedIndex | None = None
+        self._fgd: FgdIndex | None = FgdIndex(table) if strategy == "binpack-fgd" else None
         self.typical: TypicalDemand = (
             LongRunDemand() if strategy == "binpack-fgd" else TypicalDemand()
         )
@@ -126,7 +128,12 @@ class Placer:
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
-        i = self._place(vec)
+        if self._fgd is not None and self._has_estimate():
+            out = np.empty(1, dtype=np.int64)
+            self._place_fgd(vec[None, :], out)
+            i = int(out[0])
+        else:
+            i = self._place(vec)
         if i < 0:
             return Placement(None, None, "waiting" if i == WAITING else "never")
         return Placement(i, self.table.node_ids[i], "placed")
@@ -138,7 +145,9 @@ class Placer:
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
-        if self._index is None:
+        if self._fgd is not None and self._has_estimate():
+            self._place_fgd(arr, out)
+        elif self._index is None:
             self._place_runs(arr, out)
         elif self.strategy == "binpack":
             self._fill_runs(arr, out)
@@ -148,6 +157,27 @@ class Placer:
                 out[k] = place(arr[k])
         ids = self.table.node_ids
         return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()))
+
+    def _has_estimate(self) -> bool:
+        """Whether the typical demand is known (until then each demand is its own typical)."""
+        return bool(np.any(self.typical.points > 0))
+
+    def _place_fgd(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """``binpack-fgd`` through its index, learning the placed demands as the runs do."""
+        fgd = self._fgd
+        assert fgd is not None
+        fgd.place(arr, self.typical.points, out)
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        for start, stop in itertools.pairwise([0, *change.tolist(), m]):
+            placed = int(np.count_nonzero(out[start:stop] >= 0))
+            if placed:
+                self.typical.observe(arr[start], placed)
+            if placed < stop - start:
+                vec = arr[start]
+                out[start:stop][out[start:stop] < 0] = (
+                    WAITING if self.table.fits_any_total(vec) else NEVER
+                )
 
     def _place_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
         """Full-rescore strategies: each run of identical rows in one pass (as row by row)."""

@@ -1,0 +1,426 @@
+"""Compiled loops of the incremental ``binpack-fgd`` index (:mod:`.fgd_index`).
+
+Each function repeats, in scalar floats, the operations of the vectorised
+reference (:func:`~boson_shared.scheduling.scores.fgd_scores` and
+:func:`~boson_shared.scheduling.scores.stranded_bottleneck`) in the same
+order, so every score is bit-for-bit the reference's: numba compiles without
+``fastmath``, so it neither fuses multiply-adds nor reorders sums.
+
+The typical demand points arrive prepared per bottleneck ``b``: ``pb[p]`` the
+point's bottleneck amount, ``q1[p]`` / ``q2[p]`` what it asks of the two other
+dimensions ``o1 < o2`` (0: it does not ask).
+
+Per node the index caches ``m0`` (the stranded bottleneck now, ``m`` of the
+reference before placement) and ``sp[:, p]`` (per point, the free bottleneck
+that point cannot use). A placement changes one node, so only its caches are
+recomputed; a demand's score on a node needs only ``m`` after placement.
+
+A *slot* caches one recurring demand's score on every node (``-inf`` where it
+does not fit), with the best node of each block of :data:`BLOCK` nodes. Every
+placement appends its node to a log; a slot, when next used, rescores only the
+nodes logged since its last use and rescans only the blocks whose best fell.
+A demand without a slot is scored by one pass over the nodes that skips every
+node whose upper bound (see :func:`scan`) cannot beat the best found so far.
+A per-device dimension would add a device axis to the node caches and to the
+slots' scores, with the same log telling which rows to rescore.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+BLOCK_SHIFT = 6
+BLOCK = 1 << BLOCK_SHIFT
+"""Nodes per block of a slot: the unit rescanned when a block's best node gets worse."""
+
+_MARGIN = 1e-9
+"""Relative slack on the upper bound: it is exact in real numbers, not in floats."""
+
+
+def _compiled(fn: _F) -> _F:
+    """``numba.njit`` with an on-disk cache, typed as the function it wraps."""
+    return cast(_F, numba.njit(cache=True, nogil=True)(fn))
+
+
+@_compiled
+def _pick(f0: float, f1: float, f2: float, d: int) -> float:
+    if d == 0:
+        return f0
+    if d == 1:
+        return f1
+    return f2
+
+
+@_compiled
+def _room(fo1: float, fo2: float, q1: float, q2: float) -> float:
+    """Whole tasks of a point the two other dimensions hold (``inf``: neither limits it)."""
+    room = math.inf
+    if q1 > 0.0:
+        held = max(fo1, 0.0) / q1
+        if held < room:
+            room = held
+    if q2 > 0.0:
+        held = max(fo2, 0.0) / q2
+        if held < room:
+            room = held
+    return room
+
+
+@_compiled
+def _usable(fb: float, room: float, pb: float) -> float:
+    """What of the free bottleneck ``fb`` whole tasks of one point can use."""
+    if room == math.inf:  # no other dimension limits it: all of it is usable
+        return 0.0 if fb < pb else fb
+    n = math.floor(room)
+    if fb < pb or n < 1.0:
+        return 0.0
+    whole = n * pb
+    return whole if whole < fb else fb
+
+
+@_compiled
+def _stranded(
+    f0: float,
+    f1: float,
+    f2: float,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+) -> float:
+    """``m``: the mean over the points of the free bottleneck they cannot use.
+
+    ``shared[p]``: point ``p`` asks the other dimensions what ``p - 1`` does,
+    so its room is the same number (the quartiles often share a CPU request).
+    """
+    fb = max(_pick(f0, f1, f2, b), 0.0)
+    fo1 = _pick(f0, f1, f2, o1)
+    fo2 = _pick(f0, f1, f2, o2)
+    total = 0.0
+    room = 0.0
+    for p in range(pb.shape[0]):
+        if not shared[p]:
+            room = _room(fo1, fo2, q1[p], q2[p])
+        usable = _usable(fb, room, pb[p])
+        total = usable if p == 0 else total + usable
+    return float(fb - total / pb.shape[0])
+
+
+@_compiled
+def refresh_rows(
+    rows: np.ndarray,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    m0: np.ndarray,
+    sp: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+) -> None:
+    """Recompute ``m0`` and ``sp`` of ``rows`` from the table."""
+    for j in range(rows.shape[0]):
+        _refresh_node(rows[j], cap, alloc, m0, sp, pb, q1, q2, shared, b, o1, o2)
+
+
+@_compiled
+def _refresh_node(
+    i: int,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    m0: np.ndarray,
+    sp: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+) -> None:
+    f0 = cap[i, 0] - alloc[i, 0]
+    f1 = cap[i, 1] - alloc[i, 1]
+    f2 = cap[i, 2] - alloc[i, 2]
+    fb = max(_pick(f0, f1, f2, b), 0.0)
+    fo1 = _pick(f0, f1, f2, o1)
+    fo2 = _pick(f0, f1, f2, o2)
+    total = 0.0
+    room = 0.0
+    for p in range(pb.shape[0]):
+        if not shared[p]:
+            room = _room(fo1, fo2, q1[p], q2[p])
+        usable = _usable(fb, room, pb[p])
+        total = usable if p == 0 else total + usable
+        sp[i, p] = fb - usable
+    m0[i] = fb - total / pb.shape[0]
+
+
+@_compiled
+def _score(
+    i: int,
+    r0: float,
+    r1: float,
+    r2: float,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    m0: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+    weight: float,
+) -> float:
+    """Node ``i``'s ``binpack-fgd`` score for the demand, ``-inf`` where it does not fit."""
+    c0 = cap[i, 0]
+    c1 = cap[i, 1]
+    c2 = cap[i, 2]
+    a0 = alloc[i, 0]
+    a1 = alloc[i, 1]
+    a2 = alloc[i, 2]
+    if not (alive[i] and c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+        return -math.inf
+    w0 = w[i, 0]
+    w1 = w[i, 1]
+    w2 = w[i, 2]
+    after = (a0 * w0 + a1 * w1 + a2 * w2) + (w0 * r0 + w1 * r1 + w2 * r2)
+    m = _stranded((c0 - a0) - r0, (c1 - a1) - r1, (c2 - a2) - r2, pb, q1, q2, shared, b, o1, o2)
+    capb = _pick(c0, c1, c2, b)
+    scaled = (m - m0[i]) / capb if capb > 0.0 else 0.0
+    return float(after - weight * scaled)
+
+
+@_compiled
+def scan(
+    r0: float,
+    r1: float,
+    r2: float,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    m0: np.ndarray,
+    sp: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+    weight: float,
+) -> int:
+    """The best node for a demand in one pass, or -1; rescored only where it could win.
+
+    Placing ``r`` can lower a point's usable bottleneck only by what it takes
+    (usable is monotone in the free vector and at most the free bottleneck),
+    so the stranding change is at least ``-mean_p min(r_b, sp[i, p])`` and
+    the score at most ``after + weight * mean_p min(r_b, sp[i, p]) / cap_b``.
+    A node whose bound is below the best score found is skipped.
+    """
+    rb = _pick(r0, r1, r2, b)
+    k = pb.shape[0]
+    best = -1
+    best_s = -math.inf
+    for i in range(cap.shape[0]):
+        c0 = cap[i, 0]
+        c1 = cap[i, 1]
+        c2 = cap[i, 2]
+        a0 = alloc[i, 0]
+        a1 = alloc[i, 1]
+        a2 = alloc[i, 2]
+        if not (alive[i] and c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+            continue
+        w0 = w[i, 0]
+        w1 = w[i, 1]
+        w2 = w[i, 2]
+        after = (a0 * w0 + a1 * w1 + a2 * w2) + (w0 * r0 + w1 * r1 + w2 * r2)
+        capb = _pick(c0, c1, c2, b)
+        if best >= 0:
+            gain = 0.0
+            for p in range(k):
+                gain += min(rb, sp[i, p])
+            bound = after + weight * (gain / k) / capb if capb > 0.0 else after
+            if bound < best_s - _MARGIN * (1.0 + abs(best_s)):
+                continue
+        m = _stranded((c0 - a0) - r0, (c1 - a1) - r1, (c2 - a2) - r2, pb, q1, q2, shared, b, o1, o2)
+        scaled = (m - m0[i]) / capb if capb > 0.0 else 0.0
+        s = after - weight * scaled
+        if best < 0 or s > best_s:
+            best = i
+            best_s = s
+    return best
+
+
+@_compiled
+def _block_best(s: np.ndarray, lo: int, hi: int) -> int:
+    best = -1
+    best_s = -math.inf
+    for i in range(lo, hi):
+        v = s[i]
+        if v > best_s:
+            best = i
+            best_s = v
+    return best
+
+
+@_compiled
+def _build_slot(
+    c: int,
+    r0: float,
+    r1: float,
+    r2: float,
+    scores: np.ndarray,
+    block_best: np.ndarray,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    m0: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+    weight: float,
+) -> None:
+    n = cap.shape[0]
+    s = scores[c]
+    for i in range(n):
+        s[i] = _score(
+            i, r0, r1, r2, cap, alloc, alive, w, m0, pb, q1, q2, shared, b, o1, o2, weight
+        )
+    for blk in range(block_best.shape[1]):
+        lo = blk << BLOCK_SHIFT
+        block_best[c, blk] = _block_best(s, lo, min(lo + BLOCK, n))
+
+
+@_compiled
+def place(
+    demands: np.ndarray,
+    slot_of: np.ndarray,
+    out: np.ndarray,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    m0: np.ndarray,
+    sp: np.ndarray,
+    pb: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    shared: np.ndarray,
+    b: int,
+    o1: int,
+    o2: int,
+    weight: float,
+    scores: np.ndarray,
+    block_best: np.ndarray,
+    valid: np.ndarray,
+    seen_upto: np.ndarray,
+    log: np.ndarray,
+    state: np.ndarray,
+    stamp: np.ndarray,
+) -> None:
+    """Place ``demands`` in order, committing each to ``alloc``; ``out[j]``: the row or -1.
+
+    ``slot_of[j]``: the slot of demand ``j`` (-1: none, scanned). ``state``
+    holds the log's length and the stamp counter that dedupes the log.
+    """
+    n = cap.shape[0]
+    nblocks = block_best.shape[1]
+    fell = np.zeros(nblocks, dtype=np.bool_)
+    fallen = np.empty(nblocks, dtype=np.int64)
+    for j in range(demands.shape[0]):
+        r0 = demands[j, 0]
+        r1 = demands[j, 1]
+        r2 = demands[j, 2]
+        c = slot_of[j]
+        if c < 0:
+            i = scan(
+                r0, r1, r2, cap, alloc, alive, w, m0, sp, pb, q1, q2, shared, b, o1, o2, weight
+            )
+        else:
+            s = scores[c]
+            if not valid[c]:
+                _build_slot(
+                    c, r0, r1, r2, scores, block_best,
+                    cap, alloc, alive, w, m0, pb, q1, q2, shared, b, o1, o2, weight,
+                )  # fmt: skip
+                valid[c] = True
+            else:
+                # Catch up with the nodes placed on since this slot's last use.
+                tick = state[1] + 1
+                state[1] = tick
+                nfell = 0
+                for e in range(seen_upto[c], state[0]):
+                    x = log[e]
+                    if stamp[x] == tick:
+                        continue
+                    stamp[x] = tick
+                    old = s[x]
+                    new = _score(
+                        x, r0, r1, r2, cap, alloc, alive, w, m0,
+                        pb, q1, q2, shared, b, o1, o2, weight,
+                    )  # fmt: skip
+                    s[x] = new
+                    blk = x >> BLOCK_SHIFT
+                    if fell[blk]:
+                        continue
+                    held = block_best[c, blk]
+                    if held == x:
+                        if new < old:  # the block's best got worse: rescan the block
+                            fell[blk] = True
+                            fallen[nfell] = blk
+                            nfell += 1
+                    elif new > -math.inf and (
+                        held < 0 or new > s[held] or (new == s[held] and x < held)
+                    ):
+                        block_best[c, blk] = x
+                for f in range(nfell):
+                    blk = fallen[f]
+                    fell[blk] = False
+                    lo = blk << BLOCK_SHIFT
+                    block_best[c, blk] = _block_best(s, lo, min(lo + BLOCK, n))
+            seen_upto[c] = state[0]
+            i = -1
+            best_s = -math.inf
+            for blk in range(nblocks):
+                held = block_best[c, blk]
+                if held >= 0 and s[held] > best_s:
+                    i = held
+                    best_s = s[held]
+        out[j] = i
+        if i < 0:
+            continue
+        alloc[i, 0] += r0
+        alloc[i, 1] += r1
+        alloc[i, 2] += r2
+        _refresh_node(i, cap, alloc, m0, sp, pb, q1, q2, shared, b, o1, o2)
+        if state[0] == log.shape[0]:  # log full: every slot rebuilds on its next use
+            valid[:] = False
+            state[0] = 0
+        log[state[0]] = i
+        state[0] += 1
+
+
+__all__ = ["BLOCK", "BLOCK_SHIFT", "place", "refresh_rows", "scan"]
