@@ -84,8 +84,12 @@ class FgdIndex:
         self._shared = np.zeros(points.shape[0], dtype=np.bool_)
         self._shared[1:] = (self._q1[1:] == self._q1[:-1]) & (self._q2[1:] == self._q2[:-1])
         self._w = np.ascontiguousarray(weights(table.capacity))
+        self._wt = np.ascontiguousarray(self._w.T)
+        self._capb = np.ascontiguousarray(table.capacity[:, b])
+        self._free = np.zeros((NDIM, n))
+        self._u = np.zeros(n)
         self._m0 = np.zeros(n)
-        self._sp = np.zeros((n, points.shape[0]))
+        self._scratch = np.zeros((6, n))
         self._refresh(np.arange(n, dtype=np.int64))
         if self._scores.shape[1] == n:  # same nodes: the slots keep their demands
             self._valid[:] = False
@@ -108,7 +112,7 @@ class FgdIndex:
     def _refresh(self, rows: IntArray) -> None:
         table = self._table
         _k.refresh_rows(
-            rows, table.capacity, table.allocated, self._m0, self._sp,
+            rows, table.capacity, table.allocated, self._w, self._free, self._u, self._m0,
             self._pb, self._q1, self._q2, self._shared, self._b, self._o1, self._o2,
         )  # fmt: skip
 
@@ -126,6 +130,8 @@ class FgdIndex:
         rows = np.fromiter(sorted(dirty), dtype=np.int64, count=len(dirty))
         dirty.clear()
         self._w[rows] = weights(table.capacity[rows])
+        self._wt[:, rows] = self._w[rows].T
+        self._capb[rows] = table.capacity[rows, self._b]
         self._refresh(rows)
         # Logged like placements: each slot rescores them when next used.
         state, log = self._state, self._log
@@ -149,10 +155,11 @@ class FgdIndex:
         slot_of = self._assign_slots(demands)
         _k.place(
             demands, slot_of, out, table.capacity, table.allocated, table.alive,
-            self._w, self._m0, self._sp, self._pb, self._q1, self._q2, self._shared,
+            self._w, self._wt, self._free, self._u, self._capb, self._m0,
+            self._pb, self._q1, self._q2, self._shared,
             self._b, self._o1, self._o2, FGD_WEIGHT,
             self._scores, self._block_best, self._valid, self._seen_upto,
-            self._log, self._state, self._stamp,
+            self._log, self._state, self._stamp, self._scratch,
         )  # fmt: skip
         placed = out[out >= 0]
         if placed.size:

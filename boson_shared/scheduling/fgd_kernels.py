@@ -121,8 +121,10 @@ def refresh_rows(
     rows: np.ndarray,
     cap: np.ndarray,
     alloc: np.ndarray,
+    w: np.ndarray,
+    free: np.ndarray,
+    u: np.ndarray,
     m0: np.ndarray,
-    sp: np.ndarray,
     pb: np.ndarray,
     q1: np.ndarray,
     q2: np.ndarray,
@@ -131,9 +133,9 @@ def refresh_rows(
     o1: int,
     o2: int,
 ) -> None:
-    """Recompute ``m0`` and ``sp`` of ``rows`` from the table."""
+    """Recompute the caches of ``rows`` from the table (``w`` already current)."""
     for j in range(rows.shape[0]):
-        _refresh_node(rows[j], cap, alloc, m0, sp, pb, q1, q2, shared, b, o1, o2)
+        _refresh_node(rows[j], cap, alloc, w, free, u, m0, pb, q1, q2, shared, b, o1, o2)
 
 
 @_compiled
@@ -141,8 +143,10 @@ def _refresh_node(
     i: int,
     cap: np.ndarray,
     alloc: np.ndarray,
+    w: np.ndarray,
+    free: np.ndarray,
+    u: np.ndarray,
     m0: np.ndarray,
-    sp: np.ndarray,
     pb: np.ndarray,
     q1: np.ndarray,
     q2: np.ndarray,
@@ -151,21 +155,17 @@ def _refresh_node(
     o1: int,
     o2: int,
 ) -> None:
-    f0 = cap[i, 0] - alloc[i, 0]
-    f1 = cap[i, 1] - alloc[i, 1]
-    f2 = cap[i, 2] - alloc[i, 2]
-    fb = max(_pick(f0, f1, f2, b), 0.0)
-    fo1 = _pick(f0, f1, f2, o1)
-    fo2 = _pick(f0, f1, f2, o2)
-    total = 0.0
-    room = 0.0
-    for p in range(pb.shape[0]):
-        if not shared[p]:
-            room = _room(fo1, fo2, q1[p], q2[p])
-        usable = _usable(fb, room, pb[p])
-        total = usable if p == 0 else total + usable
-        sp[i, p] = fb - usable
-    m0[i] = fb - total / pb.shape[0]
+    a0 = alloc[i, 0]
+    a1 = alloc[i, 1]
+    a2 = alloc[i, 2]
+    f0 = cap[i, 0] - a0
+    f1 = cap[i, 1] - a1
+    f2 = cap[i, 2] - a2
+    free[0, i] = f0
+    free[1, i] = f1
+    free[2, i] = f2
+    u[i] = a0 * w[i, 0] + a1 * w[i, 1] + a2 * w[i, 2]
+    m0[i] = _stranded(f0, f1, f2, pb, q1, q2, shared, b, o1, o2)
 
 
 @_compiled
@@ -208,16 +208,16 @@ def _score(
 
 
 @_compiled
-def scan(
+def score_all(
     r0: float,
     r1: float,
     r2: float,
-    cap: np.ndarray,
-    alloc: np.ndarray,
-    alive: np.ndarray,
+    free: np.ndarray,
+    u: np.ndarray,
     w: np.ndarray,
+    capb: np.ndarray,
     m0: np.ndarray,
-    sp: np.ndarray,
+    alive: np.ndarray,
     pb: np.ndarray,
     q1: np.ndarray,
     q2: np.ndarray,
@@ -226,51 +226,75 @@ def scan(
     o1: int,
     o2: int,
     weight: float,
-) -> int:
-    """The best node for a demand in one pass, or -1; rescored only where it could win.
+    scratch: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Every node's score for the demand into ``out`` (``-inf`` where it does not fit).
 
-    Placing ``r`` can lower a point's usable bottleneck only by what it takes
-    (usable is monotone in the free vector and at most the free bottleneck),
-    so the stranding change is at least ``-mean_p min(r_b, sp[i, p])`` and
-    the score at most ``after + weight * mean_p min(r_b, sp[i, p]) / cap_b``.
-    A node whose bound is below the best score found is skipped.
+    :func:`_score`'s operations on columns (``free``, ``w`` as ``(3, n)``;
+    ``u`` the allocated utilisation; ``capb`` the bottleneck capacity), one
+    pass per step and branch-free, so that the compiler vectorises them.
     """
+    n = out.shape[0]
     rb = _pick(r0, r1, r2, b)
+    ro1 = _pick(r0, r1, r2, o1)
+    ro2 = _pick(r0, r1, r2, o2)
+    fb = scratch[0]
+    fo1 = scratch[1]
+    fo2 = scratch[2]
+    total = scratch[3]
+    whole_n = scratch[4]
+    fcol_b = free[b]
+    fcol_1 = free[o1]
+    fcol_2 = free[o2]
+    for i in range(n):
+        fb[i] = max(fcol_b[i] - rb, 0.0)
+        fo1[i] = max(fcol_1[i] - ro1, 0.0)
+        fo2[i] = max(fcol_2[i] - ro2, 0.0)
     k = pb.shape[0]
-    best = -1
-    best_s = -math.inf
-    for i in range(cap.shape[0]):
-        c0 = cap[i, 0]
-        c1 = cap[i, 1]
-        c2 = cap[i, 2]
-        a0 = alloc[i, 0]
-        a1 = alloc[i, 1]
-        a2 = alloc[i, 2]
-        if not (alive[i] and c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
-            continue
-        w0 = w[i, 0]
-        w1 = w[i, 1]
-        w2 = w[i, 2]
-        after = (a0 * w0 + a1 * w1 + a2 * w2) + (w0 * r0 + w1 * r1 + w2 * r2)
-        capb = _pick(c0, c1, c2, b)
-        if best >= 0:
-            gain = 0.0
-            for p in range(k):
-                gain += min(rb, sp[i, p])
-            bound = after + weight * (gain / k) / capb if capb > 0.0 else after
-            if bound < best_s - _MARGIN * (1.0 + abs(best_s)):
-                continue
-        m = _stranded((c0 - a0) - r0, (c1 - a1) - r1, (c2 - a2) - r2, pb, q1, q2, shared, b, o1, o2)
-        scaled = (m - m0[i]) / capb if capb > 0.0 else 0.0
-        s = after - weight * scaled
-        if best < 0 or s > best_s:
-            best = i
-            best_s = s
-    return best
+    for p in range(k):
+        a1 = q1[p]
+        a2 = q2[p]
+        pp = pb[p]
+        if not shared[p]:
+            if a1 > 0.0 and a2 > 0.0:
+                for i in range(n):
+                    x = fo1[i] / a1
+                    y = fo2[i] / a2
+                    whole_n[i] = math.floor(x if x < y else y)
+            elif a1 > 0.0:
+                for i in range(n):
+                    whole_n[i] = math.floor(fo1[i] / a1)
+            elif a2 > 0.0:
+                for i in range(n):
+                    whole_n[i] = math.floor(fo2[i] / a2)
+            else:
+                for i in range(n):
+                    whole_n[i] = math.inf
+        for i in range(n):
+            f = fb[i]
+            nn = whole_n[i]
+            whole = nn * pp
+            use = 0.0 if (f < pp or nn < 1.0) else (whole if whole < f else f)
+            total[i] = use if p == 0 else total[i] + use
+    f0 = free[0]
+    f1 = free[1]
+    f2 = free[2]
+    w0 = w[0]
+    w1 = w[1]
+    w2 = w[2]
+    for i in range(n):
+        m = fb[i] - total[i] / k
+        c = capb[i]
+        scaled = (m - m0[i]) / c if c > 0.0 else 0.0
+        s = (u[i] + (w0[i] * r0 + w1[i] * r1 + w2[i] * r2)) - weight * scaled
+        ok = alive[i] and f0[i] >= r0 and f1[i] >= r1 and f2[i] >= r2
+        out[i] = s if ok else -math.inf
 
 
 @_compiled
-def _block_best(s: np.ndarray, lo: int, hi: int) -> int:
+def _argmax(s: np.ndarray, lo: int, hi: int) -> int:
+    """The first row of ``s[lo:hi]`` with the largest score, or -1 if all are ``-inf``."""
     best = -1
     best_s = -math.inf
     for i in range(lo, hi):
@@ -282,39 +306,6 @@ def _block_best(s: np.ndarray, lo: int, hi: int) -> int:
 
 
 @_compiled
-def _build_slot(
-    c: int,
-    r0: float,
-    r1: float,
-    r2: float,
-    scores: np.ndarray,
-    block_best: np.ndarray,
-    cap: np.ndarray,
-    alloc: np.ndarray,
-    alive: np.ndarray,
-    w: np.ndarray,
-    m0: np.ndarray,
-    pb: np.ndarray,
-    q1: np.ndarray,
-    q2: np.ndarray,
-    shared: np.ndarray,
-    b: int,
-    o1: int,
-    o2: int,
-    weight: float,
-) -> None:
-    n = cap.shape[0]
-    s = scores[c]
-    for i in range(n):
-        s[i] = _score(
-            i, r0, r1, r2, cap, alloc, alive, w, m0, pb, q1, q2, shared, b, o1, o2, weight
-        )
-    for blk in range(block_best.shape[1]):
-        lo = blk << BLOCK_SHIFT
-        block_best[c, blk] = _block_best(s, lo, min(lo + BLOCK, n))
-
-
-@_compiled
 def place(
     demands: np.ndarray,
     slot_of: np.ndarray,
@@ -323,8 +314,11 @@ def place(
     alloc: np.ndarray,
     alive: np.ndarray,
     w: np.ndarray,
+    wt: np.ndarray,
+    free: np.ndarray,
+    u: np.ndarray,
+    capb: np.ndarray,
     m0: np.ndarray,
-    sp: np.ndarray,
     pb: np.ndarray,
     q1: np.ndarray,
     q2: np.ndarray,
@@ -340,11 +334,13 @@ def place(
     log: np.ndarray,
     state: np.ndarray,
     stamp: np.ndarray,
+    scratch: np.ndarray,
 ) -> None:
     """Place ``demands`` in order, committing each to ``alloc``; ``out[j]``: the row or -1.
 
-    ``slot_of[j]``: the slot of demand ``j`` (-1: none, scanned). ``state``
-    holds the log's length and the stamp counter that dedupes the log.
+    ``slot_of[j]``: the slot of demand ``j`` (-1: none, scored afresh into
+    ``scratch[5]``). ``state`` holds the log's length and the stamp counter
+    that dedupes the log. ``w`` is ``(n, 3)``, ``wt`` the same as columns.
     """
     n = cap.shape[0]
     nblocks = block_best.shape[1]
@@ -356,16 +352,22 @@ def place(
         r2 = demands[j, 2]
         c = slot_of[j]
         if c < 0:
-            i = scan(
-                r0, r1, r2, cap, alloc, alive, w, m0, sp, pb, q1, q2, shared, b, o1, o2, weight
-            )
+            once = scratch[5]
+            score_all(
+                r0, r1, r2, free, u, wt, capb, m0, alive,
+                pb, q1, q2, shared, b, o1, o2, weight, scratch, once,
+            )  # fmt: skip
+            i = _argmax(once, 0, n)
         else:
             s = scores[c]
             if not valid[c]:
-                _build_slot(
-                    c, r0, r1, r2, scores, block_best,
-                    cap, alloc, alive, w, m0, pb, q1, q2, shared, b, o1, o2, weight,
+                score_all(
+                    r0, r1, r2, free, u, wt, capb, m0, alive,
+                    pb, q1, q2, shared, b, o1, o2, weight, scratch, s,
                 )  # fmt: skip
+                for blk in range(nblocks):
+                    lo = blk << BLOCK_SHIFT
+                    block_best[c, blk] = _argmax(s, lo, min(lo + BLOCK, n))
                 valid[c] = True
             else:
                 # Catch up with the nodes placed on since this slot's last use.
@@ -400,7 +402,7 @@ def place(
                     blk = fallen[f]
                     fell[blk] = False
                     lo = blk << BLOCK_SHIFT
-                    block_best[c, blk] = _block_best(s, lo, min(lo + BLOCK, n))
+                    block_best[c, blk] = _argmax(s, lo, min(lo + BLOCK, n))
             seen_upto[c] = state[0]
             i = -1
             best_s = -math.inf
@@ -415,7 +417,7 @@ def place(
         alloc[i, 0] += r0
         alloc[i, 1] += r1
         alloc[i, 2] += r2
-        _refresh_node(i, cap, alloc, m0, sp, pb, q1, q2, shared, b, o1, o2)
+        _refresh_node(i, cap, alloc, w, free, u, m0, pb, q1, q2, shared, b, o1, o2)
         if state[0] == log.shape[0]:  # log full: every slot rebuilds on its next use
             valid[:] = False
             state[0] = 0
@@ -423,4 +425,4 @@ def place(
         state[0] += 1
 
 
-__all__ = ["BLOCK", "BLOCK_SHIFT", "place", "refresh_rows", "scan"]
+__all__ = ["BLOCK", "BLOCK_SHIFT", "place", "refresh_rows", "score_all"]
