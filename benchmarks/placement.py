@@ -1,13 +1,17 @@
-"""Placements per second of the default strategy: Boson's placer against a plain loop.
+"""Placements per second of a strategy: Boson's placer against a plain loop.
 
 Run: ``.venv/bin/python benchmarks/placement.py [--placements M] [--sizes 100,1000,...]
-[--strategy S]`` (default: the scheduler's default, ``binpack``).
+[--strategy S] [--batch B] [--distinct] [--traces DIR]`` (default strategy:
+the scheduler's default, ``binpack-fgd``).
 
-Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its README):
+Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its
+README; ``--traces`` points elsewhere, e.g. from a git worktree):
 
 * demands are ``(plan_cpu, plan_mem, 0)`` of batch-task instances, drawn at
   random with probability proportional to ``number_of_instances`` (each
   instance is one schedulable unit); rows with empty requests are dropped;
+  ``--distinct`` multiplies each by a random factor in [1, 1.001), so that
+  no two are equal;
 * node capacities are ``(cpus × 100, mem_norm, 0)`` of the trace's machines
   (100 = one core, the unit of ``plan_cpu``), drawn from their ``add`` events;
 * each node starts with a random allocation, uniform in 0–95 % of its
@@ -16,15 +20,21 @@ Workload, from the Alibaba v2017 trace in ``../shared/traces/`` (see its README)
   the first placement.
 
 Three implementations place the same demands from the same starting state
-and must choose the same nodes (checked): ``Placer.place_batch`` (batched),
-``Placer.place`` called once per demand (one at a time), and
-:func:`plain_binpack` below — a straightforward loop over every node per
-demand. The plain loop is timed on a prefix of the demands (it is slow), and
-its rate compared with the batched rate. For strategies other than
-``binpack`` the plain loop is the full rescore :func:`scores.choose` (every
-node scored with numpy, per demand). A strategy that learns a typical demand
-is given one held fixed — the median of the demands (their quartiles for
-``binpack-fgd``) — so that the three runs see the same estimate.
+and must choose the same nodes (checked): ``Placer.place_batch`` on
+consecutive batches of ``--batch`` demands (batched, as the scheduler gets
+them from the broker), ``Placer.place`` called once per demand (one at a
+time), and a plain loop. For ``binpack`` the plain loop is
+:func:`plain_binpack` below, a straightforward loop over every node per
+demand; for the others it is the full rescore :func:`scores.choose` (every
+node scored with numpy, per demand). The plain loop is timed on a prefix of
+the demands (it is slow), and its rate compared with the batched rate.
+
+A strategy that learns a typical demand (``remnant``, ``binpack-fgd``)
+starts from the estimate a running scheduler has — it has learnt
+:data:`WARM` demands of the stream — and goes on learning and refreshing on
+its live cadence: refreshed before each ``place_batch`` (or ``place``) call.
+The plain loop refreshes at the same points, so that both see the same
+estimates. Rates are in CPU seconds of the process (:data:`CLOCK`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Placement (DESIGN §3.2): filter the nodes a demand fits, score them, pick one, commit.
+"""Placement: filter the nodes a demand fits, score them, pick one, commit.
+
+The design is in ``docs/design.md#placement``.
 
 >>> table = NodeTable()
 >>> for i, used in enumerate((350, 400, 300, 250, 200)):
@@ -9,7 +11,7 @@
 The worked example uses ``cpu = memory = 500, gpu = 0`` per node and a
 demand of ``Q`` units on cpu and on memory (``LinearDemandModel``'s default
 mapping), so each node's mean utilisation over its two dimensions is the
-1-D number of DESIGN §3.4.
+1-D number of the design's worked example.
 
 Outcomes: ``placed`` on a node (and allocated in the table); ``waiting`` —
 some node could hold it in total but no alive node has the room now;
@@ -20,6 +22,12 @@ dimension. ``binpack`` and ``spread`` use the incremental
 ``remnant``, against the placer's :class:`~boson_shared.scheduling.remnant.TypicalDemand`;
 those three place a run of identical demands in a batch in one pass
 (:func:`~boson_shared.scheduling.remnant.place_run`, same result as one by one).
+``binpack-fgd`` uses the incremental
+:class:`~boson_shared.scheduling.fgd_index.FgdIndex` against the placer's
+:class:`~boson_shared.scheduling.remnant.LongRunDemand` (and the full
+rescore until that has seen a first placement, when each demand is its own
+typical one). Every path chooses what the full rescore
+(:func:`~boson_shared.scheduling.scores.choose`) chooses.
 """
 
 from __future__ import annotations
