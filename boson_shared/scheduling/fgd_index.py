@@ -44,10 +44,36 @@ _SEEN_MAX = 1 << 16
 IntArray = NDArray[np.int64]
 
 
+_warm = False
+
+
+def _warm_up() -> None:
+    """Load (or, on a fresh install, compile) the kernels now, once per process.
+
+    Compiling takes seconds: better when a service starts than on the first
+    placement, while a batch waits.
+    """
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    table = NodeTable(2)
+    table.upsert("a", (2.0, 2.0, 0.0))
+    table.upsert("b", (2.0, 2.0, 0.0))
+    index = FgdIndex.__new__(FgdIndex)
+    index._setup(table)
+    demands = np.full((3, NDIM), 0.5)
+    index.place(demands, demands[:1], np.empty(3, dtype=np.int64))
+
+
 class FgdIndex:
     """``binpack-fgd`` placement over one table, kept current incrementally."""
 
     def __init__(self, table: NodeTable) -> None:
+        _warm_up()
+        self._setup(table)
+
+    def _setup(self, table: NodeTable) -> None:
         self._table = table
         self.watcher = table.watch()
         self._n = -1
