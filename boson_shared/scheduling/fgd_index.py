@@ -191,6 +191,18 @@ class FgdIndex:
         if placed.size:
             table._changed_by(np.unique(placed).tolist(), self.watcher)
 
+    def score(self, demand: FloatArray, out: FloatArray) -> None:
+        """Every node's score for ``demand`` into ``out`` (``-inf`` where it does not fit).
+
+        The whole-demand pass the slots are built with; call :meth:`sync` first.
+        """
+        _k.score_all(
+            float(demand[0]), float(demand[1]), float(demand[2]),
+            self._free, self._u, self._wt, self._capb, self._m0, self._table.alive,
+            self._pb, self._q1, self._q2, self._shared, self._b, self._o1, self._o2,
+            FGD_WEIGHT, self._scratch, out,
+        )  # fmt: skip
+
     def _assign_slots(self, demands: FloatArray) -> IntArray:
         """Per demand its slot, or -1 the first time a demand is seen (scanned instead)."""
         self._batches += 1

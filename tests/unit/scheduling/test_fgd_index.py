@@ -13,6 +13,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boson_shared.scheduling import scores
+from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.placement import NEVER, WAITING, NodeTable, Placer
 from boson_shared.scheduling.remnant import LongRunDemand
 from tests.unit.scheduling import fgd_reference
@@ -130,3 +132,24 @@ def test_slots_follow_a_demand_across_many_placements() -> None:
         demands = [tuple(d) for d in pool[rng.integers(0, 5, size=25)].tolist()]
         got = placer.place_batch(np.asarray(demands)).indices.tolist()
         assert [i if i >= 0 else -1 for i in got] == ref.place(demands)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 200))
+def test_every_score_is_the_references_to_the_last_bit(seed: int, n: int) -> None:
+    """Not only the choice: each node's score equals the full rescore's, bit for bit."""
+    rng = np.random.default_rng(seed)
+    cap = rng.uniform(0.5, 64.0, size=(n, 3)) * (rng.random((n, 3)) < 0.9)
+    table = NodeTable(initial_capacity=n)
+    for i in range(n):
+        table.upsert(f"n{i}", cap[i], allocated=cap[i] * rng.uniform(0.0, 1.0, size=3))
+    points = np.sort(rng.uniform(0.0, 4.0, size=(3, 3)), axis=0)
+    index = FgdIndex(table)
+    index.sync(points)
+    for demand in rng.uniform(0.0, 3.0, size=(5, 3)):
+        got = np.empty(n)
+        index.score(demand, got)
+        want = np.nan_to_num(
+            scores.scores(table, "binpack-fgd", demand, points), nan=-np.inf, neginf=-np.inf
+        )
+        np.testing.assert_array_equal(got, want)
