@@ -39,7 +39,7 @@ _MAX_SLOTS = 1024
 _LOG_MIN = 1 << 16
 """Placements the log holds at least before it wraps (and every slot rebuilds)."""
 _SEEN_MAX = 1 << 16
-"""Demands remembered as seen once; past it the memory starts over."""
+"""Demands whose occurrences are counted; past it the count starts over."""
 
 IntArray = NDArray[np.int64]
 
@@ -87,7 +87,8 @@ class FgdIndex:
         self._last_used: IntArray = np.empty(0, dtype=np.int64)
         self._slot_key: list[tuple[float, ...] | None] = []
         self._slots: dict[tuple[float, ...], int] = {}
-        self._seen: set[tuple[float, ...]] = set()
+        self._seen: dict[tuple[float, ...], int] = {}
+        self._uses: IntArray = np.empty(0, dtype=np.int64)
         self._log: IntArray = np.empty(0, dtype=np.int64)
         self._state: IntArray = np.zeros(2, dtype=np.int64)
         self._stamp: IntArray = np.empty(0, dtype=np.int64)
@@ -130,7 +131,8 @@ class FgdIndex:
         self._last_used = np.full(nslots, -1, dtype=np.int64)
         self._slot_key = [None] * nslots
         self._slots = {}
-        self._seen = set()
+        self._seen = {}
+        self._uses = np.zeros(nslots, dtype=np.int64)
         self._log = np.zeros(max(_LOG_MIN, 4 * n), dtype=np.int64)
         self._state = np.zeros(2, dtype=np.int64)
         self._stamp = np.zeros(n, dtype=np.int64)
@@ -204,37 +206,47 @@ class FgdIndex:
         )  # fmt: skip
 
     def _assign_slots(self, demands: FloatArray) -> IntArray:
-        """Per demand its slot, or -1 the first time a demand is seen (scanned instead)."""
+        """Per demand its slot, or -1: scored afresh (seen too rarely to hold a slot)."""
         self._batches += 1
         batch = self._batches
-        slots, seen, last_used = self._slots, self._seen, self._last_used
+        slots, seen, last_used, uses = self._slots, self._seen, self._last_used, self._uses
         slot_of = np.empty(demands.shape[0], dtype=np.int64)
         for j, row in enumerate(demands.tolist()):
             key = tuple(row)
             c = slots.get(key)
             if c is None:
-                if key not in seen:
-                    if len(seen) >= _SEEN_MAX:
-                        seen.clear()
-                    seen.add(key)
+                count = seen.get(key, 0) + 1
+                if count == 1 and len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen[key] = count
+                c = -1 if count == 1 else self._new_slot(key, count, batch)
+                if c < 0:
                     slot_of[j] = -1
                     continue
-                c = self._new_slot(key, batch)
             slot_of[j] = c
-            if c >= 0:
-                last_used[c] = batch
+            last_used[c] = batch
+            uses[c] += 1
         return slot_of
 
-    def _new_slot(self, key: tuple[float, ...], batch: int) -> int:
-        """A slot for ``key``, evicting the least recently used one not used in this batch."""
-        c = int(self._last_used.argmin())
-        if self._last_used[c] == batch:
-            return -1  # every slot serves this batch already
+    def _new_slot(self, key: tuple[float, ...], count: int, batch: int) -> int:
+        """A slot for ``key`` (seen ``count`` times), or -1.
+
+        A free slot if there is one; else the least used slot, but only if
+        ``key`` has been seen more often than it was used and it does not
+        serve this batch already: when slots are fewer than the demands in
+        rotation, they go to the most frequent, not to whichever came last.
+        """
+        c = int(self._uses.argmin())
+        if self._slot_key[c] is not None and (
+            self._uses[c] >= count or self._last_used[c] == batch
+        ):
+            return -1
         old = self._slot_key[c]
         if old is not None:
             del self._slots[old]
         self._slot_key[c] = key
         self._slots[key] = c
+        self._uses[c] = count - 1
         self._valid[c] = False
         return c
 

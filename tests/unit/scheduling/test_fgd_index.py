@@ -10,10 +10,11 @@ dying, coming back and joining. Every choice is compared with the reference
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_shared.scheduling import scores
+from boson_shared.scheduling import fgd_index, scores
 from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.placement import NEVER, WAITING, NodeTable, Placer
 from boson_shared.scheduling.remnant import LongRunDemand
@@ -114,8 +115,15 @@ def test_the_fast_path_chooses_what_the_full_rescore_chooses(
         np.testing.assert_array_equal(table.allocated, ref.alloc)
 
 
-def test_slots_follow_a_demand_across_many_placements() -> None:
-    """A recurring demand uses its slot; the slot stays right as the table fills."""
+@pytest.mark.parametrize("slots", [1024, 2])
+def test_slots_follow_a_demand_across_many_placements(
+    slots: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recurring demand uses its slot; the slot stays right as the table fills.
+
+    With two slots for five demands, slots change hands and the rest are scored afresh.
+    """
+    monkeypatch.setattr(fgd_index, "SLOT_BUDGET", slots * 300)
     rng = np.random.default_rng(3)
     cap = rng.choice([16.0, 32.0], size=(300, 3))
     cap[:, 2] = 0.0
