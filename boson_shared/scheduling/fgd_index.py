@@ -21,7 +21,8 @@ Both compute every score with the reference's operations in its order, and
 break ties towards the lowest row, so the choice is bit-for-bit
 :func:`~boson_shared.scheduling.scores.choose`'s (the property tests check).
 Slots cost ``8 × nodes`` bytes each; their number is capped by
-:data:`SLOT_BUDGET`, least recently used evicted first.
+:data:`SLOT_BUDGET`, and when they are all taken they go to the most
+frequent demands.
 """
 
 from __future__ import annotations
