@@ -14,8 +14,8 @@ for every node on every placement in two ways (the loops are in
   by rescoring only the nodes placed on since the slot was last used (a log
   of placed rows), with a per-block best so that finding the winner scans
   blocks, not nodes;
-* a demand seen for the first time is scored in one pass that skips every
-  node whose upper bound cannot beat the best found so far.
+* a demand seen for the first time (or too rarely to keep a slot) is scored
+  on every node in one vectorised pass, without keeping the scores.
 
 Both compute every score with the reference's operations in its order, and
 break ties towards the lowest row, so the choice is bit-for-bit

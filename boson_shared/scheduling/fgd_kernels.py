@@ -1,7 +1,7 @@
 """Compiled loops of the incremental ``binpack-fgd`` index (:mod:`.fgd_index`).
 
-Each function repeats, in scalar floats, the operations of the vectorised
-reference (:func:`~boson_shared.scheduling.scores.fgd_scores` and
+Each function repeats the operations of the vectorised reference
+(:func:`~boson_shared.scheduling.scores.fgd_scores` and
 :func:`~boson_shared.scheduling.scores.stranded_bottleneck`) in the same
 order, so every score is bit-for-bit the reference's: numba compiles without
 ``fastmath``, so it neither fuses multiply-adds nor reorders sums.
@@ -10,17 +10,19 @@ The typical demand points arrive prepared per bottleneck ``b``: ``pb[p]`` the
 point's bottleneck amount, ``q1[p]`` / ``q2[p]`` what it asks of the two other
 dimensions ``o1 < o2`` (0: it does not ask).
 
-Per node the index caches ``m0`` (the stranded bottleneck now, ``m`` of the
-reference before placement) and ``sp[:, p]`` (per point, the free bottleneck
-that point cannot use). A placement changes one node, so only its caches are
-recomputed; a demand's score on a node needs only ``m`` after placement.
+Per node the index caches the free vector, the allocated utilisation ``u``
+and ``m0`` (the stranded bottleneck now, the reference's ``m`` before
+placement). A placement changes one node, so only its caches are recomputed;
+a demand's score on a node then needs only ``m`` after placement.
+
+:func:`score_all` scores one demand on every node in branch-free passes over
+columns, which the compiler vectorises: what a new slot and a demand without
+a slot cost. :func:`_score` scores one node, for the slots' catching up.
 
 A *slot* caches one recurring demand's score on every node (``-inf`` where it
 does not fit), with the best node of each block of :data:`BLOCK` nodes. Every
 placement appends its node to a log; a slot, when next used, rescores only the
 nodes logged since its last use and rescans only the blocks whose best fell.
-A demand without a slot is scored by one pass over the nodes that skips every
-node whose upper bound (see :func:`scan`) cannot beat the best found so far.
 A per-device dimension would add a device axis to the node caches and to the
 slots' scores, with the same log telling which rows to rescore.
 """
