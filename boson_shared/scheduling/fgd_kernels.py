@@ -42,9 +42,6 @@ BLOCK_SHIFT = 6
 BLOCK = 1 << BLOCK_SHIFT
 """Nodes per block of a slot: the unit rescanned when a block's best node gets worse."""
 
-_MARGIN = 1e-9
-"""Relative slack on the upper bound: it is exact in real numbers, not in floats."""
-
 
 def _compiled(fn: _F) -> _F:
     """``numba.njit`` with an on-disk cache, typed as the function it wraps."""
