@@ -52,9 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 from boson_shared.scheduling import scores  # noqa: E402
 from boson_shared.scheduling.placement import Placer  # noqa: E402
-from boson_shared.scheduling.remnant import LongRunDemand, TypicalDemand  # noqa: E402
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
 from boson_shared.scheduling.table import NodeTable  # noqa: E402
+from boson_shared.scheduling.typical_demand import LongRunDemand, TypicalDemand  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 TASKS = TRACES / "alibaba_v2017_batch_task_0-7200s.csv"

@@ -13,8 +13,8 @@ requests, are left out and counted. Machines: 64 cores and their
 running instances restart elsewhere from scratch.
 
 Boson's default is ``binpack-fgd`` with rebalancing (the scheduler's default
-strategy: DESIGN §3.2's binpack that first of all does not strand the
-bottleneck resource, see ``boson_shared/scheduling/scores.py``). Plain ``binpack``
+strategy: binpack that first of all does not strand the bottleneck
+resource, see docs/design.md#placement and ``boson_shared/scheduling/scores.py``). Plain ``binpack``
 (faster on very large clusters) and ``remnant`` (binpack minus a
 stranded-capacity penalty), both with rebalancing, are judged too. Boson's
 policies put a node back from failing on probation
@@ -37,9 +37,9 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from boson.commands.simulate import describe, render_table, write_plots  # noqa: E402
 from boson.simulation.metrics import Metrics, offered_load  # noqa: E402
 from boson.simulation.policies import compare, policy_names  # noqa: E402
+from boson.simulation.report import describe, render_table, write_plots  # noqa: E402
 from boson.simulation.scale import factor_for_load, scale_cluster  # noqa: E402
 from boson.simulation.traces import Trace, load_trace  # noqa: E402
 

@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "boson.commands.health",
     "boson.commands.simulate",
     "boson.commands.keys",
+    "boson.commands.tasks",
+    "boson.commands.spec",
 )
 
 

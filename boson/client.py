@@ -12,14 +12,15 @@ The flow a user follows::
 Results arrive on the client's own durable reply queue, named by its client
 id and deleted only when long unused, so a client that reconnects with the
 same ``client_id`` still gets them. Each task id's result is shown once,
-whatever the broker redelivers (exactly-once at the client, DESIGN §5).
+whatever the broker redelivers (exactly-once at the client, docs/design.md#delivery).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -27,8 +28,11 @@ from typing import Any, Self
 import msgpack
 from pydantic import SecretStr, ValidationError
 
+from boson.dead_letters import DeadLetterWatch
+from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
+from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
@@ -37,12 +41,15 @@ from boson_shared.contract.messages import (
     PlacementExplanation,
     ResourceRequest,
     ResourceVector,
+    TaskFailure,
+    TaskRecord,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
     new_id,
 )
 from boson_shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from boson_shared.errors import InvalidTaskError, TaskFailedError
+from boson_shared.errors import DecodeError, InvalidTaskError, TaskFailedError
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
@@ -59,7 +66,7 @@ from boson_shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
-CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
+DEFAULT_MAX_RETRIES = 3
 DEFAULT_COMPLEXITY = 1.0
 """A task that states no complexity still holds one unit, so it is counted."""
 
@@ -75,9 +82,22 @@ class TaskRequest:
     data_size: float | None = None
     requests: ResourceRequest | None = None
     timeout_s: float = 300.0
-    max_retries: int = 3
+    max_retries: int | None = None
+    """None: a handler's exception fails the task at once, and what retrying can
+    fix (a node that died, a timeout, a handler raising ``Retry``) is retried
+    up to ``DEFAULT_MAX_RETRIES`` times. A number: up to that many retries of
+    any failure, the handler's own exceptions included."""
     task_id: str | None = None
     explain: bool = False
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the client keeps of a task it submitted until its result arrives."""
+
+    task_id: str
+    handler: str
+    submitted_at: float
 
 
 @dataclass(frozen=True)
@@ -149,10 +169,19 @@ class Client:
             max_in_flight=settings.batch_max_in_flight,
         )
         self._waiters: dict[str, asyncio.Future[TaskResult]] = {}
+        self._sent: dict[str, _Sent] = {}
+        """Tasks awaiting a result, by the message id they travelled under."""
+        self._message_of: dict[str, str] = {}
         self._results: dict[str, TaskResult] = {}
+        self._arrivals: list[asyncio.Queue[TaskResult]] = []
         self._shown = SeenIds(settings.dedup_capacity)
         self._loop: ConsumeLoop[Message] | None = None
+        self._dead_letters = DeadLetterWatch(
+            transport, self.names, self.client_id, self._on_dead, expires_ms=CLIENT_QUEUE_EXPIRES_MS
+        )
         self.duplicates_dropped = 0
+        self.on_retrying: Callable[[TaskRetrying], None] | None = None
+        """Called as each failed attempt of this client's tasks is retried."""
         # Data above the inline threshold travels through the transfer
         # service; its replies arrive on this client's own queue.
         self.transfer = transfer or TransferOptions()
@@ -208,7 +237,7 @@ class Client:
         self._loop = ConsumeLoop(
             ConsumerSpec(
                 queue=self.names.client_queue(self.client_id),
-                accepts=(TaskResult, *DATA_REPLY_TYPES),
+                accepts=(TaskResult, TaskRetrying, *DATA_REPLY_TYPES),
                 handler=self._on_message,
                 prefetch=1000,
             ),
@@ -219,6 +248,7 @@ class Client:
             seen=SeenIds(self.settings.dedup_capacity),
         )
         await self._loop.start()
+        await self._dead_letters.start()
 
     @property
     def publisher_stats(self) -> PublisherStats:
@@ -226,6 +256,7 @@ class Client:
         return self._publisher.stats
 
     async def close(self) -> None:
+        await self._dead_letters.close()
         if self._loop is not None:
             await self._loop.stop()
             await self._loop.drain(5.0)
@@ -255,7 +286,7 @@ class Client:
         data_size: float = 0.0,
         requests: ResourceRequest | None = None,
     ) -> ResourceVector:
-        """The demand the scheduler would estimate for such a task (DESIGN §3.1)."""
+        """The demand the scheduler would estimate for such a task (docs/design.md#demand)."""
         return self._demand_model.estimate(complexity, data_size, requests)
 
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
@@ -312,7 +343,10 @@ class Client:
                 data_size=data_size,
                 requests=request.requests,
                 timeout_s=request.timeout_s,
-                max_retries=request.max_retries,
+                max_retries=(
+                    DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
+                ),
+                retry_errors=request.max_retries is not None,
                 reply_to=self.client_id,
                 explain=request.explain,
             )
@@ -333,7 +367,9 @@ class Client:
         loop = asyncio.get_running_loop()
         for task in tasks:
             self._waiters.setdefault(task.task_id, loop.create_future())
-        route = Route(self.names.work_exchange, RK_SUBMIT)
+            self._sent[task.message_id] = _Sent(task.task_id, task.handler, task.submitted_at)
+            self._message_of[task.task_id] = task.message_id
+        route = Route(self.names.work_exchange, RK_SUBMIT, mandatory=True)
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
 
@@ -388,6 +424,10 @@ class Client:
     async def _on_message(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
             return await self._on_result(message)
+        if isinstance(message, TaskRetrying):
+            if self.on_retrying is not None and message.task_id not in self._shown:
+                self.on_retrying(message)
+            return []
         return await self.replies.handle(message)
 
     async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
@@ -395,15 +435,87 @@ class Client:
             self.duplicates_dropped += 1
             return []
         self._shown.add(result.task_id)
+        self._sent.pop(self._message_of.pop(result.task_id, ""), None)
         self._results[result.task_id] = result
         future = self._waiters.pop(result.task_id, None)
         if future is not None and not future.done():
             future.set_result(result)
+        for arrivals in self._arrivals:
+            arrivals.put_nowait(result)
         return []
+
+    def arrivals(self) -> asyncio.Queue[TaskResult]:
+        """Every result this client shows from now on, once each, in arrival order.
+
+        Take them with ``await queue.get()``; :meth:`result` then resolves an
+        output that travelled through the transfer service.
+        """
+        queue: asyncio.Queue[TaskResult] = asyncio.Queue()
+        self._arrivals.append(queue)
+        return queue
+
+    async def submit_queue_consumers(self) -> int:
+        """How many schedulers consume the submit queue right now (0: tasks would wait)."""
+        return await self._transport.queue_consumers(self.names.submit_queue)
+
+    async def delete_queues(self) -> None:
+        """Delete this client's reply queue, its retry tiers and its dead-letter watch.
+
+        For a one-shot client once every result it waited for has arrived;
+        results that arrive later are lost with the queue.
+        """
+        await self._dead_letters.close()
+        if self._loop is not None:
+            await self._loop.stop()
+        topology = self.names.client(self.client_id, CLIENT_QUEUE_EXPIRES_MS)
+        for queue in topology.queues:
+            if queue.name.startswith(self.names.client_queue(self.client_id)):
+                await self._transport.delete_queue(queue.name)
+        await self._transport.delete_queue(self._dead_letters.queue)
+
+    async def _on_dead(self, message_id: str, body: bytes, explanation: str) -> None:
+        """One of this client's envelopes was dead-lettered: fail the tasks it carried."""
+        first = self._sent.get(message_id)
+        if first is None:
+            return
+        sent = [first]
+        with contextlib.suppress(DecodeError):  # our own key: normally readable
+            for item in self._codec.decode(body):
+                if isinstance(item, TaskSubmitted) and item.message_id in self._sent:
+                    sent.append(self._sent[item.message_id])
+        for task in dict.fromkeys(sent):
+            await self._on_result(
+                TaskResult(
+                    message_id=f"{task.task_id}.result",
+                    task_id=task.task_id,
+                    handler=task.handler,
+                    status="failed",
+                    error=TaskFailure(error_type="dead-lettered", message=explanation[:4000]),
+                    attempts=1,
+                    reply_to=self.client_id,
+                    submitted_at=task.submitted_at,
+                )
+            )
 
     def take_result(self, task_id: str) -> TaskResult | None:
         """Remove and return a stored result (so long runs keep memory flat)."""
         return self._results.pop(task_id, None)
+
+    # -- the task record ---------------------------------------------------
+
+    def records(self) -> RecordReader:
+        """A reader of the task record (``async with client.records() as r: …``)."""
+        return RecordReader(self._transport, self._codec, self.names, self._publisher)
+
+    async def get(self, task_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> TaskRecord:
+        """Any task's record by id: state, timeline and result (whoever submitted it)."""
+        async with self.records() as reader:
+            return await reader.get(task_id, timeout=timeout)
+
+    async def tasks(self, **filters: Any) -> TaskPage:
+        """A page of task records; filters as :meth:`RecordReader.tasks`."""
+        async with self.records() as reader:
+            return await reader.tasks(**filters)
 
 
 def _unpack_output(blob: bytes) -> Any:

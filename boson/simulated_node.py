@@ -1,10 +1,11 @@
 """A simulated compute node: real heartbeats and a real node queue, no real work.
 
-``boson demo`` uses five of them to reproduce DESIGN §3.4 (nodes whose
-heartbeats report a given allocation), and the integration tests use them
-to drive the control plane at a pace they choose. Each one speaks the same
-protocol as an executor: it heartbeats on the events exchange, consumes its
-node queue, and answers every assignment with a ``TaskResult``.
+``boson demo`` uses five of them to replay the worked placement example of
+docs/design.md#placement (nodes whose heartbeats report a given allocation),
+and the integration tests use them to drive the control plane at a pace they
+choose. Each one speaks the same protocol as an executor: it heartbeats on
+the events exchange, consumes its node queue, and answers every assignment
+with a ``TaskResult``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned, TaskResult
-from boson_shared.contract.topology import Topology, rk_heartbeat, rk_result
+from boson_shared.contract.topology import Topology, rk_heartbeat
 from boson_shared.runtime.consumer import ConsumerSpec, Emit
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.settings import BosonSettings
 
@@ -126,7 +128,7 @@ class SimulatedNode(Service):
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [result_emit(self.names, result)]
 
 
 __all__ = ["SimulatedNode"]

@@ -1,7 +1,7 @@
 """Every error Boson raises, rooted at :class:`BosonError`.
 
 The classes are split by what the *caller* should do, not by where they come
-from (CONVENTIONS §4):
+from (docs/design.md#errors):
 
 * :class:`DecodeError` and its children — the bytes can never become a valid
   message. Dead-letter them at once; never requeue.
@@ -34,6 +34,14 @@ class BrokerUnavailableError(TransientError):
 
 class PublishNotConfirmedError(TransientError):
     """The broker did not confirm a publish (nack, return or timeout)."""
+
+
+class UnroutableError(PublishNotConfirmedError):
+    """A ``mandatory`` publish routed to no queue: the broker returned it.
+
+    Nothing consumes that route yet (its queue is not declared, or expired).
+    The message was not delivered anywhere; publish again once the queue exists.
+    """
 
 
 class DecodeError(BosonError):
@@ -142,6 +150,10 @@ class UnplaceableTaskError(BosonError):
     """The task's demand exceeds every node's total capacity: it can never run."""
 
 
+class NoAnswerError(BosonError):
+    """The cluster did not answer in time (no monitor, no scheduler, nothing consuming)."""
+
+
 class TaskFailedError(BosonError):
     """Raised by the client SDK when awaiting the result of a failed task."""
 
@@ -150,6 +162,22 @@ class TaskFailedError(BosonError):
         self.task_id = task_id
         self.error_type = error_type
         self.message = message
+
+
+class RecordError(BosonError):
+    """A question to the task record that cannot be answered as asked."""
+
+
+class TaskNotFoundError(RecordError, LookupError):
+    """The record holds no task with this id (never submitted, or expired)."""
+
+
+class InvalidQueryError(RecordError, ValueError):
+    """A malformed filter or cursor: nothing was looked up."""
+
+
+class RecordUnavailableError(TransientError):
+    """The record's database does not answer now; the question may be asked again."""
 
 
 __all__ = [
@@ -161,16 +189,21 @@ __all__ = [
     "DecodeError",
     "DecompressionBombError",
     "EncodeError",
+    "InvalidQueryError",
     "InvalidTaskError",
     "InvalidTaskInputError",
     "InvalidTaskOutputError",
     "MalformedPayloadError",
+    "NoAnswerError",
     "OversizeError",
     "PermanentTaskError",
     "PublishNotConfirmedError",
+    "RecordError",
+    "RecordUnavailableError",
     "SchemaError",
     "TaskError",
     "TaskFailedError",
+    "TaskNotFoundError",
     "TaskTimeoutError",
     "TransientError",
     "TruncatedError",
@@ -178,5 +211,6 @@ __all__ = [
     "UnknownKeyError",
     "UnknownKindError",
     "UnplaceableTaskError",
+    "UnroutableError",
     "UnsupportedVersionError",
 ]

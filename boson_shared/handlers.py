@@ -17,6 +17,16 @@ is not wrapped stays picklable, which the process pool needs.
 event loop and the GIL), ``"thread"`` (code that releases the GIL, e.g. big
 numpy kernels), ``"inline"`` (trivial work; a coroutine function always runs
 inline on the loop).
+
+The task's timeout holds in every mode: a process is killed; a thread (or a
+synchronous inline handler, which also runs on a thread) is reported as
+timed out on time and left to finish, never keeping the executor from
+exiting; a coroutine is cancelled — unless it blocks the loop without
+awaiting, which no timeout can interrupt.
+
+A handler's exception fails the task at once; raise :class:`Retry` for a
+problem another attempt may not have (the submitter may also ask for
+retries of every failure).
 """
 
 from __future__ import annotations
@@ -29,13 +39,22 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal, TypeVar
 
-from boson_shared.errors import ConfigError
+from boson_shared.errors import BosonError, ConfigError
 
 Mode = Literal["process", "thread", "inline"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__boson_handler__"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+class Retry(BosonError):  # noqa: N818 - the name a handler's author writes: raise Retry(...)
+    """Raised by a handler to ask for another attempt (a transient problem).
+
+    Any other exception fails the task at once, unless its submitter asked
+    for retries (``max_retries`` / ``--retries``): retrying does not mend a
+    bug, while a flaky upstream is worth another go.
+    """
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,7 @@ __all__ = [
     "HandlerSpec",
     "Mode",
     "RaisedAlert",
+    "Retry",
     "TaskInput",
     "TaskOutput",
     "discover",

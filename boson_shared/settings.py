@@ -1,7 +1,7 @@
 """Settings every Boson process shares, from ``BOSON_`` variables.
 
 Built once in a service's ``__main__`` (or by the launcher) and passed down;
-nothing else reads the environment (CONVENTIONS §5). Tests pass values as
+nothing else reads the environment (docs/design.md#configuration). Tests pass values as
 keyword arguments. Secrets are ``SecretStr``: they never appear in a repr.
 """
 
@@ -49,14 +49,21 @@ class BosonSettings(BaseSettings):
     batch_max_in_flight: Annotated[int, Field(ge=1, le=64)] = 1
     """Envelopes of one lane awaiting their confirm at once; more messages wait
     and leave together in the next one (the batching window is a confirm).
-    One packs the most per envelope: measured, a fifth less CPU per task in
-    the services and the broker than two (benchmarks/pipeline.py)."""
+    One packs the most per envelope, so each task costs the least CPU in the
+    services and the broker (docs/performance.md#batching-knobs)."""
 
     dedup_capacity: Annotated[int, Field(ge=1)] = 100_000
     ingress_max_age_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
     drain_grace_s: Annotated[float, Field(gt=0)] = 30.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     """How long a starting service waits for the broker before giving up."""
+
+    record: bool = True
+    """Publish task lifecycle events for the task record the monitors keep."""
+    database_url: SecretStr | None = None
+    """The task record's database: ``sqlite:///path`` or ``postgresql://…``;
+    unset means a SQLite file in the user's data directory
+    (:func:`boson_shared.record.location.default_database_url`)."""
 
     log_level: str = "INFO"
     log_json: bool = False

@@ -1,6 +1,6 @@
 """Fixtures every test suite shares: the broker, a namespace, transports.
 
-The broker (DESIGN §7): ``BOSON_TEST_AMQP_URL`` first; else a testcontainers
+The broker (docs/design.md#testing): ``BOSON_TEST_AMQP_URL`` first; else a testcontainers
 RabbitMQ where a Docker engine answers; else the test is skipped with the
 reason — and ``BOSON_REQUIRE_BROKER=1`` (CI) turns that skip into a failure.
 Reading the environment is the harness's job; nothing under test does.
@@ -249,6 +249,9 @@ class TrackingTransport:
     async def queue_depth(self, queue: str) -> int:
         return await self.inner.queue_depth(queue)
 
+    async def queue_consumers(self, queue: str) -> int:
+        return await self.inner.queue_consumers(queue)
+
     async def delete_queue(self, queue: str) -> None:
         await self.inner.delete_queue(queue)
 
@@ -321,3 +324,47 @@ __all__ = [
     "TransportFactory",
     "TransportKind",
 ]
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A PostgreSQL account that may create databases, or skip (fail in CI)."""
+    url = os.environ.get("BOSON_TEST_DATABASE_URL")
+    if url:
+        return url
+    reason = "no PostgreSQL: set BOSON_TEST_DATABASE_URL"
+    if os.environ.get("BOSON_REQUIRE_DATABASE") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str, session_prefix: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test (dropped after)."""
+    from tests.support.database import create_database, drop_database
+
+    prefix = "boson_" + session_prefix.replace("-", "_")
+    url = asyncio.run(create_database(postgres_admin_url, prefix))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(postgres_admin_url, url))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same test on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('record')}/records.sqlite3"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _private_record_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep every test's task record out of the user's own data directory."""
+    if "BOSON_DATABASE_URL" not in os.environ:
+        directory = tmp_path_factory.mktemp("default-record")
+        monkeypatch.setenv("BOSON_DATABASE_URL", f"sqlite:///{directory}/records.sqlite3")

@@ -1,4 +1,4 @@
-"""``boson demo``: the worked example of DESIGN §3.4 through the real services.
+"""``boson demo``: the worked example (docs/design.md#worked-example) through the real services.
 
 Five nodes of 500 units whose heartbeats report 350, 400, 300, 250 and 200
 units allocated; one task with C=100, D=1000. The monitor, scheduler and
@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from boson.embedded import EmbeddedCluster
+from boson.launcher import EmbeddedCluster
 from boson.simulated_node import SimulatedNode
 from boson_services.scheduler.app import SchedulerService
 from boson_shared.contract.messages import Message, ResourceVector, TaskPlaced

@@ -2,22 +2,32 @@
 
 One service runs in this process (``boson run scheduler``). ``boson run all``
 starts every service plus ``--executors N`` local executors as child
-processes (``python -m boson_services.<name>``), forwards SIGTERM/SIGINT to them so
-they drain, and exits when they have — the same processes a container
-fleet runs, on one machine.
+processes — the same processes a container fleet runs, on one machine — and
+supervises them:
+
+* a child that dies is restarted after a pause (1 s, doubling up to 30 s)
+  while the others carry on; work its executor held is redelivered;
+* a child that crashes 5 times within 60 s stops everything, with a message;
+* SIGTERM or Ctrl-C drains every child and exits once they have.
+
+Executors are named ``<host>-1`` … ``<host>-N`` (``--node-id`` sets the
+prefix), so two machines running ``run all`` against one broker never share
+a node id. With ``--health-port P`` (or ``BOSON_HEALTH_PORT``) each child
+serves GET /health on its own port: P monitor, P+1 scheduler, P+2 balancer,
+P+3 transfer, P+4 … the executors in order. Without it no child serves one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
+import re
+import socket
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from boson.commands.supervise import Supervisor
 from boson_services.balancer.app import create as create_balancer
 from boson_services.balancer.settings import BalancerSettings
 from boson_services.executor.app import create as create_executor
@@ -41,8 +51,6 @@ SERVICES: dict[str, tuple[type[BosonSettings], Callable[..., Any]]] = {
 }
 """Every service ``boson run`` knows, with its settings class and factory."""
 
-_STOP_GRACE_S = 60.0
-
 
 def register_service(
     name: str, settings_cls: type[BosonSettings], factory: Callable[..., Any]
@@ -60,9 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("service", choices=[*SERVICES, "all"])
     parser.add_argument("--broker", help="amqp://user:pass@host:5672/ (default BOSON_BROKER_URL)")
     parser.add_argument("--namespace", help="prefix of every exchange and queue")
-    parser.add_argument("--health-port", type=int, help="serve GET /health on this port")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        help="serve GET /health on this port (run all: one port per child from this one up)",
+    )
     executor = parser.add_argument_group("executor")
-    executor.add_argument("--node-id")
+    executor.add_argument("--node-id", help="node id (run all: prefix, default the host name)")
     executor.add_argument("--slots", type=int)
     executor.add_argument("--cpu", type=float, help="capacity in demand units")
     executor.add_argument("--memory", type=float, help="capacity in demand units")
@@ -121,54 +133,37 @@ def child_command(service: str, args: argparse.Namespace, extra: list[str]) -> l
     return command + extra
 
 
+def local_node_prefix() -> str:
+    """This host's name as a node-id prefix: two hosts running ``run all`` never collide."""
+    host = socket.gethostname().split(".")[0]
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", host).strip("-")[:48]
+    return cleaned or "local"
+
+
 def run_all(args: argparse.Namespace) -> int:
-    """Every service plus N executors as child processes; drain them on SIGTERM."""
-    plan: list[list[str]] = [
-        child_command(name, args, []) for name in SERVICES if name != "executor"
+    """Every service plus N executors as supervised child processes."""
+    plan: list[tuple[str, list[str]]] = [
+        (name, child_command(name, args, [])) for name in SERVICES if name != "executor"
     ]
+    prefix = args.node_id or local_node_prefix()
     for number in range(1, args.executors + 1):
-        extra = ["--node-id", f"{args.node_id or 'local'}-{number}"]
+        node_id = f"{prefix}-{number}"
+        extra = ["--node-id", node_id]
         for flag in ("slots", "cpu", "memory", "gpu"):
             value = getattr(args, flag, None)
             if value is not None:
                 extra += [f"--{flag}", str(value)]
         for module in args.handler_modules or ():
             extra += ["--handler-module", module]
-        plan.append(child_command("executor", args, extra))
+        plan.append((f"executor {node_id}", child_command("executor", args, extra)))
     base_port = args.health_port if args.health_port is not None else BosonSettings().health_port
     env = {k: v for k, v in os.environ.items() if k != "BOSON_HEALTH_PORT"}
     if base_port is not None:
-        # One port each: children of one machine cannot share the given port.
-        for offset, command in enumerate(plan):
+        # One port each, in the order of ``plan``: children of one machine
+        # cannot share a port.
+        for offset, (_name, command) in enumerate(plan):
             command += ["--health-port", str(base_port + offset)]
-    children = [subprocess.Popen(command, env=env) for command in plan]
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    status = 0
-    while any(child.poll() is None for child in children):
-        for command, child in zip(plan, children, strict=True):
-            code = child.poll()
-            if code not in (None, 0) and not stopping:
-                print(f"boson run all: {' '.join(command[3:5])} exited with {code}; stopping")
-                stop(signal.SIGTERM, None)
-                status = code or 1
-        time.sleep(0.2)
-    deadline = time.monotonic() + _STOP_GRACE_S
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return status
+    return Supervisor(plan, env=env).run()
 
 
 __all__ = ["SERVICES", "overrides", "register", "register_service", "run"]

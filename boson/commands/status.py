@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
-from boson_shared.errors import ConfigError
+from boson_shared.errors import ConfigError, NoAnswerError
 from boson_shared.settings import BosonSettings
 
 
@@ -41,12 +41,19 @@ def run(args: argparse.Namespace) -> int:
 async def collect(settings: BosonSettings, timeout: float) -> dict[str, Any]:
     client = await Client.connect(settings=settings)
     try:
-        snapshot = await client.snapshot(timeout)
+        try:
+            snapshot = await client.snapshot(timeout)
+        except TimeoutError:
+            raise NoAnswerError(
+                f"no cluster snapshot within {timeout:g} s on namespace "
+                f"{settings.namespace!r}: is a monitor running (`boson run monitor`)?"
+            ) from None
         names = client.names
         queues = [names.submit_queue, names.placed_queue, names.dead_letter_queue]
         queues += [names.node_queue(node.node_id) for node in snapshot.nodes]
         depths = {queue: await client.queue_depth(queue) for queue in queues}
     finally:
+        await client.delete_queues()  # a one-shot client: nothing will come for it
         await client.close()
     nodes = []
     for node in snapshot.nodes:
@@ -57,8 +64,9 @@ async def collect(settings: BosonSettings, timeout: float) -> dict[str, Any]:
                 "node_id": node.node_id,
                 "alive": node.alive,
                 "slots": node.slots,
-                "running": node.running,
-                "free_slots": node.free_slots,
+                # A dead node's last heartbeat says nothing about now.
+                "running": node.running if node.alive else None,
+                "free_slots": node.free_slots if node.alive else None,
                 "allocated_utilisation": sum(shares) / len(shares) if shares else 0.0,
                 "measured_cpu": node.measured_cpu,
                 "measured_memory": node.measured_memory,
@@ -73,11 +81,12 @@ def render(report: dict[str, Any]) -> None:
     for column in ("node", "alive", "running", "free", "allocated", "cpu", "memory"):
         table.add_column(column, justify="left" if column == "node" else "right")
     for node in report["nodes"]:
+        alive = node["alive"]
         table.add_row(
             node["node_id"],
-            "yes" if node["alive"] else "[red]no[/red]",
-            f"{node['running']}/{node['slots']}",
-            str(node["free_slots"]),
+            "yes" if alive else "[red]no[/red]",
+            f"{node['running']}/{node['slots']}" if alive else f"-/{node['slots']}",
+            str(node["free_slots"]) if alive else "-",
             f"{node['allocated_utilisation']:.0%}",
             f"{node['measured_cpu']:.0%}",
             f"{node['measured_memory']:.0%}",

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from boson.client import Client, TaskRequest
-from boson.embedded import embedded
-from boson_shared.contract.messages import TaskResult
-from boson_shared.errors import ConfigError
+from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
+from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible, show_retry
+from boson.launcher import embedded
+from boson_shared.errors import BosonError, ConfigError, NoAnswerError
 from boson_shared.settings import BosonSettings
 
+WAIT_MARGIN_S = 60.0
+IN_PROCESS_DRAIN_S = 1.0
+DIAGNOSE_SNAPSHOT_S = 3.0
 MAX_COUNT = 1_000_000
 MAX_INPUT = 4 * 1024 * 1024 * 1024
 """Inputs above the inline threshold travel through the transfer service; this
@@ -51,7 +52,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--data-size", type=float, help="task data size D (default: KiB of input)")
     parser.add_argument("--count", type=int, default=1, help="submit N copies")
     parser.add_argument("--timeout", type=float, default=300.0, help="per-task timeout (s)")
-    parser.add_argument("--wait", action="store_true", help="wait for and print the results")
+    parser.add_argument(
+        "--wait", action="store_true", help="wait for the results, printing each as it arrives"
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        help="give up waiting after this many seconds (default: --timeout x (retries + 1) + 60)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        help="retry a task whose handler raised, up to N times (default: a handler's error "
+        f"fails the task at once; dead nodes and timeouts are retried {DEFAULT_MAX_RETRIES} times)",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     parser.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL; none: in-process)")
     parser.add_argument(
@@ -73,15 +87,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def read_input(path: Path) -> bytes:
+    """The bytes of ``--input``; a ConfigError naming the problem otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"--input {path} is a directory; name a file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_INPUT:
+            raise ConfigError(f"--input {path} is {size:,} bytes; the limit is {MAX_INPUT:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"--input {path}: no such file") from None
+    except OSError as error:
+        raise ConfigError(f"--input {path}: cannot read it ({error.strerror})") from None
+
+
 def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
     if not 1 <= args.count <= MAX_COUNT:
         raise ConfigError(f"--count must be between 1 and {MAX_COUNT:,}")
-    data = None
-    if args.input is not None:
-        size = args.input.stat().st_size
-        if size > MAX_INPUT:
-            raise ConfigError(f"{args.input} is {size:,} bytes; the limit is {MAX_INPUT:,}")
-        data = args.input.read_bytes()
+    data = None if args.input is None else read_input(args.input)
     params = parse_params(args.param)
     return [
         TaskRequest(
@@ -91,6 +115,7 @@ def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
             complexity=args.complexity,
             data_size=args.data_size,
             timeout_s=args.timeout,
+            max_retries=args.retries,
         )
         for _ in range(args.count)
     ]
@@ -101,73 +126,147 @@ def run(args: argparse.Namespace) -> int:
     settings = BosonSettings()
     if args.broker is not None:
         settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
-    results: list[TaskResult] | None
+    wait_timeout = args.wait_timeout
+    if wait_timeout is None:
+        wait_timeout = (
+            args.timeout * (1 + (DEFAULT_MAX_RETRIES if args.retries is None else args.retries))
+            + WAIT_MARGIN_S
+        )
+    outcome: Outcome | None
     if settings.broker_url is None:
-        results = asyncio.run(_in_process(requests, args.handler_module, args.json))
+        outcome = asyncio.run(_in_process(requests, args, wait_timeout))
     else:
-        results = asyncio.run(_against_broker(settings, requests, args.wait, args.json))
-    if results is None:
+        outcome = asyncio.run(_against_broker(settings, requests, args, wait_timeout))
+    if outcome is None:
         return 0
-    _print(results, args.json)
-    return 0 if all(r.status == "succeeded" for r in results) else 1
+    if outcome.interrupted:
+        return INTERRUPTED_EXIT
+    if outcome.timed_out:
+        return 3
+    return 0 if outcome.all_succeeded else 1
 
 
 async def _in_process(
-    requests: list[TaskRequest], handler_modules: list[str], quiet: bool
-) -> list[TaskResult]:
-    async with embedded(handler_modules=handler_modules) as client:
-        handles = await client.submit_many(requests)
-        return await _collect(client, [h.task_id for h in handles], quiet)
+    requests: list[TaskRequest], args: argparse.Namespace, wait_timeout: float
+) -> Outcome:
+    # Short drain: on Ctrl-C nothing of this process outlives the command anyway.
+    settings = BosonSettings().model_copy(update={"drain_grace_s": IN_PROCESS_DRAIN_S})
+    stop = asyncio.Event()
+    with interruptible(stop.set):
+        async with embedded(settings=settings, handler_modules=args.handler_module) as client:
+            client.on_retrying = show_retry
+            arrivals = client.arrivals()
+            handles = await client.submit_many(requests)
+            ids = [h.task_id for h in handles]
+            outcome = await collect(
+                client, arrivals, ids, as_json=args.json, wait_timeout=wait_timeout, stop=stop
+            )
+            if outcome.interrupted:
+                _say(
+                    f"interrupted: {len(outcome.results)} of {len(ids)} finished; "
+                    f"{len(outcome.pending)} still running are abandoned (in-process): "
+                    f"{_some(outcome.pending)}"
+                )
+            elif outcome.timed_out:
+                _say(
+                    f"gave up after --wait-timeout {wait_timeout:g} s: {len(outcome.results)} of "
+                    f"{len(ids)} finished; still out: {_some(outcome.pending)}"
+                )
+            return outcome
 
 
 async def _against_broker(
-    settings: BosonSettings, requests: list[TaskRequest], wait: bool, quiet: bool
-) -> list[TaskResult] | None:
+    settings: BosonSettings,
+    requests: list[TaskRequest],
+    args: argparse.Namespace,
+    wait_timeout: float,
+) -> Outcome | None:
+    stop = asyncio.Event()
+    with interruptible(stop.set):
+        return await _broker_session(settings, requests, args, wait_timeout, stop)
+
+
+async def _broker_session(
+    settings: BosonSettings,
+    requests: list[TaskRequest],
+    args: argparse.Namespace,
+    wait_timeout: float,
+    stop: asyncio.Event,
+) -> Outcome | None:
     client = await Client.connect(settings=settings)
     try:
+        if args.handler_module:
+            _say(
+                "note: --handler-module only loads handlers in-process; against a broker "
+                "the executors must be started with it (`boson run executor --handler-module "
+                f"{args.handler_module[0]}` or `boson run all --handler-module …`)"
+            )
+        schedulers = await client.submit_queue_consumers()
+        if schedulers == 0 and args.wait:
+            await client.delete_queues()  # nothing was submitted: nothing will come
+            raise NoAnswerError(
+                f"nothing consumes {client.names.submit_queue}: no scheduler runs on namespace "
+                f"{settings.namespace!r} (start the services: `boson run all`); nothing submitted"
+            )
+        if schedulers == 0:
+            _say(
+                f"warning: nothing consumes {client.names.submit_queue}: the tasks wait there "
+                "until a scheduler starts"
+            )
+        client.on_retrying = show_retry
+        arrivals = client.arrivals()
         handles = await client.submit_many(requests)
-        if not wait:
-            for handle in handles:
-                print(handle.task_id)
+        ids = [h.task_id for h in handles]
+        if not args.wait:
+            for task_id in ids:
+                print(task_id)
             return None
-        return await _collect(client, [h.task_id for h in handles], quiet)
+        outcome = await collect(
+            client, arrivals, ids, as_json=args.json, wait_timeout=wait_timeout, stop=stop
+        )
+        if not outcome.pending:
+            # Every result is in: nothing is left to read from this client's queues.
+            await client.delete_queues()
+        elif outcome.interrupted:
+            _say(
+                f"interrupted: {len(outcome.results)} of {len(ids)} finished; "
+                f"{len(outcome.pending)} still running: {_some(outcome.pending)}; their results "
+                f"wait in queue {client.names.client_queue(client.client_id)}"
+            )
+        else:
+            _say(
+                f"gave up after --wait-timeout {wait_timeout:g} s: {len(outcome.results)} of "
+                f"{len(ids)} finished; still out: {_some(outcome.pending)}; "
+                f"{await _diagnose(client)}"
+            )
+        return outcome
     finally:
         await client.close()
 
 
-async def _collect(client: Client, task_ids: list[str], quiet: bool) -> list[TaskResult]:
-    """Wait for every result, with a progress bar on a terminal when there are many."""
-    show = len(task_ids) > 1 and not quiet and sys.stderr.isatty()
-    console = Console(stderr=True)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show,
-    ) as progress:
-        bar = progress.add_task("tasks", total=len(task_ids))
-        results: list[TaskResult] = []
-        for future in asyncio.as_completed([client.result(t) for t in task_ids]):
-            results.append(await future)
-            progress.advance(bar)
-    order = {task_id: i for i, task_id in enumerate(task_ids)}
-    return sorted(results, key=lambda r: order[r.task_id])
+async def _diagnose(client: Client) -> str:
+    """What is known about why results are missing: schedulers and live nodes."""
+    facts = []
+    try:
+        schedulers = await client.submit_queue_consumers()
+        facts.append(f"{schedulers} scheduler(s) consume the submit queue")
+        snapshot = await client.snapshot(DIAGNOSE_SNAPSHOT_S)
+        live = sum(1 for node in snapshot.nodes if node.alive)
+        facts.append(f"{live} live node(s)" if live else "no live executor node")
+    except TimeoutError:
+        facts.append("no monitor answered, so which nodes are alive is unknown")
+    except BosonError as error:
+        facts.append(f"the broker could not be asked ({error})")
+    return "; ".join(facts)
 
 
-def _print(results: list[TaskResult], as_json: bool) -> None:
-    for result in results:
-        if as_json:
-            print(json.dumps(result.model_dump(mode="json", exclude={"kind"})))
-        elif result.status == "succeeded":
-            print(f"{result.task_id} succeeded on {result.node_id}: {json.dumps(result.output)}")
-        else:
-            assert result.error is not None
-            print(
-                f"{result.task_id} failed after {result.attempts} attempt(s): "
-                f"{result.error.error_type}: {result.error.message}"
-            )
+def _some(task_ids: list[str], limit: int = 10) -> str:
+    shown = " ".join(task_ids[:limit])
+    return shown + (f" … (+{len(task_ids) - limit} more)" if len(task_ids) > limit else "")
 
 
-__all__ = ["build_requests", "parse_params", "register", "run"]
+def _say(text: str) -> None:
+    print(f"boson: {text}", file=sys.stderr, flush=True)
+
+
+__all__ = ["build_requests", "parse_params", "read_input", "register", "run"]

@@ -20,20 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from boson.simulation.table import SimTable, fit_counts
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-WAITING = -1
-NEVER = -2
+from boson.simulation.table import FloatArray, IntArray, SimTable, fit_counts
+from boson_shared.scheduling.placement import NEVER, WAITING
 
 
 @dataclass(frozen=True)
 class BaselineBatch:
-    """Same shape as the placer's BatchPlacement: -1 waiting, -2 never."""
+    """Same shape as the placer's ``BatchPlacement``: a row index, ``WAITING`` or ``NEVER``."""
 
     indices: IntArray
 

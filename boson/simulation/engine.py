@@ -17,8 +17,8 @@ The model (stated once, used everywhere):
   (task, instances waiting) entries. A task no node could ever hold is
   counted as never placeable.
 * When capacity frees (completions, a node coming back) the backlog is
-  offered it through a :class:`Dispatcher` — the only thing that differs
-  between "with" and "without rebalancing" (see :mod:`.sim_policies`).
+  offered it through a :class:`BacklogDrainer` — the only thing that differs
+  between "with" and "without rebalancing" (see :mod:`boson.simulation.policies`).
 * A node going down kills its running instances; they re-enter the front of
   the backlog, restart from scratch with their full duration, and are counted
   as re-placed. The node takes no work until it comes back — and, under
@@ -87,7 +87,7 @@ def place_instances(
     return indices[indices >= 0]
 
 
-class Dispatcher(Protocol):
+class BacklogDrainer(Protocol):
     """Offers freed capacity to the backlog (the rebalancing seam)."""
 
     def observe(self, demand: FloatArray, count: int) -> None:
@@ -99,7 +99,7 @@ class Dispatcher(Protocol):
 
 
 class Simulation:
-    """One replay of a workload on a cluster under one placer and dispatcher."""
+    """One replay of a workload on a cluster under one placer and drainer."""
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class Simulation:
         cluster: Cluster,
         events: NodeEvents,
         placer_factory: Callable[[NodeTable], BatchPlacer],
-        dispatcher: Dispatcher,
+        drainer: BacklogDrainer,
         sample_step: float = DEFAULT_SAMPLE_STEP,
         probation: Probation | None = None,
     ) -> None:
@@ -118,7 +118,7 @@ class Simulation:
         for node_id, cap in zip(cluster.node_ids, cluster.capacity, strict=True):
             self.table.upsert(node_id, cap)
         self.placer = placer_factory(self.table)
-        self.dispatcher = dispatcher
+        self.drainer = drainer
         self.up = np.ones(len(cluster.node_ids), dtype=np.bool_)
         """Nodes that run (the table's ``alive``: those that also take new work)."""
         self.probation = probation
@@ -147,7 +147,7 @@ class Simulation:
         ]
         """Each task's demand as plain floats, for per-entry checks in Python."""
 
-    # -- the steps the dispatchers use ---------------------------------
+    # -- the steps the drainers use -----------------------------------
 
     def try_place(self, task: int, count: int, replaced: bool) -> int:
         """Place up to ``count`` instances of ``task`` now; how many were placed."""
@@ -179,7 +179,7 @@ class Simulation:
 
     def _arrive(self, task: int) -> None:
         count = int(self.workload.instances[task])
-        self.dispatcher.observe(self.workload.demand[task], count)
+        self.drainer.observe(self.workload.demand[task], count)
         if self._never[task]:
             self.recorder.never += count
             return
@@ -218,7 +218,7 @@ class Simulation:
             if group.nodes.size == 0:
                 del self._groups[key]  # its heap entry is skipped when it pops
             self.recorder.replaced += lost
-            self.dispatcher.recover(self, group.task, lost)
+            self.drainer.recover(self, group.task, lost)
 
     def _end_probations(self, now: float) -> bool:
         """Nodes whose probation ended by ``now`` take work again; whether any did."""
@@ -290,7 +290,7 @@ class Simulation:
                 e += 1
             freed = self._end_probations(now) or freed
             if freed and self.backlog:
-                self.dispatcher.drain(self)
+                self.drainer.drain(self)
             while a < len(arrivals) and arrivals[a] <= now:
                 self._arrive(tasks[a])
                 a += 1
@@ -306,13 +306,13 @@ def simulate(
     cluster: Cluster,
     events: NodeEvents,
     placer_factory: Callable[[NodeTable], BatchPlacer],
-    dispatcher: Dispatcher,
+    drainer: BacklogDrainer,
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation: Probation | None = None,
 ) -> tuple[Metrics, Recorder]:
     """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail)."""
     started = time.perf_counter()
-    sim = Simulation(workload, cluster, events, placer_factory, dispatcher, sample_step, probation)
+    sim = Simulation(workload, cluster, events, placer_factory, drainer, sample_step, probation)
     recorder = sim.run()
     wall = time.perf_counter() - started
     return summarise(name, recorder, workload, cluster.capacity, wall), recorder
@@ -320,7 +320,7 @@ def simulate(
 
 __all__ = [
     "DEFAULT_SAMPLE_STEP",
-    "Dispatcher",
+    "BacklogDrainer",
     "Pending",
     "Simulation",
     "place_instances",

@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from boson.simulation.table import FloatArray
 from boson.simulation.traces import Workload
 from boson_shared.scheduling.balancing import imbalance
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,7 +13,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from boson.simulation.metrics import FloatArray, Metrics, Recorder
+from boson.simulation.metrics import Metrics, Recorder
+from boson.simulation.table import FloatArray
 
 
 def _hours(recorder: Recorder) -> FloatArray:
@@ -20,10 +22,18 @@ def _hours(recorder: Recorder) -> FloatArray:
     return hours
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure; its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_all(directory: Path, results: Sequence[tuple[Metrics, Recorder]]) -> list[Path]:
     """Utilisation over time, the JCT CDF and node-utilisation spread; the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for m, r in results:
@@ -34,10 +44,7 @@ def write_all(directory: Path, results: Sequence[tuple[Metrics, Recorder]]) -> l
     axes[1].set_ylabel("cpu allocated ÷ capacity")
     axes[1].set_xlabel("simulated time (h)")
     axes[0].legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    written.append(directory / "sim-utilisation.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(_save(fig, directory / "sim-utilisation.png"))
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for m, r in results:
@@ -48,10 +55,7 @@ def write_all(directory: Path, results: Sequence[tuple[Metrics, Recorder]]) -> l
     ax.set_xlabel("job completion time (s)")
     ax.set_ylabel("fraction of jobs")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    written.append(directory / "sim-jct-cdf.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(_save(fig, directory / "sim-jct-cdf.png"))
 
     fig, ax = plt.subplots(figsize=(10, 5))
     for m, r in results:
@@ -60,10 +64,7 @@ def write_all(directory: Path, results: Sequence[tuple[Metrics, Recorder]]) -> l
     ax.set_xlabel("simulated time (h)")
     ax.set_ylabel("node utilisation spread (p90 − p10, dominant share)")
     ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    written.append(directory / "sim-node-spread.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(_save(fig, directory / "sim-node-spread.png"))
     return written
 
 

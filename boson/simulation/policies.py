@@ -3,7 +3,7 @@
 In the simulator a placed instance starts at once, so there is no
 not-yet-started work sitting on a node for the balancer to move. What the
 balancer does own is the backlog — work placed as pending because it fit
-nowhere (DESIGN §3.1–3.3). So:
+nowhere (docs/design.md#placement, #balancing). So:
 
 * **without rebalancing** (:class:`HeadOfLine`) — the scheduler alone: each
   time capacity frees, the backlog is retried from its head through the
@@ -31,8 +31,8 @@ on probation when it returns (:mod:`~boson_shared.scheduling.probation`, what
 Boson's monitor does); the baselines trust it at once, as their schedulers do.
 
 There is no rebalancing of *running* work: instances start when placed, and
-:func:`~boson_shared.scheduling.balancing.plan_rebalance` only moves work that has
-not started, of which the simulator has none on any node.
+the balancer service only moves held work that has not started, of which the
+simulator has none on any node.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 from boson.simulation.baselines import BASELINES
 from boson.simulation.engine import (
     DEFAULT_SAMPLE_STEP,
-    Dispatcher,
+    BacklogDrainer,
     Pending,
     Simulation,
     simulate,
@@ -62,9 +62,9 @@ from boson_shared.scheduling.balancing import (
 )
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import PROBATION_S, Probation
-from boson_shared.scheduling.remnant import LongRunDemand
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 BOSON_STRATEGIES = ("binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd")
 REBALANCE_SUFFIX = "+rebalance"
@@ -242,11 +242,11 @@ class Balancer:
 
 @dataclass(frozen=True)
 class Policy:
-    """A named placer factory with its dispatcher."""
+    """A named placer factory with its backlog drainer."""
 
     name: str
     placer: Callable[[NodeTable], BatchPlacer]
-    dispatcher: Callable[[], Dispatcher]
+    drainer: Callable[[], BacklogDrainer]
     baseline: bool
 
     def probation(self, base_s: float = PROBATION_S) -> Probation | None:
@@ -279,12 +279,12 @@ def make_policy(name: str) -> Policy:
     strategy, _, rest = name.partition("+")
     if rest not in ("", REBALANCE_SUFFIX[1:]):
         raise KeyError(name)
-    dispatcher: Callable[[], Dispatcher] = Balancer if rest else HeadOfLine
+    drainer: Callable[[], BacklogDrainer] = Balancer if rest else HeadOfLine
     if strategy in BASELINES:
-        return Policy(name, BASELINES[strategy], dispatcher, baseline=True)
+        return Policy(name, BASELINES[strategy], drainer, baseline=True)
     if strategy not in BOSON_STRATEGIES:
         raise KeyError(name)
-    return Policy(name, _boson(strategy), dispatcher, baseline=False)
+    return Policy(name, _boson(strategy), drainer, baseline=False)
 
 
 def compare(
@@ -306,7 +306,7 @@ def compare(
                 cluster,
                 events,
                 policy.placer,
-                policy.dispatcher(),
+                policy.drainer(),
                 sample_step,
                 policy.probation(probation_s),
             )

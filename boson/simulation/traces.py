@@ -33,18 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from boson.simulation.table import BoolArray, FloatArray, IntArray
 from boson_shared.errors import ConfigError
 
 SOFTERROR_DOWNTIME_S = 600.0
-"""How long an Alibaba ``softerror`` keeps a machine out (issue 12: 10 minutes)."""
+"""How long an Alibaba ``softerror`` keeps a machine out: the trace records the
+event, not how long it lasted, so the model assumes ten minutes."""
 
 ALIBABA_CPU_UNITS_PER_CORE = 100.0
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 class TraceFormatError(ConfigError):

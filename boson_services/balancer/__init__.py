@@ -1,4 +1,4 @@
-"""The balancer: dispatch under live load (DESIGN §1, §3.3).
+"""The balancer: dispatch under live load (docs/design.md#balancing).
 
 Holds placed work as unacknowledged deliveries (a crash hands it back to
 RabbitMQ) and forwards each task to its node's queue only as that node has

@@ -50,15 +50,17 @@ class BalancerService(Service):
             park_after_s=settings.park_after_s,
             on_nodes_down=self.drain_nodes,
             finished_capacity=settings.dedup_capacity,
+            record=settings.record,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.draining: dict[str, ConsumeLoop[Any]] = {}
 
     def topology(self) -> Topology:
         expires_ms = int(self.balancer_settings.subscriber_expires_s * 1000)
-        return self.names.placed() + self.names.subscriber(
+        topology = self.names.placed() + self.names.subscriber(
             self.name, self.settings.instance_id, [RK_SNAPSHOT, RK_ALL_RESULTS], expires_ms
         )
+        return topology + self.names.record() if self.settings.record else topology
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [

@@ -1,16 +1,16 @@
 """Credit-based dispatch of held work: who may send what to which node, now.
 
 Each held task waits on a future in a FIFO queue: the queue of its placed
-node, or the *flexible* queue (pending work, and work whose node is hot, dead
-or long busy), which any node with credit may take. :meth:`Dispatcher.pump`
-runs whenever credit or the cluster view changes and resolves as many
-futures as credit allows — no task polls, and a pump looks only at nodes
-that may have credit (``benchmarks/dispatcher.py``: under load, 7× the
-results and holds per second of a pump that walked every node at 100 nodes,
-40× at 1,000). It is work-conserving: a task waits for its placed node only
-while no other node could start it — a node with spare credit takes work
-held for a node without (oldest first), so under moderate load binpack's one
-busy node does not queue work while another node idles.
+node, or the *flexible* queue (pending work, and work whose node is hot,
+dead or long busy), which any node with credit may take.
+:meth:`Dispatcher.pump` runs whenever credit or the cluster view changes and
+resolves as many futures as credit allows — no task polls, and a pump looks
+only at nodes that may have credit, so its cost grows little with the
+cluster under load (``docs/performance.md#the-balancers-dispatcher``). It is
+work-conserving: a task waits for its placed node only while no other node
+could start it — a node with spare credit takes work held for a node without
+(oldest first), so under moderate load binpack's one busy node does not
+queue work while another node idles.
 
 The flexible queue is offered to open nodes in two passes (as the
 simulator's balancer, ``boson/simulation/policies.py``): first each
@@ -20,9 +20,8 @@ typical tasks, or filling a remnant no typical task could use (see
 learnt from every held task) — then anywhere it fits. A dead node's work and
 work held past the age limit take any room in the first pass already. In a
 full cluster this keeps the smallest pending job from splitting a freed hole
-that a larger waiting task fills exactly: replayed on the Alibaba trace at
-90 % load, ``binpack-fgd`` strands 5–7 % less capacity with it (three node
-orders) at the same job completion times (``benchmarks/trace_quality.py``).
+that a larger waiting task fills exactly (``docs/scheduling.md`` has what it
+is worth on a real trace).
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
@@ -58,15 +57,15 @@ from boson_shared.scheduling.balancing import (
     imbalance,
     power_of_two_choices,
 )
-from boson_shared.scheduling.remnant import LongRunDemand
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
 FLEXIBLE_WINDOW = 256
 """Held tasks at the front of the flexible queue one pump orders and may dispatch
-(the simulator's balancer window, ``sim_policies.DEFAULT_WINDOW``)."""
+(the simulator's balancer window, ``boson.simulation.policies.DEFAULT_WINDOW``)."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
@@ -474,7 +473,7 @@ class Dispatcher:
         if not open_nodes:
             return
         # The window the pump may dispatch from, in the balancing library's
-        # order (DESIGN §3.3, as the simulator's balancer): a dead node's work,
+        # order (docs/design.md#balancing, as the simulator's balancer): a dead node's work,
         # then work held past age_limit_s, then the smallest pending job first.
         window: list[HeldTask] = []
         while self.flexible and len(window) < FLEXIBLE_WINDOW:

@@ -29,11 +29,13 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
     failed_result,
     new_id,
+    task_event,
 )
-from boson_shared.contract.topology import RK_PARKED, Names, rk_node, rk_result
+from boson_shared.contract.topology import RK_PARKED, RK_RECORD_EVENT, Names, rk_node
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class BalancerHandlers:
         park_after_s: float,
         on_nodes_down: NodesChanged | None = None,
         finished_capacity: int = 100_000,
+        record: bool = False,
     ) -> None:
         self.dispatcher = dispatcher
         self.names = names
@@ -62,6 +65,8 @@ class BalancerHandlers:
         self.finished = SeenIds(finished_capacity)
         """Task ids whose result went by (bounded), to tell leftovers from work."""
         self.skipped_finished = 0
+        self.record = record
+        """Report assignments to the task record."""
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
@@ -108,14 +113,13 @@ class BalancerHandlers:
         result = failed_result(
             task, type(error).__name__, str(error), attempts=attempts, demand=demand
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [result_emit(self.names, result)]
 
     async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
         """An envelope of events: its results free credit first, then one pump.
 
-        A pump per result ordered the flexible queue's whole window for each
-        freed slot: 40-60 µs more balancer CPU per task under load
-        (benchmarks/pipeline.py).
+        A pump per result would order the flexible queue's whole window once
+        per freed slot; one pump per envelope orders it once for them all.
         """
         for message in messages:
             if isinstance(message, TaskResult):
@@ -150,9 +154,9 @@ class BalancerHandlers:
             task.task_id, demand, target, job=task.reply_to, urgent=dispatch > 1
         )
         try:
-            # No wait_for: a timer per held task cost the balancer a tenth of
-            # its CPU under load. The periodic sweep (park_overdue) fails the
-            # futures of work held past park_after_s instead. (Cancelling us
+            # No wait_for: a timer per held task is costly when thousands are
+            # held. The periodic sweep (park_overdue) fails the futures of work
+            # held past park_after_s instead. (Cancelling us
             # while held cancels the future too: the pumps skip it.)
             node_id = await future
         except HeldTooLongError:
@@ -164,8 +168,8 @@ class BalancerHandlers:
                 # Draining: the delivery is nacked, the task no longer held.
                 self.dispatcher.release(task.task_id)
                 raise
-            # Given a node just as we were cancelled: finish the assignment (as
-            # asyncio.wait_for did, returning the result it already had).
+            # Given a node just as we were cancelled: the node's credit is spent
+            # on this task, so finish the assignment rather than hand it back.
             node_id = future.result()
         assigned = TaskAssigned(
             message_id=f"{task.task_id}.a{dispatch}",
@@ -175,12 +179,25 @@ class BalancerHandlers:
             dispatch=dispatch,
         )
         try:
-            await self.publish(Route(self.names.work_exchange, rk_node(node_id)), assigned)
+            await self.publish(
+                Route(self.names.work_exchange, rk_node(node_id), mandatory=True), assigned
+            )
         except BaseException:
             # Not sent: the node never gets it, so it must not hold its credit.
             self.dispatcher.complete(task.task_id)
             raise
-        return []
+        if not self.record:
+            return []
+        event = task_event(
+            task,
+            "assigned",
+            "balancer",
+            message_id=f"{assigned.message_id}.ev",
+            at=assigned.assigned_at,
+            node_id=node_id,
+            dispatch=dispatch,
+        )
+        return [Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)]
 
     def park_overdue(self) -> int:
         """Hand work held past ``park_after_s`` to its handler for parking (the
@@ -197,7 +214,7 @@ class BalancerHandlers:
             node_id=target,
             strategy="parked",
         )
-        return Emit(Route(self.names.work_exchange, RK_PARKED), placed)
+        return Emit(Route(self.names.work_exchange, RK_PARKED, mandatory=True), placed)
 
 
 __all__ = ["BalancerHandlers"]

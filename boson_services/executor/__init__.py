@@ -1,4 +1,4 @@
-"""The executor: one per compute node (DESIGN §1).
+"""The executor: one per compute node (docs/design.md#services).
 
 Runs the tasks assigned to its node with bounded concurrency, CPU-bound
 handlers off the event loop, per-task timeouts and retries with backoff;

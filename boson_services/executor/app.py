@@ -13,8 +13,8 @@ from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
-from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned
-from boson_shared.contract.topology import Topology, rk_heartbeat
+from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned, TaskEvent
+from boson_shared.contract.topology import RK_RECORD_EVENT, Topology, rk_heartbeat
 from boson_shared.handlers import discover
 from boson_shared.runtime.consumer import ConsumerSpec
 from boson_shared.runtime.publisher import Route
@@ -61,6 +61,7 @@ class ExecutorService(Service):
             completed_memory=settings.completed_memory,
             fetch=fetch if fetch is not None else self.fetcher.fetch,
             upload=upload if upload is not None else self.uploader.upload,
+            report=self.report if settings.record else None,
         )
         self.started_at = time.time()
         self.heartbeat_seq = 0
@@ -70,9 +71,14 @@ class ExecutorService(Service):
 
     def topology(self) -> Topology:
         expires_ms = int(self.executor_settings.node_queue_expires_s * 1000)
-        return self.names.node(self.node_id, expires_ms) + self.names.client(
+        topology = self.names.node(self.node_id, expires_ms) + self.names.client(
             self.node_id, expires_ms
         )
+        return topology + self.names.record() if self.settings.record else topology
+
+    async def report(self, event: TaskEvent) -> None:
+        """Publish a lifecycle event to the task record (confirmed)."""
+        await self.publisher.publish(Route(self.names.events_exchange, RK_RECORD_EVENT), event)
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [
@@ -82,6 +88,7 @@ class ExecutorService(Service):
                 handler=self.handlers.on_assigned,
                 prefetch=self.executor_settings.slots * self.executor_settings.prefetch_factor,
                 on_exhausted=self.handlers.on_exhausted,
+                on_retry=self.handlers.on_retry,
                 max_attempts=self.handlers.max_attempts,
             ),
             ConsumerSpec(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,26 +74,60 @@ def load_table(data: bytes | None, params: Mapping[str, Any]) -> tuple[list[str]
 
 
 def _load_csv(data: bytes) -> tuple[list[str], FloatArray]:
-    text = data.decode("utf-8", errors="replace")
-    first_line, _, _ = text.partition("\n")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if "\x00" in text or (not text and data):
+        # Never echo the bytes: they may be large, binary or private.
+        raise InvalidTaskInputError(
+            f"input of {len(data):,} bytes is not text: expected CSV (UTF-8) or .npy data"
+        )
+    lines = text.splitlines()
+    first_line = next((line for line in lines if line.strip()), "")
+    if not first_line:
+        raise InvalidTaskInputError("CSV has no rows")
     cells = [cell.strip() for cell in first_line.split(",")]
     has_header = not all(_is_number(cell) for cell in cells if cell)
     try:
-        array = np.loadtxt(
-            io.StringIO(text),
-            delimiter=",",
-            skiprows=1 if has_header else 0,
-            dtype=np.float64,
-            ndmin=2,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty body is reported below
+            array = np.loadtxt(
+                io.StringIO(text),
+                delimiter=",",
+                skiprows=1 if has_header else 0,
+                dtype=np.float64,
+                ndmin=2,
+            )
     except ValueError as error:
-        raise InvalidTaskInputError(f"CSV is not numeric: {error}") from error
+        raise InvalidTaskInputError(_first_csv_problem(lines, len(cells))) from error
     if array.size == 0:
-        raise InvalidTaskInputError("CSV has no rows")
+        raise InvalidTaskInputError("CSV has a header but no rows")
     names = cells if has_header else [f"c{i}" for i in range(array.shape[1])]
     if len(names) != array.shape[1]:
-        raise InvalidTaskInputError("CSV header and rows have different column counts")
+        raise InvalidTaskInputError(
+            f"CSV header has {len(names)} columns but its rows have {array.shape[1]}"
+        )
     return names, array
+
+
+def _first_csv_problem(lines: Sequence[str], columns: int) -> str:
+    """Where a CSV stops being numeric, as lines and columns of the file, both from 1."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (number == 1 and not _all_numbers(line)):
+            continue
+        cells = line.split(",")
+        if len(cells) != columns:
+            return f"CSV line {number} has {len(cells)} column(s) where line 1 has {columns}"
+        for column, cell in enumerate(cells, start=1):
+            if cell.strip() and not _is_number(cell.strip()):
+                shown = ascii(cell.strip()[:20])
+                return f"CSV line {number}, column {column}: {shown} is not a number"
+    return "CSV is not numeric"
+
+
+def _all_numbers(line: str) -> bool:
+    return all(_is_number(cell.strip()) for cell in line.split(",") if cell.strip())
 
 
 def _is_number(cell: str) -> bool:

@@ -11,18 +11,22 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from boson_services.executor.pool import HandlerFailedError, RunOutcome, TaskRunner
+from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
 from boson_shared.contract.messages import (
     Alert,
     DataRef,
     ResourceVector,
     TaskAssigned,
+    TaskEvent,
+    TaskFailure,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
     TaskUsage,
     failed_result,
+    task_event,
 )
-from boson_shared.contract.topology import Names, rk_alert, rk_result
+from boson_shared.contract.topology import Names, rk_alert, rk_retrying
 from boson_shared.errors import (
     InvalidTaskInputError,
     InvalidTaskOutputError,
@@ -30,9 +34,10 @@ from boson_shared.errors import (
     UnknownHandlerError,
 )
 from boson_shared.handlers import HandlerSpec, TaskInput
-from boson_shared.runtime.consumer import Emit, delivery_attempt
+from boson_shared.runtime.consumer import Emit, delivery_attempt, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,28 @@ REPLAY_MEMORY = 1024
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
+Reporter = Callable[[TaskEvent], Awaitable[None]]
+
+
+class HandlerRaisedError(PermanentTaskError):
+    """A handler's own exception, not retried: its submitter did not ask for retries."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def failure_text(error: BaseException) -> tuple[str, str]:
+    """The error type and message a submitter reads (the type never repeated in the text)."""
+    error_type = getattr(error, "error_type", None) or type(error).__name__
+    message = getattr(error, "message", None)
+    return str(error_type), str(message) if isinstance(message, str) else str(error)
+
+
+def attempt_of(assigned: TaskAssigned) -> int:
+    """Which run of its task this is: retries, re-dispatches after a node died, redeliveries."""
+    return delivery_attempt.get() + assigned.dispatch - 1 + int(delivery_redelivered.get())
 
 
 def to_wire(value: Any) -> Any:
@@ -72,6 +99,7 @@ class ExecutorHandlers:
         fetch: DataFetcher | None = None,
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
+        report: Reporter | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -80,6 +108,8 @@ class ExecutorHandlers:
         self.max_inline_result_bytes = max_inline_result_bytes
         self.fetch = fetch
         self.upload = upload
+        self.report = report
+        """Publishes lifecycle events to the task record (None: no record)."""
         self.slots = asyncio.Semaphore(slots)
         self.active: dict[str, ResourceVector] = {}
         """Tasks held by this node (running or waiting for a slot) and their demand."""
@@ -110,15 +140,24 @@ class ExecutorHandlers:
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
         self.active[task.task_id] = assigned.demand
+        announced: asyncio.Future[None] | None = None
         try:
             async with self.slots:
                 self.running += 1
+                # The start is announced while the task runs, and its confirm
+                # awaited after the slot is free: a slot never waits on the broker.
+                announced = self._announce_start(assigned)
                 try:
                     outcome = await self._run(spec, task)
                 finally:
                     self.running -= 1
+        except BaseException:
+            await _settled(announced)
+            raise
         finally:
             del self.active[task.task_id]
+        if announced is not None:
+            await announced
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
         output_ref: DataRef | None = None
@@ -137,7 +176,7 @@ class ExecutorHandlers:
             output=output,
             output_ref=output_ref,
             node_id=self.node_id,
-            attempts=delivery_attempt.get(),
+            attempts=attempt_of(assigned),
             usage=TaskUsage(
                 wall_s=usage.wall_s,
                 cpu_s=usage.cpu_s,
@@ -173,17 +212,31 @@ class ExecutorHandlers:
         self.results["failed"] += 1
         result = failed_result(
             task,
-            getattr(error, "error_type", None) or type(error).__name__,
-            str(error),
-            attempts=attempts,
+            *failure_text(error),
+            attempts=attempts + assigned.dispatch - 1 + int(delivery_redelivered.get()),
             node_id=self.node_id,
             demand=assigned.demand,
             retryable=not isinstance(error, PermanentTaskError),
         )
         return [self._remember(result)]
 
+    def _announce_start(self, assigned: TaskAssigned) -> asyncio.Future[None] | None:
+        if self.report is None:
+            return None
+        attempt = delivery_attempt.get()
+        event = task_event(
+            assigned.task,
+            "started",
+            "executor",
+            message_id=f"{assigned.task.task_id}.s{assigned.dispatch}.{attempt}",
+            node_id=self.node_id,
+            dispatch=assigned.dispatch,
+            attempt=attempt,
+        )
+        return asyncio.ensure_future(self.report(event))
+
     def _remember(self, result: TaskResult) -> Emit:
-        emit = self._result_emit(result)
+        emit = result_emit(self.names, result)
         self.replayable[result.task_id] = emit
         while len(self.replayable) > self.replay_memory:
             self.replayable.popitem(last=False)
@@ -205,6 +258,23 @@ class ExecutorHandlers:
         )
         return [emit] if emit is not None else []
 
+    async def on_retry(
+        self, assigned: TaskAssigned, error: BaseException, attempt: int, delay_ms: int
+    ) -> Sequence[Emit]:
+        """The task goes round again: tell its submitter as it happens."""
+        task = assigned.task
+        error_type, message = failure_text(error)
+        news = TaskRetrying(
+            task_id=task.task_id,
+            handler=task.handler,
+            attempt=attempt + assigned.dispatch - 1 + int(delivery_redelivered.get()),
+            error=TaskFailure(error_type=error_type[:200], message=message[:4000], retryable=True),
+            retry_in_s=delay_ms / 1000,
+            node_id=self.node_id,
+            reply_to=task.reply_to,
+        )
+        return [Emit(Route(self.names.events_exchange, rk_retrying(task.reply_to)), news)]
+
     def max_attempts(self, assigned: TaskAssigned) -> int:
         return assigned.task.max_retries + 1
 
@@ -219,11 +289,13 @@ class ExecutorHandlers:
         )
         try:
             return await self.runner.run(spec, task_input, task.timeout_s)
-        except (PermanentTaskError, HandlerFailedError):
-            raise
-        except Exception as error:
-            # An inline/thread handler's own exception: a retryable task failure.
-            raise HandlerFailedError(type(error).__name__, str(error)[:2000]) from error
+        except HandlerFailedError as error:
+            # Retrying mends a flaky upstream (the handler raises Retry) or a
+            # worker that died, not a bug: the task fails at once unless its
+            # submitter asked for retries.
+            if error.asked_retry or error.error_type == WORKER_DIED or task.retry_errors:
+                raise
+            raise HandlerRaisedError(error.error_type, error.message) from error
 
     def _check_output(self, output: Any) -> bytes:
         try:
@@ -237,8 +309,23 @@ class ExecutorHandlers:
             )
         return packed
 
-    def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+
+async def _settled(future: asyncio.Future[None] | None) -> None:
+    """Wait for a side publish whose task failed anyway; its own error is moot."""
+    if future is None:
+        return
+    try:
+        await future
+    except Exception as error:
+        logger.debug("start event not published: %s", error)
 
 
-__all__ = ["DataFetcher", "DataUploader", "ExecutorHandlers", "to_wire"]
+__all__ = [
+    "DataFetcher",
+    "DataUploader",
+    "ExecutorHandlers",
+    "HandlerRaisedError",
+    "attempt_of",
+    "failure_text",
+    "to_wire",
+]

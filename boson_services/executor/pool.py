@@ -16,21 +16,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from boson_shared.errors import InvalidTaskInputError, TaskError, TaskTimeoutError
-from boson_shared.handlers import HandlerSpec, TaskInput, TaskOutput, resolve
+from boson_services.executor.threads import DaemonThreads
+from boson_shared import handlers as handlers_module
+from boson_shared.errors import (
+    InvalidTaskInputError,
+    PermanentTaskError,
+    TaskError,
+    TaskTimeoutError,
+)
+from boson_shared.handlers import HandlerSpec, Retry, TaskInput, TaskOutput, resolve
 
+WORKER_DIED = "WorkerDied"
+"""The error type of a task whose worker process died under it (retried)."""
 _SAMPLE_INTERVAL_S = 0.01
 _PRELOAD = ["numpy", "boson_services.executor.builtins"]
 
@@ -55,18 +67,54 @@ class RemoteError:
     error_type: str
     message: str
     permanent: bool
+    asked_retry: bool = False
 
 
 class HandlerFailedError(TaskError):
-    """A handler raised; ``error_type`` is the name of what it raised."""
+    """A handler raised; ``error_type`` is the name of what it raised.
 
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
+    ``message`` is its text followed by the last frames of its traceback (the
+    user's code). ``asked_retry``: it raised :class:`~boson_shared.handlers.Retry`.
+    """
+
+    def __init__(self, error_type: str, message: str, *, asked_retry: bool = False) -> None:
+        super().__init__(message)
         self.error_type = error_type
+        self.message = message
+        self.asked_retry = asked_retry
 
 
 class InvalidInputFromWorkerError(InvalidTaskInputError):
     """A worker's handler rejected its input (never retried)."""
+
+    error_type = "InvalidTaskInputError"
+
+
+_OWN_CODE = (str(Path(__file__).resolve().parent), str(Path(handlers_module.__file__).resolve()))
+USER_FRAMES = 3
+"""Frames of a handler's traceback shown to its submitter (the innermost ones)."""
+
+
+def describe(error: BaseException) -> str:
+    """An error's text and the innermost frames of the handler's own code.
+
+    The frames kept are those after the last one of the executor's (the
+    call into the handler), so neither Boson's nor asyncio's show.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [i for i, frame in enumerate(frames) if frame.filename.startswith(_OWN_CODE)]
+    user = frames[own[-1] + 1 :] if own else frames
+    text = str(error)[:2000]
+    if not user:
+        return text
+    listed = "".join(traceback.format_list(user[-USER_FRAMES:])).rstrip()
+    return f"{text}\n{listed}"
+
+
+def handler_failure(error: Exception) -> HandlerFailedError:
+    return HandlerFailedError(
+        type(error).__name__, describe(error), asked_retry=isinstance(error, Retry)
+    )
 
 
 def as_output(value: Any) -> TaskOutput:
@@ -99,23 +147,39 @@ def _run_measured(function: Callable[..., Any], task: TaskInput) -> tuple[Any, U
 
 
 def _worker_main(connection: Connection) -> None:
-    """A worker process: run tasks sent over the pipe until told to stop."""
+    """A worker process: run tasks sent over the pipe until told to stop.
+
+    Its executor owns shutdown: Ctrl-C reaches the whole process group, and
+    the executor stops its workers itself. An executor that died (its pipe
+    closed) ends the worker quietly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             request = connection.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if request is None:
             return
         module, qualname, task = request
         try:
             value, usage = _run_measured(resolve(module, qualname), task)
-            connection.send(("ok", value, usage))
+            reply: tuple[str, Any, Usage | None] = ("ok", value, usage)
         except BaseException as error:
-            remote = RemoteError(
-                type(error).__name__, str(error)[:2000], isinstance(error, InvalidTaskInputError)
-            )
-            connection.send(("error", remote, None))
+            permanent = isinstance(error, InvalidTaskInputError)
+            text = str(error)[:2000] if permanent else describe(error)
+            remote = RemoteError(type(error).__name__, text, permanent, isinstance(error, Retry))
+            reply = ("error", remote, None)
+        try:
+            connection.send(reply)
+        except OSError:  # BrokenPipeError: the executor is gone
+            return
+        except Exception as error:  # the output does not pickle (sent whole or not at all)
+            unsent = RemoteError(type(error).__name__, f"output not sendable: {error}"[:2000], True)
+            try:
+                connection.send(("error", unsent, None))
+            except OSError:
+                return
 
 
 class _Worker:
@@ -170,8 +234,9 @@ class TaskRunner:
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._context.set_forkserver_preload(_PRELOAD)
-        # Threads that wait on worker pipes, plus threads for thread-mode handlers.
+        # Threads that wait on worker pipes.
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
+        self._handler_threads = DaemonThreads()
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: set[_Worker] = set()
         self._closing = False
@@ -187,14 +252,19 @@ class TaskRunner:
         return self._idle
 
     async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+        """Run ``task`` in its handler's mode; TaskTimeoutError once ``time_limit`` passes.
+
+        The timeout holds in every mode: a process-mode worker is killed; a
+        thread-mode or sync inline handler runs on a daemon thread, reported
+        as timed out on time and left to finish (a thread cannot be killed);
+        a coroutine handler is cancelled (one that blocks the loop without
+        awaiting cannot be, and is the one case the timeout cannot hold).
+        """
         if spec.mode == "process":
             return await self._run_in_process(spec, task, time_limit)
         if spec.is_async:
             return await self._run_async(spec, task, time_limit)
-        if spec.mode == "thread":
-            return await self._run_in_thread(spec, task, time_limit)
-        value, usage = _run_inline(spec.function, task)
-        return RunOutcome(as_output(value), usage)
+        return await self._run_on_thread(spec, task, time_limit)
 
     async def _run_async(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -203,19 +273,28 @@ class TaskRunner:
                 value = await spec.function(task)
         except TimeoutError as error:
             raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+        except (PermanentTaskError, TaskTimeoutError):
+            raise
+        except Exception as error:
+            raise handler_failure(error) from error
         usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, 0)
         return RunOutcome(as_output(value), usage)
 
-    async def _run_in_thread(
+    async def _run_on_thread(
         self, spec: HandlerSpec, task: TaskInput, time_limit: float
     ) -> RunOutcome:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._threads, _run_inline, spec.function, task)
+        future = asyncio.wrap_future(self._handler_threads.submit(_run_inline, spec.function, task))
         try:
             value, usage = await asyncio.wait_for(asyncio.shield(future), time_limit)
         except TimeoutError as error:
-            # A thread cannot be killed; it finishes in the background.
+            # A thread cannot be killed: it finishes in the background, on a
+            # daemon thread that never keeps the process from exiting.
+            future.add_done_callback(_consume_outcome)
             raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+        except (PermanentTaskError, TaskTimeoutError):
+            raise
+        except Exception as error:
+            raise handler_failure(error) from error
         return RunOutcome(as_output(value), usage)
 
     async def _run_in_process(
@@ -235,7 +314,7 @@ class TaskRunner:
                 raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
             except (EOFError, OSError) as error:
                 replace = True
-                raise HandlerFailedError("WorkerDied", f"worker process died: {error}") from error
+                raise HandlerFailedError(WORKER_DIED, f"worker process died: {error}") from error
         except asyncio.CancelledError:
             replace = True
             raise
@@ -248,7 +327,7 @@ class TaskRunner:
             assert isinstance(value, RemoteError)
             if value.permanent:
                 raise InvalidInputFromWorkerError(value.message)
-            raise HandlerFailedError(value.error_type, value.message)
+            raise HandlerFailedError(value.error_type, value.message, asked_retry=value.asked_retry)
         return RunOutcome(as_output(value), usage)
 
     async def _replace(self, worker: _Worker) -> None:
@@ -277,6 +356,13 @@ class TaskRunner:
         )
         self._workers.clear()
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._handler_threads.close()
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome, so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _run_inline(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usage]:
@@ -286,6 +372,8 @@ def _run_inline(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usa
 
 
 __all__ = [
+    "USER_FRAMES",
+    "WORKER_DIED",
     "HandlerFailedError",
     "InvalidInputFromWorkerError",
     "RemoteError",
@@ -293,4 +381,6 @@ __all__ = [
     "TaskRunner",
     "Usage",
     "as_output",
+    "describe",
+    "handler_failure",
 ]

@@ -15,7 +15,7 @@ class ExecutorSettings(BosonSettings):
     slots: Annotated[int, Field(ge=1, le=1024)] = 2
     """Tasks run at once."""
     cpu: Annotated[float, Field(ge=0)] = 500.0
-    """Capacity in demand units (DESIGN §3.2), per dimension."""
+    """Capacity in demand units (docs/design.md#placement), per dimension."""
     memory: Annotated[float, Field(ge=0)] = 500.0
     gpu: Annotated[float, Field(ge=0)] = 0.0
     prefetch_factor: Annotated[int, Field(ge=1, le=16)] = 2

@@ -1,4 +1,4 @@
-"""The monitor: the cluster's eyes (DESIGN §1).
+"""The monitor: the cluster's eyes (docs/design.md#services).
 
 Consumes heartbeats, placements, results and the balancer's backlog; keeps
 the live view; marks nodes down after missed heartbeats; raises alerts;

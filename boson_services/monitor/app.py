@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.record import RecordKeeper
 from boson_services.monitor.settings import MonitorSettings
 from boson_services.monitor.view import ClusterView
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
-from boson_shared.contract.messages import BalancerBacklog, NodeHeartbeat, TaskPlaced, TaskResult
+from boson_shared.contract.messages import (
+    BalancerBacklog,
+    NodeHeartbeat,
+    RecordQuery,
+    TaskEvent,
+    TaskPlaced,
+    TaskResult,
+)
 from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
     RK_ALL_RESULTS,
@@ -21,7 +31,9 @@ from boson_shared.contract.topology import (
     BindingSpec,
     Topology,
 )
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.record.location import default_database_url
+from boson_shared.record.store import RecordStore
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation
@@ -49,6 +61,23 @@ class MonitorService(Service):
             backlog_alert_threshold=settings.backlog_alert_threshold,
         )
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.record: RecordKeeper | None = None
+        self._last_sweep = 0.0
+        if settings.record:
+            url = settings.database_url
+            store = RecordStore.open(
+                url.get_secret_value() if url is not None else default_database_url(),
+                ttl_s=settings.result_ttl,
+                inline_max_bytes=settings.record_inline_max_bytes,
+            )
+            self.record = RecordKeeper(
+                store,
+                self.names,
+                batch_max_items=settings.record_batch_max_items,
+                referenced_max=settings.referenced_blobs_max,
+                clock=time.time,
+            )
+            self.record.on_outage = self.pause_record
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -60,24 +89,103 @@ class MonitorService(Service):
         )
         # Placements go to the work exchange; a copy to our queue counts them.
         placed = Topology(bindings=(BindingSpec(self.queue, self.names.work_exchange, RK_PLACED),))
-        return own + placed
+        if self.record is None:
+            return own + placed
+        return own + placed + self.names.record() + self.names.record_queries()
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        own = ConsumerSpec(
+            queue=self.queue,
+            accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
+            handler=self.handlers.handle,
+            prefetch=self.settings.prefetch,
+            items_in_turn=True,
+        )
+        if self.record is not None and self.record.ready:
+            return [own, *self.record_consumers(self.record)]
+        return [own]
+
+    async def on_start(self) -> None:
+        """Open the record before consuming; a database away now is retried later."""
+        if self.record is None:
+            return
+        try:
+            async with asyncio.timeout(self.monitor_settings.record_start_timeout_s):
+                await self.record.prepare()
+        except TimeoutError:
+            logger.warning("task record database slow to answer; retrying in the background")
+
+    @property
+    def record_loops(self) -> list[ConsumeLoop[Any]]:
+        queues = (self.names.record_queue, self.names.record_queries_queue)
+        return [loop for loop in self.loops if loop.spec.queue in queues]
+
+    def record_consumers(self, record: RecordKeeper) -> list[ConsumerSpec[Any]]:
+        """The record's consumers, started once its database answers."""
         return [
             ConsumerSpec(
-                queue=self.queue,
-                accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
-                handler=self.handlers.handle,
-                prefetch=self.settings.prefetch,
-                items_in_turn=True,
-            )
+                queue=self.names.record_queue,
+                accepts=(TaskEvent, TaskResult),
+                handler=record.on_event,
+                batch_handler=record.on_events,
+                prefetch=self.monitor_settings.record_prefetch,
+                # The monitor's own queue sees the same results (same ids):
+                # the store's event keys make repeats harmless instead.
+                dedup=False,
+            ),
+            ConsumerSpec(
+                queue=self.names.record_queries_queue,
+                accepts=(RecordQuery,),
+                handler=record.on_query,
+                prefetch=16,
+            ),
         ]
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
-        return [
+        loops: list[tuple[float, Periodic]] = [
             (self.monitor_settings.snapshot_interval_s, self.tick),
             (self.monitor_settings.queue_poll_interval_s, self.poll_queues),
         ]
+        if self.record is not None:
+            loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
+        return loops
+
+    async def keep_record(self) -> None:
+        """Start (or resume) the record once its database answers; run retention."""
+        record = self.record
+        if record is None or self.stopping:
+            return
+        if record.outage:
+            # Paused by a failed write: hand its deliveries back, then resume.
+            for loop in self.record_loops:
+                if loop.spec.queue == self.names.record_queue:
+                    await self.remove_consumer(loop)
+        running = {loop.spec.queue for loop in self.record_loops}
+        wanted = [s for s in self.record_consumers(record) if s.queue not in running]
+        if wanted:
+            if not await record.prepare():
+                return
+            for spec in wanted:
+                await self.add_consumer(spec)
+            logger.info("task record consuming")
+        now = time.monotonic()
+        if now - self._last_sweep >= self.monitor_settings.retention_interval_s:
+            self._last_sweep = now
+            emits = await record.sweep()
+            await self.publisher.publish_many([(e.route, e.message) for e in emits])
+
+    async def pause_record(self) -> None:
+        """Stop taking record events (the database is away); they wait in the queue.
+
+        Queries are still answered, with "unavailable"."""
+        for loop in self.record_loops:
+            if loop.spec.queue == self.names.record_queue:
+                await loop.stop()
+
+    async def on_stop(self) -> None:
+        if self.record is not None:
+            await self.record.commits.close()
+            await self.record.store.close()
 
     async def tick(self) -> None:
         emits = self.handlers.tick()
@@ -107,6 +215,13 @@ class MonitorService(Service):
     def health(self) -> dict[str, Any]:
         body = super().health()
         body["nodes_alive"] = len(self.handlers.view.alive_nodes())
+        if self.record is not None:
+            body["record"] = {
+                "consuming": bool(self.record_loops) and not self.record.outage,
+                "ingested": self.record.ingested,
+                "transactions": self.record.commits.flushes,
+                "expired": self.record.expired,
+            }
         return body
 
     def routes(self) -> dict[str, Callable[[], Response]]:

@@ -27,6 +27,26 @@ class MonitorSettings(BosonSettings):
     queue_poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
     subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
 
+    result_ttl: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    """Seconds a task's record (and the blobs only it refers to) is kept
+    after the task ends (``BOSON_RESULT_TTL``)."""
+    record_inline_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
+    """Outputs up to this size (msgpack) are kept in the record itself; larger
+    ones travel through the transfer store and are kept by reference."""
+    record_batch_max_items: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    """Events written to the record in one transaction at most."""
+    record_prefetch: Annotated[int, Field(ge=1, le=65_535)] = 64
+    """Unacknowledged envelopes of record events one monitor holds."""
+    record_start_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """How long a starting monitor waits for the record's database before it
+    starts without the record (and keeps trying in the background)."""
+    record_check_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often a monitor whose database is away checks it again."""
+    retention_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    referenced_blobs_max: Annotated[int, Field(ge=1, le=200_000)] = 100_000
+    """Digests one :class:`BlobsReferenced` lists at most; past it the list is
+    marked incomplete and the transfer service deletes nothing."""
+
     @property
     def down_after_s(self) -> float:
         return self.heartbeat_interval_s * self.missed_heartbeats

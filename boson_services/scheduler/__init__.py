@@ -1,4 +1,4 @@
-"""The scheduler: admission and placement (DESIGN §1, §3.1, §3.2).
+"""The scheduler: admission and placement (docs/design.md#demand, #placement).
 
 Estimates each submitted task's demand, places a batch of tasks in one call
 against the newest cluster snapshot plus its own optimistic reservations, and

@@ -28,18 +28,20 @@ class SchedulerService(Service):
             demand_model=demand_model_from_name(settings.demand_model),
             reservation_ttl_s=settings.reservation_ttl_s,
             ingress_max_age_s=settings.ingress_max_age_s,
+            record=settings.record,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
 
     def topology(self) -> Topology:
         expires_ms = int(self.scheduler_settings.subscriber_expires_s * 1000)
-        return (
+        topology = (
             self.names.submit()
             + self.names.placed()
             + self.names.subscriber(
                 self.name, self.settings.instance_id, [RK_SNAPSHOT, RK_ALL_RESULTS], expires_ms
             )
         )
+        return topology + self.names.record() if self.settings.record else topology
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [

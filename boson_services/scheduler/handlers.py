@@ -11,14 +11,17 @@ from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
     ResourceVector,
+    TaskEvent,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
     failed_result,
+    task_event,
 )
-from boson_shared.contract.topology import RK_PLACED, Names, rk_result
+from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.demand import DemandModel
 from boson_shared.scheduling.placement import NEVER, Placer
 from boson_shared.scheduling.reservations import ReservationBook
@@ -37,6 +40,7 @@ class SchedulerHandlers:
         demand_model: DemandModel,
         reservation_ttl_s: float,
         ingress_max_age_s: float,
+        record: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -44,6 +48,8 @@ class SchedulerHandlers:
         self.strategy = strategy
         self.demand_model = demand_model
         self.ingress_max_age_s = ingress_max_age_s
+        self.record = record
+        """Report submissions and placements to the task record."""
         self.wall_clock = wall_clock
         self.table = NodeTable()
         self.placer = Placer(self.table, strategy)
@@ -94,17 +100,23 @@ class SchedulerHandlers:
         now = self.wall_clock()
         admitted: list[TaskSubmitted] = []
         for task in tasks:
+            if self.record:
+                submitted = task_event(
+                    task, "submitted", "scheduler", message_id=f"{task.task_id}.sub"
+                )
+                emits.append(self._record_emit(submitted))
             age = now - task.submitted_at
             if age > self.ingress_max_age_s:
                 emits.append(
-                    self._result_emit(
+                    result_emit(
+                        self.names,
                         failed_result(
                             task,
                             "SubmissionTooOld",
                             f"submitted {age:.0f}s ago, past the ingress limit of "
                             f"{self.ingress_max_age_s:.0f}s",
                             attempts=0,
-                        )
+                        ),
                     )
                 )
             else:
@@ -126,7 +138,7 @@ class SchedulerHandlers:
             index = int(batch.indices[k])
             demand = demands[k]
             if index == NEVER and len(self.table) > 0:
-                emits.append(self._result_emit(self._never(task, demand)))
+                emits.append(result_emit(self.names, self._never(task, demand)))
                 continue
             node_id = batch.node_ids[k]
             if node_id is not None:
@@ -140,8 +152,23 @@ class SchedulerHandlers:
                 strategy=self.strategy,
                 explanation=explanations[k],
             )
-            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED), placed))
+            emits.append(Emit(Route(self.names.work_exchange, RK_PLACED, mandatory=True), placed))
+            if self.record:
+                event = task_event(
+                    task,
+                    "placed" if node_id is not None else "pending",
+                    "scheduler",
+                    message_id=f"{placed.message_id}.ev",
+                    at=placed.placed_at,
+                    node_id=node_id,
+                    strategy=self.strategy,
+                    demand=demand,
+                )
+                emits.append(self._record_emit(event))
         return emits
+
+    def _record_emit(self, event: TaskEvent) -> Emit:
+        return Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)
 
     def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:
         largest = self.table.max_capacity().tolist()
@@ -160,10 +187,7 @@ class SchedulerHandlers:
     ) -> Sequence[Emit]:
         """A submission the scheduler could not handle: the client learns it failed."""
         result = failed_result(task, type(error).__name__, str(error), attempts=attempts)
-        return [self._result_emit(result)]
-
-    def _result_emit(self, result: TaskResult) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_result(result.reply_to)), result)
+        return [result_emit(self.names, result)]
 
 
 __all__ = ["SchedulerHandlers", "failed_result"]

@@ -14,8 +14,7 @@ class SchedulerSettings(BosonSettings):
     strategy: Strategy = DEFAULT_STRATEGY
     """``binpack-fgd``: binpack that does not strand the bottleneck resource.
     ``binpack`` places far faster on very large clusters and strands far more
-    (see ``DEFAULT_STRATEGY`` in ``boson_shared/scheduling/scores.py`` and
-    benchmarks/trace_quality.py)."""
+    (``docs/scheduling.md``)."""
     demand_model: str = "linear"
     """``linear``, ``online`` or ``package.module:factory``."""
     reservation_ttl_s: Annotated[float, Field(gt=0)] = 10.0

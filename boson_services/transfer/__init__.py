@@ -1,1 +1,1 @@
-"""The transfer service: the data plane's chunk store (DESIGN §1 "transfer")."""
+"""The transfer service: the data plane's chunk store (docs/design.md#transfer)."""

@@ -1,8 +1,9 @@
-"""Wiring of the transfer service: its two queues, the blob store, garbage collection."""
+"""Wiring of the transfer service: its queues, the blob store, garbage collection, retention."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,12 +13,14 @@ from boson_services.transfer.settings import TransferSettings
 from boson_services.transfer.store import BlobStore
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
-from boson_shared.contract.messages import CheckData, DataChunk, FetchData
-from boson_shared.contract.topology import Topology
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.contract.messages import BlobsReferenced, CheckData, DataChunk, FetchData
+from boson_shared.contract.topology import RK_BLOBS_REFERENCED, Topology
+from boson_shared.runtime.consumer import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.transfer.chunks import ChunkCoder
 from boson_shared.transfer.sender import ChunkSender
+
+logger = logging.getLogger(__name__)
 
 _DECODE_IN_THREAD_ABOVE = 64 * 1024
 
@@ -47,8 +50,14 @@ class TransferService(Service):
             max_chunk_bytes=settings.max_chunk_bytes,
         )
 
+        self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.blobs_deleted = 0
+
     def topology(self) -> Topology:
-        return self.names.transfer()
+        expires_ms = int(self.transfer_settings.subscriber_expires_s * 1000)
+        return self.names.transfer() + self.names.subscriber(
+            self.name, self.settings.instance_id, [RK_BLOBS_REFERENCED], expires_ms
+        )
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         settings = self.transfer_settings
@@ -68,7 +77,27 @@ class TransferService(Service):
                 handler=self.handlers.on_request,
                 prefetch=settings.request_prefetch,
             ),
+            ConsumerSpec(
+                queue=self.events_queue,
+                accepts=(BlobsReferenced,),
+                handler=self.on_blobs_referenced,
+                prefetch=1,
+            ),
         ]
+
+    async def on_blobs_referenced(self, message: BlobsReferenced) -> Sequence[Emit]:
+        """Retention: delete the blobs no unexpired task record refers to."""
+        if not message.complete:
+            logger.info("blob list cut short by the record: nothing deleted this round")
+            return []
+        older_than = message.as_of - self.transfer_settings.blob_grace_s
+        removed = await asyncio.to_thread(
+            self.store.delete_unreferenced, frozenset(message.digests), older_than
+        )
+        self.blobs_deleted += removed
+        if removed:
+            logger.info("deleted %d blobs no task record refers to", removed)
+        return []
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
         return [(self.transfer_settings.gc_interval_s, self.collect_garbage)]
@@ -92,6 +121,7 @@ class TransferService(Service):
             duplicates=stats.duplicates,
             digest_mismatches=stats.digest_mismatches,
             fetches=stats.fetches,
+            blobs_deleted=self.blobs_deleted,
         )
         return body
 

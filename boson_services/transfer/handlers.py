@@ -183,10 +183,10 @@ class TransferHandlers:
         stored = DataStored(
             upload_id=upload_id, digest=digest, size=size, already_present=already_present
         )
-        return Emit(Route(self.names.events_exchange, rk_data_stored(reply_to)), stored)
+        return Emit(Route.reply(self.names, rk_data_stored(reply_to)), stored)
 
     def _reply(self, reply_to: str, status: DataStatus) -> Emit:
-        return Emit(Route(self.names.events_exchange, rk_data_reply(reply_to)), status)
+        return Emit(Route.reply(self.names, rk_data_reply(reply_to)), status)
 
     # -- requests ----------------------------------------------------------
 

@@ -5,9 +5,8 @@ the frame body, the decrypted payload, the decompressed bytes. glibc's malloc
 gives the free top of a heap back to the kernel once more than its trim
 threshold is free — by default about twice the largest block freed lately,
 ~2 MiB here — so the next buffers fault their pages in again and the kernel
-zeroes every one of them. On the chunk path alone (decode, decompress, write,
-hash; 50 MiB off the broker, 6 threads) that was 160–175 ms of CPU for random
-data and 165–210 ms for CSV; with freed memory kept, 85–130 ms and 110–155 ms.
+zeroes every one of them, which costs the chunk path (decode, decompress,
+write, hash) a large share of its CPU (``docs/performance.md#transfer``).
 
 ``mallopt(M_TRIM_THRESHOLD, n)`` keeps up to ``n`` free bytes at a heap's top;
 ``mallopt(M_MMAP_THRESHOLD, 32 MiB)`` serves chunk-sized blocks from the heaps

@@ -22,6 +22,10 @@ class TransferSettings(BosonSettings):
     staging_ttl_s: Annotated[float, Field(gt=0)] = 3600.0
     """A partial upload untouched this long is garbage-collected."""
     gc_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    blob_grace_s: Annotated[float, Field(ge=0)] = 3600.0
+    """A stored blob no unexpired task record refers to is deleted once it is
+    this old (the monitor's :class:`BlobsReferenced` says which are referred to)."""
+    subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
     chunk_prefetch: Annotated[int, Field(ge=1, le=1024)] = 32
     """Chunks held unacked at once (each up to a chunk of memory)."""
     request_prefetch: Annotated[int, Field(ge=1, le=1024)] = 16

@@ -66,8 +66,8 @@ def _writeback_starter() -> WritebackStarter | None:
 
     It starts writing a range back and returns without waiting. Its outcome is
     ignored: the fsync before a blob is announced is what makes it durable;
-    this only gives that fsync less left to do (50 MiB written at stream pace:
-    the final fsync took ~20 ms, ~3 ms with each MiB started as it landed).
+    this only gives that fsync less left to do, so announcing a blob does not
+    wait for all of it to reach the disk at once.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -594,6 +594,27 @@ class BlobStore:
                 continue
             if age > max_age_s:
                 shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def delete_unreferenced(self, referenced: frozenset[str], older_than: float) -> int:
+        """Delete stored blobs not in ``referenced`` and last written before
+        ``older_than`` (epoch seconds); how many went.
+
+        The task record says which blobs its unexpired tasks refer to; the
+        age bound spares a blob uploaded for a task the record has not seen yet.
+        """
+        removed = 0
+        for shard in self.blobs.iterdir() if self.blobs.is_dir() else ():
+            for path in shard.iterdir() if shard.is_dir() else ():
+                if path.name in referenced:
+                    continue
+                try:
+                    if path.stat().st_mtime >= older_than:
+                        continue
+                    path.unlink()
+                except OSError:
+                    continue  # gone already, or another replica has it open
                 removed += 1
         return removed
 

@@ -106,7 +106,7 @@ class Transport(Protocol):
         """Publish one persistent message and wait for the broker's confirm.
 
         With ``mandatory`` a message that routes to no queue raises
-        :class:`~boson_shared.errors.PublishNotConfirmedError` instead of being
+        :class:`~boson_shared.errors.UnroutableError` instead of being
         dropped: use it for work, where an unroutable message is a lost task.
         """
         ...
@@ -117,6 +117,10 @@ class Transport(Protocol):
 
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (not counting unacked deliveries)."""
+        ...
+
+    async def queue_consumers(self, queue: str) -> int:
+        """Consumers attached to ``queue`` (0 when it does not exist)."""
         ...
 
     async def delete_queue(self, queue: str) -> None: ...

@@ -20,7 +20,7 @@ seconds and restores the consumer channels (qos, queue, consumer).
 Publishing is not ``mandatory`` unless asked: a message that routes nowhere
 is confirmed and dropped, as AMQP does for events nobody listens to. Work
 routes, where an unroutable message is a lost task, pass ``mandatory=True``
-and get :class:`~boson_shared.errors.PublishNotConfirmedError` instead.
+and get :class:`~boson_shared.errors.UnroutableError` instead.
 
 The URL's password never reaches a log line or an error: see :func:`mask_url`.
 
@@ -34,9 +34,11 @@ is trusted. Only an explicit ``?no_verify_ssl=1`` turns verification off
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -50,7 +52,12 @@ from boson_shared.bus.abc import DeliveryHandler, Headers
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
 from boson_shared.bus.coalescing import CoalescingTransportFactory
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
-from boson_shared.errors import BrokerUnavailableError, ConfigError, PublishNotConfirmedError
+from boson_shared.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    PublishNotConfirmedError,
+    UnroutableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,29 @@ _BROKER_ERRORS = (
     ConnectionError,
     OSError,
 )
+
+
+class _ConnectFailures(logging.Filter):
+    """Drops aiormq's own ERROR line for a failed connect while Boson reports it."""
+
+    active = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.active == 0 or record.levelno < logging.ERROR
+
+
+_CONNECT_FAILURES = _ConnectFailures()
+logging.getLogger("aiormq.connection").addFilter(_CONNECT_FAILURES)
+
+
+@contextlib.contextmanager
+def _quiet_connect_errors() -> Iterator[None]:
+    """While connecting: the failure becomes one typed error, not two log lines."""
+    _CONNECT_FAILURES.active += 1
+    try:
+        yield
+    finally:
+        _CONNECT_FAILURES.active -= 1
 
 
 def mask_url(url: str) -> str:
@@ -161,10 +191,24 @@ class AmqpTransport:
         # one is not among the URL parameters it parses, so it is set here.
         connection.kwargs["transport_factory"] = self.transport_factory
         try:
-            async with asyncio.timeout(self._op_timeout):
-                await connection.connect(timeout=self._op_timeout)
-                publisher = connection.channel(publisher_confirms=True, on_return_raises=True)
-                await publisher.initialize(timeout=self._op_timeout)
+            with _quiet_connect_errors():
+                async with asyncio.timeout(self._op_timeout):
+                    await connection.connect(timeout=self._op_timeout)
+                    publisher = connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await publisher.initialize(timeout=self._op_timeout)
+        except aiormq.exceptions.InvalidFrameError as e:
+            await connection.close()
+            if "Connection.Close" not in str(e):
+                raise BrokerUnavailableError(
+                    f"cannot connect to {self._masked}: {self._scrub(e)}"
+                ) from None
+            # RabbitMQ answers a vhost that does not exist, or that the user
+            # may not use, by closing the connection it was opening.
+            vhost = URL(self._url).path[1:] or "/"
+            raise ConfigError(
+                f"the broker at {self._masked} refused to open vhost {vhost!r}: "
+                "it does not exist or this user may not use it"
+            ) from None
         except (
             aiormq.exceptions.ProbableAuthenticationError,
             aiormq.exceptions.AuthenticationError,
@@ -253,16 +297,23 @@ class AmqpTransport:
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue`` (passive declare); 0 when it does not exist."""
+        return (await self._queue_counts(queue))[0]
+
+    async def queue_consumers(self, queue: str) -> int:
+        """Consumers of ``queue`` (passive declare); 0 when it does not exist."""
+        return (await self._queue_counts(queue))[1]
+
+    async def _queue_counts(self, queue: str) -> tuple[int, int]:
         state = self._require()
         try:
             async with asyncio.timeout(self._op_timeout):
                 channel = await self._admin(state)
                 ok = await channel.queue_declare(queue=queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
-            return 0
+            return 0, 0
         except (*_BROKER_ERRORS, TimeoutError) as e:
-            raise BrokerUnavailableError(f"queue depth failed: {self._scrub(e)}") from e
-        return int(ok.message_count or 0)
+            raise BrokerUnavailableError(f"queue lookup failed: {self._scrub(e)}") from e
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` and its messages (a no-op when it does not exist).
@@ -337,7 +388,7 @@ class AmqpTransport:
                 f"no confirm within {self._confirm_timeout}s for {where}"
             ) from e
         except aiormq.exceptions.PublishError as e:
-            raise PublishNotConfirmedError(f"unroutable: nothing bound for {where}") from e
+            raise UnroutableError(f"unroutable: nothing bound for {where}") from e
         except aiormq.exceptions.DeliveryError as e:
             raise PublishNotConfirmedError(f"broker nacked the publish to {where}") from e
         except aiormq.exceptions.ChannelNotFoundEntity as e:

@@ -4,8 +4,8 @@ aiormq writes every frame it sends with its own ``StreamWriter.write``, and
 asyncio turns each into a ``send`` system call at once. A service under load
 acks dozens of deliveries and publishes several envelopes in one turn of the
 event loop: dozens of sends, each of which on loopback also runs the
-broker's side of TCP in our process. Profiles of the pipeline put a third of
-the scheduler's and balancer's time in those sends.
+broker's side of TCP in our process: under load those sends were a large
+part of the scheduler's and balancer's time (``docs/performance.md``).
 
 :class:`CoalescingWriter` holds what is written during one turn and hands it
 to the socket in one write, from a callback the loop runs at the end of the

@@ -230,6 +230,11 @@ class MemoryTransport:
         """Ready messages in ``queue``; 0 when it does not exist."""
         return self._require().depth(queue)
 
+    async def queue_consumers(self, queue: str) -> int:
+        """Consumers of ``queue``; 0 when it does not exist."""
+        found = self._require().queue(queue)
+        return 0 if found is None else len(found.consumers)
+
     async def delete_queue(self, queue: str) -> None:
         self._require().delete_queue(queue)
 

@@ -27,7 +27,7 @@ from typing import Any
 from boson_shared.bus.abc import HeaderValue
 from boson_shared.bus.topic import TopicPattern
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, BindingSpec, ExchangeSpec, QueueSpec
-from boson_shared.errors import ConfigError, PublishNotConfirmedError
+from boson_shared.errors import ConfigError, PublishNotConfirmedError, UnroutableError
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class MemoryBroker:
         queues = self.route(exchange, routing_key)
         if not queues:
             if mandatory:
-                raise PublishNotConfirmedError(
+                raise UnroutableError(
                     f"unroutable: no queue bound to {exchange!r} for {routing_key!r}"
                 )
             log.debug("dropped unroutable message on %r with key %r", exchange, routing_key)

@@ -384,7 +384,11 @@ class EnvelopeCodec:
                 max_bin_len=self._max,
                 max_array_len=self._max,
                 max_map_len=self._max,
-                max_ext_len=self._max,
+                # No extension type has a place in the payload. msgpack decodes
+                # type -1 (timestamp) itself, without calling ext_hook, but it
+                # checks every extension's length against this bound first:
+                # 0 refuses them all, at no cost to payloads without any.
+                max_ext_len=0,
             )
         except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as e:
             raise MalformedPayloadError(f"the {kind} payload is not valid msgpack") from e

@@ -36,6 +36,11 @@ KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _URLSAFE_TO_STD = str.maketrans("-_", "+/")
 
 
+def _padded(text: str) -> str:
+    """Base64 text with its ``=`` padding restored: keys are accepted with or without it."""
+    return text + "=" * (-len(text) % 4) if not text.endswith("=") else text
+
+
 def _is_key_id(text: str) -> bool:
     return KEY_ID_PATTERN.fullmatch(text) is not None
 
@@ -98,7 +103,9 @@ class Keyring:
             if key_id in keys:
                 raise ConfigError(f"{where}: key id {key_id!r} is listed twice")
             try:
-                key = base64.b64decode(encoded.strip().translate(_URLSAFE_TO_STD), validate=True)
+                key = base64.b64decode(
+                    _padded(encoded.strip().translate(_URLSAFE_TO_STD)), validate=True
+                )
             except (binascii.Error, ValueError) as e:
                 # binascii's message describes lengths and positions, never the text.
                 raise ConfigError(f"{where}: key {key_id!r} is not valid base64") from e
@@ -115,7 +122,7 @@ class Keyring:
         """The ring configured by ``BOSON_KEYS`` and ``BOSON_ACTIVE_KEY_ID``.
 
         Raises :class:`ConfigError` when no key is configured: against a real
-        broker a service must not invent one (DESIGN §6).
+        broker a service must not invent one (docs/design.md#keys).
         """
         if settings.keys is None or not settings.keys.get_secret_value().strip():
             raise ConfigError(

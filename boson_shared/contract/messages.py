@@ -32,8 +32,12 @@ Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """Lower-case hex SHA-256."""
 
 NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Fraction: TypeAlias = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Timestamp: TypeAlias = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction: TypeAlias = Annotated[
+    float, Field(ge=0, le=1, allow_inf_nan=False, description="A share of the whole, 0 to 1.")
+]
+Timestamp: TypeAlias = Annotated[
+    float, Field(ge=0, allow_inf_nan=False, description="Seconds since the Unix epoch (UTC).")
+]
 Count: TypeAlias = Annotated[int, Field(ge=0, le=2**53)]
 
 
@@ -56,7 +60,7 @@ class Message(Model):
     """A top-level message: it has a ``kind`` and a ``message_id``.
 
     The message id makes processing idempotent: a consumer that has handled an
-    id acknowledges and drops a repeat (DESIGN §2).
+    id acknowledges and drops a repeat (docs/design.md#delivery).
     """
 
     kind: str
@@ -70,9 +74,9 @@ class Message(Model):
 class ResourceVector(Model):
     """Resource amounts in demand units, one per dimension."""
 
-    cpu: NonNegative = 0.0
-    memory: NonNegative = 0.0
-    gpu: NonNegative = 0.0
+    cpu: NonNegative = Field(default=0.0, description="Demand units.")
+    memory: NonNegative = Field(default=0.0, description="Demand units.")
+    gpu: NonNegative = Field(default=0.0, description="Demand units.")
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.cpu, self.memory, self.gpu)
@@ -90,24 +94,39 @@ class DataRef(Model):
     """A content-addressed blob held by the transfer service."""
 
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
 
 
 class TaskSubmitted(Message):
     """A user's task, as the client publishes it (and as it travels on)."""
 
     kind: Literal["task.submitted"] = "task.submitted"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no retry_errors
     task_id: Identifier
     handler: HandlerName
     params: dict[str, Any] = Field(default_factory=dict)
     data: bytes | None = None
     data_ref: DataRef | None = None
-    complexity: NonNegative = 0.0
-    data_size: NonNegative = 0.0
+    complexity: NonNegative = Field(
+        default=0.0, description="Demand units the task's work costs, before its data."
+    )
+    data_size: NonNegative = Field(
+        default=0.0, description="Size of the task's input in KiB (1024 bytes)."
+    )
     requests: ResourceRequest | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = 300.0
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600, allow_inf_nan=False)] = Field(
+        default=300.0, description="Seconds the handler may run before the attempt fails."
+    )
     max_retries: Annotated[int, Field(ge=0, le=25)] = 3
-    reply_to: Identifier
+    """Retries of what retrying can fix: a node that died, a timeout, a transient
+    error, a handler that raised :class:`~boson_shared.handlers.Retry`."""
+    retry_errors: bool = False
+    """Retry a handler's own exceptions too (the user asked for retries);
+    otherwise one fails the task at once."""
+    reply_to: Identifier = Field(
+        description="Client id: the result is published with routing key result.<reply_to>."
+    )
     submitted_at: Timestamp = Field(default_factory=now)
     explain: bool = False
 
@@ -140,6 +159,8 @@ class TaskPlaced(Message):
     """The scheduler's decision: a node, or ``node_id=None`` for pending."""
 
     kind: Literal["task.placed"] = "task.placed"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier | None
@@ -152,6 +173,8 @@ class TaskAssigned(Message):
     """The balancer hands a task to one node's queue."""
 
     kind: Literal["task.assigned"] = "task.assigned"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier
@@ -162,9 +185,9 @@ class TaskAssigned(Message):
 class TaskUsage(Model):
     """What a task really used, for the online demand model."""
 
-    wall_s: NonNegative
-    cpu_s: NonNegative
-    peak_memory_bytes: Count
+    wall_s: NonNegative = Field(description="Wall-clock seconds the handler ran.")
+    cpu_s: NonNegative = Field(description="CPU seconds the handler used.")
+    peak_memory_bytes: Count = Field(description="Peak resident memory in bytes.")
 
 
 class TaskFailure(Model):
@@ -200,6 +223,20 @@ class TaskResult(Message):
         if (self.status == "failed") != (self.error is not None):
             raise ValueError("a failed result carries an error, a succeeded one does not")
         return self
+
+
+class TaskRetrying(Message):
+    """An attempt of a task failed and it will run again: news for its submitter."""
+
+    kind: Literal["task.retrying"] = "task.retrying"
+    task_id: Identifier
+    handler: HandlerName
+    attempt: Annotated[int, Field(ge=1)]
+    """The attempt that failed (1 = the first run)."""
+    error: TaskFailure
+    retry_in_s: NonNegative
+    node_id: Identifier | None = None
+    reply_to: Identifier
 
 
 def failed_result(
@@ -321,8 +358,8 @@ class DataChunk(Message):
     digest: Digest | None = None
     index: Count
     total_chunks: Annotated[int, Field(ge=1, le=2**32)]
-    total_size: Count
-    offset: Count
+    total_size: Count = Field(description="The whole blob's size in bytes.")
+    offset: Count = Field(description="Where this chunk starts in the blob, in bytes.")
     data: bytes
     reply_to: Identifier | None = None
     encoding: Literal["identity", "zstd"] = "identity"
@@ -384,7 +421,9 @@ class FetchData(Message):
     request_id: Identifier
     digest: Digest
     reply_to: Identifier
-    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    chunk_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        default=1024 * 1024, description="Bytes per chunk of the reply."
+    )
 
 
 class DataStored(Message):
@@ -393,9 +432,177 @@ class DataStored(Message):
     kind: Literal["data.stored"] = "data.stored"
     upload_id: Identifier
     digest: Digest
-    size: Count
+    size: Count = Field(description="The blob's size in bytes.")
     already_present: bool = False
     stored_at: Timestamp = Field(default_factory=now)
+
+
+TaskStage: TypeAlias = Literal["submitted", "pending", "placed", "assigned", "started"]
+"""The steps of a task's life before its outcome, in the order they happen."""
+
+TaskState: TypeAlias = Literal[
+    "submitted", "pending", "placed", "assigned", "started", "succeeded", "failed"
+]
+"""What the task record says of a task: its latest step, or its outcome."""
+
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
+
+
+class TaskEvent(Message):
+    """One step of a task's life, for the task record: never the task's data.
+
+    The scheduler reports ``submitted`` and ``placed`` (``pending`` when no
+    node fits yet), the balancer ``assigned``, the executor ``started``; the
+    outcome is the :class:`TaskResult` itself. Each service fills in only what
+    it knows; every event carries the task's submission time, so a record row
+    sorts right whichever event reaches the monitor first.
+    """
+
+    kind: Literal["task.event"] = "task.event"
+    task_id: Identifier
+    stage: TaskStage
+    source: Identifier
+    """The service that saw the step happen."""
+    at: Timestamp = Field(default_factory=now)
+    submitted_at: Timestamp
+    handler: HandlerName | None = None
+    submitter: Identifier | None = None
+    complexity: NonNegative | None = None
+    data_size: NonNegative | None = None
+    input_bytes: Count | None = None
+    """Size of the task's data (inline or by reference), not the data itself."""
+    input_ref: Digest | None = None
+    requests: ResourceRequest | None = None
+    timeout_s: NonNegative | None = None
+    max_retries: Count | None = None
+    node_id: Identifier | None = None
+    strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
+    demand: ResourceVector | None = None
+    dispatch: Count | None = None
+    attempt: Count | None = None
+
+
+def task_event(
+    task: TaskSubmitted, stage: TaskStage, source: str, *, message_id: str, **fields: Any
+) -> TaskEvent:
+    """The record event of ``task`` reaching ``stage``; ``submitted`` carries its inputs."""
+    if stage == "submitted":
+        fields.setdefault("at", task.submitted_at)
+        fields.update(
+            handler=task.handler,
+            submitter=task.reply_to,
+            complexity=task.complexity,
+            data_size=task.data_size,
+            input_bytes=(
+                len(task.data)
+                if task.data is not None
+                else (task.data_ref.size if task.data_ref is not None else 0)
+            ),
+            input_ref=task.data_ref.digest if task.data_ref is not None else None,
+            requests=task.requests,
+            timeout_s=task.timeout_s,
+            max_retries=task.max_retries,
+        )
+    return TaskEvent(
+        message_id=message_id,
+        task_id=task.task_id,
+        stage=stage,
+        source=source,
+        submitted_at=task.submitted_at,
+        **fields,
+    )
+
+
+class TimelineEntry(Model):
+    """One step in a task's recorded history."""
+
+    stage: TaskState
+    at: Timestamp
+    node_id: Identifier | None = None
+    source: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class TaskRecord(Model):
+    """What the record holds of one task (``Client.get``, ``boson task``)."""
+
+    task_id: Identifier
+    state: TaskState
+    handler: HandlerName | None = None
+    tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
+    submitter: Identifier | None = None
+    complexity: NonNegative | None = None
+    data_size: NonNegative | None = None
+    input_bytes: Count | None = None
+    input_ref: Digest | None = None
+    node_id: Identifier | None = None
+    strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
+    demand: ResourceVector | None = None
+    attempts: Count = 0
+    dispatches: Count = 0
+    error: TaskFailure | None = None
+    usage: TaskUsage | None = None
+    output: Any = None
+    output_ref: DataRef | None = None
+    output_omitted: bool = False
+    """The output was larger than the record keeps inline and had no reference."""
+    submitted_at: Timestamp
+    placed_at: Timestamp | None = None
+    assigned_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+
+
+RECORD_QUERY_MAX_LIMIT = 1000
+
+
+class RecordQuery(Message):
+    """Ask the monitors' task record: one task by id, or a filtered page of tasks.
+
+    Answered with a :class:`RecordReply` on ``events/record.reply.<reply_to>``.
+    """
+
+    kind: Literal["record.query"] = "record.query"
+    reply_to: Identifier
+    task_id: Identifier | None = None
+    state: TaskState | None = None
+    handler: HandlerName | None = None
+    node_id: Identifier | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    limit: Annotated[int, Field(ge=1, le=RECORD_QUERY_MAX_LIMIT)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    """Where the previous page ended (its reply's ``next_cursor``)."""
+
+
+RecordErrorCode: TypeAlias = Literal["not-found", "bad-query", "unavailable"]
+
+
+class RecordReply(Message):
+    """The record's answer to a :class:`RecordQuery`: records, or why not."""
+
+    kind: Literal["record.reply"] = "record.reply"
+    query_id: Identifier
+    records: tuple[TaskRecord, ...] = ()
+    next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    error: RecordErrorCode | None = None
+    detail: Annotated[str, StringConstraints(max_length=4000)] = ""
+
+
+class BlobsReferenced(Message):
+    """The blobs the unexpired task records still refer to, as of ``as_of``.
+
+    The monitor publishes it after each retention sweep; the transfer service
+    deletes the blobs it holds that are in no such list and are older than
+    its grace period. ``complete`` is false when the list was cut short: then
+    nothing may be deleted on its strength.
+    """
+
+    kind: Literal["blobs.referenced"] = "blobs.referenced"
+    as_of: Timestamp
+    digests: tuple[Digest, ...]
+    complete: bool = True
 
 
 AnyMessage: TypeAlias = Annotated[
@@ -403,6 +610,7 @@ AnyMessage: TypeAlias = Annotated[
     | TaskPlaced
     | TaskAssigned
     | TaskResult
+    | TaskRetrying
     | NodeHeartbeat
     | ClusterSnapshot
     | Alert
@@ -411,7 +619,11 @@ AnyMessage: TypeAlias = Annotated[
     | CheckData
     | DataStatus
     | FetchData
-    | DataStored,
+    | DataStored
+    | TaskEvent
+    | RecordQuery
+    | RecordReply
+    | BlobsReferenced,
     Field(discriminator="kind"),
 ]
 
@@ -422,6 +634,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TaskPlaced,
         TaskAssigned,
         TaskResult,
+        TaskRetrying,
         NodeHeartbeat,
         ClusterSnapshot,
         Alert,
@@ -431,6 +644,10 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         DataStatus,
         FetchData,
         DataStored,
+        TaskEvent,
+        RecordQuery,
+        RecordReply,
+        BlobsReferenced,
     )
 }
 """Every message kind this build knows, mapped to its model."""
@@ -445,11 +662,14 @@ def kind_of(model: type[Message]) -> str:
 
 __all__ = [
     "MESSAGE_TYPES",
+    "RECORD_QUERY_MAX_LIMIT",
     "SCHEMA_VERSION",
+    "TERMINAL_STATES",
     "Alert",
     "AlertReason",
     "AnyMessage",
     "BalancerBacklog",
+    "BlobsReferenced",
     "CheckData",
     "ClusterSnapshot",
     "Count",
@@ -469,15 +689,25 @@ __all__ = [
     "NodeState",
     "NonNegative",
     "PlacementExplanation",
+    "RecordErrorCode",
+    "RecordQuery",
+    "RecordReply",
     "ResourceRequest",
     "ResourceVector",
+    "TaskEvent",
     "TaskFailure",
     "TaskPlaced",
+    "TaskRecord",
     "TaskResult",
+    "TaskRetrying",
+    "TaskStage",
+    "TaskState",
     "TaskSubmitted",
     "TaskUsage",
+    "TimelineEntry",
     "failed_result",
     "kind_of",
     "new_id",
     "now",
+    "task_event",
 ]

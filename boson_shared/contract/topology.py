@@ -4,7 +4,7 @@ Every name carries the namespace (``BOSON_NAMESPACE``), so tests and tenants
 never collide. Both transports declare exactly what this module describes;
 ``deploy/rabbitmq/definitions.json`` mirrors it for the default namespace.
 
-Layout (DESIGN §1):
+Layout (docs/design.md#topology):
 
 * ``<ns>.work`` (topic) carries commands to competing consumers:
   ``task.submit`` → ``<ns>.tasks.submit`` (schedulers),
@@ -39,6 +39,8 @@ RK_PARKED = "task.parked"
 """Work the balancer re-publishes to itself (only the placed queue binds it)."""
 RK_DATA_CHUNK = "data.chunk"
 RK_DATA_REQUEST = "data.request"
+RK_RECORD_QUERY = "record.query"
+"""Questions to the task record (the monitors' record-queries queue)."""
 
 # Routing keys on the events exchange.
 RK_SNAPSHOT = "snapshot"
@@ -47,6 +49,9 @@ RK_ALL_HEARTBEATS = "heartbeat.#"
 RK_ALL_RESULTS = "result.#"
 RK_ALL_ALERTS = "alert.#"
 RK_ALL_DATA_STORED = "data.stored.#"
+RK_RECORD_EVENT = "record.event"
+"""Task lifecycle events; the record queue binds them and every result."""
+RK_BLOBS_REFERENCED = "blobs.referenced"
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -54,6 +59,17 @@ HEADER_REASON = "x-boson-reason"
 HEADER_ERROR = "x-boson-error"
 HEADER_SOURCE_QUEUE = "x-boson-source-queue"
 HEADER_KIND = "x-boson-kind"
+
+# Dead-letter reasons the runtime writes into HEADER_REASON, besides the
+# decode errors' own tokens (``DecodeError.reason``).
+REASON_UNEXPECTED_KIND = "unexpected-kind"
+"""The envelope decoded, but its kind is not one the queue takes."""
+REASON_PERMANENT_ERROR = "permanent-error"
+"""The handler failed in a way a retry cannot fix."""
+REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+"""The handler failed on every attempt the retry policy allows."""
+REASON_UNROUTABLE = "unroutable"
+"""A reply routed to no queue (its client's queue is gone) and was parked."""
 
 
 def rk_node(node_id: str) -> str:
@@ -68,12 +84,21 @@ def rk_result(client_id: str) -> str:
     return f"result.{client_id}"
 
 
+def rk_retrying(client_id: str) -> str:
+    """News of a client's task going round again (only that client's queue binds it)."""
+    return f"retrying.{client_id}"
+
+
 def rk_alert(reason: str) -> str:
     return f"alert.{reason}"
 
 
 def rk_data_reply(client_id: str) -> str:
     return f"data.reply.{client_id}"
+
+
+def rk_record_reply(client_id: str) -> str:
+    return f"record.reply.{client_id}"
 
 
 def rk_data_stored(client_id: str) -> str:
@@ -219,6 +244,15 @@ class Names:
     def data_requests_queue(self) -> str:
         return f"{self.namespace}.transfer.requests"
 
+    @property
+    def record_queue(self) -> str:
+        """Lifecycle events and results for the task record (competing monitors)."""
+        return f"{self.namespace}.record.events"
+
+    @property
+    def record_queries_queue(self) -> str:
+        return f"{self.namespace}.record.queries"
+
     def node_queue(self, node_id: str) -> str:
         return f"{self.namespace}.node.{node_id}"
 
@@ -298,7 +332,12 @@ class Names:
         """A client's own durable reply queue, removed when long unused."""
         return self.work_queue(
             self.client_queue(client_id),
-            [rk_result(client_id), rk_data_reply(client_id), rk_data_stored(client_id)],
+            [
+                rk_result(client_id),
+                rk_retrying(client_id),
+                rk_data_reply(client_id),
+                rk_data_stored(client_id),
+            ],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
             queue_type="classic",
@@ -327,9 +366,32 @@ class Names:
             self.data_requests_queue, [RK_DATA_REQUEST]
         )
 
+    def record(self) -> Topology:
+        """The task record's one durable queue: every lifecycle event and result.
+
+        Declared by every service that publishes events, so none is lost
+        while no monitor runs: they wait here until one consumes them.
+        """
+        return self.work_queue(
+            self.record_queue,
+            [RK_RECORD_EVENT, RK_ALL_RESULTS],
+            exchange=self.events_exchange,
+            queue_type="quorum",
+        )
+
+    def record_queries(self) -> Topology:
+        return self.work_queue(self.record_queries_queue, [RK_RECORD_QUERY])
+
     def shared_queues(self) -> Topology:
         """Everything not tied to one node, client or instance (definitions.json)."""
-        return self.base() + self.submit() + self.placed() + self.transfer()
+        return (
+            self.base()
+            + self.submit()
+            + self.placed()
+            + self.transfer()
+            + self.record()
+            + self.record_queries()
+        )
 
 
 __all__ = [
@@ -339,15 +401,22 @@ __all__ = [
     "HEADER_KIND",
     "HEADER_REASON",
     "HEADER_SOURCE_QUEUE",
+    "REASON_PERMANENT_ERROR",
+    "REASON_RETRIES_EXHAUSTED",
+    "REASON_UNEXPECTED_KIND",
+    "REASON_UNROUTABLE",
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",
     "RK_ALL_RESULTS",
     "RK_BACKLOG",
+    "RK_BLOBS_REFERENCED",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
     "RK_PARKED",
     "RK_PLACED",
+    "RK_RECORD_EVENT",
+    "RK_RECORD_QUERY",
     "RK_SNAPSHOT",
     "RK_SUBMIT",
     "BindingSpec",
@@ -363,5 +432,7 @@ __all__ = [
     "rk_data_stored",
     "rk_heartbeat",
     "rk_node",
+    "rk_record_reply",
     "rk_result",
+    "rk_retrying",
 ]

@@ -41,6 +41,9 @@ from boson_shared.contract.topology import (
     HEADER_KIND,
     HEADER_REASON,
     HEADER_SOURCE_QUEUE,
+    REASON_PERMANENT_ERROR,
+    REASON_RETRIES_EXHAUSTED,
+    REASON_UNEXPECTED_KIND,
     Names,
 )
 from boson_shared.errors import (
@@ -89,6 +92,8 @@ class Emit:
 Handler = Callable[[M], Awaitable[Sequence[Emit]]]
 BatchHandler = Callable[[Sequence[M]], Awaitable[Sequence[Emit]]]
 ExhaustedHook = Callable[[M, BaseException, int], Awaitable[Sequence[Emit]]]
+RetryHook = Callable[[M, BaseException, int, int], Awaitable[Sequence[Emit]]]
+"""``(message, error, failed attempt, delay_ms)`` → news to publish before the retry."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class ConsumerSpec(Generic[M]):
     """Handles a whole envelope at once (e.g. batch placement); on error the
     items are retried one by one through ``handler``."""
     on_exhausted: ExhaustedHook[M] | None = None
+    on_retry: RetryHook[M] | None = None
+    """Called as a failed item goes to its retry tier (e.g. to tell the submitter)."""
     max_attempts: Callable[[M], int] | None = None
     """Per-message attempt limit (e.g. a task's own ``max_retries + 1``)."""
     items_in_turn: bool = False
@@ -241,14 +248,21 @@ class ConsumeLoop(Generic[M]):
             else:
                 messages = self._codec.decode(delivery.body)
         except DecodeError as error:
-            await self._dead_letter(delivery.body, error.reason, error, attempt=None, kind=None)
+            await self._dead_letter(
+                delivery.body, error.reason, error, None, None, delivery.message_id
+            )
             await delivery.ack()
             return
         unexpected = [m.kind for m in messages if not isinstance(m, self.spec.accepts)]
         if unexpected:
             wrong_kind = TypeError(f"queue {self.spec.queue} does not take {unexpected[0]!r}")
             await self._dead_letter(
-                delivery.body, "unexpected-kind", wrong_kind, None, unexpected[0]
+                delivery.body,
+                REASON_UNEXPECTED_KIND,
+                wrong_kind,
+                None,
+                unexpected[0],
+                delivery.message_id,
             )
             await delivery.ack()
             return
@@ -340,8 +354,8 @@ class ConsumeLoop(Generic[M]):
     async def _handle_one(self, message: M) -> Sequence[Emit] | BaseException:
         message_id_var.set(message.message_id)
         # Not getattr(message, "task_id", None): on a model without the field
-        # that goes through pydantic's __getattr__ and an AttributeError, a
-        # few µs per item on the hot path (py-spy: 8% of the balancer).
+        # that goes through pydantic's __getattr__ and an AttributeError on
+        # every item of the hot path.
         task_id_var.set(message.__dict__.get("task_id"))
         try:
             return await self.spec.handler(message)
@@ -355,6 +369,8 @@ class ConsumeLoop(Generic[M]):
             limit = self.spec.max_attempts(message)
         if not isinstance(error, PERMANENT_ERRORS) and attempt < limit:
             delay = self._names.retry.delay_ms(attempt)
+            if self.spec.on_retry is not None:
+                await self._publish(await self.spec.on_retry(message, error, attempt, delay))
             await self._publisher.publish_raw(
                 Route(DEFAULT_EXCHANGE, self._names.retry_queue(self.spec.queue, delay)),
                 self._codec.encode([message]),
@@ -366,11 +382,25 @@ class ConsumeLoop(Generic[M]):
             )
             self.stats.retried += 1
             return
+        reported = False
         if self.spec.on_exhausted is not None:
             emits = await self.spec.on_exhausted(message, error, attempt)
             await self._publisher.publish_many([(e.route, e.message) for e in emits])
-        reason = "permanent-error" if isinstance(error, PERMANENT_ERRORS) else "retries-exhausted"
-        await self._dead_letter(self._codec.encode([message]), reason, error, attempt, message.kind)
+            reported = bool(emits)
+        reason = (
+            REASON_PERMANENT_ERROR
+            if isinstance(error, PERMANENT_ERRORS)
+            else REASON_RETRIES_EXHAUSTED
+        )
+        await self._dead_letter(
+            self._codec.encode([message]),
+            reason,
+            error,
+            attempt,
+            message.kind,
+            message.message_id,
+            quiet=reported,
+        )
 
     async def _dead_letter(
         self,
@@ -379,7 +409,11 @@ class ConsumeLoop(Generic[M]):
         error: BaseException,
         attempt: int | None,
         kind: str | None,
+        message_id: str | None,
+        *,
+        quiet: bool = False,
     ) -> None:
+        """Publish ``body`` to the dead-letter exchange; its message id stays in plaintext."""
         headers: dict[str, str | int] = {
             HEADER_REASON: reason,
             HEADER_ERROR: error_text(error),
@@ -391,11 +425,22 @@ class ConsumeLoop(Generic[M]):
         if kind:
             headers[HEADER_KIND] = kind
         await self._publisher.publish_raw(
-            Route(self._names.dead_exchange, self.spec.queue), body, headers=headers
+            Route(self._names.dead_exchange, self.spec.queue),
+            body,
+            headers=headers,
+            message_id=message_id,
         )
         self.stats.dead_lettered += 1
         self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
-        logger.warning("dead-lettered from %s (%s): %s", self.spec.queue, reason, error_text(error))
+        # A failure already reported to its owner (a failed result) is the
+        # owner's news, not the operator's: no warning for it.
+        logger.log(
+            logging.INFO if quiet else logging.WARNING,
+            "dead-lettered from %s (%s): %s",
+            self.spec.queue,
+            reason,
+            error_text(error),
+        )
 
 
 def _attempt(headers: Headers) -> int:
@@ -423,6 +468,7 @@ __all__ = [
     "Emit",
     "ExhaustedHook",
     "Handler",
+    "RetryHook",
     "delivery_attempt",
     "error_text",
 ]

@@ -7,10 +7,11 @@ repeat at once would lose the message if the original then fails.
 
 The memory is allocated once, at its full size: an open-addressing table of
 64-bit id hashes plus a ring of them in arrival order, in flat arrays. A
-dict of strings grew by ~300 bytes an id until full — a service's resident
-memory kept climbing for the first hundred thousand messages — where this
-costs a fixed 48 bytes an id of capacity, from the start. Two different ids share a
-64-bit hash with odds of about one in 10¹⁴ at 100,000 remembered ids.
+dict of strings would grow with every id until full, so a service's resident
+memory would keep climbing for its first hundred thousand messages; this
+costs a fixed 48 bytes an id of capacity, from the start. Two different ids
+share a 64-bit hash with odds of about one in 10¹⁴ at 100,000 remembered
+ids.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every ``boson_services/<name>/__main__.py`` is three lines on top of :func:`main`.
 SIGTERM and SIGINT set the stop event: the service stops consuming, drains
-within ``drain_grace_s`` and exits (DESIGN §5).
+within ``drain_grace_s`` and exits (docs/design.md#delivery).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def require_broker_and_keys(settings: BosonSettings) -> str:
     """The broker URL of a standalone service; a clear ConfigError without one or a key.
 
     The embedded mode makes an ephemeral key; a service against a real broker
-    must be given one, or peers could never read what it sends (DESIGN §6).
+    must be given one, or peers could never read what it sends (docs/design.md#keys).
     """
     if settings.broker_url is None:
         raise ConfigError(

@@ -9,7 +9,7 @@ The confirm round trip is the batching window, so no timer is needed and a
 burst packs itself: under load, many items per envelope; idle, one.
 
 ``publish`` returns only when the envelope carrying the message is confirmed,
-so a consumer can ack its input after its effects are safe (DESIGN §5).
+so a consumer can ack its input after its effects are safe (docs/design.md#delivery).
 Lanes pipeline up to ``max_in_flight`` envelopes each.
 """
 
@@ -25,17 +25,42 @@ from dataclasses import dataclass, field
 from boson_shared.bus.abc import Headers, Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import Message
-from boson_shared.contract.topology import HEADER_KIND
+from boson_shared.contract.topology import (
+    HEADER_ERROR,
+    HEADER_KIND,
+    HEADER_REASON,
+    REASON_UNROUTABLE,
+    Names,
+)
+from boson_shared.errors import UnroutableError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a message goes: an exchange and a routing key."""
+    """Where a message goes: an exchange and a routing key.
+
+    ``mandatory`` routes are the ones where a message that reaches no queue is
+    lost work (a task, a data request): the broker returns it and the
+    publisher gets :class:`~boson_shared.errors.UnroutableError` instead of a
+    silent drop. Events nobody listens to are not mandatory.
+
+    ``park_in`` names an exchange (the dead-letter exchange) where a message
+    that reaches no queue is parked instead, with the reason ``unroutable``:
+    for replies a client waits for (results, data replies), whose publisher
+    cannot wait for the client's queue to come back. It implies ``mandatory``.
+    """
 
     exchange: str
     routing_key: str
+    mandatory: bool = False
+    park_in: str | None = None
+
+    @classmethod
+    def reply(cls, names: Names, routing_key: str) -> Route:
+        """A reply on the events exchange, parked in the dead letters if it routes nowhere."""
+        return cls(names.events_exchange, routing_key, park_in=names.dead_exchange)
 
 
 class _Waiter:
@@ -76,6 +101,8 @@ class PublisherStats:
     envelopes: int = 0
     confirm_seconds: float = 0.0
     """Summed publish → confirm time of the envelopes (÷ envelopes: the mean round trip)."""
+    parked: int = 0
+    """Envelopes that routed nowhere and were parked (``Route.park_in``)."""
 
 
 class BatchingPublisher:
@@ -117,10 +144,22 @@ class BatchingPublisher:
         await waiter.future
 
     async def publish_raw(
-        self, route: Route, body: bytes, *, headers: Headers | None = None
+        self,
+        route: Route,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        message_id: str | None = None,
     ) -> None:
         """Publish already-encoded bytes (dead-lettering, forwarding), unbatched."""
-        await self._transport.publish(route.exchange, route.routing_key, body, headers=headers)
+        await self._transport.publish(
+            route.exchange,
+            route.routing_key,
+            body,
+            headers=headers,
+            mandatory=route.mandatory,
+            message_id=message_id,
+        )
 
     async def close(self, grace: float = 10.0) -> None:
         """Wait for envelopes in flight (bounded), then fail whatever is left."""
@@ -159,6 +198,34 @@ class BatchingPublisher:
             lane.in_flight -= 1
             self._maybe_send(lane)
 
+    async def _publish_envelope(self, lane: _Lane, body: bytes, message_id: str | None) -> None:
+        route = lane.route
+        try:
+            await self._transport.publish(
+                route.exchange,
+                route.routing_key,
+                body,
+                headers={HEADER_KIND: lane.kind},
+                message_id=message_id,
+                mandatory=route.mandatory or route.park_in is not None,
+            )
+        except UnroutableError as error:
+            if route.park_in is None:
+                raise
+            logger.warning("parked an unroutable %s: %s", lane.kind, error)
+            self.stats.parked += 1
+            await self._transport.publish(
+                route.park_in,
+                route.routing_key,
+                body,
+                headers={
+                    HEADER_KIND: lane.kind,
+                    HEADER_REASON: REASON_UNROUTABLE,
+                    HEADER_ERROR: str(error),
+                },
+                message_id=message_id,
+            )
+
     async def _send_split(self, lane: _Lane, batch: list[_Pending]) -> None:
         messages = [message for message, _ in batch]
         try:
@@ -171,13 +238,9 @@ class BatchingPublisher:
                 )
                 return
             started = time.perf_counter()
-            await self._transport.publish(
-                lane.route.exchange,
-                lane.route.routing_key,
-                body,
-                headers={HEADER_KIND: lane.kind},
-                message_id=messages[0].message_id if len(messages) == 1 else None,
-            )
+            # In plaintext: the first item's id names the envelope, so a
+            # sender can recognise its envelope when it is dead-lettered.
+            await self._publish_envelope(lane, body, messages[0].message_id)
         except BaseException as error:
             # Every waiter learns the outcome; cancellation still propagates.
             failure = (

@@ -1,18 +1,20 @@
-"""Balancing logic (DESIGN §3.3): credit, re-picks, imbalance, rebalancing and recovery plans.
+"""Balancing helpers (docs/design.md#balancing): re-picks, imbalance, dispatch order, recovery.
 
-Pure functions and small state holders: the balancer service decides *when*
-to call them and carries out what they return. Everything here is
+Pure functions: the balancer service (``boson_services/balancer/dispatcher.py``,
+which owns credit and the moving of held work) and the simulator's balancer
+decide *when* to call them and carry out what they return. Everything here is
 deterministic given its inputs (and, for :func:`power_of_two_choices`, the
 ``numpy.random.Generator`` passed in).
 
-Two utilisations are kept apart (DESIGN §3.2): *measured* utilisation (what
-heartbeats report, in [0, 1]) decides what is hot and how uneven the cluster
-is; *allocated* capacity in the :class:`NodeTable` decides where work fits.
+Two utilisations are kept apart (docs/design.md#placement): *measured*
+utilisation (what heartbeats report, in [0, 1]) decides what is hot and how
+uneven the cluster is; *allocated* capacity in the :class:`NodeTable` decides
+where work fits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,62 +24,6 @@ from numpy.typing import ArrayLike
 from boson_shared.scheduling.placement import Placer, Status
 from boson_shared.scheduling.scores import stranded_bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable, as_vector
-
-
-class CreditLedger:
-    """Per-node dispatch credit: free slots last reported minus work in flight.
-
-    A task is *in flight* from its dispatch until the node's next report
-    accounts for it (``grant`` with a later ``as_of``) or it is handed back
-    (``refund``). Credit never goes below zero.
-    """
-
-    def __init__(self) -> None:
-        self._free: dict[str, int] = {}
-        self._in_flight: dict[str, dict[str, float]] = {}
-
-    def grant(self, node_id: str, free_slots: int, as_of: float | None = None) -> None:
-        """A report from the node: ``free_slots`` free at time ``as_of``.
-
-        Work dispatched before ``as_of`` is counted by the report itself, so
-        it stops counting as in flight; ``as_of=None`` keeps every in-flight task.
-        """
-        self._free[node_id] = max(0, int(free_slots))
-        flight = self._in_flight.setdefault(node_id, {})
-        if as_of is not None:
-            for task_id in [t for t, at in flight.items() if at < as_of]:
-                del flight[task_id]
-
-    def credit(self, node_id: str) -> int:
-        """Tasks the node can take now (0 for a node never reported)."""
-        return max(0, self._free.get(node_id, 0) - len(self._in_flight.get(node_id, ())))
-
-    def consume(self, node_id: str, task_id: str, at: float = 0.0) -> bool:
-        """Take one credit for ``task_id`` dispatched at ``at``; ``False`` if there is none."""
-        if self.credit(node_id) <= 0:
-            return False
-        self._in_flight.setdefault(node_id, {})[task_id] = at
-        return True
-
-    def refund(self, node_id: str, task_id: str) -> bool:
-        """Give a credit back: the task never reached the node, or finished unreported."""
-        return self._in_flight.get(node_id, {}).pop(task_id, None) is not None
-
-    def in_flight(self, node_id: str) -> list[str]:
-        """Task ids dispatched to the node and not yet accounted for, oldest first."""
-        flight = self._in_flight.get(node_id, {})
-        return sorted(flight, key=lambda t: (flight[t], t))
-
-    def forget(self, node_id: str) -> list[str]:
-        """Drop a dead node; returns the task ids that were in flight to it."""
-        lost = self.in_flight(node_id)
-        self._free.pop(node_id, None)
-        self._in_flight.pop(node_id, None)
-        return lost
-
-    def nodes(self) -> list[str]:
-        """Every node the ledger has heard of."""
-        return sorted(self._free)
 
 
 def power_of_two_choices(
@@ -130,91 +76,6 @@ class QueuedTask:
     task_id: str
     node_id: str
     demand: tuple[float, float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """Send ``task_id``, held for ``from_node``, to ``to_node`` instead."""
-
-    task_id: str
-    from_node: str
-    to_node: str
-
-
-def plan_rebalance(
-    queued: Sequence[QueuedTask],
-    measured: Mapping[str, float],
-    table: NodeTable,
-    threshold: float = 0.25,
-    max_moves: int = 64,
-) -> list[Move]:
-    """Moves of not-yet-started tasks from hot nodes to cold ones, while imbalance > ``threshold``.
-
-    Greedy and conservative: each step takes the hottest node that holds
-    queued work and the coldest alive node with free allocated capacity for
-    one of those tasks, and moves the task only if it narrows their gap —
-    the load it carries (its demand over the destination's capacity, on
-    the busiest dimension) is predicted to shift with it. Queued tasks move
-    newest first (the oldest are next to start). Nodes missing from
-    ``measured`` are not considered. The table is not modified.
-    """
-    ids = [n for n in table.node_ids if n in measured and table.alive[table.index_of(n)]]
-    if len(ids) < 2:
-        return []
-    load = {n: float(measured[n]) for n in ids}
-    if imbalance(np.array([load[n] for n in ids])) <= threshold:
-        return []
-    free = {n: table.capacity[table.index_of(n)] - table.allocated[table.index_of(n)] for n in ids}
-    cap = {n: table.capacity[table.index_of(n)] for n in ids}
-    held: dict[str, list[QueuedTask]] = {}
-    for task in queued:
-        if task.node_id in load:
-            held.setdefault(task.node_id, []).append(task)
-    moves: list[Move] = []
-    while len(moves) < max_moves and imbalance(np.array([load[n] for n in ids])) > threshold:
-        step = _best_step(ids, load, free, cap, held)
-        if step is None:
-            break
-        task, dst, shift = step
-        held[task.node_id].remove(task)
-        load[task.node_id] = max(0.0, load[task.node_id] - shift)
-        load[dst] += shift
-        vec = np.asarray(task.demand, dtype=np.float64)
-        free[dst] = free[dst] - vec
-        free[task.node_id] = free[task.node_id] + vec
-        moves.append(Move(task.task_id, task.node_id, dst))
-    return moves
-
-
-def _share(demand: FloatArray, capacity: FloatArray) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(capacity > 0, demand / capacity, 0.0)
-    return float(ratio.max()) if ratio.size else 0.0
-
-
-def _best_step(
-    ids: list[str],
-    load: dict[str, float],
-    free: dict[str, FloatArray],
-    cap: dict[str, FloatArray],
-    held: dict[str, list[QueuedTask]],
-) -> tuple[QueuedTask, str, float] | None:
-    # Hottest source first, coldest destination first; ties by node id for determinism.
-    sources = sorted((n for n in ids if held.get(n)), key=lambda n: (-load[n], n))
-    targets = sorted(ids, key=lambda n: (load[n], n))
-    for src in sources:
-        for task in reversed(held[src]):
-            vec = np.asarray(task.demand, dtype=np.float64)
-            for dst in targets:
-                if dst == src or load[dst] >= load[src]:
-                    break
-                if not np.all(free[dst] >= vec):
-                    continue
-                shift = _share(vec, cap[dst])
-                if load[dst] + shift < load[src]:
-                    return task, dst, shift
-                break  # colder targets cannot take it either without overshooting
-    return None
 
 
 AGE_LIMIT_S = 450.0
@@ -314,15 +175,12 @@ def plan_recovery(tasks: Sequence[QueuedTask], table: NodeTable, placer: Placer)
 
 __all__ = [
     "AGE_LIMIT_S",
-    "CreditLedger",
-    "Move",
     "QueuedTask",
     "Recovery",
     "dispatch_order",
     "fits_cleanly",
     "imbalance",
     "node_load",
-    "plan_rebalance",
     "plan_recovery",
     "power_of_two_choices",
 ]

@@ -1,10 +1,13 @@
-"""Demand models (DESIGN §3.1): from a task's complexity and data size to a resource vector.
+"""Demand models: from a task's complexity and data size to a resource vector.
+
+See ``docs/design.md#demand``.
 
 The default is linear: ``Q = C + D / 100`` resource units (C=100, D=1000 →
 110; C=50, D=2000 → 70), mapped to a vector by per-resource coefficients —
 by default ``cpu = Q``, ``memory = Q``, ``gpu = 0`` — so that a node's two
-main dimensions fill together and the 1-D arithmetic of DESIGN §3.4 holds on
-each of them. Explicit requests win, dimension by dimension.
+main dimensions fill together and the 1-D arithmetic of the worked example
+(``docs/design.md#worked-example``) holds on each of them. Explicit
+requests win, dimension by dimension.
 
 :class:`OnlineDemandModel` refits ``resource = a + b·C + c·D`` per resource by
 least squares over a bounded window of the usage executors report, turning

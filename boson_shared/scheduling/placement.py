@@ -19,12 +19,12 @@ some node could hold it in total but no alive node has the room now;
 dimension. ``binpack`` and ``spread`` use the incremental
 :class:`~boson_shared.scheduling.placement_index.SortedIndex`; ``balanced`` and
 ``tetris`` rescore every node (vectorised) for each task, and so does
-``remnant``, against the placer's :class:`~boson_shared.scheduling.remnant.TypicalDemand`;
+``remnant``, against the placer's :class:`~boson_shared.scheduling.typical_demand.TypicalDemand`;
 those three place a run of identical demands in a batch in one pass
-(:func:`~boson_shared.scheduling.remnant.place_run`, same result as one by one).
+(:func:`~boson_shared.scheduling.identical_runs.place_run`, same result as one by one).
 ``binpack-fgd`` uses the incremental
 :class:`~boson_shared.scheduling.fgd_index.FgdIndex` against the placer's
-:class:`~boson_shared.scheduling.remnant.LongRunDemand` (and the full
+:class:`~boson_shared.scheduling.typical_demand.LongRunDemand` (and the full
 rescore until that has seen a first placement, when each demand is its own
 typical one). Every path chooses what the full rescore
 (:func:`~boson_shared.scheduling.scores.choose`) chooses.
@@ -42,11 +42,12 @@ from numpy.typing import ArrayLike, NDArray
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
 from boson_shared.scheduling.fgd_index import FgdIndex
+from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement_index import SortedIndex
-from boson_shared.scheduling.remnant import LongRunDemand, TypicalDemand, place_run
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
 from boson_shared.scheduling.scores import STRATEGIES, Strategy
 from boson_shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
+from boson_shared.scheduling.typical_demand import LongRunDemand, TypicalDemand
 
 WAITING = -1
 """``BatchPlacement.indices`` value: fits some node's total, no alive node's free capacity now."""

@@ -49,7 +49,7 @@ Scores (higher is better; ``nan`` where the demand does not fit):
   most-allocated among the placements that strand the least, give or take a
   sliver, so whole nodes stay free. The typical demand may be several
   points of the demand distribution (``(k, 3)``; the placer's are the
-  quartiles, :data:`~boson_shared.scheduling.remnant.QUANTILES`): ``m`` is then
+  quartiles, :data:`~boson_shared.scheduling.typical_demand.QUANTILES`): ``m`` is then
   the mean over them, FGD's expected stranding for the next task. With no
   estimate yet the demand being placed is taken as the typical one.
 
@@ -251,7 +251,7 @@ def fgd_row_score(
     ``points``: the typical demand points prepared by :func:`fgd_points` (once
     per run). The same operations in the same order as the vectorised path,
     so the result is bit-for-bit equal (the tests check); it is what lets
-    :func:`~boson_shared.scheduling.remnant.place_run` rescore the node it just
+    :func:`~boson_shared.scheduling.identical_runs.place_run` rescore the node it just
     chose without numpy's per-call cost.
     """
     k = sum(1 for c in cap if c > 0)

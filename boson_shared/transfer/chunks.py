@@ -7,15 +7,15 @@ chunks (one empty chunk for an empty blob); chunk ``i`` covers
 
 A chunk's bytes travel as they are or as one zstd frame (``encoding``). The
 data plane compresses chunks itself, at a fast level and off the event loop:
-the envelope's own zstd (level 3 by default) runs at under half the speed on
-CSV for the same ratio. The envelope codec's probe then sees incompressible
+the envelope's own zstd (level 3 by default) is much slower on CSV for about
+the same ratio. The envelope codec's probe then sees incompressible
 bytes and leaves them alone.
 
 The level's match-finder hash table is shrunk to ``2**hash_log`` entries
-(10: 4 KiB, it stays in L1 cache; level 1 alone uses 2**14). On numeric CSV
-that compresses a MiB 2.6x faster for a 2% larger frame, and the frames
-decompress faster too; on source-code-like text the frame is ~15% larger.
-It is a sender-side choice: any zstd frame decodes the same way.
+(10: 4 KiB, it stays in L1 cache; level 1 alone uses 2**14): on numeric CSV
+that compresses much faster for a slightly larger frame, and the frames
+decompress faster too; on text with long-range repeats the frame grows more
+(``docs/performance.md#transfer``). It is a sender-side choice: any zstd frame decodes the same way.
 """
 
 from __future__ import annotations
@@ -112,12 +112,13 @@ def sha256_hex(data: bytes | bytearray | memoryview) -> str:
 def fingerprint(data: bytes | bytearray | memoryview) -> str:
     """A cheap stand-in for the digest, known before the blob is read through.
 
-    SHA-256 of the size (8 bytes, big-endian), the first MiB and what follows
-    the first MiB of the last MiB: at most 2 MiB hashed, ~1 ms, whatever the
-    size. Equal content has equal fingerprints; unequal content almost always
-    has unequal ones, but not always (a blob edited only in its middle keeps
-    its fingerprint). So a fingerprint the store knows only means "ask by
-    digest"; an unknown one means the content is new to the store.
+    SHA-256 of the size (8 bytes, big-endian), the first MiB and what
+    follows the first MiB of the last MiB: at most 2 MiB hashed, whatever
+    the size. Equal content has equal fingerprints; unequal content almost
+    always has unequal ones, but not always (a blob edited only in its
+    middle keeps its fingerprint). So a fingerprint the store knows only
+    means "ask by digest"; an unknown one means the content is new to the
+    store.
     """
     view = memoryview(data)
     size = len(view)

@@ -163,7 +163,7 @@ class Fetcher:
                     chunk_size=self.options.chunk_size,
                 )
                 await self._publisher.publish(
-                    Route(self._names.work_exchange, RK_DATA_REQUEST), request
+                    Route(self._names.work_exchange, RK_DATA_REQUEST, mandatory=True), request
                 )
                 assembly = _Assembly(ref)
                 try:

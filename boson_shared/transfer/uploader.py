@@ -1,7 +1,7 @@
 """The sender side of an upload: ask first, stream what is new, wait for ``DataStored``.
 
 1. Fingerprint the data (:func:`~boson_shared.transfer.chunks.fingerprint`: the
-   size, the first and the last MiB — ~1 ms whatever the size) and ask the
+   size, the first and the last MiB — cheap whatever the size) and ask the
    store by it (``CheckData``).
 2. The store knows nothing of it: the content is new. Stream every chunk at
    once while the whole blob is hashed in a worker thread alongside; the last
@@ -209,7 +209,9 @@ class Uploader:
 
     async def _check(self, inbox: asyncio.Queue[DataReply], check: CheckData) -> DataStatus:
         """The store's answer to ``check`` (by digest, a ``DataStored`` of it counts as present)."""
-        await self._publisher.publish(Route(self._names.work_exchange, RK_DATA_REQUEST), check)
+        await self._publisher.publish(
+            Route(self._names.work_exchange, RK_DATA_REQUEST, mandatory=True), check
+        )
         asked = check.fingerprint if check.digest is None else check.digest
         try:
             async with asyncio.timeout(self.options.check_timeout_s):

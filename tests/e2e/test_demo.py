@@ -1,4 +1,7 @@
-"""``boson demo --json`` as a user runs it: a subprocess, the worked example of DESIGN §3.4."""
+"""``boson demo --json`` as a user runs it: a subprocess, the worked example.
+
+The example is ``docs/design.md#worked-example``.
+"""
 
 from __future__ import annotations
 

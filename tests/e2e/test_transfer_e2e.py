@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from boson.client import Client
-from boson.embedded import derive
+from boson.launcher import derive
 from boson_services.balancer.app import BalancerService
 from boson_services.balancer.settings import BalancerSettings
 from boson_services.executor.app import ExecutorService

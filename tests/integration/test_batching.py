@@ -24,6 +24,7 @@ from boson_shared.contract.topology import Names
 from boson_shared.runtime.publisher import BatchingPublisher, Route
 from boson_shared.runtime.tap import Tap
 from tests.conftest import TrackingTransport, TransportFactory
+from tests.support.waiting import until
 
 BURST = 1000
 MAX_ENVELOPES = 100
@@ -81,23 +82,14 @@ async def setup(transport_factory: TransportFactory, namespace: str) -> AsyncIte
         await tap.close()
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not condition():  # noqa: ASYNC110 - state owned by other tasks
-                await asyncio.sleep(0.02)
-    except TimeoutError as error:
-        raise AssertionError(f"timed out waiting for {what}") from error
-
-
 async def test_a_burst_of_1000_crosses_the_broker_in_at_most_100_envelopes(setup: Setup) -> None:
     publisher = BatchingPublisher(setup.transport, setup.codec, max_items=100)
     items = [task(n) for n in range(BURST)]
     # A burst: a thousand publishers at once, each waiting for its own confirm.
     await asyncio.gather(*(publisher.publish(setup.route, item) for item in items))
 
-    await until(lambda: len(setup.tap.messages) >= BURST, "the tap to see every item")
-    await until(lambda: sum(setup.consumer.ids.values()) >= BURST, "the consumer to get all")
+    await until(lambda: len(setup.tap.messages) >= BURST, "the tap to see every item", WAIT)
+    await until(lambda: sum(setup.consumer.ids.values()) >= BURST, "the consumer to get all", WAIT)
     await asyncio.sleep(0.2)  # anything extra would arrive now
     envelopes = len(setup.tap.envelopes)
     assert envelopes <= MAX_ENVELOPES, f"{envelopes} envelopes for {BURST} items"
@@ -116,7 +108,7 @@ async def test_publish_many_packs_too_and_keeps_order(setup: Setup) -> None:
     publisher = BatchingPublisher(setup.transport, setup.codec, max_items=100)
     items = [task(n) for n in range(BURST)]
     await publisher.publish_many([(setup.route, item) for item in items])
-    await until(lambda: len(setup.tap.messages) >= BURST, "the tap to see every item")
+    await until(lambda: len(setup.tap.messages) >= BURST, "the tap to see every item", WAIT)
     assert len(setup.tap.envelopes) <= MAX_ENVELOPES
     order = [m.message_id for m in setup.tap.messages]
     assert order == [item.message_id for item in items]

@@ -1,7 +1,7 @@
 """The monitor's metrics endpoint, scraped over HTTP and parsed like Prometheus would.
 
 The control plane runs as in ``test_control_plane`` (real services, one
-connection each); the monitor's routes are served by the same
+connection each: ``tests/support/control_plane.py``); the monitor's routes are served by the same
 :class:`~boson_shared.runtime.health.HealthServer` that ``boson_shared.runtime.main.serve``
 starts, on a port the OS picks (``health_port=0``).
 """
@@ -16,9 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boson.client import TaskRequest
 from boson_shared.runtime.health import HealthServer
-from tests.integration.test_control_plane import ControlPlane, plane, until
-
-__all__ = ["plane"]  # the fixture, re-used
+from tests.support.control_plane import WAIT, ControlPlane
+from tests.support.waiting import until
 
 TASKS = 200
 ALLOCATED = {"m1": 100.0, "m2": 250.0, "m3": 400.0}
@@ -139,7 +138,7 @@ async def test_a_node_that_stops_heartbeating_shows_as_down(
     nodes[0].heartbeating = False
     monitor = plane.monitor
     assert monitor is not None
-    await until(lambda: "m1" not in monitor.handlers.view.alive_nodes(), "m1 marked down")
+    await until(lambda: "m1" not in monitor.handlers.view.alive_nodes(), "m1 marked down", WAIT)
     samples = parse((await scrape(metrics_port))[2])
     assert value(samples, "boson_node_alive", node="m1") == 0
     assert value(samples, "boson_node_alive", node="m2") == 1

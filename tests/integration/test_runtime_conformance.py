@@ -36,11 +36,10 @@ from boson_shared.contract.topology import (
     HEADER_SOURCE_QUEUE,
     RK_ALL_RESULTS,
     Topology,
-    rk_result,
 )
 from boson_shared.runtime.consumer import ConsumerSpec, Emit
 from boson_shared.runtime.main import serve
-from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_emit
 from boson_shared.runtime.service import Service
 from boson_shared.runtime.tap import Tap
 from boson_shared.settings import BosonSettings
@@ -93,7 +92,7 @@ class Worker(Service):
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
         )
-        return [Emit(Route(self.names.events_exchange, rk_result(task.reply_to)), result)]
+        return [result_emit(self.names, result)]
 
     def called(self, task_id: str) -> int:
         return sum(1 for called, _ in self.calls if called == task_id)

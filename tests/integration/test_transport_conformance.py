@@ -24,7 +24,7 @@ from boson_shared.contract.topology import (
     RetryPolicy,
     Topology,
 )
-from boson_shared.errors import ConfigError, PublishNotConfirmedError
+from boson_shared.errors import ConfigError, PublishNotConfirmedError, UnroutableError
 from tests.conftest import TrackingTransport, TransportFactory, TransportKind
 
 WAIT = 5.0
@@ -389,12 +389,28 @@ async def test_queue_depth_and_deletes(transport_factory: TransportFactory, name
         await transport.publish(n.work_exchange, "job.a", b"")
 
 
+async def test_queue_consumers_counts_who_consumes(
+    transport_factory: TransportFactory, namespace: str
+) -> None:
+    transport, _n, queue = await work_setup(transport_factory, namespace)
+    assert await transport.queue_consumers(queue) == 0
+    assert await transport.queue_consumers(f"{namespace}.missing") == 0
+
+    async def ack(delivery: Delivery) -> None:
+        await delivery.ack()
+
+    subscription = await transport.consume(queue, ack, prefetch=1)
+    assert await transport.queue_consumers(queue) == 1
+    await subscription.cancel()
+    assert await transport.queue_consumers(queue) == 0
+
+
 async def test_unroutable_and_missing_exchange(
     transport_factory: TransportFactory, namespace: str
 ) -> None:
     transport, n, queue = await work_setup(transport_factory, namespace)
     await transport.publish(n.work_exchange, "nobody.listens", b"dropped")
-    with pytest.raises(PublishNotConfirmedError):
+    with pytest.raises(UnroutableError):
         await transport.publish(n.work_exchange, "nobody.listens", b"", mandatory=True)
     with pytest.raises(PublishNotConfirmedError):
         await transport.publish(f"{namespace}.no-such-exchange", "job.a", b"")

@@ -1,4 +1,4 @@
-"""No input crashes a service or sneaks past its checks (issue 11, "Bad input").
+"""No input crashes a service or sneaks past its checks.
 
 * Over 10,000 malformed envelopes (hypothesis-drawn, every family of
   ``tests/reliability/malformed.py``) are published through RabbitMQ to the

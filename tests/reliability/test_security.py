@@ -1,4 +1,4 @@
-"""Keys rotate under load without loss; keys and passwords never leak (issue 11).
+"""Keys rotate under load without loss; keys and passwords never leak.
 
 * Rotation in the three steps of ``docs/wire-format.md`` §7 (add, activate,
   retire), each rolled through every service process one at a time — and

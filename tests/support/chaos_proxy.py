@@ -55,6 +55,8 @@ class ChaosProxy:
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.refusing = False
+        """While set (:meth:`cut`), every connection is cut as soon as it opens."""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -65,6 +67,9 @@ class ChaosProxy:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port
@@ -126,6 +131,16 @@ class ChaosProxy:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         return self.stats
+
+    def cut(self) -> None:
+        """The upstream is gone: cut every link and every new one until :meth:`restore`."""
+        self.refusing = True
+        for link in list(self._links):
+            self.stats.drops += 1
+            link.abort()
+
+    def restore(self) -> None:
+        self.refusing = False
 
     @staticmethod
     async def _stall(link: _Link, seconds: float) -> None:

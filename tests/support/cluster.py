@@ -108,6 +108,8 @@ class ProcessCluster:
             BOSON_KEYS=self.keys,
             BOSON_NAMESPACE=self.namespace,
             BOSON_BLOB_DIR=str(self.log_dir / "blobs"),
+            # The task record of this cluster alone, never the user's own file.
+            BOSON_DATABASE_URL=f"sqlite:///{self.log_dir / 'records.sqlite3'}",
             PYTHONPATH=str(ROOT),
         )
         env.update(self.extra_env)

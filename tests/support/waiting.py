@@ -51,4 +51,14 @@ def rss(cluster: ProcessCluster, names: Iterable[str]) -> dict[str, int]:
     }
 
 
-__all__ = ["health", "rss", "wait_for_nodes", "wait_until"]
+async def until(condition: Callable[[], bool], what: str, within: float) -> None:
+    """Until ``condition`` holds (state other tasks change); a test failure naming ``what``."""
+    try:
+        async with asyncio.timeout(within):
+            while not condition():  # noqa: ASYNC110 - state owned by other tasks
+                await asyncio.sleep(0.02)
+    except TimeoutError as error:
+        raise AssertionError(f"timed out waiting for {what}") from error
+
+
+__all__ = ["health", "rss", "until", "wait_for_nodes", "wait_until"]

@@ -12,10 +12,12 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import Names, rk_result
+from boson_shared.contract.topology import Names
 from boson_shared.runtime.consumer import delivery_redelivered
 from boson_shared.runtime.publisher import Route
-from tests.unit.test_balancer_dispatcher import N, snapshot
+from tests.support.balancer import N, snapshot
+from tests.support.fakes import Published
+from tests.support.results import failure_sent
 
 NAMES = Names("bal-test")
 
@@ -39,12 +41,7 @@ async def test_a_placement_given_up_on_becomes_a_failed_result() -> None:
     balancer = handlers()
     placed = TaskPlaced(task=TASK, demand=DEMAND, node_id=None, strategy="binpack")
     (emit,) = await balancer.on_placed_exhausted(placed, RuntimeError("stuck"), 4)
-    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
-    assert isinstance(emit.message, TaskResult)
-    assert emit.message.status == "failed"
-    assert emit.message.attempts == 4
-    assert emit.message.error is not None
-    assert emit.message.error.message == "stuck"
+    assert failure_sent(emit, NAMES, "c1", attempts=4).message == "stuck"
 
 
 async def test_an_orphan_given_up_on_is_released_and_reported() -> None:
@@ -54,8 +51,7 @@ async def test_an_orphan_given_up_on_is_released_and_reported() -> None:
     assigned = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
     (emit,) = await balancer.on_orphan_exhausted(assigned, RuntimeError("stuck"), 2)
     assert "t1" not in balancer.dispatcher.held
-    assert isinstance(emit.message, TaskResult)
-    assert emit.message.status == "failed"
+    assert failure_sent(emit, NAMES, "c1", attempts=2).message == "stuck"
 
 
 async def test_an_envelope_of_results_frees_its_credit_then_pumps_once() -> None:
@@ -113,15 +109,11 @@ async def test_leftover_copies_of_a_finished_task_are_not_dispatched_again() -> 
 
 async def test_a_fresh_submission_of_a_finished_task_id_is_still_dispatched() -> None:
     # Not a leftover (not redelivered): the executor answers it with its replay.
-    sent: list[Message] = []
-
-    async def publish(route: Route, message: Message) -> None:
-        sent.append(message)
-
+    publish = Published()
     balancer = BalancerHandlers(handlers().dispatcher, NAMES, publish, park_after_s=60.0)
     balancer.dispatcher.on_snapshot(snapshot([N("a", slots=2)]))
     balancer.finished.add("t1")
     placed = TaskPlaced(task=TASK, demand=DEMAND, node_id="a", strategy="binpack")
     await balancer.on_placed(placed)
-    assert [type(m) for m in sent] == [TaskAssigned]
+    assert [type(m) for m in publish.messages] == [TaskAssigned]
     assert balancer.skipped_finished == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boson.embedded import EmbeddedCluster
+from boson.launcher import EmbeddedCluster
 from boson.simulated_node import SimulatedNode
 from boson_shared.contract.messages import ResourceVector
 from boson_shared.settings import BosonSettings

@@ -534,12 +534,76 @@ def test_trailing_bytes_after_the_frame_are_malformed() -> None:
         (msgpack.packb({"v": 1, "items": [{}]}) + b"\x00", 0),  # trailing data
         (msgpack.packb({"v": 1, "items": [{1: 2}]}), 0),  # non-string key
         (msgpack.packb({"v": 1, "items": [{"t": msgpack.ExtType(5, b"x")}]}), 0),
+        (msgpack.packb({"v": 1, "items": [{"t": msgpack.ExtType(5, b"")}]}), 0),
+        (b"\x81\xa1v\xc7\x00\xff", 0),  # a timestamp extension with no data
     ],
 )
 def test_malformed_payloads(plain: bytes, flags: int) -> None:
     with pytest.raises(MalformedPayloadError) as caught:
         codec().decode(seal(plain, flags=flags))
     assert caught.value.reason == "malformed-payload"
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        msgpack.Timestamp(1, 0),  # 4-byte form
+        msgpack.Timestamp(1, 5),  # 8-byte form
+        msgpack.Timestamp(2**40, 5),  # 12-byte form
+    ],
+)
+@pytest.mark.parametrize(
+    "where",
+    ["params", "nested params", "float field", "envelope version"],
+)
+def test_timestamp_extensions_are_malformed_anywhere(stamp: msgpack.Timestamp, where: str) -> None:
+    # msgpack decodes extension type -1 without calling ext_hook.
+    item = task_item()
+    version: Any = 1
+    if where == "params":
+        item["params"] = {"t": stamp}
+    elif where == "nested params":
+        item["params"] = {"rows": [{"at": [1, stamp]}]}
+    elif where == "float field":
+        item["complexity"] = stamp
+    else:
+        version = stamp
+    plain = msgpack.packb({"v": version, "items": [item]}, datetime=False)
+    with pytest.raises(MalformedPayloadError) as caught:
+        codec().decode(seal(plain))
+    assert caught.value.reason == "malformed-payload"
+    with pytest.raises(MalformedPayloadError):
+        codec().decode_raw(seal(plain))
+
+
+def test_timestamp_extension_inside_a_compressed_batch_is_malformed() -> None:
+    items = [
+        {**task_item(), "data": b"x" * 9000},
+        {**task_item(), "params": {"t": msgpack.Timestamp(1, 0)}},
+    ]
+    frame = zstandard.ZstdCompressor().compress(payload(items))
+    with pytest.raises(MalformedPayloadError):
+        codec().decode(seal(frame, flags=FLAG_COMPRESSED | FLAG_BATCH))
+
+
+@pytest.mark.parametrize("length", [0, 33, 255])
+def test_a_key_id_no_keyring_can_hold_is_unknown_key(length: int) -> None:
+    # Decided rule (wire-format §6): the header fits, so it is not truncated;
+    # an id of length 0 or over 32 is one no keyring holds.
+    envelope = seal(payload([task_item()]), key_id="k" * length)
+    with pytest.raises(UnknownKeyError) as caught:
+        codec().decode(envelope)
+    assert caught.value.reason == "unknown-key"
+    assert "not a valid key id" in str(caught.value)
+
+
+def test_schema_version_zero_is_malformed_and_an_unread_version_is_schema() -> None:
+    # Decided rule (wire-format §5-6): 'v' must be a positive integer (shape);
+    # a positive version the kind does not read is a schema mismatch.
+    with pytest.raises(MalformedPayloadError):
+        codec().decode(seal(payload([task_item()], version=0)))
+    with pytest.raises(SchemaError):
+        codec().decode(seal(payload([task_item()], version=3)))
 
 
 def test_unknown_kind_is_refused_after_authentication() -> None:
@@ -569,8 +633,14 @@ def test_schema_error_names_the_bad_item_of_a_batch() -> None:
 
 
 def test_schema_version_mismatch() -> None:
-    with pytest.raises(SchemaError, match="schema version 2"):
-        codec().decode(seal(payload([task_item()], version=2)))
+    with pytest.raises(SchemaError, match="schema version 3"):
+        codec().decode(seal(payload([task_item()], version=3)))
+
+
+def test_a_task_of_the_previous_version_is_read_without_retry_errors() -> None:
+    (task,) = codec().decode(seal(payload([task_item()], version=1)))
+    assert isinstance(task, TaskSubmitted)
+    assert not task.retry_errors
 
 
 def test_a_new_reader_takes_the_older_versions_a_kind_declares() -> None:

@@ -8,6 +8,7 @@ here are the loop's own decisions, one at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -240,6 +241,61 @@ async def test_a_permanent_error_skips_the_retries(rig: Rig) -> None:
     assert exhausted == [("t1", "PermanentTaskError", 1)]
     assert await rig.outputs(1) == ["t1"]  # the hook's effect (e.g. a failed result)
     assert loop.stats.retried == 0
+
+
+async def test_a_failure_reported_to_its_owner_is_dead_lettered_without_a_warning(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        raise PermanentTaskError("the user's handler raised")
+
+    async def on_exhausted(
+        message: TaskSubmitted, error: BaseException, attempt: int
+    ) -> Sequence[Emit]:
+        return [rig.done(message)]  # e.g. the failed result its submitter reads
+
+    await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle, on_exhausted=on_exhausted))
+    with caplog.at_level(logging.INFO, logger="boson_shared.runtime.consumer"):
+        await rig.send(task(1))
+        await rig.dead.get()
+    dead_lettered = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert [r.levelno for r in dead_lettered] == [logging.INFO]
+
+
+async def test_the_submitter_hears_of_each_retry_as_it_happens(rig: Rig) -> None:
+    told: list[tuple[str, int, int]] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        raise RuntimeError("flaky")
+
+    async def on_retry(
+        message: TaskSubmitted, error: BaseException, attempt: int, delay_ms: int
+    ) -> Sequence[Emit]:
+        told.append((message.task_id, attempt, delay_ms))
+        return [rig.done(message)]
+
+    spec = ConsumerSpec(
+        rig.queue, (TaskSubmitted,), handle, on_retry=on_retry, max_attempts=lambda m: 2
+    )
+    await rig.start(spec)
+    await rig.send(task(1))
+    await rig.dead.get()
+    assert told == [("t1", 1, 50)]
+    assert await rig.outputs(1) == ["t1"]
+
+
+async def test_a_dead_lettered_envelope_keeps_its_message_id(rig: Rig) -> None:
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        raise AssertionError("not reached")
+
+    await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    wrong = [rig.done(task(1)).message, rig.done(task(2)).message]
+    await rig.transport.publish(
+        rig.names.work_exchange, "job", codec.encode(wrong), message_id=wrong[0].message_id
+    )
+    dead = await rig.dead.get()
+    assert dead.headers[HEADER_REASON] == "unexpected-kind"
+    assert dead.message_id == "t1.done"  # in plaintext: its sender can recognise it
 
 
 async def test_retries_count_attempts_and_respect_a_per_message_limit(rig: Rig) -> None:

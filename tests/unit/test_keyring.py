@@ -6,6 +6,7 @@ import argparse
 import base64
 import pickle
 import re
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -51,6 +52,16 @@ def test_urlsafe_base64_is_accepted() -> None:
     assert ring.key("u") == key
 
 
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_unpadded_base64_is_accepted(encode: Any) -> None:
+    # Decided rule (wire-format §7): the '=' padding is optional.
+    key = bytes([0xFB, 0xFF] * 16)
+    text = encode(key).decode()
+    assert text.endswith("=")
+    assert Keyring.parse(f"u:{text.rstrip('=')}").key("u") == key
+    assert Keyring.parse(f"u:{text}").key("u") == key
+
+
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
@@ -61,6 +72,8 @@ def test_urlsafe_base64_is_accepted() -> None:
         (f"{'x' * 33}:{b64(KEY_A)}", "id before ':'"),
         (f"a:{b64(KEY_A)},a:{b64(KEY_B)}", "listed twice"),
         ("a:not*base64!", "not valid base64"),
+        (f"a:{b64(KEY_A)[:-3]}", "not valid base64"),  # 41 characters: no padding fixes it
+        (f"a:{b64(KEY_A)}==", "not valid base64"),  # too much padding
         (f"a:{b64(KEY_A[:31])}", "32 bytes"),
     ],
 )

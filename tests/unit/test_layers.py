@@ -4,8 +4,9 @@
 services nor the user-facing ``boson`` package (CLI, SDK, simulator). A
 service imports ``boson_shared`` only, never another service. The simulator
 (``boson.simulation``) drives the library and is imported by nothing below
-the user-facing layer. Checked on the source itself, so a stray import fails
-CI, not a reviewer.
+the user-facing layer. No module imports a test module (shared test helpers
+live in ``tests/support``). Checked on the source itself, so a stray import
+fails CI, not a reviewer.
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ def test_a_service_imports_the_library_only(path: Path) -> None:
 )
 def test_nothing_below_the_user_layer_imports_the_simulator(path: Path) -> None:
     bad = {m for m in imported_modules(path) if m.startswith("boson.simulation")}
+    assert not bad, f"{relative(path)} imports {sorted(bad)}"
+
+
+def is_test_module(module: str) -> bool:
+    return top(module) == "tests" and module.rsplit(".", 1)[-1].startswith("test_")
+
+
+@pytest.mark.parametrize("path", python_files("tests") + python_files("benchmarks"), ids=relative)
+def test_no_module_imports_a_test_module(path: Path) -> None:
+    # Shared helpers live in tests/support: a test module's helpers imported
+    # elsewhere run its tests twice and tie two suites together.
+    bad = {m for m in imported_modules(path) if is_test_module(m)}
     assert not bad, f"{relative(path)} imports {sorted(bad)}"
 
 

@@ -4,90 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
 
 import pytest
 
-from boson_shared.bus.abc import DeliveryHandler, Headers, Subscription
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import Alert, BalancerBacklog, Message
-from boson_shared.contract.topology import HEADER_KIND, Topology
+from boson_shared.contract.topology import HEADER_KIND
 from boson_shared.runtime.publisher import BatchingPublisher, Route
+from tests.support.gated_transport import GatedTransport
 
 ROUTE = Route("ns.events", "alert.x")
 OTHER = Route("ns.events", "alert.y")
-
-
-@dataclass
-class Sent:
-    exchange: str
-    routing_key: str
-    body: bytes
-    headers: dict[str, object]
-    message_id: str | None
-
-
-@dataclass
-class GatedTransport:
-    """Records publishes; each waits for the test to confirm (or fail) it."""
-
-    auto_confirm: bool = False
-    sent: list[Sent] = field(default_factory=list)
-    waiting: list[asyncio.Future[None]] = field(default_factory=list)
-    fail_with: Exception | None = None
-
-    @property
-    def is_connected(self) -> bool:
-        return True
-
-    async def connect(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def declare(self, topology: Topology) -> None:
-        return None
-
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        *,
-        headers: Headers | None = None,
-        message_id: str | None = None,
-        mandatory: bool = False,
-    ) -> None:
-        self.sent.append(Sent(exchange, routing_key, body, dict(headers or {}), message_id))
-        if self.fail_with is not None:
-            raise self.fail_with
-        if self.auto_confirm:
-            await asyncio.sleep(0)
-            return
-        confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting.append(confirm)
-        await confirm
-
-    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
-        raise NotImplementedError
-
-    async def queue_depth(self, queue: str) -> int:
-        raise NotImplementedError
-
-    async def delete_queue(self, queue: str) -> None:
-        raise NotImplementedError
-
-    async def delete_exchange(self, exchange: str) -> None:
-        raise NotImplementedError
-
-    def confirm_all(self) -> int:
-        waiting, self.waiting = self.waiting, []
-        for confirm in waiting:
-            if not confirm.done():
-                confirm.set_result(None)
-        return len(waiting)
 
 
 codec = EnvelopeCodec(Keyring.ephemeral())
@@ -148,7 +76,8 @@ async def test_a_burst_packs_behind_the_confirms() -> None:
     assert sizes == [1, 1, *[100] * 9, 98]
     assert [m.message_id for env in envelopes for m in env] == [f"m{n}" for n in range(1000)]
     assert (publisher.stats.items, publisher.stats.envelopes) == (1000, 12)
-    assert all(sent.message_id is None for sent in transport.sent[2:])  # batches have no id
+    # An envelope is named by its first item's id, in plaintext (dead letters are traced by it).
+    assert [sent.message_id for sent in transport.sent] == [env[0].message_id for env in envelopes]
 
 
 async def test_lanes_are_per_route_and_kind() -> None:

@@ -18,18 +18,12 @@ from boson_shared.contract.topology import RK_PLACED, Names, rk_result
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.scheduling.demand import LinearDemandModel
+from tests.support.fakes import Clock
+from tests.support.results import failure_sent
 
 NOW = 1_700_000_000.0
 MAX_AGE = 60.0
 NAMES = Names("sched-test")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def handlers(clock: Clock | None = None, strategy: str = "binpack") -> SchedulerHandlers:
@@ -89,7 +83,7 @@ def task(
 def placed(emits: Sequence[Emit]) -> list[TaskPlaced]:
     out = [e.message for e in emits if isinstance(e.message, TaskPlaced)]
     assert all(
-        e.route == Route(NAMES.work_exchange, RK_PLACED)
+        e.route == Route(NAMES.work_exchange, RK_PLACED, mandatory=True)
         for e in emits
         if isinstance(e.message, TaskPlaced)
     )
@@ -240,13 +234,9 @@ async def test_a_submission_the_scheduler_gives_up_on_fails_at_the_client() -> N
     # a failed result, not wait for ever on a dead-lettered submission.
     task = TaskSubmitted(task_id="stuck", handler="noop", reply_to="c1", submitted_at=NOW)
     (emit,) = await handlers().on_exhausted(task, RuntimeError("model exploded"), 4)
-    assert emit.route == Route(NAMES.events_exchange, rk_result("c1"))
-    assert isinstance(emit.message, TaskResult)
-    assert emit.message.status == "failed"
-    assert emit.message.attempts == 4
-    assert emit.message.error is not None
-    assert emit.message.error.error_type == "RuntimeError"
-    assert "model exploded" in emit.message.error.message
+    failure = failure_sent(emit, NAMES, "c1", attempts=4)
+    assert failure.error_type == "RuntimeError"
+    assert "model exploded" in failure.message
 
 
 class ExplodingModel:
@@ -257,7 +247,7 @@ class ExplodingModel:
 
 
 async def test_the_scheduler_service_reports_a_submission_out_of_retries() -> None:
-    from boson.embedded import EmbeddedCluster
+    from boson.launcher import EmbeddedCluster
     from boson_services.scheduler.app import SchedulerService
     from boson_shared.settings import BosonSettings
 

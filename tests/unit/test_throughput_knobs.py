@@ -26,7 +26,6 @@ from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
     Alert,
     ClusterSnapshot,
-    Message,
     NodeState,
     ResourceVector,
     TaskAssigned,
@@ -35,7 +34,8 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import RK_PARKED, Names
 from boson_shared.runtime.publisher import Route
-from tests.unit.test_publisher import GatedTransport
+from tests.support.fakes import Clock, Published
+from tests.support.gated_transport import GatedTransport
 
 SLOTS = 2
 NAMES = Names("knobs")
@@ -168,29 +168,22 @@ async def test_a_services_publisher_keeps_one_envelope_in_flight_per_lane() -> N
 # -- the balancer's hot path: no timer per held task, one fit test per demand --
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+def holding_dispatcher(credit_per_slot: int, clock: Clock | None = None) -> Dispatcher:
+    """A dispatcher that never re-targets or rebalances within a test's time."""
+    return Dispatcher(
+        credit_per_slot=credit_per_slot,
+        hot_threshold=0.9,
+        retarget_after_s=60.0,
+        imbalance_threshold=10.0,
+        clock=clock or Clock(),
+    )
 
 
 async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it() -> None:
     clock = Clock()
-    d = Dispatcher(
-        credit_per_slot=2,
-        hot_threshold=0.9,
-        retarget_after_s=60.0,
-        imbalance_threshold=10.0,
-        clock=clock,
-    )  # no nodes: everything stays held
-    published: list[tuple[Route, Message]] = []
-
-    async def publish(route: Route, message: Message) -> None:
-        published.append((route, message))
-
-    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=600.0)
+    d = holding_dispatcher(2, clock)  # no nodes: everything stays held
+    published = Published()
+    handlers = BalancerHandlers(d, NAMES, published, park_after_s=600.0)
     loop = asyncio.get_running_loop()
     timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
     tasks = [
@@ -208,19 +201,19 @@ async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it()
     ]
     await asyncio.sleep(0)
     assert len(d.held) == 50
-    # A timer (wait_for) per held task cost a tenth of the balancer's CPU.
+    # No timer (wait_for) per held task: the sweep parks them instead.
     assert len(loop._scheduled) == timers_before  # type: ignore[attr-defined]
 
     clock.now = 599.0
     assert handlers.park_overdue() == 0
-    assert published == []
+    assert published.sent == []
     clock.now = 600.0
     assert handlers.park_overdue() == 50
     assert await asyncio.gather(*tasks) == [[]] * 50
     assert d.held == {}
-    assert len(published) == 50
-    for route, message in published:
-        assert route == Route(NAMES.work_exchange, RK_PARKED)
+    assert len(published.sent) == 50
+    for route, message in published.sent:
+        assert route == Route(NAMES.work_exchange, RK_PARKED, mandatory=True)
         assert isinstance(message, TaskPlaced)
         assert message.strategy == "parked"
         assert not message.message_id.startswith(message.task.task_id)
@@ -230,20 +223,10 @@ async def test_holding_work_schedules_no_timer_per_task_and_the_sweep_parks_it()
 
 async def test_a_dispatched_task_is_never_parked_and_a_cancelled_one_is_released() -> None:
     clock = Clock()
-    d = Dispatcher(
-        credit_per_slot=1,
-        hot_threshold=0.9,
-        retarget_after_s=60.0,
-        imbalance_threshold=10.0,
-        clock=clock,
-    )
+    d = holding_dispatcher(1, clock)
     d.on_snapshot(snapshot("a"))  # window 2: two go at once, the third waits
-    published: list[Message] = []
-
-    async def publish(route: Route, message: Message) -> None:
-        published.append(message)
-
-    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=10.0)
+    published = Published()
+    handlers = BalancerHandlers(d, NAMES, published, park_after_s=10.0)
 
     def placed(i: int) -> TaskPlaced:
         task = TaskSubmitted(task_id=f"t{i}", handler="noop", reply_to="c")
@@ -260,7 +243,7 @@ async def test_a_dispatched_task_is_never_parked_and_a_cancelled_one_is_released
     assert d.held == {}
     clock.now = 100.0
     assert handlers.park_overdue() == 0
-    assert [type(m) for m in published] == [TaskAssigned, TaskAssigned]
+    assert [type(m) for m in published.messages] == [TaskAssigned, TaskAssigned]
     assert d.where == {"t0": "a", "t1": "a"}
 
 
@@ -293,19 +276,12 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
 
 
 async def test_a_handler_cancelled_just_after_its_node_was_given_still_assigns() -> None:
-    # asyncio.wait_for returned a result it already had despite a cancel; the
-    # handler keeps that: the node's credit is spent, so the assignment goes
-    # out (handing the delivery back instead lost a task when a dead node's
-    # drain consumer was removed in tests/reliability/test_broker_restart.py).
-    d = Dispatcher(
-        credit_per_slot=1, hot_threshold=0.9, retarget_after_s=60.0, imbalance_threshold=10.0
-    )
-    published: list[Message] = []
-
-    async def publish(route: Route, message: Message) -> None:
-        published.append(message)
-
-    handlers = BalancerHandlers(d, NAMES, publish, park_after_s=600.0)
+    # Cancelled just after the dispatcher gave the task a node: the node's
+    # credit is spent, so the assignment still goes out (handing the delivery
+    # back could lose the task if the queue it returns to is being removed).
+    d = holding_dispatcher(1)
+    published = Published()
+    handlers = BalancerHandlers(d, NAMES, published, park_after_s=600.0)
     task = TaskSubmitted(task_id="t0", handler="noop", reply_to="c")
     waiting = asyncio.ensure_future(
         handlers.on_placed(TaskPlaced(task=task, demand=demand(), node_id="a", strategy="binpack"))
@@ -315,5 +291,5 @@ async def test_a_handler_cancelled_just_after_its_node_was_given_still_assigns()
     d.on_snapshot(snapshot("a"))  # credit: the future gets its node ...
     waiting.cancel()  # ... and the handler is cancelled before it resumes
     assert await waiting == []
-    assert [type(m) for m in published] == [TaskAssigned]
+    assert [type(m) for m in published.messages] == [TaskAssigned]
     assert d.where == {"t0": "a"}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from boson.client import Client
-from boson.embedded import EmbeddedCluster, embedded
+from boson.launcher import EmbeddedCluster, embedded
 from boson_services.transfer.app import TransferService
 from boson_services.transfer.settings import TransferSettings
 from boson_shared.contract.messages import CheckData, DataChunk, DataRef, TaskSubmitted

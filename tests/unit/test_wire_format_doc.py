@@ -235,7 +235,7 @@ def test_codec_single_message_reads_by_hand() -> None:
     assert parts["kind"] == "task.submitted"
     assert parts["key_id"] == "k1"
     assert parts["flags"] == 0x00
-    assert parts["v"] == 1
+    assert parts["v"] == 2  # task.submitted is at version 2 (the doc says so)
     (item,) = parts["items"]
     assert "kind" not in item
     assert item["task_id"] == "t5"
@@ -256,3 +256,69 @@ def test_codec_nonces_follow_the_documented_rule() -> None:
     assert len({nonce[:8] for nonce in nonces}) == 1
     counters = [int.from_bytes(nonce[8:], "big") for nonce in nonces]
     assert counters == [counters[0], counters[0] + 1, counters[0] + 2]
+
+
+# -- the §8 sample follows §5 ------------------------------------------------------
+
+
+def doc_snippet() -> dict[str, Any]:
+    source = DOC.read_text(encoding="utf-8")
+    (snippet,) = re.findall(r"```python\n(.*?)```", source, flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, str(DOC), "exec"), namespace)
+    return namespace
+
+
+def seal_plain(kind: str, plain: bytes, flags: int) -> bytes:
+    nonce = os.urandom(NONCE_LEN)
+    header = MAGIC + bytes([VERSION, flags, 2]) + b"k1" + bytes([len(kind)]) + kind.encode()
+    header += nonce
+    return header + AESGCM(DOC_KEY).encrypt(nonce, plain, header)
+
+
+def test_doc_reader_refuses_bytes_after_the_zstd_frame() -> None:
+    read = doc_snippet()["read"]
+    plain = msgpack.packb({"v": 1, "items": [task_item()]}, use_bin_type=True)
+    frame = zstandard.ZstdCompressor().compress(plain)
+    assert read(seal_plain("task.submitted", frame, FLAG_COMPRESSED), {"k1": DOC_KEY})
+    with pytest.raises(zstandard.ZstdError, match="unused data"):
+        read(seal_plain("task.submitted", frame + b"junk", FLAG_COMPRESSED), {"k1": DOC_KEY})
+
+
+@pytest.mark.parametrize("stamp", [msgpack.Timestamp(1, 0), msgpack.Timestamp(1, 5)])
+def test_doc_reader_refuses_timestamp_extensions(stamp: msgpack.Timestamp) -> None:
+    read = doc_snippet()["read"]
+    item = task_item(params={"t": stamp})
+    plain = msgpack.packb({"v": 1, "items": [item]}, use_bin_type=True, datetime=False)
+    with pytest.raises(ValueError, match="max_ext_len"):
+        read(seal_plain("task.submitted", plain, 0), {"k1": DOC_KEY})
+
+
+def test_doc_reader_and_writer_speak_data_chunk_version_2() -> None:
+    snippet = doc_snippet()
+    codec = boson_codec()
+    from boson_shared.contract.messages import DataChunk
+
+    chunk = DataChunk(
+        upload_id="u1", digest=None, index=0, total_chunks=2, total_size=8, offset=0, data=b"abcd"
+    )
+    kind, (item,) = snippet["read"](codec.encode([chunk]), {"k1": DOC_KEY})
+    assert kind == "data.chunk"
+    assert item["digest"] is None
+    written = snippet["write"]("data.chunk", [item], "k1", DOC_KEY)
+    assert take_apart(written)["v"] == 2
+    assert codec.decode(written) == [chunk]
+
+
+def test_doc_states_the_decided_rules_and_links_the_contract() -> None:
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    assert "[`asyncapi.yaml`](asyncapi.yaml)" in text
+    assert "so it too is `unknown-key`, not `truncated`" in text
+    assert "any byte after the end of the frame" in text
+    assert "`0`, a negative number or a non-integer is a malformed payload" in text
+    assert "the `=` padding is optional" in text
+    assert "`aes-256-gcm` (the default" in text
+    assert "`chacha20-poly1305` (value 1)" in text
+    from boson_shared.contract.envelope import CIPHERS
+
+    assert set(CIPHERS) == {"aes-256-gcm", "chacha20-poly1305"}

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from boson_shared.handlers import TaskInput, handler
+from boson_shared.handlers import Retry, TaskInput, handler
 
 
 @handler("sleepy")
@@ -48,3 +48,22 @@ async def coro(task: TaskInput) -> str:
 @handler("matrix", mode="inline")
 def matrix(task: TaskInput) -> np.ndarray:
     return np.eye(2)
+
+
+@handler("hang_thread", mode="thread")
+def hang_thread(task: TaskInput) -> str:
+    time.sleep(float(task.params.get("seconds", 30)))
+    return "late"
+
+
+@handler("hang_inline", mode="inline")
+def hang_inline(task: TaskInput) -> str:
+    time.sleep(float(task.params.get("seconds", 30)))
+    return "late"
+
+
+@handler("flaky")
+def flaky(task: TaskInput) -> int:
+    if task.attempt < 2:
+        raise Retry("upstream busy")
+    return task.attempt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_stats_of_values_parameter() -> None:
     ("data", "params", "message"),
     [
         (None, {}, "no input"),
-        (b"a,b\n1,x\n", {}, "not numeric"),
+        (b"a,b\n1,x\n", {}, "not a number"),
         (b"\x93NUMPYgarbage", {}, ".npy"),
         (None, {"values": ["a", "b"]}, "numbers"),
         (None, {"values": [1, 2], "quantiles": "half"}, "must be list"),
@@ -72,6 +73,27 @@ def test_stats_rejects_bad_input(
 ) -> None:
     with pytest.raises(InvalidTaskInputError, match=message):
         stats(task(data, **params))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # Lines and columns of the file, both counted from 1.
+        (b"a,b\n1,2\n3,x\n", "CSV line 3, column 2: 'x' is not a number"),
+        (b"1,2\n3\n", "CSV line 2 has 1 column(s) where line 1 has 2"),
+        (b"a,b,c\n1,2\n", "CSV header has 3 columns but its rows have 2"),
+        (b"a,b\n", "CSV has a header but no rows"),
+        (b"", "CSV has no rows"),
+        (b"\x7fELF\x02\x01\x00\x00" + bytes(range(256)) * 4, "input of 1,032 bytes is not text"),
+    ],
+)
+def test_bad_csv_is_described_without_echoing_bytes_or_warnings(data: bytes, message: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy UserWarning would reach the user's log
+        with pytest.raises(InvalidTaskInputError) as caught:
+            stats(task(data))
+    assert str(caught.value).startswith(message)
+    assert "\\x" not in str(caught.value)
 
 
 def test_anomaly_finds_the_outlier_and_raises_an_alert() -> None:

@@ -6,17 +6,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from boson_services.executor.handlers import ExecutorHandlers, to_wire
-from boson_services.executor.pool import TaskRunner
+from boson_services.executor.handlers import ExecutorHandlers, HandlerRaisedError, to_wire
+from boson_services.executor.pool import HandlerFailedError, TaskRunner
 from boson_shared.contract.messages import (
     Alert,
     ResourceVector,
     TaskAssigned,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
 )
 from boson_shared.contract.topology import Names
-from boson_shared.errors import InvalidTaskOutputError, UnknownHandlerError
+from boson_shared.errors import InvalidTaskOutputError, PermanentTaskError, UnknownHandlerError
 from boson_shared.handlers import discover
 
 
@@ -126,3 +127,62 @@ def test_to_wire_handles_nested_numpy() -> None:
         "a": 1.5,
         "b": [2, [[0, 1]]],
     }
+
+
+async def test_a_user_exception_fails_the_task_at_once(handlers: ExecutorHandlers) -> None:
+    with pytest.raises(HandlerRaisedError) as caught:
+        await handlers.on_assigned(assigned("explode"))
+    assert isinstance(caught.value, PermanentTaskError)  # no retry tier for it
+    (emit,) = await handlers.on_exhausted(assigned("explode"), caught.value, 1)
+    assert isinstance(emit.message, TaskResult)
+    error = emit.message.error
+    assert error is not None
+    assert error.error_type == "ValueError"
+    assert error.message.startswith("boom\n")  # "ValueError: " once, by whoever prints it
+    assert "sample_handlers.py" in error.message
+
+
+async def test_a_user_exception_is_retried_when_the_submitter_asked(
+    handlers: ExecutorHandlers,
+) -> None:
+    message = assigned("explode")
+    asked = message.model_copy(
+        update={"task": message.task.model_copy(update={"retry_errors": True})}
+    )
+    with pytest.raises(HandlerFailedError) as caught:
+        await handlers.on_assigned(asked)
+    assert not isinstance(caught.value, PermanentTaskError)
+
+
+async def test_a_handler_raising_retry_is_retried_and_the_submitter_told(
+    handlers: ExecutorHandlers,
+) -> None:
+    message = assigned("flaky")
+    with pytest.raises(HandlerFailedError) as caught:
+        await handlers.on_assigned(message)
+    assert caught.value.asked_retry
+    (emit,) = await handlers.on_retry(message, caught.value, 1, 1000)
+    assert emit.route.routing_key == "retrying.client-1"
+    assert isinstance(emit.message, TaskRetrying)
+    assert (emit.message.attempt, emit.message.retry_in_s) == (1, 1.0)
+    assert emit.message.error.error_type == "Retry"
+    assert emit.message.error.message.startswith("upstream busy")
+
+
+async def test_a_task_redone_after_its_node_died_counts_the_attempt(
+    handlers: ExecutorHandlers,
+) -> None:
+    redone = assigned("noop").model_copy(update={"dispatch": 2})
+    (emit,) = await handlers.on_assigned(redone)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.attempts == 2
+
+
+async def test_no_internal_class_name_reaches_the_submitter(handlers: ExecutorHandlers) -> None:
+    message = assigned("stats", values="oops")  # runs in a worker process
+    with pytest.raises(PermanentTaskError) as caught:
+        await handlers.on_assigned(message)
+    (emit,) = await handlers.on_exhausted(message, caught.value, 1)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.error is not None
+    assert emit.message.error.error_type == "InvalidTaskInputError"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from boson_services.executor.pool import HandlerFailedError, TaskRunner
 from boson_shared.errors import TaskTimeoutError
 from boson_shared.handlers import HandlerSpec, TaskInput, discover
+from tests.support.cluster import ROOT
 
 MODULE = "tests.unit.executor.sample_handlers"
 
@@ -59,11 +63,62 @@ async def test_timeout_kills_the_worker_and_the_slot_recovers(
     assert second != first
 
 
-async def test_a_handler_error_is_typed_and_retryable(
+async def test_a_handler_error_is_typed_with_the_users_frames(
     runner: TaskRunner, registry: dict[str, HandlerSpec]
 ) -> None:
-    with pytest.raises(HandlerFailedError, match="ValueError: boom"):
+    with pytest.raises(HandlerFailedError) as caught:
         await runner.run(registry["explode"], task(), 30)
+    assert caught.value.error_type == "ValueError"
+    first, *frames = caught.value.message.splitlines()
+    assert first == "boom"  # the type is not repeated in the text
+    assert "sample_handlers.py" in frames[0]
+    assert not any("boson_services" in line for line in frames)
+    assert not caught.value.asked_retry
+
+
+async def test_a_handler_raising_retry_asks_for_another_attempt(
+    runner: TaskRunner, registry: dict[str, HandlerSpec]
+) -> None:
+    with pytest.raises(HandlerFailedError) as caught:
+        await runner.run(registry["flaky"], task(), 30)
+    assert caught.value.asked_retry
+    assert caught.value.error_type == "Retry"
+
+
+@pytest.mark.parametrize("name", ["hang_thread", "hang_inline"])
+async def test_a_hanging_thread_or_inline_handler_times_out_on_time(
+    runner: TaskRunner, registry: dict[str, HandlerSpec], name: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(TaskTimeoutError):
+        await runner.run(registry[name], task(seconds=5), 0.3)
+    assert time.monotonic() - started < 3
+
+
+def test_the_process_exits_while_a_timed_out_thread_handler_runs_on() -> None:
+    script = (
+        "import asyncio\n"
+        "from boson_services.executor.pool import TaskRunner\n"
+        "from boson_shared.errors import TaskTimeoutError\n"
+        "from boson_shared.handlers import TaskInput, discover\n"
+        f"registry = discover([{MODULE!r}])\n"
+        "async def main():\n"
+        "    runner = TaskRunner(1, start_method='spawn')\n"
+        "    try:\n"
+        "        hang = TaskInput('t', None, {'seconds': 60})\n"
+        "        await runner.run(registry['hang_thread'], hang, 0.3)\n"
+        "    except TaskTimeoutError:\n"
+        "        print('timed out')\n"
+        "    await runner.close()\n"
+        "asyncio.run(main())\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.strip() == "timed out", done.stderr
+    assert done.returncode == 0
+    assert time.monotonic() - started < 20
 
 
 async def test_peak_memory_is_reported(

@@ -1,4 +1,4 @@
-"""Balancing: credit, power-of-two choices, imbalance, rebalancing and recovery plans."""
+"""Balancing helpers: power-of-two choices, imbalance, clean fits and recovery plans."""
 
 from __future__ import annotations
 
@@ -6,36 +6,13 @@ import numpy as np
 import pytest
 
 from boson_shared.scheduling.balancing import (
-    CreditLedger,
-    Move,
     QueuedTask,
     fits_cleanly,
     imbalance,
-    plan_rebalance,
     plan_recovery,
     power_of_two_choices,
 )
 from boson_shared.scheduling.placement import NodeTable, Placer
-
-
-def test_credit_is_free_slots_minus_in_flight() -> None:
-    ledger = CreditLedger()
-    assert ledger.credit("a") == 0
-    ledger.grant("a", 2, as_of=10.0)
-    assert ledger.consume("a", "t1", at=11.0)
-    assert ledger.consume("a", "t2", at=12.0)
-    assert not ledger.consume("a", "t3", at=12.5)
-    assert ledger.in_flight("a") == ["t1", "t2"]
-    assert ledger.refund("a", "t2")
-    assert not ledger.refund("a", "t2")
-    assert ledger.credit("a") == 1
-    # A report sent at 11.5 already counts t1 in its free slots.
-    ledger.grant("a", 1, as_of=11.5)
-    assert ledger.in_flight("a") == []
-    assert ledger.credit("a") == 1
-    ledger.consume("a", "t4", at=13.0)
-    assert ledger.forget("a") == ["t4"]
-    assert ledger.nodes() == []
 
 
 def test_power_of_two_choices_prefers_the_less_loaded_of_two() -> None:
@@ -65,27 +42,6 @@ def cluster() -> NodeTable:
     for name in ("hot", "warm", "cold"):
         table.upsert(name, (10, 10, 0), allocated=(4, 4, 0))
     return table
-
-
-def test_rebalance_moves_queued_work_from_hot_to_cold() -> None:
-    table = cluster()
-    queued = [QueuedTask(f"q{k}", "hot", (1, 1, 0)) for k in range(4)]
-    measured = {"hot": 0.9, "warm": 0.5, "cold": 0.1}
-    moves = plan_rebalance(queued, measured, table, threshold=0.3)
-    assert moves
-    assert moves[0] == Move("q3", "hot", "cold")  # newest first, to the coldest
-    assert all(m.from_node == "hot" for m in moves)
-    assert len({m.task_id for m in moves}) == len(moves)
-    # below the threshold nothing moves
-    assert plan_rebalance(queued, {"hot": 0.5, "warm": 0.5, "cold": 0.45}, table, 0.3) == []
-
-
-def test_rebalance_respects_free_capacity_and_liveness() -> None:
-    table = cluster()
-    table.set_allocated("cold", (10, 10, 0))  # no room
-    table.set_alive("warm", False)
-    queued = [QueuedTask("q", "hot", (1, 1, 0))]
-    assert plan_rebalance(queued, {"hot": 0.9, "warm": 0.0, "cold": 0.1}, table, 0.1) == []
 
 
 def test_recovery_replaces_a_dead_nodes_queue() -> None:

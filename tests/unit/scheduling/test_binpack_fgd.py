@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement import Placer
-from boson_shared.scheduling.remnant import LongRunDemand, place_run
 from boson_shared.scheduling.scores import (
     FGD_WEIGHT,
     Strategy,
@@ -20,6 +20,7 @@ from boson_shared.scheduling.scores import (
     stranded_bottleneck,
 )
 from boson_shared.scheduling.table import NodeTable
+from boson_shared.scheduling.typical_demand import LongRunDemand
 
 TYPICAL = np.array([1.0, 2.0, 0.0])
 """A typical task in the hand-computed cases: 1 cpu, 2 memory."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from boson_shared.scheduling import fgd_index, scores
 from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.placement import NEVER, WAITING, NodeTable, Placer
-from boson_shared.scheduling.remnant import LongRunDemand
+from boson_shared.scheduling.typical_demand import LongRunDemand
 from tests.unit.scheduling import fgd_reference
 
 # Quarters and small integers: exact fits, ties and floors landing on whole numbers are common.

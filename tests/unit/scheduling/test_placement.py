@@ -1,4 +1,7 @@
-"""Placement strategies against scores computed by hand, and the worked example of DESIGN §3.4."""
+"""Placement strategies against scores computed by hand, and the worked example.
+
+The example is ``docs/design.md#worked-example``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from boson_shared.scheduling.placement import (
     Placer,
     ReservationBook,
 )
+from tests.support.fakes import Clock
 
 WORKED = (350, 400, 300, 250, 200)
 
@@ -190,16 +194,8 @@ def test_unknown_strategy() -> None:
         Placer(NodeTable(), "random")  # type: ignore[arg-type]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_reservations_spread_a_burst_between_snapshots() -> None:
-    clock = FakeClock()
+    clock = Clock(100.0)
     table = NodeTable()
     table.upsert("a", (10, 10, 0))
     table.upsert("b", (10, 10, 0))
@@ -268,7 +264,7 @@ def test_remnant_avoids_stranding_one_dimension() -> None:
 
 
 def test_typical_demand_is_the_median_of_recent_placements() -> None:
-    from boson_shared.scheduling.remnant import TypicalDemand
+    from boson_shared.scheduling.typical_demand import TypicalDemand
 
     typical = TypicalDemand(window=8, refresh_every=4)
     typical.observe(np.array([1.0, 2.0, 0.0]), 3)

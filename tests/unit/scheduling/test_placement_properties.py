@@ -19,7 +19,7 @@ from boson_shared.scheduling.placement import (
     Placer,
     Strategy,
 )
-from boson_shared.scheduling.remnant import TypicalDemand
+from boson_shared.scheduling.typical_demand import TypicalDemand
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

@@ -18,7 +18,8 @@ import pytest
 
 from boson.simulation.engine import simulate
 from boson.simulation.policies import Balancer, make_policy
-from tests.unit.test_balancer_dispatcher import Clock, N, demand, dispatcher, snapshot
+from tests.support.balancer import N, demand, dispatcher, snapshot
+from tests.support.fakes import Clock
 
 from .conftest import cluster, events, workload
 

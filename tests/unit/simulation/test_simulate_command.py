@@ -42,3 +42,12 @@ def test_a_negative_probation_is_refused(
 ) -> None:
     assert main([*write_trace(tmp_path), "--probation-s", "-1"]) == 2
     assert "--probation-s must be 0 (none) or more" in capsys.readouterr().err
+
+
+def test_plot_writes_the_three_charts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")  # the optional "plot" extra
+    charts = tmp_path / "charts"
+    assert main([*write_trace(tmp_path), "--plot", str(charts)]) == 0
+    names = sorted(p.name for p in charts.iterdir())
+    assert names == ["sim-jct-cdf.png", "sim-node-spread.png", "sim-utilisation.png"]
+    assert all((charts / name).read_bytes().startswith(b"\x89PNG") for name in names)

@@ -26,7 +26,7 @@ def test_queueing_on_one_node(name: str) -> None:
     # window [0, 1] the node is full: utilisation 1, nothing stranded, CV 0.
     w = workload([(0, 10, 1, 1, 2, 0), (1, 5, 1, 1, 1, 1)])
     policy = make_policy(name)
-    m, rec = simulate(name, w, cluster((2, 2)), events(), policy.placer, policy.dispatcher(), 1.0)
+    m, rec = simulate(name, w, cluster((2, 2)), events(), policy.placer, policy.drainer(), 1.0)
     assert m.jct_mean == pytest.approx(12.0)
     assert m.jct_p99 == pytest.approx(14.0)
     assert m.delay_mean == pytest.approx(3.0)
@@ -56,7 +56,7 @@ def test_a_node_back_from_failing_is_on_probation(on_probation: bool) -> None:
     policy = make_policy("binpack+rebalance")
     probation = Probation(base_s=10.0, max_share=1.0) if on_probation else None
     m, rec = simulate(
-        "b", w, cluster((2, 2), (2, 2)), ev, policy.placer, policy.dispatcher(), 1.0, probation
+        "b", w, cluster((2, 2), (2, 2)), ev, policy.placer, policy.drainer(), 1.0, probation
     )
     assert m.replaced == (0 if on_probation else 1)
     assert rec.last_end.tolist() == ([45.0, 20.0] if on_probation else [70.0, 20.0])
@@ -81,7 +81,7 @@ def test_failure_forces_replacement(name: str, back_up: float, end: float) -> No
     w = workload([(0, 10, 2, 2, 2, 0)])
     policy = make_policy(name)
     ev = events((5, 0, False), (back_up, 0, True))
-    m, _ = simulate(name, w, cluster((2, 2), (2, 2)), ev, policy.placer, policy.dispatcher(), 1.0)
+    m, _ = simulate(name, w, cluster((2, 2), (2, 2)), ev, policy.placer, policy.drainer(), 1.0)
     assert m.replaced == 1
     assert m.jct_mean == pytest.approx(end)
     assert m.makespan == pytest.approx(end)
@@ -98,7 +98,7 @@ def test_failure_with_room_elsewhere_replaces_at_once() -> None:
         policy = make_policy(name)
         ev = events((5, 0, False), (605, 0, True))
         c = cluster((2, 2), (2, 2), (2, 2))
-        m, _ = simulate(name, w, c, ev, policy.placer, policy.dispatcher(), 1.0)
+        m, _ = simulate(name, w, c, ev, policy.placer, policy.drainer(), 1.0)
         assert m.replaced == 1, name
         assert m.jct_mean == pytest.approx(15.0), name
 
@@ -114,7 +114,7 @@ def test_rebalancing_dispatches_past_a_blocked_head() -> None:
     out = {}
     for name in ("binpack", "binpack+rebalance"):
         policy = make_policy(name)
-        m, _ = simulate(name, w, c, events(), policy.placer, policy.dispatcher(), 1.0)
+        m, _ = simulate(name, w, c, events(), policy.placer, policy.drainer(), 1.0)
         out[name] = m
     plain, balanced = out["binpack"], out["binpack+rebalance"]
     # JCT: A 10, X 5, B 10, C 10 (plain) or 4 (rebalanced).
@@ -127,7 +127,7 @@ def test_rebalancing_dispatches_past_a_blocked_head() -> None:
 def test_never_placeable_is_counted_not_run() -> None:
     w = workload([(0, 10, 1, 1, 1, 0), (0, 10, 5, 1, 3, 1)])
     policy = make_policy("binpack")
-    m, _ = simulate("b", w, cluster((2, 2)), events(), policy.placer, policy.dispatcher(), 1.0)
+    m, _ = simulate("b", w, cluster((2, 2)), events(), policy.placer, policy.drainer(), 1.0)
     assert m.never_placeable == 3
     assert m.jct_mean == pytest.approx(10.0)
 
@@ -142,7 +142,7 @@ def test_fragmentation_and_imbalance_by_hand() -> None:
     w = workload([(0, 10, 3.5, 3.5, 1, 0), (1, 1, 1, 1, 1, 1), (1, 1, 1, 1, 1, 2)])
     policy = make_policy("binpack")
     c = cluster((4, 4), (4, 4))
-    _, rec = simulate("b", w, c, events(), policy.placer, policy.dispatcher(), 1.0)
+    _, rec = simulate("b", w, c, events(), policy.placer, policy.drainer(), 1.0)
     assert rec.fragmentation[0] == pytest.approx(0.0625)
     assert rec.cv[0] == pytest.approx(1.0)
     assert rec.jain[0] == pytest.approx(0.5)
@@ -161,7 +161,7 @@ def test_fragmentation_parts_by_hand(name: str) -> None:
     w = workload([(0, 10, 4, 1, 1, 0), (0, 10, 1, 3, 1, 1), (2, 10, 1, 2.5, 1, 2)])
     policy = make_policy(name)
     c = cluster((4, 4), (4, 4))
-    m, rec = simulate(name, w, c, events(), policy.placer, policy.dispatcher(), 1.0)
+    m, rec = simulate(name, w, c, events(), policy.placer, policy.drainer(), 1.0)
     assert rec.fragmentation[:3] == pytest.approx([0.5, 0.5, 0.5])
     assert m.fragmentation == pytest.approx(0.5)
     assert m.fragmentation_other_short == pytest.approx(0.375)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from boson.commands.simulate import number_text
+from boson.simulation.report import number_text
 
 
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        (0.01207, "0.0121"),  # binpack's fragmentation at 90% load
+        (0.01207, "0.0121"),  # a fragmentation-sized share
         (0.001166, "0.00117"),  # k8s-default's: "0.001" hid a ten-fold difference
         (0.001255, "0.00126"),
         (0.0, "0.000"),

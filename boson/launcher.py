@@ -44,6 +44,7 @@ from boson_shared.settings import BosonSettings
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+_RECORD_SETTLE_S = 10.0
 
 
 S = TypeVar("S", bound=BosonSettings)
@@ -126,8 +127,31 @@ class EmbeddedCluster:
         await self._running[self.services.index(service)].stop()
         await service.transport.close()
 
+    async def settle_record(self, timeout: float = _RECORD_SETTLE_S) -> bool:
+        """Wait (bounded) until the monitors have written every queued record event.
+
+        The in-memory broker's queues end with the process: what the record
+        has not taken by then would be missing from it.
+        """
+        monitors = [s for s in self.services if isinstance(s, MonitorService) and s.record]
+        if not monitors:
+            return True
+        queue = monitors[0].names.record_queue
+        transport = monitors[0].transport
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if not all(m.record and m.record.ready and not m.record.outage for m in monitors):
+                return False  # no database to write to: nothing to wait for
+            busy = sum(loop.in_flight for m in monitors for loop in m.record_loops)
+            if busy == 0 and await transport.queue_depth(queue) == 0:
+                return True
+            await asyncio.sleep(0.02)
+        logger.warning("the task record did not catch up within %.0fs", timeout)
+        return False
+
     async def stop(self) -> None:
         """Stop every service (last started first) and wait for them."""
+        await self.settle_record()
         for service, error in await stop_all(self._running):
             if not isinstance(error, asyncio.CancelledError):
                 logger.error("%s ended with %r", service.name, error)

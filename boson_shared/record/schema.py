@@ -1,0 +1,91 @@
+"""The task record's tables: one row per task, one row per lifecycle event.
+
+Times are float seconds since the Unix epoch, as on the wire. The event
+table's key is the id of the message that reported the event, which is what
+makes ingestion idempotent: a message seen twice inserts nothing the second
+time and so changes nothing. ``tenant`` is a placeholder for per-tenant
+quotas; nothing fills it yet.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = 128
+
+tasks = Table(
+    "boson_tasks",
+    metadata,
+    Column("task_id", String(ID), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("handler", String(ID)),
+    Column("tenant", String(ID)),
+    Column("submitter", String(ID)),
+    Column("complexity", Float),
+    Column("data_size", Float),
+    Column("input_bytes", BigInteger),
+    Column("input_ref", String(64)),
+    Column("requests", JSON),
+    Column("timeout_s", Float),
+    Column("max_retries", Integer),
+    Column("node_id", String(ID)),
+    Column("strategy", String(64)),
+    Column("demand", JSON),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("dispatches", Integer, nullable=False, default=0),
+    Column("error_type", String(200)),
+    Column("error_message", Text),
+    Column("error_retryable", Boolean),
+    Column("wall_s", Float),
+    Column("cpu_s", Float),
+    Column("peak_memory_bytes", BigInteger),
+    # The output, msgpack-packed, when it is within the inline bound.
+    Column("output", LargeBinary),
+    Column("output_ref", String(64)),
+    Column("output_bytes", BigInteger),
+    Column("output_omitted", Boolean, nullable=False, default=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("placed_at", Float),
+    Column("assigned_at", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("recorded_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_boson_tasks_submitted", "submitted_at", "task_id"),
+    Index("ix_boson_tasks_state", "state", "submitted_at"),
+    Index("ix_boson_tasks_handler", "handler", "submitted_at"),
+    Index("ix_boson_tasks_node", "node_id", "submitted_at"),
+    Index("ix_boson_tasks_expires", "expires_at"),
+    Index("ix_boson_tasks_input_ref", "input_ref"),
+    Index("ix_boson_tasks_output_ref", "output_ref"),
+)
+
+events = Table(
+    "boson_task_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("task_id", String(ID), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("node_id", String(ID)),
+    Column("source", String(64)),
+    Index("ix_boson_task_events_task", "task_id", "at"),
+)
+
+__all__ = ["events", "metadata", "tasks"]

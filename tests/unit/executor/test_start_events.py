@@ -1,0 +1,75 @@
+"""The executor's ``started`` events for the task record: sent, and never holding a slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from boson_services.executor.handlers import ExecutorHandlers
+from boson_services.executor.pool import TaskRunner
+from boson_shared.contract.messages import (
+    ResourceVector,
+    TaskAssigned,
+    TaskEvent,
+    TaskResult,
+    TaskSubmitted,
+)
+from boson_shared.contract.topology import Names
+from boson_shared.handlers import discover
+from tests.support.waiting import wait_until
+
+
+class SlowBroker:
+    """A reporter whose confirms arrive only when the test lets them."""
+
+    def __init__(self) -> None:
+        self.events: list[TaskEvent] = []
+        self.confirm = asyncio.Event()
+
+    async def report(self, event: TaskEvent) -> None:
+        self.events.append(event)
+        await self.confirm.wait()
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[TaskRunner]:
+    runner = TaskRunner(1, start_method="forkserver")
+    yield runner
+    await runner.close()
+
+
+def assigned(task_id: str, dispatch: int = 1) -> TaskAssigned:
+    task = TaskSubmitted(task_id=task_id, handler="noop", reply_to="client-1")
+    return TaskAssigned(
+        task=task, demand=ResourceVector(cpu=1, memory=1), node_id="n1", dispatch=dispatch
+    )
+
+
+async def test_a_slot_is_free_while_a_start_awaits_its_confirm(runner: TaskRunner) -> None:
+    broker = SlowBroker()
+    handlers = ExecutorHandlers(
+        node_id="n1",
+        slots=1,
+        registry=discover(["boson_services.executor.builtins"]),
+        runner=runner,
+        names=Names("t"),
+        max_inline_result_bytes=4096,
+        completed_memory=100,
+        report=broker.report,
+    )
+    first = asyncio.ensure_future(handlers.on_assigned(assigned("t1")))
+    second = asyncio.ensure_future(handlers.on_assigned(assigned("t2", dispatch=2)))
+    # One slot, confirms held back: both tasks still run.
+    await wait_until(lambda: len(broker.events) == 2 and handlers.running == 0, timeout=10)
+    assert not first.done()
+    broker.confirm.set()
+    (result,) = await first
+    await second
+    assert isinstance(result.message, TaskResult)
+    assert [(e.task_id, e.stage, e.node_id, e.dispatch) for e in broker.events] == [
+        ("t1", "started", "n1", 1),
+        ("t2", "started", "n1", 2),
+    ]
+    assert broker.events[1].message_id == "t2.s2.1"

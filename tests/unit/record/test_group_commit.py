@@ -1,0 +1,66 @@
+"""Group commit: concurrent writes share a flush; a failed flush fails its group only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from boson_shared.errors import RecordUnavailableError
+from boson_shared.record.group_commit import GroupCommit
+
+
+async def test_writes_that_arrive_together_share_one_flush() -> None:
+    flushed: list[list[int]] = []
+    flushing = asyncio.Event()
+
+    async def flush(items: list[int]) -> None:
+        flushed.append(items)
+        flushing.set()
+        await asyncio.sleep(0.01)
+
+    commits: GroupCommit[int] = GroupCommit(flush, max_items=100)
+    await asyncio.gather(*(commits.write([k, k + 100]) for k in range(10)))
+    assert len(flushed) == 1
+    assert sorted(flushed[0]) == sorted([*range(10), *range(100, 110)])
+    # Arrivals during a flush gather for the next one.
+    flushing.clear()
+    first = asyncio.ensure_future(commits.write([1]))
+    await flushing.wait()
+    rest = [asyncio.ensure_future(commits.write([n])) for n in range(5)]
+    await asyncio.gather(first, *rest)
+    assert len(flushed) == 3
+    assert commits.items == 26
+
+
+async def test_a_group_never_exceeds_max_items() -> None:
+    sizes: list[int] = []
+
+    async def flush(items: list[int]) -> None:
+        sizes.append(len(items))
+
+    commits: GroupCommit[int] = GroupCommit(flush, max_items=5)
+    await asyncio.gather(*(commits.write([1, 2]) for _ in range(7)))
+    assert max(sizes) <= 5
+    assert sum(sizes) == 14
+
+
+async def test_a_failed_flush_fails_its_waiters_and_the_next_group_goes_on() -> None:
+    calls = 0
+
+    async def flush(items: list[int]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RecordUnavailableError("database away")
+
+    commits: GroupCommit[int] = GroupCommit(flush, max_items=100)
+    outcomes = await asyncio.gather(commits.write([1]), commits.write([2]), return_exceptions=True)
+    assert all(isinstance(o, RecordUnavailableError) for o in outcomes)
+    await commits.write([3])
+    assert calls == 2
+
+
+def test_max_items_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_items"):
+        GroupCommit(lambda items: asyncio.sleep(0), max_items=0)
