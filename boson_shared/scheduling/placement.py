@@ -1,4 +1,6 @@
-"""Placement (DESIGN §3.2): filter the nodes a demand fits, score them, pick one, commit.
+"""Placement: filter the nodes a demand fits, score them, pick one, commit.
+
+The design is in ``docs/design.md#placement``.
 
 >>> table = NodeTable()
 >>> for i, used in enumerate((350, 400, 300, 250, 200)):
@@ -9,7 +11,7 @@
 The worked example uses ``cpu = memory = 500, gpu = 0`` per node and a
 demand of ``Q`` units on cpu and on memory (``LinearDemandModel``'s default
 mapping), so each node's mean utilisation over its two dimensions is the
-1-D number of DESIGN §3.4.
+1-D number of the design's worked example.
 
 Outcomes: ``placed`` on a node (and allocated in the table); ``waiting`` —
 some node could hold it in total but no alive node has the room now;
@@ -20,6 +22,12 @@ dimension. ``binpack`` and ``spread`` use the incremental
 ``remnant``, against the placer's :class:`~boson_shared.scheduling.typical_demand.TypicalDemand`;
 those three place a run of identical demands in a batch in one pass
 (:func:`~boson_shared.scheduling.identical_runs.place_run`, same result as one by one).
+``binpack-fgd`` uses the incremental
+:class:`~boson_shared.scheduling.fgd_index.FgdIndex` against the placer's
+:class:`~boson_shared.scheduling.typical_demand.LongRunDemand` (and the full
+rescore until that has seen a first placement, when each demand is its own
+typical one). Every path chooses what the full rescore
+(:func:`~boson_shared.scheduling.scores.choose`) chooses.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement_index import SortedIndex
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
@@ -107,6 +116,7 @@ class Placer:
         self.table = table
         self.strategy: Strategy = strategy
         self._index: SortedIndex | None = None
+        self._fgd: FgdIndex | None = FgdIndex(table) if strategy == "binpack-fgd" else None
         self.typical: TypicalDemand = (
             LongRunDemand() if strategy == "binpack-fgd" else TypicalDemand()
         )
@@ -127,7 +137,12 @@ class Placer:
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
-        i = self._place(vec)
+        if self._fgd is not None and self._has_estimate():
+            out = np.empty(1, dtype=np.int64)
+            self._place_fgd(vec[None, :], out)
+            i = int(out[0])
+        else:
+            i = self._place(vec)
         if i < 0:
             return Placement(None, None, "waiting" if i == WAITING else "never")
         return Placement(i, self.table.node_ids[i], "placed")
@@ -139,7 +154,9 @@ class Placer:
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
-        if self._index is None:
+        if self._fgd is not None and self._has_estimate():
+            self._place_fgd(arr, out)
+        elif self._index is None:
             self._place_runs(arr, out)
         elif self.strategy == "binpack":
             self._fill_runs(arr, out)
@@ -149,6 +166,27 @@ class Placer:
                 out[k] = place(arr[k])
         ids = self.table.node_ids
         return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()))
+
+    def _has_estimate(self) -> bool:
+        """Whether the typical demand is known (until then each demand is its own typical)."""
+        return bool(np.any(self.typical.points > 0))
+
+    def _place_fgd(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
+        """``binpack-fgd`` through its index, learning the placed demands as the runs do."""
+        fgd = self._fgd
+        assert fgd is not None
+        fgd.place(arr, self.typical.points, out)
+        m = arr.shape[0]
+        change = np.flatnonzero(np.any(arr[1:] != arr[:-1], axis=1)) + 1
+        for start, stop in itertools.pairwise([0, *change.tolist(), m]):
+            placed = int(np.count_nonzero(out[start:stop] >= 0))
+            if placed:
+                self.typical.observe(arr[start], placed)
+            if placed < stop - start:
+                vec = arr[start]
+                out[start:stop][out[start:stop] < 0] = (
+                    WAITING if self.table.fits_any_total(vec) else NEVER
+                )
 
     def _place_runs(self, arr: FloatArray, out: NDArray[np.int64]) -> None:
         """Full-rescore strategies: each run of identical rows in one pass (as row by row)."""

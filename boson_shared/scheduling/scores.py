@@ -1,8 +1,9 @@
 """Placement scores, vectorised over every node of a :class:`NodeTable`.
 
-All four strategies are written in terms of two per-node quantities so that
-the incremental index in ``placement_index`` and the full rescore here agree
-to the last bit:
+All six strategies are written in terms of these per-node quantities so that
+the incremental indexes (``placement_index`` for ``binpack`` and ``spread``,
+``fgd_index`` for ``binpack-fgd``) and the full rescore here agree to the
+last bit:
 
 * ``w[i, d] = 1 / (capacity[i, d] * k_i)`` on the ``k_i`` dimensions where
   node ``i`` has capacity, else 0 — the weights of a mean over those dims;
@@ -79,31 +80,27 @@ STRATEGIES: tuple[Strategy, ...] = (
 
 REMNANT_WEIGHT = 2.0
 """Weight of stranded capacity in ``remnant``. Below 2.5 the worked example of
-DESIGN §3.4 holds even when the typical demand is the example's own demand
-(see the tests); larger values strand less on the Alibaba trace."""
+the placement design (``docs/design.md#placement``) holds even when the
+typical demand is the example's own demand (see the tests); larger values
+strand less on the Alibaba trace."""
 
 
 DEFAULT_STRATEGY: Strategy = "binpack-fgd"
-"""The scheduler's default: DESIGN §3.2's most-allocated ``binpack`` that first
-of all does not strand the bottleneck resource. On the Alibaba trace at 90 %
-load it strands a seventh less capacity than Kubernetes' default scoring where
-plain ``binpack`` strands ten times more (``benchmarks/trace_quality.py``).
-It rescores every node per distinct demand — 8,500–11,000 placements/s up
-to 100 nodes, 760–890/s at 10,000 nodes, against ``binpack``'s incremental
-index (60,000–100,000/s); identical demands in a batch cost ~9 µs each (``binpack``
-3 µs), so the end-to-end no-op pipeline loses 4–7 %. Huge clusters with many
-distinct demands per second should choose ``binpack`` (``BOSON_STRATEGY``)."""
+"""The scheduler's default: the most-allocated ``binpack`` of the placement
+design (``docs/design.md#placement``) that first of all does not strand the
+bottleneck resource, because of all six it strands the least on the Alibaba
+trace (``benchmarks/trace_quality.py``). The placer runs it through
+:class:`~boson_shared.scheduling.fgd_index.FgdIndex`, which recomputes only
+what a placement changes and chooses exactly what :func:`choose` does."""
 
 FGD_WEIGHT = 1000.0
 """Weight of the stranding change in ``binpack-fgd``, in utilisation units of
-the bottleneck. Stranding a whole typical task's worth of memory on a trace
-machine (1.2 % of it) outweighs any binpack gain (at most 1); a change below
-0.1 % of the node's bottleneck capacity does not, so binpack may accept a
-sliver of stranding for a much fuller node. A strictly lexicographic guard
-(10⁴–10⁶) stranded more on the Alibaba trace at 90 % load (fragmentation
-0.00132–0.00136 against 0.00126); even given the trace's true median in
-advance, it stranded less while the cluster had room but more once it was
-full (0.00111–0.00116 against 0.00110)."""
+the bottleneck. Large enough that stranding a whole typical task's worth of
+the bottleneck outweighs any binpack gain (at most 1), small enough that a
+change below a thousandth of the node's bottleneck capacity does not, so
+binpack may accept a sliver of stranding for a much fuller node. A strictly
+lexicographic guard (a far larger weight) strands more on the Alibaba trace
+(the comparison is in ``docs/design.md#placement``)."""
 
 
 _STACK_ROWS = 512

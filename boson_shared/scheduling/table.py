@@ -209,6 +209,13 @@ class NodeTable:
             if watcher is not None and watcher is not source:
                 watcher.dirty.add(index)
 
+    def _changed_by(self, rows: list[int], source: TableWatcher) -> None:
+        """Tell every watcher but ``source`` that ``rows`` changed (``source`` changed them)."""
+        for ref in self._watchers:
+            watcher = ref()
+            if watcher is not None and watcher is not source:
+                watcher.dirty.update(rows)
+
     def _touch(self, index: int) -> None:
         for ref in self._watchers:
             watcher = ref()
