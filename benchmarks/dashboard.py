@@ -53,19 +53,9 @@ from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import NodeHeartbeat, ResourceVector
 from boson_shared.contract.topology import rk_heartbeat
 from boson_shared.runtime.publisher import BatchingPublisher, Route
+from tests.support.chromium import CHROMIUM, headless_chromium
 from tests.support.cluster import ProcessCluster, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ENDPOINTS = (
     "/api/cluster",
     "/api/nodes?limit=50",
@@ -195,20 +185,12 @@ async def cpu_over(process: psutil.Process, seconds: float) -> float:
 
 
 async def page_open_in_chromium(url: str, seconds: float) -> str:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(url)
-            await page.wait_for_selector("tr[data-node]", timeout=30_000)
-            await asyncio.sleep(seconds)
-            updated = await page.evaluate("document.body.dataset.updated || ''")
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(url)
+        await page.wait_for_selector("tr[data-node]", timeout=30_000)
+        await asyncio.sleep(seconds)
+        updated = await page.evaluate("document.body.dataset.updated || ''")
     return f"chromium (last live update at {updated})"
 
 

@@ -18,25 +18,13 @@ import random
 import sys
 from pathlib import Path
 
-from playwright.async_api import async_playwright
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boson.launcher import EmbeddedCluster
 from boson.simulated_node import SimulatedNode
 from boson_shared.contract.messages import ResourceVector
 from boson_shared.settings import BosonSettings
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.chromium import headless_chromium
 
 
 async def make(out: Path, seconds: float) -> None:
@@ -87,17 +75,13 @@ async def make(out: Path, seconds: float) -> None:
             node.heartbeating = False
         await asyncio.sleep(seconds / 3)
         assert cluster.dashboard_url is not None
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+        async with headless_chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             for path, name in (("", "cluster"), ("alerts", "alerts"), ("throughput", "throughput")):
                 await page.goto(cluster.dashboard_url + path)
                 await page.wait_for_function("document.body.dataset.updated !== undefined")
                 await asyncio.sleep(1.5)
                 await page.screenshot(path=str(out / f"dashboard-{name}.png"), full_page=True)
-            await browser.close()
     finally:
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -16,22 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from boson.launcher import EmbeddedCluster
 from boson_shared.settings import BosonSettings
+from tests.support.chromium import CHROMIUM, headless_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "browser-test-token"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -80,14 +70,8 @@ def screenshots(tmp_path: Path) -> Path:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     assert shutil.which(str(CHROMIUM)), "install Debian's chromium (apt-get install chromium)"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with headless_chromium() as launched:
+        yield launched
 
 
 async def test_the_pages_show_the_cluster_live(
@@ -160,6 +144,3 @@ async def test_the_page_acts_only_with_the_token(
     assert TOKEN not in html.replace(f'value="{TOKEN}"', "")
     await page.screenshot(path=str(screenshots / "alerts-acknowledged.png"), full_page=True)
     await page.close()
-
-
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]
