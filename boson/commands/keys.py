@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from boson.commands.groups import command_group
 from boson_shared.contract.keyring import generate_key_spec
 
 
@@ -24,16 +25,11 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``keys`` (with its ``generate`` sub-command) to the ``boson`` parser."""
-    keys = subparsers.add_parser("keys", help="manage envelope encryption keys")
-    keys.set_defaults(func=lambda _args: _usage(keys))
-    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    actions = command_group(
+        subparsers, "keys", help="manage envelope encryption keys", metavar="ACTION"
+    )
     generate = actions.add_parser(
         "generate",
         help="print a new key line for BOSON_KEYS",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from boson.asyncapi import asyncapi_document, render_yaml
+from boson.commands.groups import command_group
 from boson_shared.errors import ConfigError
 
 
@@ -23,16 +24,11 @@ def _asyncapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``spec`` (with its ``asyncapi`` sub-command) to the ``boson`` parser."""
-    spec = subparsers.add_parser("spec", help="print the bus contract for other languages")
-    spec.set_defaults(func=lambda _args: _usage(spec))
-    actions = spec.add_subparsers(dest="spec_command", metavar="FORMAT")
+    actions = command_group(
+        subparsers, "spec", help="print the bus contract for other languages", metavar="FORMAT"
+    )
     asyncapi = actions.add_parser(
         "asyncapi",
         help="the AsyncAPI 3.0 document of every channel and message (YAML)",
