@@ -191,17 +191,10 @@ def run_result(args: argparse.Namespace) -> int:
     if record.state == "failed":
         assert record.error is not None
         message = f"task {record.task_id} failed: {record.error.error_type}: {record.error.message}"
-        if args.json:
-            _print_json({"task_id": record.task_id, "state": record.state, "error": message})
-        else:
-            print(f"boson: {message}", file=sys.stderr)
+        _no_result(args, record, message)
         return 1
     if record.state != "succeeded":
-        message = f"task {record.task_id} has no result yet (it is {record.state})"
-        if args.json:
-            _print_json({"task_id": record.task_id, "state": record.state, "error": message})
-        else:
-            print(f"boson: {message}", file=sys.stderr)
+        _no_result(args, record, f"task {record.task_id} has no result yet (it is {record.state})")
         return 3
     if record.output_omitted:
         print(f"boson: task {record.task_id}'s output was too large to keep", file=sys.stderr)
@@ -216,6 +209,14 @@ def run_result(args: argparse.Namespace) -> int:
 
 
 # -- parsing and printing ------------------------------------------------------------
+
+
+def _no_result(args: argparse.Namespace, record: TaskRecord, message: str) -> None:
+    """Say why ``boson result`` has no output: a JSON object with ``--json``, else stderr."""
+    if args.json:
+        _print_json({"task_id": record.task_id, "state": record.state, "error": message})
+    else:
+        print(f"boson: {message}", file=sys.stderr)
 
 
 def parse_since(text: str, now: float | None = None) -> float:

@@ -129,3 +129,21 @@ def test_the_cli_reads_what_an_in_process_submit_ran(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.startswith("boson: InvalidQueryError:")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_cli_result_of_a_failed_task_is_its_error(tmp_path: Path) -> None:
+    database = tmp_path / "records.sqlite3"
+    submitted = _boson("submit", "burn", "--param", "seconds=-1", "--json", database=database)
+    assert submitted.returncode == 1, submitted.stderr
+    task_id = json.loads(submitted.stdout.splitlines()[0])["task_id"]
+    error = f"task {task_id} failed: InvalidTaskInputError: seconds must be in 0..3600"
+
+    as_json = _boson("result", task_id, "--json", database=database)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout) == {"task_id": task_id, "state": "failed", "error": error}
+
+    as_text = _boson("result", task_id, database=database)
+    assert as_text.returncode == 1
+    assert as_text.stdout == ""
+    assert as_text.stderr.strip().splitlines() == [f"boson: {error}"]
