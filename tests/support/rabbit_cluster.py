@@ -311,9 +311,6 @@ class RabbitCluster:
         text = out.strip()
         return [] if text in ("[]", "") else [text]
 
-    def node_named(self, name: str) -> RabbitNode:
-        return next(node for node in self.nodes if node.name == name)
-
     def node_of(self, pid: int) -> RabbitNode | None:
         """The node the process ``pid`` has an AMQP connection to (its first), if any."""
         ports = {node.amqp_port: node for node in self.nodes}
@@ -327,16 +324,6 @@ class RabbitCluster:
                 if node is not None:
                     return node
         return None
-
-    def running_nodes(self) -> list[str]:
-        """Names of the running cluster members, as the first live node sees them."""
-        for node in self.nodes:
-            if node.beam_pid() is None:
-                continue
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                out = self.ctl(node, "eval", "rabbit_nodes:all_running().", timeout=20)
-                return sorted(part.strip(" []'\n") for part in out.split(",") if "@" in part)
-        return []
 
     def stop(self) -> None:
         """Kill every node and delete the run directory (idempotent)."""
