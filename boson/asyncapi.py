@@ -52,6 +52,10 @@ from boson_shared.contract.topology import (
 from boson_shared.errors import DecodeError
 from boson_shared.settings import BosonSettings
 
+# The transfer service's refusals are DecodeErrors too: imported so that the
+# reasons listed never depend on what else this process happened to import.
+from boson_shared.transfer import errors as _transfer_errors  # noqa: F401
+
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
 CONTENT_TYPE = "application/x-boson-envelope"
