@@ -21,6 +21,7 @@ from boson.launcher import EmbeddedCluster
 from boson_shared.contract.messages import TERMINAL_STATES
 from boson_shared.errors import InvalidQueryError, TaskNotFoundError
 from boson_shared.settings import BosonSettings
+from tests.support.waiting import wait_for_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = "tests.e2e.record_handlers"
@@ -37,6 +38,8 @@ async def test_every_task_is_recorded_once_and_readable_by_another_client(
         for node in ("n1", "n2"):
             await cluster.start_executor(node, slots=4, handler_modules=(HANDLERS,))
         submitter = await cluster.client()
+        # Placed, not pending: the scheduler must know the nodes before the burst.
+        await wait_for_nodes(submitter, 2)
         requests = [
             TaskRequest("square", params={"x": k, "fail": k % 7 == 0}) for k in range(TASKS)
         ]
