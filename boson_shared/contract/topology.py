@@ -15,17 +15,13 @@ Layout (docs/design.md#topology):
   results, snapshots, alerts, data replies. Each consumer binds its own queue.
 * ``<ns>.dead`` (fanout) → ``<ns>.dead-letter``: bad bytes and exhausted
   retries, with the reason in the headers.
-* Delayed retries: per queue, one queue per delay tier whose messages
+* Delayed retries: per queue, one classic queue per delay tier whose messages
   expire after the delay and dead-letter back to the origin queue through the
   default exchange.
 
-Every queue has the configured type (``BOSON_QUEUE_TYPE``, quorum by
-default): work queues, the retry tiers, each client's reply queue and each
-service instance's subscriber queue alike. On a cluster a quorum queue is
-replicated on every node, so a node that dies takes no queue and no message
-with it; a classic queue would live on one node only. Quorum retry tiers
-dead-letter back *at least once* (``x-dead-letter-strategy``), so a task
-waiting out its retry delay survives a node failure too.
+Work queues have the configured type (``BOSON_QUEUE_TYPE``, quorum by
+default). Retry tiers, each client's reply queue and each service
+instance's subscriber queue are classic.
 """
 
 from __future__ import annotations
@@ -316,13 +312,12 @@ class Names:
             )
         ]
         for delay in sorted(set(self.retry.delays_ms)):
-            # A retry tier holds tasks waiting out their delay: replicated
-            # like the queue they return to, and returned at least once.
+            # Retry tiers are classic: they hold few messages briefly, and
+            # expiring messages back to their origin is all they do.
             queues.append(
                 QueueSpec(
                     self.retry_queue(name, delay),
-                    queue_type=queue_type or self.queue_type,
-                    dead_letter_at_least_once=True,
+                    queue_type="classic",
                     expires_ms=None if expires_ms is None else expires_ms + delay,
                     message_ttl_ms=delay,
                     dead_letter_exchange=DEFAULT_EXCHANGE,
@@ -355,6 +350,7 @@ class Names:
             ],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
+            queue_type="classic",
         )
 
     def subscriber(
@@ -372,6 +368,7 @@ class Names:
             exchange=self.events_exchange,
             expires_ms=expires_ms,
             single_active_consumer=single_active_consumer,
+            queue_type="classic",
         )
 
     def transfer(self) -> Topology:
