@@ -4,11 +4,11 @@ Run ``.venv/bin/python -m benchmarks.record_ingest`` from the repo root
 (under the benchmark lock). For each database it makes a fresh record
 (a temporary SQLite file; a fresh PostgreSQL database, created and dropped,
 from ``--postgres`` which must be allowed to create databases), then writes
-``--tasks`` tasks' lifecycles — submitted, placed, assigned, started and the
-result: five events a task — as the monitor does: ``--writers`` concurrent
-deliveries of ``--envelope`` events each, through one group commit. It
-prints events/s and the mean events per transaction. ``--repeats`` runs
-alternate the databases.
+``--tasks`` tasks' lifecycles — placed (with the task's inputs), assigned,
+started and the result: four events a task, as the services report them — as
+the monitor does: ``--writers`` concurrent deliveries of ``--envelope``
+events each, through one group commit. It prints events/s, tasks/s and the
+mean events per transaction. ``--repeats`` runs alternate the databases.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from boson_shared.record.store import RecordStore
 from tests.support.database import create_database, drop_database
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+EVENTS_PER_TASK = 4
 
 
 def lifecycle(task_id: str, at: float) -> list[RecordEvent]:
@@ -43,12 +44,12 @@ def lifecycle(task_id: str, at: float) -> list[RecordEvent]:
     )
     demand = ResourceVector(cpu=1.0, memory=1.0)
     return [
-        task_event(task, "submitted", "scheduler", message_id=f"{task_id}.sub"),
         task_event(
             task,
             "placed",
             "scheduler",
             message_id=f"{task_id}.placed.ev",
+            inputs=True,
             node_id="n1",
             strategy="binpack",
             demand=demand,
@@ -120,10 +121,14 @@ async def bench(args: argparse.Namespace) -> None:
                     await drop_database(args.postgres, url)
             rates[backend].append(rate)
             per_tx[backend].append(batch)
-            print(f"round {round_no + 1} {backend}: {rate:,.0f} events/s, {batch:.0f} per tx")
+            print(
+                f"round {round_no + 1} {backend}: {rate:,.0f} events/s "
+                f"({rate / EVENTS_PER_TASK:,.0f} tasks/s), {batch:.0f} per tx"
+            )
     for backend, values in rates.items():
         print(
             f"{backend}: median {statistics.median(values):,.0f} events/s "
+            f"({statistics.median(values) / EVENTS_PER_TASK:,.0f} tasks/s) "
             f"(min {min(values):,.0f}, max {max(values):,.0f}; "
             f"{statistics.median(per_tx[backend]):.0f} events per transaction)"
         )

@@ -2,11 +2,13 @@
 
 One async layer (SQLAlchemy 2 asyncio) over SQLite (aiosqlite) or PostgreSQL
 (asyncpg). :meth:`RecordStore.ingest` writes a batch of events in one
-transaction: it inserts their event rows keyed by message id, skipping ids
-already stored, and folds only the new ones into their tasks' rows, which it
-holds locked (``SELECT … FOR UPDATE`` in task-id order on PostgreSQL; SQLite
-has one writer at a time). A repeated event therefore changes nothing, and
-two monitors ingesting at once never duplicate a row. Any database failure
+transaction and a handful of statements: it inserts their event rows keyed by
+message id, skipping ids already stored, and folds only the new ones into
+their tasks' rows — all of a task's events at once, so each task is written
+once per batch — which it holds locked (``SELECT … FOR UPDATE`` in task-id
+order on PostgreSQL; SQLite has one writer at a time). A repeated event
+therefore changes nothing, and two monitors ingesting at once never duplicate
+a row. Any database failure
 surfaces as :class:`~boson_shared.errors.RecordUnavailableError`, so the
 caller hands the batch back and loses nothing.
 """
@@ -151,41 +153,69 @@ class RecordStore:
         return {row[0] for row in result}
 
     async def _fold(self, conn: AsyncConnection, fresh: list[merge.RecordEvent]) -> None:
+        """Fold the new events into their tasks' rows: one write per task.
+
+        The rows that exist are read (locked on PostgreSQL) in task-id order;
+        a task new to the record is folded from scratch and inserted whole.
+        An insert that loses a race with another monitor's finds the winner's
+        row, locks it and folds into it like any other. Updates set only the
+        columns that changed, one statement per set of columns.
+        """
         now = self.clock()
-        firsts: dict[str, merge.RecordEvent] = {}
-        for item in fresh:
-            firsts.setdefault(item.task_id, item)
-        task_ids = sorted(firsts)
-        skeletons = [merge.new_row(firsts[t], now=now, ttl_s=self.ttl_s) for t in task_ids]
-        await conn.execute(
-            self._insert(tasks).on_conflict_do_nothing(index_elements=["task_id"]),
-            [_complete(row) for row in skeletons],
-        )
+        by_task: dict[str, list[merge.RecordEvent]] = {}
+        for item in sorted(fresh, key=_arrival_order):
+            by_task.setdefault(item.task_id, []).append(item)
+        task_ids = sorted(by_task)
+        stored = await self._locked_rows(conn, task_ids)
+        created = [t for t in task_ids if t not in stored]
+        inserted: set[str] = set()
+        if created:
+            rows = []
+            for task_id in created:
+                row = merge.new_row(by_task[task_id][0], now=now, ttl_s=self.ttl_s)
+                for item in by_task[task_id]:
+                    self._fold_one(row, item, now)
+                rows.append(_complete(row))
+            statement = (
+                self._insert(tasks)
+                .on_conflict_do_nothing(index_elements=["task_id"])
+                .returning(tasks.c.task_id)
+            )
+            inserted = {row[0] for row in await conn.execute(statement, rows)}
+            raced = [t for t in created if t not in inserted]
+            if raced:
+                stored.update(await self._locked_rows(conn, raced))
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for task_id in task_ids:
+            if task_id in inserted:
+                continue
+            before = stored[task_id]
+            row = dict(before)
+            for item in by_task[task_id]:
+                self._fold_one(row, item, now)
+            columns = tuple(n for n in _UPDATED_COLUMNS if row.get(n) != before.get(n))
+            if columns:
+                values = {n: row.get(n) for n in columns}
+                updates.setdefault(columns, []).append({"key_task_id": task_id, **values})
+        for columns, params in updates.items():
+            statement = (
+                update(tasks)
+                .where(tasks.c.task_id == bindparam("key_task_id"))
+                .values({name: bindparam(name) for name in columns})
+            )
+            await conn.execute(statement, params)
+
+    def _fold_one(self, row: merge.Row, item: merge.RecordEvent, now: float) -> None:
+        merge.fold(row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes)
+
+    async def _locked_rows(
+        self, conn: AsyncConnection, task_ids: Sequence[str]
+    ) -> dict[str, merge.Row]:
+        """The stored rows of ``task_ids`` (those that exist), locked on PostgreSQL."""
         query = select(tasks).where(tasks.c.task_id.in_(task_ids)).order_by(tasks.c.task_id)
         if self.dialect == "postgresql":
             query = query.with_for_update()
-        rows = {row["task_id"]: dict(row) for row in (await conn.execute(query)).mappings()}
-        changed: set[str] = set()
-        for item in sorted(fresh, key=_arrival_order):
-            row = rows[item.task_id]
-            if merge.fold(
-                row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes
-            ):
-                changed.add(item.task_id)
-        if not changed:
-            return
-        statement = (
-            update(tasks)
-            .where(tasks.c.task_id == bindparam("key_task_id"))
-            .values({name: bindparam(name) for name in _UPDATED_COLUMNS})
-        )
-        await conn.execute(
-            statement,
-            [
-                {"key_task_id": task_id, **{n: rows[task_id].get(n) for n in _UPDATED_COLUMNS}}
-                for task_id in sorted(changed)
-            ],
-        )
+        return {row["task_id"]: dict(row) for row in (await conn.execute(query)).mappings()}
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -211,6 +241,11 @@ class RecordStore:
                     .order_by(events.c.at, events.c.event_id)
                 )
                 entries = [dict(e) for e in (await conn.execute(query)).mappings()]
+        if timeline and not any(e["stage"] == "submitted" for e in entries):
+            # A placed task's submission came with its placement: no event of its own.
+            entries.append(
+                {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
+            )
         entries.sort(key=lambda e: (e["at"], merge.RANK.get(e["stage"], 9)))
         return merge.to_record(dict(row), entries)
 

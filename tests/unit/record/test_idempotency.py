@@ -34,7 +34,14 @@ def arrivals(draw: st.DrawFn) -> tuple[dict[str, str], list[list[RecordEvent]]]:
         task_id = f"r{run}-t{k}"
         outcome = draw(st.sampled_from(["succeeded", "failed"]))
         expected[task_id] = outcome
-        events += lifecycle(task_id, outcome=outcome, submitted_at=1_000.0 + k)  # type: ignore[arg-type]
+        # Either as the services report it now, or as schema-1 schedulers did.
+        separate = draw(st.booleans())
+        events += lifecycle(
+            task_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            submitted_at=1_000.0 + k,
+            separate_submission=separate,
+        )
     repeats = draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = draw(st.permutations(events + repeats))
     cuts = sorted(draw(st.sets(st.integers(0, len(shuffled)), max_size=6)))
