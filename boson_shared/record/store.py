@@ -2,11 +2,11 @@
 
 One async layer (SQLAlchemy 2 asyncio) over SQLite (aiosqlite) or PostgreSQL
 (asyncpg). :meth:`RecordStore.ingest` writes a batch of events in one
-transaction and a handful of statements: it inserts their event rows keyed by
-message id, skipping ids already stored, and folds only the new ones into
-their tasks' rows — all of a task's events at once, so each task is written
-once per batch — which it holds locked (``SELECT … FOR UPDATE`` in task-id
-order on PostgreSQL; SQLite has one writer at a time). A repeated event
+transaction of two or three statements, whatever its size: it inserts their
+event rows keyed by message id, skipping ids already stored, and folds only
+the new ones into their tasks' rows — all of a task's events at once, merged
+by the database into the stored row without reading it
+(:mod:`boson_shared.record.upsert`), in task-id order. A repeated event
 therefore changes nothing, and two monitors ingesting at once never duplicate
 a row. Any database failure
 surfaces as :class:`~boson_shared.errors.RecordUnavailableError`, so the
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, event, func, or_, select, union, update
+from sqlalchemy import Select, and_, delete, event, func, or_, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,7 +34,7 @@ from boson_shared.contract.messages import (
     TaskState,
 )
 from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
-from boson_shared.record import merge
+from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
 from boson_shared.record.schema import events, tasks
@@ -46,7 +46,6 @@ CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
-_UPDATED_COLUMNS = [name for name in _TASK_COLUMNS if name != "task_id"]
 _CURSOR_SEPARATOR = "~"
 
 
@@ -153,69 +152,38 @@ class RecordStore:
         return {row[0] for row in result}
 
     async def _fold(self, conn: AsyncConnection, fresh: list[merge.RecordEvent]) -> None:
-        """Fold the new events into their tasks' rows: one write per task.
+        """Fold the new events into their tasks' rows without reading them.
 
-        The rows that exist are read (locked on PostgreSQL) in task-id order;
-        a task new to the record is folded from scratch and inserted whole.
-        An insert that loses a race with another monitor's finds the winner's
-        row, locks it and folds into it like any other. Updates set only the
-        columns that changed, one statement per set of columns.
+        All of a task's new events fold into one delta, in life order; one
+        merging insert (:mod:`boson_shared.record.upsert`) writes every
+        task's delta, in task-id order. The rows it leaves out hold their
+        outcome already: only their empty columns take the batch's steps.
         """
         now = self.clock()
         by_task: dict[str, list[merge.RecordEvent]] = {}
         for item in sorted(fresh, key=_arrival_order):
             by_task.setdefault(item.task_id, []).append(item)
         task_ids = sorted(by_task)
-        stored = await self._locked_rows(conn, task_ids)
-        created = [t for t in task_ids if t not in stored]
-        inserted: set[str] = set()
-        if created:
-            rows = []
-            for task_id in created:
-                row = merge.new_row(by_task[task_id][0], now=now, ttl_s=self.ttl_s)
-                for item in by_task[task_id]:
-                    self._fold_one(row, item, now)
-                rows.append(_complete(row))
-            statement = (
-                self._insert(tasks)
-                .on_conflict_do_nothing(index_elements=["task_id"])
-                .returning(tasks.c.task_id)
-            )
-            inserted = {row[0] for row in await conn.execute(statement, rows)}
-            raced = [t for t in created if t not in inserted]
-            if raced:
-                stored.update(await self._locked_rows(conn, raced))
-        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        deltas = [_complete(self._delta(by_task[task_id], now)) for task_id in task_ids]
+        merged = {row[0] for row in await conn.execute(upsert.upsert(self.dialect), deltas)}
+        late: list[dict[str, Any]] = []
         for task_id in task_ids:
-            if task_id in inserted:
+            if task_id in merged:
                 continue
-            before = stored[task_id]
-            row = dict(before)
-            for item in by_task[task_id]:
-                self._fold_one(row, item, now)
-            columns = tuple(n for n in _UPDATED_COLUMNS if row.get(n) != before.get(n))
-            if columns:
-                values = {n: row.get(n) for n in columns}
-                updates.setdefault(columns, []).append({"key_task_id": task_id, **values})
-        for columns, params in updates.items():
-            statement = (
-                update(tasks)
-                .where(tasks.c.task_id == bindparam("key_task_id"))
-                .values({name: bindparam(name) for name in columns})
-            )
-            await conn.execute(statement, params)
+            steps = [item for item in by_task[task_id] if not isinstance(item, TaskResult)]
+            if steps:
+                delta = self._delta(steps, now)
+                values = {name: delta.get(name) for name in upsert.STEP_COLUMNS}
+                late.append({"key_task_id": task_id, "updated_at": now, **values})
+        if late:
+            await conn.execute(upsert.late_steps(), late)
 
-    def _fold_one(self, row: merge.Row, item: merge.RecordEvent, now: float) -> None:
-        merge.fold(row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes)
-
-    async def _locked_rows(
-        self, conn: AsyncConnection, task_ids: Sequence[str]
-    ) -> dict[str, merge.Row]:
-        """The stored rows of ``task_ids`` (those that exist), locked on PostgreSQL."""
-        query = select(tasks).where(tasks.c.task_id.in_(task_ids)).order_by(tasks.c.task_id)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        return {row["task_id"]: dict(row) for row in (await conn.execute(query)).mappings()}
+    def _delta(self, items: Sequence[merge.RecordEvent], now: float) -> merge.Row:
+        """The row ``items`` alone make (``items`` of one task, in life order)."""
+        row = merge.new_row(items[0], now=now, ttl_s=self.ttl_s)
+        for item in items:
+            merge.fold(row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes)
+        return row
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
