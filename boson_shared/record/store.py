@@ -47,6 +47,13 @@ COMMAND_TIMEOUT_S = 60.0
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
 _CURSOR_SEPARATOR = "~"
+_EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
+_PG_INSERT_EVENTS = (
+    f"INSERT INTO {events.name} ({', '.join(_EVENT_COLUMNS)}) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], "
+    "$5::text[], $6::text[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 
 
 @dataclass(frozen=True)
@@ -143,40 +150,65 @@ class RecordStore:
         self, conn: AsyncConnection, batch: list[merge.RecordEvent]
     ) -> set[str]:
         rows = [merge.event_row(e) for e in batch]
-        statement = (
-            self._insert(events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events.c.event_id)
-        )
-        result = await conn.execute(statement, rows)
+        if self.dialect == "postgresql":
+            columns = [[row[name] for row in rows] for name in _EVENT_COLUMNS]
+            result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, tuple(columns))
+        else:
+            statement = (
+                sqlite.insert(events)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.event_id)
+            )
+            result = await conn.execute(statement, rows)
         return {row[0] for row in result}
 
     async def _fold(self, conn: AsyncConnection, fresh: list[merge.RecordEvent]) -> None:
         """Fold the new events into their tasks' rows without reading them.
 
         All of a task's new events fold into one delta, in life order; one
-        merging insert (:mod:`boson_shared.record.upsert`) writes every
-        task's delta, in task-id order. The rows it leaves out hold their
-        outcome already: only their empty columns take the batch's steps.
+        merging insert writes every task's delta, in task-id order, and
+        leaves alone the rows that hold their outcome already; those only
+        take the batch's steps into their empty columns
+        (:mod:`boson_shared.record.upsert`).
         """
         now = self.clock()
         by_task: dict[str, list[merge.RecordEvent]] = {}
         for item in sorted(fresh, key=_arrival_order):
             by_task.setdefault(item.task_id, []).append(item)
         task_ids = sorted(by_task)
-        deltas = [_complete(self._delta(by_task[task_id], now)) for task_id in task_ids]
-        merged = {row[0] for row in await conn.execute(upsert.upsert(self.dialect), deltas)}
-        late: list[dict[str, Any]] = []
+        deltas = [self._delta(by_task[task_id], now) for task_id in task_ids]
+        dialect = self.dialect
+        statement = upsert.upsert_sql(dialect)
+        params = upsert.upsert_params(dialect, deltas)
+        if dialect == "postgresql":
+            # The finished rows are the ones the merge left out. (Asked
+            # before the merge instead, another monitor could finish a row
+            # in between, and this batch's steps would be lost for it.)
+            merged = {row[0] for row in await conn.exec_driver_sql(statement, params)}
+            await self._late_steps(conn, [t for t in task_ids if t not in merged], by_task, now)
+        else:
+            # SQLite has one writer, which this transaction already is (it
+            # wrote the events), and its executemany returns no rows: fill
+            # the finished rows first, then merge (which leaves them alone).
+            await self._late_steps(conn, task_ids, by_task, now)
+            await conn.exec_driver_sql(statement, params)
+
+    async def _late_steps(
+        self,
+        conn: AsyncConnection,
+        task_ids: Sequence[str],
+        by_task: dict[str, list[merge.RecordEvent]],
+        now: float,
+    ) -> None:
+        """Fill the empty step columns of those of ``task_ids`` whose row is finished."""
+        late: list[merge.Row] = []
         for task_id in task_ids:
-            if task_id in merged:
-                continue
             steps = [item for item in by_task[task_id] if not isinstance(item, TaskResult)]
             if steps:
-                delta = self._delta(steps, now)
-                values = {name: delta.get(name) for name in upsert.STEP_COLUMNS}
-                late.append({"key_task_id": task_id, "updated_at": now, **values})
+                late.append(self._delta(steps, now))
         if late:
-            await conn.execute(upsert.late_steps(), late)
+            params = upsert.late_steps_params(self.dialect, late, now)
+            await conn.exec_driver_sql(upsert.late_steps_sql(self.dialect), params)
 
     def _delta(self, items: Sequence[merge.RecordEvent], now: float) -> merge.Row:
         """The row ``items`` alone make (``items`` of one task, in life order)."""

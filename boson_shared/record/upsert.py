@@ -13,22 +13,27 @@ events into the stored row would give:
 * the outcome's columns are taken only with the outcome;
 * any other column the delta knows replaces the stored one.
 
-A row that already holds an outcome is left out (the ``WHERE`` of the
-update; it is then missing from the statement's ``RETURNING``): the caller
-fills only its empty columns from the batch's steps
-(:func:`late_steps`), and a second outcome changes nothing.
+A row that already holds an outcome is left alone by that statement (its
+``WHERE``); a second statement fills only its empty step columns from the
+batch's steps (:func:`late_steps_sql`), so a step reported after the outcome
+still shows, and a second outcome changes nothing.
 
-PostgreSQL and SQLite (3.35 or later) both take this statement; each row is
-locked by the statement that writes it, so two monitors merging into the
-same row take turns, each on the other's committed result.
+The statements are plain SQL run by the driver, without SQLAlchemy's
+per-row parameter processing, which was most of the monitor's cost: on
+PostgreSQL each is one statement over ``unnest`` of one array per column
+(asyncpg encodes the arrays); on SQLite (3.24 or later) an ``executemany``
+of tuples (the sqlite3 module's own loop). Each row is locked by the
+statement that writes it, so two monitors merging into the same row take
+turns, each on the other's committed result.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal_column, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, LargeBinary
 
 from boson_shared.contract.messages import TERMINAL_STATES
 from boson_shared.record import merge
@@ -71,72 +76,144 @@ STEP_COLUMNS = (
     "demand",
     *LATEST,
 )
-"""What a step may still fill in on a row that holds its outcome (if empty)."""
+"""What a step may still fill in on a row that holds its outcome (if empty;
+and the counts in :data:`LARGEST` grow to the step's)."""
 
-# Constants written into the statement, not bound: the statement runs as an
-# executemany, which takes no expanding (IN) parameters.
-_TERMINAL: list[ColumnElement[Any]] = [
-    literal_column(f"'{state}'") for state in sorted(TERMINAL_STATES)
-]
+COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks.columns)
+JSON_COLUMNS = frozenset(c.name for c in tasks.columns if isinstance(c.type, JSON))
+TABLE = tasks.name
 
-
-def _rank(state: Any) -> ColumnElement[Any]:
-    return case(
-        *(
-            (state == literal_column(f"'{name}'"), literal_column(str(rank)))
-            for name, rank in merge.RANK.items()
-        ),
-        else_=literal_column("-1"),
-    )
+_FINISHED = "(" + ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES)) + ")"
 
 
-def upsert(dialect: str) -> Any:
-    """The merging insert of task-row deltas for ``dialect``; it returns the
-    ids of the rows it inserted or merged into."""
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(tasks)
-    new, old = statement.excluded, tasks.c
-    ahead = _rank(new.state) >= _rank(old.state)
-    finished = new.state.in_(_TERMINAL)
-    merged: dict[str, Any] = {}
-    for column in tasks.columns:
-        name = column.name
-        if name in KEPT:
-            continue
-        given, stored = new[name], old[name]
-        if name == "state":
-            merged[name] = case((ahead, given), else_=stored)
-        elif name == "node_id":
-            takes = and_(given.is_not(None), or_(ahead, stored.is_(None)))
-            merged[name] = case((takes, given), else_=stored)
-        elif name in OUTCOME:
-            merged[name] = case((finished, given), else_=stored)
-        elif name in LATEST:
-            merged[name] = case((stored.is_(None), given), (given > stored, given), else_=stored)
-        elif name in LARGEST:
-            merged[name] = case((given > stored, given), else_=stored)
-        elif name == "updated_at":
-            merged[name] = given
-        else:
-            merged[name] = func.coalesce(given, stored)
-    return statement.on_conflict_do_update(
-        index_elements=["task_id"], set_=merged, where=old.state.not_in(_TERMINAL)
-    ).returning(old.task_id)
+def _rank(state: str) -> str:
+    whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in merge.RANK.items())
+    return f"(CASE {state} {whens} ELSE -1 END)"
 
 
-def late_steps() -> Any:
-    """Fill a finished row's empty step columns (an executemany over
-    ``key_task_id``, the :data:`STEP_COLUMNS` and ``updated_at``)."""
-    return (
-        update(tasks)
-        .where(tasks.c.task_id == bindparam("key_task_id"), tasks.c.state.in_(_TERMINAL))
-        .values(
-            {
-                name: func.coalesce(tasks.c[name], bindparam(name, type_=tasks.c[name].type))
-                for name in STEP_COLUMNS
-            }
-            | {"updated_at": bindparam("updated_at")}
+def _merged(name: str) -> str:
+    """The SET expression of column ``name``: ``excluded`` is the delta."""
+    given, stored = f"excluded.{name}", f"{TABLE}.{name}"
+    ahead = f"{_rank('excluded.state')} >= {_rank(f'{TABLE}.state')}"
+    if name == "state":
+        return f"CASE WHEN {ahead} THEN {given} ELSE {stored} END"
+    if name == "node_id":
+        takes = f"{given} IS NOT NULL AND ({ahead} OR {stored} IS NULL)"
+        return f"CASE WHEN {takes} THEN {given} ELSE {stored} END"
+    if name in OUTCOME:
+        return f"CASE WHEN excluded.state IN {_FINISHED} THEN {given} ELSE {stored} END"
+    if name in LATEST:
+        return (
+            f"CASE WHEN {stored} IS NULL THEN {given} "
+            f"WHEN {given} > {stored} THEN {given} ELSE {stored} END"
         )
+    if name in LARGEST:
+        return f"CASE WHEN {given} > {stored} THEN {given} ELSE {stored} END"
+    if name == "updated_at":
+        return given
+    return f"COALESCE({given}, {stored})"
+
+
+_ON_CONFLICT = (
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    + ", ".join(f"{name} = {_merged(name)}" for name in COLUMNS if name not in KEPT)
+    + f" WHERE {TABLE}.state NOT IN {_FINISHED}"
+)
+
+_LATE_COLUMNS = (*STEP_COLUMNS, *LARGEST, "updated_at")
+
+
+def _pg_type(name: str) -> str:
+    kind = tasks.c[name].type
+    if isinstance(kind, JSON):
+        return "text"  # cast to json in the statement
+    if isinstance(kind, Float):
+        return "float8"
+    if isinstance(kind, BigInteger):
+        return "int8"
+    if isinstance(kind, Integer):
+        return "int4"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
+    return "text"
+
+
+def _unnest(columns: Sequence[str]) -> str:
+    arrays = ", ".join(f"${k}::{_pg_type(name)}[]" for k, name in enumerate(columns, 1))
+    return f"unnest({arrays}) AS v({', '.join(columns)})"
+
+
+def _pg_value(name: str) -> str:
+    return f"v.{name}::json" if name in JSON_COLUMNS else f"v.{name}"
+
+
+def upsert_sql(dialect: str) -> str:
+    """The merging insert of task-row deltas, as the driver takes it (on
+    PostgreSQL it returns the ids of the rows it wrote)."""
+    names = ", ".join(COLUMNS)
+    if dialect == "postgresql":
+        values = ", ".join(_pg_value(name) for name in COLUMNS)
+        source = f"SELECT {values} FROM {_unnest(COLUMNS)}"
+        # The rows it inserted or merged into; the rest hold their outcome.
+        return f"INSERT INTO {TABLE} ({names}) {source} {_ON_CONFLICT} RETURNING {TABLE}.task_id"
+    source = f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+    return f"INSERT INTO {TABLE} ({names}) {source} {_ON_CONFLICT}"
+
+
+def late_steps_sql(dialect: str) -> str:
+    """Fill the empty step columns of finished rows from steps reported late."""
+    if dialect == "postgresql":
+        sets = ", ".join(
+            [f"{n} = COALESCE({TABLE}.{n}, {_pg_value(n)})" for n in STEP_COLUMNS]
+            + [f"{n} = GREATEST({TABLE}.{n}, v.{n})" for n in LARGEST]
+        )
+        return (
+            f"UPDATE {TABLE} SET {sets}, updated_at = v.updated_at "
+            f"FROM {_unnest(('task_id', *_LATE_COLUMNS))} "
+            f"WHERE {TABLE}.task_id = v.task_id AND {TABLE}.state IN {_FINISHED}"
+        )
+    sets = ", ".join(
+        [f"{n} = COALESCE({n}, ?)" for n in STEP_COLUMNS] + [f"{n} = MAX({n}, ?)" for n in LARGEST]
     )
+    return f"UPDATE {TABLE} SET {sets}, updated_at = ? WHERE task_id = ? AND state IN {_FINISHED}"
 
 
-__all__ = ["KEPT", "LARGEST", "LATEST", "OUTCOME", "STEP_COLUMNS", "late_steps", "upsert"]
+def _value(name: str, value: Any) -> Any:
+    if value is not None and name in JSON_COLUMNS:
+        return json.dumps(value)
+    return value
+
+
+def upsert_params(dialect: str, rows: Sequence[merge.Row]) -> Any:
+    """The parameters of :func:`upsert_sql` for ``rows`` (complete task rows)."""
+    if dialect == "postgresql":
+        return tuple([_value(n, row.get(n)) for row in rows] for n in COLUMNS)
+    return [tuple(_value(n, row.get(n)) for n in COLUMNS) for row in rows]
+
+
+def late_steps_params(dialect: str, rows: Sequence[merge.Row], now: float) -> Any:
+    """The parameters of :func:`late_steps_sql` for step-only deltas ``rows``."""
+    if dialect == "postgresql":
+        ids = [row["task_id"] for row in rows]
+        steps = [[_value(n, row.get(n)) for row in rows] for n in (*STEP_COLUMNS, *LARGEST)]
+        return (ids, *steps, [now] * len(rows))
+    return [
+        (*(_value(n, row.get(n)) for n in (*STEP_COLUMNS, *LARGEST)), now, row["task_id"])
+        for row in rows
+    ]
+
+
+__all__ = [
+    "COLUMNS",
+    "KEPT",
+    "LARGEST",
+    "LATEST",
+    "OUTCOME",
+    "STEP_COLUMNS",
+    "late_steps_params",
+    "late_steps_sql",
+    "upsert_params",
+    "upsert_sql",
+]

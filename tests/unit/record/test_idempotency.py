@@ -69,6 +69,15 @@ async def _ingest_and_check(
         # Whatever arrived before the outcome, the steps fill in.
         assert record.handler == "echo"
         assert record.strategy == "binpack"
+        assert (record.submitter, record.input_bytes, record.node_id) == ("c1", 3, "n1")
+        assert record.demand is not None
+        assert record.demand.memory == 2.0
+        at = record.submitted_at
+        times = (record.placed_at, record.assigned_at, record.started_at, record.finished_at)
+        assert times == (at + 1, at + 2, at + 3, at + 4)
+        assert record.dispatches == 1
+        assert record.attempts == (1 if outcome == "succeeded" else 2)
+        assert (record.error is None) == (outcome == "succeeded")
     # Everything again, in one batch: nothing changes.
     before = {t: await store.get(t) for t in expected}
     assert await store.ingest([e for batch in batches for e in batch]) == 0
@@ -82,12 +91,13 @@ async def _ingest_and_check(
 )
 @given(case=arrivals())
 def test_any_arrival_order_and_repeats_give_the_same_record(
-    case: tuple[dict[str, str], list[list[RecordEvent]]], tmp_path: Path
+    case: tuple[dict[str, str], list[list[RecordEvent]]], database_url: str
 ) -> None:
+    # Each example's task ids are its own, so examples share the database.
     expected, batches = case
 
     async def run() -> None:
-        store = RecordStore.open(f"sqlite:///{tmp_path}/records.sqlite3")
+        store = RecordStore.open(database_url)
         try:
             await store.migrate()
             await _ingest_and_check(store, expected, batches)
