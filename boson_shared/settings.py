@@ -62,6 +62,11 @@ class BosonSettings(BaseSettings):
 
     record: bool = True
     """Publish task lifecycle events for the task record the monitors keep."""
+    record_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0
+    """How long the scheduler and balancer hold a lifecycle event for others
+    to share its envelope (``Route.linger_s``): the monitor then decodes and
+    acknowledges one envelope per batch. Nobody waits on these events; a task
+    waits on none of them."""
     database_url: SecretStr | None = None
     """The task record's database: ``sqlite:///path`` or ``postgresql://…``;
     unset means a SQLite file in the user's data directory

@@ -51,6 +51,7 @@ class BalancerService(Service):
             on_nodes_down=self.drain_nodes,
             finished_capacity=settings.dedup_capacity,
             record=settings.record,
+            record_linger_s=settings.record_linger_ms / 1000,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.draining: dict[str, ConsumeLoop[Any]] = {}

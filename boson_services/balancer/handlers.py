@@ -54,6 +54,7 @@ class BalancerHandlers:
         on_nodes_down: NodesChanged | None = None,
         finished_capacity: int = 100_000,
         record: bool = False,
+        record_linger_s: float = 0.0,
     ) -> None:
         self.dispatcher = dispatcher
         self.names = names
@@ -67,6 +68,7 @@ class BalancerHandlers:
         self.skipped_finished = 0
         self.record = record
         """Report assignments to the task record."""
+        self.record_route = Route(names.events_exchange, RK_RECORD_EVENT, linger_s=record_linger_s)
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
@@ -197,7 +199,7 @@ class BalancerHandlers:
             node_id=node_id,
             dispatch=dispatch,
         )
-        return [Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)]
+        return [Emit(self.record_route, event)]
 
     def park_overdue(self) -> int:
         """Hand work held past ``park_after_s`` to its handler for parking (the

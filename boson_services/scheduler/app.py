@@ -29,6 +29,7 @@ class SchedulerService(Service):
             reservation_ttl_s=settings.reservation_ttl_s,
             ingress_max_age_s=settings.ingress_max_age_s,
             record=settings.record,
+            record_linger_s=settings.record_linger_ms / 1000,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
 

@@ -41,6 +41,7 @@ class SchedulerHandlers:
         reservation_ttl_s: float,
         ingress_max_age_s: float,
         record: bool = False,
+        record_linger_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -50,6 +51,7 @@ class SchedulerHandlers:
         self.ingress_max_age_s = ingress_max_age_s
         self.record = record
         """Report submissions and placements to the task record."""
+        self.record_route = Route(names.events_exchange, RK_RECORD_EVENT, linger_s=record_linger_s)
         self.wall_clock = wall_clock
         self.table = NodeTable()
         self.placer = Placer(self.table, strategy)
@@ -100,13 +102,11 @@ class SchedulerHandlers:
         now = self.wall_clock()
         admitted: list[TaskSubmitted] = []
         for task in tasks:
-            if self.record:
-                submitted = task_event(
-                    task, "submitted", "scheduler", message_id=f"{task.task_id}.sub"
-                )
-                emits.append(self._record_emit(submitted))
             age = now - task.submitted_at
             if age > self.ingress_max_age_s:
+                # Turned away: the record learns its inputs from this event
+                # (a placed task's placement carries them).
+                emits.extend(self._submitted(task))
                 emits.append(
                     result_emit(
                         self.names,
@@ -138,6 +138,7 @@ class SchedulerHandlers:
             index = int(batch.indices[k])
             demand = demands[k]
             if index == NEVER and len(self.table) > 0:
+                emits.extend(self._submitted(task))
                 emits.append(result_emit(self.names, self._never(task, demand)))
                 continue
             node_id = batch.node_ids[k]
@@ -159,6 +160,7 @@ class SchedulerHandlers:
                     "placed" if node_id is not None else "pending",
                     "scheduler",
                     message_id=f"{placed.message_id}.ev",
+                    inputs=True,
                     at=placed.placed_at,
                     node_id=node_id,
                     strategy=self.strategy,
@@ -168,7 +170,14 @@ class SchedulerHandlers:
         return emits
 
     def _record_emit(self, event: TaskEvent) -> Emit:
-        return Emit(Route(self.names.events_exchange, RK_RECORD_EVENT), event)
+        return Emit(self.record_route, event)
+
+    def _submitted(self, task: TaskSubmitted) -> list[Emit]:
+        """The record's ``submitted`` event of a task that will not be placed."""
+        if not self.record:
+            return []
+        event = task_event(task, "submitted", "scheduler", message_id=f"{task.task_id}.sub")
+        return [self._record_emit(event)]
 
     def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:
         largest = self.table.max_capacity().tolist()

@@ -451,13 +451,18 @@ TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
 class TaskEvent(Message):
     """One step of a task's life, for the task record: never the task's data.
 
-    The scheduler reports ``submitted`` and ``placed`` (``pending`` when no
-    node fits yet), the balancer ``assigned``, the executor ``started``; the
-    outcome is the :class:`TaskResult` itself. Each service fills in only what
-    it knows; every event carries the task's submission time, so a record row
+    The scheduler reports ``placed`` (``pending`` when no node fits yet), the
+    balancer ``assigned``, the executor ``started``; the outcome is the
+    :class:`TaskResult` itself. The placement carries the submission's
+    inputs too (handler, submitter, sizes, requests, limits): one event fewer
+    per task. A task the scheduler turns away before placing it is reported
+    ``submitted``, with the same inputs. Each service fills in only what it
+    knows; every event carries the task's submission time, so a record row
     sorts right whichever event reaches the monitor first.
     """
 
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: inputs only on "submitted"
     kind: Literal["task.event"] = "task.event"
     task_id: Identifier
     stage: TaskStage
@@ -483,11 +488,19 @@ class TaskEvent(Message):
 
 
 def task_event(
-    task: TaskSubmitted, stage: TaskStage, source: str, *, message_id: str, **fields: Any
+    task: TaskSubmitted,
+    stage: TaskStage,
+    source: str,
+    *,
+    message_id: str,
+    inputs: bool = False,
+    **fields: Any,
 ) -> TaskEvent:
-    """The record event of ``task`` reaching ``stage``; ``submitted`` carries its inputs."""
+    """The record event of ``task`` reaching ``stage``; it carries the task's
+    inputs when ``inputs`` is set, and always for ``submitted``."""
     if stage == "submitted":
         fields.setdefault("at", task.submitted_at)
+    if inputs or stage == "submitted":
         fields.update(
             handler=task.handler,
             submitter=task.reply_to,

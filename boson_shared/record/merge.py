@@ -124,13 +124,13 @@ def fold(row: Row, event: RecordEvent, *, now: float, ttl_s: float, inline_max_b
 
 def _fold_event(row: Row, event: TaskEvent) -> None:
     ahead = RANK[event.stage] >= RANK[row["state"]]
-    if event.stage == "submitted":
-        for name in _SUBMISSION_FIELDS:
-            value = getattr(event, name)
-            if value is not None:
-                row[name] = value
-        if event.requests is not None:
-            row["requests"] = event.requests.model_dump(exclude_none=True)
+    # The task's inputs: on a placement, or on a ``submitted`` event.
+    for name in _SUBMISSION_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            row[name] = value
+    if event.requests is not None:
+        row["requests"] = event.requests.model_dump(exclude_none=True)
     column = _STAGE_TIME.get(event.stage)
     if column is not None and (row.get(column) is None or event.at > row[column]):
         row[column] = event.at

@@ -4,7 +4,8 @@ Times are float seconds since the Unix epoch, as on the wire. The event
 table's key is the id of the message that reported the event, which is what
 makes ingestion idempotent: a message seen twice inserts nothing the second
 time and so changes nothing. ``tenant`` is a placeholder for per-tenant
-quotas; nothing fills it yet.
+quotas; nothing fills it yet. An absent JSON value is SQL ``NULL`` (not
+JSON ``null``), so that ``COALESCE`` sees it as absent.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ tasks = Table(
     Column("data_size", Float),
     Column("input_bytes", BigInteger),
     Column("input_ref", String(64)),
-    Column("requests", JSON),
+    Column("requests", JSON(none_as_null=True)),
     Column("timeout_s", Float),
     Column("max_retries", Integer),
     Column("node_id", String(ID)),
     Column("strategy", String(64)),
-    Column("demand", JSON),
+    Column("demand", JSON(none_as_null=True)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("dispatches", Integer, nullable=False, default=0),
     Column("error_type", String(200)),

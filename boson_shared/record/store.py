@@ -2,11 +2,13 @@
 
 One async layer (SQLAlchemy 2 asyncio) over SQLite (aiosqlite) or PostgreSQL
 (asyncpg). :meth:`RecordStore.ingest` writes a batch of events in one
-transaction: it inserts their event rows keyed by message id, skipping ids
-already stored, and folds only the new ones into their tasks' rows, which it
-holds locked (``SELECT … FOR UPDATE`` in task-id order on PostgreSQL; SQLite
-has one writer at a time). A repeated event therefore changes nothing, and
-two monitors ingesting at once never duplicate a row. Any database failure
+transaction of two or three statements, whatever its size: it inserts their
+event rows keyed by message id, skipping ids already stored, and folds only
+the new ones into their tasks' rows — all of a task's events at once, merged
+by the database into the stored row without reading it
+(:mod:`boson_shared.record.upsert`), in task-id order. A repeated event
+therefore changes nothing, and two monitors ingesting at once never duplicate
+a row. Any database failure
 surfaces as :class:`~boson_shared.errors.RecordUnavailableError`, so the
 caller hands the batch back and loses nothing.
 """
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, event, func, or_, select, union, update
+from sqlalchemy import Select, and_, delete, event, func, or_, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +34,7 @@ from boson_shared.contract.messages import (
     TaskState,
 )
 from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
-from boson_shared.record import merge
+from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
 from boson_shared.record.schema import events, tasks
@@ -44,8 +46,14 @@ CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
-_UPDATED_COLUMNS = [name for name in _TASK_COLUMNS if name != "task_id"]
 _CURSOR_SEPARATOR = "~"
+_EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
+_PG_INSERT_EVENTS = (
+    f"INSERT INTO {events.name} ({', '.join(_EVENT_COLUMNS)}) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], "
+    "$5::text[], $6::text[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 
 
 @dataclass(frozen=True)
@@ -142,50 +150,72 @@ class RecordStore:
         self, conn: AsyncConnection, batch: list[merge.RecordEvent]
     ) -> set[str]:
         rows = [merge.event_row(e) for e in batch]
-        statement = (
-            self._insert(events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events.c.event_id)
-        )
-        result = await conn.execute(statement, rows)
+        if self.dialect == "postgresql":
+            columns = [[row[name] for row in rows] for name in _EVENT_COLUMNS]
+            result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, tuple(columns))
+        else:
+            statement = (
+                sqlite.insert(events)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.event_id)
+            )
+            result = await conn.execute(statement, rows)
         return {row[0] for row in result}
 
     async def _fold(self, conn: AsyncConnection, fresh: list[merge.RecordEvent]) -> None:
+        """Fold the new events into their tasks' rows without reading them.
+
+        All of a task's new events fold into one delta, in life order; one
+        merging insert writes every task's delta, in task-id order, and
+        leaves alone the rows that hold their outcome already; those only
+        take the batch's steps into their empty columns
+        (:mod:`boson_shared.record.upsert`).
+        """
         now = self.clock()
-        firsts: dict[str, merge.RecordEvent] = {}
-        for item in fresh:
-            firsts.setdefault(item.task_id, item)
-        task_ids = sorted(firsts)
-        skeletons = [merge.new_row(firsts[t], now=now, ttl_s=self.ttl_s) for t in task_ids]
-        await conn.execute(
-            self._insert(tasks).on_conflict_do_nothing(index_elements=["task_id"]),
-            [_complete(row) for row in skeletons],
-        )
-        query = select(tasks).where(tasks.c.task_id.in_(task_ids)).order_by(tasks.c.task_id)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        rows = {row["task_id"]: dict(row) for row in (await conn.execute(query)).mappings()}
-        changed: set[str] = set()
+        by_task: dict[str, list[merge.RecordEvent]] = {}
         for item in sorted(fresh, key=_arrival_order):
-            row = rows[item.task_id]
-            if merge.fold(
-                row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes
-            ):
-                changed.add(item.task_id)
-        if not changed:
-            return
-        statement = (
-            update(tasks)
-            .where(tasks.c.task_id == bindparam("key_task_id"))
-            .values({name: bindparam(name) for name in _UPDATED_COLUMNS})
-        )
-        await conn.execute(
-            statement,
-            [
-                {"key_task_id": task_id, **{n: rows[task_id].get(n) for n in _UPDATED_COLUMNS}}
-                for task_id in sorted(changed)
-            ],
-        )
+            by_task.setdefault(item.task_id, []).append(item)
+        task_ids = sorted(by_task)
+        deltas = [self._delta(by_task[task_id], now) for task_id in task_ids]
+        dialect = self.dialect
+        statement = upsert.upsert_sql(dialect)
+        params = upsert.upsert_params(dialect, deltas)
+        if dialect == "postgresql":
+            # The finished rows are the ones the merge left out. (Asked
+            # before the merge instead, another monitor could finish a row
+            # in between, and this batch's steps would be lost for it.)
+            merged = {row[0] for row in await conn.exec_driver_sql(statement, params)}
+            await self._late_steps(conn, [t for t in task_ids if t not in merged], by_task, now)
+        else:
+            # SQLite has one writer, which this transaction already is (it
+            # wrote the events), and its executemany returns no rows: fill
+            # the finished rows first, then merge (which leaves them alone).
+            await self._late_steps(conn, task_ids, by_task, now)
+            await conn.exec_driver_sql(statement, params)
+
+    async def _late_steps(
+        self,
+        conn: AsyncConnection,
+        task_ids: Sequence[str],
+        by_task: dict[str, list[merge.RecordEvent]],
+        now: float,
+    ) -> None:
+        """Fill the empty step columns of those of ``task_ids`` whose row is finished."""
+        late: list[merge.Row] = []
+        for task_id in task_ids:
+            steps = [item for item in by_task[task_id] if not isinstance(item, TaskResult)]
+            if steps:
+                late.append(self._delta(steps, now))
+        if late:
+            params = upsert.late_steps_params(self.dialect, late, now)
+            await conn.exec_driver_sql(upsert.late_steps_sql(self.dialect), params)
+
+    def _delta(self, items: Sequence[merge.RecordEvent], now: float) -> merge.Row:
+        """The row ``items`` alone make (``items`` of one task, in life order)."""
+        row = merge.new_row(items[0], now=now, ttl_s=self.ttl_s)
+        for item in items:
+            merge.fold(row, item, now=now, ttl_s=self.ttl_s, inline_max_bytes=self.inline_max_bytes)
+        return row
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -211,6 +241,11 @@ class RecordStore:
                     .order_by(events.c.at, events.c.event_id)
                 )
                 entries = [dict(e) for e in (await conn.execute(query)).mappings()]
+        if timeline and not any(e["stage"] == "submitted" for e in entries):
+            # A placed task's submission came with its placement: no event of its own.
+            entries.append(
+                {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
+            )
         entries.sort(key=lambda e: (e["at"], merge.RANK.get(e["stage"], 9)))
         return merge.to_record(dict(row), entries)
 

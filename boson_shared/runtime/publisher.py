@@ -8,6 +8,13 @@ new messages queue behind it and leave together in the next envelope (up to
 The confirm round trip is the batching window, so no timer is needed and a
 burst packs itself: under load, many items per envelope; idle, one.
 
+A route may also *linger* (``Route.linger_s``): its messages wait up to that
+long for company before they leave (or until ``max_items`` have gathered), so
+that a stream nobody waits on — lifecycle events for the task record — packs
+many items per envelope even at a moderate rate, and its consumer decodes and
+acknowledges one envelope per batch instead of one per item. ``close`` sends
+what lingers before it waits, so a shutdown loses none of it.
+
 ``publish`` returns only when the envelope carrying the message is confirmed,
 so a consumer can ack its input after its effects are safe (docs/design.md#delivery).
 Lanes pipeline up to ``max_in_flight`` envelopes each.
@@ -56,6 +63,9 @@ class Route:
     routing_key: str
     mandatory: bool = False
     park_in: str | None = None
+    linger_s: float = 0.0
+    """Hold a message up to this long for more to join its envelope (see the
+    module docstring); 0 sends as soon as the lane is free."""
 
     @classmethod
     def reply(cls, names: Names, routing_key: str) -> Route:
@@ -91,6 +101,9 @@ class _Lane:
     kind: str
     pending: deque[_Pending] = field(default_factory=deque)
     in_flight: int = 0
+    due: bool = False
+    """A lingering lane whose wait is over: what is pending leaves when it can."""
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -162,15 +175,31 @@ class BatchingPublisher:
         )
 
     async def close(self, grace: float = 10.0) -> None:
-        """Wait for envelopes in flight (bounded), then fail whatever is left."""
-        if self._senders:
-            await asyncio.wait(set(self._senders), timeout=grace)
+        """Send what lingers, wait for envelopes in flight (bounded), then fail
+        whatever is left."""
+        self.flush()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._senders:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            # A sender that ends may start the next envelope of its lane.
+            await asyncio.wait(set(self._senders), timeout=left)
         for task in list(self._senders):
             task.cancel()
         for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
             while lane.pending:
                 _, waiter = lane.pending.popleft()
                 waiter.failed(ConnectionError("publisher closed"))
+
+    def flush(self) -> None:
+        """End every lane's linger now: what waits leaves as soon as its lane is free."""
+        for lane in self._lanes.values():
+            if lane.pending:
+                self._linger_over(lane)
 
     # -- internals ---------------------------------------------------------
 
@@ -182,14 +211,35 @@ class BatchingPublisher:
         lane.pending.append((message, waiter))
         self._maybe_send(lane)
 
+    def _linger_over(self, lane: _Lane) -> None:
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        lane.due = True
+        self._maybe_send(lane)
+
     def _maybe_send(self, lane: _Lane) -> None:
-        while lane.pending and lane.in_flight < self._max_in_flight:
+        linger = lane.route.linger_s
+        while lane.pending:
+            if linger > 0 and not lane.due and len(lane.pending) < self._max_items:
+                if lane.timer is None:
+                    lane.timer = asyncio.get_running_loop().call_later(
+                        linger, self._linger_over, lane
+                    )
+                return
+            if lane.in_flight >= self._max_in_flight:
+                return
             count = min(self._max_items, len(lane.pending))
             batch = [lane.pending.popleft() for _ in range(count)]
             lane.in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(lane, batch))
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
+        # Emptied: the next message starts a linger of its own.
+        lane.due = False
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
 
     async def _send(self, lane: _Lane, batch: list[_Pending]) -> None:
         try:

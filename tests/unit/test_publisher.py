@@ -176,3 +176,61 @@ async def test_raw_bytes_are_published_unbatched_with_their_headers() -> None:
 def test_limits_must_be_positive(items: int, in_flight: int) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         BatchingPublisher(GatedTransport(), codec, max_items=items, max_in_flight=in_flight)
+
+
+LINGERING = Route("ns.events", "record.event", linger_s=0.3)
+
+
+async def test_a_lingering_route_holds_messages_for_company() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    publisher = BatchingPublisher(transport, codec)
+    first = asyncio.ensure_future(publisher.publish(LINGERING, alert(1)))
+    await settle()
+    assert transport.sent == []  # alone, it waits for others
+    rest = asyncio.ensure_future(publisher.publish_many([(LINGERING, alert(2)), (ROUTE, alert(3))]))
+    await settle()
+    # The route that does not linger goes at once; the lingering one still waits.
+    assert [[m.message_id for m in env] for env in decoded(transport)] == [["m3"]]
+    async with asyncio.timeout(5):
+        await asyncio.gather(first, rest)
+    assert [[m.message_id for m in env] for env in decoded(transport)] == [["m3"], ["m1", "m2"]]
+
+
+async def test_a_lingering_lane_that_fills_an_envelope_sends_it_at_once() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    publisher = BatchingPublisher(transport, codec, max_items=4, max_in_flight=1)
+    long_wait = Route("ns.events", "record.event", linger_s=60.0)
+    task = asyncio.ensure_future(publisher.publish_many([(long_wait, alert(n)) for n in range(10)]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [len(env) for env in decoded(transport)] == [4, 4]  # the last two linger
+    await publisher.close(grace=5)
+    await task
+    assert [len(env) for env in decoded(transport)] == [4, 4, 2]
+
+
+async def test_close_sends_what_lingers_so_a_shutdown_loses_nothing() -> None:
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec)
+    long_wait = Route("ns.events", "record.event", linger_s=60.0)
+    task = asyncio.ensure_future(publisher.publish(long_wait, alert(1)))
+    await settle()
+    assert transport.sent == []
+    closing = asyncio.ensure_future(publisher.close(grace=5))
+    await confirm_until_done(transport, task)  # confirmed, not failed
+    await closing
+    assert [[m.message_id for m in env] for env in decoded(transport)] == [["m1"]]
+
+
+async def test_after_a_lingering_lane_empties_the_next_message_lingers_again() -> None:
+    transport = GatedTransport(auto_confirm=True)
+    publisher = BatchingPublisher(transport, codec)
+    short = Route("ns.events", "record.event", linger_s=0.05)
+    async with asyncio.timeout(5):
+        await publisher.publish(short, alert(1))
+    task = asyncio.ensure_future(publisher.publish(short, alert(2)))
+    await settle()
+    assert len(transport.sent) == 1
+    async with asyncio.timeout(5):
+        await task
+    assert len(transport.sent) == 2

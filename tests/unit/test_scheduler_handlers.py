@@ -10,11 +10,12 @@ from boson_shared.contract.messages import (
     NodeState,
     ResourceRequest,
     ResourceVector,
+    TaskEvent,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import RK_PLACED, Names, rk_result
+from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names, rk_result
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.scheduling.demand import LinearDemandModel
@@ -268,3 +269,36 @@ async def test_the_scheduler_service_reports_a_submission_out_of_retries() -> No
         await client.close()
     finally:
         await cluster.stop()
+
+
+def record_events(emits: Sequence[Emit]) -> list[TaskEvent]:
+    return [e.message for e in emits if isinstance(e.message, TaskEvent)]
+
+
+async def test_for_the_record_a_placement_carries_the_inputs_and_lingers() -> None:
+    scheduler = SchedulerHandlers(
+        names=NAMES,
+        strategy="binpack",
+        demand_model=LinearDemandModel(),
+        reservation_ttl_s=10.0,
+        ingress_max_age_s=MAX_AGE,
+        record=True,
+        record_linger_s=0.01,
+        clock=Clock(),
+        wall_clock=lambda: NOW,
+    )
+    scheduler.on_snapshot(snapshot({"a": 0.0}))
+    stale = task(1, submitted_at=NOW - MAX_AGE - 5)
+    too_big = task(2, complexity=600)
+    emits = await scheduler.on_submitted_batch([stale, too_big, task(3)])
+    events = {(e.task_id, e.stage): e for e in record_events(emits)}
+    # One event a placed task: its placement, with what its submission said.
+    assert sorted(events) == [("t1", "submitted"), ("t2", "submitted"), ("t3", "placed")]
+    placement = events["t3", "placed"]
+    assert (placement.handler, placement.submitter, placement.node_id) == ("noop", "client-1", "a")
+    assert (placement.complexity, placement.data_size, placement.input_bytes) == (100, 1000, 0)
+    assert placement.demand is not None
+    # Tasks never placed still tell the record their inputs.
+    assert events["t2", "submitted"].complexity == 600
+    routes = {e.route for e in emits if isinstance(e.message, TaskEvent)}
+    assert routes == {Route(NAMES.events_exchange, RK_RECORD_EVENT, linger_s=0.01)}

@@ -24,8 +24,11 @@ def lifecycle(
     submitted_at: float = 1_000.0,
     handler: str = "echo",
     output: object = None,
+    separate_submission: bool = False,
 ) -> list[RecordEvent]:
-    """submitted, placed, assigned, started and the outcome of one task."""
+    """placed (with the task's inputs), assigned, started and the outcome of
+    one task, as the services report them; with ``separate_submission``, as
+    schema-1 schedulers did: a ``submitted`` event first, placed without inputs."""
     task = TaskSubmitted(
         task_id=task_id,
         handler=handler,
@@ -36,12 +39,12 @@ def lifecycle(
     )
     demand = ResourceVector(cpu=1.0, memory=2.0)
     steps: list[TaskEvent] = [
-        task_event(task, "submitted", "scheduler", message_id=f"{task_id}.ev.sub", at=submitted_at),
         task_event(
             task,
             "placed",
             "scheduler",
             message_id=f"{task_id}.placed.ev",
+            inputs=not separate_submission,
             at=submitted_at + 1,
             node_id=node_id,
             strategy="binpack",
@@ -66,6 +69,11 @@ def lifecycle(
             attempt=1,
         ),
     ]
+    if separate_submission:
+        submitted = task_event(
+            task, "submitted", "scheduler", message_id=f"{task_id}.ev.sub", at=submitted_at
+        )
+        steps.insert(0, submitted)
     result: TaskResult
     if outcome == "succeeded":
         result = TaskResult(

@@ -34,7 +34,14 @@ def arrivals(draw: st.DrawFn) -> tuple[dict[str, str], list[list[RecordEvent]]]:
         task_id = f"r{run}-t{k}"
         outcome = draw(st.sampled_from(["succeeded", "failed"]))
         expected[task_id] = outcome
-        events += lifecycle(task_id, outcome=outcome, submitted_at=1_000.0 + k)  # type: ignore[arg-type]
+        # Either as the services report it now, or as schema-1 schedulers did.
+        separate = draw(st.booleans())
+        events += lifecycle(
+            task_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            submitted_at=1_000.0 + k,
+            separate_submission=separate,
+        )
     repeats = draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = draw(st.permutations(events + repeats))
     cuts = sorted(draw(st.sets(st.integers(0, len(shuffled)), max_size=6)))
@@ -62,6 +69,15 @@ async def _ingest_and_check(
         # Whatever arrived before the outcome, the steps fill in.
         assert record.handler == "echo"
         assert record.strategy == "binpack"
+        assert (record.submitter, record.input_bytes, record.node_id) == ("c1", 3, "n1")
+        assert record.demand is not None
+        assert record.demand.memory == 2.0
+        at = record.submitted_at
+        times = (record.placed_at, record.assigned_at, record.started_at, record.finished_at)
+        assert times == (at + 1, at + 2, at + 3, at + 4)
+        assert record.dispatches == 1
+        assert record.attempts == (1 if outcome == "succeeded" else 2)
+        assert (record.error is None) == (outcome == "succeeded")
     # Everything again, in one batch: nothing changes.
     before = {t: await store.get(t) for t in expected}
     assert await store.ingest([e for batch in batches for e in batch]) == 0
@@ -75,12 +91,13 @@ async def _ingest_and_check(
 )
 @given(case=arrivals())
 def test_any_arrival_order_and_repeats_give_the_same_record(
-    case: tuple[dict[str, str], list[list[RecordEvent]]], tmp_path: Path
+    case: tuple[dict[str, str], list[list[RecordEvent]]], database_url: str
 ) -> None:
+    # Each example's task ids are its own, so examples share the database.
     expected, batches = case
 
     async def run() -> None:
-        store = RecordStore.open(f"sqlite:///{tmp_path}/records.sqlite3")
+        store = RecordStore.open(database_url)
         try:
             await store.migrate()
             await _ingest_and_check(store, expected, batches)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event
 
 from boson_shared.contract.messages import TaskResult
 from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
@@ -30,7 +31,7 @@ async def test_migrations_reach_head_and_run_again_harmlessly(store: RecordStore
 
 
 async def test_a_lifecycle_becomes_one_record_with_its_timeline(store: RecordStore) -> None:
-    assert await store.ingest(lifecycle("t1")) == 5
+    assert await store.ingest(lifecycle("t1")) == 4
     record = await store.get("t1")
     assert record.state == "succeeded"
     assert record.handler == "echo"
@@ -52,6 +53,56 @@ async def test_a_lifecycle_becomes_one_record_with_its_timeline(store: RecordSto
         "started",
         "succeeded",
     ]
+
+
+async def test_a_schema_1_lifecycle_with_its_own_submission_gives_the_same_record(
+    store: RecordStore,
+) -> None:
+    await store.ingest(lifecycle("new", output=1))
+    assert await store.ingest(lifecycle("old", output=1, separate_submission=True)) == 5
+    new, old = await store.get("new"), await store.get("old")
+    assert old.model_copy(update={"task_id": "new", "timeline": ()}) == new.model_copy(
+        update={"timeline": ()}
+    )
+    assert [e.stage for e in old.timeline] == [e.stage for e in new.timeline]
+    assert old.timeline[0].source == "scheduler"
+    assert new.timeline[0].source is None  # told by the placement, not an event of its own
+
+
+async def test_a_batch_with_redelivered_events_changes_only_by_the_new_ones(
+    store: RecordStore,
+) -> None:
+    placed, assigned, started, result = lifecycle("t1")
+    assert await store.ingest([placed, assigned]) == 2
+    assert await store.ingest([assigned, started, placed, result, started]) == 2
+    once = await store.get("t1")
+    assert once.state == "succeeded"
+    assert [e.stage for e in once.timeline].count("assigned") == 1
+    # Redelivered again, alone and all together: nothing moves.
+    assert await store.ingest([placed]) == 0
+    assert await store.ingest([result, started, assigned, placed]) == 0
+    assert await store.get("t1") == once
+
+
+async def test_a_batch_is_a_few_statements_whatever_its_size(store: RecordStore) -> None:
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    # Half the tasks already have a row (their placement came earlier), half are new.
+    await store.ingest([e for k in range(0, 60, 2) for e in lifecycle(f"t{k}")[:1]])
+    batch = [e for k in range(60) for e in lifecycle(f"t{k}", submitted_at=1e3 + k)]
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await store.ingest(batch) == len(batch) - 30
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    writes = [s for s in statements if s in ("INSERT", "UPDATE", "SELECT")]
+    # Events in, rows read, new rows in, changed rows out: one statement (or
+    # one executemany) each, not one per event or task.
+    assert len(writes) <= 4, statements
+    assert await store.count("succeeded") == 60
 
 
 async def test_a_failure_keeps_its_error(store: RecordStore) -> None:
