@@ -78,6 +78,7 @@ class MonitorService(Service):
                 store,
                 self.names,
                 batch_max_items=settings.record_batch_max_items,
+                batch_linger_s=settings.record_batch_linger_ms / 1000,
                 referenced_max=settings.referenced_blobs_max,
                 clock=time.time,
             )

@@ -49,6 +49,7 @@ class RecordKeeper:
         names: Names,
         *,
         batch_max_items: int,
+        batch_linger_s: float = 0.0,
         referenced_max: int,
         clock: Callable[[], float],
     ) -> None:
@@ -57,7 +58,7 @@ class RecordKeeper:
         self.referenced_max = referenced_max
         self.clock = clock
         self.commits: GroupCommit[RecordEvent] = GroupCommit(
-            store.ingest, max_items=batch_max_items
+            store.ingest, max_items=batch_max_items, linger_s=batch_linger_s
         )
         self.ready = False
         """Migrated and answering: the record consumer may run."""

@@ -36,6 +36,11 @@ class MonitorSettings(BosonSettings):
     ones travel through the transfer store and are kept by reference."""
     record_batch_max_items: Annotated[int, Field(ge=1, le=100_000)] = 2000
     """Events written to the record in one transaction at most."""
+    record_batch_linger_ms: Annotated[float, Field(ge=0, le=5000)] = 50.0
+    """How long the record's writer waits before each transaction for more
+    events to share it (unless a full batch waits already): the later steps
+    of the same tasks often arrive within it, and each task's row is then
+    written once for several steps."""
     record_prefetch: Annotated[int, Field(ge=1, le=65_535)] = 64
     """Unacknowledged envelopes of record events one monitor holds."""
     record_start_timeout_s: Annotated[float, Field(gt=0)] = 10.0

@@ -64,3 +64,32 @@ async def test_a_failed_flush_fails_its_waiters_and_the_next_group_goes_on() -> 
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_items"):
         GroupCommit(lambda items: asyncio.sleep(0), max_items=0)
+
+
+async def test_with_a_linger_writes_of_the_next_moments_share_the_flush() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:
+        flushed.append(items)
+
+    commits: GroupCommit[int] = GroupCommit(flush, max_items=100, linger_s=0.3)
+
+    async def later(delay: float, item: int) -> None:
+        await asyncio.sleep(delay)
+        await commits.write([item])
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(later(0.02 * k, k) for k in range(5)))
+    assert flushed == [[0, 1, 2, 3, 4]]
+
+
+async def test_a_full_batch_does_not_wait_out_the_linger() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:
+        flushed.append(items)
+
+    commits: GroupCommit[int] = GroupCommit(flush, max_items=3, linger_s=60.0)
+    async with asyncio.timeout(5):
+        await commits.write([1, 2, 3])
+    assert flushed == [[1, 2, 3]]
