@@ -1,0 +1,202 @@
+"""GPU devices: exact accounting in milli-units, the one fit rule, the device choice.
+
+A node's GPUs are devices, each with a capacity of :data:`MILLI` milli-units
+(one whole GPU), a model and, where known, its memory. A GPU request below one
+GPU is a *share of one device*; a request of one or more is that many *whole*
+devices on one node (a request above one that is not whole is rounded up).
+Amounts are integers here, so any number of allocations and releases leaves
+the books exactly where they started.
+
+Device sets travel as bit masks (bit ``j``: device ``j`` of the node), which
+is why a node has at most :data:`MAX_DEVICES` of them.
+
+The rule, used by every path that asks whether a GPU demand fits (the node
+table, the scorers, the balancer, the simulator):
+
+* no GPU asked: fits;
+* a share ``g < MILLI``: some qualifying device has ``free >= g``;
+* ``k`` whole GPUs: ``k`` qualifying devices are entirely free.
+
+A device *qualifies* when the request names no model or names the device's.
+The choice, when a demand fits: a share goes to the qualifying device with
+the least free room that holds it (best fit, lowest index on ties), so
+partly used devices fill before whole ones are broken into; whole GPUs are
+the lowest-numbered entirely free qualifying devices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+MILLI: Final = 1000
+"""Milli-units of one whole GPU."""
+
+MAX_DEVICES: Final = 62
+"""Most GPU devices one node may have (device sets are 64-bit masks)."""
+
+MODEL_PATTERN: Final = r"^[A-Za-z0-9._ -]{1,64}(\|[A-Za-z0-9._ -]{1,64}){0,31}$"
+"""A ``gpu_model`` constraint: model names separated by ``|`` (``"A100|H100"``)."""
+
+_MODEL_RE = re.compile(MODEL_PATTERN)
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class GpuDevice:
+    """One GPU of a node: its model (``""`` unknown), memory in MiB (0 unknown), capacity."""
+
+    model: str = ""
+    memory_mib: int = 0
+    milli: int = MILLI
+
+
+def to_milli(amount: float) -> int:
+    """A GPU amount in GPUs as whole milli-units (rounded to the nearest)."""
+    return round(float(amount) * MILLI)
+
+
+def shape(milli: int) -> tuple[int, int]:
+    """``(devices, milli per device)`` a GPU request of ``milli`` takes."""
+    if milli <= 0:
+        return 0, 0
+    if milli < MILLI:
+        return 1, milli
+    return -(-milli // MILLI), MILLI
+
+
+def parse_models(pattern: str | None) -> frozenset[str] | None:
+    """The model names a ``gpu_model`` constraint allows (``None``: any device)."""
+    if pattern is None or pattern == "":
+        return None
+    if not _MODEL_RE.match(pattern):
+        raise ValueError(f"gpu_model must be model names separated by '|', got {pattern!r}")
+    return frozenset(name.strip() for name in pattern.split("|"))
+
+
+def implied_devices(gpu: float) -> list[GpuDevice]:
+    """The devices a node that states only a GPU count has: whole ones, then the remainder."""
+    milli = to_milli(gpu)
+    whole, rest = divmod(milli, MILLI)
+    out = [GpuDevice() for _ in range(whole)]
+    if rest:
+        out.append(GpuDevice(milli=rest))
+    return out
+
+
+def mask_of(indices: Iterable[int]) -> int:
+    """The bit mask of device ``indices``."""
+    mask = 0
+    for j in indices:
+        mask |= 1 << j
+    return mask
+
+
+def indices_of(mask: int) -> tuple[int, ...]:
+    """The device indices of a bit mask, in order."""
+    out = []
+    j = 0
+    while mask:
+        if mask & 1:
+            out.append(j)
+        mask >>= 1
+        j += 1
+    return tuple(out)
+
+
+def fits(free: Sequence[int], cap: Sequence[int], ok: Sequence[bool], milli: int) -> bool:
+    """The rule (module docstring) on one node's devices."""
+    n, per = shape(milli)
+    if n == 0:
+        return True
+    if per < MILLI:
+        return any(q and f >= per for f, q in zip(free, ok, strict=True))
+    whole = sum(1 for f, c, q in zip(free, cap, ok, strict=True) if q and c == MILLI and f == MILLI)
+    return whole >= n
+
+
+def pick(free: Sequence[int], cap: Sequence[int], ok: Sequence[bool], milli: int) -> int:
+    """The devices the choice rule gives a request of ``milli``: a bit mask, or -1."""
+    n, per = shape(milli)
+    if n == 0:
+        return 0
+    if per < MILLI:
+        best = -1
+        for j, (f, q) in enumerate(zip(free, ok, strict=True)):
+            if q and f >= per and (best < 0 or f < free[best]):
+                best = j
+        return -1 if best < 0 else 1 << best
+    chosen = [
+        j
+        for j, (f, c, q) in enumerate(zip(free, cap, ok, strict=True))
+        if q and c == MILLI and f == MILLI
+    ][:n]
+    return mask_of(chosen) if len(chosen) == n else -1
+
+
+def fit_count(free: IntArray, cap: IntArray, ok: NDArray[np.bool_], milli: int) -> IntArray:
+    """Per node (rows of ``free``), how many requests of ``milli`` its devices hold."""
+    n, per = shape(milli)
+    if n == 0:
+        return np.full(free.shape[0], np.iinfo(np.int32).max, dtype=np.int64)
+    if per < MILLI:
+        return np.asarray(np.where(ok, free // per, 0).sum(axis=1), dtype=np.int64)
+    whole = (ok & (cap == MILLI) & (free == MILLI)).sum(axis=1)
+    return np.asarray(whole // n, dtype=np.int64)
+
+
+def fragmentation(
+    free: IntArray,
+    cap: IntArray,
+    other_ok: NDArray[np.bool_],
+    points_milli: Sequence[int],
+) -> NDArray[np.float64]:
+    """Per node, the expected idle GPU (milli-units) a typical task could not use.
+
+    Weng et al.'s measure (*Beware of Fragmentation*, USENIX ATC 2023): for
+    each typical task, a node's idle GPU is fragment entirely when the task
+    asks no GPU or cannot run there (its other dimensions do not fit:
+    ``other_ok[p, i]`` false, or its GPUs do not fit); when it can run, the
+    idle part of every device with less free room than the task's per-device
+    share is fragment. The mean over the typical tasks, each equally likely.
+    ``free`` and ``cap`` are ``(n, G)``; absent devices have capacity 0.
+    """
+    total = free.sum(axis=1).astype(np.float64)
+    acc = np.zeros(free.shape[0])
+    for p, milli in enumerate(points_milli):
+        n, per = shape(milli)
+        if n == 0:
+            acc += total
+            continue
+        if per < MILLI:
+            can = np.any(free >= per, axis=1)
+        else:
+            can = ((cap == MILLI) & (free == MILLI)).sum(axis=1) >= n
+        small = np.where(free < per, free, 0).sum(axis=1).astype(np.float64)
+        acc += np.where(can & other_ok[p], small, total)
+    out: NDArray[np.float64] = acc / max(1, len(points_milli))
+    return out
+
+
+__all__ = [
+    "MAX_DEVICES",
+    "MILLI",
+    "MODEL_PATTERN",
+    "GpuDevice",
+    "fit_count",
+    "fits",
+    "fragmentation",
+    "implied_devices",
+    "indices_of",
+    "mask_of",
+    "parse_models",
+    "pick",
+    "shape",
+    "to_milli",
+]
