@@ -184,10 +184,68 @@ def fragmentation(
     return out
 
 
+@dataclass
+class DeviceBook:
+    """One node's GPU devices as a service outside the node table keeps them.
+
+    The same rule and choice as the table (:func:`fits`, :func:`pick`), in
+    plain lists: the balancer's view of a node between snapshots.
+    """
+
+    cap: list[int]
+    held: list[int]
+    models: list[str]
+
+    @classmethod
+    def of(cls, gpu: float, states: Sequence[tuple[str, int]] = ()) -> DeviceBook:
+        """From a node's reported devices (model, milli held each), else its GPU count."""
+        if states:
+            return cls([MILLI] * len(states), [h for _, h in states], [m for m, _ in states])
+        devices = implied_devices(gpu)
+        return cls([d.milli for d in devices], [0] * len(devices), [""] * len(devices))
+
+    def qualifying(self, models: frozenset[str] | None) -> list[bool]:
+        return [models is None or m in models for m in self.models]
+
+    def fits(self, milli: int, models: frozenset[str] | None = None) -> bool:
+        free = [c - h for c, h in zip(self.cap, self.held, strict=True)]
+        return fits(free, self.cap, self.qualifying(models), milli)
+
+    def take(self, milli: int, models: frozenset[str] | None = None, prefer: int = 0) -> int:
+        """Hold ``milli`` on ``prefer`` if it fits there, else on the choice rule's devices.
+
+        Returns the mask held (0: no GPU part; -1: it does not fit, nothing held).
+        """
+        n, per = shape(milli)
+        if n == 0:
+            return 0
+        free = [c - h for c, h in zip(self.cap, self.held, strict=True)]
+        ok = self.qualifying(models)
+        chosen = indices_of(prefer)
+        good = len(chosen) == n and all(
+            j < len(free) and ok[j] and free[j] >= per and (per < MILLI or self.cap[j] == MILLI)
+            for j in chosen
+        )
+        mask = prefer if good else pick(free, self.cap, ok, milli)
+        if mask < 0:
+            return -1
+        for j in indices_of(mask):
+            self.held[j] += per
+        return mask
+
+    def give(self, milli: int, mask: int) -> None:
+        """Take ``milli`` back off the devices of ``mask``."""
+        _, per = shape(milli)
+        for j in indices_of(mask):
+            if j < len(self.held):
+                self.held[j] = max(0, self.held[j] - per)
+
+
 __all__ = [
     "MAX_DEVICES",
     "MILLI",
     "MODEL_PATTERN",
+    "DeviceBook",
     "GpuDevice",
     "fit_count",
     "fits",

@@ -39,6 +39,7 @@ demand at a time, and the table's choice rule picks the devices
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -169,12 +170,24 @@ class Placer:
             return Placement(None, None, "waiting" if i == WAITING else "never")
         return Placement(i, self.table.node_ids[i], "placed")
 
-    def place_batch(self, demands: ArrayLike) -> BatchPlacement:
-        """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would."""
+    def place_batch(
+        self, demands: ArrayLike, gpu_models: Sequence[str | None] | None = None
+    ) -> BatchPlacement:
+        """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would.
+
+        ``gpu_models``: per demand, its ``gpu_model`` constraint (``None``: any device).
+        """
         arr = _demands(demands)
         out = np.empty(arr.shape[0], dtype=np.int64)
-        if self.table.has_devices or bool(np.any(arr[:, 2] > 0)):
-            return self._place_batch_devices(arr, out)
+        models = [parse_models(m) for m in gpu_models] if gpu_models is not None else None
+        if models is not None and len(models) != arr.shape[0]:
+            raise ValueError("one gpu_model per demand")
+        if (
+            self.table.has_devices
+            or bool(np.any(arr[:, 2] > 0))
+            or (models is not None and any(m is not None for m in models))
+        ):
+            return self._place_batch_devices(arr, out, models)
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
@@ -206,11 +219,16 @@ class Placer:
             self.typical.observe(vec)
         return found, mask
 
-    def _place_batch_devices(self, arr: FloatArray, out: NDArray[np.int64]) -> BatchPlacement:
+    def _place_batch_devices(
+        self,
+        arr: FloatArray,
+        out: NDArray[np.int64],
+        models: list[frozenset[str] | None] | None,
+    ) -> BatchPlacement:
         self.typical.refresh()
         masks = np.zeros(arr.shape[0], dtype=np.int64)
         for k in range(arr.shape[0]):
-            out[k], masks[k] = self._place_device(arr[k], None)
+            out[k], masks[k] = self._place_device(arr[k], None if models is None else models[k])
         ids = self.table.node_ids
         return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()), masks)
 

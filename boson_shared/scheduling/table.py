@@ -322,11 +322,14 @@ class NodeTable:
         demand: ArrayLike,
         devices: int | Sequence[int] | None = None,
         models: frozenset[str] | None = None,
+        saturate: bool = False,
     ) -> int:
         """Add ``demand`` to row ``index``; returns the GPU devices it holds (a mask, 0: none).
 
         ``devices``: the mask to hold; else the choice rule picks them.
-        ``ValueError`` if the GPU part does not fit those devices.
+        ``ValueError`` if the GPU part does not fit those devices, unless
+        ``saturate``: then each named device fills up to its capacity at most
+        (for holds laid over a report that may already count them).
         """
         self._check(index)
         vec = as_vector(demand)
@@ -334,7 +337,16 @@ class NodeTable:
         mask = 0
         if milli:
             mask = self.pick_devices(index, vec[2], models) if devices is None else _mask(devices)
-            self._hold(index, milli, mask)
+            if saturate and mask > 0:
+                _, per = _dev.shape(milli)
+                for j in _dev.indices_of(mask):
+                    if j < self._dcap.shape[1]:
+                        self._dalloc[index, j] = min(
+                            self._dcap[index, j], self._dalloc[index, j] + per
+                        )
+                self._sync_gpu(index)
+            else:
+                self._hold(index, milli, mask)
         self._alloc[index, :2] += vec[:2]
         self._touch(index)
         return mask
