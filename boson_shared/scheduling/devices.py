@@ -17,7 +17,9 @@ table, the scorers, the balancer, the simulator):
 * a share ``g < MILLI``: some qualifying device has ``free >= g``;
 * ``k`` whole GPUs: ``k`` qualifying devices are entirely free.
 
-A device *qualifies* when the request names no model or names the device's.
+A device *qualifies* when the request names no model or names the device's
+(:func:`model_matches`: the name itself, or the name followed by a variant
+after a non-alphanumeric character, so ``A100`` takes an ``A100-SXM4-40GB``).
 The choice, when a demand fits: a share goes to the qualifying device with
 the least free room that holds it (best fit, lowest index on ties), so
 partly used devices fill before whole ones are broken into; whole GPUs are
@@ -78,6 +80,18 @@ def parse_models(pattern: str | None) -> frozenset[str] | None:
     if not _MODEL_RE.match(pattern):
         raise ValueError(f"gpu_model must be model names separated by '|', got {pattern!r}")
     return frozenset(name.strip() for name in pattern.split("|"))
+
+
+def model_matches(model: str, names: frozenset[str] | None) -> bool:
+    """Whether a device of ``model`` qualifies for a request naming ``names`` (``None``: any)."""
+    if names is None:
+        return True
+    for name in names:
+        if model == name or (
+            model.startswith(name) and len(model) > len(name) and not model[len(name)].isalnum()
+        ):
+            return True
+    return False
 
 
 def implied_devices(gpu: float) -> list[GpuDevice]:
@@ -205,7 +219,7 @@ class DeviceBook:
         return cls([d.milli for d in devices], [0] * len(devices), [""] * len(devices))
 
     def qualifying(self, models: frozenset[str] | None) -> list[bool]:
-        return [models is None or m in models for m in self.models]
+        return [model_matches(m, models) for m in self.models]
 
     def fits(self, milli: int, models: frozenset[str] | None = None) -> bool:
         free = [c - h for c, h in zip(self.cap, self.held, strict=True)]
@@ -253,6 +267,7 @@ __all__ = [
     "implied_devices",
     "indices_of",
     "mask_of",
+    "model_matches",
     "parse_models",
     "pick",
     "shape",

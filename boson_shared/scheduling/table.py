@@ -194,7 +194,7 @@ class NodeTable:
         present = self.device_capacity > 0
         if models is None:
             return present
-        codes = [self._model_code[m] for m in models if m in self._model_code]
+        codes = [c for c, m in enumerate(self.models) if _dev.model_matches(m, models)]
         return np.asarray(present & np.isin(self.device_model, codes))
 
     def feasible(
