@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boson_shared.scheduling import scores
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.scores import STRATEGIES, Strategy
 from boson_shared.scheduling.table import GpuDevice, NodeTable
@@ -154,3 +155,88 @@ def test_no_device_over_committed_and_no_share_spread(
         for j in devices:
             expected[i, j] += 1000 if g >= 1 else round(g * 1000)
     assert np.array_equal(table.device_allocated, expected)
+
+
+def weng_fragmentation(
+    free: list[int], cap: list[int], node_free: tuple[float, float], points: np.ndarray
+) -> float:
+    """Weng et al.'s expected GPU fragmentation of one node, device by device, in plain Python."""
+    total = sum(free)
+    acc = 0.0
+    for cpu, memory, gpu in points.tolist():
+        milli = round(gpu * 1000)
+        if milli == 0:  # a task without GPU can use none of it
+            acc += total
+            continue
+        if milli < 1000:
+            can = any(f >= milli for f in free)
+            small = sum(f for f in free if f < milli)
+        else:
+            whole = sum(1 for f, c in zip(free, cap, strict=True) if c == 1000 and f == 1000)
+            can = whole >= -(-milli // 1000)
+            small = sum(f for f in free if f < 1000)
+        others = node_free[0] + 1e-9 >= cpu and node_free[1] + 1e-9 >= memory
+        acc += small if can and others else total
+    return acc / points.shape[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from([0, 0, 100, 250, 400, 500, 600, 1000]), min_size=1, max_size=8),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 2.0]),
+)
+def test_binpack_fgd_scores_gpu_fragmentation_device_by_device(
+    held: list[list[int]], gpu: float
+) -> None:
+    """Each node's score is binpack minus the change of Weng et al.'s fragmentation, per GPU."""
+    table = NodeTable()
+    for k, row in enumerate(held):
+        table.upsert(
+            f"n{k}",
+            (64.0, 256.0, float(len(row))),
+            allocated=(8.0, 16.0, sum(row) / 1000),
+            device_allocated=row,
+        )
+    points = np.array([[1.0, 2.0, 0.25], [1.0, 2.0, 0.5], [2.0, 4.0, 1.0], [1.0, 2.0, 0.0]])
+    demand = np.array([1.0, 2.0, gpu])
+    got = scores.scores(table, "binpack-fgd", demand, points)
+    w = scores.weights(table.capacity)
+    after = scores.weighted_sum(table.allocated, w) + scores.demand_term(demand, w)
+    for i in range(len(table)):
+        if np.isnan(got[i]):
+            assert not table.feasible(demand)[i]
+            continue
+        cap = table.device_capacity[i].tolist()
+        free = [c - a for c, a in zip(cap, table.device_allocated[i].tolist(), strict=True)]
+        node_free = (64.0 - 8.0, 256.0 - 16.0)
+        before = weng_fragmentation(free, cap, node_free, points)
+        mask = table.pick_devices(i, gpu)
+        milli = round(gpu * 1000)
+        per = milli if milli < 1000 else 1000
+        later_free = [f - per if mask >> j & 1 else f for j, f in enumerate(free)]
+        later = weng_fragmentation(
+            later_free, cap, (node_free[0] - 1.0, node_free[1] - 2.0), points
+        )
+        want = after[i] - scores.FGD_WEIGHT * ((later - before) / 1000) / len(held[i])
+        assert got[i] == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_binpack_fgd_fills_the_remnant_a_share_fits() -> None:
+    """A 0.4 share goes where 0.4 is left on one device, not onto a whole free one.
+
+    Plain binpack takes the fuller node (its CPU and memory are half used) and
+    breaks a whole device there.
+    """
+    table = NodeTable()
+    table.upsert("whole", (64.0, 256.0, 2.0), allocated=(32.0, 128.0, 0.0))
+    table.upsert("remnant", (64.0, 256.0, 2.0), allocated=(0, 0, 0.6), device_allocated=[0, 600])
+    assert Placer(table, "binpack").choose((1.0, 2.0, 0.4)) == 0
+    placer = Placer(table, "binpack-fgd")
+    placer.typical.observe(np.array([1.0, 2.0, 0.5]), 100)
+    placer.typical.observe(np.array([1.0, 2.0, 1.0]), 100)
+    got = placer.place((1.0, 2.0, 0.4))
+    assert (got.node_id, got.devices) == ("remnant", (1,))
