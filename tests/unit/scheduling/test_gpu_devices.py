@@ -177,7 +177,7 @@ def weng_fragmentation(
             small = sum(f for f in free if f < 1000)
         others = node_free[0] + 1e-9 >= cpu and node_free[1] + 1e-9 >= memory
         acc += small if can and others else total
-    return acc / points.shape[0]
+    return acc / int(points.shape[0])
 
 
 @settings(max_examples=40, deadline=None)
