@@ -68,6 +68,8 @@ class _Group:
     task: int
     nodes: IntArray
     end: float
+    masks: IntArray | None = None
+    """Per instance, the GPU devices it holds (``None``: the task has no GPU part)."""
 
 
 def place_instances(
@@ -79,12 +81,21 @@ def place_instances(
     instances), so a saturated cluster costs one vectorised count, not a
     batch of refusals. The instances not returned are waiting.
     """
+    return place_instances_on_devices(placer, table, demand, count)[0]
+
+
+def place_instances_on_devices(
+    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
+) -> tuple[IntArray, IntArray | None]:
+    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none)."""
     fit = min(count, int(fit_counts(table, demand).sum()))
     if fit == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), None
     result = placer.place_batch(np.repeat(demand[None, :], fit, axis=0))
     indices = np.asarray(result.indices, np.int64)
-    return indices[indices >= 0]
+    placed = indices >= 0
+    masks = getattr(result, "masks", None)
+    return indices[placed], None if masks is None else np.asarray(masks, np.int64)[placed]
 
 
 class BacklogDrainer(Protocol):
@@ -151,16 +162,20 @@ class Simulation:
 
     def try_place(self, task: int, count: int, replaced: bool) -> int:
         """Place up to ``count`` instances of ``task`` now; how many were placed."""
-        nodes = place_instances(self.placer, self.table, self.workload.demand[task], count)
+        nodes, masks = place_instances_on_devices(
+            self.placer, self.table, self.workload.demand[task], count
+        )
         if nodes.size:
-            self.start(task, nodes, replaced)
+            self.start(task, nodes, replaced, masks)
         return int(nodes.size)
 
-    def start(self, task: int, nodes: IntArray, replaced: bool) -> None:
-        """Start instances of ``task`` on ``nodes`` (already allocated) now."""
+    def start(
+        self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None
+    ) -> None:
+        """Start instances of ``task`` on ``nodes`` (allocated, on GPU devices ``masks``) now."""
         end = self.now + float(self.workload.duration[task])
         self._seq += 1
-        self._groups[self._seq] = _Group(task, nodes, end)
+        self._groups[self._seq] = _Group(task, nodes, end, masks)
         heapq.heappush(self._heap, (end, self._seq))
         rec = self.recorder
         rec.first_start[task] = min(rec.first_start[task], self.now)
@@ -169,8 +184,12 @@ class Simulation:
             rec.delays.append(self.now - float(self.workload.submit[task]))
             rec.delay_weights.append(int(nodes.size))
 
-    def _release(self, task: int, nodes: IntArray) -> None:
+    def _release(self, task: int, nodes: IntArray, masks: IntArray | None = None) -> None:
         demand = self.workload.demand[task]
+        if masks is not None and demand[2] > 0:  # each instance off its own devices
+            for node, mask in zip(nodes.tolist(), masks.tolist(), strict=True):
+                self.table.release(node, demand, mask)
+            return
         where, count = np.unique(nodes, return_counts=True)
         for node, n in zip(where.tolist(), count.tolist(), strict=True):
             self.table.release(node, demand * n)
@@ -213,8 +232,12 @@ class Simulation:
             if not hit.any():
                 continue
             lost = int(hit.sum())
-            self._release(group.task, group.nodes[hit])
+            self._release(
+                group.task, group.nodes[hit], None if group.masks is None else group.masks[hit]
+            )
             group.nodes = group.nodes[~hit]
+            if group.masks is not None:
+                group.masks = group.masks[~hit]
             if group.nodes.size == 0:
                 del self._groups[key]  # its heap entry is skipped when it pops
             self.recorder.replaced += lost
@@ -282,7 +305,7 @@ class Simulation:
                 _, key = heapq.heappop(self._heap)
                 group = self._groups.pop(key, None)
                 if group is not None:
-                    self._release(group.task, group.nodes)
+                    self._release(group.task, group.nodes, group.masks)
                     freed = True
             while e < len(ev_time) and ev_time[e] <= now:
                 self._node_event(ev_node[e], ev_up[e])
@@ -324,5 +347,6 @@ __all__ = [
     "Pending",
     "Simulation",
     "place_instances",
+    "place_instances_on_devices",
     "simulate",
 ]

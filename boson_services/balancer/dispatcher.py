@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +56,13 @@ from boson_shared.scheduling.balancing import (
     fits_cleanly,
     imbalance,
     power_of_two_choices,
+)
+from boson_shared.scheduling.devices import (
+    DeviceBook,
+    indices_of,
+    mask_of,
+    parse_models,
+    to_milli,
 )
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
@@ -94,6 +101,8 @@ class NodeView:
     """Tasks it may hold at once (:meth:`Dispatcher.resize` keeps it current)."""
     on_probation: bool = False
     """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
+    gpus: DeviceBook = field(default_factory=lambda: DeviceBook([], [], []))
+    """Its GPU devices: the last snapshot's, plus what we dispatched since."""
 
     @property
     def takes_work(self) -> bool:
@@ -112,6 +121,10 @@ class HeldTask:
     """What the task belongs to, for smallest-pending-job-first (``None``: its own job)."""
     urgent: bool = False
     """A dead node's work: offered capacity before anything else."""
+    models: frozenset[str] | None = None
+    """The GPU models its devices must be (``None``: any)."""
+    prefer: int = 0
+    """The devices the scheduler picked on ``target`` (a mask), kept if still free there."""
 
 
 class Dispatcher:
@@ -144,6 +157,8 @@ class Dispatcher:
         # What each dispatched task holds on its node, given back by its result.
         self._demand_of: dict[str, np.ndarray] = {}
         """Task id → node it was dispatched to, until its result arrives."""
+        self._devices_of: dict[str, int] = {}
+        """Task id → the GPU devices it was dispatched to (a mask), until its result."""
         self.by_node: dict[str, deque[HeldTask]] = {}
         self._spare: dict[str, None] = {}
         """Nodes that may take work now, in the order first seen (an ordered
@@ -202,12 +217,17 @@ class Dispatcher:
         *,
         job: object = None,
         urgent: bool = False,
+        gpu_model: str | None = None,
+        devices: Sequence[int] = (),
     ) -> asyncio.Future[str]:
         """Hold a task until a node takes it; the future yields that node.
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
-        a dead node's work, offered capacity first.
+        a dead node's work, offered capacity first. ``gpu_model`` limits its
+        GPU devices; ``devices``, the scheduler's pick on ``target``, are kept
+        if still free when it goes there, else devices are picked again
+        (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -219,6 +239,8 @@ class Dispatcher:
             future,
             task_id if job is None else job,
             urgent,
+            parse_models(gpu_model),
+            mask_of(devices),
         )
         self.held[task_id] = held
         self.typical.observe(held.demand)
@@ -266,6 +288,7 @@ class Dispatcher:
         """
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
+        mask = self._devices_of.pop(task_id, 0)
         if node_id is None:
             return
         node = self.nodes.get(node_id)
@@ -276,6 +299,7 @@ class Dispatcher:
                 # Its resources are free now, not at the next snapshot: work
                 # waiting for room (pending) must not wait a snapshot interval.
                 node.allocated = np.maximum(node.allocated - demand, 0.0)
+                node.gpus.give(to_milli(demand[2]), mask)
             if wall_s is not None and wall_s >= 0:
                 if node.task_s is None:
                     node.task_s = wall_s
@@ -296,11 +320,15 @@ class Dispatcher:
             capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
             allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
             measured = max(state.measured_cpu, state.measured_memory)
+            gpus = DeviceBook.of(
+                state.capacity.gpu, [(g.model, g.allocated_milli) for g in state.gpus]
+            )
             if node is None:
                 node = NodeView(
                     state.node_id, state.alive, state.slots, capacity, allocated, measured
                 )
                 node.on_probation = state.on_probation
+                node.gpus = gpus
                 self.nodes[state.node_id] = node
             else:
                 if node.alive and not state.alive:
@@ -310,6 +338,7 @@ class Dispatcher:
                 node.slots = state.slots
                 node.capacity = capacity
                 node.allocated = allocated
+                node.gpus = gpus
                 node.measured = measured
             self.resize(node)
         self._any_cool = any(
@@ -329,6 +358,7 @@ class Dispatcher:
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
+            self._devices_of.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -452,7 +482,7 @@ class Dispatcher:
             queue = min(donors, key=lambda q: q[0].since)
             held = queue.popleft()
             if not held.future.done():
-                node = self._pick_any(held.demand, open_nodes)
+                node = self._pick_any(held.demand, open_nodes, None, held.models)
                 if node is None:
                     queue.appendleft(held)  # fits no open node: this donor gives no more now
                     donors = [d for d in donors if d is not queue]
@@ -531,7 +561,13 @@ class Dispatcher:
             held = window[k]
             strict = clean if clean is not None and not aged[k] else None
             key = held.demand.tobytes() + (b"clean" if strict is not None else b"")
-            node = None if key in unfit else self._pick_any(held.demand, open_nodes, strict)
+            if held.models is not None:
+                key += "|".join(sorted(held.models)).encode()
+            node = (
+                None
+                if key in unfit
+                else self._pick_any(held.demand, open_nodes, strict, held.models)
+            )
             if node is None:
                 unfit.add(key)
                 looked += 1
@@ -546,12 +582,19 @@ class Dispatcher:
         demand: np.ndarray,
         open_nodes: list[NodeView],
         clean: tuple[np.ndarray, int] | None = None,
+        models: frozenset[str] | None = None,
     ) -> NodeView | None:
+        # The table's fit rule: CPU and memory with its one tolerance, GPUs per device.
         need = demand - FIT_EPSILON
+        need[2] = 0.0
+        milli = to_milli(demand[2])
         # ndarray.all(), not np.all(): the wrapper costs more than the test
         # on three numbers.
         candidates = [
-            node for node in open_nodes if bool((node.capacity - node.allocated >= need).all())
+            node
+            for node in open_nodes
+            if bool((node.capacity - node.allocated >= need).all())
+            and (milli == 0 or node.gpus.fits(milli, models))
         ]
         if candidates and clean is not None:
             free = np.array([node.capacity - node.allocated for node in candidates])
@@ -564,6 +607,14 @@ class Dispatcher:
         return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
 
     def _assign(self, held: HeldTask, node: NodeView) -> None:
+        milli = to_milli(held.demand[2])
+        if milli:
+            prefer = held.prefer if node.node_id == held.target else 0
+            mask = node.gpus.take(milli, held.models, prefer)
+            # Its own placed node's queue is served on credit alone: if our
+            # view has no room for it, the scheduler's pick stands (or, with
+            # none, the executor picks among its own free devices).
+            self._devices_of[held.task_id] = mask if mask >= 0 else prefer
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
@@ -573,6 +624,10 @@ class Dispatcher:
         held.future.set_result(node.node_id)
 
     # -- views -------------------------------------------------------------
+
+    def devices_of(self, task_id: str) -> tuple[int, ...]:
+        """The GPU devices a dispatched task goes to on its node (none: no GPU part)."""
+        return indices_of(self._devices_of.get(task_id, 0))
 
     def pending(self) -> int:
         """Held work with no usable node (the backlog KEDA scales on)."""
