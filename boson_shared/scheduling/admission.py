@@ -1,0 +1,479 @@
+"""Admission across tenants: who goes next, how far each may go, and reclaiming.
+
+Pure and synchronous: no I/O, no clock of its own (every call that needs the
+time takes ``now``), no knowledge of nodes beyond the live pool's total. The
+caller — the simulator, and the balancer that sees the whole pool — submits
+waiting work, offers it capacity through :meth:`Admission.admit` (whose
+``place`` callback decides which node, if any), reports work that ended, and
+acts on the victims :meth:`Admission.reclaim` names. The rules
+(docs/scheduling.md#tenants sets them beside Kueue's):
+
+* **Governed resources.** Quotas bind only the resources some tenant has a
+  quota of; the others are limited by the pool alone.
+* **Ceiling.** A tenant may always use its guarantee (its nominal quota,
+  shrunk in proportion when the pool is smaller than the quotas' sum,
+  :func:`~boson_shared.scheduling.tenants.guarantees`) and may borrow idle
+  capacity up to its borrowing limit on top; never more, and never more
+  than the pool holds in total.
+* **Order across tenants.** A tenant whose next task fits within its
+  guarantee goes before any tenant whose next task would borrow; among
+  equals, the smallest weighted dominant share goes first (DRF: the largest
+  fraction of the pool the tenant uses of any resource, divided by its
+  weight).
+* **Order within a tenant.** Work given back (preempted, or lost with a node)
+  first; then the highest priority, where a task gains one point per
+  ``aging_step_s`` it has waited, so nothing starves; then the caller's
+  order (the balancer's present order).
+* **Backfill.** When a tenant's next task cannot be admitted or placed, the
+  pass tries that tenant's following tasks, up to ``window`` misses a pass.
+* **Reclaim.** A tenant that may preempt, whose next task fits within its
+  guarantee but still waits after a pass, has waited long enough once that
+  has held for ``grace_s``: running work of tenants above their guarantee is
+  preempted, youngest first, and only while its tenant stays above its
+  guarantee on a resource the claim needs, until the claim fits; if
+  borrowed work cannot cover it, nothing is preempted. Preempted work goes
+  back to the front of its tenant's line.
+
+Tasks are entries of identical instances (``count``); the live balancer uses
+a count of one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+from boson_shared.scheduling.tenants import TenantsConfig, guarantees
+
+DEFAULT_PREEMPT_GRACE_S = 30.0
+"""How long a tenant's claim on its quota waits for capacity to free by
+itself before borrowed work is preempted (``BOSON_PREEMPT_GRACE_S``)."""
+
+AGING_STEP_S = 10.0
+"""Seconds of waiting that raise a task's priority by one point."""
+
+DEFAULT_WINDOW = 16
+"""Tasks of one tenant that a pass may skip (unadmissible or unplaceable)."""
+
+EPSILON = 1e-9
+
+
+@dataclass(slots=True)
+class Waiting:
+    """Instances of one task in its tenant's line."""
+
+    key: Hashable
+    tenant: int
+    demand: tuple[float, ...]
+    count: int
+    priority: int
+    order: float
+    since: float
+    front: bool
+    arrival: int = -1
+    """Its place in submission order, kept when it is given back."""
+    rank: tuple[float, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class Running:
+    """Instances admitted together: the handle the caller releases or stops."""
+
+    key: Hashable
+    tenant: int
+    demand: tuple[float, ...]
+    count: int
+    priority: int
+    order: float
+    since: float
+    started: float
+    seq: int
+    arrival: int
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a pass offers the caller to place: up to ``count`` instances of ``key``."""
+
+    key: Hashable
+    tenant: str
+    demand: tuple[float, ...]
+    count: int
+    run: Running
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    """``count`` instances of ``run`` to stop: they are already back in line."""
+
+    run: Running
+    count: int
+
+
+@dataclass
+class _Tenant:
+    name: str
+    weight: float
+    quota: tuple[float, ...]
+    limit: tuple[float, ...]
+    may_preempt: bool
+    guarantee: tuple[float, ...] = ()
+    ceiling: tuple[float, ...] = ()
+    usage: list[float] = field(default_factory=list)
+    pending: list[float] = field(default_factory=list)
+    line: list[tuple[tuple[float, ...], Waiting]] = field(default_factory=list)
+    claim_since: float | None = None
+
+
+class Admission:
+    """The admission state of one pool: tenants, their lines and their usage."""
+
+    def __init__(
+        self,
+        config: TenantsConfig,
+        *,
+        grace_s: float = DEFAULT_PREEMPT_GRACE_S,
+        aging_step_s: float = AGING_STEP_S,
+        window: int = DEFAULT_WINDOW,
+        borrowing: bool = True,
+    ) -> None:
+        """``borrowing`` False caps every tenant at its guarantee (strict quotas)."""
+        specs = config.tenants
+        self.names = tuple(specs)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        width = len(next(iter(specs.values())).quota_vector())
+        self._tenants = [
+            _Tenant(
+                name,
+                spec.weight,
+                spec.quota_vector(),
+                spec.borrowing_vector() if borrowing else (0.0,) * width,
+                spec.may_preempt,
+                usage=[0.0] * width,
+                pending=[0.0] * width,
+            )
+            for name, spec in specs.items()
+        ]
+        self.grace_s = grace_s
+        self.aging_step_s = aging_step_s
+        self.window = window
+        self._width = width
+        self._pool: tuple[float, ...] = (0.0,) * width
+        self._total = [0.0] * width
+        self._ranks: list[tuple[float, ...]] = [(1.0, 0.0, 0.0)] * len(self._tenants)
+        self._running: list[Running] = []
+        self._seq = itertools.count()
+        self.set_pool(self._pool)
+
+    # -- the pool ----------------------------------------------------------
+
+    def set_pool(self, capacity: Sequence[float]) -> None:
+        """The live pool's total capacity changed (nodes joined, died or came back)."""
+        self._pool = tuple(float(c) for c in capacity)
+        quotas = [t.quota for t in self._tenants]
+        # A resource no tenant has a quota of is not governed: only the pool
+        # limits it (a file of CPU quotas says nothing about memory).
+        governed = [any(q[r] > 0 for q in quotas) for r in range(self._width)]
+        for t, g in zip(self._tenants, guarantees(quotas, self._pool), strict=True):
+            g = tuple(x if governed[r] else math.inf for r, x in enumerate(g))
+            t.guarantee = g
+            t.ceiling = tuple(a + b for a, b in zip(g, t.limit, strict=True))
+        for i in range(len(self._tenants)):
+            self._rerank(i)
+
+    @property
+    def pool(self) -> tuple[float, ...]:
+        return self._pool
+
+    # -- reading the state (gauges, metrics, tests) --------------------------
+
+    def usage(self, tenant: str) -> tuple[float, ...]:
+        return tuple(self._tenants[self.index[tenant]].usage)
+
+    def pending(self, tenant: str) -> tuple[float, ...]:
+        """Σ demand × count of the tenant's waiting work."""
+        return tuple(self._tenants[self.index[tenant]].pending)
+
+    def waiting(self, tenant: str) -> int:
+        return sum(w.count for _, w in self._tenants[self.index[tenant]].line)
+
+    def guarantee(self, tenant: str) -> tuple[float, ...]:
+        return self._tenants[self.index[tenant]].guarantee
+
+    def ceiling(self, tenant: str) -> tuple[float, ...]:
+        return self._tenants[self.index[tenant]].ceiling
+
+    def borrowed(self, tenant: str) -> tuple[float, ...]:
+        t = self._tenants[self.index[tenant]]
+        return tuple(max(0.0, u - g) for u, g in zip(t.usage, t.guarantee, strict=True))
+
+    def dominant_share(self, tenant: str) -> float:
+        """The largest fraction of the pool the tenant uses of any resource."""
+        return _dominant(self._tenants[self.index[tenant]].usage, self._pool)
+
+    def has_waiting(self) -> bool:
+        return any(t.line for t in self._tenants)
+
+    def running(self) -> list[Running]:
+        """Admitted work still running, oldest first."""
+        return [r for r in self._running if r.count > 0]
+
+    # -- the lines -------------------------------------------------------------
+
+    def submit(
+        self,
+        key: Hashable,
+        tenant: str,
+        demand: Sequence[float],
+        now: float,
+        *,
+        count: int = 1,
+        priority: int = 0,
+        order: float = 0.0,
+        front: bool = False,
+    ) -> None:
+        """Put ``count`` instances in ``tenant``'s line (``KeyError``: unknown tenant)."""
+        self._enqueue(
+            Waiting(key, self.index[tenant], tuple(demand), count, priority, order, now, front)
+        )
+
+    def _enqueue(self, w: Waiting) -> None:
+        t = self._tenants[w.tenant]
+        # Aging in whole steps keeps the key fixed while a task waits: every
+        # waiting task gains the same points as time passes, so only the
+        # step it joined in matters, and tasks that joined in one step keep
+        # the caller's order.
+        step = math.floor(w.since / self.aging_step_s)
+        if w.arrival < 0:
+            w.arrival = next(self._seq)
+        w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival)
+        was_head = t.line[0][1] if t.line else None
+        heapq.heappush(t.line, (w.rank, w))
+        for r, d in enumerate(w.demand):
+            t.pending[r] += d * w.count
+        if t.line[0][1] is not was_head:
+            self._rerank(w.tenant)
+
+    def _rerank(self, i: int) -> None:
+        t = self._tenants[i]
+        share = _dominant(t.usage, self._pool) / t.weight
+        if not t.line:
+            self._ranks[i] = (2.0, share, float(i))
+            return
+        head = t.line[0][1]
+        within = all(
+            u + d <= g + EPSILON for u, d, g in zip(t.usage, head.demand, t.guarantee, strict=True)
+        )
+        self._ranks[i] = (0.0 if within else 1.0, share, float(i))
+
+    # -- admitting -------------------------------------------------------------
+
+    def _room(self, t: _Tenant, demand: Sequence[float]) -> int:
+        """How many instances of ``demand`` the tenant's ceiling and the pool allow."""
+        room = math.inf
+        for r, d in enumerate(demand):
+            if d <= 0:
+                continue
+            own = (t.ceiling[r] - t.usage[r] + EPSILON) / d
+            pool = (self._pool[r] - self._total[r] + EPSILON) / d
+            room = min(room, own, pool)
+        if room == math.inf:
+            return 1 << 62
+        return max(0, math.floor(room))
+
+    def admit(self, now: float, place: Callable[[Offer], int]) -> int:
+        """One pass: offer capacity to waiting work in order; instances admitted.
+
+        ``place`` gets each offer and returns how many of its instances it
+        started (0: none fit anywhere); those count against the tenant from
+        then on, under ``offer.run``, until :meth:`release`.
+        """
+        admitted = 0
+        aside: list[list[tuple[tuple[float, ...], Waiting]]] = [[] for _ in self._tenants]
+        misses = [0] * len(self._tenants)
+        ranks = self._ranks
+        closed = [not t.line for t in self._tenants]
+        open_count = closed.count(False)
+        while open_count:
+            i = min((k for k in range(len(ranks)) if not closed[k]), key=ranks.__getitem__)
+            t = self._tenants[i]
+            rank, w = t.line[0]
+            allowed = min(w.count, self._room(t, w.demand))
+            placed = 0
+            if allowed:
+                run = Running(
+                    w.key,
+                    i,
+                    w.demand,
+                    0,
+                    w.priority,
+                    w.order,
+                    w.since,
+                    now,
+                    next(self._seq),
+                    w.arrival,
+                )
+                placed = max(0, min(allowed, place(Offer(w.key, t.name, w.demand, allowed, run))))
+                if placed:
+                    run.count = placed
+                    self._running.append(run)
+                    self._charge(t, w.demand, placed)
+                    w.count -= placed
+                    admitted += placed
+            if w.count == 0:
+                heapq.heappop(t.line)
+            elif placed < allowed or not allowed:
+                heapq.heappop(t.line)
+                aside[i].append((rank, w))
+                misses[i] += 1
+            if not t.line or misses[i] > self.window:
+                closed[i] = True
+                open_count -= 1
+            self._rerank(i)
+        for i, entries in enumerate(aside):
+            if entries:
+                line = self._tenants[i].line
+                for entry in entries:
+                    heapq.heappush(line, entry)
+                self._rerank(i)
+        return admitted
+
+    def _charge(self, t: _Tenant, demand: Sequence[float], count: int) -> None:
+        for r, d in enumerate(demand):
+            t.usage[r] += d * count
+            t.pending[r] -= d * count
+            self._total[r] += d * count
+
+    def release(self, run: Running, count: int | None = None) -> None:
+        """``count`` (default all) instances of ``run`` ended; their quota is free."""
+        n = run.count if count is None else min(count, run.count)
+        if n <= 0:
+            return
+        run.count -= n
+        t = self._tenants[run.tenant]
+        for r, d in enumerate(run.demand):
+            t.usage[r] = max(0.0, t.usage[r] - d * n)
+            self._total[r] = max(0.0, self._total[r] - d * n)
+        self._rerank(run.tenant)
+        if len(self._running) > 64 and self._running[0].count == 0:
+            self._running = [r for r in self._running if r.count > 0]
+
+    def requeue(self, run: Running, count: int) -> None:
+        """``count`` instances of ``run`` stopped before the end (preempted, node lost):
+        release them and put them back at the front of their tenant's line."""
+        n = min(count, run.count)
+        if n <= 0:
+            return
+        self.release(run, n)
+        # It keeps the time it first joined the line: among work given back,
+        # the oldest goes first, and it keeps what it earned by aging.
+        self._enqueue(
+            Waiting(
+                run.key,
+                run.tenant,
+                run.demand,
+                n,
+                run.priority,
+                run.order,
+                run.since,
+                True,
+                run.arrival,
+            )
+        )
+
+    # -- reclaiming ---------------------------------------------------------------
+
+    def reclaim(self, now: float) -> list[Victim]:
+        """Preempt borrowed work for tenants whose claim has waited ``grace_s``.
+
+        Call after a pass. Victims are released and back in their tenants'
+        lines when this returns; the caller stops them.
+        """
+        victims: list[Victim] = []
+        for i, t in enumerate(self._tenants):
+            need = self._claim(t, now)
+            if need is None:
+                continue
+            chosen = self._victims(i, need)
+            for victim in chosen:
+                self.requeue(victim.run, victim.count)
+            victims += chosen
+        return victims
+
+    def next_reclaim(self) -> float | None:
+        """When the earliest pending claim's grace ends (None: no claim)."""
+        ends = [t.claim_since + self.grace_s for t in self._tenants if t.claim_since is not None]
+        return min(ends) if ends else None
+
+    def _claim(self, t: _Tenant, now: float) -> list[float] | None:
+        """What the tenant's claim needs freed, once its grace is over.
+
+        A claim stands while the tenant's next task fits within its
+        guarantee yet waits after a pass; it asks for the tenant's waiting
+        work up to its guarantee, less what the pool has free.
+        """
+        if not t.may_preempt or not t.line:
+            t.claim_since = None
+            return None
+        head = t.line[0][1]
+        if not all(
+            u + d <= g + EPSILON for u, d, g in zip(t.usage, head.demand, t.guarantee, strict=True)
+        ):
+            t.claim_since = None
+            return None
+        if t.claim_since is None:
+            t.claim_since = now
+        if now - t.claim_since < self.grace_s:
+            return None
+        need = [
+            max(0.0, min(g - u, p) - (c - total))
+            for g, u, p, c, total in zip(
+                t.guarantee, t.usage, t.pending, self._pool, self._total, strict=True
+            )
+        ]
+        return need if any(n > EPSILON for n in need) else None
+
+    def _victims(self, claimant: int, need: list[float]) -> list[Victim]:
+        left = list(need)
+        over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in self._tenants]
+        chosen: list[Victim] = []
+        for run in reversed(self._running):
+            if run.count <= 0 or run.tenant == claimant:
+                continue
+            excess = over[run.tenant]
+            # Stop its instances one by one while its tenant still borrows a
+            # resource the claim needs; the instance that takes the tenant
+            # down to its guarantee is the last one.
+            taken = 0
+            while taken < run.count and any(
+                left[r] > EPSILON and d > 0 and excess[r] > EPSILON
+                for r, d in enumerate(run.demand)
+            ):
+                taken += 1
+                for r, d in enumerate(run.demand):
+                    excess[r] -= d
+                    left[r] -= d
+            if taken:
+                chosen.append(Victim(run, taken))
+            if all(x <= EPSILON for x in left):
+                return chosen
+        return []
+
+
+def _dominant(usage: Sequence[float], pool: Sequence[float]) -> float:
+    return max((u / p for u, p in zip(usage, pool, strict=True) if p > 0), default=0.0)
+
+
+__all__ = [
+    "AGING_STEP_S",
+    "DEFAULT_PREEMPT_GRACE_S",
+    "DEFAULT_WINDOW",
+    "Admission",
+    "Offer",
+    "Running",
+    "Victim",
+    "Waiting",
+]
