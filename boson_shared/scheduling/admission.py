@@ -25,7 +25,11 @@ acts on the victims :meth:`Admission.reclaim` names. The rules
   ``aging_step_s`` it has waited, so nothing starves; then the caller's
   order (the balancer's present order).
 * **Backfill.** When a tenant's next task cannot be admitted or placed, the
-  pass tries that tenant's following tasks, up to ``window`` misses a pass.
+  pass looks at up to ``window`` more of its tasks (in its line's heap
+  order, so roughly the next ones) and admits the first that fits.
+* **Cost.** A pass remembers, per tenant, the least room its refused tasks
+  need; while the pool's free total is below it the tenant is passed over
+  with a comparison, so a saturated pool costs little per task.
 * **Reclaim.** A tenant that may preempt, whose next task fits within its
   guarantee but still waits after a pass, has waited long enough once that
   has held for ``grace_s``: running work of tenants above their guarantee is
@@ -40,10 +44,12 @@ a count of one.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from boson_shared.scheduling.tenants import TenantsConfig, guarantees
@@ -126,6 +132,8 @@ class _Tenant:
     pending: list[float] = field(default_factory=list)
     line: list[tuple[tuple[float, ...], Waiting]] = field(default_factory=list)
     claim_since: float | None = None
+    blocked: tuple[float, ...] | None = None
+    """The least free room its refused tasks need (see ``_serve``)."""
 
 
 class Admission:
@@ -164,7 +172,11 @@ class Admission:
         self._pool: tuple[float, ...] = (0.0,) * width
         self._total = [0.0] * width
         self._ranks: list[tuple[float, ...]] = [(1.0, 0.0, 0.0)] * len(self._tenants)
-        self._running: list[Running] = []
+        if width != 3:
+            raise ValueError("admission handles exactly three resources")
+        self._claims: set[int] = set()
+        self._running: deque[Running] = deque()
+        self._ended = 0
         self._seq = itertools.count()
         self.set_pool(self._pool)
 
@@ -180,6 +192,7 @@ class Admission:
         for t, g in zip(self._tenants, guarantees(quotas, self._pool), strict=True):
             g = tuple(x if governed[r] else math.inf for r, x in enumerate(g))
             t.guarantee = g
+            t.blocked = None
             t.ceiling = tuple(a + b for a, b in zip(g, t.limit, strict=True))
         for i in range(len(self._tenants)):
             self._rerank(i)
@@ -198,7 +211,7 @@ class Admission:
         return tuple(self._tenants[self.index[tenant]].pending)
 
     def waiting(self, tenant: str) -> int:
-        return sum(w.count for _, w in self._tenants[self.index[tenant]].line)
+        return sum(max(0, w.count) for _, w in self._tenants[self.index[tenant]].line)
 
     def guarantee(self, tenant: str) -> tuple[float, ...]:
         return self._tenants[self.index[tenant]].guarantee
@@ -250,6 +263,7 @@ class Admission:
         if w.arrival < 0:
             w.arrival = next(self._seq)
         w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival)
+        t.blocked = None
         was_head = t.line[0][1] if t.line else None
         heapq.heappush(t.line, (w.rank, w))
         for r, d in enumerate(w.demand):
@@ -259,15 +273,31 @@ class Admission:
 
     def _rerank(self, i: int) -> None:
         t = self._tenants[i]
-        share = _dominant(t.usage, self._pool) / t.weight
+        usage, pool = t.usage, self._pool
+        share = 0.0
+        for r in range(3):
+            if pool[r] > 0 and usage[r] / pool[r] > share:
+                share = usage[r] / pool[r]
+        share /= t.weight
         if not t.line:
             self._ranks[i] = (2.0, share, float(i))
+            self._drop_claim(i, t)
             return
-        head = t.line[0][1]
-        within = all(
-            u + d <= g + EPSILON for u, d, g in zip(t.usage, head.demand, t.guarantee, strict=True)
+        head = t.line[0][1].demand
+        g = t.guarantee
+        within = (
+            usage[0] + head[0] <= g[0] + EPSILON
+            and usage[1] + head[1] <= g[1] + EPSILON
+            and usage[2] + head[2] <= g[2] + EPSILON
         )
         self._ranks[i] = (0.0 if within else 1.0, share, float(i))
+        if not within:
+            self._drop_claim(i, t)
+
+    def _drop_claim(self, i: int, t: _Tenant) -> None:
+        if t.claim_since is not None:
+            t.claim_since = None
+            self._claims.discard(i)
 
     # -- admitting -------------------------------------------------------------
 
@@ -292,54 +322,130 @@ class Admission:
         then on, under ``offer.run``, until :meth:`release`.
         """
         admitted = 0
-        aside: list[list[tuple[tuple[float, ...], Waiting]]] = [[] for _ in self._tenants]
-        misses = [0] * len(self._tenants)
         ranks = self._ranks
-        closed = [not t.line for t in self._tenants]
-        open_count = closed.count(False)
-        while open_count:
-            i = min((k for k in range(len(ranks)) if not closed[k]), key=ranks.__getitem__)
-            t = self._tenants[i]
-            rank, w = t.line[0]
-            allowed = min(w.count, self._room(t, w.demand))
-            placed = 0
-            if allowed:
-                run = Running(
-                    w.key,
-                    i,
-                    w.demand,
-                    0,
-                    w.priority,
-                    w.order,
-                    w.since,
-                    now,
-                    next(self._seq),
-                    w.arrival,
-                )
-                placed = max(0, min(allowed, place(Offer(w.key, t.name, w.demand, allowed, run))))
-                if placed:
-                    run.count = placed
-                    self._running.append(run)
-                    self._charge(t, w.demand, placed)
-                    w.count -= placed
-                    admitted += placed
-            if w.count == 0:
-                heapq.heappop(t.line)
-            elif placed < allowed or not allowed:
-                heapq.heappop(t.line)
-                aside[i].append((rank, w))
-                misses[i] += 1
-            if not t.line or misses[i] > self.window:
-                closed[i] = True
-                open_count -= 1
+        tenants = self._tenants
+        f0, f1, f2 = (p - u for p, u in zip(self._pool, self._total, strict=True))
+        # Tenants whose refused tasks cannot fit in what the pool has free are
+        # left out at once: a saturated pool costs a comparison a tenant.
+        # ``lo``: the least each resource must have free for any tenant still
+        # open on an old refusal; once the pool has less, the pass is over.
+        open_: list[int] = []
+        bounded: set[int] = set()
+        l0 = l1 = l2 = math.inf
+        for i, t in enumerate(tenants):
+            if not t.line:
+                continue
+            b = t.blocked
+            if b is None:
+                open_.append(i)
+            elif not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
+                open_.append(i)
+                bounded.add(i)
+                l0, l1, l2 = min(l0, b[0]), min(l1, b[1]), min(l2, b[2])
+        lo = (l0, l1, l2)
+        open_.sort(key=ranks.__getitem__)
+        while open_:
+            if bounded and (lo[0] > f0 + EPSILON or lo[1] > f1 + EPSILON or lo[2] > f2 + EPSILON):
+                self._note_claims(now, bounded)
+                open_ = [k for k in open_ if k not in bounded]
+                bounded.clear()
+                if not open_:
+                    break
+            i = open_.pop(0)
+            bounded.discard(i)
+            t = tenants[i]
+            b = t.blocked
+            got = 0
+            if b is None or not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
+                got = self._serve(i, t, now, place)
+            if not got:
+                if t.may_preempt and ranks[i][0] == 0.0 and t.claim_since is None and t.line:
+                    # Its next task is within its guarantee and still waits.
+                    t.claim_since = now
+                    self._claims.add(i)
+                continue
+            admitted += got
+            # What the pool has free shrank by what was admitted.
+            f0, f1, f2 = (p - u for p, u in zip(self._pool, self._total, strict=True))
             self._rerank(i)
-        for i, entries in enumerate(aside):
-            if entries:
-                line = self._tenants[i].line
-                for entry in entries:
-                    heapq.heappush(line, entry)
-                self._rerank(i)
+            if t.line:
+                bisect.insort(open_, i, key=ranks.__getitem__)
         return admitted
+
+    def _note_claims(self, now: float, left: Iterable[int]) -> None:
+        """Tenants a pass left waiting: a claim starts for those that may have one."""
+        for i in left:
+            t = self._tenants[i]
+            if t.may_preempt and self._ranks[i][0] == 0.0 and t.claim_since is None:
+                t.claim_since = now
+                self._claims.add(i)
+
+    def _serve(self, i: int, t: _Tenant, now: float, place: Callable[[Offer], int]) -> int:
+        """Admit from the tenant's line, its head first; instances admitted.
+
+        Looks past the head at up to ``window`` more tasks (backfill, in the
+        line's heap order) and stops at the first it admits, so the next
+        instance goes to whichever tenant is then first. When none is
+        admitted, records in ``t.blocked`` the least each resource must have
+        free before any of them can be — unless the placer refused one, for
+        which no such bound exists.
+        """
+        bound = [math.inf] * self._width
+        bounded = True
+        refused: set[tuple[float, ...]] = set()
+        for _, w in t.line[: self.window + 1]:
+            if w.count <= 0 or w.demand in refused:
+                continue
+            allowed = min(w.count, self._room(t, w.demand))
+            if not allowed:
+                refused.add(w.demand)
+                bound = [min(b, d) for b, d in zip(bound, w.demand, strict=True)]
+                continue
+            run = Running(
+                w.key,
+                i,
+                w.demand,
+                0,
+                w.priority,
+                w.order,
+                w.since,
+                now,
+                next(self._seq),
+                w.arrival,
+            )
+            placed = max(0, min(allowed, place(Offer(w.key, t.name, w.demand, allowed, run))))
+            if not placed:
+                bounded = False
+                continue
+            run.count = placed
+            self._running.append(run)
+            self._charge(t, w.demand, placed)
+            w.count -= placed
+            self._settle(t)
+            t.blocked = None  # its look changed: a new bound comes with the next refusal
+            return placed
+        t.blocked = tuple(bound) if bounded else None
+        return 0
+
+    def _settle(self, t: _Tenant) -> None:
+        """Drop admitted entries off the top of the tenant's line."""
+        line = t.line
+        while line and line[0][1].count <= 0:
+            heapq.heappop(line)
+
+    def _blocked(self, t: _Tenant) -> bool:
+        """Whether every task the tenant's last look refused must still be refused:
+        on some resource even the least of them asks for more than both the
+        pool's free total and the tenant's own room allow."""
+        bound = t.blocked
+        if bound is None:
+            return False
+        for b, pool, total, ceiling, used in zip(
+            bound, self._pool, self._total, t.ceiling, t.usage, strict=True
+        ):
+            if b > min(pool - total, ceiling - used) + EPSILON:
+                return True
+        return False
 
     def _charge(self, t: _Tenant, demand: Sequence[float], count: int) -> None:
         for r, d in enumerate(demand):
@@ -358,8 +464,15 @@ class Admission:
             t.usage[r] = max(0.0, t.usage[r] - d * n)
             self._total[r] = max(0.0, self._total[r] - d * n)
         self._rerank(run.tenant)
-        if len(self._running) > 64 and self._running[0].count == 0:
-            self._running = [r for r in self._running if r.count > 0]
+        if run.count == 0:
+            self._ended += 1
+            running = self._running
+            while running and running[0].count == 0:
+                running.popleft()
+                self._ended -= 1
+            if self._ended > len(running) // 2:
+                self._running = deque(r for r in running if r.count > 0)
+                self._ended = 0
 
     def requeue(self, run: Running, count: int) -> None:
         """``count`` instances of ``run`` stopped before the end (preempted, node lost):
@@ -389,13 +502,24 @@ class Admission:
     def reclaim(self, now: float) -> list[Victim]:
         """Preempt borrowed work for tenants whose claim has waited ``grace_s``.
 
-        Call after a pass. Victims are released and back in their tenants'
-        lines when this returns; the caller stops them.
+        A claim starts when a pass leaves a tenant's next task waiting although
+        it fits within the tenant's guarantee, and ends when the tenant's next
+        task no longer does (admitted, or the line empty). Call after passes
+        and at :meth:`next_reclaim`. Victims are released and back in their
+        tenants' lines when this returns; the caller stops them.
         """
         victims: list[Victim] = []
-        for i, t in enumerate(self._tenants):
-            need = self._claim(t, now)
-            if need is None:
+        for i in sorted(self._claims):
+            t = self._tenants[i]
+            if t.claim_since is None or now - t.claim_since < self.grace_s or not t.may_preempt:
+                continue
+            need = [
+                max(0.0, min(g - u, p) - (c - total))
+                for g, u, p, c, total in zip(
+                    t.guarantee, t.usage, t.pending, self._pool, self._total, strict=True
+                )
+            ]
+            if not any(n > EPSILON for n in need):
                 continue
             chosen = self._victims(i, need)
             for victim in chosen:
@@ -404,37 +528,13 @@ class Admission:
         return victims
 
     def next_reclaim(self) -> float | None:
-        """When the earliest pending claim's grace ends (None: no claim)."""
-        ends = [t.claim_since + self.grace_s for t in self._tenants if t.claim_since is not None]
-        return min(ends) if ends else None
-
-    def _claim(self, t: _Tenant, now: float) -> list[float] | None:
-        """What the tenant's claim needs freed, once its grace is over.
-
-        A claim stands while the tenant's next task fits within its
-        guarantee yet waits after a pass; it asks for the tenant's waiting
-        work up to its guarantee, less what the pool has free.
-        """
-        if not t.may_preempt or not t.line:
-            t.claim_since = None
-            return None
-        head = t.line[0][1]
-        if not all(
-            u + d <= g + EPSILON for u, d, g in zip(t.usage, head.demand, t.guarantee, strict=True)
-        ):
-            t.claim_since = None
-            return None
-        if t.claim_since is None:
-            t.claim_since = now
-        if now - t.claim_since < self.grace_s:
-            return None
-        need = [
-            max(0.0, min(g - u, p) - (c - total))
-            for g, u, p, c, total in zip(
-                t.guarantee, t.usage, t.pending, self._pool, self._total, strict=True
-            )
+        """When the earliest standing claim's grace ends (None: no claim)."""
+        ends = [
+            t.claim_since + self.grace_s
+            for i in self._claims
+            if (t := self._tenants[i]).claim_since is not None and t.may_preempt
         ]
-        return need if any(n > EPSILON for n in need) else None
+        return min(ends) if ends else None
 
     def _victims(self, claimant: int, need: list[float]) -> list[Victim]:
         left = list(need)
