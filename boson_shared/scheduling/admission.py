@@ -58,7 +58,7 @@ DEFAULT_PREEMPT_GRACE_S = 30.0
 """How long a tenant's claim on its quota waits for capacity to free by
 itself before borrowed work is preempted (``BOSON_PREEMPT_GRACE_S``)."""
 
-AGING_STEP_S = 10.0
+AGING_STEP_S = 60.0
 """Seconds of waiting that raise a task's priority by one point."""
 
 DEFAULT_WINDOW = 16
@@ -262,7 +262,7 @@ class Admission:
         step = math.floor(w.since / self.aging_step_s)
         if w.arrival < 0:
             w.arrival = next(self._seq)
-        w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival)
+        w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival, next(self._seq))
         t.blocked = None
         was_head = t.line[0][1] if t.line else None
         heapq.heappush(t.line, (w.rank, w))
