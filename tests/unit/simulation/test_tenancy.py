@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from boson.cli import main
 from boson.simulation.fairness import jain
 from boson.simulation.policies import make_policy
 from boson.simulation.tenancy import (
@@ -113,3 +116,56 @@ def test_shares_follow_weights_while_all_are_backlogged() -> None:
     fifo, _ = run_policy("fifo", w, nodes, events(), tenancy, config, PLACER, sample_step=5.0)
     assert fifo.share == pytest.approx((0.5, 0.5))
     assert fifo.jain < 0.9
+
+
+def write_tenant_trace(directory: Path) -> list[str]:
+    tasks = directory / "tasks.csv"
+    tasks.write_text(
+        "submit_time,duration,cpu,memory,instances,tenant,priority\n"
+        "0,100,1,1,4,batch,0\n10,10,1,1,2,research,100\n"
+    )
+    nodes = directory / "nodes.csv"
+    nodes.write_text("node_id,cpu,memory\nn0,2,2\nn1,2,2\n")
+    return ["simulate", "--format", "csv", "--tasks", str(tasks), "--nodes", str(nodes)]
+
+
+TENANTS = """
+[tenants.research]
+quota = { cpu = 2, memory = 2 }
+may_preempt = true
+[tenants.batch]
+quota = { cpu = 2, memory = 2 }
+"""
+
+
+def test_simulate_with_a_tenants_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "tenants.toml").write_text(TENANTS)
+    args = [*write_tenant_trace(tmp_path), "--tenants", str(tmp_path / "tenants.toml")]
+    assert main([*args, "--preempt-grace-s", "5", "--json"]) == 0
+    reports = {r["policy"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(reports) == {"boson", "fifo", "strict"}
+    assert reports["boson"]["preempted"] == 2
+    assert reports["boson"]["p99_delay_s"]["100"] == 5.0
+    assert reports["fifo"]["p99_delay_s"]["100"] == 90.0
+    assert main(args) == 0
+    assert "tenants: shares" in capsys.readouterr().out
+
+
+def test_simulate_refuses_a_trace_tenant_the_file_does_not_declare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tenants.toml").write_text("[tenants.research]\n")
+    args = [*write_tenant_trace(tmp_path), "--tenants", str(tmp_path / "tenants.toml")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "batch" in err
+    assert "Traceback" not in err
+
+
+def test_simulate_refuses_an_invalid_tenants_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tenants.toml").write_text("[tenants.research]\nquota = { cpu = -1 }\n")
+    args = [*write_tenant_trace(tmp_path), "--tenants", str(tmp_path / "tenants.toml")]
+    assert main(args) == 2
+    assert "tenants.research.quota.cpu" in capsys.readouterr().err
