@@ -5,7 +5,10 @@ offered load) and sampled on the engine's grid:
 
 * **share** — a tenant's allocation ÷ the alive pool's capacity;
   **entitlement** — its weight ÷ all weights. "While every tenant is
-  backlogged" keeps the samples at which every tenant has work waiting.
+  backlogged" keeps the samples at which every tenant has had work waiting
+  for at least ``settle_s`` without a break (:data:`SETTLE_S` by default:
+  the time a tenant is given to reach its quota), so a burst that has just
+  arrived, which no policy could have served yet, does not count.
 * **relative error** — mean share over those samples ÷ entitlement − 1.
 * **Jain's index** over weighted shares — per sample, (Σx)² ÷ (n·Σx²) with
   x = share ÷ entitlement; the mean over those samples.
@@ -26,6 +29,9 @@ import numpy as np
 from rich.table import Table
 
 from boson.simulation.metrics import weighted_quantile
+
+SETTLE_S = 60.0
+"""How long a tenant must have had work waiting to count as backlogged."""
 
 REACH_FRACTION = 0.95
 """How close to its target a tenant must come to count as having reached it
@@ -48,7 +54,9 @@ class TenantRecorder:
     reach: dict[str, list[float]] = field(default_factory=dict)
     unreached: dict[str, int] = field(default_factory=dict)
     preempted: int = 0
+    settle_s: float = SETTLE_S
     _episode: dict[str, float] = field(default_factory=dict)
+    _waiting_since: dict[str, float] = field(default_factory=dict)
     _pool: float = 0.0
 
     @staticmethod
@@ -65,16 +73,22 @@ class TenantRecorder:
     def submitted(self, tenant: str, now: float, amount: float) -> None:
         if self.usage[tenant] <= 0 and self.pending[tenant] <= 0 and tenant not in self._episode:
             self._episode[tenant] = now
-        self.pending[tenant] += amount
+        self._wait(tenant, now, amount)
 
     def started(self, tenant: str, amount: float) -> None:
         self.pending[tenant] -= amount
         self.usage[tenant] += amount
+        if self.pending[tenant] <= 1e-12:
+            self._waiting_since.pop(tenant, None)
 
-    def stopped(self, tenant: str, amount: float, *, back_in_line: bool) -> None:
+    def stopped(self, tenant: str, amount: float, now: float, *, back_in_line: bool) -> None:
         self.usage[tenant] -= amount
         if back_in_line:
-            self.pending[tenant] += amount
+            self._wait(tenant, now, amount)
+
+    def _wait(self, tenant: str, now: float, amount: float) -> None:
+        self.pending[tenant] += amount
+        self._waiting_since.setdefault(tenant, now)
 
     def delay(self, priority: int, value: float, weight: int) -> None:
         values, weights = self.delays.setdefault(priority, ([], []))
@@ -91,10 +105,13 @@ class TenantRecorder:
                 self.reach[tenant].append(now - since)
                 del self._episode[tenant]
 
-    def sample(self, pool: float) -> None:
+    def sample(self, when: float, pool: float) -> None:
         share = [self.usage[n] / pool if pool > 0 else 0.0 for n in self.names]
         self.shares.append(share)
-        self.all_backlogged.append(all(self.pending[n] > 1e-12 for n in self.names))
+        since = self._waiting_since
+        self.all_backlogged.append(
+            all(n in since and when - since[n] >= self.settle_s for n in self.names)
+        )
 
     def finish(self) -> None:
         for tenant in self._episode:

@@ -218,7 +218,7 @@ class TenantSimulation(Simulation):
         self._release(group.task, group.nodes[-count:])
         group.nodes = group.nodes[:-count]
         owner = self.tenancy.tenant[group.task]
-        self.tenants.stopped(owner, self._need[group.task] * count, back_in_line=True)
+        self.tenants.stopped(owner, self._need[group.task] * count, self.now, back_in_line=True)
         if group.nodes.size == 0:
             del self._groups[key]  # its heap entry is skipped when it pops
             self._forget(key)
@@ -237,7 +237,7 @@ class TenantSimulation(Simulation):
             self.admission.release(run, int(group.nodes.size))
         owner = self.tenancy.tenant[group.task]
         self.tenants.stopped(
-            owner, self._need[group.task] * int(group.nodes.size), back_in_line=False
+            owner, self._need[group.task] * int(group.nodes.size), self.now, back_in_line=False
         )
         self._forget(key)
 
@@ -246,7 +246,7 @@ class TenantSimulation(Simulation):
         if run is not None:
             self.admission.requeue(run, lost)
         owner = self.tenancy.tenant[group.task]
-        self.tenants.stopped(owner, self._need[group.task] * lost, back_in_line=True)
+        self.tenants.stopped(owner, self._need[group.task] * lost, self.now, back_in_line=True)
         if group.nodes.size == 0:
             self._forget(key)
 
@@ -261,7 +261,7 @@ class TenantSimulation(Simulation):
 
     def _sample(self, when: float) -> None:
         super()._sample(when)
-        self.tenants.sample(self._pool_seen[self._bottleneck])
+        self.tenants.sample(when, self._pool_seen[self._bottleneck])
 
 
 def run_policy(
