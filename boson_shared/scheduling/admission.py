@@ -44,12 +44,11 @@ a count of one.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from boson_shared.scheduling.tenants import TenantsConfig, guarantees
@@ -175,6 +174,10 @@ class Admission:
         if width != 3:
             raise ValueError("admission handles exactly three resources")
         self._claims: set[int] = set()
+        self._unbounded: set[int] = set()
+        self._unclaimed: set[int] = set()
+        """Tenants whose next task fits within their guarantee, with no claim yet."""
+        self._bounds: dict[tuple[float, ...], set[int]] = {}
         self._running: deque[Running] = deque()
         self._ended = 0
         self._seq = itertools.count()
@@ -192,9 +195,9 @@ class Admission:
         for t, g in zip(self._tenants, guarantees(quotas, self._pool), strict=True):
             g = tuple(x if governed[r] else math.inf for r, x in enumerate(g))
             t.guarantee = g
-            t.blocked = None
             t.ceiling = tuple(a + b for a, b in zip(g, t.limit, strict=True))
         for i in range(len(self._tenants)):
+            self._block(i, None)
             self._rerank(i)
 
     @property
@@ -263,7 +266,7 @@ class Admission:
         if w.arrival < 0:
             w.arrival = next(self._seq)
         w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival, next(self._seq))
-        t.blocked = None
+        self._block(w.tenant, None)
         was_head = t.line[0][1] if t.line else None
         heapq.heappush(t.line, (w.rank, w))
         for r, d in enumerate(w.demand):
@@ -293,8 +296,11 @@ class Admission:
         self._ranks[i] = (0.0 if within else 1.0, share, float(i))
         if not within:
             self._drop_claim(i, t)
+        elif t.may_preempt and t.claim_since is None:
+            self._unclaimed.add(i)
 
     def _drop_claim(self, i: int, t: _Tenant) -> None:
+        self._unclaimed.discard(i)
         if t.claim_since is not None:
             t.claim_since = None
             self._claims.discard(i)
@@ -329,29 +335,23 @@ class Admission:
         # left out at once: a saturated pool costs a comparison a tenant.
         # ``lo``: the least each resource must have free for any tenant still
         # open on an old refusal; once the pool has less, the pass is over.
-        open_: list[int] = []
+        open_ = [i for i in self._unbounded if tenants[i].line]
         bounded: set[int] = set()
         l0 = l1 = l2 = math.inf
-        for i, t in enumerate(tenants):
-            if not t.line:
-                continue
-            b = t.blocked
-            if b is None:
-                open_.append(i)
-            elif not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
-                open_.append(i)
-                bounded.add(i)
+        for b, members in self._bounds.items():
+            if not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
+                open_ += members
+                bounded |= members
                 l0, l1, l2 = min(l0, b[0]), min(l1, b[1]), min(l2, b[2])
         lo = (l0, l1, l2)
-        open_.sort(key=ranks.__getitem__)
         while open_:
             if bounded and (lo[0] > f0 + EPSILON or lo[1] > f1 + EPSILON or lo[2] > f2 + EPSILON):
-                self._note_claims(now, bounded)
                 open_ = [k for k in open_ if k not in bounded]
                 bounded.clear()
                 if not open_:
                     break
-            i = open_.pop(0)
+            i = min(open_, key=ranks.__getitem__) if len(open_) > 1 else open_[0]
+            open_.remove(i)
             bounded.discard(i)
             t = tenants[i]
             b = t.blocked
@@ -359,26 +359,21 @@ class Admission:
             if b is None or not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
                 got = self._serve(i, t, now, place)
             if not got:
-                if t.may_preempt and ranks[i][0] == 0.0 and t.claim_since is None and t.line:
-                    # Its next task is within its guarantee and still waits.
-                    t.claim_since = now
-                    self._claims.add(i)
                 continue
             admitted += got
             # What the pool has free shrank by what was admitted.
             f0, f1, f2 = (p - u for p, u in zip(self._pool, self._total, strict=True))
             self._rerank(i)
             if t.line:
-                bisect.insort(open_, i, key=ranks.__getitem__)
+                open_.append(i)
+        # A claim starts for each tenant whose next task fits within its
+        # guarantee and still waits after the pass.
+        for i in self._unclaimed:
+            t = tenants[i]
+            t.claim_since = now
+            self._claims.add(i)
+        self._unclaimed.clear()
         return admitted
-
-    def _note_claims(self, now: float, left: Iterable[int]) -> None:
-        """Tenants a pass left waiting: a claim starts for those that may have one."""
-        for i in left:
-            t = self._tenants[i]
-            if t.may_preempt and self._ranks[i][0] == 0.0 and t.claim_since is None:
-                t.claim_since = now
-                self._claims.add(i)
 
     def _serve(self, i: int, t: _Tenant, now: float, place: Callable[[Offer], int]) -> int:
         """Admit from the tenant's line, its head first; instances admitted.
@@ -422,30 +417,35 @@ class Admission:
             self._charge(t, w.demand, placed)
             w.count -= placed
             self._settle(t)
-            t.blocked = None  # its look changed: a new bound comes with the next refusal
+            self._block(i, None)  # its look changed: a new bound comes with the next refusal
             return placed
-        t.blocked = tuple(bound) if bounded else None
+        self._block(i, tuple(bound) if bounded else None)
         return 0
+
+    def _block(self, i: int, bound: tuple[float, ...] | None) -> None:
+        """Set tenant ``i``'s bound, keeping tenants grouped by bound: in a
+        saturated pool most share one, and a pass checks it once for all."""
+        t = self._tenants[i]
+        old = t.blocked
+        if old == bound and (old is not None or i in self._unbounded):
+            return
+        if old is not None:
+            members = self._bounds[old]
+            members.discard(i)
+            if not members:
+                del self._bounds[old]
+        self._unbounded.discard(i)
+        t.blocked = bound
+        if bound is None:
+            self._unbounded.add(i)
+        else:
+            self._bounds.setdefault(bound, set()).add(i)
 
     def _settle(self, t: _Tenant) -> None:
         """Drop admitted entries off the top of the tenant's line."""
         line = t.line
         while line and line[0][1].count <= 0:
             heapq.heappop(line)
-
-    def _blocked(self, t: _Tenant) -> bool:
-        """Whether every task the tenant's last look refused must still be refused:
-        on some resource even the least of them asks for more than both the
-        pool's free total and the tenant's own room allow."""
-        bound = t.blocked
-        if bound is None:
-            return False
-        for b, pool, total, ceiling, used in zip(
-            bound, self._pool, self._total, t.ceiling, t.usage, strict=True
-        ):
-            if b > min(pool - total, ceiling - used) + EPSILON:
-                return True
-        return False
 
     def _charge(self, t: _Tenant, demand: Sequence[float], count: int) -> None:
         for r, d in enumerate(demand):
