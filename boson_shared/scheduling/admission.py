@@ -338,11 +338,11 @@ class Admission:
         open_ = [i for i in self._unbounded if tenants[i].line]
         bounded: set[int] = set()
         l0 = l1 = l2 = math.inf
-        for b, members in self._bounds.items():
-            if not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
+        for need, members in self._bounds.items():
+            if not (need[0] > f0 + EPSILON or need[1] > f1 + EPSILON or need[2] > f2 + EPSILON):
                 open_ += members
                 bounded |= members
-                l0, l1, l2 = min(l0, b[0]), min(l1, b[1]), min(l2, b[2])
+                l0, l1, l2 = min(l0, need[0]), min(l1, need[1]), min(l2, need[2])
         lo = (l0, l1, l2)
         while open_:
             if bounded and (lo[0] > f0 + EPSILON or lo[1] > f1 + EPSILON or lo[2] > f2 + EPSILON):
