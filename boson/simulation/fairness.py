@@ -17,6 +17,11 @@ offered load) and sampled on the engine's grid:
   :data:`REACH_FRACTION` of the lesser of its entitlement of the pool and its
   whole demand (running plus waiting). Checked after every admission pass.
   The worst episode per tenant.
+* **time below quota while asking** — the same, for every episode: one
+  starts whenever a tenant holds less than :data:`REACH_FRACTION` of the
+  lesser of its entitlement and its whole demand while it has work waiting,
+  and ends when it no longer does. Over all tenants, the p99 and the worst
+  (the reclaim speed, all run long, not only at a tenant's start).
 * **queueing delay per priority class** — per instance, its first start
   minus its task's submission, weighted by instances; p99.
 """
@@ -56,6 +61,9 @@ class TenantRecorder:
     preempted: int = 0
     settle_s: float = SETTLE_S
     _episode: dict[str, float] = field(default_factory=dict)
+    below: list[float] = field(default_factory=list)
+    """Lengths of the episodes below quota while asking, all tenants."""
+    _below: dict[str, float] = field(default_factory=dict)
     _waiting_since: dict[str, float] = field(default_factory=dict)
     _pool: float = 0.0
 
@@ -98,12 +106,20 @@ class TenantRecorder:
     def check_reach(self, now: float, pool: float) -> None:
         """Close the episodes of tenants that reached their target by ``now``."""
         self._pool = pool
-        for tenant, since in list(self._episode.items()):
+        for tenant in self.names:
             use = self.usage[tenant]
             target = min(self.entitlement[tenant] * pool, use + self.pending[tenant])
-            if use >= REACH_FRACTION * target - 1e-12:
+            reached = use >= REACH_FRACTION * target - 1e-12
+            since = self._episode.get(tenant)
+            if since is not None and reached:
                 self.reach[tenant].append(now - since)
                 del self._episode[tenant]
+            start = self._below.get(tenant)
+            if start is None and not reached:
+                self._below[tenant] = now
+            elif start is not None and reached:
+                self.below.append(now - start)
+                del self._below[tenant]
 
     def sample(self, when: float, pool: float) -> None:
         share = [self.usage[n] / pool if pool > 0 else 0.0 for n in self.names]
@@ -117,6 +133,7 @@ class TenantRecorder:
         for tenant in self._episode:
             self.unreached[tenant] += 1
         self._episode.clear()
+        self._below.clear()
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,8 @@ class TenantReport:
     backlogged_fraction: float
     reach_worst: tuple[float, ...]
     reach_unreached: tuple[int, ...]
+    below_p99: float
+    below_worst: float
     p99_delay: dict[int, float]
     utilisation: float
     preempted: int
@@ -147,6 +166,8 @@ class TenantReport:
             "backlogged_fraction": self.backlogged_fraction,
             "reach_worst_s": list(self.reach_worst),
             "reach_unreached": list(self.reach_unreached),
+            "below_quota_p99_s": self.below_p99,
+            "below_quota_worst_s": self.below_worst,
             "p99_delay_s": {str(k): v for k, v in self.p99_delay.items()},
             "utilisation": self.utilisation,
             "preempted": self.preempted,
@@ -188,6 +209,8 @@ def report(policy: str, rec: TenantRecorder, utilisation: float) -> TenantReport
         backlogged_fraction=float(mask.mean()) if mask.size else 0.0,
         reach_worst=tuple(max(rec.reach[n], default=float("nan")) for n in names),
         reach_unreached=tuple(rec.unreached[n] for n in names),
+        below_p99=float(np.percentile(rec.below, 99)) if rec.below else 0.0,
+        below_worst=max(rec.below, default=0.0),
         p99_delay=p99,
         utilisation=utilisation,
         preempted=rec.preempted,
@@ -208,6 +231,7 @@ def render(reports: list[TenantReport]) -> Table:
     for name, ent in zip(first.tenants, first.entitlement, strict=True):
         table.add_column(f"{name} share/ent {ent:.3f}", justify="right")
     table.add_column("worst reach s", justify="right")
+    table.add_column("below quota p99 / worst s", justify="right")
     table.add_column("preempted", justify="right")
     for r in reports:
         shares = [
@@ -223,6 +247,7 @@ def render(reports: list[TenantReport]) -> Table:
             f"{r.jain:.3f}" if r.jain == r.jain else "-",
             *shares,
             f"{max(reach):.0f}" if reach else "-",
+            f"{r.below_p99:.0f} / {r.below_worst:.0f}",
             str(r.preempted),
         )
     return table

@@ -76,6 +76,7 @@ def test_a_tenant_that_starts_later_reclaims_its_quota_by_preemption() -> None:
     assert report.preempted == 4
     reach = dict(zip(report.tenants, report.reach_worst, strict=True))
     assert reach["a"] == pytest.approx(30.0)
+    assert report.below_worst == pytest.approx(30.0)
     # Without borrowing b never had the room to lose; with FIFO a waits for b.
     fifo, _ = run_policy("fifo", w, nodes, events(), tenancy, config, PLACER, sample_step=50.0)
     assert fifo.preempted == 0
