@@ -320,6 +320,15 @@ class Admission:
             return 1 << 62
         return max(0, math.floor(room))
 
+    @staticmethod
+    def _fits(limit: Sequence[float], usage: Sequence[float], demand: Sequence[float]) -> int:
+        """How many instances of ``demand`` fit between ``usage`` and ``limit``."""
+        room = math.inf
+        for lim, u, d in zip(limit, usage, demand, strict=True):
+            if d > 0:
+                room = min(room, (lim - u + EPSILON) / d)
+        return 1 << 62 if room == math.inf else max(0, math.floor(room))
+
     def admit(self, now: float, place: Callable[[Offer], int]) -> int:
         """One pass: offer capacity to waiting work in order; instances admitted.
 
@@ -388,6 +397,7 @@ class Admission:
         bound = [math.inf] * self._width
         bounded = True
         refused: set[tuple[float, ...]] = set()
+        within = self._ranks[i][0] == 0.0
         for _, w in t.line[: self.window + 1]:
             if w.count <= 0 or w.demand in refused:
                 continue
@@ -396,6 +406,10 @@ class Admission:
                 refused.add(w.demand)
                 bound = [min(b, d) for b, d in zip(bound, w.demand, strict=True)]
                 continue
+            if within:
+                # Up to its guarantee only: past it the tenant borrows, and
+                # waits behind every tenant still below its own.
+                allowed = min(allowed, max(1, self._fits(t.guarantee, t.usage, w.demand)))
             run = Running(
                 w.key,
                 i,
@@ -509,22 +523,27 @@ class Admission:
         tenants' lines when this returns; the caller stops them.
         """
         victims: list[Victim] = []
+        # What earlier claims of this call take of the free room (theirs now),
+        # so a later claim is not counted as served by capacity freed for them.
+        taken = [0.0] * self._width
         for i in sorted(self._claims):
             t = self._tenants[i]
             if t.claim_since is None or now - t.claim_since < self.grace_s or not t.may_preempt:
                 continue
-            need = [
-                max(0.0, min(g - u, p) - (c - total))
-                for g, u, p, c, total in zip(
-                    t.guarantee, t.usage, t.pending, self._pool, self._total, strict=True
-                )
+            want = [
+                max(0.0, min(g - u, p))
+                for g, u, p in zip(t.guarantee, t.usage, t.pending, strict=True)
             ]
-            if not any(n > EPSILON for n in need):
-                continue
-            chosen = self._victims(i, need)
-            for victim in chosen:
-                self.requeue(victim.run, victim.count)
-            victims += chosen
+            need = [
+                max(0.0, w - max(0.0, c - total - k))
+                for w, c, total, k in zip(want, self._pool, self._total, taken, strict=True)
+            ]
+            if any(n > EPSILON for n in need):
+                chosen = self._victims(i, need)
+                for victim in chosen:
+                    self.requeue(victim.run, victim.count)
+                victims += chosen
+            taken = [k + w for k, w in zip(taken, want, strict=True)]
         return victims
 
     def next_reclaim(self) -> float | None:

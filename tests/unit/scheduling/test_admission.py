@@ -233,3 +233,35 @@ def test_an_unknown_tenant_is_a_key_error() -> None:
     except KeyError:
         return
     raise AssertionError("submitted to an unknown tenant")
+
+
+def test_two_claims_in_one_reclaim_each_get_their_own_room() -> None:
+    # a and c borrow the whole pool; b and d reclaim together. Room freed for
+    # b must not count as d's: both get their guarantee back in one call.
+    adm = admission(
+        """
+        [tenants.a]
+        quota = { cpu = 50 }
+        [tenants.b]
+        quota = { cpu = 25 }
+        may_preempt = true
+        [tenants.c]
+        quota = { cpu = 12.5 }
+        [tenants.d]
+        quota = { cpu = 12.5 }
+        may_preempt = true
+        """,
+        pool=(100, 100, 0),
+        grace_s=0.0,
+    )
+    adm.submit("a", "a", (1, 0, 0), 0.0, count=60)
+    adm.submit("c", "c", (1, 0, 0), 0.0, count=40)
+    adm.admit(0.0, Pool().place)
+    adm.submit("b", "b", (1, 0, 0), 1.0, count=40)
+    adm.submit("d", "d", (1, 0, 0), 1.0, count=20)
+    adm.admit(1.0, Pool().place)
+    victims = adm.reclaim(1.0)
+    assert sum(v.count for v in victims) >= 37.5
+    adm.admit(1.0, Pool().place)
+    assert adm.usage("b")[0] == 25
+    assert adm.usage("d")[0] >= 12
