@@ -35,7 +35,9 @@ acts on the victims :meth:`Admission.reclaim` names. The rules
   has held for ``grace_s``: running work of tenants above their guarantee is
   preempted, youngest first, and only while its tenant stays above its
   guarantee on a resource the claim needs, until the claim fits; if
-  borrowed work cannot cover it, nothing is preempted. Preempted work goes
+  borrowed work cannot cover it, nothing is preempted. The pool's free
+  total counts toward the claim, unless the placer refused the tenant's
+  last offer (the free room is then in pieces too small for it). Preempted work goes
   back to the front of its tenant's line.
 
 Tasks are entries of identical instances (``count``); the live balancer uses
@@ -131,6 +133,8 @@ class _Tenant:
     pending: list[float] = field(default_factory=list)
     line: list[tuple[tuple[float, ...], Waiting]] = field(default_factory=list)
     claim_since: float | None = None
+    unplaced: bool = False
+    """The placer refused its last offer: what the pool has free does not fit."""
     blocked: tuple[float, ...] | None = None
     """The least free room its refused tasks need (see ``_serve``)."""
 
@@ -425,7 +429,9 @@ class Admission:
             placed = max(0, min(allowed, place(Offer(w.key, t.name, w.demand, allowed, run))))
             if not placed:
                 bounded = False
+                t.unplaced = True
                 continue
+            t.unplaced = False
             run.count = placed
             self._running.append(run)
             self._charge(t, w.demand, placed)
@@ -534,10 +540,13 @@ class Admission:
                 max(0.0, min(g - u, p))
                 for g, u, p in zip(t.guarantee, t.usage, t.pending, strict=True)
             ]
-            need = [
-                max(0.0, w - max(0.0, c - total - k))
-                for w, c, total, k in zip(want, self._pool, self._total, taken, strict=True)
+            # The pool's free total serves the claim unless the placer just
+            # refused the tenant's work: then it lies in pieces too small.
+            free = [
+                0.0 if t.unplaced else max(0.0, c - total - k)
+                for c, total, k in zip(self._pool, self._total, taken, strict=True)
             ]
+            need = [max(0.0, w - f) for w, f in zip(want, free, strict=True)]
             if any(n > EPSILON for n in need):
                 chosen = self._victims(i, need)
                 for victim in chosen:

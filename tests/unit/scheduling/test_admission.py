@@ -265,3 +265,14 @@ def test_two_claims_in_one_reclaim_each_get_their_own_room() -> None:
     adm.admit(1.0, Pool().place)
     assert adm.usage("b")[0] == 25
     assert adm.usage("d")[0] >= 12
+
+
+def test_free_room_the_placer_refused_does_not_count_toward_a_claim() -> None:
+    adm = admission(grace_s=0.0)
+    for k in range(8):
+        adm.submit(("b", k), "b", (1, 0, 0), 0.0)
+    adm.admit(0.0, Pool().place)  # b: 8 (3 borrowed), 2 free but in pieces
+    adm.submit("a", "a", (2, 0, 0), 1.0)
+    adm.admit(1.0, lambda offer: 0)  # the placer finds no node for it
+    victims = adm.reclaim(1.0)
+    assert sum(v.count for v in victims) == 2
