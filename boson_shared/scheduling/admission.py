@@ -314,15 +314,20 @@ class Admission:
     def _room(self, t: _Tenant, demand: Sequence[float]) -> int:
         """How many instances of ``demand`` the tenant's ceiling and the pool allow."""
         room = math.inf
-        for r, d in enumerate(demand):
-            if d <= 0:
-                continue
-            own = (t.ceiling[r] - t.usage[r] + EPSILON) / d
-            pool = (self._pool[r] - self._total[r] + EPSILON) / d
-            room = min(room, own, pool)
+        ceiling, usage, pool, total = t.ceiling, t.usage, self._pool, self._total
+        for r in range(3):
+            d = demand[r]
+            if d > 0:
+                room = min(
+                    room,
+                    (ceiling[r] - usage[r] + EPSILON) / d,
+                    (pool[r] - total[r] + EPSILON) / d,
+                )
+                if room < 1:
+                    return 0
         if room == math.inf:
             return 1 << 62
-        return max(0, math.floor(room))
+        return math.floor(room)
 
     @staticmethod
     def _fits(limit: Sequence[float], usage: Sequence[float], demand: Sequence[float]) -> int:
@@ -398,7 +403,7 @@ class Admission:
         free before any of them can be — unless the placer refused one, for
         which no such bound exists.
         """
-        bound = [math.inf] * self._width
+        bound: list[float] | None = None
         bounded = True
         refused: set[tuple[float, ...]] = set()
         within = self._ranks[i][0] == 0.0
@@ -408,7 +413,11 @@ class Admission:
             allowed = min(w.count, self._room(t, w.demand))
             if not allowed:
                 refused.add(w.demand)
-                bound = [min(b, d) for b, d in zip(bound, w.demand, strict=True)]
+                bound = (
+                    list(w.demand)
+                    if bound is None
+                    else [min(b, d) for b, d in zip(bound, w.demand, strict=True)]
+                )
                 continue
             if within:
                 # Up to its guarantee only: past it the tenant borrows, and
@@ -439,7 +448,7 @@ class Admission:
             self._settle(t)
             self._block(i, None)  # its look changed: a new bound comes with the next refusal
             return placed
-        self._block(i, tuple(bound) if bounded else None)
+        self._block(i, tuple(bound) if bounded and bound is not None else None)
         return 0
 
     def _block(self, i: int, bound: tuple[float, ...] | None) -> None:
