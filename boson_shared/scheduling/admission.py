@@ -5,43 +5,20 @@ time takes ``now``), no knowledge of nodes beyond the live pool's total. The
 caller — the simulator, and the balancer that sees the whole pool — submits
 waiting work, offers it capacity through :meth:`Admission.admit` (whose
 ``place`` callback decides which node, if any), reports work that ended, and
-acts on the victims :meth:`Admission.reclaim` names. The rules
-(docs/scheduling.md#tenants sets them beside Kueue's):
+acts on the victims :meth:`Admission.reclaim` names. Tasks are entries of
+identical instances (``count``); the live balancer uses a count of one.
 
-* **Governed resources.** Quotas bind only the resources some tenant has a
-  quota of; the others are limited by the pool alone.
-* **Ceiling.** A tenant may always use its guarantee (its nominal quota,
-  shrunk in proportion when the pool is smaller than the quotas' sum,
-  :func:`~boson_shared.scheduling.tenants.guarantees`) and may borrow idle
-  capacity up to its borrowing limit on top; never more, and never more
-  than the pool holds in total.
-* **Order across tenants.** A tenant whose next task fits within its
-  guarantee goes before any tenant whose next task would borrow; among
-  equals, the smallest weighted dominant share goes first (DRF: the largest
-  fraction of the pool the tenant uses of any resource, divided by its
-  weight).
-* **Order within a tenant.** Work given back (preempted, or lost with a node)
-  first; then the highest priority, where a task gains one point per
-  ``aging_step_s`` it has waited, so nothing starves; then the caller's
-  order (the balancer's present order).
-* **Backfill.** When a tenant's next task cannot be admitted or placed, the
-  pass looks at up to ``window`` more of its tasks (in its line's heap
-  order, so roughly the next ones) and admits the first that fits.
-* **Cost.** A pass remembers, per tenant, the least room its refused tasks
-  need; while the pool's free total is below it the tenant is passed over
-  with a comparison, so a saturated pool costs little per task.
-* **Reclaim.** A tenant that may preempt, whose next task fits within its
-  guarantee but still waits after a pass, has waited long enough once that
-  has held for ``grace_s``: running work of tenants above their guarantee is
-  preempted, youngest first, and only while its tenant stays above its
-  guarantee on a resource the claim needs, until the claim fits; if
-  borrowed work cannot cover it, nothing is preempted. The pool's free
-  total counts toward the claim, unless the placer refused the tenant's
-  last offer (the free room is then in pieces too small for it). Preempted work goes
-  back to the front of its tenant's line.
+The rules — guarantees that shrink with the pool, borrowing up to a limit,
+below-guarantee work before borrowing, DRF among equals, priority with
+aging within a tenant, backfill within a window, reclaim by preempting
+borrowed work youngest first after a grace period — are set out, beside
+Kueue's, in docs/scheduling.md#tenants. A resource no tenant has a quota of
+is not governed: only the pool limits it.
 
-Tasks are entries of identical instances (``count``); the live balancer uses
-a count of one.
+A pass remembers, per tenant, the least room its refused tasks need, and
+tenants are grouped by it: while the pool's free total is below it, a whole
+group is passed over with one comparison, so a saturated pool costs little
+per task.
 """
 
 from __future__ import annotations
@@ -51,8 +28,17 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
 
+from boson_shared.scheduling.admission_state import (
+    EPSILON,
+    Offer,
+    Running,
+    TenantState,
+    Victim,
+    Waiting,
+    choose_victims,
+    dominant,
+)
 from boson_shared.scheduling.tenants import TenantsConfig, guarantees
 
 DEFAULT_PREEMPT_GRACE_S = 30.0
@@ -64,79 +50,6 @@ AGING_STEP_S = 60.0
 
 DEFAULT_WINDOW = 16
 """Tasks of one tenant that a pass may skip (unadmissible or unplaceable)."""
-
-EPSILON = 1e-9
-
-
-@dataclass(slots=True)
-class Waiting:
-    """Instances of one task in its tenant's line."""
-
-    key: Hashable
-    tenant: int
-    demand: tuple[float, ...]
-    count: int
-    priority: int
-    order: float
-    since: float
-    front: bool
-    arrival: int = -1
-    """Its place in submission order, kept when it is given back."""
-    rank: tuple[float, ...] = ()
-
-
-@dataclass(slots=True, eq=False)
-class Running:
-    """Instances admitted together: the handle the caller releases or stops."""
-
-    key: Hashable
-    tenant: int
-    demand: tuple[float, ...]
-    count: int
-    priority: int
-    order: float
-    since: float
-    started: float
-    seq: int
-    arrival: int
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """What a pass offers the caller to place: up to ``count`` instances of ``key``."""
-
-    key: Hashable
-    tenant: str
-    demand: tuple[float, ...]
-    count: int
-    run: Running
-
-
-@dataclass(frozen=True, slots=True)
-class Victim:
-    """``count`` instances of ``run`` to stop: they are already back in line."""
-
-    run: Running
-    count: int
-
-
-@dataclass
-class _Tenant:
-    name: str
-    weight: float
-    quota: tuple[float, ...]
-    limit: tuple[float, ...]
-    may_preempt: bool
-    guarantee: tuple[float, ...] = ()
-    ceiling: tuple[float, ...] = ()
-    usage: list[float] = field(default_factory=list)
-    pending: list[float] = field(default_factory=list)
-    line: list[tuple[tuple[float, ...], Waiting]] = field(default_factory=list)
-    claim_since: float | None = None
-    unplaced: bool = False
-    """The placer refused its last offer: what the pool has free does not fit."""
-    blocked: tuple[float, ...] | None = None
-    """The least free room its refused tasks need (see ``_serve``)."""
 
 
 class Admission:
@@ -157,7 +70,7 @@ class Admission:
         self.index = {name: i for i, name in enumerate(self.names)}
         width = len(next(iter(specs.values())).quota_vector())
         self._tenants = [
-            _Tenant(
+            TenantState(
                 name,
                 spec.weight,
                 spec.quota_vector(),
@@ -232,7 +145,7 @@ class Admission:
 
     def dominant_share(self, tenant: str) -> float:
         """The largest fraction of the pool the tenant uses of any resource."""
-        return _dominant(self._tenants[self.index[tenant]].usage, self._pool)
+        return dominant(self._tenants[self.index[tenant]].usage, self._pool)
 
     def has_waiting(self) -> bool:
         return any(t.line for t in self._tenants)
@@ -303,7 +216,7 @@ class Admission:
         elif t.may_preempt and t.claim_since is None:
             self._unclaimed.add(i)
 
-    def _drop_claim(self, i: int, t: _Tenant) -> None:
+    def _drop_claim(self, i: int, t: TenantState) -> None:
         self._unclaimed.discard(i)
         if t.claim_since is not None:
             t.claim_since = None
@@ -311,7 +224,7 @@ class Admission:
 
     # -- admitting -------------------------------------------------------------
 
-    def _room(self, t: _Tenant, demand: Sequence[float]) -> int:
+    def _room(self, t: TenantState, demand: Sequence[float]) -> int:
         """How many instances of ``demand`` the tenant's ceiling and the pool allow."""
         room = math.inf
         ceiling, usage, pool, total = t.ceiling, t.usage, self._pool, self._total
@@ -393,7 +306,7 @@ class Admission:
         self._unclaimed.clear()
         return admitted
 
-    def _serve(self, i: int, t: _Tenant, now: float, place: Callable[[Offer], int]) -> int:
+    def _serve(self, i: int, t: TenantState, now: float, place: Callable[[Offer], int]) -> int:
         """Admit from the tenant's line, its head first; instances admitted.
 
         Looks past the head at up to ``window`` more tasks (backfill, in the
@@ -470,13 +383,13 @@ class Admission:
         else:
             self._bounds.setdefault(bound, set()).add(i)
 
-    def _settle(self, t: _Tenant) -> None:
+    def _settle(self, t: TenantState) -> None:
         """Drop admitted entries off the top of the tenant's line."""
         line = t.line
         while line and line[0][1].count <= 0:
             heapq.heappop(line)
 
-    def _charge(self, t: _Tenant, demand: Sequence[float], count: int) -> None:
+    def _charge(self, t: TenantState, demand: Sequence[float], count: int) -> None:
         for r, d in enumerate(demand):
             t.usage[r] += d * count
             t.pending[r] -= d * count
@@ -557,7 +470,7 @@ class Admission:
             ]
             need = [max(0.0, w - f) for w, f in zip(want, free, strict=True)]
             if any(n > EPSILON for n in need):
-                chosen = self._victims(i, need)
+                chosen = choose_victims(self._running, self._tenants, i, need)
                 for victim in chosen:
                     self.requeue(victim.run, victim.count)
                 victims += chosen
@@ -573,41 +486,12 @@ class Admission:
         ]
         return min(ends) if ends else None
 
-    def _victims(self, claimant: int, need: list[float]) -> list[Victim]:
-        left = list(need)
-        over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in self._tenants]
-        chosen: list[Victim] = []
-        for run in reversed(self._running):
-            if run.count <= 0 or run.tenant == claimant:
-                continue
-            excess = over[run.tenant]
-            # Stop its instances one by one while its tenant still borrows a
-            # resource the claim needs; the instance that takes the tenant
-            # down to its guarantee is the last one.
-            taken = 0
-            while taken < run.count and any(
-                left[r] > EPSILON and d > 0 and excess[r] > EPSILON
-                for r, d in enumerate(run.demand)
-            ):
-                taken += 1
-                for r, d in enumerate(run.demand):
-                    excess[r] -= d
-                    left[r] -= d
-            if taken:
-                chosen.append(Victim(run, taken))
-            if all(x <= EPSILON for x in left):
-                return chosen
-        return []
-
-
-def _dominant(usage: Sequence[float], pool: Sequence[float]) -> float:
-    return max((u / p for u, p in zip(usage, pool, strict=True) if p > 0), default=0.0)
-
 
 __all__ = [
     "AGING_STEP_S",
     "DEFAULT_PREEMPT_GRACE_S",
     "DEFAULT_WINDOW",
+    "EPSILON",
     "Admission",
     "Offer",
     "Running",
