@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from boson.simulation.fairness import TenantReport, render
@@ -115,6 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(
         f"{len(cluster.node_ids)} nodes; offered load cpu {load[0]:.2f}, memory {load[1]:.2f}; "
         f"grace {args.grace_s:g} s",
+        highlight=False,
+    )
+    bottleneck = int(load.argmax())
+    span = float(trace.workload.submit.max() - trace.workload.submit.min())
+    work = trace.workload.demand[:, bottleneck] * trace.workload.instances
+    work = work * trace.workload.duration
+    owners = np.asarray(tenancy.tenant)
+    offered = {
+        name: float(work[owners == name].sum()) / (pool[bottleneck] * span)
+        for name in ALIBABA_WEIGHTS
+    }
+    console.print(
+        "offered load of the bottleneck by tenant (of the whole pool): "
+        + ", ".join(f"{name} {value:.2f}" for name, value in offered.items()),
         highlight=False,
     )
     console.print(render(list(reports.values())))
