@@ -91,6 +91,8 @@ class Admission:
         if width != 3:
             raise ValueError("admission handles exactly three resources")
         self._claims: set[int] = set()
+        self._claim_starts: list[tuple[float, int]] = []
+        """(claim start, tenant), a heap; entries of ended claims are dropped lazily."""
         self._unbounded: set[int] = set()
         self._unclaimed: set[int] = set()
         """Tenants whose next task fits within their guarantee, with no claim yet."""
@@ -303,6 +305,7 @@ class Admission:
             t = tenants[i]
             t.claim_since = now
             self._claims.add(i)
+            heapq.heappush(self._claim_starts, (now, i))
         self._unclaimed.clear()
         return admitted
 
@@ -451,6 +454,9 @@ class Admission:
         tenants' lines when this returns; the caller stops them.
         """
         victims: list[Victim] = []
+        earliest = self._earliest_claim()
+        if earliest is None or now - earliest < self.grace_s:
+            return victims
         # What earlier claims of this call take of the free room (theirs now),
         # so a later claim is not counted as served by capacity freed for them.
         taken = [0.0] * self._width
@@ -479,12 +485,14 @@ class Admission:
 
     def next_reclaim(self) -> float | None:
         """When the earliest standing claim's grace ends (None: no claim)."""
-        ends = [
-            t.claim_since + self.grace_s
-            for i in self._claims
-            if (t := self._tenants[i]).claim_since is not None and t.may_preempt
-        ]
-        return min(ends) if ends else None
+        earliest = self._earliest_claim()
+        return None if earliest is None else earliest + self.grace_s
+
+    def _earliest_claim(self) -> float | None:
+        starts = self._claim_starts
+        while starts and self._tenants[starts[0][1]].claim_since != starts[0][0]:
+            heapq.heappop(starts)
+        return starts[0][0] if starts else None
 
 
 __all__ = [
