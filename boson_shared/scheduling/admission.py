@@ -185,7 +185,12 @@ class Admission:
         if w.arrival < 0:
             w.arrival = next(self._seq)
         w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival, next(self._seq))
-        self._block(w.tenant, None)
+        # The tenant's bound stays valid with the newcomer's demand in it: what
+        # kept every look-at task out still keeps them out.
+        bound = t.blocked
+        if bound is not None:
+            bound = tuple(min(b, d) for b, d in zip(bound, w.demand, strict=True))
+        self._block(w.tenant, bound)
         was_head = t.line[0][1] if t.line else None
         heapq.heappush(t.line, (w.rank, w))
         for r, d in enumerate(w.demand):
