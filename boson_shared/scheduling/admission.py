@@ -149,6 +149,11 @@ class Admission:
         """The largest fraction of the pool the tenant uses of any resource."""
         return dominant(self._tenants[self.index[tenant]].usage, self._pool)
 
+    def next_demand(self, tenant: str) -> tuple[float, ...] | None:
+        """The per-instance demand of the tenant's next task (None: nothing waits)."""
+        line = self._tenants[self.index[tenant]].line
+        return line[0][1].demand if line else None
+
     def has_waiting(self) -> bool:
         return any(t.line for t in self._tenants)
 

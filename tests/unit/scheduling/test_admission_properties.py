@@ -106,6 +106,46 @@ def test_ceilings_hold_and_only_borrowed_work_is_preempted(
         check_ceilings(adm)
 
 
+@SETTINGS
+@given(config, st.tuples(st.integers(1, 16), st.integers(1, 16)), st.lists(op, max_size=60))
+def test_after_a_pass_no_next_task_that_fits_is_left_waiting(
+    cfg: TenantsConfig, pool: tuple[int, int], ops: list[Op]
+) -> None:
+    # With a placer that takes every offer, a pass leaves no tenant whose
+    # next task fits its ceiling and the pool: skipping tenants on the bound
+    # their refusals left must never skip one that could go.
+    adm = Admission(cfg)
+    adm.set_pool((pool[0], pool[1], 0))
+    runs: list[Running] = []
+    now = 0.0
+
+    def place(offer: Offer) -> int:
+        runs.append(offer.run)
+        return offer.count
+
+    for kind, who, (cpu, mem), count, prio in ops:
+        now += 1.0
+        name = adm.names[who % len(adm.names)]
+        if kind in ("submit", "reclaim"):
+            adm.submit(object(), name, (cpu, mem, 0), now, count=count, priority=prio)
+        elif kind == "release":
+            live = [r for r in runs if r.count > 0]
+            if live:
+                adm.release(live[who % len(live)])
+        adm.admit(now, place)
+        free = [p - sum(adm.usage(n)[r] for n in adm.names) for r, p in enumerate(adm.pool)]
+        for n in adm.names:
+            demand = adm.next_demand(n)
+            if demand is None:
+                continue
+            usage, ceiling = adm.usage(n), adm.ceiling(n)
+            fits = all(
+                d <= 0 or (u + d <= c + 1e-6 and d <= f + 1e-6)
+                for d, u, c, f in zip(demand, usage, ceiling, free, strict=True)
+            )
+            assert not fits, (n, demand, usage, ceiling, free)
+
+
 def test_no_tenant_and_no_priority_class_starves_under_overload() -> None:
     # One tenant floods the pool with top-priority work, faster than the pool
     # runs it, for the whole run; it and the others also submit work of
