@@ -7,6 +7,7 @@ keyword arguments. Secrets are ``SecretStr``: they never appear in a repr.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, StringConstraints
@@ -14,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from boson_shared.contract.messages import new_id
 from boson_shared.contract.topology import Names, RetryPolicy
+from boson_shared.scheduling.admission import DEFAULT_PREEMPT_GRACE_S
+from boson_shared.scheduling.tenants import TenantsConfig, load_tenants
 
 Cipher = Literal["aes-256-gcm", "chacha20-poly1305"]
 Namespace = Annotated[
@@ -72,6 +75,14 @@ class BosonSettings(BaseSettings):
     unset means a SQLite file in the user's data directory
     (:func:`boson_shared.record.location.default_database_url`)."""
 
+    tenants_file: Path | None = None
+    """TOML declaring the tenants that share the pool
+    (:mod:`boson_shared.scheduling.tenants`); unset means one ``default``
+    tenant owning everything."""
+    preempt_grace_s: Annotated[float, Field(ge=0)] = DEFAULT_PREEMPT_GRACE_S
+    """How long a tenant's claim on its quota waits before borrowed work is
+    preempted for it."""
+
     log_level: str = "INFO"
     log_json: bool = False
     health_host: str = "127.0.0.1"
@@ -79,6 +90,10 @@ class BosonSettings(BaseSettings):
     instance_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = Field(
         default_factory=lambda: new_id()[:12]
     )
+
+    def tenants(self) -> TenantsConfig:
+        """The tenants of ``tenants_file`` (``ConfigError`` naming the bad key)."""
+        return load_tenants(self.tenants_file)
 
     def names(self) -> Names:
         """The namespace's exchange and queue names, with this retry policy."""

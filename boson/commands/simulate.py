@@ -16,13 +16,22 @@ from pathlib import Path
 
 from rich.console import Console
 
+from boson.simulation.fairness import render as render_tenants
 from boson.simulation.metrics import offered_load
 from boson.simulation.policies import compare, make_policy, policy_names
 from boson.simulation.report import describe, render_table, write_plots
 from boson.simulation.scale import factor_for_load, scale_cluster
-from boson.simulation.traces import load_trace
+from boson.simulation.tenancy import (
+    POLICIES,
+    alibaba_v2017_tenants,
+    run_policy,
+    trace_tenants,
+)
+from boson.simulation.traces import Cluster, NodeEvents, Trace, load_trace
 from boson_shared.errors import ConfigError
+from boson_shared.scheduling.admission import DEFAULT_PREEMPT_GRACE_S
 from boson_shared.scheduling.probation import PROBATION_S
+from boson_shared.scheduling.tenants import load_tenants
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         factor = factor_for_load(trace.workload, cluster, args.target_load)
     if factor is not None:
         cluster, events = scale_cluster(cluster, events, factor)
+    if args.tenants is not None:
+        return _run_tenants(args, trace, cluster, events)
     results = compare(names, trace.workload, cluster, events, args.sample_step, args.probation_s)
     if args.json:
         payload = {
@@ -62,6 +73,44 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.plot is not None:
         write_plots(args.plot, results)
+    return 0
+
+
+def _run_tenants(
+    args: argparse.Namespace, trace: Trace, cluster: Cluster, events: NodeEvents
+) -> int:
+    """``--tenants FILE``: the three tenant policies on the file's tenants."""
+    config = load_tenants(args.tenants)
+    if args.format == "alibaba-v2017":
+        tenancy = alibaba_v2017_tenants(trace.workload)
+    else:
+        tenancy = trace_tenants(trace.workload)
+    unknown = sorted(set(tenancy.tenant) - set(config.tenants))
+    if unknown:
+        raise ConfigError(
+            f"tenants file {args.tenants}: the trace has tenant(s) {', '.join(unknown)} "
+            f"it does not declare (it declares {', '.join(config.tenants)})"
+        )
+    strategy = (args.strategy or ["binpack-fgd"])[0]
+    reports = [
+        run_policy(
+            policy,
+            trace.workload,
+            cluster,
+            events,
+            tenancy,
+            config,
+            make_policy(strategy).placer,
+            grace_s=args.preempt_grace_s,
+            sample_step=args.sample_step,
+        )[0]
+        for policy in POLICIES
+    ]
+    if args.json:
+        json.dump([r.as_dict() for r in reports], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        Console(width=220).print(render_tenants(reports))
     return 0
 
 
@@ -109,6 +158,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="Boson's policies: a node back from failing takes no new work for S seconds "
         "(doubled per recent failure; 0: none). Baselines never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tenants",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a tenants file (as BOSON_TENANTS_FILE): replay with admission across its "
+        "tenants (Alibaba v2017: tenant by job_id %% 8, a b c d; CSV: the tenant and "
+        "priority columns) under Boson's admission, FIFO and strict quotas, with the "
+        "first --strategy (default binpack-fgd)",
+    )
+    parser.add_argument(
+        "--preempt-grace-s",
+        type=float,
+        default=DEFAULT_PREEMPT_GRACE_S,
+        metavar="S",
+        help="with --tenants: how long a claim waits before preempting (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(

@@ -158,6 +158,11 @@ class Simulation:
         ]
         """Each task's demand as plain floats, for per-entry checks in Python."""
 
+    @property
+    def bottleneck(self) -> int:
+        """The resource with the highest offered load (0 cpu, 1 memory, 2 gpu)."""
+        return self._bottleneck
+
     # -- the steps the drainers use -----------------------------------
 
     def try_place(self, task: int, count: int, replaced: bool) -> int:
@@ -241,7 +246,23 @@ class Simulation:
             if group.nodes.size == 0:
                 del self._groups[key]  # its heap entry is skipped when it pops
             self.recorder.replaced += lost
-            self.drainer.recover(self, group.task, lost)
+            self._lost(key, group, lost)
+
+    def _lost(self, key: int, group: _Group, lost: int) -> None:
+        """``lost`` instances of ``group`` died with their node (already released)."""
+        self.drainer.recover(self, group.task, lost)
+
+    def _finished(self, key: int, group: _Group) -> None:
+        """``group`` ran to its end."""
+        self._release(group.task, group.nodes, group.masks)
+
+    def _waiting(self) -> bool:
+        """Whether any work waits for capacity."""
+        return bool(self.backlog)
+
+    def _wakeup(self) -> float | None:
+        """A time, other than arrivals, completions and node events, to act at."""
+        return None
 
     def _end_probations(self, now: float) -> bool:
         """Nodes whose probation ended by ``now`` take work again; whether any did."""
@@ -265,8 +286,12 @@ class Simulation:
             self.up,
             self._median,
             self._bottleneck,
-            sum(p.count for p in self.backlog),
+            self._waiting_count(),
         )
+
+    def _waiting_count(self) -> int:
+        """Instances waiting for capacity."""
+        return sum(p.count for p in self.backlog)
 
     def run(self) -> Recorder:
         """Replay everything; returns what was recorded."""
@@ -283,7 +308,7 @@ class Simulation:
         next_sample = arrivals[0] if arrivals else 0.0
         self.recorder.window_end = arrivals[-1] if arrivals else 0.0
         while True:
-            busy = a < len(arrivals) or self._heap or self.backlog
+            busy = a < len(arrivals) or self._heap or self._waiting()
             candidates = []
             if a < len(arrivals):
                 candidates.append(arrivals[a])
@@ -293,6 +318,9 @@ class Simulation:
                 candidates.append(ev_time[e])
             if self._probation_ends and busy:
                 candidates.append(self._probation_ends[0][0])
+            wake = self._wakeup() if busy else None
+            if wake is not None and wake > self.now:
+                candidates.append(wake)
             if not candidates:
                 break
             now = min(candidates)
@@ -305,20 +333,20 @@ class Simulation:
                 _, key = heapq.heappop(self._heap)
                 group = self._groups.pop(key, None)
                 if group is not None:
-                    self._release(group.task, group.nodes, group.masks)
+                    self._finished(key, group)
                     freed = True
             while e < len(ev_time) and ev_time[e] <= now:
                 self._node_event(ev_node[e], ev_up[e])
                 freed = freed or ev_up[e]
                 e += 1
             freed = self._end_probations(now) or freed
-            if freed and self.backlog:
+            if (freed or wake == now) and self._waiting():
                 self.drainer.drain(self)
             while a < len(arrivals) and arrivals[a] <= now:
                 self._arrive(tasks[a])
                 a += 1
         # Whatever still waits can never run: no capacity will ever free again.
-        self.recorder.never += sum(p.count for p in self.backlog)
+        self.recorder.never += self._waiting_count()
         self._sample(next_sample)
         return self.recorder
 

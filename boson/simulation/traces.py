@@ -14,9 +14,12 @@ outages of one machine are merged into one.
 
 **Generic CSV** (a header row; columns by name, extra columns ignored):
 
-* tasks: ``submit_time,duration,cpu,memory[,gpu][,job_id][,instances]`` —
-  seconds and per-instance requests in the nodes' units; a missing ``job_id``
-  makes every task its own job, a missing ``instances`` means 1.
+* tasks: ``submit_time,duration,cpu,memory[,gpu][,job_id][,instances]
+  [,tenant][,priority]`` — seconds and per-instance requests in the nodes'
+  units; a missing ``job_id`` makes every task its own job, a missing
+  ``instances`` means 1, a missing ``tenant`` is ``default`` and a missing
+  ``priority`` 0 (an integer from −1000 to 1000; others are skipped as
+  "bad priority").
 * nodes: ``node_id,cpu,memory[,gpu]``.
 * events: ``time,node_id,event`` with ``event`` one of ``down`` / ``up``.
 
@@ -36,6 +39,12 @@ import numpy as np
 
 from boson.simulation.table import BoolArray, FloatArray, IntArray
 from boson_shared.errors import ConfigError
+from boson_shared.scheduling.tenants import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TENANT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+)
 
 SOFTERROR_DOWNTIME_S = 600.0
 """How long an Alibaba ``softerror`` keeps a machine out: the trace records the
@@ -61,6 +70,12 @@ class Workload:
     demand: FloatArray
     instances: IntArray
     job: IntArray
+    job_names: tuple[str, ...] = ()
+    """The trace's own job id of each dense job index."""
+    tenant: tuple[str, ...] = ()
+    """Each task's tenant, where the trace names one (the generic CSV)."""
+    priority: IntArray | None = None
+    """Each task's priority, where the trace gives one (the generic CSV)."""
 
     @property
     def tasks(self) -> int:
@@ -136,6 +151,17 @@ def _float(text: str | None) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _priority(text: str | None) -> int | None:
+    """A priority cell: empty means the default; None if not an integer in range."""
+    if text is None or not text.strip():
+        return DEFAULT_PRIORITY
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if PRIORITY_MIN <= value <= PRIORITY_MAX else None
+
+
 class _TaskRows:
     """Accumulates usable task rows; dense job indices in first-seen order."""
 
@@ -145,6 +171,8 @@ class _TaskRows:
         self.demand: list[tuple[float, float, float]] = []
         self.instances: list[int] = []
         self.job: list[int] = []
+        self.tenant: list[str] = []
+        self.priority: list[int] = []
         self._jobs: dict[str, int] = {}
 
     def add(
@@ -154,7 +182,11 @@ class _TaskRows:
         demand: tuple[float, float, float],
         instances: int,
         job_key: str,
+        tenant: str = DEFAULT_TENANT,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
+        self.tenant.append(tenant)
+        self.priority.append(priority)
         self.submit.append(submit)
         self.duration.append(duration)
         self.demand.append(demand)
@@ -169,6 +201,9 @@ class _TaskRows:
             demand=demand,
             instances=np.asarray(self.instances, np.int64),
             job=np.asarray(self.job, np.int64),
+            job_names=tuple(self._jobs),
+            tenant=tuple(self.tenant) if set(self.tenant) - {DEFAULT_TENANT} else (),
+            priority=np.asarray(self.priority, np.int64) if any(self.priority) else None,
         )
 
 
@@ -307,8 +342,12 @@ def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
         submit, duration = _float(row["submit_time"]), _float(row["duration"])
         cpu, mem = _float(row["cpu"]), _float(row["memory"])
         gpu = _float(row.get("gpu")) if row.get("gpu") else 0.0
+        tenant = (row.get("tenant") or "").strip() or DEFAULT_TENANT
+        priority = _priority(row.get("priority"))
         if cpu is None or mem is None or gpu is None:
             skipped.add("empty request", instances)
+        elif priority is None:
+            skipped.add("bad priority", instances)
         elif submit is None or duration is None:
             skipped.add("empty time", instances)
         elif duration < 0:
@@ -319,7 +358,7 @@ def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
             skipped.add("negative request", instances)
         else:
             job = row.get("job_id") or f"task-{number}"
-            rows.add(submit, duration, (cpu, mem, gpu), instances, job)
+            rows.add(submit, duration, (cpu, mem, gpu), instances, job, tenant, priority)
     return rows.build()
 
 
