@@ -26,6 +26,13 @@ The model (stated once, used everywhere):
   (:mod:`~boson_shared.scheduling.probation`; the baselines have none).
 * Events at one instant are handled completions → node events → probation
   ends → backlog → arrivals, so freed capacity goes to older work first.
+* Under Boson's policies the entry at the head of the waiting order that
+  does not fit gets a head reservation
+  (:mod:`~boson_shared.scheduling.head_reservation`): the nodes where known
+  durations say it will fit soonest. Every other placement — later backlog
+  entries and new arrivals alike — backfills around it: on a reserved node
+  only what ends by the reservation's start or fits in the room left beside
+  it then. The baselines reserve nothing, as their schedulers do.
 
 :func:`place_instances` is the pure step shared by every path: the same
 table state, placer and request give the same placements, which is what lets
@@ -46,6 +53,11 @@ import numpy as np
 from boson.simulation.metrics import Metrics, Recorder, summarise
 from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling.head_reservation import (
+    RESERVATION_LAPSE_S,
+    HeadReservation,
+    plan_reservation,
+)
 from boson_shared.scheduling.probation import Probation
 from boson_shared.scheduling.table import NodeTable
 
@@ -97,6 +109,9 @@ class BacklogDrainer(Protocol):
 
     def recover(self, sim: Simulation, task: int, count: int) -> None: ...
 
+    def head(self, sim: Simulation) -> Pending | None:
+        """The backlog entry first in this drainer's waiting order (``None``: empty)."""
+
 
 class Simulation:
     """One replay of a workload on a cluster under one placer and drainer."""
@@ -110,6 +125,8 @@ class Simulation:
         drainer: BacklogDrainer,
         sample_step: float = DEFAULT_SAMPLE_STEP,
         probation: Probation | None = None,
+        reserve: bool = False,
+        lapse_s: float = RESERVATION_LAPSE_S,
     ) -> None:
         self.workload = workload
         self.cluster = cluster
@@ -146,15 +163,104 @@ class Simulation:
             (cpu, memory, gpu) for cpu, memory, gpu in demand.tolist()
         ]
         """Each task's demand as plain floats, for per-entry checks in Python."""
+        self.reserve = reserve
+        """Whether the head of the waiting order gets a reservation (Boson's policies)."""
+        self.lapse_s = lapse_s
+        self.reservation: HeadReservation | None = None
 
     # -- the steps the drainers use -----------------------------------
 
-    def try_place(self, task: int, count: int, replaced: bool) -> int:
-        """Place up to ``count`` instances of ``task`` now; how many were placed."""
-        nodes = place_instances(self.placer, self.table, self.workload.demand[task], count)
+    def try_place(self, task: int, count: int, replaced: bool, entry: Pending | None = None) -> int:
+        """Place up to ``count`` instances of ``task`` now; how many were placed.
+
+        ``entry`` is the backlog entry they come from: unless it holds the
+        head reservation, they backfill around it (see :meth:`_backfill`).
+        """
+        res = self.reservation
+        if res is None or (entry is not None and res.key is entry):
+            nodes = place_instances(self.placer, self.table, self.workload.demand[task], count)
+        else:
+            nodes = self._backfill(res, task, count)
         if nodes.size:
             self.start(task, nodes, replaced)
         return int(nodes.size)
+
+    def _backfill(self, res: HeadReservation, task: int, count: int) -> IntArray:
+        """Place around the head reservation: on a reserved node, only what does not delay it.
+
+        A task still running at a reserved node's start may use there no
+        more than the room the reservation leaves beside the head: for the
+        one placement, the rest of that node's free capacity is held as if
+        allocated, then given back exactly.
+        """
+        demand = self.workload.demand[task]
+        end = self.now + float(self.workload.duration[task])
+        table = self.table
+        held: list[tuple[int, FloatArray]] = []
+        for row in res.rows.tolist():
+            limit = res.room(row, end)
+            if limit is None:
+                continue
+            before = table.allocated[row].copy()
+            hold = np.maximum(table.capacity[row] - before - limit, 0.0)
+            if np.any(hold > 0):
+                held.append((row, before))
+                table.allocate(row, hold)
+        nodes = place_instances(self.placer, table, demand, count)
+        for row, before in held:
+            table.set_allocated(table.node_ids[row], before)
+            placed = int(np.count_nonzero(nodes == row))
+            if placed:
+                table.allocate(row, demand * placed)
+        if nodes.size:
+            for row in res.rows.tolist():
+                placed = int(np.count_nonzero(nodes == row))
+                if placed:
+                    res.commit(row, demand, end, placed)
+        return nodes
+
+    def update_reservation(self) -> None:
+        """Keep the head reservation on the head of the waiting order (Boson's policies).
+
+        Made when the head changes, remade when it lapses; dropped when
+        nothing waits.
+        """
+        if not self.reserve:
+            return
+        head = self.drainer.head(self) if self.backlog else None
+        if head is None or not head.count:
+            self.reservation = None
+            return
+        res = self.reservation
+        if res is not None and res.key is head and not res.lapsed(self.now):
+            return
+        demand = self.workload.demand[head.task]
+        rows, ends, amounts = self._releases()
+        self.reservation = plan_reservation(
+            head,
+            demand,
+            head.count,
+            self.table.capacity - self.table.allocated,
+            self.table.alive,
+            rows,
+            ends,
+            amounts,
+            self.now,
+            self.lapse_s,
+        )
+        if self.reservation is not None:
+            self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
+
+    def _releases(self) -> tuple[IntArray, FloatArray, FloatArray]:
+        """What the running work releases, where and when (known durations)."""
+        groups = list(self._groups.values())
+        if not groups:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3))
+        sizes = np.fromiter((g.nodes.size for g in groups), np.int64, len(groups))
+        rows = np.concatenate([g.nodes for g in groups])
+        ends = np.repeat(np.fromiter((g.end for g in groups), np.float64, len(groups)), sizes)
+        tasks = np.repeat(np.fromiter((g.task for g in groups), np.int64, len(groups)), sizes)
+        return rows, ends, self.workload.demand[tasks]
 
     def start(self, task: int, nodes: IntArray, replaced: bool) -> None:
         """Start instances of ``task`` on ``nodes`` (already allocated) now."""
@@ -182,10 +288,12 @@ class Simulation:
         self.drainer.observe(self.workload.demand[task], count)
         if self._never[task]:
             self.recorder.never += count
+            self.recorder.never_tasks[task] = True
             return
         placed = self.try_place(task, count, replaced=False)
         if placed < count:
             self.backlog.append(Pending(task, count - placed, False, self.now))
+            self.update_reservation()
 
     def _node_event(self, node: int, up: bool) -> None:
         node_id = self.cluster.node_ids[node]
@@ -208,6 +316,8 @@ class Simulation:
             self.probation.failed(node_id, self.now)
         self.table.set_alive(node_id, False)
         self.dead_node_id = node_id
+        if self.reservation is not None and self.reservation.slot(node) >= 0:
+            self.reservation.end_now()
         for key, group in list(self._groups.items()):
             hit = group.nodes == node
             if not hit.any():
@@ -291,6 +401,7 @@ class Simulation:
             freed = self._end_probations(now) or freed
             if freed and self.backlog:
                 self.drainer.drain(self)
+            self.update_reservation()
             while a < len(arrivals) and arrivals[a] <= now:
                 self._arrive(tasks[a])
                 a += 1
@@ -309,10 +420,14 @@ def simulate(
     drainer: BacklogDrainer,
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation: Probation | None = None,
+    reserve: bool = False,
 ) -> tuple[Metrics, Recorder]:
-    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail)."""
+    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail;
+    ``reserve``: a head reservation, see :class:`Simulation`)."""
     started = time.perf_counter()
-    sim = Simulation(workload, cluster, events, placer_factory, drainer, sample_step, probation)
+    sim = Simulation(
+        workload, cluster, events, placer_factory, drainer, sample_step, probation, reserve
+    )
     recorder = sim.run()
     wall = time.perf_counter() - started
     return summarise(name, recorder, workload, cluster.capacity, wall), recorder

@@ -84,6 +84,10 @@ class Recorder:
 
     first_start: FloatArray
     last_end: FloatArray
+    never_tasks: npt.NDArray[np.bool_]
+    """Tasks that fit no node of the cluster, not even an empty one."""
+    promised: dict[int, float] = field(default_factory=dict)
+    """Per task that held a head reservation, the start its first one promised."""
     delays: list[float] = field(default_factory=list)
     delay_weights: list[int] = field(default_factory=list)
     sample_time: list[float] = field(default_factory=list)
@@ -102,7 +106,7 @@ class Recorder:
 
     @staticmethod
     def for_tasks(tasks: int) -> Recorder:
-        return Recorder(np.full(tasks, np.inf), np.full(tasks, -np.inf))
+        return Recorder(np.full(tasks, np.inf), np.full(tasks, -np.inf), np.zeros(tasks, np.bool_))
 
     def sample(
         self,

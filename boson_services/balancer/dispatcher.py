@@ -23,6 +23,18 @@ full cluster this keeps the smallest pending job from splitting a freed hole
 that a larger waiting task fills exactly (``docs/scheduling.md`` has what it
 is worth on a real trace).
 
+No starvation: the held task at the head of the flexible queue's order
+that fits no open node gets a head reservation
+(:mod:`~boson_shared.scheduling.head_reservation`) on the nodes expected to
+have room for it soonest — expected from the tasks in flight there: when
+each was dispatched, plus its handler's recent run time (or its
+``timeout_s`` before the handler has reported one). Every other dispatch —
+a node's own queue, stealing, the rest of the flexible queue — backfills
+around it: a reserved node takes only work expected to end before the head
+needs it, or that fits beside the head then; work its node refuses that way
+joins the flexible queue, where other nodes may take it. The reservation
+lapses after ``reservation_lapse_s`` and is remade from fresh estimates.
+
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
 its credit" the integration test checks.
@@ -56,6 +68,12 @@ from boson_shared.scheduling.balancing import (
     fits_cleanly,
     imbalance,
     power_of_two_choices,
+)
+from boson_shared.scheduling.head_reservation import (
+    RESERVATION_LAPSE_S,
+    HeadReservation,
+    RunTimes,
+    plan_reservation,
 )
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
@@ -112,6 +130,10 @@ class HeldTask:
     """What the task belongs to, for smallest-pending-job-first (``None``: its own job)."""
     urgent: bool = False
     """A dead node's work: offered capacity before anything else."""
+    handler: str | None = None
+    """Its handler, whose recent run times say how long it is expected to run."""
+    timeout_s: float | None = None
+    """The longest it may run: its expected run time before its handler reports any."""
 
 
 class Dispatcher:
@@ -127,6 +149,7 @@ class Dispatcher:
         retarget_after_s: float,
         imbalance_threshold: float,
         age_limit_s: float = AGE_LIMIT_S,
+        reservation_lapse_s: float = RESERVATION_LAPSE_S,
         rng: np.random.Generator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,6 +160,7 @@ class Dispatcher:
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
         self.age_limit_s = age_limit_s
+        self.reservation_lapse_s = reservation_lapse_s
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
@@ -167,6 +191,16 @@ class Dispatcher:
         self.stolen_total = 0
         """Tasks a node with spare credit took from a node without (see :meth:`_steal`)."""
         self._any_cool = True
+        self.run_times = RunTimes()
+        """Expected run time per handler, from the run times results report."""
+        self._running: dict[str, tuple[str | None, float]] = {}
+        """Task id → (handler, expected end) of dispatched work, until its result."""
+        self._row_of: dict[str, int] = {}
+        """Node id → its row in the head reservation's arrays (rows never change)."""
+        self.reservation: HeadReservation | None = None
+        """The head of the waiting order's reservation (its ``key`` is the task id)."""
+        self.reserved_total = 0
+        """Head reservations made (a remade one counts again)."""
 
     # -- credit ------------------------------------------------------------
 
@@ -202,12 +236,15 @@ class Dispatcher:
         *,
         job: object = None,
         urgent: bool = False,
+        handler: str | None = None,
+        timeout_s: float | None = None,
     ) -> asyncio.Future[str]:
         """Hold a task until a node takes it; the future yields that node.
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
-        a dead node's work, offered capacity first.
+        a dead node's work, offered capacity first; ``handler`` and
+        ``timeout_s`` say how long it is expected to run once dispatched.
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -219,6 +256,8 @@ class Dispatcher:
             future,
             task_id if job is None else job,
             urgent,
+            handler,
+            timeout_s,
         )
         self.held[task_id] = held
         self.typical.observe(held.demand)
@@ -256,6 +295,8 @@ class Dispatcher:
         held = self.held.pop(task_id, None)
         if held is not None and not held.future.done():
             held.future.cancel()
+        if self.reservation is not None and self.reservation.key == task_id:
+            self.reservation = None
 
     def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
@@ -266,8 +307,11 @@ class Dispatcher:
         """
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
+        handler, _ = self._running.pop(task_id, (None, 0.0))
         if node_id is None:
             return
+        if handler is not None and wall_s is not None:
+            self.run_times.observe(handler, wall_s)
         node = self.nodes.get(node_id)
         if node is not None:
             node.in_flight.discard(task_id)
@@ -302,6 +346,7 @@ class Dispatcher:
                 )
                 node.on_probation = state.on_probation
                 self.nodes[state.node_id] = node
+                self._row_of[state.node_id] = len(self._row_of)
             else:
                 if node.alive and not state.alive:
                     went_down.append(state.node_id)
@@ -318,6 +363,13 @@ class Dispatcher:
         self._spare.update((node_id, None) for node_id, n in self.nodes.items() if n.alive)
         for node_id in went_down:
             self._forget_node_work(node_id)
+        res = self.reservation
+        if res is not None and any(
+            not self.nodes[node_id].takes_work
+            for node_id, row in self._row_of.items()
+            if res.slot(row) >= 0
+        ):
+            res.end_now()  # a reserved node takes no work: remade at the next pump
         self._move_off_unusable_nodes()
         self.rebalance()
         self.pump()
@@ -329,6 +381,7 @@ class Dispatcher:
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
+            self._running.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -409,8 +462,15 @@ class Dispatcher:
         if node is not None and self.accepts(node):
             while queue and self.credit(node_id) > 0:
                 held = queue.popleft()
-                if not held.future.done():
+                if held.future.done():
+                    continue
+                if self._admits(held, node):
                     self._assign(held, node)
+                else:
+                    # It would delay the head's reservation here: any other
+                    # node may take it from the flexible queue.
+                    self.flexible.append(held)
+                    self.retargeted_total += 1
         if not queue:
             self._queued.pop(node_id, None)
 
@@ -452,7 +512,7 @@ class Dispatcher:
             queue = min(donors, key=lambda q: q[0].since)
             held = queue.popleft()
             if not held.future.done():
-                node = self._pick_any(held.demand, open_nodes)
+                node = self._pick_any(held, open_nodes)
                 if node is None:
                     queue.appendleft(held)  # fits no open node: this donor gives no more now
                     donors = [d for d in donors if d is not queue]
@@ -481,11 +541,16 @@ class Dispatcher:
             if not held.future.done():
                 window.append(held)
         now = self.clock()
+        res = self.reservation
+        # The reservation's holder keeps its place at the head, as a dead
+        # node's work does (also when parked and held again): a promise later
+        # arrivals cannot take back.
+        holder = [res is not None and h.task_id == res.key for h in window]
         order = dispatch_order(
             [h.job for h in window],
             [1] * len(window),
             [now - h.since for h in window],
-            [h.urgent for h in window],
+            [h.urgent or mine for h, mine in zip(window, holder, strict=True)],
             self.age_limit_s,
         )
         taken = [False] * len(window)
@@ -495,9 +560,16 @@ class Dispatcher:
             # The bottleneck among the nodes that may take work now: the
             # cluster-wide one would cost a walk over every node per pump.
             b = bottleneck(np.array([n.capacity for n in open_nodes]), typical)
-            aged = [h.urgent or now - h.since >= self.age_limit_s for h in window]
+            aged = [
+                h.urgent or mine or now - h.since >= self.age_limit_s
+                for h, mine in zip(window, holder, strict=True)
+            ]
             self._offer(window, order, taken, open_nodes, (typical, b), aged)
         self._offer(window, order, taken, open_nodes, None, [])
+        # EASY: the first in order still waiting is the head; it gets the
+        # reservation every later pump's dispatches backfill around.
+        head = next((window[i] for i in order if not taken[i]), None)
+        self._reserve_for(head, now)
         # What was not dispatched goes back to the front, in queue order.
         self.flexible.extendleft(reversed([h for h, t in zip(window, taken, strict=True) if not t]))
 
@@ -522,7 +594,7 @@ class Dispatcher:
         # the lookahead past a stuck head (usually many equal demands) costs
         # a set lookup each, not a feasibility test per node. (A clean fit
         # can appear as a node fills; the second pass still offers it.)
-        unfit: set[bytes] = set()
+        unfit: set[tuple[bytes, bool, float]] = set()
         for k in order:
             if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
                 break
@@ -530,8 +602,8 @@ class Dispatcher:
                 continue
             held = window[k]
             strict = clean if clean is not None and not aged[k] else None
-            key = held.demand.tobytes() + (b"clean" if strict is not None else b"")
-            node = None if key in unfit else self._pick_any(held.demand, open_nodes, strict)
+            key = (held.demand.tobytes(), strict is not None, self._expected_s(held))
+            node = None if key in unfit else self._pick_any(held, open_nodes, strict)
             if node is None:
                 unfit.add(key)
                 looked += 1
@@ -543,16 +615,19 @@ class Dispatcher:
 
     def _pick_any(
         self,
-        demand: np.ndarray,
+        held: HeldTask,
         open_nodes: list[NodeView],
         clean: tuple[np.ndarray, int] | None = None,
     ) -> NodeView | None:
+        demand = held.demand
         need = demand - FIT_EPSILON
         # ndarray.all(), not np.all(): the wrapper costs more than the test
         # on three numbers.
         candidates = [
             node for node in open_nodes if bool((node.capacity - node.allocated >= need).all())
         ]
+        if candidates and self.reservation is not None:
+            candidates = [node for node in candidates if self._admits(held, node)]
         if candidates and clean is not None:
             free = np.array([node.capacity - node.allocated for node in candidates])
             ok = fits_cleanly(free, demand, clean[0], clean[1]).tolist()
@@ -563,7 +638,61 @@ class Dispatcher:
         loads = loads + np.array([n.measured for n in candidates])
         return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
 
+    # -- the head reservation -------------------------------------------
+
+    def _reserve_for(self, held: HeldTask | None, now: float) -> None:
+        """Keep the head reservation on ``held``: made when the head changes, remade
+        when it lapses, gone when nothing waits."""
+        res = self.reservation
+        if held is None:
+            self.reservation = None
+            return
+        if res is not None and res.key == held.task_id and not res.lapsed(now):
+            return
+        nodes = list(self.nodes.values())
+        capacity = np.array([n.capacity for n in nodes])
+        allocated = np.array([n.allocated for n in nodes])
+        alive = np.array([n.takes_work for n in nodes], dtype=np.bool_)
+        running = [(task_id, end) for task_id, (_, end) in self._running.items()]
+        rows = np.array([self._row_of[self.where[t]] for t, _ in running], dtype=np.int64)
+        ends = np.array([end for _, end in running], dtype=np.float64)
+        amounts = np.array([self._demand_of[t] for t, _ in running]).reshape(-1, 3)
+        self.reservation = plan_reservation(
+            held.task_id,
+            held.demand,
+            1,
+            np.maximum(capacity - allocated, 0.0),
+            alive,
+            rows,
+            ends,
+            amounts,
+            now,
+            self.reservation_lapse_s,
+        )
+        if self.reservation is not None:
+            self.reserved_total += 1
+
+    def _expected_s(self, held: HeldTask) -> float:
+        return self.run_times.expected(held.handler, held.timeout_s)
+
+    def _admits(self, held: HeldTask, node: NodeView) -> bool:
+        """Whether ``held`` may start on ``node`` now without delaying the head's reservation."""
+        res = self.reservation
+        if res is None or res.key == held.task_id:
+            return True
+        end = self.clock() + self._expected_s(held)
+        return res.admits(self._row_of[node.node_id], held.demand, end)
+
     def _assign(self, held: HeldTask, node: NodeView) -> None:
+        now = self.clock()
+        end = now + self._expected_s(held)
+        res = self.reservation
+        if res is not None:
+            if res.key == held.task_id:
+                self.reservation = None  # the head starts: its reservation is spent
+            else:
+                res.commit(self._row_of[node.node_id], held.demand, end)
+        self._running[held.task_id] = (held.handler, end)
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id

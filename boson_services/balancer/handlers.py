@@ -151,7 +151,13 @@ class BalancerHandlers:
         # A client's submissions form its job (smallest pending job first);
         # a dispatch past the first is a dead node's work, offered capacity first.
         future = self.dispatcher.hold(
-            task.task_id, demand, target, job=task.reply_to, urgent=dispatch > 1
+            task.task_id,
+            demand,
+            target,
+            job=task.reply_to,
+            urgent=dispatch > 1,
+            handler=task.handler,
+            timeout_s=task.timeout_s,
         )
         try:
             # No wait_for: a timer per held task is costly when thousands are
