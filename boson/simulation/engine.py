@@ -28,8 +28,8 @@ The model (stated once, used everywhere):
   ends → backlog → arrivals, so freed capacity goes to older work first.
 * Under Boson's policies the entry at the head of the waiting order that
   does not fit gets a head reservation
-  (:mod:`~boson_shared.scheduling.head_reservation`): the nodes where known
-  durations say it will fit soonest. Every other placement — later backlog
+  (:mod:`~boson_shared.scheduling.head_reservation`) for its next instance:
+  the node where known durations say it will fit soonest. Every other placement — later backlog
   entries and new arrivals alike — backfills around it: on a reserved node
   only what ends by the reservation's start or fits in the room left beside
   it then. The baselines reserve nothing, as their schedulers do.
@@ -236,10 +236,12 @@ class Simulation:
             return
         demand = self.workload.demand[head.task]
         rows, ends, amounts = self._releases()
+        # Instances are independent schedulable units: the head is the entry's
+        # next instance, and each one after it is the head in its turn.
         self.reservation = plan_reservation(
             head,
             demand,
-            head.count,
+            1,
             self.table.capacity - self.table.allocated,
             self.table.alive,
             rows,
@@ -274,6 +276,7 @@ class Simulation:
         if not replaced:
             rec.delays.append(self.now - float(self.workload.submit[task]))
             rec.delay_weights.append(int(nodes.size))
+            rec.delay_tasks.append(task)
 
     def _release(self, task: int, nodes: IntArray) -> None:
         demand = self.workload.demand[task]
@@ -288,6 +291,7 @@ class Simulation:
         self.drainer.observe(self.workload.demand[task], count)
         if self._never[task]:
             self.recorder.never += count
+            self.recorder.never_fits += count
             self.recorder.never_tasks[task] = True
             return
         placed = self.try_place(task, count, replaced=False)

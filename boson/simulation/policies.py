@@ -94,7 +94,9 @@ def _recover(sim: Simulation, task: int, count: int) -> None:
     if placed:
         sim.start(task, np.asarray(placed, np.int64), replaced=True)
     waiting = sum(r.status == "waiting" for r in plan)
-    sim.recorder.never += sum(r.status == "never" for r in plan)
+    never = sum(r.status == "never" for r in plan)
+    sim.recorder.never += never
+    sim.recorder.never_fits += never
     if waiting:
         sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
 

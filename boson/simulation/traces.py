@@ -1,6 +1,6 @@
 """Cluster-trace loaders for the simulator: parsing only, numpy arrays out.
 
-Two formats are understood.
+Three formats are understood.
 
 **Alibaba cluster-trace-v2017** (``batch_task`` + ``server_event``). Units: a
 ``plan_cpu`` of 100 is one core, so requests are divided by 100 and a machine's
@@ -11,6 +11,18 @@ if its ``status`` is ``Terminated`` (the only status whose
 present and the end is not before the start. Each ``softerror`` makes the
 machine unavailable for :data:`SOFTERROR_DOWNTIME_S` seconds; overlapping
 outages of one machine are merged into one.
+
+**Alibaba GPU cluster trace v2023** ("openb": a pods file and a nodes file).
+Units: cores (``cpu_milli`` ÷ 1000), GiB (``memory_mib`` ÷ 1024) and GPUs.
+A pod's GPU request is ``num_gpu`` × ``gpu_milli`` ÷ 1000: below 1 it is a
+share of ONE physical GPU (1 × 460 is 0.46 of one device), from 1 up whole
+devices. Each pod is one task of one instance and its own job; it arrives
+at ``creation_time`` and runs ``deletion_time − scheduled_time`` (the time
+it held its node in the real cluster). Pods never scheduled there (no
+``scheduled_time``) are dropped and counted, as are rows with unusable
+numbers. GPU memory is not in the trace, and ``gpu_spec`` (allowed models)
+is empty in it: both are ignored. A node's capacity is its ``cpu_milli``,
+``memory_mib`` and ``gpu`` count; the trace has no node events.
 
 **Generic CSV** (a header row; columns by name, extra columns ignored):
 
@@ -42,6 +54,11 @@ SOFTERROR_DOWNTIME_S = 600.0
 event, not how long it lasted, so the model assumes ten minutes."""
 
 ALIBABA_CPU_UNITS_PER_CORE = 100.0
+MILLI = 1000.0
+MIB_PER_GIB = 1024.0
+
+FORMATS = ("alibaba-v2017", "alibaba-gpu-v2023", "csv")
+"""The trace formats :func:`load_trace` reads."""
 
 
 class TraceFormatError(ConfigError):
@@ -296,6 +313,70 @@ def _sorted_events(times: list[float], nodes: list[int], ups: list[bool]) -> Nod
     )
 
 
+def parse_gpu_pods(lines: Iterable[str], skipped: Skipped) -> Workload:
+    """Parse the v2023 GPU trace's pods (see the module docstring)."""
+    reader = csv.DictReader(lines)
+    _require(
+        reader.fieldnames,
+        (
+            "name",
+            "cpu_milli",
+            "memory_mib",
+            "num_gpu",
+            "gpu_milli",
+            "creation_time",
+            "deletion_time",
+            "scheduled_time",
+        ),
+        "alibaba-gpu-v2023 pods",
+    )
+    rows = _TaskRows()
+    for row in reader:
+        cpu, mem = _float(row["cpu_milli"]), _float(row["memory_mib"])
+        count, milli = _float(row["num_gpu"]), _float(row["gpu_milli"])
+        created, deleted = _float(row["creation_time"]), _float(row["deletion_time"])
+        scheduled = _float(row["scheduled_time"])
+        if not (row["scheduled_time"] or "").strip():
+            skipped.add("never scheduled", 1)
+        elif cpu is None or mem is None or count is None or milli is None:
+            skipped.add("empty request", 1)
+        elif created is None or deleted is None or scheduled is None:
+            skipped.add("empty time", 1)
+        elif deleted < scheduled:
+            skipped.add("end before start", 1)
+        elif min(cpu, mem, count, milli) < 0:
+            skipped.add("negative request", 1)
+        else:
+            gpu = count * milli / MILLI
+            rows.add(
+                created,
+                deleted - scheduled,
+                (cpu / MILLI, mem / MIB_PER_GIB, gpu),
+                1,
+                row["name"],
+            )
+    return rows.build()
+
+
+def parse_gpu_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
+    """Parse the v2023 GPU trace's node list, in file order."""
+    reader = csv.DictReader(lines)
+    _require(reader.fieldnames, ("sn", "cpu_milli", "memory_mib", "gpu"), "alibaba-gpu-v2023 nodes")
+    ids: list[str] = []
+    capacity: list[tuple[float, float, float]] = []
+    seen: set[str] = set()
+    for row in reader:
+        cpu, mem = _float(row["cpu_milli"]), _float(row["memory_mib"])
+        gpu = _float(row["gpu"]) if (row["gpu"] or "").strip() else 0.0
+        if cpu is None or mem is None or gpu is None or row["sn"] in seen:
+            skipped.add("unusable node")
+            continue
+        seen.add(row["sn"])
+        ids.append(row["sn"])
+        capacity.append((cpu / MILLI, mem / MIB_PER_GIB, gpu))
+    return Cluster(tuple(ids), np.asarray(capacity, np.float64).reshape(-1, 3))
+
+
 def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
     """Parse the generic tasks CSV (see the module docstring)."""
     reader = csv.DictReader(lines)
@@ -370,19 +451,24 @@ def load_trace(
 
     For ``alibaba-v2017`` the ``nodes`` file is ``server_event`` and holds the
     events too; ``events`` is then ignored unless given explicitly as a
-    generic events CSV.
+    generic events CSV. For ``alibaba-gpu-v2023`` ``tasks`` is the pods file
+    and ``nodes`` the node list.
     """
+    if fmt not in FORMATS:
+        raise TraceFormatError(f"unknown trace format {fmt!r}; choose from {', '.join(FORMATS)}")
     skipped = Skipped()
     with tasks.open(newline="") as fh:
         if fmt == "alibaba-v2017":
             workload = parse_alibaba_tasks(fh, skipped)
-        elif fmt == "csv":
-            workload = parse_csv_tasks(fh, skipped)
+        elif fmt == "alibaba-gpu-v2023":
+            workload = parse_gpu_pods(fh, skipped)
         else:
-            raise TraceFormatError(f"unknown trace format {fmt!r}")
+            workload = parse_csv_tasks(fh, skipped)
     with nodes.open(newline="") as fh:
         if fmt == "alibaba-v2017":
             cluster, node_events = parse_alibaba_servers(fh, skipped)
+        elif fmt == "alibaba-gpu-v2023":
+            cluster, node_events = parse_gpu_nodes(fh, skipped), NodeEvents.empty()
         else:
             cluster, node_events = parse_csv_nodes(fh, skipped), NodeEvents.empty()
     if events is not None:
@@ -393,6 +479,7 @@ def load_trace(
 
 __all__ = [
     "ALIBABA_CPU_UNITS_PER_CORE",
+    "FORMATS",
     "SOFTERROR_DOWNTIME_S",
     "Cluster",
     "NodeEvents",
@@ -406,4 +493,6 @@ __all__ = [
     "parse_csv_events",
     "parse_csv_nodes",
     "parse_csv_tasks",
+    "parse_gpu_nodes",
+    "parse_gpu_pods",
 ]
