@@ -57,7 +57,7 @@ from boson_shared.runtime.tap import Tap
 from boson_shared.scheduling.demand import DemandModel, LinearDemandModel
 from boson_shared.scheduling.placement import Placer, Status, Strategy
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY
-from boson_shared.scheduling.table import NodeTable
+from boson_shared.scheduling.table import GpuDevice, NodeTable
 from boson_shared.settings import BosonSettings
 from boson_shared.transfer.chunks import TransferOptions
 from boson_shared.transfer.fetcher import Fetcher
@@ -319,7 +319,12 @@ class Client:
         table = NodeTable()
         for node in snapshot.nodes:
             table.upsert(
-                node.node_id, node.capacity.as_tuple(), node.allocated.as_tuple(), node.alive
+                node.node_id,
+                node.capacity.as_tuple(),
+                node.allocated.as_tuple(),
+                node.alive,
+                devices=[GpuDevice(g.model, g.memory_mib) for g in node.gpus] or None,
+                device_allocated=[g.allocated_milli for g in node.gpus] or None,
             )
         placer = Placer(table, strategy)
         explanation = placer.explain(demand.as_tuple())

@@ -65,6 +65,11 @@ class TaskInput:
     data: bytes | None
     params: Mapping[str, Any]
     attempt: int = 1
+    gpu_devices: tuple[str, ...] = ()
+    """The GPU devices the task holds, as named in ``CUDA_VISIBLE_DEVICES`` (none: no GPU)."""
+    gpu_memory_budget_mib: int | None = None
+    """On a shared device, the memory the task may use (MiB); ``None`` for whole devices.
+    Not enforced: sharing is by agreement."""
 
 
 @dataclass(frozen=True)

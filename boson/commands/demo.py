@@ -46,10 +46,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--complexity", type=float, default=100.0, help="task complexity C")
     parser.add_argument("--data-size", type=float, default=1000.0, help="task data size D")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="instead: shared and whole GPUs on two executors with configured (fake) devices",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gpu:
+        from boson.commands.demo_gpu import demo_gpu, render_gpu
+
+        gpu_report = asyncio.run(demo_gpu(args.strategy))
+        if args.json:
+            print(json.dumps(gpu_report, indent=2))
+        else:
+            render_gpu(gpu_report)
+        return 0
     report = asyncio.run(demo(args.strategy, args.complexity, args.data_size))
     if args.json:
         print(json.dumps(report, indent=2))

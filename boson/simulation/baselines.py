@@ -30,6 +30,8 @@ class BaselineBatch:
     """Same shape as the placer's ``BatchPlacement``: a row index, ``WAITING`` or ``NEVER``."""
 
     indices: IntArray
+    masks: IntArray | None = None
+    """Per row, the GPU devices it holds (a bit mask; ``None``: no row holds any)."""
 
 
 def _runs(demands: FloatArray) -> list[tuple[int, int]]:
@@ -51,19 +53,26 @@ class _Baseline:
 
     def place_batch(self, demands: FloatArray) -> BaselineBatch:
         out = np.full(demands.shape[0], WAITING, np.int64)
+        masks: IntArray | None = None
         for start, stop in _runs(demands):
             demand = demands[start]
-            if not np.all(self.table.capacity >= demand, axis=1).any():
+            if not self.table.fits_any_total(demand):
                 out[start:stop] = NEVER
                 continue
             counts = fit_counts(self.table, demand)
             chosen = self._assign(demand, counts, stop - start)
             out[start : start + chosen.size] = chosen
-            if chosen.size:
+            if chosen.size and demand[2] > 0:
+                # Per instance, on the devices the table's choice rule gives it.
+                if masks is None:
+                    masks = np.zeros(demands.shape[0], np.int64)
+                for k, node in enumerate(chosen.tolist()):
+                    masks[start + k] = self.table.allocate(node, demand)
+            elif chosen.size:
                 nodes, per_node = np.unique(chosen, return_counts=True)
                 for node, count in zip(nodes.tolist(), per_node.tolist(), strict=True):
                     self.table.allocate(node, demand * count)
-        return BaselineBatch(out)
+        return BaselineBatch(out, masks)
 
     def _assign(self, demand: FloatArray, counts: IntArray, k: int) -> IntArray:
         raise NotImplementedError

@@ -59,7 +59,7 @@ from boson_shared.scheduling.head_reservation import (
     plan_reservation,
 )
 from boson_shared.scheduling.probation import Probation
-from boson_shared.scheduling.table import NodeTable
+from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
 
 DEFAULT_SAMPLE_STEP = 10.0
 """Seconds between samples of the time-averaged metrics."""
@@ -80,6 +80,8 @@ class _Group:
     task: int
     nodes: IntArray
     end: float
+    masks: IntArray | None = None
+    """Per instance, the GPU devices it holds (``None``: the task has no GPU part)."""
 
 
 def place_instances(
@@ -91,12 +93,21 @@ def place_instances(
     instances), so a saturated cluster costs one vectorised count, not a
     batch of refusals. The instances not returned are waiting.
     """
+    return place_instances_on_devices(placer, table, demand, count)[0]
+
+
+def place_instances_on_devices(
+    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
+) -> tuple[IntArray, IntArray | None]:
+    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none)."""
     fit = min(count, int(fit_counts(table, demand).sum()))
     if fit == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), None
     result = placer.place_batch(np.repeat(demand[None, :], fit, axis=0))
     indices = np.asarray(result.indices, np.int64)
-    return indices[indices >= 0]
+    placed = indices >= 0
+    masks = getattr(result, "masks", None)
+    return indices[placed], None if masks is None else np.asarray(masks, np.int64)[placed]
 
 
 class BacklogDrainer(Protocol):
@@ -178,46 +189,48 @@ class Simulation:
         """
         res = self.reservation
         if res is None or (entry is not None and res.key is entry):
-            nodes = place_instances(self.placer, self.table, self.workload.demand[task], count)
+            nodes, masks = place_instances_on_devices(
+                self.placer, self.table, self.workload.demand[task], count
+            )
         else:
-            nodes = self._backfill(res, task, count)
+            nodes, masks = self._backfill(res, task, count)
         if nodes.size:
-            self.start(task, nodes, replaced)
+            self.start(task, nodes, replaced, masks)
         return int(nodes.size)
 
-    def _backfill(self, res: HeadReservation, task: int, count: int) -> IntArray:
+    def _backfill(
+        self, res: HeadReservation, task: int, count: int
+    ) -> tuple[IntArray, IntArray | None]:
         """Place around the head reservation: on a reserved node, only what does not delay it.
 
         A task still running at a reserved node's start may use there no
-        more than the room the reservation leaves beside the head: for the
-        one placement, the rest of that node's free capacity is held as if
-        allocated, then given back exactly.
+        more than the room the reservation leaves beside the head. A
+        reserved node where the instances asked for would not all fit in
+        that room is closed to this one placement (marked down, then
+        restored), so the placer, whatever its strategy, never sees it.
         """
         demand = self.workload.demand[task]
         end = self.now + float(self.workload.duration[task])
         table = self.table
-        held: list[tuple[int, FloatArray]] = []
+        closed: list[str] = []
         for row in res.rows.tolist():
             limit = res.room(row, end)
-            if limit is None:
+            if limit is None or not table.alive[row]:
                 continue
-            before = table.allocated[row].copy()
-            hold = np.maximum(table.capacity[row] - before - limit, 0.0)
-            if np.any(hold > 0):
-                held.append((row, before))
-                table.allocate(row, hold)
-        nodes = place_instances(self.placer, table, demand, count)
-        for row, before in held:
-            table.set_allocated(table.node_ids[row], before)
-            placed = int(np.count_nonzero(nodes == row))
-            if placed:
-                table.allocate(row, demand * placed)
+            if not np.all(demand * count <= limit + FIT_EPSILON):
+                closed.append(table.node_ids[row])
+                table.set_alive(closed[-1], False)
+        try:
+            nodes, masks = place_instances_on_devices(self.placer, table, demand, count)
+        finally:
+            for node_id in closed:
+                table.set_alive(node_id, True)
         if nodes.size:
             for row in res.rows.tolist():
                 placed = int(np.count_nonzero(nodes == row))
                 if placed:
                     res.commit(row, demand, end, placed)
-        return nodes
+        return nodes, masks
 
     def update_reservation(self) -> None:
         """Keep the head reservation on the head of the waiting order (Boson's policies).
@@ -264,11 +277,13 @@ class Simulation:
         tasks = np.repeat(np.fromiter((g.task for g in groups), np.int64, len(groups)), sizes)
         return rows, ends, self.workload.demand[tasks]
 
-    def start(self, task: int, nodes: IntArray, replaced: bool) -> None:
-        """Start instances of ``task`` on ``nodes`` (already allocated) now."""
+    def start(
+        self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None
+    ) -> None:
+        """Start instances of ``task`` on ``nodes`` (allocated, on GPU devices ``masks``) now."""
         end = self.now + float(self.workload.duration[task])
         self._seq += 1
-        self._groups[self._seq] = _Group(task, nodes, end)
+        self._groups[self._seq] = _Group(task, nodes, end, masks)
         heapq.heappush(self._heap, (end, self._seq))
         rec = self.recorder
         rec.first_start[task] = min(rec.first_start[task], self.now)
@@ -278,8 +293,12 @@ class Simulation:
             rec.delay_weights.append(int(nodes.size))
             rec.delay_tasks.append(task)
 
-    def _release(self, task: int, nodes: IntArray) -> None:
+    def _release(self, task: int, nodes: IntArray, masks: IntArray | None = None) -> None:
         demand = self.workload.demand[task]
+        if masks is not None and demand[2] > 0:  # each instance off its own devices
+            for node, mask in zip(nodes.tolist(), masks.tolist(), strict=True):
+                self.table.release(node, demand, mask)
+            return
         where, count = np.unique(nodes, return_counts=True)
         for node, n in zip(where.tolist(), count.tolist(), strict=True):
             self.table.release(node, demand * n)
@@ -327,8 +346,12 @@ class Simulation:
             if not hit.any():
                 continue
             lost = int(hit.sum())
-            self._release(group.task, group.nodes[hit])
+            self._release(
+                group.task, group.nodes[hit], None if group.masks is None else group.masks[hit]
+            )
             group.nodes = group.nodes[~hit]
+            if group.masks is not None:
+                group.masks = group.masks[~hit]
             if group.nodes.size == 0:
                 del self._groups[key]  # its heap entry is skipped when it pops
             self.recorder.replaced += lost
@@ -396,7 +419,7 @@ class Simulation:
                 _, key = heapq.heappop(self._heap)
                 group = self._groups.pop(key, None)
                 if group is not None:
-                    self._release(group.task, group.nodes)
+                    self._release(group.task, group.nodes, group.masks)
                     freed = True
             while e < len(ev_time) and ev_time[e] <= now:
                 self._node_event(ev_node[e], ev_up[e])
@@ -443,5 +466,6 @@ __all__ = [
     "Pending",
     "Simulation",
     "place_instances",
+    "place_instances_on_devices",
     "simulate",
 ]

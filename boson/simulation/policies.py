@@ -61,6 +61,7 @@ from boson_shared.scheduling.balancing import (
     fits_cleanly,
     plan_recovery,
 )
+from boson_shared.scheduling.devices import mask_of
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import PROBATION_S, Probation
 from boson_shared.scheduling.scores import bottleneck
@@ -91,8 +92,10 @@ def _recover(sim: Simulation, task: int, count: int) -> None:
     queued = [QueuedTask(f"{task}/{k}", sim.dead_node_id, demand) for k in range(count)]
     plan = plan_recovery(queued, sim.table, placer)
     placed = [sim.table.index_of(r.to_node) for r in plan if r.to_node is not None]
+    masks = [mask_of(r.devices) for r in plan if r.to_node is not None]
     if placed:
-        sim.start(task, np.asarray(placed, np.int64), replaced=True)
+        gpu = np.asarray(masks, np.int64) if demand[2] > 0 else None
+        sim.start(task, np.asarray(placed, np.int64), replaced=True, masks=gpu)
     waiting = sum(r.status == "waiting" for r in plan)
     never = sum(r.status == "never" for r in plan)
     sim.recorder.never += never
@@ -305,7 +308,7 @@ class Balancer:
                     free = table.capacity - table.allocated
                     stale = False
                 demand = sim.workload.demand[entry.task]
-                rows = np.flatnonzero(alive & np.all(free >= demand - FIT_EPSILON, axis=1))
+                rows = np.flatnonzero(table.feasible(demand))
                 if not rows.size:
                     misses.add(want)
                     continue

@@ -7,12 +7,11 @@ The simulator depends on nothing else of theirs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-
-from boson_shared.scheduling.table import FIT_EPSILON
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -36,9 +35,23 @@ class SimTable(Protocol):
 
     def set_alive(self, node_id: str, alive: bool) -> None: ...
 
-    def allocate(self, index: int, demand: FloatArray) -> None: ...
+    def allocate(
+        self,
+        index: int,
+        demand: FloatArray,
+        devices: int | Sequence[int] | None = None,
+        models: frozenset[str] | None = None,
+    ) -> int: ...
 
-    def release(self, index: int, demand: FloatArray) -> None: ...
+    def release(
+        self, index: int, demand: FloatArray, devices: int | Sequence[int] | None = None
+    ) -> None: ...
+
+    def feasible(self, demand: FloatArray, models: frozenset[str] | None = None) -> BoolArray: ...
+
+    def fit_counts(self, demand: FloatArray, models: frozenset[str] | None = None) -> IntArray: ...
+
+    def fits_any_total(self, demand: FloatArray, models: frozenset[str] | None = None) -> bool: ...
 
 
 class BatchResult(Protocol):
@@ -57,17 +70,11 @@ class BatchPlacer(Protocol):
 def fit_counts(table: SimTable, demand: FloatArray) -> IntArray:
     """How many more instances of ``demand`` each node can host (0 if dead).
 
-    For identical instances this is exact whatever the strategy, so the
-    simulator asks a placer for no more than ``fit_counts(...).sum()`` of them
-    and knows the rest wait without asking.
+    For identical instances this is exact whatever the strategy (the table's
+    one fit rule, GPUs per device), so the simulator asks a placer for no more
+    than ``fit_counts(...).sum()`` of them and knows the rest wait without asking.
     """
-    free = table.capacity - table.allocated
-    need = demand > 0
-    if not need.any():
-        counts = np.where(table.alive, np.iinfo(np.int32).max, 0)
-        return counts.astype(np.int64)
-    per = np.floor((free[:, need] + FIT_EPSILON) / demand[need]).min(axis=1)
-    return np.where(table.alive, np.maximum(per, 0), 0).astype(np.int64)
+    return table.fit_counts(demand)
 
 
 __all__ = ["BatchPlacer", "BatchResult", "SimTable", "fit_counts"]

@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +68,13 @@ from boson_shared.scheduling.balancing import (
     fits_cleanly,
     imbalance,
     power_of_two_choices,
+)
+from boson_shared.scheduling.devices import (
+    DeviceBook,
+    indices_of,
+    mask_of,
+    parse_models,
+    to_milli,
 )
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
@@ -112,6 +119,8 @@ class NodeView:
     """Tasks it may hold at once (:meth:`Dispatcher.resize` keeps it current)."""
     on_probation: bool = False
     """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
+    gpus: DeviceBook = field(default_factory=lambda: DeviceBook([], [], []))
+    """Its GPU devices: the last snapshot's, plus what we dispatched since."""
 
     @property
     def takes_work(self) -> bool:
@@ -134,6 +143,10 @@ class HeldTask:
     """Its handler, whose recent run times say how long it is expected to run."""
     timeout_s: float | None = None
     """The longest it may run: its expected run time before its handler reports any."""
+    models: frozenset[str] | None = None
+    """The GPU models its devices must be (``None``: any)."""
+    prefer: int = 0
+    """The devices the scheduler picked on ``target`` (a mask), kept if still free there."""
 
 
 class Dispatcher:
@@ -168,6 +181,8 @@ class Dispatcher:
         # What each dispatched task holds on its node, given back by its result.
         self._demand_of: dict[str, np.ndarray] = {}
         """Task id → node it was dispatched to, until its result arrives."""
+        self._devices_of: dict[str, int] = {}
+        """Task id → the GPU devices it was dispatched to (a mask), until its result."""
         self.by_node: dict[str, deque[HeldTask]] = {}
         self._spare: dict[str, None] = {}
         """Nodes that may take work now, in the order first seen (an ordered
@@ -238,6 +253,8 @@ class Dispatcher:
         urgent: bool = False,
         handler: str | None = None,
         timeout_s: float | None = None,
+        gpu_model: str | None = None,
+        devices: Sequence[int] = (),
     ) -> asyncio.Future[str]:
         """Hold a task until a node takes it; the future yields that node.
 
@@ -245,6 +262,9 @@ class Dispatcher:
         first order (``None``: the task is a job of its own); ``urgent`` marks
         a dead node's work, offered capacity first; ``handler`` and
         ``timeout_s`` say how long it is expected to run once dispatched.
+        ``gpu_model`` limits its GPU devices; ``devices``, the scheduler's pick
+        on ``target``, are kept if still free when it goes there, else devices
+        are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -258,6 +278,8 @@ class Dispatcher:
             urgent,
             handler,
             timeout_s,
+            parse_models(gpu_model),
+            mask_of(devices),
         )
         self.held[task_id] = held
         self.typical.observe(held.demand)
@@ -308,6 +330,7 @@ class Dispatcher:
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
         handler, _ = self._running.pop(task_id, (None, 0.0))
+        mask = self._devices_of.pop(task_id, 0)
         if node_id is None:
             return
         if handler is not None and wall_s is not None:
@@ -320,6 +343,7 @@ class Dispatcher:
                 # Its resources are free now, not at the next snapshot: work
                 # waiting for room (pending) must not wait a snapshot interval.
                 node.allocated = np.maximum(node.allocated - demand, 0.0)
+                node.gpus.give(to_milli(demand[2]), mask)
             if wall_s is not None and wall_s >= 0:
                 if node.task_s is None:
                     node.task_s = wall_s
@@ -340,11 +364,15 @@ class Dispatcher:
             capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
             allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
             measured = max(state.measured_cpu, state.measured_memory)
+            gpus = DeviceBook.of(
+                state.capacity.gpu, [(g.model, g.allocated_milli) for g in state.gpus]
+            )
             if node is None:
                 node = NodeView(
                     state.node_id, state.alive, state.slots, capacity, allocated, measured
                 )
                 node.on_probation = state.on_probation
+                node.gpus = gpus
                 self.nodes[state.node_id] = node
                 self._row_of[state.node_id] = len(self._row_of)
             else:
@@ -355,6 +383,7 @@ class Dispatcher:
                 node.slots = state.slots
                 node.capacity = capacity
                 node.allocated = allocated
+                node.gpus = gpus
                 node.measured = measured
             self.resize(node)
         self._any_cool = any(
@@ -382,6 +411,7 @@ class Dispatcher:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
             self._running.pop(task_id, None)
+            self._devices_of.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -594,7 +624,7 @@ class Dispatcher:
         # the lookahead past a stuck head (usually many equal demands) costs
         # a set lookup each, not a feasibility test per node. (A clean fit
         # can appear as a node fills; the second pass still offers it.)
-        unfit: set[tuple[bytes, bool, float]] = set()
+        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]] = set()
         for k in order:
             if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
                 break
@@ -602,7 +632,12 @@ class Dispatcher:
                 continue
             held = window[k]
             strict = clean if clean is not None and not aged[k] else None
-            key = (held.demand.tobytes(), strict is not None, self._expected_s(held))
+            key = (
+                held.demand.tobytes(),
+                strict is not None,
+                self._expected_s(held),
+                held.models,
+            )
             node = None if key in unfit else self._pick_any(held, open_nodes, strict)
             if node is None:
                 unfit.add(key)
@@ -620,11 +655,18 @@ class Dispatcher:
         clean: tuple[np.ndarray, int] | None = None,
     ) -> NodeView | None:
         demand = held.demand
+        models = held.models
+        # The table's fit rule: CPU and memory with its one tolerance, GPUs per device.
         need = demand - FIT_EPSILON
+        need[2] = 0.0
+        milli = to_milli(demand[2])
         # ndarray.all(), not np.all(): the wrapper costs more than the test
         # on three numbers.
         candidates = [
-            node for node in open_nodes if bool((node.capacity - node.allocated >= need).all())
+            node
+            for node in open_nodes
+            if bool((node.capacity - node.allocated >= need).all())
+            and (milli == 0 or node.gpus.fits(milli, models))
         ]
         if candidates and self.reservation is not None:
             candidates = [node for node in candidates if self._admits(held, node)]
@@ -693,6 +735,14 @@ class Dispatcher:
             else:
                 res.commit(self._row_of[node.node_id], held.demand, end)
         self._running[held.task_id] = (held.handler, end)
+        milli = to_milli(held.demand[2])
+        if milli:
+            prefer = held.prefer if node.node_id == held.target else 0
+            mask = node.gpus.take(milli, held.models, prefer)
+            # Its own placed node's queue is served on credit alone: if our
+            # view has no room for it, the scheduler's pick stands (or, with
+            # none, the executor picks among its own free devices).
+            self._devices_of[held.task_id] = mask if mask >= 0 else prefer
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
@@ -702,6 +752,10 @@ class Dispatcher:
         held.future.set_result(node.node_id)
 
     # -- views -------------------------------------------------------------
+
+    def devices_of(self, task_id: str) -> tuple[int, ...]:
+        """The GPU devices a dispatched task goes to on its node (none: no GPU part)."""
+        return indices_of(self._devices_of.get(task_id, 0))
 
     def pending(self) -> int:
         """Held work with no usable node (the backlog KEDA scales on)."""

@@ -72,7 +72,9 @@ class BalancerHandlers:
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
             # Dispatched before a restart and run since: its result is out.
             return []
-        return await self._dispatch(placed.task, placed.demand, placed.node_id, dispatch=1)
+        return await self._dispatch(
+            placed.task, placed.demand, placed.node_id, dispatch=1, devices=placed.devices
+        )
 
     async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
         """Work from a dead node's queue: place it again on a live node."""
@@ -146,10 +148,18 @@ class BalancerHandlers:
         self.dispatcher.complete(result.task_id, wall_s, pump=pump)
 
     async def _dispatch(
-        self, task: TaskSubmitted, demand: ResourceVector, target: str | None, *, dispatch: int
+        self,
+        task: TaskSubmitted,
+        demand: ResourceVector,
+        target: str | None,
+        *,
+        dispatch: int,
+        devices: Sequence[int] = (),
     ) -> Sequence[Emit]:
         # A client's submissions form its job (smallest pending job first);
         # a dispatch past the first is a dead node's work, offered capacity first.
+        # Its GPU devices are picked again wherever it goes (the scheduler's
+        # pick stands where it is still free on its placed node).
         future = self.dispatcher.hold(
             task.task_id,
             demand,
@@ -158,6 +168,8 @@ class BalancerHandlers:
             urgent=dispatch > 1,
             handler=task.handler,
             timeout_s=task.timeout_s,
+            gpu_model=task.requests.gpu_model if task.requests else None,
+            devices=devices,
         )
         try:
             # No wait_for: a timer per held task is costly when thousands are
@@ -183,6 +195,7 @@ class BalancerHandlers:
             demand=demand,
             node_id=node_id,
             dispatch=dispatch,
+            devices=self.dispatcher.devices_of(task.task_id),
         )
         try:
             await self.publish(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
+from boson_services.executor.gpus import GpuBook, Nvml, resolve_gpus
 from boson_services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
@@ -25,6 +27,8 @@ from boson_shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
 from boson_shared.transfer.uploader import Uploader
 
 BUILTIN_MODULE = "boson_services.executor.builtins"
+
+logger = logging.getLogger(__name__)
 
 
 class ExecutorService(Service):
@@ -49,7 +53,12 @@ class ExecutorService(Service):
         )
         self.executor_settings = settings
         self.node_id = settings.node_id
-        self.capacity = ResourceVector(cpu=settings.cpu, memory=settings.memory, gpu=settings.gpu)
+        self.nvml = Nvml() if settings.gpu_discovery and not settings.gpu_devices else None
+        gpus, said = resolve_gpus(settings.gpu_devices, settings.gpu, self.nvml)
+        logger.info("%s: %s", settings.node_id, said)
+        self.gpu_book = GpuBook(gpus)
+        gpu_capacity = float(len(gpus)) if gpus else settings.gpu
+        self.capacity = ResourceVector(cpu=settings.cpu, memory=settings.memory, gpu=gpu_capacity)
         self.runner = TaskRunner(settings.slots, start_method=settings.worker_start_method)
         self.handlers = ExecutorHandlers(
             node_id=settings.node_id,
@@ -62,6 +71,7 @@ class ExecutorService(Service):
             fetch=fetch if fetch is not None else self.fetcher.fetch,
             upload=upload if upload is not None else self.uploader.upload,
             report=self.report if settings.record else None,
+            gpus=self.gpu_book,
         )
         self.started_at = time.time()
         self.heartbeat_seq = 0
@@ -117,6 +127,9 @@ class ExecutorService(Service):
             free_slots=max(0, slots - len(self.handlers.active)),
             measured_cpu=min(1.0, psutil.cpu_percent(interval=None) / 100.0),
             measured_memory=min(1.0, psutil.virtual_memory().percent / 100.0),
+            gpus=self.gpu_book.states(
+                self.nvml.usage(self.gpu_book.gpus) if self.nvml is not None else None
+            ),
         )
 
     async def heartbeat(self) -> None:

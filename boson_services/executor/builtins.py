@@ -17,6 +17,7 @@ series, as the ``values`` parameter. Bad input raises
 from __future__ import annotations
 
 import io
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -261,4 +262,32 @@ def noop(task: TaskInput) -> Any:
     return task.params.get("echo")
 
 
-__all__ = ["anomaly", "burn", "column_stats", "forecast", "load_table", "noop", "stats"]
+@handler("gpu_devices", mode="process")
+def gpu_devices(task: TaskInput) -> dict[str, Any]:
+    """The GPU devices this task was given, as its worker process sees them.
+
+    Sleeps ``seconds`` first (default 0), so tasks overlap in a demo.
+    """
+    seconds = _param(task.params, "seconds", float, 0.0)
+    if not 0 <= seconds <= MAX_BURN_S:
+        raise InvalidTaskInputError(f"seconds must be in 0..{MAX_BURN_S:g}")
+    time.sleep(seconds)
+    return {
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "NVIDIA_VISIBLE_DEVICES": os.environ.get("NVIDIA_VISIBLE_DEVICES"),
+        "memory_budget_mib": os.environ.get("BOSON_GPU_MEMORY_BUDGET_MIB"),
+        "devices": list(task.gpu_devices),
+        "pid": os.getpid(),
+    }
+
+
+__all__ = [
+    "anomaly",
+    "burn",
+    "column_stats",
+    "forecast",
+    "gpu_devices",
+    "load_table",
+    "noop",
+    "stats",
+]

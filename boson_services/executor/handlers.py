@@ -11,6 +11,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from boson_services.executor.gpus import ENV_BUDGET, NO_GPU, Binding, GpuBook
 from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
 from boson_shared.contract.messages import (
     Alert,
@@ -100,6 +101,7 @@ class ExecutorHandlers:
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
         report: Reporter | None = None,
+        gpus: GpuBook | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -110,6 +112,8 @@ class ExecutorHandlers:
         self.upload = upload
         self.report = report
         """Publishes lifecycle events to the task record (None: no record)."""
+        self.gpus = gpus if gpus is not None else GpuBook([])
+        """This node's GPU devices and which task holds which."""
         self.slots = asyncio.Semaphore(slots)
         self.active: dict[str, ResourceVector] = {}
         """Tasks held by this node (running or waiting for a slot) and their demand."""
@@ -126,6 +130,8 @@ class ExecutorHandlers:
             cpu += demand.cpu
             memory += demand.memory
             gpu += demand.gpu
+        if self.gpus.gpus:  # exact: the devices' books, in milli-units
+            gpu = self.gpus.allocated()
         return ResourceVector(cpu=cpu, memory=memory, gpu=gpu)
 
     async def on_assigned(self, assigned: TaskAssigned) -> Sequence[Emit]:
@@ -139,6 +145,10 @@ class ExecutorHandlers:
         spec = self.registry.get(task.handler)
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
+        try:
+            binding = self.gpus.hold(task.task_id, assigned.demand.gpu, assigned.devices)
+        except ValueError as error:
+            raise InvalidTaskInputError(f"GPU devices: {error}") from error
         self.active[task.task_id] = assigned.demand
         announced: asyncio.Future[None] | None = None
         try:
@@ -148,14 +158,17 @@ class ExecutorHandlers:
                 # awaited after the slot is free: a slot never waits on the broker.
                 announced = self._announce_start(assigned)
                 try:
-                    outcome = await self._run(spec, task)
+                    outcome = await self._run(spec, task, binding)
                 finally:
                     self.running -= 1
         except BaseException:
             await _settled(announced)
             raise
         finally:
+            # Every way out — done, failed, timed out, cancelled, worker
+            # killed — passes here: the devices are free again.
             del self.active[task.task_id]
+            self.gpus.release(task.task_id)
         if announced is not None:
             await announced
         output = to_wire(outcome.output.value)
@@ -278,17 +291,29 @@ class ExecutorHandlers:
     def max_attempts(self, assigned: TaskAssigned) -> int:
         return assigned.task.max_retries + 1
 
-    async def _run(self, spec: HandlerSpec, task: TaskSubmitted) -> RunOutcome:
+    async def _run(
+        self, spec: HandlerSpec, task: TaskSubmitted, binding: Binding = NO_GPU
+    ) -> RunOutcome:
         data = task.data
         if task.data_ref is not None:
             if self.fetch is None:
                 raise InvalidTaskInputError("task data is a reference but no data plane is set up")
             data = await self.fetch(task.data_ref)
         task_input = TaskInput(
-            task_id=task.task_id, data=data, params=task.params, attempt=delivery_attempt.get()
+            task_id=task.task_id,
+            data=data,
+            params=task.params,
+            attempt=delivery_attempt.get(),
+            gpu_devices=binding.device_ids,
+            gpu_memory_budget_mib=binding.memory_budget_mib,
         )
+        # On a node with GPUs every worker is told its devices (none for a
+        # task without GPU); elsewhere the environment is left alone.
+        env: dict[str, str | None] | None = None
+        if self.gpus.gpus:
+            env = {**binding.env(), **({} if binding.memory_budget_mib else {ENV_BUDGET: None})}
         try:
-            return await self.runner.run(spec, task_input, task.timeout_s)
+            return await self.runner.run(spec, task_input, task.timeout_s, env)
         except HandlerFailedError as error:
             # Retrying mends a flaky upstream (the handler raises Retry) or a
             # worker that died, not a bug: the task fails at once unless its

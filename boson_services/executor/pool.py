@@ -7,6 +7,12 @@ takes the slot. Workers come from a forkserver that has already imported
 numpy and the built-ins, so replacing one is cheap and never forks the event
 loop's threads.
 
+A task's GPU devices are set in its worker's environment before its handler
+runs (``env``): a worker that ran with other devices is replaced first, since
+a process that has started CUDA keeps the devices it started with. Handlers
+in thread or inline mode share the executor's process and environment: they
+learn their devices from ``TaskInput`` only.
+
 Every run reports what the task really used — wall time, CPU time and the
 peak memory it added — for the scheduler's online demand model.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -161,7 +168,13 @@ def _worker_main(connection: Connection) -> None:
             return
         if request is None:
             return
-        module, qualname, task = request
+        module, qualname, task, env = request
+        if env is not None:
+            for name, value in env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         try:
             value, usage = _run_measured(resolve(module, qualname), task)
             reply: tuple[str, Any, Usage | None] = ("ok", value, usage)
@@ -201,6 +214,8 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        self.env: dict[str, str | None] | None = None
+        """The environment its last task ran with (``None``: never set)."""
 
     def kill(self) -> None:
         self.process.kill()
@@ -251,8 +266,17 @@ class TaskRunner:
                 self._idle.put_nowait(worker)
         return self._idle
 
-    async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+    async def run(
+        self,
+        spec: HandlerSpec,
+        task: TaskInput,
+        time_limit: float,
+        env: dict[str, str | None] | None = None,
+    ) -> RunOutcome:
         """Run ``task`` in its handler's mode; TaskTimeoutError once ``time_limit`` passes.
+
+        ``env``: variables its worker process runs with (``None`` value: unset),
+        in process mode (module docstring).
 
         The timeout holds in every mode: a process-mode worker is killed; a
         thread-mode or sync inline handler runs on a daemon thread, reported
@@ -261,7 +285,7 @@ class TaskRunner:
         awaiting cannot be, and is the one case the timeout cannot hold).
         """
         if spec.mode == "process":
-            return await self._run_in_process(spec, task, time_limit)
+            return await self._run_in_process(spec, task, time_limit, env)
         if spec.is_async:
             return await self._run_async(spec, task, time_limit)
         return await self._run_on_thread(spec, task, time_limit)
@@ -298,14 +322,22 @@ class TaskRunner:
         return RunOutcome(as_output(value), usage)
 
     async def _run_in_process(
-        self, spec: HandlerSpec, task: TaskInput, time_limit: float
+        self,
+        spec: HandlerSpec,
+        task: TaskInput,
+        time_limit: float,
+        env: dict[str, str | None] | None = None,
     ) -> RunOutcome:
         idle = await self._idle_workers()
         worker = await idle.get()
         loop = asyncio.get_running_loop()
         replace = False
         try:
-            worker.connection.send((spec.module, spec.qualname, task))
+            if env is not None and worker.env is not None and worker.env != env:
+                worker = await self._respawn(worker)
+            if env is not None:
+                worker.env = env
+            worker.connection.send((spec.module, spec.qualname, task, env))
             reply = loop.run_in_executor(self._threads, worker.connection.recv)
             try:
                 status, value, usage = await asyncio.wait_for(reply, time_limit)
@@ -329,6 +361,14 @@ class TaskRunner:
                 raise InvalidInputFromWorkerError(value.message)
             raise HandlerFailedError(value.error_type, value.message, asked_retry=value.asked_retry)
         return RunOutcome(as_output(value), usage)
+
+    async def _respawn(self, worker: _Worker) -> _Worker:
+        """A fresh worker in place of ``worker`` (stopped), for the caller's own use."""
+        await asyncio.to_thread(worker.stop)
+        self._workers.discard(worker)
+        fresh = await asyncio.to_thread(_Worker, self._context)
+        self._workers.add(fresh)
+        return fresh
 
     async def _replace(self, worker: _Worker) -> None:
         """Kill a worker whose task was abandoned; a fresh one takes its slot.

@@ -18,6 +18,12 @@ class ExecutorSettings(BosonSettings):
     """Capacity in demand units (docs/design.md#placement), per dimension."""
     memory: Annotated[float, Field(ge=0)] = 500.0
     gpu: Annotated[float, Field(ge=0)] = 0.0
+    """GPUs, when neither configured devices nor NVML say (bound by index)."""
+    gpu_devices: tuple[str, ...] = ()
+    """This node's GPU devices, ``id[:model[:memory_mib]]`` each, ids as
+    ``CUDA_VISIBLE_DEVICES`` takes them: they override discovery (and ``gpu``)."""
+    gpu_discovery: bool = True
+    """Ask NVML (the ``gpu`` extra) for the devices when none are configured."""
     prefetch_factor: Annotated[int, Field(ge=1, le=16)] = 2
     """Deliveries held per slot, so a slot never idles waiting for the balancer."""
     heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0

@@ -153,6 +153,7 @@ class ClusterView:
                     measured_cpu=beat.measured_cpu,
                     measured_memory=beat.measured_memory,
                     last_heartbeat_at=beat.sent_at,
+                    gpus=beat.gpus,
                 )
             )
         return states

@@ -23,6 +23,7 @@ from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.demand import DemandModel
+from boson_shared.scheduling.devices import GpuDevice, indices_of
 from boson_shared.scheduling.placement import NEVER, Placer
 from boson_shared.scheduling.reservations import ReservationBook
 from boson_shared.scheduling.scores import Strategy
@@ -65,12 +66,18 @@ class SchedulerHandlers:
             return  # an older view than the one we hold
         self.snapshot_seq[snapshot.monitor_id] = snapshot.seq
         allocations = {}
+        per_device: dict[str, list[int]] = {}
         for node in snapshot.nodes:
             # A node on probation runs what it has but is placed nothing new.
             takes_work = node.alive and not node.on_probation
-            self.table.upsert(node.node_id, node.capacity.as_tuple(), alive=takes_work)
+            devices = [GpuDevice(g.model, g.memory_mib) for g in node.gpus] if node.gpus else None
+            self.table.upsert(
+                node.node_id, node.capacity.as_tuple(), alive=takes_work, devices=devices
+            )
             allocations[node.node_id] = node.allocated.as_tuple()
-        self.reservations.rebase(self.table, allocations)
+            if node.gpus:
+                per_device[node.node_id] = [g.allocated_milli for g in node.gpus]
+        self.reservations.rebase(self.table, allocations, per_device)
 
     def on_result(self, result: TaskResult) -> None:
         # The task is done: the next snapshot no longer counts it, nor should we.
@@ -133,7 +140,9 @@ class SchedulerHandlers:
             for task, d in zip(admitted, demands, strict=True)
         ]
         matrix = np.array([d.as_tuple() for d in demands], dtype=np.float64)
-        batch = self.placer.place_batch(matrix)
+        models = [task.requests.gpu_model if task.requests else None for task in admitted]
+        batch = self.placer.place_batch(matrix, models if any(models) else None)
+        masks = batch.masks.tolist() if batch.masks is not None else [0] * len(admitted)
         for k, task in enumerate(admitted):
             index = int(batch.indices[k])
             demand = demands[k]
@@ -142,13 +151,14 @@ class SchedulerHandlers:
                 continue
             node_id = batch.node_ids[k]
             if node_id is not None:
-                self.reservations.reserve(task.task_id, node_id, matrix[k])
+                self.reservations.reserve(task.task_id, node_id, matrix[k], devices=masks[k])
             self.placed_total += 1
             placed = TaskPlaced(
                 message_id=f"{task.task_id}.placed",
                 task=task,
                 demand=demand,
                 node_id=node_id,
+                devices=indices_of(masks[k]),
                 strategy=self.strategy,
                 explanation=explanations[k],
             )
@@ -172,12 +182,15 @@ class SchedulerHandlers:
 
     def _never(self, task: TaskSubmitted, demand: ResourceVector) -> TaskResult:
         largest = self.table.max_capacity().tolist()
+        gpu_model = task.requests.gpu_model if task.requests else None
+        model = f", gpu_model={gpu_model}" if gpu_model else ""
         return failed_result(
             task,
             "Unplaceable",
-            f"demand (cpu={demand.cpu:g}, memory={demand.memory:g}, gpu={demand.gpu:g}) "
-            f"exceeds every node's total capacity (largest: cpu={largest[0]:g}, "
-            f"memory={largest[1]:g}, gpu={largest[2]:g})",
+            f"demand (cpu={demand.cpu:g}, memory={demand.memory:g}, gpu={demand.gpu:g}"
+            f"{model}) exceeds every node's total capacity (largest: cpu={largest[0]:g}, "
+            f"memory={largest[1]:g}, gpu={largest[2]:g}; a GPU share needs one device, "
+            "whole GPUs that many devices of one node)",
             attempts=0,
             demand=demand,
         )

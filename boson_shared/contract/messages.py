@@ -82,12 +82,52 @@ class ResourceVector(Model):
         return (self.cpu, self.memory, self.gpu)
 
 
+GpuModels: TypeAlias = Annotated[
+    str,
+    StringConstraints(
+        max_length=2100, pattern=r"^[A-Za-z0-9._ -]{1,64}(\|[A-Za-z0-9._ -]{1,64}){0,31}$"
+    ),
+]
+"""GPU model names separated by ``|``: a request's devices must be one of them."""
+
+DeviceIndex: TypeAlias = Annotated[int, Field(ge=0, le=61)]
+"""A GPU device's number on its node (0-based; a node has at most 62)."""
+
+
 class ResourceRequest(Model):
-    """Explicit per-dimension requests; each one set overrides the demand model."""
+    """Explicit per-dimension requests; each one set overrides the demand model.
+
+    ``gpu`` below 1 is a share of ONE device; 1 or more is that many whole
+    devices on one node, so it must then be a whole number. ``gpu_model``
+    limits which devices qualify (``"A100|H100"``).
+    """
 
     cpu: NonNegative | None = None
     memory: NonNegative | None = None
-    gpu: NonNegative | None = None
+    gpu: Annotated[float, Field(ge=0, le=62, allow_inf_nan=False)] | None = None
+    gpu_model: GpuModels | None = None
+
+    @model_validator(mode="after")
+    def _whole_gpus(self) -> ResourceRequest:
+        if self.gpu is not None and self.gpu >= 1 and self.gpu != int(self.gpu):
+            raise ValueError(
+                f"a GPU request of 1 or more is a number of whole devices, got {self.gpu}"
+            )
+        return self
+
+
+class GpuState(Model):
+    """One GPU device of a node: what it is and, live, how it is used."""
+
+    index: DeviceIndex
+    uuid: Annotated[str, StringConstraints(max_length=128)] | None = None
+    model: Annotated[str, StringConstraints(max_length=64)] = ""
+    memory_mib: Count = Field(default=0, description="Device memory in MiB (0: not known).")
+    allocated_milli: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="Thousandths of the device held by tasks placed there."
+    )
+    utilisation: Fraction | None = Field(default=None, description="Measured (NVML), if known.")
+    memory_used_mib: Count | None = Field(default=None, description="Measured (NVML), if known.")
 
 
 class DataRef(Model):
@@ -101,8 +141,9 @@ class TaskSubmitted(Message):
     """A user's task, as the client publishes it (and as it travels on)."""
 
     kind: Literal["task.submitted"] = "task.submitted"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no retry_errors
+    schema_version: ClassVar[int] = 3
+    # v1: no retry_errors; v2: no gpu_model in its requests
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     task_id: Identifier
     handler: HandlerName
     params: dict[str, Any] = Field(default_factory=dict)
@@ -159,11 +200,14 @@ class TaskPlaced(Message):
     """The scheduler's decision: a node, or ``node_id=None`` for pending."""
 
     kind: Literal["task.placed"] = "task.placed"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
+    schema_version: ClassVar[int] = 3
+    # v1: its task was v1; v2: no devices
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier | None
+    devices: tuple[DeviceIndex, ...] = ()
+    """The node's GPU devices chosen for the task (none without a GPU part)."""
     strategy: str
     placed_at: Timestamp = Field(default_factory=now)
     explanation: PlacementExplanation | None = None
@@ -173,11 +217,14 @@ class TaskAssigned(Message):
     """The balancer hands a task to one node's queue."""
 
     kind: Literal["task.assigned"] = "task.assigned"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its task was v1
+    schema_version: ClassVar[int] = 3
+    # v1: its task was v1; v2: no devices
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier
+    devices: tuple[DeviceIndex, ...] = ()
+    """The GPU devices of the node the executor binds the task to."""
     dispatch: Count = 1
     assigned_at: Timestamp = Field(default_factory=now)
 
@@ -274,6 +321,8 @@ class NodeHeartbeat(Message):
     """An executor's periodic report of its capacity and real load."""
 
     kind: Literal["node.heartbeat"] = "node.heartbeat"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no gpus
     node_id: Identifier
     seq: Count
     sent_at: Timestamp = Field(default_factory=now)
@@ -285,6 +334,8 @@ class NodeHeartbeat(Message):
     free_slots: Count
     measured_cpu: Fraction
     measured_memory: Fraction
+    gpus: tuple[GpuState, ...] = ()
+    """Its GPU devices, in device order; the ``gpu`` of ``capacity`` is their count."""
 
 
 class NodeState(Model):
@@ -302,12 +353,15 @@ class NodeState(Model):
     measured_cpu: Fraction
     measured_memory: Fraction
     last_heartbeat_at: Timestamp
+    gpus: tuple[GpuState, ...] = ()
 
 
 class ClusterSnapshot(Message):
     """The monitor's live view of the cluster, published periodically and on change."""
 
     kind: Literal["cluster.snapshot"] = "cluster.snapshot"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: its nodes had no gpus
     monitor_id: Identifier
     seq: Count
     taken_at: Timestamp = Field(default_factory=now)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import ArrayLike
 
+from boson_shared.scheduling.devices import indices_of
 from boson_shared.scheduling.placement import Placer, Status
 from boson_shared.scheduling.scores import stranded_bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable, as_vector
@@ -149,6 +150,8 @@ class Recovery:
     from_node: str
     to_node: str | None
     status: Status
+    devices: tuple[int, ...] = ()
+    """The GPU devices of ``to_node`` picked for it (picked again, not carried over)."""
 
 
 def plan_recovery(tasks: Sequence[QueuedTask], table: NodeTable, placer: Placer) -> list[Recovery]:
@@ -167,8 +170,9 @@ def plan_recovery(tasks: Sequence[QueuedTask], table: NodeTable, placer: Placer)
         return []
     demands = np.stack([as_vector(t.demand) for t in tasks])
     batch = placer.place_batch(demands)
+    masks = batch.masks.tolist() if batch.masks is not None else [0] * len(tasks)
     return [
-        Recovery(t.task_id, t.node_id, batch.node_ids[k], batch.status(k))
+        Recovery(t.task_id, t.node_id, batch.node_ids[k], batch.status(k), indices_of(masks[k]))
         for k, t in enumerate(tasks)
     ]
 

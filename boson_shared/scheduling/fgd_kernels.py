@@ -23,8 +23,10 @@ A *slot* caches one recurring demand's score on every node (``-inf`` where it
 does not fit), with the best node of each block of :data:`BLOCK` nodes. Every
 placement appends its node to a log; a slot, when next used, rescores only the
 nodes logged since its last use and rescans only the blocks whose best fell.
-A per-device dimension would add a device axis to the node caches and to the
-slots' scores, with the same log telling which rows to rescore.
+The kernels serve tables without GPU devices and demands without GPU (the
+placer sends the rest through the per-device reference). A per-device
+dimension would add a device axis to the node caches and to the slots'
+scores, with the same log telling which rows to rescore.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
+
+from boson_shared.scheduling.table import FIT_EPSILON
+
+_EPS = FIT_EPSILON
+"""The table's one fit tolerance (a compile-time constant of the kernels)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -194,7 +201,7 @@ def _score(
     a0 = alloc[i, 0]
     a1 = alloc[i, 1]
     a2 = alloc[i, 2]
-    if not (alive[i] and c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+    if not (alive[i] and c0 - a0 + _EPS >= r0 and c1 - a1 + _EPS >= r1 and c2 - a2 + _EPS >= r2):
         return -math.inf
     w0 = w[i, 0]
     w1 = w[i, 1]
@@ -287,7 +294,7 @@ def score_all(
         c = capb[i]
         scaled = (m - m0[i]) / c if c > 0.0 else 0.0
         s = (u[i] + (w0[i] * r0 + w1[i] * r1 + w2[i] * r2)) - weight * scaled
-        ok = alive[i] and f0[i] >= r0 and f1[i] >= r1 and f2[i] >= r2
+        ok = alive[i] and f0[i] + _EPS >= r0 and f1[i] + _EPS >= r1 and f2[i] + _EPS >= r2
         out[i] = s if ok else -math.inf
 
 

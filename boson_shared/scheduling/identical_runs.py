@@ -23,7 +23,7 @@ from boson_shared.scheduling.scores import (
     fgd_typical,
     raw_scores,
 )
-from boson_shared.scheduling.table import NDIM, FloatArray, NodeTable
+from boson_shared.scheduling.table import FIT_EPSILON, NDIM, FloatArray, NodeTable
 
 
 def place_run(
@@ -34,8 +34,7 @@ def place_run(
     Fewer than ``k`` rows come back when the cluster runs out of room.
     """
     cap = table.capacity
-    free = cap - table.allocated
-    fits = table.alive & np.all(free >= demand, axis=1)
+    fits = table.feasible(demand)
     feasible = np.flatnonzero(fits)
     if feasible.size == 0 or k <= 0:
         return []
@@ -64,7 +63,7 @@ def place_run(
             row = alloc[i] = table.allocated[i].copy()
         chosen.append(i)
         row += demand
-        if not np.all(cap[i] - row >= demand):
+        if not np.all(cap[i] - row + FIT_EPSILON >= demand):
             heapq.heappop(heap)
             continue
         one.capacity[0] = cap[i]
@@ -104,7 +103,12 @@ def _place_run_fgd(
         row[0] += d[0]
         row[1] += d[1]
         row[2] += d[2]
-        if not (c[0] - row[0] >= d[0] and c[1] - row[1] >= d[1] and c[2] - row[2] >= d[2]):
+        eps = FIT_EPSILON
+        if not (
+            c[0] - row[0] + eps >= d[0]
+            and c[1] - row[1] + eps >= d[1]
+            and c[2] - row[2] + eps >= d[2]
+        ):
             heapq.heappop(heap)
             continue
         heapq.heapreplace(heap, (-fgd_row_score(c, row, d, t, b), i))

@@ -28,11 +28,18 @@ those three place a run of identical demands in a batch in one pass
 rescore until that has seen a first placement, when each demand is its own
 typical one). Every path chooses what the full rescore
 (:func:`~boson_shared.scheduling.scores.choose`) chooses.
+
+GPUs: placement picks the node *and* its devices. On a table with GPU
+devices, or for a demand with a GPU part or a ``gpu_model`` constraint, every
+strategy goes through the full rescore under the table's fit rule, one
+demand at a time, and the table's choice rule picks the devices
+(:mod:`~boson_shared.scheduling.devices`); the result carries them.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,11 +48,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.devices import indices_of, parse_models
 from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement_index import SortedIndex
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
 from boson_shared.scheduling.scores import STRATEGIES, Strategy
+from boson_shared.scheduling.table import FIT_EPSILON as _EPS
 from boson_shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
 from boson_shared.scheduling.typical_demand import LongRunDemand, TypicalDemand
 
@@ -67,6 +76,8 @@ class Placement:
     index: int | None
     node_id: str | None
     status: Status
+    devices: tuple[int, ...] = ()
+    """The node's GPU devices the demand holds (none without a GPU part)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,8 @@ class BatchPlacement:
 
     indices: NDArray[np.int64]
     node_ids: tuple[str | None, ...]
+    masks: NDArray[np.int64] | None = None
+    """Per demand, the GPU devices it holds as a bit mask (``None``: no demand holds any)."""
 
     @property
     def placed(self) -> NDArray[np.bool_]:
@@ -131,9 +144,19 @@ class Placer:
 
     # -- committing ------------------------------------------------------
 
-    def place(self, demand: ArrayLike) -> Placement:
-        """Place one demand and allocate it on the chosen node."""
+    def place(self, demand: ArrayLike, gpu_model: str | None = None) -> Placement:
+        """Place one demand and allocate it on the chosen node (and GPU devices).
+
+        ``gpu_model``: the devices that qualify (``"A100|H100"``; ``None``: any).
+        """
         vec = as_vector(demand)
+        models = parse_models(gpu_model)
+        if self._per_device(vec, models):
+            self.typical.refresh()
+            i, mask = self._place_device(vec, models)
+            if i < 0:
+                return Placement(None, None, "waiting" if i == WAITING else "never")
+            return Placement(i, self.table.node_ids[i], "placed", indices_of(mask))
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
@@ -147,10 +170,24 @@ class Placer:
             return Placement(None, None, "waiting" if i == WAITING else "never")
         return Placement(i, self.table.node_ids[i], "placed")
 
-    def place_batch(self, demands: ArrayLike) -> BatchPlacement:
-        """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would."""
+    def place_batch(
+        self, demands: ArrayLike, gpu_models: Sequence[str | None] | None = None
+    ) -> BatchPlacement:
+        """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would.
+
+        ``gpu_models``: per demand, its ``gpu_model`` constraint (``None``: any device).
+        """
         arr = _demands(demands)
         out = np.empty(arr.shape[0], dtype=np.int64)
+        models = [parse_models(m) for m in gpu_models] if gpu_models is not None else None
+        if models is not None and len(models) != arr.shape[0]:
+            raise ValueError("one gpu_model per demand")
+        if (
+            self.table.has_devices
+            or bool(np.any(arr[:, 2] > 0))
+            or (models is not None and any(m is not None for m in models))
+        ):
+            return self._place_batch_devices(arr, out, models)
         if self._index is not None:
             self._index.sync()
         self.typical.refresh()
@@ -166,6 +203,34 @@ class Placer:
                 out[k] = place(arr[k])
         ids = self.table.node_ids
         return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()))
+
+    def _per_device(self, vec: FloatArray, models: frozenset[str] | None) -> bool:
+        """Whether ``vec`` goes through the per-device path (module docstring)."""
+        return self.table.has_devices or vec[2] > 0 or models is not None
+
+    def _place_device(self, vec: FloatArray, models: frozenset[str] | None) -> tuple[int, int]:
+        """One demand by full rescore under the fit rule: ``(row or WAITING/NEVER, mask)``."""
+        table = self.table
+        found = _scores.choose(table, self.strategy, vec, self._typical, models)
+        if found is None:
+            return (WAITING if table.fits_any_total(vec, models) else NEVER), 0
+        mask = table.allocate(found, vec, models=models)
+        if self.strategy in _LEARNS:
+            self.typical.observe(vec)
+        return found, mask
+
+    def _place_batch_devices(
+        self,
+        arr: FloatArray,
+        out: NDArray[np.int64],
+        models: list[frozenset[str] | None] | None,
+    ) -> BatchPlacement:
+        self.typical.refresh()
+        masks = np.zeros(arr.shape[0], dtype=np.int64)
+        for k in range(arr.shape[0]):
+            out[k], masks[k] = self._place_device(arr[k], None if models is None else models[k])
+        ids = self.table.node_ids
+        return BatchPlacement(out, tuple(ids[i] if i >= 0 else None for i in out.tolist()), masks)
 
     def _has_estimate(self) -> bool:
         """Whether the typical demand is known (until then each demand is its own typical)."""
@@ -239,7 +304,7 @@ class Placer:
                         break
                     # The index's own feasibility test, on the same floats.
                     a0, a1, a2 = alloc[i].tolist()
-                    if not (c0 - a0 >= r0 and c1 - a1 >= r1 and c2 - a2 >= r2):
+                    if not (c0 - a0 + _EPS >= r0 and c1 - a1 + _EPS >= r1 and c2 - a2 + _EPS >= r2):
                         break
                 index.moved(i, pos)
 
@@ -265,11 +330,12 @@ class Placer:
 
     # -- looking ---------------------------------------------------------
 
-    def choose(self, demand: ArrayLike) -> int | None:
+    def choose(self, demand: ArrayLike, gpu_model: str | None = None) -> int | None:
         """The row ``place`` would pick for ``demand`` now, without allocating."""
         vec = as_vector(demand)
-        if self._index is None:
-            return _scores.choose(self.table, self.strategy, vec, self._typical)
+        models = parse_models(gpu_model)
+        if self._index is None or self._per_device(vec, models):
+            return _scores.choose(self.table, self.strategy, vec, self._typical, models)
         self._index.sync()
         r0, r1, r2 = vec.tolist()
         pos = self._index.best(r0, r1, r2)

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from boson_shared.scheduling.scores import weights
+from boson_shared.scheduling.table import FIT_EPSILON as _EPS
 from boson_shared.scheduling.table import FloatArray, NodeTable
 
 # Field rows of the struct-of-arrays block.
@@ -135,7 +136,8 @@ class SortedIndex:
         first = -1
         while lo < n:
             hi = min(lo + step, n)
-            fits = (f0[lo:hi] >= r0) & (f1[lo:hi] >= r1) & (f2[lo:hi] >= r2)
+            # The table's fit rule: the one tolerance, on the same floats.
+            fits = (f0[lo:hi] + _EPS >= r0) & (f1[lo:hi] + _EPS >= r1) & (f2[lo:hi] + _EPS >= r2)
             j = int(fits.argmax())
             if fits[j]:
                 first = lo + j
@@ -164,7 +166,7 @@ class SortedIndex:
         if stop <= first + 1:
             return first
         sl = slice(first, stop)
-        fits = (f0[sl] >= r0) & (f1[sl] >= r1) & (f2[sl] >= r2)
+        fits = (f0[sl] + _EPS >= r0) & (f1[sl] + _EPS >= r1) & (f2[sl] + _EPS >= r2)
         t_all = d[_W0, sl] * r0 + d[_W1, sl] * r1 + d[_W2, sl] * r2
         s = -key[sl] + t_all if self._desc else 1.0 - (key[sl] + t_all)
         s[~fits] = -math.inf

@@ -34,6 +34,8 @@ class Reservation:
     demand: FloatArray
     made_at: float
     expires_at: float
+    devices: int = 0
+    """The GPU devices held, a bit mask (0: none)."""
 
 
 class ReservationBook:
@@ -47,11 +49,18 @@ class ReservationBook:
         self._held: dict[str, Reservation] = {}
 
     def reserve(
-        self, task_id: str, node_id: str, demand: ArrayLike, ttl_s: float | None = None
+        self,
+        task_id: str,
+        node_id: str,
+        demand: ArrayLike,
+        ttl_s: float | None = None,
+        devices: int = 0,
     ) -> Reservation:
-        """Hold ``demand`` on ``node_id`` for ``task_id`` (replacing an earlier hold)."""
+        """Hold ``demand`` on ``node_id`` (its GPU part on ``devices``) for ``task_id``."""
         now = self._clock()
-        res = Reservation(task_id, node_id, as_vector(demand), now, now + (ttl_s or self.ttl_s))
+        res = Reservation(
+            task_id, node_id, as_vector(demand), now, now + (ttl_s or self.ttl_s), devices
+        )
         self._held[task_id] = res
         return res
 
@@ -63,7 +72,7 @@ class ReservationBook:
         """The task will not run there: drop the hold and, given ``table``, free it there."""
         res = self._held.pop(task_id, None)
         if res is not None and table is not None and res.node_id in table:
-            table.release(table.index_of(res.node_id), res.demand)
+            table.release(table.index_of(res.node_id), res.demand, res.devices or None)
         return res
 
     def expire(self, table: NodeTable | None = None) -> list[Reservation]:
@@ -73,7 +82,7 @@ class ReservationBook:
         for res in gone:
             del self._held[res.task_id]
             if table is not None and res.node_id in table:
-                table.release(table.index_of(res.node_id), res.demand)
+                table.release(table.index_of(res.node_id), res.demand, res.devices or None)
         return gone
 
     def held(self) -> dict[str, FloatArray]:
@@ -83,18 +92,32 @@ class ReservationBook:
             out[res.node_id] = out.get(res.node_id, np.zeros_like(res.demand)) + res.demand
         return out
 
-    def rebase(self, table: NodeTable, allocations: Mapping[str, ArrayLike]) -> None:
+    def rebase(
+        self,
+        table: NodeTable,
+        allocations: Mapping[str, ArrayLike],
+        devices: Mapping[str, list[int]] | None = None,
+    ) -> None:
         """Take a snapshot's allocations, then lay every live reservation on top.
 
+        ``devices``: per node, the snapshot's GPU allocation per device.
         Expired holds are dropped first; holds on nodes the table does not
-        know are kept (the node may join in the next snapshot).
+        know are kept (the node may join in the next snapshot). A hold's GPU
+        part goes back on its own devices; where the snapshot already counts
+        the task there, the device is full and the hold adds nothing more.
         """
         self.expire()
         for node_id, allocated in allocations.items():
-            table.set_allocated(node_id, allocated)
-        for node_id, extra in self.held().items():
-            if node_id in table:
-                table.allocate(table.index_of(node_id), extra)
+            per_device = None if devices is None else devices.get(node_id)
+            table.set_allocated(node_id, allocated, per_device)
+        for res in self._held.values():
+            if res.node_id not in table:
+                continue
+            i = table.index_of(res.node_id)
+            if res.devices:
+                table.allocate(i, res.demand, res.devices, saturate=True)
+            else:
+                table.allocate(i, res.demand)
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._held

@@ -53,6 +53,16 @@ Scores (higher is better; ``nan`` where the demand does not fit):
   the mean over them, FGD's expected stranding for the next task. With no
   estimate yet the demand being placed is taken as the typical one.
 
+On a table with GPU devices whose bottleneck is the GPU, ``binpack-fgd``'s
+``m`` is the per-GPU fragmentation of Weng et al.
+(:func:`~boson_shared.scheduling.devices.fragmentation`): the expected idle
+GPU the typical tasks could not use, device by device, before and after the
+demand is placed on the devices the choice rule gives it on that node.
+
+Which nodes a demand fits is the table's one rule
+(:meth:`~boson_shared.scheduling.table.NodeTable.feasible`), with an optional
+``models`` constraint on the GPU devices.
+
 Tie-break, deterministic: highest score, then — for ``binpack`` the more
 allocated node, for ``spread`` the less allocated one — then the lowest index.
 (The middle rule only matters when rounding makes two different utilisations
@@ -66,7 +76,9 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 
-from boson_shared.scheduling.table import FloatArray, NodeTable
+from boson_shared.scheduling import devices as _dev
+from boson_shared.scheduling.devices import MILLI
+from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable
 
 Strategy: TypeAlias = Literal["binpack", "spread", "balanced", "tetris", "remnant", "binpack-fgd"]
 STRATEGIES: tuple[Strategy, ...] = (
@@ -128,10 +140,59 @@ def demand_term(demand: FloatArray, w: FloatArray) -> FloatArray:
     return out
 
 
-def feasible(table: NodeTable, demand: FloatArray) -> np.ndarray:
-    """Alive nodes whose free capacity holds ``demand`` on every dimension."""
-    free = table.capacity - table.allocated
-    return np.asarray(table.alive & np.all(free >= demand, axis=1))
+def feasible(
+    table: NodeTable, demand: FloatArray, models: frozenset[str] | None = None
+) -> np.ndarray:
+    """Alive nodes with room for ``demand`` now: the table's one fit rule."""
+    return table.feasible(demand, models)
+
+
+GPU = 2
+"""The GPU column."""
+
+
+def device_fgd_scores(
+    table: NodeTable,
+    after: FloatArray,
+    demand: FloatArray,
+    typ: FloatArray,
+    models: frozenset[str] | None = None,
+) -> FloatArray:
+    """``binpack-fgd`` with ``m`` the per-GPU fragmentation (module docstring)."""
+    dcap = table.device_capacity
+    free = dcap - table.device_allocated
+    points = np.atleast_2d(typ)
+    pm = [_dev.to_milli(p[GPU]) for p in points.tolist()]
+    node_free = table.capacity - table.allocated
+
+    def others(f: FloatArray) -> np.ndarray:
+        return np.asarray(
+            (f[None, :, 0] + FIT_EPSILON >= points[:, None, 0])
+            & (f[None, :, 1] + FIT_EPSILON >= points[:, None, 1])
+        )
+
+    before = _dev.fragmentation(free, dcap, others(node_free), pm)
+    free_after = free.copy()
+    milli = _dev.to_milli(demand[GPU])
+    if milli:
+        n, per = _dev.shape(milli)
+        q = table.qualifying(models)
+        if per < MILLI:  # best fit: the least free device that holds the share
+            cand = q & (free >= per)
+            j = np.argmin(np.where(cand, free, np.iinfo(np.int64).max), axis=1)
+            rows = np.flatnonzero(cand.any(axis=1))
+            free_after[rows, j[rows]] -= per
+        else:  # the lowest-numbered entirely free devices
+            full = q & (dcap == MILLI) & (free == MILLI)
+            take = full & (np.cumsum(full, axis=1) <= n)
+            take &= (full.sum(axis=1) >= n)[:, None]
+            free_after[take] = 0
+    later = _dev.fragmentation(free_after, dcap, others(node_free - demand), pm)
+    delta = (later - before) / MILLI
+    scaled = np.zeros_like(after)
+    cap_gpu = table.capacity[:, GPU]
+    np.divide(delta, cap_gpu, out=scaled, where=cap_gpu > 0)
+    return np.asarray(after - FGD_WEIGHT * scaled, dtype=np.float64)
 
 
 def stranded(free_after: FloatArray, w: FloatArray, typical: FloatArray) -> FloatArray:
@@ -285,7 +346,11 @@ def _row_stranded(free: list[float], points: FgdPoints, b: int) -> float:
 
 
 def raw_scores(
-    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+    table: NodeTable,
+    strategy: Strategy,
+    demand: FloatArray,
+    typical: FloatArray | None = None,
+    models: frozenset[str] | None = None,
 ) -> FloatArray:
     """Every node's score for ``demand``, feasible or not (``typical``: for ``remnant``)."""
     cap = table.capacity
@@ -301,7 +366,10 @@ def raw_scores(
         return np.asarray(after - REMNANT_WEIGHT * penalty, dtype=np.float64)
     if strategy == "binpack-fgd":
         typ = fgd_typical(demand, typical)
-        return fgd_scores(cap, alloc, after, demand, typ, bottleneck(cap, typ))
+        b = bottleneck(cap, typ)
+        if b == GPU and table.has_devices:
+            return device_fgd_scores(table, after, demand, typ, models)
+        return fgd_scores(cap, alloc, after, demand, typ, b)
     if strategy == "spread":
         return 1.0 - after
     has = cap > 0
@@ -324,22 +392,30 @@ def raw_scores(
 
 
 def scores(
-    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+    table: NodeTable,
+    strategy: Strategy,
+    demand: FloatArray,
+    typical: FloatArray | None = None,
+    models: frozenset[str] | None = None,
 ) -> FloatArray:
     """Every node's score for ``demand``; ``nan`` where it is dead or does not fit."""
-    out = raw_scores(table, strategy, demand, typical)
-    return np.where(feasible(table, demand), out, np.nan)
+    out = raw_scores(table, strategy, demand, typical, models)
+    return np.where(feasible(table, demand, models), out, np.nan)
 
 
 def choose(
-    table: NodeTable, strategy: Strategy, demand: FloatArray, typical: FloatArray | None = None
+    table: NodeTable,
+    strategy: Strategy,
+    demand: FloatArray,
+    typical: FloatArray | None = None,
+    models: frozenset[str] | None = None,
 ) -> int | None:
     """The node a full rescore picks for ``demand`` (tie-break above), or ``None``.
 
     The reference the fast index is tested against, and the path used by
     ``balanced`` and ``tetris``.
     """
-    s = scores(table, strategy, demand, typical)
+    s = scores(table, strategy, demand, typical, models)
     ok = ~np.isnan(s)
     if not ok.any():
         return None
@@ -361,6 +437,7 @@ __all__ = [
     "bottleneck",
     "choose",
     "demand_term",
+    "device_fgd_scores",
     "feasible",
     "fgd_points",
     "fgd_row_score",

@@ -6,6 +6,7 @@ The example is ``docs/design.md#worked-example``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -71,3 +72,36 @@ def test_demo_shows_that_the_busiest_node_cannot_fit_demand_110() -> None:
     assert not nodes["node-2"]["fits"]  # 0.8 of 500 leaves 100 < 110
     assert nodes["node-2"]["score"] is None
     assert all(nodes[f"node-{i}"]["fits"] for i in (1, 3, 4, 5))
+
+
+def test_demo_gpu_shows_the_devices_each_task_got(tmp_path: Path) -> None:
+    """Shares meet on one device, whole GPUs get their own, each as its worker process saw."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "boson", "demo", "--gpu", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60.0,
+        cwd=REPO,
+        check=False,
+        env={**os.environ, "BOSON_DATABASE_URL": f"sqlite:///{tmp_path / 'record.db'}"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 60.0
+    report = json.loads(proc.stdout)
+    rows = {row["task"]: row for row in report["tasks"]}
+    assert all(row["status"] == "succeeded" for row in rows.values())
+    t4 = {f"GPU-demo-b{j}" for j in range(4)}
+    a100 = {"GPU-demo-a0", "GPU-demo-a1"}
+    # Two halves share one T4; the quarter goes to a device of its own (best
+    # fit: the shared one is full); the whole T4 to a device no share holds.
+    assert rows["share-1"]["CUDA_VISIBLE_DEVICES"] == rows["share-2"]["CUDA_VISIBLE_DEVICES"]
+    shared = {rows[t]["CUDA_VISIBLE_DEVICES"] for t in ("share-1", "share-3", "one-t4")}
+    assert len(shared) == 3
+    assert shared <= t4
+    assert rows["share-1"]["memory_budget_mib"] == str(15360 // 2)
+    assert rows["share-3"]["memory_budget_mib"] == str(15360 // 4)
+    assert set(rows["two-a100"]["CUDA_VISIBLE_DEVICES"].split(",")) == a100
+    assert rows["two-a100"]["NVIDIA_VISIBLE_DEVICES"] == rows["two-a100"]["CUDA_VISIBLE_DEVICES"]
+    assert rows["two-a100"]["memory_budget_mib"] is None
+    assert rows["cpu-only"]["CUDA_VISIBLE_DEVICES"] == ""

@@ -77,7 +77,10 @@ tasks = st.builds(
         ResourceRequest,
         cpu=st.none() | amounts,
         memory=st.none() | amounts,
-        gpu=st.none() | amounts,
+        gpu=st.none()
+        | st.floats(min_value=0, max_value=0.999, allow_nan=False)
+        | st.integers(1, 62).map(float),
+        gpu_model=st.none() | st.sampled_from(["A100", "A100|H100", "T4"]),
     ),
     timeout_s=st.floats(min_value=0.001, max_value=7 * 24 * 3600),
     max_retries=st.integers(0, 25),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from boson_shared.scheduling.table import FIT_EPSILON
+
 FGD_WEIGHT = 1000.0
 
 Floats = NDArray[np.float64]
@@ -68,7 +70,7 @@ def choose(
     scaled = np.zeros_like(after)
     np.divide(delta, capacity[:, b], out=scaled, where=capacity[:, b] > 0)
     score = after - FGD_WEIGHT * scaled
-    ok = alive & np.all(free >= demand, axis=1)
+    ok = alive & np.all(free + FIT_EPSILON >= demand, axis=1)  # the table's fit rule
     if not ok.any():
         return None
     s = np.where(ok, score, np.nan)
