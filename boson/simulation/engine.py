@@ -44,7 +44,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +56,7 @@ from boson.simulation.traces import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
     HeadReservation,
+    Release,
     plan_reservation,
 )
 from boson_shared.scheduling.probation import Probation
@@ -248,7 +249,6 @@ class Simulation:
         if res is not None and res.key is head and not res.lapsed(self.now):
             return
         demand = self.workload.demand[head.task]
-        rows, ends, amounts = self._releases()
         # Instances are independent schedulable units: the head is the entry's
         # next instance, and each one after it is the head in its turn.
         self.reservation = plan_reservation(
@@ -257,25 +257,35 @@ class Simulation:
             1,
             self.table.capacity - self.table.allocated,
             self.table.alive,
-            rows,
-            ends,
-            amounts,
+            self._releases(),
             self.now,
             self.lapse_s,
         )
         if self.reservation is not None:
             self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
 
-    def _releases(self) -> tuple[IntArray, FloatArray, FloatArray]:
-        """What the running work releases, where and when (known durations)."""
-        groups = list(self._groups.values())
-        if not groups:
-            return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3))
-        sizes = np.fromiter((g.nodes.size for g in groups), np.int64, len(groups))
-        rows = np.concatenate([g.nodes for g in groups])
-        ends = np.repeat(np.fromiter((g.end for g in groups), np.float64, len(groups)), sizes)
-        tasks = np.repeat(np.fromiter((g.task for g in groups), np.int64, len(groups)), sizes)
-        return rows, ends, self.workload.demand[tasks]
+    def _releases(self) -> Iterator[Release]:
+        """What the running work releases, in order of its (known) end, lazily.
+
+        The completion heap read in order without popping it: a second heap
+        of the first heap's positions, whose children enter as each is read.
+        The planner usually stops after a few releases, so a plan costs
+        little however much runs.
+        """
+        heap = self._heap
+        demand = self.workload.demand
+        frontier = [(heap[0], 0)] if heap else []
+        while frontier:
+            (end, key), i = heapq.heappop(frontier)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
+            group = self._groups.get(key)
+            if group is None:  # ended early: its node failed
+                continue
+            rows, counts = np.unique(group.nodes, return_counts=True)
+            for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
+                yield end, row, demand[group.task] * n
 
     def start(
         self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None

@@ -695,19 +695,20 @@ class Dispatcher:
         capacity = np.array([n.capacity for n in nodes])
         allocated = np.array([n.allocated for n in nodes])
         alive = np.array([n.takes_work for n in nodes], dtype=np.bool_)
-        running = [(task_id, end) for task_id, (_, end) in self._running.items()]
-        rows = np.array([self._row_of[self.where[t]] for t, _ in running], dtype=np.int64)
-        ends = np.array([end for _, end in running], dtype=np.float64)
-        amounts = np.array([self._demand_of[t] for t, _ in running]).reshape(-1, 3)
+        releases = sorted(
+            (
+                (end, self._row_of[self.where[task_id]], self._demand_of[task_id])
+                for task_id, (_, end) in self._running.items()
+            ),
+            key=lambda release: (release[0], release[1]),
+        )
         self.reservation = plan_reservation(
             held.task_id,
             held.demand,
             1,
             np.maximum(capacity - allocated, 0.0),
             alive,
-            rows,
-            ends,
-            amounts,
+            releases,
             now,
             self.reservation_lapse_s,
         )

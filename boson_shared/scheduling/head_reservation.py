@@ -32,6 +32,7 @@ simulator (``boson/simulation/engine.py``) both use it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -113,78 +114,81 @@ class HeadReservation:
         self.lapses_at = -np.inf
 
 
+Release = tuple[float, int, FloatArray]
+"""Running work's expected end, its node's row, and what it frees there."""
+
+
 def plan_reservation(
     key: object,
     demand: FloatArray,
     count: int,
     free: FloatArray,
     alive: BoolArray,
-    release_rows: IntArray,
-    release_ends: FloatArray,
-    release_amounts: FloatArray,
+    releases: Iterable[Release],
     now: float,
     lapse_s: float = RESERVATION_LAPSE_S,
 ) -> HeadReservation | None:
     """Reserve, for ``count`` waiting instances of ``demand``, the nodes that free soonest.
 
     ``free`` (n, 3) is each node's free capacity now and ``alive`` the nodes
-    that may take work. Running work releases ``release_amounts[k]`` on node
-    ``release_rows[k]`` at ``release_ends[k]`` (expected; an end in the past
-    counts as now). Each node gets at most one of the instances; ties go to
-    the lower row. ``None`` when no node is expected ever to have room (the
-    caller counts such work as never placeable or lets it wait unreserved).
+    that may take work. ``releases`` is the running work, in order of
+    expected end (an end in the past counts as now); it is read only as far
+    as needed, so a caller may produce it lazily. Each node gets at most one
+    of the instances; ties go to the lower row. ``None`` when no node is
+    expected ever to have room (the caller counts such work as never
+    placeable, or lets it wait unreserved).
     """
-    n = free.shape[0]
-    need = demand - FIT_EPSILON
-    ends = np.maximum(np.asarray(release_ends, np.float64), now)
-    rows = np.asarray(release_rows, np.int64)
-    amounts = np.asarray(release_amounts, np.float64).reshape(-1, free.shape[1])
-    start = np.full(n, np.inf)
-    start[alive & np.all(free >= need, axis=1)] = now
-    # Nodes that cannot host it even once all their known work has ended are
-    # skipped before the per-node walk.
-    total = free.copy()
-    if rows.size:
-        np.add.at(total, rows, amounts)
-    maybe = np.flatnonzero(alive & ~np.isfinite(start) & np.all(total >= need, axis=1))
-    if maybe.size and rows.size:
-        mine = np.isin(rows, maybe)
-        r, e, a = rows[mine], ends[mine], amounts[mine]
-        order = np.lexsort((e, r))
-        r, e, a = r[order], e[order], a[order]
-        # Free room on each node after each of its releases, in end order.
-        new = np.r_[True, r[1:] != r[:-1]]
-        group_start = np.maximum.accumulate(np.where(new, np.arange(r.size), 0))
-        cum = np.cumsum(a, axis=0)
-        released = cum - cum[group_start] + a[group_start]
-        room = free[r] + released
-        ok = np.all(room >= need, axis=1)
-        # Releases at the same instant all count: take the last of a tie.
-        last_of_time = np.r_[(r[1:] != r[:-1]) | (e[1:] != e[:-1]), True]
-        hits = np.flatnonzero(ok & last_of_time)
-        if hits.size:
-            # The first qualifying release per node is the earliest.
-            hit_rows = r[hits]
-            keep = np.r_[True, hit_rows[1:] != hit_rows[:-1]]
-            start[hit_rows[keep]] = e[hits[keep]]
-    finite = np.flatnonzero(np.isfinite(start))
-    if not finite.size or count <= 0:
+    if count <= 0:
         return None
-    chosen = finite[np.lexsort((finite, start[finite]))][:count]
-    at = start[chosen]
-    spare = np.empty((chosen.size, free.shape[1]))
-    for i, (row, when) in enumerate(zip(chosen.tolist(), at.tolist(), strict=True)):
-        freed = amounts[(rows == row) & (ends <= when)].sum(axis=0) if rows.size else 0.0
-        spare[i] = np.maximum(free[row] + freed - demand, 0.0)
+    need = demand - FIT_EPSILON
+    room = np.array(free, dtype=np.float64)
+    rows: list[int] = np.flatnonzero(alive & np.all(room >= need, axis=1))[:count].tolist()
+    starts = [now] * len(rows)
+    spares = [room[r] - demand for r in rows]
+    if len(rows) < count:
+        taken = set(rows)
+        touched: set[int] = set()
+        when: float | None = None
+
+        def settle(at: float) -> None:
+            # Every release at one instant counts before a node is judged.
+            for r in sorted(touched):
+                if len(rows) < count and r not in taken and alive[r] and np.all(room[r] >= need):
+                    taken.add(r)
+                    rows.append(r)
+                    starts.append(max(at, now))
+                    spares.append(room[r] - demand)
+            touched.clear()
+
+        for end, row, amount in releases:
+            if when is not None and end != when:
+                settle(when)
+                if len(rows) >= count:
+                    break
+            when = end
+            room[row] += amount
+            touched.add(row)
+        else:
+            if when is not None:
+                settle(when)
+    if not rows:
+        return None
     return HeadReservation(
         key=key,
         demand=np.asarray(demand, np.float64).copy(),
-        rows=chosen.astype(np.int64),
-        start=at.astype(np.float64),
-        spare=spare,
+        rows=np.asarray(rows, np.int64),
+        start=np.asarray(starts, np.float64),
+        spare=np.maximum(np.asarray(spares, np.float64).reshape(-1, free.shape[1]), 0.0),
         made_at=now,
         lapses_at=now + lapse_s,
     )
+
+
+def sorted_releases(rows: IntArray, ends: FloatArray, amounts: FloatArray) -> Iterator[Release]:
+    """Releases given as arrays, in the order :func:`plan_reservation` reads them."""
+    order = np.lexsort((rows, ends))
+    for k in order.tolist():
+        yield float(ends[k]), int(rows[k]), amounts[k]
 
 
 class RunTimes:
@@ -224,6 +228,8 @@ __all__ = [
     "RUN_TIME_DECAY",
     "RUN_TIME_RISE",
     "HeadReservation",
+    "Release",
     "RunTimes",
     "plan_reservation",
+    "sorted_releases",
 ]

@@ -7,9 +7,29 @@ import pytest
 
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
+    HeadReservation,
     RunTimes,
-    plan_reservation,
+    sorted_releases,
 )
+from boson_shared.scheduling.head_reservation import plan_reservation as plan
+
+
+def plan_reservation(
+    key: object,
+    demand: np.ndarray,
+    count: int,
+    free: np.ndarray,
+    alive: np.ndarray,
+    rows: np.ndarray,
+    ends: np.ndarray,
+    amounts: np.ndarray,
+    now: float,
+    lapse_s: float = RESERVATION_LAPSE_S,
+) -> HeadReservation | None:
+    """The planner fed the running work as arrays, in end order."""
+    releases = sorted_releases(np.asarray(rows), np.asarray(ends, np.float64), amounts)
+    return plan(key, demand, count, free, alive, releases, now, lapse_s)
+
 
 NONE_RUNNING = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)))
 
@@ -157,9 +177,9 @@ def run_stream(reserve: bool) -> tuple[float, float]:
                     1,
                     capacity - allocated,
                     np.ones(2, np.bool_),
-                    np.array([r for r, _, _ in running]),
+                    np.array([r for r, _, _ in running], np.int64),
                     np.array([e for _, e, _ in running]),
-                    np.array([dd for _, _, dd in running]),
+                    np.array([dd for _, _, dd in running]).reshape(-1, 3),
                     t,
                 )
                 assert res is not None
