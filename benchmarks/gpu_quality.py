@@ -72,7 +72,7 @@ def verdict(ours: Metrics, theirs: Metrics) -> list[tuple[str, str, str, str]]:
     def gain(a: float, b: float) -> float:
         return (b - a) / b if b else 0.0
 
-    frag = gain(ours.fragmentation, theirs.fragmentation)
+    frag = gain(ours.gpu_fragmentation, theirs.gpu_fragmentation)
     delay = gain(ours.delay_mean, theirs.delay_mean)
     longest = ours.delay_max / theirs.delay_max if theirs.delay_max else 0.0
     jct = gain(ours.jct_mean, theirs.jct_mean)
@@ -82,9 +82,9 @@ def verdict(ours: Metrics, theirs: Metrics) -> list[tuple[str, str, str, str]]:
 
     return [
         (
-            "GPU fragmentation (≥10 % lower)",
-            number_text(ours.fragmentation),
-            number_text(theirs.fragmentation),
+            "GPU fragmentation, per device (≥10 % lower)",
+            number_text(ours.gpu_fragmentation),
+            number_text(theirs.gpu_fragmentation),
             f"{frag:+.1%} {ok(frag >= 0.10)}",
         ),
         (
@@ -110,6 +110,12 @@ def verdict(ours: Metrics, theirs: Metrics) -> list[tuple[str, str, str, str]]:
             str(ours.never_placed),
             str(theirs.never_placed),
             ok(ours.never_placed == 0),
+        ),
+        (
+            "fragmentation of the bottleneck, whole node",
+            number_text(ours.fragmentation),
+            number_text(theirs.fragmentation),
+            "",
         ),
         (
             "never placeable: fits no node",

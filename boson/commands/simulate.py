@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         console = Console()
         if not console.is_terminal:  # piped to a file: do not squeeze the table to 80 columns
-            console = Console(width=200)
+            console = Console(width=260)
         for line in describe(trace, cluster):
             console.print(line, highlight=False)
         console.print(

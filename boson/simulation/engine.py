@@ -50,7 +50,13 @@ from typing import Protocol
 
 import numpy as np
 
-from boson.simulation.metrics import Metrics, Recorder, summarise
+from boson.simulation.metrics import (
+    Metrics,
+    Recorder,
+    gpu_fragmentation,
+    gpu_points,
+    summarise,
+)
 from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.head_reservation import (
@@ -175,6 +181,7 @@ class Simulation:
             (cpu, memory, gpu) for cpu, memory, gpu in demand.tolist()
         ]
         """Each task's demand as plain floats, for per-entry checks in Python."""
+        self._gpu_points = gpu_points(workload)
         self.reserve = reserve
         """Whether the head of the waiting order gets a reservation (Boson's policies)."""
         self.lapse_s = lapse_s
@@ -382,6 +389,10 @@ class Simulation:
         return freed
 
     def _sample(self, when: float) -> None:
+        if self._gpu_points.size:
+            self.recorder.gpu_fragmentation.append(
+                gpu_fragmentation(self.table, self.up, self._gpu_points)
+            )
         self.recorder.sample(
             when,
             self.table.capacity,

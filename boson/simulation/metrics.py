@@ -31,6 +31,13 @@ Definitions (the simulator's report and the benchmark use exactly these):
     and the part on nodes with room for the median on the bottleneck
     resource but short of another one (``fragmentation_other_short``: say,
     every core taken and memory left);
+  - GPU fragmentation (``gpu_fragmentation``, on clusters with GPUs): Weng
+    et al.'s per-device measure (``boson_shared/scheduling/devices.py``) —
+    per node, the idle GPU a typical task could not use (all of it when the
+    task cannot run there, else the idle part of each device with less room
+    than the task's per-device share), averaged over :data:`GPU_POINTS`
+    typical tasks (evenly spaced quantiles of the instances' demands), summed
+    over alive nodes ÷ the cluster's GPU capacity;
   - imbalance: coefficient of variation of the alive nodes' dominant-share
     utilisation (max over resources of allocated ÷ capacity), and Jain's
     fairness index (Σx)² ÷ (n·Σx²) of the same.
@@ -51,6 +58,11 @@ import numpy.typing as npt
 from boson.simulation.table import FloatArray, IntArray
 from boson.simulation.traces import Workload
 from boson_shared.scheduling.balancing import imbalance
+from boson_shared.scheduling.devices import fragmentation, to_milli
+from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
+
+GPU_POINTS: Final = 16
+"""Typical tasks GPU fragmentation is judged against: quantiles of the demands."""
 
 SIZE_CLASSES: Final = (("small", 0.125), ("medium", 0.5), ("large", 1.0))
 """Size classes by an instance's bottleneck request ÷ the largest node's capacity of it:
@@ -70,6 +82,33 @@ def bottleneck_of(workload: Workload, capacity: FloatArray) -> int:
     """The resource with the most work per unit of capacity."""
     work = (workload.demand * (workload.instances * workload.duration)[:, None]).sum(axis=0)
     return int(np.argmax(work / np.maximum(capacity.sum(axis=0), 1e-12)))
+
+
+def gpu_points(workload: Workload) -> FloatArray:
+    """:data:`GPU_POINTS` typical demands: evenly spaced quantiles of the instances'
+    demands, ordered by GPU then CPU (``(k, 3)``; empty without GPU work)."""
+    demand = workload.demand
+    if not workload.tasks or not np.any(demand[:, 2] > 0):
+        return np.zeros((0, 3))
+    order = np.lexsort((demand[:, 1], demand[:, 0], demand[:, 2]))
+    cumulative = np.cumsum(workload.instances[order])
+    at = (np.arange(GPU_POINTS) + 0.5) / GPU_POINTS * cumulative[-1]
+    picks = order[np.minimum(np.searchsorted(cumulative, at, side="right"), order.size - 1)]
+    out: FloatArray = demand[picks]
+    return out
+
+
+def gpu_fragmentation(table: NodeTable, alive: npt.NDArray[np.bool_], points: FloatArray) -> float:
+    """Weng et al.'s GPU fragmentation of ``table``'s alive nodes ÷ its GPU capacity."""
+    cap = table.device_capacity
+    total = float(cap[alive].sum())
+    if not points.size or total <= 0:
+        return 0.0
+    free_devices = (cap - table.device_allocated)[alive]
+    room = (table.capacity - table.allocated)[alive]
+    other_ok = np.all(room[None, :, :2] + FIT_EPSILON >= points[:, None, :2], axis=2)
+    milli = [to_milli(float(g)) for g in points[:, 2]]
+    return float(fragmentation(free_devices, cap[alive], other_ok, milli).sum()) / total
 
 
 def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
@@ -134,6 +173,7 @@ class Recorder:
     utilisation: list[FloatArray] = field(default_factory=list)
     fragmentation: list[float] = field(default_factory=list)
     fragmentation_other_short: list[float] = field(default_factory=list)
+    gpu_fragmentation: list[float] = field(default_factory=list)
     cv: list[float] = field(default_factory=list)
     jain: list[float] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)
@@ -207,6 +247,8 @@ class Metrics:
     """The part of ``fragmentation`` accrued while work waited in the backlog."""
     fragmentation_other_short: float
     """The part on nodes short of the median on a resource other than the bottleneck."""
+    gpu_fragmentation: float
+    """Weng et al.'s per-device GPU fragmentation (0 without GPUs; module docstring)."""
     imbalance_cv: float
     jain: float
     replaced: int
@@ -261,6 +303,8 @@ def summarise(
     util = np.asarray(recorder.utilisation).reshape(-1, 3)[inside]
     frag = np.asarray(recorder.fragmentation)[inside]
     frag_other = np.asarray(recorder.fragmentation_other_short)[inside]
+    gpu_frag = np.asarray(recorder.gpu_fragmentation)
+    gpu_frag = gpu_frag[inside[: gpu_frag.size]] if gpu_frag.size else gpu_frag
     waiting = np.asarray(recorder.queued)[inside] > 0
     cv = np.asarray(recorder.cv)[inside]
     jain = np.asarray(recorder.jain)[inside]
@@ -280,6 +324,7 @@ def summarise(
         # Both parts are averaged over the whole window, so they add up.
         fragmentation_waiting=float(np.where(waiting, frag, 0.0).mean()) if frag.size else 0.0,
         fragmentation_other_short=float(frag_other.mean()) if frag.size else 0.0,
+        gpu_fragmentation=float(gpu_frag.mean()) if gpu_frag.size else 0.0,
         imbalance_cv=float(cv.mean()) if cv.size else 0.0,
         jain=float(jain.mean()) if jain.size else 1.0,
         replaced=recorder.replaced,
@@ -297,10 +342,13 @@ def _triple(values: FloatArray) -> tuple[float, float, float]:
 
 
 __all__ = [
+    "GPU_POINTS",
     "SIZE_CLASSES",
     "Metrics",
     "Recorder",
     "bottleneck_of",
+    "gpu_fragmentation",
+    "gpu_points",
     "makespan_lower_bound",
     "offered_load",
     "size_class",

@@ -29,10 +29,11 @@ COLUMNS = (
     ("util mem", "util_mem"),
     ("util gpu", "util_gpu"),
     ("frag", "fragmentation"),
+    ("frag gpu", "gpu_fragmentation"),
     ("CV", "imbalance_cv"),
     ("Jain", "jain"),
     ("re-placed", "replaced"),
-    ("never fits/placed", "never"),
+    ("never fit/plc", "never"),
     ("makespan/LB", "makespan_ratio"),
     ("wall s", "wall_seconds"),
 )

@@ -10,10 +10,11 @@ import pytest
 
 from boson.cli import main
 from boson.simulation.engine import simulate
-from boson.simulation.metrics import makespan_lower_bound
+from boson.simulation.metrics import gpu_fragmentation, gpu_points, makespan_lower_bound
 from boson.simulation.policies import make_policy
 from boson.simulation.scale import resize_cluster, resize_for_load
 from boson.simulation.traces import Cluster, NodeEvents, Skipped, parse_gpu_nodes, parse_gpu_pods
+from boson_shared.scheduling.table import NodeTable
 
 from .conftest import cluster, events, workload
 
@@ -118,3 +119,22 @@ def test_simulate_reads_the_gpu_format(tmp_path: Path, capsys: pytest.CaptureFix
     out, err = capsys.readouterr()
     assert "util gpu" in out
     assert "whole nodes give an offered load" in err
+
+
+def test_gpu_fragmentation_is_weng_et_als_per_device() -> None:
+    # One 8-GPU node, half of one device held. A typical task asking one
+    # whole GPU cannot use that device's idle half: 500 of 8000 milli-units.
+    table = NodeTable()
+    table.upsert("g", (96.0, 384.0, 8.0))
+    table.allocate(0, (1.0, 1.0, 0.5))
+    whole = np.array([[1.0, 1.0, 1.0]])
+    assert gpu_fragmentation(table, np.ones(1, np.bool_), whole) == pytest.approx(500 / 8000)
+    # A task asking no GPU can use none of it: all 7500 idle are fragment.
+    none = np.array([[1.0, 1.0, 0.0]])
+    assert gpu_fragmentation(table, np.ones(1, np.bool_), none) == pytest.approx(7500 / 8000)
+    # Typical tasks are quantiles of the instances' demands.
+    w = workload([(0, 1, 1, 1, 3, 0), (0, 1, 1, 1, 1, 1)])
+    w.demand[1, 2] = 0.5
+    points = gpu_points(w)
+    assert points.shape == (16, 3)
+    assert (points[:, 2] == 0.5).sum() == 4
