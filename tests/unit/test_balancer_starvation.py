@@ -7,8 +7,19 @@ import asyncio
 import numpy as np
 
 from boson_services.balancer.dispatcher import Dispatcher
+from boson_services.balancer.handlers import BalancerHandlers
+from boson_shared.contract.messages import (
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+    TaskUsage,
+)
+from boson_shared.contract.topology import Names
 from tests.support.balancer import N, demand, dispatcher, snapshot
-from tests.support.fakes import Clock
+from tests.support.fakes import Clock, Published
+
+NAMES = Names("starve-test")
 
 SMALL_EVERY_S = 1.5
 SMALL_S = 10.0
@@ -63,3 +74,51 @@ async def test_a_whole_node_task_is_not_starved_by_a_stream_of_small_ones() -> N
     # Run times reported by then make the promise exact (to the tick).
     assert promised <= bound
     assert started["big"] <= promised + TICK_S
+
+
+async def test_through_the_handlers_a_placed_whole_node_task_holds_the_node() -> None:
+    # Placements as the scheduler publishes them: four 1-unit tasks fill node
+    # a (4 units); a 4-unit task placed pending gets the reservation, expected
+    # when the four end — by their timeout_s, as their handler reported no
+    # run time yet. A fifth small task placed on a would run past that, so a
+    # does not take it; the results come back and the whole-node task goes first.
+    clock = Clock()
+    d = dispatcher(clock)
+    publish = Published()
+    balancer = BalancerHandlers(d, NAMES, publish, park_after_s=600.0)
+    d.on_snapshot(snapshot([N("a", slots=8, capacity=4.0)]))
+
+    def placed(task_id: str, units: float, node: str | None, handler: str) -> TaskPlaced:
+        task = TaskSubmitted(task_id=task_id, handler=handler, reply_to="c", timeout_s=30.0)
+        return TaskPlaced(task=task, demand=demand(units), node_id=node, strategy="binpack")
+
+    for i in range(4):
+        await balancer.on_placed(placed(f"s{i}", 1.0, "a", "small"))
+    big = asyncio.create_task(balancer.on_placed(placed("big", 4.0, None, "big")))
+    await asyncio.sleep(0)
+    assert d.reservation is not None
+    assert d.reservation.key == "big"
+    assert d.reservation.promised_start == 30.0
+    clock.now = 1.0
+    late = asyncio.create_task(balancer.on_placed(placed("s4", 1.0, "a", "small")))
+    await asyncio.sleep(0)
+    assert not late.done()
+    clock.now = 20.0
+    done = [
+        TaskResult(
+            task_id=f"s{i}",
+            handler="small",
+            status="succeeded",
+            node_id="a",
+            reply_to="c",
+            submitted_at=0.0,
+            usage=TaskUsage(wall_s=20.0, cpu_s=0.0, peak_memory_bytes=0),
+        )
+        for i in range(4)
+    ]
+    await balancer.on_events(done)
+    await asyncio.wait_for(big, 1.0)
+    assigned = [m for m in publish.messages if isinstance(m, TaskAssigned)]
+    assert [m.task.task_id for m in assigned][-1] == "big"
+    assert not late.done()  # a is whole-node busy now
+    late.cancel()
