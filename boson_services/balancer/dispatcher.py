@@ -584,6 +584,12 @@ class Dispatcher:
             self.age_limit_s,
         )
         taken = [False] * len(window)
+        # Within one pump nodes only close and allocations only grow, so a
+        # demand that fits no open node now fits none later in the pump: the
+        # lookahead past a stuck head (usually many equal demands) costs a set
+        # lookup each, not a feasibility test per node, in either pass. (A
+        # clean fit can appear as a node fills: its key is not the any-fit one.)
+        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]] = set()
         self.typical.refresh()
         typical = self.typical.points
         if np.any(typical > 0):
@@ -594,8 +600,8 @@ class Dispatcher:
                 h.urgent or mine or now - h.since >= self.age_limit_s
                 for h, mine in zip(window, holder, strict=True)
             ]
-            self._offer(window, order, taken, open_nodes, (typical, b), aged)
-        self._offer(window, order, taken, open_nodes, None, [])
+            self._offer(window, order, taken, open_nodes, (typical, b), aged, unfit)
+        self._offer(window, order, taken, open_nodes, None, [], unfit)
         # EASY: the first in order still waiting is the head; it gets the
         # reservation every later pump's dispatches backfill around.
         head = next((window[i] for i in order if not taken[i]), None)
@@ -611,20 +617,15 @@ class Dispatcher:
         open_nodes: list[NodeView],
         clean: tuple[np.ndarray, int] | None,
         aged: list[bool],
+        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]],
     ) -> None:
         """One pass of the flexible window over the open nodes, in ``order``.
 
         ``clean`` = (typical demand points, bottleneck): the clean-fit pass, in which
         the entries marked in ``aged`` may take any room; ``None``: anything
-        that fits.
+        that fits. ``unfit``: what found no node earlier in this pump.
         """
         looked = 0
-        # Within one pump nodes only close and allocations only grow, so a
-        # demand that fits no open node now fits none later in this pass:
-        # the lookahead past a stuck head (usually many equal demands) costs
-        # a set lookup each, not a feasibility test per node. (A clean fit
-        # can appear as a node fills; the second pass still offers it.)
-        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]] = set()
         for k in order:
             if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
                 break
