@@ -12,17 +12,7 @@ present and the end is not before the start. Each ``softerror`` makes the
 machine unavailable for :data:`SOFTERROR_DOWNTIME_S` seconds; overlapping
 outages of one machine are merged into one.
 
-**Alibaba GPU cluster trace v2023** ("openb": a pods file and a nodes file).
-Units: cores (``cpu_milli`` ÷ 1000), GiB (``memory_mib`` ÷ 1024) and GPUs.
-A pod's GPU request is ``num_gpu`` × ``gpu_milli`` ÷ 1000: below 1 it is a
-share of ONE physical GPU (1 × 460 is 0.46 of one device), from 1 up whole
-devices. Each pod is one task of one instance and its own job; it arrives
-at ``creation_time`` and runs ``deletion_time − scheduled_time`` (the time
-it held its node in the real cluster). Pods never scheduled there (no
-``scheduled_time``) are dropped and counted, as are rows with unusable
-numbers. GPU memory is not in the trace, and ``gpu_spec`` (allowed models)
-is empty in it: both are ignored. A node's capacity is its ``cpu_milli``,
-``memory_mib`` and ``gpu`` count; the trace has no node events.
+**Alibaba GPU cluster trace v2023**: see :mod:`boson.simulation.gpu_trace`.
 
 **Generic CSV** (a header row; columns by name, extra columns ignored):
 
@@ -54,9 +44,6 @@ SOFTERROR_DOWNTIME_S = 600.0
 event, not how long it lasted, so the model assumes ten minutes."""
 
 ALIBABA_CPU_UNITS_PER_CORE = 100.0
-MILLI = 1000.0
-MIB_PER_GIB = 1024.0
-
 FORMATS = ("alibaba-v2017", "alibaba-gpu-v2023", "csv")
 """The trace formats :func:`load_trace` reads."""
 
@@ -135,14 +122,14 @@ class Trace:
     skipped: Skipped
 
 
-def _require(header: Iterable[str] | None, needed: Iterable[str], what: str) -> None:
+def require(header: Iterable[str] | None, needed: Iterable[str], what: str) -> None:
     have = set(header or ())
     missing = [c for c in needed if c not in have]
     if missing:
         raise TraceFormatError(f"{what}: missing column(s) {', '.join(missing)}")
 
 
-def _float(text: str | None) -> float | None:
+def to_number(text: str | None) -> float | None:
     """Parse a number; None for an empty or malformed cell (the caller counts it)."""
     if text is None or not text.strip():
         return None
@@ -153,7 +140,7 @@ def _float(text: str | None) -> float | None:
     return value if np.isfinite(value) else None
 
 
-class _TaskRows:
+class TaskRows:
     """Accumulates usable task rows; dense job indices in first-seen order."""
 
     def __init__(self) -> None:
@@ -192,7 +179,7 @@ class _TaskRows:
 def parse_alibaba_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
     """Parse ``batch_task`` rows; unusable ones are counted in ``skipped``."""
     reader = csv.DictReader(lines)
-    _require(
+    require(
         reader.fieldnames,
         (
             "task_create_time",
@@ -205,12 +192,12 @@ def parse_alibaba_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
         ),
         "alibaba batch_task",
     )
-    rows = _TaskRows()
+    rows = TaskRows()
     for row in reader:
-        count = _float(row["number_of_instances"])
+        count = to_number(row["number_of_instances"])
         instances = int(count) if count is not None and count > 0 else 0
-        start, end = _float(row["task_create_time"]), _float(row["task_end_time"])
-        cpu, mem = _float(row["plan_cpu"]), _float(row["plan_mem"])
+        start, end = to_number(row["task_create_time"]), to_number(row["task_end_time"])
+        cpu, mem = to_number(row["plan_cpu"]), to_number(row["plan_mem"])
         # The order of the checks fixes which reason a row with several faults
         # is counted under: status first, since it decides whether the
         # duration means anything at all.
@@ -245,7 +232,7 @@ def parse_alibaba_servers(
     A machine added after time 0 starts down and comes up at its ``add``.
     """
     reader = csv.DictReader(lines)
-    _require(
+    require(
         reader.fieldnames,
         ("timestamp", "machine_id", "event_type", "cpus", "mem_norm"),
         "alibaba server_event",
@@ -256,12 +243,12 @@ def parse_alibaba_servers(
     outages: dict[int, list[tuple[float, float]]] = {}
     pending: list[tuple[float, str]] = []
     for row in reader:
-        when = _float(row["timestamp"])
+        when = to_number(row["timestamp"])
         kind = row["event_type"]
         if when is None:
             skipped.add("event without time")
         elif kind == "add":
-            cpus, mem = _float(row["cpus"]), _float(row["mem_norm"])
+            cpus, mem = to_number(row["cpus"]), to_number(row["mem_norm"])
             if cpus is None or mem is None or row["machine_id"] in ids:
                 skipped.add("unusable add")
                 continue
@@ -313,81 +300,17 @@ def _sorted_events(times: list[float], nodes: list[int], ups: list[bool]) -> Nod
     )
 
 
-def parse_gpu_pods(lines: Iterable[str], skipped: Skipped) -> Workload:
-    """Parse the v2023 GPU trace's pods (see the module docstring)."""
-    reader = csv.DictReader(lines)
-    _require(
-        reader.fieldnames,
-        (
-            "name",
-            "cpu_milli",
-            "memory_mib",
-            "num_gpu",
-            "gpu_milli",
-            "creation_time",
-            "deletion_time",
-            "scheduled_time",
-        ),
-        "alibaba-gpu-v2023 pods",
-    )
-    rows = _TaskRows()
-    for row in reader:
-        cpu, mem = _float(row["cpu_milli"]), _float(row["memory_mib"])
-        count, milli = _float(row["num_gpu"]), _float(row["gpu_milli"])
-        created, deleted = _float(row["creation_time"]), _float(row["deletion_time"])
-        scheduled = _float(row["scheduled_time"])
-        if not (row["scheduled_time"] or "").strip():
-            skipped.add("never scheduled", 1)
-        elif cpu is None or mem is None or count is None or milli is None:
-            skipped.add("empty request", 1)
-        elif created is None or deleted is None or scheduled is None:
-            skipped.add("empty time", 1)
-        elif deleted < scheduled:
-            skipped.add("end before start", 1)
-        elif min(cpu, mem, count, milli) < 0:
-            skipped.add("negative request", 1)
-        else:
-            gpu = count * milli / MILLI
-            rows.add(
-                created,
-                deleted - scheduled,
-                (cpu / MILLI, mem / MIB_PER_GIB, gpu),
-                1,
-                row["name"],
-            )
-    return rows.build()
-
-
-def parse_gpu_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
-    """Parse the v2023 GPU trace's node list, in file order."""
-    reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("sn", "cpu_milli", "memory_mib", "gpu"), "alibaba-gpu-v2023 nodes")
-    ids: list[str] = []
-    capacity: list[tuple[float, float, float]] = []
-    seen: set[str] = set()
-    for row in reader:
-        cpu, mem = _float(row["cpu_milli"]), _float(row["memory_mib"])
-        gpu = _float(row["gpu"]) if (row["gpu"] or "").strip() else 0.0
-        if cpu is None or mem is None or gpu is None or row["sn"] in seen:
-            skipped.add("unusable node")
-            continue
-        seen.add(row["sn"])
-        ids.append(row["sn"])
-        capacity.append((cpu / MILLI, mem / MIB_PER_GIB, gpu))
-    return Cluster(tuple(ids), np.asarray(capacity, np.float64).reshape(-1, 3))
-
-
 def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
     """Parse the generic tasks CSV (see the module docstring)."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("submit_time", "duration", "cpu", "memory"), "tasks csv")
-    rows = _TaskRows()
+    require(reader.fieldnames, ("submit_time", "duration", "cpu", "memory"), "tasks csv")
+    rows = TaskRows()
     for number, row in enumerate(reader):
-        count = _float(row.get("instances")) if row.get("instances") else 1.0
+        count = to_number(row.get("instances")) if row.get("instances") else 1.0
         instances = int(count) if count is not None and count > 0 else 0
-        submit, duration = _float(row["submit_time"]), _float(row["duration"])
-        cpu, mem = _float(row["cpu"]), _float(row["memory"])
-        gpu = _float(row.get("gpu")) if row.get("gpu") else 0.0
+        submit, duration = to_number(row["submit_time"]), to_number(row["duration"])
+        cpu, mem = to_number(row["cpu"]), to_number(row["memory"])
+        gpu = to_number(row.get("gpu")) if row.get("gpu") else 0.0
         if cpu is None or mem is None or gpu is None:
             skipped.add("empty request", instances)
         elif submit is None or duration is None:
@@ -407,13 +330,13 @@ def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
 def parse_csv_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
     """Parse the generic nodes CSV."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("node_id", "cpu", "memory"), "nodes csv")
+    require(reader.fieldnames, ("node_id", "cpu", "memory"), "nodes csv")
     ids: list[str] = []
     capacity: list[tuple[float, float, float]] = []
     seen: set[str] = set()
     for row in reader:
-        cpu, mem = _float(row["cpu"]), _float(row["memory"])
-        gpu = _float(row.get("gpu")) if row.get("gpu") else 0.0
+        cpu, mem = to_number(row["cpu"]), to_number(row["memory"])
+        gpu = to_number(row.get("gpu")) if row.get("gpu") else 0.0
         if cpu is None or mem is None or gpu is None or row["node_id"] in seen:
             skipped.add("unusable node")
             continue
@@ -426,13 +349,13 @@ def parse_csv_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
 def parse_csv_events(lines: Iterable[str], cluster: Cluster, skipped: Skipped) -> NodeEvents:
     """Parse the generic events CSV against ``cluster``'s node ids."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("time", "node_id", "event"), "events csv")
+    require(reader.fieldnames, ("time", "node_id", "event"), "events csv")
     index: Mapping[str, int] = {node: i for i, node in enumerate(cluster.node_ids)}
     times: list[float] = []
     nodes: list[int] = []
     ups: list[bool] = []
     for row in reader:
-        when, kind = _float(row["time"]), row["event"].strip().lower()
+        when, kind = to_number(row["time"]), row["event"].strip().lower()
         if when is None or kind not in ("down", "up"):
             skipped.add("unusable event")
         elif row["node_id"] not in index:
@@ -454,6 +377,8 @@ def load_trace(
     generic events CSV. For ``alibaba-gpu-v2023`` ``tasks`` is the pods file
     and ``nodes`` the node list.
     """
+    from boson.simulation import gpu_trace  # it builds on this module
+
     if fmt not in FORMATS:
         raise TraceFormatError(f"unknown trace format {fmt!r}; choose from {', '.join(FORMATS)}")
     skipped = Skipped()
@@ -461,14 +386,14 @@ def load_trace(
         if fmt == "alibaba-v2017":
             workload = parse_alibaba_tasks(fh, skipped)
         elif fmt == "alibaba-gpu-v2023":
-            workload = parse_gpu_pods(fh, skipped)
+            workload = gpu_trace.parse_pods(fh, skipped)
         else:
             workload = parse_csv_tasks(fh, skipped)
     with nodes.open(newline="") as fh:
         if fmt == "alibaba-v2017":
             cluster, node_events = parse_alibaba_servers(fh, skipped)
         elif fmt == "alibaba-gpu-v2023":
-            cluster, node_events = parse_gpu_nodes(fh, skipped), NodeEvents.empty()
+            cluster, node_events = gpu_trace.parse_nodes(fh, skipped), NodeEvents.empty()
         else:
             cluster, node_events = parse_csv_nodes(fh, skipped), NodeEvents.empty()
     if events is not None:
@@ -484,6 +409,7 @@ __all__ = [
     "Cluster",
     "NodeEvents",
     "Skipped",
+    "TaskRows",
     "Trace",
     "TraceFormatError",
     "Workload",
@@ -493,6 +419,6 @@ __all__ = [
     "parse_csv_events",
     "parse_csv_nodes",
     "parse_csv_tasks",
-    "parse_gpu_nodes",
-    "parse_gpu_pods",
+    "require",
+    "to_number",
 ]

@@ -10,10 +10,11 @@ import pytest
 
 from boson.cli import main
 from boson.simulation.engine import simulate
+from boson.simulation.gpu_trace import parse_nodes, parse_pods
 from boson.simulation.metrics import gpu_fragmentation, gpu_points, makespan_lower_bound
 from boson.simulation.policies import make_policy
 from boson.simulation.scale import resize_cluster, resize_for_load
-from boson.simulation.traces import Cluster, NodeEvents, Skipped, parse_gpu_nodes, parse_gpu_pods
+from boson.simulation.traces import Cluster, NodeEvents, Skipped
 from boson_shared.scheduling.table import NodeTable
 
 from .conftest import cluster, events, workload
@@ -39,7 +40,7 @@ t0,104000,524288,2,T4
 
 def test_pods_units_run_times_and_the_pods_never_scheduled() -> None:
     skipped = Skipped()
-    w = parse_gpu_pods(PODS.splitlines(keepends=True), skipped)
+    w = parse_pods(PODS.splitlines(keepends=True), skipped)
     assert w.tasks == 3
     # Half of one GPU is 0.46 of a device; eight whole GPUs are 8.
     expected = np.array([[12, 16, 0.46], [6, 2, 8], [2, 0.5, 0]], np.float64)
@@ -50,7 +51,7 @@ def test_pods_units_run_times_and_the_pods_never_scheduled() -> None:
     assert w.instances.tolist() == [1, 1, 1]
     assert w.jobs == 3
     assert dict(skipped.rows) == {"never scheduled": 1, "end before start": 1}
-    nodes = parse_gpu_nodes(NODES.splitlines(keepends=True), Skipped())
+    nodes = parse_nodes(NODES.splitlines(keepends=True), Skipped())
     assert nodes.node_ids == ("c0", "c1", "g0", "g1", "t0")
     assert nodes.capacity[2].tolist() == [96, 384, 8]
 
