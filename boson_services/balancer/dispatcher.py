@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from boson_services.balancer.head import HeadBook
 from boson_shared.contract.messages import ClusterSnapshot, ResourceVector
 from boson_shared.scheduling.balancing import (
     AGE_LIMIT_S,
@@ -76,12 +77,7 @@ from boson_shared.scheduling.devices import (
     parse_models,
     to_milli,
 )
-from boson_shared.scheduling.head_reservation import (
-    RESERVATION_LAPSE_S,
-    HeadReservation,
-    RunTimes,
-    plan_reservation,
-)
+from boson_shared.scheduling.head_reservation import RESERVATION_LAPSE_S, HeadReservation
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
 from boson_shared.scheduling.typical_demand import LongRunDemand
@@ -173,7 +169,6 @@ class Dispatcher:
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
         self.age_limit_s = age_limit_s
-        self.reservation_lapse_s = reservation_lapse_s
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
@@ -206,16 +201,8 @@ class Dispatcher:
         self.stolen_total = 0
         """Tasks a node with spare credit took from a node without (see :meth:`_steal`)."""
         self._any_cool = True
-        self.run_times = RunTimes()
-        """Expected run time per handler, from the run times results report."""
-        self._running: dict[str, tuple[str | None, float]] = {}
-        """Task id → (handler, expected end) of dispatched work, until its result."""
-        self._row_of: dict[str, int] = {}
-        """Node id → its row in the head reservation's arrays (rows never change)."""
-        self.reservation: HeadReservation | None = None
-        """The head of the waiting order's reservation (its ``key`` is the task id)."""
-        self.reserved_total = 0
-        """Head reservations made (a remade one counts again)."""
+        self.head = HeadBook(clock, reservation_lapse_s)
+        """The head reservation and the run-time estimates behind it."""
 
     # -- credit ------------------------------------------------------------
 
@@ -317,8 +304,7 @@ class Dispatcher:
         held = self.held.pop(task_id, None)
         if held is not None and not held.future.done():
             held.future.cancel()
-        if self.reservation is not None and self.reservation.key == task_id:
-            self.reservation = None
+        self.head.released(task_id)
 
     def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
@@ -329,12 +315,10 @@ class Dispatcher:
         """
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
-        handler, _ = self._running.pop(task_id, (None, 0.0))
+        self.head.finished(task_id, wall_s)
         mask = self._devices_of.pop(task_id, 0)
         if node_id is None:
             return
-        if handler is not None and wall_s is not None:
-            self.run_times.observe(handler, wall_s)
         node = self.nodes.get(node_id)
         if node is not None:
             node.in_flight.discard(task_id)
@@ -374,7 +358,7 @@ class Dispatcher:
                 node.on_probation = state.on_probation
                 node.gpus = gpus
                 self.nodes[state.node_id] = node
-                self._row_of[state.node_id] = len(self._row_of)
+                self.head.row(state.node_id)
             else:
                 if node.alive and not state.alive:
                     went_down.append(state.node_id)
@@ -392,13 +376,8 @@ class Dispatcher:
         self._spare.update((node_id, None) for node_id, n in self.nodes.items() if n.alive)
         for node_id in went_down:
             self._forget_node_work(node_id)
-        res = self.reservation
-        if res is not None and any(
-            not self.nodes[node_id].takes_work
-            for node_id, row in self._row_of.items()
-            if res.slot(row) >= 0
-        ):
-            res.end_now()  # a reserved node takes no work: remade at the next pump
+        if self.head.reservation is not None:
+            self.head.check_nodes({node_id: n.takes_work for node_id, n in self.nodes.items()})
         self._move_off_unusable_nodes()
         self.rebalance()
         self.pump()
@@ -410,7 +389,7 @@ class Dispatcher:
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
-            self._running.pop(task_id, None)
+            self.head.forget(task_id)
             self._devices_of.pop(task_id, None)
         node.in_flight.clear()
 
@@ -683,60 +662,30 @@ class Dispatcher:
 
     # -- the head reservation -------------------------------------------
 
+    @property
+    def reservation(self) -> HeadReservation | None:
+        """The head of the waiting order's reservation (its ``key`` is the task id)."""
+        return self.head.reservation
+
     def _reserve_for(self, held: HeldTask | None, now: float) -> None:
-        """Keep the head reservation on ``held``: made when the head changes, remade
-        when it lapses, gone when nothing waits."""
-        res = self.reservation
-        if held is None:
-            self.reservation = None
-            return
-        if res is not None and res.key == held.task_id and not res.lapsed(now):
-            return
-        nodes = list(self.nodes.values())
-        capacity = np.array([n.capacity for n in nodes])
-        allocated = np.array([n.allocated for n in nodes])
-        alive = np.array([n.takes_work for n in nodes], dtype=np.bool_)
-        releases = sorted(
-            (
-                (end, self._row_of[self.where[task_id]], self._demand_of[task_id])
-                for task_id, (_, end) in self._running.items()
-            ),
-            key=lambda release: (release[0], release[1]),
-        )
-        self.reservation = plan_reservation(
-            held.task_id,
-            held.demand,
-            1,
-            np.maximum(capacity - allocated, 0.0),
-            alive,
-            releases,
+        self.head.keep_for(
+            None if held is None else held.task_id,
+            np.zeros(3) if held is None else held.demand,
+            [(n.node_id, n.capacity - n.allocated, n.takes_work) for n in self.nodes.values()],
             now,
-            self.reservation_lapse_s,
         )
-        if self.reservation is not None:
-            self.reserved_total += 1
 
     def _expected_s(self, held: HeldTask) -> float:
-        return self.run_times.expected(held.handler, held.timeout_s)
+        return self.head.expected_s(held.handler, held.timeout_s)
 
     def _admits(self, held: HeldTask, node: NodeView) -> bool:
         """Whether ``held`` may start on ``node`` now without delaying the head's reservation."""
-        res = self.reservation
-        if res is None or res.key == held.task_id:
-            return True
-        end = self.clock() + self._expected_s(held)
-        return res.admits(self._row_of[node.node_id], held.demand, end)
+        return self.head.admits(held.task_id, node.node_id, held.demand, self._expected_s(held))
 
     def _assign(self, held: HeldTask, node: NodeView) -> None:
-        now = self.clock()
-        end = now + self._expected_s(held)
-        res = self.reservation
-        if res is not None:
-            if res.key == held.task_id:
-                self.reservation = None  # the head starts: its reservation is spent
-            else:
-                res.commit(self._row_of[node.node_id], held.demand, end)
-        self._running[held.task_id] = (held.handler, end)
+        self.head.dispatched(
+            held.task_id, node.node_id, held.demand, held.handler, self._expected_s(held)
+        )
         milli = to_milli(held.demand[2])
         if milli:
             prefer = held.prefer if node.node_id == held.target else 0
