@@ -186,6 +186,8 @@ class Simulation:
         """Whether the head of the waiting order gets a reservation (Boson's policies)."""
         self.lapse_s = lapse_s
         self.reservation: HeadReservation | None = None
+        self._unplanned: tuple[Pending, float] | None = None
+        """A head no plan found a node for, and until when not to look again."""
 
     # -- the steps the drainers use -----------------------------------
 
@@ -255,6 +257,11 @@ class Simulation:
         res = self.reservation
         if res is not None and res.key is head and not res.lapsed(self.now):
             return
+        unplanned = self._unplanned
+        if unplanned is not None and unplanned[0] is head and self.now < unplanned[1]:
+            # No node will have room for it as things run: asking again
+            # before a node event or the lapse would walk everything again.
+            return
         demand = self.workload.demand[head.task]
         # Instances are independent schedulable units: the head is the entry's
         # next instance, and each one after it is the head in its turn.
@@ -270,6 +277,9 @@ class Simulation:
         )
         if self.reservation is not None:
             self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
+            self._unplanned = None
+        else:
+            self._unplanned = (head, self.now + self.lapse_s)
 
     def _releases(self) -> Iterator[Release]:
         """What the running work releases, in order of its (known) end, lazily.
@@ -337,6 +347,7 @@ class Simulation:
 
     def _node_event(self, node: int, up: bool) -> None:
         node_id = self.cluster.node_ids[node]
+        self._unplanned = None  # the cluster changed: a plan may find a node now
         if up:
             if self.up[node]:
                 return
@@ -385,6 +396,7 @@ class Simulation:
             # A stale entry: the node failed again since (down, or a later probation).
             if self.up[node] and not self.table.alive[node] and (until is None or until <= now):
                 self.table.set_alive(node_id, True)
+                self._unplanned = None
                 freed = True
         return freed
 
