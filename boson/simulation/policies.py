@@ -387,8 +387,13 @@ def compare(
     events: NodeEvents,
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation_s: float = PROBATION_S,
+    reservation: bool = True,
 ) -> list[tuple[Metrics, Recorder]]:
-    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`)."""
+    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`).
+
+    ``reservation=False``: no head reservation for Boson's policies either
+    (to measure what it changes).
+    """
     results = []
     for name in names:
         policy = make_policy(name)
@@ -402,7 +407,7 @@ def compare(
                 policy.drainer(),
                 sample_step,
                 policy.probation(probation_s),
-                policy.reserve,
+                policy.reserve and reservation,
             )
         )
     return results
