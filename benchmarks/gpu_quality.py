@@ -24,7 +24,7 @@ its mix of node shapes (``boson/simulation/scale.py``), at the node count
 whose GPU load comes closest; a warning says when whole nodes miss the load
 by more than 5 %.
 
-Judged per load (the issue's targets): GPU fragmentation at least 10 % lower,
+Judged per load, against these targets: GPU fragmentation at least 10 % lower,
 mean queueing delay at least 10 % lower, the longest queueing delay at most
 half the baseline's, mean JCT no worse, and no instance left never placed
 that fits an empty node.
