@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from boson.client import Client, TaskHandle, TaskRequest
     from boson.launcher import embedded
     from boson.records import RecordReader, TaskPage
-    from boson_shared.contract.messages import TaskRecord, TaskResult, TimelineEntry
+    from boson_shared.contract.messages import (
+        ResourceRequest,
+        TaskRecord,
+        TaskResult,
+        TimelineEntry,
+    )
     from boson_shared.errors import (
         BosonError,
         BrokerUnavailableError,
@@ -46,6 +51,7 @@ _HOMES: dict[str, str] = {
     "TaskRequest": "boson.client",
     "embedded": "boson.launcher",
     "TaskResult": "boson_shared.contract.messages",
+    "ResourceRequest": "boson_shared.contract.messages",
     "TaskRecord": "boson_shared.contract.messages",
     "TimelineEntry": "boson_shared.contract.messages",
     "RecordReader": "boson.records",
@@ -116,6 +122,7 @@ __all__ = [
     "RecordError",
     "RecordReader",
     "RecordUnavailableError",
+    "ResourceRequest",
     "Retry",
     "TaskFailedError",
     "TaskHandle",

@@ -87,7 +87,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     executor.add_argument("--slots", type=int)
     executor.add_argument("--cpu", type=float, help="capacity in demand units")
     executor.add_argument("--memory", type=float, help="capacity in demand units")
-    executor.add_argument("--gpu", type=float, help="capacity in demand units")
+    executor.add_argument(
+        "--gpu", type=float, help="GPUs, when neither --gpu-device nor NVML says (by index)"
+    )
+    executor.add_argument(
+        "--gpu-device",
+        action="append",
+        dest="gpu_devices",
+        metavar="ID[:MODEL[:MIB]]",
+        help="a GPU device of this node, as CUDA_VISIBLE_DEVICES names it (repeatable; "
+        "overrides NVML discovery)",
+    )
     executor.add_argument(
         "--handler-module",
         action="append",
@@ -114,6 +124,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "memory": "memory",
         "gpu": "gpu",
         "handler_modules": "handler_modules",
+        "gpu_devices": "gpu_devices",
         "strategy": "strategy",
     }
     return {

@@ -158,12 +158,20 @@ def device_fgd_scores(
     typ: FloatArray,
     models: frozenset[str] | None = None,
 ) -> FloatArray:
-    """``binpack-fgd`` with ``m`` the per-GPU fragmentation (module docstring)."""
-    dcap = table.device_capacity
-    free = dcap - table.device_allocated
+    """``binpack-fgd`` with ``m`` the per-GPU fragmentation (module docstring).
+
+    Computed on the nodes the demand fits only (in a busy cluster, few); the
+    others keep binpack's score, which :func:`scores` hides.
+    """
+    out = np.array(after, dtype=np.float64)
+    rows = np.flatnonzero(table.feasible(demand, models))
+    if rows.size == 0:
+        return out
+    dcap = table.device_capacity[rows]
+    free = dcap - table.device_allocated[rows]
     points = np.atleast_2d(typ)
     pm = [_dev.to_milli(p[GPU]) for p in points.tolist()]
-    node_free = table.capacity - table.allocated
+    node_free = table.capacity[rows] - table.allocated[rows]
 
     def others(f: FloatArray) -> np.ndarray:
         return np.asarray(
@@ -174,25 +182,23 @@ def device_fgd_scores(
     before = _dev.fragmentation(free, dcap, others(node_free), pm)
     free_after = free.copy()
     milli = _dev.to_milli(demand[GPU])
-    if milli:
+    if milli:  # every row fits it: put it on the devices the choice rule gives it
         n, per = _dev.shape(milli)
-        q = table.qualifying(models)
+        q = table.qualifying(models)[rows]
         if per < MILLI:  # best fit: the least free device that holds the share
             cand = q & (free >= per)
             j = np.argmin(np.where(cand, free, np.iinfo(np.int64).max), axis=1)
-            rows = np.flatnonzero(cand.any(axis=1))
-            free_after[rows, j[rows]] -= per
+            free_after[np.arange(rows.size), j] -= per
         else:  # the lowest-numbered entirely free devices
             full = q & (dcap == MILLI) & (free == MILLI)
-            take = full & (np.cumsum(full, axis=1) <= n)
-            take &= (full.sum(axis=1) >= n)[:, None]
-            free_after[take] = 0
+            free_after[full & (np.cumsum(full, axis=1) <= n)] = 0
     later = _dev.fragmentation(free_after, dcap, others(node_free - demand), pm)
     delta = (later - before) / MILLI
-    scaled = np.zeros_like(after)
-    cap_gpu = table.capacity[:, GPU]
+    cap_gpu = table.capacity[rows, GPU]
+    scaled = np.zeros(rows.size)
     np.divide(delta, cap_gpu, out=scaled, where=cap_gpu > 0)
-    return np.asarray(after - FGD_WEIGHT * scaled, dtype=np.float64)
+    out[rows] = after[rows] - FGD_WEIGHT * scaled
+    return out
 
 
 def stranded(free_after: FloatArray, w: FloatArray, typical: FloatArray) -> FloatArray:

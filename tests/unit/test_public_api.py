@@ -13,6 +13,7 @@ import boson
 
 PUBLIC = {
     "BosonError",
+    "ResourceRequest",
     "BrokerUnavailableError",
     "Client",
     "ConfigError",

@@ -254,11 +254,11 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
     pick_any = d._pick_any
 
     def counting(
-        need: np.ndarray, open_nodes: list[NodeView], clean: object = None
+        need: np.ndarray, open_nodes: list[NodeView], clean: object = None, models: object = None
     ) -> NodeView | None:
         nonlocal calls
         calls += 1
-        return pick_any(need, open_nodes, clean)  # type: ignore[arg-type]
+        return pick_any(need, open_nodes, clean, models)  # type: ignore[arg-type]
 
     d._pick_any = counting  # type: ignore[method-assign,assignment]
     first = d.hold("t0", demand(), None)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from boson.launcher import EmbeddedCluster, derive
+from boson_services.executor.app import ExecutorService
 from boson_services.executor.gpus import (
     GpuBook,
     Nvml,
@@ -17,11 +20,13 @@ from boson_services.executor.gpus import (
 )
 from boson_services.executor.handlers import ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
+from boson_services.executor.settings import ExecutorSettings
 from boson_shared.contract.messages import ResourceVector, TaskAssigned, TaskResult, TaskSubmitted
 from boson_shared.contract.topology import Names
 from boson_shared.errors import InvalidTaskInputError, TaskTimeoutError
 from boson_shared.handlers import discover
 from boson_shared.runtime.consumer import Emit
+from boson_shared.settings import BosonSettings
 
 FAKE = ("GPU-fake-0:A100:40960", "GPU-fake-1:A100:40960", "GPU-fake-2:T4:15360")
 
@@ -208,3 +213,28 @@ def test_nvml_discovery_finds_each_device_with_its_model_memory_and_uuid() -> No
         assert used is None or used >= 0
     states = GpuBook(gpus).states(usage)
     assert [s.uuid for s in states] == [g.uuid for g in gpus]
+
+
+async def test_the_heartbeat_carries_each_device_and_capacity_is_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = BosonSettings(namespace="hb", instance_id="hb")
+    cluster = EmbeddedCluster(settings)
+    with caplog.at_level(logging.INFO, logger="boson_services.executor.app"):
+        service = ExecutorService(
+            derive(ExecutorSettings, settings, node_id="g", gpu_devices=FAKE, gpu=8.0),
+            cluster.transport(),
+            cluster._codec(),
+        )
+    assert "GPUs: 3 configured (GPU-fake-0, GPU-fake-1, GPU-fake-2)" in caplog.text
+    service.gpu_book.hold("t", 0.5, (2,))
+    beat = service.make_heartbeat()
+    assert beat.capacity.gpu == 3.0
+    assert beat.allocated.gpu == 0.5
+    assert [(g.index, g.model, g.memory_mib, g.allocated_milli) for g in beat.gpus] == [
+        (0, "A100", 40960, 0),
+        (1, "A100", 40960, 0),
+        (2, "T4", 15360, 500),
+    ]
+    assert all(g.utilisation is None for g in beat.gpus)  # no NVML for configured ids
+    await service.runner.close()
