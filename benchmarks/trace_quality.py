@@ -87,6 +87,11 @@ def main() -> int:
     parser.add_argument("--strategy", action="append", help="default: all")
     parser.add_argument("--plot", action="store_true", help="write docs/sim-*.png (90%% load)")
     parser.add_argument("--size", choices=("real", "target", "both"), default="both")
+    parser.add_argument(
+        "--no-reservation",
+        action="store_true",
+        help="no head reservation for Boson's policies (to measure what it changes)",
+    )
     args = parser.parse_args()
     names = args.strategy or policy_names()
     console = Console(width=200)
@@ -108,7 +113,9 @@ def main() -> int:
         console.print()
         for line in describe(trace, cluster):
             console.print(line, highlight=False)
-        results = compare(names, trace.workload, cluster, events)
+        results = compare(
+            names, trace.workload, cluster, events, reservation=not args.no_reservation
+        )
         console.print(
             render_table(f"{label}: {len(cluster.node_ids):,} nodes", [m for m, _ in results])
         )

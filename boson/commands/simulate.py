@@ -20,14 +20,14 @@ from boson.simulation.fairness import render as render_tenants
 from boson.simulation.metrics import offered_load
 from boson.simulation.policies import compare, make_policy, policy_names
 from boson.simulation.report import describe, render_table, write_plots
-from boson.simulation.scale import factor_for_load, scale_cluster
+from boson.simulation.scale import resize_for_load, scale_cluster
 from boson.simulation.tenancy import (
     POLICIES,
     alibaba_v2017_tenants,
     run_policy,
     trace_tenants,
 )
-from boson.simulation.traces import Cluster, NodeEvents, Trace, load_trace
+from boson.simulation.traces import FORMATS, Cluster, NodeEvents, Trace, load_trace
 from boson_shared.errors import ConfigError
 from boson_shared.scheduling.admission import DEFAULT_PREEMPT_GRACE_S
 from boson_shared.scheduling.probation import PROBATION_S
@@ -45,11 +45,19 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown strategy {name!r}; choose from {policy_names()}") from e
     trace = load_trace(args.tasks, args.nodes, args.events, args.format)
     cluster, events = trace.cluster, trace.events
-    factor = args.nodes_scale
+    warning = None
     if args.target_load is not None:
-        factor = factor_for_load(trace.workload, cluster, args.target_load)
-    if factor is not None:
-        cluster, events = scale_cluster(cluster, events, factor)
+        if args.target_load <= 0:
+            raise ConfigError(f"--target-load must be positive, not {args.target_load}")
+        resized = resize_for_load(trace.workload, cluster, events, args.target_load)
+        cluster, events, warning = resized.cluster, resized.events, resized.warning()
+    elif args.nodes_scale is not None:
+        if args.nodes_scale <= 0:
+            raise ConfigError(f"--nodes-scale must be positive, not {args.nodes_scale}")
+        cluster, events = scale_cluster(cluster, events, args.nodes_scale)
+    if warning is not None:
+        # On stderr, so that --json output stays one JSON document.
+        Console(stderr=True).print(warning, highlight=False)
     if args.tenants is not None:
         return _run_tenants(args, trace, cluster, events)
     results = compare(names, trace.workload, cluster, events, args.sample_step, args.probation_s)
@@ -65,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         console = Console()
         if not console.is_terminal:  # piped to a file: do not squeeze the table to 80 columns
-            console = Console(width=200)
+            console = Console(width=260)
         for line in describe(trace, cluster):
             console.print(line, highlight=False)
         console.print(
@@ -120,15 +128,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "simulate",
         help="replay a cluster trace through Boson's placement and baselines",
         description=(
-            "Replay a trace (Alibaba v2017 batch_task + server_event, or the generic CSV "
-            "format of boson/simulation/traces.py) in simulated time through Boson's "
+            "Replay a trace (Alibaba v2017 batch_task + server_event, Alibaba GPU v2023 "
+            "pods + node list, or the generic CSV format of boson/simulation/traces.py) "
+            "in simulated time through Boson's "
             "placer and balancer and the baselines, and compare them."
         ),
     )
     parser.add_argument("--tasks", type=Path, required=True, help="tasks file")
     parser.add_argument("--nodes", type=Path, required=True, help="nodes (or server_event) file")
     parser.add_argument("--events", type=Path, default=None, help="generic node events CSV")
-    parser.add_argument("--format", choices=("alibaba-v2017", "csv"), default="alibaba-v2017")
+    parser.add_argument("--format", choices=FORMATS, default="alibaba-v2017")
     parser.add_argument(
         "--strategy",
         action="append",
@@ -148,7 +157,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=None,
         metavar="L",
-        help="resize so the bottleneck resource's offered load is L",
+        help="resize so the bottleneck resource's offered load is L (shrinking keeps the "
+        "mix of node shapes; warns when whole nodes miss L by more than 5%%)",
     )
     parser.add_argument("--sample-step", type=float, default=10.0, help="seconds between samples")
     parser.add_argument(

@@ -26,6 +26,13 @@ The model (stated once, used everywhere):
   (:mod:`~boson_shared.scheduling.probation`; the baselines have none).
 * Events at one instant are handled completions → node events → probation
   ends → backlog → arrivals, so freed capacity goes to older work first.
+* Under Boson's policies the entry at the head of the waiting order that
+  does not fit gets a head reservation
+  (:mod:`~boson_shared.scheduling.head_reservation`) for its next instance:
+  the node where known durations say it will fit soonest. Every other placement — later backlog
+  entries and new arrivals alike — backfills around it: on a reserved node
+  only what ends by the reservation's start or fits in the room left beside
+  it then. The baselines reserve nothing, as their schedulers do.
 
 :func:`place_instances` is the pure step shared by every path: the same
 table state, placer and request give the same placements, which is what lets
@@ -37,17 +44,29 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from boson.simulation.metrics import Metrics, Recorder, summarise
+from boson.simulation.metrics import (
+    Metrics,
+    Recorder,
+    gpu_fragmentation,
+    gpu_points,
+    summarise,
+)
 from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling.head_reservation import (
+    RESERVATION_LAPSE_S,
+    HeadReservation,
+    Release,
+    plan_reservation,
+)
 from boson_shared.scheduling.probation import Probation
-from boson_shared.scheduling.table import NodeTable
+from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
 
 DEFAULT_SAMPLE_STEP = 10.0
 """Seconds between samples of the time-averaged metrics."""
@@ -108,6 +127,9 @@ class BacklogDrainer(Protocol):
 
     def recover(self, sim: Simulation, task: int, count: int) -> None: ...
 
+    def head(self, sim: Simulation) -> Pending | None:
+        """The backlog entry first in this drainer's waiting order (``None``: empty)."""
+
 
 class Simulation:
     """One replay of a workload on a cluster under one placer and drainer."""
@@ -121,6 +143,8 @@ class Simulation:
         drainer: BacklogDrainer,
         sample_step: float = DEFAULT_SAMPLE_STEP,
         probation: Probation | None = None,
+        reserve: bool = False,
+        lapse_s: float = RESERVATION_LAPSE_S,
     ) -> None:
         self.workload = workload
         self.cluster = cluster
@@ -157,6 +181,13 @@ class Simulation:
             (cpu, memory, gpu) for cpu, memory, gpu in demand.tolist()
         ]
         """Each task's demand as plain floats, for per-entry checks in Python."""
+        self._gpu_points = gpu_points(workload)
+        self.reserve = reserve
+        """Whether the head of the waiting order gets a reservation (Boson's policies)."""
+        self.lapse_s = lapse_s
+        self.reservation: HeadReservation | None = None
+        self._unplanned: tuple[Pending, float] | None = None
+        """A head no plan found a node for, and until when not to look again."""
 
     @property
     def bottleneck(self) -> int:
@@ -165,14 +196,118 @@ class Simulation:
 
     # -- the steps the drainers use -----------------------------------
 
-    def try_place(self, task: int, count: int, replaced: bool) -> int:
-        """Place up to ``count`` instances of ``task`` now; how many were placed."""
-        nodes, masks = place_instances_on_devices(
-            self.placer, self.table, self.workload.demand[task], count
-        )
+    def try_place(self, task: int, count: int, replaced: bool, entry: Pending | None = None) -> int:
+        """Place up to ``count`` instances of ``task`` now; how many were placed.
+
+        ``entry`` is the backlog entry they come from: unless it holds the
+        head reservation, they backfill around it (see :meth:`_backfill`).
+        """
+        res = self.reservation
+        if res is None or (entry is not None and res.key is entry):
+            nodes, masks = place_instances_on_devices(
+                self.placer, self.table, self.workload.demand[task], count
+            )
+        else:
+            nodes, masks = self._backfill(res, task, count)
         if nodes.size:
             self.start(task, nodes, replaced, masks)
         return int(nodes.size)
+
+    def _backfill(
+        self, res: HeadReservation, task: int, count: int
+    ) -> tuple[IntArray, IntArray | None]:
+        """Place around the head reservation: on a reserved node, only what does not delay it.
+
+        A task still running at a reserved node's start may use there no
+        more than the room the reservation leaves beside the head. A
+        reserved node where the instances asked for would not all fit in
+        that room is closed to this one placement (marked down, then
+        restored), so the placer, whatever its strategy, never sees it.
+        """
+        demand = self.workload.demand[task]
+        end = self.now + float(self.workload.duration[task])
+        table = self.table
+        closed: list[str] = []
+        for row in res.rows.tolist():
+            limit = res.room(row, end)
+            if limit is None or not table.alive[row]:
+                continue
+            if not np.all(demand * count <= limit + FIT_EPSILON):
+                closed.append(table.node_ids[row])
+                table.set_alive(closed[-1], False)
+        try:
+            nodes, masks = place_instances_on_devices(self.placer, table, demand, count)
+        finally:
+            for node_id in closed:
+                table.set_alive(node_id, True)
+        if nodes.size:
+            for row in res.rows.tolist():
+                placed = int(np.count_nonzero(nodes == row))
+                if placed:
+                    res.commit(row, demand, end, placed)
+        return nodes, masks
+
+    def update_reservation(self) -> None:
+        """Keep the head reservation on the head of the waiting order (Boson's policies).
+
+        Made when the head changes, remade when it lapses; dropped when
+        nothing waits.
+        """
+        if not self.reserve:
+            return
+        head = self.drainer.head(self) if self.backlog else None
+        if head is None or not head.count:
+            self.reservation = None
+            return
+        res = self.reservation
+        if res is not None and res.key is head and not res.lapsed(self.now):
+            return
+        unplanned = self._unplanned
+        if unplanned is not None and unplanned[0] is head and self.now < unplanned[1]:
+            # No node will have room for it as things run: asking again
+            # before a node event or the lapse would walk everything again.
+            return
+        demand = self.workload.demand[head.task]
+        # Instances are independent schedulable units: the head is the entry's
+        # next instance, and each one after it is the head in its turn.
+        self.reservation = plan_reservation(
+            head,
+            demand,
+            1,
+            self.table.capacity - self.table.allocated,
+            self.table.alive,
+            self._releases(),
+            self.now,
+            self.lapse_s,
+        )
+        if self.reservation is not None:
+            self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
+            self._unplanned = None
+        else:
+            self._unplanned = (head, self.now + self.lapse_s)
+
+    def _releases(self) -> Iterator[Release]:
+        """What the running work releases, in order of its (known) end, lazily.
+
+        The completion heap read in order without popping it: a second heap
+        of the first heap's positions, whose children enter as each is read.
+        The planner usually stops after a few releases, so a plan costs
+        little however much runs.
+        """
+        heap = self._heap
+        demand = self.workload.demand
+        frontier = [(heap[0], 0)] if heap else []
+        while frontier:
+            (end, key), i = heapq.heappop(frontier)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
+            group = self._groups.get(key)
+            if group is None:  # ended early: its node failed
+                continue
+            rows, counts = np.unique(group.nodes, return_counts=True)
+            for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
+                yield end, row, demand[group.task] * n
 
     def start(
         self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None
@@ -188,6 +323,7 @@ class Simulation:
         if not replaced:
             rec.delays.append(self.now - float(self.workload.submit[task]))
             rec.delay_weights.append(int(nodes.size))
+            rec.delay_tasks.append(task)
 
     def _release(self, task: int, nodes: IntArray, masks: IntArray | None = None) -> None:
         demand = self.workload.demand[task]
@@ -206,13 +342,17 @@ class Simulation:
         self.drainer.observe(self.workload.demand[task], count)
         if self._never[task]:
             self.recorder.never += count
+            self.recorder.never_fits += count
+            self.recorder.never_tasks[task] = True
             return
         placed = self.try_place(task, count, replaced=False)
         if placed < count:
             self.backlog.append(Pending(task, count - placed, False, self.now))
+            self.update_reservation()
 
     def _node_event(self, node: int, up: bool) -> None:
         node_id = self.cluster.node_ids[node]
+        self._unplanned = None  # the cluster changed: a plan may find a node now
         if up:
             if self.up[node]:
                 return
@@ -232,6 +372,8 @@ class Simulation:
             self.probation.failed(node_id, self.now)
         self.table.set_alive(node_id, False)
         self.dead_node_id = node_id
+        if self.reservation is not None and self.reservation.slot(node) >= 0:
+            self.reservation.end_now()
         for key, group in list(self._groups.items()):
             hit = group.nodes == node
             if not hit.any():
@@ -275,10 +417,15 @@ class Simulation:
             # A stale entry: the node failed again since (down, or a later probation).
             if self.up[node] and not self.table.alive[node] and (until is None or until <= now):
                 self.table.set_alive(node_id, True)
+                self._unplanned = None
                 freed = True
         return freed
 
     def _sample(self, when: float) -> None:
+        if self._gpu_points.size:
+            self.recorder.gpu_fragmentation.append(
+                gpu_fragmentation(self.table, self.up, self._gpu_points)
+            )
         self.recorder.sample(
             when,
             self.table.capacity,
@@ -342,6 +489,7 @@ class Simulation:
             freed = self._end_probations(now) or freed
             if (freed or wake == now) and self._waiting():
                 self.drainer.drain(self)
+            self.update_reservation()
             while a < len(arrivals) and arrivals[a] <= now:
                 self._arrive(tasks[a])
                 a += 1
@@ -360,10 +508,14 @@ def simulate(
     drainer: BacklogDrainer,
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation: Probation | None = None,
+    reserve: bool = False,
 ) -> tuple[Metrics, Recorder]:
-    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail)."""
+    """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail;
+    ``reserve``: a head reservation, see :class:`Simulation`)."""
     started = time.perf_counter()
-    sim = Simulation(workload, cluster, events, placer_factory, drainer, sample_step, probation)
+    sim = Simulation(
+        workload, cluster, events, placer_factory, drainer, sample_step, probation, reserve
+    )
     recorder = sim.run()
     wall = time.perf_counter() - started
     return summarise(name, recorder, workload, cluster.capacity, wall), recorder

@@ -37,6 +37,7 @@ simulator has none on any node.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -96,25 +97,80 @@ def _recover(sim: Simulation, task: int, count: int) -> None:
         gpu = np.asarray(masks, np.int64) if demand[2] > 0 else None
         sim.start(task, np.asarray(placed, np.int64), replaced=True, masks=gpu)
     waiting = sum(r.status == "waiting" for r in plan)
-    sim.recorder.never += sum(r.status == "never" for r in plan)
+    never = sum(r.status == "never" for r in plan)
+    sim.recorder.never += never
+    sim.recorder.never_fits += never
     if waiting:
         sim.backlog.appendleft(Pending(task, waiting, True, sim.now))
 
 
+def _start_heads(sim: Simulation, entries: Sequence[Pending]) -> int:
+    """Start entries in waiting order while they fit whole; the index of the first that
+    does not (it is the head and keeps its place), ``len(entries)`` if all started.
+
+    Each head takes any room: a reservation made for another entry no longer binds it.
+    """
+    for k, entry in enumerate(entries):
+        res = sim.reservation
+        if res is not None and res.key is not entry:
+            sim.reservation = None
+        entry.count -= sim.try_place(entry.task, entry.count, entry.replaced, entry)
+        if entry.count:
+            return k
+    return len(entries)
+
+
+def _backfill(sim: Simulation, entries: Sequence[Pending]) -> None:
+    """Offer the rest of a window, in order, whatever the head's reservation leaves them."""
+    table = sim.table
+    alive = table.alive
+    if not alive.any():
+        return
+    # Free room only shrinks during the walk: an entry larger than the
+    # largest free amount at its start fits nowhere, without asking the placer.
+    b0, b1, b2 = ((table.capacity - table.allocated)[alive].max(axis=0) + FIT_EPSILON).tolist()
+    for entry in entries:
+        w0, w1, w2 = sim.demands[entry.task]
+        if entry.count and w0 <= b0 and w1 <= b1 and w2 <= b2:
+            entry.count -= sim.try_place(entry.task, entry.count, entry.replaced, entry)
+
+
 class HeadOfLine:
-    """Without rebalancing: retry the backlog from its head; stop at the first miss."""
+    """Without rebalancing: retry the backlog from its head; stop at the first miss.
+
+    With a head reservation (Boson's policies) the head that does not fit
+    holds it, and the entries behind it (a window of them) backfill around
+    it, in queue order: EASY backfill.
+    """
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
 
     def observe(self, demand: FloatArray, count: int) -> None:
         """A plain queue learns nothing from arrivals."""
 
     def drain(self, sim: Simulation) -> None:
         backlog = sim.backlog
-        while backlog:
-            head = backlog[0]
-            head.count -= sim.try_place(head.task, head.count, head.replaced)
-            if head.count:
-                return
-            backlog.popleft()
+        if not sim.reserve:
+            while backlog:
+                head = backlog[0]
+                head.count -= sim.try_place(head.task, head.count, head.replaced)
+                if head.count:
+                    return
+                backlog.popleft()
+            return
+        window = list(itertools.islice(backlog, self.window))
+        k = _start_heads(sim, window)
+        if k < len(window):
+            sim.update_reservation()
+            _backfill(sim, window[k + 1 :])
+        if any(not e.count for e in window):
+            kept = [e for e in backlog if e.count]
+            backlog.clear()
+            backlog.extend(kept)
+
+    def head(self, sim: Simulation) -> Pending | None:
+        return sim.backlog[0] if sim.backlog else None
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
         _recover(sim, task, count)
@@ -158,6 +214,29 @@ class Balancer:
         self.window = window
         self.age_limit = age_limit
         self.typical = LongRunDemand()
+        self._head: Pending | None = None
+
+    def _order(self, sim: Simulation, entries: Sequence[Pending]) -> list[int]:
+        job = sim.workload.job
+        res = sim.reservation
+        return dispatch_order(
+            [int(job[e.task]) for e in entries],
+            [e.count for e in entries],
+            [sim.now - e.since for e in entries],
+            # The reservation's holder keeps its place at the head (as a dead
+            # node's work does): a promise later arrivals cannot take back.
+            [e.replaced or (res is not None and res.key is e) for e in entries],
+            self.age_limit,
+        )[: self.window]
+
+    def head(self, sim: Simulation) -> Pending | None:
+        """The head as the last drain found it, while it waits; else the first in order."""
+        if self._head is not None and self._head.count:
+            return self._head
+        entries = list(sim.backlog)
+        order = self._order(sim, entries)
+        self._head = entries[order[0]] if order else None
+        return self._head
 
     def observe(self, demand: FloatArray, count: int) -> None:
         self.typical.observe(demand, count)
@@ -169,19 +248,17 @@ class Balancer:
             return
         self.typical.refresh()
         entries = list(sim.backlog)
-        job = sim.workload.job
         # One order for both passes, as the service's pump.
-        order = dispatch_order(
-            [int(job[e.task]) for e in entries],
-            [e.count for e in entries],
-            [sim.now - e.since for e in entries],
-            [e.replaced for e in entries],
-            self.age_limit,
-        )[: self.window]
+        order = self._order(sim, entries)
         misses = _Misses()
         if np.any(self.typical.points > 0):
             self._offer(sim, entries, order, misses, clean=True)
         self._offer(sim, entries, order, misses, clean=False)
+        if sim.reserve:
+            # EASY, as the service's pump: the first in order still waiting
+            # is the head and holds the reservation later placements backfill around.
+            self._head = next((entries[i] for i in order if entries[i].count), None)
+            sim.update_reservation()
         sim.backlog.clear()
         sim.backlog.extend(e for e in entries if e.count)
 
@@ -214,13 +291,19 @@ class Balancer:
             if w0 > b0 or w1 > b1 or w2 > b2 or misses.covers(want):
                 continue
             count = entry.count
-            if clean and not (entry.replaced or sim.now - entry.since >= self.age_limit):
+            res = sim.reservation
+            if clean and not (
+                entry.replaced
+                or sim.now - entry.since >= self.age_limit
+                or (res is not None and res.key is entry)
+            ):
                 # As many instances as there are nodes one of them fits
                 # cleanly; the placer still picks the nodes, and its own
                 # guard favours those. (The service offers its held tasks
                 # one at a time, each to the nodes it fits cleanly.) A
-                # dead node's work and work past the age limit may not wait
-                # any longer: they take any room in this pass too.
+                # dead node's work, work past the age limit and the holder
+                # of the head reservation may not wait any longer: they take
+                # any room in this pass too.
                 if stale:
                     free = table.capacity - table.allocated
                     stale = False
@@ -232,7 +315,7 @@ class Balancer:
                 count = min(count, int(fits_cleanly(free[rows], demand, typical, b).sum()))
                 if not count:
                     continue
-            placed = sim.try_place(entry.task, count, entry.replaced)
+            placed = sim.try_place(entry.task, count, entry.replaced, entry)
             if not placed:
                 misses.add(want)
                 continue
@@ -251,6 +334,13 @@ class Policy:
     placer: Callable[[NodeTable], BatchPlacer]
     drainer: Callable[[], BacklogDrainer]
     baseline: bool
+
+    @property
+    def reserve(self) -> bool:
+        """Whether the head of the waiting order gets a reservation: Boson's
+        policies do (``boson_shared/scheduling/head_reservation.py``); the
+        baselines do not, as their schedulers do not."""
+        return not self.baseline
 
     def probation(self, base_s: float = PROBATION_S) -> Probation | None:
         """Boson's probation for nodes that failed (its monitor's); a baseline has none.
@@ -297,8 +387,13 @@ def compare(
     events: NodeEvents,
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation_s: float = PROBATION_S,
+    reservation: bool = True,
 ) -> list[tuple[Metrics, Recorder]]:
-    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`)."""
+    """Replay the same trace under each named policy, in order (see :meth:`Policy.probation`).
+
+    ``reservation=False``: no head reservation for Boson's policies either
+    (to measure what it changes).
+    """
     results = []
     for name in names:
         policy = make_policy(name)
@@ -312,6 +407,7 @@ def compare(
                 policy.drainer(),
                 sample_step,
                 policy.probation(probation_s),
+                policy.reserve and reservation,
             )
         )
     return results

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from boson.simulation.metrics import Metrics, Recorder, offered_load
+from boson.simulation.metrics import SIZE_CLASSES, Metrics, Recorder, offered_load
 from boson.simulation.traces import Cluster, Trace
 from boson_shared.errors import ConfigError
 
@@ -22,13 +22,18 @@ COLUMNS = (
     ("JCT p99", "jct_p99"),
     ("wait mean", "delay_mean"),
     ("wait p99", "delay_p99"),
+    ("wait max", "delay_max"),
+    ("wait p99 S/M/L", "delay_by_size"),
     ("slowdown", "slowdown_mean"),
     ("util cpu", "util_cpu"),
     ("util mem", "util_mem"),
+    ("util gpu", "util_gpu"),
     ("frag", "fragmentation"),
+    ("frag gpu", "gpu_fragmentation"),
     ("CV", "imbalance_cv"),
     ("Jain", "jain"),
     ("re-placed", "replaced"),
+    ("never fit/plc", "never"),
     ("makespan/LB", "makespan_ratio"),
     ("wall s", "wall_seconds"),
 )
@@ -46,7 +51,13 @@ def number_text(value: float) -> str:
 
 def _cells(m: Metrics) -> list[str]:
     values: dict[str, object] = m.as_dict()
-    values["util_cpu"], values["util_mem"] = m.utilisation[0], m.utilisation[1]
+    values["util_cpu"], values["util_mem"], values["util_gpu"] = m.utilisation
+    # Size classes without an instance show as "-".
+    values["delay_by_size"] = "/".join(
+        number_text(m.delay_p99_by_size[name]) if name in m.delay_p99_by_size else "-"
+        for name, _ in SIZE_CLASSES
+    )
+    values["never"] = f"{m.never_fits}/{m.never_placed}"
     out = []
     for _, key in COLUMNS:
         value = values[key]

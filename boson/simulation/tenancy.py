@@ -32,6 +32,7 @@ import numpy as np
 
 from boson.simulation.engine import (
     BacklogDrainer,
+    Pending,
     Simulation,
     _Group,
     place_instances_on_devices,
@@ -122,6 +123,9 @@ class _Pass:
 
     def recover(self, sim: Simulation, task: int, count: int) -> None:
         pass  # TenantSimulation._lost puts the instances back in line
+
+    def head(self, sim: Simulation) -> Pending | None:
+        return None  # admission keeps its own line; this replay makes no head reservation
 
 
 class TenantSimulation(Simulation):

@@ -1,6 +1,6 @@
 """Cluster-trace loaders for the simulator: parsing only, numpy arrays out.
 
-Two formats are understood.
+Three formats are understood.
 
 **Alibaba cluster-trace-v2017** (``batch_task`` + ``server_event``). Units: a
 ``plan_cpu`` of 100 is one core, so requests are divided by 100 and a machine's
@@ -11,6 +11,8 @@ if its ``status`` is ``Terminated`` (the only status whose
 present and the end is not before the start. Each ``softerror`` makes the
 machine unavailable for :data:`SOFTERROR_DOWNTIME_S` seconds; overlapping
 outages of one machine are merged into one.
+
+**Alibaba GPU cluster trace v2023**: see :mod:`boson.simulation.gpu_trace`.
 
 **Generic CSV** (a header row; columns by name, extra columns ignored):
 
@@ -51,6 +53,8 @@ SOFTERROR_DOWNTIME_S = 600.0
 event, not how long it lasted, so the model assumes ten minutes."""
 
 ALIBABA_CPU_UNITS_PER_CORE = 100.0
+FORMATS = ("alibaba-v2017", "alibaba-gpu-v2023", "csv")
+"""The trace formats :func:`load_trace` reads."""
 
 
 class TraceFormatError(ConfigError):
@@ -133,14 +137,14 @@ class Trace:
     skipped: Skipped
 
 
-def _require(header: Iterable[str] | None, needed: Iterable[str], what: str) -> None:
+def require(header: Iterable[str] | None, needed: Iterable[str], what: str) -> None:
     have = set(header or ())
     missing = [c for c in needed if c not in have]
     if missing:
         raise TraceFormatError(f"{what}: missing column(s) {', '.join(missing)}")
 
 
-def _float(text: str | None) -> float | None:
+def to_number(text: str | None) -> float | None:
     """Parse a number; None for an empty or malformed cell (the caller counts it)."""
     if text is None or not text.strip():
         return None
@@ -162,7 +166,7 @@ def _priority(text: str | None) -> int | None:
     return value if PRIORITY_MIN <= value <= PRIORITY_MAX else None
 
 
-class _TaskRows:
+class TaskRows:
     """Accumulates usable task rows; dense job indices in first-seen order."""
 
     def __init__(self) -> None:
@@ -210,7 +214,7 @@ class _TaskRows:
 def parse_alibaba_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
     """Parse ``batch_task`` rows; unusable ones are counted in ``skipped``."""
     reader = csv.DictReader(lines)
-    _require(
+    require(
         reader.fieldnames,
         (
             "task_create_time",
@@ -223,12 +227,12 @@ def parse_alibaba_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
         ),
         "alibaba batch_task",
     )
-    rows = _TaskRows()
+    rows = TaskRows()
     for row in reader:
-        count = _float(row["number_of_instances"])
+        count = to_number(row["number_of_instances"])
         instances = int(count) if count is not None and count > 0 else 0
-        start, end = _float(row["task_create_time"]), _float(row["task_end_time"])
-        cpu, mem = _float(row["plan_cpu"]), _float(row["plan_mem"])
+        start, end = to_number(row["task_create_time"]), to_number(row["task_end_time"])
+        cpu, mem = to_number(row["plan_cpu"]), to_number(row["plan_mem"])
         # The order of the checks fixes which reason a row with several faults
         # is counted under: status first, since it decides whether the
         # duration means anything at all.
@@ -263,7 +267,7 @@ def parse_alibaba_servers(
     A machine added after time 0 starts down and comes up at its ``add``.
     """
     reader = csv.DictReader(lines)
-    _require(
+    require(
         reader.fieldnames,
         ("timestamp", "machine_id", "event_type", "cpus", "mem_norm"),
         "alibaba server_event",
@@ -274,12 +278,12 @@ def parse_alibaba_servers(
     outages: dict[int, list[tuple[float, float]]] = {}
     pending: list[tuple[float, str]] = []
     for row in reader:
-        when = _float(row["timestamp"])
+        when = to_number(row["timestamp"])
         kind = row["event_type"]
         if when is None:
             skipped.add("event without time")
         elif kind == "add":
-            cpus, mem = _float(row["cpus"]), _float(row["mem_norm"])
+            cpus, mem = to_number(row["cpus"]), to_number(row["mem_norm"])
             if cpus is None or mem is None or row["machine_id"] in ids:
                 skipped.add("unusable add")
                 continue
@@ -334,14 +338,14 @@ def _sorted_events(times: list[float], nodes: list[int], ups: list[bool]) -> Nod
 def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
     """Parse the generic tasks CSV (see the module docstring)."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("submit_time", "duration", "cpu", "memory"), "tasks csv")
-    rows = _TaskRows()
+    require(reader.fieldnames, ("submit_time", "duration", "cpu", "memory"), "tasks csv")
+    rows = TaskRows()
     for number, row in enumerate(reader):
-        count = _float(row.get("instances")) if row.get("instances") else 1.0
+        count = to_number(row.get("instances")) if row.get("instances") else 1.0
         instances = int(count) if count is not None and count > 0 else 0
-        submit, duration = _float(row["submit_time"]), _float(row["duration"])
-        cpu, mem = _float(row["cpu"]), _float(row["memory"])
-        gpu = _float(row.get("gpu")) if row.get("gpu") else 0.0
+        submit, duration = to_number(row["submit_time"]), to_number(row["duration"])
+        cpu, mem = to_number(row["cpu"]), to_number(row["memory"])
+        gpu = to_number(row.get("gpu")) if row.get("gpu") else 0.0
         tenant = (row.get("tenant") or "").strip() or DEFAULT_TENANT
         priority = _priority(row.get("priority"))
         if cpu is None or mem is None or gpu is None:
@@ -365,13 +369,13 @@ def parse_csv_tasks(lines: Iterable[str], skipped: Skipped) -> Workload:
 def parse_csv_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
     """Parse the generic nodes CSV."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("node_id", "cpu", "memory"), "nodes csv")
+    require(reader.fieldnames, ("node_id", "cpu", "memory"), "nodes csv")
     ids: list[str] = []
     capacity: list[tuple[float, float, float]] = []
     seen: set[str] = set()
     for row in reader:
-        cpu, mem = _float(row["cpu"]), _float(row["memory"])
-        gpu = _float(row.get("gpu")) if row.get("gpu") else 0.0
+        cpu, mem = to_number(row["cpu"]), to_number(row["memory"])
+        gpu = to_number(row.get("gpu")) if row.get("gpu") else 0.0
         if cpu is None or mem is None or gpu is None or row["node_id"] in seen:
             skipped.add("unusable node")
             continue
@@ -384,13 +388,13 @@ def parse_csv_nodes(lines: Iterable[str], skipped: Skipped) -> Cluster:
 def parse_csv_events(lines: Iterable[str], cluster: Cluster, skipped: Skipped) -> NodeEvents:
     """Parse the generic events CSV against ``cluster``'s node ids."""
     reader = csv.DictReader(lines)
-    _require(reader.fieldnames, ("time", "node_id", "event"), "events csv")
+    require(reader.fieldnames, ("time", "node_id", "event"), "events csv")
     index: Mapping[str, int] = {node: i for i, node in enumerate(cluster.node_ids)}
     times: list[float] = []
     nodes: list[int] = []
     ups: list[bool] = []
     for row in reader:
-        when, kind = _float(row["time"]), row["event"].strip().lower()
+        when, kind = to_number(row["time"]), row["event"].strip().lower()
         if when is None or kind not in ("down", "up"):
             skipped.add("unusable event")
         elif row["node_id"] not in index:
@@ -409,19 +413,26 @@ def load_trace(
 
     For ``alibaba-v2017`` the ``nodes`` file is ``server_event`` and holds the
     events too; ``events`` is then ignored unless given explicitly as a
-    generic events CSV.
+    generic events CSV. For ``alibaba-gpu-v2023`` ``tasks`` is the pods file
+    and ``nodes`` the node list.
     """
+    from boson.simulation import gpu_trace  # it builds on this module
+
+    if fmt not in FORMATS:
+        raise TraceFormatError(f"unknown trace format {fmt!r}; choose from {', '.join(FORMATS)}")
     skipped = Skipped()
     with tasks.open(newline="") as fh:
         if fmt == "alibaba-v2017":
             workload = parse_alibaba_tasks(fh, skipped)
-        elif fmt == "csv":
-            workload = parse_csv_tasks(fh, skipped)
+        elif fmt == "alibaba-gpu-v2023":
+            workload = gpu_trace.parse_pods(fh, skipped)
         else:
-            raise TraceFormatError(f"unknown trace format {fmt!r}")
+            workload = parse_csv_tasks(fh, skipped)
     with nodes.open(newline="") as fh:
         if fmt == "alibaba-v2017":
             cluster, node_events = parse_alibaba_servers(fh, skipped)
+        elif fmt == "alibaba-gpu-v2023":
+            cluster, node_events = gpu_trace.parse_nodes(fh, skipped), NodeEvents.empty()
         else:
             cluster, node_events = parse_csv_nodes(fh, skipped), NodeEvents.empty()
     if events is not None:
@@ -432,10 +443,12 @@ def load_trace(
 
 __all__ = [
     "ALIBABA_CPU_UNITS_PER_CORE",
+    "FORMATS",
     "SOFTERROR_DOWNTIME_S",
     "Cluster",
     "NodeEvents",
     "Skipped",
+    "TaskRows",
     "Trace",
     "TraceFormatError",
     "Workload",
@@ -445,4 +458,6 @@ __all__ = [
     "parse_csv_events",
     "parse_csv_nodes",
     "parse_csv_tasks",
+    "require",
+    "to_number",
 ]

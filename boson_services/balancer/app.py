@@ -42,6 +42,7 @@ class BalancerService(Service):
             hot_threshold=settings.hot_threshold,
             retarget_after_s=settings.retarget_after_s,
             imbalance_threshold=settings.imbalance_threshold,
+            reservation_lapse_s=settings.reservation_lapse_s,
         )
         self.handlers = BalancerHandlers(
             self.dispatcher,

@@ -23,6 +23,18 @@ full cluster this keeps the smallest pending job from splitting a freed hole
 that a larger waiting task fills exactly (``docs/scheduling.md`` has what it
 is worth on a real trace).
 
+No starvation: the held task at the head of the flexible queue's order
+that fits no open node gets a head reservation
+(:mod:`~boson_shared.scheduling.head_reservation`) on the nodes expected to
+have room for it soonest — expected from the tasks in flight there: when
+each was dispatched, plus its handler's recent run time (or its
+``timeout_s`` before the handler has reported one). Every other dispatch —
+a node's own queue, stealing, the rest of the flexible queue — backfills
+around it: a reserved node takes only work expected to end before the head
+needs it, or that fits beside the head then; work its node refuses that way
+joins the flexible queue, where other nodes may take it. The reservation
+lapses after ``reservation_lapse_s`` and is remade from fresh estimates.
+
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
 its credit" the integration test checks.
@@ -49,6 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from boson_services.balancer.head import HeadBook
 from boson_shared.contract.messages import ClusterSnapshot, ResourceVector
 from boson_shared.scheduling.balancing import (
     AGE_LIMIT_S,
@@ -64,6 +77,7 @@ from boson_shared.scheduling.devices import (
     parse_models,
     to_milli,
 )
+from boson_shared.scheduling.head_reservation import RESERVATION_LAPSE_S, HeadReservation
 from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
 from boson_shared.scheduling.typical_demand import LongRunDemand
@@ -121,6 +135,10 @@ class HeldTask:
     """What the task belongs to, for smallest-pending-job-first (``None``: its own job)."""
     urgent: bool = False
     """A dead node's work: offered capacity before anything else."""
+    handler: str | None = None
+    """Its handler, whose recent run times say how long it is expected to run."""
+    timeout_s: float | None = None
+    """The longest it may run: its expected run time before its handler reports any."""
     models: frozenset[str] | None = None
     """The GPU models its devices must be (``None``: any)."""
     prefer: int = 0
@@ -140,6 +158,7 @@ class Dispatcher:
         retarget_after_s: float,
         imbalance_threshold: float,
         age_limit_s: float = AGE_LIMIT_S,
+        reservation_lapse_s: float = RESERVATION_LAPSE_S,
         rng: np.random.Generator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -182,6 +201,8 @@ class Dispatcher:
         self.stolen_total = 0
         """Tasks a node with spare credit took from a node without (see :meth:`_steal`)."""
         self._any_cool = True
+        self.head = HeadBook(clock, reservation_lapse_s)
+        """The head reservation and the run-time estimates behind it."""
 
     # -- credit ------------------------------------------------------------
 
@@ -217,6 +238,8 @@ class Dispatcher:
         *,
         job: object = None,
         urgent: bool = False,
+        handler: str | None = None,
+        timeout_s: float | None = None,
         gpu_model: str | None = None,
         devices: Sequence[int] = (),
     ) -> asyncio.Future[str]:
@@ -224,10 +247,11 @@ class Dispatcher:
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
-        a dead node's work, offered capacity first. ``gpu_model`` limits its
-        GPU devices; ``devices``, the scheduler's pick on ``target``, are kept
-        if still free when it goes there, else devices are picked again
-        (:meth:`devices_of` tells which).
+        a dead node's work, offered capacity first; ``handler`` and
+        ``timeout_s`` say how long it is expected to run once dispatched.
+        ``gpu_model`` limits its GPU devices; ``devices``, the scheduler's pick
+        on ``target``, are kept if still free when it goes there, else devices
+        are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -239,6 +263,8 @@ class Dispatcher:
             future,
             task_id if job is None else job,
             urgent,
+            handler,
+            timeout_s,
             parse_models(gpu_model),
             mask_of(devices),
         )
@@ -278,6 +304,7 @@ class Dispatcher:
         held = self.held.pop(task_id, None)
         if held is not None and not held.future.done():
             held.future.cancel()
+        self.head.released(task_id)
 
     def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
@@ -288,6 +315,7 @@ class Dispatcher:
         """
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
+        self.head.finished(task_id, wall_s)
         mask = self._devices_of.pop(task_id, 0)
         if node_id is None:
             return
@@ -330,6 +358,7 @@ class Dispatcher:
                 node.on_probation = state.on_probation
                 node.gpus = gpus
                 self.nodes[state.node_id] = node
+                self.head.row(state.node_id)
             else:
                 if node.alive and not state.alive:
                     went_down.append(state.node_id)
@@ -347,6 +376,8 @@ class Dispatcher:
         self._spare.update((node_id, None) for node_id, n in self.nodes.items() if n.alive)
         for node_id in went_down:
             self._forget_node_work(node_id)
+        if self.head.reservation is not None:
+            self.head.check_nodes({node_id: n.takes_work for node_id, n in self.nodes.items()})
         self._move_off_unusable_nodes()
         self.rebalance()
         self.pump()
@@ -358,6 +389,7 @@ class Dispatcher:
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
+            self.head.forget(task_id)
             self._devices_of.pop(task_id, None)
         node.in_flight.clear()
 
@@ -439,8 +471,15 @@ class Dispatcher:
         if node is not None and self.accepts(node):
             while queue and self.credit(node_id) > 0:
                 held = queue.popleft()
-                if not held.future.done():
+                if held.future.done():
+                    continue
+                if self._admits(held, node):
                     self._assign(held, node)
+                else:
+                    # It would delay the head's reservation here: any other
+                    # node may take it from the flexible queue.
+                    self.flexible.append(held)
+                    self.retargeted_total += 1
         if not queue:
             self._queued.pop(node_id, None)
 
@@ -482,7 +521,7 @@ class Dispatcher:
             queue = min(donors, key=lambda q: q[0].since)
             held = queue.popleft()
             if not held.future.done():
-                node = self._pick_any(held.demand, open_nodes, None, held.models)
+                node = self._pick_any(held, open_nodes)
                 if node is None:
                     queue.appendleft(held)  # fits no open node: this donor gives no more now
                     donors = [d for d in donors if d is not queue]
@@ -511,23 +550,41 @@ class Dispatcher:
             if not held.future.done():
                 window.append(held)
         now = self.clock()
+        res = self.reservation
+        # The reservation's holder keeps its place at the head, as a dead
+        # node's work does (also when parked and held again): a promise later
+        # arrivals cannot take back.
+        holder = [res is not None and h.task_id == res.key for h in window]
         order = dispatch_order(
             [h.job for h in window],
             [1] * len(window),
             [now - h.since for h in window],
-            [h.urgent for h in window],
+            [h.urgent or mine for h, mine in zip(window, holder, strict=True)],
             self.age_limit_s,
         )
         taken = [False] * len(window)
+        # Within one pump nodes only close and allocations only grow, so a
+        # demand that fits no open node now fits none later in the pump: the
+        # lookahead past a stuck head (usually many equal demands) costs a set
+        # lookup each, not a feasibility test per node, in either pass. (A
+        # clean fit can appear as a node fills: its key is not the any-fit one.)
+        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]] = set()
         self.typical.refresh()
         typical = self.typical.points
         if np.any(typical > 0):
             # The bottleneck among the nodes that may take work now: the
             # cluster-wide one would cost a walk over every node per pump.
             b = bottleneck(np.array([n.capacity for n in open_nodes]), typical)
-            aged = [h.urgent or now - h.since >= self.age_limit_s for h in window]
-            self._offer(window, order, taken, open_nodes, (typical, b), aged)
-        self._offer(window, order, taken, open_nodes, None, [])
+            aged = [
+                h.urgent or mine or now - h.since >= self.age_limit_s
+                for h, mine in zip(window, holder, strict=True)
+            ]
+            self._offer(window, order, taken, open_nodes, (typical, b), aged, unfit)
+        self._offer(window, order, taken, open_nodes, None, [], unfit)
+        # EASY: the first in order still waiting is the head; it gets the
+        # reservation every later pump's dispatches backfill around.
+        head = next((window[i] for i in order if not taken[i]), None)
+        self._reserve_for(head, now)
         # What was not dispatched goes back to the front, in queue order.
         self.flexible.extendleft(reversed([h for h, t in zip(window, taken, strict=True) if not t]))
 
@@ -539,20 +596,15 @@ class Dispatcher:
         open_nodes: list[NodeView],
         clean: tuple[np.ndarray, int] | None,
         aged: list[bool],
+        unfit: set[tuple[bytes, bool, float, frozenset[str] | None]],
     ) -> None:
         """One pass of the flexible window over the open nodes, in ``order``.
 
         ``clean`` = (typical demand points, bottleneck): the clean-fit pass, in which
         the entries marked in ``aged`` may take any room; ``None``: anything
-        that fits.
+        that fits. ``unfit``: what found no node earlier in this pump.
         """
         looked = 0
-        # Within one pump nodes only close and allocations only grow, so a
-        # demand that fits no open node now fits none later in this pass:
-        # the lookahead past a stuck head (usually many equal demands) costs
-        # a set lookup each, not a feasibility test per node. (A clean fit
-        # can appear as a node fills; the second pass still offers it.)
-        unfit: set[bytes] = set()
         for k in order:
             if not open_nodes or looked >= FLEXIBLE_LOOKAHEAD:
                 break
@@ -560,14 +612,13 @@ class Dispatcher:
                 continue
             held = window[k]
             strict = clean if clean is not None and not aged[k] else None
-            key = held.demand.tobytes() + (b"clean" if strict is not None else b"")
-            if held.models is not None:
-                key += "|".join(sorted(held.models)).encode()
-            node = (
-                None
-                if key in unfit
-                else self._pick_any(held.demand, open_nodes, strict, held.models)
+            key = (
+                held.demand.tobytes(),
+                strict is not None,
+                self._expected_s(held),
+                held.models,
             )
+            node = None if key in unfit else self._pick_any(held, open_nodes, strict)
             if node is None:
                 unfit.add(key)
                 looked += 1
@@ -579,11 +630,12 @@ class Dispatcher:
 
     def _pick_any(
         self,
-        demand: np.ndarray,
+        held: HeldTask,
         open_nodes: list[NodeView],
         clean: tuple[np.ndarray, int] | None = None,
-        models: frozenset[str] | None = None,
     ) -> NodeView | None:
+        demand = held.demand
+        models = held.models
         # The table's fit rule: CPU and memory with its one tolerance, GPUs per device.
         need = demand - FIT_EPSILON
         need[2] = 0.0
@@ -596,6 +648,8 @@ class Dispatcher:
             if bool((node.capacity - node.allocated >= need).all())
             and (milli == 0 or node.gpus.fits(milli, models))
         ]
+        if candidates and self.reservation is not None:
+            candidates = [node for node in candidates if self._admits(held, node)]
         if candidates and clean is not None:
             free = np.array([node.capacity - node.allocated for node in candidates])
             ok = fits_cleanly(free, demand, clean[0], clean[1]).tolist()
@@ -606,7 +660,32 @@ class Dispatcher:
         loads = loads + np.array([n.measured for n in candidates])
         return candidates[power_of_two_choices(len(candidates), loads, self.rng)]
 
+    # -- the head reservation -------------------------------------------
+
+    @property
+    def reservation(self) -> HeadReservation | None:
+        """The head of the waiting order's reservation (its ``key`` is the task id)."""
+        return self.head.reservation
+
+    def _reserve_for(self, held: HeldTask | None, now: float) -> None:
+        self.head.keep_for(
+            None if held is None else held.task_id,
+            np.zeros(3) if held is None else held.demand,
+            [(n.node_id, n.capacity - n.allocated, n.takes_work) for n in self.nodes.values()],
+            now,
+        )
+
+    def _expected_s(self, held: HeldTask) -> float:
+        return self.head.expected_s(held.handler, held.timeout_s)
+
+    def _admits(self, held: HeldTask, node: NodeView) -> bool:
+        """Whether ``held`` may start on ``node`` now without delaying the head's reservation."""
+        return self.head.admits(held.task_id, node.node_id, held.demand, self._expected_s(held))
+
     def _assign(self, held: HeldTask, node: NodeView) -> None:
+        self.head.dispatched(
+            held.task_id, node.node_id, held.demand, held.handler, self._expected_s(held)
+        )
         milli = to_milli(held.demand[2])
         if milli:
             prefer = held.prefer if node.node_id == held.target else 0

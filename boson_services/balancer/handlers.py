@@ -168,6 +168,8 @@ class BalancerHandlers:
             target,
             job=task.reply_to,
             urgent=dispatch > 1,
+            handler=task.handler,
+            timeout_s=task.timeout_s,
             gpu_model=task.requests.gpu_model if task.requests else None,
             devices=devices,
         )

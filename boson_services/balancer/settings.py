@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from boson_shared.scheduling.head_reservation import RESERVATION_LAPSE_S
 from boson_shared.settings import BosonSettings
 
 
@@ -29,6 +30,9 @@ class BalancerSettings(BosonSettings):
     max_held: Annotated[int, Field(ge=1, le=65_535)] = 10_000
     imbalance_threshold: Annotated[float, Field(gt=0)] = 0.25
     """Coefficient of variation of measured utilisation that triggers rebalancing."""
+    reservation_lapse_s: Annotated[float, Field(gt=0)] = RESERVATION_LAPSE_S
+    """How long the head of the waiting order's reservation holds before it is
+    remade from fresh run-time estimates (docs/design.md#no-starvation)."""
     report_interval_s: Annotated[float, Field(gt=0)] = 1.0
     subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
 

@@ -17,7 +17,7 @@ import contextlib
 
 import numpy as np
 
-from boson_services.balancer.dispatcher import Dispatcher, NodeView
+from boson_services.balancer.dispatcher import Dispatcher, HeldTask, NodeView
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_services.scheduler.app import SchedulerService
 from boson_services.scheduler.settings import SchedulerSettings
@@ -254,13 +254,13 @@ async def test_a_stuck_flexible_queue_costs_one_fit_test_per_distinct_demand() -
     pick_any = d._pick_any
 
     def counting(
-        need: np.ndarray, open_nodes: list[NodeView], clean: object = None, models: object = None
+        held: HeldTask, open_nodes: list[NodeView], clean: object = None
     ) -> NodeView | None:
         nonlocal calls
         calls += 1
-        return pick_any(need, open_nodes, clean, models)  # type: ignore[arg-type]
+        return pick_any(held, open_nodes, clean)  # type: ignore[arg-type]
 
-    d._pick_any = counting  # type: ignore[method-assign,assignment]
+    d._pick_any = counting  # type: ignore[method-assign]
     first = d.hold("t0", demand(), None)
     assert first.done()  # it fits; now the node is full
     calls = 0

@@ -1,12 +1,13 @@
 """The simulator's balancer offers freed capacity as the balancer service does.
 
 One node, full, with single-instance tasks waiting; then a hole of ``free``
-opens. The simulator's :class:`~boson.simulation.policies.Balancer` (at
-a completion) and the service's :class:`~boson_services.balancer.dispatcher.Dispatcher`
-(at a snapshot) must start the same waiting tasks: the same order (dead
-node's work, then work past the age limit, then smallest pending job first),
-the same clean-fit pass against the same typical demand learnt from the same
-tasks, then whatever fits.
+opens. The simulator's :class:`~boson.simulation.policies.Balancer` and the
+service's :class:`~boson_services.balancer.dispatcher.Dispatcher` (each at a
+completion, knowing how long the running work takes) must start the same
+waiting tasks: the same order (dead node's work, then work past the age
+limit, then smallest pending job first), the same head reservation and
+backfill around it, the same clean-fit pass against the same typical demand
+learnt from the same tasks, then whatever fits.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def simulator_starts(
         policy.placer,
         Balancer(age_limit=age_limit),
         1.0,
+        reserve=policy.reserve,
     )
     return {k for k in range(len(waiting)) if rec.first_start[k + 2] == OPENS_AT}
 
@@ -64,16 +66,19 @@ async def service_starts(
     clock = Clock()
     d = dispatcher(clock)
     d.age_limit_s = age_limit
-    # The same tasks seen: the two that fill the node (done before the hole).
-    for k, size in enumerate((CAPACITY - free, free)):
-        d.hold(f"filler{k}", demand(size), None)
-        d.release(f"filler{k}")
+    d.on_snapshot(snapshot([N("n0", slots=8, capacity=CAPACITY)]))
+    # The same tasks: the two that fill the node, each expected to run as
+    # long as its timeout (no run times reported yet), as the simulator knows.
+    for k, (size, runs) in enumerate(((CAPACITY - free, 10.0), (free, OPENS_AT))):
+        assert d.hold(f"filler{k}", demand(size), None, handler=f"f{k}", timeout_s=runs).done()
     futures: list[asyncio.Future[str]] = []
     for t, size, job in waiting:
         clock.now = t
-        futures.append(d.hold(f"w{len(futures)}", demand(size), None, job=job))
+        futures.append(
+            d.hold(f"w{len(futures)}", demand(size), None, job=job, handler="w", timeout_s=1.0)
+        )
     clock.now = OPENS_AT
-    d.on_snapshot(snapshot([N("n0", slots=8, capacity=CAPACITY, allocated=CAPACITY - free)]))
+    d.complete("filler1", OPENS_AT)
     return {k for k, f in enumerate(futures) if f.done()}
 
 
