@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,12 +35,25 @@ from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.topology import Topology
 
+_DATA_HOME = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    data_home = config.stash.get(_DATA_HOME, None)
+    if data_home is not None:
+        shutil.rmtree(data_home, ignore_errors=True)
+
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The task record's default SQLite file lives under XDG_DATA_HOME. Tests
+    # (and the processes they start, which inherit the environment) get a
+    # fresh one, so a run never reads or migrates the user's own record.
+    data_home = config.stash.setdefault(_DATA_HOME, tempfile.mkdtemp(prefix="boson-test-data-"))
+    os.environ["XDG_DATA_HOME"] = data_home
     # A SIGTERM (a CI timeout, ``kill``) ends the run as Ctrl-C does, so the
     # interpreter exits normally and tests.support.cluster's exit-time sweep
     # stops the service processes; by default it would die with them running.

@@ -21,9 +21,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from boson_shared.errors import ConfigError
 from boson_shared.record.location import sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -51,7 +53,21 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def _upgrade(connection: Connection) -> None:
+    found = current_revision(connection)
+    if found is not None:
+        try:
+            ScriptDirectory.from_config(alembic_config()).get_revision(found)
+        except CommandError as e:  # a revision none of our migrations made
+            raise _newer_schema(found) from e
     command.upgrade(alembic_config(connection), "head")
+
+
+def _newer_schema(found: str | None) -> ConfigError:
+    return ConfigError(
+        f"the task record's schema is at revision {found!r}, which this Boson does not know"
+        f" (it knows up to {head_revision()!r}): a newer Boson wrote it; upgrade Boson,"
+        " or point BOSON_DATABASE_URL at another database"
+    )
 
 
 async def upgrade(engine: AsyncEngine) -> None:

@@ -6,11 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from boson_shared.contract.messages import TaskResult
-from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
-from boson_shared.record.migrate import head_revision, revision
+from boson_shared.errors import (
+    ConfigError,
+    InvalidQueryError,
+    RecordUnavailableError,
+    TaskNotFoundError,
+)
+from boson_shared.record.migrate import VERSION_TABLE, head_revision, revision
 from boson_shared.record.store import RecordStore, TaskQuery
 from tests.unit.record.events import lifecycle
 
@@ -28,6 +33,15 @@ async def store(database_url: str) -> AsyncIterator[RecordStore]:
 async def test_migrations_reach_head_and_run_again_harmlessly(store: RecordStore) -> None:
     await store.migrate()
     assert await revision(store.engine) == head_revision()
+
+
+async def test_a_schema_a_newer_boson_wrote_is_one_clear_config_error(
+    store: RecordStore,
+) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match="revision '9999', which this Boson does not know"):
+        await store.migrate()
 
 
 async def test_a_lifecycle_becomes_one_record_with_its_timeline(store: RecordStore) -> None:
