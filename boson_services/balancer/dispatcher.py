@@ -25,7 +25,14 @@ is worth on a real trace).
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
-its credit" the integration test checks.
+its credit" the integration test checks. Credit counts tasks; resources are
+checked too, on every path: a task goes to a node only if its demand fits
+the node's capacity less what the node holds (the snapshot's allocation, and
+never less than what this balancer has dispatched there and not seen come
+back). Schedulers reserve optimistically, each unaware of the others'
+reservations until the next snapshot, so several may place work on the same
+free room; here it meets the node's real room, and the surplus waits or goes
+elsewhere.
 
 The window is ``slots × credit_per_slot`` until the node's results report how
 long its tasks run. Then it is sized so that a node holds about
@@ -309,7 +316,9 @@ class Dispatcher:
                 node.on_probation = state.on_probation
                 node.slots = state.slots
                 node.capacity = capacity
-                node.allocated = allocated
+                # The snapshot may not show yet what was dispatched since: the
+                # node holds at least what this balancer sent it.
+                node.allocated = np.maximum(allocated, self._in_flight_demand(node))
                 node.measured = measured
             self.resize(node)
         self._any_cool = any(
@@ -322,6 +331,14 @@ class Dispatcher:
         self.rebalance()
         self.pump()
         return went_down
+
+    def _in_flight_demand(self, node: NodeView) -> np.ndarray:
+        total = np.zeros_like(node.capacity)
+        for task_id in node.in_flight:
+            demand = self._demand_of.get(task_id)
+            if demand is not None:
+                total = total + demand
+        return total
 
     def _forget_node_work(self, node_id: str) -> None:
         # Its queued and unacked work is drained back to us and re-held.
@@ -408,11 +425,23 @@ class Dispatcher:
         node = self.nodes.get(node_id)
         if node is not None and self.accepts(node):
             while queue and self.credit(node_id) > 0:
-                held = queue.popleft()
-                if not held.future.done():
-                    self._assign(held, node)
+                held = queue[0]
+                if held.future.done():
+                    queue.popleft()
+                    continue
+                if not self._fits(node, held.demand):
+                    # Credit counts tasks, not resources: several schedulers
+                    # may each have placed work here against the same free
+                    # room. What does not fit waits (or another node steals it).
+                    break
+                queue.popleft()
+                self._assign(held, node)
         if not queue:
             self._queued.pop(node_id, None)
+
+    @staticmethod
+    def _fits(node: NodeView, demand: np.ndarray) -> bool:
+        return bool((node.capacity - node.allocated >= demand - FIT_EPSILON).all())
 
     def _open_nodes(self) -> list[NodeView]:
         """Nodes that take work now; drops from the spare set those that do not."""
