@@ -28,8 +28,8 @@ not come back. It never goes below zero: that is the invariant "no node over
 its credit" the integration test checks. Credit counts tasks; resources are
 checked too, on every path: a task goes to a node only if its demand fits
 the node's capacity less what the node holds (the snapshot's allocation, and
-never less than what this balancer has dispatched there and not seen come
-back). Schedulers reserve optimistically, each unaware of the others'
+never less than what this balancer dispatched there in the last few seconds,
+which the snapshot may not show yet). Schedulers reserve optimistically, each unaware of the others'
 reservations until the next snapshot, so several may place work on the same
 free room; here it meets the node's real room, and the surplus waits or goes
 elsewhere.
@@ -73,6 +73,10 @@ FLEXIBLE_LOOKAHEAD = 64
 FLEXIBLE_WINDOW = 256
 """Held tasks at the front of the flexible queue one pump orders and may dispatch
 (the simulator's balancer window, ``boson.simulation.policies.DEFAULT_WINDOW``)."""
+
+RECENT_DISPATCH_S = 5.0
+"""Dispatches this recent may be missing from a snapshot (heartbeat, then
+snapshot interval): a snapshot never shows a node holding less than them."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
@@ -150,6 +154,8 @@ class Dispatcher:
         self.where: dict[str, str] = {}
         # What each dispatched task holds on its node, given back by its result.
         self._demand_of: dict[str, np.ndarray] = {}
+        self._sent_at: dict[str, float] = {}
+        """When each task still out was dispatched (what a snapshot may not show yet)."""
         """Task id → node it was dispatched to, until its result arrives."""
         self.by_node: dict[str, deque[HeldTask]] = {}
         self._spare: dict[str, None] = {}
@@ -273,6 +279,7 @@ class Dispatcher:
         """
         node_id = self.where.pop(task_id, None)
         demand = self._demand_of.pop(task_id, None)
+        self._sent_at.pop(task_id, None)
         if node_id is None:
             return
         node = self.nodes.get(node_id)
@@ -316,9 +323,9 @@ class Dispatcher:
                 node.on_probation = state.on_probation
                 node.slots = state.slots
                 node.capacity = capacity
-                # The snapshot may not show yet what was dispatched since: the
-                # node holds at least what this balancer sent it.
-                node.allocated = np.maximum(allocated, self._in_flight_demand(node))
+                # The snapshot may not show yet what was dispatched lately:
+                # the node holds at least that.
+                node.allocated = np.maximum(allocated, self._recent_demand(node))
                 node.measured = measured
             self.resize(node)
         self._any_cool = any(
@@ -332,11 +339,18 @@ class Dispatcher:
         self.pump()
         return went_down
 
-    def _in_flight_demand(self, node: NodeView) -> np.ndarray:
+    def _recent_demand(self, node: NodeView) -> np.ndarray:
+        """Demand of tasks dispatched to ``node`` in the last ``RECENT_DISPATCH_S``.
+
+        Only recent ones: older ones the node's heartbeats report themselves,
+        and a result this balancer missed (its connection failing over) must
+        not hold the node's room for ever.
+        """
+        since = self.clock() - RECENT_DISPATCH_S
         total = np.zeros_like(node.capacity)
         for task_id in node.in_flight:
             demand = self._demand_of.get(task_id)
-            if demand is not None:
+            if demand is not None and self._sent_at.get(task_id, since) > since:
                 total = total + demand
         return total
 
@@ -346,6 +360,7 @@ class Dispatcher:
         for task_id in node.in_flight:
             self.where.pop(task_id, None)
             self._demand_of.pop(task_id, None)
+            self._sent_at.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -597,6 +612,7 @@ class Dispatcher:
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
         self._demand_of[held.task_id] = held.demand
+        self._sent_at[held.task_id] = self.clock()
         self.held.pop(held.task_id, None)
         self.dispatched_total += 1
         held.future.set_result(node.node_id)
