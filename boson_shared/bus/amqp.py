@@ -141,9 +141,11 @@ class AmqpTransport:
         self._op_timeout = op_timeout
         self._reconnect_interval = reconnect_interval
         self._state: _Connected | None = None
-        # Queues this transport declared: a consumer re-declares them on
-        # reconnect (a per-node queue that expired comes back).
+        # Queues this transport declared and their bindings: a consumer
+        # re-declares and re-binds them on reconnect (a per-node queue that
+        # expired comes back; an exclusive queue is made on the new node).
         self._queue_specs: dict[str, QueueSpec] = {}
+        self._queue_bindings: dict[str, dict[tuple[str, str], None]] = {}
         self.transport_factory = CoalescingTransportFactory()
         """Makes each connection's socket writes one per event-loop turn."""
 
@@ -288,7 +290,10 @@ class AmqpTransport:
                     )
                 for queue in topology.queues:
                     await channel.queue_declare(
-                        queue=queue.name, durable=queue.durable, arguments=dict(queue.arguments())
+                        queue=queue.name,
+                        durable=queue.durable,
+                        exclusive=queue.exclusive,
+                        arguments=dict(queue.arguments()),
                     )
                     self._queue_specs[queue.name] = queue
                 for binding in topology.bindings:
@@ -297,6 +302,8 @@ class AmqpTransport:
                         exchange=binding.exchange,
                         routing_key=binding.routing_key,
                     )
+                    bound = self._queue_bindings.setdefault(binding.queue, {})
+                    bound[(binding.exchange, binding.routing_key)] = None
         except (
             aiormq.exceptions.ChannelPreconditionFailed,
             aiormq.exceptions.ChannelNotFoundEntity,
@@ -333,6 +340,7 @@ class AmqpTransport:
         re-declares it on recovery.
         """
         self._queue_specs.pop(queue, None)
+        self._queue_bindings.pop(queue, None)
         await self._delete(queue, is_queue=True)
 
     async def delete_exchange(self, exchange: str) -> None:
@@ -467,6 +475,7 @@ class AmqpTransport:
                 handler,
                 prefetch=prefetch,
                 spec=self._queue_specs.get(queue),
+                bindings=tuple(self._queue_bindings.get(queue, {})),
                 op_timeout=self._op_timeout,
             )
         except aiormq.exceptions.ChannelNotFoundEntity as e:
