@@ -380,6 +380,10 @@ class Client:
         tasks = [await self._prepare(request) for request in requests]
         loop = asyncio.get_running_loop()
         for task in tasks:
+            if task.task_id in self._shown:
+                # Sent again after a publish failed that did reach the broker:
+                # its result is already here, and no waiter must wait for another.
+                continue
             self._waiters.setdefault(task.task_id, loop.create_future())
             self._sent[task.message_id] = _Sent(task.task_id, task.handler, task.submitted_at)
             self._message_of[task.task_id] = task.message_id
