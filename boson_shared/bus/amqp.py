@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 _PERSISTENT = 2
 _RECYCLE_AFTER_NACK_S = 1.0
+_HOME_NODE_DOWN = "is down or inaccessible"
+"""RabbitMQ's words for a durable classic queue whose node is not running."""
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
     aiormq.ChannelInvalidStateError,
@@ -288,15 +290,32 @@ class AmqpTransport:
                         exchange_type=exchange.type,
                         durable=exchange.durable,
                     )
+                away: set[str] = set()
                 for queue in topology.queues:
-                    await channel.queue_declare(
-                        queue=queue.name,
-                        durable=queue.durable,
-                        exclusive=queue.exclusive,
-                        arguments=dict(queue.arguments()),
-                    )
+                    try:
+                        await channel.queue_declare(
+                            queue=queue.name,
+                            durable=queue.durable,
+                            exclusive=queue.exclusive,
+                            arguments=dict(queue.arguments()),
+                        )
+                    except aiormq.exceptions.ChannelNotFoundEntity as e:
+                        if _HOME_NODE_DOWN not in str(e):
+                            raise
+                        # A classic queue (a retry tier) on a cluster node that
+                        # is down: it exists and comes back with its node, and
+                        # refusing to start for it would make that node's death
+                        # stop every process that declares it.
+                        log.warning(
+                            "%s is on a broker node that is down; going on without it", queue.name
+                        )
+                        away.add(queue.name)
+                        channel = await self._admin(state)  # the error closed the last one
+                        continue
                     self._queue_specs[queue.name] = queue
                 for binding in topology.bindings:
+                    if binding.queue in away:
+                        continue
                     await channel.queue_bind(
                         queue=binding.queue,
                         exchange=binding.exchange,
