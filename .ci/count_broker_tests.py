@@ -2,7 +2,9 @@
 
 Inputs: the JUnit XML of the full run and the ids that
 ``pytest --collect-only -q -m broker`` lists. A broker suite that silently
-skipped (no broker, no Docker) must fail CI, not pass it.
+skipped (no broker, no Docker) must fail CI, not pass it. An optional third
+argument names the marker counted (``cluster`` for the cluster suite's own
+run); the rule is the same.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def junit_key(nodeid: str) -> tuple[str, str]:
     return ".".join([module, *parts[:-1]]), parts[-1]
 
 
-def main(junit_path: str, ids_path: str) -> int:
+def main(junit_path: str, ids_path: str, marker: str = "broker") -> int:
     broker_ids = [
         line.strip()
         for line in Path(ids_path).read_text().splitlines()
@@ -40,17 +42,17 @@ def main(junit_path: str, ids_path: str) -> int:
             counts["passed"] += 1
     total = sum(counts.values())
     print(
-        f"broker tests: {total} collected with the broker marker, "
+        f"{marker} tests: {total} collected with the {marker} marker, "
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
     )
     if counts["passed"] == 0:
-        print("FAIL: no broker test ran", file=sys.stderr)
+        print(f"FAIL: no {marker} test ran", file=sys.stderr)
         return 1
     if counts["skipped"] or counts["failed"]:
-        print("FAIL: broker tests skipped or failed", file=sys.stderr)
+        print(f"FAIL: {marker} tests skipped or failed", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))

@@ -28,8 +28,8 @@ The three systems:
   stage 1 → stage 2 → stage 3 (the worker) → client, one process per stage,
   one persistent message per task per hop, confirms pipelined (a task per
   delivery: publish, await the confirm, ack), prefetch 100; the stage
-  queues are quorum like Boson's work queues, the reply queue classic like
-  Boson's client queue.
+  queues are quorum like Boson's work queues, the reply queue classic
+  (Boson's client reply queue is quorum, which costs it a little here).
 * **celery** — a prefork worker with 2 processes, ``rpc://`` results, a
   no-op task, on the same broker.
 
@@ -760,7 +760,7 @@ async def bench(args: argparse.Namespace) -> int:
     print(
         f"queue type: boson work queues {BosonSystem.queue_type}; "
         f"bare stage queues {args.bare_queue_type} "
-        f"(reply queue classic, as Boson's client queue); celery classic (its default)",
+        f"(reply queue classic; Boson's is quorum); celery classic (its default)",
         flush=True,
     )
     for name, env in boson_runs.items():

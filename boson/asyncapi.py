@@ -194,6 +194,8 @@ def _channel(channel: Channel, kinds: Mapping[str, type[Message]]) -> dict[str, 
             "queue": consumer.queue.name,
             "bindingKey": consumer.binding_key,
             "queueArguments": dict(consumer.queue.arguments()),
+            # Exclusive: the consumer's own connection's queue, made again on reconnect.
+            **({"exclusive": True} if consumer.queue.exclusive else {}),
         }
         for consumer in channel.consumers
     ]

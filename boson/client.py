@@ -9,9 +9,11 @@ The flow a user follows::
         result = await handle.result(timeout=30)    # a TaskResult
         output = await client.execute("forecast", params={"values": [...]})
 
-Results arrive on the client's own durable reply queue, named by its client
-id and deleted only when long unused, so a client that reconnects with the
-same ``client_id`` still gets them. Each task id's result is shown once,
+Results arrive on the client's own reply queue, named by its client id: a
+quorum queue, so results waiting there survive the loss of a broker node.
+The client deletes it on :meth:`Client.close` once nothing it submitted is
+still out; with results pending it stays, so a client that reconnects with
+the same ``client_id`` still gets them. Each task id's result is shown once,
 whatever the broker redelivers (exactly-once at the client, docs/design.md#delivery).
 """
 
@@ -49,7 +51,12 @@ from boson_shared.contract.messages import (
     new_id,
 )
 from boson_shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from boson_shared.errors import DecodeError, InvalidTaskError, TaskFailedError
+from boson_shared.errors import (
+    BrokerUnavailableError,
+    DecodeError,
+    InvalidTaskError,
+    TaskFailedError,
+)
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
@@ -176,9 +183,7 @@ class Client:
         self._arrivals: list[asyncio.Queue[TaskResult]] = []
         self._shown = SeenIds(settings.dedup_capacity)
         self._loop: ConsumeLoop[Message] | None = None
-        self._dead_letters = DeadLetterWatch(
-            transport, self.names, self.client_id, self._on_dead, expires_ms=CLIENT_QUEUE_EXPIRES_MS
-        )
+        self._dead_letters = DeadLetterWatch(transport, self.names, self.client_id, self._on_dead)
         self.duplicates_dropped = 0
         self.on_retrying: Callable[[TaskRetrying], None] | None = None
         """Called as each failed attempt of this client's tasks is retried."""
@@ -256,11 +261,21 @@ class Client:
         return self._publisher.stats
 
     async def close(self) -> None:
+        """Stop; delete the reply queue too when no submitted task is still out.
+
+        The reply queue never expires (a quorum queue's expiry is not
+        something Boson relies on), so the client that made it removes it.
+        """
         await self._dead_letters.close()
         if self._loop is not None:
             await self._loop.stop()
             await self._loop.drain(5.0)
         await self._publisher.close()
+        if self.pending() == 0 and self._transport.is_connected:
+            try:
+                await self.delete_queues()
+            except BrokerUnavailableError as error:
+                logger.warning("could not delete the reply queue of %s: %s", self.client_id, error)
         for future in self._waiters.values():
             if not future.done():
                 future.cancel()
@@ -297,7 +312,6 @@ class Client:
             self._codec,
             queue,
             [(self.names.events_exchange, RK_SNAPSHOT)],
-            expires_ms=60_000,
         )
         await tap.start()
         try:
@@ -371,6 +385,10 @@ class Client:
         tasks = [await self._prepare(request) for request in requests]
         loop = asyncio.get_running_loop()
         for task in tasks:
+            if task.task_id in self._shown:
+                # Sent again after a publish failed that did reach the broker:
+                # its result is already here, and no waiter must wait for another.
+                continue
             self._waiters.setdefault(task.task_id, loop.create_future())
             self._sent[task.message_id] = _Sent(task.task_id, task.handler, task.submitted_at)
             self._message_of[task.task_id] = task.message_id

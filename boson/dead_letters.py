@@ -6,7 +6,10 @@ failed result. What it can do is dead-letter the envelope with its plaintext
 message id (the first item's id) and the reason in a header. The client binds
 its own short-lived queue to the dead-letter exchange (a fanout), recognises
 its envelopes by message id, and fails their tasks with that reason instead
-of waiting for results that will never come.
+of waiting for results that will never come. The queue is exclusive to the
+client's connection: it follows the connection to whichever broker node it
+fails over to (the dead letters themselves stay in the quorum dead-letter
+queue).
 """
 
 from __future__ import annotations
@@ -67,13 +70,11 @@ class DeadLetterWatch:
         names: Names,
         client_id: str,
         on_dead: DeadLetterCallback,
-        *,
-        expires_ms: int,
     ) -> None:
         self._transport = transport
         self.queue = watch_queue(names, client_id)
         self._topology = Topology(
-            queues=(QueueSpec(self.queue, queue_type="classic", expires_ms=expires_ms),),
+            queues=(QueueSpec(self.queue, queue_type="classic", durable=False, exclusive=True),),
             bindings=(BindingSpec(self.queue, names.dead_exchange, "#"),),
         )
         self._on_dead = on_dead

@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Self
 
 from boson_shared.bus.abc import Delivery, Subscription, Transport
-from boson_shared.contract.channels import RECORD_READER_EXPIRES_MS
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     RecordQuery,
@@ -45,7 +44,6 @@ from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 logger = logging.getLogger(__name__)
 
-REPLY_QUEUE_EXPIRES_MS = RECORD_READER_EXPIRES_MS
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -86,7 +84,7 @@ class RecordReader:
             self._names.record_queries()
             + Topology(
                 queues=(
-                    QueueSpec(self.queue, queue_type="classic", expires_ms=REPLY_QUEUE_EXPIRES_MS),
+                    QueueSpec(self.queue, queue_type="classic", durable=False, exclusive=True),
                 ),
                 bindings=(
                     BindingSpec(

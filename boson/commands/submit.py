@@ -220,6 +220,9 @@ async def _broker_session(
         if not args.wait:
             for task_id in ids:
                 print(task_id)
+            # Nothing will read this one-shot client's reply queue (results are
+            # read from the task record: `boson result ID`), and it never expires.
+            await client.delete_queues()
             return None
         outcome = await collect(
             client, arrivals, ids, as_json=args.json, wait_timeout=wait_timeout, stop=stop

@@ -37,7 +37,14 @@ lapses after ``reservation_lapse_s`` and is remade from fresh estimates.
 
 Credit of a node = its *window* − tasks dispatched to it whose result has
 not come back. It never goes below zero: that is the invariant "no node over
-its credit" the integration test checks.
+its credit" the integration test checks. Credit counts tasks; resources are
+checked too, on every path: a task goes to a node only if its demand fits
+the node's capacity less what the node holds (the snapshot's allocation, and
+never less than what this balancer dispatched there in the last few seconds,
+which the snapshot may not show yet). Schedulers reserve optimistically, each unaware of the others'
+reservations until the next snapshot, so several may place work on the same
+free room; here it meets the node's real room, and the surplus waits or goes
+elsewhere.
 
 The window is ``slots × credit_per_slot`` until the node's results report how
 long its tasks run. Then it is sized so that a node holds about
@@ -87,6 +94,10 @@ FLEXIBLE_LOOKAHEAD = 64
 FLEXIBLE_WINDOW = 256
 """Held tasks at the front of the flexible queue one pump orders and may dispatch
 (the simulator's balancer window, ``boson.simulation.policies.DEFAULT_WINDOW``)."""
+
+RECENT_DISPATCH_S = 5.0
+"""Dispatches this recent may be missing from a snapshot (heartbeat, then
+snapshot interval): a snapshot never shows a node holding less than them."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
@@ -176,6 +187,8 @@ class Dispatcher:
         # What each dispatched task holds on its node, given back by its result.
         self._demand_of: dict[str, np.ndarray] = {}
         """Task id → node it was dispatched to, until its result arrives."""
+        self._sent_at: dict[str, float] = {}
+        """When each task still out was dispatched (what a snapshot may not show yet)."""
         self._devices_of: dict[str, int] = {}
         """Task id → the GPU devices it was dispatched to (a mask), until its result."""
         self.by_node: dict[str, deque[HeldTask]] = {}
@@ -317,6 +330,7 @@ class Dispatcher:
         demand = self._demand_of.pop(task_id, None)
         self.head.finished(task_id, wall_s)
         mask = self._devices_of.pop(task_id, 0)
+        self._sent_at.pop(task_id, None)
         if node_id is None:
             return
         node = self.nodes.get(node_id)
@@ -366,7 +380,9 @@ class Dispatcher:
                 node.on_probation = state.on_probation
                 node.slots = state.slots
                 node.capacity = capacity
-                node.allocated = allocated
+                # The snapshot may not show yet what was dispatched lately:
+                # the node holds at least that.
+                node.allocated = np.maximum(allocated, self._recent_demand(node))
                 node.gpus = gpus
                 node.measured = measured
             self.resize(node)
@@ -383,6 +399,21 @@ class Dispatcher:
         self.pump()
         return went_down
 
+    def _recent_demand(self, node: NodeView) -> np.ndarray:
+        """Demand of tasks dispatched to ``node`` in the last ``RECENT_DISPATCH_S``.
+
+        Only recent ones: older ones the node's heartbeats report themselves,
+        and a result this balancer missed (its connection failing over) must
+        not hold the node's room for ever.
+        """
+        since = self.clock() - RECENT_DISPATCH_S
+        total = np.zeros_like(node.capacity)
+        for task_id in node.in_flight:
+            demand = self._demand_of.get(task_id)
+            if demand is not None and self._sent_at.get(task_id, since) > since:
+                total = total + demand
+        return total
+
     def _forget_node_work(self, node_id: str) -> None:
         # Its queued and unacked work is drained back to us and re-held.
         node = self.nodes[node_id]
@@ -391,6 +422,7 @@ class Dispatcher:
             self._demand_of.pop(task_id, None)
             self.head.forget(task_id)
             self._devices_of.pop(task_id, None)
+            self._sent_at.pop(task_id, None)
         node.in_flight.clear()
 
     def _move_off_unusable_nodes(self) -> None:
@@ -470,9 +502,16 @@ class Dispatcher:
         node = self.nodes.get(node_id)
         if node is not None and self.accepts(node):
             while queue and self.credit(node_id) > 0:
-                held = queue.popleft()
+                held = queue[0]
                 if held.future.done():
+                    queue.popleft()
                     continue
+                if not self._fits(node, held.demand):
+                    # Credit counts tasks, not resources: several schedulers
+                    # may each have placed work here against the same free
+                    # room. What does not fit waits (or another node steals it).
+                    break
+                queue.popleft()
                 if self._admits(held, node):
                     self._assign(held, node)
                 else:
@@ -482,6 +521,10 @@ class Dispatcher:
                     self.retargeted_total += 1
         if not queue:
             self._queued.pop(node_id, None)
+
+    @staticmethod
+    def _fits(node: NodeView, demand: np.ndarray) -> bool:
+        return bool((node.capacity - node.allocated >= demand - FIT_EPSILON).all())
 
     def _open_nodes(self) -> list[NodeView]:
         """Nodes that take work now; drops from the spare set those that do not."""
@@ -698,6 +741,7 @@ class Dispatcher:
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
         self._demand_of[held.task_id] = held.demand
+        self._sent_at[held.task_id] = self.clock()
         self.held.pop(held.task_id, None)
         self.dispatched_total += 1
         held.future.set_result(node.node_id)

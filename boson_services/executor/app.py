@@ -81,9 +81,7 @@ class ExecutorService(Service):
 
     def topology(self) -> Topology:
         expires_ms = int(self.executor_settings.node_queue_expires_s * 1000)
-        topology = self.names.node(self.node_id, expires_ms) + self.names.client(
-            self.node_id, expires_ms
-        )
+        topology = self.names.node(self.node_id, expires_ms) + self.names.reply(self.node_id)
         return topology + self.names.record() if self.settings.record else topology
 
     async def report(self, event: TaskEvent) -> None:

@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 _PERSISTENT = 2
 _RECYCLE_AFTER_NACK_S = 1.0
+_HOME_NODE_DOWN = "is down or inaccessible"
+"""RabbitMQ's words for a durable classic queue whose node is not running."""
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
     aiormq.ChannelInvalidStateError,
@@ -141,9 +143,11 @@ class AmqpTransport:
         self._op_timeout = op_timeout
         self._reconnect_interval = reconnect_interval
         self._state: _Connected | None = None
-        # Queues this transport declared: a consumer re-declares them on
-        # reconnect (a per-node queue that expired comes back).
+        # Queues this transport declared and their bindings: a consumer
+        # re-declares and re-binds them on reconnect (a per-node queue that
+        # expired comes back; an exclusive queue is made on the new node).
         self._queue_specs: dict[str, QueueSpec] = {}
+        self._queue_bindings: dict[str, dict[tuple[str, str], None]] = {}
         self.transport_factory = CoalescingTransportFactory()
         """Makes each connection's socket writes one per event-loop turn."""
 
@@ -286,17 +290,39 @@ class AmqpTransport:
                         exchange_type=exchange.type,
                         durable=exchange.durable,
                     )
+                away: set[str] = set()
                 for queue in topology.queues:
-                    await channel.queue_declare(
-                        queue=queue.name, durable=queue.durable, arguments=dict(queue.arguments())
-                    )
+                    try:
+                        await channel.queue_declare(
+                            queue=queue.name,
+                            durable=queue.durable,
+                            exclusive=queue.exclusive,
+                            arguments=dict(queue.arguments()),
+                        )
+                    except aiormq.exceptions.ChannelNotFoundEntity as e:
+                        if _HOME_NODE_DOWN not in str(e):
+                            raise
+                        # A classic queue (a retry tier) on a cluster node that
+                        # is down: it exists and comes back with its node, and
+                        # refusing to start for it would make that node's death
+                        # stop every process that declares it.
+                        log.warning(
+                            "%s is on a broker node that is down; going on without it", queue.name
+                        )
+                        away.add(queue.name)
+                        channel = await self._admin(state)  # the error closed the last one
+                        continue
                     self._queue_specs[queue.name] = queue
                 for binding in topology.bindings:
+                    if binding.queue in away:
+                        continue
                     await channel.queue_bind(
                         queue=binding.queue,
                         exchange=binding.exchange,
                         routing_key=binding.routing_key,
                     )
+                    bound = self._queue_bindings.setdefault(binding.queue, {})
+                    bound[(binding.exchange, binding.routing_key)] = None
         except (
             aiormq.exceptions.ChannelPreconditionFailed,
             aiormq.exceptions.ChannelNotFoundEntity,
@@ -333,6 +359,7 @@ class AmqpTransport:
         re-declares it on recovery.
         """
         self._queue_specs.pop(queue, None)
+        self._queue_bindings.pop(queue, None)
         await self._delete(queue, is_queue=True)
 
     async def delete_exchange(self, exchange: str) -> None:
@@ -467,6 +494,7 @@ class AmqpTransport:
                 handler,
                 prefetch=prefetch,
                 spec=self._queue_specs.get(queue),
+                bindings=tuple(self._queue_bindings.get(queue, {})),
                 op_timeout=self._op_timeout,
             )
         except aiormq.exceptions.ChannelNotFoundEntity as e:

@@ -188,13 +188,17 @@ async def open_subscription(
     *,
     prefetch: int,
     spec: QueueSpec | None,
+    bindings: tuple[tuple[str, str], ...] = (),
     op_timeout: float,
 ) -> AmqpSubscription:
     """Open a channel, set its prefetch, bind the queue object and consume.
 
     ``spec`` describes the queue when this transport declared it: the
-    channel then re-declares it on reconnect (a queue that expired while we
-    were away comes back). Otherwise the declare is passive.
+    channel then re-declares it on reconnect, with ``bindings`` (exchange,
+    routing key) made again through the robust queue — a queue that expired
+    while we were away comes back bound, and an exclusive queue, gone with
+    its old connection, is made anew on the node the connection is now on.
+    Otherwise the declare is passive.
     """
     channel = connection.channel(publisher_confirms=False)
     await channel.initialize(timeout=op_timeout)
@@ -206,9 +210,12 @@ async def open_subscription(
             robust_queue = await channel.declare_queue(
                 queue,
                 durable=spec.durable,
+                exclusive=spec.exclusive,
                 arguments=dict(spec.arguments()),
                 timeout=op_timeout,
             )
+            for exchange, routing_key in bindings:
+                await robust_queue.bind(exchange, routing_key, timeout=op_timeout)
         subscription = AmqpSubscription(channel, robust_queue, handler, op_timeout=op_timeout)
         await subscription.start()
     except BaseException:

@@ -74,8 +74,6 @@ CLIENT_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 """A client's reply queue is deleted after a day without a consumer."""
 NODE_QUEUE_EXPIRES_MS = 3_600_000
 """A node's queue outlives its executor by an hour (``node_queue_expires_s``'s default)."""
-RECORD_READER_EXPIRES_MS = 300_000
-"""A record reader's reply queue is deleted five minutes after its last consumer."""
 SUBSCRIBER_EXPIRES_MS = 600_000
 """Per-instance event queues of the services (``subscriber_expires_s``'s default)."""
 
@@ -124,10 +122,12 @@ def channels(names: Names) -> tuple[Channel, ...]:
     requests = _queue(names.transfer(), names.data_requests_queue)
     record = _queue(names.record(), names.record_queue)
     queries = _queue(names.record_queries(), names.record_queries_queue)
+    # A record reader's reply queue is its connection's own (boson/records.py).
     reader = QueueSpec(
         names.subscriber_queue("records", CLIENT_ID),
         queue_type="classic",
-        expires_ms=RECORD_READER_EXPIRES_MS,
+        durable=False,
+        exclusive=True,
     )
 
     def subscriber(role: Role, key: str) -> Consumer:
@@ -360,7 +360,6 @@ __all__ = [
     "NODE_ID",
     "NODE_QUEUE_EXPIRES_MS",
     "REASON",
-    "RECORD_READER_EXPIRES_MS",
     "SUBSCRIBER_EXPIRES_MS",
     "Channel",
     "Consumer",

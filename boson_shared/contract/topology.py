@@ -20,8 +20,11 @@ Layout (docs/design.md#topology):
   default exchange.
 
 Work queues have the configured type (``BOSON_QUEUE_TYPE``, quorum by
-default). Retry tiers, each client's reply queue and each service
-instance's subscriber queue are classic.
+default). A client's reply queue is quorum too, without an expiry (the
+client deletes it). Each service instance's subscriber queue is exclusive to
+its connection: it lives on the node that connection is on and is declared
+again, with its bindings, wherever the connection fails over to. Retry
+tiers are classic (docs/design.md#queue-types-on-a-cluster).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ RK_ALL_DATA_STORED = "data.stored.#"
 RK_RECORD_EVENT = "record.event"
 """Task lifecycle events; the record queue binds them and every result."""
 RK_BLOBS_REFERENCED = "blobs.referenced"
+
+SUBSCRIBER_TIER_EXPIRES_MS = 600_000
+"""Retry tiers of an exclusive queue expire this long after last use."""
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -133,6 +139,16 @@ class QueueSpec:
     dead_letter_at_least_once: bool = False
     """Quorum only: dead-letter with confirms, never dropping a message on the
     way (needs ``x-overflow=reject-publish``, which it sets)."""
+    exclusive: bool = False
+    """Owned by the declaring connection: deleted when it closes, declared
+    again (classic, on the connection's new node) when it reconnects. Never
+    durable, never expiring."""
+
+    def __post_init__(self) -> None:
+        if self.exclusive and (
+            self.durable or self.queue_type != "classic" or self.expires_ms is not None
+        ):
+            raise ValueError(f"exclusive queue {self.name!r} must be classic, transient, no expiry")
 
     def arguments(self) -> dict[str, str | int | bool]:
         """The ``x-`` arguments to declare this queue with."""
@@ -299,18 +315,27 @@ class Names:
         expires_ms: int | None = None,
         single_active_consumer: bool = False,
         queue_type: QueueType | None = None,
+        exclusive: bool = False,
+        tier_expires_ms: int | None = None,
     ) -> Topology:
-        """A consumed queue, its bindings and its delayed-retry tiers."""
+        """A consumed queue, its bindings and its delayed-retry tiers.
+
+        Tiers expire ``tier_expires_ms`` (default: the queue's own expiry)
+        plus their delay after last use.
+        """
         bound_to = self.work_exchange if exchange is None else exchange
         queues = [
             QueueSpec(
                 name,
-                queue_type=queue_type or self.queue_type,
-                expires_ms=expires_ms,
+                queue_type="classic" if exclusive else (queue_type or self.queue_type),
+                durable=not exclusive,
+                expires_ms=None if exclusive else expires_ms,
                 dead_letter_exchange=self.dead_exchange,
                 single_active_consumer=single_active_consumer,
+                exclusive=exclusive,
             )
         ]
+        tiers_expire = expires_ms if tier_expires_ms is None else tier_expires_ms
         for delay in sorted(set(self.retry.delays_ms)):
             # Retry tiers are classic: they hold few messages briefly, and
             # expiring messages back to their origin is all they do.
@@ -318,7 +343,7 @@ class Names:
                 QueueSpec(
                     self.retry_queue(name, delay),
                     queue_type="classic",
-                    expires_ms=None if expires_ms is None else expires_ms + delay,
+                    expires_ms=None if tiers_expire is None else tiers_expire + delay,
                     message_ttl_ms=delay,
                     dead_letter_exchange=DEFAULT_EXCHANGE,
                     dead_letter_routing_key=name,
@@ -339,7 +364,14 @@ class Names:
         return self.work_queue(self.node_queue(node_id), [rk_node(node_id)], expires_ms=expires_ms)
 
     def client(self, client_id: str, expires_ms: int) -> Topology:
-        """A client's own durable reply queue, removed when long unused."""
+        """A client's own reply queue: quorum, never expiring.
+
+        It holds results the client waits for, so it must outlive the loss
+        of any one broker node, and a client that reconnects under the same
+        id finds it; the client deletes it (:meth:`Client.close` when nothing
+        is pending, ``delete_queues``). Its retry tiers (classic) expire
+        ``expires_ms`` after last use.
+        """
         return self.work_queue(
             self.client_queue(client_id),
             [
@@ -349,8 +381,18 @@ class Names:
                 rk_data_stored(client_id),
             ],
             exchange=self.events_exchange,
-            expires_ms=expires_ms,
-            queue_type="classic",
+            queue_type="quorum",
+            tier_expires_ms=expires_ms,
+        )
+
+    def reply(self, client_id: str) -> Topology:
+        """A service's own reply queue (data replies), exclusive to its connection."""
+        return self.work_queue(
+            self.client_queue(client_id),
+            [rk_data_reply(client_id), rk_data_stored(client_id)],
+            exchange=self.events_exchange,
+            exclusive=True,
+            tier_expires_ms=SUBSCRIBER_TIER_EXPIRES_MS,
         )
 
     def subscriber(
@@ -362,13 +404,21 @@ class Names:
         *,
         single_active_consumer: bool = False,
     ) -> Topology:
+        """One service instance's event queue, exclusive to its connection.
+
+        What it holds (heartbeats, snapshots, results for the services'
+        bookkeeping) is re-sent or re-derived, so a copy lost with a dead
+        node costs nothing; a durable queue on a dead node would instead
+        stop its service from reconnecting until that node returned. Its
+        retry tiers expire ``expires_ms`` after last use.
+        """
         return self.work_queue(
             self.subscriber_queue(service, instance_id),
             routing_keys,
             exchange=self.events_exchange,
-            expires_ms=expires_ms,
             single_active_consumer=single_active_consumer,
-            queue_type="classic",
+            exclusive=True,
+            tier_expires_ms=expires_ms,
         )
 
     def transfer(self) -> Topology:

@@ -26,14 +26,14 @@ class Tap:
         codec: Codec,
         queue: str,
         bindings: Sequence[tuple[str, str]],
-        *,
-        expires_ms: int = 120_000,
     ) -> None:
         self._transport = transport
         self._codec = codec
         self.queue = queue
         self._topology = Topology(
-            queues=(QueueSpec(queue, queue_type="classic", expires_ms=expires_ms),),
+            # Exclusive: gone with the connection, made again (bound) on
+            # whichever broker node the connection fails over to.
+            queues=(QueueSpec(queue, queue_type="classic", durable=False, exclusive=True),),
             bindings=tuple(BindingSpec(queue, exchange, key) for exchange, key in bindings),
         )
         self.envelopes: list[bytes] = []

@@ -8,12 +8,15 @@ from collections.abc import Iterable, Sequence
 
 import psutil
 
-from boson.client import TaskHandle
+from boson.client import Client, TaskHandle, TaskRequest
+from boson_shared.bus.factory import transport_from_url
+from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import TaskResult
 from tests.reliability.harness import CountingClient, gather_results
 from tests.support.cluster import ProcessCluster
 from tests.support.rabbit_cluster import RabbitCluster, RabbitNode
-from tests.support.waiting import health
+from tests.support.waiting import health, wait_until
 
 
 def placement(rabbit: RabbitCluster, processes: ProcessCluster) -> dict[str, str | None]:
@@ -99,4 +102,47 @@ def cpu_seconds(processes: ProcessCluster) -> dict[str, float]:
     return used
 
 
-__all__ = ["cpu_seconds", "gather_or_explain", "placement", "reconnect_times", "spread_executors"]
+async def leave_results_waiting(
+    processes: ProcessCluster, url: str, count: int, timeout: float = 120.0
+) -> tuple[str, list[str]]:
+    """A client on ``url`` submits ``count`` tasks and is gone before their results come.
+
+    It declares its reply queue as ``Client.start`` does but never consumes
+    it, so every result waits there (the queue's leader is on ``url``'s
+    node, where it was declared). Returns its client id and task ids once
+    the balancer has seen every result come back.
+    """
+    settings = processes.settings()
+    names = settings.names()
+    before = int((await health(processes, "balancer")).get("dispatched", 0))
+    transport = transport_from_url(url, connection_name="boson-test-gone")
+    await transport.connect()
+    gone = Client(settings, transport, EnvelopeCodec.from_settings(settings))
+    await transport.declare(names.submit() + names.client(gone.client_id, CLIENT_QUEUE_EXPIRES_MS))
+    requests = [
+        TaskRequest("burn", params={"seconds": 0.001}, task_id=f"{gone.client_id}-{i:04d}")
+        for i in range(count)
+    ]
+    try:
+        await gone.submit_many(requests)
+    finally:
+        await gone.close()  # results still out: the reply queue stays
+
+    async def all_back() -> bool:
+        # Results travel batched, so a queue's message count says little:
+        # the balancer has seen every result come back.
+        body = await health(processes, "balancer")
+        return body.get("dispatched") == before + count and body.get("in_flight") == 0
+
+    await wait_until(all_back, timeout=timeout, step=0.5)
+    return gone.client_id, [request.task_id or "" for request in requests]
+
+
+__all__ = [
+    "cpu_seconds",
+    "gather_or_explain",
+    "leave_results_waiting",
+    "placement",
+    "reconnect_times",
+    "spread_executors",
+]

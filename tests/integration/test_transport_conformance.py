@@ -355,16 +355,13 @@ async def test_declare_is_idempotent_and_refuses_a_conflict(
 ) -> None:
     transport = await transport_factory()
     n = names(namespace)
-    topology = (
-        n.shared_queues()
-        + n.node("n1", expires_ms=60_000)
-        + n.client("c1", expires_ms=60_000)
-        + n.subscriber("monitor", "i1", ["heartbeat.#"], expires_ms=60_000)
-    )
+    shared = n.shared_queues() + n.node("n1", expires_ms=60_000) + n.client("c1", expires_ms=60_000)
+    # A subscriber queue is its connection's own: only that one re-declares it.
+    topology = shared + n.subscriber("monitor", "i1", ["heartbeat.#"], expires_ms=60_000)
     await transport.declare(topology)
     await transport.declare(topology)
     other = await transport_factory()
-    await other.declare(topology)
+    await other.declare(shared)
     conflict = Topology(queues=(QueueSpec(n.submit_queue, queue_type="classic"),))
     with pytest.raises(ConfigError):
         await transport.declare(conflict)
@@ -473,3 +470,36 @@ async def test_lost_connection_recovers_and_consumers_resume(
     assert after.body == b"after"
     await after.ack()
     assert transport.is_connected
+
+
+async def test_a_subscriber_queue_comes_back_bound_after_a_lost_connection(
+    transport_factory: TransportFactory, transport_kind: TransportKind, namespace: str
+) -> None:
+    """An exclusive queue dies with its connection; the reconnect makes it again, bound.
+
+    On a cluster the new connection may be on another node: the queue is
+    declared there, and without its bindings it would receive nothing.
+    """
+    transport = await transport_factory()
+    n = names(namespace)
+    await transport.declare(n.subscriber("monitor", "i1", ["heartbeat.#"], expires_ms=60_000))
+    queue = n.subscriber_queue("monitor", "i1")
+    inbox = Inbox()
+    await transport.consume(queue, inbox, prefetch=5)
+    await transport.publish(n.events_exchange, "heartbeat.a", b"before")
+    await (await inbox.get()).ack()
+
+    await lose_connection(transport, transport_kind, namespace)
+
+    async def delivered_after_reconnect() -> Delivery:
+        while True:
+            await transport.publish(n.events_exchange, "heartbeat.a", b"after")
+            try:
+                return await inbox.get(within=0.5)
+            except TimeoutError:
+                continue
+
+    async with asyncio.timeout(15):
+        after = await delivered_after_reconnect()
+    assert after.body == b"after"
+    await after.ack()

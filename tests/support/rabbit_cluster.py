@@ -40,6 +40,8 @@ RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 RABBIT_USER = "rabbitmq"
 START_TIMEOUT_S = 120.0
 CTL_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 90.0
+_LIMITS = ("set_vm_memory_high_watermark", "set_disk_free_limit")
 
 
 def available() -> str | None:
@@ -189,6 +191,8 @@ class RabbitCluster:
     nodes: list[RabbitNode] = field(default_factory=list)
     startup_s: float = 0.0
     """Seconds from the first ``rabbitmq-server`` to three running, clustered nodes."""
+    limits_changed: set[str] = field(default_factory=set)
+    """Nodes whose memory or disk limit a test set (:meth:`heal` resets them)."""
 
     @property
     def url(self) -> str:
@@ -196,6 +200,8 @@ class RabbitCluster:
 
     def ctl(self, node: RabbitNode, *args: str, timeout: float = CTL_TIMEOUT_S) -> str:
         """``rabbitmqctl -n node …`` as the rabbitmq user; stdout, or RuntimeError."""
+        if args and args[0] in _LIMITS:
+            self.limits_changed.add(node.name)
         user = pwd.getpwnam(RABBIT_USER)
         result = subprocess.run(
             [str(RABBIT_BIN / "rabbitmqctl"), "-n", node.name, *args],
@@ -262,10 +268,22 @@ class RabbitCluster:
         self.await_running(node)
 
     def stop_node(self, node: RabbitNode) -> None:
-        """Stop ``node`` gracefully (``rabbitmqctl stop``), waiting for its VM to exit."""
+        """Stop ``node`` gracefully, waiting for its VM to exit.
+
+        ``rabbitmqctl stop`` first; on a loaded machine it may not answer in
+        time, and then SIGTERM, which the VM also takes as a graceful stop
+        (and SIGKILL only if that does not end it either).
+        """
         pid = node.beam_pid()
-        self.ctl(node, "stop")
-        _wait_dead(pid, within_s=60)
+        try:
+            self.ctl(node, "stop", timeout=STOP_TIMEOUT_S)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        _wait_dead(pid, within_s=STOP_TIMEOUT_S)
+        if pid is not None and _pid_alive(pid):
+            node.kill()
         if node.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(timeout=10)
@@ -280,13 +298,19 @@ class RabbitCluster:
         raise RuntimeError("no node of the cluster is running")
 
     def heal(self) -> None:
-        """Every node running again, alarms cleared: the state each test starts from."""
+        """Every node running again, alarms cleared: the state each test starts from.
+
+        The limits are reset only on nodes whose limits a test changed
+        (through :meth:`ctl`): each ``rabbitmqctl`` costs seconds of CPU.
+        """
         for node in self.nodes:
             if node.beam_pid() is None:
                 self.restart(node)
         for node in self.nodes:
-            self.ctl(node, "set_vm_memory_high_watermark", "0.4")
-            self.ctl(node, "set_disk_free_limit", "50MB")
+            if node.name in self.limits_changed:
+                self.ctl(node, "set_vm_memory_high_watermark", "0.4")
+                self.ctl(node, "set_disk_free_limit", "50MB")
+                self.limits_changed.discard(node.name)
 
     def queues(self) -> dict[str, dict[str, Any]]:
         """Every queue with its type, leader and members, as a live node sees them."""

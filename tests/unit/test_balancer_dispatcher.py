@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from boson_services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, Dispatcher
+from boson_services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, RECENT_DISPATCH_S, Dispatcher
 from tests.support.balancer import CREDIT_PER_SLOT, N, demand, dispatcher, snapshot
 from tests.support.fakes import Clock
 
@@ -345,3 +345,42 @@ async def test_pending_work_that_fills_a_hole_cleanly_goes_first(
     d.on_snapshot(snapshot([N("a", slots=4, capacity=100, allocated=60)]))
     assert d.typical.value[:2].tolist() == [20.0, 20.0]
     assert {t: n for t, n in outcomes(futures).items() if n} == dict([expected])
+
+
+async def test_work_placed_on_a_node_beyond_its_resources_waits_despite_credit() -> None:
+    """Three schedulers each placed two 2-cpu tasks on a 4-cpu node: only two go at once.
+
+    Credit (slots × credit per slot = 8) would let all six through; the
+    node's resources let two.
+    """
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=4)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(2), "a") for i in range(6)}
+    assert [t for t, node in outcomes(futures).items() if node] == ["t0", "t1"]
+    assert d.credit("a") > 0
+    # A snapshot taken before the dispatches reached the node shows it empty:
+    # what was sent there still counts.
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=4, allocated=0)], seq=2))
+    assert [t for t, node in outcomes(futures).items() if node] == ["t0", "t1"]
+    d.complete("t0")
+    assert [t for t, node in outcomes(futures).items() if node] == ["t0", "t1", "t2"]
+
+
+async def test_work_that_does_not_fit_its_placed_node_goes_to_one_with_room() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=4), N("b", slots=4, capacity=4)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(2), "a") for i in range(4)}
+    assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": "b", "t3": "b"}
+
+
+async def test_a_result_the_balancer_missed_does_not_hold_a_node_s_room_for_ever() -> None:
+    """Past a few seconds the node's own report wins over what was dispatched."""
+    clock = Clock()
+    d = dispatcher(clock)
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=4)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(2), "a") for i in range(3)}
+    assert [t for t, node in outcomes(futures).items() if node] == ["t0", "t1"]
+    # t0 finished, but its result never reached this balancer.
+    clock.now = RECENT_DISPATCH_S + 1
+    d.on_snapshot(snapshot([N("a", slots=4, capacity=4, allocated=2)], seq=2))
+    assert futures["t2"].result() == "a"
