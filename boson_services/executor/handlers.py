@@ -199,6 +199,7 @@ class ExecutorHandlers:
             self.progress.finish(task.task_id)
         if announced:
             await announced[0]
+        await self.progress.settle(task.task_id)
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
         output_ref: DataRef | None = None

@@ -290,18 +290,26 @@ class TaskRunner:
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
         self._handler_threads = DaemonThreads()
         self._idle: asyncio.Queue[_Worker] | None = None
+        self._spawning: asyncio.Future[None] | None = None
         self._workers: set[_Worker] = set()
         self._closing = False
 
     async def _idle_workers(self) -> asyncio.Queue[_Worker]:
         if self._idle is None:
             self._idle = asyncio.Queue()
-            loop = asyncio.get_running_loop()
-            for _ in range(self._slots):
-                worker = await loop.run_in_executor(self._threads, _Worker, self._context)
-                self._workers.add(worker)
-                self._idle.put_nowait(worker)
+            # Shielded: a task cancelled while the workers start must not leave
+            # the pool short of the workers still starting.
+            self._spawning = asyncio.ensure_future(self._spawn_workers(self._idle))
+        if self._spawning is not None and not self._spawning.done():
+            await asyncio.shield(self._spawning)
         return self._idle
+
+    async def _spawn_workers(self, idle: asyncio.Queue[_Worker]) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._slots):
+            worker = await loop.run_in_executor(self._threads, _Worker, self._context)
+            self._workers.add(worker)
+            idle.put_nowait(worker)
 
     async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
         """Run ``task`` in its handler's mode; TaskTimeoutError once ``time_limit`` passes.

@@ -123,6 +123,7 @@ class ProgressCoalescer:
         self._pending: dict[str, TaskProgress] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._latest_send: dict[str, asyncio.Task[None]] = {}
         self.sent = 0
         self.reported = 0
 
@@ -155,12 +156,20 @@ class ProgressCoalescer:
             self._timers[task.task_id] = loop.call_later(delay, self._flush, task.task_id)
 
     def finish(self, task_id: str) -> None:
-        """The task ended: its outcome supersedes a report not yet sent."""
+        """The task ended: a report still held back goes now, ahead of its result."""
         timer = self._timers.pop(task_id, None)
         if timer is not None:
             timer.cancel()
-        self._pending.pop(task_id, None)
+        progress = self._pending.pop(task_id, None)
+        if progress is not None:
+            self._send(progress, self._clock())
         self._last.pop(task_id, None)
+
+    async def settle(self, task_id: str) -> None:
+        """Wait until the task's last report is published, so that it precedes the result."""
+        sending = self._latest_send.pop(task_id, None)
+        if sending is not None:
+            await asyncio.shield(sending)
 
     def _flush(self, task_id: str) -> None:
         self._timers.pop(task_id, None)
@@ -174,6 +183,13 @@ class ProgressCoalescer:
         sending = asyncio.ensure_future(self._publish_quietly(progress))
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
+        self._latest_send[progress.task_id] = sending
+
+        def forget(done: asyncio.Task[None], task_id: str = progress.task_id) -> None:
+            if self._latest_send.get(task_id) is done:
+                del self._latest_send[task_id]
+
+        sending.add_done_callback(forget)
 
     async def _publish_quietly(self, progress: TaskProgress) -> None:
         try:

@@ -86,11 +86,10 @@ class RecordKeeper:
         batch = [m for m in messages if isinstance(m, TaskEvent | TaskResult)]
         reports = [m for m in messages if isinstance(m, TaskProgress)]
         try:
-            # Results first: a task's last report must not outlive its outcome.
-            if batch:
-                await self.commits.write(batch)
             if reports:
                 await self.store.record_progress(reports)
+            if batch:
+                await self.commits.write(batch)
         except RecordUnavailableError:
             if not self.outage:
                 self.outage = True

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from boson_shared.contract.messages import (
     RECORD_QUERY_MAX_LIMIT,
-    TERMINAL_STATES,
     TaskProgress,
     TaskRecord,
     TaskResult,
@@ -192,9 +191,10 @@ class RecordStore:
     async def record_progress(self, reports: Sequence[TaskProgress]) -> int:
         """Keep each task's latest progress report (latest wins, by its time); how many rows.
 
-        Not a timeline event: a report changes only the progress columns of
-        a task not yet finished. A report that arrives before its task's row
-        (the record lagging) changes nothing.
+        Not a timeline event: a report changes only the progress columns,
+        and only with a report made before the task finished (whichever of
+        the two the record takes first). A report that arrives before its
+        task's row (the record lagging) changes nothing.
         """
         latest: dict[str, TaskProgress] = {}
         for report in reports:
@@ -207,7 +207,7 @@ class RecordStore:
             update(tasks)
             .where(
                 tasks.c.task_id == bindparam("key_task_id"),
-                tasks.c.state.not_in(sorted(TERMINAL_STATES)),
+                or_(tasks.c.finished_at.is_(None), tasks.c.finished_at >= bindparam("key_at")),
                 or_(tasks.c.progress_at.is_(None), tasks.c.progress_at <= bindparam("key_at")),
             )
             .values(
