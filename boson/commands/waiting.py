@@ -154,7 +154,7 @@ async def collect(
         console=Console(stderr=True),
         disable=not show,
     ) as progress:
-        display = _Display(client, progress, task_ids)
+        display = _Display(client, progress, task_ids, enabled=show)
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while waiting and not stop.is_set():
@@ -184,7 +184,10 @@ async def collect(
 class _Display:
     """The progress display: one task's own bar, or the whole run's."""
 
-    def __init__(self, client: Client, progress: Progress, task_ids: list[str]) -> None:
+    def __init__(
+        self, client: Client, progress: Progress, task_ids: list[str], *, enabled: bool
+    ) -> None:
+        self.enabled = enabled
         self.client = client
         self.progress = progress
         self.total = len(task_ids)
@@ -193,6 +196,8 @@ class _Display:
         self.bar: TaskID = progress.add_task(description, total=self.total, note="")
 
     def refresh(self, waiting: set[str]) -> None:
+        if not self.enabled:
+            return
         partial = 0.0
         note = ""
         for task_id in waiting:

@@ -124,22 +124,24 @@ class _BufferHandler(logging.Handler):
             self.handleError(record)
 
 
-_installed = False
 _install_lock = threading.Lock()
+_log_handler = _BufferHandler()
 
 
 def install() -> None:
-    """Route this process's output per task (idempotent; the executor calls it once)."""
-    global _installed
+    """Route this process's output per task (cheap and idempotent: called before each run).
+
+    Checked each time, not once: whoever replaced ``sys.stdout`` since (a
+    test runner's capture, an embedding application) is routed through again.
+    """
     with _install_lock:
-        if _installed:
-            return
-        _installed = True
         if not isinstance(sys.stdout, _Router):
             sys.stdout = _Router(sys.stdout)
         if not isinstance(sys.stderr, _Router):
             sys.stderr = _Router(sys.stderr)
-        logging.getLogger().addHandler(_BufferHandler())
+        root = logging.getLogger()
+        if _log_handler not in root.handlers:
+            root.addHandler(_log_handler)
 
 
 @contextlib.contextmanager

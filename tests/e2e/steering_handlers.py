@@ -67,10 +67,11 @@ def steer_process(task: TaskInput) -> dict[str, object]:
 
 @handler("chatty", mode="thread")
 def chatty(task: TaskInput) -> dict[str, object]:
-    """Reports progress in steps, prints and logs each, and prints ``BOSON_KEYS`` (redacted)."""
+    """Reports progress in steps, prints and logs each; prints ``BOSON_KEYS`` (or ``say``)
+    first, which the captured output must show redacted."""
     steps = int(task.params.get("steps", 5))
     pause = float(task.params.get("pause", 0.3))
-    print(f"keys are {os.environ.get('BOSON_KEYS', 'unset')}")
+    print(f"keys are {task.params.get('say') or os.environ.get('BOSON_KEYS', 'unset')}")
     for step in range(1, steps + 1):
         task.progress(step / steps, f"step {step} of {steps}")
         print(f"printed step {step}")
