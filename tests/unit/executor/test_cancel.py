@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import Names
 from boson_shared.handlers import discover
+from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 
 HANDLERS = "tests.e2e.steering_handlers"
@@ -58,21 +59,21 @@ def cancel(*task_ids: str) -> CancelTask:
     return CancelTask(task_ids=task_ids, reply_to="canceller")
 
 
-def verdicts(emits: object) -> dict[str, str]:
-    answers = [e.message for e in emits]  # type: ignore[attr-defined]
+def verdicts(emits: Sequence[Emit]) -> dict[str, str]:
+    answers = [e.message for e in emits]
     assert all(isinstance(a, CancelAnswer) for a in answers)
-    return {a.task_id: a.verdict for a in answers}
+    return {a.task_id: a.verdict for a in answers if isinstance(a, CancelAnswer)}
 
 
-def only_result(emits: object) -> TaskResult:
-    (emit,) = emits  # type: ignore[misc]
+def only_result(emits: Sequence[Emit]) -> TaskResult:
+    (emit,) = emits
     assert isinstance(emit.message, TaskResult)
     return emit.message
 
 
-async def until(condition: object, timeout: float = 30.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
 

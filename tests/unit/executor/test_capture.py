@@ -53,7 +53,7 @@ def test_progress_is_clamped_and_must_be_a_number() -> None:
     assert seen[1] == (0.0, "")
     with pytest.raises(ValueError, match="finite"):
         control.progress(math.nan)
-    assert not control.cancelled
+    assert not control.wait_cancelled(0)
     control.cancel()
     assert control.cancelled
     assert control.wait_cancelled(0)
