@@ -9,6 +9,7 @@ and logs from the same file, in a process of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -58,7 +59,8 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_the_embedded_broker(
     # Another process reads the task's progress and logs from the record.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOSON_")}
     env["PYTHONPATH"] = str(REPO)
-    shown = subprocess.run(
+    shown = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "boson", "logs", chatty.task_id, "--json"],
         env=env | {"BOSON_DATABASE_URL": f"sqlite:///{database}"},
         capture_output=True,
