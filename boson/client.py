@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -507,11 +508,9 @@ class Client:
         outcomes: dict[str, CancelOutcome] = dict.fromkeys(bad, "unknown")
         pending: list[str] = []
         for task_id in good:
-            known = self._results.get(task_id)
+            known = self._arrived_outcome(task_id)
             if known is not None:
-                outcomes[task_id] = (
-                    "cancelled" if known.status == "cancelled" else "already-finished"
-                )
+                outcomes[task_id] = known
             else:
                 pending.append(task_id)
         for batch in chunks(pending):
@@ -521,6 +520,7 @@ class Client:
     async def _cancel_batch(self, task_ids: list[str], timeout: float) -> dict[str, CancelOutcome]:
         command = CancelTask(task_ids=tuple(task_ids), reply_to=self.client_id)
         answers = self._answers.expect(command.message_id, task_ids)
+        own = {t for t in task_ids if t in self._waiters}
         try:
             route = Route(self.names.events_exchange, RK_CANCEL)
             await self._publisher.publish(route, command)
@@ -535,13 +535,26 @@ class Client:
                 lookup = record_lookup(reader)
                 decided = await asyncio.gather(
                     *(
-                        decide(t, f, lookup, own=t in self._waiters, timeout=timeout)
+                        decide(
+                            t,
+                            f,
+                            lookup,
+                            own=t in own,
+                            timeout=timeout,
+                            arrived=functools.partial(self._arrived_outcome, t),
+                        )
                         for t, f in answers.items()
                     )
                 )
             return dict(zip(answers, decided, strict=True))
         finally:
             self._answers.done_with(command.message_id)
+
+    def _arrived_outcome(self, task_id: str) -> CancelOutcome | None:
+        result = self._results.get(task_id)
+        if result is None:
+            return None
+        return "cancelled" if result.status == "cancelled" else "already-finished"
 
     def progress(self, task_id: str) -> AsyncIterator[TaskProgress]:
         """Progress reports of a task this client submitted, until its result arrives."""

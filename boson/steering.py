@@ -107,20 +107,29 @@ async def decide(
     *,
     own: bool,
     timeout: float,
+    arrived: Callable[[], CancelOutcome | None] = lambda: None,
 ) -> CancelOutcome:
     """One id's outcome once the first wait (:data:`FIRST_ANSWER_S`) brought no
-    holder's answer: a holder's answer if one comes still, else what the record says."""
+    holder's answer: a holder's answer if one comes still, the result if it is this
+    client's task and its result arrived (``arrived``), else what the record says.
+    ``own``: this client submitted the task (its id exists though the record may lag)."""
     if answer.done():
         return from_verdict(answer.result())
     found = await lookup(task_id, timeout)
     if answer.done():
         return from_verdict(answer.result())
+    known = arrived()  # the submitter's own result may have come meanwhile
+    if known is not None:
+        return known
     if isinstance(found, TaskRecord):
         finished = from_record(found)
         if finished is not None:
             return finished
     with contextlib.suppress(TimeoutError):
         return from_verdict(await asyncio.wait_for(asyncio.shield(answer), LAST_ANSWER_S))
+    known = arrived()
+    if known is not None:
+        return known
     if isinstance(found, TaskRecord) or own:
         # Queued between services: every balancer and executor remembers the id.
         return "cancelled"

@@ -27,7 +27,7 @@ import psutil
 from boson.client import Client, TaskHandle, TaskRequest
 from boson.records import RecordReader
 from boson.steering import CancelOutcome
-from boson_shared.contract.messages import TERMINAL_STATES, TaskResult
+from boson_shared.contract.messages import TERMINAL_STATES, TaskRecord, TaskResult
 
 TASKS = 1000
 CANCELLED = 100
@@ -85,13 +85,14 @@ def requests(run: Run, rng: random.Random) -> list[TaskRequest]:
     return made
 
 
-async def warm_up(client: Client) -> None:
-    """Process-mode tasks first, so that the executors' worker processes are up."""
+async def warm_up(client: Client) -> list[str]:
+    """Process-mode tasks first, so that the executors' worker processes are up; their ids."""
     handles = await client.submit_many(
         [TaskRequest("steer_process", params={"seconds": 0}) for _ in range(8)]
     )
     for handle in handles:
         assert (await handle.result(timeout=60)).status == "succeeded"
+    return [handle.task_id for handle in handles]
 
 
 async def execute(client: Client, tmp_path: Path, *, seed: int, timeout: float) -> Run:
@@ -146,8 +147,14 @@ async def check(run: Run, reader: RecordReader) -> dict[str, int]:
     starts = run.starts()
     assert max(starts.values()) == 1, "a task ran twice"
     queued = running = 0
+    ids = list(run.results)
+    records: dict[str, TaskRecord] = {}
+    for first in range(0, len(ids), 100):  # a hundred questions to the record at a time
+        chunk = ids[first : first + 100]
+        found = await asyncio.gather(*(reader.get(t) for t in chunk))
+        records.update(zip(chunk, found, strict=True))
     for task_id, result in run.results.items():
-        record = await reader.get(task_id)
+        record = records[task_id]
         assert record.state == result.status, (task_id, record.state, result.status)
         terminal = [e.stage for e in record.timeline if e.stage in TERMINAL_STATES]
         assert terminal == [result.status], (task_id, terminal)
