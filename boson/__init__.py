@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from boson.client import Client, TaskHandle, TaskRequest
     from boson.launcher import embedded
     from boson.records import RecordReader, TaskPage
-    from boson_shared.contract.messages import TaskRecord, TaskResult, TimelineEntry
+    from boson_shared.contract.messages import TaskProgress, TaskRecord, TaskResult, TimelineEntry
     from boson_shared.errors import (
         BosonError,
         BrokerUnavailableError,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         PublishNotConfirmedError,
         RecordError,
         RecordUnavailableError,
+        TaskCancelledError,
         TaskFailedError,
         TaskNotFoundError,
         TransientError,
@@ -64,6 +65,8 @@ _HOMES: dict[str, str] = {
     "PermanentTaskError": "boson_shared.errors",
     "PublishNotConfirmedError": "boson_shared.errors",
     "TaskFailedError": "boson_shared.errors",
+    "TaskCancelledError": "boson_shared.errors",
+    "TaskProgress": "boson_shared.contract.messages",
     "TaskNotFoundError": "boson_shared.errors",
     "InvalidQueryError": "boson_shared.errors",
     "RecordError": "boson_shared.errors",
@@ -117,12 +120,14 @@ __all__ = [
     "RecordReader",
     "RecordUnavailableError",
     "Retry",
+    "TaskCancelledError",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",
     "TaskNotFoundError",
     "TaskOutput",
     "TaskPage",
+    "TaskProgress",
     "TaskRecord",
     "TaskRequest",
     "TaskResult",

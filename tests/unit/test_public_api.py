@@ -31,6 +31,8 @@ PUBLIC = {
     "TaskRecord",
     "TimelineEntry",
     "Retry",
+    "TaskCancelledError",
+    "TaskProgress",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",
