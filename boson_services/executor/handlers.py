@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from boson_services.executor.capture import redact
+from boson_services.executor.capture import TailBuffer, redact
 from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
 from boson_services.executor.steering import Cancels, ProgressCoalescer, Running
 from boson_shared.contract.messages import (
@@ -176,7 +176,10 @@ class ExecutorHandlers:
         self.active[task.task_id] = assigned.demand
         control = self.progress.control_for(task)
         announced: list[asyncio.Future[None]] = []
-        run = asyncio.ensure_future(self._hold_slot_and_run(spec, assigned, control, announced))
+        printed = TailBuffer()
+        run = asyncio.ensure_future(
+            self._hold_slot_and_run(spec, assigned, control, printed, announced)
+        )
         self.cancels.running[task.task_id] = Running(control, run)
         try:
             outcome = await run
@@ -184,7 +187,8 @@ class ExecutorHandlers:
             await _settled(announced[0] if announced else None)
             current = asyncio.current_task()
             if control.cancelled and (current is None or current.cancelling() == 0):
-                return [self._cancelled(assigned, None, freed=True)]
+                # What a thread or coroutine handler wrote until then is kept.
+                return [self._cancelled(assigned, printed.text(), freed=True)]
             raise
         except HandlerFailedError as error:
             await _settled(announced[0] if announced else None)
@@ -271,6 +275,7 @@ class ExecutorHandlers:
         spec: HandlerSpec,
         assigned: TaskAssigned,
         control: TaskControl,
+        output: TailBuffer,
         announced: list[asyncio.Future[None]],
     ) -> RunOutcome:
         """Wait for a slot and run the task (an asyncio task of its own: a cancel stops it)."""
@@ -282,7 +287,7 @@ class ExecutorHandlers:
             if start is not None:
                 announced.append(start)
             try:
-                return await self._run(spec, assigned.task, control)
+                return await self._run(spec, assigned.task, control, output)
             finally:
                 self.running -= 1
 
@@ -396,7 +401,7 @@ class ExecutorHandlers:
         return assigned.task.max_retries + 1
 
     async def _run(
-        self, spec: HandlerSpec, task: TaskSubmitted, control: TaskControl
+        self, spec: HandlerSpec, task: TaskSubmitted, control: TaskControl, output: TailBuffer
     ) -> RunOutcome:
         data = task.data
         if task.data_ref is not None:
@@ -411,7 +416,7 @@ class ExecutorHandlers:
             control=control,
         )
         try:
-            return await self.runner.run(spec, task_input, task.timeout_s)
+            return await self.runner.run(spec, task_input, task.timeout_s, output)
         except HandlerFailedError as error:
             # Retrying mends a flaky upstream (the handler raises Retry) or a
             # worker that died, not a bug: the task fails at once unless its

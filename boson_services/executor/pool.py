@@ -311,8 +311,18 @@ class TaskRunner:
             self._workers.add(worker)
             idle.put_nowait(worker)
 
-    async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+    async def run(
+        self,
+        spec: HandlerSpec,
+        task: TaskInput,
+        time_limit: float,
+        output: TailBuffer | None = None,
+    ) -> RunOutcome:
         """Run ``task`` in its handler's mode; TaskTimeoutError once ``time_limit`` passes.
+
+        A thread-mode or coroutine handler's output goes to ``output`` as it
+        is written (so it is there even if the run is cancelled); a worker
+        process returns its own with the outcome.
 
         The timeout holds in every mode: a process-mode worker is killed; a
         thread-mode or sync inline handler runs on a daemon thread, reported
@@ -323,12 +333,13 @@ class TaskRunner:
         if spec.mode == "process":
             return await self._run_in_process(spec, task, time_limit)
         if spec.is_async:
-            return await self._run_async(spec, task, time_limit)
-        return await self._run_on_thread(spec, task, time_limit)
+            return await self._run_async(spec, task, time_limit, output or TailBuffer())
+        return await self._run_on_thread(spec, task, time_limit, output or TailBuffer())
 
-    async def _run_async(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+    async def _run_async(
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float, output: TailBuffer
+    ) -> RunOutcome:
         capture.install()
-        output = TailBuffer()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         # The coroutine runs in a task of its own, in a context whose output
         # goes to this task's buffer; cancelling us cancels it.
@@ -348,10 +359,9 @@ class TaskRunner:
         return RunOutcome(as_output(value), usage, output.text())
 
     async def _run_on_thread(
-        self, spec: HandlerSpec, task: TaskInput, time_limit: float
+        self, spec: HandlerSpec, task: TaskInput, time_limit: float, output: TailBuffer
     ) -> RunOutcome:
         capture.install()
-        output = TailBuffer()
         context = contextvars.copy_context()
         context.run(capture.current.set, output)
         future = asyncio.wrap_future(
