@@ -23,11 +23,17 @@ def wait_until_ready(
     ready: str,
     not_ready: str,
 ) -> int:
-    """Exit code 0 once ``try_once`` succeeds within ``--timeout`` seconds, else 1."""
+    """Exit code 0 once ``try_once`` succeeds within ``--timeout`` seconds, else 1.
+
+    Exit code 2, with one line saying so, when the URL variable is unset.
+    """
     parser = argparse.ArgumentParser()
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
-    url = os.environ[url_variable]
+    url = os.environ.get(url_variable)
+    if not url:
+        print(f"{not_ready}: {url_variable} is not set", file=sys.stderr)
+        return 2
     deadline = time.monotonic() + args.timeout
     last = "never tried"
     while time.monotonic() < deadline:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 from boson_shared.bus.abc import Delivery, DeliveryHandler
 
@@ -25,7 +24,6 @@ class HandlerRunner:
         self._queue = queue
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
-        self._on_idle: Callable[[], None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -38,18 +36,8 @@ class HandlerRunner:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def call_when_idle(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once no handler runs (now, if none does)."""
-        if not self._tasks:
-            callback()
-        else:
-            self._on_idle = callback
-
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not self._tasks and self._on_idle is not None:
-            callback, self._on_idle = self._on_idle, None
-            callback()
 
     async def _run(self, delivery: Delivery) -> None:
         try:

@@ -157,7 +157,6 @@ class ChunkCoder:
     def __init__(
         self, *, level: int = 1, hash_log: int | None = 10, max_chunk_bytes: int = 64 * MIB
     ) -> None:
-        self._level = level
         self._max = max_chunk_bytes
         tuned = {} if hash_log is None else {"hash_log": hash_log}
         params = zstandard.ZstdCompressionParameters.from_level(

@@ -30,8 +30,6 @@ class DataReplies:
 
     def __init__(self) -> None:
         self._inboxes: dict[str, list[asyncio.Queue[DataReply]]] = {}
-        self.unclaimed = 0
-        """Replies nobody waited for (late, or for an upload already done)."""
 
     @contextmanager
     def subscribe(self, key: str) -> Iterator[asyncio.Queue[DataReply]]:
@@ -48,12 +46,15 @@ class DataReplies:
                 self._inboxes.pop(key, None)
 
     def dispatch(self, reply: Message) -> None:
-        """Hand ``reply`` to every inbox open for its id (else count it unclaimed)."""
+        """Hand ``reply`` to every inbox open for its id.
+
+        A reply nobody waits for (late, or for an upload already done) is
+        dropped with a debug line.
+        """
         if not isinstance(reply, DataChunk | DataStatus | DataStored):
             raise TypeError(f"not a data-plane reply: {reply.kind}")
         inboxes = self._inboxes.get(reply.upload_id)
         if not inboxes:
-            self.unclaimed += 1
             logger.debug("unclaimed %s for %s", reply.kind, reply.upload_id)
             return
         for inbox in inboxes:
