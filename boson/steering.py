@@ -203,6 +203,7 @@ __all__ = [
     "LAST_ANSWER_S",
     "CancelAnswers",
     "CancelOutcome",
+    "Lookup",
     "ProgressFeed",
     "chunks",
     "decide",
