@@ -303,6 +303,7 @@ class Client:
         for future in self._waiters.values():
             if not future.done():
                 future.cancel()
+        self._progress.close()
         if self._owns_transport:
             await self._transport.close()
 

@@ -167,6 +167,13 @@ class ProgressFeed:
         for queue in self._followers.get(progress.task_id, ()):
             queue.put_nowait(progress)
 
+    def close(self) -> None:
+        """The client closes: every follower's stream ends."""
+        for followers in self._followers.values():
+            for queue in followers:
+                queue.put_nowait(None)
+        self._followers.clear()
+
     def on_result(self, task_id: str) -> None:
         """The task ended: its followers' streams end."""
         self.latest.pop(task_id, None)

@@ -173,7 +173,6 @@ class BalancerHandlers:
             if verdict is None:
                 continue
             answer = CancelAnswer(
-                message_id=f"{cancel.message_id}.{task_id}.b"[:128],
                 request_id=cancel.message_id,
                 task_id=task_id,
                 verdict=verdict,

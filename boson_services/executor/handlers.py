@@ -299,7 +299,6 @@ class ExecutorHandlers:
             if verdict is None:
                 continue
             answer = CancelAnswer(
-                message_id=f"{cancel.message_id}.{task_id}.{self.node_id}"[:128],
                 request_id=cancel.message_id,
                 task_id=task_id,
                 verdict=verdict,
