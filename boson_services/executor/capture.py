@@ -25,7 +25,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from boson_shared.contract.messages import MAX_LOG_BYTES
@@ -104,6 +104,11 @@ class _Router(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.target, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else the stream offers, e.g. ``rich_proxied_file``, by which
+        # a rich display finds the real terminal behind its own redirect.
+        return getattr(self.target, name)
 
 
 class _BufferHandler(logging.Handler):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
+from rich.console import Console
+from rich.file_proxy import FileProxy
 
-from boson_services.executor.capture import REDACTED, TailBuffer, redact, secrets_of
+from boson_services.executor.capture import REDACTED, TailBuffer, _Router, redact, secrets_of
 from boson_shared.contract.messages import MAX_LOG_BYTES
 from boson_shared.task_control import TaskControl
 
@@ -57,3 +60,13 @@ def test_progress_is_clamped_and_must_be_a_number() -> None:
     control.cancel()
     assert control.cancelled
     assert control.wait_cancelled(0)
+
+
+def test_a_rich_display_finds_the_terminal_behind_the_routers() -> None:
+    # Without it a rich progress display (boson submit --wait, in-process)
+    # writes to its own redirect through the router, and hangs.
+    terminal = io.StringIO()
+    proxy = FileProxy(Console(file=terminal), terminal)
+    router = _Router(proxy)  # type: ignore[arg-type]
+    assert router.rich_proxied_file is terminal
+    router.write("plain text goes on\n")
