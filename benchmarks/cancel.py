@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.soak import _sweep as sweep_namespace
 from boson.client import Client
-from boson_shared.bus.abc import Delivery
+from boson_shared.bus.abc import Delivery, Subscription
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
@@ -64,10 +64,18 @@ class Heartbeats:
         )
         self.seen: list[tuple[float, NodeHeartbeat]] = []
         self.arrived = asyncio.Event()
+        self.subscription: Subscription | None = None
 
     async def start(self) -> None:
         await self.transport.declare(self.topology)
-        await self.transport.consume(self.queue, self._on_delivery, prefetch=100)
+        self.subscription = await self.transport.consume(
+            self.queue, self._on_delivery, prefetch=100
+        )
+
+    async def close(self) -> None:
+        if self.subscription is not None:
+            await self.subscription.cancel()
+        await self.transport.delete_queue(self.queue)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         at = time.monotonic()
@@ -172,7 +180,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await client.delete_queues()
             await client.close()
-            await transport.delete_queue(beats.queue)
+            await beats.close()
             await transport.close()
         return report
     finally:

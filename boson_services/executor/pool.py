@@ -291,6 +291,7 @@ class TaskRunner:
         self._handler_threads = DaemonThreads()
         self._idle: asyncio.Queue[_Worker] | None = None
         self._spawning: asyncio.Future[None] | None = None
+        self._spawns: set[asyncio.Future[None]] = set()
         self._workers: set[_Worker] = set()
         self._closing = False
 
@@ -426,13 +427,20 @@ class TaskRunner:
     async def _replace(self, worker: _Worker) -> None:
         """Kill a worker whose task was abandoned; a fresh one takes its slot.
 
-        Once the runner is closing nothing takes the slot: a replacement
-        spawned then would outlive ``close``, which has already stopped the
-        workers it knew of.
+        Only the kill is awaited: the fresh worker starts in the background,
+        so the task's slot is free at once (a timeout, a cancel) and the next
+        process-mode task waits for the worker instead. Once the runner is
+        closing nothing takes the slot: a replacement spawned then would
+        outlive ``close``, which has already stopped the workers it knew of.
         """
         # Kills go to the default executor: ``close`` may have shut ours down.
         await asyncio.to_thread(worker.kill)
         self._workers.discard(worker)
+        spawn = asyncio.ensure_future(self._spawn_replacement())
+        self._spawns.add(spawn)
+        spawn.add_done_callback(self._spawns.discard)
+
+    async def _spawn_replacement(self) -> None:
         fresh = await asyncio.to_thread(_Worker, self._context)
         if self._closing:  # checked after the spawn, which yields to ``close``
             await asyncio.to_thread(fresh.kill)
@@ -443,6 +451,8 @@ class TaskRunner:
 
     async def close(self) -> None:
         self._closing = True
+        if self._spawns:  # replacements starting now kill themselves
+            await asyncio.gather(*self._spawns, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(self._threads, worker.stop) for worker in self._workers)

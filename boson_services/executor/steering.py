@@ -147,6 +147,11 @@ class ProgressCoalescer:
         now = self._clock()
         last = self._last.get(task.task_id)
         if last is None or now - last >= self.interval_s:
+            # A held-back report is older than this one: it must not follow it.
+            timer = self._timers.pop(task.task_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._pending.pop(task.task_id, None)
             self._send(progress, now)
             return
         self._pending[task.task_id] = progress

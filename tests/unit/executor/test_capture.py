@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 
@@ -10,7 +11,8 @@ from rich.console import Console
 from rich.file_proxy import FileProxy
 
 from boson_services.executor.capture import REDACTED, TailBuffer, _Router, redact, secrets_of
-from boson_shared.contract.messages import MAX_LOG_BYTES
+from boson_services.executor.steering import ProgressCoalescer
+from boson_shared.contract.messages import MAX_LOG_BYTES, TaskProgress, TaskSubmitted
 from boson_shared.task_control import TaskControl
 
 
@@ -70,3 +72,23 @@ def test_a_rich_display_finds_the_terminal_behind_the_routers() -> None:
     router = _Router(proxy)  # type: ignore[arg-type]
     assert router.rich_proxied_file is terminal
     router.write("plain text goes on\n")
+
+
+async def test_a_late_timer_never_sends_an_older_report_after_a_newer_one() -> None:
+    sent: list[float] = []
+    now = [0.0]
+
+    async def publish(progress: TaskProgress) -> None:
+        sent.append(progress.fraction)
+
+    coalescer = ProgressCoalescer(publish, node_id="n1", clock=lambda: now[0])
+    task = TaskSubmitted(task_id="t", handler="h", reply_to="c")
+    coalescer.report(task, 0.1, "")  # sent at once
+    now[0] = 0.2
+    coalescer.report(task, 0.2, "")  # held back, its timer due at 0.5
+    now[0] = 0.9  # the loop was busy: the timer has not fired yet
+    coalescer.report(task, 0.3, "")  # the interval has passed: sent at once
+    await asyncio.sleep(0.6)  # the old timer's time comes and goes
+    coalescer.finish("t")
+    await coalescer.close()
+    assert sent == [0.1, 0.3]
