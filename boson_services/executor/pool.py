@@ -55,6 +55,8 @@ from boson_shared.task_control import ProgressSink, TaskControl
 WORKER_DIED = "WorkerDied"
 """The error type of a task whose worker process died under it (retried)."""
 _SAMPLE_INTERVAL_S = 0.01
+SPAWN_WAIT_ON_CLOSE_S = 1.0
+"""How long closing the runner waits for replacement workers still starting."""
 _PRELOAD = ["numpy", "boson_services.executor.builtins"]
 
 
@@ -451,8 +453,11 @@ class TaskRunner:
 
     async def close(self) -> None:
         self._closing = True
-        if self._spawns:  # replacements starting now kill themselves
-            await asyncio.gather(*self._spawns, return_exceptions=True)
+        if self._spawns:
+            # Replacements still starting kill themselves once started; a stop
+            # waits for them only briefly (a worker whose executor is gone
+            # ends too: its pipe closes).
+            await asyncio.wait(self._spawns, timeout=SPAWN_WAIT_ON_CLOSE_S)
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(self._threads, worker.stop) for worker in self._workers)
