@@ -20,7 +20,7 @@ import pytest
 
 from boson.launcher import EmbeddedCluster
 from boson_shared.settings import BosonSettings
-from tests.support.cancel_flow import check, execute, warm_up
+from tests.support.cancel_flow import alive, cancel_running_processes, check, execute, warm_up
 from tests.support.waiting import wait_for_nodes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +42,7 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_the_embedded_broker(
         await wait_for_nodes(client, 2)
         await warm_up(client)
         run = await execute(client, tmp_path, seed=7, timeout=90)
+        killed = await cancel_running_processes(client, run.pids_dir)
         chatty = await client.submit("chatty", params={"steps": 3, "pause": 0.3})
         reports = [report.fraction async for report in chatty.progress()]
         assert (await chatty.result(timeout=30)).status == "succeeded"
@@ -51,7 +52,9 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_the_embedded_broker(
             figures = await check(run, reader)
         print("cancel flow (embedded):", figures, f"{run.took_s:.1f}s")
         assert figures["cancelled_while_queued"] >= 10, figures
-        assert figures["cancelled_while_running"] >= 5, figures
+        assert figures["process_pids_checked"] >= len(killed) == 6, figures
+        assert not any(alive(pid) for pid in killed)
+        assert figures["cancelled_while_running"] >= 3, figures
         await client.close()
     finally:
         await cluster.stop()

@@ -26,7 +26,7 @@ from tests.reliability.harness import (
     wait_for_nodes,
     wait_until,
 )
-from tests.support.cancel_flow import check, execute, warm_up
+from tests.support.cancel_flow import alive, cancel_running_processes, check, execute, warm_up
 from tests.support.cluster import ROOT, ProcessCluster
 
 HANDLERS = "tests.e2e.steering_handlers"
@@ -59,6 +59,7 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_rabbitmq(
         warm = await warm_up(client)
         run = await execute(client, tmp_path_factory.mktemp("flow"), seed=11, timeout=120)
         delivery = assert_exactly_once(client, [*warm, *run.results])
+        killed = await cancel_running_processes(client, run.pids_dir)
 
         # Progress and logs of a process-mode handler that reports both.
         chatty = await client.submit("chatty_process", params={"steps": 4, "pause": 0.3})
@@ -79,7 +80,9 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_rabbitmq(
         async with client.records() as reader:
             figures = await check(run, reader)
         assert figures["cancelled_while_queued"] >= 10, figures
-        assert figures["cancelled_while_running"] >= 5, figures
+        assert figures["process_pids_checked"] >= len(killed) == 6, figures
+        assert not any(alive(pid) for pid in killed)
+        assert figures["cancelled_while_running"] >= 3, figures
         record("cancel_rabbitmq", delivery.as_dict() | figures | {"took_s": round(run.took_s, 1)})
 
         # A second client process reads them back over the bus.

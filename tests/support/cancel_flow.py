@@ -28,6 +28,7 @@ from boson.client import Client, TaskHandle, TaskRequest
 from boson.records import RecordReader
 from boson.steering import CancelOutcome
 from boson_shared.contract.messages import TERMINAL_STATES, TaskRecord, TaskResult
+from tests.support.waiting import wait_until
 
 TASKS = 1000
 CANCELLED = 100
@@ -123,6 +124,29 @@ async def execute(client: Client, tmp_path: Path, *, seed: int, timeout: float) 
     return run
 
 
+async def cancel_running_processes(client: Client, pids_dir: Path, count: int = 3) -> list[int]:
+    """Process-mode tasks that each start a child, cancelled once running; every pid involved.
+
+    The random flow may cancel none of its process-mode tasks while they run:
+    these always are, so the survivor check below always has pids to check.
+    """
+    params = {"seconds": LONG_S, "pids": str(pids_dir)}
+    handles = await client.submit_many(
+        [TaskRequest("steer_process", params=params) for _ in range(count)]
+    )
+    files = [pids_dir / handle.task_id for handle in handles]
+    await wait_until(lambda: all(_written(path) for path in files), timeout=60)
+    outcomes = await client.cancel(*(handle.task_id for handle in handles))
+    assert set(outcomes.values()) == {"cancelled"}, outcomes
+    for handle in handles:
+        assert (await handle.result(timeout=30)).status == "cancelled"
+    return [int(pid) for path in files for pid in path.read_text().split()]
+
+
+def _written(path: Path) -> bool:
+    return path.exists() and len(path.read_text().split()) == 2
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -184,4 +208,13 @@ async def check(run: Run, reader: RecordReader) -> dict[str, int]:
     }
 
 
-__all__ = ["CANCELLED", "TASKS", "Run", "check", "execute", "warm_up"]
+__all__ = [
+    "CANCELLED",
+    "TASKS",
+    "Run",
+    "alive",
+    "cancel_running_processes",
+    "check",
+    "execute",
+    "warm_up",
+]
