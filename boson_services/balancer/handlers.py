@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_shared.contract.messages import (
-    CancelAnswer,
     CancelTask,
     CancelVerdict,
     ClusterSnapshot,
@@ -45,9 +44,9 @@ from boson_shared.contract.topology import (
     RK_PARKED,
     RK_RECORD_EVENT,
     Names,
-    rk_cancel_answer,
     rk_node,
 )
+from boson_shared.runtime.cancels import cancel_answers
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
@@ -167,20 +166,7 @@ class BalancerHandlers:
 
     def on_cancel(self, cancel: CancelTask) -> list[Emit]:
         """Release the named tasks held here; remember every id; answer for those it knew."""
-        emits: list[Emit] = []
-        for task_id in cancel.task_ids:
-            verdict = self._cancel_one(task_id)
-            if verdict is None:
-                continue
-            answer = CancelAnswer(
-                request_id=cancel.message_id,
-                task_id=task_id,
-                verdict=verdict,
-                source="balancer",
-            )
-            route = Route(self.names.events_exchange, rk_cancel_answer(cancel.reply_to))
-            emits.append(Emit(route, answer))
-        return emits
+        return cancel_answers(cancel, self._cancel_one, self.names, source="balancer")
 
     def _cancel_one(self, task_id: str) -> CancelVerdict | None:
         known = task_id in self.cancelled

@@ -21,7 +21,6 @@ from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOut
 from boson_services.executor.steering import Cancels, ProgressCoalescer, Running
 from boson_shared.contract.messages import (
     Alert,
-    CancelAnswer,
     CancelTask,
     CancelVerdict,
     DataRef,
@@ -41,7 +40,6 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import (
     Names,
     rk_alert,
-    rk_cancel_answer,
     rk_progress,
     rk_retrying,
 )
@@ -52,6 +50,7 @@ from boson_shared.errors import (
     UnknownHandlerError,
 )
 from boson_shared.handlers import HandlerSpec, TaskInput
+from boson_shared.runtime.cancels import cancel_answers
 from boson_shared.runtime.consumer import Emit, delivery_attempt, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
@@ -293,21 +292,9 @@ class ExecutorHandlers:
 
     async def on_cancel(self, cancel: CancelTask) -> Sequence[Emit]:
         """Stop the named tasks held here; remember every id; answer for those held."""
-        emits: list[Emit] = []
-        for task_id in cancel.task_ids:
-            verdict = self._cancel_one(task_id)
-            if verdict is None:
-                continue
-            answer = CancelAnswer(
-                request_id=cancel.message_id,
-                task_id=task_id,
-                verdict=verdict,
-                source="executor",
-                node_id=self.node_id,
-            )
-            route = Route(self.names.events_exchange, rk_cancel_answer(cancel.reply_to))
-            emits.append(Emit(route, answer))
-        return emits
+        return cancel_answers(
+            cancel, self._cancel_one, self.names, source="executor", node_id=self.node_id
+        )
 
     def _cancel_one(self, task_id: str) -> CancelVerdict | None:
         if task_id in self.completed:
