@@ -7,7 +7,7 @@ go out in small batches at random moments over the first seconds of the run.
 Every handler records each start as a file; the process-mode ones write their
 own pid and their child's.
 
-Then :func:`check` holds the run to the issue's promises: one result per
+Then :func:`check` holds the run to what cancelling promises: one result per
 task, matching its record's one terminal state; a cancel's answer matching the
 outcome; a task cancelled before any executor started it (no ``started`` in its
 record) never ran; no process of a cancelled process-mode task still alive.
