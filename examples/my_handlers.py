@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from boson import TaskInput, handler
@@ -19,3 +20,16 @@ def top_words(task: TaskInput) -> list[tuple[str, int]]:
     n = int(task.params.get("n", 5))
     words = (task.data or b"").decode("utf-8", errors="replace").lower().split()
     return Counter(words).most_common(n)
+
+
+@handler("slow_count", mode="thread")
+def slow_count(task: TaskInput) -> int:
+    """Counts to ``n`` slowly, reporting progress; stops early once cancelled."""
+    total = int(task.params.get("n", 100))
+    for done in range(total):
+        if task.cancelled:  # thread and coroutine handlers poll this
+            break
+        task.progress(done / total, f"{done} of {total}")
+        print(f"counted {done}")
+        time.sleep(0.05)
+    return total

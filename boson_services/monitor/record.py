@@ -21,6 +21,7 @@ from boson_shared.contract.messages import (
     RecordQuery,
     RecordReply,
     TaskEvent,
+    TaskProgress,
     TaskResult,
 )
 from boson_shared.contract.topology import RK_BLOBS_REFERENCED, Names, rk_record_reply
@@ -84,8 +85,12 @@ class RecordKeeper:
 
     async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
         batch = [m for m in messages if isinstance(m, TaskEvent | TaskResult)]
+        reports = [m for m in messages if isinstance(m, TaskProgress)]
         try:
-            await self.commits.write(batch)
+            if reports:
+                await self.store.record_progress(reports)
+            if batch:
+                await self.commits.write(batch)
         except RecordUnavailableError:
             if not self.outage:
                 self.outage = True
@@ -124,8 +129,8 @@ class RecordKeeper:
             return RecordReply(query_id=query.message_id, error="bad-query", detail=str(error))
         except RecordUnavailableError as error:
             return RecordReply(query_id=query.message_id, error="unavailable", detail=str(error))
-        # A page lists tasks; outputs come one task at a time (they may be large).
-        records = tuple(r.model_copy(update={"output": None}) for r in page.records)
+        # A page lists tasks; outputs and logs come one task at a time (they may be large).
+        records = tuple(r.model_copy(update={"output": None, "logs": None}) for r in page.records)
         return RecordReply(query_id=query.message_id, records=records, next_cursor=page.next_cursor)
 
     async def sweep(self) -> list[Emit]:

@@ -59,6 +59,9 @@ RK_ALL_DATA_STORED = "data.stored.#"
 RK_RECORD_EVENT = "record.event"
 """Task lifecycle events; the record queue binds them and every result."""
 RK_BLOBS_REFERENCED = "blobs.referenced"
+RK_CANCEL = "task.cancel"
+"""Cancel commands: every balancer's event queue and every executor's own queue bind it."""
+RK_ALL_PROGRESS = "progress.#"
 
 SUBSCRIBER_TIER_EXPIRES_MS = 600_000
 """Retry tiers of an exclusive queue expire this long after last use."""
@@ -109,6 +112,16 @@ def rk_data_reply(client_id: str) -> str:
 
 def rk_record_reply(client_id: str) -> str:
     return f"record.reply.{client_id}"
+
+
+def rk_cancel_answer(client_id: str) -> str:
+    """Answers to a client's cancel commands, from the services that held its tasks."""
+    return f"cancel.answer.{client_id}"
+
+
+def rk_progress(client_id: str) -> str:
+    """Progress reports of a client's tasks (the record queue binds them all)."""
+    return f"progress.{client_id}"
 
 
 def rk_data_stored(client_id: str) -> str:
@@ -379,6 +392,8 @@ class Names:
                 rk_retrying(client_id),
                 rk_data_reply(client_id),
                 rk_data_stored(client_id),
+                rk_cancel_answer(client_id),
+                rk_progress(client_id),
             ],
             exchange=self.events_exchange,
             queue_type="quorum",
@@ -421,20 +436,24 @@ class Names:
             tier_expires_ms=expires_ms,
         )
 
+    def cancels(self, queue: str) -> Topology:
+        """Bind ``queue`` (a balancer's or an executor's own) to every cancel command."""
+        return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_CANCEL),))
+
     def transfer(self) -> Topology:
         return self.work_queue(self.chunks_queue, [RK_DATA_CHUNK]) + self.work_queue(
             self.data_requests_queue, [RK_DATA_REQUEST]
         )
 
     def record(self) -> Topology:
-        """The task record's one durable queue: every lifecycle event and result.
+        """The task record's one durable queue: every lifecycle event, result and progress report.
 
         Declared by every service that publishes events, so none is lost
         while no monitor runs: they wait here until one consumes them.
         """
         return self.work_queue(
             self.record_queue,
-            [RK_RECORD_EVENT, RK_ALL_RESULTS],
+            [RK_RECORD_EVENT, RK_ALL_RESULTS, RK_ALL_PROGRESS],
             exchange=self.events_exchange,
             queue_type="quorum",
         )
@@ -468,9 +487,11 @@ __all__ = [
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",
+    "RK_ALL_PROGRESS",
     "RK_ALL_RESULTS",
     "RK_BACKLOG",
     "RK_BLOBS_REFERENCED",
+    "RK_CANCEL",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
     "RK_PARKED",
@@ -488,10 +509,12 @@ __all__ = [
     "RetryPolicy",
     "Topology",
     "rk_alert",
+    "rk_cancel_answer",
     "rk_data_reply",
     "rk_data_stored",
     "rk_heartbeat",
     "rk_node",
+    "rk_progress",
     "rk_record_reply",
     "rk_result",
     "rk_retrying",

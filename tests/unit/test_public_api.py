@@ -32,6 +32,8 @@ PUBLIC = {
     "TaskRecord",
     "TimelineEntry",
     "Retry",
+    "TaskCancelledError",
+    "TaskProgress",
     "TaskFailedError",
     "TaskHandle",
     "TaskInput",
