@@ -67,10 +67,12 @@ class MonitorService(Service):
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.record: RecordKeeper | None = None
         self._last_sweep = 0.0
+        record_url: str | None = None
         if settings.record:
             url = settings.database_url
+            record_url = url.get_secret_value() if url is not None else default_database_url()
             store = RecordStore.open(
-                url.get_secret_value() if url is not None else default_database_url(),
+                record_url,
                 ttl_s=settings.result_ttl,
                 inline_max_bytes=settings.record_inline_max_bytes,
             )
@@ -82,7 +84,7 @@ class MonitorService(Service):
                 clock=time.time,
             )
             self.record.on_outage = self.pause_record
-        self.dashboard = _dashboard(settings, self.handlers)
+        self.dashboard = _dashboard(settings, self.handlers, record_url)
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -156,8 +158,6 @@ class MonitorService(Service):
         ]
         if self.record is not None:
             loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
-        if self.dashboard is not None:
-            loops.append((self.dashboard.source.history.interval_s, self.dashboard.sample))
         return loops
 
     async def keep_record(self) -> None:
@@ -201,6 +201,8 @@ class MonitorService(Service):
 
     async def tick(self) -> None:
         emits = self.handlers.tick()
+        if self.dashboard is not None:
+            self.dashboard.capture()
         await self.publisher.publish_many([(e.route, e.message) for e in emits])
 
     async def poll_queues(self) -> None:
@@ -245,8 +247,11 @@ class MonitorService(Service):
         return routes
 
 
-def _dashboard(settings: MonitorSettings, handlers: MonitorHandlers) -> Dashboard | None:
-    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra)."""
+def _dashboard(
+    settings: MonitorSettings, handlers: MonitorHandlers, record_url: str | None
+) -> Dashboard | None:
+    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra);
+    it reads the task record at ``record_url`` (None: no record, no Tasks page)."""
     if settings.dashboard_port is None:
         return None
     try:
@@ -255,7 +260,7 @@ def _dashboard(settings: MonitorSettings, handlers: MonitorHandlers) -> Dashboar
         raise ConfigError(
             f"the dashboard needs the web extra (pip install 'boson[web]'): {error}"
         ) from error
-    return Dashboard(settings, handlers)
+    return Dashboard(settings, handlers, record_url=record_url)
 
 
 def create(settings: MonitorSettings, transport: Transport, codec: Codec) -> MonitorService:
