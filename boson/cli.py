@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "boson.commands.simulate",
     "boson.commands.keys",
     "boson.commands.tasks",
+    "boson.commands.cancel",
     "boson.commands.spec",
 )
 

@@ -8,6 +8,8 @@ The flow a user follows::
         handle = await client.submit("stats", data=csv_bytes)
         result = await handle.result(timeout=30)    # a TaskResult
         output = await client.execute("forecast", params={"values": [...]})
+        async for report in handle.progress(): ...   # until its result arrives
+        await handle.cancel()                       # or client.cancel(id, ...)
 
 Results arrive on the client's own durable reply queue, named by its client
 id and deleted only when long unused, so a client that reconnects with the
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -30,26 +33,45 @@ from pydantic import SecretStr, ValidationError
 
 from boson.dead_letters import DeadLetterWatch
 from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
+from boson.steering import (
+    FIRST_ANSWER_S,
+    CancelAnswers,
+    CancelOutcome,
+    ProgressFeed,
+    chunks,
+    decide,
+    from_verdict,
+    record_lookup,
+    valid_ids,
+)
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
 from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
+    CancelAnswer,
+    CancelTask,
     ClusterSnapshot,
     Message,
     PlacementExplanation,
     ResourceRequest,
     ResourceVector,
     TaskFailure,
+    TaskProgress,
     TaskRecord,
     TaskResult,
     TaskRetrying,
     TaskSubmitted,
     new_id,
 )
-from boson_shared.contract.topology import RK_SNAPSHOT, RK_SUBMIT
-from boson_shared.errors import DecodeError, InvalidTaskError, TaskFailedError
+from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT
+from boson_shared.errors import (
+    DecodeError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskFailedError,
+)
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
@@ -126,14 +148,29 @@ class TaskHandle:
         return await self._client.result(self.task_id, timeout=timeout)
 
     async def output(self, timeout: float | None = None) -> Any:
-        """The task's output; raises :class:`TaskFailedError` if it failed."""
+        """The task's output; raises :class:`TaskFailedError` if it failed
+        (:class:`TaskCancelledError` if it was cancelled)."""
         return unwrap(await self.result(timeout))
+
+    async def cancel(self, timeout: float = DEFAULT_TIMEOUT_S) -> CancelOutcome:
+        """Cancel the task: ``cancelled`` or ``already-finished`` (see :meth:`Client.cancel`)."""
+        outcomes = await self._client.cancel(self.task_id, timeout=timeout)
+        return outcomes[self.task_id]
+
+    def progress(self) -> AsyncIterator[TaskProgress]:
+        """Its progress reports as they arrive (the latest first), until its result arrives.
+
+        ``async for report in handle.progress(): print(report.fraction, report.message)``
+        """
+        return self._client.progress(self.task_id)
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.task_id!r}, handler={self.task.handler!r})"
 
 
 def unwrap(result: TaskResult) -> Any:
+    if result.status == "cancelled":
+        raise TaskCancelledError(result.task_id)
     if result.status == "failed":
         assert result.error is not None
         raise TaskFailedError(result.task_id, result.error.error_type, result.error.message)
@@ -175,6 +212,8 @@ class Client:
         self._results: dict[str, TaskResult] = {}
         self._arrivals: list[asyncio.Queue[TaskResult]] = []
         self._shown = SeenIds(settings.dedup_capacity)
+        self._answers = CancelAnswers()
+        self._progress = ProgressFeed(lambda task_id: task_id in self._shown)
         self._loop: ConsumeLoop[Message] | None = None
         self._dead_letters = DeadLetterWatch(
             transport, self.names, self.client_id, self._on_dead, expires_ms=CLIENT_QUEUE_EXPIRES_MS
@@ -237,7 +276,7 @@ class Client:
         self._loop = ConsumeLoop(
             ConsumerSpec(
                 queue=self.names.client_queue(self.client_id),
-                accepts=(TaskResult, TaskRetrying, *DATA_REPLY_TYPES),
+                accepts=(TaskResult, TaskRetrying, TaskProgress, CancelAnswer, *DATA_REPLY_TYPES),
                 handler=self._on_message,
                 prefetch=1000,
             ),
@@ -428,6 +467,12 @@ class Client:
             if self.on_retrying is not None and message.task_id not in self._shown:
                 self.on_retrying(message)
             return []
+        if isinstance(message, TaskProgress):
+            self._progress.on_progress(message)
+            return []
+        if isinstance(message, CancelAnswer):
+            self._answers.on_answer(message)
+            return []
         return await self.replies.handle(message)
 
     async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
@@ -440,9 +485,84 @@ class Client:
         future = self._waiters.pop(result.task_id, None)
         if future is not None and not future.done():
             future.set_result(result)
+        self._progress.on_result(result.task_id)
         for arrivals in self._arrivals:
             arrivals.put_nowait(result)
         return []
+
+    # -- steering ----------------------------------------------------------
+
+    async def cancel(
+        self, *task_ids: str, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> dict[str, CancelOutcome]:
+        """Cancel tasks by id (any submitter's): per id ``cancelled``,
+        ``already-finished`` or ``unknown`` (see :mod:`boson.steering`).
+
+        A queued task never starts; a running one is stopped (a process-mode
+        handler killed with what it started; a thread-mode or coroutine handler
+        sees ``task.cancelled``; a plain inline function's result is
+        discarded). Its submitter receives one ``cancelled`` result. Bounded
+        by ``timeout`` per batch of ids.
+        """
+        good, bad = valid_ids(task_ids)
+        outcomes: dict[str, CancelOutcome] = dict.fromkeys(bad, "unknown")
+        pending: list[str] = []
+        for task_id in good:
+            known = self._arrived_outcome(task_id)
+            if known is not None:
+                outcomes[task_id] = known
+            else:
+                pending.append(task_id)
+        for batch in chunks(pending):
+            outcomes.update(await self._cancel_batch(batch, timeout))
+        return {task_id: outcomes[task_id] for task_id in dict.fromkeys(task_ids)}
+
+    async def _cancel_batch(self, task_ids: list[str], timeout: float) -> dict[str, CancelOutcome]:
+        command = CancelTask(task_ids=tuple(task_ids), reply_to=self.client_id)
+        answers = self._answers.expect(command.message_id, task_ids)
+        own = {t for t in task_ids if t in self._waiters}
+        try:
+            route = Route(self.names.events_exchange, RK_CANCEL)
+            await self._publisher.publish(route, command)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.shield(f) for f in answers.values())),
+                    min(timeout, FIRST_ANSWER_S),
+                )
+            if all(f.done() for f in answers.values()):
+                return {t: from_verdict(f.result()) for t, f in answers.items()}
+            async with self.records() as reader:
+                lookup = record_lookup(reader)
+                decided = await asyncio.gather(
+                    *(
+                        decide(
+                            t,
+                            f,
+                            lookup,
+                            own=t in own,
+                            timeout=timeout,
+                            arrived=functools.partial(self._arrived_outcome, t),
+                        )
+                        for t, f in answers.items()
+                    )
+                )
+            return dict(zip(answers, decided, strict=True))
+        finally:
+            self._answers.done_with(command.message_id)
+
+    def _arrived_outcome(self, task_id: str) -> CancelOutcome | None:
+        result = self._results.get(task_id)
+        if result is None:
+            return None
+        return "cancelled" if result.status == "cancelled" else "already-finished"
+
+    def progress(self, task_id: str) -> AsyncIterator[TaskProgress]:
+        """Progress reports of a task this client submitted, until its result arrives."""
+        return self._progress.follow(task_id)
+
+    def latest_progress(self, task_id: str) -> TaskProgress | None:
+        """The latest progress report of one of this client's running tasks, if any."""
+        return self._progress.latest.get(task_id)
 
     def arrivals(self) -> asyncio.Queue[TaskResult]:
         """Every result this client shows from now on, once each, in arrival order.

@@ -164,6 +164,13 @@ class TaskFailedError(BosonError):
         self.message = message
 
 
+class TaskCancelledError(TaskFailedError):
+    """Raised by the client SDK when awaiting the output of a cancelled task."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id, "cancelled", "the task was cancelled")
+
+
 class RecordError(BosonError):
     """A question to the task record that cannot be answered as asked."""
 
@@ -201,6 +208,7 @@ __all__ = [
     "RecordError",
     "RecordUnavailableError",
     "SchemaError",
+    "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
     "TaskNotFoundError",

@@ -27,6 +27,12 @@ awaiting, which no timeout can interrupt.
 A handler's exception fails the task at once; raise :class:`Retry` for a
 problem another attempt may not have (the submitter may also ask for
 retries of every failure).
+
+A cancelled task stops: a process-mode handler is killed with every process
+it started (its worker leads a process group of its own); a thread-mode or
+coroutine handler sees ``task.cancelled`` turn true, and a coroutine is also
+cancelled through asyncio; a plain synchronous ``inline`` handler cannot be
+interrupted, so it runs to its end and its result is discarded.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 from boson_shared.errors import BosonError, ConfigError
+from boson_shared.task_control import TaskControl
 
 Mode = Literal["process", "thread", "inline"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,12 +66,27 @@ class Retry(BosonError):  # noqa: N818 - the name a handler's author writes: rai
 
 @dataclass(frozen=True)
 class TaskInput:
-    """What a handler receives: the task's data, parameters and identity."""
+    """What a handler receives: the task's data, parameters and identity.
+
+    ``task.cancelled`` turns true once someone cancels the task, and
+    ``task.progress(fraction, message)`` reports how far it has got (see
+    :mod:`boson_shared.task_control`).
+    """
 
     task_id: str
     data: bytes | None
     params: Mapping[str, Any]
     attempt: int = 1
+    control: TaskControl = field(default_factory=TaskControl, compare=False, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled: a handler that can stop early should."""
+        return self.control.cancelled
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress, ``fraction`` from 0 to 1; cheap to call often (latest wins)."""
+        self.control.progress(fraction, message)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``boson task ID``, ``boson tasks``, ``boson result ID``: read the task record.
+"""``boson task ID``, ``boson tasks``, ``boson result ID``, ``boson logs ID``: read the task record.
 
 With a broker configured (``BOSON_BROKER_URL`` or ``--broker``) they ask the
 monitors over the bus; without one they read the record's database directly
@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     task.set_defaults(func=run_task)
 
     tasks = subparsers.add_parser("tasks", help="list task records (newest first)")
-    tasks.add_argument("--state", help="submitted, pending, placed, assigned, started, …")
+    tasks.add_argument(
+        "--state",
+        help="submitted, pending, placed, assigned, started, succeeded, failed, cancelled",
+    )
     tasks.add_argument("--handler")
     tasks.add_argument("--node")
     tasks.add_argument("--since", help="1h, 30m, 2d, an ISO time or epoch seconds")
@@ -57,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     result.add_argument("task_id")
     _common(result)
     result.set_defaults(func=run_result)
+
+    logs = subparsers.add_parser("logs", help="what a task's handler printed or logged")
+    logs.add_argument("task_id")
+    _common(logs)
+    logs.set_defaults(func=run_logs)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +201,9 @@ def run_result(args: argparse.Namespace) -> int:
         message = f"task {record.task_id} failed: {record.error.error_type}: {record.error.message}"
         _no_result(args, record, message)
         return 1
+    if record.state == "cancelled":
+        _no_result(args, record, f"task {record.task_id} was cancelled")
+        return 1
     if record.state != "succeeded":
         _no_result(args, record, f"task {record.task_id} has no result yet (it is {record.state})")
         return 3
@@ -205,6 +216,35 @@ def run_result(args: argparse.Namespace) -> int:
         print(output)
     else:
         _print_json(output)
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    """Print the task's captured output (kept with its record once it finished)."""
+    record = _read(
+        args,
+        lambda client: client.get(args.task_id, timeout=args.timeout),
+        lambda store: store.get(args.task_id, timeline=False),
+    )
+    if args.json:
+        _print_json(
+            {
+                "task_id": record.task_id,
+                "state": record.state,
+                "progress": record.progress,
+                "progress_message": record.progress_message,
+                "logs": record.logs,
+            }
+        )
+        return 0
+    if record.logs is None:
+        finished = record.state in ("succeeded", "failed", "cancelled")
+        reason = (
+            "it printed nothing" if finished else f"it is {record.state}: logs come with its end"
+        )
+        print(f"boson: no logs for task {record.task_id} ({reason})", file=sys.stderr)
+        return 0 if finished else 3
+    sys.stdout.write(record.logs if record.logs.endswith("\n") else record.logs + "\n")
     return 0
 
 
@@ -249,7 +289,8 @@ def _when(at: float | None) -> str:
 
 def render_task(record: TaskRecord) -> None:
     console = Console()
-    state = record.state if record.state != "failed" else f"[red]{record.state}[/red]"
+    colour = {"failed": "red", "cancelled": "yellow"}.get(record.state)
+    state = f"[{colour}]{record.state}[/{colour}]" if colour else record.state
     console.print(f"task [bold]{record.task_id}[/bold]  {state}")
     details = [
         ("handler", record.handler),
@@ -267,6 +308,11 @@ def render_task(record: TaskRecord) -> None:
         details.append(("usage", f"wall {u.wall_s:.3f}s, cpu {u.cpu_s:.3f}s"))
     if record.error is not None:
         details.append(("error", f"{record.error.error_type}: {record.error.message}"))
+    if record.progress is not None:
+        text = f"{record.progress:.0%}"
+        details.append(("progress", f"{text} {record.progress_message}".rstrip()))
+    if record.logs is not None:
+        details.append(("logs", f"{len(record.logs)} characters (boson logs {record.task_id})"))
     for name, value in details:
         if value is not None:
             console.print(f"  {name:<11}{value}")
@@ -326,4 +372,12 @@ def _fallback(value: Any) -> Any:
     return repr(value)
 
 
-__all__ = ["parse_since", "register", "render_task", "render_tasks", "run_result", "run_task"]
+__all__ = [
+    "parse_since",
+    "register",
+    "render_task",
+    "render_tasks",
+    "run_logs",
+    "run_result",
+    "run_task",
+]

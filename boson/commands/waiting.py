@@ -4,6 +4,11 @@ Each result prints the moment it arrives (completion order, once each). The
 wait ends when every result is in, when ``--wait-timeout`` passes, or on
 Ctrl-C; the caller then says what finished and what did not. A second Ctrl-C
 exits at once.
+
+On a terminal a progress display runs below the results: one task's own
+progress (what its handler reports with ``task.progress``), or, for many
+(``--count``), the whole run's — finished tasks plus the reported fractions
+of those still running.
 """
 
 from __future__ import annotations
@@ -19,12 +24,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from boson.client import Client
 from boson_shared.contract.messages import TaskResult, TaskRetrying
 
 INTERRUPTED_EXIT = 130
+REFRESH_S = 0.25
+"""How often the progress display takes the latest reports."""
 
 
 @dataclass
@@ -47,6 +61,9 @@ def format_result(result: TaskResult, as_json: bool) -> str:
         return json.dumps(result.model_dump(mode="json", exclude={"kind"}))
     if result.status == "succeeded":
         return f"{result.task_id} succeeded on {result.node_id}: {json.dumps(result.output)}"
+    if result.status == "cancelled":
+        where = f" on {result.node_id}" if result.node_id else ""
+        return f"{result.task_id} cancelled{where}"
     assert result.error is not None
     first, *rest = result.error.message.splitlines() or [""]
     line = (
@@ -127,16 +144,17 @@ async def collect(
     outcome = Outcome()
     waiting = set(task_ids)
     deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
-    show_bar = len(task_ids) > 1 and not as_json and sys.stderr.isatty()
+    show = not as_json and sys.stderr.isatty()
     with Progress(
-        "[progress.description]{task.description}",
+        TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        disable=not show_bar,
+        disable=not show,
     ) as progress:
-        bar = progress.add_task("tasks", total=len(task_ids))
+        display = _Display(client, progress, task_ids, enabled=show)
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while waiting and not stop.is_set():
@@ -145,12 +163,14 @@ async def collect(
                     outcome.timed_out = True
                     break
                 arrived = asyncio.ensure_future(arrivals.get())
-                await asyncio.wait({arrived, stopped}, timeout=left, return_when="FIRST_COMPLETED")
+                tick = REFRESH_S if left is None else min(left, REFRESH_S)
+                await asyncio.wait({arrived, stopped}, timeout=tick, return_when="FIRST_COMPLETED")
                 if not arrived.done():
                     arrived.cancel()
+                    display.refresh(waiting)
                     continue
                 if await _show(client, arrived.result(), waiting, outcome, as_json):
-                    progress.advance(bar)
+                    display.refresh(waiting)
             # Interrupted: what has already arrived is shown too.
             while waiting and not arrivals.empty():
                 await _show(client, arrivals.get_nowait(), waiting, outcome, as_json)
@@ -159,6 +179,36 @@ async def collect(
     outcome.interrupted = stop.is_set() and bool(waiting)
     outcome.pending = [task_id for task_id in task_ids if task_id in waiting]
     return outcome
+
+
+class _Display:
+    """The progress display: one task's own bar, or the whole run's."""
+
+    def __init__(
+        self, client: Client, progress: Progress, task_ids: list[str], *, enabled: bool
+    ) -> None:
+        self.enabled = enabled
+        self.client = client
+        self.progress = progress
+        self.total = len(task_ids)
+        self.single = task_ids[0] if len(task_ids) == 1 else None
+        description = self.single if self.single is not None else f"{self.total} tasks"
+        self.bar: TaskID = progress.add_task(description, total=self.total, note="")
+
+    def refresh(self, waiting: set[str]) -> None:
+        if not self.enabled:
+            return
+        partial = 0.0
+        note = ""
+        for task_id in waiting:
+            report = self.client.latest_progress(task_id)
+            if report is not None:
+                partial += report.fraction
+                note = report.message
+        done = self.total - len(waiting)
+        if self.single is None:
+            note = f"{done} of {self.total} done"
+        self.progress.update(self.bar, completed=done + partial, note=note)
 
 
 __all__ = [

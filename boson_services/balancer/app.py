@@ -14,12 +14,19 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     BalancerBacklog,
+    CancelTask,
     ClusterSnapshot,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
 )
-from boson_shared.contract.topology import RK_ALL_RESULTS, RK_BACKLOG, RK_SNAPSHOT, Topology
+from boson_shared.contract.topology import (
+    RK_ALL_RESULTS,
+    RK_BACKLOG,
+    RK_CANCEL,
+    RK_SNAPSHOT,
+    Topology,
+)
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import Periodic, Service
@@ -58,7 +65,10 @@ class BalancerService(Service):
     def topology(self) -> Topology:
         expires_ms = int(self.balancer_settings.subscriber_expires_s * 1000)
         topology = self.names.placed() + self.names.subscriber(
-            self.name, self.settings.instance_id, [RK_SNAPSHOT, RK_ALL_RESULTS], expires_ms
+            self.name,
+            self.settings.instance_id,
+            [RK_SNAPSHOT, RK_ALL_RESULTS, RK_CANCEL],
+            expires_ms,
         )
         return topology + self.names.record() if self.settings.record else topology
 
@@ -66,7 +76,7 @@ class BalancerService(Service):
         return [
             ConsumerSpec(
                 queue=self.events_queue,
-                accepts=(ClusterSnapshot, TaskResult),
+                accepts=(ClusterSnapshot, TaskResult, CancelTask),
                 handler=self.handlers.on_event,
                 batch_handler=self.handlers.on_events,
                 prefetch=self.settings.prefetch,
@@ -137,6 +147,7 @@ class BalancerService(Service):
             retargeted=self.dispatcher.retargeted_total,
             recovered=self.handlers.recovered_total,
             skipped_finished=self.handlers.skipped_finished,
+            cancelled=self.handlers.cancelled_total,
             draining=sorted(self.draining),
             # Per node: how many tasks it may hold, and holds (its credit is the gap).
             nodes={

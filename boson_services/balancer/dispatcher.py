@@ -78,6 +78,10 @@ class HeldTooLongError(Exception):
     it waited too long: its handler parks it."""
 
 
+class TaskCancelledHere(Exception):  # noqa: N818 - an outcome, not a fault
+    """A held task was cancelled before any node took it."""
+
+
 @dataclass
 class NodeView:
     node_id: str
@@ -256,6 +260,15 @@ class Dispatcher:
         held = self.held.pop(task_id, None)
         if held is not None and not held.future.done():
             held.future.cancel()
+
+    def cancel(self, task_id: str) -> bool:
+        """Stop holding a task that was cancelled: its future raises
+        :class:`TaskCancelledHere`; whether it was held."""
+        held = self.held.pop(task_id, None)
+        if held is None or held.future.done():
+            return False
+        held.future.set_exception(TaskCancelledHere(task_id))
+        return True
 
     def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
@@ -582,4 +595,4 @@ class Dispatcher:
         return (node_id for node_id, node in self.nodes.items() if node.alive)
 
 
-__all__ = ["Dispatcher", "HeldTask", "HeldTooLongError", "NodeView"]
+__all__ = ["Dispatcher", "HeldTask", "HeldTooLongError", "NodeView", "TaskCancelledHere"]

@@ -10,6 +10,12 @@ when every item in it is dispatched and confirmed by the broker. Work held past
 id, so no delivery outlives the broker's consumer timeout: the service's
 periodic sweep calls :meth:`BalancerHandlers.park_overdue`, which wakes those
 handlers (no timer per held task).
+
+A :class:`CancelTask` releases the tasks it names that are held here (their
+handlers report them ``cancelled``) and is remembered, bounded, so a
+cancelled task that arrives later — still at the scheduler or in the placed
+queue — is dropped as cancelled instead of dispatched. A task already
+dispatched is its executor's to stop.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError
+from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_shared.contract.messages import (
+    CancelAnswer,
+    CancelTask,
+    CancelVerdict,
     ClusterSnapshot,
     Message,
     ResourceVector,
@@ -27,11 +36,18 @@ from boson_shared.contract.messages import (
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
+    cancelled_result,
     failed_result,
     new_id,
     task_event,
 )
-from boson_shared.contract.topology import RK_PARKED, RK_RECORD_EVENT, Names, rk_node
+from boson_shared.contract.topology import (
+    RK_PARKED,
+    RK_RECORD_EVENT,
+    Names,
+    rk_cancel_answer,
+    rk_node,
+)
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
@@ -65,6 +81,9 @@ class BalancerHandlers:
         self.finished = SeenIds(finished_capacity)
         """Task ids whose result went by (bounded), to tell leftovers from work."""
         self.skipped_finished = 0
+        self.cancelled = SeenIds(finished_capacity)
+        """Task ids a cancel named (bounded): such a task is never dispatched."""
+        self.cancelled_total = 0
         self.record = record
         """Report assignments to the task record."""
 
@@ -72,12 +91,16 @@ class BalancerHandlers:
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
             # Dispatched before a restart and run since: its result is out.
             return []
+        if placed.task.task_id in self.cancelled:
+            return [self._cancelled(placed.task, placed.demand)]
         return await self._dispatch(placed.task, placed.demand, placed.node_id, dispatch=1)
 
     async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
         """Work from a dead node's queue: place it again on a live node."""
         if self._already_finished(assigned.task.task_id):
             return []  # the node ran it before it died; only the ack was lost
+        if assigned.task.task_id in self.cancelled:
+            return [self._cancelled(assigned.task, assigned.demand)]
         self.recovered_total += 1
         return await self._dispatch(
             assigned.task, assigned.demand, None, dispatch=assigned.dispatch + 1
@@ -125,10 +148,11 @@ class BalancerHandlers:
             if isinstance(message, TaskResult):
                 self._result_came_back(message, pump=False)
         self.dispatcher.pump()
+        emits: list[Emit] = []
         for message in messages:
             if not isinstance(message, TaskResult):
-                await self.on_event(message)
-        return []
+                emits.extend(await self.on_event(message))
+        return emits
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
@@ -137,7 +161,43 @@ class BalancerHandlers:
             went_down = self.dispatcher.on_snapshot(message)
             if went_down and self.on_nodes_down is not None:
                 await self.on_nodes_down(went_down)
+        elif isinstance(message, CancelTask):
+            return self.on_cancel(message)
         return []
+
+    def on_cancel(self, cancel: CancelTask) -> list[Emit]:
+        """Release the named tasks held here; remember every id; answer for those it knew."""
+        emits: list[Emit] = []
+        for task_id in cancel.task_ids:
+            verdict = self._cancel_one(task_id)
+            if verdict is None:
+                continue
+            answer = CancelAnswer(
+                message_id=f"{cancel.message_id}.{task_id}.b"[:128],
+                request_id=cancel.message_id,
+                task_id=task_id,
+                verdict=verdict,
+                source="balancer",
+            )
+            route = Route(self.names.events_exchange, rk_cancel_answer(cancel.reply_to))
+            emits.append(Emit(route, answer))
+        return emits
+
+    def _cancel_one(self, task_id: str) -> CancelVerdict | None:
+        known = task_id in self.cancelled
+        if task_id in self.finished:
+            return "cancelled" if known else "finished"
+        if not known:
+            self.cancelled.add(task_id)
+        if self.dispatcher.cancel(task_id):
+            return "cancelled"
+        # Dispatched (its executor answers) or not here yet (it will be dropped).
+        return None
+
+    def _cancelled(self, task: TaskSubmitted, demand: ResourceVector) -> Emit:
+        self.cancelled_total += 1
+        logger.info("task %s cancelled before dispatch", task.task_id)
+        return result_emit(self.names, cancelled_result(task, attempts=0, demand=demand))
 
     def _result_came_back(self, result: TaskResult, *, pump: bool) -> None:
         """The task is done: remember it, give its node the credit and resources back."""
@@ -163,6 +223,8 @@ class BalancerHandlers:
             park = self._park(task, demand, target)
             await self.publish(park.route, park.message)
             return []
+        except TaskCancelledHere:
+            return [self._cancelled(task, demand)]
         except asyncio.CancelledError:
             if not (future.done() and not future.cancelled() and future.exception() is None):
                 # Draining: the delivery is nacked, the task no longer held.

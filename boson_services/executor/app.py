@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
+from boson_services.executor.capture import secrets_of
 from boson_services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
-from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned, TaskEvent
+from boson_shared.contract.messages import (
+    CancelTask,
+    Message,
+    NodeHeartbeat,
+    ResourceVector,
+    TaskAssigned,
+    TaskEvent,
+)
 from boson_shared.contract.topology import RK_RECORD_EVENT, Topology, rk_heartbeat
 from boson_shared.handlers import discover
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.consumer import ConsumerSpec, Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.transfer.chunks import TransferOptions
@@ -25,6 +35,8 @@ from boson_shared.transfer.replies import DATA_REPLY_TYPES, DataReplies
 from boson_shared.transfer.uploader import Uploader
 
 BUILTIN_MODULE = "boson_services.executor.builtins"
+
+logger = logging.getLogger(__name__)
 
 
 class ExecutorService(Service):
@@ -62,7 +74,14 @@ class ExecutorService(Service):
             fetch=fetch if fetch is not None else self.fetcher.fetch,
             upload=upload if upload is not None else self.uploader.upload,
             report=self.report if settings.record else None,
+            publish=self.publisher.publish,
+            secrets=secrets_of(
+                secret.get_secret_value() if secret is not None else None
+                for secret in (settings.keys, settings.broker_url, settings.database_url)
+            ),
+            on_freed=self.heartbeat_soon,
         )
+        self._soon: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.heartbeat_seq = 0
         self._process = psutil.Process()
@@ -71,8 +90,10 @@ class ExecutorService(Service):
 
     def topology(self) -> Topology:
         expires_ms = int(self.executor_settings.node_queue_expires_s * 1000)
-        topology = self.names.node(self.node_id, expires_ms) + self.names.client(
-            self.node_id, expires_ms
+        topology = (
+            self.names.node(self.node_id, expires_ms)
+            + self.names.client(self.node_id, expires_ms)
+            + self.names.cancels(self.names.client_queue(self.node_id))
         )
         return topology + self.names.record() if self.settings.record else topology
 
@@ -92,12 +113,30 @@ class ExecutorService(Service):
                 max_attempts=self.handlers.max_attempts,
             ),
             ConsumerSpec(
+                # The node's own queue: data-plane replies, and every cancel command.
                 queue=self.names.client_queue(self.node_id),
-                accepts=DATA_REPLY_TYPES,
-                handler=self.replies.handle,
+                accepts=(*DATA_REPLY_TYPES, CancelTask),
+                handler=self.on_own_message,
                 prefetch=64,
             ),
         ]
+
+    async def on_own_message(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, CancelTask):
+            return await self.handlers.on_cancel(message)
+        return await self.replies.handle(message)
+
+    def heartbeat_soon(self) -> None:
+        """Heartbeat now, not at the next tick: a cancel has freed a slot."""
+        task = asyncio.ensure_future(self._heartbeat_quietly())
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+
+    async def _heartbeat_quietly(self) -> None:
+        try:
+            await self.heartbeat()
+        except Exception as error:  # the periodic heartbeat follows anyway
+            logger.debug("early heartbeat not sent: %s", error)
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
         return [(self.executor_settings.heartbeat_interval_s, self.heartbeat)]
@@ -132,10 +171,15 @@ class ExecutorService(Service):
             running=self.handlers.running,
             held=len(self.handlers.active),
             results=dict(self.handlers.results),
+            cancels={
+                "stopped": self.handlers.cancels.stopped,
+                "dropped": self.handlers.cancels.dropped,
+            },
         )
         return body
 
     async def on_stop(self) -> None:
+        await self.handlers.progress.close()
         await self.runner.close()
 
 

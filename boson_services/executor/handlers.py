@@ -1,4 +1,9 @@
-"""The executor's handlers: a ``TaskAssigned`` in, a ``TaskResult`` (and alerts) out."""
+"""The executor's handlers: a ``TaskAssigned`` in, a ``TaskResult`` (and alerts) out.
+
+A :class:`CancelTask` stops a task held here (running or waiting for a slot)
+and is remembered, so a cancelled task that arrives later never starts;
+either way its submitter gets one ``cancelled`` result.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,35 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from boson_services.executor.capture import redact
 from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
+from boson_services.executor.steering import Cancels, ProgressCoalescer, Running
 from boson_shared.contract.messages import (
     Alert,
+    CancelAnswer,
+    CancelTask,
+    CancelVerdict,
     DataRef,
     ResourceVector,
     TaskAssigned,
     TaskEvent,
     TaskFailure,
+    TaskProgress,
     TaskResult,
     TaskRetrying,
     TaskSubmitted,
     TaskUsage,
+    cancelled_result,
     failed_result,
     task_event,
 )
-from boson_shared.contract.topology import Names, rk_alert, rk_retrying
+from boson_shared.contract.topology import (
+    Names,
+    rk_alert,
+    rk_cancel_answer,
+    rk_progress,
+    rk_retrying,
+)
 from boson_shared.errors import (
     InvalidTaskInputError,
     InvalidTaskOutputError,
@@ -38,6 +56,7 @@ from boson_shared.runtime.consumer import Emit, delivery_attempt, delivery_redel
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
+from boson_shared.task_control import TaskControl
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +66,7 @@ REPLAY_MEMORY = 1024
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
 Reporter = Callable[[TaskEvent], Awaitable[None]]
+Publisher = Callable[[Route, TaskProgress], Awaitable[None]]
 
 
 class HandlerRaisedError(PermanentTaskError):
@@ -100,6 +120,9 @@ class ExecutorHandlers:
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
         report: Reporter | None = None,
+        publish: Publisher | None = None,
+        secrets: tuple[str, ...] = (),
+        on_freed: Callable[[], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.registry = registry
@@ -115,7 +138,14 @@ class ExecutorHandlers:
         """Tasks held by this node (running or waiting for a slot) and their demand."""
         self.running = 0
         self.completed = SeenIds(completed_memory)
-        self.results = {"succeeded": 0, "failed": 0}
+        self.results = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        self.cancels = Cancels(completed_memory)
+        self.secrets = secrets
+        """Removed from captured output before it leaves the node."""
+        self.on_freed = on_freed
+        """Called when a cancel has freed a slot (the service heartbeats at once)."""
+        self.progress = ProgressCoalescer(self._publish_progress, node_id=node_id)
+        self._publish = publish
         self.replay_memory = replay_memory
         self.replayable: OrderedDict[str, Emit] = OrderedDict()
         """The latest results, to send again when their assignment comes back."""
@@ -136,28 +166,40 @@ class ExecutorHandlers:
             return []
         if task.task_id in self.completed:
             return self._replay(task.task_id)
+        if task.task_id in self.cancels:
+            # Cancelled before it reached us: it never starts.
+            self.cancels.dropped += 1
+            return [self._cancelled(assigned, None)]
         spec = self.registry.get(task.handler)
         if spec is None:
             raise UnknownHandlerError(f"no handler named {task.handler!r} on {self.node_id}")
         self.active[task.task_id] = assigned.demand
-        announced: asyncio.Future[None] | None = None
+        control = self.progress.control_for(task)
+        announced: list[asyncio.Future[None]] = []
+        run = asyncio.ensure_future(self._hold_slot_and_run(spec, assigned, control, announced))
+        self.cancels.running[task.task_id] = Running(control, run)
         try:
-            async with self.slots:
-                self.running += 1
-                # The start is announced while the task runs, and its confirm
-                # awaited after the slot is free: a slot never waits on the broker.
-                announced = self._announce_start(assigned)
-                try:
-                    outcome = await self._run(spec, task)
-                finally:
-                    self.running -= 1
+            outcome = await run
+        except asyncio.CancelledError:
+            await _settled(announced[0] if announced else None)
+            current = asyncio.current_task()
+            if control.cancelled and (current is None or current.cancelling() == 0):
+                return [self._cancelled(assigned, None, freed=True)]
+            raise
+        except HandlerFailedError as error:
+            await _settled(announced[0] if announced else None)
+            error.logs = redact(error.logs, self.secrets)
+            raise
         except BaseException:
-            await _settled(announced)
+            await _settled(announced[0] if announced else None)
             raise
         finally:
             del self.active[task.task_id]
-        if announced is not None:
-            await announced
+            del self.cancels.running[task.task_id]
+            self.progress.finish(task.task_id)
+        if announced:
+            await announced[0]
+        await self.progress.settle(task.task_id)
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
         output_ref: DataRef | None = None
@@ -187,6 +229,7 @@ class ExecutorHandlers:
             data_size=task.data_size,
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
+            logs=redact(outcome.logs, self.secrets),
         )
         emits = [self._remember(result)]
         for raised in outcome.output.alerts:
@@ -218,7 +261,81 @@ class ExecutorHandlers:
             demand=assigned.demand,
             retryable=not isinstance(error, PermanentTaskError),
         )
+        logs = getattr(error, "logs", None)
+        if isinstance(logs, str):
+            result = result.model_copy(update={"logs": redact(logs, self.secrets)})
         return [self._remember(result)]
+
+    async def _hold_slot_and_run(
+        self,
+        spec: HandlerSpec,
+        assigned: TaskAssigned,
+        control: TaskControl,
+        announced: list[asyncio.Future[None]],
+    ) -> RunOutcome:
+        """Wait for a slot and run the task (an asyncio task of its own: a cancel stops it)."""
+        async with self.slots:
+            self.running += 1
+            # The start is announced while the task runs, and its confirm
+            # awaited after the slot is free: a slot never waits on the broker.
+            start = self._announce_start(assigned)
+            if start is not None:
+                announced.append(start)
+            try:
+                return await self._run(spec, assigned.task, control)
+            finally:
+                self.running -= 1
+
+    async def on_cancel(self, cancel: CancelTask) -> Sequence[Emit]:
+        """Stop the named tasks held here; remember every id; answer for those held."""
+        emits: list[Emit] = []
+        for task_id in cancel.task_ids:
+            verdict = self._cancel_one(task_id)
+            if verdict is None:
+                continue
+            answer = CancelAnswer(
+                message_id=f"{cancel.message_id}.{task_id}.{self.node_id}"[:128],
+                request_id=cancel.message_id,
+                task_id=task_id,
+                verdict=verdict,
+                source="executor",
+                node_id=self.node_id,
+            )
+            route = Route(self.names.events_exchange, rk_cancel_answer(cancel.reply_to))
+            emits.append(Emit(route, answer))
+        return emits
+
+    def _cancel_one(self, task_id: str) -> CancelVerdict | None:
+        if task_id in self.completed:
+            # Finished here: cancelled before (it stays so), or its outcome stands.
+            return "cancelled" if task_id in self.cancels else "finished"
+        stopped = self.cancels.stop(task_id)
+        if stopped is False:
+            return "finished"  # it returned just now: its result is on its way
+        self.cancels.remember(task_id)
+        return "cancelled" if stopped else None
+
+    def _cancelled(self, assigned: TaskAssigned, logs: str | None, *, freed: bool = False) -> Emit:
+        task = assigned.task
+        self.completed.add(task.task_id)
+        self.cancels.remember(task.task_id)
+        self.results["cancelled"] += 1
+        logger.info("task %s cancelled", task.task_id)
+        if freed and self.on_freed is not None:
+            self.on_freed()
+        result = cancelled_result(
+            task,
+            attempts=attempt_of(assigned),
+            node_id=self.node_id,
+            demand=assigned.demand,
+            logs=redact(logs, self.secrets),
+        )
+        return self._remember(result)
+
+    async def _publish_progress(self, progress: TaskProgress) -> None:
+        if self._publish is not None:
+            route = Route(self.names.events_exchange, rk_progress(progress.reply_to))
+            await self._publish(route, progress)
 
     def _announce_start(self, assigned: TaskAssigned) -> asyncio.Future[None] | None:
         if self.report is None:
@@ -278,14 +395,20 @@ class ExecutorHandlers:
     def max_attempts(self, assigned: TaskAssigned) -> int:
         return assigned.task.max_retries + 1
 
-    async def _run(self, spec: HandlerSpec, task: TaskSubmitted) -> RunOutcome:
+    async def _run(
+        self, spec: HandlerSpec, task: TaskSubmitted, control: TaskControl
+    ) -> RunOutcome:
         data = task.data
         if task.data_ref is not None:
             if self.fetch is None:
                 raise InvalidTaskInputError("task data is a reference but no data plane is set up")
             data = await self.fetch(task.data_ref)
         task_input = TaskInput(
-            task_id=task.task_id, data=data, params=task.params, attempt=delivery_attempt.get()
+            task_id=task.task_id,
+            data=data,
+            params=task.params,
+            attempt=delivery_attempt.get(),
+            control=control,
         )
         try:
             return await self.runner.run(spec, task_input, task.timeout_s)

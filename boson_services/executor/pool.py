@@ -8,14 +8,22 @@ numpy and the built-ins, so replacing one is cheap and never forks the event
 loop's threads.
 
 Every run reports what the task really used — wall time, CPU time and the
-peak memory it added — for the scheduler's online demand model.
+peak memory it added — for the scheduler's online demand model — and what
+its handler printed or logged (:mod:`boson_services.executor.capture`).
+
+Each worker leads a process group of its own, so killing it (a timeout, a
+cancel) kills the processes its handler started too. A worker reports a
+handler's progress over its pipe while the task runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -31,6 +39,8 @@ from typing import Any
 
 import psutil
 
+from boson_services.executor import capture
+from boson_services.executor.capture import TailBuffer
 from boson_services.executor.threads import DaemonThreads
 from boson_shared import handlers as handlers_module
 from boson_shared.errors import (
@@ -40,6 +50,7 @@ from boson_shared.errors import (
     TaskTimeoutError,
 )
 from boson_shared.handlers import HandlerSpec, Retry, TaskInput, TaskOutput, resolve
+from boson_shared.task_control import ProgressSink, TaskControl
 
 WORKER_DIED = "WorkerDied"
 """The error type of a task whose worker process died under it (retried)."""
@@ -58,6 +69,7 @@ class Usage:
 class RunOutcome:
     output: TaskOutput
     usage: Usage
+    logs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,11 +89,15 @@ class HandlerFailedError(TaskError):
     user's code). ``asked_retry``: it raised :class:`~boson_shared.handlers.Retry`.
     """
 
-    def __init__(self, error_type: str, message: str, *, asked_retry: bool = False) -> None:
+    def __init__(
+        self, error_type: str, message: str, *, asked_retry: bool = False, logs: str | None = None
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.asked_retry = asked_retry
+        self.logs = logs
+        """What the handler printed or logged before it raised."""
 
 
 class InvalidInputFromWorkerError(InvalidTaskInputError):
@@ -111,9 +127,9 @@ def describe(error: BaseException) -> str:
     return f"{text}\n{listed}"
 
 
-def handler_failure(error: Exception) -> HandlerFailedError:
+def handler_failure(error: Exception, logs: str | None = None) -> HandlerFailedError:
     return HandlerFailedError(
-        type(error).__name__, describe(error), asked_retry=isinstance(error, Retry)
+        type(error).__name__, describe(error), asked_retry=isinstance(error, Retry), logs=logs
     )
 
 
@@ -149,11 +165,26 @@ def _run_measured(function: Callable[..., Any], task: TaskInput) -> tuple[Any, U
 def _worker_main(connection: Connection) -> None:
     """A worker process: run tasks sent over the pipe until told to stop.
 
-    Its executor owns shutdown: Ctrl-C reaches the whole process group, and
-    the executor stops its workers itself. An executor that died (its pipe
-    closed) ends the worker quietly.
+    The worker leads a new session (and so a process group of its own):
+    killing the group kills whatever its handler started. Its executor owns
+    shutdown, and the worker ignores Ctrl-C. An executor that died (its pipe
+    closed) ends the worker quietly. While a task runs, its progress reports
+    go up the pipe as ``("progress", fraction, message)``, under a lock (a
+    handler may report from threads of its own).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # already a group leader (e.g. started by hand)
+        os.setsid()
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:
+            connection.send(message)
+
+    def report(fraction: float, message: str) -> None:
+        with contextlib.suppress(OSError):
+            send(("progress", fraction, message))
+
     while True:
         try:
             request = connection.recv()
@@ -162,24 +193,36 @@ def _worker_main(connection: Connection) -> None:
         if request is None:
             return
         module, qualname, task = request
+        task = dataclasses.replace(task, control=TaskControl(report))
+        output = TailBuffer()
         try:
-            value, usage = _run_measured(resolve(module, qualname), task)
-            reply: tuple[str, Any, Usage | None] = ("ok", value, usage)
+            with capture.captured(output):
+                value, usage = _run_measured(resolve(module, qualname), task)
+            reply: tuple[str, Any, Usage | None, str | None] = ("ok", value, usage, output.text())
         except BaseException as error:
             permanent = isinstance(error, InvalidTaskInputError)
             text = str(error)[:2000] if permanent else describe(error)
             remote = RemoteError(type(error).__name__, text, permanent, isinstance(error, Retry))
-            reply = ("error", remote, None)
+            reply = ("error", remote, None, output.text())
         try:
-            connection.send(reply)
+            send(reply)
         except OSError:  # BrokenPipeError: the executor is gone
             return
         except Exception as error:  # the output does not pickle (sent whole or not at all)
             unsent = RemoteError(type(error).__name__, f"output not sendable: {error}"[:2000], True)
             try:
-                connection.send(("error", unsent, None))
+                send(("error", unsent, None, output.text()))
             except OSError:
                 return
+
+
+def _receive(connection: Connection, on_progress: ProgressSink) -> tuple[Any, ...]:
+    """A worker's reply to its task, passing its progress reports on meanwhile (a thread)."""
+    while True:
+        message = connection.recv()
+        if message[0] != "progress":
+            return tuple(message)
+        on_progress(message[1], message[2])
 
 
 class _Worker:
@@ -203,9 +246,18 @@ class _Worker:
         child.close()
 
     def kill(self) -> None:
+        """Kill the worker and every process of its group (what its handler started)."""
+        self.kill_group()
         self.process.kill()
         self.process.join(timeout=5)
+        self.kill_group()  # a child the handler forked while we killed
         self._close_pipe()
+
+    def kill_group(self) -> None:
+        pid = self.process.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """Ask the worker to exit after its current task; kill it if it will not."""
@@ -238,18 +290,26 @@ class TaskRunner:
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
         self._handler_threads = DaemonThreads()
         self._idle: asyncio.Queue[_Worker] | None = None
+        self._spawning: asyncio.Future[None] | None = None
         self._workers: set[_Worker] = set()
         self._closing = False
 
     async def _idle_workers(self) -> asyncio.Queue[_Worker]:
         if self._idle is None:
             self._idle = asyncio.Queue()
-            loop = asyncio.get_running_loop()
-            for _ in range(self._slots):
-                worker = await loop.run_in_executor(self._threads, _Worker, self._context)
-                self._workers.add(worker)
-                self._idle.put_nowait(worker)
+            # Shielded: a task cancelled while the workers start must not leave
+            # the pool short of the workers still starting.
+            self._spawning = asyncio.ensure_future(self._spawn_workers(self._idle))
+        if self._spawning is not None and not self._spawning.done():
+            await asyncio.shield(self._spawning)
         return self._idle
+
+    async def _spawn_workers(self, idle: asyncio.Queue[_Worker]) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._slots):
+            worker = await loop.run_in_executor(self._threads, _Worker, self._context)
+            self._workers.add(worker)
+            idle.put_nowait(worker)
 
     async def run(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
         """Run ``task`` in its handler's mode; TaskTimeoutError once ``time_limit`` passes.
@@ -267,23 +327,36 @@ class TaskRunner:
         return await self._run_on_thread(spec, task, time_limit)
 
     async def _run_async(self, spec: HandlerSpec, task: TaskInput, time_limit: float) -> RunOutcome:
+        capture.install()
+        output = TailBuffer()
         wall0, cpu0 = time.perf_counter(), time.process_time()
+        # The coroutine runs in a task of its own, in a context whose output
+        # goes to this task's buffer; cancelling us cancels it.
+        context = contextvars.copy_context()
+        context.run(capture.current.set, output)
+        run = asyncio.get_running_loop().create_task(spec.function(task), context=context)
         try:
             async with asyncio.timeout(time_limit):
-                value = await spec.function(task)
+                value = await run
         except TimeoutError as error:
             raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
         except (PermanentTaskError, TaskTimeoutError):
             raise
         except Exception as error:
-            raise handler_failure(error) from error
+            raise handler_failure(error, output.text()) from error
         usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, 0)
-        return RunOutcome(as_output(value), usage)
+        return RunOutcome(as_output(value), usage, output.text())
 
     async def _run_on_thread(
         self, spec: HandlerSpec, task: TaskInput, time_limit: float
     ) -> RunOutcome:
-        future = asyncio.wrap_future(self._handler_threads.submit(_run_inline, spec.function, task))
+        capture.install()
+        output = TailBuffer()
+        context = contextvars.copy_context()
+        context.run(capture.current.set, output)
+        future = asyncio.wrap_future(
+            self._handler_threads.submit(context.run, _run_inline, spec.function, task)
+        )
         try:
             value, usage = await asyncio.wait_for(asyncio.shield(future), time_limit)
         except TimeoutError as error:
@@ -291,11 +364,15 @@ class TaskRunner:
             # daemon thread that never keeps the process from exiting.
             future.add_done_callback(_consume_outcome)
             raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
+        except asyncio.CancelledError:
+            # Cancelled: the handler sees task.cancelled; its result is discarded.
+            future.add_done_callback(_consume_outcome)
+            raise
         except (PermanentTaskError, TaskTimeoutError):
             raise
         except Exception as error:
-            raise handler_failure(error) from error
-        return RunOutcome(as_output(value), usage)
+            raise handler_failure(error, output.text()) from error
+        return RunOutcome(as_output(value), usage, output.text())
 
     async def _run_in_process(
         self, spec: HandlerSpec, task: TaskInput, time_limit: float
@@ -306,9 +383,13 @@ class TaskRunner:
         replace = False
         try:
             worker.connection.send((spec.module, spec.qualname, task))
-            reply = loop.run_in_executor(self._threads, worker.connection.recv)
+
+            def on_progress(fraction: float, message: str) -> None:
+                loop.call_soon_threadsafe(task.control.progress, fraction, message)
+
+            reply = loop.run_in_executor(self._threads, _receive, worker.connection, on_progress)
             try:
-                status, value, usage = await asyncio.wait_for(reply, time_limit)
+                status, value, usage, logs = await asyncio.wait_for(reply, time_limit)
             except TimeoutError as error:
                 replace = True
                 raise TaskTimeoutError(f"task ran past its {time_limit:g}s timeout") from error
@@ -327,8 +408,10 @@ class TaskRunner:
             assert isinstance(value, RemoteError)
             if value.permanent:
                 raise InvalidInputFromWorkerError(value.message)
-            raise HandlerFailedError(value.error_type, value.message, asked_retry=value.asked_retry)
-        return RunOutcome(as_output(value), usage)
+            raise HandlerFailedError(
+                value.error_type, value.message, asked_retry=value.asked_retry, logs=logs
+            )
+        return RunOutcome(as_output(value), usage, logs)
 
     async def _replace(self, worker: _Worker) -> None:
         """Kill a worker whose task was abandoned; a fresh one takes its slot.

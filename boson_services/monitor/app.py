@@ -21,6 +21,7 @@ from boson_shared.contract.messages import (
     RecordQuery,
     TaskEvent,
     TaskPlaced,
+    TaskProgress,
     TaskResult,
 )
 from boson_shared.contract.topology import (
@@ -135,7 +136,7 @@ class MonitorService(Service):
         return [
             ConsumerSpec(
                 queue=self.names.record_queue,
-                accepts=(TaskEvent, TaskResult),
+                accepts=(TaskEvent, TaskResult, TaskProgress),
                 handler=record.on_event,
                 batch_handler=record.on_events,
                 prefetch=self.monitor_settings.record_prefetch,

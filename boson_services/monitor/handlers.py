@@ -100,6 +100,8 @@ class MonitorHandlers:
     def on_result(self, result: TaskResult) -> list[Emit]:
         if result.status == "succeeded":
             self.metrics.tasks_completed.inc()
+        elif result.status == "cancelled":
+            self.metrics.tasks_cancelled.inc()
         else:
             self.metrics.tasks_failed.inc()
         self.metrics.task_latency.observe(max(0.0, result.finished_at - result.submitted_at))

@@ -60,6 +60,9 @@ class MonitorMetrics:
         )
         self.tasks_completed = Counter("boson_tasks_completed", "Tasks that succeeded", registry=r)
         self.tasks_failed = Counter("boson_tasks_failed", "Tasks that failed", registry=r)
+        self.tasks_cancelled = Counter(
+            "boson_tasks_cancelled", "Tasks cancelled at someone's request", registry=r
+        )
         self.placement_latency = Histogram(
             "boson_placement_latency_seconds",
             "Submission to placement",

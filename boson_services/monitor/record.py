@@ -21,6 +21,7 @@ from boson_shared.contract.messages import (
     RecordQuery,
     RecordReply,
     TaskEvent,
+    TaskProgress,
     TaskResult,
 )
 from boson_shared.contract.topology import RK_BLOBS_REFERENCED, Names, rk_record_reply
@@ -83,8 +84,12 @@ class RecordKeeper:
 
     async def on_events(self, messages: Sequence[Message]) -> Sequence[Emit]:
         batch = [m for m in messages if isinstance(m, TaskEvent | TaskResult)]
+        reports = [m for m in messages if isinstance(m, TaskProgress)]
         try:
-            await self.commits.write(batch)
+            if reports:
+                await self.store.record_progress(reports)
+            if batch:
+                await self.commits.write(batch)
         except RecordUnavailableError:
             if not self.outage:
                 self.outage = True
@@ -146,8 +151,8 @@ async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
         return RecordReply(query_id=query.message_id, error="bad-query", detail=str(error))
     except RecordUnavailableError as error:
         return RecordReply(query_id=query.message_id, error="unavailable", detail=str(error))
-    # A page lists tasks; outputs come one task at a time (they may be large).
-    records = tuple(r.model_copy(update={"output": None}) for r in page.records)
+    # A page lists tasks; outputs and logs come one task at a time (they may be large).
+    records = tuple(r.model_copy(update={"output": None, "logs": None}) for r in page.records)
     return RecordReply(query_id=query.message_id, records=records, next_cursor=page.next_cursor)
 
 

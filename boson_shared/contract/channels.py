@@ -21,6 +21,8 @@ from boson_shared.contract.messages import (
     Alert,
     BalancerBacklog,
     BlobsReferenced,
+    CancelAnswer,
+    CancelTask,
     CheckData,
     ClusterSnapshot,
     DataChunk,
@@ -34,15 +36,18 @@ from boson_shared.contract.messages import (
     TaskAssigned,
     TaskEvent,
     TaskPlaced,
+    TaskProgress,
     TaskResult,
     TaskRetrying,
     TaskSubmitted,
 )
 from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
+    RK_ALL_PROGRESS,
     RK_ALL_RESULTS,
     RK_BACKLOG,
     RK_BLOBS_REFERENCED,
+    RK_CANCEL,
     RK_DATA_CHUNK,
     RK_DATA_REQUEST,
     RK_PARKED,
@@ -55,10 +60,12 @@ from boson_shared.contract.topology import (
     QueueSpec,
     Topology,
     rk_alert,
+    rk_cancel_answer,
     rk_data_reply,
     rk_data_stored,
     rk_heartbeat,
     rk_node,
+    rk_progress,
     rk_record_reply,
     rk_result,
     rk_retrying,
@@ -120,6 +127,7 @@ def channels(names: Names) -> tuple[Channel, ...]:
     placed = _queue(names.placed(), names.placed_queue)
     node = _queue(names.node(NODE_ID, NODE_QUEUE_EXPIRES_MS), names.node_queue(NODE_ID))
     client = _queue(names.client(CLIENT_ID, CLIENT_QUEUE_EXPIRES_MS), names.client_queue(CLIENT_ID))
+    own_queue = _queue(names.client(NODE_ID, NODE_QUEUE_EXPIRES_MS), names.client_queue(NODE_ID))
     chunks = _queue(names.transfer(), names.chunks_queue)
     requests = _queue(names.transfer(), names.data_requests_queue)
     record = _queue(names.record(), names.record_queue)
@@ -220,7 +228,7 @@ def channels(names: Names) -> tuple[Channel, ...]:
                 subscriber("balancer", RK_ALL_RESULTS),
             ),
             False,
-            "A task's outcome (succeeded or failed), routed by its reply_to.",
+            "A task's outcome (succeeded, failed or cancelled), routed by its reply_to.",
             parks_unroutable=True,
         ),
         Channel(
@@ -257,6 +265,47 @@ def channels(names: Names) -> tuple[Channel, ...]:
             False,
             "A blob the client uploaded is stored and its digest verified.",
             parks_unroutable=True,
+        ),
+        Channel(
+            "taskCancel",
+            events,
+            "topic",
+            RK_CANCEL,
+            (CancelTask,),
+            ("client",),
+            (
+                subscriber("balancer", RK_CANCEL),
+                Consumer("executor", own_queue, RK_CANCEL),
+            ),
+            False,
+            "Stop these tasks: every balancer and executor hears it; whoever holds a task "
+            "stops it, the others remember the ids so the task never starts.",
+        ),
+        Channel(
+            "taskCancelAnswer",
+            events,
+            "topic",
+            rk_cancel_answer(CLIENT_ID),
+            (CancelAnswer,),
+            ("balancer", "executor"),
+            (Consumer("client", client, rk_cancel_answer(CLIENT_ID)),),
+            False,
+            "A holder's answer to a cancel: stopped here, or had already finished.",
+        ),
+        Channel(
+            "taskProgress",
+            events,
+            "topic",
+            rk_progress(CLIENT_ID),
+            (TaskProgress,),
+            ("executor",),
+            (
+                Consumer("client", client, rk_progress(CLIENT_ID)),
+                Consumer("monitor", record, RK_ALL_PROGRESS),
+            ),
+            False,
+            "A running task's latest progress (at most about two a second per task), "
+            "to its submitter and the task record.",
         ),
         Channel(
             "nodeHeartbeat",

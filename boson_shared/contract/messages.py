@@ -198,13 +198,26 @@ class TaskFailure(Model):
     retryable: bool = False
 
 
+MAX_LOG_BYTES = 64 * 1024
+"""What a task's captured output keeps: its last 64 KiB."""
+
+TaskOutcome: TypeAlias = Literal["succeeded", "failed", "cancelled"]
+
+
 class TaskResult(Message):
-    """A task's outcome; a failed one too, so that no caller waits forever."""
+    """A task's outcome; a failed or cancelled one too, so that no caller waits forever.
+
+    Schema version 2: ``status`` may be ``cancelled`` (the task was stopped,
+    or never started, at someone's request: no error, no output), and ``logs``
+    carries what the handler printed or logged (its last :data:`MAX_LOG_BYTES`).
+    """
 
     kind: Literal["task.result"] = "task.result"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no cancelled, no logs
     task_id: Identifier
     handler: HandlerName
-    status: Literal["succeeded", "failed"]
+    status: TaskOutcome
     output: Any = None
     output_ref: DataRef | None = None
     error: TaskFailure | None = None
@@ -217,11 +230,12 @@ class TaskResult(Message):
     reply_to: Identifier
     submitted_at: Timestamp
     finished_at: Timestamp = Field(default_factory=now)
+    logs: Annotated[str, StringConstraints(max_length=MAX_LOG_BYTES)] | None = None
 
     @model_validator(mode="after")
     def _error_matches_status(self) -> TaskResult:
         if (self.status == "failed") != (self.error is not None):
-            raise ValueError("a failed result carries an error, a succeeded one does not")
+            raise ValueError("a failed result carries an error, any other result does not")
         return self
 
 
@@ -237,6 +251,94 @@ class TaskRetrying(Message):
     retry_in_s: NonNegative
     node_id: Identifier | None = None
     reply_to: Identifier
+
+
+def cancelled_result(
+    task: TaskSubmitted,
+    *,
+    attempts: int,
+    node_id: str | None = None,
+    demand: ResourceVector | None = None,
+    logs: str | None = None,
+) -> TaskResult:
+    """The cancelled result of ``task``: one message id per task, as for every outcome."""
+    return TaskResult(
+        message_id=f"{task.task_id}.result",
+        task_id=task.task_id,
+        handler=task.handler,
+        status="cancelled",
+        node_id=node_id,
+        attempts=attempts,
+        demand=demand,
+        complexity=task.complexity,
+        data_size=task.data_size,
+        reply_to=task.reply_to,
+        submitted_at=task.submitted_at,
+        logs=logs,
+    )
+
+
+MAX_CANCEL_IDS = 1000
+"""Task ids one :class:`CancelTask` may name."""
+
+
+class CancelTask(Message):
+    """Stop these tasks: a queued one never starts, a running one is stopped.
+
+    A command broadcast on the events exchange to every balancer and
+    executor, never through the database. Whoever holds a task answers with
+    a :class:`CancelAnswer` and reports its ``cancelled`` :class:`TaskResult`;
+    the others remember the ids (bounded), so a task that reaches them later
+    is dropped as cancelled instead of started.
+    """
+
+    kind: Literal["task.cancel"] = "task.cancel"
+    task_ids: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_CANCEL_IDS)]
+    reply_to: Identifier
+    """Client id: answers go to ``cancel.answer.<reply_to>``."""
+    requested_at: Timestamp = Field(default_factory=now)
+
+
+CancelVerdict: TypeAlias = Literal["cancelled", "finished"]
+
+
+class CancelAnswer(Message):
+    """A holder's answer to a :class:`CancelTask` for one task.
+
+    ``cancelled``: the task was stopped (or dropped before it started) here,
+    and its ``cancelled`` result is on its way to the submitter. ``finished``:
+    it had already finished here (succeeded or failed); nothing changed.
+    Services that never held the task stay silent.
+    """
+
+    kind: Literal["task.cancel.answer"] = "task.cancel.answer"
+    request_id: Identifier
+    """The :class:`CancelTask`'s message id."""
+    task_id: Identifier
+    verdict: CancelVerdict
+    source: Identifier
+    """The service that answered (``balancer`` or ``executor``)."""
+    node_id: Identifier | None = None
+
+
+MAX_PROGRESS_MESSAGE = 500
+
+
+class TaskProgress(Message):
+    """How far a running task has got, as its handler said (latest wins).
+
+    The executor sends at most about two a second per task, the latest
+    report each time, to the submitter (``progress.<reply_to>``) and to the
+    task record.
+    """
+
+    kind: Literal["task.progress"] = "task.progress"
+    task_id: Identifier
+    fraction: Fraction
+    message: Annotated[str, StringConstraints(max_length=MAX_PROGRESS_MESSAGE)] = ""
+    reply_to: Identifier
+    node_id: Identifier | None = None
+    at: Timestamp = Field(default_factory=now)
 
 
 def failed_result(
@@ -441,11 +543,11 @@ TaskStage: TypeAlias = Literal["submitted", "pending", "placed", "assigned", "st
 """The steps of a task's life before its outcome, in the order they happen."""
 
 TaskState: TypeAlias = Literal[
-    "submitted", "pending", "placed", "assigned", "started", "succeeded", "failed"
+    "submitted", "pending", "placed", "assigned", "started", "succeeded", "failed", "cancelled"
 ]
 """What the task record says of a task: its latest step, or its outcome."""
 
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class TaskEvent(Message):
@@ -552,6 +654,12 @@ class TaskRecord(Model):
     finished_at: Timestamp | None = None
     expires_at: Timestamp | None = None
     timeline: tuple[TimelineEntry, ...] = ()
+    progress: Fraction | None = None
+    """The handler's latest progress report (None: it made none)."""
+    progress_message: Annotated[str, StringConstraints(max_length=MAX_PROGRESS_MESSAGE)] = ""
+    progress_at: Timestamp | None = None
+    logs: Annotated[str, StringConstraints(max_length=MAX_LOG_BYTES)] | None = None
+    """What the handler printed or logged (its last 64 KiB; None: nothing captured)."""
 
 
 RECORD_QUERY_MAX_LIMIT = 1000
@@ -564,6 +672,8 @@ class RecordQuery(Message):
     """
 
     kind: Literal["record.query"] = "record.query"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no cancelled state
     reply_to: Identifier
     task_id: Identifier | None = None
     state: TaskState | None = None
@@ -583,6 +693,8 @@ class RecordReply(Message):
     """The record's answer to a :class:`RecordQuery`: records, or why not."""
 
     kind: Literal["record.reply"] = "record.reply"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: records without progress, logs
     query_id: Identifier
     records: tuple[TaskRecord, ...] = ()
     next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
@@ -611,6 +723,9 @@ AnyMessage: TypeAlias = Annotated[
     | TaskAssigned
     | TaskResult
     | TaskRetrying
+    | CancelTask
+    | CancelAnswer
+    | TaskProgress
     | NodeHeartbeat
     | ClusterSnapshot
     | Alert
@@ -635,6 +750,9 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TaskAssigned,
         TaskResult,
         TaskRetrying,
+        CancelTask,
+        CancelAnswer,
+        TaskProgress,
         NodeHeartbeat,
         ClusterSnapshot,
         Alert,
@@ -661,6 +779,9 @@ def kind_of(model: type[Message]) -> str:
 
 
 __all__ = [
+    "MAX_CANCEL_IDS",
+    "MAX_LOG_BYTES",
+    "MAX_PROGRESS_MESSAGE",
     "MESSAGE_TYPES",
     "RECORD_QUERY_MAX_LIMIT",
     "SCHEMA_VERSION",
@@ -670,6 +791,9 @@ __all__ = [
     "AnyMessage",
     "BalancerBacklog",
     "BlobsReferenced",
+    "CancelAnswer",
+    "CancelTask",
+    "CancelVerdict",
     "CheckData",
     "ClusterSnapshot",
     "Count",
@@ -696,7 +820,9 @@ __all__ = [
     "ResourceVector",
     "TaskEvent",
     "TaskFailure",
+    "TaskOutcome",
     "TaskPlaced",
+    "TaskProgress",
     "TaskRecord",
     "TaskResult",
     "TaskRetrying",
@@ -705,6 +831,7 @@ __all__ = [
     "TaskSubmitted",
     "TaskUsage",
     "TimelineEntry",
+    "cancelled_result",
     "failed_result",
     "kind_of",
     "new_id",

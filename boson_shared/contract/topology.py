@@ -56,6 +56,9 @@ RK_ALL_DATA_STORED = "data.stored.#"
 RK_RECORD_EVENT = "record.event"
 """Task lifecycle events; the record queue binds them and every result."""
 RK_BLOBS_REFERENCED = "blobs.referenced"
+RK_CANCEL = "task.cancel"
+"""Cancel commands: every balancer's event queue and every executor's own queue bind it."""
+RK_ALL_PROGRESS = "progress.#"
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -103,6 +106,16 @@ def rk_data_reply(client_id: str) -> str:
 
 def rk_record_reply(client_id: str) -> str:
     return f"record.reply.{client_id}"
+
+
+def rk_cancel_answer(client_id: str) -> str:
+    """Answers to a client's cancel commands, from the services that held its tasks."""
+    return f"cancel.answer.{client_id}"
+
+
+def rk_progress(client_id: str) -> str:
+    """Progress reports of a client's tasks (the record queue binds them all)."""
+    return f"progress.{client_id}"
 
 
 def rk_data_stored(client_id: str) -> str:
@@ -347,6 +360,8 @@ class Names:
                 rk_retrying(client_id),
                 rk_data_reply(client_id),
                 rk_data_stored(client_id),
+                rk_cancel_answer(client_id),
+                rk_progress(client_id),
             ],
             exchange=self.events_exchange,
             expires_ms=expires_ms,
@@ -371,20 +386,24 @@ class Names:
             queue_type="classic",
         )
 
+    def cancels(self, queue: str) -> Topology:
+        """Bind ``queue`` (a balancer's or an executor's own) to every cancel command."""
+        return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_CANCEL),))
+
     def transfer(self) -> Topology:
         return self.work_queue(self.chunks_queue, [RK_DATA_CHUNK]) + self.work_queue(
             self.data_requests_queue, [RK_DATA_REQUEST]
         )
 
     def record(self) -> Topology:
-        """The task record's one durable queue: every lifecycle event and result.
+        """The task record's one durable queue: every lifecycle event, result and progress report.
 
         Declared by every service that publishes events, so none is lost
         while no monitor runs: they wait here until one consumes them.
         """
         return self.work_queue(
             self.record_queue,
-            [RK_RECORD_EVENT, RK_ALL_RESULTS],
+            [RK_RECORD_EVENT, RK_ALL_RESULTS, RK_ALL_PROGRESS],
             exchange=self.events_exchange,
             queue_type="quorum",
         )
@@ -418,9 +437,11 @@ __all__ = [
     "RK_ALL_ALERTS",
     "RK_ALL_DATA_STORED",
     "RK_ALL_HEARTBEATS",
+    "RK_ALL_PROGRESS",
     "RK_ALL_RESULTS",
     "RK_BACKLOG",
     "RK_BLOBS_REFERENCED",
+    "RK_CANCEL",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
     "RK_PARKED",
@@ -438,10 +459,12 @@ __all__ = [
     "RetryPolicy",
     "Topology",
     "rk_alert",
+    "rk_cancel_answer",
     "rk_data_reply",
     "rk_data_stored",
     "rk_heartbeat",
     "rk_node",
+    "rk_progress",
     "rk_record_reply",
     "rk_result",
     "rk_retrying",

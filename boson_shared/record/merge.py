@@ -3,7 +3,8 @@
 Events may arrive in any order (two monitors, redeliveries), so a row's
 state only ever moves forward — ``submitted`` < ``pending`` < ``placed`` <
 ``assigned`` < ``started`` < an outcome — and the first outcome is the only
-one: once a row is ``succeeded`` or ``failed`` no event changes it again.
+one: once a row is ``succeeded``, ``failed`` or ``cancelled`` no event
+changes it again.
 Each event fills the columns it knows; the store applies an event only the
 first time its message id is seen, so a repeat changes nothing.
 """
@@ -37,6 +38,7 @@ RANK: dict[str, int] = {
     "started": 4,
     "succeeded": 5,
     "failed": 5,
+    "cancelled": 5,
 }
 
 _STAGE_TIME = {
@@ -168,6 +170,8 @@ def _fold_result(row: Row, result: TaskResult, *, ttl_s: float, inline_max_bytes
         row["wall_s"] = result.usage.wall_s
         row["cpu_s"] = result.usage.cpu_s
         row["peak_memory_bytes"] = result.usage.peak_memory_bytes
+    if result.logs is not None:
+        row["logs"] = result.logs.replace("\x00", "")
     if result.output_ref is not None:
         row["output_ref"] = result.output_ref.digest
         row["output_bytes"] = result.output_ref.size
@@ -228,6 +232,10 @@ def to_record(row: Row, timeline: list[Row] | None = None) -> TaskRecord:
         started_at=row.get("started_at"),
         finished_at=row.get("finished_at"),
         expires_at=row.get("expires_at"),
+        progress=row.get("progress"),
+        progress_message=row.get("progress_message") or "",
+        progress_at=row.get("progress_at"),
+        logs=row.get("logs"),
         timeline=tuple(
             TimelineEntry(
                 stage=entry["stage"],

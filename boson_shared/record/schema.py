@@ -67,6 +67,11 @@ tasks = Table(
     Column("recorded_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    # The handler's latest progress report, and its captured output (bounded).
+    Column("progress", Float),
+    Column("progress_message", String(500)),
+    Column("progress_at", Float),
+    Column("logs", Text),
     Index("ix_boson_tasks_submitted", "submitted_at", "task_id"),
     Index("ix_boson_tasks_state", "state", "submitted_at"),
     Index("ix_boson_tasks_handler", "handler", "submitted_at"),

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from boson_shared.contract.messages import (
     RECORD_QUERY_MAX_LIMIT,
+    TaskProgress,
     TaskRecord,
     TaskResult,
     TaskState,
@@ -186,6 +187,50 @@ class RecordStore:
                 for task_id in sorted(changed)
             ],
         )
+
+    async def record_progress(self, reports: Sequence[TaskProgress]) -> int:
+        """Keep each task's latest progress report (latest wins, by its time); how many rows.
+
+        Not a timeline event: a report changes only the progress columns,
+        and only with a report made before the task finished (whichever of
+        the two the record takes first). A report that arrives before its
+        task's row (the record lagging) changes nothing.
+        """
+        latest: dict[str, TaskProgress] = {}
+        for report in reports:
+            kept = latest.get(report.task_id)
+            if kept is None or report.at >= kept.at:
+                latest[report.task_id] = report
+        if not latest:
+            return 0
+        statement = (
+            update(tasks)
+            .where(
+                tasks.c.task_id == bindparam("key_task_id"),
+                or_(tasks.c.finished_at.is_(None), tasks.c.finished_at >= bindparam("key_at")),
+                or_(tasks.c.progress_at.is_(None), tasks.c.progress_at <= bindparam("key_at")),
+            )
+            .values(
+                progress=bindparam("progress"),
+                progress_message=bindparam("progress_message"),
+                progress_at=bindparam("key_at"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        now = self.clock()
+        rows = [
+            {
+                "key_task_id": report.task_id,
+                "key_at": report.at,
+                "progress": report.fraction,
+                "progress_message": report.message.replace("\x00", ""),
+                "updated_at": now,
+            }
+            for report in sorted(latest.values(), key=lambda r: r.task_id)
+        ]
+        async with self._guard("recording progress"), self.engine.begin() as conn:
+            await conn.execute(statement, rows)
+        return len(rows)
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite

@@ -79,7 +79,7 @@ async def test_a_redelivered_failed_task_sends_its_failure_again(
     (first,) = await handlers.on_exhausted(assigned("noop"), error, 3)
     (again,) = await handlers.on_assigned(assigned("noop"))
     assert again.message == first.message
-    assert handlers.results == {"succeeded": 0, "failed": 1}
+    assert handlers.results == {"succeeded": 0, "failed": 1, "cancelled": 0}
 
 
 async def test_an_unknown_handler_is_a_permanent_error(handlers: ExecutorHandlers) -> None:

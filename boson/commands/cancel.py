@@ -1,0 +1,63 @@
+"""``boson cancel ID...``: stop tasks, queued or running, on a running cluster.
+
+The cancel travels over the bus (``BOSON_BROKER_URL`` or ``--broker``), never
+through the database. Per id it prints ``cancelled``, ``already-finished`` or
+``unknown``; it exits 0 when every id was known, 1 when any was unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from pydantic import SecretStr
+
+from boson.client import Client
+from boson.records import DEFAULT_TIMEOUT_S
+from boson.steering import CancelOutcome
+from boson_shared.errors import ConfigError
+from boson_shared.settings import BosonSettings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cancel = subparsers.add_parser("cancel", help="cancel tasks by id (queued or running)")
+    cancel.add_argument("task_ids", nargs="+", metavar="ID")
+    cancel.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL)")
+    cancel.add_argument("--json", action="store_true", help="one JSON object: id → outcome")
+    cancel.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    cancel.set_defaults(func=run_cancel)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    settings = BosonSettings()
+    if args.broker is not None:
+        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
+    if settings.broker_url is None:
+        raise ConfigError("boson cancel needs a running cluster: set BOSON_BROKER_URL or --broker")
+
+    async def cancel() -> dict[str, CancelOutcome]:
+        async with asyncio.timeout(args.timeout + 30):
+            client = await Client.connect(settings=settings)
+            try:
+                return await client.cancel(*args.task_ids, timeout=args.timeout)
+            finally:
+                await client.delete_queues()
+                await client.close()
+
+    outcomes = asyncio.run(cancel())
+    unknown = [task_id for task_id, outcome in outcomes.items() if outcome == "unknown"]
+    if args.json:
+        print(json.dumps(outcomes, indent=2))
+    else:
+        width = max(len(task_id) for task_id in outcomes)
+        for task_id, outcome in outcomes.items():
+            if outcome != "unknown":
+                print(f"{task_id:<{width}}  {outcome}")
+    for task_id in unknown:
+        print(f"boson: unknown task {task_id!r}", file=sys.stderr)
+    return 1 if unknown else 0
+
+
+__all__ = ["register", "run_cancel"]
