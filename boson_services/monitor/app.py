@@ -85,7 +85,7 @@ class MonitorService(Service):
                 clock=time.time,
             )
             self.record.on_outage = self.pause_record
-        self.dashboard = _dashboard(settings, self.handlers, record_url)
+        self.dashboard = _dashboard(settings, self.handlers, record_url, self)
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -249,19 +249,27 @@ class MonitorService(Service):
 
 
 def _dashboard(
-    settings: MonitorSettings, handlers: MonitorHandlers, record_url: str | None
+    settings: MonitorSettings,
+    handlers: MonitorHandlers,
+    record_url: str | None,
+    service: Service,
 ) -> Dashboard | None:
     """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra);
-    it reads the task record at ``record_url`` (None: no record, no Tasks page)."""
+    it reads the task record at ``record_url`` (None: no record, no Tasks page) and
+    cancels through the service's publisher."""
     if settings.dashboard_port is None:
         return None
     try:
+        from boson_services.monitor.dashboard.actions import BusCanceller
         from boson_services.monitor.dashboard.server import Dashboard
     except ImportError as error:
         raise ConfigError(
             f"the dashboard needs the web extra (pip install 'boson[web]'): {error}"
         ) from error
-    return Dashboard(settings, handlers, record_url=record_url)
+    canceller = BusCanceller(
+        service.publisher.publish, service.names, reply_to=f"dashboard-{settings.instance_id}"
+    )
+    return Dashboard(settings, handlers, record_url=record_url, canceller=canceller)
 
 
 def create(settings: MonitorSettings, transport: Transport, codec: Codec) -> MonitorService:

@@ -352,4 +352,4 @@ async def test_without_cancel_the_endpoint_says_so_and_does_nothing(
         "/api/tasks/task-running/cancel", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert answer_.status_code == 501
-    assert answer_.json()["detail"] == "cancel is not available in this Boson yet"
+    assert answer_.json()["detail"] == "cancel is not available on this dashboard"

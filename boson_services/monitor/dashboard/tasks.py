@@ -207,7 +207,7 @@ def preview(record: TaskRecord) -> Preview:
             kind="stored", size_bytes=record.output_ref.size, digest=record.output_ref.digest
         )
     if record.state != "succeeded":
-        return Preview(kind="none")
+        return Preview(kind="none")  # failed, cancelled, or not finished
     text = json.dumps(record.output, indent=2, default=repr, ensure_ascii=False)
     return Preview(
         kind="inline",

@@ -117,7 +117,7 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
     async def cancel(task_id: TaskId) -> CancelRequested:
         canceller = source.canceller
         if canceller is None:
-            raise ProblemError(501, "cancel is not available in this Boson yet")
+            raise ProblemError(501, "cancel is not available on this dashboard")
         record = await record_of(task_id)
         if record.state in TERMINAL_STATES:
             raise ProblemError(409, f"task {task_id} already {record.state}: nothing to cancel")

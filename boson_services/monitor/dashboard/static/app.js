@@ -274,12 +274,24 @@ async function refreshTask() {
         el("td", {}, n.fits ? "yes" : "no"), el("td", { class: "num" }, n.score === null ? "–" : num(n.score, 3)),
         el("td", { class: "num" }, pct(n.utilisation_before)), el("td", { class: "num" }, pct(n.utilisation_after)))));
   }
+  const progress = document.getElementById("progress");
+  if (r.progress === null || r.progress === undefined) {
+    progress.replaceChildren(el("span", { class: "legend" }, task.terminal ? "no progress was reported" : "no progress reported yet"));
+  } else {
+    progress.replaceChildren(bar(r.progress, null),
+      el("div", { class: "label", id: "progress-label" },
+        `${pct(r.progress)}${r.progress_message ? " · " + r.progress_message : ""}` +
+        (r.progress_at ? ` · at ${when(r.progress_at)}` : "")));
+  }
+  document.getElementById("logs").textContent = r.logs === null || r.logs === undefined
+    ? (task.terminal ? "no logs kept" : "logs are kept when the task ends") : (r.logs || "(nothing printed)");
   const p = task.preview;
   document.getElementById("preview").textContent =
     p.kind === "inline" ? p.text + (p.truncated ? `\n… (${p.size_bytes} bytes in all)` : "")
     : p.kind === "stored" ? `kept in the transfer store: ${p.size_bytes} bytes, digest ${p.digest} (boson result ${r.task_id})`
     : p.kind === "omitted" ? "too large to keep in the record"
-    : r.state === "failed" ? "no result: the task failed" : "no result yet";
+    : r.state === "failed" ? "no result: the task failed"
+    : r.state === "cancelled" ? "no result: the task was cancelled" : "no result yet";
 }
 
 async function cancelTask() {
@@ -288,6 +300,7 @@ async function cancelTask() {
   try {
     const answer = await api(`/api/tasks/${encodeURIComponent(taskId)}/cancel`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    status.className = "requested";
     status.textContent = `cancel requested (the task was ${answer.state})`;
     refreshTask();
   } catch (error) {
