@@ -19,7 +19,7 @@ from boson_services.monitor.dashboard.app import build_app
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
-from boson_services.monitor.dashboard.tasks import PREVIEW_MAX_CHARS, TaskReader
+from boson_services.monitor.dashboard.tasks import PREVIEW_MAX_CHARS, TaskReader, placement
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.record import answer
 from boson_shared.contract.messages import (
@@ -171,6 +171,7 @@ async def test_one_task_has_its_timeline_use_preview_and_placement(
     assert task["preview"]["kind"] == "inline"
     assert '"task": "task-04"' in task["preview"]["text"]
     assert task["placement"]["summary"].startswith("placed on n2 by the binpack strategy")
+    assert task["placement"]["placed_on"] == "n2"
     assert task["placement"]["explanation"] is None
 
     failed = (await http.get("/api/tasks/task-03")).json()
@@ -353,3 +354,13 @@ async def test_without_cancel_the_endpoint_says_so_and_does_nothing(
     )
     assert answer_.status_code == 501
     assert answer_.json()["detail"] == "cancel is not available on this dashboard"
+
+
+async def test_a_task_the_balancer_moved_says_where_it_was_placed_and_ran(
+    store: RecordStore,
+) -> None:
+    record = await store.get("task-02")
+    moved = record.model_copy(update={"node_id": "n7"})  # placed on n2, ran on n7
+    shown = placement(moved, None)
+    assert (shown.placed_on, shown.node_id) == ("n2", "n7")
+    assert shown.summary.endswith("; the balancer moved it to n7")

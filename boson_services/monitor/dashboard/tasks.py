@@ -74,7 +74,8 @@ class UseLine(Out):
 class Placement(Out):
     """Where the task went and why, as far as the monitor knows."""
 
-    node_id: str | None
+    node_id: Annotated[str | None, Field(description="where it ran (or runs, or waits)")]
+    placed_on: Annotated[str | None, Field(description="where the scheduler placed it")]
     strategy: str | None
     summary: str
     explanation: Annotated[
@@ -218,6 +219,10 @@ def preview(record: TaskRecord) -> Preview:
 
 
 def placement(record: TaskRecord, explanation: PlacementExplanation | None) -> Placement:
+    placed_on = next(
+        (e.node_id for e in record.timeline if e.stage == "placed" and e.node_id is not None),
+        record.node_id,
+    )
     if record.node_id is None:
         summary = (
             "waiting: no node fits it yet"
@@ -228,14 +233,21 @@ def placement(record: TaskRecord, explanation: PlacementExplanation | None) -> P
         )
     else:
         how = f" by the {record.strategy} strategy" if record.strategy else ""
-        summary = f"placed on {record.node_id}{how}"
+        summary = f"placed on {placed_on}{how}"
         if record.demand is not None:
             d = record.demand
             summary += f" for cpu {d.cpu:g}, memory {d.memory:g}, gpu {d.gpu:g} demand units"
+        if placed_on != record.node_id:
+            summary += f"; the balancer moved it to {record.node_id}"
         if record.dispatches > 1:
             summary += f"; dispatched {record.dispatches} times"
     if explanation is None:
-        return Placement(node_id=record.node_id, strategy=record.strategy, summary=summary)
+        return Placement(
+            node_id=record.node_id,
+            placed_on=placed_on,
+            strategy=record.strategy,
+            summary=summary,
+        )
     ranked = sorted(
         explanation.nodes,
         key=lambda n: (not n.fits, -(n.score if n.score is not None else -math.inf), n.node_id),
@@ -243,6 +255,7 @@ def placement(record: TaskRecord, explanation: PlacementExplanation | None) -> P
     cut = explanation.model_copy(update={"nodes": tuple(ranked[:EXPLAINED_NODES_MAX])})
     return Placement(
         node_id=record.node_id,
+        placed_on=placed_on,
         strategy=record.strategy,
         summary=summary,
         explanation=cut,

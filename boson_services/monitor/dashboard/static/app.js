@@ -270,7 +270,7 @@ async function refreshTask() {
   table.hidden = !placement.explanation;
   if (placement.explanation) {
     table.tBodies[0].replaceChildren(...placement.explanation.nodes.map((n) =>
-      el("tr", { class: n.node_id === placement.node_id ? "chosen" : "" }, el("td", {}, n.node_id),
+      el("tr", { class: n.node_id === placement.placed_on ? "chosen" : "" }, el("td", {}, n.node_id),
         el("td", {}, n.fits ? "yes" : "no"), el("td", { class: "num" }, n.score === null ? "–" : num(n.score, 3)),
         el("td", { class: "num" }, pct(n.utilisation_before)), el("td", { class: "num" }, pct(n.utilisation_after)))));
   }
