@@ -30,6 +30,11 @@ that vary, so the monitor holds a cluster of that size.
    (the event stream, and on each event a node page and the history).
 
 Everything runs in a fresh namespace that is deleted afterwards.
+
+``--service-times`` measures instead what one request costs the server
+alone: the dashboard's app in process (no socket, no broker) over a
+``--nodes`` monitor state and the same ``--tasks`` record, each endpoint
+requested ``--requests`` times one after the other; wall and CPU p50/p99.
 """
 
 from __future__ import annotations
@@ -419,6 +424,67 @@ async def run_with(
     return report
 
 
+async def service_times(args: argparse.Namespace) -> dict[str, Any]:
+    from boson_services.monitor.dashboard.app import build_app
+    from boson_services.monitor.dashboard.history import History
+    from boson_services.monitor.dashboard.security import Guard
+    from boson_services.monitor.dashboard.source import DashboardSource
+    from boson_services.monitor.dashboard.tasks import TaskReader
+    from tests.support.monitor import monitor_state
+
+    database = await create_database(args.postgres, "boson_bench_dashboard")
+    try:
+        task_ids, _ = await fill_record(database, args.tasks, args.nodes)
+        handlers, _ = monitor_state(nodes=args.nodes)
+        metrics = handlers.metrics
+        source = DashboardSource(
+            handlers,
+            History(
+                succeeded=metrics.tasks_completed,
+                failed=metrics.tasks_failed,
+                latency=metrics.task_latency,
+            ),
+            max_age_s=3600.0,  # one state, as between two ticks
+            tasks=TaskReader(RecordStore.open(database)),
+        )
+        app = build_app(
+            source,
+            Guard(token=None, reading_needs_token=False),
+            requests_per_s=1e9,
+            max_body_bytes=16 * 1024,
+        )
+        pick = random.Random(5)
+        report: dict[str, Any] = {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as http:
+            first = (await http.get("/api/tasks", params={"limit": 50})).json()
+            for endpoint in ENDPOINTS:
+                walls, cpus = [], []
+                for _ in range(args.requests):
+                    path = endpoint.format(
+                        task_id=pick.choice(task_ids),
+                        hour_ago=round(time.time() - 3600, 3),
+                        cursor=first["next_cursor"],
+                    )
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    answer = await http.get(path)
+                    walls.append(time.perf_counter() - wall)
+                    cpus.append(time.process_time() - cpu)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
+                report[endpoint] = {
+                    "n": len(walls),
+                    "wall_p50_ms": round(statistics.median(walls) * 1000, 2),
+                    "wall_p99_ms": round(percentile(walls, 0.99) * 1000, 2),
+                    "cpu_p50_ms": round(statistics.median(cpus) * 1000, 2),
+                }
+        assert source.tasks is not None
+        await source.tasks.close()
+        return {"nodes": args.nodes, "tasks_in_record": len(task_ids), "service": report}
+    finally:
+        await drop_database(args.postgres, database)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -431,8 +497,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
+    parser.add_argument("--service-times", action="store_true", help="in process, one by one")
     args = parser.parse_args()
-    report = asyncio.run(run(args))
+    report = asyncio.run(service_times(args) if args.service_times else run(args))
     print(json.dumps(report, indent=2))
     return 0
 
