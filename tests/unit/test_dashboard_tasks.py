@@ -53,6 +53,7 @@ def dashboard(
     *,
     token: str | None = TOKEN,
     canceller: RecordingCanceller | None = None,
+    reading_needs_token: bool = False,
 ) -> httpx.AsyncClient:
     metrics = handlers.metrics
     source = DashboardSource(
@@ -66,7 +67,9 @@ def dashboard(
         tasks=TaskReader(store) if store is not None else None,
         canceller=canceller,
     )
-    guard = Guard(token=SecretStr(token) if token else None, reading_needs_token=False)
+    guard = Guard(
+        token=SecretStr(token) if token else None, reading_needs_token=reading_needs_token
+    )
     app = build_app(source, guard, requests_per_s=1000.0, max_body_bytes=1024)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dash")
 
@@ -364,3 +367,15 @@ async def test_a_task_the_balancer_moved_says_where_it_was_placed_and_ran(
     shown = placement(moved, None)
     assert (shown.placed_on, shown.node_id) == ("n2", "n7")
     assert shown.summary.endswith("; the balancer moved it to n7")
+
+
+async def test_beyond_loopback_reading_tasks_needs_the_token(store: RecordStore) -> None:
+    handlers, _ = monitor_state()
+    async with dashboard(handlers, store, reading_needs_token=True) as http:
+        for path in ("/api/tasks", "/api/tasks/task-01"):
+            missing = await http.get(path)
+            wrong = await http.get(path, headers={"Authorization": "Bearer nope"})
+            right = await http.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+            assert missing.json()["detail"] == "this needs the API token (a bearer header)"
+            assert wrong.json()["detail"] == "wrong API token"
