@@ -1,27 +1,40 @@
-"""The dashboard's cluster side under load: API latency at 1,000 nodes, and its CPU cost.
+"""The dashboard under load: API latency at 1,000 nodes and 100,000 recorded tasks; CPU cost.
 
 Run ``.venv/bin/python -m benchmarks.dashboard`` from the repo root against a
 RabbitMQ (``--amqp-url``, default ``BOSON_TEST_AMQP_URL`` or
 ``amqp://guest:guest@127.0.0.1:5672/``), under the benchmark lock.
 
 The monitor runs as its own process (``boson run monitor``), as in
-production. This process plays ``--nodes`` simulated nodes: it publishes one
+production, its task record on a fresh PostgreSQL database (``--postgres``,
+an account that may create databases; created and dropped here) filled with
+``--tasks`` tasks' records and timelines (copied in bulk from one real
+lifecycle the store itself wrote, varied in id, time, state, handler and
+node). This process plays ``--nodes`` simulated nodes: it publishes one
 real heartbeat per node per second (encoded, encrypted, batched) with loads
 that vary, so the monitor holds a cluster of that size.
 
 1. **Latency.** With the dashboard on, ``--clients`` concurrent HTTP clients
-   each make ``--requests`` requests, round-robin over the cluster endpoints
-   (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted, ``/api/alerts``,
-   ``/api/throughput``, the cluster page); p50 and p99 per endpoint. The
-   per-client rate limit is lifted for this part (every client is 127.0.0.1).
+   each make ``--requests`` requests, round-robin over the endpoints: the
+   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted,
+   ``/api/alerts``, ``/api/throughput``, the cluster page) and the record
+   (``/api/tasks`` filtered by state, by handler and node, by time, a deeper
+   page by cursor, and ``/api/tasks/{id}`` of random tasks — the task page's
+   one read); p50 and p99 per endpoint. The clients run in a process of
+   their own, apart from the heartbeat publisher, so the times are the
+   server's and not this process's loop. The per-client rate limit is lifted
+   for this part (every client is 127.0.0.1).
 2. **CPU.** The monitor's CPU time (user + system, from ``psutil``) over
    ``--seconds`` with the same heartbeat load, once without the dashboard and
    once with it and one cluster page open and live in Debian's Chromium
    (Playwright), or — without a browser — a client doing what the page does
    (the event stream, and on each event a node page and the history).
 
-The task-list endpoints join this benchmark with the task record.
 Everything runs in a fresh namespace that is deleted afterwards.
+
+``--service-times`` measures instead what one request costs the server
+alone: the dashboard's app in process (no socket, no broker) over a
+``--nodes`` monitor state and the same ``--tasks`` record, each endpoint
+requested ``--requests`` times one after the other; wall and CPU p50/p99.
 """
 
 from __future__ import annotations
@@ -29,7 +42,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -39,22 +54,27 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.record_ingest import lifecycle
 from benchmarks.soak import _sweep
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import NodeHeartbeat, ResourceVector
 from boson_shared.contract.topology import rk_heartbeat
+from boson_shared.record.store import RecordStore
 from boson_shared.runtime.publisher import BatchingPublisher, Route
 from tests.support.chromium import CHROMIUM, headless_chromium
 from tests.support.cluster import ProcessCluster, free_port
+from tests.support.database import create_database, drop_database
 
 ENDPOINTS = (
     "/api/cluster",
@@ -65,7 +85,87 @@ ENDPOINTS = (
     "/api/alerts",
     "/api/throughput",
     "/",
+    "/api/tasks?limit=50",
+    "/api/tasks?state=failed&limit=50",
+    "/api/tasks?handler=stats&node=sim-0042&limit=50",
+    "/api/tasks?since={hour_ago}&limit=50",
+    "/api/tasks?limit=50&cursor={cursor}",
+    "/api/tasks/{task_id}",
+    "/tasks",
 )
+"""Requested round-robin; ``{task_id}`` is a random recorded task each time."""
+
+HANDLERS = ("noop", "stats", "forecast", "anomaly", "burn")
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def fill_record(url: str, tasks: int, nodes: int) -> tuple[list[str], float]:
+    """``tasks`` records and their timelines, newest in the last day; their ids, and how long.
+
+    One real lifecycle goes through the store (so every column is as the
+    monitor writes it); the rest are copies of its rows, copied in bulk.
+    """
+    began = time.perf_counter()
+    store = RecordStore.open(url)
+    await store.migrate()
+    await store.ingest(lifecycle("template", 0.0))
+    await store.close()
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        template = dict(await connection.fetchrow("SELECT * FROM boson_tasks"))
+        timeline = [dict(row) for row in await connection.fetch("SELECT * FROM boson_task_events")]
+        await connection.execute("DELETE FROM boson_task_events; DELETE FROM boson_tasks")
+        pick = random.Random(11)
+        now = time.time()
+        task_rows, event_rows, ids = [], [], []
+        for number in range(tasks):
+            task_id = f"t{number:07d}"
+            at = now - 86_400 * (1 - number / tasks)
+            roll = pick.random()
+            state = "failed" if roll < 0.05 else "started" if roll < 0.08 else "succeeded"
+            node = f"sim-{pick.randrange(nodes):04d}"
+            row = dict(template)
+            shift = at - template["submitted_at"]
+            for column in ("submitted_at", "placed_at", "assigned_at", "started_at"):
+                row[column] = template[column] + shift
+            row.update(
+                task_id=task_id,
+                state=state,
+                handler=HANDLERS[number % len(HANDLERS)],
+                node_id=node,
+                finished_at=None if state == "started" else template["finished_at"] + shift,
+                recorded_at=at,
+                updated_at=at,
+                expires_at=now + 86_400,
+            )
+            if state == "failed":
+                row.update(error_type="ValueError", error_message="bad input", output=None)
+            task_rows.append(tuple(row.values()))
+            for event in timeline:
+                if state == "started" and event["stage"] in ("succeeded", "failed"):
+                    continue
+                copied = dict(event)
+                copied.update(
+                    event_id=f"{task_id}.{event['stage']}",
+                    task_id=task_id,
+                    at=event["at"] + shift,
+                    node_id=node if event["node_id"] is not None else None,
+                    stage="failed"
+                    if event["stage"] == "succeeded" and state == "failed"
+                    else event["stage"],
+                )
+                event_rows.append(tuple(copied.values()))
+            ids.append(task_id)
+        await connection.copy_records_to_table(
+            "boson_tasks", records=task_rows, columns=list(template)
+        )
+        await connection.copy_records_to_table(
+            "boson_task_events", records=event_rows, columns=list(timeline[0])
+        )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return ids, time.perf_counter() - began
 
 
 class HeartbeatFeeder:
@@ -149,18 +249,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latency(base: str, clients: int, requests: int) -> dict[str, dict[str, float]]:
+async def latency(
+    base: str, clients: int, requests: int, task_ids: list[str]
+) -> dict[str, dict[str, float]]:
     timings: dict[str, list[float]] = {endpoint: [] for endpoint in ENDPOINTS}
+    pick = random.Random(5)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        first = (await http.get("/api/tasks", params={"limit": 50})).json()
+        cursor = (
+            await http.get("/api/tasks", params={"limit": 50, "cursor": first["next_cursor"]})
+        ).json()["next_cursor"]
 
     async def one(number: int) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for index in range(requests):
                 endpoint = ENDPOINTS[(number + index) % len(ENDPOINTS)]
+                path = endpoint.format(
+                    task_id=pick.choice(task_ids),
+                    hour_ago=round(time.time() - 3600, 3),
+                    cursor=cursor,
+                )
                 began = time.perf_counter()
-                answer = await http.get(endpoint)
+                answer = await http.get(path)
                 elapsed = time.perf_counter() - began
                 if answer.status_code != 200:
-                    raise RuntimeError(f"{endpoint}: {answer.status_code} {answer.text[:200]}")
+                    raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
                 timings[endpoint].append(elapsed)
 
     await asyncio.gather(*(one(number) for number in range(clients)))
@@ -171,7 +284,15 @@ async def latency(base: str, clients: int, requests: int) -> dict[str, dict[str,
             "p99_ms": round(percentile(values, 0.99) * 1000, 1),
         }
         for endpoint, values in timings.items()
+        if values
     }
+
+
+def latency_in_a_process(
+    base: str, clients: int, requests: int, task_ids: list[str]
+) -> dict[str, dict[str, float]]:
+    """:func:`latency`, run in a child process (``spawn``): a function it can pickle."""
+    return asyncio.run(latency(base, clients, requests, task_ids))
 
 
 async def cpu_over(process: psutil.Process, seconds: float) -> float:
@@ -235,6 +356,18 @@ async def measure_cpu(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"dash-{uuid.uuid4().hex[:8]}"
     log_dir = Path(tempfile.mkdtemp(prefix="boson-bench-dashboard-"))
+    database = await create_database(args.postgres, "boson_bench_dashboard")
+    try:
+        return await run_with(args, namespace, log_dir, database)
+    finally:
+        await drop_database(args.postgres, database)
+
+
+async def run_with(
+    args: argparse.Namespace, namespace: str, log_dir: Path, database: str
+) -> dict[str, Any]:
+    task_ids, fill_s = await fill_record(database, args.tasks, args.nodes)
+    print(f"record filled: {len(task_ids)} tasks in {fill_s:.1f} s", file=sys.stderr, flush=True)
     cluster = ProcessCluster(
         args.amqp_url,
         namespace,
@@ -244,19 +377,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "BOSON_MISSED_HEARTBEATS": "5",
             "BOSON_SNAPSHOT_INTERVAL_S": "1.0",
             "BOSON_LOG_LEVEL": "WARNING",
+            "BOSON_DATABASE_URL": database,
         },
     )
     stop = asyncio.Event()
     feeder = HeartbeatFeeder(cluster, args.nodes)
     feeding = asyncio.ensure_future(feeder.run(stop))
-    report: dict[str, Any] = {"nodes": args.nodes, "clients": args.clients}
+    report: dict[str, Any] = {
+        "nodes": args.nodes,
+        "tasks_in_record": len(task_ids),
+        "clients": args.clients,
+    }
     try:
         port = free_port()
         cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
         async with monitor_process(cluster, port, args.nodes):
             base = f"http://127.0.0.1:{port}"
-            await latency(base, args.clients, 5)  # warm up
-            report["latency"] = await latency(base, args.clients, args.requests)
+            loop = asyncio.get_running_loop()
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
+                measure = functools.partial(latency_in_a_process, base, args.clients)
+                await loop.run_in_executor(apart, measure, 5, task_ids)  # warm up
+                report["latency"] = await loop.run_in_executor(
+                    apart, measure, args.requests, task_ids
+                )
             print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
         del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
         report["cpu_without_dashboard"] = await measure_cpu(
@@ -280,18 +424,82 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+async def service_times(args: argparse.Namespace) -> dict[str, Any]:
+    from boson_services.monitor.dashboard.app import build_app
+    from boson_services.monitor.dashboard.history import History
+    from boson_services.monitor.dashboard.security import Guard
+    from boson_services.monitor.dashboard.source import DashboardSource
+    from boson_services.monitor.dashboard.tasks import TaskReader
+    from tests.support.monitor import monitor_state
+
+    database = await create_database(args.postgres, "boson_bench_dashboard")
+    try:
+        task_ids, _ = await fill_record(database, args.tasks, args.nodes)
+        handlers, _ = monitor_state(nodes=args.nodes)
+        metrics = handlers.metrics
+        source = DashboardSource(
+            handlers,
+            History(
+                succeeded=metrics.tasks_completed,
+                failed=metrics.tasks_failed,
+                latency=metrics.task_latency,
+            ),
+            max_age_s=3600.0,  # one state, as between two ticks
+            tasks=TaskReader(RecordStore.open(database)),
+        )
+        app = build_app(
+            source,
+            Guard(token=None, reading_needs_token=False),
+            requests_per_s=1e9,
+            max_body_bytes=16 * 1024,
+        )
+        pick = random.Random(5)
+        report: dict[str, Any] = {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as http:
+            first = (await http.get("/api/tasks", params={"limit": 50})).json()
+            for endpoint in ENDPOINTS:
+                walls, cpus = [], []
+                for _ in range(args.requests):
+                    path = endpoint.format(
+                        task_id=pick.choice(task_ids),
+                        hour_ago=round(time.time() - 3600, 3),
+                        cursor=first["next_cursor"],
+                    )
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    answer = await http.get(path)
+                    walls.append(time.perf_counter() - wall)
+                    cpus.append(time.process_time() - cpu)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
+                report[endpoint] = {
+                    "n": len(walls),
+                    "wall_p50_ms": round(statistics.median(walls) * 1000, 2),
+                    "wall_p99_ms": round(percentile(walls, 0.99) * 1000, 2),
+                    "cpu_p50_ms": round(statistics.median(cpus) * 1000, 2),
+                }
+        assert source.tasks is not None
+        await source.tasks.close()
+        return {"nodes": args.nodes, "tasks_in_record": len(task_ids), "service": report}
+    finally:
+        await drop_database(args.postgres, database)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--amqp-url",
         default=os.environ.get("BOSON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=100_000, help="in the record")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
+    parser.add_argument("--service-times", action="store_true", help="in process, one by one")
     args = parser.parse_args()
-    report = asyncio.run(run(args))
+    report = asyncio.run(service_times(args) if args.service_times else run(args))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -1,11 +1,12 @@
-"""Make ``docs/dashboard-cluster.png`` (and the other pages) for the README.
+"""Make the README's ``docs/dashboard-cluster.png`` and ``docs/dashboard-task.png`` (and more).
 
 ``.venv/bin/python docs/dashboard_screenshot.py [--out docs] [--seconds 40]``
 
 An embedded Boson with the dashboard on, 40 simulated nodes of different
 sizes and loads (a few stop heartbeating, a few run hot), and a client
-submitting tasks for ``--seconds``; then Debian's Chromium (Playwright)
-photographs the cluster, alerts and throughput pages.
+submitting tasks for ``--seconds``, and one task submitted with ``explain``;
+then Debian's Chromium (Playwright) photographs the cluster, tasks, one
+task, alerts and throughput pages.
 """
 
 from __future__ import annotations
@@ -73,11 +74,25 @@ async def make(out: Path, seconds: float) -> None:
         await asyncio.sleep(seconds * 2 / 3)
         for node in nodes[30:33]:
             node.heartbeating = False
+        explained = await client.submit(
+            "noop",
+            params={"echo": {"rows": 1200, "mean": 41.7, "anomalies": [17, 802, 1033]}},
+            complexity=40.0,
+            data_size=2000.0,
+            explain=True,
+        )
+        await explained.result(timeout=60)
         await asyncio.sleep(seconds / 3)
         assert cluster.dashboard_url is not None
         async with headless_chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            for path, name in (("", "cluster"), ("alerts", "alerts"), ("throughput", "throughput")):
+            for path, name in (
+                ("", "cluster"),
+                ("tasks", "tasks"),
+                (f"tasks/{explained.task_id}", "task"),
+                ("alerts", "alerts"),
+                ("throughput", "throughput"),
+            ):
                 await page.goto(cluster.dashboard_url + path)
                 await page.wait_for_function("document.body.dataset.updated !== undefined")
                 await asyncio.sleep(1.5)

@@ -68,10 +68,12 @@ class MonitorService(Service):
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.record: RecordKeeper | None = None
         self._last_sweep = 0.0
+        record_url: str | None = None
         if settings.record:
             url = settings.database_url
+            record_url = url.get_secret_value() if url is not None else default_database_url()
             store = RecordStore.open(
-                url.get_secret_value() if url is not None else default_database_url(),
+                record_url,
                 ttl_s=settings.result_ttl,
                 inline_max_bytes=settings.record_inline_max_bytes,
             )
@@ -84,7 +86,7 @@ class MonitorService(Service):
                 clock=time.time,
             )
             self.record.on_outage = self.pause_record
-        self.dashboard = _dashboard(settings, self.handlers)
+        self.dashboard = _dashboard(settings, self.handlers, record_url, self)
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
@@ -158,8 +160,6 @@ class MonitorService(Service):
         ]
         if self.record is not None:
             loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
-        if self.dashboard is not None:
-            loops.append((self.dashboard.source.history.interval_s, self.dashboard.sample))
         return loops
 
     async def keep_record(self) -> None:
@@ -203,6 +203,8 @@ class MonitorService(Service):
 
     async def tick(self) -> None:
         emits = self.handlers.tick()
+        if self.dashboard is not None:
+            self.dashboard.capture()
         await self.publisher.publish_many([(e.route, e.message) for e in emits])
 
     async def poll_queues(self) -> None:
@@ -247,17 +249,28 @@ class MonitorService(Service):
         return routes
 
 
-def _dashboard(settings: MonitorSettings, handlers: MonitorHandlers) -> Dashboard | None:
-    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra)."""
+def _dashboard(
+    settings: MonitorSettings,
+    handlers: MonitorHandlers,
+    record_url: str | None,
+    service: Service,
+) -> Dashboard | None:
+    """The web dashboard when ``BOSON_DASHBOARD_PORT`` is set (it needs the ``web`` extra);
+    it reads the task record at ``record_url`` (None: no record, no Tasks page) and
+    cancels through the service's publisher."""
     if settings.dashboard_port is None:
         return None
     try:
+        from boson_services.monitor.dashboard.actions import BusCanceller
         from boson_services.monitor.dashboard.server import Dashboard
     except ImportError as error:
         raise ConfigError(
             f"the dashboard needs the web extra (pip install 'boson[web]'): {error}"
         ) from error
-    return Dashboard(settings, handlers)
+    canceller = BusCanceller(
+        service.publisher.publish, service.names, reply_to=f"dashboard-{settings.instance_id}"
+    )
+    return Dashboard(settings, handlers, record_url=record_url, canceller=canceller)
 
 
 def create(settings: MonitorSettings, transport: Transport, codec: Codec) -> MonitorService:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
 from boson_services.monitor.metrics import MonitorMetrics
@@ -14,6 +14,7 @@ from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
     NodeHeartbeat,
+    PlacementExplanation,
     TaskPlaced,
     TaskResult,
 )
@@ -22,6 +23,9 @@ from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 
 RECENT_ALERTS = 200
+RECENT_EXPLANATIONS = 100
+"""Placement explanations kept for the dashboard's task page (each lists
+every node, so few are kept)."""
 MEMBERSHIP_SNAPSHOT_GAP_S = 0.2
 """Least time between two snapshots sent because membership changed: a
 thousand nodes joining at once (a monitor restart) make a few snapshots, not
@@ -53,6 +57,10 @@ class MonitorHandlers:
         self._last_snapshot_at = float("-inf")
         self.recent_alerts: deque[Alert] = deque(maxlen=RECENT_ALERTS)
         """The alerts raised last, newest at the right (the dashboard lists them)."""
+        self.recent_explanations: OrderedDict[str, PlacementExplanation] = OrderedDict()
+        """Why the last tasks submitted with ``explain`` went where they went, by task id."""
+        self.latest_snapshot: ClusterSnapshot | None = None
+        """The snapshot sent last (the dashboard reads it rather than building its own)."""
 
     async def handle(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, NodeHeartbeat):
@@ -83,6 +91,10 @@ class MonitorHandlers:
         self.metrics.placement_latency.observe(
             max(0.0, placed.placed_at - placed.task.submitted_at)
         )
+        if placed.explanation is not None:
+            self.recent_explanations[placed.task.task_id] = placed.explanation
+            while len(self.recent_explanations) > RECENT_EXPLANATIONS:
+                self.recent_explanations.popitem(last=False)
         return []
 
     def on_result(self, result: TaskResult) -> list[Emit]:
@@ -135,6 +147,7 @@ class MonitorHandlers:
         )
         for node in snapshot.nodes:
             self.metrics.node_on_probation.labels(node.node_id).set(int(node.on_probation))
+        self.latest_snapshot = snapshot
         return snapshot
 
     def snapshot_emit(self) -> Emit:
@@ -147,4 +160,4 @@ class MonitorHandlers:
         return [Emit(Route(self.names.events_exchange, rk_alert(a.reason)), a) for a in alerts]
 
 
-__all__ = ["MonitorHandlers"]
+__all__ = ["RECENT_EXPLANATIONS", "MonitorHandlers"]

@@ -108,30 +108,7 @@ class RecordKeeper:
 
     async def answer(self, query: RecordQuery) -> RecordReply:
         """The reply to ``query``: records, or a typed reason why not."""
-        try:
-            if query.task_id is not None:
-                record = await self.store.get(query.task_id)
-                return RecordReply(query_id=query.message_id, records=(record,))
-            page = await self.store.list(
-                TaskQuery(
-                    state=query.state,
-                    handler=query.handler,
-                    node_id=query.node_id,
-                    since=query.since,
-                    until=query.until,
-                    limit=query.limit,
-                    cursor=query.cursor,
-                )
-            )
-        except TaskNotFoundError as error:
-            return RecordReply(query_id=query.message_id, error="not-found", detail=str(error))
-        except InvalidQueryError as error:
-            return RecordReply(query_id=query.message_id, error="bad-query", detail=str(error))
-        except RecordUnavailableError as error:
-            return RecordReply(query_id=query.message_id, error="unavailable", detail=str(error))
-        # A page lists tasks; outputs and logs come one task at a time (they may be large).
-        records = tuple(r.model_copy(update={"output": None, "logs": None}) for r in page.records)
-        return RecordReply(query_id=query.message_id, records=records, next_cursor=page.next_cursor)
+        return await answer(self.store, query)
 
     async def sweep(self) -> list[Emit]:
         """Expire old records; announce the blobs the rest still refer to."""
@@ -147,4 +124,37 @@ class RecordKeeper:
         return [Emit(Route(self.names.events_exchange, RK_BLOBS_REFERENCED), referenced)]
 
 
-__all__ = ["RecordKeeper"]
+async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
+    """The record's answer to ``query`` from ``store``: records, or a typed reason why not.
+
+    The one code path of every read of the record: queries over the bus
+    (``boson task``, ``boson tasks``, ``Client.get``) and the dashboard's
+    ``/api/tasks`` both come here, so the CLI and the page never disagree.
+    """
+    try:
+        if query.task_id is not None:
+            record = await store.get(query.task_id)
+            return RecordReply(query_id=query.message_id, records=(record,))
+        page = await store.list(
+            TaskQuery(
+                state=query.state,
+                handler=query.handler,
+                node_id=query.node_id,
+                since=query.since,
+                until=query.until,
+                limit=query.limit,
+                cursor=query.cursor,
+            )
+        )
+    except TaskNotFoundError as error:
+        return RecordReply(query_id=query.message_id, error="not-found", detail=str(error))
+    except InvalidQueryError as error:
+        return RecordReply(query_id=query.message_id, error="bad-query", detail=str(error))
+    except RecordUnavailableError as error:
+        return RecordReply(query_id=query.message_id, error="unavailable", detail=str(error))
+    # A page lists tasks; outputs and logs come one task at a time (they may be large).
+    records = tuple(r.model_copy(update={"output": None, "logs": None}) for r in page.records)
+    return RecordReply(query_id=query.message_id, records=records, next_cursor=page.next_cursor)
+
+
+__all__ = ["RecordKeeper", "answer"]

@@ -272,14 +272,15 @@ def channels(names: Names) -> tuple[Channel, ...]:
             "topic",
             RK_CANCEL,
             (CancelTask,),
-            ("client",),
+            ("client", "monitor"),
             (
                 subscriber("balancer", RK_CANCEL),
                 Consumer("executor", own_queue, RK_CANCEL),
             ),
             False,
-            "Stop these tasks: every balancer and executor hears it; whoever holds a task "
-            "stops it, the others remember the ids so the task never starts.",
+            "Stop these tasks (from a client, or from the dashboard's cancel): every balancer "
+            "and executor hears it; whoever holds a task stops it, the others remember the ids "
+            "so the task never starts.",
         ),
         Channel(
             "taskCancelAnswer",

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, event, func, or_, select, union, update
+from sqlalchemy import Select, bindparam, delete, event, func, or_, select, tuple_, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -356,12 +356,10 @@ def _filtered(statement: Select[Any], query: TaskQuery) -> Select[Any]:
         conditions.append(tasks.c.submitted_at < query.until)
     if query.cursor is not None:
         at, task_id = decode_cursor(query.cursor)
-        conditions.append(
-            or_(
-                tasks.c.submitted_at < at,
-                and_(tasks.c.submitted_at == at, tasks.c.task_id < task_id),
-            )
-        )
+        # A row comparison, not "a < x OR (a = x AND b < y)": the database
+        # turns it into a bound on the (submitted_at, task_id) index, so a
+        # deep page starts where it should instead of filtering every newer row.
+        conditions.append(tuple_(tasks.c.submitted_at, tasks.c.task_id) < tuple_(at, task_id))
     if conditions:
         statement = statement.where(*conditions)
     return statement.order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc()).limit(

@@ -341,6 +341,9 @@ async def test_openapi_lists_every_endpoint(
         "/api/alerts",
         "/api/alerts/{alert_id}/acknowledge",
         "/api/throughput",
+        "/api/tasks",
+        "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/cancel",
         "/api/events",
     }
 

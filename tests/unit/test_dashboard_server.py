@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 import tomllib
+from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.errors import ConfigError
-from tests.support.monitor import monitor_state
+from tests.support.monitor import heartbeat, monitor_state
 
 
 def settings(**values: object) -> MonitorSettings:
@@ -39,6 +42,45 @@ async def test_it_listens_on_loopback_and_stops() -> None:
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient(timeout=2) as http:
             await http.get(dashboard.url)
+
+
+async def test_it_serves_from_its_own_thread_what_the_monitor_captured() -> None:
+    """Requests never run on the monitor's loop: they see the state captured last."""
+    handlers, _ = monitor_state()
+    dashboard = Dashboard(settings(), handlers)
+    await dashboard.start()
+    try:
+        async with httpx.AsyncClient(base_url=dashboard.url, timeout=5) as http:
+            handlers.on_heartbeat(heartbeat("node-0009"))
+            handlers.tick()
+            assert (await http.get("/api/cluster")).json()["nodes"] == 3  # not captured yet
+            dashboard.capture()
+            assert (await http.get("/api/cluster")).json()["nodes"] == 4
+    finally:
+        await dashboard.stop()
+
+
+class ThreadNoting:
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    async def cancel(self, task_ids: Sequence[str]) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+async def test_cancel_crosses_back_to_the_monitors_loop() -> None:
+    handlers, _ = monitor_state()
+    noting = ThreadNoting()
+    dashboard = Dashboard(settings(api_token=SecretStr("t0ken")), handlers, canceller=noting)
+    await dashboard.start()
+    try:
+        canceller = dashboard.source.canceller
+        assert canceller is not None
+        # Called from another loop on another thread, as a request would.
+        await asyncio.to_thread(asyncio.run, canceller.cancel(["task-1"]))
+    finally:
+        await dashboard.stop()
+    assert noting.threads == [threading.current_thread().name]
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::", "dashboard.example"])

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boson_services.monitor.dashboard import pages
-from boson_services.monitor.dashboard.api import FEATURES, api_router
+from boson_services.monitor.dashboard.api import api_router, features
 from boson_services.monitor.dashboard.security import Guard, Limits, ProblemError, RateLimiter
 from boson_services.monitor.dashboard.source import DashboardSource
 
@@ -52,7 +52,6 @@ def build_app(
     *,
     requests_per_s: float,
     max_body_bytes: int,
-    features: frozenset[str] = FEATURES,
 ) -> FastAPI:
     app = FastAPI(
         title="Boson dashboard API",
@@ -63,7 +62,7 @@ def build_app(
         openapi_url="/api/openapi.json",
     )
     app.include_router(api_router(source, guard))
-    app.include_router(pages.router(features, guard.reading_needs_token))
+    app.include_router(pages.router(features(source), guard.reading_needs_token))
     app.mount("/static", StaticFiles(directory=str(pages.STATIC)), name="static")
 
     @app.exception_handler(ProblemError)

@@ -24,6 +24,9 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 """(feature, path, title) of every page, in navigation order; a page whose
 feature is not available yet has no route and no navigation entry."""
 
+TASK_PAGE = "/tasks/{task_id}"
+"""One task's page (with the ``tasks`` feature; no navigation entry of its own)."""
+
 TEMPLATES = resources.files("boson_services.monitor.dashboard") / "templates"
 STATIC = resources.files("boson_services.monitor.dashboard") / "static"
 
@@ -42,11 +45,12 @@ def router(features: frozenset[str], reading_needs_token: bool) -> APIRouter:
     jinja = templates()
     navigation = [(path, title) for feature, path, title in PAGES if feature in features]
 
-    def add(feature: str, path: str, title: str) -> None:
+    def add(feature: str, path: str, title: str, template: str) -> None:
+        # The shell is the same for every task: its script reads the id from the path.
         async def page(request: Request) -> HTMLResponse:
             return jinja.TemplateResponse(
                 request,
-                f"{feature}.html",
+                template,
                 {
                     "title": title,
                     "feature": feature,
@@ -60,8 +64,10 @@ def router(features: frozenset[str], reading_needs_token: bool) -> APIRouter:
 
     for feature, path, title in PAGES:
         if feature in features:
-            add(feature, path, title)
+            add(feature, path, title, f"{feature}.html")
+    if "tasks" in features:
+        add("task", TASK_PAGE, "Tasks", "task.html")
     return pages
 
 
-__all__ = ["PAGES", "STATIC", "TEMPLATES", "router", "templates"]
+__all__ = ["PAGES", "STATIC", "TASK_PAGE", "TEMPLATES", "router", "templates"]

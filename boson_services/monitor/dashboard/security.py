@@ -58,12 +58,12 @@ class Guard:
             return ProblemError(401, "this needs the API token (a bearer header)", _CHALLENGE)
         return ProblemError(401, "wrong API token", _CHALLENGE)
 
-    def read(self, request: Request) -> None:
+    async def read(self, request: Request) -> None:
         """A FastAPI dependency of every read endpoint."""
         if self.reading_needs_token and not self._matches(request):
             raise self._missing_or_wrong(request)
 
-    def act(self, request: Request) -> None:
+    async def act(self, request: Request) -> None:
         """A FastAPI dependency of every action (acknowledge now, cancel later)."""
         if self.token is None or not self.token.get_secret_value():
             raise ProblemError(

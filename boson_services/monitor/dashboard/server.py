@@ -1,8 +1,13 @@
-"""The dashboard inside the monitor: uvicorn on the monitor's event loop.
+"""The dashboard inside the monitor: uvicorn on a thread and event loop of its own.
 
-Started after the monitor consumes and stopped before it drains. The server
-leaves the process's signals alone — the monitor's own SIGTERM handling
-drains it — and its history job runs beside it.
+Started after the monitor consumes and stopped before it drains. A request
+never waits behind the monitor's message work: the monitor's loop only
+captures its state once per snapshot tick (:meth:`Dashboard.capture`, a few
+reference copies) and the dashboard's thread serves from the latest capture,
+reads the task record over connections of its own, and keeps the history.
+Actions that must reach the bus (cancel) cross back to the monitor's loop.
+The server leaves the process's signals alone — the monitor's own SIGTERM
+handling drains it.
 """
 
 from __future__ import annotations
@@ -11,21 +16,26 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Iterator
 
 import uvicorn
 
+from boson_services.monitor.dashboard.actions import Canceller, OnLoop
 from boson_services.monitor.dashboard.app import build_app
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
+from boson_services.monitor.dashboard.tasks import TaskReader
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.settings import MonitorSettings, is_loopback
 from boson_shared.errors import ConfigError
+from boson_shared.record.store import RecordStore
 
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -43,12 +53,16 @@ class Dashboard:
         self,
         settings: MonitorSettings,
         handlers: MonitorHandlers,
+        *,
+        record_url: str | None = None,
+        canceller: Canceller | None = None,
     ) -> None:
         refusal = settings.dashboard_refusal()
         if refusal is not None:
             raise ConfigError(refusal)
         metrics = handlers.metrics
         self.settings = settings
+        self.canceller = canceller
         self.source = DashboardSource(
             handlers,
             History(
@@ -58,6 +72,9 @@ class Dashboard:
                 interval_s=settings.dashboard_history_interval_s,
             ),
             live_interval_s=settings.dashboard_live_interval_s,
+            capture_on_read=False,
+            # No I/O yet: its connections open on the dashboard's loop, at the first read.
+            tasks=TaskReader(RecordStore.open(record_url)) if record_url is not None else None,
         )
         self.guard = Guard(
             token=settings.api_token,
@@ -70,7 +87,8 @@ class Dashboard:
             max_body_bytes=settings.dashboard_max_body_bytes,
         )
         self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self.port: int | None = None
 
     @property
@@ -79,9 +97,16 @@ class Dashboard:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}/"
 
+    def capture(self) -> None:
+        """Hand the dashboard the monitor's state now (on the monitor's loop, once per tick)."""
+        self.source.publish(self.source.capture())
+
     async def start(self) -> None:
         """Listen; returns once it accepts, or raises a ConfigError saying why not."""
         assert self.settings.dashboard_port is not None
+        self.source.publish(self.source.capture(fresh=True))
+        if self.canceller is not None:
+            self.source.canceller = OnLoop(self.canceller, asyncio.get_running_loop())
         config = uvicorn.Config(
             self.app,
             host=self.settings.dashboard_host,
@@ -96,14 +121,45 @@ class Dashboard:
         listener = self._listen()
         server = _Server(config)
         self._server = server
-        self._task = asyncio.create_task(server.serve([listener]), name="monitor:dashboard")
+        self._thread = threading.Thread(
+            target=self._run, args=(server, listener), name="monitor:dashboard", daemon=True
+        )
+        self._thread.start()
         async with asyncio.timeout(_START_TIMEOUT_S):
             while not server.started:
-                if self._task.done():
-                    self._task.result()
+                if not self._thread.is_alive():
+                    raise ConfigError(f"the dashboard did not start: {self._failure!r}")
                 await asyncio.sleep(0.01)
         self.port = listener.getsockname()[1]
         logger.info("dashboard at %s", self.url)
+
+    def _run(self, server: _Server, listener: socket.socket) -> None:
+        """The dashboard's thread: its own event loop, until the server exits."""
+        try:
+            asyncio.run(self._serve(server, listener))
+        except BaseException as error:  # reported to start(), or logged at stop
+            self._failure = error
+            logger.exception("the dashboard stopped")
+
+    async def _serve(self, server: _Server, listener: socket.socket) -> None:
+        history = asyncio.create_task(self._keep_history(), name="dashboard:history")
+        try:
+            await server.serve([listener])
+        finally:
+            history.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await history
+            if self.source.tasks is not None:
+                with contextlib.suppress(Exception):
+                    await self.source.tasks.close()
+
+    async def _keep_history(self) -> None:
+        while True:
+            await asyncio.sleep(self.source.history.interval_s)
+            try:
+                self.source.sample()
+            except Exception:  # one bad sample must not end the history
+                logger.exception("dashboard history sample failed")
 
     def _listen(self) -> socket.socket:
         """The listening socket, bound here so that a busy port is a clear ConfigError."""
@@ -118,17 +174,14 @@ class Dashboard:
             raise ConfigError(f"the dashboard cannot listen on {host}:{port}: {error}") from error
         return listener
 
-    async def sample(self) -> None:
-        """The history's periodic job."""
-        self.source.sample()
-
     async def stop(self) -> None:
-        if self._server is None or self._task is None:
+        if self._server is None or self._thread is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, timeout=5.0)
-        self._task = None
+        thread, self._thread = self._thread, None
+        await asyncio.to_thread(thread.join, _STOP_TIMEOUT_S)
+        if thread.is_alive():
+            logger.warning("the dashboard did not stop within %.0f s", _STOP_TIMEOUT_S)
 
 
 __all__ = ["Dashboard"]

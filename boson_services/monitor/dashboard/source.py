@@ -1,19 +1,26 @@
 """What the dashboard reads: the monitor's live state, shaped for the API.
 
-The dashboard runs inside the monitor process and reads its state directly —
-the :class:`ClusterView`, the balancer backlog, the recent alerts and the
-Prometheus metrics — never a copy that could lag or disagree. Reading is
-synchronous and never awaits, so a request sees one consistent moment of the
-event loop the monitor's handlers also run on.
+The dashboard runs inside the monitor process, but on a thread and event loop
+of its own, so a request never waits behind the monitor's message work. The
+two meet in one place: :meth:`DashboardSource.capture`, run on the monitor's
+loop (after each snapshot tick), takes a :class:`MonitorState` — the node
+states of the snapshot just sent, the backlog, the recent alerts and
+placement explanations, which nodes are overloaded — immutable once taken,
+and :meth:`DashboardSource.publish` swaps it in with one reference
+assignment. The dashboard's thread only ever reads the latest state (and the
+Prometheus metrics, which are thread-safe), so the two threads share no
+mutable structure. In process (tests), ``capture_on_read`` captures on
+demand instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
+from boson_services.monitor.dashboard.actions import Canceller
 from boson_services.monitor.dashboard.history import History, Sample, counter_value
 from boson_services.monitor.dashboard.present import (
     ClusterTotals,
@@ -26,8 +33,9 @@ from boson_services.monitor.dashboard.present import (
     nodes_page,
     totals,
 )
+from boson_services.monitor.dashboard.tasks import TaskReader
 from boson_services.monitor.handlers import MonitorHandlers
-from boson_shared.contract.messages import Alert, NodeState
+from boson_shared.contract.messages import Alert, NodeState, PlacementExplanation
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -74,10 +82,25 @@ class Summary(Out):
 
 
 @dataclass(frozen=True)
-class Moment:
-    """The cluster shaped once, shared by every request for ``max_age_s``."""
+class MonitorState:
+    """What the monitor knew at one moment: immutable, safe to read from any thread."""
 
     taken: float
+    """Monotonic seconds."""
+    nodes: tuple[NodeState, ...]
+    backlog: int
+    backlog_threshold: int
+    recent_alerts: tuple[Alert, ...]
+    overloaded: Mapping[str, float] = field(default_factory=dict)
+    """Nodes overloaded long enough to alert, with their measured load."""
+    explanations: Mapping[str, PlacementExplanation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One state shaped once, shared by every request until the next state."""
+
+    state: MonitorState
     nodes: list[NodeOut]
     totals: ClusterTotals
 
@@ -92,6 +115,9 @@ class DashboardSource:
         *,
         live_interval_s: float = 2.0,
         max_age_s: float = 0.5,
+        capture_on_read: bool = True,
+        tasks: TaskReader | None = None,
+        canceller: Canceller | None = None,
         wall_clock: Callable[[], float] = time.time,
         age_clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -102,27 +128,78 @@ class DashboardSource:
         self.wall_clock = wall_clock
         self.acknowledged: set[str] = set()
         self.max_age_s = max_age_s
-        """How stale a read may be: shaping a thousand nodes once per this, not
-        once per request, keeps reads cheap however many clients ask."""
+        """With ``capture_on_read``: how stale a read may be before it captures again."""
+        self.capture_on_read = capture_on_read
+        """Capture on the reading thread (in process only: the handlers' thread)."""
         self.age_clock = age_clock
+        self.tasks = tasks
+        """The task record (None: this monitor keeps none)."""
+        self.canceller = canceller
+        """What cancels tasks (None: cancel is not available)."""
+        self._state: MonitorState | None = None
         self._moment: Moment | None = None
+
+    # -- the state, taken on the monitor's loop ----------------------------------
+
+    def capture(self, *, fresh: bool = False) -> MonitorState:
+        """The monitor's state now. Call it where the handlers run (the monitor's loop).
+
+        The node states are the last snapshot's (built anyway, once per tick)
+        unless ``fresh`` or there is none yet.
+        """
+        handlers = self.handlers
+        snapshot = handlers.latest_snapshot
+        if fresh or snapshot is None:
+            nodes = tuple(handlers.view.node_states(handlers.clock()))
+        else:
+            nodes = snapshot.nodes
+        overloaded = {
+            node_id: max(record.heartbeat.measured_cpu, record.heartbeat.measured_memory)
+            for node_id, record in handlers.view.nodes.items()
+            if record.alive and record.overload_alerted
+        }
+        return MonitorState(
+            taken=self.age_clock(),
+            nodes=nodes,
+            backlog=handlers.backlog.pending + handlers.backlog.held,
+            backlog_threshold=handlers.backlog_alert_threshold,
+            recent_alerts=tuple(handlers.recent_alerts),
+            overloaded=overloaded,
+            explanations=dict(handlers.recent_explanations),
+        )
+
+    def publish(self, state: MonitorState) -> None:
+        """Make ``state`` the one readers see (one reference swap: atomic)."""
+        self._state = state
+
+    def state(self) -> MonitorState:
+        state = self._state
+        if self.capture_on_read and (
+            state is None or self.age_clock() - state.taken >= self.max_age_s
+        ):
+            state = self.capture(fresh=True)
+            self.publish(state)
+        if state is None:
+            raise RuntimeError("the dashboard read before the monitor captured its state")
+        return state
 
     # -- cluster -----------------------------------------------------------
 
-    def node_states(self) -> list[NodeState]:
-        return self.handlers.view.node_states(self.handlers.clock())
+    def node_states(self) -> tuple[NodeState, ...]:
+        return self.state().nodes
 
     def backlog(self) -> int:
-        return self.handlers.backlog.pending + self.handlers.backlog.held
+        return self.state().backlog
 
     def moment(self) -> Moment:
-        now = self.age_clock()
-        if self._moment is None or now - self._moment.taken >= self.max_age_s:
-            states = self.node_states()
-            self._moment = Moment(
-                now, [node_out(node) for node in states], totals(states, self.backlog())
+        state = self.state()
+        moment = self._moment
+        if moment is None or moment.state is not state:
+            moment = Moment(
+                state, [node_out(node) for node in state.nodes], totals(state.nodes, state.backlog)
             )
-        return self._moment
+            self._moment = moment
+        return moment
 
     def totals(self) -> ClusterTotals:
         return self.moment().totals
@@ -146,17 +223,22 @@ class DashboardSource:
         )
 
     def sample(self) -> Sample | None:
-        """Add one point to the history (the dashboard's periodic job)."""
-        return self.history.take(self.node_states(), self.backlog(), self.wall_clock())
+        """Add one point to the history (the dashboard's periodic job, on its own loop)."""
+        state = self.state()
+        return self.history.take(state.nodes, state.backlog, self.wall_clock())
+
+    def explanation(self, task_id: str) -> PlacementExplanation | None:
+        """Why a recent task submitted with ``explain`` went where it went."""
+        return self.state().explanations.get(task_id)
 
     # -- alerts ------------------------------------------------------------
 
     def active(self) -> list[ActiveCondition]:
-        view = self.handlers.view
+        state = self.state()
         found: list[ActiveCondition] = []
-        for node_id in sorted(view.nodes):
-            record = view.nodes[node_id]
-            if not record.alive:
+        for node in state.nodes:
+            node_id = node.node_id
+            if not node.alive:
                 found.append(
                     ActiveCondition(
                         reason="node-down",
@@ -165,18 +247,16 @@ class DashboardSource:
                         detail=f"node {node_id} sends no heartbeats",
                     )
                 )
-            elif record.overload_alerted:
-                beat = record.heartbeat
-                load = max(beat.measured_cpu, beat.measured_memory)
+            elif node_id in state.overloaded:
                 found.append(
                     ActiveCondition(
                         reason="overload",
                         severity="warning",
                         node_id=node_id,
-                        detail=f"node {node_id} measured at {load:.0%}",
+                        detail=f"node {node_id} measured at {state.overloaded[node_id]:.0%}",
                     )
                 )
-        backlog, threshold = self.backlog(), self.handlers.backlog_alert_threshold
+        backlog, threshold = state.backlog, state.backlog_threshold
         if backlog >= threshold:
             found.append(
                 ActiveCondition(
@@ -189,7 +269,7 @@ class DashboardSource:
         return sorted(found, key=lambda condition: condition.severity != "critical")
 
     def find_alert(self, alert_id: str) -> Alert | None:
-        for alert in self.handlers.recent_alerts:
+        for alert in self.state().recent_alerts:
             if alert.message_id == alert_id:
                 return alert
         return None
@@ -198,7 +278,7 @@ class DashboardSource:
         """Mark a recent alert seen; False when no recent alert has that id."""
         if self.find_alert(alert_id) is None:
             return False
-        known = {alert.message_id for alert in self.handlers.recent_alerts}
+        known = {alert.message_id for alert in self.state().recent_alerts}
         self.acknowledged = {seen for seen in self.acknowledged if seen in known}
         self.acknowledged.add(alert_id)
         return True
@@ -215,7 +295,7 @@ class DashboardSource:
                 raised_at=alert.raised_at,
                 acknowledged=alert.message_id in self.acknowledged,
             )
-            for alert in reversed(self.handlers.recent_alerts)
+            for alert in reversed(self.state().recent_alerts)
         ]
         return AlertsOut(active=self.active(), recent=recent)
 
@@ -246,6 +326,7 @@ __all__ = [
     "AlertsOut",
     "DashboardSource",
     "Moment",
+    "MonitorState",
     "Summary",
     "ThroughputOut",
 ]

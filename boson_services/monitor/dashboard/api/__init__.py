@@ -1,12 +1,11 @@
 """The dashboard's JSON API under ``/api``, one module per subject.
 
 ``cluster`` (nodes, totals), ``alerts`` (active conditions, recent alerts and
-their acknowledgement — the first action, guarded like every action will be)
-and ``throughput`` (the last hour) answer now; ``events`` is the live stream
-the pages listen to. The task record's subjects slot in the same way, as
-``tasks`` (the list and one task, with its cancel action) and ``tenants``:
-a module with a ``router(source, guard)`` added to :data:`SUBJECTS`, and a
-feature name in :data:`FEATURES` so the page shows its navigation entry.
+their acknowledgement, an action), ``throughput`` (the last hour), ``tasks``
+(the record's list, one task, and cancel, an action); ``events`` is the live
+stream the pages listen to. Tenants will slot in the same way: a module with
+a ``router(source, guard)`` added to :data:`SUBJECTS`, and a feature name in
+:func:`features` so the page shows its navigation entry.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from boson_services.monitor.dashboard.api import alerts, cluster, events, throughput
+from boson_services.monitor.dashboard.api import alerts, cluster, events, tasks, throughput
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
 
@@ -23,12 +22,18 @@ SUBJECTS: tuple[Callable[[DashboardSource, Guard], APIRouter], ...] = (
     cluster.router,
     alerts.router,
     throughput.router,
+    tasks.router,
     events.router,
 )
 """Every API subject, in the order the OpenAPI document lists them."""
 
 FEATURES: frozenset[str] = frozenset({"cluster", "alerts", "throughput"})
-"""The pages the navigation shows; ``tasks``, ``tenants`` join with their subjects."""
+"""The pages every dashboard shows; ``tasks`` joins with a task record."""
+
+
+def features(source: DashboardSource) -> frozenset[str]:
+    """The pages this dashboard shows (``tenants`` joins with its subject)."""
+    return FEATURES | ({"tasks"} if source.tasks is not None else frozenset())
 
 
 def api_router(source: DashboardSource, guard: Guard) -> APIRouter:
@@ -38,4 +43,4 @@ def api_router(source: DashboardSource, guard: Guard) -> APIRouter:
     return api
 
 
-__all__ = ["FEATURES", "SUBJECTS", "api_router"]
+__all__ = ["FEATURES", "SUBJECTS", "api_router", "features"]

@@ -31,7 +31,7 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         dependencies=[Depends(guard.read)],
         summary="What is wrong now, and the alerts raised last",
     )
-    def alerts() -> AlertsOut:
+    async def alerts() -> AlertsOut:
         return source.alerts()
 
     @api.post(
@@ -40,7 +40,7 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         dependencies=[Depends(guard.act)],
         summary="Mark a recent alert as seen (needs the API token)",
     )
-    def acknowledge(alert_id: AlertId, body: Acknowledgement | None = None) -> Acknowledged:
+    async def acknowledge(alert_id: AlertId, body: Acknowledgement | None = None) -> Acknowledged:
         if not source.acknowledge(alert_id):
             raise ProblemError(404, f"no recent alert {alert_id}")
         return Acknowledged(alert_id=alert_id, acknowledged=True)

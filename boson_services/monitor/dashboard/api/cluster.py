@@ -17,11 +17,11 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
     api = APIRouter(tags=["cluster"], dependencies=[Depends(guard.read)])
 
     @api.get("/cluster", response_model=ClusterTotals, summary="Totals of the whole cluster")
-    def cluster() -> ClusterTotals:
+    async def cluster() -> ClusterTotals:
         return source.totals()
 
     @api.get("/nodes", response_model=NodesPage, summary="One page of nodes")
-    def nodes(
+    async def nodes(
         status: Annotated[NodeStatus | None, Query(description="only nodes in this state")] = None,
         search: Annotated[str, Query(max_length=64, description="node id contains")] = "",
         sort: Annotated[NodeSort, Query(description="busiest first, or by id")] = "id",

@@ -12,7 +12,7 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
     api = APIRouter(tags=["throughput"], dependencies=[Depends(guard.read)])
 
     @api.get("/throughput", response_model=ThroughputOut, summary="The last hour, sampled")
-    def throughput() -> ThroughputOut:
+    async def throughput() -> ThroughputOut:
         return source.throughput()
 
     return api

@@ -177,7 +177,141 @@ async function refreshThroughput() {
     columns(t.samples, ["latency_p50_s", "latency_p99_s"]));
 }
 
-const REFRESH = { cluster: refreshCluster, alerts: refreshAlerts, throughput: refreshThroughput };
+// -- tasks ---------------------------------------------------------------------
+
+const when = (t) => (t === null || t === undefined ? "–" : new Date(t * 1000).toLocaleString());
+const taskPages = { cursors: [null], index: 0 };
+
+function taskFilters() {
+  const params = new URLSearchParams({ limit: 50 });
+  const state = document.getElementById("task-state").value;
+  if (state) params.set("state", state);
+  for (const [id, name] of [["task-handler", "handler"], ["task-node", "node"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  const since = document.getElementById("task-since").value;
+  if (since) params.set("since", (Date.now() / 1000 - Number(since)).toFixed(3));
+  const cursor = taskPages.cursors[taskPages.index];
+  if (cursor) params.set("cursor", cursor);
+  return params;
+}
+
+async function refreshTasks() {
+  const error = document.getElementById("task-error");
+  let page;
+  try {
+    page = await api("/api/tasks?" + taskFilters());
+    error.textContent = "";
+  } catch (failure) {
+    error.textContent = failure.message;
+    return;
+  }
+  taskPages.cursors.length = taskPages.index + 1;
+  if (page.next_cursor) taskPages.cursors.push(page.next_cursor);
+  const first = taskPages.index * page.limit;
+  document.getElementById("tasks-count").textContent =
+    page.tasks.length ? `${first + 1}–${first + page.tasks.length}` : "none";
+  document.getElementById("task-page-label").textContent = `page ${taskPages.index + 1}`;
+  document.getElementById("task-prev").disabled = taskPages.index === 0;
+  document.getElementById("task-next").disabled = !page.next_cursor;
+  document.getElementById("tasks").replaceChildren(...page.tasks.map((t) =>
+    el("tr", { "data-task": t.task_id, "data-state": t.state },
+      el("td", {}, el("a", { href: "/tasks/" + encodeURIComponent(t.task_id) }, t.task_id)),
+      el("td", {}, el("span", { class: "state " + t.state }, t.state)),
+      el("td", {}, t.handler || "–"), el("td", {}, t.node_id || "–"),
+      el("td", {}, when(t.submitted_at)),
+      el("td", { class: "num" }, t.finished_at ? num(t.finished_at - t.submitted_at, 3) + " s" : "–"),
+      el("td", {}, t.error ? `${t.error.error_type}: ${t.error.message}`.slice(0, 120) : ""))));
+}
+
+const taskId = page === "task" ? decodeURIComponent(location.pathname.split("/").pop()) : null;
+
+function useBar(demand, measured) {
+  if (demand === null || measured === null || !(demand > 0)) return "";
+  return bar(Math.min(1, measured / demand), null);
+}
+
+async function refreshTask() {
+  let task;
+  try {
+    task = await api("/api/tasks/" + encodeURIComponent(taskId));
+  } catch (failure) {
+    document.getElementById("task-error").textContent = failure.message;
+    return;
+  }
+  document.getElementById("task-error").textContent = "";
+  const r = task.record;
+  document.getElementById("task-id").textContent = r.task_id;
+  const state = document.getElementById("task-state");
+  state.textContent = r.state; state.className = "state " + r.state;
+  document.body.dataset.taskState = r.state;
+  document.getElementById("cancel").hidden = task.terminal;
+  const cards = [card("handler", r.handler || "–"), card("node", r.node_id || "–"),
+    card("attempts", r.attempts), card("dispatches", r.dispatches),
+    card("submitted", when(r.submitted_at)),
+    card("ran for", task.duration_s === null ? "–" : num(task.duration_s, 3) + " s")];
+  if (r.error) cards.push(card("error", `${r.error.error_type}: ${r.error.message}`));
+  document.getElementById("task-cards").replaceChildren(...cards);
+  document.getElementById("timeline").replaceChildren(...r.timeline.map((e) =>
+    el("tr", { "data-stage": e.stage },
+      el("td", {}, el("span", { class: "state " + e.stage }, e.stage)), el("td", {}, when(e.at)),
+      el("td", { class: "num" }, num(e.at - r.submitted_at, 3)),
+      el("td", {}, e.node_id || "–"), el("td", {}, e.source || "–"))));
+  document.getElementById("use").replaceChildren(...task.use.map((u) =>
+    el("tr", { "data-resource": u.resource }, el("td", {}, u.resource),
+      el("td", { class: "num" }, u.demand === null ? "–" : num(u.demand, 2)),
+      el("td", { class: "num" }, u.measured === null ? "–" : num(u.measured, 3)),
+      el("td", {}, useBar(u.demand, u.measured)), el("td", { class: "legend" }, u.measured_as))));
+  const placement = task.placement;
+  document.getElementById("placement-summary").textContent = placement.summary +
+    (placement.explanation ? ` — best ${placement.explanation.nodes.length} of ${placement.explained_nodes} nodes:` : "");
+  const table = document.getElementById("explanation");
+  table.hidden = !placement.explanation;
+  if (placement.explanation) {
+    table.tBodies[0].replaceChildren(...placement.explanation.nodes.map((n) =>
+      el("tr", { class: n.node_id === placement.placed_on ? "chosen" : "" }, el("td", {}, n.node_id),
+        el("td", {}, n.fits ? "yes" : "no"), el("td", { class: "num" }, n.score === null ? "–" : num(n.score, 3)),
+        el("td", { class: "num" }, pct(n.utilisation_before)), el("td", { class: "num" }, pct(n.utilisation_after)))));
+  }
+  const progress = document.getElementById("progress");
+  if (r.progress === null || r.progress === undefined) {
+    progress.replaceChildren(el("span", { class: "legend" }, task.terminal ? "no progress was reported" : "no progress reported yet"));
+  } else {
+    progress.replaceChildren(bar(r.progress, null),
+      el("div", { class: "label", id: "progress-label" },
+        `${pct(r.progress)}${r.progress_message ? " · " + r.progress_message : ""}` +
+        (r.progress_at ? ` · at ${when(r.progress_at)}` : "")));
+  }
+  document.getElementById("logs").textContent = r.logs === null || r.logs === undefined
+    ? (task.terminal ? "no logs kept" : "logs are kept when the task ends") : (r.logs || "(nothing printed)");
+  const p = task.preview;
+  document.getElementById("preview").textContent =
+    p.kind === "inline" ? p.text + (p.truncated ? `\n… (${p.size_bytes} bytes in all)` : "")
+    : p.kind === "stored" ? `kept in the transfer store: ${p.size_bytes} bytes, digest ${p.digest} (boson result ${r.task_id})`
+    : p.kind === "omitted" ? "too large to keep in the record"
+    : r.state === "failed" ? "no result: the task failed"
+    : r.state === "cancelled" ? "no result: the task was cancelled" : "no result yet";
+}
+
+async function cancelTask() {
+  const status = document.getElementById("cancel-status");
+  status.className = ""; status.textContent = "asking…";
+  try {
+    const answer = await api(`/api/tasks/${encodeURIComponent(taskId)}/cancel`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    status.className = "requested";
+    status.textContent = `cancel requested (the task was ${answer.state})`;
+    refreshTask();
+  } catch (error) {
+    status.className = "error"; status.textContent = error.message;
+  }
+}
+
+const REFRESH = {
+  cluster: refreshCluster, alerts: refreshAlerts, throughput: refreshThroughput,
+  tasks: refreshTasks, task: refreshTask,
+};
 
 function refresh(summary) {
   const fn = REFRESH[page];
@@ -234,6 +368,21 @@ if (page === "cluster") {
     nodeQuery.offset = Math.max(0, nodeQuery.offset - nodeQuery.limit); refresh(null); });
   document.getElementById("next").addEventListener("click", () => {
     nodeQuery.offset += nodeQuery.limit; refresh(null); });
+}
+
+if (page === "tasks") {
+  const again = () => { taskPages.cursors = [null]; taskPages.index = 0; refresh(null); };
+  for (const id of ["task-state", "task-since", "task-handler", "task-node"]) {
+    document.getElementById(id).addEventListener("change", again);
+  }
+  document.getElementById("task-prev").addEventListener("click", () => {
+    taskPages.index = Math.max(0, taskPages.index - 1); refresh(null); });
+  document.getElementById("task-next").addEventListener("click", () => {
+    if (taskPages.cursors.length > taskPages.index + 1) { taskPages.index += 1; refresh(null); } });
+}
+
+if (page === "task") {
+  document.getElementById("cancel").addEventListener("click", cancelTask);
 }
 
 start();
