@@ -87,8 +87,8 @@ async def store(tmp_path: Path) -> AsyncIterator[RecordStore]:
             handler="echo" if number < 6 else "sum",
             submitted_at=1_000.0 + number,
         )
-    # One still running: submitted and placed only.
-    events += lifecycle("task-running", submitted_at=2_000.0)[:4]
+    # One still running: placed, assigned and started, no outcome yet.
+    events += lifecycle("task-running", submitted_at=2_000.0)[:3]
     await store.ingest(events)
     try:
         yield store
