@@ -9,7 +9,9 @@ its envelopes by message id, and fails their tasks with that reason instead
 of waiting for results that will never come. The queue is exclusive to the
 client's connection: it follows the connection to whichever broker node it
 fails over to (the dead letters themselves stay in the quorum dead-letter
-queue).
+queue). Its name carries an instance suffix besides the client id, since
+two clients under one id may be connected at once (one under a new key
+while the other still waits for results under the old).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from boson_shared.bus.abc import Delivery, Subscription, Transport
+from boson_shared.contract.messages import new_id
 from boson_shared.contract.topology import (
     HEADER_ERROR,
     HEADER_REASON,
@@ -57,8 +60,8 @@ def explain(reason: str, error: str, source_queue: str) -> str:
     return f"dead-lettered from {source_queue} ({reason}){detail}"
 
 
-def watch_queue(names: Names, client_id: str) -> str:
-    return names.subscriber_queue("client-dead", client_id)
+def watch_queue(names: Names, client_id: str, instance: str) -> str:
+    return names.subscriber_queue("client-dead", f"{client_id}.{instance}")
 
 
 class DeadLetterWatch:
@@ -72,7 +75,7 @@ class DeadLetterWatch:
         on_dead: DeadLetterCallback,
     ) -> None:
         self._transport = transport
-        self.queue = watch_queue(names, client_id)
+        self.queue = watch_queue(names, client_id, new_id()[:8])
         self._topology = Topology(
             queues=(QueueSpec(self.queue, queue_type="classic", durable=False, exclusive=True),),
             bindings=(BindingSpec(self.queue, names.dead_exchange, "#"),),
