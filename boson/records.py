@@ -38,8 +38,8 @@ from boson_shared.errors import (
     InvalidQueryError,
     RecordError,
     RecordUnavailableError,
-    TaskNotFoundError,
 )
+from boson_shared.record.replies import first_problem, raise_for
 from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class RecordReader:
     async def get(self, task_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> TaskRecord:
         """The record of ``task_id`` with its timeline and result."""
         reply = await self.ask(self._query(task_id=task_id), timeout)
-        _raise_for(reply)
+        raise_for(reply)
         if len(reply.records) != 1:
             raise RecordError(f"the record answered {len(reply.records)} tasks for one id")
         return reply.records[0]
@@ -179,33 +179,14 @@ class RecordReader:
             cursor=cursor,
         )
         reply = await self.ask(query, timeout)
-        _raise_for(reply)
+        raise_for(reply)
         return TaskPage(reply.records, reply.next_cursor)
 
     def _query(self, **fields: object) -> RecordQuery:
         try:
             return RecordQuery(reply_to=self.reader_id, **fields)  # type: ignore[arg-type]
         except ValueError as e:
-            raise InvalidQueryError(f"malformed record query: {_first_problem(e)}") from e
-
-
-def _raise_for(reply: RecordReply) -> None:
-    if reply.error == "not-found":
-        raise TaskNotFoundError(reply.detail)
-    if reply.error == "bad-query":
-        raise InvalidQueryError(reply.detail)
-    if reply.error == "unavailable":
-        raise RecordUnavailableError(reply.detail)
-
-
-def _first_problem(error: ValueError) -> str:
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        problems = errors(include_input=False, include_url=False, include_context=False)
-        if problems:
-            first = problems[0]
-            return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-    return str(error).splitlines()[0]
+            raise InvalidQueryError(f"malformed record query: {first_problem(e)}") from e
 
 
 __all__ = ["DEFAULT_TIMEOUT_S", "RecordReader", "TaskPage"]

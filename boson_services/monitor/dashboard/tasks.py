@@ -22,15 +22,13 @@ from boson_shared.contract.messages import (
     TERMINAL_STATES,
     PlacementExplanation,
     RecordQuery,
-    RecordReply,
     TaskRecord,
     TaskState,
 )
 from boson_shared.errors import (
     InvalidQueryError,
-    RecordUnavailableError,
-    TaskNotFoundError,
 )
+from boson_shared.record.replies import first_problem, raise_for
 from boson_shared.record.store import RecordStore
 
 READER_ID = "dashboard"
@@ -104,21 +102,7 @@ def record_query(**fields: Any) -> RecordQuery:
     try:
         return RecordQuery(reply_to=READER_ID, **fields)
     except ValueError as error:
-        problems = getattr(error, "errors", None)
-        if callable(problems):
-            first = problems(include_input=False, include_url=False, include_context=False)[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise InvalidQueryError(f"bad request: {where}: {first['msg']}") from error
-        raise InvalidQueryError(f"bad request: {error}") from error
-
-
-def raise_for(reply: RecordReply) -> None:
-    if reply.error == "not-found":
-        raise TaskNotFoundError(reply.detail)
-    if reply.error == "bad-query":
-        raise InvalidQueryError(reply.detail)
-    if reply.error == "unavailable":
-        raise RecordUnavailableError(reply.detail)
+        raise InvalidQueryError(f"bad request: {first_problem(error)}") from error
 
 
 class TaskReader:
@@ -274,7 +258,6 @@ __all__ = [
     "detail",
     "placement",
     "preview",
-    "raise_for",
     "record_query",
     "use_lines",
 ]
