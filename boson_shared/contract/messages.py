@@ -610,15 +610,16 @@ class TaskEvent(Message):
     The scheduler reports ``placed`` (``pending`` when no node fits yet), the
     balancer ``assigned``, the executor ``started``; the outcome is the
     :class:`TaskResult` itself. The placement carries the submission's
-    inputs too (handler, submitter, sizes, requests, limits): one event fewer
+    inputs too (handler, submitter, tenant, priority, sizes, requests, limits): one event fewer
     per task. A task the scheduler turns away before placing it is reported
     ``submitted``, with the same inputs. Each service fills in only what it
     knows; every event carries the task's submission time, so a record row
     sorts right whichever event reaches the monitor first.
     """
 
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: inputs only on "submitted"
+    schema_version: ClassVar[int] = 3
+    # v1: inputs only on "submitted"; v2: no tenant or priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     kind: Literal["task.event"] = "task.event"
     task_id: Identifier
     stage: TaskStage
@@ -636,6 +637,9 @@ class TaskEvent(Message):
     requests: ResourceRequest | None = None
     timeout_s: NonNegative | None = None
     max_retries: Count | None = None
+    tenant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    """The tenant the task belongs to (an input, like the handler)."""
+    priority: Annotated[int, Field(ge=-1000, le=1000)] | None = None
     node_id: Identifier | None = None
     strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
     demand: ResourceVector | None = None
@@ -698,6 +702,7 @@ class TaskRecord(Model):
     state: TaskState
     handler: HandlerName | None = None
     tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
+    priority: int | None = None
     submitter: Identifier | None = None
     complexity: NonNegative | None = None
     data_size: NonNegative | None = None
@@ -739,12 +744,14 @@ class RecordQuery(Message):
     """
 
     kind: Literal["record.query"] = "record.query"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no cancelled state
+    schema_version: ClassVar[int] = 3
+    # v1: no cancelled state; v2: no tenant filter
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     reply_to: Identifier
     task_id: Identifier | None = None
     state: TaskState | None = None
     handler: HandlerName | None = None
+    tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
     node_id: Identifier | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
@@ -760,8 +767,9 @@ class RecordReply(Message):
     """The record's answer to a :class:`RecordQuery`: records, or why not."""
 
     kind: Literal["record.reply"] = "record.reply"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: records without progress, logs
+    schema_version: ClassVar[int] = 3
+    # v1: records without progress, logs; v2: without priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     query_id: Identifier
     records: tuple[TaskRecord, ...] = ()
     next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None

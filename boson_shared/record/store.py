@@ -39,6 +39,7 @@ from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
 from boson_shared.record.schema import events, tasks
+from boson_shared.scheduling.tenants import DEFAULT_TENANT
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_INLINE_MAX_BYTES = 256 * 1024
@@ -64,6 +65,8 @@ class TaskQuery:
     state: TaskState | None = None
     handler: str | None = None
     node_id: str | None = None
+    tenant: str | None = None
+    """The tenant's tasks; ``default`` includes those recorded before tasks had one."""
     since: float | None = None
     until: float | None = None
     limit: int = 50
@@ -350,6 +353,10 @@ def _filtered(statement: Select[Any], query: TaskQuery) -> Select[Any]:
         conditions.append(tasks.c.handler == query.handler)
     if query.node_id is not None:
         conditions.append(tasks.c.node_id == query.node_id)
+    if query.tenant == DEFAULT_TENANT:
+        conditions.append(or_(tasks.c.tenant == query.tenant, tasks.c.tenant.is_(None)))
+    elif query.tenant is not None:
+        conditions.append(tasks.c.tenant == query.tenant)
     if query.since is not None:
         conditions.append(tasks.c.submitted_at >= query.since)
     if query.until is not None:
