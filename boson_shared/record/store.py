@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from boson_shared.contract.base import DEFAULT_TENANT
 from boson_shared.contract.messages import (
     RECORD_QUERY_MAX_LIMIT,
     TaskProgress,
@@ -39,7 +40,6 @@ from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
 from boson_shared.record.schema import events, tasks
-from boson_shared.scheduling.tenants import DEFAULT_TENANT
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_INLINE_MAX_BYTES = 256 * 1024
