@@ -356,9 +356,10 @@ class Client:
     async def tenants(self, timeout: float = 10.0) -> TenantsReport:
         """The next report of how the tenants share the pool.
 
-        The active balancer publishes one every ``BOSON_REPORT_INTERVAL_S``
-        (the monitor takes the same reports for its gauges and dashboard);
-        ``TimeoutError`` if none comes within ``timeout``.
+        The active balancer publishes one every
+        ``BOSON_TENANTS_REPORT_INTERVAL_S`` (the monitor takes the same
+        reports for its gauges and dashboard); ``TimeoutError`` if none comes
+        within ``timeout``.
         """
         report = await self._next_event(RK_TENANTS, TenantsReport, "tenants", timeout)
         assert isinstance(report, TenantsReport)
