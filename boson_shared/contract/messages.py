@@ -611,9 +611,8 @@ class TaskEvent(Message):
     sorts right whichever event reaches the monitor first.
     """
 
-    schema_version: ClassVar[int] = 3
-    # v1: inputs only on "submitted"; v2: inputs without tenant, priority
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: inputs only on "submitted"
     kind: Literal["task.event"] = "task.event"
     task_id: Identifier
     stage: TaskStage
@@ -631,8 +630,6 @@ class TaskEvent(Message):
     requests: ResourceRequest | None = None
     timeout_s: NonNegative | None = None
     max_retries: Count | None = None
-    tenant: TenantName | None = None
-    priority: Priority | None = None
     node_id: Identifier | None = None
     strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
     demand: ResourceVector | None = None
@@ -668,8 +665,6 @@ def task_event(
             requests=task.requests,
             timeout_s=task.timeout_s,
             max_retries=task.max_retries,
-            tenant=task.tenant,
-            priority=task.priority,
         )
     return TaskEvent(
         message_id=message_id,
