@@ -8,6 +8,8 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, text
 
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import TaskEvent
 from boson_shared.record.merge import RecordEvent
 from boson_shared.record.migrate import alembic_config, head_revision, revision
@@ -28,10 +30,25 @@ async def store(database_url: str) -> AsyncIterator[RecordStore]:
 def of_tenant(
     task_id: str, tenant: str | None, priority: int | None, **options: object
 ) -> list[RecordEvent]:
-    """A lifecycle whose placement (the event with the inputs) names the tenant."""
+    """A lifecycle of a task of ``tenant``; None: as schedulers before tenants
+    reported it (a version-2 placement, without tenant or priority)."""
+    if tenant is not None and priority is not None:
+        return lifecycle(task_id, tenant=tenant, priority=priority, **options)  # type: ignore[arg-type]
     placed, *rest = lifecycle(task_id, **options)  # type: ignore[arg-type]
     assert isinstance(placed, TaskEvent)
-    return [placed.model_copy(update={"tenant": tenant, "priority": priority}), *rest]
+    return [placed.model_copy(update={"tenant": None, "priority": None}), *rest]
+
+
+def test_the_placement_event_carries_them_and_a_version_2_event_still_reads() -> None:
+    codec = EnvelopeCodec(Keyring.ephemeral())
+    placed = of_tenant("t1", "research", -1000)[0]
+    assert isinstance(placed, TaskEvent)
+    assert (placed.tenant, placed.priority) == ("research", -1000)
+    assert codec.decode(codec.encode([placed])) == [placed]
+    older = placed.model_copy(update={"tenant": None, "priority": None})
+    payload = older.model_dump(mode="python", exclude={"kind"}, exclude_none=True)
+    assert TaskEvent.model_validate(payload) == older
+    assert 2 in TaskEvent.also_reads
 
 
 async def test_the_placement_brings_tenant_and_priority(store: RecordStore) -> None:
