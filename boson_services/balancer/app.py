@@ -1,5 +1,8 @@
 """Wiring of the balancer: the placed queue (single active consumer), its
-event queue, and a drain consumer for each node declared down."""
+event queue, and a drain consumer for each node declared down. With a
+tenants file it holds the admission gate: it reclaims quota on a short
+tick, sending ``preempted`` cancels to the nodes that run the victims, and
+reports how the tenants share the pool (``tenants.report``)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,12 @@ from typing import Any
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_services.balancer.settings import BalancerSettings
+from boson_services.balancer.tenancy import AdmissionGate, Preemption
+from boson_services.balancer.tenants_view import tenants_report
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
+    MAX_CANCEL_IDS,
     BalancerBacklog,
     CancelTask,
     ClusterSnapshot,
@@ -25,6 +31,7 @@ from boson_shared.contract.topology import (
     RK_BACKLOG,
     RK_CANCEL,
     RK_SNAPSHOT,
+    RK_TENANTS,
     Topology,
 )
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
@@ -34,6 +41,8 @@ from boson_shared.runtime.service import Periodic, Service
 logger = logging.getLogger(__name__)
 
 _SWEEP_INTERVAL_S = 0.5
+_RECLAIM_INTERVAL_S = 0.25
+"""How often a claim's grace is checked (it costs one comparison when none is due)."""
 
 
 class BalancerService(Service):
@@ -51,6 +60,13 @@ class BalancerService(Service):
             imbalance_threshold=settings.imbalance_threshold,
             reservation_lapse_s=settings.reservation_lapse_s,
         )
+        # No tenants file: no gate, and dispatch costs what it always has.
+        self.gate = (
+            AdmissionGate(settings.tenants(), self.dispatcher, grace_s=settings.preempt_grace_s)
+            if settings.tenants_file is not None
+            else None
+        )
+        self.tenants_seq = 0
         self.handlers = BalancerHandlers(
             self.dispatcher,
             self.names,
@@ -60,6 +76,7 @@ class BalancerService(Service):
             finished_capacity=settings.dedup_capacity,
             record=settings.record,
             record_linger_s=settings.record_linger_ms / 1000,
+            gate=self.gate,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.draining: dict[str, ConsumeLoop[Any]] = {}
@@ -99,10 +116,14 @@ class BalancerService(Service):
         ]
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
-        return [
+        tasks: list[tuple[float, Periodic]] = [
             (_SWEEP_INTERVAL_S, self.sweep),
             (self.balancer_settings.report_interval_s, self.report),
+            (self.balancer_settings.tenants_report_interval_s, self.report_tenants),
         ]
+        if self.gate is not None:
+            tasks.append((_RECLAIM_INTERVAL_S, self.reclaim))
+        return tasks
 
     async def sweep(self) -> None:
         self.dispatcher.sweep()
@@ -118,6 +139,43 @@ class BalancerService(Service):
     async def report(self) -> None:
         backlog = BalancerBacklog(pending=self.dispatcher.pending(), held=len(self.dispatcher.held))
         await self.publisher.publish(Route(self.names.events_exchange, RK_BACKLOG), backlog)
+
+    async def reclaim(self) -> None:
+        """Preempt borrowed work for claims past their grace period."""
+        assert self.gate is not None
+        preemptions = self.gate.reclaim()
+        for preemption in preemptions:
+            await self.preempt(preemption)
+        if preemptions:
+            await self.report_tenants()
+
+    async def preempt(self, preemption: Preemption) -> None:
+        """Tell the executor of one node to stop these tasks and hand them back."""
+        ids = preemption.task_ids
+        logger.info("preempting %d task(s) on %s", len(ids), preemption.node_id)
+        for start in range(0, len(ids), MAX_CANCEL_IDS):
+            command = CancelTask(
+                task_ids=ids[start : start + MAX_CANCEL_IDS],
+                reply_to=self.settings.instance_id,
+                reason="preempted",
+                node_id=preemption.node_id,
+            )
+            await self.publisher.publish(Route(self.names.events_exchange, RK_CANCEL), command)
+
+    async def report_tenants(self) -> None:
+        """Publish how the tenants share the pool — only once this instance is
+        the active consumer of placed work (a standby knows nothing of it)."""
+        if not self.handlers.placed_seen:
+            return
+        self.tenants_seq += 1
+        report = tenants_report(
+            self.gate,
+            self.dispatcher,
+            balancer_id=self.settings.instance_id,
+            seq=self.tenants_seq,
+            grace_s=self.balancer_settings.preempt_grace_s,
+        )
+        await self.publisher.publish(Route(self.names.events_exchange, RK_TENANTS), report)
 
     async def drain_nodes(self, node_ids: list[str]) -> None:
         """Consume dead nodes' queues so their work is placed on live nodes."""
@@ -150,6 +208,7 @@ class BalancerService(Service):
             recovered=self.handlers.recovered_total,
             skipped_finished=self.handlers.skipped_finished,
             cancelled=self.handlers.cancelled_total,
+            tenants=self._tenants_health(),
             draining=sorted(self.draining),
             # Per node: how many tasks it may hold, and holds (its credit is the gap).
             nodes={
@@ -158,6 +217,14 @@ class BalancerService(Service):
             },
         )
         return body
+
+    def _tenants_health(self) -> dict[str, Any] | None:
+        if self.gate is None:
+            return None
+        return {
+            name: {"waiting": waiting, "running": running, "preempted": self.gate.preempted[name]}
+            for name, waiting, running in self.gate.counts()
+        }
 
 
 def create(settings: BalancerSettings, transport: Transport, codec: Codec) -> BalancerService:

@@ -114,6 +114,11 @@ class TaskCancelledHere(Exception):  # noqa: N818 - an outcome, not a fault
     """A held task was cancelled before any node took it."""
 
 
+class TaskPreemptedHere(Exception):  # noqa: N818 - an outcome, not a fault
+    """A held task lost its admission before any node took it: it waits in
+    its tenant's line again (:mod:`boson_services.balancer.tenancy`)."""
+
+
 @dataclass
 class NodeView:
     node_id: str
@@ -331,6 +336,43 @@ class Dispatcher:
             return False
         held.future.set_exception(TaskCancelledHere(task_id))
         return True
+
+    def preempt(self, task_id: str) -> bool:
+        """Stop holding a task whose admission was taken back: its future
+        raises :class:`TaskPreemptedHere`; whether it was held."""
+        held = self.held.pop(task_id, None)
+        if held is None or held.future.done():
+            return False
+        self.head.released(task_id)
+        held.future.set_exception(TaskPreemptedHere(task_id))
+        return True
+
+    def could_start(self, demand: np.ndarray, models: frozenset[str] | None = None) -> bool:
+        """Whether a node that takes work now has credit and room for ``demand``
+        (the admission gate's test: admitted work should not wait here)."""
+        need = demand - FIT_EPSILON
+        need[2] = 0.0
+        milli = to_milli(demand[2])
+        return any(
+            bool((node.capacity - node.allocated >= need).all())
+            and (milli == 0 or node.gpus.fits(milli, models))
+            for node in self._open_nodes()
+        )
+
+    def pool(self) -> np.ndarray:
+        """The total capacity of the live nodes (running work on probation counts)."""
+        total = np.zeros(3)
+        for node in self.nodes.values():
+            if node.alive:
+                total = total + node.capacity
+        return total
+
+    def in_flight_demand(self) -> np.ndarray:
+        """What the dispatched tasks whose results have not come back hold."""
+        total = np.zeros(3)
+        for demand in self._demand_of.values():
+            total = total + demand
+        return total
 
     def complete(self, task_id: str, wall_s: float | None = None, *, pump: bool = True) -> None:
         """A task's result came back (or it left): its node regains the credit.
@@ -773,4 +815,11 @@ class Dispatcher:
         return (node_id for node_id, node in self.nodes.items() if node.alive)
 
 
-__all__ = ["Dispatcher", "HeldTask", "HeldTooLongError", "NodeView", "TaskCancelledHere"]
+__all__ = [
+    "Dispatcher",
+    "HeldTask",
+    "HeldTooLongError",
+    "NodeView",
+    "TaskCancelledHere",
+    "TaskPreemptedHere",
+]

@@ -15,7 +15,12 @@ A :class:`CancelTask` releases the tasks it names that are held here (their
 handlers report them ``cancelled``) and is remembered, bounded, so a
 cancelled task that arrives later — still at the scheduler or in the placed
 queue — is dropped as cancelled instead of dispatched. A task already
-dispatched is its executor's to stop.
+dispatched is its executor's to stop. A ``preempted`` cancel is the
+balancer's own command to an executor and changes nothing here.
+
+With tenants, a task waits for its turn in the
+:class:`~boson_services.balancer.tenancy.AdmissionGate` before the
+dispatcher holds it, and its result frees its tenant's quota.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
+from boson_services.balancer.dispatcher import (
+    Dispatcher,
+    HeldTooLongError,
+    TaskCancelledHere,
+    TaskPreemptedHere,
+)
+from boson_services.balancer.tenancy import AdmissionGate, UnknownTenantError
 from boson_shared.contract.messages import (
     CancelTask,
     CancelVerdict,
@@ -54,6 +65,9 @@ from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
+UNKNOWN_TENANT = "unknown-tenant"
+"""The error type of a task whose tenant the tenants file does not declare."""
+
 NodesChanged = Callable[[list[str]], Awaitable[None]]
 Publish = Callable[[Route, Message], Awaitable[None]]
 
@@ -70,13 +84,18 @@ class BalancerHandlers:
         finished_capacity: int = 100_000,
         record: bool = False,
         record_linger_s: float = 0.0,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.gate = gate
+        """Admission across tenants (None: no tenants file, no gate)."""
         self.names = names
         self.publish = publish
         self.park_after_s = park_after_s
         self.on_nodes_down = on_nodes_down
         self.parked_total = 0
+        self.placed_seen = False
+        """A placement reached this instance: it is (or was) the active consumer."""
         self.recovered_total = 0
         self.finished = SeenIds(finished_capacity)
         """Task ids whose result went by (bounded), to tell leftovers from work."""
@@ -89,13 +108,19 @@ class BalancerHandlers:
         self.record_route = Route(names.events_exchange, RK_RECORD_EVENT, linger_s=record_linger_s)
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
+        self.placed_seen = True
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
             # Dispatched before a restart and run since: its result is out.
             return []
         if placed.task.task_id in self.cancelled:
             return [self._cancelled(placed.task, placed.demand)]
         return await self._dispatch(
-            placed.task, placed.demand, placed.node_id, dispatch=1, devices=placed.devices
+            placed.task,
+            placed.demand,
+            placed.node_id,
+            dispatch=placed.dispatched + 1,
+            devices=placed.devices,
+            preempted=placed.preempted,
         )
 
     async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
@@ -106,7 +131,11 @@ class BalancerHandlers:
             return [self._cancelled(assigned.task, assigned.demand)]
         self.recovered_total += 1
         return await self._dispatch(
-            assigned.task, assigned.demand, None, dispatch=assigned.dispatch + 1
+            assigned.task,
+            assigned.demand,
+            None,
+            dispatch=assigned.dispatch + 1,
+            preempted=assigned.preempted,
         )
 
     def _already_finished(self, task_id: str) -> bool:
@@ -136,6 +165,8 @@ class BalancerHandlers:
         self, task: TaskSubmitted, demand: ResourceVector, error: BaseException, attempts: int
     ) -> list[Emit]:
         self.dispatcher.release(task.task_id)
+        if self.gate is not None:
+            self.gate.left(task.task_id)
         result = failed_result(
             task, type(error).__name__, str(error), attempts=attempts, demand=demand
         )
@@ -147,10 +178,13 @@ class BalancerHandlers:
         A pump per result would order the flexible queue's whole window once
         per freed slot; one pump per envelope orders it once for them all.
         """
+        freed = False
         for message in messages:
             if isinstance(message, TaskResult):
-                self._result_came_back(message, pump=False)
+                freed |= self._result_came_back(message, pump=False)
         self.dispatcher.pump()
+        if freed and self.gate is not None:
+            self.gate.admit()
         emits: list[Emit] = []
         for message in messages:
             if not isinstance(message, TaskResult):
@@ -159,9 +193,12 @@ class BalancerHandlers:
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
-            self._result_came_back(message, pump=True)
+            if self._result_came_back(message, pump=True) and self.gate is not None:
+                self.gate.admit()
         elif isinstance(message, ClusterSnapshot):
             went_down = self.dispatcher.on_snapshot(message)
+            if self.gate is not None:
+                self.gate.set_pool()
             if went_down and self.on_nodes_down is not None:
                 await self.on_nodes_down(went_down)
         elif isinstance(message, CancelTask):
@@ -170,6 +207,8 @@ class BalancerHandlers:
 
     def on_cancel(self, cancel: CancelTask) -> list[Emit]:
         """Release the named tasks held here; remember every id; answer for those it knew."""
+        if cancel.reason == "preempted":
+            return []  # an executor's to act on; the task comes back to us
         return cancel_answers(cancel, self._cancel_one, self.names, source="balancer")
 
     def _cancel_one(self, task_id: str) -> CancelVerdict | None:
@@ -180,6 +219,8 @@ class BalancerHandlers:
             self.cancelled.add(task_id)
         if self.dispatcher.cancel(task_id):
             return "cancelled"
+        if self.gate is not None and self.gate.cancel(task_id):
+            return "cancelled"
         # Dispatched (its executor answers) or not here yet (it will be dropped).
         return None
 
@@ -188,11 +229,13 @@ class BalancerHandlers:
         logger.info("task %s cancelled before dispatch", task.task_id)
         return result_emit(self.names, cancelled_result(task, attempts=0, demand=demand))
 
-    def _result_came_back(self, result: TaskResult, *, pump: bool) -> None:
-        """The task is done: remember it, give its node the credit and resources back."""
+    def _result_came_back(self, result: TaskResult, *, pump: bool) -> bool:
+        """The task is done: remember it, give its node the credit and resources
+        back, and its tenant the quota; whether admission has room anew."""
         wall_s = result.usage.wall_s if result.usage is not None else None
         self.finished.add(result.task_id)
         self.dispatcher.complete(result.task_id, wall_s, pump=pump)
+        return self.gate is not None and self.gate.finished(result.task_id)
 
     async def _dispatch(
         self,
@@ -202,38 +245,63 @@ class BalancerHandlers:
         *,
         dispatch: int,
         devices: Sequence[int] = (),
+        preempted: int = 0,
     ) -> Sequence[Emit]:
-        # A client's submissions form its job (smallest pending job first);
-        # a dispatch past the first is a dead node's work, offered capacity first.
-        # Its GPU devices are picked again wherever it goes (the scheduler's
-        # pick stands where it is still free on its placed node).
-        future = self.dispatcher.hold(
-            task.task_id,
-            demand,
-            target,
-            job=task.reply_to,
-            urgent=dispatch > 1,
-            handler=task.handler,
-            timeout_s=task.timeout_s,
-            gpu_model=task.requests.gpu_model if task.requests else None,
-            devices=devices,
-        )
+        def hold() -> asyncio.Future[str]:
+            # A client's submissions form its job (smallest pending job first);
+            # a dispatch past the first is a dead node's (or preempted) work,
+            # offered capacity first. Its GPU devices are picked again wherever
+            # it goes (the scheduler's pick stands where it is still free on
+            # its placed node).
+            return self.dispatcher.hold(
+                task.task_id,
+                demand,
+                target,
+                job=task.reply_to,
+                urgent=dispatch > 1,
+                handler=task.handler,
+                timeout_s=task.timeout_s,
+                gpu_model=task.requests.gpu_model if task.requests else None,
+                devices=devices,
+            )
+
+        # Work that ran before goes back to the front of its tenant's line.
+        front = dispatch > 1
+        future: asyncio.Future[str] | None = None
         try:
-            # No wait_for: a timer per held task is costly when thousands are
-            # held. The periodic sweep (park_overdue) fails the futures of work
-            # held past park_after_s instead. (Cancelling us
-            # while held cancels the future too: the pumps skip it.)
-            node_id = await future
+            while True:
+                try:
+                    if self.gate is None:
+                        future = hold()
+                    else:
+                        future = await self.gate.enter(task, demand, hold, front=front)
+                    # No wait_for: a timer per held task is costly when thousands
+                    # are held. The periodic sweep (park_overdue) fails the futures
+                    # of work held past park_after_s instead. (Cancelling us
+                    # while held cancels the future too: the pumps skip it.)
+                    node_id = await future
+                    break
+                except TaskPreemptedHere:
+                    front = True  # its admission was taken back: it waits in line again
         except HeldTooLongError:
-            park = self._park(task, demand, target)
+            self._leave(task.task_id)
+            park = self._park(task, demand, target, dispatch=dispatch - 1, preempted=preempted)
             await self.publish(park.route, park.message)
             return []
         except TaskCancelledHere:
+            self._leave(task.task_id)
             return [self._cancelled(task, demand)]
+        except UnknownTenantError as error:
+            logger.warning("task %s refused: %s", task.task_id, error)
+            result = failed_result(task, UNKNOWN_TENANT, str(error), attempts=0, demand=demand)
+            return [result_emit(self.names, result)]
         except asyncio.CancelledError:
-            if not (future.done() and not future.cancelled() and future.exception() is None):
+            if future is None or not (
+                future.done() and not future.cancelled() and future.exception() is None
+            ):
                 # Draining: the delivery is nacked, the task no longer held.
                 self.dispatcher.release(task.task_id)
+                self._leave(task.task_id)
                 raise
             # Given a node just as we were cancelled: the node's credit is spent
             # on this task, so finish the assignment rather than hand it back.
@@ -245,6 +313,7 @@ class BalancerHandlers:
             node_id=node_id,
             dispatch=dispatch,
             devices=self.dispatcher.devices_of(task.task_id),
+            preempted=preempted,
         )
         try:
             await self.publish(
@@ -267,12 +336,27 @@ class BalancerHandlers:
         )
         return [Emit(self.record_route, event)]
 
-    def park_overdue(self) -> int:
-        """Hand work held past ``park_after_s`` to its handler for parking (the
-        service's sweep calls this); how many."""
-        return self.dispatcher.overdue(self.park_after_s)
+    def _leave(self, task_id: str) -> None:
+        if self.gate is not None:
+            self.gate.left(task_id)
 
-    def _park(self, task: TaskSubmitted, demand: ResourceVector, target: str | None) -> Emit:
+    def park_overdue(self) -> int:
+        """Hand work held (or waiting for admission) past ``park_after_s`` to its
+        handler for parking (the service's sweep calls this); how many."""
+        parked = self.dispatcher.overdue(self.park_after_s)
+        if self.gate is not None:
+            parked += self.gate.overdue(self.park_after_s)
+        return parked
+
+    def _park(
+        self,
+        task: TaskSubmitted,
+        demand: ResourceVector,
+        target: str | None,
+        *,
+        dispatch: int,
+        preempted: int,
+    ) -> Emit:
         self.parked_total += 1
         logger.info("parking task %s after %.0fs held", task.task_id, self.park_after_s)
         placed = TaskPlaced(
@@ -281,8 +365,10 @@ class BalancerHandlers:
             demand=demand,
             node_id=target,
             strategy="parked",
+            dispatched=dispatch,
+            preempted=preempted,
         )
         return Emit(Route(self.names.work_exchange, RK_PARKED, mandatory=True), placed)
 
 
-__all__ = ["BalancerHandlers"]
+__all__ = ["UNKNOWN_TENANT", "BalancerHandlers"]

@@ -34,6 +34,9 @@ class BalancerSettings(BosonSettings):
     """How long the head of the waiting order's reservation holds before it is
     remade from fresh run-time estimates (docs/design.md#no-starvation)."""
     report_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    tenants_report_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often the active balancer publishes its ``tenants.report`` (and at
+    once after preempting)."""
     subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
 
 

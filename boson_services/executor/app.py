@@ -184,6 +184,7 @@ class ExecutorService(Service):
             cancels={
                 "stopped": self.handlers.cancels.stopped,
                 "dropped": self.handlers.cancels.dropped,
+                "preempted": self.handlers.cancels.preempted,
             },
         )
         return body

@@ -2,7 +2,10 @@
 
 A :class:`CancelTask` stops a task held here (running or waiting for a slot)
 and is remembered, so a cancelled task that arrives later never starts;
-either way its submitter gets one ``cancelled`` result.
+either way its submitter gets one ``cancelled`` result. A ``preempted`` one
+for this node stops the task too, but hands it back to the balancer (a
+``TaskPlaced`` on its placed queue) to run again later: no result, and the
+run counts as no attempt.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from boson_shared.contract.messages import (
     TaskAssigned,
     TaskEvent,
     TaskFailure,
+    TaskPlaced,
     TaskProgress,
     TaskResult,
     TaskRetrying,
@@ -39,6 +43,7 @@ from boson_shared.contract.messages import (
     task_event,
 )
 from boson_shared.contract.topology import (
+    RK_PARKED,
     Names,
     rk_alert,
     rk_progress,
@@ -86,8 +91,14 @@ def failure_text(error: BaseException) -> tuple[str, str]:
 
 
 def attempt_of(assigned: TaskAssigned) -> int:
-    """Which run of its task this is: retries, re-dispatches after a node died, redeliveries."""
-    return delivery_attempt.get() + assigned.dispatch - 1 + int(delivery_redelivered.get())
+    """Which run of its task this is: retries, re-dispatches after a node died,
+    redeliveries (runs stopped by a preemption do not count)."""
+    return earlier_runs(assigned) + delivery_attempt.get() + int(delivery_redelivered.get())
+
+
+def earlier_runs(assigned: TaskAssigned) -> int:
+    """Runs of the task before this dispatch that count as attempts."""
+    return max(0, assigned.dispatch - 1 - assigned.preempted)
 
 
 def to_wire(value: Any) -> Any:
@@ -171,6 +182,8 @@ class ExecutorHandlers:
             return []
         if task.task_id in self.completed:
             return self._replay(task.task_id)
+        if self.cancels.was_preempted(task.task_id):
+            return [self._hand_back(assigned)]  # preempted before it reached us
         if task.task_id in self.cancels:
             # Cancelled before it reached us: it never starts.
             self.cancels.dropped += 1
@@ -196,6 +209,8 @@ class ExecutorHandlers:
             await _settled(announced[0] if announced else None)
             current = asyncio.current_task()
             if control.cancelled and (current is None or current.cancelling() == 0):
+                if self.cancels.was_preempted(task.task_id):
+                    return [self._hand_back(assigned, freed=True)]
                 # What a thread or coroutine handler wrote until then is kept.
                 return [self._cancelled(assigned, printed.text(), freed=True)]
             raise
@@ -272,7 +287,7 @@ class ExecutorHandlers:
         result = failed_result(
             task,
             *failure_text(error),
-            attempts=attempts + assigned.dispatch - 1 + int(delivery_redelivered.get()),
+            attempts=attempts + earlier_runs(assigned) + int(delivery_redelivered.get()),
             node_id=self.node_id,
             demand=assigned.demand,
             retryable=not isinstance(error, PermanentTaskError),
@@ -305,7 +320,17 @@ class ExecutorHandlers:
                 self.running -= 1
 
     async def on_cancel(self, cancel: CancelTask) -> Sequence[Emit]:
-        """Stop the named tasks held here; remember every id; answer for those held."""
+        """Stop the named tasks held here; remember every id; answer for those held.
+
+        A preemption concerns only the node it names and is not answered:
+        each task it names is handed back to the balancer (see the module
+        docstring)."""
+        if cancel.reason == "preempted":
+            if cancel.node_id == self.node_id:
+                for task_id in cancel.task_ids:
+                    if task_id not in self.completed:
+                        self.cancels.preempt(task_id)
+            return []
         return cancel_answers(
             cancel, self._cancel_one, self.names, source="executor", node_id=self.node_id
         )
@@ -336,6 +361,24 @@ class ExecutorHandlers:
             logs=redact(logs, self.secrets),
         )
         return self._remember(result)
+
+    def _hand_back(self, assigned: TaskAssigned, *, freed: bool = False) -> Emit:
+        """Return a preempted task to the balancer's placed queue, to run again."""
+        task = assigned.task
+        self.cancels.preempted += 1
+        logger.info("task %s preempted; handed back to the balancer", task.task_id)
+        if freed and self.on_freed is not None:
+            self.on_freed()
+        placed = TaskPlaced(
+            message_id=f"{task.task_id}.p{assigned.dispatch}",
+            task=task,
+            demand=assigned.demand,
+            node_id=None,
+            strategy="preempted",
+            dispatched=assigned.dispatch,
+            preempted=assigned.preempted + 1,
+        )
+        return Emit(Route(self.names.work_exchange, RK_PARKED, mandatory=True), placed)
 
     async def _publish_progress(self, progress: TaskProgress) -> None:
         if self._publish is not None:
@@ -389,7 +432,7 @@ class ExecutorHandlers:
         news = TaskRetrying(
             task_id=task.task_id,
             handler=task.handler,
-            attempt=attempt + assigned.dispatch - 1 + int(delivery_redelivered.get()),
+            attempt=attempt + earlier_runs(assigned) + int(delivery_redelivered.get()),
             error=TaskFailure(error_type=error_type[:200], message=message[:4000], retryable=True),
             retry_in_s=delay_ms / 1000,
             node_id=self.node_id,

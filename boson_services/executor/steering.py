@@ -5,7 +5,10 @@ oldest are forgotten first), so a task that reaches this node after its
 cancel — still in the node's queue, in a retry tier, prefetched behind busy
 slots — is dropped as cancelled instead of started; and it holds, for each
 task running here, its control and the asyncio task that runs it, so a
-cancel can stop it.
+cancel can stop it. A preemption (a ``preempted`` cancel naming this node)
+stops a task the same way but leaves no trace: the task is handed back to
+the balancer, and a preempted task that has not reached this node yet is
+handed back on arrival, once.
 
 :class:`ProgressCoalescer` turns a handler's progress calls, as many as it
 makes and from any thread, into at most one :class:`TaskProgress` per task
@@ -51,6 +54,13 @@ class Cancels:
         """Tasks stopped while running or waiting for a slot."""
         self.dropped = 0
         """Tasks that arrived already cancelled and never started."""
+        self.preempting: set[str] = set()
+        """Tasks stopped by a preemption, until their handlers hand them back."""
+        self.preempt_on_arrival: dict[str, None] = {}
+        """Preempted before they arrived here (an ordered set, bounded)."""
+        self.memory = memory
+        self.preempted = 0
+        """Tasks handed back to the balancer."""
 
     def remember(self, task_id: str) -> None:
         if task_id not in self.remembered:
@@ -58,6 +68,25 @@ class Cancels:
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self.remembered
+
+    def preempt(self, task_id: str) -> None:
+        """Stop a task for a preemption (never remembered as cancelled)."""
+        if self.stop(task_id):
+            self.preempting.add(task_id)
+        elif task_id not in self.running:
+            self.preempt_on_arrival[task_id] = None
+            while len(self.preempt_on_arrival) > self.memory:
+                del self.preempt_on_arrival[next(iter(self.preempt_on_arrival))]
+
+    def was_preempted(self, task_id: str) -> bool:
+        """Whether the task was stopped (or is to be, on arrival) by a preemption; once."""
+        if task_id in self.preempting:
+            self.preempting.discard(task_id)
+            return True
+        if task_id in self.preempt_on_arrival:
+            del self.preempt_on_arrival[task_id]
+            return True
+        return False
 
     def stop(self, task_id: str) -> bool | None:
         """Stop a task held here: True if stopped, False if it had already finished

@@ -177,10 +177,11 @@ def channels(names: Names) -> tuple[Channel, ...]:
             "topic",
             RK_PARKED,
             (TaskPlaced,),
-            ("balancer",),
+            ("balancer", "executor"),
             (Consumer("balancer", placed, RK_PARKED),),
             True,
-            "Work the balancer held too long, handed back to its own queue.",
+            "Work the balancer held too long, handed back to its own queue; and "
+            "preempted work an executor stopped, handed back to run again later.",
         ),
         Channel(
             "taskAssigned",

@@ -1,0 +1,333 @@
+"""Admission across tenants in the live balancer: who goes next, and preemption.
+
+The balancer is the single active consumer of placed work and sees the whole
+pool, so it holds the :class:`~boson_shared.scheduling.admission.Admission`
+(docs/scheduling.md#tenants). With a tenants file, every placed task takes
+a :class:`Ticket` here before the dispatcher holds it: it joins its tenant's
+line, and an admission pass — on every new task, every result, every
+snapshot and every sweep — offers the lines' heads in admission order. An
+offer is taken when a node that takes work has credit and room for the
+task; then the task is handed to the dispatcher (which still picks the
+node, as without tenants) and counts against its tenant until its result
+comes back.
+
+Preemption: :meth:`AdmissionGate.reclaim` asks admission for victims once a
+claim has waited the grace period. A victim the dispatcher still holds goes
+straight back to its line (its handler waits again). A dispatched one is
+stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
+node), which hands the task back to the balancer's placed queue instead of
+reporting a result; it rejoins its tenant's line at the front when it
+arrives. The submitter sees only the final run's result.
+
+Without a tenants file there is no gate at all: the balancer dispatches as
+it always has, at no cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
+from boson_shared.contract.messages import ResourceVector, TaskSubmitted
+from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.devices import parse_models
+from boson_shared.scheduling.tenants import TenantsConfig
+
+StartHold = Callable[[], "asyncio.Future[str]"]
+"""Hands the task to the dispatcher; the future yields the node it goes to."""
+
+
+class UnknownTenantError(Exception):
+    """A task names a tenant the tenants file does not declare."""
+
+    def __init__(self, tenant: str, known: tuple[str, ...]) -> None:
+        shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        super().__init__(f"tenant {tenant!r} is not one of: {shown}")
+        self.tenant = tenant
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One task's place in admission, from its first placement to its result."""
+
+    task_id: str
+    tenant: str
+    demand: np.ndarray
+    models: frozenset[str] | None
+    priority: int
+    since: float
+    """When it first joined its line (kept across preemptions: aging)."""
+    order: float
+    """Its place in the order tasks first joined (kept across preemptions)."""
+    start: StartHold
+    turn: asyncio.Future[asyncio.Future[str]] | None = None
+    """Pending while it waits in its line; None while it is away (preempted,
+    until its executor hands it back) or admitted."""
+    run: Running | None = None
+    """Its charge against its tenant while admitted."""
+    waiting_since: float = 0.0
+    """When its current wait began (parking: no delivery outlives its limit)."""
+    preempted: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.turn is not None and not self.turn.done()
+
+
+@dataclass(frozen=True)
+class Preemption:
+    """Tasks to stop on one node."""
+
+    node_id: str
+    task_ids: tuple[str, ...]
+
+
+class AdmissionGate:
+    """The tickets of every task between its placement and its result."""
+
+    def __init__(
+        self,
+        config: TenantsConfig,
+        dispatcher: Dispatcher,
+        *,
+        grace_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.admission = Admission(config, grace_s=grace_s)
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.tickets: dict[str, Ticket] = {}
+        self._waits: deque[tuple[float, Ticket]] = deque()
+        """(wait start, ticket) in the order waits began, for :meth:`overdue`."""
+        self.preempted: dict[str, int] = dict.fromkeys(self.admission.names, 0)
+        """Tasks preempted per tenant."""
+        self.admitted_total = 0
+        self._pool: tuple[float, ...] = ()
+        self._joined = itertools.count()
+
+    # -- a task's way in -------------------------------------------------------
+
+    async def enter(
+        self, task: TaskSubmitted, demand: ResourceVector, start: StartHold, *, front: bool
+    ) -> asyncio.Future[str]:
+        """Wait for the task's turn; then the dispatcher's future for it.
+
+        ``front``: it ran before (preempted, or its node died) and goes back
+        to the front of its tenant's line. A task already admitted (a dead
+        node's work, a redelivery) keeps its charge and is held at once.
+        Raises :class:`UnknownTenantError`, :class:`TaskCancelledHere`, or
+        :class:`HeldTooLongError` (parked).
+        """
+        ticket = self.tickets.get(task.task_id)
+        if ticket is not None and ticket.run is not None:
+            return start()
+        if ticket is None or not ticket.waiting:
+            ticket = self._join(task, demand, start, front, ticket)
+        turn = ticket.turn
+        assert turn is not None
+        if not turn.done():
+            self.admit()
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if not turn.done() or turn.cancelled():
+                self.left(task.task_id)  # draining: the delivery goes back to the queue
+            raise
+
+    def _join(
+        self,
+        task: TaskSubmitted,
+        demand: ResourceVector,
+        start: StartHold,
+        front: bool,
+        away: Ticket | None,
+    ) -> Ticket:
+        if task.tenant not in self.admission.index:
+            raise UnknownTenantError(task.tenant, self.admission.names)
+        if task.task_id in self.dispatcher.where:
+            # Back from a preemption: its node no longer runs it.
+            self.dispatcher.complete(task.task_id)
+        now = self.clock()
+        models = parse_models(task.requests.gpu_model if task.requests else None)
+        vector = np.asarray(demand.as_tuple(), dtype=np.float64)
+        ticket = Ticket(
+            task.task_id,
+            task.tenant,
+            vector,
+            models,
+            task.priority,
+            away.since if away is not None else now,
+            away.order if away is not None else float(next(self._joined)),
+            start,
+            preempted=away.preempted if away is not None else 0,
+        )
+        self.tickets[task.task_id] = ticket
+        self._wait(ticket, now)
+        self.admission.submit(
+            task.task_id,
+            task.tenant,
+            demand.as_tuple(),
+            ticket.since,
+            priority=task.priority,
+            order=ticket.order,
+            front=front or away is not None,
+        )
+        return ticket
+
+    def _wait(self, ticket: Ticket, now: float) -> None:
+        ticket.turn = asyncio.get_running_loop().create_future()
+        ticket.waiting_since = now
+        self._waits.append((now, ticket))
+
+    # -- admitting ---------------------------------------------------------------
+
+    def admit(self) -> int:
+        """One admission pass; tasks admitted."""
+        admitted = self.admission.admit(self.clock(), self._place)
+        self.admitted_total += admitted
+        return admitted
+
+    def _place(self, offer: Offer) -> int:
+        ticket = self.tickets.get(str(offer.key))
+        if ticket is None or not ticket.waiting:
+            return 0
+        if not self.dispatcher.could_start(ticket.demand, ticket.models):
+            return 0
+        assert ticket.turn is not None
+        ticket.run = offer.run
+        ticket.turn.set_result(ticket.start())
+        return 1
+
+    def set_pool(self) -> None:
+        """The live nodes changed: guarantees follow the pool (then a pass)."""
+        pool = tuple(float(x) for x in self.dispatcher.pool())
+        if pool != self._pool:
+            self._pool = pool
+            self.admission.set_pool(pool)
+        self.admit()
+
+    # -- a task's way out ------------------------------------------------------------
+
+    def finished(self, task_id: str) -> bool:
+        """Its result came back: its quota is free. Whether that changed admission."""
+        ticket = self.tickets.get(task_id)
+        if ticket is None or ticket.waiting:
+            return False  # a waiting task's result is a leftover of an earlier run
+        del self.tickets[task_id]
+        if ticket.run is not None:
+            self.admission.release(ticket.run)
+            return True
+        return False
+
+    def left(self, task_id: str) -> None:
+        """It leaves the balancer without a result (cancelled, parked, given up,
+        drained): out of its line, or its charge freed."""
+        ticket = self.tickets.pop(task_id, None)
+        if ticket is None:
+            return
+        if ticket.run is not None:
+            self.admission.release(ticket.run)
+        elif ticket.waiting:
+            self.admission.withdraw(task_id, ticket.tenant)
+            assert ticket.turn is not None
+            ticket.turn.cancel()
+
+    def cancel(self, task_id: str) -> bool:
+        """A cancel names a task waiting in its line: its handler reports it
+        cancelled. Whether it was waiting."""
+        ticket = self.tickets.get(task_id)
+        if ticket is None or not ticket.waiting:
+            return False
+        del self.tickets[task_id]
+        self.admission.withdraw(task_id, ticket.tenant)
+        assert ticket.turn is not None
+        ticket.turn.set_exception(TaskCancelledHere(task_id))
+        return True
+
+    def overdue(self, max_age_s: float) -> int:
+        """Fail the turns of tasks waiting ``max_age_s`` or longer with
+        :class:`HeldTooLongError` (their handlers park them); how many."""
+        deadline = self.clock() - max_age_s
+        waits = self._waits
+        count = 0
+        while waits and (waits[0][0] <= deadline or not self._still_waits(*waits[0])):
+            started, ticket = waits.popleft()
+            if not self._still_waits(started, ticket):
+                continue
+            del self.tickets[ticket.task_id]
+            self.admission.withdraw(ticket.task_id, ticket.tenant)
+            assert ticket.turn is not None
+            ticket.turn.set_exception(HeldTooLongError(f"waited {max_age_s:g}s for admission"))
+            count += 1
+        return count
+
+    def _still_waits(self, started: float, ticket: Ticket) -> bool:
+        return (
+            ticket.waiting
+            and ticket.waiting_since == started
+            and self.tickets.get(ticket.task_id) is ticket
+        )
+
+    # -- preempting ------------------------------------------------------------------
+
+    def reclaim(self) -> list[Preemption]:
+        """Take borrowed capacity back for claims past their grace period.
+
+        Victims still held by the dispatcher wait in their lines again at
+        once; dispatched ones are returned, grouped by node, for the caller
+        to stop (a ``preempted`` cancel): they are away until their
+        executor hands them back.
+        """
+        now = self.clock()
+        due = self.admission.next_reclaim()
+        if due is None or due > now:
+            return []
+        by_node: dict[str, list[str]] = {}
+        for victim in self.admission.reclaim(now):
+            task_id = str(victim.run.key)
+            ticket = self.tickets.get(task_id)
+            if ticket is None or ticket.run is not victim.run:
+                # Not ours to stop (cannot happen): keep admission's lines true.
+                self.admission.withdraw(task_id, self.admission.names[victim.run.tenant])
+                continue
+            ticket.run = None
+            ticket.preempted += 1
+            self.preempted[ticket.tenant] += 1
+            node_id = self.dispatcher.where.get(task_id)
+            if self.dispatcher.preempt(task_id):
+                self._wait(ticket, now)  # still held here: back in its line as it is
+            elif node_id is not None:
+                self.admission.withdraw(task_id, ticket.tenant)
+                ticket.turn = None  # away until its executor hands it back
+                by_node.setdefault(node_id, []).append(task_id)
+            else:
+                # Neither held nor dispatched: its handler is between the two
+                # (publishing its assignment). Out of line; it runs as it is,
+                # uncharged, and its result ends its ticket.
+                self.admission.withdraw(task_id, ticket.tenant)
+                ticket.turn = None
+        if by_node:
+            self.admit()  # what the dispatcher freed is offered at once
+        return [Preemption(node_id, tuple(ids)) for node_id, ids in by_node.items()]
+
+    # -- reading -----------------------------------------------------------------------
+
+    def counts(self) -> Iterator[tuple[str, int, int]]:
+        """Per tenant: its name, tasks waiting and tasks admitted."""
+        running = dict.fromkeys(self.admission.names, 0)
+        for ticket in self.tickets.values():
+            if ticket.run is not None:
+                running[ticket.tenant] += 1
+        for name in self.admission.names:
+            yield name, self.admission.waiting(name), running[name]
+
+
+__all__ = ["AdmissionGate", "Preemption", "StartHold", "Ticket", "UnknownTenantError"]

@@ -1,0 +1,130 @@
+"""Preemption on an executor: the task stops and goes back to the balancer, never a result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from boson_services.executor.handlers import ExecutorHandlers
+from boson_services.executor.pool import TaskRunner
+from boson_shared.contract.messages import (
+    CancelTask,
+    ResourceVector,
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+)
+from boson_shared.contract.topology import RK_PARKED, Names
+from boson_shared.handlers import discover
+from boson_shared.runtime.consumer import Emit
+from tests.unit.executor.test_cancel import starts, until
+
+HANDLERS = "tests.e2e.steering_handlers"
+NAMES = Names("t")
+
+
+@pytest.fixture
+async def handlers() -> AsyncIterator[ExecutorHandlers]:
+    runner = TaskRunner(2, start_method="forkserver")
+    yield ExecutorHandlers(
+        node_id="n1",
+        slots=2,
+        registry=discover(["boson_services.executor.builtins", HANDLERS]),
+        runner=runner,
+        names=NAMES,
+        max_inline_result_bytes=4096,
+        completed_memory=100,
+    )
+    await runner.close()
+
+
+def assigned(
+    handler: str, task_id: str, *, dispatch: int = 1, preempted: int = 0, **params: object
+) -> TaskAssigned:
+    task = TaskSubmitted(task_id=task_id, handler=handler, params=params, reply_to="client-1")
+    return TaskAssigned(
+        message_id=f"{task_id}.a{dispatch}",
+        task=task,
+        demand=ResourceVector(cpu=1, memory=1),
+        node_id="n1",
+        dispatch=dispatch,
+        preempted=preempted,
+    )
+
+
+def preempt(*task_ids: str, node_id: str = "n1") -> CancelTask:
+    return CancelTask(task_ids=task_ids, reply_to="balancer-1", reason="preempted", node_id=node_id)
+
+
+def handed_back(emits: Sequence[Emit]) -> TaskPlaced:
+    (emit,) = emits
+    assert isinstance(emit.message, TaskPlaced)
+    assert (emit.route.exchange, emit.route.routing_key) == (NAMES.work_exchange, RK_PARKED)
+    assert emit.route.mandatory
+    return emit.message
+
+
+@pytest.mark.parametrize("handler", ["steer_thread", "steer_async", "steer_process"])
+async def test_a_running_task_is_stopped_and_handed_back_not_reported(
+    handlers: ExecutorHandlers, handler: str, tmp_path: Path
+) -> None:
+    run = asyncio.ensure_future(
+        handlers.on_assigned(assigned(handler, "t1", dispatch=2, seconds=30, starts=str(tmp_path)))
+    )
+    await until(lambda: starts(tmp_path) == 1)
+    started = time.monotonic()
+    assert await handlers.on_cancel(preempt("t1")) == []  # nobody is answered
+    placed = handed_back(await asyncio.wait_for(run, 10))
+    assert time.monotonic() - started < 5.0
+    assert placed.task.task_id == "t1"
+    assert placed.message_id == "t1.p2"
+    assert (placed.dispatched, placed.preempted, placed.node_id) == (2, 1, None)
+    assert handlers.active == {}
+    assert handlers.running == 0
+    assert handlers.results == {"succeeded": 0, "failed": 0, "cancelled": 0}
+    assert handlers.cancels.preempted == 1
+    # Neither cancelled nor finished here: its next dispatch runs, to the end,
+    # and its preempted run counts as no attempt.
+    again = await handlers.on_assigned(assigned("steer_async", "t1", dispatch=3, preempted=1))
+    (emit,) = again
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "succeeded"
+    assert emit.message.attempts == 2  # dispatches 1 and 3 ran; 2 was preempted
+
+
+async def test_a_preemption_for_another_node_or_a_finished_task_changes_nothing(
+    handlers: ExecutorHandlers, tmp_path: Path
+) -> None:
+    run = asyncio.ensure_future(
+        handlers.on_assigned(assigned("steer_async", "t2", seconds=0.3, starts=str(tmp_path)))
+    )
+    await until(lambda: starts(tmp_path) == 1)
+    assert await handlers.on_cancel(preempt("t2", node_id="n2")) == []
+    (emit,) = await asyncio.wait_for(run, 10)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "succeeded"
+    assert await handlers.on_cancel(preempt("t2")) == []
+    assert "t2" not in handlers.cancels  # never taken for a cancel
+
+
+async def test_a_task_preempted_before_it_arrives_is_handed_back_once_on_arrival(
+    handlers: ExecutorHandlers, tmp_path: Path
+) -> None:
+    assert await handlers.on_cancel(preempt("t3")) == []
+    placed = handed_back(
+        await handlers.on_assigned(assigned("steer_async", "t3", starts=str(tmp_path)))
+    )
+    assert (placed.dispatched, placed.preempted) == (1, 1)
+    assert starts(tmp_path) == 0
+    # Its next dispatch (to this node again) runs.
+    (emit,) = await handlers.on_assigned(
+        assigned("steer_async", "t3", dispatch=2, preempted=1, starts=str(tmp_path))
+    )
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "succeeded"
+    assert emit.message.attempts == 1

@@ -1,0 +1,289 @@
+"""The balancer with tenants: admission before dispatch, release, preemption, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from boson_services.balancer.dispatcher import Dispatcher
+from boson_services.balancer.handlers import UNKNOWN_TENANT, BalancerHandlers
+from boson_services.balancer.tenancy import AdmissionGate, Preemption
+from boson_services.balancer.tenants_view import tenants_report
+from boson_shared.contract.messages import (
+    CancelTask,
+    ResourceVector,
+    TaskAssigned,
+    TaskPlaced,
+    TaskResult,
+    TaskSubmitted,
+)
+from boson_shared.contract.topology import Names
+from boson_shared.runtime.consumer import Emit
+from boson_shared.scheduling.tenants import parse_tenants
+from tests.support.balancer import N, snapshot
+from tests.support.fakes import Clock, Published
+
+NAMES = Names("bal-tenants")
+ONE = ResourceVector(cpu=1, memory=1)
+GRACE_S = 3.0
+# Two nodes of 2 CPUs: a pool of 4. Tenant a may always use 2 and preempt for
+# them; b has no quota and borrows whatever is idle; c may use 1, no more.
+TENANTS = """
+[tenants.a]
+quota = { cpu = 2 }
+may_preempt = true
+[tenants.b]
+[tenants.c]
+quota = { cpu = 1 }
+borrowing_limit = { cpu = 0 }
+"""
+
+
+class Balancer:
+    def __init__(self) -> None:
+        self.clock = Clock(100.0)
+        self.published = Published()
+        self.dispatcher = Dispatcher(
+            credit_per_slot=1,
+            hot_threshold=0.9,
+            retarget_after_s=60.0,
+            imbalance_threshold=10.0,
+            clock=self.clock,
+        )
+        self.gate = AdmissionGate(
+            parse_tenants(TENANTS), self.dispatcher, grace_s=GRACE_S, clock=self.clock
+        )
+        self.handlers = BalancerHandlers(
+            self.dispatcher, NAMES, self.published, park_after_s=600.0, gate=self.gate
+        )
+        self.runs: dict[str, asyncio.Future[Sequence[Emit]]] = {}
+
+    async def start(self) -> None:
+        nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0)]
+        await self.handlers.on_event(snapshot(nodes))
+
+    def place(self, task_id: str, tenant: str, **fields: int) -> None:
+        self.runs[task_id] = asyncio.ensure_future(
+            self.handlers.on_placed(placed(task_id, tenant, **fields))
+        )
+
+    async def settle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    def assigned(self) -> list[TaskAssigned]:
+        return [m for m in self.published.messages if isinstance(m, TaskAssigned)]
+
+    def assigned_ids(self) -> list[str]:
+        return [m.task.task_id for m in self.assigned()]
+
+    async def finish(self, task_id: str) -> None:
+        result = TaskResult(
+            message_id=f"{task_id}.result",
+            task_id=task_id,
+            handler="noop",
+            status="succeeded",
+            reply_to="c1",
+            submitted_at=1.0,
+        )
+        await self.handlers.on_event(result)
+        await self.settle()
+
+
+def placed(
+    task_id: str, tenant: str, *, priority: int = 0, dispatched: int = 0, preempted: int = 0
+) -> TaskPlaced:
+    task = TaskSubmitted(
+        task_id=task_id, handler="noop", reply_to="c1", tenant=tenant, priority=priority
+    )
+    return TaskPlaced(
+        message_id=f"{task_id}.placed{dispatched}",
+        task=task,
+        demand=ONE,
+        node_id=None,
+        strategy="test" if not preempted else "preempted",
+        dispatched=dispatched,
+        preempted=preempted,
+    )
+
+
+async def test_a_tenant_past_its_ceiling_waits_and_a_release_frees_its_quota() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    for task_id in ("c1", "c2", "c3"):
+        balancer.place(task_id, "c")
+    await balancer.settle()
+    # c may use one CPU: one task runs, two wait although the pool is idle.
+    assert balancer.assigned_ids() == ["c1"]
+    assert balancer.gate.admission.waiting("c") == 2
+    await balancer.finish("c1")
+    assert balancer.assigned_ids() == ["c1", "c2"]
+    assert balancer.gate.admission.usage("c")[0] == 1.0
+    await balancer.finish("c2")
+    await balancer.finish("c3")
+    assert balancer.assigned_ids() == ["c1", "c2", "c3"]
+    assert balancer.gate.admission.usage("c") == (0.0, 0.0, 0.0)
+    assert balancer.gate.tickets == {}
+
+
+async def test_within_a_tenant_priority_goes_first() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    balancer.place("c1", "c")
+    balancer.place("low", "c", priority=-5)
+    balancer.place("high", "c", priority=50)
+    await balancer.settle()
+    await balancer.finish("c1")
+    await balancer.finish("high")
+    assert balancer.assigned_ids() == ["c1", "high", "low"]
+
+
+async def test_an_unknown_tenant_is_refused_and_never_reaches_admission() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    (emit,) = await balancer.handlers.on_placed(placed("x1", "nobody"))
+    result = emit.message
+    assert isinstance(result, TaskResult)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.error_type == UNKNOWN_TENANT
+    assert "'nobody'" in result.error.message
+    assert "a, b, c" in result.error.message
+    assert balancer.gate.tickets == {}
+    assert all(balancer.gate.admission.waiting(name) == 0 for name in ("a", "b", "c"))
+    assert balancer.dispatcher.held == {}
+    assert balancer.assigned_ids() == []
+
+
+async def test_a_cancel_takes_a_waiting_task_out_of_its_line() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    balancer.place("c1", "c")
+    balancer.place("c2", "c")
+    await balancer.settle()
+    await balancer.handlers.on_event(CancelTask(task_ids=("c2",), reply_to="someone"))
+    (emit,) = await asyncio.wait_for(balancer.runs["c2"], 1)
+    assert isinstance(emit.message, TaskResult)
+    assert emit.message.status == "cancelled"
+    assert balancer.gate.admission.waiting("c") == 0
+    assert balancer.gate.admission.pending("c") == (0.0, 0.0, 0.0)
+
+
+async def test_borrowed_work_is_preempted_after_the_grace_and_comes_back_first() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    for task_id in ("b1", "b2", "b3", "b4", "b5"):
+        balancer.place(task_id, "b")
+    await balancer.settle()
+    # b borrows the whole idle pool; b5 waits for room.
+    assert balancer.assigned_ids() == ["b1", "b2", "b3", "b4"]
+    balancer.place("a1", "a")
+    balancer.place("a2", "a")
+    await balancer.settle()
+    assert balancer.gate.reclaim() == []  # within the grace period
+    balancer.clock.now += GRACE_S - 0.1
+    assert balancer.gate.reclaim() == []
+    balancer.clock.now += 0.2
+    preemptions = balancer.gate.reclaim()
+    # The youngest of b's running tasks, as many as a's claim needs.
+    stopped = sorted(i for p in preemptions for i in p.task_ids)
+    assert stopped == ["b3", "b4"]
+    assert all(isinstance(p, Preemption) for p in preemptions)
+    where = {p.node_id for p in preemptions}
+    assert where <= {"n1", "n2"}
+    assert balancer.gate.preempted["b"] == 2
+    # Their executors hand them back; each goes to the front of b's line,
+    # and a gets the room they leave.
+    for task_id in ("b4", "b3"):
+        balancer.place(task_id, "b", dispatched=1, preempted=1)
+    await balancer.settle()
+    assert balancer.assigned_ids()[4:] == ["a1", "a2"]
+    assert balancer.gate.admission.usage("a")[0] == 2.0
+    assert balancer.gate.admission.waiting("b") == 3
+    # When room frees, the preempted tasks go before b5, oldest first, and
+    # as their second dispatch, counted as preempted.
+    await balancer.finish("b1")
+    await balancer.finish("b2")
+    again = balancer.assigned()[6:]
+    assert [m.task.task_id for m in again] == ["b3", "b4"]
+    assert [(m.message_id, m.dispatch, m.preempted) for m in again] == [
+        ("b3.a2", 2, 1),
+        ("b4.a2", 2, 1),
+    ]
+    await balancer.finish("a1")
+    assert balancer.assigned_ids()[-1] == "b5"
+    # The submitter has seen no result of the preempted runs.
+    assert not [m for m in balancer.published.messages if isinstance(m, TaskResult)]
+
+
+async def test_a_victim_still_held_here_waits_in_its_line_again() -> None:
+    balancer = Balancer()
+    # n2 counts in the pool but takes no work (on probation): admission sees
+    # room the dispatcher cannot use.
+    nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, on_probation=True)]
+    await balancer.handlers.on_event(snapshot(nodes))
+    balancer.place("b1", "b")
+    balancer.place("b2", "b")
+    await balancer.settle()
+    assert balancer.assigned_ids() == ["b1", "b2"]
+    # b3 admitted on a room test that passed then: the dispatcher holds it.
+    could_start = balancer.dispatcher.could_start
+    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
+    balancer.place("b3", "b")
+    await balancer.settle()
+    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
+    assert "b3" in balancer.dispatcher.held
+    assert balancer.gate.tickets["b3"].run is not None
+    balancer.place("a1", "a")
+    balancer.place("a2", "a")
+    await balancer.settle()
+    balancer.clock.now += GRACE_S + 0.5
+    (preemption,) = balancer.gate.reclaim()
+    await balancer.settle()
+    # Youngest first: b3, held here, waits in b's line again at once (its
+    # handler keeps waiting; nothing is sent); b2 is stopped on its node.
+    assert preemption == Preemption(balancer.dispatcher.where["b2"], ("b2",))
+    assert "b3" not in balancer.dispatcher.held
+    assert not balancer.runs["b3"].done()
+    assert balancer.gate.tickets["b3"].waiting
+    assert balancer.gate.admission.waiting("b") == 1
+    assert balancer.gate.admission.usage("b")[0] == 1.0
+    # b2 comes back; a takes the room; b3 runs when room frees, first in b's line.
+    balancer.place("b2", "b", dispatched=1, preempted=1)
+    await balancer.settle()
+    assert balancer.assigned_ids()[2:] == ["a1"]
+    await balancer.finish("b1")
+    assert balancer.assigned_ids()[2:] == ["a1", "a2"]
+    # Both went back to the front of b's line, in the order they first came.
+    await balancer.finish("a1")
+    assert balancer.assigned()[-1].message_id == "b2.a2"
+    await balancer.finish("a2")
+    assert balancer.assigned()[-1].message_id == "b3.a1"  # it never left: first dispatch
+
+
+async def test_the_report_names_every_tenant_with_its_share() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    balancer.place("a1", "a")
+    balancer.place("c1", "c")
+    balancer.place("c2", "c")
+    await balancer.settle()
+    report = tenants_report(
+        balancer.gate, balancer.dispatcher, balancer_id="b-1", seq=1, grace_s=GRACE_S
+    )
+    assert report.pool == {"cpu": 4.0, "memory": 4.0, "gpu": 0.0}
+    by_name = {t.name: t for t in report.tenants}
+    assert set(by_name) == {"a", "b", "c"}
+    a, c = by_name["a"], by_name["c"]
+    assert (a.quota, a.guarantee, a.borrowing_limit) == ({"cpu": 2.0}, {"cpu": 2.0}, {})
+    assert a.usage["cpu"] == 1.0
+    assert (a.running, a.waiting, a.may_preempt) == (1, 0, True)
+    assert (c.running, c.waiting) == (1, 1)
+    assert c.pending["cpu"] == 1.0
+    assert c.borrowing_limit == {"cpu": 0.0}
+    # Without a tenants file: the default tenant owns the pool, ungoverned.
+    plain = tenants_report(None, balancer.dispatcher, balancer_id="b-1", seq=2, grace_s=0)
+    (only,) = plain.tenants
+    assert only.name == "default"
+    assert only.usage["cpu"] == 2.0
+    assert only.running == 2
