@@ -1,9 +1,10 @@
 """``boson tenants``: how the tenants share the pool, as the active balancer reports it.
 
 Per tenant: its weight and whether it may preempt; its tasks running and
-waiting; per resource, what it uses against its quota (and the guarantee
-the live pool leaves of it, when smaller), what it borrows beyond that and
-what its waiting tasks ask for. Amounts are in the units of task requests.
+waiting; and a row per resource: what it uses, its quota (and the
+guarantee the live pool leaves of it, when smaller), what it borrows beyond
+that and what its waiting tasks ask for. Amounts are in the units of task
+requests.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Mapping
 
 from pydantic import SecretStr
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -77,52 +78,68 @@ def resources_of(report: TenantsReport) -> list[str]:
 
 
 def render(report: TenantsReport, now: float | None = None) -> Table:
-    """The report as a table: one row per tenant."""
+    """The report as a table: a row per tenant and resource it quotas, uses or waits for."""
     now = time.time() if now is None else now
     resources = resources_of(report)
     pool = "  ".join(f"{r} {_amount(report.pool.get(r, 0.0))}" for r in resources)
     table = Table(
         title=f"Tenants (pool: {pool or 'empty'}; preemption grace {report.grace_s:g} s)",
-        caption=f"reported by {report.balancer_id} {max(0.0, now - report.reported_at):.1f} s ago"
-        " · used / quota (guarantee, when the pool shrank it)",
+        caption=f"reported by {report.balancer_id} {max(0.0, now - report.reported_at):.1f} s ago;"
+        " quota (guarantee, when the live pool shrank it)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("tenant")
-    for column in ("weight", "preempts", "running", "waiting"):
-        table.add_column(column, justify="right")
-    for resource in resources:
-        table.add_column(resource, justify="right")
-    table.add_column("borrowed")
-    table.add_column("pending")
+    table.add_column("tenant", no_wrap=True)
+    for column in ("weight", "preempt", "run", "wait"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("resource", no_wrap=True)
+    for column in ("used", "quota", "borrowed", "pending"):
+        table.add_column(column, justify="right", no_wrap=True)
     for tenant in report.tenants:
-        table.add_row(
+        first = [
             tenant.name,
             f"{tenant.weight:g}",
             "yes" if tenant.may_preempt else "no",
             str(tenant.running),
             str(tenant.waiting),
-            *(_used(tenant, r) for r in resources),
-            _listed(tenant.borrowed, resources),
-            _listed(tenant.pending, resources),
-        )
+        ]
+        cells = [_resource_cells(tenant, r) for r in resources if _concerns(tenant, r)]
+        for k, resource_cells in enumerate(cells or [["-"] * 5]):
+            table.add_row(
+                *(first if k == 0 else [""] * len(first)),
+                *resource_cells,
+                end_section=k == max(len(cells), 1) - 1,
+            )
     return table
 
 
-def _used(tenant: TenantUsage, resource: str) -> str:
-    used = _amount(tenant.usage.get(resource, 0.0))
+def _concerns(tenant: TenantUsage, resource: str) -> bool:
+    """Whether the tenant has a quota of ``resource``, uses, borrows or waits for it."""
+    return any(
+        amounts.get(resource, 0.0) > 0
+        for amounts in (tenant.quota, tenant.usage, tenant.borrowed, tenant.pending)
+    )
+
+
+def _resource_cells(tenant: TenantUsage, resource: str) -> list[str]:
+    used = tenant.usage.get(resource, 0.0)
     quota = tenant.quota.get(resource, 0.0)
     guarantee = tenant.guarantee.get(resource)
-    if quota <= 0 and not guarantee:
-        return used
-    text = f"{used} / {_amount(quota)}"
+    quota_text = _amount(quota)
     if guarantee is not None and guarantee < quota:
-        text += f" ({_amount(guarantee)})"
-    over = tenant.usage.get(resource, 0.0) > (guarantee if guarantee is not None else quota)
-    return f"[yellow]{text}[/yellow]" if over else text
-
-
-def _listed(amounts: Mapping[str, float], resources: list[str]) -> str:
-    shown = [f"{r} {_amount(amounts[r])}" for r in resources if amounts.get(r, 0.0) > 0]
-    return ", ".join(shown) or "-"
+        quota_text += f" ({_amount(guarantee)})"
+    borrowed = tenant.borrowed.get(resource, 0.0)
+    used_text = _amount(used)
+    if borrowed > 0:
+        used_text = f"[yellow]{used_text}[/yellow]"
+    return [
+        resource,
+        used_text,
+        quota_text,
+        _amount(borrowed) if borrowed > 0 else "-",
+        _amount(tenant.pending.get(resource, 0.0)) if tenant.pending.get(resource) else "-",
+    ]
 
 
 def _amount(value: float) -> str:

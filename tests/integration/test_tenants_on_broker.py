@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +74,17 @@ async def boson(cluster: ProcessCluster, *args: str) -> Ran:
     return Ran(process.returncode, out.decode(), err.decode())
 
 
+def scrape(cluster: ProcessCluster, service: str) -> str:
+    url = f"http://127.0.0.1:{cluster.processes[service].health_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
 @pytest.mark.broker
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-async def test_tenants_from_submit_to_the_record(
+async def test_tenants_from_submit_to_the_record_the_report_and_the_gauges(
     cluster: ProcessCluster,
 ) -> None:
     for service in ("monitor", "scheduler", "balancer"):
@@ -127,6 +135,26 @@ async def test_tenants_from_submit_to_the_record(
     assert mine.code == 0, mine.err
     tasks = json.loads(mine.out)["tasks"]
     assert [(t["task_id"], t["state"]) for t in tasks] == [(result["task_id"], "failed")]
+
+    # The active balancer's report, as a table and as JSON.
+    shown = await boson(cluster, "tenants")
+    assert shown.code == 0, shown.err
+    assert "research" in shown.out
+    assert "batch" in shown.out
+    listed = await boson(cluster, "tenants", "--json")
+    assert listed.code == 0, listed.err
+    report = json.loads(listed.out)
+    by_name = {t["name"]: t for t in report["tenants"]}
+    assert set(by_name) == {"research", "batch", "default"}
+    assert (by_name["research"]["weight"], by_name["research"]["may_preempt"]) == (2.0, True)
+    assert by_name["research"]["quota"] == {"cpu": 8.0, "memory": 16.0}
+    # Its task waits for a node (none runs): the balancer holds it in research's line.
+    assert (by_name["research"]["waiting"], by_name["research"]["running"]) == (1, 0)
+
+    # The monitor's gauges of the report.
+    metrics = scrape(cluster, "monitor")
+    assert 'boson_tenant_weight{tenant="research"} 2.0' in metrics
+    assert 'boson_tenant_quota_units{resource="memory",tenant="research"} 16.0' in metrics
 
 
 @pytest.mark.broker
