@@ -192,6 +192,9 @@ async def test_borrowed_work_is_preempted_after_the_grace_and_comes_back_first()
     where = {p.node_id for p in preemptions}
     assert where <= {"n1", "n2"}
     assert balancer.gate.preempted["b"] == 2
+    # Until they are back their room is not free: a reclaim meanwhile stops nothing more.
+    balancer.clock.now += 1.0
+    assert balancer.gate.reclaim() == []
     # Their executors hand them back; each goes to the front of b's line,
     # and a gets the room they leave.
     for task_id in ("b4", "b3"):
