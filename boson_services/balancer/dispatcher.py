@@ -225,6 +225,11 @@ class Dispatcher:
         self._any_cool = True
         self.head = HeadBook(clock, reservation_lapse_s)
         """The head reservation and the run-time estimates behind it."""
+        self.room_changed = 0
+        """Counts the events that may give a node room or credit (a result,
+        a snapshot); between two, holds only take room away."""
+        self._unfit: dict[tuple[bytes, frozenset[str] | None], int] = {}
+        """Demands :meth:`could_start` found no room for, and ``room_changed`` then."""
 
     # -- credit ------------------------------------------------------------
 
@@ -349,15 +354,37 @@ class Dispatcher:
 
     def could_start(self, demand: np.ndarray, models: frozenset[str] | None = None) -> bool:
         """Whether a node that takes work now has credit and room for ``demand``
-        (the admission gate's test: admitted work should not wait here)."""
+        (the admission gate's test: admitted work should not wait here).
+
+        A demand found no room stays without it until a result or a snapshot
+        (holds only take room): asked again meanwhile, the answer costs a
+        lookup, not a walk over the open nodes."""
+        key = (demand.tobytes(), models)
+        if self._unfit.get(key) == self.room_changed:
+            return False
         need = demand - FIT_EPSILON
         need[2] = 0.0
         milli = to_milli(demand[2])
-        return any(
-            bool((node.capacity - node.allocated >= need).all())
-            and (milli == 0 or node.gpus.fits(milli, models))
-            for node in self._open_nodes()
-        )
+        fits = False
+        closed: list[str] = []
+        # The first open node with room will do: stop there. Nodes found not
+        # to take work leave the spare set, as in _open_nodes.
+        for node_id in self._spare:
+            node = self.nodes.get(node_id)
+            if node is None or not self.accepts(node):
+                closed.append(node_id)
+            elif bool((node.capacity - node.allocated >= need).all()) and (
+                milli == 0 or node.gpus.fits(milli, models)
+            ):
+                fits = True
+                break
+        for node_id in closed:
+            del self._spare[node_id]
+        if not fits:
+            if len(self._unfit) > 1024:
+                self._unfit.clear()
+            self._unfit[key] = self.room_changed
+        return fits
 
     def pool(self) -> np.ndarray:
         """The total capacity of the live nodes (running work on probation counts)."""
@@ -390,6 +417,7 @@ class Dispatcher:
             return
         node = self.nodes.get(node_id)
         if node is not None:
+            self.room_changed += 1
             node.in_flight.discard(task_id)
             self._spare[node_id] = None
             if demand is not None:
@@ -411,6 +439,7 @@ class Dispatcher:
 
     def on_snapshot(self, snapshot: ClusterSnapshot) -> list[str]:
         """Apply the monitor's view; returns nodes that just went down."""
+        self.room_changed += 1
         went_down: list[str] = []
         for state in snapshot.nodes:
             node = self.nodes.get(state.node_id)

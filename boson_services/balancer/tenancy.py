@@ -40,6 +40,12 @@ from boson_shared.scheduling.admission import Admission, Offer, Running
 from boson_shared.scheduling.devices import parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
 
+AWAY_LIMIT_S = 10.0
+"""How long preempted tasks on their way back hold up the next reclaim: until
+they are back (or finished) their room is not free yet, and a reclaim in the
+meantime would stop more work for the same claim. Past this (an executor
+that died, a hand-back lost) reclaim goes on."""
+
 StartHold = Callable[[], "asyncio.Future[str]"]
 """Hands the task to the dispatcher; the future yields the node it goes to."""
 
@@ -112,6 +118,8 @@ class AdmissionGate:
         self.admitted_total = 0
         self._pool: tuple[float, ...] = ()
         self._joined = itertools.count()
+        self._away: dict[str, float] = {}
+        """Preempted tasks not handed back yet, and when they were preempted."""
 
     # -- a task's way in -------------------------------------------------------
 
@@ -288,7 +296,7 @@ class AdmissionGate:
         """
         now = self.clock()
         due = self.admission.next_reclaim()
-        if due is None or due > now:
+        if due is None or due > now or self._victims_on_their_way(now):
             return []
         by_node: dict[str, list[str]] = {}
         for victim in self.admission.reclaim(now):
@@ -307,6 +315,7 @@ class AdmissionGate:
             elif node_id is not None:
                 self.admission.withdraw(task_id, ticket.tenant)
                 ticket.turn = None  # away until its executor hands it back
+                self._away[task_id] = now
                 by_node.setdefault(node_id, []).append(task_id)
             else:
                 # Neither held nor dispatched: its handler is between the two
@@ -317,6 +326,15 @@ class AdmissionGate:
         if by_node:
             self.admit()  # what the dispatcher freed is offered at once
         return [Preemption(node_id, tuple(ids)) for node_id, ids in by_node.items()]
+
+    def _victims_on_their_way(self, now: float) -> bool:
+        """Whether tasks preempted lately are still away (see :data:`AWAY_LIMIT_S`)."""
+        for task_id, at in list(self._away.items()):
+            ticket = self.tickets.get(task_id)
+            back = ticket is None or ticket.run is not None or ticket.waiting
+            if back or now - at > AWAY_LIMIT_S:
+                del self._away[task_id]
+        return bool(self._away)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -330,4 +348,11 @@ class AdmissionGate:
             yield name, self.admission.waiting(name), running[name]
 
 
-__all__ = ["AdmissionGate", "Preemption", "StartHold", "Ticket", "UnknownTenantError"]
+__all__ = [
+    "AWAY_LIMIT_S",
+    "AdmissionGate",
+    "Preemption",
+    "StartHold",
+    "Ticket",
+    "UnknownTenantError",
+]

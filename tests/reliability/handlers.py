@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -24,3 +25,13 @@ def sleep(task: TaskInput) -> dict[str, float]:
     seconds = float(task.params.get("seconds", 1.0))
     time.sleep(seconds)
     return {"slept_s": seconds}
+
+
+@handler("tenant-hold")
+async def tenant_hold(task: TaskInput) -> dict[str, float]:
+    """Report that it started, then hold its slot ``params['seconds']`` (a
+    coroutine: a cancel or a preemption stops it at once)."""
+    task.progress(0.0, "started")
+    seconds = float(task.params.get("seconds", 1.0))
+    await asyncio.sleep(seconds)
+    return {"held_s": seconds}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import numpy as np
+
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.handlers import UNKNOWN_TENANT, BalancerHandlers
 from boson_services.balancer.tenancy import AdmissionGate, Preemption
@@ -192,6 +194,9 @@ async def test_borrowed_work_is_preempted_after_the_grace_and_comes_back_first()
     where = {p.node_id for p in preemptions}
     assert where <= {"n1", "n2"}
     assert balancer.gate.preempted["b"] == 2
+    # Until they are back their room is not free: a reclaim meanwhile stops nothing more.
+    balancer.clock.now += 1.0
+    assert balancer.gate.reclaim() == []
     # Their executors hand them back; each goes to the front of b's line,
     # and a gets the room they leave.
     for task_id in ("b4", "b3"):
@@ -287,3 +292,19 @@ async def test_the_report_names_every_tenant_with_its_share() -> None:
     assert only.name == "default"
     assert only.usage["cpu"] == 2.0
     assert only.running == 2
+
+
+async def test_could_start_answers_from_room_and_credit_until_either_changes() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    one = np.array([1.0, 1.0, 0.0])
+    three = np.array([3.0, 1.0, 0.0])
+    assert balancer.dispatcher.could_start(one)
+    assert not balancer.dispatcher.could_start(three)  # 2 CPUs a node
+    for task_id in ("b1", "b2", "b3", "b4"):
+        balancer.place(task_id, "b")
+    await balancer.settle()
+    assert not balancer.dispatcher.could_start(one)  # full
+    assert not balancer.dispatcher.could_start(one)  # the same answer, remembered
+    await balancer.finish("b1")
+    assert balancer.dispatcher.could_start(one)  # a result gave room back
