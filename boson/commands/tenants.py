@@ -61,7 +61,8 @@ async def collect(settings: BosonSettings, timeout: float) -> TenantsReport:
     except TimeoutError:
         raise NoAnswerError(
             f"no tenants report within {timeout:g} s on namespace {settings.namespace!r}: "
-            "is a balancer running (`boson run balancer`)?"
+            "is a balancer running (`boson run balancer`)? The active one reports once it "
+            "has received work"
         ) from None
     finally:
         await client.delete_queues()  # a one-shot client: nothing will come for it

@@ -164,5 +164,6 @@ async def test_tenants_with_no_balancer_says_so_in_one_line(cluster: ProcessClus
     assert ran.code == 2
     assert ran.err.strip() == (
         f"boson: NoAnswerError: no tenants report within 1 s on namespace "
-        f"{cluster.namespace!r}: is a balancer running (`boson run balancer`)?"
+        f"{cluster.namespace!r}: is a balancer running (`boson run balancer`)? "
+        "The active one reports once it has received work"
     )
