@@ -132,12 +132,19 @@ async def test_within_a_tenant_priority_goes_first() -> None:
     balancer = Balancer()
     await balancer.start()
     balancer.place("c1", "c")
+    await balancer.settle()
     balancer.place("low", "c", priority=-5)
     balancer.place("high", "c", priority=50)
     await balancer.settle()
     await balancer.finish("c1")
     await balancer.finish("high")
     assert balancer.assigned_ids() == ["c1", "high", "low"]
+    # Tasks that arrive together share one pass: priority orders them too.
+    balancer.place("later", "c")
+    balancer.place("urgent", "c", priority=1)
+    await balancer.settle()
+    await balancer.finish("low")
+    assert balancer.assigned_ids()[3:] == ["urgent"]
 
 
 async def test_an_unknown_tenant_is_refused_and_never_reaches_admission() -> None:
