@@ -160,8 +160,9 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
 
     Each task enters the gate as a handler would (its coroutine driven by
     hand up to its wait, so no event-loop scheduling is counted: the plain
-    loop has none either); each result ends its ticket and runs a pass, and
-    reclaim runs, as after every envelope of results in the balancer.
+    loop has none either); each result ends its ticket; then one pass and
+    reclaim run, as in a turn of the balancer's loop that saw one result
+    and one new task.
     """
     dispatcher = dispatcher_for(nodes)
     now = 0.0
@@ -198,15 +199,16 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     for _ in range(nodes * BACKLOG_PER_NODE):
         enter(submitted)
         submitted += 1
+    gate.admit()
     start_cpu = time.process_time()
     for _ in range(ops):
         now += 0.001
         done = order.popleft()
         dispatcher.complete(done)
-        if gate.finished(done):
-            gate.admit()
+        gate.finished(done)
         enter(submitted)
         submitted += 1
+        gate.admit()  # the one pass of this turn of the loop
         gate.reclaim()
     took = time.process_time() - start_cpu
     for entering in waiting:

@@ -184,7 +184,7 @@ class BalancerHandlers:
                 freed |= self._result_came_back(message, pump=False)
         self.dispatcher.pump()
         if freed and self.gate is not None:
-            self.gate.admit()
+            self.gate.request_pass()
         emits: list[Emit] = []
         for message in messages:
             if not isinstance(message, TaskResult):
@@ -194,7 +194,7 @@ class BalancerHandlers:
     async def on_event(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, TaskResult):
             if self._result_came_back(message, pump=True) and self.gate is not None:
-                self.gate.admit()
+                self.gate.request_pass()
         elif isinstance(message, ClusterSnapshot):
             went_down = self.dispatcher.on_snapshot(message)
             if self.gate is not None:

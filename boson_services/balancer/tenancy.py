@@ -4,8 +4,9 @@ The balancer is the single active consumer of placed work and sees the whole
 pool, so it holds the :class:`~boson_shared.scheduling.admission.Admission`
 (docs/scheduling.md#tenants). With a tenants file, every placed task takes
 a :class:`Ticket` here before the dispatcher holds it: it joins its tenant's
-line, and an admission pass — on every new task, every result, every
-snapshot and every sweep — offers the lines' heads in admission order. An
+line, and an admission pass — after new tasks and results (one for all
+that arrive in one turn of the event loop), every snapshot and every
+preemption — offers the lines' heads in admission order. An
 offer is taken when a node that takes work has credit and room for the
 task; then the task is handed to the dispatcher (which still picks the
 node, as without tenants) and counts against its tenant until its result
@@ -118,6 +119,7 @@ class AdmissionGate:
         self.admitted_total = 0
         self._pool: tuple[float, ...] = ()
         self._joined = itertools.count()
+        self._pass_pending = False
         self._away: dict[str, float] = {}
         """Preempted tasks not handed back yet, and when they were preempted."""
 
@@ -141,8 +143,7 @@ class AdmissionGate:
             ticket = self._join(task, demand, start, front, ticket)
         turn = ticket.turn
         assert turn is not None
-        if not turn.done():
-            self.admit()
+        self.request_pass()
         try:
             return await turn
         except asyncio.CancelledError:
@@ -198,10 +199,22 @@ class AdmissionGate:
     # -- admitting ---------------------------------------------------------------
 
     def admit(self) -> int:
-        """One admission pass; tasks admitted."""
+        """One admission pass now; tasks admitted."""
+        self._pass_pending = False
         admitted = self.admission.admit(self.clock(), self._place)
         self.admitted_total += admitted
         return admitted
+
+    def request_pass(self) -> None:
+        """A pass at the next turn of the event loop: the tasks and results
+        that arrive together (a prefetch, an envelope) share one pass."""
+        if not self._pass_pending:
+            self._pass_pending = True
+            asyncio.get_running_loop().call_soon(self._pass_if_pending)
+
+    def _pass_if_pending(self) -> None:
+        if self._pass_pending:
+            self.admit()
 
     def _place(self, offer: Offer) -> int:
         ticket = self.tickets.get(str(offer.key))

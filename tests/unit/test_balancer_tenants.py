@@ -132,12 +132,19 @@ async def test_within_a_tenant_priority_goes_first() -> None:
     balancer = Balancer()
     await balancer.start()
     balancer.place("c1", "c")
+    await balancer.settle()
     balancer.place("low", "c", priority=-5)
     balancer.place("high", "c", priority=50)
     await balancer.settle()
     await balancer.finish("c1")
     await balancer.finish("high")
     assert balancer.assigned_ids() == ["c1", "high", "low"]
+    # Tasks that arrive together share one pass: priority orders them too.
+    balancer.place("later", "c")
+    balancer.place("urgent", "c", priority=1)
+    await balancer.settle()
+    await balancer.finish("low")
+    assert balancer.assigned_ids()[3:] == ["urgent"]
 
 
 async def test_an_unknown_tenant_is_refused_and_never_reaches_admission() -> None:
@@ -308,3 +315,31 @@ async def test_could_start_answers_from_room_and_credit_until_either_changes() -
     assert not balancer.dispatcher.could_start(one)  # the same answer, remembered
     await balancer.finish("b1")
     assert balancer.dispatcher.could_start(one)  # a result gave room back
+
+
+async def test_guarantees_follow_the_live_pool() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    assert balancer.gate.admission.guarantee("a")[0] == 2.0
+    # n2 goes down: a pool of 2 CPUs for quotas of 3 shrinks each by 2/3.
+    nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, alive=False)]
+    await balancer.handlers.on_event(snapshot(nodes, seq=2))
+    assert balancer.gate.admission.pool[0] == 2.0
+    assert balancer.gate.admission.guarantee("a")[0] == 2.0 * 2 / 3
+    assert balancer.gate.admission.guarantee("c")[0] == 2 / 3
+
+
+async def test_a_task_waiting_past_the_park_limit_is_parked_and_leaves_its_line() -> None:
+    balancer = Balancer()
+    balancer.handlers.park_after_s = 60.0
+    await balancer.start()
+    balancer.place("c1", "c")
+    balancer.place("c2", "c")
+    await balancer.settle()
+    balancer.clock.now += 61.0
+    assert balancer.handlers.park_overdue() == 1
+    assert await asyncio.wait_for(balancer.runs["c2"], 1) == []
+    (parked,) = [m for m in balancer.published.messages if isinstance(m, TaskPlaced)]
+    assert (parked.task.task_id, parked.strategy, parked.dispatched) == ("c2", "parked", 0)
+    assert balancer.gate.admission.waiting("c") == 0
+    assert "c2" not in balancer.gate.tickets
