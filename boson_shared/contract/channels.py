@@ -41,6 +41,7 @@ from boson_shared.contract.messages import (
     TaskRetrying,
     TaskSubmitted,
 )
+from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
     RK_ALL_PROGRESS,
@@ -56,6 +57,7 @@ from boson_shared.contract.topology import (
     RK_RECORD_QUERY,
     RK_SNAPSHOT,
     RK_SUBMIT,
+    RK_TENANTS,
     Names,
     QueueSpec,
     Topology,
@@ -354,6 +356,18 @@ def channels(names: Names) -> tuple[Channel, ...]:
             (subscriber("monitor", RK_BACKLOG),),
             False,
             "The balancer's count of work held but not dispatched.",
+        ),
+        Channel(
+            "tenantsReport",
+            events,
+            "topic",
+            RK_TENANTS,
+            (TenantsReport,),
+            ("balancer",),
+            (subscriber("monitor", RK_TENANTS),),
+            False,
+            "How the tenants share the pool: each one's quota, guarantee, usage, "
+            "borrowing and waiting work, from the active balancer.",
         ),
         Channel(
             "taskEvent",

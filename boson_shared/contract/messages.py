@@ -11,64 +11,28 @@ and cost nothing to compare.
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-SCHEMA_VERSION = 1
-"""Schema version of every model in this module (bumped on breaking change)."""
-
-Identifier: TypeAlias = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
-]
-"""Ids of tasks, nodes, clients and messages: non-empty, printable, routable."""
-
-HandlerName: TypeAlias = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
-]
-Digest: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-"""Lower-case hex SHA-256."""
-
-NonNegative: TypeAlias = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Fraction: TypeAlias = Annotated[
-    float, Field(ge=0, le=1, allow_inf_nan=False, description="A share of the whole, 0 to 1.")
-]
-Timestamp: TypeAlias = Annotated[
-    float, Field(ge=0, allow_inf_nan=False, description="Seconds since the Unix epoch (UTC).")
-]
-Count: TypeAlias = Annotated[int, Field(ge=0, le=2**53)]
-
-
-def new_id() -> str:
-    """A fresh random id (32 hex characters)."""
-    return uuid.uuid4().hex
-
-
-def now() -> float:
-    return time.time()
-
-
-class Model(BaseModel):
-    """Base of every wire model: frozen, no unknown fields, finite numbers."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class Message(Model):
-    """A top-level message: it has a ``kind`` and a ``message_id``.
-
-    The message id makes processing idempotent: a consumer that has handled an
-    id acknowledges and drops a repeat (docs/design.md#delivery).
-    """
-
-    kind: str
-    message_id: Identifier = Field(default_factory=new_id)
-    schema_version: ClassVar[int] = SCHEMA_VERSION
-    also_reads: ClassVar[frozenset[int]] = frozenset()
-    """Older schema versions whose items this model still validates as they
-    are (its newer fields optional): readers upgrade before writers."""
+from boson_shared.contract.base import (
+    DEFAULT_TENANT,
+    SCHEMA_VERSION,
+    Count,
+    Digest,
+    Fraction,
+    HandlerName,
+    Identifier,
+    Message,
+    Model,
+    NonNegative,
+    Priority,
+    TenantName,
+    Timestamp,
+    new_id,
+    now,
+)
+from boson_shared.contract.tenants_report import TenantsReport
 
 
 class ResourceVector(Model):
@@ -141,9 +105,9 @@ class TaskSubmitted(Message):
     """A user's task, as the client publishes it (and as it travels on)."""
 
     kind: Literal["task.submitted"] = "task.submitted"
-    schema_version: ClassVar[int] = 3
-    # v1: no retry_errors; v2: no gpu_model in its requests
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: no retry_errors; v2: no gpu_model in its requests; v3: no tenant, priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     task_id: Identifier
     handler: HandlerName
     params: dict[str, Any] = Field(default_factory=dict)
@@ -170,6 +134,10 @@ class TaskSubmitted(Message):
     )
     submitted_at: Timestamp = Field(default_factory=now)
     explain: bool = False
+    tenant: TenantName = DEFAULT_TENANT
+    """The team or account the task's work counts against (docs/scheduling.md#tenants)."""
+    priority: Priority = 0
+    """Within its tenant, a higher priority is admitted first."""
 
     @model_validator(mode="after")
     def _one_data_source(self) -> TaskSubmitted:
@@ -200,9 +168,9 @@ class TaskPlaced(Message):
     """The scheduler's decision: a node, or ``node_id=None`` for pending."""
 
     kind: Literal["task.placed"] = "task.placed"
-    schema_version: ClassVar[int] = 3
-    # v1: its task was v1; v2: no devices
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: its task was v1; v2: no devices; v3: its task had no tenant, priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier | None
@@ -211,15 +179,21 @@ class TaskPlaced(Message):
     strategy: str
     placed_at: Timestamp = Field(default_factory=now)
     explanation: PlacementExplanation | None = None
+    dispatched: Count = 0
+    """Times the task was dispatched before this placement (a preempted task's
+    runs so far): its next assignment is dispatch ``dispatched + 1``."""
+    preempted: Count = 0
+    """Times the task was preempted: above 0, an executor handed it back to
+    the balancer, which puts it at the front of its tenant's line."""
 
 
 class TaskAssigned(Message):
     """The balancer hands a task to one node's queue."""
 
     kind: Literal["task.assigned"] = "task.assigned"
-    schema_version: ClassVar[int] = 3
-    # v1: its task was v1; v2: no devices
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: its task was v1; v2: no devices; v3: its task had no tenant, priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     task: TaskSubmitted
     demand: ResourceVector
     node_id: Identifier
@@ -227,6 +201,9 @@ class TaskAssigned(Message):
     """The GPU devices of the node the executor binds the task to."""
     dispatch: Count = 1
     assigned_at: Timestamp = Field(default_factory=now)
+    preempted: Count = 0
+    """Times the task was preempted before this assignment (runs that count
+    as no failure)."""
 
 
 class TaskUsage(Model):
@@ -329,6 +306,9 @@ MAX_CANCEL_IDS = 1000
 """Task ids one :class:`CancelTask` may name."""
 
 
+CancelReason: TypeAlias = Literal["requested", "preempted"]
+
+
 class CancelTask(Message):
     """Stop these tasks: a queued one never starts, a running one is stopped.
 
@@ -340,10 +320,24 @@ class CancelTask(Message):
     """
 
     kind: Literal["task.cancel"] = "task.cancel"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no reason, no node_id
     task_ids: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_CANCEL_IDS)]
     reply_to: Identifier
     """Client id: answers go to ``cancel.answer.<reply_to>``."""
     requested_at: Timestamp = Field(default_factory=now)
+    reason: CancelReason = "requested"
+    """``preempted``: the balancer takes borrowed capacity back. The executor
+    of ``node_id`` stops the task and hands it back to the balancer, which
+    runs it again; nobody answers, remembers the ids, or reports a result."""
+    node_id: Identifier | None = None
+    """For a preemption: the node the task was dispatched to (others ignore it)."""
+
+    @model_validator(mode="after")
+    def _preemption_names_its_node(self) -> CancelTask:
+        if (self.reason == "preempted") != (self.node_id is not None):
+            raise ValueError("a preemption names the node it stops tasks on, a cancel does not")
+        return self
 
 
 CancelVerdict: TypeAlias = Literal["cancelled", "finished"]
@@ -617,8 +611,9 @@ class TaskEvent(Message):
     sorts right whichever event reaches the monitor first.
     """
 
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: inputs only on "submitted"
+    schema_version: ClassVar[int] = 3
+    # v1: inputs only on "submitted"; v2: inputs without tenant, priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     kind: Literal["task.event"] = "task.event"
     task_id: Identifier
     stage: TaskStage
@@ -636,6 +631,8 @@ class TaskEvent(Message):
     requests: ResourceRequest | None = None
     timeout_s: NonNegative | None = None
     max_retries: Count | None = None
+    tenant: TenantName | None = None
+    priority: Priority | None = None
     node_id: Identifier | None = None
     strategy: Annotated[str, StringConstraints(max_length=64)] | None = None
     demand: ResourceVector | None = None
@@ -671,6 +668,8 @@ def task_event(
             requests=task.requests,
             timeout_s=task.timeout_s,
             max_retries=task.max_retries,
+            tenant=task.tenant,
+            priority=task.priority,
         )
     return TaskEvent(
         message_id=message_id,
@@ -805,7 +804,8 @@ AnyMessage: TypeAlias = Annotated[
     | TaskEvent
     | RecordQuery
     | RecordReply
-    | BlobsReferenced,
+    | BlobsReferenced
+    | TenantsReport,
     Field(discriminator="kind"),
 ]
 
@@ -833,6 +833,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         RecordQuery,
         RecordReply,
         BlobsReferenced,
+        TenantsReport,
     )
 }
 """Every message kind this build knows, mapped to its model."""
@@ -859,6 +860,7 @@ __all__ = [
     "BalancerBacklog",
     "BlobsReferenced",
     "CancelAnswer",
+    "CancelReason",
     "CancelTask",
     "CancelVerdict",
     "CheckData",
@@ -897,6 +899,7 @@ __all__ = [
     "TaskState",
     "TaskSubmitted",
     "TaskUsage",
+    "TenantsReport",
     "TimelineEntry",
     "cancelled_result",
     "failed_result",

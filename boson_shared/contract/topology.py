@@ -52,6 +52,8 @@ RK_RECORD_QUERY = "record.query"
 # Routing keys on the events exchange.
 RK_SNAPSHOT = "snapshot"
 RK_BACKLOG = "backlog"
+RK_TENANTS = "tenants"
+"""The active balancer's :class:`~boson_shared.contract.tenants_report.TenantsReport`."""
 RK_ALL_HEARTBEATS = "heartbeat.#"
 RK_ALL_RESULTS = "result.#"
 RK_ALL_ALERTS = "alert.#"
@@ -500,6 +502,7 @@ __all__ = [
     "RK_RECORD_QUERY",
     "RK_SNAPSHOT",
     "RK_SUBMIT",
+    "RK_TENANTS",
     "BindingSpec",
     "ExchangeSpec",
     "ExchangeType",

@@ -32,22 +32,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from boson_shared.contract.base import (
+    DEFAULT_TENANT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TenantName,
+)
 from boson_shared.errors import ConfigError
 
 RESOURCES: tuple[str, ...] = ("cpu", "memory", "gpu")
 """The resources a quota can name, in the order of every vector here."""
 
-DEFAULT_TENANT = "default"
-"""The tenant of a task that names none, and the only one without a file."""
-
-PRIORITY_MIN = -1000
-PRIORITY_MAX = 1000
 DEFAULT_PRIORITY = 0
 
 Resource = Literal["cpu", "memory", "gpu"]
-TenantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -149,6 +149,7 @@ __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESOURCES",
+    "TenantName",
     "TenantSpec",
     "TenantsConfig",
     "entitlements",

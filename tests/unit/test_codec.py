@@ -603,7 +603,7 @@ def test_schema_version_zero_is_malformed_and_an_unread_version_is_schema() -> N
     with pytest.raises(MalformedPayloadError):
         codec().decode(seal(payload([task_item()], version=0)))
     with pytest.raises(SchemaError):
-        codec().decode(seal(payload([task_item()], version=4)))
+        codec().decode(seal(payload([task_item()], version=5)))
 
 
 def test_unknown_kind_is_refused_after_authentication() -> None:
@@ -633,8 +633,8 @@ def test_schema_error_names_the_bad_item_of_a_batch() -> None:
 
 
 def test_schema_version_mismatch() -> None:
-    with pytest.raises(SchemaError, match="schema version 4"):
-        codec().decode(seal(payload([task_item()], version=4)))
+    with pytest.raises(SchemaError, match="schema version 5"):
+        codec().decode(seal(payload([task_item()], version=5)))
 
 
 def test_a_task_of_the_previous_version_is_read_without_retry_errors() -> None:

@@ -302,3 +302,16 @@ async def test_for_the_record_a_placement_carries_the_inputs_and_lingers() -> No
     assert events["t2", "submitted"].complexity == 600
     routes = {e.route for e in emits if isinstance(e.message, TaskEvent)}
     assert routes == {Route(NAMES.events_exchange, RK_RECORD_EVENT, linger_s=0.01)}
+
+
+async def test_a_placement_carries_the_tasks_tenant_and_priority_to_the_balancer() -> None:
+    scheduler = handlers()
+    scheduler.on_snapshot(snapshot(WORKED))
+    emits = await scheduler.on_submitted_batch(
+        [task(1, tenant="research", priority=100), task(2, tenant="batch", priority=-5)]
+    )
+    placements = {p.task.task_id: p for p in placed(emits)}
+    assert (placements["t1"].task.tenant, placements["t1"].task.priority) == ("research", 100)
+    assert (placements["t2"].task.tenant, placements["t2"].task.priority) == ("batch", -5)
+    (unnamed,) = placed(await scheduler.on_submitted(task(3)))
+    assert (unnamed.task.tenant, unnamed.task.priority) == ("default", 0)

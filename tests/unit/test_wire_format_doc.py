@@ -235,7 +235,7 @@ def test_codec_single_message_reads_by_hand() -> None:
     assert parts["kind"] == "task.submitted"
     assert parts["key_id"] == "k1"
     assert parts["flags"] == 0x00
-    assert parts["v"] == 3  # task.submitted is at version 3 (the doc says so)
+    assert parts["v"] == 4  # task.submitted is at version 4 (the doc says so)
     (item,) = parts["items"]
     assert "kind" not in item
     assert item["task_id"] == "t5"

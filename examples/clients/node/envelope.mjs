@@ -24,7 +24,7 @@ const NODE_CIPHER = ["aes-256-gcm", "chacha20-poly1305"];
 const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
 const KIND = /^[A-Za-z0-9._-]{1,255}$/;
 // §5: the schema version each kind is written with, and what a reader accepts.
-const WRITE_VERSION = { "task.submitted": 3, "data.chunk": 2, "data.check": 2 };
+const WRITE_VERSION = { "task.submitted": 4, "data.chunk": 2, "data.check": 2 };
 const READ_VERSIONS = {
   "task.result": [1, 2],
   "data.chunk": [1, 2],
