@@ -391,16 +391,26 @@ async def run_with(
     try:
         port = free_port()
         cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
-        async with monitor_process(cluster, port, args.nodes):
+        async with monitor_process(cluster, port, args.nodes) as monitor:
             base = f"http://127.0.0.1:{port}"
             loop = asyncio.get_running_loop()
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
                 measure = functools.partial(latency_in_a_process, base, args.clients)
                 await loop.run_in_executor(apart, measure, 5, task_ids)  # warm up
+                report["load_average_before"] = os.getloadavg()
+                before, began = monitor.cpu_times(), time.monotonic()
                 report["latency"] = await loop.run_in_executor(
                     apart, measure, args.requests, task_ids
                 )
+                after = monitor.cpu_times()
+                report["load_average_after"] = os.getloadavg()
+            busy = (after.user - before.user) + (after.system - before.system)
+            report["monitor_during_latency"] = {
+                "seconds": round(time.monotonic() - began, 2),
+                "cpu_s": round(busy, 3),
+                "requests": args.clients * args.requests,
+            }
             print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
         del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
         report["cpu_without_dashboard"] = await measure_cpu(
@@ -415,6 +425,12 @@ async def run_with(
             - report["cpu_without_dashboard"]["cpu_core_share"]
         )
         report["dashboard_adds_core_share"] = round(added, 4)
+        during = report["monitor_during_latency"]
+        idle_cpu_s = report["cpu_without_dashboard"]["cpu_core_share"] * during["seconds"]
+        # The monitor's CPU beyond its heartbeat work, per request served: the service time.
+        during["cpu_ms_per_request"] = round(
+            1000 * (during["cpu_s"] - idle_cpu_s) / during["requests"], 3
+        )
     finally:
         stop.set()
         with contextlib.suppress(Exception):

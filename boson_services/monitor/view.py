@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from boson_shared.contract.messages import Alert, ClusterSnapshot, NodeHeartbeat, NodeState
+from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.scheduling.probation import Probation
 
 
@@ -44,6 +45,8 @@ class ClusterView:
         self.nodes: dict[str, NodeRecord] = {}
         self.membership_changed = False
         """Set when a node joined, left or returned; cleared by :meth:`snapshot`."""
+        self.tenants: TenantsReport | None = None
+        """The active balancer's latest ``tenants.report`` (None: none heard yet)."""
 
     def observe(self, heartbeat: NodeHeartbeat, now: float) -> list[Alert]:
         """Take a heartbeat in; returns alerts it causes (a node back up)."""

@@ -39,6 +39,7 @@ from boson_services.monitor.dashboard.shared import JsonAnswer, SharedAnswers
 from boson_services.monitor.dashboard.tasks import TaskReader
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_shared.contract.messages import Alert, NodeState, PlacementExplanation
+from boson_shared.contract.tenants_report import TenantsReport
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -84,6 +85,11 @@ class Summary(Out):
     latest: Sample | None
 
 
+def latest_tenants_report(handlers: MonitorHandlers) -> TenantsReport | None:
+    """The tenants report the monitor's view holds (immutable: shared as it is)."""
+    return handlers.view.tenants
+
+
 @dataclass(frozen=True)
 class MonitorState:
     """What the monitor knew at one moment: immutable, safe to read from any thread."""
@@ -97,6 +103,8 @@ class MonitorState:
     overloaded: Mapping[str, float] = field(default_factory=dict)
     """Nodes overloaded long enough to alert, with their measured load."""
     explanations: Mapping[str, PlacementExplanation] = field(default_factory=dict)
+    tenants: TenantsReport | None = None
+    """The active balancer's latest tenants report (None: none heard yet)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,7 @@ class DashboardSource:
             recent_alerts=tuple(handlers.recent_alerts),
             overloaded=overloaded,
             explanations=dict(handlers.recent_explanations),
+            tenants=latest_tenants_report(handlers),
         )
 
     def publish(self, state: MonitorState) -> None:
@@ -247,6 +256,11 @@ class DashboardSource:
     def explanation(self, task_id: str) -> PlacementExplanation | None:
         """Why a recent task submitted with ``explain`` went where it went."""
         return self.state().explanations.get(task_id)
+
+    # -- tenants -----------------------------------------------------------
+
+    def tenants(self) -> TenantsReport | None:
+        return self.state().tenants
 
     # -- alerts ------------------------------------------------------------
 
@@ -347,4 +361,5 @@ __all__ = [
     "MonitorState",
     "Summary",
     "ThroughputOut",
+    "latest_tenants_report",
 ]
