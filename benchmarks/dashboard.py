@@ -15,7 +15,7 @@ that vary, so the monitor holds a cluster of that size.
 
 1. **Latency.** With the dashboard on, ``--clients`` concurrent HTTP clients
    each make ``--requests`` requests, round-robin over the endpoints: the
-   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted,
+   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted, ``/api/tenants``,
    ``/api/alerts``, ``/api/throughput``, the cluster page) and the record
    (``/api/tasks`` filtered by state, by handler and node, by time, a deeper
    page by cursor, and ``/api/tasks/{id}`` of random tasks — the task page's
@@ -82,6 +82,7 @@ ENDPOINTS = (
     "/api/nodes?limit=50&offset=500&sort=measured",
     "/api/nodes?status=down&limit=50",
     "/api/nodes?search=0042",
+    "/api/tenants",
     "/api/alerts",
     "/api/throughput",
     "/",
@@ -441,38 +442,23 @@ async def run_with(
 
 
 async def service_times(args: argparse.Namespace) -> dict[str, Any]:
-    from boson_services.monitor.dashboard.app import build_app
-    from boson_services.monitor.dashboard.history import History
-    from boson_services.monitor.dashboard.security import Guard
-    from boson_services.monitor.dashboard.source import DashboardSource
-    from boson_services.monitor.dashboard.tasks import TaskReader
+    from tests.support.dashboard import asgi_client, dashboard_app
     from tests.support.monitor import monitor_state
 
     database = await create_database(args.postgres, "boson_bench_dashboard")
     try:
         task_ids, _ = await fill_record(database, args.tasks, args.nodes)
         handlers, _ = monitor_state(nodes=args.nodes)
-        metrics = handlers.metrics
-        source = DashboardSource(
+        app, source = dashboard_app(
             handlers,
-            History(
-                succeeded=metrics.tasks_completed,
-                failed=metrics.tasks_failed,
-                latency=metrics.task_latency,
-            ),
-            max_age_s=3600.0,  # one state, as between two ticks
-            tasks=TaskReader(RecordStore.open(database)),
-        )
-        app = build_app(
-            source,
-            Guard(token=None, reading_needs_token=False),
+            store=RecordStore.open(database, pre_ping=False),
             requests_per_s=1e9,
-            max_body_bytes=16 * 1024,
+            max_age_s=3600.0,  # one state, as between two ticks
+            share_s=args.share_s,
         )
         pick = random.Random(5)
         report: dict[str, Any] = {}
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as http:
+        async with asgi_client(app) as http:
             first = (await http.get("/api/tasks", params={"limit": 50})).json()
             for endpoint in ENDPOINTS:
                 walls, cpus = [], []
@@ -514,6 +500,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
     parser.add_argument("--service-times", action="store_true", help="in process, one by one")
+    parser.add_argument(
+        "--share-s",
+        type=float,
+        default=0.0,
+        help="with --service-times: identical reads share answers this long (0: every read asks)",
+    )
     args = parser.parse_args()
     report = asyncio.run(service_times(args) if args.service_times else run(args))
     print(json.dumps(report, indent=2))
