@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "boson.commands.submit",
     "boson.commands.run",
     "boson.commands.status",
+    "boson.commands.tenants",
     "boson.commands.health",
     "boson.commands.simulate",
     "boson.commands.keys",

@@ -67,7 +67,8 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
     new_id,
 )
-from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT
+from boson_shared.contract.tenants_report import TenantsReport
+from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT, RK_TENANTS
 from boson_shared.errors import (
     BrokerUnavailableError,
     DecodeError,
@@ -83,6 +84,7 @@ from boson_shared.scheduling.demand import DemandModel, LinearDemandModel
 from boson_shared.scheduling.placement import Placer, Status, Strategy
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY
 from boson_shared.scheduling.table import GpuDevice, NodeTable
+from boson_shared.scheduling.tenants import DEFAULT_PRIORITY, DEFAULT_TENANT
 from boson_shared.settings import BosonSettings
 from boson_shared.transfer.chunks import TransferOptions
 from boson_shared.transfer.fetcher import Fetcher
@@ -114,6 +116,11 @@ class TaskRequest:
     any failure, the handler's own exceptions included."""
     task_id: str | None = None
     explain: bool = False
+    tenant: str = DEFAULT_TENANT
+    """The team or account the task counts against (``BOSON_TENANTS_FILE``);
+    the scheduler fails a task whose tenant the file does not declare."""
+    priority: int = DEFAULT_PRIORITY
+    """Within its tenant, higher goes first: an integer from -1000 to 1000."""
 
 
 @dataclass(frozen=True)
@@ -342,20 +349,33 @@ class Client:
 
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
         """The next cluster snapshot the monitor publishes."""
-        queue = self.names.subscriber_queue("plan", f"{self.client_id}-{new_id()[:6]}")
-        tap = Tap(
-            self._transport,
-            self._codec,
-            queue,
-            [(self.names.events_exchange, RK_SNAPSHOT)],
-        )
-        await tap.start()
-        try:
-            snapshot = await tap.wait_for(lambda m: isinstance(m, ClusterSnapshot), timeout)
-        finally:
-            await tap.close()
+        snapshot = await self._next_event(RK_SNAPSHOT, ClusterSnapshot, "plan", timeout)
         assert isinstance(snapshot, ClusterSnapshot)
         return snapshot
+
+    async def tenants(self, timeout: float = 10.0) -> TenantsReport:
+        """The next report of how the tenants share the pool.
+
+        The active balancer publishes one every
+        ``BOSON_TENANTS_REPORT_INTERVAL_S`` (the monitor takes the same
+        reports for its gauges and dashboard); ``TimeoutError`` if none comes
+        within ``timeout``.
+        """
+        report = await self._next_event(RK_TENANTS, TenantsReport, "tenants", timeout)
+        assert isinstance(report, TenantsReport)
+        return report
+
+    async def _next_event(
+        self, key: str, kind: type[Message], purpose: str, timeout: float
+    ) -> Message:
+        """The next message of ``kind`` published on the events exchange under ``key``."""
+        queue = self.names.subscriber_queue(purpose, f"{self.client_id}-{new_id()[:6]}")
+        tap = Tap(self._transport, self._codec, queue, [(self.names.events_exchange, key)])
+        await tap.start()
+        try:
+            return await tap.wait_for(lambda m: isinstance(m, kind), timeout)
+        finally:
+            await tap.close()
 
     async def plan(
         self,
@@ -404,6 +424,8 @@ class Client:
                 retry_errors=request.max_retries is not None,
                 reply_to=self.client_id,
                 explain=request.explain,
+                tenant=request.tenant,
+                priority=request.priority,
             )
         except ValidationError as e:
             # One typed line (no input values: params may be large or private).

@@ -162,17 +162,22 @@ class RecordReader:
         state: TaskState | None = None,
         handler: str | None = None,
         node_id: str | None = None,
+        tenant: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> TaskPage:
-        """A page of records, newest submission first (outputs left out: use ``get``)."""
+        """A page of records, newest submission first (outputs left out: use ``get``).
+
+        ``tenant``: that tenant's tasks only (``default`` includes tasks
+        recorded before tasks had a tenant)."""
         query = self._query(
             state=state,
             handler=handler,
             node_id=node_id,
+            tenant=tenant,
             since=since,
             until=until,
             limit=limit,

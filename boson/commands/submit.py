@@ -15,18 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
 from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible, show_retry
 from boson.launcher import embedded
-from boson_shared.errors import BosonError, ConfigError, NoAnswerError
+from boson_shared.contract.base import TenantName
+from boson_shared.errors import BosonError, ConfigError, InvalidTaskError, NoAnswerError
+from boson_shared.scheduling.tenants import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TENANT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+)
 from boson_shared.settings import BosonSettings
 
 WAIT_MARGIN_S = 60.0
 IN_PROCESS_DRAIN_S = 1.0
 DIAGNOSE_SNAPSHOT_S = 3.0
 MAX_COUNT = 1_000_000
+TENANT_NAME: TypeAdapter[str] = TypeAdapter(TenantName)
 MAX_INPUT = 4 * 1024 * 1024 * 1024
 """Inputs above the inline threshold travel through the transfer service; this
 bound only keeps a mistaken path from being read into memory."""
@@ -51,6 +59,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--complexity", type=float, help="task complexity C")
     parser.add_argument("--data-size", type=float, help="task data size D (default: KiB of input)")
     parser.add_argument("--count", type=int, default=1, help="submit N copies")
+    parser.add_argument(
+        "--tenant",
+        default=DEFAULT_TENANT,
+        help="the team or account the tasks count against (default %(default)s)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=DEFAULT_PRIORITY,
+        help=f"within the tenant, higher goes first: {PRIORITY_MIN} to {PRIORITY_MAX} "
+        "(default %(default)s)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per-task timeout (s)")
     parser.add_argument(
         "--wait", action="store_true", help="wait for the results, printing each as it arrives"
@@ -105,6 +125,18 @@ def read_input(path: Path) -> bytes:
 def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
     if not 1 <= args.count <= MAX_COUNT:
         raise ConfigError(f"--count must be between 1 and {MAX_COUNT:,}")
+    if not PRIORITY_MIN <= args.priority <= PRIORITY_MAX:
+        raise InvalidTaskError(
+            f"--priority {args.priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}; "
+            "nothing submitted"
+        )
+    try:
+        TENANT_NAME.validate_python(args.tenant)
+    except ValidationError:
+        raise InvalidTaskError(
+            f"--tenant {args.tenant!r}: a tenant name is 1 to 64 letters, digits, '_', '.' "
+            "or '-'; nothing submitted"
+        ) from None
     data = None if args.input is None else read_input(args.input)
     params = parse_params(args.param)
     return [
@@ -116,6 +148,8 @@ def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
             data_size=args.data_size,
             timeout_s=args.timeout,
             max_retries=args.retries,
+            tenant=args.tenant,
+            priority=args.priority,
         )
         for _ in range(args.count)
     ]

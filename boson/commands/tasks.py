@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tasks.add_argument("--handler")
     tasks.add_argument("--node")
+    tasks.add_argument("--tenant", help="that tenant's tasks only")
     tasks.add_argument("--since", help="1h, 30m, 2d, an ISO time or epoch seconds")
     tasks.add_argument("--limit", type=int, default=50)
     tasks.add_argument("--cursor", help="continue after a previous page")
@@ -144,6 +145,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         state=args.state,
         handler=args.handler,
         node_id=args.node,
+        tenant=args.tenant,
         since=parse_since(args.since) if args.since is not None else None,
         limit=args.limit,
         cursor=args.cursor,
@@ -159,6 +161,7 @@ def run_tasks(args: argparse.Namespace) -> int:
             state=query.state,
             handler=query.handler,
             node_id=query.node_id,
+            tenant=query.tenant,
             since=query.since,
             limit=query.limit,
             cursor=query.cursor,
@@ -294,6 +297,8 @@ def render_task(record: TaskRecord) -> None:
     console.print(f"task [bold]{record.task_id}[/bold]  {state}")
     details = [
         ("handler", record.handler),
+        ("tenant", record.tenant),
+        ("priority", None if record.priority is None else str(record.priority)),
         ("submitter", record.submitter),
         ("node", record.node_id),
         ("strategy", record.strategy),
@@ -333,7 +338,7 @@ def render_task(record: TaskRecord) -> None:
 def render_tasks(page: TaskPage) -> None:
     console = Console()
     table = Table(title=f"Tasks ({len(page.records)})")
-    for column in ("task", "state", "handler", "node", "submitted", "took", "error"):
+    for column in ("task", "state", "handler", "tenant", "node", "submitted", "took", "error"):
         table.add_column(column, justify="right" if column == "took" else "left")
     for record in page.records:
         took = "-"
@@ -343,6 +348,7 @@ def render_tasks(page: TaskPage) -> None:
             record.task_id,
             record.state,
             record.handler or "-",
+            record.tenant or "-",
             record.node_id or "-",
             _when(record.submitted_at),
             took,

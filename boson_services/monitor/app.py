@@ -24,11 +24,13 @@ from boson_shared.contract.messages import (
     TaskProgress,
     TaskResult,
 )
+from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import (
     RK_ALL_HEARTBEATS,
     RK_ALL_RESULTS,
     RK_BACKLOG,
     RK_PLACED,
+    RK_TENANTS,
     BindingSpec,
     Topology,
 )
@@ -93,7 +95,7 @@ class MonitorService(Service):
         own = self.names.subscriber(
             self.name,
             self.settings.instance_id,
-            [RK_ALL_HEARTBEATS, RK_ALL_RESULTS, RK_BACKLOG],
+            [RK_ALL_HEARTBEATS, RK_ALL_RESULTS, RK_BACKLOG, RK_TENANTS],
             expires_ms,
         )
         # Placements go to the work exchange; a copy to our queue counts them.
@@ -105,7 +107,7 @@ class MonitorService(Service):
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         own = ConsumerSpec(
             queue=self.queue,
-            accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog),
+            accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog, TenantsReport),
             handler=self.handlers.handle,
             prefetch=self.settings.prefetch,
             items_in_turn=True,

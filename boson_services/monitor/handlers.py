@@ -18,6 +18,7 @@ from boson_shared.contract.messages import (
     TaskPlaced,
     TaskResult,
 )
+from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
@@ -71,6 +72,8 @@ class MonitorHandlers:
             return self.on_result(message)
         if isinstance(message, BalancerBacklog):
             return self.on_backlog(message)
+        if isinstance(message, TenantsReport):
+            return self.on_tenants(message)
         raise TypeError(f"monitor does not handle {message.kind}")
 
     def on_heartbeat(self, beat: NodeHeartbeat) -> list[Emit]:
@@ -126,6 +129,12 @@ class MonitorHandlers:
             f"(threshold {self.backlog_alert_threshold})",
         )
         return self.alert_emits([alert])
+
+    def on_tenants(self, report: TenantsReport) -> list[Emit]:
+        """The balancer's latest word on the tenants: into the view and the gauges."""
+        if self.view.observe_tenants(report):
+            self.metrics.tenants.observe(report)
+        return []
 
     def tick(self) -> list[Emit]:
         """The periodic sweep: liveness, overload, and the regular snapshot."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from boson_services.monitor.tenant_metrics import TenantGauges
 from boson_shared.contract.messages import NodeHeartbeat
 
 RESOURCES = ("cpu", "memory", "gpu")
@@ -79,6 +80,7 @@ class MonitorMetrics:
             "boson_balancer_backlog", "Work the balancer holds, by state", ["state"], registry=r
         )
         self.alerts = Counter("boson_alerts", "Alerts raised", ["reason"], registry=r)
+        self.tenants = TenantGauges(r)
 
     def observe_node(self, beat: NodeHeartbeat, alive: bool) -> None:
         node = beat.node_id

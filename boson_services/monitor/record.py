@@ -140,6 +140,7 @@ async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
                 state=query.state,
                 handler=query.handler,
                 node_id=query.node_id,
+                tenant=query.tenant,
                 since=query.since,
                 until=query.until,
                 limit=query.limit,

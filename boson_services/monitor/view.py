@@ -1,4 +1,4 @@
-"""The monitor's live view of the cluster: liveness, overload, snapshots.
+"""The monitor's live view of the cluster: liveness, overload, snapshots, tenants.
 
 Pure state driven by heartbeats and a clock, so the rules (down after K
 missed heartbeats, back when they resume — on probation if it had failed,
@@ -45,8 +45,7 @@ class ClusterView:
         self.nodes: dict[str, NodeRecord] = {}
         self.membership_changed = False
         """Set when a node joined, left or returned; cleared by :meth:`snapshot`."""
-        self.tenants: TenantsReport | None = None
-        """The active balancer's latest ``tenants.report`` (None: none heard yet)."""
+        self._tenants: TenantsReport | None = None
 
     def observe(self, heartbeat: NodeHeartbeat, now: float) -> list[Alert]:
         """Take a heartbeat in; returns alerts it causes (a node back up)."""
@@ -119,6 +118,23 @@ class ClusterView:
                 f"{now - record.overloaded_since:.0f}s"
             ),
         )
+
+    def observe_tenants(self, report: TenantsReport) -> bool:
+        """Keep ``report`` if it is newer than the one held; whether it was.
+
+        Of one balancer, a higher ``seq`` is newer (a redelivered older
+        report is not); another balancer's report is taken as it comes: it
+        speaks because it became the active one.
+        """
+        held = self._tenants
+        if held is not None and held.balancer_id == report.balancer_id and report.seq <= held.seq:
+            return False
+        self._tenants = report
+        return True
+
+    def tenants(self) -> TenantsReport | None:
+        """The latest report of how the tenants share the pool (None before the first)."""
+        return self._tenants
 
     def alive_nodes(self) -> list[str]:
         return sorted(node_id for node_id, record in self.nodes.items() if record.alive)

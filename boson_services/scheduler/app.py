@@ -30,6 +30,8 @@ class SchedulerService(Service):
             ingress_max_age_s=settings.ingress_max_age_s,
             record=settings.record,
             record_linger_s=settings.record_linger_ms / 1000,
+            # The balancer reads the same file: what one admits the other knows.
+            tenants=settings.tenants().names,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -29,6 +29,11 @@ from boson_shared.scheduling.reservations import ReservationBook
 from boson_shared.scheduling.scores import Strategy
 from boson_shared.scheduling.table import NodeTable
 
+UNKNOWN_TENANT = "unknown-tenant"
+"""The error type of a task whose tenant the tenants file does not declare."""
+LISTED_TENANTS = 50
+"""Known tenants an ``unknown-tenant`` failure names (the rest are counted)."""
+
 
 class SchedulerHandlers:
     """Placement state of one scheduler: the table, reservations and the model."""
@@ -43,10 +48,14 @@ class SchedulerHandlers:
         ingress_max_age_s: float,
         record: bool = False,
         record_linger_s: float = 0.0,
+        tenants: Collection[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.names = names
+        self.tenants = None if tenants is None else frozenset(tenants)
+        """The tenants the tenants file declares: a task of any other is refused
+        (None: every tenant is taken; the service always passes the file's)."""
         self.strategy = strategy
         self.demand_model = demand_model
         self.ingress_max_age_s = ingress_max_age_s
@@ -109,25 +118,14 @@ class SchedulerHandlers:
         now = self.wall_clock()
         admitted: list[TaskSubmitted] = []
         for task in tasks:
-            age = now - task.submitted_at
-            if age > self.ingress_max_age_s:
+            refusal = self._refusal(task, now)
+            if refusal is None:
+                admitted.append(task)
+            else:
                 # Turned away: the record learns its inputs from this event
                 # (a placed task's placement carries them).
                 emits.extend(self._submitted(task))
-                emits.append(
-                    result_emit(
-                        self.names,
-                        failed_result(
-                            task,
-                            "SubmissionTooOld",
-                            f"submitted {age:.0f}s ago, past the ingress limit of "
-                            f"{self.ingress_max_age_s:.0f}s",
-                            attempts=0,
-                        ),
-                    )
-                )
-            else:
-                admitted.append(task)
+                emits.append(result_emit(self.names, refusal))
         if not admitted:
             return emits
         self.reservations.expire(self.table)
@@ -179,6 +177,27 @@ class SchedulerHandlers:
                 emits.append(self._record_emit(event))
         return emits
 
+    def _refusal(self, task: TaskSubmitted, now: float) -> TaskResult | None:
+        """The failed result of a task turned away before placement, or None."""
+        age = now - task.submitted_at
+        if age > self.ingress_max_age_s:
+            return failed_result(
+                task,
+                "SubmissionTooOld",
+                f"submitted {age:.0f}s ago, past the ingress limit of "
+                f"{self.ingress_max_age_s:.0f}s",
+                attempts=0,
+            )
+        if self.tenants is not None and task.tenant not in self.tenants:
+            return failed_result(
+                task,
+                UNKNOWN_TENANT,
+                f"tenant {task.tenant!r} is not in the tenants file; "
+                f"the known tenants: {_listing(self.tenants)}",
+                attempts=0,
+            )
+        return None
+
     def _record_emit(self, event: TaskEvent) -> Emit:
         return Emit(self.record_route, event)
 
@@ -212,4 +231,10 @@ class SchedulerHandlers:
         return [result_emit(self.names, result)]
 
 
-__all__ = ["SchedulerHandlers", "failed_result"]
+def _listing(names: Collection[str], shown: int = LISTED_TENANTS) -> str:
+    ordered = sorted(names)
+    text = ", ".join(ordered[:shown])
+    return text + (f" (and {len(ordered) - shown} more)" if len(ordered) > shown else "")
+
+
+__all__ = ["UNKNOWN_TENANT", "SchedulerHandlers", "failed_result"]

@@ -604,7 +604,7 @@ class TaskEvent(Message):
     The scheduler reports ``placed`` (``pending`` when no node fits yet), the
     balancer ``assigned``, the executor ``started``; the outcome is the
     :class:`TaskResult` itself. The placement carries the submission's
-    inputs too (handler, submitter, sizes, requests, limits): one event fewer
+    inputs too (handler, submitter, tenant, priority, sizes, requests, limits): one event fewer
     per task. A task the scheduler turns away before placing it is reported
     ``submitted``, with the same inputs. Each service fills in only what it
     knows; every event carries the task's submission time, so a record row
@@ -697,6 +697,7 @@ class TaskRecord(Model):
     state: TaskState
     handler: HandlerName | None = None
     tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
+    priority: int | None = None
     submitter: Identifier | None = None
     complexity: NonNegative | None = None
     data_size: NonNegative | None = None
@@ -738,12 +739,14 @@ class RecordQuery(Message):
     """
 
     kind: Literal["record.query"] = "record.query"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no cancelled state
+    schema_version: ClassVar[int] = 3
+    # v1: no cancelled state; v2: no tenant filter
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     reply_to: Identifier
     task_id: Identifier | None = None
     state: TaskState | None = None
     handler: HandlerName | None = None
+    tenant: Annotated[str, StringConstraints(max_length=128)] | None = None
     node_id: Identifier | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
@@ -759,8 +762,9 @@ class RecordReply(Message):
     """The record's answer to a :class:`RecordQuery`: records, or why not."""
 
     kind: Literal["record.reply"] = "record.reply"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: records without progress, logs
+    schema_version: ClassVar[int] = 3
+    # v1: records without progress, logs; v2: without priority
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     query_id: Identifier
     records: tuple[TaskRecord, ...] = ()
     next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None

@@ -51,6 +51,8 @@ _STAGE_TIME = {
 _SUBMISSION_FIELDS = (
     "handler",
     "submitter",
+    "tenant",
+    "priority",
     "complexity",
     "data_size",
     "input_bytes",
@@ -211,6 +213,7 @@ def to_record(row: Row, timeline: list[Row] | None = None) -> TaskRecord:
         state=row["state"],
         handler=row.get("handler"),
         tenant=row.get("tenant"),
+        priority=row.get("priority"),
         submitter=row.get("submitter"),
         complexity=row.get("complexity"),
         data_size=row.get("data_size"),

@@ -3,9 +3,9 @@
 Times are float seconds since the Unix epoch, as on the wire. The event
 table's key is the id of the message that reported the event, which is what
 makes ingestion idempotent: a message seen twice inserts nothing the second
-time and so changes nothing. ``tenant`` is a placeholder for per-tenant
-quotas; nothing fills it yet. An absent JSON value is SQL ``NULL`` (not
-JSON ``null``), so that ``COALESCE`` sees it as absent.
+time and so changes nothing. ``tenant`` and ``priority`` are the task's
+(``NULL`` in rows recorded before tasks had them). An absent JSON value is
+SQL ``NULL`` (not JSON ``null``), so that ``COALESCE`` sees it as absent.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ tasks = Table(
     Column("state", String(16), nullable=False),
     Column("handler", String(ID)),
     Column("tenant", String(ID)),
+    Column("priority", Integer),
     Column("submitter", String(ID)),
     Column("complexity", Float),
     Column("data_size", Float),
@@ -77,6 +78,7 @@ tasks = Table(
     Index("ix_boson_tasks_state", "state", "submitted_at"),
     Index("ix_boson_tasks_handler", "handler", "submitted_at"),
     Index("ix_boson_tasks_node", "node_id", "submitted_at"),
+    Index("ix_boson_tasks_tenant", "tenant", "submitted_at"),
     Index("ix_boson_tasks_expires", "expires_at"),
     Index("ix_boson_tasks_input_ref", "input_ref"),
     Index("ix_boson_tasks_output_ref", "output_ref"),

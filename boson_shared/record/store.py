@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from boson_shared.contract.base import DEFAULT_TENANT
 from boson_shared.contract.messages import (
     RECORD_QUERY_MAX_LIMIT,
     TaskProgress,
@@ -64,6 +65,8 @@ class TaskQuery:
     state: TaskState | None = None
     handler: str | None = None
     node_id: str | None = None
+    tenant: str | None = None
+    """The tenant's tasks; ``default`` includes those recorded before tasks had one."""
     since: float | None = None
     until: float | None = None
     limit: int = 50
@@ -356,6 +359,10 @@ def _filtered(statement: Select[Any], query: TaskQuery) -> Select[Any]:
         conditions.append(tasks.c.handler == query.handler)
     if query.node_id is not None:
         conditions.append(tasks.c.node_id == query.node_id)
+    if query.tenant == DEFAULT_TENANT:
+        conditions.append(or_(tasks.c.tenant == query.tenant, tasks.c.tenant.is_(None)))
+    elif query.tenant is not None:
+        conditions.append(tasks.c.tenant == query.tenant)
     if query.since is not None:
         conditions.append(tasks.c.submitted_at >= query.since)
     if query.until is not None:

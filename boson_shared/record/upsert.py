@@ -39,7 +39,7 @@ from boson_shared.contract.messages import TERMINAL_STATES
 from boson_shared.record import merge
 from boson_shared.record.schema import tasks
 
-KEPT = frozenset({"task_id", "tenant", "submitted_at", "recorded_at"})
+KEPT = frozenset({"task_id", "submitted_at", "recorded_at"})
 """Set when the row is made; a merge leaves them."""
 
 OUTCOME = frozenset(
@@ -64,6 +64,8 @@ LARGEST = ("attempts", "dispatches")
 STEP_COLUMNS = (
     "handler",
     "submitter",
+    "tenant",
+    "priority",
     "complexity",
     "data_size",
     "input_bytes",

@@ -1,7 +1,7 @@
 """``/api/tenants`` over HTTP (in process, ASGI): the balancer's report, shaped; bad input.
 
-The report is the real wire model (``tenants.report``), put where the
-monitor keeps the latest one (its view), as the bus would deliver it.
+The report is the real wire model (``tenants.report``), handed to the
+monitor's handlers as the bus delivers it; they keep the latest in the view.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ async def test_the_latest_report_shows_usage_against_quota_borrowed_and_pending(
     api: tuple[httpx.AsyncClient, MonitorHandlers],
 ) -> None:
     http, handlers = api
-    handlers.view.tenants = report(RESEARCH, BATCH)
+    handlers.on_tenants(report(RESEARCH, BATCH))
     body = (await http.get("/api/tenants")).json()
     assert (body["reported"], body["balancer_id"], body["grace_s"]) == (True, "balancer-1", 30.0)
     assert body["pool"] == {"cpu": 100.0, "memory": 400.0, "gpu": 0.0}
@@ -103,7 +103,7 @@ async def test_the_latest_report_shows_usage_against_quota_borrowed_and_pending(
     assert research["resources"]["memory"]["borrowing_limit"] is None  # no limit
     assert body["tenants"][0]["borrowing"] is False
     # Live: the next report replaces it.
-    handlers.view.tenants = report(BATCH, seq=2)
+    handlers.on_tenants(report(BATCH, seq=2))
     body = (await http.get("/api/tenants")).json()
     assert [t["name"] for t in body["tenants"]] == ["batch"]
 
@@ -112,7 +112,7 @@ async def test_one_tenant_and_a_page_by_name(
     api: tuple[httpx.AsyncClient, MonitorHandlers],
 ) -> None:
     http, handlers = api
-    handlers.view.tenants = report(RESEARCH, BATCH)
+    handlers.on_tenants(report(RESEARCH, BATCH))
     one = await http.get("/api/tenants/research")
     assert one.status_code == 200
     assert one.json()["weight"] == 2.0
@@ -138,7 +138,7 @@ async def test_bad_input_is_a_clear_status_and_line(
     api: tuple[httpx.AsyncClient, MonitorHandlers], path: str, status: int, says: str
 ) -> None:
     http, handlers = api
-    handlers.view.tenants = report(RESEARCH)
+    handlers.on_tenants(report(RESEARCH))
     answer = await http.get(path)
     assert answer.status_code == status
     assert says in answer.json()["detail"]

@@ -21,6 +21,7 @@ from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
 from boson_services.monitor.view import ClusterView
 from boson_shared.contract.messages import BalancerBacklog
+from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
 from boson_shared.contract.topology import Names
 from tests.support.monitor import heartbeat
 from tests.unit.deploy_files import COMPOSE, DEPLOY
@@ -52,6 +53,19 @@ def exported() -> dict[str, set[str]]:
     handlers.on_backlog(BalancerBacklog(pending=1, held=1))  # and a backlog alert
     handlers.snapshot()
     metrics.queue_depth.labels("q").set(1)
+    every = {"cpu": 1.0}
+    tenant = TenantUsage(
+        name="t",
+        weight=1,
+        may_preempt=False,
+        quota=every,
+        guarantee=every,
+        borrowing_limit=every,
+        usage=every,
+        borrowed=every,
+        pending=every,
+    )
+    handlers.on_tenants(TenantsReport(balancer_id="b", seq=1, pool=every, tenants=(tenant,)))
     series: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         assert family.samples, f"{family.name} has no sample: feed it above"

@@ -87,7 +87,7 @@ class Summary(Out):
 
 def latest_tenants_report(handlers: MonitorHandlers) -> TenantsReport | None:
     """The tenants report the monitor's view holds (immutable: shared as it is)."""
-    return handlers.view.tenants
+    return handlers.view.tenants()
 
 
 @dataclass(frozen=True)

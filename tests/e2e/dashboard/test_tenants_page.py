@@ -1,8 +1,8 @@
 """The Tenants page in a real browser (Debian's Chromium, Playwright).
 
 Against a running Boson (embedded): with no tenants file and no report yet,
-the page shows the one ``default`` tenant; once the balancer's
-``tenants.report`` is in the monitor's view, the page shows each tenant's
+the page shows the one ``default`` tenant; once a
+``tenants.report`` comes over the bus, the page shows each tenant's
 usage against quota, what it borrows and what waits, and follows the next
 report live, without a reload. The screenshot goes to
 ``BOSON_SCREENSHOT_DIR`` (or a temporary directory).
@@ -18,6 +18,8 @@ from playwright.async_api import Browser
 from boson.launcher import EmbeddedCluster
 from boson_services.monitor.app import MonitorService
 from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
+from boson_shared.contract.topology import RK_TENANTS
+from boson_shared.runtime.publisher import Route
 
 BOSON_ENV = {"BOSON_SNAPSHOT_INTERVAL_S": "0.25", "BOSON_DASHBOARD_LIVE_INTERVAL_S": "0.5"}
 
@@ -51,6 +53,11 @@ def report(seq: int, *tenants: TenantUsage) -> TenantsReport:
     )
 
 
+async def publish(monitor: MonitorService, tenants: TenantsReport) -> None:
+    """Over the bus, where the active balancer publishes its report."""
+    await monitor.publisher.publish(Route(monitor.names.events_exchange, RK_TENANTS), tenants)
+
+
 async def test_the_tenants_page_shows_the_report_live(
     cluster: EmbeddedCluster, browser: Browser, screenshots: Path
 ) -> None:
@@ -63,11 +70,13 @@ async def test_the_tenants_page_shows_the_report_live(
     assert "no report from the balancer yet" in await page.inner_text("#tenants-note")
     await page.evaluate("window.notReloaded = true")
 
-    # Where the monitor keeps the balancer's latest report.
-    monitor.handlers.view.tenants = report(
-        1,
-        tenant("research", quota=24, usage=30, pending=8),
-        tenant("analytics", quota=16, usage=6),
+    await publish(
+        monitor,
+        report(
+            1,
+            tenant("research", quota=24, usage=30, pending=8),
+            tenant("analytics", quota=16, usage=6),
+        ),
     )
     research = 'tr[data-tenant="research"]'
     await page.wait_for_selector(research, timeout=15_000)
@@ -81,11 +90,14 @@ async def test_the_tenants_page_shows_the_report_live(
     assert "balancer-1" in await page.inner_text("#tenants-note")
 
     # The next report, live: a tenant joins, research gives back what it borrowed.
-    monitor.handlers.view.tenants = report(
-        2,
-        tenant("research", quota=24, usage=20),
-        tenant("analytics", quota=16, usage=6),
-        tenant("batch", quota=8, usage=4, pending=12),
+    await publish(
+        monitor,
+        report(
+            2,
+            tenant("research", quota=24, usage=20),
+            tenant("analytics", quota=16, usage=6),
+            tenant("batch", quota=8, usage=4, pending=12),
+        ),
     )
     await page.wait_for_selector('tr[data-tenant="batch"]', timeout=15_000)
     await page.wait_for_selector(f"{research}:not(.borrowing)", timeout=15_000)

@@ -25,6 +25,8 @@ def lifecycle(
     handler: str = "echo",
     output: object = None,
     separate_submission: bool = False,
+    tenant: str = "default",
+    priority: int = 0,
 ) -> list[RecordEvent]:
     """placed (with the task's inputs), assigned, started and the outcome of
     one task, as the services report them; with ``separate_submission``, as
@@ -36,6 +38,8 @@ def lifecycle(
         data=b"abc",
         complexity=2.0,
         submitted_at=submitted_at,
+        tenant=tenant,
+        priority=priority,
     )
     demand = ResourceVector(cpu=1.0, memory=2.0)
     steps: list[TaskEvent] = [

@@ -1,0 +1,153 @@
+"""The monitor's side of tenants: the latest report in its view, per-tenant gauges,
+and ``boson tenants``' table of it."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+
+from boson.commands.tenants import render
+from boson_services.monitor.handlers import MonitorHandlers
+from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.view import ClusterView
+from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
+from boson_shared.contract.topology import Names
+
+
+def report(seq: int, *tenants: TenantUsage, balancer: str = "bal-1") -> TenantsReport:
+    return TenantsReport(
+        balancer_id=balancer,
+        seq=seq,
+        reported_at=1_000.0 + seq,
+        pool={"cpu": 64.0, "memory": 256.0, "gpu": 4.0},
+        grace_s=30.0,
+        tenants=tenants,
+    )
+
+
+RESEARCH = TenantUsage(
+    name="research",
+    weight=2,
+    may_preempt=True,
+    quota={"cpu": 32.0, "memory": 128.0, "gpu": 4.0},
+    guarantee={"cpu": 32.0, "memory": 128.0, "gpu": 2.0},
+    borrowing_limit={"cpu": 16.0},
+    usage={"cpu": 40.0, "memory": 64.0},
+    borrowed={"cpu": 8.0},
+    pending={"gpu": 1.0},
+    dominant_share=0.625,
+    waiting=3,
+    running=10,
+    preempted=1,
+)
+BATCH = TenantUsage(name="batch", weight=1, may_preempt=False, usage={"cpu": 4.0}, running=2)
+
+
+def monitor() -> MonitorHandlers:
+    return MonitorHandlers(
+        ClusterView(down_after_s=1.0),
+        MonitorMetrics(),
+        Names(namespace="m"),
+        "m-1",
+        backlog_alert_threshold=100,
+    )
+
+
+def samples(handlers: MonitorHandlers) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = handlers.metrics.render().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("boson_tenant")
+    }
+
+
+def value(handlers: MonitorHandlers, name: str, **labels: str) -> float | None:
+    return samples(handlers).get((name, tuple(sorted(labels.items()))))
+
+
+def test_a_report_becomes_per_tenant_gauges() -> None:
+    handlers = monitor()
+    handlers.on_tenants(report(1, RESEARCH, BATCH))
+
+    def research(name: str, resource: str) -> float | None:
+        return value(handlers, name, tenant="research", resource=resource)
+
+    assert research("boson_tenant_usage_units", "cpu") == 40.0
+    assert research("boson_tenant_usage_units", "gpu") == 0.0  # not named: none used
+    assert research("boson_tenant_quota_units", "gpu") == 4.0
+    assert research("boson_tenant_guarantee_units", "gpu") == 2.0
+    assert research("boson_tenant_borrowed_units", "cpu") == 8.0
+    assert research("boson_tenant_pending_units", "gpu") == 1.0
+    assert research("boson_tenant_borrowing_limit_units", "cpu") == 16.0
+    # No limit on memory: no series, rather than a number that would read as one.
+    assert research("boson_tenant_borrowing_limit_units", "memory") is None
+    assert value(handlers, "boson_tenant_waiting_tasks", tenant="research") == 3
+    assert value(handlers, "boson_tenant_running_tasks", tenant="batch") == 2
+    assert value(handlers, "boson_tenant_preempted_tasks", tenant="research") == 1
+    assert value(handlers, "boson_tenant_weight", tenant="research") == 2
+    assert value(handlers, "boson_tenant_dominant_share", tenant="research") == 0.625
+    assert value(handlers, "boson_tenants_pool_units", resource="memory") == 256.0
+    assert value(handlers, "boson_tenants_report_timestamp_seconds") == 1_001.0
+    # batch has no quota and no guarantee: quota 0, no guarantee series.
+    assert value(handlers, "boson_tenant_quota_units", tenant="batch", resource="cpu") == 0.0
+    assert value(handlers, "boson_tenant_guarantee_units", tenant="batch", resource="cpu") is None
+
+
+def test_a_tenant_the_next_report_leaves_out_loses_its_series() -> None:
+    handlers = monitor()
+    handlers.on_tenants(report(1, RESEARCH, BATCH))
+    handlers.on_tenants(report(2, BATCH.model_copy(update={"running": 5})))
+    assert not [key for key in samples(handlers) if ("tenant", "research") in key[1]]
+    assert value(handlers, "boson_tenant_running_tasks", tenant="batch") == 5
+
+
+def test_the_view_keeps_the_newest_report_of_a_balancer_and_whatever_another_says() -> None:
+    handlers = monitor()
+    assert handlers.view.tenants() is None
+    newer, older = report(5, RESEARCH), report(4, BATCH)
+    handlers.on_tenants(newer)
+    handlers.on_tenants(older)  # redelivered late: changes nothing
+    assert handlers.view.tenants() == newer
+    assert value(handlers, "boson_tenant_running_tasks", tenant="batch") is None
+    # A standby took over: its own sequence starts again.
+    taken_over = report(1, BATCH, balancer="bal-2")
+    handlers.on_tenants(taken_over)
+    assert handlers.view.tenants() == taken_over
+    assert value(handlers, "boson_tenant_running_tasks", tenant="batch") == 2
+
+
+def test_the_table_shows_usage_against_quota_borrowing_and_pending() -> None:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(render(report(1, RESEARCH, BATCH), now=1_003.5))
+    text = console.export_text()
+    assert "pool: cpu 64  memory 256  gpu 4; preemption grace 30 s" in text
+    assert "reported by bal-1 2.5 s ago" in text
+    research = next(line for line in text.splitlines() if "research" in line)
+    cells = [cell.strip() for cell in research.split("│") if cell.strip()]
+    assert cells == [
+        "research",
+        "2",
+        "yes",
+        "10",
+        "3",
+        "40 / 32",
+        "64 / 128",
+        "0 / 4 (2)",
+        "cpu 8",
+        "gpu 1",
+    ]
+    batch = next(line for line in text.splitlines() if "batch" in line)
+    assert [cell.strip() for cell in batch.split("│") if cell.strip()] == [
+        "batch",
+        "1",
+        "no",
+        "2",
+        "0",
+        "4",
+        "0",
+        "0",
+        "-",
+        "-",
+    ]
