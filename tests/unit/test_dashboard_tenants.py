@@ -13,47 +13,12 @@ import pytest
 
 from boson_services.monitor.dashboard.tenants import tenants_page
 from boson_services.monitor.handlers import MonitorHandlers
-from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
+from boson_shared.contract.tenants_report import TenantUsage
 from tests.support.dashboard import asgi_client, dashboard_app
 from tests.support.monitor import monitor_state
+from tests.support.tenants import BATCH, RESEARCH, report
 
 TOKEN = "tenants-test-token"
-
-
-def report(*tenants: TenantUsage, seq: int = 1) -> TenantsReport:
-    return TenantsReport(
-        balancer_id="balancer-1",
-        seq=seq,
-        reported_at=1_000.0,
-        pool={"cpu": 100.0, "memory": 400.0, "gpu": 0.0},
-        grace_s=30.0,
-        tenants=tenants,
-    )
-
-
-RESEARCH = TenantUsage(
-    name="research",
-    weight=2.0,
-    may_preempt=True,
-    quota={"cpu": 40.0, "memory": 100.0},
-    guarantee={"cpu": 40.0, "memory": 100.0},
-    borrowing_limit={"cpu": 20.0},
-    usage={"cpu": 50.0, "memory": 80.0},
-    borrowed={"cpu": 10.0},
-    pending={"cpu": 8.0},
-    dominant_share=0.5,
-    waiting=2,
-    running=5,
-)
-BATCH = TenantUsage(
-    name="batch",
-    weight=1.0,
-    may_preempt=False,
-    quota={"cpu": 20.0},
-    guarantee={"cpu": 20.0},
-    usage={"cpu": 5.0},
-    running=1,
-)
 
 
 @pytest.fixture
@@ -89,21 +54,25 @@ async def test_the_latest_report_shows_usage_against_quota_borrowed_and_pending(
     api: tuple[httpx.AsyncClient, MonitorHandlers],
 ) -> None:
     http, handlers = api
-    handlers.on_tenants(report(RESEARCH, BATCH))
+    handlers.on_tenants(report(1, RESEARCH, BATCH))
     body = (await http.get("/api/tenants")).json()
-    assert (body["reported"], body["balancer_id"], body["grace_s"]) == (True, "balancer-1", 30.0)
-    assert body["pool"] == {"cpu": 100.0, "memory": 400.0, "gpu": 0.0}
+    assert (body["reported"], body["balancer_id"], body["grace_s"]) == (True, "bal-1", 30.0)
+    assert body["pool"] == {"cpu": 64.0, "memory": 256.0, "gpu": 4.0}
     assert [t["name"] for t in body["tenants"]] == ["batch", "research"]  # by name
     research = body["tenants"][1]
-    assert (research["running"], research["waiting"], research["borrowing"]) == (5, 2, True)
+    assert (research["running"], research["waiting"], research["preempted"]) == (10, 3, 1)
+    assert research["borrowing"] is True
     cpu = research["resources"]["cpu"]
-    assert (cpu["usage"], cpu["quota"], cpu["borrowed"], cpu["pending"]) == (50.0, 40.0, 10.0, 8.0)
+    assert (cpu["usage"], cpu["quota"], cpu["borrowed"], cpu["pending"]) == (40.0, 32.0, 8.0, 0.0)
     assert cpu["used_of_quota"] == pytest.approx(1.25)
-    assert cpu["borrowing_limit"] == 20.0
+    assert (cpu["guarantee"], cpu["borrowing_limit"]) == (32.0, 16.0)
     assert research["resources"]["memory"]["borrowing_limit"] is None  # no limit
-    assert body["tenants"][0]["borrowing"] is False
+    assert research["resources"]["gpu"]["pending"] == 1.0
+    batch = body["tenants"][0]
+    assert batch["borrowing"] is False
+    assert batch["resources"]["cpu"]["used_of_quota"] is None  # no quota
     # Live: the next report replaces it.
-    handlers.on_tenants(report(BATCH, seq=2))
+    handlers.on_tenants(report(2, BATCH))
     body = (await http.get("/api/tenants")).json()
     assert [t["name"] for t in body["tenants"]] == ["batch"]
 
@@ -112,7 +81,7 @@ async def test_one_tenant_and_a_page_by_name(
     api: tuple[httpx.AsyncClient, MonitorHandlers],
 ) -> None:
     http, handlers = api
-    handlers.on_tenants(report(RESEARCH, BATCH))
+    handlers.on_tenants(report(1, RESEARCH, BATCH))
     one = await http.get("/api/tenants/research")
     assert one.status_code == 200
     assert one.json()["weight"] == 2.0
@@ -138,7 +107,7 @@ async def test_bad_input_is_a_clear_status_and_line(
     api: tuple[httpx.AsyncClient, MonitorHandlers], path: str, status: int, says: str
 ) -> None:
     http, handlers = api
-    handlers.on_tenants(report(RESEARCH))
+    handlers.on_tenants(report(1, RESEARCH))
     answer = await http.get(path)
     assert answer.status_code == status
     assert says in answer.json()["detail"]
@@ -167,6 +136,6 @@ async def test_the_tenants_page_is_served_and_listed() -> None:
 
 def test_a_resource_beyond_the_usual_three_gets_its_column() -> None:
     odd = TenantUsage(name="fpga-team", weight=1.0, may_preempt=False, quota={"fpga": 2.0})
-    shaped = tenants_page(report(odd))
+    shaped = tenants_page(report(1, odd))
     assert list(shaped.pool) == ["cpu", "memory", "gpu", "fpga"]
     assert shaped.tenants[0].resources["fpga"].quota == 2.0
