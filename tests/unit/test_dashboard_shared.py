@@ -92,3 +92,13 @@ async def test_distinct_reads_beyond_the_cap_push_out_the_oldest() -> None:
     await shared.get("c", read)
     await shared.get("a", read)  # pushed out: asked again
     assert read.runs == 4
+
+
+async def test_answers_past_the_bound_are_let_go() -> None:
+    clock = Clock(0.0)
+    shared, read = SharedAnswers(1.0, clock=clock), Reads()
+    for key in ("a", "b"):
+        await shared.get(key, read)
+    clock.now = 1.5
+    await shared.get("c", read)
+    assert len(shared) == 1

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-MAX_ENTRIES = 1024
-"""Answers kept at most (each one page of JSON): distinct reads beyond it push out the oldest."""
+MAX_ENTRIES = 256
+"""Answers kept at most (each one page of JSON, up to a few hundred KB): distinct
+reads beyond it within the bound push out the oldest; older ones go anyway."""
 
 
 class JsonAnswer(Response):
@@ -59,6 +60,10 @@ class SharedAnswers:
         """Answers computed (the rest were shared)."""
         self._entries: dict[Hashable, _Entry] = {}
 
+    def __len__(self) -> int:
+        """Answers held now."""
+        return len(self._entries)
+
     async def json(self, key: Hashable, make: Callable[[], Awaitable[BaseModel]]) -> JsonAnswer:
         """The answer to the read ``key``: shared if fresh enough, else ``make()``'s, encoded."""
         return JsonAnswer(await self.get(key, make))
@@ -85,11 +90,21 @@ class SharedAnswers:
         if self.max_age_s <= 0:
             return entry
         self._entries.pop(key, None)  # re-inserted last: the dict stays oldest first
+        self._drop_expired(now)
         self._entries[key] = entry
         task.add_done_callback(lambda done: self._forget_failure(key, entry, done))
         while len(self._entries) > self.max_entries:
             del self._entries[next(iter(self._entries))]
         return entry
+
+    def _drop_expired(self, now: float) -> None:
+        """Answers past the bound will never be shared again: let them go."""
+        entries = self._entries
+        while entries:
+            oldest = next(iter(entries))
+            if now - entries[oldest].made_at < self.max_age_s:
+                return
+            del entries[oldest]
 
     def _forget_failure(self, key: Hashable, entry: _Entry, done: asyncio.Future[bytes]) -> None:
         if (done.cancelled() or done.exception() is not None) and self._entries.get(key) is entry:
