@@ -15,7 +15,7 @@ that vary, so the monitor holds a cluster of that size.
 
 1. **Latency.** With the dashboard on, ``--clients`` concurrent HTTP clients
    each make ``--requests`` requests, round-robin over the endpoints: the
-   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted,
+   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted, ``/api/tenants``,
    ``/api/alerts``, ``/api/throughput``, the cluster page) and the record
    (``/api/tasks`` filtered by state, by handler and node, by time, a deeper
    page by cursor, and ``/api/tasks/{id}`` of random tasks — the task page's
@@ -82,6 +82,7 @@ ENDPOINTS = (
     "/api/nodes?limit=50&offset=500&sort=measured",
     "/api/nodes?status=down&limit=50",
     "/api/nodes?search=0042",
+    "/api/tenants",
     "/api/alerts",
     "/api/throughput",
     "/",
@@ -290,9 +291,15 @@ async def latency(
 
 def latency_in_a_process(
     base: str, clients: int, requests: int, task_ids: list[str]
-) -> dict[str, dict[str, float]]:
-    """:func:`latency`, run in a child process (``spawn``): a function it can pickle."""
-    return asyncio.run(latency(base, clients, requests, task_ids))
+) -> tuple[dict[str, dict[str, float]], float]:
+    """:func:`latency`, run in a child process (``spawn``): a function it can pickle.
+
+    Also the clients' own CPU per request (ms): on a machine of two cores
+    the clients take their share of what the server could use.
+    """
+    began = time.process_time()
+    timings = asyncio.run(latency(base, clients, requests, task_ids))
+    return timings, 1000 * (time.process_time() - began) / (clients * requests)
 
 
 async def cpu_over(process: psutil.Process, seconds: float) -> float:
@@ -391,16 +398,27 @@ async def run_with(
     try:
         port = free_port()
         cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
-        async with monitor_process(cluster, port, args.nodes):
+        async with monitor_process(cluster, port, args.nodes) as monitor:
             base = f"http://127.0.0.1:{port}"
             loop = asyncio.get_running_loop()
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
                 measure = functools.partial(latency_in_a_process, base, args.clients)
                 await loop.run_in_executor(apart, measure, 5, task_ids)  # warm up
-                report["latency"] = await loop.run_in_executor(
+                report["load_average_before"] = os.getloadavg()
+                before, began = monitor.cpu_times(), time.monotonic()
+                report["latency"], client_cpu_ms = await loop.run_in_executor(
                     apart, measure, args.requests, task_ids
                 )
+                after = monitor.cpu_times()
+                report["load_average_after"] = os.getloadavg()
+            busy = (after.user - before.user) + (after.system - before.system)
+            report["monitor_during_latency"] = {
+                "seconds": round(time.monotonic() - began, 2),
+                "cpu_s": round(busy, 3),
+                "requests": args.clients * args.requests,
+                "clients_cpu_ms_per_request": round(client_cpu_ms, 3),
+            }
             print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
         del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
         report["cpu_without_dashboard"] = await measure_cpu(
@@ -415,6 +433,12 @@ async def run_with(
             - report["cpu_without_dashboard"]["cpu_core_share"]
         )
         report["dashboard_adds_core_share"] = round(added, 4)
+        during = report["monitor_during_latency"]
+        idle_cpu_s = report["cpu_without_dashboard"]["cpu_core_share"] * during["seconds"]
+        # The monitor's CPU beyond its heartbeat work, per request served: the service time.
+        during["cpu_ms_per_request"] = round(
+            1000 * (during["cpu_s"] - idle_cpu_s) / during["requests"], 3
+        )
     finally:
         stop.set()
         with contextlib.suppress(Exception):
@@ -425,38 +449,23 @@ async def run_with(
 
 
 async def service_times(args: argparse.Namespace) -> dict[str, Any]:
-    from boson_services.monitor.dashboard.app import build_app
-    from boson_services.monitor.dashboard.history import History
-    from boson_services.monitor.dashboard.security import Guard
-    from boson_services.monitor.dashboard.source import DashboardSource
-    from boson_services.monitor.dashboard.tasks import TaskReader
+    from tests.support.dashboard import asgi_client, dashboard_app
     from tests.support.monitor import monitor_state
 
     database = await create_database(args.postgres, "boson_bench_dashboard")
     try:
         task_ids, _ = await fill_record(database, args.tasks, args.nodes)
         handlers, _ = monitor_state(nodes=args.nodes)
-        metrics = handlers.metrics
-        source = DashboardSource(
+        app, source = dashboard_app(
             handlers,
-            History(
-                succeeded=metrics.tasks_completed,
-                failed=metrics.tasks_failed,
-                latency=metrics.task_latency,
-            ),
-            max_age_s=3600.0,  # one state, as between two ticks
-            tasks=TaskReader(RecordStore.open(database)),
-        )
-        app = build_app(
-            source,
-            Guard(token=None, reading_needs_token=False),
+            store=RecordStore.open(database, pre_ping=False),
             requests_per_s=1e9,
-            max_body_bytes=16 * 1024,
+            max_age_s=3600.0,  # one state, as between two ticks
+            share_s=args.share_s,
         )
         pick = random.Random(5)
         report: dict[str, Any] = {}
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as http:
+        async with asgi_client(app) as http:
             first = (await http.get("/api/tasks", params={"limit": 50})).json()
             for endpoint in ENDPOINTS:
                 walls, cpus = [], []
@@ -498,6 +507,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
     parser.add_argument("--service-times", action="store_true", help="in process, one by one")
+    parser.add_argument(
+        "--share-s",
+        type=float,
+        default=0.0,
+        help="with --service-times: identical reads share answers this long (0: every read asks)",
+    )
     args = parser.parse_args()
     report = asyncio.run(service_times(args) if args.service_times else run(args))
     print(json.dumps(report, indent=2))

@@ -5,8 +5,10 @@
 An embedded Boson with the dashboard on, 40 simulated nodes of different
 sizes and loads (a few stop heartbeating, a few run hot), and a client
 submitting tasks for ``--seconds``, and one task submitted with ``explain``;
-then Debian's Chromium (Playwright) photographs the cluster, tasks, one
-task, alerts and throughput pages.
+a sample ``tenants.report`` (three tenants, one borrowing, one waiting)
+published where the balancer publishes it; then Debian's Chromium
+(Playwright) photographs the cluster, tenants, tasks, one task, alerts and
+throughput pages.
 """
 
 from __future__ import annotations
@@ -23,9 +25,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boson.launcher import EmbeddedCluster
 from boson.simulated_node import SimulatedNode
+from boson_services.monitor.app import MonitorService
 from boson_shared.contract.messages import ResourceVector
+from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
+from boson_shared.contract.topology import RK_TENANTS
+from boson_shared.runtime.publisher import Route
 from boson_shared.settings import BosonSettings
 from tests.support.chromium import headless_chromium
+
+
+def sample_tenants() -> TenantsReport:
+    def tenant(name: str, quota: float, usage: float, pending: float, weight: float) -> TenantUsage:
+        return TenantUsage(
+            name=name,
+            weight=weight,
+            may_preempt=name == "research",
+            quota={"cpu": quota, "memory": quota * 2},
+            guarantee={"cpu": quota, "memory": quota * 2},
+            borrowing_limit={"cpu": quota / 2},
+            usage={"cpu": usage, "memory": usage * 1.5},
+            borrowed={"cpu": max(0.0, usage - quota)},
+            pending={"cpu": pending},
+            running=int(usage // 100),
+            waiting=int(pending // 100),
+        )
+
+    return TenantsReport(
+        balancer_id="balancer-1",
+        seq=1,
+        pool={"cpu": 40_000.0, "memory": 80_000.0, "gpu": 16.0},
+        grace_s=30.0,
+        tenants=(
+            tenant("research", 16_000, 19_500, 0, 2.0),
+            tenant("analytics", 12_000, 7_200, 0, 1.0),
+            tenant("batch", 8_000, 8_000, 4_800, 1.0),
+        ),
+    )
 
 
 async def make(out: Path, seconds: float) -> None:
@@ -82,12 +117,17 @@ async def make(out: Path, seconds: float) -> None:
             explain=True,
         )
         await explained.result(timeout=60)
+        (monitor,) = [s for s in cluster.services if isinstance(s, MonitorService)]
+        await monitor.publisher.publish(
+            Route(monitor.names.events_exchange, RK_TENANTS), sample_tenants()
+        )
         await asyncio.sleep(seconds / 3)
         assert cluster.dashboard_url is not None
         async with headless_chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             for path, name in (
                 ("", "cluster"),
+                ("tenants", "tenants"),
                 ("tasks", "tasks"),
                 (f"tasks/{explained.task_id}", "task"),
                 ("alerts", "alerts"),

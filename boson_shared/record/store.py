@@ -123,9 +123,15 @@ class RecordStore:
         self.dialect = engine.dialect.name
 
     @classmethod
-    def open(cls, url: str, **options: Any) -> RecordStore:
-        """A store for ``url`` (no I/O yet: :meth:`migrate` connects first)."""
-        return cls(create_engine(async_url(url)), **options)
+    def open(cls, url: str, *, pre_ping: bool = True, **options: Any) -> RecordStore:
+        """A store for ``url`` (no I/O yet: :meth:`migrate` connects first).
+
+        ``pre_ping=False`` skips the round trip that checks a pooled
+        connection before each use: for a reader that may fail one read
+        (the pool then drops the broken connection) rather than pay for it
+        on every read.
+        """
+        return cls(create_engine(async_url(url), pre_ping=pre_ping), **options)
 
     async def migrate(self) -> None:
         """Bring the schema to the latest revision (safe with several monitors)."""
@@ -391,7 +397,7 @@ def _brief(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def create_engine(url: URL) -> AsyncEngine:
+def create_engine(url: URL, *, pre_ping: bool = True) -> AsyncEngine:
     """An async engine for ``url``; a SQLite file gets its directory, WAL and a busy wait."""
     path = sqlite_path(url)
     if path is None:
@@ -399,7 +405,7 @@ def create_engine(url: URL) -> AsyncEngine:
         # (handed back to the queue), not hold the monitor's record forever.
         return create_async_engine(
             url,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S},
         )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,15 +11,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from boson.commands.status import report_of
-from boson_services.monitor.dashboard.app import build_app
 from boson_services.monitor.dashboard.history import History
-from boson_services.monitor.dashboard.security import Guard, RateLimiter
+from boson_services.monitor.dashboard.security import RateLimiter
 from boson_services.monitor.dashboard.source import DashboardSource
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_shared.contract.messages import BalancerBacklog
+from tests.support.dashboard import asgi_client, dashboard_app
 from tests.support.fakes import Clock
 from tests.support.monitor import heartbeat, monitor_state
 
@@ -33,23 +32,13 @@ def client(
     reading_needs_token: bool = False,
     requests_per_s: float = 1000.0,
 ) -> httpx.AsyncClient:
-    metrics = handlers.metrics
-    source = DashboardSource(
+    app, _ = dashboard_app(
         handlers,
-        History(
-            succeeded=metrics.tasks_completed,
-            failed=metrics.tasks_failed,
-            latency=metrics.task_latency,
-        ),
-        live_interval_s=0.01,
-        max_age_s=0.0,  # every read fresh: these tests change the state between reads
-    )
-    guard = Guard(
-        token=SecretStr(token) if token is not None else None,
+        token=token,
         reading_needs_token=reading_needs_token,
+        requests_per_s=requests_per_s,
     )
-    app = build_app(source, guard, requests_per_s=requests_per_s, max_body_bytes=1024)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dash")
+    return asgi_client(app)
 
 
 @pytest.fixture
@@ -275,12 +264,7 @@ async def test_throughput_comes_from_the_monitors_counters(
 ) -> None:
     http, handlers, _ = open_api
     metrics = handlers.metrics
-    history = History(
-        succeeded=metrics.tasks_completed,
-        failed=metrics.tasks_failed,
-        latency=metrics.task_latency,
-        interval_s=10.0,
-    )
+    history = History.from_metrics(metrics, interval_s=10.0)
     nodes = handlers.view.node_states(handlers.clock())
     assert history.take(nodes, 0, at=1000.0) is None  # the starting point
     for latency in (0.02, 0.04, 0.3, 0.4):
@@ -338,6 +322,8 @@ async def test_openapi_lists_every_endpoint(
     assert set(document["paths"]) == {
         "/api/cluster",
         "/api/nodes",
+        "/api/tenants",
+        "/api/tenants/{name}",
         "/api/alerts",
         "/api/alerts/{alert_id}/acknowledge",
         "/api/throughput",
@@ -383,15 +369,10 @@ async def test_boson_status_and_the_api_never_disagree(
 
 def test_reads_share_one_shaped_moment_for_max_age() -> None:
     handlers, _ = monitor_state(nodes=2)
-    metrics = handlers.metrics
     ages = Clock()
     source = DashboardSource(
         handlers,
-        History(
-            succeeded=metrics.tasks_completed,
-            failed=metrics.tasks_failed,
-            latency=metrics.task_latency,
-        ),
+        History.from_metrics(handlers.metrics),
         max_age_s=0.5,
         age_clock=ages,
     )

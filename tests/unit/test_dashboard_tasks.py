@@ -13,13 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from boson_services.monitor.dashboard.app import build_app
-from boson_services.monitor.dashboard.history import History
-from boson_services.monitor.dashboard.security import Guard
-from boson_services.monitor.dashboard.source import DashboardSource
-from boson_services.monitor.dashboard.tasks import PREVIEW_MAX_CHARS, TaskReader, placement
+from boson_services.monitor.dashboard.tasks import PREVIEW_MAX_CHARS, placement
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.record import answer
 from boson_shared.contract.messages import (
@@ -31,6 +26,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.record.store import RecordStore
+from tests.support.dashboard import asgi_client, dashboard_app
 from tests.support.monitor import monitor_state
 from tests.unit.record.events import lifecycle
 
@@ -55,23 +51,14 @@ def dashboard(
     canceller: RecordingCanceller | None = None,
     reading_needs_token: bool = False,
 ) -> httpx.AsyncClient:
-    metrics = handlers.metrics
-    source = DashboardSource(
+    app, _ = dashboard_app(
         handlers,
-        History(
-            succeeded=metrics.tasks_completed,
-            failed=metrics.tasks_failed,
-            latency=metrics.task_latency,
-        ),
-        max_age_s=0.0,
-        tasks=TaskReader(store) if store is not None else None,
+        store=store,
         canceller=canceller,
+        token=token or None,
+        reading_needs_token=reading_needs_token,
     )
-    guard = Guard(
-        token=SecretStr(token) if token else None, reading_needs_token=reading_needs_token
-    )
-    app = build_app(source, guard, requests_per_s=1000.0, max_body_bytes=1024)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dash")
+    return asgi_client(app)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Histogram
 
 from boson_services.monitor.dashboard.present import Out, totals
+from boson_services.monitor.metrics import MonitorMetrics
 from boson_shared.contract.messages import NodeState
 
 HOUR_S = 3600.0
@@ -105,6 +106,16 @@ class History:
         self.interval_s = interval_s
         self.samples: deque[Sample] = deque(maxlen=max(1, math.ceil(span_s / interval_s)))
         self._cursor: _Cursor | None = None
+
+    @classmethod
+    def from_metrics(cls, metrics: MonitorMetrics, *, interval_s: float = 10.0) -> History:
+        """The history of a monitor's results, as its Prometheus metrics count them."""
+        return cls(
+            succeeded=metrics.tasks_completed,
+            failed=metrics.tasks_failed,
+            latency=metrics.task_latency,
+            interval_s=interval_s,
+        )
 
     def take(self, nodes: Sequence[NodeState], backlog: int, at: float) -> Sample | None:
         """Record one sample; the first call only sets the counters' starting point."""

@@ -60,21 +60,21 @@ class Dashboard:
         refusal = settings.dashboard_refusal()
         if refusal is not None:
             raise ConfigError(refusal)
-        metrics = handlers.metrics
         self.settings = settings
         self.canceller = canceller
         self.source = DashboardSource(
             handlers,
-            History(
-                succeeded=metrics.tasks_completed,
-                failed=metrics.tasks_failed,
-                latency=metrics.task_latency,
-                interval_s=settings.dashboard_history_interval_s,
+            History.from_metrics(
+                handlers.metrics, interval_s=settings.dashboard_history_interval_s
             ),
             live_interval_s=settings.dashboard_live_interval_s,
             capture_on_read=False,
             # No I/O yet: its connections open on the dashboard's loop, at the first read.
-            tasks=TaskReader(RecordStore.open(record_url)) if record_url is not None else None,
+            # No pre-ping: a read on a dropped connection fails once (a 503) and the
+            # pool reconnects, rather than every read paying a round trip first.
+            tasks=TaskReader(RecordStore.open(record_url, pre_ping=False))
+            if record_url is not None
+            else None,
         )
         self.guard = Guard(
             token=settings.api_token,

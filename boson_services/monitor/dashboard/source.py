@@ -16,9 +16,11 @@ demand instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from pydantic import BaseModel
 
 from boson_services.monitor.dashboard.actions import Canceller
 from boson_services.monitor.dashboard.history import History, Sample, counter_value
@@ -33,9 +35,11 @@ from boson_services.monitor.dashboard.present import (
     nodes_page,
     totals,
 )
+from boson_services.monitor.dashboard.shared import JsonAnswer, SharedAnswers
 from boson_services.monitor.dashboard.tasks import TaskReader
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_shared.contract.messages import Alert, NodeState, PlacementExplanation
+from boson_shared.contract.tenants_report import TenantsReport
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -81,6 +85,11 @@ class Summary(Out):
     latest: Sample | None
 
 
+def latest_tenants_report(handlers: MonitorHandlers) -> TenantsReport | None:
+    """The tenants report the monitor's view holds (immutable: shared as it is)."""
+    return handlers.view.tenants()
+
+
 @dataclass(frozen=True)
 class MonitorState:
     """What the monitor knew at one moment: immutable, safe to read from any thread."""
@@ -94,6 +103,8 @@ class MonitorState:
     overloaded: Mapping[str, float] = field(default_factory=dict)
     """Nodes overloaded long enough to alert, with their measured load."""
     explanations: Mapping[str, PlacementExplanation] = field(default_factory=dict)
+    tenants: TenantsReport | None = None
+    """The active balancer's latest tenants report (None: none heard yet)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class DashboardSource:
         capture_on_read: bool = True,
         tasks: TaskReader | None = None,
         canceller: Canceller | None = None,
+        share_s: float = 1.0,
         wall_clock: Callable[[], float] = time.time,
         age_clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -136,6 +148,10 @@ class DashboardSource:
         """The task record (None: this monitor keeps none)."""
         self.canceller = canceller
         """What cancels tasks (None: cancel is not available)."""
+        self.answers = SharedAnswers(share_s)
+        """Identical reads within ``share_s`` share one answer (the freshness bound)."""
+        self.acknowledgements = 0
+        """Bumped by each acknowledgement: the alerts answer changes with it."""
         self._state: MonitorState | None = None
         self._moment: Moment | None = None
 
@@ -166,6 +182,7 @@ class DashboardSource:
             recent_alerts=tuple(handlers.recent_alerts),
             overloaded=overloaded,
             explanations=dict(handlers.recent_explanations),
+            tenants=latest_tenants_report(handlers),
         )
 
     def publish(self, state: MonitorState) -> None:
@@ -182,6 +199,15 @@ class DashboardSource:
         if state is None:
             raise RuntimeError("the dashboard read before the monitor captured its state")
         return state
+
+    async def shared_json(self, read: Hashable, answer: Callable[[], BaseModel]) -> JsonAnswer:
+        """``answer()`` as JSON, shared by identical reads of the same captured state."""
+        taken = self.state().taken
+
+        async def make() -> BaseModel:
+            return answer()
+
+        return await self.answers.json((taken, read), make)
 
     # -- cluster -----------------------------------------------------------
 
@@ -230,6 +256,11 @@ class DashboardSource:
     def explanation(self, task_id: str) -> PlacementExplanation | None:
         """Why a recent task submitted with ``explain`` went where it went."""
         return self.state().explanations.get(task_id)
+
+    # -- tenants -----------------------------------------------------------
+
+    def tenants(self) -> TenantsReport | None:
+        return self.state().tenants
 
     # -- alerts ------------------------------------------------------------
 
@@ -281,6 +312,7 @@ class DashboardSource:
         known = {alert.message_id for alert in self.state().recent_alerts}
         self.acknowledged = {seen for seen in self.acknowledged if seen in known}
         self.acknowledged.add(alert_id)
+        self.acknowledgements += 1
         return True
 
     def alerts(self) -> AlertsOut:
@@ -329,4 +361,5 @@ __all__ = [
     "MonitorState",
     "Summary",
     "ThroughputOut",
+    "latest_tenants_report",
 ]

@@ -3,9 +3,9 @@
 ``cluster`` (nodes, totals), ``alerts`` (active conditions, recent alerts and
 their acknowledgement, an action), ``throughput`` (the last hour), ``tasks``
 (the record's list, one task, and cancel, an action); ``events`` is the live
-stream the pages listen to. Tenants will slot in the same way: a module with
-a ``router(source, guard)`` added to :data:`SUBJECTS`, and a feature name in
-:func:`features` so the page shows its navigation entry.
+stream the pages listen to; ``tenants`` (usage against quota, from the
+balancer's report). A subject is a module with a ``router(source, guard)`` in
+:data:`SUBJECTS`, and a feature name in :func:`features` for its page.
 """
 
 from __future__ import annotations
@@ -14,12 +14,20 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from boson_services.monitor.dashboard.api import alerts, cluster, events, tasks, throughput
+from boson_services.monitor.dashboard.api import (
+    alerts,
+    cluster,
+    events,
+    tasks,
+    tenants,
+    throughput,
+)
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
 
 SUBJECTS: tuple[Callable[[DashboardSource, Guard], APIRouter], ...] = (
     cluster.router,
+    tenants.router,
     alerts.router,
     throughput.router,
     tasks.router,
@@ -27,12 +35,12 @@ SUBJECTS: tuple[Callable[[DashboardSource, Guard], APIRouter], ...] = (
 )
 """Every API subject, in the order the OpenAPI document lists them."""
 
-FEATURES: frozenset[str] = frozenset({"cluster", "alerts", "throughput"})
+FEATURES: frozenset[str] = frozenset({"cluster", "tenants", "alerts", "throughput"})
 """The pages every dashboard shows; ``tasks`` joins with a task record."""
 
 
 def features(source: DashboardSource) -> frozenset[str]:
-    """The pages this dashboard shows (``tenants`` joins with its subject)."""
+    """The pages this dashboard shows."""
     return FEATURES | ({"tasks"} if source.tasks is not None else frozenset())
 
 

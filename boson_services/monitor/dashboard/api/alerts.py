@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path
 
 from boson_services.monitor.dashboard.present import Out
 from boson_services.monitor.dashboard.security import Guard, ProblemError
+from boson_services.monitor.dashboard.shared import JsonAnswer
 from boson_services.monitor.dashboard.source import AlertsOut, DashboardSource
 
 AlertId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="an alert's id")]
@@ -31,8 +32,8 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         dependencies=[Depends(guard.read)],
         summary="What is wrong now, and the alerts raised last",
     )
-    async def alerts() -> AlertsOut:
-        return source.alerts()
+    async def alerts() -> JsonAnswer:
+        return await source.shared_json(("alerts", source.acknowledgements), source.alerts)
 
     @api.post(
         "/alerts/{alert_id}/acknowledge",

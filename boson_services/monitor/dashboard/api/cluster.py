@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from boson_services.monitor.dashboard.present import ClusterTotals, NodeSort, NodesPage, NodeStatus
 from boson_services.monitor.dashboard.security import Guard
+from boson_services.monitor.dashboard.shared import JsonAnswer
 from boson_services.monitor.dashboard.source import DashboardSource
 
 MAX_PAGE = 500
@@ -17,8 +18,8 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
     api = APIRouter(tags=["cluster"], dependencies=[Depends(guard.read)])
 
     @api.get("/cluster", response_model=ClusterTotals, summary="Totals of the whole cluster")
-    async def cluster() -> ClusterTotals:
-        return source.totals()
+    async def cluster() -> JsonAnswer:
+        return await source.shared_json(("cluster",), source.totals)
 
     @api.get("/nodes", response_model=NodesPage, summary="One page of nodes")
     async def nodes(
@@ -27,8 +28,11 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         sort: Annotated[NodeSort, Query(description="busiest first, or by id")] = "id",
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    ) -> NodesPage:
-        return source.nodes(status=status, search=search, sort=sort, offset=offset, limit=limit)
+    ) -> JsonAnswer:
+        def page() -> NodesPage:
+            return source.nodes(status=status, search=search, sort=sort, offset=offset, limit=limit)
+
+        return await source.shared_json(("nodes", status, search, sort, offset, limit), page)
 
     return api
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from boson_services.monitor.dashboard.present import Out
 from boson_services.monitor.dashboard.security import Guard, ProblemError
+from boson_services.monitor.dashboard.shared import JsonAnswer
 from boson_services.monitor.dashboard.source import DashboardSource
 from boson_services.monitor.dashboard.tasks import TaskDetail, TaskReader, TasksPage, detail
 from boson_shared.contract.messages import TERMINAL_STATES, TaskRecord, TaskState
@@ -78,8 +79,8 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         cursor: Annotated[
             str | None, Query(max_length=300, description="the previous page's next_cursor")
         ] = None,
-    ) -> TasksPage:
-        try:
+    ) -> JsonAnswer:
+        async def page() -> TasksPage:
             return await reader().page(
                 state=state,
                 handler=handler,
@@ -89,6 +90,10 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
                 limit=limit,
                 cursor=cursor,
             )
+
+        read = ("tasks", state, handler, node, since, until, limit, cursor)
+        try:
+            return await source.answers.json(read, page)
         except InvalidQueryError as error:
             detail_ = str(error)
             raise ProblemError(
@@ -103,9 +108,11 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         dependencies=[Depends(guard.read)],
         summary="One task: timeline, demand against use, result preview, placement",
     )
-    async def task(task_id: TaskId) -> TaskDetail:
-        record = await record_of(task_id)
-        return detail(record, source.explanation(task_id))
+    async def task(task_id: TaskId) -> JsonAnswer:
+        async def one() -> TaskDetail:
+            return detail(await record_of(task_id), source.explanation(task_id))
+
+        return await source.answers.json(("task", task_id), one)
 
     @api.post(
         "/tasks/{task_id}/cancel",
@@ -125,6 +132,7 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             await canceller.cancel([task_id])
         except TimeoutError as error:
             raise ProblemError(503, "the cancel request could not be sent in time") from error
+        source.answers.forget(("task", task_id))
         return CancelRequested(task_id=task_id, requested=True, state=record.state)
 
     return api

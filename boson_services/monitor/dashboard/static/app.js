@@ -308,8 +308,49 @@ async function cancelTask() {
   }
 }
 
+// -- tenants -------------------------------------------------------------------
+
+const tenantQuery = { offset: 0, limit: 50 };
+
+function quotaCell(r) {
+  // Usage against quota; without a quota, the bar is empty and the numbers say it all.
+  const box = el("div", { class: "bar" + (r.borrowed > 0 ? " borrowing" : "") });
+  const fill = el("div", { class: "allocated" });
+  fill.style.width = (r.quota > 0 ? Math.min(100, (r.usage / r.quota) * 100) : 0) + "%";
+  box.append(fill);
+  let text = `${num(r.usage, 1)} of ${r.quota > 0 ? num(r.quota, 1) : "no quota"}`;
+  if (r.borrowed > 0) text += ` · borrowed ${num(r.borrowed, 1)}`;
+  if (r.pending > 0) text += ` · pending ${num(r.pending, 1)}`;
+  return el("td", { title: `guarantee ${num(r.guarantee, 1)}, borrowing limit ${r.borrowing_limit === null ? "none" : num(r.borrowing_limit, 1)}` },
+    box, el("div", { class: "label" }, text));
+}
+
+async function refreshTenants() {
+  const params = new URLSearchParams({ offset: tenantQuery.offset, limit: tenantQuery.limit });
+  const search = document.getElementById("tenant-search").value.trim();
+  if (search) params.set("search", search);
+  const t = await api("/api/tenants?" + params);
+  document.getElementById("tenants-note").textContent = t.reported
+    ? `as balancer ${t.balancer_id} reported at ${clock(t.reported_at)}; borrowed work may be preempted after ${num(t.grace_s, 0)} s`
+    : "no report from the balancer yet: every task runs as the default tenant";
+  document.getElementById("pool").replaceChildren(
+    card("tenants", t.total), ...Object.entries(t.pool).map(([name, amount]) => card(`pool ${name}`, num(amount, 1))));
+  document.getElementById("tenants-count").textContent = `${t.total} matching`;
+  const last = Math.min(t.total, t.offset + t.tenants.length);
+  document.getElementById("tenant-page-label").textContent = t.total ? `${t.offset + 1}–${last} of ${t.total}` : "none";
+  document.getElementById("tenant-prev").disabled = t.offset === 0;
+  document.getElementById("tenant-next").disabled = last >= t.total;
+  document.getElementById("tenants").replaceChildren(...t.tenants.map((tenant) =>
+    el("tr", { "data-tenant": tenant.name, class: tenant.borrowing ? "borrowing" : "" },
+      el("td", {}, tenant.name, tenant.may_preempt ? el("div", { class: "label" }, "may preempt") : ""),
+      el("td", { class: "num" }, num(tenant.weight, 1)),
+      el("td", { class: "num" }, `${tenant.running} / ${tenant.waiting}`),
+      el("td", { class: "num" }, tenant.preempted),
+      ...["cpu", "memory", "gpu"].map((name) => quotaCell(tenant.resources[name])))));
+}
+
 const REFRESH = {
-  cluster: refreshCluster, alerts: refreshAlerts, throughput: refreshThroughput,
+  cluster: refreshCluster, tenants: refreshTenants, alerts: refreshAlerts, throughput: refreshThroughput,
   tasks: refreshTasks, task: refreshTask,
 };
 
@@ -368,6 +409,14 @@ if (page === "cluster") {
     nodeQuery.offset = Math.max(0, nodeQuery.offset - nodeQuery.limit); refresh(null); });
   document.getElementById("next").addEventListener("click", () => {
     nodeQuery.offset += nodeQuery.limit; refresh(null); });
+}
+
+if (page === "tenants") {
+  document.getElementById("tenant-search").addEventListener("input", () => { tenantQuery.offset = 0; refresh(null); });
+  document.getElementById("tenant-prev").addEventListener("click", () => {
+    tenantQuery.offset = Math.max(0, tenantQuery.offset - tenantQuery.limit); refresh(null); });
+  document.getElementById("tenant-next").addEventListener("click", () => {
+    tenantQuery.offset += tenantQuery.limit; refresh(null); });
 }
 
 if (page === "tasks") {

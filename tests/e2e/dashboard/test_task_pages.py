@@ -11,63 +11,22 @@ running task; a page without the token cannot cancel. Screenshots go to
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
 
 from boson.launcher import EmbeddedCluster
-from boson_shared.settings import BosonSettings
-from tests.support.chromium import CHROMIUM, headless_chromium
+from tests.e2e.dashboard.conftest import TOKEN
 
-TOKEN = "browser-tasks-token"
+BOSON_ENV = {
+    "BOSON_HEARTBEAT_INTERVAL_S": "0.25",
+    "BOSON_SNAPSHOT_INTERVAL_S": "0.25",
+    "BOSON_DASHBOARD_LIVE_INTERVAL_S": "0.5",
+}
+EXECUTORS = ("local-1",)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-if not CHROMIUM.exists() and not os.environ.get("CI"):
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium; .ci/run does)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture
-async def cluster(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[EmbeddedCluster]:
-    for name, value in {
-        "BOSON_HEARTBEAT_INTERVAL_S": "0.25",
-        "BOSON_SNAPSHOT_INTERVAL_S": "0.25",
-        "BOSON_DASHBOARD_LIVE_INTERVAL_S": "0.5",
-        "BOSON_API_TOKEN": TOKEN,
-    }.items():
-        monkeypatch.setenv(name, value)
-    running = EmbeddedCluster(BosonSettings())
-    with caplog.at_level(logging.INFO, logger="boson.launcher"):
-        await running.start_control_plane(dashboard_port=0)
-        await running.start_executor("local-1", slots=2)
-    try:
-        assert running.dashboard_url is not None
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    given = os.environ.get("BOSON_SCREENSHOT_DIR")
-    folder = Path(given) if given else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with headless_chromium() as launched:
-        yield launched
 
 
 async def test_a_submitted_task_appears_and_succeeds_live(
