@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from boson_shared.handlers import TaskInput, handler
+from boson_shared.handlers import Retry, TaskInput, handler
 
 
 @handler("poison-timed", mode="inline")
@@ -24,3 +24,11 @@ def sleep(task: TaskInput) -> dict[str, float]:
     seconds = float(task.params.get("seconds", 1.0))
     time.sleep(seconds)
     return {"slept_s": seconds}
+
+
+@handler("fail-first", mode="inline")
+def fail_first(task: TaskInput) -> dict[str, int]:
+    """Asks for a retry on its first attempt and succeeds on the next."""
+    if task.attempt == 1:
+        raise Retry(f"task {task.task_id} wants a second attempt")
+    return {"attempt": task.attempt}
