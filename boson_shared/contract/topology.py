@@ -248,6 +248,10 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError("max_attempts counts the first try and must be >= 1")
 
+    def total_delay_ms(self) -> int:
+        """Every delay a message may wait out under this policy, added up."""
+        return sum(self.delay_ms(attempt) for attempt in range(1, self.max_attempts))
+
     def delay_ms(self, failed_attempt: int) -> int:
         """The delay before the attempt after ``failed_attempt`` (1-based)."""
         index = min(max(failed_attempt, 1) - 1, len(self.delays_ms) - 1)
