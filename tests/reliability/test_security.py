@@ -70,7 +70,7 @@ async def _roll(cluster: ProcessCluster, keys: str, active: str) -> None:
 
 
 @pytest.mark.broker
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 async def test_key_rotation_in_three_steps_under_load(cluster: ProcessCluster) -> None:
     k1 = generate_key_spec("k1")
     k2 = generate_key_spec("k2")
