@@ -31,8 +31,9 @@ from tests.support.rabbit_cluster import RabbitCluster
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TASKS = 40
-DELAY_MS = 12_000
-"""Long enough to see every task in the tier and kill its leader before it runs out."""
+DELAY_MS = 20_000
+"""Long enough to see every task in the tier and kill its leader before it runs out
+(each ``rabbitmqctl`` look-up takes seconds on a loaded machine)."""
 HANDLERS = "tests.reliability.handlers"
 
 
@@ -50,13 +51,22 @@ async def test_tasks_in_their_retry_delay_outlive_the_tier_leader(
     client = await CountingClient.connect(settings=settings)
     assert isinstance(client, CountingClient)
     retrying: set[str] = set()
+    first_retry_at: list[float] = []
 
     def on_retrying(news: TaskRetrying) -> None:
+        # The news goes out before the task enters the tier: no task can
+        # leave the tier before the first news plus the delay.
+        first_retry_at[:1] = first_retry_at[:1] or [time.monotonic()]
         retrying.add(news.task_id)
 
     client.on_retrying = on_retrying
     try:
         await wait_for_nodes(client, 2)
+        # The services declared the tier: its leader is where the tasks will wait.
+        row = (await asyncio.to_thread(rabbit.queues))[tier]
+        assert row["type"] == "quorum", row
+        assert len(row["members"]) == 3, row
+        victim = next(node for node in rabbit.nodes if node.name == row["leader"])
         handles = await client.submit_many(
             [TaskRequest("fail-first", task_id=f"tier-{i:03d}") for i in range(TASKS)]
         )
@@ -70,13 +80,11 @@ async def test_tasks_in_their_retry_delay_outlive_the_tier_leader(
             return int(row.get("messages") or 0) == TASKS
 
         await wait_until(all_in_tier, timeout=DELAY_MS / 1000, step=0.3)
-        row = (await asyncio.to_thread(rabbit.queues))[tier]
-        assert row["type"] == "quorum", row
-        assert len(row["members"]) == 3, row
-        victim = next(node for node in rabbit.nodes if node.name == row["leader"])
-        assert not client.shown, "a task came back before its delay ran out"
         killed_at = time.monotonic()
         await asyncio.to_thread(victim.kill)
+        assert not client.shown, "a task came back before its delay ran out"
+        left_s = first_retry_at[0] + DELAY_MS / 1000 - killed_at
+        assert left_s > 0, f"the kill came {-left_s:.1f} s after the first task could leave"
 
         results = await gather_or_explain(rabbit, processes, client, handles, timeout=120)
         delivery = assert_exactly_once(client, results)
@@ -89,6 +97,7 @@ async def test_tasks_in_their_retry_delay_outlive_the_tier_leader(
             | {
                 "killed_node": victim.name,
                 "waiting_in_tier_at_kill": TASKS,
+                "delay_left_at_kill_s": round(left_s, 2),
                 "retry_delay_s": DELAY_MS / 1000,
                 "tier_leader_after": new_leader,
                 "all_done_after_kill_s": time.monotonic() - killed_at,
