@@ -417,7 +417,12 @@ def _overview(names: Names) -> str:
         f"`{namespace['pattern']}` (`BOSON_NAMESPACE`). Below, `{NAMESPACE}` stands for it. "
         f"Exchanges: `{names.work_exchange}` (topic, commands to competing consumers), "
         f"`{names.events_exchange}` (topic, events each consumer binds its own queue to), "
-        f"`{names.dead_exchange}` (fanout, into `{names.dead_letter_queue}`). All durable.",
+        f"`{names.dead_exchange}` (fanout, into `{names.dead_letter_queue}`). All durable. "
+        "Delayed retries: a failed message is published to the delay tier's fanout "
+        f"exchange ({', '.join(f'`{names.retry_tier(d)}`' for d in names.retry.delays_ms)}, "
+        "each into the queue of the same name) with its queue's name as routing key; it "
+        f"expires back through `{names.retry_return_exchange}` (direct, each consumed queue "
+        f"bound under its own name; alternate exchange `{names.dead_exchange}`).",
         "**AMQP properties.** Boson publishes every message persistent (`delivery_mode` 2) "
         "with publisher confirms, and a `message_id` property: the item's `message_id` when "
         "the envelope carries one item, otherwise a random id. Readers may rely on the body "

@@ -621,18 +621,27 @@ class Client:
         return await self._transport.queue_consumers(self.names.submit_queue)
 
     async def delete_queues(self) -> None:
-        """Delete this client's reply queue, its retry tiers and its dead-letter watch.
+        """Delete this client's reply queue and its dead-letter watch.
 
         For a one-shot client once every result it waited for has arrived;
-        results that arrive later are lost with the queue.
+        results that arrive later are lost with the queue. The reply queue
+        stays while another client under the same id consumes it (two are
+        connected at once during a key rotation): deleting it would cancel
+        that client's consumer and leave every later result unroutable. The
+        last one out removes it. (RabbitMQ's ``if-unused`` delete would do
+        this in one step, but quorum queues refuse it, closing the
+        connection; two clients closing at the same instant may each see
+        the other and leave the queue, which the monitor's sweep of
+        abandoned reply queues then removes.)
         """
         await self._dead_letters.close()
         if self._loop is not None:
             await self._loop.stop()
-        topology = self.names.client(self.client_id, CLIENT_QUEUE_EXPIRES_MS)
-        for queue in topology.queues:
-            if queue.name.startswith(self.names.client_queue(self.client_id)):
-                await self._transport.delete_queue(queue.name)
+        reply_queue = self.names.client_queue(self.client_id)
+        if await self._transport.queue_consumers(reply_queue) > 0:
+            logger.info("%s is still consumed by another client under this id: kept", reply_queue)
+        else:
+            await self._transport.delete_queue(reply_queue)
         await self._transport.delete_queue(self._dead_letters.queue)
 
     async def _on_dead(self, message_id: str, body: bytes, explanation: str) -> None:

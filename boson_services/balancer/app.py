@@ -38,6 +38,11 @@ from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import Periodic, Service
 
+MISSED_RESULT_MARGIN_S = 30.0
+"""Beyond the retry policy's delays added up, how long a node must look idle before the
+credit of results this balancer missed there comes back (heartbeat and
+snapshot lag, with room to spare)."""
+
 logger = logging.getLogger(__name__)
 
 _SWEEP_INTERVAL_S = 0.5
@@ -59,6 +64,8 @@ class BalancerService(Service):
             retarget_after_s=settings.retarget_after_s,
             imbalance_threshold=settings.imbalance_threshold,
             reservation_lapse_s=settings.reservation_lapse_s,
+            missed_result_after_s=settings.names().retry.total_delay_ms() / 1000
+            + MISSED_RESULT_MARGIN_S,
         )
         # No tenants file: no gate, and dispatch costs what it always has.
         self.gate = (

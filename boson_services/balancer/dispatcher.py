@@ -46,6 +46,16 @@ reservations until the next snapshot, so several may place work on the same
 free room; here it meets the node's real room, and the surplus waits or goes
 elsewhere.
 
+A result this balancer misses (its connection failing over while the
+result was on its way) would hold its task's credit for ever. So credit is
+reconciled with the node's own word: a task dispatched to a node whose
+snapshots have shown it running nothing ever since (or since some time
+after the dispatch) for ``missed_result_after_s`` on end can no longer be
+queued, running or waiting out its retry delays there (the bound exceeds
+the delays of the default retry policy), so the credit of a result that
+never came is given back. A task retried more often than that policy, on a
+node that looks idle throughout, may have its credit back early.
+
 The window is ``slots × credit_per_slot`` until the node's results report how
 long its tasks run. Then it is sized so that a node holds about
 ``queue_budget_s`` of queued work per slot — ``queue_budget_s ÷ task time``
@@ -99,6 +109,10 @@ RECENT_DISPATCH_S = 5.0
 """Dispatches this recent may be missing from a snapshot (heartbeat, then
 snapshot interval): a snapshot never shows a node holding less than them."""
 
+MISSED_RESULT_AFTER_S = 60.0
+"""How long a node must be seen idle before the credit of results missed there
+comes back: longer than the longest retry delay plus a snapshot's lag."""
+
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
 TASK_TIME_DECAY = 0.1
@@ -137,6 +151,8 @@ class NodeView:
     """Back after failing (the monitor's ``NodeState.on_probation``): no new work."""
     gpus: DeviceBook = field(default_factory=lambda: DeviceBook([], [], []))
     """Its GPU devices: the last snapshot's, plus what we dispatched since."""
+    idle_since: float | None = None
+    """Since when its snapshots show it running nothing (None: running something)."""
 
     @property
     def takes_work(self) -> bool:
@@ -179,6 +195,7 @@ class Dispatcher:
         imbalance_threshold: float,
         age_limit_s: float = AGE_LIMIT_S,
         reservation_lapse_s: float = RESERVATION_LAPSE_S,
+        missed_result_after_s: float = MISSED_RESULT_AFTER_S,
         rng: np.random.Generator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -189,6 +206,9 @@ class Dispatcher:
         self.retarget_after_s = retarget_after_s
         self.imbalance_threshold = imbalance_threshold
         self.age_limit_s = age_limit_s
+        self.missed_result_after_s = missed_result_after_s
+        self.missed_results_total = 0
+        """Tasks whose credit came back without their result (see the module docstring)."""
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
@@ -469,6 +489,10 @@ class Dispatcher:
                 node.allocated = np.maximum(allocated, self._recent_demand(node))
                 node.gpus = gpus
                 node.measured = measured
+            if state.running > 0:
+                node.idle_since = None
+            elif node.idle_since is None:
+                node.idle_since = self.clock()
             self.resize(node)
         self._any_cool = any(
             n.alive and n.measured < self.hot_threshold for n in self.nodes.values()
@@ -476,6 +500,7 @@ class Dispatcher:
         self._spare.update((node_id, None) for node_id, n in self.nodes.items() if n.alive)
         for node_id in went_down:
             self._forget_node_work(node_id)
+        self._give_back_missed()
         if self.head.reservation is not None:
             self.head.check_nodes({node_id: n.takes_work for node_id, n in self.nodes.items()})
         self._move_off_unusable_nodes()
@@ -497,6 +522,22 @@ class Dispatcher:
             if demand is not None and self._sent_at.get(task_id, since) > since:
                 total = total + demand
         return total
+
+    def _give_back_missed(self) -> None:
+        """Credit of results missed on nodes idle long enough (see the module docstring)."""
+        now = self.clock()
+        for node in self.nodes.values():
+            since = node.idle_since
+            if since is None or now - since < self.missed_result_after_s:
+                continue
+            missed = [
+                t
+                for t in node.in_flight
+                if now - max(since, self._sent_at.get(t, now)) >= self.missed_result_after_s
+            ]
+            for task_id in missed:
+                self.complete(task_id, pump=False)
+            self.missed_results_total += len(missed)
 
     def _forget_node_work(self, node_id: str) -> None:
         # Its queued and unacked work is drained back to us and re-held.

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
 from boson_services.monitor.record import RecordKeeper
+from boson_services.monitor.reply_queues import AbandonedReplyQueues
 from boson_services.monitor.settings import MonitorSettings
 from boson_services.monitor.view import ClusterView
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     BalancerBacklog,
+    Message,
     NodeHeartbeat,
     RecordQuery,
     TaskEvent,
@@ -37,7 +39,7 @@ from boson_shared.contract.topology import (
 from boson_shared.errors import ConfigError
 from boson_shared.record.location import default_database_url
 from boson_shared.record.store import RecordStore
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation
@@ -68,6 +70,9 @@ class MonitorService(Service):
             backlog_alert_threshold=settings.backlog_alert_threshold,
         )
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
+        self.reply_queues = AbandonedReplyQueues(
+            transport, self.names, settings.abandoned_reply_queue_s, clock=time.monotonic
+        )
         self.record: RecordKeeper | None = None
         self._last_sweep = 0.0
         record_url: str | None = None
@@ -108,13 +113,21 @@ class MonitorService(Service):
         own = ConsumerSpec(
             queue=self.queue,
             accepts=(NodeHeartbeat, TaskPlaced, TaskResult, BalancerBacklog, TenantsReport),
-            handler=self.handlers.handle,
+            handler=self.on_message,
             prefetch=self.settings.prefetch,
             items_in_turn=True,
         )
         if self.record is not None and self.record.ready:
             return [own, *self.record_consumers(self.record)]
         return [own]
+
+    async def on_message(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, TaskResult):
+            self.reply_queues.seen(message.reply_to)
+        return await self.handlers.handle(message)
+
+    async def sweep_reply_queues(self) -> None:
+        await self.reply_queues.sweep()
 
     async def on_start(self) -> None:
         """Start the dashboard; open the record before consuming (a database
@@ -159,6 +172,7 @@ class MonitorService(Service):
         loops: list[tuple[float, Periodic]] = [
             (self.monitor_settings.snapshot_interval_s, self.tick),
             (self.monitor_settings.queue_poll_interval_s, self.poll_queues),
+            (self.monitor_settings.reply_queue_sweep_interval_s, self.sweep_reply_queues),
         ]
         if self.record is not None:
             loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
@@ -233,6 +247,10 @@ class MonitorService(Service):
     def health(self) -> dict[str, Any]:
         body = super().health()
         body["nodes_alive"] = len(self.handlers.view.alive_nodes())
+        body["reply_queues"] = {
+            "watched": self.reply_queues.watched,
+            "deleted": self.reply_queues.deleted_total,
+        }
         if self.record is not None:
             body["record"] = {
                 "consuming": bool(self.record_loops) and not self.record.outage,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr
 
+from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.scheduling.probation import PROBATION_S
 from boson_shared.settings import BosonSettings
 
@@ -27,6 +28,11 @@ class MonitorSettings(BosonSettings):
     backlog_alert_threshold: Annotated[int, Field(ge=1)] = 1000
     queue_poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
     subscriber_expires_s: Annotated[float, Field(gt=0)] = 600.0
+    abandoned_reply_queue_s: Annotated[float, Field(gt=0)] = CLIENT_QUEUE_EXPIRES_MS / 1000
+    """A client's reply queue without a consumer this long is deleted, with
+    any results in it (``boson_services/monitor/reply_queues.py``)."""
+    reply_queue_sweep_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    """How often the monitor looks for such queues."""
 
     result_ttl: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """Seconds a task's record (and the blobs only it refers to) is kept

@@ -289,6 +289,7 @@ class AmqpTransport:
                         exchange=exchange.name,
                         exchange_type=exchange.type,
                         durable=exchange.durable,
+                        arguments=dict(exchange.arguments()),
                     )
                 away: set[str] = set()
                 for queue in topology.queues:

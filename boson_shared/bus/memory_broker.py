@@ -5,7 +5,8 @@ fanout and direct exchanges plus the default exchange; round-robin across a
 queue's consumers, or one at a time with ``x-single-active-consumer``; a
 per-consumer prefetch; requeue with ``redelivered=True``; dead-lettering on
 reject and on ``x-message-ttl`` expiry (which is how delayed-retry tiers
-work). Everything is driven by calls and loop timers, never by polling: a
+work), with the message's own routing key when the queue names none; an
+exchange's alternate exchange. Everything is driven by calls and loop timers, never by polling: a
 publish hands a message straight to a consumer with room, an expiry is one
 ``call_at`` per queue head.
 
@@ -290,7 +291,12 @@ class MemoryBroker:
         found = self._exchanges.get(exchange)
         if found is None:
             raise PublishNotConfirmedError(f"exchange {exchange!r} does not exist")
-        return [self._queues[name] for name in found.route(routing_key) if name in self._queues]
+        queues = [self._queues[name] for name in found.route(routing_key) if name in self._queues]
+        alternate = found.spec.alternate_exchange
+        if not queues and alternate is not None and alternate in self._exchanges:
+            # RabbitMQ's alternate exchange: what routes nowhere here goes there.
+            return self.route(alternate, routing_key)
+        return queues
 
     def publish(
         self,

@@ -15,16 +15,22 @@ Layout (docs/design.md#topology):
   results, snapshots, alerts, data replies. Each consumer binds its own queue.
 * ``<ns>.dead`` (fanout) → ``<ns>.dead-letter``: bad bytes and exhausted
   retries, with the reason in the headers.
-* Delayed retries: per queue, one classic queue per delay tier whose messages
-  expire after the delay and dead-letter back to the origin queue through the
-  default exchange.
+* Delayed retries: per namespace, one queue per delay tier
+  (``<ns>.retry.<ms>ms``, fed by a fanout exchange of the same name) whose
+  messages expire after the delay and dead-letter, with the routing key they
+  were published under (the origin queue's name), to ``<ns>.retry.return``:
+  a direct exchange every consumed queue binds under its own name. A
+  message whose origin queue is gone falls through to ``<ns>.dead``
+  (the return exchange's alternate exchange).
 
 Work queues have the configured type (``BOSON_QUEUE_TYPE``, quorum by
 default). A client's reply queue is quorum too, without an expiry (the
 client deletes it). Each service instance's subscriber queue is exclusive to
 its connection: it lives on the node that connection is on and is declared
 again, with its bindings, wherever the connection fails over to. Retry
-tiers are classic (docs/design.md#queue-types-on-a-cluster).
+tiers have the configured type; quorum tiers dead-letter *at least once*,
+so a task waiting out its delay outlives a broker node
+(docs/design.md#queue-types-on-a-cluster).
 """
 
 from __future__ import annotations
@@ -64,9 +70,6 @@ RK_BLOBS_REFERENCED = "blobs.referenced"
 RK_CANCEL = "task.cancel"
 """Cancel commands: every balancer's event queue and every executor's own queue bind it."""
 RK_ALL_PROGRESS = "progress.#"
-
-SUBSCRIBER_TIER_EXPIRES_MS = 600_000
-"""Retry tiers of an exclusive queue expire this long after last use."""
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -136,6 +139,14 @@ class ExchangeSpec:
     name: str
     type: ExchangeType
     durable: bool = True
+    alternate_exchange: str | None = None
+    """Where a message goes that routes to no queue here (``alternate-exchange``)."""
+
+    def arguments(self) -> dict[str, str]:
+        """The arguments to declare this exchange with."""
+        if self.alternate_exchange is None:
+            return {}
+        return {"alternate-exchange": self.alternate_exchange}
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,10 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError("max_attempts counts the first try and must be >= 1")
 
+    def total_delay_ms(self) -> int:
+        """Every delay a message may wait out under this policy, added up."""
+        return sum(self.delay_ms(attempt) for attempt in range(1, self.max_attempts))
+
     def delay_ms(self, failed_attempt: int) -> int:
         """The delay before the attempt after ``failed_attempt`` (1-based)."""
         index = min(max(failed_attempt, 1) - 1, len(self.delays_ms) - 1)
@@ -304,8 +319,14 @@ class Names:
         """A per-instance event queue (each replica sees every event)."""
         return f"{self.namespace}.{service}.{instance_id}"
 
-    def retry_queue(self, queue: str, delay_ms: int) -> str:
-        return f"{queue}.retry.{delay_ms}ms"
+    def retry_tier(self, delay_ms: int) -> str:
+        """The delay tier's queue and the fanout exchange that feeds it (one name)."""
+        return f"{self.namespace}.retry.{delay_ms}ms"
+
+    @property
+    def retry_return_exchange(self) -> str:
+        """Where expired retries go back to their queue (bound under its own name)."""
+        return f"{self.namespace}.retry.return"
 
     # -- topology builders -------------------------------------------------
 
@@ -321,6 +342,44 @@ class Names:
             bindings=(BindingSpec(self.dead_letter_queue, self.dead_exchange, "#"),),
         )
 
+    def retry_tiers(self) -> Topology:
+        """The namespace's delay tiers, shared by every consumed queue.
+
+        A failed message is published to the tier's fanout exchange under
+        its origin queue's name; it expires after the delay and is
+        dead-lettered with that routing key to the return exchange, where
+        the origin queue is bound under its own name. One set for the whole
+        namespace, never expiring: no queue comes and goes with a node, a
+        client or an instance. Quorum tiers dead-letter at least once (the
+        message leaves the tier only once its origin queue confirmed it),
+        so a node that dies while a task waits out its delay loses nothing.
+        What routes nowhere on return (its queue was deleted or expired)
+        goes to the alternate exchange, the dead-letter exchange, rather
+        than wait in the tier for ever.
+        """
+        tiers = sorted(set(self.retry.delays_ms))
+        return Topology(
+            exchanges=(
+                ExchangeSpec(
+                    self.retry_return_exchange, "direct", alternate_exchange=self.dead_exchange
+                ),
+                *(ExchangeSpec(self.retry_tier(delay), "fanout") for delay in tiers),
+            ),
+            queues=tuple(
+                QueueSpec(
+                    self.retry_tier(delay),
+                    queue_type=self.queue_type,
+                    message_ttl_ms=delay,
+                    dead_letter_exchange=self.retry_return_exchange,
+                    dead_letter_at_least_once=True,
+                )
+                for delay in tiers
+            ),
+            bindings=tuple(
+                BindingSpec(self.retry_tier(delay), self.retry_tier(delay), "") for delay in tiers
+            ),
+        )
+
     def work_queue(
         self,
         name: str,
@@ -331,13 +390,8 @@ class Names:
         single_active_consumer: bool = False,
         queue_type: QueueType | None = None,
         exclusive: bool = False,
-        tier_expires_ms: int | None = None,
     ) -> Topology:
-        """A consumed queue, its bindings and its delayed-retry tiers.
-
-        Tiers expire ``tier_expires_ms`` (default: the queue's own expiry)
-        plus their delay after last use.
-        """
+        """A consumed queue, its bindings, and the way back from the retry tiers."""
         bound_to = self.work_exchange if exchange is None else exchange
         queues = [
             QueueSpec(
@@ -350,22 +404,11 @@ class Names:
                 exclusive=exclusive,
             )
         ]
-        tiers_expire = expires_ms if tier_expires_ms is None else tier_expires_ms
-        for delay in sorted(set(self.retry.delays_ms)):
-            # Retry tiers are classic: they hold few messages briefly, and
-            # expiring messages back to their origin is all they do.
-            queues.append(
-                QueueSpec(
-                    self.retry_queue(name, delay),
-                    queue_type="classic",
-                    expires_ms=None if tiers_expire is None else tiers_expire + delay,
-                    message_ttl_ms=delay,
-                    dead_letter_exchange=DEFAULT_EXCHANGE,
-                    dead_letter_routing_key=name,
-                )
-            )
-        bindings = tuple(BindingSpec(name, bound_to, key) for key in routing_keys)
-        return self.base() + Topology(queues=tuple(queues), bindings=bindings)
+        bindings = (
+            *(BindingSpec(name, bound_to, key) for key in routing_keys),
+            BindingSpec(name, self.retry_return_exchange, name),
+        )
+        return self.base() + self.retry_tiers() + Topology(queues=tuple(queues), bindings=bindings)
 
     def submit(self) -> Topology:
         return self.work_queue(self.submit_queue, [RK_SUBMIT])
@@ -384,8 +427,8 @@ class Names:
         It holds results the client waits for, so it must outlive the loss
         of any one broker node, and a client that reconnects under the same
         id finds it; the client deletes it (:meth:`Client.close` when nothing
-        is pending, ``delete_queues``). Its retry tiers (classic) expire
-        ``expires_ms`` after last use.
+        is pending, ``delete_queues``). ``expires_ms`` is unused (kept for
+        callers): the reply queue has no expiry of its own.
         """
         return self.work_queue(
             self.client_queue(client_id),
@@ -399,7 +442,6 @@ class Names:
             ],
             exchange=self.events_exchange,
             queue_type="quorum",
-            tier_expires_ms=expires_ms,
         )
 
     def reply(self, client_id: str) -> Topology:
@@ -409,7 +451,6 @@ class Names:
             [rk_data_reply(client_id), rk_data_stored(client_id)],
             exchange=self.events_exchange,
             exclusive=True,
-            tier_expires_ms=SUBSCRIBER_TIER_EXPIRES_MS,
         )
 
     def subscriber(
@@ -426,8 +467,8 @@ class Names:
         What it holds (heartbeats, snapshots, results for the services'
         bookkeeping) is re-sent or re-derived, so a copy lost with a dead
         node costs nothing; a durable queue on a dead node would instead
-        stop its service from reconnecting until that node returned. Its
-        retry tiers expire ``expires_ms`` after last use.
+        stop its service from reconnecting until that node returned.
+        ``expires_ms`` is unused (kept for callers).
         """
         return self.work_queue(
             self.subscriber_queue(service, instance_id),
@@ -435,7 +476,6 @@ class Names:
             exchange=self.events_exchange,
             single_active_consumer=single_active_consumer,
             exclusive=True,
-            tier_expires_ms=expires_ms,
         )
 
     def cancels(self, queue: str) -> Topology:

@@ -35,7 +35,6 @@ from boson_shared.bus.abc import Delivery, Headers, Subscription, Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import Message
 from boson_shared.contract.topology import (
-    DEFAULT_EXCHANGE,
     HEADER_ATTEMPT,
     HEADER_ERROR,
     HEADER_KIND,
@@ -371,13 +370,16 @@ class ConsumeLoop(Generic[M]):
             delay = self._names.retry.delay_ms(attempt)
             if self.spec.on_retry is not None:
                 await self._publish(await self.spec.on_retry(message, error, attempt, delay))
+            # Into the namespace's tier for this delay, under this queue's
+            # name: that is the key it comes back to this queue with.
             await self._publisher.publish_raw(
-                Route(DEFAULT_EXCHANGE, self._names.retry_queue(self.spec.queue, delay)),
+                Route(self._names.retry_tier(delay), self.spec.queue),
                 self._codec.encode([message]),
                 headers={
                     HEADER_ATTEMPT: attempt + 1,
                     HEADER_ERROR: error_text(error),
                     HEADER_KIND: message.kind,
+                    HEADER_SOURCE_QUEUE: self.spec.queue,
                 },
             )
             self.stats.retried += 1

@@ -48,7 +48,7 @@ def definitions(topology: Topology, vhost: str = VHOST) -> dict[str, Any]:
                     "durable": exchange.durable,
                     "auto_delete": False,
                     "internal": False,
-                    "arguments": {},
+                    "arguments": exchange.arguments(),
                 }
                 for exchange in topology.exchanges
             ),

@@ -89,8 +89,7 @@ class Cluster:
         try:
             every = names.shared_queues()
             for queue in self.queues | {q.name for q in every.queues}:
-                for name in (queue, *(names.retry_queue(queue, d) for d in names.retry.delays_ms)):
-                    await cleaner.delete_queue(name)
+                await cleaner.delete_queue(queue)
             for exchange in every.exchanges:
                 await cleaner.delete_exchange(exchange.name)
         finally:

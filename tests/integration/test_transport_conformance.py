@@ -16,7 +16,6 @@ import pytest
 from boson_shared.bus.abc import Delivery, HeaderValue, Subscription
 from boson_shared.bus.memory import MemoryTransport
 from boson_shared.contract.topology import (
-    DEFAULT_EXCHANGE,
     BindingSpec,
     ExchangeSpec,
     Names,
@@ -312,8 +311,8 @@ async def test_retry_tier_returns_message_after_its_delay(
     await transport.consume(queue, inbox, prefetch=5)
     started = time.monotonic()
     await transport.publish(
-        DEFAULT_EXCHANGE,
-        n.retry_queue(queue, RETRY_MS),
+        n.retry_tier(RETRY_MS),
+        queue,
         b"later",
         headers={"x-boson-attempt": 2},
         message_id="r-1",
@@ -323,7 +322,24 @@ async def test_retry_tier_returns_message_after_its_delay(
     assert elapsed >= RETRY_MS / 1000 * 0.9
     assert (delivery.body, delivery.message_id) == (b"later", "r-1")
     assert delivery.headers["x-boson-attempt"] == 2
-    assert (delivery.exchange, delivery.routing_key) == (DEFAULT_EXCHANGE, queue)
+    assert (delivery.exchange, delivery.routing_key) == (n.retry_return_exchange, queue)
+    await delivery.ack()
+
+
+async def test_a_retry_whose_queue_is_gone_falls_through_to_the_dead_letters(
+    transport_factory: TransportFactory, namespace: str
+) -> None:
+    """Not kept in the tier for ever (quorum tiers dead-letter at least once)."""
+    transport, n, _ = await work_setup(transport_factory, namespace)
+    await transport.declare(n.base())
+    inbox = Inbox()
+    await transport.consume(n.dead_letter_queue, inbox, prefetch=5)
+    await transport.publish(
+        n.retry_tier(RETRY_MS), f"{namespace}.no-such-queue", b"orphan", message_id="r-2"
+    )
+    delivery = await inbox.get()
+    assert (delivery.body, delivery.message_id) == (b"orphan", "r-2")
+    assert delivery.routing_key == f"{namespace}.no-such-queue"
     await delivery.ack()
 
 

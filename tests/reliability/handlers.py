@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from boson_shared.handlers import TaskInput, handler
+from boson_shared.handlers import Retry, TaskInput, handler
 
 
 @handler("poison-timed", mode="inline")
@@ -35,3 +35,11 @@ async def tenant_hold(task: TaskInput) -> dict[str, float]:
     seconds = float(task.params.get("seconds", 1.0))
     await asyncio.sleep(seconds)
     return {"held_s": seconds}
+
+
+@handler("fail-first", mode="inline")
+def fail_first(task: TaskInput) -> dict[str, int]:
+    """Asks for a retry on its first attempt and succeeds on the next."""
+    if task.attempt == 1:
+        raise Retry(f"task {task.task_id} wants a second attempt")
+    return {"attempt": task.attempt}

@@ -26,6 +26,8 @@ class N:
     capacity: float = 1000.0
     allocated: float = 0.0
     on_probation: bool = False
+    running: int = 0
+    """Tasks its last heartbeat reported running."""
 
 
 def snapshot(nodes: Sequence[N], seq: int = 1) -> ClusterSnapshot:
@@ -41,7 +43,7 @@ def snapshot(nodes: Sequence[N], seq: int = 1) -> ClusterSnapshot:
                 capacity=ResourceVector(cpu=n.capacity, memory=n.capacity),
                 allocated=ResourceVector(cpu=n.allocated, memory=n.allocated),
                 slots=n.slots,
-                running=0,
+                running=n.running,
                 free_slots=n.slots,
                 measured_cpu=n.measured,
                 measured_memory=n.measured,

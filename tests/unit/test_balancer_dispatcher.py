@@ -384,3 +384,43 @@ async def test_a_result_the_balancer_missed_does_not_hold_a_node_s_room_for_ever
     clock.now = RECENT_DISPATCH_S + 1
     d.on_snapshot(snapshot([N("a", slots=4, capacity=4, allocated=2)], seq=2))
     assert futures["t2"].result() == "a"
+
+
+async def test_credit_of_a_missed_result_comes_back_once_the_node_is_seen_idle() -> None:
+    """A result lost on the way (the balancer failing over) must not hold credit for ever."""
+    clock = Clock()
+    d = dispatcher(clock)
+    bound = d.missed_result_after_s
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "a") for i in range(3)}
+    assert outcomes(futures) == {"t0": "a", "t1": "a", "t2": None}
+    d.complete("t0")  # t1's result is the one missed
+    assert outcomes(futures)["t2"] == "a"
+    d.complete("t2")
+    assert d.credit("a") == CREDIT_PER_SLOT - 1
+    clock.now = bound / 2
+    d.on_snapshot(snapshot([N("a", slots=1, running=1)], seq=2))  # busy: the clock restarts
+    clock.now = bound / 2 + bound - 1
+    d.on_snapshot(snapshot([N("a", slots=1)], seq=3))
+    d.on_snapshot(snapshot([N("a", slots=1)], seq=4))
+    assert d.credit("a") == CREDIT_PER_SLOT - 1  # idle, but not for long enough yet
+    clock.now = bound / 2 + 2 * bound
+    d.on_snapshot(snapshot([N("a", slots=1)], seq=5))
+    assert d.credit("a") == CREDIT_PER_SLOT
+    assert d.missed_results_total == 1
+    assert_within_credit(d)
+
+
+async def test_a_task_dispatched_to_an_idle_node_keeps_its_credit_within_the_bound() -> None:
+    clock = Clock()
+    d = dispatcher(clock)
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    clock.now = 10 * d.missed_result_after_s  # the node has long been idle
+    future = d.hold("late", demand(), "a")
+    assert future.done()
+    clock.now += d.missed_result_after_s - 1
+    d.on_snapshot(snapshot([N("a", slots=1)], seq=2))
+    assert d.credit("a") == CREDIT_PER_SLOT - 1
+    clock.now += 2
+    d.on_snapshot(snapshot([N("a", slots=1)], seq=3))
+    assert d.credit("a") == CREDIT_PER_SLOT

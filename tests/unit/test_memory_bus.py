@@ -162,14 +162,14 @@ async def test_ttl_expiry_is_timer_driven_and_cancelled_on_close() -> None:
     await transport.connect()
     names = Names("u", retry=RetryPolicy(delays_ms=(30,), max_attempts=2))
     await transport.declare(names.submit())
-    retry = names.retry_queue(names.submit_queue, 30)
+    retry = names.retry_tier(30)
     for i in range(3):
-        await transport.publish("", retry, f"{i}".encode())
+        await transport.publish(retry, names.submit_queue, f"{i}".encode())
     assert await transport.queue_depth(retry) == 3
     await asyncio.sleep(0.08)
     assert await transport.queue_depth(retry) == 0
     assert await transport.queue_depth(names.submit_queue) == 3
-    await transport.publish("", retry, b"pending")
+    await transport.publish(retry, names.submit_queue, b"pending")
     await transport.close()
     broker.close()  # cancels the pending expiry timer
 
