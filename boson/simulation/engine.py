@@ -59,8 +59,10 @@ from boson.simulation.metrics import (
 )
 from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling import devices as _dev
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
+    DeviceRoom,
     HeadReservation,
     Release,
     plan_reservation,
@@ -222,29 +224,54 @@ class Simulation:
         more than the room the reservation leaves beside the head. A
         reserved node where the instances asked for would not all fit in
         that room is closed to this one placement (marked down, then
-        restored), so the placer, whatever its strategy, never sees it.
+        restored), so the placer, whatever its strategy, never sees it. On
+        one that stays open, each device's room beyond its spare (the
+        devices held for the head) is blocked for the placement, so the
+        placer's device choice cannot take them.
         """
         demand = self.workload.demand[task]
         end = self.now + float(self.workload.duration[task])
         table = self.table
         closed: list[str] = []
+        blocked: list[tuple[int, FloatArray, int]] = []
+        milli = _dev.to_milli(demand[2])
         for row in res.rows.tolist():
             limit = res.room(row, end)
             if limit is None or not table.alive[row]:
                 continue
-            if not np.all(demand * count <= limit + FIT_EPSILON):
+            if res.device_spare is None:
+                fit = bool(np.all(demand * count <= limit + FIT_EPSILON))
+            else:
+                fit = bool(np.all(demand[:2] * count <= limit[:2] + FIT_EPSILON))
+                fit = fit and res.admits(row, demand, end, table.device_free(row).tolist())
+            if not fit:
                 closed.append(table.node_ids[row])
                 table.set_alive(closed[-1], False)
+                continue
+            spare = res.device_room(row, end)
+            if spare is not None and milli:
+                free = table.device_free(row)
+                for j in range(min(free.shape[0], spare.shape[0])):
+                    extra = int(free[j]) - int(spare[j])
+                    if extra > 0:
+                        block = np.array([0.0, 0.0, extra / _dev.MILLI])
+                        table.allocate(row, block, 1 << j)
+                        blocked.append((row, block, 1 << j))
         try:
             nodes, masks = place_instances_on_devices(self.placer, table, demand, count)
         finally:
+            for row, block, mask in blocked:
+                table.release(row, block, mask)
             for node_id in closed:
                 table.set_alive(node_id, True)
         if nodes.size:
             for row in res.rows.tolist():
-                placed = int(np.count_nonzero(nodes == row))
+                hit = nodes == row
+                placed = int(np.count_nonzero(hit))
                 if placed:
-                    res.commit(row, demand, end, placed)
+                    res.commit(
+                        row, demand, end, placed, None if masks is None else masks[hit].tolist()
+                    )
         return nodes, masks
 
     def update_reservation(self) -> None:
@@ -279,12 +306,21 @@ class Simulation:
             self._releases(),
             self.now,
             self.lapse_s,
+            self._device_room(),
         )
         if self.reservation is not None:
             self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
             self._unplanned = None
         else:
             self._unplanned = (head, self.now + self.lapse_s)
+
+    def _device_room(self) -> DeviceRoom | None:
+        """The table's GPU devices as the planner reads them (``None``: no devices)."""
+        table = self.table
+        if not table.has_devices:
+            return None
+        cap = table.device_capacity
+        return DeviceRoom(cap - table.device_allocated, cap.copy(), cap > 0)
 
     def _releases(self) -> Iterator[Release]:
         """What the running work releases, in order of its (known) end, lazily.
@@ -305,9 +341,29 @@ class Simulation:
             group = self._groups.get(key)
             if group is None:  # ended early: its node failed
                 continue
+            if group.masks is not None and demand[group.task, 2] > 0:
+                yield from self._device_releases(end, group)
+                continue
             rows, counts = np.unique(group.nodes, return_counts=True)
             for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
-                yield end, row, demand[group.task] * n
+                yield end, row, demand[group.task] * n, None
+
+    def _device_releases(self, end: float, group: _Group) -> Iterator[Release]:
+        """A GPU group's releases, each node's with the milli-units it frees per device."""
+        assert group.masks is not None
+        task_demand = self.workload.demand[group.task]
+        _, per = _dev.shape(_dev.to_milli(task_demand[2]))
+        width = self.table.device_capacity.shape[1]
+        freed: dict[int, tuple[int, IntArray]] = {}
+        for row, mask in zip(group.nodes.tolist(), group.masks.tolist(), strict=True):
+            n, amounts = freed.get(row, (0, np.zeros(width, np.int64)))
+            for j in _dev.indices_of(mask):
+                if j < width:
+                    amounts[j] += per
+            freed[row] = (n + 1, amounts)
+        for row in sorted(freed):
+            n, amounts = freed[row]
+            yield end, row, task_demand * n, amounts
 
     def start(
         self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None

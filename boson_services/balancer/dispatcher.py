@@ -727,7 +727,10 @@ class Dispatcher:
         self.head.keep_for(
             None if held is None else held.task_id,
             np.zeros(3) if held is None else held.demand,
-            [(n.node_id, n.capacity - n.allocated, n.takes_work) for n in self.nodes.values()],
+            [
+                (n.node_id, n.capacity - n.allocated, n.takes_work, n.gpus)
+                for n in self.nodes.values()
+            ],
             now,
         )
 
@@ -736,20 +739,27 @@ class Dispatcher:
 
     def _admits(self, held: HeldTask, node: NodeView) -> bool:
         """Whether ``held`` may start on ``node`` now without delaying the head's reservation."""
-        return self.head.admits(held.task_id, node.node_id, held.demand, self._expected_s(held))
+        return self.head.admits(
+            held.task_id, node.node_id, held.demand, self._expected_s(held), node.gpus
+        )
 
     def _assign(self, held: HeldTask, node: NodeView) -> None:
-        self.head.dispatched(
-            held.task_id, node.node_id, held.demand, held.handler, self._expected_s(held)
-        )
+        expected_s = self._expected_s(held)
         milli = to_milli(held.demand[2])
+        mask = 0
         if milli:
             prefer = held.prefer if node.node_id == held.target else 0
-            mask = node.gpus.take(milli, held.models, prefer)
+            # Backfill keeps off the devices the head's reservation holds.
+            limit = self.head.device_limit(held.task_id, node.node_id, expected_s)
+            taken = node.gpus.take(milli, held.models, prefer, limit)
             # Its own placed node's queue is served on credit alone: if our
             # view has no room for it, the scheduler's pick stands (or, with
             # none, the executor picks among its own free devices).
-            self._devices_of[held.task_id] = mask if mask >= 0 else prefer
+            mask = taken if taken >= 0 else prefer
+            self._devices_of[held.task_id] = mask
+        self.head.dispatched(
+            held.task_id, node.node_id, held.demand, held.handler, expected_s, mask
+        )
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id
