@@ -70,6 +70,7 @@ import numpy as np
 
 from boson_services.balancer.head import HeadBook
 from boson_shared.contract.messages import ClusterSnapshot, ResourceVector
+from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.balancing import (
     AGE_LIMIT_S,
     dispatch_order,
@@ -274,7 +275,7 @@ class Dispatcher:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         held = HeldTask(
             task_id,
-            np.asarray(demand.as_tuple(), dtype=np.float64),
+            grid_columns(np.asarray(demand.as_tuple(), dtype=np.float64)),
             target,
             self.clock(),
             future,
@@ -372,8 +373,10 @@ class Dispatcher:
         went_down: list[str] = []
         for state in snapshot.nodes:
             node = self.nodes.get(state.node_id)
-            capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
-            allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
+            # CPU and memory on the exact grid (boson_shared/scheduling/amounts.py):
+            # what is dispatched and returned between snapshots adds up exactly.
+            capacity = grid_columns(np.asarray(state.capacity.as_tuple(), dtype=np.float64))
+            allocated = grid_columns(np.asarray(state.allocated.as_tuple(), dtype=np.float64))
             measured = max(state.measured_cpu, state.measured_memory)
             gpus = DeviceBook.of(
                 state.capacity.gpu, [(g.model, g.allocated_milli) for g in state.gpus]

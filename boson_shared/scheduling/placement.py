@@ -48,6 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.devices import indices_of, parse_models
 from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.identical_runs import place_run
@@ -111,7 +112,8 @@ def _demands(demands: ArrayLike) -> FloatArray:
         arr = np.hstack([arr, np.zeros((arr.shape[0], NDIM - arr.shape[1]))])
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError("demands must be finite and non-negative")
-    return np.ascontiguousarray(arr)
+    # CPU and memory on the exact grid (boson_shared/scheduling/amounts.py).
+    return np.ascontiguousarray(grid_columns(arr))
 
 
 class Placer:
