@@ -57,7 +57,7 @@ from boson.simulation.metrics import (
     gpu_points,
     summarise,
 )
-from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
+from boson.simulation.table import BatchPlacer, BatchResult, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
 from boson_shared.scheduling import devices as _dev
 from boson_shared.scheduling.head_reservation import (
@@ -67,6 +67,8 @@ from boson_shared.scheduling.head_reservation import (
     Release,
     plan_reservation,
 )
+from boson_shared.scheduling.horizon import NodeHorizon
+from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import Probation
 from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
 
@@ -106,13 +108,24 @@ def place_instances(
 
 
 def place_instances_on_devices(
-    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
+    placer: BatchPlacer,
+    table: NodeTable,
+    demand: FloatArray,
+    count: int,
+    ends: tuple[float, float] | None = None,
 ) -> tuple[IntArray, IntArray | None]:
-    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none)."""
+    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none).
+
+    ``ends``: ``(now, expected end)``, for a placer that places end-aware.
+    """
     fit = min(count, int(fit_counts(table, demand).sum()))
     if fit == 0:
         return np.zeros(0, np.int64), None
-    result = placer.place_batch(np.repeat(demand[None, :], fit, axis=0))
+    batch = np.repeat(demand[None, :], fit, axis=0)
+    if ends is not None and isinstance(placer, Placer) and placer.horizon is not None:
+        result: BatchResult = placer.place_batch(batch, ends=ends)
+    else:
+        result = placer.place_batch(batch)
     indices = np.asarray(result.indices, np.int64)
     placed = indices >= 0
     masks = getattr(result, "masks", None)
@@ -147,6 +160,7 @@ class Simulation:
         probation: Probation | None = None,
         reserve: bool = False,
         lapse_s: float = RESERVATION_LAPSE_S,
+        end_aware: bool = False,
     ) -> None:
         self.workload = workload
         self.cluster = cluster
@@ -158,6 +172,10 @@ class Simulation:
         self.drainer = drainer
         self.up = np.ones(len(cluster.node_ids), dtype=np.bool_)
         """Nodes that run (the table's ``alive``: those that also take new work)."""
+        self.horizon: NodeHorizon | None = None
+        """End-aware placement from the known durations (Boson's placer, ``horizon.py``)."""
+        if end_aware and isinstance(self.placer, Placer):
+            self.horizon = self.placer.horizon = NodeHorizon(self.up)
         self.probation = probation
         self._probation_ends: list[tuple[float, int]] = []
         self.backlog: deque[Pending] = deque()
@@ -207,7 +225,7 @@ class Simulation:
         res = self.reservation
         if res is None or (entry is not None and res.key is entry):
             nodes, masks = place_instances_on_devices(
-                self.placer, self.table, self.workload.demand[task], count
+                self.placer, self.table, self.workload.demand[task], count, self._ends(task)
             )
         else:
             nodes, masks = self._backfill(res, task, count)
@@ -258,7 +276,9 @@ class Simulation:
                         table.allocate(row, block, 1 << j)
                         blocked.append((row, block, 1 << j))
         try:
-            nodes, masks = place_instances_on_devices(self.placer, table, demand, count)
+            nodes, masks = place_instances_on_devices(
+                self.placer, table, demand, count, self._ends(task)
+            )
         finally:
             for row, block, mask in blocked:
                 table.release(row, block, mask)
@@ -273,6 +293,12 @@ class Simulation:
                         row, demand, end, placed, None if masks is None else masks[hit].tolist()
                     )
         return nodes, masks
+
+    def _ends(self, task: int) -> tuple[float, float] | None:
+        """``(now, expected end)`` of ``task`` placed now, for end-aware placement."""
+        if self.horizon is None:
+            return None
+        return self.now, self.now + float(self.workload.duration[task])
 
     def update_reservation(self) -> None:
         """Keep the head reservation on the head of the waiting order (Boson's policies).
@@ -295,6 +321,13 @@ class Simulation:
             # before a node event or the lapse would walk everything again.
             return
         demand = self.workload.demand[head.task]
+        alive = self.table.alive
+        if self.horizon is not None:  # only nodes end-aware placement lets it take
+            ends = self._ends(head.task)
+            assert ends is not None
+            alive = alive & ~self.horizon.barred(
+                demand, ends[1], ends[0], self.table.capacity, alive
+            )
         # Instances are independent schedulable units: the head is the entry's
         # next instance, and each one after it is the head in its turn.
         self.reservation = plan_reservation(
@@ -302,7 +335,7 @@ class Simulation:
             demand,
             1,
             self.table.capacity - self.table.allocated,
-            self.table.alive,
+            alive,
             self._releases(),
             self.now,
             self.lapse_s,
@@ -427,6 +460,8 @@ class Simulation:
         if self.probation is not None:
             self.probation.failed(node_id, self.now)
         self.table.set_alive(node_id, False)
+        if self.horizon is not None:
+            self.horizon.clear(node)
         self.dead_node_id = node_id
         if self.reservation is not None and self.reservation.slot(node) >= 0:
             self.reservation.end_now()
@@ -565,12 +600,22 @@ def simulate(
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation: Probation | None = None,
     reserve: bool = False,
+    end_aware: bool = False,
 ) -> tuple[Metrics, Recorder]:
     """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail;
-    ``reserve``: a head reservation, see :class:`Simulation`)."""
+    ``reserve``: a head reservation; ``end_aware``: placement from known durations;
+    see :class:`Simulation`)."""
     started = time.perf_counter()
     sim = Simulation(
-        workload, cluster, events, placer_factory, drainer, sample_step, probation, reserve
+        workload,
+        cluster,
+        events,
+        placer_factory,
+        drainer,
+        sample_step,
+        probation,
+        reserve,
+        end_aware=end_aware,
     )
     recorder = sim.run()
     wall = time.perf_counter() - started

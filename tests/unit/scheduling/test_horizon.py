@@ -1,0 +1,63 @@
+"""End-aware placement: work goes where it extends a node's busy time least, and long
+work that a smaller node could hold never takes the last large node expected to free."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from boson_shared.scheduling.horizon import PROTECT_S, NodeHorizon
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.table import NodeTable
+
+DAY = 86_400.0
+CAPACITY = np.array([[96.0, 384.0, 8.0], [96.0, 384.0, 8.0], [104.0, 512.0, 2.0]])
+
+
+def test_short_work_goes_beside_long_work_and_long_work_to_the_smallest_node() -> None:
+    h = NodeHorizon()
+    h.extend(0, 30 * DAY)  # node 0 busy for a month; nodes 1 and 2 idle
+    fits = np.ones(3, np.bool_)
+    # An hour's work ends before node 0 frees anyway: only node 0 is a candidate.
+    assert h.candidates(fits, 3600.0, 0.0).tolist() == [True, False, False]
+    # A 40-day task extends every node; node 0 least, by 10 days, the others by 40.
+    assert h.candidates(fits, 40 * DAY, 0.0).tolist() == [True, False, False]
+    # Where nodes 1 and 2 tie, the smaller node (2 GPUs) is chosen, not the 8-GPU one.
+    two = np.array([False, True, True])
+    assert h.candidates(two, 10 * DAY, 0.0, None, CAPACITY).tolist() == [False, False, True]
+
+
+def test_the_last_large_node_to_free_soon_is_kept_from_long_small_work() -> None:
+    h = NodeHorizon()
+    up = np.ones(3, np.bool_)
+    h.extend(0, 20 * DAY)  # node 0: long work; node 1 frees within the day
+    h.extend(1, 0.5 * DAY)
+    small = np.array([12.0, 24.0, 1.0])
+    long_end = PROTECT_S + DAY
+    assert h.barred(small, long_end, 0.0, CAPACITY, up).tolist() == [False, True, False]
+    # Short work may take it, and so may work only the large nodes hold.
+    assert not h.barred(small, 0.5 * PROTECT_S, 0.0, CAPACITY, up).any()
+    whole = np.array([64.0, 256.0, 8.0])
+    assert not h.barred(whole, long_end, 0.0, CAPACITY, up).any()
+    # With two large nodes freeing soon, neither is barred.
+    h2 = NodeHorizon()
+    assert not h2.barred(small, long_end, 0.0, CAPACITY, up).any()
+
+
+def test_the_placer_keeps_a_long_one_gpu_task_off_the_free_eight_gpu_node() -> None:
+    table = NodeTable()
+    for i, cap in enumerate(CAPACITY.tolist()):
+        table.upsert(f"n{i}", cap)
+    placer = Placer(table, "binpack-fgd")
+    placer.horizon = NodeHorizon()
+    # A month-long 8-GPU task holds node 0; node 2's two GPUs are taken for a month.
+    first = placer.place_batch(np.array([[64.0, 256.0, 8.0]]), ends=(0.0, 30 * DAY))
+    assert first.indices.tolist() == [0]
+    second = placer.place_batch(np.array([[20.0, 40.0, 2.0]]), ends=(0.0, 30 * DAY))
+    assert second.indices.tolist() == [2]
+    # A 10-day one-GPU task: node 1 is the last 8-GPU node to free soon, node 0 is full:
+    # it waits rather than take node 1.
+    third = placer.place_batch(np.array([[12.0, 24.0, 1.0]]), ends=(0.0, 10 * DAY))
+    assert third.indices.tolist() == [-1]
+    # Without end-awareness it would have taken node 1.
+    plain = Placer(table, "binpack-fgd")
+    assert plain.place_batch(np.array([[12.0, 24.0, 1.0]])).indices.tolist() == [1]
