@@ -112,11 +112,11 @@ def place_instances_on_devices(
     table: NodeTable,
     demand: FloatArray,
     count: int,
-    ends: tuple[float, float] | None = None,
+    ends: tuple[float, float, float] | None = None,
 ) -> tuple[IntArray, IntArray | None]:
     """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none).
 
-    ``ends``: ``(now, expected end)``, for a placer that places end-aware.
+    ``ends``: ``(now, expected end, waiting since)``, for a placer that places end-aware.
     """
     fit = min(count, int(fit_counts(table, demand).sum()))
     if fit == 0:
@@ -225,16 +225,20 @@ class Simulation:
         res = self.reservation
         if res is None or (entry is not None and res.key is entry):
             nodes, masks = place_instances_on_devices(
-                self.placer, self.table, self.workload.demand[task], count, self._ends(task)
+                self.placer,
+                self.table,
+                self.workload.demand[task],
+                count,
+                self._ends(task, entry),
             )
         else:
-            nodes, masks = self._backfill(res, task, count)
+            nodes, masks = self._backfill(res, task, count, entry)
         if nodes.size:
             self.start(task, nodes, replaced, masks)
         return int(nodes.size)
 
     def _backfill(
-        self, res: HeadReservation, task: int, count: int
+        self, res: HeadReservation, task: int, count: int, entry: Pending | None = None
     ) -> tuple[IntArray, IntArray | None]:
         """Place around the head reservation: on a reserved node, only what does not delay it.
 
@@ -277,7 +281,7 @@ class Simulation:
                         blocked.append((row, block, 1 << j))
         try:
             nodes, masks = place_instances_on_devices(
-                self.placer, table, demand, count, self._ends(task)
+                self.placer, table, demand, count, self._ends(task, entry)
             )
         finally:
             for row, block, mask in blocked:
@@ -294,11 +298,13 @@ class Simulation:
                     )
         return nodes, masks
 
-    def _ends(self, task: int) -> tuple[float, float] | None:
-        """``(now, expected end)`` of ``task`` placed now, for end-aware placement."""
+    def _ends(self, task: int, entry: Pending | None = None) -> tuple[float, float, float] | None:
+        """``(now, expected end, waiting since)`` of ``task`` placed now (from ``entry``
+        of the backlog, else arriving), for end-aware placement."""
         if self.horizon is None:
             return None
-        return self.now, self.now + float(self.workload.duration[task])
+        since = self.now if entry is None else entry.since
+        return self.now, self.now + float(self.workload.duration[task]), since
 
     def update_reservation(self) -> None:
         """Keep the head reservation on the head of the waiting order (Boson's policies).
@@ -323,10 +329,10 @@ class Simulation:
         demand = self.workload.demand[head.task]
         alive = self.table.alive
         if self.horizon is not None:  # only nodes end-aware placement lets it take
-            ends = self._ends(head.task)
+            ends = self._ends(head.task, head)
             assert ends is not None
             alive = alive & ~self.horizon.barred(
-                demand, ends[1], ends[0], self.table.capacity, alive
+                demand, ends[1], ends[0], self.table.capacity, alive, ends[0] - ends[2]
             )
         # Instances are independent schedulable units: the head is the entry's
         # next instance, and each one after it is the head in its turn.

@@ -32,8 +32,8 @@ EXTENSION_SLACK: Final = 0.1
 
 
 PROTECT_S: Final = 86_400.0
-"""Work expected to run longer than this never takes the last of the largest GPU nodes
-expected to free within it (module docstring)."""
+"""Work expected to run longer than this, and waiting less than this, never takes the
+last of the largest GPU nodes expected to free within it (module docstring)."""
 
 
 class NodeHorizon:
@@ -70,20 +70,22 @@ class NodeHorizon:
         now: float,
         capacity: NDArray[np.float64],
         alive: NDArray[np.bool_],
+        waited: float = 0.0,
     ) -> NDArray[np.bool_]:
         """The nodes work of ``demand`` ending at ``end`` may not take (module docstring).
 
         ``capacity``: each node's ``(cpu, memory, gpu)``. Barred: the last of
         the nodes with the most GPUs expected to free within
         :data:`PROTECT_S`, for work expected to run longer than that which
-        a smaller node could hold.
+        a smaller node could hold and that has ``waited`` less than that
+        (the bar delays it for a bounded time, never for good).
         """
         size = capacity[:, 2]
         until = self.until(size.shape[0])
         barred = np.zeros(size.shape[0], dtype=np.bool_)
         if self.up is not None and self.up.shape[0] == size.shape[0]:
             alive = self.up
-        if end - now <= PROTECT_S or not alive.any():
+        if end - now <= PROTECT_S or waited >= PROTECT_S or not alive.any():
             return barred
         large = alive & (size > 0) & (size == size[alive].max())
         smaller = alive & ~large
@@ -104,6 +106,7 @@ class NodeHorizon:
         demand: NDArray[np.float64] | None = None,
         capacity: NDArray[np.float64] | None = None,
         alive: NDArray[np.bool_] | None = None,
+        waited: float = 0.0,
     ) -> NDArray[np.bool_]:
         """Of the nodes that fit, those work ending at ``end`` extends least (module docstring).
 
@@ -113,7 +116,7 @@ class NodeHorizon:
         until = self.until(fits.shape[0])
         size = None if capacity is None else capacity[:, 2]
         if demand is not None and capacity is not None and alive is not None:
-            fits = fits & ~self.barred(demand, end, now, capacity, alive)
+            fits = fits & ~self.barred(demand, end, now, capacity, alive, waited)
         if not fits.any():
             return fits
         extension = np.maximum(end - np.maximum(until, now), 0.0)

@@ -141,7 +141,7 @@ class Placer:
             self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
         self.horizon: NodeHorizon | None = None
         """Set, placements that say when their work ends are end-aware (``horizon.py``)."""
-        self._ends: tuple[float, float] | None = None
+        self._ends: tuple[float, float, float] | None = None
 
     @property
     def _typical(self) -> FloatArray:
@@ -181,12 +181,12 @@ class Placer:
         self,
         demands: ArrayLike,
         gpu_models: Sequence[str | None] | None = None,
-        ends: tuple[float, float] | None = None,
+        ends: tuple[float, float, float] | None = None,
     ) -> BatchPlacement:
         """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would.
 
         ``gpu_models``: per demand, its ``gpu_model`` constraint (``None``: any device).
-        ``ends``: ``(now, expected end)`` of all of them; with a :attr:`horizon`,
+        ``ends``: ``(now, expected end, waiting since)`` of all of them; with a :attr:`horizon`,
         GPU tables place end-aware (:mod:`~boson_shared.scheduling.horizon`).
         """
         self._ends = ends if self.horizon is not None else None
@@ -228,7 +228,7 @@ class Placer:
         ends = self._ends
         if ends is not None and self.horizon is not None:
             keep = self.horizon.candidates(
-                ~np.isnan(s), ends[1], ends[0], vec, table.capacity, table.alive
+                ~np.isnan(s), ends[1], ends[0], vec, table.capacity, table.alive, ends[0] - ends[2]
             )
             s = np.where(keep, s, np.nan)
         found = _scores.best(table, self.strategy, s)

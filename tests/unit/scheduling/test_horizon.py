@@ -50,13 +50,13 @@ def test_the_placer_keeps_a_long_one_gpu_task_off_the_free_eight_gpu_node() -> N
     placer = Placer(table, "binpack-fgd")
     placer.horizon = NodeHorizon()
     # A month-long 8-GPU task holds node 0; node 2's two GPUs are taken for a month.
-    first = placer.place_batch(np.array([[64.0, 256.0, 8.0]]), ends=(0.0, 30 * DAY))
+    first = placer.place_batch(np.array([[64.0, 256.0, 8.0]]), ends=(0.0, 30 * DAY, 0.0))
     assert first.indices.tolist() == [0]
-    second = placer.place_batch(np.array([[20.0, 40.0, 2.0]]), ends=(0.0, 30 * DAY))
+    second = placer.place_batch(np.array([[20.0, 40.0, 2.0]]), ends=(0.0, 30 * DAY, 0.0))
     assert second.indices.tolist() == [2]
     # A 10-day one-GPU task: node 1 is the last 8-GPU node to free soon, node 0 is full:
     # it waits rather than take node 1.
-    third = placer.place_batch(np.array([[12.0, 24.0, 1.0]]), ends=(0.0, 10 * DAY))
+    third = placer.place_batch(np.array([[12.0, 24.0, 1.0]]), ends=(0.0, 10 * DAY, 0.0))
     assert third.indices.tolist() == [-1]
     # Without end-awareness it would have taken node 1.
     plain = Placer(table, "binpack-fgd")
