@@ -38,6 +38,8 @@ def test_the_last_large_node_to_free_soon_is_kept_from_long_small_work() -> None
     assert not h.barred(small, 0.5 * PROTECT_S, 0.0, CAPACITY, up).any()
     whole = np.array([64.0, 256.0, 8.0])
     assert not h.barred(whole, long_end, 0.0, CAPACITY, up).any()
+    # Once it has waited PROTECT_S the bar lifts: it waits a bounded time, never for good.
+    assert not h.barred(small, long_end, 0.0, CAPACITY, up, waited=PROTECT_S).any()
     # With two large nodes freeing soon, neither is barred.
     h2 = NodeHorizon()
     assert not h2.barred(small, long_end, 0.0, CAPACITY, up).any()
