@@ -63,3 +63,13 @@ def test_the_placer_keeps_a_long_one_gpu_task_off_the_free_eight_gpu_node() -> N
     # Without end-awareness it would have taken node 1.
     plain = Placer(table, "binpack-fgd")
     assert plain.place_batch(np.array([[12.0, 24.0, 1.0]])).indices.tolist() == [1]
+
+
+def test_a_large_node_closed_for_a_moment_still_counts() -> None:
+    # The simulator's backfill marks reserved nodes down while its placer
+    # picks: the node still runs, so node 1 is still the last to keep.
+    h = NodeHorizon(up=np.ones(3, np.bool_))
+    h.extend(0, 20 * DAY)
+    closed = np.array([False, True, True])
+    small = np.array([12.0, 24.0, 1.0])
+    assert h.barred(small, 2 * PROTECT_S, 0.0, CAPACITY, closed).tolist() == [False, True, False]
