@@ -12,7 +12,15 @@ expected run time of the smallest extension stay candidates; the strategy's
 scores choose among them. Short work thus goes next to long work already
 running (it ends before the node would free anyway) rather than onto a free
 node, and long work joins the node that is busy longest, so the other nodes
-free whole.
+free whole. Where every candidate is extended, only the smallest of them
+(fewest GPUs) stay: the large nodes are the ones to keep freeing whole.
+
+The last large node: work expected to run longer than :data:`PROTECT_S`
+that a smaller node could hold does not take the last of the nodes with the
+most GPUs expected to free within :data:`PROTECT_S` (when none will, the one
+expected to free first), so work only those nodes can hold finds one
+freeing soon — unless it has already waited :data:`PROTECT_S` itself: the
+bar delays it for a bounded time, never for good (:meth:`NodeHorizon.barred`).
 
 The horizon only grows while a node runs: work ends no later than expected
 (the simulator's durations are exact), so the latest expected end placed is
