@@ -1,31 +1,26 @@
-"""End-aware placement: put work where it does not keep a node busy for longer.
+"""End-aware placement: long work kept off the large GPU nodes that are to free whole.
 
-A node frees entirely only when the last of its work ends. Work placed on a
-node that would otherwise free soon keeps it busy — and a task that needs a
-whole node (all of an 8-GPU node's devices) waits for that. So, when a
-placement knows when the work is expected to end, each node's *horizon* is
-the latest expected end of the work placed on it (:class:`NodeHorizon`), and
-the work's *extension* of a node is how far past that horizon (or now, when
-the node's work has all ended) the work would run. Among the nodes that fit,
-only those whose extension is within :data:`EXTENSION_SLACK` of the work's
-expected run time of the smallest extension stay candidates; the strategy's
-scores choose among them. Short work thus goes next to long work already
-running (it ends before the node would free anyway) rather than onto a free
-node, and long work joins the node that is busy longest, so the other nodes
-free whole. Where every candidate is extended, only the smallest of them
-(fewest GPUs) stay: the large nodes are the ones to keep freeing whole.
+A node frees entirely only when the last of its work ends, and a task that
+needs a whole large node (all of an 8-GPU node's devices) waits for that. So
+when a placement knows when its work is expected to end, the placer also
+weighs each node's *horizon*, the latest expected end of the work placed on
+it (:class:`NodeHorizon`):
 
-The last large node: work expected to run longer than :data:`PROTECT_S`
-that a smaller node could hold does not take the last of the nodes with the
-most GPUs expected to free within :data:`PROTECT_S` (when none will, the one
-expected to free first), so work only those nodes can hold finds one
-freeing soon — unless it has already waited :data:`PROTECT_S` itself: the
-bar delays it for a bounded time, never for good (:meth:`NodeHorizon.barred`).
+* **Smallest node for long work.** Work expected to run longer than
+  :data:`PROTECT_S` goes only to the smallest of the nodes that fit it
+  (fewest GPUs; the strategy chooses among those): a long small task on a
+  large node keeps that node from freeing whole for as long as it runs.
+* **The last large node.** Such work, when a smaller node could hold it,
+  does not take the last of the nodes with the most GPUs expected to free
+  within :data:`PROTECT_S` (when none will, the one expected to free first),
+  so work only those nodes can hold finds one freeing soon — unless it has
+  already waited :data:`PROTECT_S` itself: the bar delays it for a bounded
+  time, never for good (:meth:`NodeHorizon.barred`).
 
-The horizon only grows while a node runs: work ends no later than expected
-(the simulator's durations are exact), so the latest expected end placed is
-the latest end still running. A node that fails loses its work: its horizon
-is cleared.
+Work expected to end sooner is left to the strategy alone. The horizon only
+grows while a node runs: work ends no later than expected (the simulator's
+durations are exact), so the latest expected end placed is the latest end
+still running. A node that fails loses its work: its horizon is cleared.
 """
 
 from __future__ import annotations
@@ -35,13 +30,10 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-EXTENSION_SLACK: Final = 0.1
-"""How much more than the least extension a candidate may add (share of the run time)."""
-
-
 PROTECT_S: Final = 86_400.0
-"""Work expected to run longer than this, and waiting less than this, never takes the
-last of the largest GPU nodes expected to free within it (module docstring)."""
+"""Work expected to run longer than this is long: it goes to the smallest nodes that
+fit, and, while it has waited less than this, never takes the last of the largest GPU
+nodes expected to free within it (module docstring)."""
 
 
 class NodeHorizon:
@@ -116,26 +108,17 @@ class NodeHorizon:
         alive: NDArray[np.bool_] | None = None,
         waited: float = 0.0,
     ) -> NDArray[np.bool_]:
-        """Of the nodes that fit, those work ending at ``end`` extends least (module docstring).
+        """Of the nodes that fit, those work ending at ``end`` may take (module docstring).
 
-        With ``demand``, ``capacity`` and ``alive``: never a :meth:`barred` node,
-        and where every candidate is extended, only the smallest of them.
+        Without ``demand``, ``capacity`` and ``alive``: all of them.
         """
-        until = self.until(fits.shape[0])
-        size = None if capacity is None else capacity[:, 2]
-        if demand is not None and capacity is not None and alive is not None:
-            fits = fits & ~self.barred(demand, end, now, capacity, alive, waited)
-        if not fits.any():
+        if demand is None or capacity is None or alive is None or end - now <= PROTECT_S:
             return fits
-        extension = np.maximum(end - np.maximum(until, now), 0.0)
-        least = float(extension[fits].min())
-        slack = EXTENSION_SLACK * max(end - now, 0.0)
-        keep = np.asarray(fits & (extension <= least + slack))
-        if least > 0 and size is not None:
-            # It keeps some node busy longer whichever it takes: the smallest
-            # nodes, so the large ones free whole for work only they can hold.
+        keep = fits & ~self.barred(demand, end, now, capacity, alive, waited)
+        if keep.any():
+            size = capacity[:, 2]
             keep &= size <= size[keep].min()
-        return keep
+        return np.asarray(keep)
 
 
-__all__ = ["EXTENSION_SLACK", "NodeHorizon"]
+__all__ = ["PROTECT_S", "NodeHorizon"]

@@ -13,17 +13,20 @@ DAY = 86_400.0
 CAPACITY = np.array([[96.0, 384.0, 8.0], [96.0, 384.0, 8.0], [104.0, 512.0, 2.0]])
 
 
-def test_short_work_goes_beside_long_work_and_long_work_to_the_smallest_node() -> None:
+def test_long_work_goes_to_the_smallest_node_and_short_work_to_the_strategy() -> None:
     h = NodeHorizon()
-    h.extend(0, 30 * DAY)  # node 0 busy for a month; nodes 1 and 2 idle
+    up = np.ones(3, np.bool_)
     fits = np.ones(3, np.bool_)
-    # An hour's work ends before node 0 frees anyway: only node 0 is a candidate.
-    assert h.candidates(fits, 3600.0, 0.0).tolist() == [True, False, False]
-    # A 40-day task extends every node; node 0 least, by 10 days, the others by 40.
-    assert h.candidates(fits, 40 * DAY, 0.0).tolist() == [True, False, False]
-    # Where nodes 1 and 2 tie, the smaller node (2 GPUs) is chosen, not the 8-GPU one.
-    two = np.array([False, True, True])
-    assert h.candidates(two, 10 * DAY, 0.0, None, CAPACITY).tolist() == [False, False, True]
+    small = np.array([12.0, 24.0, 1.0])
+    # Ten days' work: only the 2-GPU node, of the three that fit.
+    long_end = 10 * DAY
+    assert h.candidates(fits, long_end, 0.0, small, CAPACITY, up).tolist() == [False, False, True]
+    # An hour's work: all three, the strategy chooses.
+    assert h.candidates(fits, 3600.0, 0.0, small, CAPACITY, up).tolist() == [True, True, True]
+    # Where the small node does not fit, an 8-GPU one — not the last to free soon.
+    h.extend(0, 20 * DAY)
+    two = np.array([True, True, False])
+    assert h.candidates(two, long_end, 0.0, small, CAPACITY, up).tolist() == [True, False, False]
 
 
 def test_the_last_large_node_to_free_soon_is_kept_from_long_small_work() -> None:
