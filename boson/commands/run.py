@@ -15,6 +15,13 @@ prefix), so two machines running ``run all`` against one broker never share
 a node id. With ``--health-port P`` (or ``BOSON_HEALTH_PORT``) each child
 serves GET /health on its own port: P monitor, P+1 scheduler, P+2 balancer,
 P+3 transfer, P+4 … the executors in order. Without it no child serves one.
+
+Configured GPU devices (``--gpu-device``, repeatable) are the machine's: ``run
+all`` splits them among its executors in order, as evenly as they go (eight
+devices and two executors: the first four to ``<host>-1``, the rest to
+``<host>-2``), so no two executors bind one device. Fewer devices than
+executors is refused: an executor given none would discover every GPU of the
+machine through NVML.
 """
 
 from __future__ import annotations
@@ -161,12 +168,34 @@ def local_node_prefix() -> str:
     return cleaned or "local"
 
 
-def run_all(args: argparse.Namespace) -> int:
-    """Every service plus N executors as supervised child processes."""
+class DeviceSplitError(ValueError):
+    """``run all`` was given fewer GPU devices than executors."""
+
+
+def split_devices(devices: list[str], executors: int) -> list[list[str]]:
+    """``devices`` in order, as evenly as they go, one list per executor (earlier ones get more)."""
+    if devices and len(devices) < executors:
+        raise DeviceSplitError(
+            f"{len(devices)} --gpu-device for {executors} executors: give each at least one, "
+            "or run fewer executors"
+        )
+    share, more = divmod(len(devices), max(executors, 1))
+    out: list[list[str]] = []
+    start = 0
+    for k in range(executors):
+        size = share + (1 if k < more else 0)
+        out.append(devices[start : start + size])
+        start += size
+    return out
+
+
+def run_plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The children ``run all`` starts: every service but the executor, then the executors."""
     plan: list[tuple[str, list[str]]] = [
         (name, child_command(name, args, [])) for name in SERVICES if name != "executor"
     ]
     prefix = args.node_id or local_node_prefix()
+    devices = split_devices(list(args.gpu_devices or ()), args.executors)
     for number in range(1, args.executors + 1):
         node_id = f"{prefix}-{number}"
         extra = ["--node-id", node_id]
@@ -176,7 +205,19 @@ def run_all(args: argparse.Namespace) -> int:
                 extra += [f"--{flag}", str(value)]
         for module in args.handler_modules or ():
             extra += ["--handler-module", module]
+        for device in devices[number - 1]:
+            extra += ["--gpu-device", device]
         plan.append((f"executor {node_id}", child_command("executor", args, extra)))
+    return plan
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Every service plus N executors as supervised child processes."""
+    try:
+        plan = run_plan(args)
+    except DeviceSplitError as exc:
+        print(f"boson run all: {exc}", file=sys.stderr)
+        return 2
     base_port = args.health_port if args.health_port is not None else BosonSettings().health_port
     env = {k: v for k, v in os.environ.items() if k != "BOSON_HEALTH_PORT"}
     if base_port is not None:
@@ -200,4 +241,13 @@ def run_all(args: argparse.Namespace) -> int:
     return Supervisor(plan, env=env).run()
 
 
-__all__ = ["SERVICES", "overrides", "register", "register_service", "run"]
+__all__ = [
+    "SERVICES",
+    "DeviceSplitError",
+    "overrides",
+    "register",
+    "register_service",
+    "run",
+    "run_plan",
+    "split_devices",
+]

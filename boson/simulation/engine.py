@@ -57,14 +57,18 @@ from boson.simulation.metrics import (
     gpu_points,
     summarise,
 )
-from boson.simulation.table import BatchPlacer, FloatArray, IntArray, fit_counts
+from boson.simulation.table import BatchPlacer, BatchResult, FloatArray, IntArray, fit_counts
 from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson_shared.scheduling import devices as _dev
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
+    DeviceRoom,
     HeadReservation,
     Release,
     plan_reservation,
 )
+from boson_shared.scheduling.horizon import NodeHorizon
+from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import Probation
 from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
 
@@ -104,13 +108,24 @@ def place_instances(
 
 
 def place_instances_on_devices(
-    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
+    placer: BatchPlacer,
+    table: NodeTable,
+    demand: FloatArray,
+    count: int,
+    ends: tuple[float, float, float] | None = None,
 ) -> tuple[IntArray, IntArray | None]:
-    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none)."""
+    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none).
+
+    ``ends``: ``(now, expected end, waiting since)``, for a placer that places end-aware.
+    """
     fit = min(count, int(fit_counts(table, demand).sum()))
     if fit == 0:
         return np.zeros(0, np.int64), None
-    result = placer.place_batch(np.repeat(demand[None, :], fit, axis=0))
+    batch = np.repeat(demand[None, :], fit, axis=0)
+    if ends is not None and isinstance(placer, Placer) and placer.horizon is not None:
+        result: BatchResult = placer.place_batch(batch, ends=ends)
+    else:
+        result = placer.place_batch(batch)
     indices = np.asarray(result.indices, np.int64)
     placed = indices >= 0
     masks = getattr(result, "masks", None)
@@ -145,6 +160,7 @@ class Simulation:
         probation: Probation | None = None,
         reserve: bool = False,
         lapse_s: float = RESERVATION_LAPSE_S,
+        end_aware: bool = False,
     ) -> None:
         self.workload = workload
         self.cluster = cluster
@@ -156,6 +172,10 @@ class Simulation:
         self.drainer = drainer
         self.up = np.ones(len(cluster.node_ids), dtype=np.bool_)
         """Nodes that run (the table's ``alive``: those that also take new work)."""
+        self.horizon: NodeHorizon | None = None
+        """End-aware placement from the known durations (Boson's placer, ``horizon.py``)."""
+        if end_aware and isinstance(self.placer, Placer):
+            self.horizon = self.placer.horizon = NodeHorizon(self.up)
         self.probation = probation
         self._probation_ends: list[tuple[float, int]] = []
         self.backlog: deque[Pending] = deque()
@@ -205,16 +225,20 @@ class Simulation:
         res = self.reservation
         if res is None or (entry is not None and res.key is entry):
             nodes, masks = place_instances_on_devices(
-                self.placer, self.table, self.workload.demand[task], count
+                self.placer,
+                self.table,
+                self.workload.demand[task],
+                count,
+                self._ends(task, entry),
             )
         else:
-            nodes, masks = self._backfill(res, task, count)
+            nodes, masks = self._backfill(res, task, count, entry)
         if nodes.size:
             self.start(task, nodes, replaced, masks)
         return int(nodes.size)
 
     def _backfill(
-        self, res: HeadReservation, task: int, count: int
+        self, res: HeadReservation, task: int, count: int, entry: Pending | None = None
     ) -> tuple[IntArray, IntArray | None]:
         """Place around the head reservation: on a reserved node, only what does not delay it.
 
@@ -222,30 +246,65 @@ class Simulation:
         more than the room the reservation leaves beside the head. A
         reserved node where the instances asked for would not all fit in
         that room is closed to this one placement (marked down, then
-        restored), so the placer, whatever its strategy, never sees it.
+        restored), so the placer, whatever its strategy, never sees it. On
+        one that stays open, each device's room beyond its spare (the
+        devices held for the head) is blocked for the placement, so the
+        placer's device choice cannot take them.
         """
         demand = self.workload.demand[task]
         end = self.now + float(self.workload.duration[task])
         table = self.table
         closed: list[str] = []
+        blocked: list[tuple[int, FloatArray, int]] = []
+        milli = _dev.to_milli(demand[2])
         for row in res.rows.tolist():
             limit = res.room(row, end)
             if limit is None or not table.alive[row]:
                 continue
-            if not np.all(demand * count <= limit + FIT_EPSILON):
+            if res.device_spare is None:
+                fit = bool(np.all(demand * count <= limit + FIT_EPSILON))
+            else:
+                fit = bool(np.all(demand[:2] * count <= limit[:2] + FIT_EPSILON))
+                fit = fit and res.admits(row, demand, end, table.device_free(row).tolist())
+            if not fit:
                 closed.append(table.node_ids[row])
                 table.set_alive(closed[-1], False)
+                continue
+            spare = res.device_room(row, end)
+            if spare is not None and milli:
+                free = table.device_free(row)
+                for j in range(min(free.shape[0], spare.shape[0])):
+                    extra = int(free[j]) - int(spare[j])
+                    if extra > 0:
+                        block = np.array([0.0, 0.0, extra / _dev.MILLI])
+                        table.allocate(row, block, 1 << j)
+                        blocked.append((row, block, 1 << j))
         try:
-            nodes, masks = place_instances_on_devices(self.placer, table, demand, count)
+            nodes, masks = place_instances_on_devices(
+                self.placer, table, demand, count, self._ends(task, entry)
+            )
         finally:
+            for row, block, mask in blocked:
+                table.release(row, block, mask)
             for node_id in closed:
                 table.set_alive(node_id, True)
         if nodes.size:
             for row in res.rows.tolist():
-                placed = int(np.count_nonzero(nodes == row))
+                hit = nodes == row
+                placed = int(np.count_nonzero(hit))
                 if placed:
-                    res.commit(row, demand, end, placed)
+                    res.commit(
+                        row, demand, end, placed, None if masks is None else masks[hit].tolist()
+                    )
         return nodes, masks
+
+    def _ends(self, task: int, entry: Pending | None = None) -> tuple[float, float, float] | None:
+        """``(now, expected end, waiting since)`` of ``task`` placed now (from ``entry``
+        of the backlog, else arriving), for end-aware placement."""
+        if self.horizon is None:
+            return None
+        since = self.now if entry is None else entry.since
+        return self.now, self.now + float(self.workload.duration[task]), since
 
     def update_reservation(self) -> None:
         """Keep the head reservation on the head of the waiting order (Boson's policies).
@@ -268,6 +327,13 @@ class Simulation:
             # before a node event or the lapse would walk everything again.
             return
         demand = self.workload.demand[head.task]
+        alive = self.table.alive
+        if self.horizon is not None:  # only nodes end-aware placement lets it take
+            ends = self._ends(head.task, head)
+            assert ends is not None
+            alive = alive & ~self.horizon.barred(
+                demand, ends[1], ends[0], self.table.capacity, alive, ends[0] - ends[2]
+            )
         # Instances are independent schedulable units: the head is the entry's
         # next instance, and each one after it is the head in its turn.
         self.reservation = plan_reservation(
@@ -275,16 +341,25 @@ class Simulation:
             demand,
             1,
             self.table.capacity - self.table.allocated,
-            self.table.alive,
+            alive,
             self._releases(),
             self.now,
             self.lapse_s,
+            self._device_room(),
         )
         if self.reservation is not None:
             self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
             self._unplanned = None
         else:
             self._unplanned = (head, self.now + self.lapse_s)
+
+    def _device_room(self) -> DeviceRoom | None:
+        """The table's GPU devices as the planner reads them (``None``: no devices)."""
+        table = self.table
+        if not table.has_devices:
+            return None
+        cap = table.device_capacity
+        return DeviceRoom(cap - table.device_allocated, cap.copy(), cap > 0)
 
     def _releases(self) -> Iterator[Release]:
         """What the running work releases, in order of its (known) end, lazily.
@@ -305,9 +380,29 @@ class Simulation:
             group = self._groups.get(key)
             if group is None:  # ended early: its node failed
                 continue
+            if group.masks is not None and demand[group.task, 2] > 0:
+                yield from self._device_releases(end, group)
+                continue
             rows, counts = np.unique(group.nodes, return_counts=True)
             for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
-                yield end, row, demand[group.task] * n
+                yield end, row, demand[group.task] * n, None
+
+    def _device_releases(self, end: float, group: _Group) -> Iterator[Release]:
+        """A GPU group's releases, each node's with the milli-units it frees per device."""
+        assert group.masks is not None
+        task_demand = self.workload.demand[group.task]
+        _, per = _dev.shape(_dev.to_milli(task_demand[2]))
+        width = self.table.device_capacity.shape[1]
+        freed: dict[int, tuple[int, IntArray]] = {}
+        for row, mask in zip(group.nodes.tolist(), group.masks.tolist(), strict=True):
+            n, amounts = freed.get(row, (0, np.zeros(width, np.int64)))
+            for j in _dev.indices_of(mask):
+                if j < width:
+                    amounts[j] += per
+            freed[row] = (n + 1, amounts)
+        for row in sorted(freed):
+            n, amounts = freed[row]
+            yield end, row, task_demand * n, amounts
 
     def start(
         self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None
@@ -371,6 +466,8 @@ class Simulation:
         if self.probation is not None:
             self.probation.failed(node_id, self.now)
         self.table.set_alive(node_id, False)
+        if self.horizon is not None:
+            self.horizon.clear(node)
         self.dead_node_id = node_id
         if self.reservation is not None and self.reservation.slot(node) >= 0:
             self.reservation.end_now()
@@ -509,12 +606,22 @@ def simulate(
     sample_step: float = DEFAULT_SAMPLE_STEP,
     probation: Probation | None = None,
     reserve: bool = False,
+    end_aware: bool = False,
 ) -> tuple[Metrics, Recorder]:
     """Run one strategy and summarise it (``probation``: Boson's, for nodes that fail;
-    ``reserve``: a head reservation, see :class:`Simulation`)."""
+    ``reserve``: a head reservation; ``end_aware``: placement from known durations;
+    see :class:`Simulation`)."""
     started = time.perf_counter()
     sim = Simulation(
-        workload, cluster, events, placer_factory, drainer, sample_step, probation, reserve
+        workload,
+        cluster,
+        events,
+        placer_factory,
+        drainer,
+        sample_step,
+        probation,
+        reserve,
+        end_aware=end_aware,
     )
     recorder = sim.run()
     wall = time.perf_counter() - started

@@ -408,6 +408,7 @@ def compare(
                 sample_step,
                 policy.probation(probation_s),
                 policy.reserve and reservation,
+                policy.reserve,
             )
         )
     return results

@@ -41,6 +41,7 @@ import numpy as np
 
 from boson.simulation.table import BoolArray, FloatArray, IntArray
 from boson_shared.errors import ConfigError
+from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.tenants import (
     DEFAULT_PRIORITY,
     DEFAULT_TENANT,
@@ -81,6 +82,10 @@ class Workload:
     priority: IntArray | None = None
     """Each task's priority, where the trace gives one (the generic CSV)."""
 
+    def __post_init__(self) -> None:
+        # CPU and memory on the books' exact grid (boson_shared/scheduling/amounts.py).
+        object.__setattr__(self, "demand", grid_columns(self.demand))
+
     @property
     def tasks(self) -> int:
         return int(self.submit.shape[0])
@@ -96,6 +101,10 @@ class Cluster:
 
     node_ids: tuple[str, ...]
     capacity: FloatArray
+
+    def __post_init__(self) -> None:
+        # CPU and memory on the books' exact grid (boson_shared/scheduling/amounts.py).
+        object.__setattr__(self, "capacity", grid_columns(self.capacity))
 
 
 @dataclass(frozen=True)

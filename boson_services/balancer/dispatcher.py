@@ -80,6 +80,7 @@ import numpy as np
 
 from boson_services.balancer.head import HeadBook
 from boson_shared.contract.messages import ClusterSnapshot, ResourceVector
+from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.balancing import (
     AGE_LIMIT_S,
     dispatch_order,
@@ -304,7 +305,7 @@ class Dispatcher:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         held = HeldTask(
             task_id,
-            np.asarray(demand.as_tuple(), dtype=np.float64),
+            grid_columns(np.asarray(demand.as_tuple(), dtype=np.float64)),
             target,
             self.clock(),
             future,
@@ -463,8 +464,10 @@ class Dispatcher:
         went_down: list[str] = []
         for state in snapshot.nodes:
             node = self.nodes.get(state.node_id)
-            capacity = np.asarray(state.capacity.as_tuple(), dtype=np.float64)
-            allocated = np.asarray(state.allocated.as_tuple(), dtype=np.float64)
+            # CPU and memory on the exact grid (boson_shared/scheduling/amounts.py):
+            # what is dispatched and returned between snapshots adds up exactly.
+            capacity = grid_columns(np.asarray(state.capacity.as_tuple(), dtype=np.float64))
+            allocated = grid_columns(np.asarray(state.allocated.as_tuple(), dtype=np.float64))
             measured = max(state.measured_cpu, state.measured_memory)
             gpus = DeviceBook.of(
                 state.capacity.gpu, [(g.model, g.allocated_milli) for g in state.gpus]
@@ -839,7 +842,10 @@ class Dispatcher:
         self.head.keep_for(
             None if held is None else held.task_id,
             np.zeros(3) if held is None else held.demand,
-            [(n.node_id, n.capacity - n.allocated, n.takes_work) for n in self.nodes.values()],
+            [
+                (n.node_id, n.capacity - n.allocated, n.takes_work, n.gpus)
+                for n in self.nodes.values()
+            ],
             now,
         )
 
@@ -848,20 +854,27 @@ class Dispatcher:
 
     def _admits(self, held: HeldTask, node: NodeView) -> bool:
         """Whether ``held`` may start on ``node`` now without delaying the head's reservation."""
-        return self.head.admits(held.task_id, node.node_id, held.demand, self._expected_s(held))
+        return self.head.admits(
+            held.task_id, node.node_id, held.demand, self._expected_s(held), node.gpus
+        )
 
     def _assign(self, held: HeldTask, node: NodeView) -> None:
-        self.head.dispatched(
-            held.task_id, node.node_id, held.demand, held.handler, self._expected_s(held)
-        )
+        expected_s = self._expected_s(held)
         milli = to_milli(held.demand[2])
+        mask = 0
         if milli:
             prefer = held.prefer if node.node_id == held.target else 0
-            mask = node.gpus.take(milli, held.models, prefer)
+            # Backfill keeps off the devices the head's reservation holds.
+            limit = self.head.device_limit(held.task_id, node.node_id, expected_s)
+            taken = node.gpus.take(milli, held.models, prefer, limit)
             # Its own placed node's queue is served on credit alone: if our
             # view has no room for it, the scheduler's pick stands (or, with
             # none, the executor picks among its own free devices).
-            self._devices_of[held.task_id] = mask if mask >= 0 else prefer
+            mask = taken if taken >= 0 else prefer
+            self._devices_of[held.task_id] = mask
+        self.head.dispatched(
+            held.task_id, node.node_id, held.demand, held.handler, expected_s, mask
+        )
         node.in_flight.add(held.task_id)
         node.allocated = node.allocated + held.demand
         self.where[held.task_id] = node.node_id

@@ -225,15 +225,24 @@ class DeviceBook:
         free = [c - h for c, h in zip(self.cap, self.held, strict=True)]
         return fits(free, self.cap, self.qualifying(models), milli)
 
-    def take(self, milli: int, models: frozenset[str] | None = None, prefer: int = 0) -> int:
+    def take(
+        self,
+        milli: int,
+        models: frozenset[str] | None = None,
+        prefer: int = 0,
+        limit: Sequence[int] | None = None,
+    ) -> int:
         """Hold ``milli`` on ``prefer`` if it fits there, else on the choice rule's devices.
 
+        ``limit``: the most each device may give (a head reservation's spare).
         Returns the mask held (0: no GPU part; -1: it does not fit, nothing held).
         """
         n, per = shape(milli)
         if n == 0:
             return 0
         free = [c - h for c, h in zip(self.cap, self.held, strict=True)]
+        if limit is not None:
+            free = [min(f, limit[j]) if j < len(limit) else 0 for j, f in enumerate(free)]
         ok = self.qualifying(models)
         chosen = indices_of(prefer)
         good = len(chosen) == n and all(

@@ -13,11 +13,20 @@ does not fit now gets a :class:`HeadReservation`:
   handler's recent run times, or its ``timeout_s`` when there are none
   (:class:`RunTimes`). Work whose expected end has passed is expected to end
   now. Allocation whose end nobody knows never frees within the plan.
+* **devices** — with GPU devices (:class:`DeviceRoom`), a node has room for
+  the head when its devices hold the head's GPU part by the device rule
+  (:mod:`~boson_shared.scheduling.devices`): a whole-GPU head needs that
+  many devices entirely free, a share needs room on one device. The plan
+  follows each release onto the devices it frees and holds, per reserved
+  node, the specific devices the choice rule gives the head at ``start``
+  (``hold``), so a node whose GPU total would do but whose devices would not
+  is never promised.
 * **backfill** — any other task may start on a reserved node only if it does
   not delay the reservation: it is expected to end by the node's ``start``,
   or it fits in what the node will have *beyond* the head's demand at
-  ``start`` (``spare``; each such task uses some of it up). Nodes not
-  reserved take anything that fits.
+  ``start`` (``spare``, and per device ``device_spare``: the held devices
+  keep nothing for others beyond what the head leaves on them; each such
+  task uses some of it up). Nodes not reserved take anything that fits.
 * **lapse** — a plan rests on estimates. A reservation lapses
   :data:`RESERVATION_LAPSE_S` seconds after it was made (or when a reserved
   node leaves), and the head, still first in line, gets a fresh one from the
@@ -32,13 +41,15 @@ simulator (``boson/simulation/engine.py``) both use it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from boson_shared.scheduling import devices as _dev
+from boson_shared.scheduling.devices import MILLI
 from boson_shared.scheduling.table import FIT_EPSILON, FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -71,6 +82,12 @@ class HeadReservation:
     spare: FloatArray
     made_at: float
     lapses_at: float
+    hold: IntArray | None = None
+    """Per reserved node, the GPU devices held for the head (a bit mask; ``None``: no devices)."""
+    device_cap: IntArray | None = None
+    """Per reserved node, each device's capacity in milli-units ``(k, G)`` (0: no device)."""
+    device_spare: IntArray | None = None
+    """Per reserved node, each device's room at ``start`` beyond the head's hold ``(k, G)``."""
 
     @property
     def promised_start(self) -> float:
@@ -98,24 +115,100 @@ class HeadReservation:
         out: FloatArray = self.spare[i]
         return out
 
-    def admits(self, row: int, demand: FloatArray, end: float) -> bool:
-        """Whether a task of ``demand`` ending at ``end`` may start on ``row`` now."""
-        limit = self.room(row, end)
-        return limit is None or bool(np.all(demand <= limit + FIT_EPSILON))
+    def device_room(self, row: int, end: float) -> IntArray | None:
+        """Per device, the most a task expected to end at ``end`` may take on ``row`` now.
 
-    def commit(self, row: int, demand: FloatArray, end: float, count: int = 1) -> None:
-        """``count`` backfilled tasks of ``demand`` started on ``row``: use up what they take."""
+        ``None``: no limit (as :meth:`room`), or the plan has no devices.
+        """
         i = self.slot(row)
-        if i >= 0 and end > self.start[i]:
-            self.spare[i] = np.maximum(self.spare[i] - demand * count, 0.0)
+        if i < 0 or end <= self.start[i] or self.device_spare is None:
+            return None
+        out: IntArray = self.device_spare[i]
+        return out
+
+    def admits(
+        self,
+        row: int,
+        demand: FloatArray,
+        end: float,
+        device_free: Sequence[int] | None = None,
+    ) -> bool:
+        """Whether a task of ``demand`` ending at ``end`` may start on ``row`` now.
+
+        ``device_free``: the node's free milli-units per device now; with
+        devices in the plan the GPU part must fit, by the device rule, in
+        the lesser of that and the reservation's per-device spare.
+        """
+        limit = self.room(row, end)
+        if limit is None:
+            return True
+        i = self.slot(row)
+        if self.device_spare is None or self.device_cap is None:
+            return bool(np.all(demand <= limit + FIT_EPSILON))
+        if not bool(np.all(demand[:2] <= limit[:2] + FIT_EPSILON)):
+            return False
+        spare = self.device_spare[i]
+        if device_free is not None:
+            now = np.zeros_like(spare)
+            width = min(len(device_free), spare.shape[0])
+            now[:width] = np.asarray(device_free, np.int64)[:width]
+            spare = np.minimum(spare, now)
+        cap = self.device_cap[i]
+        return _dev.fits(spare.tolist(), cap.tolist(), (cap > 0).tolist(), _dev.to_milli(demand[2]))
+
+    def commit(
+        self,
+        row: int,
+        demand: FloatArray,
+        end: float,
+        count: int = 1,
+        masks: Sequence[int] | None = None,
+    ) -> None:
+        """``count`` backfilled tasks of ``demand`` started on ``row``: use up what they take.
+
+        ``masks``: each one's GPU devices (else the device choice rule on the spare).
+        """
+        i = self.slot(row)
+        if i < 0 or end <= self.start[i]:
+            return
+        self.spare[i] = np.maximum(self.spare[i] - demand * count, 0.0)
+        if self.device_spare is None or self.device_cap is None:
+            return
+        milli = _dev.to_milli(demand[2])
+        if milli == 0:
+            return
+        _, per = _dev.shape(milli)
+        spare = self.device_spare[i]
+        cap = self.device_cap[i].tolist()
+        for k in range(count):
+            mask = masks[k] if masks is not None and k < len(masks) else -1
+            if mask < 0:
+                mask = _dev.pick(spare.tolist(), cap, [c > 0 for c in cap], milli)
+            for j in _dev.indices_of(max(mask, 0)):
+                if j < spare.shape[0]:
+                    spare[j] = max(0, int(spare[j]) - per)
+        self.spare[i, 2] = float(spare.sum()) / MILLI
 
     def end_now(self) -> None:
         """Lapse at once (a reserved node left): the caller remakes the plan."""
         self.lapses_at = -np.inf
 
 
-Release = tuple[float, int, FloatArray]
-"""Running work's expected end, its node's row, and what it frees there."""
+Release = tuple[float, int, FloatArray, "IntArray | None"]
+"""Running work's expected end, its node's row, what it frees there, and the
+milli-units it frees on each of that node's devices (``None``: no devices)."""
+
+
+@dataclass(frozen=True)
+class DeviceRoom:
+    """The nodes' GPU devices for a plan: free now, capacity, and which may serve the head.
+
+    All ``(n, G)`` in milli-units; a node with fewer devices has capacity 0 past its last.
+    """
+
+    free: IntArray
+    cap: IntArray
+    ok: BoolArray
 
 
 def plan_reservation(
@@ -127,6 +220,7 @@ def plan_reservation(
     releases: Iterable[Release],
     now: float,
     lapse_s: float = RESERVATION_LAPSE_S,
+    devices: DeviceRoom | None = None,
 ) -> HeadReservation | None:
     """Reserve, for ``count`` waiting instances of ``demand``, the nodes that free soonest.
 
@@ -136,15 +230,57 @@ def plan_reservation(
     as needed, so a caller may produce it lazily. Each node gets at most one
     of the instances; ties go to the lower row. ``None`` when no node is
     expected ever to have room (the caller counts such work as never
-    placeable, or lets it wait unreserved).
+    placeable, or lets it wait unreserved). With ``devices`` the head's GPU
+    part is judged and held per device (module docstring).
     """
     if count <= 0:
         return None
     need = demand - FIT_EPSILON
     room = np.array(free, dtype=np.float64)
-    rows: list[int] = np.flatnonzero(alive & np.all(room >= need, axis=1))[:count].tolist()
-    starts = [now] * len(rows)
-    spares = [room[r] - demand for r in rows]
+    milli = _dev.to_milli(demand[2]) if devices is not None else 0
+    per = _dev.shape(milli)[1]
+    dev_room = None if devices is None else np.array(devices.free, dtype=np.int64)
+    if dev_room is not None:
+        need[2] = -np.inf  # the devices decide the GPU part
+
+    def has_room(r: int) -> bool:
+        if not (alive[r] and np.all(room[r] >= need)):
+            return False
+        if dev_room is None or devices is None or milli == 0:
+            return True
+        return _dev.fits(
+            dev_room[r].tolist(), devices.cap[r].tolist(), devices.ok[r].tolist(), milli
+        )
+
+    rows: list[int] = []
+    starts: list[float] = []
+    spares: list[FloatArray] = []
+    holds: list[int] = []
+    dev_spares: list[IntArray] = []
+
+    def take(r: int, at: float) -> None:
+        rows.append(r)
+        starts.append(max(at, now))
+        spare = room[r] - demand
+        if dev_room is not None and devices is not None:
+            left = dev_room[r].copy()
+            mask = 0
+            if milli:
+                mask = _dev.pick(
+                    left.tolist(), devices.cap[r].tolist(), devices.ok[r].tolist(), milli
+                )
+                for j in _dev.indices_of(mask):
+                    left[j] -= per
+            holds.append(mask)
+            dev_spares.append(left)
+            spare[2] = float(left.sum()) / MILLI
+        spares.append(spare)
+
+    for r in np.flatnonzero(alive & np.all(room >= need, axis=1)).tolist():
+        if len(rows) >= count:
+            break
+        if has_room(r):
+            take(r, now)
     if len(rows) < count:
         taken = set(rows)
         touched: set[int] = set()
@@ -153,26 +289,34 @@ def plan_reservation(
         def settle(at: float) -> None:
             # Every release at one instant counts before a node is judged.
             for r in sorted(touched):
-                if len(rows) < count and r not in taken and alive[r] and np.all(room[r] >= need):
+                if len(rows) < count and r not in taken and has_room(r):
                     taken.add(r)
-                    rows.append(r)
-                    starts.append(max(at, now))
-                    spares.append(room[r] - demand)
+                    take(r, at)
             touched.clear()
 
-        for end, row, amount in releases:
+        for end, row, amount, freed in releases:
             if when is not None and end != when:
                 settle(when)
                 if len(rows) >= count:
                     break
             when = end
             room[row] += amount
+            if dev_room is not None and freed is not None:
+                width = min(freed.shape[0], dev_room.shape[1])
+                dev_room[row, :width] += freed[:width]
             touched.add(row)
         else:
             if when is not None:
                 settle(when)
     if not rows:
         return None
+    device_fields: dict[str, IntArray] = {}
+    if devices is not None:
+        device_fields = {
+            "hold": np.asarray(holds, np.int64),
+            "device_cap": np.asarray(devices.cap[rows], np.int64),
+            "device_spare": np.maximum(np.asarray(dev_spares, np.int64), 0),
+        }
     return HeadReservation(
         key=key,
         demand=np.asarray(demand, np.float64).copy(),
@@ -181,14 +325,21 @@ def plan_reservation(
         spare=np.maximum(np.asarray(spares, np.float64).reshape(-1, free.shape[1]), 0.0),
         made_at=now,
         lapses_at=now + lapse_s,
+        **device_fields,
     )
 
 
-def sorted_releases(rows: IntArray, ends: FloatArray, amounts: FloatArray) -> Iterator[Release]:
+def sorted_releases(
+    rows: IntArray,
+    ends: FloatArray,
+    amounts: FloatArray,
+    device_amounts: IntArray | None = None,
+) -> Iterator[Release]:
     """Releases given as arrays, in the order :func:`plan_reservation` reads them."""
     order = np.lexsort((rows, ends))
     for k in order.tolist():
-        yield float(ends[k]), int(rows[k]), amounts[k]
+        freed = None if device_amounts is None else device_amounts[k]
+        yield float(ends[k]), int(rows[k]), amounts[k], freed
 
 
 class RunTimes:
@@ -227,6 +378,7 @@ __all__ = [
     "RESERVATION_LAPSE_S",
     "RUN_TIME_DECAY",
     "RUN_TIME_RISE",
+    "DeviceRoom",
     "HeadReservation",
     "Release",
     "RunTimes",

@@ -48,8 +48,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
+from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.devices import indices_of, parse_models
 from boson_shared.scheduling.fgd_index import FgdIndex
+from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement_index import SortedIndex
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
@@ -111,7 +113,8 @@ def _demands(demands: ArrayLike) -> FloatArray:
         arr = np.hstack([arr, np.zeros((arr.shape[0], NDIM - arr.shape[1]))])
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError("demands must be finite and non-negative")
-    return np.ascontiguousarray(arr)
+    # CPU and memory on the exact grid (boson_shared/scheduling/amounts.py).
+    return np.ascontiguousarray(grid_columns(arr))
 
 
 class Placer:
@@ -136,6 +139,9 @@ class Placer:
         """What a typical task asks for, learnt from placements (``remnant``, ``binpack-fgd``)."""
         if strategy in ("binpack", "spread"):
             self._index = SortedIndex(table, "desc" if strategy == "binpack" else "asc")
+        self.horizon: NodeHorizon | None = None
+        """Set, placements that say when their work ends are end-aware (``horizon.py``)."""
+        self._ends: tuple[float, float, float] | None = None
 
     @property
     def _typical(self) -> FloatArray:
@@ -151,6 +157,7 @@ class Placer:
         """
         vec = as_vector(demand)
         models = parse_models(gpu_model)
+        self._ends = None
         if self._per_device(vec, models):
             self.typical.refresh()
             i, mask = self._place_device(vec, models)
@@ -171,12 +178,18 @@ class Placer:
         return Placement(i, self.table.node_ids[i], "placed")
 
     def place_batch(
-        self, demands: ArrayLike, gpu_models: Sequence[str | None] | None = None
+        self,
+        demands: ArrayLike,
+        gpu_models: Sequence[str | None] | None = None,
+        ends: tuple[float, float, float] | None = None,
     ) -> BatchPlacement:
         """Place ``demands`` (``(m, 3)``) in order, exactly as ``m`` calls of ``place`` would.
 
         ``gpu_models``: per demand, its ``gpu_model`` constraint (``None``: any device).
+        ``ends``: ``(now, expected end, waiting since)`` of all of them; with a :attr:`horizon`,
+        GPU tables place end-aware (:mod:`~boson_shared.scheduling.horizon`).
         """
+        self._ends = ends if self.horizon is not None else None
         arr = _demands(demands)
         out = np.empty(arr.shape[0], dtype=np.int64)
         models = [parse_models(m) for m in gpu_models] if gpu_models is not None else None
@@ -211,10 +224,19 @@ class Placer:
     def _place_device(self, vec: FloatArray, models: frozenset[str] | None) -> tuple[int, int]:
         """One demand by full rescore under the fit rule: ``(row or WAITING/NEVER, mask)``."""
         table = self.table
-        found = _scores.choose(table, self.strategy, vec, self._typical, models)
+        s = _scores.scores(table, self.strategy, vec, self._typical, models)
+        ends = self._ends
+        if ends is not None and self.horizon is not None:
+            keep = self.horizon.candidates(
+                ~np.isnan(s), ends[1], ends[0], vec, table.capacity, table.alive, ends[0] - ends[2]
+            )
+            s = np.where(keep, s, np.nan)
+        found = _scores.best(table, self.strategy, s)
         if found is None:
             return (WAITING if table.fits_any_total(vec, models) else NEVER), 0
         mask = table.allocate(found, vec, models=models)
+        if ends is not None and self.horizon is not None:
+            self.horizon.extend(found, ends[1])
         if self.strategy in _LEARNS:
             self.typical.observe(vec)
         return found, mask

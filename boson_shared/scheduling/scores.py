@@ -421,7 +421,11 @@ def choose(
     The reference the fast index is tested against, and the path used by
     ``balanced`` and ``tetris``.
     """
-    s = scores(table, strategy, demand, typical, models)
+    return best(table, strategy, scores(table, strategy, demand, typical, models))
+
+
+def best(table: NodeTable, strategy: Strategy, s: FloatArray) -> int | None:
+    """The node of the highest score ``s`` (NaN: does not fit), tie-break above, or ``None``."""
     ok = ~np.isnan(s)
     if not ok.any():
         return None
@@ -440,6 +444,7 @@ __all__ = [
     "STRATEGIES",
     "FgdPoints",
     "Strategy",
+    "best",
     "bottleneck",
     "choose",
     "demand_term",

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from boson_shared.scheduling import devices as _dev
+from boson_shared.scheduling.amounts import GRID, grid_columns
 from boson_shared.scheduling.devices import MAX_DEVICES, MILLI, GpuDevice
 from boson_shared.scheduling.table_devices import DeviceColumns
 
@@ -51,12 +52,10 @@ IntArray = NDArray[np.int64]
 FIT_EPSILON: Final = 0.0
 """The one tolerance of the fit rule: CPU or memory fits when ``free + FIT_EPSILON >= demand``.
 
-Zero: CPU and memory compare exactly, on every path alike (the scorers
-always did; the simulator's fit counts and the balancer's picks, which
-allowed a sliver more, now agree with them). GPUs need none: their books
-are integer milli-units per device. A slack here changes placements on the
-Alibaba 2017 trace (``docs/performance.md``, GPU devices), so it stays zero
-until CPU and memory get exact books too."""
+Zero: CPU and memory compare exactly, on every path alike, and their books
+are exact: every amount is on a binary grid, where float sums and
+differences make no rounding error (:mod:`~boson_shared.scheduling.amounts`).
+GPUs need none: their books are integer milli-units per device."""
 
 
 def as_vector(value: ArrayLike) -> FloatArray:
@@ -71,9 +70,11 @@ def as_vector(value: ArrayLike) -> FloatArray:
         vec = np.concatenate([vec, np.zeros(NDIM - vec.shape[0])])
     # Three numbers: checked in Python, a fifth of what np.all/np.any cost on
     # arrays this small (this runs for every task in the scheduler).
-    if not all(0.0 <= amount < math.inf for amount in vec.tolist()):
+    cpu, memory, gpu = vec.tolist()
+    if not (0.0 <= cpu < math.inf and 0.0 <= memory < math.inf and 0.0 <= gpu < math.inf):
         raise ValueError(f"resource amounts must be finite and non-negative: {vec.tolist()}")
-    return vec
+    # CPU and memory on the exact grid (boson_shared/scheduling/amounts.py).
+    return np.array([round(cpu * GRID) / GRID, round(memory * GRID) / GRID, gpu])
 
 
 def _mask(devices: int | Sequence[int]) -> int:
@@ -166,6 +167,7 @@ class NodeTable(DeviceColumns):
         self, demand: FloatArray, models: frozenset[str] | None = None
     ) -> NDArray[np.bool_]:
         """The fit rule: alive nodes with room for ``demand`` now (module docstring)."""
+        demand = grid_columns(demand)
         free = self.capacity - self.allocated
         ok = self.alive & (free[:, 0] + FIT_EPSILON >= demand[0])
         ok &= free[:, 1] + FIT_EPSILON >= demand[1]
@@ -185,6 +187,7 @@ class NodeTable(DeviceColumns):
         """Whether some node (dead or alive), empty, could hold ``demand``."""
         if self._n == 0:
             return False
+        demand = grid_columns(demand)
         cap = self.capacity
         ok = (cap[:, 0] + FIT_EPSILON >= demand[0]) & (cap[:, 1] + FIT_EPSILON >= demand[1])
         milli = _dev.to_milli(demand[2])
@@ -200,6 +203,7 @@ class NodeTable(DeviceColumns):
         Exact for identical instances placed by the device choice rule, so a
         caller may ask a placer for no more than their sum.
         """
+        demand = grid_columns(demand)
         free = self.capacity - self.allocated
         counts = np.full(self._n, np.iinfo(np.int32).max, dtype=np.float64)
         for d in (0, 1):

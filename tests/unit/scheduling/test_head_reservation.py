@@ -7,6 +7,7 @@ import pytest
 
 from boson_shared.scheduling.head_reservation import (
     RESERVATION_LAPSE_S,
+    DeviceRoom,
     HeadReservation,
     RunTimes,
     sorted_releases,
@@ -197,3 +198,68 @@ def test_a_whole_node_task_behind_a_stream_of_small_ones_starts_as_promised() ->
     # The same stream without the reservation starves it.
     starved, _ = run_stream(reserve=False)
     assert starved == np.inf
+
+
+def eight_devices(held: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One 8-GPU node's devices as (free, cap) rows, ``held`` milli-units on each."""
+    cap = np.full(8, 1000, np.int64)
+    return cap - np.asarray(held, np.int64), cap
+
+
+def test_a_whole_gpu_head_is_planned_on_devices_that_free_whole_not_on_a_gpu_total() -> None:
+    # Node 0: every device holds a long 0.6-GPU share: 3.2 GPUs free in
+    # total, but no whole device. Node 1: eight whole-GPU tasks, two of
+    # which (devices 2 and 5) end at t=50.
+    free0, cap = eight_devices([600] * 8)
+    free1, _ = eight_devices([1000] * 8)
+    devices = DeviceRoom(np.array([free0, free1]), np.array([cap, cap]), np.ones((2, 8), np.bool_))
+    free = np.array([vec(64, 64, 3.2), vec(64, 64, 0)])
+    share = np.zeros(8, np.int64)
+    freed_at_50 = [np.eye(8, dtype=np.int64)[j] * 1000 for j in (2, 5)]
+    releases = [
+        (50.0, 1, vec(1, 1, 1), freed_at_50[0]),
+        (50.0, 1, vec(1, 1, 1), freed_at_50[1]),
+        (9e9, 0, vec(1, 1, 0.6), share),
+    ]
+    res = plan("head", vec(2, 2, 2), 1, free, np.ones(2, np.bool_), releases, 0.0, devices=devices)
+    assert res is not None
+    assert res.rows.tolist() == [1]
+    assert res.start.tolist() == [50.0]
+    assert res.hold is not None
+    assert res.hold.tolist() == [(1 << 2) | (1 << 5)]
+    assert res.device_spare is not None
+    assert res.device_spare[0].tolist() == [0] * 8
+    # A share that would run past t=50 has no room on node 1 (both freed
+    # devices are the head's); one that ends by then may go anywhere.
+    assert not res.admits(1, vec(1, 1, 0.5), end=60.0, device_free=free1.tolist())
+    assert res.admits(1, vec(1, 1, 0.5), end=50.0, device_free=free1.tolist())
+
+
+def test_a_share_head_needs_room_on_one_device_and_backfill_keeps_off_it() -> None:
+    # Four devices with 0.3 free each now (1.2 in total): a 0.5 share fits
+    # none. Device 1 frees its 0.7 share at t=20.
+    free_dev = np.array([[300, 300, 300, 300]], np.int64)
+    cap = np.full((1, 4), 1000, np.int64)
+    devices = DeviceRoom(free_dev, cap, np.ones((1, 4), np.bool_))
+    freed = np.array([0, 700, 0, 0], np.int64)
+    res = plan(
+        "head",
+        vec(1, 1, 0.5),
+        1,
+        np.array([vec(8, 8, 1.2)]),
+        np.ones(1, np.bool_),
+        [(20.0, 0, vec(1, 1, 0.7), freed)],
+        0.0,
+        devices=devices,
+    )
+    assert res is not None
+    assert res.start.tolist() == [20.0]
+    assert res.hold is not None
+    assert res.hold.tolist() == [1 << 1]
+    assert res.device_spare is not None
+    assert res.device_spare[0].tolist() == [300, 500, 300, 300]
+    # A 0.3 share past t=20 fits beside it; a 0.6 one does not.
+    assert res.admits(0, vec(1, 1, 0.3), end=99.0)
+    assert not res.admits(0, vec(1, 1, 0.6), end=99.0)
+    res.commit(0, vec(1, 1, 0.3), end=99.0, masks=[1 << 1])
+    assert res.device_spare[0].tolist() == [300, 200, 300, 300]

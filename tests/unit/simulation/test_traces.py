@@ -16,6 +16,7 @@ from boson.simulation.traces import (
     parse_csv_nodes,
     parse_csv_tasks,
 )
+from boson_shared.scheduling.amounts import GRID_STEP
 
 ALIBABA_TASKS = """\
 task_create_time,task_end_time,job_id,task_id,number_of_instances,status,plan_cpu,plan_mem
@@ -44,7 +45,8 @@ def test_alibaba_tasks_units_and_counted_rows() -> None:
     assert w.tasks == 2
     np.testing.assert_allclose(w.submit, [10, 12])
     np.testing.assert_allclose(w.duration, [60, 0])  # same-second Terminated rows are kept
-    np.testing.assert_allclose(w.demand, [[0.5, 0.01, 0.0], [1.0, 0.02, 0.0]])  # 100 = 1 core
+    # 100 = 1 core; CPU and memory on the books' grid (within half a step).
+    np.testing.assert_allclose(w.demand, [[0.5, 0.01, 0.0], [1.0, 0.02, 0.0]], atol=GRID_STEP / 2)
     assert w.instances.tolist() == [3, 1]
     assert w.job.tolist() == [0, 0]
     assert dict(skipped.rows) == {
@@ -64,7 +66,7 @@ def test_alibaba_servers_capacity_and_merged_outages() -> None:
     skipped = Skipped()
     cluster, events = parse_alibaba_servers(io.StringIO(ALIBABA_SERVERS), skipped)
     assert cluster.node_ids == ("m1", "m2")
-    np.testing.assert_allclose(cluster.capacity, [[64, 0.69, 0], [64, 1.0, 0]])
+    np.testing.assert_allclose(cluster.capacity, [[64, 0.69, 0], [64, 1.0, 0]], atol=GRID_STEP / 2)
     # m1: 100..700 and 400..1000 overlap → one outage 100..1000; m2: 5000..5600.
     assert events.time.tolist() == [100, 1000, 5000, 5600]
     assert events.node.tolist() == [0, 0, 1, 1]
