@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
@@ -159,10 +160,10 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     """As :func:`rate_with_tenants`, through the balancer's admission gate.
 
     Each task enters the gate as a handler would (its coroutine driven by
-    hand up to its wait, so no event-loop scheduling is counted: the plain
-    loop has none either); each result ends its ticket; then one pass and
-    reclaim run, as in a turn of the balancer's loop that saw one result
-    and one new task.
+    hand up to its wait, and on once admitted); each result ends its ticket;
+    then the event loop turns once — running the one admission pass the
+    turn's result and new task asked for — and reclaim runs. The loop's
+    turn is counted here, not in the plain loop.
     """
     dispatcher = dispatcher_for(nodes)
     now = 0.0
@@ -172,7 +173,8 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     demand = ResourceVector(cpu=1.0, memory=1.0)
     names = gate.admission.names
     order: deque[str] = deque()
-    waiting: list[Coroutine[Any, Any, asyncio.Future[str]]] = []
+    waiting: dict[str, Coroutine[Any, Any, asyncio.Future[str]]] = {}
+    admitted: list[str] = []
 
     # The messages exist before the balancer sees them: built outside the timing.
     tasks = [
@@ -186,20 +188,26 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
 
         def start() -> asyncio.Future[str]:
             order.append(task_id)
+            admitted.append(task_id)
             return dispatcher.hold(task_id, demand, f"n{number % nodes}")
 
         entering = gate.enter(task, demand, start, front=False)
-        try:
-            entering.send(None)  # to its wait (or straight through, if admitted)
-            waiting.append(entering)
-        except StopIteration:
-            pass
+        entering.send(None)  # to its wait
+        waiting[task_id] = entering
+
+    def resume_admitted() -> None:
+        """The handlers of admitted tasks go on (here: to their end)."""
+        for task_id in admitted:
+            with contextlib.suppress(StopIteration):
+                waiting.pop(task_id).send(None)
+        admitted.clear()
 
     submitted = 0
     for _ in range(nodes * BACKLOG_PER_NODE):
         enter(submitted)
         submitted += 1
     gate.admit()
+    resume_admitted()
     start_cpu = time.process_time()
     for _ in range(ops):
         now += 0.001
@@ -208,10 +216,12 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
         gate.finished(done)
         enter(submitted)
         submitted += 1
-        gate.admit()  # the one pass of this turn of the loop
+        await asyncio.sleep(0)  # a turn of the loop: its one admission pass
+        resume_admitted()
         gate.reclaim()
+        gate.overdue(600.0)  # the sweep's, which also forgets waits that ended
     took = time.process_time() - start_cpu
-    for entering in waiting:
+    for entering in waiting.values():
         entering.close()
     return ops / took
 

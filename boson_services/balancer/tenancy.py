@@ -195,6 +195,9 @@ class AdmissionGate:
         ticket.turn = asyncio.get_running_loop().create_future()
         ticket.waiting_since = now
         self._waits.append((now, ticket))
+        if len(self._waits) > 2 * len(self.tickets) + 1024:
+            # Behind one long wait, ended ones pile up: drop them.
+            self._waits = deque(w for w in self._waits if self._still_waits(*w))
 
     # -- admitting ---------------------------------------------------------------
 

@@ -343,3 +343,17 @@ async def test_a_task_waiting_past_the_park_limit_is_parked_and_leaves_its_line(
     assert (parked.task.task_id, parked.strategy, parked.dispatched) == ("c2", "parked", 0)
     assert balancer.gate.admission.waiting("c") == 0
     assert "c2" not in balancer.gate.tickets
+
+
+async def test_ended_waits_do_not_pile_up_behind_a_long_one() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    balancer.place("c0", "c")
+    balancer.place("stuck", "c")  # waits: c may run one task at a time
+    await balancer.settle()
+    for n in range(1500):
+        balancer.place(f"a{n}", "a")
+        await balancer.settle()
+        await balancer.finish(f"a{n}")
+    assert balancer.gate.tickets.keys() == {"c0", "stuck"}
+    assert len(balancer.gate._waits) <= 2 * 2 + 1024 + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import RK_PARKED, Names
 from boson_shared.handlers import discover
 from boson_shared.runtime.consumer import Emit
-from tests.unit.executor.test_cancel import starts, until
+from tests.support.waiting import wait_until
 
 HANDLERS = "tests.e2e.steering_handlers"
 NAMES = Names("t")
@@ -55,6 +55,15 @@ def assigned(
         dispatch=dispatch,
         preempted=preempted,
     )
+
+
+def starts(directory: Path) -> int:
+    """How many starts the handlers recorded there."""
+    return len(list(directory.iterdir()))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    await wait_until(condition, timeout=30.0, step=0.01)
 
 
 def preempt(*task_ids: str, node_id: str = "n1") -> CancelTask:
