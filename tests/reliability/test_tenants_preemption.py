@@ -19,7 +19,7 @@ import pytest
 from boson.client import TaskRequest
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
-from boson_shared.contract.messages import ResourceRequest, TaskSubmitted
+from boson_shared.contract.messages import ResourceRequest
 from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import RK_TENANTS
 from boson_shared.runtime.tap import Tap
@@ -52,14 +52,6 @@ A_TASK_S = 4.0
 ONE_CPU = ResourceRequest(cpu=1, memory=1)
 
 
-class TenantClient(CountingClient):
-    """Its task ids say their tenant: ``a-1`` is tenant ``a``'s."""
-
-    def build_task(self, request: TaskRequest) -> TaskSubmitted:
-        task = super().build_task(request)
-        return task.model_copy(update={"tenant": task.task_id.split("-", 1)[0]})
-
-
 def requests(tenant: str, count: int, seconds: float) -> list[TaskRequest]:
     return [
         TaskRequest(
@@ -67,6 +59,7 @@ def requests(tenant: str, count: int, seconds: float) -> list[TaskRequest]:
             params={"seconds": seconds},
             requests=ONE_CPU,
             task_id=f"{tenant}-{i}",
+            tenant=tenant,
             timeout_s=120,
         )
         for i in range(count)
@@ -93,8 +86,8 @@ async def test_a_tenant_takes_its_quota_back_from_a_borrower_on_rabbitmq(
         BOSON_TENANTS_REPORT_INTERVAL_S="0.5",
     )
     await start_pipeline(cluster, NODES, "--slots", str(SLOTS), "--handler-module", HANDLERS)
-    client = await TenantClient.connect(settings=cluster.settings())
-    assert isinstance(client, TenantClient)
+    client = await CountingClient.connect(settings=cluster.settings())
+    assert isinstance(client, CountingClient)
     transport = AmqpTransport(cluster.amqp_url, connection_name="boson-test-tenants")
     names = cluster.settings().names()
     reports = Tap(
