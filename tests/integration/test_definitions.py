@@ -102,7 +102,7 @@ async def test_definitions_json_is_what_the_code_declares_on_the_broker(
                     "source": _rename(row["source_name"], namespace),
                     "destination": _rename(row["destination_name"], namespace),
                     "destination_type": row["destination_kind"],
-                    "routing_key": row["routing_key"],
+                    "routing_key": _rename(row["routing_key"], namespace),
                     "arguments": _arguments(row["arguments"], namespace),
                 }
                 # The default exchange's implicit bindings are not definitions.
