@@ -43,7 +43,8 @@ scheduler and with three competing for the submit queue.
 Rounds alternate the systems (``--repeats``), since the machine is shared
 and noisy. Everything runs in a fresh namespace, and every queue and
 exchange it declared is deleted at the end. ``--profile DIR`` records each
-Boson service with py-spy during the first max-rate run.
+Boson service with py-spy during the first round's runs, in ``DIR/<phase>``
+for ``boson`` and ``DIR/<variant>/<phase>`` for each ``--boson-variant``.
 """
 
 from __future__ import annotations
@@ -779,11 +780,19 @@ async def bench(args: argparse.Namespace) -> int:
                 await system.start()
                 try:
                     profile = None
-                    if args.profile and name == "boson" and round_no == 1:
+                    if args.profile and name.startswith("boson") and round_no == 1:
                         pids = {**system.pids(), "client": os.getpid()}
+                        where = Path(args.profile)
+                        if name != "boson":
+                            where /= name.removeprefix("boson[").removesuffix("]")
 
-                        def profile(phase: str, secs: float, pids: dict[str, int] = pids) -> Any:
-                            return py_spy_profiler(pids, Path(args.profile) / phase, secs)
+                        def profile(
+                            phase: str,
+                            secs: float,
+                            pids: dict[str, int] = pids,
+                            where: Path = where,
+                        ) -> Any:
+                            return py_spy_profiler(pids, where / phase, secs)
 
                     await measure(system, args, results[name], profile)
                 finally:

@@ -80,6 +80,7 @@ class ExecutorService(Service):
             fetch=fetch if fetch is not None else self.fetcher.fetch,
             upload=upload if upload is not None else self.uploader.upload,
             report=self.report if settings.record else None,
+            start_hold_s=settings.record_start_hold_ms / 1000,
             gpus=self.gpu_book,
             publish=self.publisher.publish,
             secrets=secrets_of(

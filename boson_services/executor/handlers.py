@@ -22,6 +22,7 @@ import numpy as np
 from boson_services.executor.capture import TailBuffer, redact
 from boson_services.executor.gpus import ENV_BUDGET, Binding, GpuBook
 from boson_services.executor.pool import WORKER_DIED, HandlerFailedError, RunOutcome, TaskRunner
+from boson_services.executor.start_report import Reporter, StartReport
 from boson_services.executor.steering import Cancels, ProgressCoalescer, Running
 from boson_shared.contract.messages import (
     Alert,
@@ -30,7 +31,6 @@ from boson_shared.contract.messages import (
     DataRef,
     ResourceVector,
     TaskAssigned,
-    TaskEvent,
     TaskFailure,
     TaskPlaced,
     TaskProgress,
@@ -70,7 +70,6 @@ REPLAY_MEMORY = 1024
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
-Reporter = Callable[[TaskEvent], Awaitable[None]]
 Publisher = Callable[[Route, TaskProgress], Awaitable[None]]
 
 
@@ -131,6 +130,7 @@ class ExecutorHandlers:
         upload: DataUploader | None = None,
         replay_memory: int = REPLAY_MEMORY,
         report: Reporter | None = None,
+        start_hold_s: float = 0.0,
         gpus: GpuBook | None = None,
         publish: Publisher | None = None,
         secrets: tuple[str, ...] = (),
@@ -145,6 +145,9 @@ class ExecutorHandlers:
         self.upload = upload
         self.report = report
         """Publishes lifecycle events to the task record (None: no record)."""
+        self.start_hold_s = start_hold_s
+        """How long a start waits before it is sent: a task done sooner has its
+        result carry the start instead (:mod:`boson_services.executor.start_report`)."""
         self.gpus = gpus if gpus is not None else GpuBook([])
         """This node's GPU devices and which task holds which."""
         self.slots = asyncio.Semaphore(slots)
@@ -197,7 +200,7 @@ class ExecutorHandlers:
             raise InvalidTaskInputError(f"GPU devices: {error}") from error
         self.active[task.task_id] = assigned.demand
         control = self.progress.control_for(task)
-        announced: list[asyncio.Future[None]] = []
+        announced: list[StartReport] = []
         printed = TailBuffer()
         run = asyncio.ensure_future(
             self._hold_slot_and_run(spec, assigned, binding, control, printed, announced)
@@ -206,7 +209,7 @@ class ExecutorHandlers:
         try:
             outcome = await run
         except asyncio.CancelledError:
-            await _settled(announced[0] if announced else None)
+            await _settled(announced[0].send() if announced else None)
             current = asyncio.current_task()
             if control.cancelled and (current is None or current.cancelling() == 0):
                 if self.cancels.was_preempted(task.task_id):
@@ -215,11 +218,11 @@ class ExecutorHandlers:
                 return [self._cancelled(assigned, printed.text(), freed=True)]
             raise
         except HandlerFailedError as error:
-            await _settled(announced[0] if announced else None)
+            await _settled(announced[0].send() if announced else None)
             error.logs = redact(error.logs, self.secrets)
             raise
         except BaseException:
-            await _settled(announced[0] if announced else None)
+            await _settled(announced[0].send() if announced else None)
             raise
         finally:
             # Every way out — done, failed, timed out, cancelled, worker
@@ -228,8 +231,13 @@ class ExecutorHandlers:
             self.gpus.release(task.task_id)
             del self.cancels.running[task.task_id]
             self.progress.finish(task.task_id)
+        started_at: float | None = None
         if announced:
-            await announced[0]
+            started_at = announced[0].withdraw()
+            sent = announced[0].send() if started_at is None else None
+            if sent is not None:
+                # The start left on its own: the result never overtakes it.
+                await sent
         await self.progress.settle(task.task_id)
         output = to_wire(outcome.output.value)
         packed = self._check_output(output)
@@ -261,6 +269,7 @@ class ExecutorHandlers:
             reply_to=task.reply_to,
             submitted_at=task.submitted_at,
             logs=redact(outcome.logs, self.secrets),
+            started_at=started_at,
         )
         emits = [self._remember(result)]
         for raised in outcome.output.alerts:
@@ -304,13 +313,14 @@ class ExecutorHandlers:
         binding: Binding,
         control: TaskControl,
         output: TailBuffer,
-        announced: list[asyncio.Future[None]],
+        announced: list[StartReport],
     ) -> RunOutcome:
         """Wait for a slot and run the task (an asyncio task of its own: a cancel stops it)."""
         async with self.slots:
             self.running += 1
-            # The start is announced while the task runs, and its confirm
-            # awaited after the slot is free: a slot never waits on the broker.
+            # The start is announced (or withdrawn, the result carrying it)
+            # while the task runs, and its confirm awaited after the slot is
+            # free: a slot never waits on the broker.
             start = self._announce_start(assigned)
             if start is not None:
                 announced.append(start)
@@ -385,7 +395,7 @@ class ExecutorHandlers:
             route = Route(self.names.events_exchange, rk_progress(progress.reply_to))
             await self._publish(route, progress)
 
-    def _announce_start(self, assigned: TaskAssigned) -> asyncio.Future[None] | None:
+    def _announce_start(self, assigned: TaskAssigned) -> StartReport | None:
         if self.report is None:
             return None
         attempt = delivery_attempt.get()
@@ -398,7 +408,7 @@ class ExecutorHandlers:
             dispatch=assigned.dispatch,
             attempt=attempt,
         )
-        return asyncio.ensure_future(self.report(event))
+        return StartReport(event, self.report, self.start_hold_s)
 
     def _remember(self, result: TaskResult) -> Emit:
         emit = result_emit(self.names, result)

@@ -34,6 +34,10 @@ class ExecutorSettings(BosonSettings):
     after the balancer moved its work away)."""
     worker_start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
     max_inline_result_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    record_start_hold_ms: Annotated[float, Field(ge=0, le=10_000)] = 200.0
+    """How long a task's ``started`` event for the record waits before it is
+    sent: a task that ends sooner has its result carry the start instead (one
+    record event fewer); a longer task is shown started this much late."""
     completed_memory: Annotated[int, Field(ge=1)] = 200_000
     """Task ids remembered as done, so a repeat is never run or reported twice
     (about 10 MB, allocated at start; a repeat comes back within seconds)."""

@@ -234,11 +234,14 @@ class TaskResult(Message):
     Schema version 2: ``status`` may be ``cancelled`` (the task was stopped,
     or never started, at someone's request: no error, no output), and ``logs``
     carries what the handler printed or logged (its last :data:`MAX_LOG_BYTES`).
+    Version 3: ``started_at``, when the task ended before the executor had
+    reported its start to the task record (the result reports it instead).
     """
 
     kind: Literal["task.result"] = "task.result"
-    schema_version: ClassVar[int] = 2
-    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: no cancelled, no logs
+    schema_version: ClassVar[int] = 3
+    # v1: no cancelled, no logs; v2: no started_at
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
     task_id: Identifier
     handler: HandlerName
     status: TaskOutcome
@@ -255,6 +258,10 @@ class TaskResult(Message):
     submitted_at: Timestamp
     finished_at: Timestamp = Field(default_factory=now)
     logs: Annotated[str, StringConstraints(max_length=MAX_LOG_BYTES)] | None = None
+    started_at: Timestamp | None = None
+    """When this run started, if no ``started`` event of the task record said
+    so: the executor holds a start back for a moment and, when the task ends
+    within it, sends the start with the result instead of on its own."""
 
     @model_validator(mode="after")
     def _error_matches_status(self) -> TaskResult:

@@ -66,6 +66,29 @@ def event_id(event: RecordEvent) -> str:
     return event.message_id
 
 
+def expand(event: RecordEvent) -> tuple[RecordEvent, ...]:
+    """``event``, preceded by the ``started`` step its result carries, if any.
+
+    The executor sends a short task's start with its result rather than on
+    its own (``TaskResult.started_at``); the record takes it as the step the
+    start event would have been, under an id of its own derived from the
+    result's, so a repeated result repeats that step's id too.
+    """
+    if not isinstance(event, TaskResult) or event.started_at is None:
+        return (event,)
+    # Built from a validated result: nothing in it needs checking again.
+    started = TaskEvent.model_construct(
+        message_id=f"{event.message_id}.started",
+        task_id=event.task_id,
+        stage="started",
+        source="executor",
+        at=event.started_at,
+        submitted_at=event.submitted_at,
+        node_id=event.node_id,
+    )
+    return started, event
+
+
 def event_row(event: RecordEvent) -> Row:
     """The event table's row for ``event`` (its timeline entry)."""
     if isinstance(event, TaskResult):
@@ -257,6 +280,7 @@ __all__ = [
     "Row",
     "event_id",
     "event_row",
+    "expand",
     "fold",
     "new_row",
     "to_record",

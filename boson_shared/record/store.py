@@ -145,7 +145,7 @@ class RecordStore:
 
     async def ingest(self, batch: Sequence[merge.RecordEvent]) -> int:
         """Store a batch of events in one transaction; how many were new."""
-        unique = {merge.event_id(e): e for e in batch}
+        unique = {merge.event_id(e): e for item in batch for e in merge.expand(item)}
         if not unique:
             return 0
         async with self._guard("ingesting"), self.engine.begin() as conn:

@@ -73,3 +73,69 @@ async def test_a_slot_is_free_while_a_start_awaits_its_confirm(runner: TaskRunne
         ("t2", "started", "n1", 2),
     ]
     assert broker.events[1].message_id == "t2.s2.1"
+
+
+class InstantBroker:
+    """A reporter that confirms at once, keeping what it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[TaskEvent] = []
+
+    async def report(self, event: TaskEvent) -> None:
+        self.events.append(event)
+
+
+def handlers_with(runner: TaskRunner, broker: InstantBroker, hold_s: float) -> ExecutorHandlers:
+    return ExecutorHandlers(
+        node_id="n1",
+        slots=1,
+        registry=discover(["boson_services.executor.builtins"]),
+        runner=runner,
+        names=Names("t"),
+        max_inline_result_bytes=4096,
+        completed_memory=100,
+        report=broker.report,
+        start_hold_s=hold_s,
+    )
+
+
+async def test_a_task_done_within_the_hold_has_its_result_carry_the_start(
+    runner: TaskRunner,
+) -> None:
+    broker = InstantBroker()
+    handlers = handlers_with(runner, broker, hold_s=30.0)
+    (emit,) = await handlers.on_assigned(assigned("t1"))
+    result = emit.message
+    assert isinstance(result, TaskResult)
+    assert broker.events == []
+    assert result.started_at is not None
+    assert result.submitted_at <= result.started_at <= result.finished_at
+    # The start's hold ended with the task: nothing is sent later either.
+    await asyncio.sleep(0.05)
+    assert broker.events == []
+
+
+async def test_a_task_still_running_after_the_hold_has_its_start_sent_alone(
+    runner: TaskRunner,
+) -> None:
+    broker = InstantBroker()
+    handlers = handlers_with(runner, broker, hold_s=0.05)
+    task = TaskSubmitted(task_id="t2", handler="burn", reply_to="c", params={"seconds": 0.5})
+    slow = TaskAssigned(task=task, demand=ResourceVector(cpu=1, memory=1), node_id="n1")
+    (emit,) = await handlers.on_assigned(slow)
+    result = emit.message
+    assert isinstance(result, TaskResult)
+    assert [(e.task_id, e.stage) for e in broker.events] == [("t2", "started")]
+    assert result.started_at is None
+    assert broker.events[0].at <= result.finished_at
+
+
+async def test_a_failing_task_sends_its_start_before_its_failure(runner: TaskRunner) -> None:
+    broker = InstantBroker()
+    handlers = handlers_with(runner, broker, hold_s=30.0)
+    task = TaskSubmitted(task_id="t3", handler="burn", reply_to="c", params={"seconds": -1})
+    with pytest.raises(Exception, match="seconds must be"):
+        await handlers.on_assigned(
+            TaskAssigned(task=task, demand=ResourceVector(cpu=1, memory=1), node_id="n1")
+        )
+    assert [(e.task_id, e.stage) for e in broker.events] == [("t3", "started")]

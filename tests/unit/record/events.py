@@ -27,10 +27,12 @@ def lifecycle(
     separate_submission: bool = False,
     tenant: str = "default",
     priority: int = 0,
+    start_with_result: bool = False,
 ) -> list[RecordEvent]:
     """placed (with the task's inputs), assigned, started and the outcome of
     one task, as the services report them; with ``separate_submission``, as
-    schema-1 schedulers did: a ``submitted`` event first, placed without inputs."""
+    schema-1 schedulers did: a ``submitted`` event first, placed without inputs;
+    with ``start_with_result``, the start carried by the result (a short task)."""
     task = TaskSubmitted(
         task_id=task_id,
         handler=handler,
@@ -73,6 +75,8 @@ def lifecycle(
             attempt=1,
         ),
     ]
+    if start_with_result:
+        steps.pop()
     if separate_submission:
         submitted = task_event(
             task, "submitted", "scheduler", message_id=f"{task_id}.ev.sub", at=submitted_at
@@ -95,6 +99,8 @@ def lifecycle(
     else:
         result = failed_result(task, "ValueError", "bad input", attempts=2, node_id=node_id)
         result = result.model_copy(update={"finished_at": submitted_at + 4})
+    if start_with_result:
+        result = result.model_copy(update={"started_at": submitted_at + 3})
     return [*steps, result]
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boson_shared.contract.messages import TERMINAL_STATES, TaskResult
-from boson_shared.record.merge import RecordEvent
+from boson_shared.record.merge import RecordEvent, expand
 from boson_shared.record.store import RecordStore
 from tests.unit.record.events import lifecycle
 
@@ -36,11 +36,14 @@ def arrivals(draw: st.DrawFn) -> tuple[dict[str, str], list[list[RecordEvent]]]:
         expected[task_id] = outcome
         # Either as the services report it now, or as schema-1 schedulers did.
         separate = draw(st.booleans())
+        # A short task's start comes with its result rather than on its own.
+        start_with_result = draw(st.booleans())
         events += lifecycle(
             task_id,
             outcome=outcome,  # type: ignore[arg-type]
             submitted_at=1_000.0 + k,
             separate_submission=separate,
+            start_with_result=start_with_result,
         )
     repeats = draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = draw(st.permutations(events + repeats))
@@ -56,7 +59,8 @@ async def _ingest_and_check(
     total = 0
     for batch in batches:
         total += await store.ingest(batch)
-    distinct = {e.message_id for batch in batches for e in batch}
+    # A result carrying its task's start is two steps of the record.
+    distinct = {e.message_id for batch in batches for item in batch for e in expand(item)}
     assert total == len(distinct)
     for task_id, outcome in expected.items():
         record = await store.get(task_id)
