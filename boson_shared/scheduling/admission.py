@@ -29,6 +29,12 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 
+from boson_shared.scheduling.admission_reclaim import (
+    NodeRoom,
+    choose_victims,
+    choose_victims_on_nodes,
+    claim_slots,
+)
 from boson_shared.scheduling.admission_state import (
     EPSILON,
     Offer,
@@ -36,7 +42,6 @@ from boson_shared.scheduling.admission_state import (
     TenantState,
     Victim,
     Waiting,
-    choose_victims,
     dominant,
 )
 from boson_shared.scheduling.tenants import TenantsConfig, guarantees
@@ -454,7 +459,7 @@ class Admission:
 
     # -- reclaiming ---------------------------------------------------------------
 
-    def reclaim(self, now: float) -> list[Victim]:
+    def reclaim(self, now: float, nodes: NodeRoom | None = None) -> list[Victim]:
         """Preempt borrowed work for tenants whose claim has waited ``grace_s``.
 
         A claim starts when a pass leaves a tenant's next task waiting although
@@ -462,6 +467,12 @@ class Admission:
         task no longer does (admitted, or the line empty). Call after passes
         and at :meth:`next_reclaim`. Victims are released and back in their
         tenants' lines when this returns; the caller stops them.
+
+        With ``nodes`` (what the caller knows of each node and where each
+        instance runs), victims are chosen node by node so that the room they
+        free takes the claimant's waiting instances, and each names the nodes
+        of the instances to stop; without, they are chosen on the pool's
+        total (:mod:`~boson_shared.scheduling.admission_reclaim`).
         """
         victims: list[Victim] = []
         earliest = self._earliest_claim()
@@ -470,27 +481,45 @@ class Admission:
         # What earlier claims of this call take of the free room (theirs now),
         # so a later claim is not counted as served by capacity freed for them.
         taken = [0.0] * self._width
+        base: dict[Hashable, list[float]] = {}
+        chosen_positions: dict[int, set[int]] = {}
         for i in sorted(self._claims):
             t = self._tenants[i]
             if t.claim_since is None or now - t.claim_since < self.grace_s or not t.may_preempt:
                 continue
-            want = [
-                max(0.0, min(g - u, p))
-                for g, u, p in zip(t.guarantee, t.usage, t.pending, strict=True)
-            ]
-            # The pool's free total serves the claim unless the placer just
-            # refused the tenant's work: then it lies in pieces too small.
-            free = [
-                0.0 if t.unplaced else max(0.0, c - total - k)
-                for c, total, k in zip(self._pool, self._total, taken, strict=True)
-            ]
-            need = [max(0.0, w - f) for w, f in zip(want, free, strict=True)]
-            if any(n > EPSILON for n in need):
-                chosen = choose_victims(self._running, self._tenants, i, need)
-                for victim in chosen:
-                    self.requeue(victim.run, victim.count)
-                victims += chosen
-            taken = [k + w for k, w in zip(taken, want, strict=True)]
+            if nodes is not None:
+                room = [g - u for g, u in zip(t.guarantee, t.usage, strict=True)]
+                line = [w for _, w in heapq.nsmallest(self.window + 1, t.line)]
+                slots = claim_slots(line, room, self.window + 1)
+                chosen = choose_victims_on_nodes(
+                    self._running,
+                    self._tenants,
+                    i,
+                    slots,
+                    nodes,
+                    base,
+                    chosen_positions,
+                    self._pool,
+                )
+            else:
+                want = [
+                    max(0.0, min(g - u, p))
+                    for g, u, p in zip(t.guarantee, t.usage, t.pending, strict=True)
+                ]
+                # The pool's free total serves the claim unless the placer just
+                # refused the tenant's work: then it lies in pieces too small.
+                free = [
+                    0.0 if t.unplaced else max(0.0, c - total - k)
+                    for c, total, k in zip(self._pool, self._total, taken, strict=True)
+                ]
+                need = [max(0.0, w - f) for w, f in zip(want, free, strict=True)]
+                taken = [k + w for k, w in zip(taken, want, strict=True)]
+                if not any(n > EPSILON for n in need):
+                    continue
+                chosen = choose_victims(self._running, self._tenants, i, need, self._pool)
+            for victim in chosen:
+                self.requeue(victim.run, victim.count)
+            victims += chosen
         return victims
 
     def next_reclaim(self) -> float | None:
@@ -511,6 +540,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "EPSILON",
     "Admission",
+    "NodeRoom",
     "Offer",
     "Running",
     "Victim",
