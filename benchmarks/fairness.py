@@ -74,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace-s", type=float, default=DEFAULT_PREEMPT_GRACE_S)
     parser.add_argument("--sample-step", type=float, default=10.0)
     parser.add_argument("--policy", action="append", choices=POLICIES, help="default: all")
+    parser.add_argument(
+        "--victims",
+        choices=("nodes", "total"),
+        default="nodes",
+        help="reclaim chooses victims node by node (default) or on the pool's total",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     trace = load_trace(
@@ -98,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             placer,
             grace_s=args.grace_s,
             sample_step=args.sample_step,
+            node_victims=args.victims == "nodes",
         )
     load = offered_load(trace.workload, cluster.capacity)
     if args.json:
@@ -115,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=220)
     console.print(
         f"{len(cluster.node_ids)} nodes; offered load cpu {load[0]:.2f}, memory {load[1]:.2f}; "
-        f"grace {args.grace_s:g} s",
+        f"grace {args.grace_s:g} s; victims chosen on the "
+        + ("nodes" if args.victims == "nodes" else "pool's total"),
         highlight=False,
     )
     bottleneck = int(load.argmax())

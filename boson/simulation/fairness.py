@@ -147,6 +147,7 @@ class TenantReport:
     relative_error: tuple[float, ...]
     jain: float
     backlogged_fraction: float
+    backlogged_samples: int
     reach_worst: tuple[float, ...]
     reach_unreached: tuple[int, ...]
     below_p99: float
@@ -164,6 +165,7 @@ class TenantReport:
             "relative_error": list(self.relative_error),
             "jain": self.jain,
             "backlogged_fraction": self.backlogged_fraction,
+            "backlogged_samples": self.backlogged_samples,
             "reach_worst_s": list(self.reach_worst),
             "reach_unreached": list(self.reach_unreached),
             "below_quota_p99_s": self.below_p99,
@@ -207,6 +209,7 @@ def report(policy: str, rec: TenantRecorder, utilisation: float) -> TenantReport
         relative_error=tuple((mean / ent - 1.0).tolist()),
         jain=index,
         backlogged_fraction=float(mask.mean()) if mask.size else 0.0,
+        backlogged_samples=int(mask.sum()),
         reach_worst=tuple(max(rec.reach[n], default=float("nan")) for n in names),
         reach_unreached=tuple(rec.unreached[n] for n in names),
         below_p99=float(np.percentile(rec.below, 99)) if rec.below else 0.0,
@@ -226,7 +229,7 @@ def render(reports: list[TenantReport]) -> Table:
     table.add_column("util", justify="right")
     for prio in classes:
         table.add_column(f"p99 wait prio {prio} s", justify="right")
-    table.add_column("all backlogged", justify="right")
+    table.add_column("all backlogged (samples)", justify="right")
     table.add_column("Jain", justify="right")
     for name, ent in zip(first.tenants, first.entitlement, strict=True):
         table.add_column(f"{name} share/ent {ent:.3f}", justify="right")
@@ -243,7 +246,7 @@ def render(reports: list[TenantReport]) -> Table:
             r.policy,
             f"{r.utilisation:.3f}",
             *[f"{r.p99_delay.get(prio, float('nan')):.0f}" for prio in classes],
-            f"{r.backlogged_fraction:.1%}",
+            f"{r.backlogged_fraction:.1%} ({r.backlogged_samples})",
             f"{r.jain:.3f}" if r.jain == r.jain else "-",
             *shares,
             f"{max(reach):.0f}" if reach else "-",

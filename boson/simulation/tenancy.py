@@ -324,8 +324,12 @@ def run_policy(
     *,
     grace_s: float = DEFAULT_PREEMPT_GRACE_S,
     sample_step: float = 10.0,
+    node_victims: bool = True,
 ) -> tuple[TenantReport, Metrics]:
-    """Replay the trace under one of :data:`POLICIES`; its tenant report and metrics."""
+    """Replay the trace under one of :data:`POLICIES`; its tenant report and metrics.
+
+    ``node_victims`` False has reclaim choose victims on the pool's total
+    instead of node by node (for comparison)."""
     if policy not in POLICIES:
         raise KeyError(policy)
     fifo = policy == "fifo"
@@ -344,6 +348,7 @@ def run_policy(
         dict(entitlements(config)),
         fifo=fifo,
         sample_step=sample_step,
+        node_victims=node_victims,
     )
     started = time.perf_counter()
     recorder = sim.run()

@@ -102,6 +102,9 @@ class Admission:
         self._unclaimed: set[int] = set()
         """Tenants whose next task fits within their guarantee, with no claim yet."""
         self._bounds: dict[tuple[float, ...], set[int]] = {}
+        self._least: tuple[float, ...] = (math.inf,) * width
+        """Per resource, no more than any waiting task's demand (a lower bound:
+        lowered as tasks join, recomputed only when the lines run empty)."""
         self._running: deque[Running] = deque()
         self._ended = 0
         self._seq = itertools.count()
@@ -197,15 +200,21 @@ class Admission:
         w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival, next(self._seq))
         # The tenant's bound stays valid with the newcomer's demand in it: what
         # kept every look-at task out still keeps them out.
+        d0, d1, d2 = w.demand
         bound = t.blocked
-        if bound is not None:
-            bound = tuple(min(b, d) for b, d in zip(bound, w.demand, strict=True))
-        self._block(w.tenant, bound)
-        was_head = t.line[0][1] if t.line else None
-        heapq.heappush(t.line, (w.rank, w))
-        for r, d in enumerate(w.demand):
-            t.pending[r] += d * w.count
-        if t.line[0][1] is not was_head:
+        if bound is not None and (d0 < bound[0] or d1 < bound[1] or d2 < bound[2]):
+            self._block(w.tenant, (min(bound[0], d0), min(bound[1], d1), min(bound[2], d2)))
+        least = self._least
+        if d0 < least[0] or d1 < least[1] or d2 < least[2]:
+            self._least = (min(least[0], d0), min(least[1], d1), min(least[2], d2))
+        line = t.line
+        was_head = line[0][1] if line else None
+        heapq.heappush(line, (w.rank, w))
+        pending, n = t.pending, w.count
+        pending[0] += d0 * n
+        pending[1] += d1 * n
+        pending[2] += d2 * n
+        if line[0][1] is not was_head:
             self._rerank(w.tenant)
 
     def _rerank(self, i: int) -> None:
@@ -213,8 +222,9 @@ class Admission:
         usage, pool = t.usage, self._pool
         share = 0.0
         for r in range(3):
-            if pool[r] > 0 and usage[r] / pool[r] > share:
-                share = usage[r] / pool[r]
+            p = pool[r]
+            if p > 0 and usage[r] > share * p:
+                share = usage[r] / p
         share /= t.weight
         if not t.line:
             self._ranks[i] = (2.0, share, float(i))
@@ -248,11 +258,12 @@ class Admission:
         for r in range(3):
             d = demand[r]
             if d > 0:
-                room = min(
-                    room,
-                    (ceiling[r] - usage[r] + EPSILON) / d,
-                    (pool[r] - total[r] + EPSILON) / d,
-                )
+                by_ceiling = (ceiling[r] - usage[r] + EPSILON) / d
+                by_pool = (pool[r] - total[r] + EPSILON) / d
+                if by_ceiling < room:
+                    room = by_ceiling
+                if by_pool < room:
+                    room = by_pool
                 if room < 1:
                     return 0
         if room == math.inf:
@@ -278,11 +289,21 @@ class Admission:
         admitted = 0
         ranks = self._ranks
         tenants = self._tenants
-        f0, f1, f2 = (p - u for p, u in zip(self._pool, self._total, strict=True))
+        pool, total, least = self._pool, self._total, self._least
+        # What the pool has free (never below 0: a pool that shrank under its
+        # use has no room, and 0 keeps "d > free" false for d = 0).
+        f0 = max(0.0, pool[0] - total[0])
+        f1 = max(0.0, pool[1] - total[1])
+        f2 = max(0.0, pool[2] - total[2])
+        # No waiting task needs less than ``least``: while the pool has less
+        # free, nothing can be admitted and the pass is over at once.
+        if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
+            self._start_claims(now)
+            return 0
         # Tenants whose refused tasks cannot fit in what the pool has free are
         # left out at once: a saturated pool costs a comparison a tenant.
         # ``lo``: the least each resource must have free for any tenant still
-        # open on an old refusal; once the pool has less, the pass is over.
+        # open on an old refusal; once the pool has less, those are dropped.
         open_ = [i for i in self._unbounded if tenants[i].line]
         bounded: set[int] = set()
         l0 = l1 = l2 = math.inf
@@ -291,9 +312,8 @@ class Admission:
                 open_ += members
                 bounded |= members
                 l0, l1, l2 = min(l0, need[0]), min(l1, need[1]), min(l2, need[2])
-        lo = (l0, l1, l2)
         while open_:
-            if bounded and (lo[0] > f0 + EPSILON or lo[1] > f1 + EPSILON or lo[2] > f2 + EPSILON):
+            if bounded and (l0 > f0 + EPSILON or l1 > f1 + EPSILON or l2 > f2 + EPSILON):
                 open_ = [k for k in open_ if k not in bounded]
                 bounded.clear()
                 if not open_:
@@ -310,19 +330,30 @@ class Admission:
                 continue
             admitted += got
             # What the pool has free shrank by what was admitted.
-            f0, f1, f2 = (p - u for p, u in zip(self._pool, self._total, strict=True))
+            f0 = max(0.0, pool[0] - total[0])
+            f1 = max(0.0, pool[1] - total[1])
+            f2 = max(0.0, pool[2] - total[2])
             self._rerank(i)
+            least = self._least
+            if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
+                break
             if t.line:
                 open_.append(i)
-        # A claim starts for each tenant whose next task fits within its
-        # guarantee and still waits after the pass.
+        self._start_claims(now)
+        return admitted
+
+    def _start_claims(self, now: float) -> None:
+        """A claim starts for each tenant whose next task fits within its
+        guarantee and still waits after the pass."""
+        if not self._unclaimed:
+            return
+        tenants = self._tenants
         for i in self._unclaimed:
             t = tenants[i]
             t.claim_since = now
             self._claims.add(i)
             heapq.heappush(self._claim_starts, (now, i))
         self._unclaimed.clear()
-        return admitted
 
     def _serve(self, i: int, t: TenantState, now: float, place: Callable[[Offer], int]) -> int:
         """Admit from the tenant's line, its head first; instances admitted.
@@ -406,12 +437,16 @@ class Admission:
         line = t.line
         while line and line[0][1].count <= 0:
             heapq.heappop(line)
+        if not line and not any(other.line for other in self._tenants):
+            self._least = (math.inf,) * self._width  # nothing waits: no bound left
 
     def _charge(self, t: TenantState, demand: Sequence[float], count: int) -> None:
-        for r, d in enumerate(demand):
-            t.usage[r] += d * count
-            t.pending[r] -= d * count
-            self._total[r] += d * count
+        usage, pending, total = t.usage, t.pending, self._total
+        for r in range(3):
+            amount = demand[r] * count
+            usage[r] += amount
+            pending[r] -= amount
+            total[r] += amount
 
     def release(self, run: Running, count: int | None = None) -> None:
         """``count`` (default all) instances of ``run`` ended; their quota is free."""
@@ -419,10 +454,11 @@ class Admission:
         if n <= 0:
             return
         run.count -= n
-        t = self._tenants[run.tenant]
-        for r, d in enumerate(run.demand):
-            t.usage[r] = max(0.0, t.usage[r] - d * n)
-            self._total[r] = max(0.0, self._total[r] - d * n)
+        usage, total, demand = self._tenants[run.tenant].usage, self._total, run.demand
+        for r in range(3):
+            amount = demand[r] * n
+            usage[r] = max(0.0, usage[r] - amount)
+            total[r] = max(0.0, total[r] - amount)
         self._rerank(run.tenant)
         if run.count == 0:
             self._ended += 1
