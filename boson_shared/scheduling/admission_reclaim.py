@@ -19,6 +19,7 @@ preemption takes back from whoever borrows most, as DRF orders admission.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Iterator, Reversible, Sequence
 from typing import Protocol
 
@@ -113,7 +114,7 @@ def claim_slots(
             continue
         n = w.count
         for r, d in enumerate(w.demand):
-            if d > 0:
+            if d > 0 and left[r] != math.inf:  # an ungoverned resource limits nothing
                 n = min(n, int((left[r] + EPSILON) // d))
         if n <= 0:
             break

@@ -273,3 +273,32 @@ def test_node_by_node_reclaim_keeps_every_rule(
                 assert u <= c + 1e-6
         for free in nodes.free_room.values():
             assert min(free) >= -1e-6
+
+
+def test_a_claim_on_resources_no_quota_governs_frees_what_its_instances_need() -> None:
+    # No quota names memory, so memory is not governed (the guarantee is
+    # unbounded): the claim's room on it must not turn into a count.
+    nodes = Nodes([(2, 4)])
+    adm = Admission(
+        parse_tenants(
+            """
+            [tenants.a]
+            quota = { cpu = 1 }
+            may_preempt = true
+            [tenants.b]
+            quota = { cpu = 1 }
+            """
+        ),
+        grace_s=0.0,
+    )
+    adm.set_pool((2, 4, 0))
+    for k in range(2):
+        adm.submit(f"b{k}", "b", (1, 1, 0), 0.0)
+    adm.admit(0.0, nodes.place)
+    adm.submit("a0", "a", (1, 2, 0), 1.0)
+    assert adm.admit(1.0, nodes.place) == 0
+    victims = adm.reclaim(2.0, nodes)
+    assert sum(v.count for v in victims) == 1
+    for v in victims:
+        nodes.stop(v)
+    assert adm.admit(2.0, nodes.place) == 1
