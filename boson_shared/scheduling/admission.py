@@ -15,10 +15,11 @@ borrowed work youngest first after a grace period — are set out, beside
 Kueue's, in docs/scheduling.md#tenants. A resource no tenant has a quota of
 is not governed: only the pool limits it.
 
+Tenants are kept sorted by rank, so a pass takes the first it may serve.
 A pass remembers, per tenant, the least room its refused tasks need, and
-tenants are grouped by it: while the pool's free total is below it, a whole
-group is passed over with one comparison, so a saturated pool costs little
-per task.
+passes a tenant over with three comparisons while the pool has less free;
+it ends at once when the pool has less free than any waiting task needs.
+A saturated pool so costs little per task.
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ class Admission(TenantLines):
 
     # -- admitting -------------------------------------------------------------
 
-    def _room(self, t: TenantState, demand: Sequence[float]) -> int:
-        """How many instances of ``demand`` the tenant's ceiling and the pool allow."""
-        room = math.inf
+    def _allowed(self, t: TenantState, w: Waiting, within: bool) -> int:
+        """How many of ``w``'s instances the tenant's ceiling and the pool allow
+        (0: none); for a tenant ``within`` its guarantee, no more than take it
+        to its guarantee (at least one: past it the tenant borrows, and waits
+        behind every tenant still below its own)."""
+        room = float(w.count)
+        by_guarantee = math.inf
         ceiling, usage, pool, total = t.ceiling, t.usage, self._pool, self._total
+        guarantee = t.guarantee
+        demand = w.demand
         for r in range(3):
             d = demand[r]
             if d > 0:
@@ -89,18 +96,13 @@ class Admission(TenantLines):
                     room = by_pool
                 if room < 1:
                     return 0
-        if room == math.inf:
-            return 1 << 62
-        return math.floor(room)
-
-    @staticmethod
-    def _fits(limit: Sequence[float], usage: Sequence[float], demand: Sequence[float]) -> int:
-        """How many instances of ``demand`` fit between ``usage`` and ``limit``."""
-        room = math.inf
-        for lim, u, d in zip(limit, usage, demand, strict=True):
-            if d > 0:
-                room = min(room, (lim - u + EPSILON) / d)
-        return 1 << 62 if room == math.inf else max(0, math.floor(room))
+                if within:
+                    g = (guarantee[r] - usage[r] + EPSILON) / d
+                    if g < by_guarantee:
+                        by_guarantee = g
+        if by_guarantee < room:
+            room = by_guarantee if by_guarantee >= 1 else 1.0
+        return int(room)
 
     def admit(self, now: float, place: Callable[[Offer], int]) -> int:
         """One pass: offer capacity to waiting work in order; instances admitted.
@@ -110,7 +112,6 @@ class Admission(TenantLines):
         then on, under ``offer.run``, until :meth:`release`.
         """
         admitted = 0
-        ranks = self._ranks
         tenants = self._tenants
         pool, total, least = self._pool, self._total, self._least
         # What the pool has free (never below 0: a pool that shrank under its
@@ -123,33 +124,31 @@ class Admission(TenantLines):
         if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
             self._start_claims(now)
             return 0
-        # Tenants whose refused tasks cannot fit in what the pool has free are
-        # left out at once: a saturated pool costs a comparison a tenant.
-        # ``lo``: the least each resource must have free for any tenant still
-        # open on an old refusal; once the pool has less, those are dropped.
-        open_ = [i for i in self._unbounded if tenants[i].line]
-        bounded: set[int] = set()
-        l0 = l1 = l2 = math.inf
-        for need, members in self._bounds.items():
-            if not (need[0] > f0 + EPSILON or need[1] > f1 + EPSILON or need[2] > f2 + EPSILON):
-                open_ += members
-                bounded |= members
-                l0, l1, l2 = min(l0, need[0]), min(l1, need[1]), min(l2, need[2])
-        while open_:
-            if bounded and (l0 > f0 + EPSILON or l1 > f1 + EPSILON or l2 > f2 + EPSILON):
-                open_ = [k for k in open_ if k not in bounded]
-                bounded.clear()
-                if not open_:
-                    break
-            i = min(open_, key=ranks.__getitem__) if len(open_) > 1 else open_[0]
-            open_.remove(i)
-            bounded.discard(i)
+        order = self._order
+        tried: list[int] = []
+        while True:
+            # The first tenant in admission order that has work waiting, was
+            # not refused in this pass, and whose bound (the least room its
+            # refused tasks need) fits in what the pool has free.
+            i = -1
+            for rank in order:
+                if rank[0] >= 2.0:
+                    break  # from here on, nothing waits
+                k = int(rank[2])
+                b = tenants[k].blocked
+                if (
+                    b is not None
+                    and (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON)
+                ) or k in tried:
+                    continue
+                i = k
+                break
+            if i < 0:
+                break
             t = tenants[i]
-            b = t.blocked
-            got = 0
-            if b is None or not (b[0] > f0 + EPSILON or b[1] > f1 + EPSILON or b[2] > f2 + EPSILON):
-                got = self._serve(i, t, now, place)
+            got = self._serve(i, t, now, place)
             if not got:
+                tried.append(i)
                 continue
             admitted += got
             # What the pool has free shrank by what was admitted.
@@ -160,8 +159,6 @@ class Admission(TenantLines):
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
                 break
-            if t.line:
-                open_.append(i)
         self._start_claims(now)
         return admitted
 
@@ -192,10 +189,12 @@ class Admission(TenantLines):
         bounded = True
         refused: set[tuple[float, ...]] = set()
         within = self._ranks[i][0] == 0.0
-        for _, w in t.line[: self.window + 1]:
-            if w.count <= 0 or w.demand in refused:
+        line = t.line
+        for k in range(min(len(line), self.window + 1)):
+            w = line[k][1]
+            if w.count <= 0 or (refused and w.demand in refused):
                 continue
-            allowed = min(w.count, self._room(t, w.demand))
+            allowed = self._allowed(t, w, within)
             if not allowed:
                 refused.add(w.demand)
                 bound = (
@@ -204,10 +203,6 @@ class Admission(TenantLines):
                     else [min(b, d) for b, d in zip(bound, w.demand, strict=True)]
                 )
                 continue
-            if within:
-                # Up to its guarantee only: past it the tenant borrows, and
-                # waits behind every tenant still below its own.
-                allowed = min(allowed, max(1, self._fits(t.guarantee, t.usage, w.demand)))
             run = Running(
                 w.key,
                 i,
@@ -220,8 +215,10 @@ class Admission(TenantLines):
                 next(self._seq),
                 w.arrival,
             )
-            placed = max(0, min(allowed, place(Offer(w.key, t.name, w.demand, allowed, run))))
-            if not placed:
+            placed = place(Offer(w.key, t.name, w.demand, allowed, run))
+            if placed > allowed:
+                placed = allowed
+            if placed <= 0:
                 bounded = False
                 t.unplaced = True
                 continue
@@ -231,9 +228,9 @@ class Admission(TenantLines):
             self._charge(t, w.demand, placed)
             w.count -= placed
             self._settle(t)
-            self._block(i, None)  # its look changed: a new bound comes with the next refusal
+            t.blocked = None  # its look changed: a new bound comes with the next refusal
             return placed
-        self._block(i, tuple(bound) if bounded and bound is not None else None)
+        t.blocked = tuple(bound) if bounded and bound is not None else None
         return 0
 
     # -- reclaiming ---------------------------------------------------------------

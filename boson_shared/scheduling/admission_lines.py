@@ -9,6 +9,7 @@ admission.Admission` adds the passes and reclaiming on top.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -70,16 +71,18 @@ class TenantLines:
         self._width = width
         self._pool: tuple[float, ...] = (0.0,) * width
         self._total = [0.0] * width
-        self._ranks: list[tuple[float, ...]] = [(1.0, 0.0, 0.0)] * len(self._tenants)
+        self._ranks: list[tuple[float, ...]] = [(2.0, 0.0, float(i)) for i in range(len(specs))]
+        """Each tenant's place in the admission order: (0 below its guarantee,
+        1 borrowing, 2 nothing waiting; weighted dominant share; index)."""
+        self._order: list[tuple[float, ...]] = sorted(self._ranks)
+        """Every tenant's rank, in order: a pass takes the first it may serve."""
         if width != 3:
             raise ValueError("admission handles exactly three resources")
         self._claims: set[int] = set()
         self._claim_starts: list[tuple[float, int]] = []
         """(claim start, tenant), a heap; entries of ended claims are dropped lazily."""
-        self._unbounded: set[int] = set()
         self._unclaimed: set[int] = set()
         """Tenants whose next task fits within their guarantee, with no claim yet."""
-        self._bounds: dict[tuple[float, ...], set[int]] = {}
         self._least: tuple[float, ...] = (math.inf,) * width
         """Per resource, no more than any waiting task's demand (a lower bound:
         lowered as tasks join, recomputed only when the lines run empty)."""
@@ -102,7 +105,8 @@ class TenantLines:
             t.guarantee = g
             t.ceiling = tuple(a + b for a, b in zip(g, t.limit, strict=True))
         for i in range(len(self._tenants)):
-            self._block(i, None)
+            t = self._tenants[i]
+            t.blocked = None
             self._rerank(i)
 
     @property
@@ -164,7 +168,7 @@ class TenantLines:
         d0, d1, d2 = w.demand
         bound = t.blocked
         if bound is not None and (d0 < bound[0] or d1 < bound[1] or d2 < bound[2]):
-            self._block(w.tenant, (min(bound[0], d0), min(bound[1], d1), min(bound[2], d2)))
+            t.blocked = (min(bound[0], d0), min(bound[1], d1), min(bound[2], d2))
         least = self._least
         if d0 < least[0] or d1 < least[1] or d2 < least[2]:
             self._least = (min(least[0], d0), min(least[1], d1), min(least[2], d2))
@@ -188,7 +192,7 @@ class TenantLines:
                 share = usage[r] / p
         share /= t.weight
         if not t.line:
-            self._ranks[i] = (2.0, share, float(i))
+            self._place_in_order(i, (2.0, share, float(i)))
             self._drop_claim(i, t)
             return
         head = t.line[0][1].demand
@@ -198,7 +202,7 @@ class TenantLines:
             and usage[1] + head[1] <= g[1] + EPSILON
             and usage[2] + head[2] <= g[2] + EPSILON
         )
-        self._ranks[i] = (0.0 if within else 1.0, share, float(i))
+        self._place_in_order(i, (0.0 if within else 1.0, share, float(i)))
         if not within:
             self._drop_claim(i, t)
         elif t.may_preempt and t.claim_since is None:
@@ -210,24 +214,15 @@ class TenantLines:
             t.claim_since = None
             self._claims.discard(i)
 
-    def _block(self, i: int, bound: tuple[float, ...] | None) -> None:
-        """Set tenant ``i``'s bound, keeping tenants grouped by bound: in a
-        saturated pool most share one, and a pass checks it once for all."""
-        t = self._tenants[i]
-        old = t.blocked
-        if old == bound and (old is not None or i in self._unbounded):
+    def _place_in_order(self, i: int, rank: tuple[float, ...]) -> None:
+        """Give tenant ``i`` its new rank, keeping :attr:`_order` sorted."""
+        old = self._ranks[i]
+        if rank == old:
             return
-        if old is not None:
-            members = self._bounds[old]
-            members.discard(i)
-            if not members:
-                del self._bounds[old]
-        self._unbounded.discard(i)
-        t.blocked = bound
-        if bound is None:
-            self._unbounded.add(i)
-        else:
-            self._bounds.setdefault(bound, set()).add(i)
+        order = self._order
+        del order[bisect.bisect_left(order, old)]
+        bisect.insort(order, rank)
+        self._ranks[i] = rank
 
     def _settle(self, t: TenantState) -> None:
         """Drop admitted entries off the top of the tenant's line."""
