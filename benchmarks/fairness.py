@@ -12,7 +12,8 @@ cluster resized so the bottleneck resource's offered load is
 :mod:`boson.simulation.tenancy`: Boson's admission, FIFO without quotas and
 strict quotas without borrowing. Prints the table of
 :mod:`boson.simulation.fairness` and each target of the tenants' issue
-against what was measured.
+against what was measured. ``--victims total`` has reclaim choose victims
+on the pool's total instead of node by node, for comparison.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def targets(reports: dict[str, TenantReport]) -> list[tuple[str, str, bool]]:
         ("high-priority p99 wait ≥ 50 % below FIFO's", f"{cut:.0%} below", cut >= 0.5),
         ("share within ±10 % of entitlement", f"worst {worst:+.0%}", worst <= 0.10),
         ("Jain's index ≥ 0.95 while all backlogged", f"{boson.jain:.3f}", boson.jain >= 0.95),
-        ("quota reached within 60 s", f"worst {reach:.0f} s", reach <= 60),
+        ("quota reached within 60 s of starting", f"worst {reach:.0f} s", reach <= 60),
         (
-            "(all run long) below quota while asking, p99 ≤ 60 s",
+            "(all run long) quota reached again within 60 s, every episode",
             f"p99 {boson.below_p99:.0f} s, worst {boson.below_worst:.0f} s",
-            boson.below_p99 <= 60,
+            boson.below_worst <= 60,
         ),
         ("utilisation within 2 points of FIFO's", f"{gap:.1f} points", gap <= 2),
     ]

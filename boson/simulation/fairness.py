@@ -21,7 +21,12 @@ offered load) and sampled on the engine's grid:
   starts whenever a tenant holds less than :data:`REACH_FRACTION` of the
   lesser of its entitlement and its whole demand while it has work waiting,
   and ends when it no longer does. Over all tenants, the p99 and the worst
-  (the reclaim speed, all run long, not only at a tenant's start).
+  (the reclaim speed, all run long, not only at a tenant's start). The
+  "reaches its quota within 60 s of starting" of the tenants' issue is
+  read both ways: literally (time to reach quota, which a trace whose
+  tenants all start on an empty pool meets at once) and as this one, the
+  stricter, whose worst episode is held to 60 s. The grace period before
+  preemption is part of every episode; none is left out.
 * **queueing delay per priority class** — per instance, its first start
   minus its task's submission, weighted by instances; p99.
 """
