@@ -84,6 +84,8 @@ class TenantLines:
         self._unclaimed: set[int] = set()
         """Tenants whose next task fits within their guarantee, with no claim yet."""
         self._least: tuple[float, ...] = (math.inf,) * width
+        self._lines_waiting = 0
+        """Tenants whose line is not empty."""
         """Per resource, no more than any waiting task's demand (a lower bound:
         lowered as tasks join, recomputed only when the lines run empty)."""
         self._running: deque[Running] = deque()
@@ -145,7 +147,7 @@ class TenantLines:
         return line[0][1].demand if line else None
 
     def has_waiting(self) -> bool:
-        return any(t.line for t in self._tenants)
+        return self._lines_waiting > 0
 
     def running(self) -> list[Running]:
         """Admitted work still running, oldest first."""
@@ -174,6 +176,8 @@ class TenantLines:
             self._least = (min(least[0], d0), min(least[1], d1), min(least[2], d2))
         line = t.line
         was_head = line[0][1] if line else None
+        if not line:
+            self._lines_waiting += 1
         heapq.heappush(line, (w.rank, w))
         pending, n = t.pending, w.count
         pending[0] += d0 * n
@@ -227,10 +231,14 @@ class TenantLines:
     def _settle(self, t: TenantState) -> None:
         """Drop admitted entries off the top of the tenant's line."""
         line = t.line
+        if not line:
+            return
         while line and line[0][1].count <= 0:
             heapq.heappop(line)
-        if not line and not any(other.line for other in self._tenants):
-            self._least = (math.inf,) * self._width  # nothing waits: no bound left
+        if not line:
+            self._lines_waiting -= 1
+            if not self._lines_waiting:
+                self._least = (math.inf,) * self._width  # nothing waits: no bound left
 
     def _charge(self, t: TenantState, demand: Sequence[float], count: int) -> None:
         usage, pending, total = t.usage, t.pending, self._total
