@@ -12,9 +12,12 @@ offered load) and sampled on the engine's grid:
 * **relative error** — mean share over those samples ÷ entitlement − 1.
 * **short while backlogged** — per tenant, of the samples at which *it*
   has had work waiting for ``settle_s`` (whoever else has), the fraction at
-  which it held less than :data:`SHORT_FRACTION` of its entitlement: the
-  same promise, judged on every sample it applies to (when a policy serves
-  small tenants at once, all four are rarely backlogged together).
+  which it held less than :data:`SHORT_FRACTION` of the lesser of its
+  entitlement and its whole demand (running plus waiting): the same
+  promise, judged on every sample it applies to (when a policy serves
+  small tenants at once, all four are rarely backlogged together). A burst
+  that arrives while older work has kept a tenant waiting counts from its
+  first sample, grace period included.
 * **Jain's index** over weighted shares — per sample, (Σx)² ÷ (n·Σx²) with
   x = share ÷ entitlement; the mean over those samples.
 * **time to reach quota** — an episode starts when a tenant with nothing
@@ -49,8 +52,8 @@ SETTLE_S = 60.0
 """How long a tenant must have had work waiting to count as backlogged."""
 
 SHORT_FRACTION = 0.9
-"""A backlogged tenant holding less than this part of its entitlement is short
-of it (the ±10 % band of the tenants' issue)."""
+"""A backlogged tenant holding less than this part of its entitlement (or of its
+whole demand, if smaller) is short of it (the ±10 % band of the tenants' issue)."""
 
 REACH_FRACTION = 0.95
 """How close to its target a tenant must come to count as having reached it
@@ -68,6 +71,8 @@ class TenantRecorder:
     pending: dict[str, float] = field(default_factory=dict)
     """Current waiting demand of the bottleneck resource, by tenant."""
     shares: list[list[float]] = field(default_factory=list)
+    demands: list[list[float]] = field(default_factory=list)
+    """Per sample, per tenant: running plus waiting, as a share of the pool."""
     all_backlogged: list[bool] = field(default_factory=list)
     backlogged: list[list[bool]] = field(default_factory=list)
     """Per sample, per tenant: has it had work waiting for ``settle_s``."""
@@ -140,6 +145,9 @@ class TenantRecorder:
     def sample(self, when: float, pool: float) -> None:
         share = [self.usage[n] / pool if pool > 0 else 0.0 for n in self.names]
         self.shares.append(share)
+        self.demands.append(
+            [(self.usage[n] + self.pending[n]) / pool if pool > 0 else 0.0 for n in self.names]
+        )
         since = self._waiting_since
         flags = [n in since and when - since[n] >= self.settle_s for n in self.names]
         self.backlogged.append(flags)
@@ -219,7 +227,8 @@ def report(policy: str, rec: TenantRecorder, utilisation: float) -> TenantReport
         mean = np.full(len(names), np.nan)
         index = float("nan")
     own = np.asarray(rec.backlogged, np.bool_).reshape(-1, len(names))
-    short = shares < SHORT_FRACTION * ent - 1e-12
+    demand = np.asarray(rec.demands, np.float64).reshape(-1, len(names))
+    short = shares < SHORT_FRACTION * np.minimum(ent, demand) - 1e-12
     own_samples = own.sum(axis=0)
     short_fraction = np.where(
         own_samples > 0, (short & own).sum(axis=0) / np.maximum(own_samples, 1), np.nan

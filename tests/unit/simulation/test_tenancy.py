@@ -174,14 +174,18 @@ def test_simulate_refuses_an_invalid_tenants_file(
 
 def test_short_while_backlogged_counts_each_tenants_own_backlogged_samples() -> None:
     # x waits from 0 s: at 100 s it holds nothing (short), at 110 s its
-    # entitlement (not short); y never waits, so it has no such samples.
-    rec = TenantRecorder.create(("x", "y"), {"x": 0.5, "y": 0.5})
+    # entitlement (not short). y asks for less than its entitlement and
+    # holds 95 % of it: never short. z never waits: no such samples.
+    rec = TenantRecorder.create(("x", "y", "z"), {"x": 0.4, "y": 0.4, "z": 0.2})
     rec.submitted("x", 0.0, 8.0)
+    rec.submitted("y", 0.0, 2.0)
+    rec.started("y", 1.9)
     rec.sample(100.0, 10.0)
-    rec.started("x", 5.0)
+    rec.started("x", 4.0)
     rec.sample(110.0, 10.0)
     out = report("p", rec, 0.5)
-    assert out.own_backlogged_samples == (2, 0)
+    assert out.own_backlogged_samples == (2, 2, 0)
     assert out.short_while_backlogged[0] == pytest.approx(0.5)
-    assert out.short_while_backlogged[1] != out.short_while_backlogged[1]  # NaN: none
-    assert out.backlogged_samples == 0  # y never waited: never all backlogged
+    assert out.short_while_backlogged[1] == 0.0
+    assert out.short_while_backlogged[2] != out.short_while_backlogged[2]  # NaN: none
+    assert out.backlogged_samples == 0  # z never waited: never all backlogged
