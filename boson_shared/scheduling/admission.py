@@ -73,6 +73,25 @@ class Admission(TenantLines):
             Waiting(key, self.index[tenant], tuple(demand), count, priority, order, now, front)
         )
 
+    def withdraw(self, key: Hashable, tenant: str) -> int:
+        """Take ``key``'s waiting instances out of ``tenant``'s line (cancelled,
+        or away until it can run again); how many. Costs a walk of the line."""
+        i = self.index[tenant]
+        t = self._tenants[i]
+        head = t.line[0][1] if t.line else None
+        taken = 0
+        for _, w in t.line:
+            if w.key == key and w.count > 0:
+                taken += w.count
+                for r, d in enumerate(w.demand):
+                    t.pending[r] = max(0.0, t.pending[r] - d * w.count)
+                w.count = 0
+        if taken:
+            self._settle(t)
+            if (t.line[0][1] if t.line else None) is not head:
+                self._rerank(i)
+        return taken
+
     # -- admitting -------------------------------------------------------------
 
     def _allowed(self, t: TenantState, w: Waiting, within: bool) -> int:

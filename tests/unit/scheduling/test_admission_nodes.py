@@ -302,3 +302,18 @@ def test_a_claim_on_resources_no_quota_governs_frees_what_its_instances_need() -
     for v in victims:
         nodes.stop(v)
     assert adm.admit(2.0, nodes.place) == 1
+
+
+def test_withdrawn_work_leaves_its_line_and_the_pass_skips_it() -> None:
+    adm = Admission(parse_tenants(PAIR))
+    adm.set_pool((8, 8, 0))
+    adm.submit("gone", "a", (1, 1, 0), 0.0, count=2)
+    adm.submit("kept", "a", (1, 1, 0), 1.0)
+    assert adm.withdraw("gone", "a") == 2
+    assert adm.withdraw("gone", "a") == 0
+    assert adm.waiting("a") == 1
+    assert adm.pending("a") == (1, 1, 0)
+    nodes = Nodes([(8, 8)])
+    assert adm.admit(2.0, nodes.place) == 1
+    assert [r.key for r in nodes.runs] == ["kept"]
+    assert not adm.has_waiting()
