@@ -12,7 +12,8 @@ cluster resized so the bottleneck resource's offered load is
 :mod:`boson.simulation.tenancy`: Boson's admission, FIFO without quotas and
 strict quotas without borrowing. Prints the table of
 :mod:`boson.simulation.fairness` and each target of the tenants' issue
-against what was measured.
+against what was measured. ``--victims total`` has reclaim choose victims
+on the pool's total instead of node by node, for comparison.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def targets(reports: dict[str, TenantReport]) -> list[tuple[str, str, bool]]:
         ("high-priority p99 wait ≥ 50 % below FIFO's", f"{cut:.0%} below", cut >= 0.5),
         ("share within ±10 % of entitlement", f"worst {worst:+.0%}", worst <= 0.10),
         ("Jain's index ≥ 0.95 while all backlogged", f"{boson.jain:.3f}", boson.jain >= 0.95),
-        ("quota reached within 60 s", f"worst {reach:.0f} s", reach <= 60),
+        ("quota reached within 60 s of starting", f"worst {reach:.0f} s", reach <= 60),
         (
-            "(all run long) below quota while asking, p99 ≤ 60 s",
+            "(all run long) quota reached again within 60 s, every episode",
             f"p99 {boson.below_p99:.0f} s, worst {boson.below_worst:.0f} s",
-            boson.below_p99 <= 60,
+            boson.below_worst <= 60,
         ),
         ("utilisation within 2 points of FIFO's", f"{gap:.1f} points", gap <= 2),
     ]
@@ -74,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace-s", type=float, default=DEFAULT_PREEMPT_GRACE_S)
     parser.add_argument("--sample-step", type=float, default=10.0)
     parser.add_argument("--policy", action="append", choices=POLICIES, help="default: all")
+    parser.add_argument(
+        "--victims",
+        choices=("nodes", "total"),
+        default="nodes",
+        help="reclaim chooses victims node by node (default) or on the pool's total",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     trace = load_trace(
@@ -98,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             placer,
             grace_s=args.grace_s,
             sample_step=args.sample_step,
+            node_victims=args.victims == "nodes",
         )
     load = offered_load(trace.workload, cluster.capacity)
     if args.json:
@@ -115,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=220)
     console.print(
         f"{len(cluster.node_ids)} nodes; offered load cpu {load[0]:.2f}, memory {load[1]:.2f}; "
-        f"grace {args.grace_s:g} s",
+        f"grace {args.grace_s:g} s; victims chosen on the "
+        + ("nodes" if args.victims == "nodes" else "pool's total"),
         highlight=False,
     )
     bottleneck = int(load.argmax())

@@ -25,7 +25,7 @@ and the measurements of :mod:`boson.simulation.fairness` are here too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,12 +143,15 @@ class TenantSimulation(Simulation):
         *,
         fifo: bool = False,
         sample_step: float = 10.0,
+        node_victims: bool = True,
     ) -> None:
         drainer: BacklogDrainer = _Pass()
         super().__init__(workload, cluster, events, placer_factory, drainer, sample_step)
         self.admission = admission
         self.tenancy = tenancy
         self.fifo = fifo
+        self.node_victims = node_victims
+        """Whether reclaim chooses victims node by node (else on the pool's total)."""
         self._runs: dict[int, Running] = {}
         self._group_of: dict[int, int] = {}
         self._started = np.zeros(workload.tasks, np.int64)
@@ -194,11 +197,11 @@ class TenantSimulation(Simulation):
         # one round of preemption is looked at again at once; here nothing
         # else may happen for a long time, so go round until none is found.
         for _ in range(MAX_RECLAIM_ROUNDS):
-            victims = self.admission.reclaim(self.now)
+            victims = self.admission.reclaim(self.now, self if self.node_victims else None)
             if not victims:
                 break
             for victim in victims:
-                self._stop(victim.run, victim.count)
+                self._stop(victim.run, victim.count, victim.nodes)
                 self.tenants.preempted += victim.count
             self.admission.admit(self.now, self._place)
         self.tenants.check_reach(self.now, self._pool_seen[self._bottleneck])
@@ -230,17 +233,39 @@ class TenantSimulation(Simulation):
             self.recorder.delay_weights.append(first)
             self.tenants.delay(int(self.tenancy.priority[task]), delay, first)
 
-    def _stop(self, run: Running, count: int) -> None:
-        """Stop ``count`` instances of ``run`` (admission already put them back in line)."""
+    # -- what reclaim sees of the nodes (admission's NodeRoom) -------------------------
+
+    def free(self, node: Hashable) -> Sequence[float]:
+        assert isinstance(node, int)
+        if not self.table.alive[node]:
+            return (0.0, 0.0, 0.0)
+        return (self.table.capacity[node] - self.table.allocated[node]).tolist()  # type: ignore[no-any-return]
+
+    def nodes(self, run: Running) -> Sequence[Hashable]:
+        key = self._group_of.get(id(run))
+        group = self._groups.get(key) if key is not None else None
+        return [] if group is None else group.nodes.tolist()
+
+    def _stop(self, run: Running, count: int, nodes: Sequence[Hashable] = ()) -> None:
+        """Stop ``count`` instances of ``run``, one on each of ``nodes`` if named
+        (admission already put them back in line)."""
         key = self._group_of.get(id(run))
         group = self._groups.get(key) if key is not None else None
         if key is None or group is None:
             return
+        keep = np.ones(group.nodes.size, np.bool_)
+        if nodes:
+            where = group.nodes.tolist()
+            for node in nodes:
+                # The last instance on that node still kept.
+                keep[max(k for k, n in enumerate(where) if n == node and keep[k])] = False
+        else:
+            keep[group.nodes.size - count :] = False
         masks = group.masks
-        self._release(group.task, group.nodes[-count:], None if masks is None else masks[-count:])
-        group.nodes = group.nodes[:-count]
+        self._release(group.task, group.nodes[~keep], None if masks is None else masks[~keep])
+        group.nodes = group.nodes[keep]
         if masks is not None:
-            group.masks = masks[:-count]
+            group.masks = masks[keep]
         owner = self.tenancy.tenant[group.task]
         self.tenants.stopped(owner, self._need[group.task] * count, self.now, back_in_line=True)
         if group.nodes.size == 0:
@@ -299,8 +324,12 @@ def run_policy(
     *,
     grace_s: float = DEFAULT_PREEMPT_GRACE_S,
     sample_step: float = 10.0,
+    node_victims: bool = True,
 ) -> tuple[TenantReport, Metrics]:
-    """Replay the trace under one of :data:`POLICIES`; its tenant report and metrics."""
+    """Replay the trace under one of :data:`POLICIES`; its tenant report and metrics.
+
+    ``node_victims`` False has reclaim choose victims on the pool's total
+    instead of node by node (for comparison)."""
     if policy not in POLICIES:
         raise KeyError(policy)
     fifo = policy == "fifo"
@@ -319,6 +348,7 @@ def run_policy(
         dict(entitlements(config)),
         fifo=fifo,
         sample_step=sample_step,
+        node_victims=node_victims,
     )
     started = time.perf_counter()
     recorder = sim.run()

@@ -13,7 +13,12 @@ node, as without tenants) and counts against its tenant until its result
 comes back.
 
 Preemption: :meth:`AdmissionGate.reclaim` asks admission for victims once a
-claim has waited the grace period. A victim the dispatcher still holds goes
+claim has waited the grace period. The gate is admission's
+:class:`~boson_shared.scheduling.admission.NodeRoom`: it tells what each node
+has free (the dispatcher's view of it) and which node each admitted task was
+dispatched to, so victims are chosen node by node and work is stopped only
+on a node where the room it frees then takes the claimant's next task. A
+victim the dispatcher still holds goes
 straight back to its line (its handler waits again). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
 node), which hands the task back to the balancer's placed queue instead of
@@ -30,7 +35,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +51,12 @@ AWAY_LIMIT_S = 10.0
 they are back (or finished) their room is not free yet, and a reclaim in the
 meantime would stop more work for the same claim. Past this (an executor
 that died, a hand-back lost) reclaim goes on."""
+
+HELD: Hashable = object()
+"""Where reclaim sees admitted work the dispatcher still holds: a node of its
+own with nothing free. Such work takes the next room freed on a node it
+fits, ahead of the claimant; stopping it gives that room to the claimant
+instead (and costs no work: it goes straight back to its line)."""
 
 StartHold = Callable[[], "asyncio.Future[str]"]
 """Hands the task to the dispatcher; the future yields the node it goes to."""
@@ -315,7 +326,7 @@ class AdmissionGate:
         if due is None or due > now or self._victims_on_their_way(now):
             return []
         by_node: dict[str, list[str]] = {}
-        for victim in self.admission.reclaim(now):
+        for victim in self.admission.reclaim(now, self):
             task_id = str(victim.run.key)
             ticket = self.tickets.get(task_id)
             if ticket is None or ticket.run is not victim.run:
@@ -342,6 +353,25 @@ class AdmissionGate:
         if by_node:
             self.admit()  # what the dispatcher freed is offered at once
         return [Preemption(node_id, tuple(ids)) for node_id, ids in by_node.items()]
+
+    # -- what reclaim sees of the nodes (admission's NodeRoom) -------------------------
+
+    def free(self, node: Hashable) -> Sequence[float]:
+        """What ``node`` has free in the dispatcher's view (its last snapshot,
+        plus what was dispatched there since, less what came back); nothing
+        for a node that takes no work, nor for :data:`HELD`."""
+        if node is HELD:
+            return (0.0, 0.0, 0.0)
+        view = self.dispatcher.nodes.get(str(node))
+        if view is None or not view.takes_work:
+            return (0.0, 0.0, 0.0)
+        return tuple(float(x) for x in np.maximum(view.capacity - view.allocated, 0.0))
+
+    def nodes(self, run: Running) -> Sequence[Hashable]:
+        """The node an admitted task was dispatched to; :data:`HELD` while
+        the dispatcher still holds it."""
+        node_id = self.dispatcher.where.get(str(run.key))
+        return (HELD,) if node_id is None else (node_id,)
 
     def _victims_on_their_way(self, now: float) -> bool:
         """Whether tasks preempted lately are still away (see :data:`AWAY_LIMIT_S`)."""

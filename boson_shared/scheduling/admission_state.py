@@ -1,12 +1,12 @@
 """The state admission keeps: lines of waiting work, running work, victims.
 
-The data :class:`~boson_shared.scheduling.admission.Admission` works on, and
-the choice of victims for a claim, kept apart so each module holds one idea.
+The data :class:`~boson_shared.scheduling.admission.Admission` works on,
+kept apart so each module holds one idea.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Reversible, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 EPSILON = 1e-9
@@ -59,10 +59,15 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class Victim:
-    """``count`` instances of ``run`` to stop: they are already back in line."""
+    """``count`` instances of ``run`` to stop: they are already back in line.
+
+    ``nodes`` names the node of each instance to stop (one entry per
+    instance) when reclaim chose them node by node; empty: any ``count``.
+    """
 
     run: Running
     count: int
+    nodes: tuple[Hashable, ...] = ()
 
 
 @dataclass
@@ -86,51 +91,6 @@ class TenantState:
     """The least free room its refused tasks need (see ``_serve``)."""
 
 
-def choose_victims(
-    running: Reversible[Running],
-    tenants: Sequence[TenantState],
-    claimant: int,
-    need: list[float],
-) -> list[Victim]:
-    """Running work to stop so that ``need`` is freed for tenant ``claimant``.
-
-    Youngest first (``running`` oldest first), only work of tenants above
-    their guarantee on a resource the claim still needs, and of each only
-    while it stays above; an empty list if that cannot cover the need.
-    """
-    left = list(need)
-    over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in tenants]
-    width = len(left)
-    if not any(
-        excess[r] > EPSILON and left[r] > EPSILON
-        for k, excess in enumerate(over)
-        if k != claimant
-        for r in range(width)
-    ):
-        return []  # nobody borrows what the claim needs
-    chosen: list[Victim] = []
-    for run in reversed(running):
-        if run.count <= 0 or run.tenant == claimant:
-            continue
-        excess = over[run.tenant]
-        # Stop its instances one by one while its tenant still borrows a
-        # resource the claim needs; the instance that takes the tenant
-        # down to its guarantee is the last one.
-        taken = 0
-        while taken < run.count and any(
-            left[r] > EPSILON and d > 0 and excess[r] > EPSILON for r, d in enumerate(run.demand)
-        ):
-            taken += 1
-            for r, d in enumerate(run.demand):
-                excess[r] -= d
-                left[r] -= d
-        if taken:
-            chosen.append(Victim(run, taken))
-        if all(x <= EPSILON for x in left):
-            return chosen
-    return []
-
-
 def dominant(usage: Sequence[float], pool: Sequence[float]) -> float:
     return max((u / p for u, p in zip(usage, pool, strict=True) if p > 0), default=0.0)
 
@@ -142,6 +102,5 @@ __all__ = [
     "TenantState",
     "Victim",
     "Waiting",
-    "choose_victims",
     "dominant",
 ]

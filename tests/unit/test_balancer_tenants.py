@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Balancer:
         nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0)]
         await self.handlers.on_event(snapshot(nodes))
 
-    def place(self, task_id: str, tenant: str, **fields: int) -> None:
+    def place(self, task_id: str, tenant: str, **fields: Any) -> None:
         self.runs[task_id] = asyncio.ensure_future(
             self.handlers.on_placed(placed(task_id, tenant, **fields))
         )
@@ -93,7 +94,14 @@ class Balancer:
 
 
 def placed(
-    task_id: str, tenant: str, *, priority: int = 0, dispatched: int = 0, preempted: int = 0
+    task_id: str,
+    tenant: str,
+    *,
+    priority: int = 0,
+    dispatched: int = 0,
+    preempted: int = 0,
+    node_id: str | None = None,
+    demand: ResourceVector = ONE,
 ) -> TaskPlaced:
     task = TaskSubmitted(
         task_id=task_id, handler="noop", reply_to="c1", tenant=tenant, priority=priority
@@ -101,8 +109,8 @@ def placed(
     return TaskPlaced(
         message_id=f"{task_id}.placed{dispatched}",
         task=task,
-        demand=ONE,
-        node_id=None,
+        demand=demand,
+        node_id=node_id,
         strategy="test" if not preempted else "preempted",
         dispatched=dispatched,
         preempted=preempted,
@@ -226,6 +234,36 @@ async def test_borrowed_work_is_preempted_after_the_grace_and_comes_back_first()
     assert balancer.assigned_ids()[-1] == "b5"
     # The submitter has seen no result of the preempted runs.
     assert not [m for m in balancer.published.messages if isinstance(m, TaskResult)]
+
+
+async def test_reclaim_stops_work_only_on_a_node_where_the_claimant_then_fits() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    # Each node runs two one-CPU tasks: n1 b2 and c1 (c within its
+    # guarantee), n2 b1 and b3. The youngest of b's work, b3 and b2, is on
+    # two nodes: stopping it would free one CPU on each, and a's two-CPU
+    # task fits neither.
+    for task_id, tenant, node_id in (
+        ("b1", "b", "n2"),
+        ("b2", "b", "n1"),
+        ("c1", "c", "n1"),
+        ("b3", "b", "n2"),
+    ):
+        balancer.place(task_id, tenant, node_id=node_id)
+        await balancer.settle()
+    assert balancer.dispatcher.where == {"b1": "n2", "b2": "n1", "c1": "n1", "b3": "n2"}
+    balancer.place("a1", "a", demand=ResourceVector(cpu=2, memory=2))
+    await balancer.settle()
+    balancer.clock.now += GRACE_S + 0.5
+    preemptions = balancer.gate.reclaim()
+    # Node by node: b's two tasks on n2, where a1 then fits; b2 runs on.
+    assert [(p.node_id, sorted(p.task_ids)) for p in preemptions] == [("n2", ["b1", "b3"])]
+    assert balancer.gate.tickets["b2"].run is not None
+    for task_id in ("b3", "b1"):
+        balancer.place(task_id, "b", dispatched=1, preempted=1)
+    await balancer.settle()
+    assert balancer.assigned_ids()[4:] == ["a1"]
+    assert balancer.dispatcher.where["a1"] == "n2"
 
 
 async def test_a_victim_still_held_here_waits_in_its_line_again() -> None:

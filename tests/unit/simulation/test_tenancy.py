@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from boson.cli import main
-from boson.simulation.fairness import jain
+from boson.simulation.fairness import TenantRecorder, jain, report
 from boson.simulation.policies import make_policy
 from boson.simulation.tenancy import (
     Tenancy,
@@ -170,3 +170,22 @@ def test_simulate_refuses_an_invalid_tenants_file(
     args = [*write_tenant_trace(tmp_path), "--tenants", str(tmp_path / "tenants.toml")]
     assert main(args) == 2
     assert "tenants.research.quota.cpu" in capsys.readouterr().err
+
+
+def test_short_while_backlogged_counts_each_tenants_own_backlogged_samples() -> None:
+    # x waits from 0 s: at 100 s it holds nothing (short), at 110 s its
+    # entitlement (not short). y asks for less than its entitlement and
+    # holds 95 % of it: never short. z never waits: no such samples.
+    rec = TenantRecorder.create(("x", "y", "z"), {"x": 0.4, "y": 0.4, "z": 0.2})
+    rec.submitted("x", 0.0, 8.0)
+    rec.submitted("y", 0.0, 2.0)
+    rec.started("y", 1.9)
+    rec.sample(100.0, 10.0)
+    rec.started("x", 4.0)
+    rec.sample(110.0, 10.0)
+    out = report("p", rec, 0.5)
+    assert out.own_backlogged_samples == (2, 2, 0)
+    assert out.short_while_backlogged[0] == pytest.approx(0.5)
+    assert out.short_while_backlogged[1] == 0.0
+    assert out.short_while_backlogged[2] != out.short_while_backlogged[2]  # NaN: none
+    assert out.backlogged_samples == 0  # z never waited: never all backlogged

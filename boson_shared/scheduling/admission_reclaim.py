@@ -1,0 +1,217 @@
+"""Choosing the running work a claim on lent quota preempts.
+
+Two choosers, one rule — only work of tenants above their guarantee on a
+resource the claim needs, and of each only while it stays above:
+
+* :func:`choose_victims` knows the pool's total alone: youngest first until
+  the amount the claim needs is freed.
+* :func:`choose_victims_on_nodes` knows where each instance runs and what
+  each node has free (a :class:`NodeRoom` from the caller): it frees room
+  node by node in pieces the claimant's waiting instances fit, and stops
+  nothing on a node where that room would not take one of them. Freed room
+  the claimant cannot use would go straight back to the borrowers whose
+  instances do fit it, and the claim would stand as before.
+
+Among borrowers, work of the tenant furthest above its fair share (the
+largest weighted dominant share) goes first, youngest first within it; so
+preemption takes back from whoever borrows most, as DRF orders admission.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Iterator, Reversible, Sequence
+from typing import Protocol
+
+from boson_shared.scheduling.admission_state import (
+    EPSILON,
+    Running,
+    TenantState,
+    Victim,
+    Waiting,
+    dominant,
+)
+
+
+class NodeRoom(Protocol):
+    """What the caller knows of the nodes, for :meth:`Admission.reclaim`."""
+
+    def free(self, node: Hashable) -> Sequence[float]:
+        """What ``node`` has free now (nothing, for a node that takes no work)."""
+        ...
+
+    def nodes(self, run: Running) -> Sequence[Hashable]:
+        """The node of each running instance of ``run``, one entry per instance."""
+        ...
+
+
+def _borrowers(
+    running: Reversible[Running],
+    tenants: Sequence[TenantState],
+    claimant: int,
+    pool: Sequence[float],
+) -> Iterator[Running]:
+    """Candidate runs: the tenant furthest above its fair share first, youngest first."""
+    over = [
+        k
+        for k, t in enumerate(tenants)
+        if k != claimant and any(u > g + EPSILON for u, g in zip(t.usage, t.guarantee, strict=True))
+    ]
+    over.sort(key=lambda k: -dominant(tenants[k].usage, pool) / tenants[k].weight)
+    for k in over:
+        for run in reversed(running):
+            if run.tenant == k and run.count > 0:
+                yield run
+
+
+def choose_victims(
+    running: Reversible[Running],
+    tenants: Sequence[TenantState],
+    claimant: int,
+    need: list[float],
+    pool: Sequence[float] = (),
+) -> list[Victim]:
+    """Running work to stop so that ``need`` is freed for tenant ``claimant``.
+
+    Only work of tenants above their guarantee on a resource the claim still
+    needs, and of each only while it stays above; an empty list if that
+    cannot cover the need.
+    """
+    left = list(need)
+    over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in tenants]
+    chosen: list[Victim] = []
+    for run in _borrowers(running, tenants, claimant, pool or (1.0,) * len(need)):
+        excess = over[run.tenant]
+        # Stop its instances one by one while its tenant still borrows a
+        # resource the claim needs; the instance that takes the tenant
+        # down to its guarantee is the last one.
+        taken = 0
+        while taken < run.count and any(
+            left[r] > EPSILON and d > 0 and excess[r] > EPSILON for r, d in enumerate(run.demand)
+        ):
+            taken += 1
+            for r, d in enumerate(run.demand):
+                excess[r] -= d
+                left[r] -= d
+        if taken:
+            chosen.append(Victim(run, taken))
+        if all(x <= EPSILON for x in left):
+            return chosen
+    return []
+
+
+def claim_slots(
+    line: Iterable[Waiting], room: Sequence[float], limit: int
+) -> list[tuple[tuple[float, ...], int]]:
+    """The claimant's waiting instances its ``room`` (guarantee − usage) covers,
+    in line order: (demand, instances), at most ``limit`` entries."""
+    left = list(room)
+    slots: list[tuple[tuple[float, ...], int]] = []
+    for w in line:
+        if len(slots) >= limit:
+            break
+        if w.count <= 0:
+            continue
+        n = w.count
+        for r, d in enumerate(w.demand):
+            if d > 0 and left[r] != math.inf:  # an ungoverned resource limits nothing
+                n = min(n, int((left[r] + EPSILON) // d))
+        if n <= 0:
+            break
+        slots.append((w.demand, n))
+        for r, d in enumerate(w.demand):
+            left[r] -= d * n
+        if n < w.count:
+            break
+    return slots
+
+
+def choose_victims_on_nodes(
+    running: Reversible[Running],
+    tenants: Sequence[TenantState],
+    claimant: int,
+    slots: list[tuple[tuple[float, ...], int]],
+    room: NodeRoom,
+    base: dict[Hashable, list[float]],
+    taken: dict[int, set[int]],
+    pool: Sequence[float],
+) -> list[Victim]:
+    """Running work to stop, node by node, so the claimant's ``slots`` fit.
+
+    Walks the candidates (:func:`_borrowers`' order), adding each instance's
+    demand to what its node would have free; whenever that room takes the
+    claimant's next waiting instance, the instances counted on that node are
+    chosen. Instances counted on a node that never takes one are left
+    running. ``base`` (node → free room after earlier claims of this call)
+    and ``taken`` (id of a run → positions of instances already chosen in
+    this call) are
+    shared between the claims of one call, and updated.
+    """
+    if not slots:
+        return []
+    slots = list(slots)
+    over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in tenants]
+    width = len(pool)
+    needs = [any(demand[r] > 0 for demand, _ in slots) for r in range(width)]
+    pending: dict[Hashable, tuple[list[tuple[Running, int]], list[float]]] = {}
+    chosen: dict[int, tuple[Running, list[Hashable]]] = {}
+    for run in _borrowers(running, tenants, claimant, pool):
+        excess = over[run.tenant]
+        where = room.nodes(run)
+        gone = taken.setdefault(id(run), set())
+        # Instances are looked at from the end of the run's list (the
+        # caller stops one on each node named).
+        for position in range(len(where) - 1, -1, -1):
+            if position in gone:
+                continue
+            if not any(
+                needs[r] and run.demand[r] > 0 and excess[r] > EPSILON for r in range(width)
+            ):
+                break
+            node = where[position]
+            free = base.get(node)
+            if free is None:
+                free = base[node] = list(room.free(node))
+            counted, extra = pending.setdefault(node, ([], [0.0] * width))
+            counted.append((run, position))
+            gone.add(position)
+            for r, d in enumerate(run.demand):
+                excess[r] -= d
+                extra[r] += d
+            demand = slots[0][0]
+            if all(d <= f + x + EPSILON for d, f, x in zip(demand, free, extra, strict=True)):
+                # This node now takes the claimant's next instance (and perhaps more).
+                for r in range(width):
+                    free[r] += extra[r]
+                while slots and all(
+                    d <= f + EPSILON for d, f in zip(slots[0][0], free, strict=True)
+                ):
+                    demand, count = slots[0]
+                    for r, d in enumerate(demand):
+                        free[r] -= d
+                    slots[0] = (demand, count - 1)
+                    if count == 1:
+                        slots.pop(0)
+                for victim_run, _ in counted:
+                    entry = chosen.setdefault(id(victim_run), (victim_run, []))
+                    entry[1].append(node)
+                del pending[node]
+                if not slots:
+                    return _victims(chosen, pending, taken)
+    return _victims(chosen, pending, taken)
+
+
+def _victims(
+    chosen: dict[int, tuple[Running, list[Hashable]]],
+    pending: dict[Hashable, tuple[list[tuple[Running, int]], list[float]]],
+    taken: dict[int, set[int]],
+) -> list[Victim]:
+    # Instances counted on nodes that never took a claimant's instance stay
+    # running: a later claim of the same call may count them again.
+    for counted, _ in pending.values():
+        for run, position in counted:
+            taken[id(run)].discard(position)
+    return [Victim(run, len(nodes), tuple(nodes)) for run, nodes in chosen.values()]
+
+
+__all__ = ["NodeRoom", "choose_victims", "choose_victims_on_nodes", "claim_slots"]
