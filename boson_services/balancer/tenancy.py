@@ -8,9 +8,12 @@ line, and an admission pass — after new tasks and results (one for all
 that arrive in one turn of the event loop), every snapshot and every
 preemption — offers the lines' heads in admission order. An
 offer is taken when a node that takes work has credit and room for the
-task; then the task is handed to the dispatcher (which still picks the
-node, as without tenants) and counts against its tenant until its result
-comes back.
+task. When one is refused and no such node has room for even the least any
+waiting task needs (none has credit, say), the gate ends the pass
+(:data:`~boson_shared.scheduling.admission.NO_ROOM`) rather than have every
+tenant's window offered in vain. When an offer is taken, the task is
+handed to the dispatcher (which still picks the node, as without tenants)
+and counts against its tenant until its result comes back.
 
 Preemption: :meth:`AdmissionGate.reclaim` asks admission for victims once a
 claim has waited the grace period. The gate is admission's
@@ -42,7 +45,7 @@ import numpy as np
 
 from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_shared.contract.messages import ResourceVector, TaskSubmitted
-from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer, Running
 from boson_shared.scheduling.devices import parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
 
@@ -131,6 +134,9 @@ class AdmissionGate:
         self._pool: tuple[float, ...] = ()
         self._joined = itertools.count()
         self._pass_pending = False
+        self._least_fits: bool | None = None
+        """Whether a node has credit and room for the least any waiting task
+        needs (None: not asked since the pass began or the last admission)."""
         self._away: dict[str, float] = {}
         """Preempted tasks not handed back yet, and when they were preempted."""
 
@@ -215,6 +221,7 @@ class AdmissionGate:
     def admit(self) -> int:
         """One admission pass now; tasks admitted."""
         self._pass_pending = False
+        self._least_fits = None
         admitted = self.admission.admit(self.clock(), self._place)
         self.admitted_total += admitted
         return admitted
@@ -235,8 +242,17 @@ class AdmissionGate:
         if ticket is None or not ticket.waiting:
             return 0
         if not self.dispatcher.could_start(ticket.demand, ticket.models):
-            return 0
+            # When not even the least any waiting task needs fits on a node
+            # with credit (none has credit, or all are too full), nothing
+            # else waiting does either: the pass ends here.
+            if self._least_fits is None:
+                least = np.asarray(self.admission.least_waiting, dtype=np.float64)
+                self._least_fits = bool(np.isfinite(least).all()) and self.dispatcher.could_start(
+                    least
+                )
+            return 0 if self._least_fits else NO_ROOM
         assert ticket.turn is not None
+        self._least_fits = None  # the hold takes room and credit: ask again
         ticket.run = offer.run
         ticket.turn.set_result(ticket.start())
         return 1

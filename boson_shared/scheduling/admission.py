@@ -1,11 +1,14 @@
 """Admission across tenants: who goes next, how far each may go, and reclaiming.
 
 Pure and synchronous: no I/O, no clock of its own (every call that needs the
-time takes ``now``), no knowledge of nodes beyond the live pool's total. The
-caller — the simulator, and the balancer that sees the whole pool — submits
-waiting work, offers it capacity through :meth:`Admission.admit` (whose
-``place`` callback decides which node, if any), reports work that ended, and
-acts on the victims :meth:`Admission.reclaim` names. Tasks are entries of
+time takes ``now``). Of the nodes it knows what the caller tells it: the
+live pool's total, the ``place`` callback's answers, and — for reclaim, when
+given one — a :class:`NodeRoom` (what each node has free and where each
+instance runs). The caller — the simulator, and the balancer that sees the
+whole pool — submits waiting work, offers it capacity through
+:meth:`Admission.admit` (whose ``place`` callback decides which node, if
+any, or answers :data:`NO_ROOM` to end the pass), reports work that ended,
+and acts on the victims :meth:`Admission.reclaim` names. Tasks are entries of
 identical instances (``count``); the live balancer uses a count of one.
 
 The rules — guarantees that shrink with the pool, borrowing up to a limit,
@@ -19,7 +22,10 @@ Tenants are kept sorted by rank, so a pass takes the first it may serve.
 A pass remembers, per tenant, the least room its refused tasks need, and
 passes a tenant over with three comparisons while the pool has less free;
 it ends at once when the pool has less free than any waiting task needs.
-A saturated pool so costs little per task.
+The placer may end it too (:data:`NO_ROOM`): the pool may have room that no
+node can use (credit, pieces too small), which only the placer knows. A
+task the placer refused is not offered again in the same pass (room only
+shrinks during a pass). A saturated pool so costs little per task.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ from boson_shared.scheduling.admission_state import (
     Victim,
     Waiting,
 )
+
+NO_ROOM = -1
+"""What ``place`` returns when nothing that waits can be placed anywhere in
+this pass (no node has credit, or none has room for the least any waiting
+task needs): the pass ends at once, with no more offers."""
 
 
 class Admission(TenantLines):
@@ -94,6 +105,13 @@ class Admission(TenantLines):
 
     # -- admitting -------------------------------------------------------------
 
+    @property
+    def least_waiting(self) -> tuple[float, ...]:
+        """No waiting task needs less of any resource than this (a bound,
+        resource by resource; infinite when nothing waits): a placer with no
+        room for it anywhere may answer :data:`NO_ROOM`."""
+        return self._least
+
     def _allowed(self, t: TenantState, w: Waiting, within: bool) -> int:
         """How many of ``w``'s instances the tenant's ceiling and the pool allow
         (0: none); for a tenant ``within`` its guarantee, no more than take it
@@ -127,8 +145,10 @@ class Admission(TenantLines):
         """One pass: offer capacity to waiting work in order; instances admitted.
 
         ``place`` gets each offer and returns how many of its instances it
-        started (0: none fit anywhere); those count against the tenant from
-        then on, under ``offer.run``, until :meth:`release`.
+        started (0: none fit anywhere; :data:`NO_ROOM`: nothing waiting fits
+        anywhere, so the pass ends); those count against the tenant from
+        then on, under ``offer.run``, until :meth:`release`. A task refused
+        is not offered again in the same pass.
         """
         admitted = 0
         tenants = self._tenants
@@ -145,6 +165,7 @@ class Admission(TenantLines):
             return 0
         order = self._order
         tried: list[int] = []
+        refused: set[Hashable] = set()
         while True:
             # The first tenant in admission order that has work waiting, was
             # not refused in this pass, and whose bound (the least room its
@@ -165,7 +186,9 @@ class Admission(TenantLines):
             if i < 0:
                 break
             t = tenants[i]
-            got = self._serve(i, t, now, place)
+            got = self._serve(i, t, now, place, refused)
+            if got == NO_ROOM:
+                break
             if not got:
                 tried.append(i)
                 continue
@@ -194,15 +217,25 @@ class Admission(TenantLines):
             heapq.heappush(self._claim_starts, (now, i))
         self._unclaimed.clear()
 
-    def _serve(self, i: int, t: TenantState, now: float, place: Callable[[Offer], int]) -> int:
-        """Admit from the tenant's line, its head first; instances admitted.
+    def _serve(
+        self,
+        i: int,
+        t: TenantState,
+        now: float,
+        place: Callable[[Offer], int],
+        placer_refused: set[Hashable],
+    ) -> int:
+        """Admit from the tenant's line, its head first; instances admitted
+        (:data:`NO_ROOM`: the placer ended the pass).
 
         Looks past the head at up to ``window`` more tasks (backfill, in the
         line's heap order) and stops at the first it admits, so the next
         instance goes to whichever tenant is then first. When none is
         admitted, records in ``t.blocked`` the least each resource must have
         free before any of them can be — unless the placer refused one, for
-        which no such bound exists.
+        which no such bound exists. Tasks in ``placer_refused`` (refused by
+        the placer earlier in this pass) are passed over; those it refuses
+        now join them.
         """
         bound: list[float] | None = None
         bounded = True
@@ -212,6 +245,9 @@ class Admission(TenantLines):
         for k in range(min(len(line), self.window + 1)):
             w = line[k][1]
             if w.count <= 0 or (refused and w.demand in refused):
+                continue
+            if placer_refused and w.key in placer_refused:
+                bounded = False  # refused by the placer: no bound, as below
                 continue
             allowed = self._allowed(t, w, within)
             if not allowed:
@@ -235,11 +271,16 @@ class Admission(TenantLines):
                 w.arrival,
             )
             placed = place(Offer(w.key, t.name, w.demand, allowed, run))
+            if placed == NO_ROOM:
+                t.unplaced = True
+                t.blocked = None
+                return NO_ROOM
             if placed > allowed:
                 placed = allowed
             if placed <= 0:
                 bounded = False
                 t.unplaced = True
+                placer_refused.add(w.key)
                 continue
             t.unplaced = False
             run.count = placed
@@ -328,6 +369,7 @@ __all__ = [
     "DEFAULT_PREEMPT_GRACE_S",
     "DEFAULT_WINDOW",
     "EPSILON",
+    "NO_ROOM",
     "Admission",
     "NodeRoom",
     "Offer",

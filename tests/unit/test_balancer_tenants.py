@@ -3,118 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from boson_services.balancer.dispatcher import Dispatcher
-from boson_services.balancer.handlers import UNKNOWN_TENANT, BalancerHandlers
-from boson_services.balancer.tenancy import AdmissionGate, Preemption
+from boson_services.balancer.handlers import UNKNOWN_TENANT
+from boson_services.balancer.tenancy import Preemption
 from boson_services.balancer.tenants_view import tenants_report
 from boson_shared.contract.messages import (
     CancelTask,
     ResourceVector,
-    TaskAssigned,
     TaskPlaced,
     TaskResult,
-    TaskSubmitted,
 )
-from boson_shared.contract.topology import Names
-from boson_shared.runtime.consumer import Emit
-from boson_shared.scheduling.tenants import parse_tenants
+from boson_shared.scheduling.admission import Offer
 from tests.support.balancer import N, snapshot
-from tests.support.fakes import Clock, Published
-
-NAMES = Names("bal-tenants")
-ONE = ResourceVector(cpu=1, memory=1)
-GRACE_S = 3.0
-# Two nodes of 2 CPUs: a pool of 4. Tenant a may always use 2 and preempt for
-# them; b has no quota and borrows whatever is idle; c may use 1, no more.
-TENANTS = """
-[tenants.a]
-quota = { cpu = 2 }
-may_preempt = true
-[tenants.b]
-[tenants.c]
-quota = { cpu = 1 }
-borrowing_limit = { cpu = 0 }
-"""
-
-
-class Balancer:
-    def __init__(self) -> None:
-        self.clock = Clock(100.0)
-        self.published = Published()
-        self.dispatcher = Dispatcher(
-            credit_per_slot=1,
-            hot_threshold=0.9,
-            retarget_after_s=60.0,
-            imbalance_threshold=10.0,
-            clock=self.clock,
-        )
-        self.gate = AdmissionGate(
-            parse_tenants(TENANTS), self.dispatcher, grace_s=GRACE_S, clock=self.clock
-        )
-        self.handlers = BalancerHandlers(
-            self.dispatcher, NAMES, self.published, park_after_s=600.0, gate=self.gate
-        )
-        self.runs: dict[str, asyncio.Future[Sequence[Emit]]] = {}
-
-    async def start(self) -> None:
-        nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0)]
-        await self.handlers.on_event(snapshot(nodes))
-
-    def place(self, task_id: str, tenant: str, **fields: Any) -> None:
-        self.runs[task_id] = asyncio.ensure_future(
-            self.handlers.on_placed(placed(task_id, tenant, **fields))
-        )
-
-    async def settle(self) -> None:
-        for _ in range(5):
-            await asyncio.sleep(0)
-
-    def assigned(self) -> list[TaskAssigned]:
-        return [m for m in self.published.messages if isinstance(m, TaskAssigned)]
-
-    def assigned_ids(self) -> list[str]:
-        return [m.task.task_id for m in self.assigned()]
-
-    async def finish(self, task_id: str) -> None:
-        result = TaskResult(
-            message_id=f"{task_id}.result",
-            task_id=task_id,
-            handler="noop",
-            status="succeeded",
-            reply_to="c1",
-            submitted_at=1.0,
-        )
-        await self.handlers.on_event(result)
-        await self.settle()
-
-
-def placed(
-    task_id: str,
-    tenant: str,
-    *,
-    priority: int = 0,
-    dispatched: int = 0,
-    preempted: int = 0,
-    node_id: str | None = None,
-    demand: ResourceVector = ONE,
-) -> TaskPlaced:
-    task = TaskSubmitted(
-        task_id=task_id, handler="noop", reply_to="c1", tenant=tenant, priority=priority
-    )
-    return TaskPlaced(
-        message_id=f"{task_id}.placed{dispatched}",
-        task=task,
-        demand=demand,
-        node_id=node_id,
-        strategy="test" if not preempted else "preempted",
-        dispatched=dispatched,
-        preempted=preempted,
-    )
+from tests.support.tenants_balancer import GRACE_S, Balancer, placed
 
 
 async def test_a_tenant_past_its_ceiling_waits_and_a_release_frees_its_quota() -> None:
@@ -395,3 +298,35 @@ async def test_ended_waits_do_not_pile_up_behind_a_long_one() -> None:
         await balancer.finish(f"a{n}")
     assert balancer.gate.tickets.keys() == {"c0", "stuck"}
     assert len(balancer.gate._waits) <= 2 * 2 + 1024 + 1
+
+
+# Small enough that the nodes keep room once their credit is spent.
+SMALL = ResourceVector(cpu=0.1, memory=0.1)
+
+
+async def test_a_pass_with_no_credit_anywhere_offers_one_task() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    for k in range(4):  # two nodes, two credits each
+        balancer.place(f"b{k}", "b", demand=SMALL)
+    await balancer.settle()
+    assert len(balancer.assigned_ids()) == 4
+    for tenant in ("a", "b", "c"):
+        for k in range(4, 10):
+            balancer.place(f"{tenant}{k}", tenant, demand=SMALL)
+    await balancer.settle()
+    assert balancer.gate.admission.waiting("a") == 6
+    offers: list[Offer] = []
+    place = balancer.gate._place
+
+    def counting(offer: Offer) -> int:
+        offers.append(offer)
+        return place(offer)
+
+    balancer.gate._place = counting  # type: ignore[method-assign]
+    assert balancer.gate.admit() == 0
+    assert len(offers) == 1
+    # Credit back: the next pass admits again, in admission order.
+    await balancer.finish("b0")
+    assert len(balancer.assigned_ids()) == 5
+    assert balancer.assigned_ids()[-1] == "a4"
