@@ -401,7 +401,10 @@ async def test_ten_thousand_malformed_envelopes_through_the_broker(
 
         with contextlib.suppress(TimeoutError):
             await wait_until(all_counted, timeout=30, step=0.5)
-        assert await counted() == len(corpus)
+        per_service = {name: (await health(cluster, name)) for name in SERVICES}
+        assert await counted() == len(corpus), {
+            n: (h["dead_lettered"], h.get("dead_letter_reasons")) for n, h in per_service.items()
+        }
         growth = {name: rss_end[name] / rss_start[name] - 1 for name in SERVICES}
         print(
             f"\nFUZZ malformed={len(corpus)} valid={len(handles)} "
