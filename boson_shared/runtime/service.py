@@ -50,6 +50,9 @@ class Service(abc.ABC):
         )
         self.seen = SeenIds(settings.dedup_capacity)
         self.loops: list[ConsumeLoop[Any]] = []
+        # Dead letters of loops since removed (a dead node's queue drained by
+        # the balancer): the service's count must not drop when one goes.
+        self._retired_dead_lettered = 0
         self.started = asyncio.Event()
         self.stopping = False
 
@@ -81,7 +84,8 @@ class Service(abc.ABC):
             "status": "ok" if self.transport.is_connected and self.started.is_set() else "starting",
             "broker_connected": self.transport.is_connected,
             "in_flight": sum(loop.in_flight for loop in self.loops),
-            "dead_lettered": sum(loop.stats.dead_lettered for loop in self.loops),
+            "dead_lettered": self._retired_dead_lettered
+            + sum(loop.stats.dead_lettered for loop in self.loops),
             # How well batching works here: items per envelope, in and out.
             "consumed": {
                 loop.spec.queue: {
@@ -159,6 +163,7 @@ class Service(abc.ABC):
         await loop.drain(self.settings.drain_grace_s)
         if loop in self.loops:
             self.loops.remove(loop)
+            self._retired_dead_lettered += loop.stats.dead_lettered
 
     async def _every(self, interval: float, fn: Periodic) -> None:
         while True:

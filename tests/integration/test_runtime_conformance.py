@@ -441,3 +441,17 @@ async def _depth(rig: Rig, expected: int) -> int:
             break
         await asyncio.sleep(0.05)
     return depth
+
+
+async def test_dead_letters_of_a_removed_consumer_stay_counted(rig: Rig) -> None:
+    """A loop taken away (the balancer done with a dead node's queue) keeps
+    its dead letters in the service's count."""
+    worker = rig.worker(await rig.transport("worker"))
+    await rig.start(worker)
+    await rig.send(body=b"garbage, not an envelope")
+    await rig.dead.get()
+    await eventually(lambda: worker.health()["dead_lettered"] == 1)
+
+    await worker.remove_consumer(worker.loops[0])
+    assert worker.loops == []
+    assert worker.health()["dead_lettered"] == 1
