@@ -12,13 +12,10 @@ import asyncio
 import json
 import sys
 
-from pydantic import SecretStr
-
 from boson.client import Client
+from boson.commands.broker import cluster_settings
 from boson.records import DEFAULT_TIMEOUT_S
 from boson.steering import CancelOutcome
-from boson_shared.errors import ConfigError
-from boson_shared.settings import BosonSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,11 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    settings = BosonSettings()
-    if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
-    if settings.broker_url is None:
-        raise ConfigError("boson cancel needs a running cluster: set BOSON_BROKER_URL or --broker")
+    settings = cluster_settings(args.broker, "boson cancel")
 
     async def cancel() -> dict[str, CancelOutcome]:
         async with asyncio.timeout(args.timeout + 30):

@@ -7,14 +7,14 @@ import asyncio
 import json
 from typing import Any
 
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
+from boson.commands.broker import cluster_settings
 from boson_services.monitor.dashboard.present import node_out, totals
 from boson_shared.contract.messages import ClusterSnapshot
-from boson_shared.errors import ConfigError, NoAnswerError
+from boson_shared.errors import NoAnswerError
 from boson_shared.settings import BosonSettings
 
 
@@ -27,11 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = BosonSettings()
-    if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
-    if settings.broker_url is None:
-        raise ConfigError("status needs a running cluster: set BOSON_BROKER_URL or --broker")
+    settings = cluster_settings(args.broker, "status")
     report = asyncio.run(collect(settings, args.timeout))
     if args.json:
         print(json.dumps(report, indent=2))

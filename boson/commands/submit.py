@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
+from boson.commands.broker import settings_with_broker
 from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible, show_retry
 from boson.launcher import embedded
 from boson_shared.contract.base import TenantName
@@ -157,9 +158,7 @@ def build_requests(args: argparse.Namespace) -> list[TaskRequest]:
 
 def run(args: argparse.Namespace) -> int:
     requests = build_requests(args)
-    settings = BosonSettings()
-    if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
+    settings = settings_with_broker(args.broker)
     wait_timeout = args.wait_timeout
     if wait_timeout is None:
         wait_timeout = (

@@ -19,17 +19,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import msgpack
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
+from boson.commands.broker import settings_with_broker
 from boson.records import DEFAULT_TIMEOUT_S, TaskPage
 from boson_shared.contract.messages import TaskRecord
 from boson_shared.errors import ConfigError, InvalidQueryError
 from boson_shared.record.location import async_url, default_database_url, sqlite_path
 from boson_shared.record.store import RecordStore, TaskQuery
-from boson_shared.settings import BosonSettings
 
 T = TypeVar("T")
 
@@ -80,19 +79,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # -- where the record is read from ---------------------------------------------
 
 
-def _settings(args: argparse.Namespace) -> BosonSettings:
-    settings = BosonSettings()
-    if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
-    return settings
-
-
 def _read(
     args: argparse.Namespace,
     over_bus: Callable[[Client], Awaitable[T]],
     direct: Callable[[RecordStore], Awaitable[T]],
 ) -> T:
-    settings = _settings(args)
+    settings = settings_with_broker(args.broker)
     if settings.broker_url is not None and args.database is None:
 
         async def bus() -> T:

@@ -14,14 +14,14 @@ import asyncio
 import json
 import time
 
-from pydantic import SecretStr
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
+from boson.commands.broker import cluster_settings
 from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
-from boson_shared.errors import ConfigError, NoAnswerError
+from boson_shared.errors import NoAnswerError
 from boson_shared.settings import BosonSettings
 
 RESOURCE_ORDER = ("cpu", "memory", "gpu")
@@ -41,11 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = BosonSettings()
-    if args.broker is not None:
-        settings = settings.model_copy(update={"broker_url": SecretStr(args.broker)})
-    if settings.broker_url is None:
-        raise ConfigError("tenants needs a running cluster: set BOSON_BROKER_URL or --broker")
+    settings = cluster_settings(args.broker, "tenants")
     report = asyncio.run(collect(settings, args.timeout))
     if args.json:
         print(json.dumps(report.model_dump(mode="json", exclude={"kind"}), indent=2))
