@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -22,27 +22,9 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import Names
-from boson_shared.handlers import discover
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
-
-HANDLERS = "tests.e2e.steering_handlers"
-
-
-@pytest.fixture
-async def handlers() -> AsyncIterator[ExecutorHandlers]:
-    runner = TaskRunner(2, start_method="forkserver")
-    yield ExecutorHandlers(
-        node_id="n1",
-        slots=2,
-        registry=discover(["boson_services.executor.builtins", HANDLERS]),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-    )
-    await runner.close()
+from tests.unit.executor.conftest import STEERING_HANDLERS, executor_handlers
 
 
 def assigned(handler: str, task_id: str, **params: object) -> TaskAssigned:
@@ -202,15 +184,8 @@ async def test_progress_is_coalesced_latest_wins_and_precedes_the_result(
 async def test_captured_logs_never_hold_the_keys() -> None:
     secret = "k1:" + "A" * 43 + "="
     runner = TaskRunner(1, start_method="forkserver")
-    handlers = ExecutorHandlers(
-        node_id="n1",
-        slots=1,
-        registry=discover([HANDLERS]),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-        secrets=("unrelated-secret", secret),
+    handlers = executor_handlers(
+        runner, [STEERING_HANDLERS], slots=1, secrets=("unrelated-secret", secret)
     )
     try:
         for handler in ("chatty", "chatty_process"):

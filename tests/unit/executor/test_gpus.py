@@ -22,11 +22,10 @@ from boson_services.executor.handlers import ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
 from boson_shared.contract.messages import ResourceVector, TaskAssigned, TaskResult, TaskSubmitted
-from boson_shared.contract.topology import Names
 from boson_shared.errors import InvalidTaskInputError, TaskTimeoutError
-from boson_shared.handlers import discover
 from boson_shared.runtime.consumer import Emit
 from boson_shared.settings import BosonSettings
+from tests.unit.executor.conftest import BUILTINS, SAMPLE_HANDLERS, executor_handlers
 
 FAKE = ("GPU-fake-0:A100:40960", "GPU-fake-1:A100:40960", "GPU-fake-2:T4:15360")
 
@@ -35,18 +34,7 @@ FAKE = ("GPU-fake-0:A100:40960", "GPU-fake-1:A100:40960", "GPU-fake-2:T4:15360")
 async def handlers() -> AsyncIterator[ExecutorHandlers]:
     runner = TaskRunner(2, start_method="forkserver")
     gpus, _ = resolve_gpus(FAKE, 0.0, None)
-    yield ExecutorHandlers(
-        node_id="g1",
-        slots=2,
-        registry=discover(
-            ["boson_services.executor.builtins", "tests.unit.executor.sample_handlers"]
-        ),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-        gpus=GpuBook(gpus),
-    )
+    yield executor_handlers(runner, [BUILTINS, SAMPLE_HANDLERS], node_id="g1", gpus=GpuBook(gpus))
     await runner.close()
 
 

@@ -16,25 +16,14 @@ from boson_shared.contract.messages import (
     TaskRetrying,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import Names
 from boson_shared.errors import InvalidTaskOutputError, PermanentTaskError, UnknownHandlerError
-from boson_shared.handlers import discover
+from tests.unit.executor.conftest import BUILTINS, SAMPLE_HANDLERS, executor_handlers
 
 
 @pytest.fixture
 async def handlers() -> AsyncIterator[ExecutorHandlers]:
     runner = TaskRunner(2, start_method="forkserver")
-    yield ExecutorHandlers(
-        node_id="n1",
-        slots=2,
-        registry=discover(
-            ["boson_services.executor.builtins", "tests.unit.executor.sample_handlers"]
-        ),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-    )
+    yield executor_handlers(runner, [BUILTINS, SAMPLE_HANDLERS])
     await runner.close()
 
 

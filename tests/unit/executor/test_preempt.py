@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from boson_services.executor.handlers import ExecutorHandlers
-from boson_services.executor.pool import TaskRunner
 from boson_shared.contract.messages import (
     CancelTask,
     ResourceVector,
@@ -19,28 +18,10 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import RK_PARKED, Names
-from boson_shared.handlers import discover
+from boson_shared.contract.topology import RK_PARKED
 from boson_shared.runtime.consumer import Emit
 from tests.support.waiting import wait_until
-
-HANDLERS = "tests.e2e.steering_handlers"
-NAMES = Names("t")
-
-
-@pytest.fixture
-async def handlers() -> AsyncIterator[ExecutorHandlers]:
-    runner = TaskRunner(2, start_method="forkserver")
-    yield ExecutorHandlers(
-        node_id="n1",
-        slots=2,
-        registry=discover(["boson_services.executor.builtins", HANDLERS]),
-        runner=runner,
-        names=NAMES,
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-    )
-    await runner.close()
+from tests.unit.executor.conftest import NAMES
 
 
 def assigned(

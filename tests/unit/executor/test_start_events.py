@@ -9,6 +9,7 @@ import pytest
 
 from boson_services.executor.handlers import ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
+from boson_services.executor.start_report import Reporter
 from boson_shared.contract.messages import (
     ResourceVector,
     TaskAssigned,
@@ -16,9 +17,8 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import Names
-from boson_shared.handlers import discover
 from tests.support.waiting import wait_until
+from tests.unit.executor.conftest import BUILTINS, executor_handlers
 
 
 class SlowBroker:
@@ -47,18 +47,14 @@ def assigned(task_id: str, dispatch: int = 1) -> TaskAssigned:
     )
 
 
+def handlers_with(runner: TaskRunner, report: Reporter, hold_s: float) -> ExecutorHandlers:
+    """One-slot handlers on node n1 that report starts to `report`, holding them `hold_s`."""
+    return executor_handlers(runner, [BUILTINS], slots=1, report=report, start_hold_s=hold_s)
+
+
 async def test_a_slot_is_free_while_a_start_awaits_its_confirm(runner: TaskRunner) -> None:
     broker = SlowBroker()
-    handlers = ExecutorHandlers(
-        node_id="n1",
-        slots=1,
-        registry=discover(["boson_services.executor.builtins"]),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-        report=broker.report,
-    )
+    handlers = handlers_with(runner, broker.report, hold_s=0.0)
     first = asyncio.ensure_future(handlers.on_assigned(assigned("t1")))
     second = asyncio.ensure_future(handlers.on_assigned(assigned("t2", dispatch=2)))
     # One slot, confirms held back: both tasks still run.
@@ -85,25 +81,11 @@ class InstantBroker:
         self.events.append(event)
 
 
-def handlers_with(runner: TaskRunner, broker: InstantBroker, hold_s: float) -> ExecutorHandlers:
-    return ExecutorHandlers(
-        node_id="n1",
-        slots=1,
-        registry=discover(["boson_services.executor.builtins"]),
-        runner=runner,
-        names=Names("t"),
-        max_inline_result_bytes=4096,
-        completed_memory=100,
-        report=broker.report,
-        start_hold_s=hold_s,
-    )
-
-
 async def test_a_task_done_within_the_hold_has_its_result_carry_the_start(
     runner: TaskRunner,
 ) -> None:
     broker = InstantBroker()
-    handlers = handlers_with(runner, broker, hold_s=30.0)
+    handlers = handlers_with(runner, broker.report, hold_s=30.0)
     (emit,) = await handlers.on_assigned(assigned("t1"))
     result = emit.message
     assert isinstance(result, TaskResult)
@@ -119,7 +101,7 @@ async def test_a_task_still_running_after_the_hold_has_its_start_sent_alone(
     runner: TaskRunner,
 ) -> None:
     broker = InstantBroker()
-    handlers = handlers_with(runner, broker, hold_s=0.05)
+    handlers = handlers_with(runner, broker.report, hold_s=0.05)
     task = TaskSubmitted(task_id="t2", handler="burn", reply_to="c", params={"seconds": 0.5})
     slow = TaskAssigned(task=task, demand=ResourceVector(cpu=1, memory=1), node_id="n1")
     (emit,) = await handlers.on_assigned(slow)
@@ -132,7 +114,7 @@ async def test_a_task_still_running_after_the_hold_has_its_start_sent_alone(
 
 async def test_a_failing_task_sends_its_start_before_its_failure(runner: TaskRunner) -> None:
     broker = InstantBroker()
-    handlers = handlers_with(runner, broker, hold_s=30.0)
+    handlers = handlers_with(runner, broker.report, hold_s=30.0)
     task = TaskSubmitted(task_id="t3", handler="burn", reply_to="c", params={"seconds": -1})
     with pytest.raises(Exception, match="seconds must be"):
         await handlers.on_assigned(
