@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boson_shared.scheduling.admission import EPSILON, Admission, Offer, Running, Victim
-from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec, parse_tenants
+from boson_shared.scheduling.tenants import TenantsConfig, parse_tenants
+from tests.unit.scheduling.admission_support import stop_one_above_guarantee, tenants_configs
 
 
 class Nodes:
@@ -188,22 +189,7 @@ def test_the_tenant_furthest_above_its_share_is_preempted_first() -> None:
     assert sum(v.count for v in victims) == 2
 
 
-amount = st.integers(0, 6)
-tenant = st.builds(
-    lambda quota, limit, weight, preempt: TenantSpec(
-        quota={"cpu": quota[0], "memory": quota[1]},
-        borrowing_limit=None if limit is None else {"cpu": limit[0], "memory": limit[1]},
-        weight=weight,
-        may_preempt=preempt,
-    ),
-    st.tuples(amount, amount),
-    st.none() | st.tuples(amount, amount),
-    st.integers(1, 4),
-    st.booleans(),
-)
-configs = st.lists(tenant, min_size=1, max_size=4).map(
-    lambda specs: TenantsConfig(tenants={f"t{i}": s for i, s in enumerate(specs)})
-)
+configs = tenants_configs(most=6)
 ops = st.lists(
     st.tuples(
         st.sampled_from(["submit", "submit", "admit", "end", "reclaim"]),
@@ -258,14 +244,7 @@ def test_node_by_node_reclaim_keeps_every_rule(
                 for node in victim.nodes:
                     assert node in where[id(victim.run)]
                     where[id(victim.run)].remove(node)
-                    assert any(
-                        d > 0 and u > g + EPSILON
-                        for d, u, g in zip(
-                            victim.run.demand, usage[owner], guarantee[owner], strict=False
-                        )
-                    )
-                    for r, d in enumerate(victim.run.demand):
-                        usage[owner][r] -= d
+                    stop_one_above_guarantee(victim.run.demand, usage[owner], guarantee[owner])
                 nodes.stop(victim)
             adm.admit(now, nodes.place)
         for n in names:

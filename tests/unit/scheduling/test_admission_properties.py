@@ -13,28 +13,14 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_shared.scheduling.admission import EPSILON, Admission, Offer, Running
+from boson_shared.scheduling.admission import Admission, Offer, Running
 from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec
+from tests.unit.scheduling.admission_support import stop_one_above_guarantee, tenants_configs
 
 Op = tuple[str, int, tuple[int, int], int, int]
 SETTINGS = settings(max_examples=60, deadline=None)
 
-amount = st.integers(0, 8)
-tenant = st.builds(
-    lambda quota, limit, weight, preempt: TenantSpec(
-        quota={"cpu": quota[0], "memory": quota[1]},
-        borrowing_limit=None if limit is None else {"cpu": limit[0], "memory": limit[1]},
-        weight=weight,
-        may_preempt=preempt,
-    ),
-    st.tuples(amount, amount),
-    st.none() | st.tuples(amount, amount),
-    st.integers(1, 4),
-    st.booleans(),
-)
-config = st.lists(tenant, min_size=1, max_size=4).map(
-    lambda specs: TenantsConfig(tenants={f"t{i}": s for i, s in enumerate(specs)})
-)
+config = tenants_configs(most=8)
 op = st.tuples(
     st.sampled_from(["submit", "submit", "admit", "release", "reclaim"]),
     st.integers(0, 3),  # tenant
@@ -95,14 +81,7 @@ def test_ceilings_hold_and_only_borrowed_work_is_preempted(
                 for _ in range(victim.count):
                     # Before each instance is stopped its tenant is above its
                     # guarantee on a resource the instance uses.
-                    assert any(
-                        d > 0 and u > g + EPSILON
-                        for d, u, g in zip(
-                            victim.run.demand, usage[owner], guarantee[owner], strict=False
-                        )
-                    )
-                    for r, d in enumerate(victim.run.demand):
-                        usage[owner][r] -= d
+                    stop_one_above_guarantee(victim.run.demand, usage[owner], guarantee[owner])
         check_ceilings(adm)
 
 
