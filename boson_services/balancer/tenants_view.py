@@ -20,16 +20,17 @@ from boson_shared.scheduling.admission_state import dominant
 from boson_shared.scheduling.tenants import RESOURCES
 
 
-def amounts(values: Iterable[float]) -> dict[str, float]:
-    """Per resource name; an unbounded amount (``inf``) is left out."""
+def amounts(values: Iterable[float], *, leave_out_unbounded: bool = False) -> dict[str, float]:
+    """Per resource name (sums of floats may dip a hair below zero: clamped).
+
+    With ``leave_out_unbounded`` an amount that is not finite (``inf``: no
+    bound) is left out rather than reported.
+    """
     return {
-        r: max(0.0, float(v)) for r, v in zip(RESOURCES, values, strict=True) if math.isfinite(v)
+        r: max(0.0, float(v))
+        for r, v in zip(RESOURCES, values, strict=True)
+        if not leave_out_unbounded or math.isfinite(v)
     }
-
-
-def _named(values: Iterable[float]) -> dict[str, float]:
-    """Per resource name (sums of floats may dip a hair below zero: clamped)."""
-    return {r: max(0.0, float(v)) for r, v in zip(RESOURCES, values, strict=True)}
 
 
 def tenants_report(
@@ -47,15 +48,15 @@ def tenants_report(
             name=DEFAULT_TENANT,
             weight=1.0,
             may_preempt=False,
-            usage=_named(usage),
-            borrowed=_named([0.0] * len(RESOURCES)),
-            pending=_named(sum((h.demand for h in dispatcher.held.values()), np.zeros(3))),
+            usage=amounts(usage),
+            borrowed=amounts([0.0] * len(RESOURCES)),
+            pending=amounts(sum((h.demand for h in dispatcher.held.values()), np.zeros(3))),
             dominant_share=dominant(usage, pool),
             waiting=len(dispatcher.held),
             running=len(dispatcher.where),
         )
         return TenantsReport(
-            balancer_id=balancer_id, seq=seq, pool=_named(pool), grace_s=0.0, tenants=(only,)
+            balancer_id=balancer_id, seq=seq, pool=amounts(pool), grace_s=0.0, tenants=(only,)
         )
     admission = gate.admission
     tenants = []
@@ -68,11 +69,11 @@ def tenants_report(
                 weight=spec.weight,
                 may_preempt=spec.may_preempt,
                 quota={r: float(v) for r, v in spec.quota.items()},
-                guarantee=amounts(admission.guarantee(name)),
-                borrowing_limit=amounts(limit),
-                usage=_named(admission.usage(name)),
-                borrowed=_named(admission.borrowed(name)),
-                pending=_named(admission.pending(name)),
+                guarantee=amounts(admission.guarantee(name), leave_out_unbounded=True),
+                borrowing_limit=amounts(limit, leave_out_unbounded=True),
+                usage=amounts(admission.usage(name)),
+                borrowed=amounts(admission.borrowed(name)),
+                pending=amounts(admission.pending(name)),
                 dominant_share=admission.dominant_share(name),
                 waiting=waiting,
                 running=running,
@@ -82,7 +83,7 @@ def tenants_report(
     return TenantsReport(
         balancer_id=balancer_id,
         seq=seq,
-        pool=_named(pool),
+        pool=amounts(pool),
         grace_s=grace_s,
         tenants=tuple(tenants),
     )
