@@ -13,7 +13,7 @@ import json
 import sys
 
 from boson.client import Client
-from boson.commands.broker import cluster_settings
+from boson.commands.broker import add_cluster_arguments, cluster_settings
 from boson.records import DEFAULT_TIMEOUT_S
 from boson.steering import CancelOutcome
 
@@ -21,9 +21,9 @@ from boson.steering import CancelOutcome
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel = subparsers.add_parser("cancel", help="cancel tasks by id (queued or running)")
     cancel.add_argument("task_ids", nargs="+", metavar="ID")
-    cancel.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL)")
-    cancel.add_argument("--json", action="store_true", help="one JSON object: id → outcome")
-    cancel.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    add_cluster_arguments(
+        cancel, timeout_s=DEFAULT_TIMEOUT_S, json_help="one JSON object: id → outcome"
+    )
     cancel.set_defaults(func=run_cancel)
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
-from boson.commands.broker import cluster_settings
+from boson.commands.broker import add_cluster_arguments, cluster_settings
 from boson_services.monitor.dashboard.present import node_out, totals
 from boson_shared.contract.messages import ClusterSnapshot
 from boson_shared.errors import NoAnswerError
@@ -20,9 +20,7 @@ from boson_shared.settings import BosonSettings
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("status", help="show nodes, utilisation and queue depths")
-    parser.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL)")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--timeout", type=float, default=10.0, help="wait for a snapshot (s)")
+    add_cluster_arguments(parser, timeout_s=10.0, timeout_help="wait for a snapshot (s)")
     parser.set_defaults(func=run)
 
 

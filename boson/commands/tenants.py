@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import Client
-from boson.commands.broker import cluster_settings
+from boson.commands.broker import add_cluster_arguments, cluster_settings
 from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
 from boson_shared.errors import NoAnswerError
 from boson_shared.settings import BosonSettings
@@ -34,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--broker", help="amqp://… (default BOSON_BROKER_URL)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--timeout", type=float, default=10.0, help="wait for a report (s)")
+    add_cluster_arguments(
+        parser,
+        timeout_s=10.0,
+        json_help="print the report as JSON",
+        timeout_help="wait for a report (s)",
+    )
     parser.set_defaults(func=run)
 
 
