@@ -62,11 +62,9 @@ from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
+from boson_shared.scheduling.tenants import UNKNOWN_TENANT, unknown_tenant_message
 
 logger = logging.getLogger(__name__)
-
-UNKNOWN_TENANT = "unknown-tenant"
-"""The error type of a task whose tenant the tenants file does not declare."""
 
 NodesChanged = Callable[[list[str]], Awaitable[None]]
 Publish = Callable[[Route, Message], Awaitable[None]]
@@ -292,8 +290,10 @@ class BalancerHandlers:
             self._leave(task.task_id)
             return [self._cancelled(task, demand)]
         except UnknownTenantError as error:
-            logger.warning("task %s refused: %s", task.task_id, error)
-            result = failed_result(task, UNKNOWN_TENANT, str(error), attempts=0, demand=demand)
+            assert self.gate is not None  # only the gate refuses a tenant
+            message = unknown_tenant_message(error.tenant, self.gate.admission.names)
+            logger.warning("task %s refused: %s", task.task_id, message)
+            result = failed_result(task, UNKNOWN_TENANT, message, attempts=0, demand=demand)
             return [result_emit(self.names, result)]
         except asyncio.CancelledError:
             if future is None or not (

@@ -28,11 +28,7 @@ from boson_shared.scheduling.placement import NEVER, Placer
 from boson_shared.scheduling.reservations import ReservationBook
 from boson_shared.scheduling.scores import Strategy
 from boson_shared.scheduling.table import NodeTable
-
-UNKNOWN_TENANT = "unknown-tenant"
-"""The error type of a task whose tenant the tenants file does not declare."""
-LISTED_TENANTS = 50
-"""Known tenants an ``unknown-tenant`` failure names (the rest are counted)."""
+from boson_shared.scheduling.tenants import UNKNOWN_TENANT, unknown_tenant_message
 
 
 class SchedulerHandlers:
@@ -192,8 +188,7 @@ class SchedulerHandlers:
             return failed_result(
                 task,
                 UNKNOWN_TENANT,
-                f"tenant {task.tenant!r} is not in the tenants file; "
-                f"the known tenants: {_listing(self.tenants)}",
+                unknown_tenant_message(task.tenant, self.tenants),
                 attempts=0,
             )
         return None
@@ -229,12 +224,6 @@ class SchedulerHandlers:
         """A submission the scheduler could not handle: the client learns it failed."""
         result = failed_result(task, type(error).__name__, str(error), attempts=attempts)
         return [result_emit(self.names, result)]
-
-
-def _listing(names: Collection[str], shown: int = LISTED_TENANTS) -> str:
-    ordered = sorted(names)
-    text = ", ".join(ordered[:shown])
-    return text + (f" (and {len(ordered) - shown} more)" if len(ordered) > shown else "")
 
 
 __all__ = ["UNKNOWN_TENANT", "SchedulerHandlers", "failed_result"]

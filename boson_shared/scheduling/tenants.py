@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -137,6 +137,24 @@ def guarantees(quotas: Sequence[Sequence[float]], pool: Sequence[float]) -> list
     return [tuple(q[r] * scale[r] for r in range(len(pool))) for q in quotas]
 
 
+UNKNOWN_TENANT = "unknown-tenant"
+"""The error type of a failed result whose task names a tenant the file does not declare."""
+LISTED_TENANTS = 50
+"""Known tenants an ``unknown-tenant`` failure names (the rest are counted)."""
+
+
+def unknown_tenant_message(tenant: str, known: Collection[str]) -> str:
+    """What a task naming an undeclared tenant is told: the tenant and the known ones.
+
+    The scheduler and the balancer both refuse such a task; they say the same.
+    """
+    ordered = sorted(known)
+    listing = ", ".join(ordered[:LISTED_TENANTS])
+    if len(ordered) > LISTED_TENANTS:
+        listing += f" (and {len(ordered) - LISTED_TENANTS} more)"
+    return f"tenant {tenant!r} is not in the tenants file; the known tenants: {listing}"
+
+
 def entitlements(config: TenantsConfig) -> Mapping[str, float]:
     """Each tenant's weight as a fraction of all weights."""
     total = sum(spec.weight for spec in config.tenants.values())
@@ -146,9 +164,11 @@ def entitlements(config: TenantsConfig) -> Mapping[str, float]:
 __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_TENANT",
+    "LISTED_TENANTS",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "RESOURCES",
+    "UNKNOWN_TENANT",
     "TenantName",
     "TenantSpec",
     "TenantsConfig",
@@ -156,4 +176,5 @@ __all__ = [
     "guarantees",
     "load_tenants",
     "parse_tenants",
+    "unknown_tenant_message",
 ]
