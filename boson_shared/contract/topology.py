@@ -37,227 +37,55 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
 
-ExchangeType = Literal["topic", "fanout", "direct"]
-QueueType = Literal["quorum", "classic"]
-
-DEFAULT_EXCHANGE = ""
-"""The broker's default exchange: routing key = queue name."""
-
-# Routing keys on the work exchange.
-RK_SUBMIT = "task.submit"
-RK_PLACED = "task.placed"
-RK_PARKED = "task.parked"
-"""Work the balancer re-publishes to itself (only the placed queue binds it)."""
-RK_DATA_CHUNK = "data.chunk"
-RK_DATA_REQUEST = "data.request"
-RK_RECORD_QUERY = "record.query"
-"""Questions to the task record (the monitors' record-queries queue)."""
-
-# Routing keys on the events exchange.
-RK_SNAPSHOT = "snapshot"
-RK_BACKLOG = "backlog"
-RK_TENANTS = "tenants"
-"""The active balancer's :class:`~boson_shared.contract.tenants_report.TenantsReport`."""
-RK_ALL_HEARTBEATS = "heartbeat.#"
-RK_ALL_RESULTS = "result.#"
-RK_ALL_ALERTS = "alert.#"
-RK_ALL_DATA_STORED = "data.stored.#"
-RK_RECORD_EVENT = "record.event"
-"""Task lifecycle events; the record queue binds them and every result."""
-RK_BLOBS_REFERENCED = "blobs.referenced"
-RK_CANCEL = "task.cancel"
-"""Cancel commands: every balancer's event queue and every executor's own queue bind it."""
-RK_ALL_PROGRESS = "progress.#"
-
-# Headers the runtime reads and writes.
-HEADER_ATTEMPT = "x-boson-attempt"
-HEADER_REASON = "x-boson-reason"
-HEADER_ERROR = "x-boson-error"
-HEADER_SOURCE_QUEUE = "x-boson-source-queue"
-HEADER_KIND = "x-boson-kind"
-
-# Dead-letter reasons the runtime writes into HEADER_REASON, besides the
-# decode errors' own tokens (``DecodeError.reason``).
-REASON_UNEXPECTED_KIND = "unexpected-kind"
-"""The envelope decoded, but its kind is not one the queue takes."""
-REASON_PERMANENT_ERROR = "permanent-error"
-"""The handler failed in a way a retry cannot fix."""
-REASON_RETRIES_EXHAUSTED = "retries-exhausted"
-"""The handler failed on every attempt the retry policy allows."""
-REASON_UNROUTABLE = "unroutable"
-"""A reply routed to no queue (its client's queue is gone) and was parked."""
-
-
-def rk_node(node_id: str) -> str:
-    return f"node.{node_id}"
-
-
-def rk_heartbeat(node_id: str) -> str:
-    return f"heartbeat.{node_id}"
-
-
-def rk_result(client_id: str) -> str:
-    return f"result.{client_id}"
-
-
-def rk_retrying(client_id: str) -> str:
-    """News of a client's task going round again (only that client's queue binds it)."""
-    return f"retrying.{client_id}"
-
-
-def rk_alert(reason: str) -> str:
-    return f"alert.{reason}"
-
-
-def rk_data_reply(client_id: str) -> str:
-    return f"data.reply.{client_id}"
-
-
-def rk_record_reply(client_id: str) -> str:
-    return f"record.reply.{client_id}"
-
-
-def rk_cancel_answer(client_id: str) -> str:
-    """Answers to a client's cancel commands, from the services that held its tasks."""
-    return f"cancel.answer.{client_id}"
-
-
-def rk_progress(client_id: str) -> str:
-    """Progress reports of a client's tasks (the record queue binds them all)."""
-    return f"progress.{client_id}"
-
-
-def rk_data_stored(client_id: str) -> str:
-    """Where the transfer service announces a blob an uploader sent is stored."""
-    return f"data.stored.{client_id}"
-
-
-@dataclass(frozen=True)
-class ExchangeSpec:
-    name: str
-    type: ExchangeType
-    durable: bool = True
-    alternate_exchange: str | None = None
-    """Where a message goes that routes to no queue here (``alternate-exchange``)."""
-
-    def arguments(self) -> dict[str, str]:
-        """The arguments to declare this exchange with."""
-        if self.alternate_exchange is None:
-            return {}
-        return {"alternate-exchange": self.alternate_exchange}
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """A queue and the broker arguments that shape it."""
-
-    name: str
-    queue_type: QueueType = "quorum"
-    durable: bool = True
-    expires_ms: int | None = None
-    """Delete the queue after this long without consumers (per-client/node queues)."""
-    message_ttl_ms: int | None = None
-    dead_letter_exchange: str | None = None
-    dead_letter_routing_key: str | None = None
-    single_active_consumer: bool = False
-    dead_letter_at_least_once: bool = False
-    """Quorum only: dead-letter with confirms, never dropping a message on the
-    way (needs ``x-overflow=reject-publish``, which it sets)."""
-    exclusive: bool = False
-    """Owned by the declaring connection: deleted when it closes, declared
-    again (classic, on the connection's new node) when it reconnects. Never
-    durable, never expiring."""
-
-    def __post_init__(self) -> None:
-        if self.exclusive and (
-            self.durable or self.queue_type != "classic" or self.expires_ms is not None
-        ):
-            raise ValueError(f"exclusive queue {self.name!r} must be classic, transient, no expiry")
-
-    def arguments(self) -> dict[str, str | int | bool]:
-        """The ``x-`` arguments to declare this queue with."""
-        args: dict[str, str | int | bool] = {"x-queue-type": self.queue_type}
-        if self.expires_ms is not None:
-            args["x-expires"] = self.expires_ms
-        if self.message_ttl_ms is not None:
-            args["x-message-ttl"] = self.message_ttl_ms
-        if self.dead_letter_exchange is not None:
-            args["x-dead-letter-exchange"] = self.dead_letter_exchange
-        if self.dead_letter_routing_key is not None:
-            args["x-dead-letter-routing-key"] = self.dead_letter_routing_key
-        if self.single_active_consumer:
-            args["x-single-active-consumer"] = True
-        if self.dead_letter_at_least_once and self.queue_type == "quorum":
-            args["x-dead-letter-strategy"] = "at-least-once"
-            args["x-overflow"] = "reject-publish"
-        return args
-
-
-@dataclass(frozen=True)
-class BindingSpec:
-    queue: str
-    exchange: str
-    routing_key: str
-
-
-@dataclass(frozen=True)
-class Topology:
-    """A set of exchanges, queues and bindings, declared idempotently."""
-
-    exchanges: tuple[ExchangeSpec, ...] = ()
-    queues: tuple[QueueSpec, ...] = ()
-    bindings: tuple[BindingSpec, ...] = ()
-
-    def __add__(self, other: Topology) -> Topology:
-        return Topology(
-            exchanges=_unique(self.exchanges + other.exchanges),
-            queues=_unique(self.queues + other.queues),
-            bindings=_unique(self.bindings + other.bindings),
-        )
-
-    def queue(self, name: str) -> QueueSpec:
-        for spec in self.queues:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
-
-_T = TypeVar("_T")
-
-
-def _unique(items: Iterable[_T]) -> tuple[_T, ...]:
-    return tuple(dict.fromkeys(items))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Growing delays between attempts of a failed handler, then dead-letter.
-
-    ``delays_ms[i]`` is the wait before attempt ``i + 2``; attempts past the
-    last tier reuse the last delay. ``max_attempts`` counts the first try.
-    """
-
-    delays_ms: tuple[int, ...] = (1_000, 5_000, 30_000)
-    max_attempts: int = 4
-
-    def __post_init__(self) -> None:
-        if not self.delays_ms or any(d <= 0 for d in self.delays_ms):
-            raise ValueError("retry delays must be positive")
-        if list(self.delays_ms) != sorted(self.delays_ms):
-            raise ValueError("retry delays must grow")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts counts the first try and must be >= 1")
-
-    def total_delay_ms(self) -> int:
-        """Every delay a message may wait out under this policy, added up."""
-        return sum(self.delay_ms(attempt) for attempt in range(1, self.max_attempts))
-
-    def delay_ms(self, failed_attempt: int) -> int:
-        """The delay before the attempt after ``failed_attempt`` (1-based)."""
-        index = min(max(failed_attempt, 1) - 1, len(self.delays_ms) - 1)
-        return self.delays_ms[index]
+from boson_shared.contract.declarations import (
+    BindingSpec,
+    ExchangeSpec,
+    ExchangeType,
+    QueueSpec,
+    QueueType,
+    RetryPolicy,
+    Topology,
+)
+from boson_shared.contract.routing import (
+    DEFAULT_EXCHANGE,
+    HEADER_ATTEMPT,
+    HEADER_ERROR,
+    HEADER_KIND,
+    HEADER_REASON,
+    HEADER_SOURCE_QUEUE,
+    REASON_PERMANENT_ERROR,
+    REASON_RETRIES_EXHAUSTED,
+    REASON_UNEXPECTED_KIND,
+    REASON_UNROUTABLE,
+    RK_ALL_ALERTS,
+    RK_ALL_DATA_STORED,
+    RK_ALL_HEARTBEATS,
+    RK_ALL_PROGRESS,
+    RK_ALL_RESULTS,
+    RK_BACKLOG,
+    RK_BLOBS_REFERENCED,
+    RK_CANCEL,
+    RK_DATA_CHUNK,
+    RK_DATA_REQUEST,
+    RK_PARKED,
+    RK_PLACED,
+    RK_RECORD_EVENT,
+    RK_RECORD_QUERY,
+    RK_SNAPSHOT,
+    RK_SUBMIT,
+    RK_TENANTS,
+    rk_alert,
+    rk_cancel_answer,
+    rk_data_reply,
+    rk_data_stored,
+    rk_heartbeat,
+    rk_node,
+    rk_progress,
+    rk_record_reply,
+    rk_result,
+    rk_retrying,
+)
 
 
 @dataclass(frozen=True)
