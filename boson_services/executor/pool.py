@@ -25,273 +25,34 @@ handler's progress over its pipe while the task runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import dataclasses
 import multiprocessing
-import os
-import signal
-import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
-
-import psutil
 
 from boson_services.executor import capture
 from boson_services.executor.capture import TailBuffer
-from boson_services.executor.threads import DaemonThreads
-from boson_shared import handlers as handlers_module
-from boson_shared.errors import (
-    InvalidTaskInputError,
-    PermanentTaskError,
-    TaskError,
-    TaskTimeoutError,
+from boson_services.executor.outcomes import (
+    HandlerFailedError,
+    InvalidInputFromWorkerError,
+    RemoteError,
+    RunOutcome,
+    Usage,
+    as_output,
+    handler_failure,
 )
-from boson_shared.handlers import HandlerSpec, Retry, TaskInput, TaskOutput, resolve
-from boson_shared.task_control import ProgressSink, TaskControl
+from boson_services.executor.threads import DaemonThreads
+from boson_services.executor.worker import WorkerProcess, receive_reply
+from boson_shared.errors import PermanentTaskError, TaskTimeoutError
+from boson_shared.handlers import HandlerSpec, TaskInput
 
 WORKER_DIED = "WorkerDied"
 """The error type of a task whose worker process died under it (retried)."""
-_SAMPLE_INTERVAL_S = 0.01
 SPAWN_WAIT_ON_CLOSE_S = 1.0
 """How long closing the runner waits for replacement workers still starting."""
 _PRELOAD = ["numpy", "boson_services.executor.builtins"]
-
-
-@dataclass(frozen=True)
-class Usage:
-    wall_s: float
-    cpu_s: float
-    peak_memory_bytes: int
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    output: TaskOutput
-    usage: Usage
-    logs: str | None = None
-
-
-@dataclass(frozen=True)
-class RemoteError:
-    """A handler's exception, carried across the process boundary as text."""
-
-    error_type: str
-    message: str
-    permanent: bool
-    asked_retry: bool = False
-
-
-class HandlerFailedError(TaskError):
-    """A handler raised; ``error_type`` is the name of what it raised.
-
-    ``message`` is its text followed by the last frames of its traceback (the
-    user's code). ``asked_retry``: it raised :class:`~boson_shared.handlers.Retry`.
-    """
-
-    def __init__(
-        self, error_type: str, message: str, *, asked_retry: bool = False, logs: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-        self.asked_retry = asked_retry
-        self.logs = logs
-        """What the handler printed or logged before it raised."""
-
-
-class InvalidInputFromWorkerError(InvalidTaskInputError):
-    """A worker's handler rejected its input (never retried)."""
-
-    error_type = "InvalidTaskInputError"
-
-
-_OWN_CODE = (str(Path(__file__).resolve().parent), str(Path(handlers_module.__file__).resolve()))
-USER_FRAMES = 3
-"""Frames of a handler's traceback shown to its submitter (the innermost ones)."""
-
-
-def describe(error: BaseException) -> str:
-    """An error's text and the innermost frames of the handler's own code.
-
-    The frames kept are those after the last one of the executor's (the
-    call into the handler), so neither Boson's nor asyncio's show.
-    """
-    frames = traceback.extract_tb(error.__traceback__)
-    own = [i for i, frame in enumerate(frames) if frame.filename.startswith(_OWN_CODE)]
-    user = frames[own[-1] + 1 :] if own else frames
-    text = str(error)[:2000]
-    if not user:
-        return text
-    listed = "".join(traceback.format_list(user[-USER_FRAMES:])).rstrip()
-    return f"{text}\n{listed}"
-
-
-def handler_failure(error: Exception, logs: str | None = None) -> HandlerFailedError:
-    return HandlerFailedError(
-        type(error).__name__, describe(error), asked_retry=isinstance(error, Retry), logs=logs
-    )
-
-
-def as_output(value: Any) -> TaskOutput:
-    return value if isinstance(value, TaskOutput) else TaskOutput(value)
-
-
-def _run_measured(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usage]:
-    """Run in the current process, sampling RSS to find the task's peak."""
-    process = psutil.Process()
-    baseline = process.memory_info().rss
-    peak = baseline
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(_SAMPLE_INTERVAL_S):
-            peak = max(peak, process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    try:
-        value = function(task)
-    finally:
-        done.set()
-        sampler.join()
-    peak = max(peak, process.memory_info().rss)
-    usage = Usage(time.perf_counter() - wall0, time.process_time() - cpu0, peak - baseline)
-    return value, usage
-
-
-def _worker_main(connection: Connection) -> None:
-    """A worker process: run tasks sent over the pipe until told to stop.
-
-    The worker leads a new session (and so a process group of its own):
-    killing the group kills whatever its handler started. Its executor owns
-    shutdown, and the worker ignores Ctrl-C. An executor that died (its pipe
-    closed) ends the worker quietly. While a task runs, its progress reports
-    go up the pipe as ``("progress", fraction, message)``, under a lock (a
-    handler may report from threads of its own).
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # already a group leader (e.g. started by hand)
-        os.setsid()
-    lock = threading.Lock()
-
-    def send(message: tuple[Any, ...]) -> None:
-        with lock:
-            connection.send(message)
-
-    def report(fraction: float, message: str) -> None:
-        with contextlib.suppress(OSError):
-            send(("progress", fraction, message))
-
-    while True:
-        try:
-            request = connection.recv()
-        except (EOFError, OSError):
-            return
-        if request is None:
-            return
-        module, qualname, task, env = request
-        if env is not None:
-            for name, value in env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        task = dataclasses.replace(task, control=TaskControl(report))
-        output = TailBuffer()
-        try:
-            with capture.captured(output):
-                value, usage = _run_measured(resolve(module, qualname), task)
-            reply: tuple[str, Any, Usage | None, str | None] = ("ok", value, usage, output.text())
-        except BaseException as error:
-            permanent = isinstance(error, InvalidTaskInputError)
-            text = str(error)[:2000] if permanent else describe(error)
-            remote = RemoteError(type(error).__name__, text, permanent, isinstance(error, Retry))
-            reply = ("error", remote, None, output.text())
-        try:
-            send(reply)
-        except OSError:  # BrokenPipeError: the executor is gone
-            return
-        except Exception as error:  # the output does not pickle (sent whole or not at all)
-            unsent = RemoteError(type(error).__name__, f"output not sendable: {error}"[:2000], True)
-            try:
-                send(("error", unsent, None, output.text()))
-            except OSError:
-                return
-
-
-def _receive(connection: Connection, on_progress: ProgressSink) -> tuple[Any, ...]:
-    """A worker's reply to its task, passing its progress reports on meanwhile (a thread)."""
-    while True:
-        message = connection.recv()
-        if message[0] != "progress":
-            return tuple(message)
-        on_progress(message[1], message[2])
-
-
-class _Worker:
-    """One worker process and its pipe; ``kill`` and ``stop`` may race from two threads.
-
-    A drain cancels a running task (whose clean-up kills its worker) while the
-    runner's ``close`` stops every worker, so the pipe is closed under a lock
-    and only once: a second ``close`` of it raises ``EBADF``, or worse, closes
-    a descriptor number the process has since reused.
-    """
-
-    def __init__(self, context: BaseContext) -> None:
-        parent, child = multiprocessing.Pipe()
-        self.connection = parent
-        self._closed = False
-        self._lock = threading.Lock()
-        self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
-            target=_worker_main, args=(child,), daemon=True
-        )
-        self.process.start()
-        child.close()
-        self.env: dict[str, str | None] | None = None
-        """The environment its last task ran with (``None``: never set)."""
-
-    def kill(self) -> None:
-        """Kill the worker and every process of its group (what its handler started)."""
-        self.kill_group()
-        self.process.kill()
-        self.process.join(timeout=5)
-        self.kill_group()  # a child the handler forked while we killed
-        self._close_pipe()
-
-    def kill_group(self) -> None:
-        pid = self.process.pid
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-    def stop(self) -> None:
-        """Ask the worker to exit after its current task; kill it if it will not."""
-        with self._lock:
-            if not self._closed:
-                with contextlib.suppress(OSError):
-                    self.connection.send(None)
-        self.process.join(timeout=2)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=2)
-        self._close_pipe()
-
-    def _close_pipe(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.connection.close()
 
 
 class TaskRunner:
@@ -305,13 +66,13 @@ class TaskRunner:
         # Threads that wait on worker pipes.
         self._threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="boson-task")
         self._handler_threads = DaemonThreads()
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: asyncio.Queue[WorkerProcess] | None = None
         self._spawning: asyncio.Future[None] | None = None
         self._spawns: set[asyncio.Future[None]] = set()
-        self._workers: set[_Worker] = set()
+        self._workers: set[WorkerProcess] = set()
         self._closing = False
 
-    async def _idle_workers(self) -> asyncio.Queue[_Worker]:
+    async def _idle_workers(self) -> asyncio.Queue[WorkerProcess]:
         if self._idle is None:
             self._idle = asyncio.Queue()
             # Shielded: a task cancelled while the workers start must not leave
@@ -321,10 +82,10 @@ class TaskRunner:
             await asyncio.shield(self._spawning)
         return self._idle
 
-    async def _spawn_workers(self, idle: asyncio.Queue[_Worker]) -> None:
+    async def _spawn_workers(self, idle: asyncio.Queue[WorkerProcess]) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(self._slots):
-            worker = await loop.run_in_executor(self._threads, _Worker, self._context)
+            worker = await loop.run_in_executor(self._threads, WorkerProcess, self._context)
             self._workers.add(worker)
             idle.put_nowait(worker)
 
@@ -425,7 +186,9 @@ class TaskRunner:
             def on_progress(fraction: float, message: str) -> None:
                 loop.call_soon_threadsafe(task.control.progress, fraction, message)
 
-            reply = loop.run_in_executor(self._threads, _receive, worker.connection, on_progress)
+            reply = loop.run_in_executor(
+                self._threads, receive_reply, worker.connection, on_progress
+            )
             try:
                 status, value, usage, logs = await asyncio.wait_for(reply, time_limit)
             except TimeoutError as error:
@@ -451,15 +214,15 @@ class TaskRunner:
             )
         return RunOutcome(as_output(value), usage, logs)
 
-    async def _respawn(self, worker: _Worker) -> _Worker:
+    async def _respawn(self, worker: WorkerProcess) -> WorkerProcess:
         """A fresh worker in place of ``worker`` (stopped), for the caller's own use."""
         await asyncio.to_thread(worker.stop)
         self._workers.discard(worker)
-        fresh = await asyncio.to_thread(_Worker, self._context)
+        fresh = await asyncio.to_thread(WorkerProcess, self._context)
         self._workers.add(fresh)
         return fresh
 
-    async def _replace(self, worker: _Worker) -> None:
+    async def _replace(self, worker: WorkerProcess) -> None:
         """Kill a worker whose task was abandoned; a fresh one takes its slot.
 
         Only the kill is awaited: the fresh worker starts in the background,
@@ -476,7 +239,7 @@ class TaskRunner:
         spawn.add_done_callback(self._spawns.discard)
 
     async def _spawn_replacement(self) -> None:
-        fresh = await asyncio.to_thread(_Worker, self._context)
+        fresh = await asyncio.to_thread(WorkerProcess, self._context)
         if self._closing:  # checked after the spawn, which yields to ``close``
             await asyncio.to_thread(fresh.kill)
             return
@@ -513,15 +276,8 @@ def _run_inline(function: Callable[..., Any], task: TaskInput) -> tuple[Any, Usa
 
 
 __all__ = [
-    "USER_FRAMES",
     "WORKER_DIED",
     "HandlerFailedError",
-    "InvalidInputFromWorkerError",
-    "RemoteError",
     "RunOutcome",
     "TaskRunner",
-    "Usage",
-    "as_output",
-    "describe",
-    "handler_failure",
 ]
