@@ -25,16 +25,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import msgpack
 from pydantic import SecretStr, ValidationError
 
+from boson.cluster_views import ClusterViews
 from boson.dead_letters import DeadLetterWatch
 from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
+from boson.reply_queues import ReplyQueues
 from boson.steering import (
     FIRST_ANSWER_S,
     CancelAnswers,
@@ -46,6 +47,7 @@ from boson.steering import (
     record_lookup,
     valid_ids,
 )
+from boson.task_handles import Plan, TaskHandle, TaskRequest, _Sent, unwrap
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
 from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
@@ -56,10 +58,6 @@ from boson_shared.contract.messages import (
     CancelTask,
     ClusterSnapshot,
     Message,
-    PlacementExplanation,
-    ResourceRequest,
-    ResourceVector,
-    TaskFailure,
     TaskProgress,
     TaskRecord,
     TaskResult,
@@ -71,20 +69,12 @@ from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT, RK_TENANTS
 from boson_shared.errors import (
     BrokerUnavailableError,
-    DecodeError,
     InvalidTaskError,
-    TaskCancelledError,
-    TaskFailedError,
 )
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
-from boson_shared.runtime.tap import Tap
 from boson_shared.scheduling.demand import DemandModel, LinearDemandModel
-from boson_shared.scheduling.placement import Placer, Status, Strategy
-from boson_shared.scheduling.scores import DEFAULT_STRATEGY
-from boson_shared.scheduling.table import GpuDevice, NodeTable
-from boson_shared.scheduling.tenants import DEFAULT_PRIORITY, DEFAULT_TENANT
 from boson_shared.settings import BosonSettings
 from boson_shared.transfer.chunks import TransferOptions
 from boson_shared.transfer.fetcher import Fetcher
@@ -98,96 +88,7 @@ DEFAULT_COMPLEXITY = 1.0
 """A task that states no complexity still holds one unit, so it is counted."""
 
 
-@dataclass(frozen=True)
-class TaskRequest:
-    """One task for :meth:`Client.submit_many`."""
-
-    handler: str
-    data: bytes | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    complexity: float | None = None
-    data_size: float | None = None
-    requests: ResourceRequest | None = None
-    timeout_s: float = 300.0
-    max_retries: int | None = None
-    """None: a handler's exception fails the task at once, and what retrying can
-    fix (a node that died, a timeout, a handler raising ``Retry``) is retried
-    up to ``DEFAULT_MAX_RETRIES`` times. A number: up to that many retries of
-    any failure, the handler's own exceptions included."""
-    task_id: str | None = None
-    explain: bool = False
-    tenant: str = DEFAULT_TENANT
-    """The team or account the task counts against (``BOSON_TENANTS_FILE``);
-    the scheduler fails a task whose tenant the file does not declare."""
-    priority: int = DEFAULT_PRIORITY
-    """Within its tenant, higher goes first: an integer from -1000 to 1000."""
-
-
-@dataclass(frozen=True)
-class _Sent:
-    """What the client keeps of a task it submitted until its result arrives."""
-
-    task_id: str
-    handler: str
-    submitted_at: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What placement would do with a demand on the cluster as last seen."""
-
-    demand: ResourceVector
-    node_id: str | None
-    status: Status
-    explanation: PlacementExplanation
-
-
-class TaskHandle:
-    """A submitted task; await :meth:`result` for its outcome."""
-
-    def __init__(self, client: Client, task: TaskSubmitted) -> None:
-        self._client = client
-        self.task = task
-
-    @property
-    def task_id(self) -> str:
-        return self.task.task_id
-
-    async def result(self, timeout: float | None = None) -> TaskResult:
-        """The task's result (succeeded or failed); ``TimeoutError`` if none in time."""
-        return await self._client.result(self.task_id, timeout=timeout)
-
-    async def output(self, timeout: float | None = None) -> Any:
-        """The task's output; raises :class:`TaskFailedError` if it failed
-        (:class:`TaskCancelledError` if it was cancelled)."""
-        return unwrap(await self.result(timeout))
-
-    async def cancel(self, timeout: float = DEFAULT_TIMEOUT_S) -> CancelOutcome:
-        """Cancel the task: ``cancelled`` or ``already-finished`` (see :meth:`Client.cancel`)."""
-        outcomes = await self._client.cancel(self.task_id, timeout=timeout)
-        return outcomes[self.task_id]
-
-    def progress(self) -> AsyncIterator[TaskProgress]:
-        """Its progress reports as they arrive (the latest first), until its result arrives.
-
-        ``async for report in handle.progress(): print(report.fraction, report.message)``
-        """
-        return self._client.progress(self.task_id)
-
-    def __repr__(self) -> str:
-        return f"TaskHandle({self.task_id!r}, handler={self.task.handler!r})"
-
-
-def unwrap(result: TaskResult) -> Any:
-    if result.status == "cancelled":
-        raise TaskCancelledError(result.task_id)
-    if result.status == "failed":
-        assert result.error is not None
-        raise TaskFailedError(result.task_id, result.error.error_type, result.error.message)
-    return result.output
-
-
-class Client:
+class Client(ClusterViews, ReplyQueues):
     """An asynchronous Boson client (see the module docstring)."""
 
     def __init__(
@@ -338,15 +239,6 @@ class Client:
 
     # -- demand and planning ----------------------------------------------
 
-    def resource_demand(
-        self,
-        complexity: float,
-        data_size: float = 0.0,
-        requests: ResourceRequest | None = None,
-    ) -> ResourceVector:
-        """The demand the scheduler would estimate for such a task (docs/design.md#demand)."""
-        return self._demand_model.estimate(complexity, data_size, requests)
-
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
         """The next cluster snapshot the monitor publishes."""
         snapshot = await self._next_event(RK_SNAPSHOT, ClusterSnapshot, "plan", timeout)
@@ -364,43 +256,6 @@ class Client:
         report = await self._next_event(RK_TENANTS, TenantsReport, "tenants", timeout)
         assert isinstance(report, TenantsReport)
         return report
-
-    async def _next_event(
-        self, key: str, kind: type[Message], purpose: str, timeout: float
-    ) -> Message:
-        """The next message of ``kind`` published on the events exchange under ``key``."""
-        queue = self.names.subscriber_queue(purpose, f"{self.client_id}-{new_id()[:6]}")
-        tap = Tap(self._transport, self._codec, queue, [(self.names.events_exchange, key)])
-        await tap.start()
-        try:
-            return await tap.wait_for(lambda m: isinstance(m, kind), timeout)
-        finally:
-            await tap.close()
-
-    async def plan(
-        self,
-        demand: ResourceVector,
-        *,
-        strategy: Strategy = DEFAULT_STRATEGY,
-        timeout: float = 10.0,
-    ) -> Plan:
-        """Where placement would put ``demand`` now, without submitting anything."""
-        snapshot = await self.snapshot(timeout)
-        table = NodeTable()
-        for node in snapshot.nodes:
-            table.upsert(
-                node.node_id,
-                node.capacity.as_tuple(),
-                node.allocated.as_tuple(),
-                node.alive,
-                devices=[GpuDevice(g.model, g.memory_mib) for g in node.gpus] or None,
-                device_allocated=[g.allocated_milli for g in node.gpus] or None,
-            )
-        placer = Placer(table, strategy)
-        explanation = placer.explain(demand.as_tuple())
-        # The table is this call's own copy: committing to it changes nothing real.
-        placement = placer.place(demand.as_tuple())
-        return Plan(demand, placement.node_id, placement.status, explanation)
 
     # -- submitting --------------------------------------------------------
 
@@ -605,72 +460,6 @@ class Client:
     def latest_progress(self, task_id: str) -> TaskProgress | None:
         """The latest progress report of one of this client's running tasks, if any."""
         return self._progress.latest.get(task_id)
-
-    def arrivals(self) -> asyncio.Queue[TaskResult]:
-        """Every result this client shows from now on, once each, in arrival order.
-
-        Take them with ``await queue.get()``; :meth:`result` then resolves an
-        output that travelled through the transfer service.
-        """
-        queue: asyncio.Queue[TaskResult] = asyncio.Queue()
-        self._arrivals.append(queue)
-        return queue
-
-    async def submit_queue_consumers(self) -> int:
-        """How many schedulers consume the submit queue right now (0: tasks would wait)."""
-        return await self._transport.queue_consumers(self.names.submit_queue)
-
-    async def delete_queues(self) -> None:
-        """Delete this client's reply queue and its dead-letter watch.
-
-        For a one-shot client once every result it waited for has arrived;
-        results that arrive later are lost with the queue. The reply queue
-        stays while another client under the same id consumes it (two are
-        connected at once during a key rotation): deleting it would cancel
-        that client's consumer and leave every later result unroutable. The
-        last one out removes it. (RabbitMQ's ``if-unused`` delete would do
-        this in one step, but quorum queues refuse it, closing the
-        connection; two clients closing at the same instant may each see
-        the other and leave the queue, which the monitor's sweep of
-        abandoned reply queues then removes.)
-        """
-        await self._dead_letters.close()
-        if self._loop is not None:
-            await self._loop.stop()
-        reply_queue = self.names.client_queue(self.client_id)
-        if await self._transport.queue_consumers(reply_queue) > 0:
-            logger.info("%s is still consumed by another client under this id: kept", reply_queue)
-        else:
-            await self._transport.delete_queue(reply_queue)
-        await self._transport.delete_queue(self._dead_letters.queue)
-
-    async def _on_dead(self, message_id: str, body: bytes, explanation: str) -> None:
-        """One of this client's envelopes was dead-lettered: fail the tasks it carried."""
-        first = self._sent.get(message_id)
-        if first is None:
-            return
-        sent = [first]
-        with contextlib.suppress(DecodeError):  # our own key: normally readable
-            for item in self._codec.decode(body):
-                if isinstance(item, TaskSubmitted) and item.message_id in self._sent:
-                    sent.append(self._sent[item.message_id])
-        for task in dict.fromkeys(sent):
-            await self._on_result(
-                TaskResult(
-                    message_id=f"{task.task_id}.result",
-                    task_id=task.task_id,
-                    handler=task.handler,
-                    status="failed",
-                    error=TaskFailure(error_type="dead-lettered", message=explanation[:4000]),
-                    attempts=1,
-                    reply_to=self.client_id,
-                    submitted_at=task.submitted_at,
-                )
-            )
-
-    def take_result(self, task_id: str) -> TaskResult | None:
-        """Remove and return a stored result (so long runs keep memory flat)."""
-        return self._results.pop(task_id, None)
 
     # -- the task record ---------------------------------------------------
 
