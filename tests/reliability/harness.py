@@ -10,12 +10,13 @@ Each test records its figures as JSON (``figures_dir()``) and prints them, so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,23 @@ async def start_pipeline(
     for node in nodes:
         cluster.start("executor", "--node-id", node, *executor_args, name=node)
     await cluster.wait_healthy()
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(
+    cluster: ProcessCluster,
+    nodes: Sequence[str],
+    *executor_args: str,
+    balancers: int = 1,
+) -> AsyncIterator[CountingClient]:
+    """:func:`start_pipeline`, then a counting client that sees every node; closed after."""
+    await start_pipeline(cluster, nodes, *executor_args, balancers=balancers)
+    client = await counting_client(cluster)
+    try:
+        await wait_for_nodes(client, len(nodes))
+        yield client
+    finally:
+        await client.close()
 
 
 async def gather_results(
@@ -220,6 +238,7 @@ __all__ = [
     "health",
     "ledger",
     "record",
+    "running_pipeline",
     "start_pipeline",
     "wait_for_nodes",
     "wait_until",

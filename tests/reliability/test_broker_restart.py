@@ -17,12 +17,10 @@ from boson.client import TaskRequest
 from tests.conftest import AmqpBroker
 from tests.reliability.harness import (
     assert_exactly_once,
-    counting_client,
     gather_results,
     health,
     record,
-    start_pipeline,
-    wait_for_nodes,
+    running_pipeline,
     wait_until,
 )
 from tests.support.cluster import ProcessCluster
@@ -58,10 +56,7 @@ async def test_services_reconnect_after_broker_restart(
     ctl = amqp_broker.rabbitmqctl
     if ctl is None:
         pytest.skip("rabbitmqctl cannot reach this broker")
-    await start_pipeline(cluster, ["br-1", "br-2"], "--slots", "4")
-    client = await counting_client(cluster)
-    try:
-        await wait_for_nodes(client, 2)
+    async with running_pipeline(cluster, ["br-1", "br-2"], "--slots", "4") as client:
         started = time.monotonic()
         handles = await client.submit_many(
             [TaskRequest("burn", params={"seconds": 0.02}) for _ in range(TASKS_BEFORE)]
@@ -110,5 +105,3 @@ async def test_services_reconnect_after_broker_restart(
                 "run_s": time.monotonic() - started,
             },
         )
-    finally:
-        await client.close()

@@ -20,10 +20,8 @@ import pytest
 from boson_shared.errors import TaskNotFoundError
 from tests.reliability.harness import (
     assert_exactly_once,
-    counting_client,
     record,
-    start_pipeline,
-    wait_for_nodes,
+    running_pipeline,
     wait_until,
 )
 from tests.support.cancel_flow import alive, cancel_running_processes, check, execute, warm_up
@@ -52,10 +50,9 @@ async def cli(cluster: ProcessCluster, *args: str) -> subprocess.CompletedProces
 async def test_a_hundred_cancels_among_a_thousand_tasks_on_rabbitmq(
     cluster: ProcessCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    await start_pipeline(cluster, NODES, "--slots", "4", "--handler-module", HANDLERS)
-    client = await counting_client(cluster)
-    try:
-        await wait_for_nodes(client, len(NODES))
+    async with running_pipeline(
+        cluster, NODES, "--slots", "4", "--handler-module", HANDLERS
+    ) as client:
         warm = await warm_up(client)
         run = await execute(client, tmp_path_factory.mktemp("flow"), seed=11, timeout=120)
         delivery = assert_exactly_once(client, [*warm, *run.results])
@@ -107,5 +104,3 @@ async def test_a_hundred_cancels_among_a_thousand_tasks_on_rabbitmq(
             "no-such-task": "unknown",
         }
         assert "unknown task 'no-such-task'" in answer.stderr
-    finally:
-        await client.close()

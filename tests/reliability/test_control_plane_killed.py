@@ -16,12 +16,10 @@ from boson.client import TaskHandle, TaskRequest
 from tests.reliability.harness import (
     CountingClient,
     assert_exactly_once,
-    counting_client,
     gather_results,
     health,
     record,
-    start_pipeline,
-    wait_for_nodes,
+    running_pipeline,
     wait_until,
 )
 from tests.support.cluster import ProcessCluster
@@ -51,11 +49,8 @@ async def dispatched(cluster: ProcessCluster, name: str) -> int:
 @pytest.mark.broker
 @pytest.mark.timeout(150)
 async def test_balancer_and_scheduler_killed_mid_stream(cluster: ProcessCluster) -> None:
-    await start_pipeline(cluster, ["cp-1", "cp-2"], "--slots", "4", balancers=2)
-    client = await counting_client(cluster)
     handles: list[TaskHandle] = []
-    try:
-        await wait_for_nodes(client, 2)
+    async with running_pipeline(cluster, ["cp-1", "cp-2"], "--slots", "4", balancers=2) as client:
         started = time.monotonic()
         producer = asyncio.create_task(stream(client, handles))
         await wait_until(lambda: len(handles) >= BATCHES * BATCH // 4, timeout=30)
@@ -107,5 +102,3 @@ async def test_balancer_and_scheduler_killed_mid_stream(cluster: ProcessCluster)
                 "run_s": time.monotonic() - started,
             },
         )
-    finally:
-        await client.close()

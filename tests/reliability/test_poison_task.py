@@ -26,11 +26,9 @@ from boson_shared.contract.topology import (
 from tests.reliability.harness import (
     CountingClient,
     assert_exactly_once,
-    counting_client,
     gather_results,
     record,
-    start_pipeline,
-    wait_for_nodes,
+    running_pipeline,
     wait_until,
 )
 from tests.support.cluster import ProcessCluster
@@ -78,10 +76,7 @@ async def test_poison_task_is_retried_then_dead_lettered(
     cluster: ProcessCluster, tmp_path: Path
 ) -> None:
     attempts_log = tmp_path / "poison-attempts.jsonl"
-    await start_pipeline(cluster, ["px-1", "px-2"], "--handler-module", HANDLERS)
-    client = await counting_client(cluster)
-    try:
-        await wait_for_nodes(client, 2)
+    async with running_pipeline(cluster, ["px-1", "px-2"], "--handler-module", HANDLERS) as client:
         handles: list[TaskHandle] = []
         producer = asyncio.create_task(stream(client, handles))
         poison = await client.submit(
@@ -133,5 +128,3 @@ async def test_poison_task_is_retried_then_dead_lettered(
                 - runs[0]["at"],
             },
         )
-    finally:
-        await client.close()
