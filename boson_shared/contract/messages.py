@@ -32,7 +32,7 @@ from boson_shared.contract.base import (
     new_id,
     now,
 )
-from boson_shared.contract.tenants_report import TenantsReport
+from boson_shared.contract.tenants_report import TenantSample, TenantsReport
 
 
 class ResourceVector(Model):
@@ -740,16 +740,19 @@ RECORD_QUERY_MAX_LIMIT = 1000
 
 
 class RecordQuery(Message):
-    """Ask the monitors' task record: one task by id, or a filtered page of tasks.
+    """Ask the monitors' task record: one task by id, or a filtered page of tasks;
+    or (``subject="tenants"``) the tenants' samples over time, newest first,
+    filtered by ``tenant``, ``since`` and ``until``.
 
     Answered with a :class:`RecordReply` on ``events/record.reply.<reply_to>``.
     """
 
     kind: Literal["record.query"] = "record.query"
-    schema_version: ClassVar[int] = 3
-    # v1: no cancelled state; v2: no tenant filter
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: no cancelled state; v2: no tenant filter; v3: tasks only (no subject)
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     reply_to: Identifier
+    subject: Literal["tasks", "tenants"] = "tasks"
     task_id: Identifier | None = None
     state: TaskState | None = None
     handler: HandlerName | None = None
@@ -769,11 +772,14 @@ class RecordReply(Message):
     """The record's answer to a :class:`RecordQuery`: records, or why not."""
 
     kind: Literal["record.reply"] = "record.reply"
-    schema_version: ClassVar[int] = 3
-    # v1: records without progress, logs; v2: without priority
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: records without progress, logs; v2: without priority; v3: no tenant samples
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     query_id: Identifier
     records: tuple[TaskRecord, ...] = ()
+    tenant_samples: Annotated[
+        tuple[TenantSample, ...], Field(max_length=RECORD_QUERY_MAX_LIMIT)
+    ] = ()
     next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
     error: RecordErrorCode | None = None
     detail: Annotated[str, StringConstraints(max_length=4000)] = ""
