@@ -98,7 +98,7 @@ async def test_one_sample_per_tenant_per_slot(store: RecordStore) -> None:
 
 
 async def test_the_migrated_table_is_the_declared_one(store: RecordStore) -> None:
-    def shape(sync: Connection) -> tuple[set[str], dict[str, list[str]], list[str]]:
+    def shape(sync: Connection) -> tuple[set[str], dict[str | None, list[str | None]], list[str]]:
         found = inspect(sync)
         columns = {c["name"] for c in found.get_columns(tenant_samples.name)}
         indexes = {i["name"]: i["column_names"] for i in found.get_indexes(tenant_samples.name)}
@@ -108,7 +108,8 @@ async def test_the_migrated_table_is_the_declared_one(store: RecordStore) -> Non
     async with store.engine.connect() as conn:
         columns, indexes, key = await conn.run_sync(shape)
     assert columns == {c.name for c in tenant_samples.columns}
-    assert indexes == {i.name: [c.name for c in i.columns] for i in tenant_samples.indexes}
+    declared = {i.name: [c.name for c in i.columns] for i in tenant_samples.indexes}
+    assert indexes == declared
     assert key == ["slot_at", "tenant"]
 
 
