@@ -441,6 +441,38 @@ class NodeHeartbeat(Message):
     """Its GPU devices, in device order; the ``gpu`` of ``capacity`` is their count."""
 
 
+MAX_HELD_TASKS = 100_000
+"""Tasks one :class:`HeldWork` lists at most (no node holds more: its slots' bound)."""
+
+
+class HeldWorkRequest(Message):
+    """Asked by a balancer that became the active one, with tenants: every
+    executor answers with a :class:`HeldWork` on ``events/held.<reply_to>``,
+    so that admission starts from the usage the work already running holds."""
+
+    kind: Literal["held.request"] = "held.request"
+    reply_to: Identifier
+
+
+class HeldTask(Model):
+    """One task an executor holds (running, or waiting there for a slot)."""
+
+    task_id: Identifier
+    tenant: TenantName = DEFAULT_TENANT
+    priority: Priority = 0
+    demand: ResourceVector
+
+
+class HeldWork(Message):
+    """An executor's answer to a :class:`HeldWorkRequest`: what it holds now."""
+
+    kind: Literal["held.work"] = "held.work"
+    node_id: Identifier
+    request_id: Identifier
+    """The ``message_id`` of the request answered."""
+    tasks: Annotated[tuple[HeldTask, ...], Field(max_length=MAX_HELD_TASKS)] = ()
+
+
 class NodeState(Model):
     """The monitor's view of one node inside a :class:`ClusterSnapshot`."""
 
@@ -822,7 +854,9 @@ AnyMessage: TypeAlias = Annotated[
     | RecordQuery
     | RecordReply
     | BlobsReferenced
-    | TenantsReport,
+    | TenantsReport
+    | HeldWorkRequest
+    | HeldWork,
     Field(discriminator="kind"),
 ]
 
@@ -851,6 +885,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         RecordReply,
         BlobsReferenced,
         TenantsReport,
+        HeldWorkRequest,
+        HeldWork,
     )
 }
 """Every message kind this build knows, mapped to its model."""
@@ -865,6 +901,7 @@ def kind_of(model: type[Message]) -> str:
 
 __all__ = [
     "MAX_CANCEL_IDS",
+    "MAX_HELD_TASKS",
     "MAX_LOG_BYTES",
     "MAX_PROGRESS_MESSAGE",
     "MESSAGE_TYPES",
@@ -891,6 +928,9 @@ __all__ = [
     "FetchData",
     "Fraction",
     "HandlerName",
+    "HeldTask",
+    "HeldWork",
+    "HeldWorkRequest",
     "Identifier",
     "Message",
     "Model",

@@ -70,6 +70,8 @@ RK_BLOBS_REFERENCED = "blobs.referenced"
 RK_CANCEL = "task.cancel"
 """Cancel commands: every balancer's event queue and every executor's own queue bind it."""
 RK_ALL_PROGRESS = "progress.#"
+RK_HELD_REQUEST = "held.request"
+"""A balancer that became active asks every executor what it holds."""
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -122,6 +124,11 @@ def rk_record_reply(client_id: str) -> str:
 def rk_cancel_answer(client_id: str) -> str:
     """Answers to a client's cancel commands, from the services that held its tasks."""
     return f"cancel.answer.{client_id}"
+
+
+def rk_held_work(balancer_id: str) -> str:
+    """The executors' answers to one balancer's :class:`HeldWorkRequest`."""
+    return f"held.work.{balancer_id}"
 
 
 def rk_progress(client_id: str) -> str:
@@ -482,6 +489,10 @@ class Names:
         """Bind ``queue`` (a balancer's or an executor's own) to every cancel command."""
         return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_CANCEL),))
 
+    def held_requests(self, queue: str) -> Topology:
+        """Bind ``queue`` (an executor's own) to the balancers' questions of what it holds."""
+        return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_HELD_REQUEST),))
+
     def transfer(self) -> Topology:
         return self.work_queue(self.chunks_queue, [RK_DATA_CHUNK]) + self.work_queue(
             self.data_requests_queue, [RK_DATA_REQUEST]
@@ -536,6 +547,7 @@ __all__ = [
     "RK_CANCEL",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
+    "RK_HELD_REQUEST",
     "RK_PARKED",
     "RK_PLACED",
     "RK_RECORD_EVENT",
@@ -556,6 +568,7 @@ __all__ = [
     "rk_data_reply",
     "rk_data_stored",
     "rk_heartbeat",
+    "rk_held_work",
     "rk_node",
     "rk_progress",
     "rk_record_reply",
