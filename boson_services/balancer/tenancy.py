@@ -281,7 +281,26 @@ class AdmissionGate:
         now = self.clock()
         adopted = 0
         for held in tasks:
-            if held.task_id in self.tickets or held.tenant not in self.admission.index:
+            ticket = self.tickets.get(held.task_id)
+            if ticket is not None and ticket.waiting and ticket.tenant == held.tenant:
+                # Its placement came back (redelivered: the earlier balancer
+                # died before acknowledging it) while it runs: charged once,
+                # as running, and its handler goes on as it did before.
+                self.admission.withdraw(held.task_id, ticket.tenant)
+                ticket.run = self.admission.adopt(
+                    held.task_id,
+                    held.tenant,
+                    held.demand.as_tuple(),
+                    now,
+                    priority=ticket.priority,
+                    order=ticket.order,
+                )
+                ticket.node = node_id
+                assert ticket.turn is not None
+                ticket.turn.set_result(ticket.start())
+                adopted += 1
+                continue
+            if ticket is not None or held.tenant not in self.admission.index:
                 continue
             demand = held.demand.as_tuple()
             order = float(next(self._joined))

@@ -94,3 +94,21 @@ async def test_adopted_borrowed_work_is_preempted_on_its_node() -> None:
     on_it = {t.task_id for t in before[preemption.node_id]}
     assert set(preemption.task_ids) <= on_it
     assert len(preemption.task_ids) == 1
+
+
+async def test_a_redelivered_placement_of_a_running_task_is_charged_once() -> None:
+    # The previous balancer died before acknowledging old-c's placement: it
+    # comes back to the new one, which asks the executors while it waits.
+    balancer = Balancer(before={"n1": [running("old-c", "c")]})
+    await balancer.start()
+    balancer.place("old-c", "c")
+    balancer.place("c1", "c")
+    await balancer.settle()
+    assert balancer.gate.admission.usage("c")[0] == 1.0
+    assert balancer.gate.admission.waiting("c") == 1
+    assert balancer.gate.adopted_total == 1
+    # Handled as before: dispatched again (an executor holding it drops the repeat).
+    assert balancer.assigned_ids() == ["old-c"]
+    await balancer.finish("old-c")
+    assert balancer.assigned_ids() == ["old-c", "c1"]
+    assert balancer.gate.admission.usage("c")[0] == 1.0
