@@ -65,7 +65,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
     new_id,
 )
-from boson_shared.contract.tenants_report import TenantsReport
+from boson_shared.contract.tenants_report import TenantSample, TenantsReport
 from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT, RK_TENANTS
 from boson_shared.errors import (
     BrokerUnavailableError,
@@ -476,6 +476,11 @@ class Client(ClusterViews, ReplyQueues):
         """A page of task records; filters as :meth:`RecordReader.tasks`."""
         async with self.records() as reader:
             return await reader.tasks(**filters)
+
+    async def tenant_history(self, **filters: Any) -> tuple[TenantSample, ...]:
+        """The tenants' samples in the record; filters as :meth:`RecordReader.tenant_history`."""
+        async with self.records() as reader:
+            return await reader.tenant_history(**filters)
 
 
 def _unpack_output(blob: bytes) -> Any:

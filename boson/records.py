@@ -25,6 +25,7 @@ from boson_shared.contract.messages import (
     TaskState,
     new_id,
 )
+from boson_shared.contract.tenants_report import TenantSample
 from boson_shared.contract.topology import (
     RK_RECORD_QUERY,
     BindingSpec,
@@ -186,6 +187,22 @@ class RecordReader:
         reply = await self.ask(query, timeout)
         raise_for(reply)
         return TaskPage(reply.records, reply.next_cursor)
+
+    async def tenant_history(
+        self,
+        *,
+        tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> tuple[TenantSample, ...]:
+        """The tenants' samples in the record, newest first (one per tenant per
+        sampling slot; ``tenant``: that tenant's only)."""
+        query = self._query(subject="tenants", tenant=tenant, since=since, until=until, limit=limit)
+        reply = await self.ask(query, timeout)
+        raise_for(reply)
+        return reply.tenant_samples
 
     def _query(self, **fields: object) -> RecordQuery:
         try:

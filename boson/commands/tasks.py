@@ -116,6 +116,10 @@ def _read(
     return asyncio.run(local())
 
 
+read_record = _read
+"""Read the record over the bus when a broker is configured, else directly."""
+
+
 # -- the commands ----------------------------------------------------------------
 
 
@@ -372,6 +376,7 @@ def _fallback(value: Any) -> Any:
 
 __all__ = [
     "parse_since",
+    "read_record",
     "register",
     "render_task",
     "render_tasks",

@@ -5,6 +5,11 @@ waiting; and a row per resource: what it uses, its quota (and the
 guarantee the live pool leaves of it, when smaller), what it borrows beyond
 that and what its waiting tasks ask for. Amounts are in the units of task
 requests.
+
+With ``--history``: the samples the task record kept of each tenant (one per
+tenant per ``BOSON_TENANTS_SAMPLE_INTERVAL_S``), newest first — over the
+bus with a broker configured, else straight from the record's database
+(``--database``, ``BOSON_DATABASE_URL``, else the local SQLite file).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Sequence
+from datetime import datetime
 
 from rich import box
 from rich.console import Console
@@ -20,8 +27,10 @@ from rich.table import Table
 
 from boson.client import Client
 from boson.commands.broker import add_cluster_arguments, cluster_settings
-from boson_shared.contract.tenants_report import TenantsReport, TenantUsage
-from boson_shared.errors import NoAnswerError
+from boson.commands.tasks import parse_since, read_record
+from boson_shared.contract.tenants_report import TenantSample, TenantsReport, TenantUsage
+from boson_shared.errors import InvalidQueryError, NoAnswerError
+from boson_shared.record.tenant_samples import SampleQuery, read_samples
 from boson_shared.settings import BosonSettings
 
 RESOURCE_ORDER = ("cpu", "memory", "gpu")
@@ -40,10 +49,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         json_help="print the report as JSON",
         timeout_help="wait for a report (s)",
     )
+    history = parser.add_argument_group("history (from the task record)")
+    history.add_argument(
+        "--history", action="store_true", help="the samples the record kept, newest first"
+    )
+    history.add_argument("--since", help="1h, 30m, 2d, an ISO time or epoch seconds")
+    history.add_argument("--until", help="as --since: samples made before it")
+    history.add_argument("--tenant", help="that tenant's samples only")
+    history.add_argument("--limit", type=int, default=100, help="samples at most (1..1000)")
+    history.add_argument(
+        "--database", help="read this database directly (default BOSON_DATABASE_URL)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.history:
+        return run_history(args)
+    options = ("since", "until", "tenant", "database")
+    given = [f"--{name}" for name in options if getattr(args, name)]
+    if given:
+        raise InvalidQueryError(f"{', '.join(given)} only with --history")
     settings = cluster_settings(args.broker, "tenants")
     report = asyncio.run(collect(settings, args.timeout))
     if args.json:
@@ -66,6 +92,75 @@ async def collect(settings: BosonSettings, timeout: float) -> TenantsReport:
     finally:
         await client.delete_queues()  # a one-shot client: nothing will come for it
         await client.close()
+
+
+def run_history(args: argparse.Namespace) -> int:
+    query = SampleQuery(
+        tenant=args.tenant,
+        since=parse_since(args.since) if args.since is not None else None,
+        until=parse_since(args.until) if args.until is not None else None,
+        limit=args.limit,
+    )
+    samples = read_record(
+        args,
+        lambda client: client.tenant_history(
+            tenant=query.tenant,
+            since=query.since,
+            until=query.until,
+            limit=query.limit,
+            timeout=args.timeout,
+        ),
+        lambda store: read_samples(store, query),
+    )
+    if args.json:
+        rows = [sample.model_dump(mode="json") for sample in samples]
+        print(json.dumps({"samples": rows}, indent=2))
+    else:
+        Console().print(render_history(samples))
+    return 0
+
+
+def render_history(samples: Sequence[TenantSample]) -> Table:
+    """A row per sample: when, the tenant, its tasks, and per resource used/quota."""
+    named: set[str] = set()
+    for sample in samples:
+        named |= set(sample.quota) | set(sample.usage) | set(sample.pending)
+    resources = [r for r in RESOURCE_ORDER if r in named] + sorted(named - set(RESOURCE_ORDER))
+    table = Table(
+        title=f"Tenants over time ({len(samples)} samples, newest first)",
+        caption="per resource: used/quota (+borrowed) [pending]",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("at", no_wrap=True)
+    table.add_column("tenant", no_wrap=True)
+    for column in ("run", "wait", "preempted", "share"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for resource in resources:
+        table.add_column(resource, justify="right", no_wrap=True)
+    for sample in samples:
+        table.add_row(
+            datetime.fromtimestamp(sample.at).isoformat(sep=" ", timespec="seconds"),
+            sample.name,
+            str(sample.running),
+            str(sample.waiting),
+            str(sample.preempted),
+            f"{sample.dominant_share:.2f}",
+            *(_history_cell(sample, r) for r in resources),
+        )
+    return table
+
+
+def _history_cell(sample: TenantSample, resource: str) -> str:
+    text = f"{_amount(sample.usage.get(resource, 0.0))}/{_amount(sample.quota.get(resource, 0.0))}"
+    borrowed = sample.borrowed.get(resource, 0.0)
+    if borrowed > 0:
+        text += f" +{_amount(borrowed)}"
+    pending = sample.pending.get(resource, 0.0)
+    if pending > 0:
+        text += f" [{_amount(pending)}]"
+    return text
 
 
 def resources_of(report: TenantsReport) -> list[str]:
@@ -146,4 +241,4 @@ def _amount(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.4g}"
 
 
-__all__ = ["collect", "register", "render", "resources_of", "run"]
+__all__ = ["collect", "register", "render", "render_history", "resources_of", "run", "run_history"]

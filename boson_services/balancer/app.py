@@ -22,6 +22,7 @@ from boson_shared.contract.messages import (
     BalancerBacklog,
     CancelTask,
     ClusterSnapshot,
+    HeldWork,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
@@ -33,6 +34,7 @@ from boson_shared.contract.topology import (
     RK_SNAPSHOT,
     RK_TENANTS,
     Topology,
+    rk_held_work,
 )
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.publisher import Route
@@ -84,6 +86,7 @@ class BalancerService(Service):
             record=settings.record,
             record_linger_s=settings.record_linger_ms / 1000,
             gate=self.gate,
+            instance_id=settings.instance_id,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.draining: dict[str, ConsumeLoop[Any]] = {}
@@ -93,7 +96,7 @@ class BalancerService(Service):
         topology = self.names.placed() + self.names.subscriber(
             self.name,
             self.settings.instance_id,
-            [RK_SNAPSHOT, RK_ALL_RESULTS, RK_CANCEL],
+            [RK_SNAPSHOT, RK_ALL_RESULTS, RK_CANCEL, rk_held_work(self.settings.instance_id)],
             expires_ms,
         )
         return topology + self.names.record() if self.settings.record else topology
@@ -102,7 +105,7 @@ class BalancerService(Service):
         return [
             ConsumerSpec(
                 queue=self.events_queue,
-                accepts=(ClusterSnapshot, TaskResult, CancelTask),
+                accepts=(ClusterSnapshot, TaskResult, CancelTask, HeldWork),
                 handler=self.handlers.on_event,
                 batch_handler=self.handlers.on_events,
                 prefetch=self.settings.prefetch,
@@ -150,6 +153,9 @@ class BalancerService(Service):
     async def reclaim(self) -> None:
         """Preempt borrowed work for claims past their grace period."""
         assert self.gate is not None
+        census = self.gate.census
+        if census is not None and not census.ended and census.done(self.gate.clock()):
+            self.gate.admit()  # taking over: the executors' time to answer is up
         preemptions = self.gate.reclaim()
         for preemption in preemptions:
             await self.preempt(preemption)
@@ -216,6 +222,8 @@ class BalancerService(Service):
             skipped_finished=self.handlers.skipped_finished,
             cancelled=self.handlers.cancelled_total,
             tenants=self._tenants_health(),
+            # Tasks found running when this instance took over admission.
+            adopted=self.gate.adopted_total if self.gate is not None else 0,
             draining=sorted(self.draining),
             # Per node: how many tasks it may hold, and holds (its credit is the gap).
             nodes={

@@ -35,11 +35,14 @@ from boson_services.balancer.dispatcher import (
     TaskCancelledHere,
     TaskPreemptedHere,
 )
+from boson_services.balancer.takeover import CENSUS_WAIT_S, Census
 from boson_services.balancer.tenancy import AdmissionGate, UnknownTenantError
 from boson_shared.contract.messages import (
     CancelTask,
     CancelVerdict,
     ClusterSnapshot,
+    HeldWork,
+    HeldWorkRequest,
     Message,
     ResourceVector,
     TaskAssigned,
@@ -52,6 +55,7 @@ from boson_shared.contract.messages import (
     task_event,
 )
 from boson_shared.contract.topology import (
+    RK_HELD_REQUEST,
     RK_PARKED,
     RK_RECORD_EVENT,
     Names,
@@ -83,9 +87,11 @@ class BalancerHandlers:
         record: bool = False,
         record_linger_s: float = 0.0,
         gate: AdmissionGate | None = None,
+        instance_id: str = "balancer",
     ) -> None:
         self.dispatcher = dispatcher
         self.gate = gate
+        self.instance_id = instance_id
         """Admission across tenants (None: no tenants file, no gate)."""
         self.names = names
         self.publish = publish
@@ -106,7 +112,10 @@ class BalancerHandlers:
         self.record_route = Route(names.events_exchange, RK_RECORD_EVENT, linger_s=record_linger_s)
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
-        self.placed_seen = True
+        if not self.placed_seen:
+            self.placed_seen = True
+            if self.gate is not None:
+                await self._take_over(self.gate)
         if delivery_redelivered.get() and self._already_finished(placed.task.task_id):
             # Dispatched before a restart and run since: its result is out.
             return []
@@ -201,7 +210,33 @@ class BalancerHandlers:
                 await self.on_nodes_down(went_down)
         elif isinstance(message, CancelTask):
             return self.on_cancel(message)
+        elif isinstance(message, HeldWork):
+            self.on_held_work(message)
         return []
+
+    async def _take_over(self, gate: AdmissionGate) -> None:
+        """The first placement: this instance is the active one now. Ask the
+        executors what they hold before admitting
+        (:mod:`boson_services.balancer.takeover`)."""
+        request = HeldWorkRequest(reply_to=self.instance_id)
+        alive = {node_id for node_id, node in self.dispatcher.nodes.items() if node.alive}
+        gate.census = Census(request.message_id, gate.clock() + CENSUS_WAIT_S, awaiting=alive)
+        logger.info("taking over admission: asking %d node(s) what they hold", len(alive))
+        await self.publish(Route(self.names.events_exchange, RK_HELD_REQUEST), request)
+
+    def on_held_work(self, work: HeldWork) -> None:
+        """An executor's answer: charge its tasks to their tenants, then admit."""
+        gate = self.gate
+        census = gate.census if gate is not None else None
+        if gate is None or census is None or work.request_id != census.request_id:
+            return
+        # A result that came back first ended its task: it holds nothing now.
+        tasks = [task for task in work.tasks if task.task_id not in self.finished]
+        adopted = gate.adopt(work.node_id, tasks)
+        if adopted:
+            logger.info("node %s runs %d task(s) admitted before", work.node_id, adopted)
+        census.answer(work.node_id)
+        gate.request_pass()
 
     def on_cancel(self, cancel: CancelTask) -> list[Emit]:
         """Release the named tasks held here; remember every id; answer for those it knew."""

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
-from boson_shared.contract.messages import ResourceVector, TaskSubmitted
+from boson_services.balancer.takeover import Census
+from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer, Running
 from boson_shared.scheduling.devices import parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
@@ -96,6 +97,9 @@ class Ticket:
     waiting_since: float = 0.0
     """When its current wait began (parking: no delivery outlives its limit)."""
     preempted: int = 0
+    node: str | None = None
+    """The node an adopted task runs on (admitted by an earlier balancer:
+    this one's dispatcher never sent it anywhere)."""
 
     @property
     def waiting(self) -> bool:
@@ -139,6 +143,10 @@ class AdmissionGate:
         needs (None: not asked since the pass began or the last admission)."""
         self._away: dict[str, float] = {}
         """Preempted tasks not handed back yet, and when they were preempted."""
+        self.census: Census | None = None
+        """While set and not done, admission waits for the executors' word on
+        the work they hold (:mod:`boson_services.balancer.takeover`)."""
+        self.adopted_total = 0
 
     # -- a task's way in -------------------------------------------------------
 
@@ -222,6 +230,8 @@ class AdmissionGate:
         """One admission pass now; tasks admitted."""
         self._pass_pending = False
         self._least_fits = None
+        if self.census is not None and not self.census.done(self.clock()):
+            return 0  # taking over: what already runs is not counted yet
         admitted = self.admission.admit(self.clock(), self._place)
         self.admitted_total += admitted
         return admitted
@@ -264,6 +274,54 @@ class AdmissionGate:
             self._pool = pool
             self.admission.set_pool(pool)
         self.admit()
+
+    def adopt(self, node_id: str, tasks: Sequence[HeldTask]) -> int:
+        """Charge the work ``node_id`` holds that this gate never admitted (an
+        earlier balancer did) against its tenants, as running; how many."""
+        now = self.clock()
+        adopted = 0
+        for held in tasks:
+            ticket = self.tickets.get(held.task_id)
+            if ticket is not None and ticket.waiting and ticket.tenant == held.tenant:
+                # Its placement came back (redelivered: the earlier balancer
+                # died before acknowledging it) while it runs: charged once,
+                # as running, and its handler goes on as it did before.
+                self.admission.withdraw(held.task_id, ticket.tenant)
+                ticket.run = self.admission.adopt(
+                    held.task_id,
+                    held.tenant,
+                    held.demand.as_tuple(),
+                    now,
+                    priority=ticket.priority,
+                    order=ticket.order,
+                )
+                ticket.node = node_id
+                assert ticket.turn is not None
+                ticket.turn.set_result(ticket.start())
+                adopted += 1
+                continue
+            if ticket is not None or held.tenant not in self.admission.index:
+                continue
+            demand = held.demand.as_tuple()
+            order = float(next(self._joined))
+            run = self.admission.adopt(
+                held.task_id, held.tenant, demand, now, priority=held.priority, order=order
+            )
+            self.tickets[held.task_id] = Ticket(
+                held.task_id,
+                held.tenant,
+                np.asarray(demand, dtype=np.float64),
+                None,
+                held.priority,
+                now,
+                order,
+                _adopted_start,
+                run=run,
+                node=node_id,
+            )
+            adopted += 1
+        self.adopted_total += adopted
+        return adopted
 
     # -- a task's way out ------------------------------------------------------------
 
@@ -338,6 +396,8 @@ class AdmissionGate:
         executor hands them back.
         """
         now = self.clock()
+        if self.census is not None and not self.census.done(now):
+            return []  # usage is not known yet: nothing to reclaim on its strength
         due = self.admission.next_reclaim()
         if due is None or due > now or self._victims_on_their_way(now):
             return []
@@ -352,7 +412,7 @@ class AdmissionGate:
             ticket.run = None
             ticket.preempted += 1
             self.preempted[ticket.tenant] += 1
-            node_id = self.dispatcher.where.get(task_id)
+            node_id = self.dispatcher.where.get(task_id) or ticket.node
             if self.dispatcher.preempt(task_id):
                 self._wait(ticket, now)  # still held here: back in its line as it is
             elif node_id is not None:
@@ -387,6 +447,9 @@ class AdmissionGate:
         """The node an admitted task was dispatched to; :data:`HELD` while
         the dispatcher still holds it."""
         node_id = self.dispatcher.where.get(str(run.key))
+        if node_id is None:
+            ticket = self.tickets.get(str(run.key))
+            node_id = ticket.node if ticket is not None else None
         return (HELD,) if node_id is None else (node_id,)
 
     def _victims_on_their_way(self, now: float) -> bool:
@@ -408,6 +471,12 @@ class AdmissionGate:
                 running[ticket.tenant] += 1
         for name in self.admission.names:
             yield name, self.admission.waiting(name), running[name]
+
+
+def _adopted_start() -> asyncio.Future[str]:
+    """An adopted task's hold: it never has one here (it came back after a
+    preemption as a new ticket, or it ends with its result)."""
+    raise RuntimeError("an adopted task is not held by this balancer")
 
 
 __all__ = [

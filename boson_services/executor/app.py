@@ -19,6 +19,7 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     CancelTask,
+    HeldWorkRequest,
     Message,
     NodeHeartbeat,
     ResourceVector,
@@ -102,6 +103,7 @@ class ExecutorService(Service):
             self.names.node(self.node_id, expires_ms)
             + self.names.reply(self.node_id)
             + self.names.cancels(self.names.client_queue(self.node_id))
+            + self.names.held_requests(self.names.client_queue(self.node_id))
         )
         return topology + self.names.record() if self.settings.record else topology
 
@@ -121,9 +123,10 @@ class ExecutorService(Service):
                 max_attempts=self.handlers.max_attempts,
             ),
             ConsumerSpec(
-                # The node's own queue: data-plane replies, and every cancel command.
+                # The node's own queue: data-plane replies, every cancel command,
+                # and the balancers' questions of what it holds.
                 queue=self.names.client_queue(self.node_id),
-                accepts=(*DATA_REPLY_TYPES, CancelTask),
+                accepts=(*DATA_REPLY_TYPES, CancelTask, HeldWorkRequest),
                 handler=self.on_own_message,
                 prefetch=64,
             ),
@@ -132,6 +135,8 @@ class ExecutorService(Service):
     async def on_own_message(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, CancelTask):
             return await self.handlers.on_cancel(message)
+        if isinstance(message, HeldWorkRequest):
+            return [self.handlers.held_work(message)]
         return await self.replies.handle(message)
 
     def heartbeat_soon(self) -> None:

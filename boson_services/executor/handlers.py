@@ -29,6 +29,9 @@ from boson_shared.contract.messages import (
     CancelTask,
     CancelVerdict,
     DataRef,
+    HeldTask,
+    HeldWork,
+    HeldWorkRequest,
     ResourceVector,
     TaskAssigned,
     TaskFailure,
@@ -46,6 +49,7 @@ from boson_shared.contract.topology import (
     RK_PARKED,
     Names,
     rk_alert,
+    rk_held_work,
     rk_progress,
     rk_retrying,
 )
@@ -151,8 +155,8 @@ class ExecutorHandlers:
         self.gpus = gpus if gpus is not None else GpuBook([])
         """This node's GPU devices and which task holds which."""
         self.slots = asyncio.Semaphore(slots)
-        self.active: dict[str, ResourceVector] = {}
-        """Tasks held by this node (running or waiting for a slot) and their demand."""
+        self.active: dict[str, TaskAssigned] = {}
+        """Tasks held by this node (running or waiting for a slot)."""
         self.running = 0
         self.completed = SeenIds(completed_memory)
         self.results = {"succeeded": 0, "failed": 0, "cancelled": 0}
@@ -169,7 +173,7 @@ class ExecutorHandlers:
 
     def allocated(self) -> ResourceVector:
         cpu = memory = gpu = 0.0
-        for demand in self.active.values():
+        for demand in (assigned.demand for assigned in self.active.values()):
             cpu += demand.cpu
             memory += demand.memory
             gpu += demand.gpu
@@ -198,7 +202,7 @@ class ExecutorHandlers:
             binding = self.gpus.hold(task.task_id, assigned.demand.gpu, assigned.devices)
         except ValueError as error:
             raise InvalidTaskInputError(f"GPU devices: {error}") from error
-        self.active[task.task_id] = assigned.demand
+        self.active[task.task_id] = assigned
         control = self.progress.control_for(task)
         announced: list[StartReport] = []
         printed = TailBuffer()
@@ -328,6 +332,20 @@ class ExecutorHandlers:
                 return await self._run(spec, assigned.task, binding, control, output)
             finally:
                 self.running -= 1
+
+    def held_work(self, request: HeldWorkRequest) -> Emit:
+        """What this node holds, for the balancer that asks (it took over admission)."""
+        tasks = tuple(
+            HeldTask(
+                task_id=task_id,
+                tenant=assigned.task.tenant,
+                priority=assigned.task.priority,
+                demand=assigned.demand,
+            )
+            for task_id, assigned in self.active.items()
+        )
+        answer = HeldWork(node_id=self.node_id, request_id=request.message_id, tasks=tasks)
+        return Emit(Route(self.names.events_exchange, rk_held_work(request.reply_to)), answer)
 
     async def on_cancel(self, cancel: CancelTask) -> Sequence[Emit]:
         """Stop the named tasks held here; remember every id; answer for those held.

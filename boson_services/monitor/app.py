@@ -13,6 +13,7 @@ from boson_services.monitor.metrics import MonitorMetrics
 from boson_services.monitor.record import RecordKeeper
 from boson_services.monitor.reply_queues import AbandonedReplyQueues
 from boson_services.monitor.settings import MonitorSettings
+from boson_services.monitor.tenant_history import TenantHistory
 from boson_services.monitor.view import ClusterView
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
@@ -74,6 +75,7 @@ class MonitorService(Service):
             transport, self.names, settings.abandoned_reply_queue_s, clock=time.monotonic
         )
         self.record: RecordKeeper | None = None
+        self.tenant_history: TenantHistory | None = None
         self._last_sweep = 0.0
         record_url: str | None = None
         if settings.record:
@@ -93,6 +95,7 @@ class MonitorService(Service):
                 clock=time.time,
             )
             self.record.on_outage = self.pause_record
+            self.tenant_history = TenantHistory(store, slot_s=settings.tenants_sample_interval_s)
         self.dashboard = _dashboard(settings, self.handlers, record_url, self)
 
     def topology(self) -> Topology:
@@ -176,6 +179,7 @@ class MonitorService(Service):
         ]
         if self.record is not None:
             loops.append((self.monitor_settings.record_check_interval_s, self.keep_record))
+            loops.append((self.monitor_settings.record_check_interval_s, self.sample_tenants))
         return loops
 
     async def keep_record(self) -> None:
@@ -201,6 +205,15 @@ class MonitorService(Service):
             self._last_sweep = now
             emits = await record.sweep()
             await self.publisher.publish_many([(e.route, e.message) for e in emits])
+
+    async def sample_tenants(self) -> None:
+        """Offer the latest tenants report to the record's history (off the consumer:
+        a slow database delays only this loop)."""
+        report = self.handlers.view.tenants()
+        if report is None or self.tenant_history is None or self.record is None:
+            return
+        if self.record.ready:
+            await self.tenant_history.observe(report)
 
     async def pause_record(self) -> None:
         """Stop taking record events (the database is away); they wait in the queue.

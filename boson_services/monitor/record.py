@@ -33,6 +33,7 @@ from boson_shared.errors import (
 from boson_shared.record.group_commit import GroupCommit
 from boson_shared.record.merge import RecordEvent
 from boson_shared.record.store import RecordStore, TaskQuery
+from boson_shared.record.tenant_samples import SampleQuery, read_samples
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 
@@ -128,10 +129,18 @@ async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
     """The record's answer to ``query`` from ``store``: records, or a typed reason why not.
 
     The one code path of every read of the record: queries over the bus
-    (``boson task``, ``boson tasks``, ``Client.get``) and the dashboard's
-    ``/api/tasks`` both come here, so the CLI and the page never disagree.
+    (``boson task``, ``boson tasks``, ``boson tenants --history``, ``Client.get``)
+    and the dashboard's ``/api/tasks`` both come here, so the CLI and the page never disagree.
     """
     try:
+        if query.subject == "tenants":
+            samples = await read_samples(
+                store,
+                SampleQuery(
+                    tenant=query.tenant, since=query.since, until=query.until, limit=query.limit
+                ),
+            )
+            return RecordReply(query_id=query.message_id, tenant_samples=samples)
         if query.task_id is not None:
             record = await store.get(query.task_id)
             return RecordReply(query_id=query.message_id, records=(record,))

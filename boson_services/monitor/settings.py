@@ -55,6 +55,10 @@ class MonitorSettings(BosonSettings):
     record_check_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often a monitor whose database is away checks it again."""
     retention_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    tenants_sample_interval_s: Annotated[float, Field(ge=1, le=86_400)] = 30.0
+    """The record keeps one sample of each tenant's share of the pool per
+    this many seconds (``boson tenants --history``); give every monitor the
+    same value, so that they agree on the slots."""
     referenced_blobs_max: Annotated[int, Field(ge=1, le=200_000)] = 100_000
     """Digests one :class:`BlobsReferenced` lists at most; past it the list is
     marked incomplete and the transfer service deletes nothing."""

@@ -32,7 +32,7 @@ from boson_shared.contract.base import (
     new_id,
     now,
 )
-from boson_shared.contract.tenants_report import TenantsReport
+from boson_shared.contract.tenants_report import TenantSample, TenantsReport
 
 
 class ResourceVector(Model):
@@ -441,6 +441,38 @@ class NodeHeartbeat(Message):
     """Its GPU devices, in device order; the ``gpu`` of ``capacity`` is their count."""
 
 
+MAX_HELD_TASKS = 100_000
+"""Tasks one :class:`HeldWork` lists at most (no node holds more: its slots' bound)."""
+
+
+class HeldWorkRequest(Message):
+    """Asked by a balancer that became the active one, with tenants: every
+    executor answers with a :class:`HeldWork` on ``events/held.<reply_to>``,
+    so that admission starts from the usage the work already running holds."""
+
+    kind: Literal["held.request"] = "held.request"
+    reply_to: Identifier
+
+
+class HeldTask(Model):
+    """One task an executor holds (running, or waiting there for a slot)."""
+
+    task_id: Identifier
+    tenant: TenantName = DEFAULT_TENANT
+    priority: Priority = 0
+    demand: ResourceVector
+
+
+class HeldWork(Message):
+    """An executor's answer to a :class:`HeldWorkRequest`: what it holds now."""
+
+    kind: Literal["held.work"] = "held.work"
+    node_id: Identifier
+    request_id: Identifier
+    """The ``message_id`` of the request answered."""
+    tasks: Annotated[tuple[HeldTask, ...], Field(max_length=MAX_HELD_TASKS)] = ()
+
+
 class NodeState(Model):
     """The monitor's view of one node inside a :class:`ClusterSnapshot`."""
 
@@ -740,16 +772,19 @@ RECORD_QUERY_MAX_LIMIT = 1000
 
 
 class RecordQuery(Message):
-    """Ask the monitors' task record: one task by id, or a filtered page of tasks.
+    """Ask the monitors' task record: one task by id, or a filtered page of tasks;
+    or (``subject="tenants"``) the tenants' samples over time, newest first,
+    filtered by ``tenant``, ``since`` and ``until``.
 
     Answered with a :class:`RecordReply` on ``events/record.reply.<reply_to>``.
     """
 
     kind: Literal["record.query"] = "record.query"
-    schema_version: ClassVar[int] = 3
-    # v1: no cancelled state; v2: no tenant filter
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: no cancelled state; v2: no tenant filter; v3: tasks only (no subject)
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     reply_to: Identifier
+    subject: Literal["tasks", "tenants"] = "tasks"
     task_id: Identifier | None = None
     state: TaskState | None = None
     handler: HandlerName | None = None
@@ -769,11 +804,14 @@ class RecordReply(Message):
     """The record's answer to a :class:`RecordQuery`: records, or why not."""
 
     kind: Literal["record.reply"] = "record.reply"
-    schema_version: ClassVar[int] = 3
-    # v1: records without progress, logs; v2: without priority
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: records without progress, logs; v2: without priority; v3: no tenant samples
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     query_id: Identifier
     records: tuple[TaskRecord, ...] = ()
+    tenant_samples: Annotated[
+        tuple[TenantSample, ...], Field(max_length=RECORD_QUERY_MAX_LIMIT)
+    ] = ()
     next_cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
     error: RecordErrorCode | None = None
     detail: Annotated[str, StringConstraints(max_length=4000)] = ""
@@ -816,7 +854,9 @@ AnyMessage: TypeAlias = Annotated[
     | RecordQuery
     | RecordReply
     | BlobsReferenced
-    | TenantsReport,
+    | TenantsReport
+    | HeldWorkRequest
+    | HeldWork,
     Field(discriminator="kind"),
 ]
 
@@ -845,6 +885,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         RecordReply,
         BlobsReferenced,
         TenantsReport,
+        HeldWorkRequest,
+        HeldWork,
     )
 }
 """Every message kind this build knows, mapped to its model."""
@@ -859,6 +901,7 @@ def kind_of(model: type[Message]) -> str:
 
 __all__ = [
     "MAX_CANCEL_IDS",
+    "MAX_HELD_TASKS",
     "MAX_LOG_BYTES",
     "MAX_PROGRESS_MESSAGE",
     "MESSAGE_TYPES",
@@ -885,6 +928,9 @@ __all__ = [
     "FetchData",
     "Fraction",
     "HandlerName",
+    "HeldTask",
+    "HeldWork",
+    "HeldWorkRequest",
     "Identifier",
     "Message",
     "Model",

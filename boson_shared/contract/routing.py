@@ -36,6 +36,8 @@ RK_BLOBS_REFERENCED = "blobs.referenced"
 RK_CANCEL = "task.cancel"
 """Cancel commands: every balancer's event queue and every executor's own queue bind it."""
 RK_ALL_PROGRESS = "progress.#"
+RK_HELD_REQUEST = "held.request"
+"""A balancer that became active asks every executor what it holds."""
 
 # Headers the runtime reads and writes.
 HEADER_ATTEMPT = "x-boson-attempt"
@@ -90,6 +92,11 @@ def rk_cancel_answer(client_id: str) -> str:
     return f"cancel.answer.{client_id}"
 
 
+def rk_held_work(balancer_id: str) -> str:
+    """The executors' answers to one balancer's :class:`HeldWorkRequest`."""
+    return f"held.work.{balancer_id}"
+
+
 def rk_progress(client_id: str) -> str:
     """Progress reports of a client's tasks (the record queue binds them all)."""
     return f"progress.{client_id}"
@@ -121,6 +128,7 @@ __all__ = [
     "RK_CANCEL",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
+    "RK_HELD_REQUEST",
     "RK_PARKED",
     "RK_PLACED",
     "RK_RECORD_EVENT",
@@ -133,6 +141,7 @@ __all__ = [
     "rk_data_reply",
     "rk_data_stored",
     "rk_heartbeat",
+    "rk_held_work",
     "rk_node",
     "rk_progress",
     "rk_record_reply",

@@ -87,4 +87,22 @@ class TenantsReport(Message):
     tenants: Annotated[tuple[TenantUsage, ...], Field(max_length=MAX_REPORTED_TENANTS)] = ()
 
 
-__all__ = ["MAX_REPORTED_TENANTS", "Amounts", "ResourceName", "TenantUsage", "TenantsReport"]
+class TenantSample(TenantUsage):
+    """One tenant as one report showed it, kept in the task record over time
+    (one per tenant per sampling slot: ``boson tenants --history``)."""
+
+    at: Timestamp
+    """When the balancer made the report."""
+    balancer_id: Identifier
+    seq: Count
+    pool: Amounts = Field(default_factory=dict)
+
+
+__all__ = [
+    "MAX_REPORTED_TENANTS",
+    "Amounts",
+    "ResourceName",
+    "TenantSample",
+    "TenantUsage",
+    "TenantsReport",
+]

@@ -68,6 +68,7 @@ from boson_shared.contract.routing import (
     RK_CANCEL,
     RK_DATA_CHUNK,
     RK_DATA_REQUEST,
+    RK_HELD_REQUEST,
     RK_PARKED,
     RK_PLACED,
     RK_RECORD_EVENT,
@@ -80,6 +81,7 @@ from boson_shared.contract.routing import (
     rk_data_reply,
     rk_data_stored,
     rk_heartbeat,
+    rk_held_work,
     rk_node,
     rk_progress,
     rk_record_reply,
@@ -310,6 +312,10 @@ class Names:
         """Bind ``queue`` (a balancer's or an executor's own) to every cancel command."""
         return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_CANCEL),))
 
+    def held_requests(self, queue: str) -> Topology:
+        """Bind ``queue`` (an executor's own) to the balancers' questions of what it holds."""
+        return Topology(bindings=(BindingSpec(queue, self.events_exchange, RK_HELD_REQUEST),))
+
     def transfer(self) -> Topology:
         return self.work_queue(self.chunks_queue, [RK_DATA_CHUNK]) + self.work_queue(
             self.data_requests_queue, [RK_DATA_REQUEST]
@@ -364,6 +370,7 @@ __all__ = [
     "RK_CANCEL",
     "RK_DATA_CHUNK",
     "RK_DATA_REQUEST",
+    "RK_HELD_REQUEST",
     "RK_PARKED",
     "RK_PLACED",
     "RK_RECORD_EVENT",
@@ -384,6 +391,7 @@ __all__ = [
     "rk_data_reply",
     "rk_data_stored",
     "rk_heartbeat",
+    "rk_held_work",
     "rk_node",
     "rk_progress",
     "rk_record_reply",

@@ -6,6 +6,11 @@ makes ingestion idempotent: a message seen twice inserts nothing the second
 time and so changes nothing. ``tenant`` and ``priority`` are the task's
 (``NULL`` in rows recorded before tasks had them). An absent JSON value is
 SQL ``NULL`` (not JSON ``null``), so that ``COALESCE`` sees it as absent.
+
+``boson_tenant_samples`` keeps how each tenant shared the pool over time:
+one row per tenant per sampling slot (``slot_at``, the slot's start), from
+the first balancer report of that slot any monitor took. The slot is the
+key, so monitors that take the same reports write each sample once.
 """
 
 from __future__ import annotations
@@ -75,10 +80,10 @@ tasks = Table(
     Column("progress_at", Float),
     Column("logs", Text),
     Index("ix_boson_tasks_submitted", "submitted_at", "task_id"),
-    Index("ix_boson_tasks_state", "state", "submitted_at"),
-    Index("ix_boson_tasks_handler", "handler", "submitted_at"),
-    Index("ix_boson_tasks_node", "node_id", "submitted_at"),
-    Index("ix_boson_tasks_tenant", "tenant", "submitted_at"),
+    Index("ix_boson_tasks_state", "state", "submitted_at", "task_id"),
+    Index("ix_boson_tasks_handler", "handler", "submitted_at", "task_id"),
+    Index("ix_boson_tasks_node", "node_id", "submitted_at", "task_id"),
+    Index("ix_boson_tasks_tenant", "tenant", "submitted_at", "task_id"),
     Index("ix_boson_tasks_expires", "expires_at"),
     Index("ix_boson_tasks_input_ref", "input_ref"),
     Index("ix_boson_tasks_output_ref", "output_ref"),
@@ -96,4 +101,31 @@ events = Table(
     Index("ix_boson_task_events_task", "task_id", "at"),
 )
 
-__all__ = ["events", "metadata", "tasks"]
+tenant_samples = Table(
+    "boson_tenant_samples",
+    metadata,
+    Column("slot_at", Float, primary_key=True),
+    Column("tenant", String(ID), primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("balancer_id", String(ID), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("may_preempt", Boolean, nullable=False),
+    # Amounts per resource, in the units of task requests (as in the report).
+    Column("pool", JSON, nullable=False),
+    Column("quota", JSON, nullable=False),
+    Column("guarantee", JSON, nullable=False),
+    Column("borrowing_limit", JSON, nullable=False),
+    Column("usage", JSON, nullable=False),
+    Column("borrowed", JSON, nullable=False),
+    Column("pending", JSON, nullable=False),
+    Column("dominant_share", Float, nullable=False),
+    Column("waiting", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("preempted", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_boson_tenant_samples_tenant", "tenant", "slot_at"),
+    Index("ix_boson_tenant_samples_expires", "expires_at"),
+)
+
+__all__ = ["events", "metadata", "tasks", "tenant_samples"]

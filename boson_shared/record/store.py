@@ -39,7 +39,7 @@ from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskN
 from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
-from boson_shared.record.schema import events, tasks
+from boson_shared.record.schema import events, tasks, tenant_samples
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_INLINE_MAX_BYTES = 256 * 1024
@@ -325,10 +325,12 @@ class RecordStore:
     # -- retention -----------------------------------------------------------
 
     async def expire(self) -> int:
-        """Delete records past their expiry (and their timelines); how many."""
+        """Delete records past their expiry (and their timelines, and the
+        tenants' samples past theirs); how many records."""
         now = self.clock()
         expired = select(tasks.c.task_id).where(tasks.c.expires_at < now)
         async with self._guard("expiring"), self.engine.begin() as conn:
+            await conn.execute(delete(tenant_samples).where(tenant_samples.c.expires_at < now))
             await conn.execute(delete(events).where(events.c.task_id.in_(expired)))
             result = await conn.execute(delete(tasks).where(tasks.c.expires_at < now))
         return int(result.rowcount or 0)

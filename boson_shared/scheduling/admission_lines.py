@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from boson_shared.scheduling.admission_state import (
     EPSILON,
@@ -247,6 +247,30 @@ class TenantLines:
             usage[r] += amount
             pending[r] -= amount
             total[r] += amount
+
+    def adopt(
+        self,
+        key: Hashable,
+        tenant: str,
+        demand: Sequence[float],
+        now: float,
+        *,
+        priority: int = 0,
+        order: float = 0.0,
+    ) -> Running:
+        """Count one instance already running, admitted by an earlier holder of
+        this pool (a balancer that took over): it holds ``tenant``'s quota from
+        ``now`` until released, as if admitted then (``KeyError``: unknown tenant)."""
+        i = self.index[tenant]
+        t = self._tenants[i]
+        seq = next(self._seq)
+        run = Running(key, i, tuple(demand), 1, priority, order, now, now, seq, seq)
+        self._running.append(run)
+        for r in range(self._width):
+            t.pending[r] += run.demand[r]  # _charge moves pending to usage
+        self._charge(t, run.demand, 1)
+        self._rerank(i)
+        return run
 
     def release(self, run: Running, count: int | None = None) -> None:
         """``count`` (default all) instances of ``run`` ended; their quota is free."""

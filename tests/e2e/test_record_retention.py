@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,10 @@ from boson_shared.settings import BosonSettings
 from tests.support.waiting import wait_until
 
 TTL_S = 3.0
+GRACE_S = 1.0
+"""Long enough that a sweep between an upload and the record taking the
+task's submission (its reference) spares the blob; short next to ``TTL_S``."""
+SWEEP_S = 0.3
 
 
 def test_the_store_deletes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
@@ -56,7 +61,7 @@ async def test_an_expired_record_takes_its_input_blob_with_it(tmp_path: Path) ->
                 MonitorSettings,
                 base,
                 result_ttl=TTL_S,
-                retention_interval_s=0.3,
+                retention_interval_s=SWEEP_S,
                 record_check_interval_s=0.1,
             ),
             cluster.transport(),
@@ -71,7 +76,7 @@ async def test_an_expired_record_takes_its_input_blob_with_it(tmp_path: Path) ->
         ):
             await cluster.start(service)
         transfer = TransferService(
-            derive(TransferSettings, base, blob_dir=tmp_path / "blobs", blob_grace_s=0.0),
+            derive(TransferSettings, base, blob_dir=tmp_path / "blobs", blob_grace_s=GRACE_S),
             cluster.transport(),
             cluster._codec(),
         )
@@ -94,8 +99,11 @@ async def test_an_expired_record_takes_its_input_blob_with_it(tmp_path: Path) ->
             await wait_until(recorded, timeout=10)
             record = await client.get(handle.task_id)
             assert record.input_ref == handle.task.data_ref.digest
-            # Referenced while the record lives, though older than the grace period.
-            await wait_until(lambda: monitor.record is not None and monitor.record.expired == 0, 1)
+            # Referenced while the record lives, though older than the grace period
+            # (and swept since).
+            await asyncio.sleep(GRACE_S + 2 * SWEEP_S)
+            assert monitor.record is not None
+            assert monitor.record.expired == 0
             assert blob.exists()
 
             await wait_until(lambda: not blob.exists(), timeout=TTL_S + 10)

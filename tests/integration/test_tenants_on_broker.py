@@ -53,7 +53,12 @@ def cluster(amqp_url: str, namespace: str, tmp_path: Path) -> Iterator[ProcessCl
         amqp_url,
         namespace,
         tmp_path,
-        extra_env={"BOSON_TENANTS_FILE": str(tenants), "BOSON_TENANTS_REPORT_INTERVAL_S": "0.3"},
+        extra_env={
+            "BOSON_TENANTS_FILE": str(tenants),
+            "BOSON_TENANTS_REPORT_INTERVAL_S": "0.3",
+            "BOSON_TENANTS_SAMPLE_INTERVAL_S": "1",
+            "BOSON_RECORD_CHECK_INTERVAL_S": "0.5",
+        },
     )
     try:
         yield processes
@@ -155,6 +160,19 @@ async def test_tenants_from_submit_to_the_record_the_report_and_the_gauges(
     metrics = scrape(cluster, "monitor")
     assert 'boson_tenant_weight{tenant="research"} 2.0' in metrics
     assert 'boson_tenant_quota_units{resource="memory",tenant="research"} 16.0' in metrics
+
+    # The record keeps samples of the reports, read over the bus.
+    samples: list[dict[str, object]] = []
+
+    async def sampled() -> bool:
+        ran = await boson(cluster, "tenants", "--history", "--tenant", "research", "--json")
+        assert ran.code == 0, ran.err
+        samples[:] = json.loads(ran.out)["samples"]
+        return bool(samples)
+
+    await wait_until(sampled, 30, step=0.5)
+    assert {s["name"] for s in samples} == {"research"}
+    assert samples[0]["quota"] == {"cpu": 8.0, "memory": 16.0}
 
 
 @pytest.mark.broker

@@ -10,6 +10,9 @@ from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import (
+    HeldTask,
+    HeldWork,
+    HeldWorkRequest,
     ResourceVector,
     TaskAssigned,
     TaskPlaced,
@@ -39,7 +42,11 @@ borrowing_limit = { cpu = 0 }
 
 
 class Balancer:
-    def __init__(self) -> None:
+    """The handlers and gate of one balancer, and two fake executors that answer
+    its takeover census with what runs on them: ``before`` (node → tasks an
+    earlier balancer admitted) plus what this one assigned and has not finished."""
+
+    def __init__(self, before: dict[str, list[HeldTask]] | None = None) -> None:
         self.clock = Clock(100.0)
         self.published = Published()
         self.dispatcher = Dispatcher(
@@ -56,6 +63,11 @@ class Balancer:
             self.dispatcher, NAMES, self.published, park_after_s=600.0, gate=self.gate
         )
         self.runs: dict[str, asyncio.Future[Sequence[Emit]]] = {}
+        self.before = before or {}
+        self.finished: set[str] = set()
+        self.answered: set[str] = set()
+        self.silent: set[str] = set()
+        """Nodes whose executor does not answer the census."""
 
     async def start(self) -> None:
         nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0)]
@@ -69,6 +81,24 @@ class Balancer:
     async def settle(self) -> None:
         for _ in range(5):
             await asyncio.sleep(0)
+            await self.answer_census()
+
+    async def answer_census(self) -> None:
+        for request in self.published.messages:
+            if not isinstance(request, HeldWorkRequest) or request.message_id in self.answered:
+                continue
+            self.answered.add(request.message_id)
+            for node_id in ("n1", "n2"):
+                if node_id in self.silent:
+                    continue
+                held = [t for t in self.before.get(node_id, []) if t.task_id not in self.finished]
+                held += [
+                    HeldTask(task_id=a.task.task_id, tenant=a.task.tenant, demand=a.demand)
+                    for a in self.assigned()
+                    if a.node_id == node_id and a.task.task_id not in self.finished
+                ]
+                work = HeldWork(node_id=node_id, request_id=request.message_id, tasks=tuple(held))
+                await self.handlers.on_event(work)
 
     def assigned(self) -> list[TaskAssigned]:
         return [m for m in self.published.messages if isinstance(m, TaskAssigned)]
@@ -85,6 +115,7 @@ class Balancer:
             reply_to="c1",
             submitted_at=1.0,
         )
+        self.finished.add(task_id)
         await self.handlers.on_event(result)
         await self.settle()
 

@@ -12,14 +12,17 @@ import pytest
 from boson_services.executor.handlers import ExecutorHandlers
 from boson_shared.contract.messages import (
     CancelTask,
+    HeldWork,
+    HeldWorkRequest,
     ResourceVector,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import RK_PARKED
+from boson_shared.contract.topology import RK_PARKED, rk_held_work
 from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.publisher import Route
 from tests.support.waiting import wait_until
 from tests.unit.executor.conftest import NAMES
 
@@ -118,3 +121,28 @@ async def test_a_task_preempted_before_it_arrives_is_handed_back_once_on_arrival
     assert isinstance(emit.message, TaskResult)
     assert emit.message.status == "succeeded"
     assert emit.message.attempts == 1
+
+
+async def test_it_tells_a_balancer_that_took_over_what_it_holds(
+    handlers: ExecutorHandlers, tmp_path: Path
+) -> None:
+    job = assigned("steer_async", "t1", seconds=30, starts=str(tmp_path))
+    job = job.model_copy(
+        update={"task": job.task.model_copy(update={"tenant": "research", "priority": 7})}
+    )
+    run = asyncio.ensure_future(handlers.on_assigned(job))
+    await until(lambda: starts(tmp_path) == 1)
+    request = HeldWorkRequest(reply_to="balancer-2")
+    emit = handlers.held_work(request)
+    assert emit.route == Route(NAMES.events_exchange, rk_held_work("balancer-2"))
+    work = emit.message
+    assert isinstance(work, HeldWork)
+    assert (work.node_id, work.request_id) == ("n1", request.message_id)
+    assert [(t.task_id, t.tenant, t.priority, t.demand) for t in work.tasks] == [
+        ("t1", "research", 7, ResourceVector(cpu=1, memory=1))
+    ]
+    await handlers.on_cancel(preempt("t1"))
+    await asyncio.wait_for(run, 10)
+    after = handlers.held_work(request).message
+    assert isinstance(after, HeldWork)
+    assert after.tasks == ()
