@@ -46,7 +46,7 @@ import numpy as np
 from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_shared.contract.messages import ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer, Running
-from boson_shared.scheduling.devices import parse_models
+from boson_shared.scheduling.devices import mask_of, parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
 
 AWAY_LIMIT_S = 10.0
@@ -74,7 +74,7 @@ class UnknownTenantError(Exception):
         self.tenant = tenant
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Ticket:
     """One task's place in admission, from its first placement to its result."""
 
@@ -183,7 +183,8 @@ class AdmissionGate:
             self.dispatcher.complete(task.task_id)
         now = self.clock()
         models = parse_models(task.requests.gpu_model if task.requests else None)
-        vector = np.asarray(demand.as_tuple(), dtype=np.float64)
+        amounts = demand.as_tuple()
+        vector = np.array(amounts, dtype=np.float64)
         ticket = Ticket(
             task.task_id,
             task.tenant,
@@ -200,7 +201,7 @@ class AdmissionGate:
         self.admission.submit(
             task.task_id,
             task.tenant,
-            demand.as_tuple(),
+            amounts,
             ticket.since,
             priority=task.priority,
             order=ticket.order,
@@ -222,7 +223,7 @@ class AdmissionGate:
         """One admission pass now; tasks admitted."""
         self._pass_pending = False
         self._least_fits = None
-        admitted = self.admission.admit(self.clock(), self._place)
+        admitted = self.admission.admit(self.clock(), self._place, self.dispatcher.any_open)
         self.admitted_total += admitted
         return admitted
 
@@ -382,6 +383,22 @@ class AdmissionGate:
         if view is None or not view.takes_work:
             return (0.0, 0.0, 0.0)
         return tuple(float(x) for x in np.maximum(view.capacity - view.allocated, 0.0))
+
+    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+        """(milli free, milli capacity) of each GPU device of ``node`` in the
+        dispatcher's view; none for a node that takes no work. :data:`HELD`
+        has no devices: its GPU room is its total, as :meth:`free` tells."""
+        if node is HELD:
+            return None
+        view = self.dispatcher.nodes.get(str(node))
+        if view is None or not view.takes_work:
+            return [], []
+        book = view.gpus
+        return [c - h for c, h in zip(book.cap, book.held, strict=True)], list(book.cap)
+
+    def devices_held(self, run: Running, position: int) -> int:
+        """The devices (a mask) a dispatched task holds on its node (0: none, or held)."""
+        return mask_of(self.dispatcher.devices_of(str(run.key)))
 
     def nodes(self, run: Running) -> Sequence[Hashable]:
         """The node an admitted task was dispatched to; :data:`HELD` while
