@@ -20,7 +20,9 @@ claim has waited the grace period. The gate is admission's
 :class:`~boson_shared.scheduling.admission.NodeRoom`: it tells what each node
 has free (the dispatcher's view of it) and which node each admitted task was
 dispatched to, so victims are chosen node by node and work is stopped only
-on a node where the room it frees then takes the claimant's next task. A
+on a node where the room it frees then takes the claimant's next task. It
+is a :class:`~boson_shared.scheduling.admission.DeviceRoom` too: GPU room
+is per device (each node's devices, and the devices each task holds). A
 victim the dispatcher still holds goes
 straight back to its line (its handler waits again). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its

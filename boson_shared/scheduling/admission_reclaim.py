@@ -10,7 +10,9 @@ resource the claim needs, and of each only while it stays above:
   node by node in pieces the claimant's waiting instances fit, and stops
   nothing on a node where that room would not take one of them. Freed room
   the claimant cannot use would go straight back to the borrowers whose
-  instances do fit it, and the claim would stand as before.
+  instances do fit it, and the claim would stand as before. When the
+  caller knows the nodes' GPU devices (a :class:`DeviceRoom`), GPU room is
+  per device, by the device rule (a share of one device, or whole ones).
 
 Among borrowers, work of the tenant furthest above its fair share (the
 largest weighted dominant share) goes first, youngest first within it; so

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from boson_services.balancer.tenancy import HELD, AdmissionGate
+from boson_shared.contract.messages import ClusterSnapshot, GpuState, NodeState, ResourceVector
 from boson_shared.scheduling.admission import DeviceRoom, Running
 from boson_shared.scheduling.tenants import parse_tenants
 from tests.support.balancer import dispatcher
-from tests.unit.test_balancer_gpu_devices import gpu_snapshot, share
 
 TENANTS = """
 [tenants.a]
@@ -15,13 +15,39 @@ may_preempt = true
 """
 
 
+def two_free_t4s(node_id: str) -> ClusterSnapshot:
+    return ClusterSnapshot(
+        monitor_id="m",
+        seq=1,
+        nodes=(
+            NodeState(
+                node_id=node_id,
+                alive=True,
+                capacity=ResourceVector(cpu=100.0, memory=100.0, gpu=2.0),
+                allocated=ResourceVector(),
+                slots=8,
+                running=0,
+                free_slots=8,
+                measured_cpu=0.1,
+                measured_memory=0.1,
+                last_heartbeat_at=0.0,
+                gpus=(GpuState(index=0, model="T4"), GpuState(index=1, model="T4")),
+            ),
+        ),
+    )
+
+
+def share(gpu: float) -> ResourceVector:
+    return ResourceVector(cpu=1.0, memory=1.0, gpu=gpu)
+
+
 def run_of(task_id: str) -> Running:
     return Running(task_id, 0, (1.0, 1.0, 0.6), 1, 0, 0.0, 0.0, 0.0, 0, 0)
 
 
 async def test_reclaim_sees_the_gpu_room_of_each_device() -> None:
     d = dispatcher()
-    d.on_snapshot(gpu_snapshot({"a": [("T4", 0), ("T4", 0)]}))
+    d.on_snapshot(two_free_t4s("a"))
     gate = AdmissionGate(parse_tenants(TENANTS), d, grace_s=30.0)
     assert isinstance(gate, DeviceRoom)
     first = d.hold("t1", share(0.6), "a", devices=(0,))
