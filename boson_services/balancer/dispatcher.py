@@ -407,6 +407,18 @@ class Dispatcher:
             self._unfit[key] = self.room_changed
         return fits
 
+    def any_open(self) -> bool:
+        """Whether a node takes work now and has credit. Nodes found not to
+        leave the spare set, as in _open_nodes: under load, a lookup or two."""
+        spare = self._spare
+        while spare:
+            node_id = next(iter(spare))
+            node = self.nodes.get(node_id)
+            if node is not None and self.accepts(node):
+                return True
+            del spare[node_id]
+        return False
+
     def pool(self) -> np.ndarray:
         """The total capacity of the live nodes (running work on probation counts)."""
         total = np.zeros(3)
@@ -827,6 +839,8 @@ class Dispatcher:
             candidates = [node for node, good in zip(candidates, ok, strict=True) if good]
         if not candidates:
             return None
+        if len(candidates) == 1:
+            return candidates[0]  # the two-choices rule has nothing to choose
         loads = np.array([len(n.in_flight) / n.window for n in candidates])
         loads = loads + np.array([n.measured for n in candidates])
         return candidates[power_of_two_choices(len(candidates), loads, self.rng)]

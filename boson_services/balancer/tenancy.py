@@ -20,7 +20,9 @@ claim has waited the grace period. The gate is admission's
 :class:`~boson_shared.scheduling.admission.NodeRoom`: it tells what each node
 has free (the dispatcher's view of it) and which node each admitted task was
 dispatched to, so victims are chosen node by node and work is stopped only
-on a node where the room it frees then takes the claimant's next task. A
+on a node where the room it frees then takes the claimant's next task. It
+is a :class:`~boson_shared.scheduling.admission.DeviceRoom` too: GPU room
+is per device (each node's devices, and the devices each task holds). A
 victim the dispatcher still holds goes
 straight back to its line (its handler waits again). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
@@ -47,7 +49,7 @@ from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, Tas
 from boson_services.balancer.takeover import Census
 from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer, Running
-from boson_shared.scheduling.devices import parse_models
+from boson_shared.scheduling.devices import mask_of, parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
 
 AWAY_LIMIT_S = 10.0
@@ -75,7 +77,7 @@ class UnknownTenantError(Exception):
         self.tenant = tenant
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Ticket:
     """One task's place in admission, from its first placement to its result."""
 
@@ -191,7 +193,8 @@ class AdmissionGate:
             self.dispatcher.complete(task.task_id)
         now = self.clock()
         models = parse_models(task.requests.gpu_model if task.requests else None)
-        vector = np.asarray(demand.as_tuple(), dtype=np.float64)
+        amounts = demand.as_tuple()
+        vector = np.array(amounts, dtype=np.float64)
         ticket = Ticket(
             task.task_id,
             task.tenant,
@@ -208,7 +211,7 @@ class AdmissionGate:
         self.admission.submit(
             task.task_id,
             task.tenant,
-            demand.as_tuple(),
+            amounts,
             ticket.since,
             priority=task.priority,
             order=ticket.order,
@@ -232,7 +235,7 @@ class AdmissionGate:
         self._least_fits = None
         if self.census is not None and not self.census.done(self.clock()):
             return 0  # taking over: what already runs is not counted yet
-        admitted = self.admission.admit(self.clock(), self._place)
+        admitted = self.admission.admit(self.clock(), self._place, self.dispatcher.any_open)
         self.admitted_total += admitted
         return admitted
 
@@ -442,6 +445,22 @@ class AdmissionGate:
         if view is None or not view.takes_work:
             return (0.0, 0.0, 0.0)
         return tuple(float(x) for x in np.maximum(view.capacity - view.allocated, 0.0))
+
+    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+        """(milli free, milli capacity) of each GPU device of ``node`` in the
+        dispatcher's view; none for a node that takes no work. :data:`HELD`
+        has no devices: its GPU room is its total, as :meth:`free` tells."""
+        if node is HELD:
+            return None
+        view = self.dispatcher.nodes.get(str(node))
+        if view is None or not view.takes_work:
+            return [], []
+        book = view.gpus
+        return [c - h for c, h in zip(book.cap, book.held, strict=True)], list(book.cap)
+
+    def devices_held(self, run: Running, position: int) -> int:
+        """The devices (a mask) a dispatched task holds on its node (0: none, or held)."""
+        return mask_of(self.dispatcher.devices_of(str(run.key)))
 
     def nodes(self, run: Running) -> Sequence[Hashable]:
         """The node an admitted task was dispatched to; :data:`HELD` while

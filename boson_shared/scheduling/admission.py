@@ -41,6 +41,7 @@ from boson_shared.scheduling.admission_lines import (
     TenantLines,
 )
 from boson_shared.scheduling.admission_reclaim import (
+    DeviceRoom,
     NodeRoom,
     choose_victims,
     choose_victims_on_nodes,
@@ -141,14 +142,21 @@ class Admission(TenantLines):
             room = by_guarantee if by_guarantee >= 1 else 1.0
         return int(room)
 
-    def admit(self, now: float, place: Callable[[Offer], int]) -> int:
+    def admit(
+        self,
+        now: float,
+        place: Callable[[Offer], int],
+        more: Callable[[], bool] | None = None,
+    ) -> int:
         """One pass: offer capacity to waiting work in order; instances admitted.
 
         ``place`` gets each offer and returns how many of its instances it
         started (0: none fit anywhere; :data:`NO_ROOM`: nothing waiting fits
         anywhere, so the pass ends); those count against the tenant from
         then on, under ``offer.run``, until :meth:`release`. A task refused
-        is not offered again in the same pass.
+        is not offered again in the same pass. ``more``, asked after each
+        admission, may end the pass as :data:`NO_ROOM` would, before the
+        next offer is made (the placer knows it has no room left at all).
         """
         admitted = 0
         tenants = self._tenants
@@ -200,6 +208,8 @@ class Admission(TenantLines):
             self._rerank(i)
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
+                break
+            if more is not None and not more():
                 break
         self._start_claims(now)
         return admitted
@@ -318,6 +328,7 @@ class Admission(TenantLines):
         # so a later claim is not counted as served by capacity freed for them.
         taken = [0.0] * self._width
         base: dict[Hashable, list[float]] = {}
+        device_base: dict[Hashable, tuple[list[int], list[int]]] = {}
         chosen_positions: dict[int, set[int]] = {}
         for i in sorted(self._claims):
             t = self._tenants[i]
@@ -336,6 +347,7 @@ class Admission(TenantLines):
                     base,
                     chosen_positions,
                     self._pool,
+                    device_base,
                 )
             else:
                 want = [
@@ -371,6 +383,7 @@ __all__ = [
     "EPSILON",
     "NO_ROOM",
     "Admission",
+    "DeviceRoom",
     "NodeRoom",
     "Offer",
     "Running",

@@ -10,7 +10,9 @@ resource the claim needs, and of each only while it stays above:
   node by node in pieces the claimant's waiting instances fit, and stops
   nothing on a node where that room would not take one of them. Freed room
   the claimant cannot use would go straight back to the borrowers whose
-  instances do fit it, and the claim would stand as before.
+  instances do fit it, and the claim would stand as before. When the
+  caller knows the nodes' GPU devices (a :class:`DeviceRoom`), GPU room is
+  per device, by the device rule (a share of one device, or whole ones).
 
 Among borrowers, work of the tenant furthest above its fair share (the
 largest weighted dominant share) goes first, youngest first within it; so
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Iterator, Reversible, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from boson_shared.scheduling.admission_state import (
     EPSILON,
@@ -31,6 +33,7 @@ from boson_shared.scheduling.admission_state import (
     Waiting,
     dominant,
 )
+from boson_shared.scheduling.devices import fits, indices_of, pick, shape, to_milli
 
 
 class NodeRoom(Protocol):
@@ -42,6 +45,22 @@ class NodeRoom(Protocol):
 
     def nodes(self, run: Running) -> Sequence[Hashable]:
         """The node of each running instance of ``run``, one entry per instance."""
+        ...
+
+
+@runtime_checkable
+class DeviceRoom(NodeRoom, Protocol):
+    """A :class:`NodeRoom` that also knows each node's GPU devices: a
+    claimant's GPU request then fits a node only as the device rule has it
+    (a share of one device, or whole devices), not by the node's GPU total."""
+
+    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+        """(milli free, milli capacity) of each GPU device of ``node`` (None:
+        not a node of devices; its GPU room is its total, as without)."""
+        ...
+
+    def devices_held(self, run: Running, position: int) -> int:
+        """The devices (a mask) instance ``position`` of ``run`` holds on its node."""
         ...
 
 
@@ -135,6 +154,7 @@ def choose_victims_on_nodes(
     base: dict[Hashable, list[float]],
     taken: dict[int, set[int]],
     pool: Sequence[float],
+    device_base: dict[Hashable, tuple[list[int], list[int]]] | None = None,
 ) -> list[Victim]:
     """Running work to stop, node by node, so the claimant's ``slots`` fit.
 
@@ -145,11 +165,14 @@ def choose_victims_on_nodes(
     running. ``base`` (node → free room after earlier claims of this call)
     and ``taken`` (id of a run → positions of instances already chosen in
     this call) are
-    shared between the claims of one call, and updated.
+    shared between the claims of one call, and updated; so is
+    ``device_base`` (node → free and capacity of its GPU devices) when
+    ``room`` is a :class:`DeviceRoom`.
     """
     if not slots:
         return []
     slots = list(slots)
+    devices = _Devices(room, device_base) if isinstance(room, DeviceRoom) else None
     over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in tenants]
     width = len(pool)
     needs = [any(demand[r] > 0 for demand, _ in slots) for r in range(width)]
@@ -178,17 +201,27 @@ def choose_victims_on_nodes(
             for r, d in enumerate(run.demand):
                 excess[r] -= d
                 extra[r] += d
+            if devices is not None:
+                devices.count(node, run, position)
             demand = slots[0][0]
-            if all(d <= f + x + EPSILON for d, f, x in zip(demand, free, extra, strict=True)):
+            if all(d <= f + x + EPSILON for d, f, x in zip(demand, free, extra, strict=True)) and (
+                devices is None or devices.fits(node, demand, pending=True)
+            ):
                 # This node now takes the claimant's next instance (and perhaps more).
                 for r in range(width):
                     free[r] += extra[r]
-                while slots and all(
-                    d <= f + EPSILON for d, f in zip(slots[0][0], free, strict=True)
+                if devices is not None:
+                    devices.settle(node)
+                while (
+                    slots
+                    and all(d <= f + EPSILON for d, f in zip(slots[0][0], free, strict=True))
+                    and (devices is None or devices.fits(node, slots[0][0]))
                 ):
                     demand, count = slots[0]
                     for r, d in enumerate(demand):
                         free[r] -= d
+                    if devices is not None:
+                        devices.take(node, demand)
                     slots[0] = (demand, count - 1)
                     if count == 1:
                         slots.pop(0)
@@ -199,6 +232,76 @@ def choose_victims_on_nodes(
                 if not slots:
                     return _victims(chosen, pending, taken)
     return _victims(chosen, pending, taken)
+
+
+class _Devices:
+    """The GPU devices of the nodes one reclaim looks at (a :class:`DeviceRoom`'s):
+    what each has free after earlier claims (shared), and what the instances
+    counted on it but not chosen yet would free."""
+
+    def __init__(
+        self, room: DeviceRoom, base: dict[Hashable, tuple[list[int], list[int]]] | None
+    ) -> None:
+        self.room = room
+        self.base = {} if base is None else base
+        self.extra: dict[Hashable, list[int]] = {}
+        self.unknown: set[Hashable] = set()
+
+    def _free(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+        known = self.base.get(node)
+        if known is None:
+            if node in self.unknown:
+                return None
+            got = self.room.devices(node)
+            if got is None:
+                self.unknown.add(node)
+                return None
+            known = self.base[node] = (list(got[0]), list(got[1]))
+        return known
+
+    def count(self, node: Hashable, run: Running, position: int) -> None:
+        """Instance ``position`` of ``run``, on ``node``, is counted as stopped."""
+        known = self._free(node)
+        if known is None:
+            return
+        extra = self.extra.setdefault(node, [0] * len(known[0]))
+        _, per = shape(to_milli(run.demand[2]))
+        for j in indices_of(self.room.devices_held(run, position) if per else 0):
+            if j < len(extra):
+                extra[j] += per
+
+    def fits(self, node: Hashable, demand: Sequence[float], *, pending: bool = False) -> bool:
+        """Whether ``demand``'s GPU part fits the node's devices (with ``pending``:
+        once the instances counted there are stopped too)."""
+        milli = to_milli(demand[2])
+        known = self._free(node)
+        if milli <= 0 or known is None:
+            return True
+        free, cap = known
+        if pending and node in self.extra:
+            free = [f + x for f, x in zip(free, self.extra[node], strict=True)]
+        return fits(free, cap, [True] * len(free), milli)
+
+    def settle(self, node: Hashable) -> None:
+        """The instances counted on ``node`` are chosen: their devices are free."""
+        known = self._free(node)
+        if known is None:
+            return
+        free = known[0]
+        for j, x in enumerate(self.extra.pop(node, ())):
+            free[j] += x
+
+    def take(self, node: Hashable, demand: Sequence[float]) -> None:
+        """A claimant's instance takes its devices on ``node`` (the choice rule's)."""
+        milli = to_milli(demand[2])
+        known = self._free(node)
+        if milli <= 0 or known is None:
+            return
+        free, cap = known
+        _, per = shape(milli)
+        mask = pick(free, cap, [True] * len(free), milli)
+        for j in indices_of(max(mask, 0)):
+            free[j] -= per
 
 
 def _victims(
@@ -214,4 +317,4 @@ def _victims(
     return [Victim(run, len(nodes), tuple(nodes)) for run, nodes in chosen.values()]
 
 
-__all__ = ["NodeRoom", "choose_victims", "choose_victims_on_nodes", "claim_slots"]
+__all__ = ["DeviceRoom", "NodeRoom", "choose_victims", "choose_victims_on_nodes", "claim_slots"]

@@ -46,9 +46,12 @@ class Running:
     arrival: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Offer:
-    """What a pass offers the caller to place: up to ``count`` instances of ``key``."""
+    """What a pass offers the caller to place: up to ``count`` instances of ``key``.
+
+    (Not frozen: a pass makes one per offer, and a frozen dataclass's
+    ``__init__`` costs several times a plain one's.)"""
 
     key: Hashable
     tenant: str
