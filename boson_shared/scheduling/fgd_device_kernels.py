@@ -15,6 +15,10 @@ devices and milli-units per device point ``p`` asks
 CPU and memory. Per node the index caches ``frag0``, the fragmentation now
 (the reference's ``before``); a placement changes one node, so only its
 cache is recomputed.
+
+A *slot* keeps one recurring demand's score on every node; when the demand
+comes again, :func:`catch_up` rescores only the rows changed since (a log
+of changed rows, as the index without devices keeps) and scans for the best.
 """
 
 from __future__ import annotations
@@ -155,6 +159,74 @@ def _choice(
 
 
 @_compiled
+def _score(
+    i: int,
+    r0: float,
+    r1: float,
+    r2: float,
+    n: int,
+    per: int,
+    q: np.ndarray,
+    use_q: bool,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    dcap: np.ndarray,
+    dalloc: np.ndarray,
+    frag0: np.ndarray,
+    pn: np.ndarray,
+    pper: np.ndarray,
+    pc: np.ndarray,
+    pm: np.ndarray,
+    weight: float,
+    free_row: np.ndarray,
+    chosen: np.ndarray,
+) -> float:
+    """Node ``i``'s score for the demand, ``nan`` where it does not fit (see :func:`score_all`)."""
+    c0 = cap[i, 0]
+    c1 = cap[i, 1]
+    a0 = alloc[i, 0]
+    a1 = alloc[i, 1]
+    if not (alive[i] and c0 - a0 + _EPS >= r0 and c1 - a1 + _EPS >= r1):
+        return math.nan
+    g = dcap.shape[1]
+    for j in range(g):
+        free_row[j] = dcap[i, j] - dalloc[i, j]
+    if n > 0:
+        got = _choice(free_row, dcap[i], q, i, use_q, n, per, chosen)
+        if got == 0:
+            return math.nan
+        if per < _MILLI:
+            free_row[chosen[0]] -= per
+        else:
+            for c in range(got):
+                free_row[chosen[c]] = 0
+    w0 = w[i, 0]
+    w1 = w[i, 1]
+    w2 = w[i, 2]
+    after = (a0 * w0 + a1 * w1 + alloc[i, 2] * w2) + (w0 * r0 + w1 * r1 + w2 * r2)
+    later = _fragmentation(free_row, dcap[i], (c0 - a0) - r0, (c1 - a1) - r1, pn, pper, pc, pm)
+    delta = (later - frag0[i]) / _MILLI
+    capg = cap[i, 2]
+    scaled = delta / capg if capg > 0.0 else 0.0
+    return float(after - weight * scaled)
+
+
+@_compiled
+def _first_best(out: np.ndarray) -> int:
+    """The first row of the highest score (``nan``: does not fit), or -1."""
+    best = -1
+    best_s = -math.inf
+    for i in range(out.shape[0]):
+        v = out[i]
+        if v > best_s:
+            best = i
+            best_s = v
+    return best
+
+
+@_compiled
 def score_all(
     r0: float,
     r1: float,
@@ -186,43 +258,57 @@ def score_all(
     (read only with ``use_q``). Returns the first node of the highest score
     (the reference's tie-break), or -1 when it fits none.
     """
-    rows = cap.shape[0]
-    g = dcap.shape[1]
-    best = -1
-    best_s = -math.inf
-    for i in range(rows):
-        out[i] = math.nan
-        c0 = cap[i, 0]
-        c1 = cap[i, 1]
-        a0 = alloc[i, 0]
-        a1 = alloc[i, 1]
-        if not (alive[i] and c0 - a0 + _EPS >= r0 and c1 - a1 + _EPS >= r1):
+    for i in range(cap.shape[0]):
+        out[i] = _score(
+            i, r0, r1, r2, n, per, q, use_q, cap, alloc, alive, w, dcap, dalloc, frag0,
+            pn, pper, pc, pm, weight, free_row, chosen,
+        )  # fmt: skip
+    return _first_best(out)
+
+
+@_compiled
+def catch_up(
+    log: np.ndarray,
+    start: int,
+    stop: int,
+    stamp: np.ndarray,
+    tick: int,
+    r0: float,
+    r1: float,
+    r2: float,
+    n: int,
+    per: int,
+    q: np.ndarray,
+    cap: np.ndarray,
+    alloc: np.ndarray,
+    alive: np.ndarray,
+    w: np.ndarray,
+    dcap: np.ndarray,
+    dalloc: np.ndarray,
+    frag0: np.ndarray,
+    pn: np.ndarray,
+    pper: np.ndarray,
+    pc: np.ndarray,
+    pm: np.ndarray,
+    weight: float,
+    free_row: np.ndarray,
+    chosen: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """Rescore into a slot's ``out`` the rows ``log[start:stop]`` names, each once; the best row.
+
+    ``stamp[row] == tick`` marks a row already rescored in this call.
+    """
+    for e in range(start, stop):
+        x = log[e]
+        if stamp[x] == tick:
             continue
-        for j in range(g):
-            free_row[j] = dcap[i, j] - dalloc[i, j]
-        if n > 0:
-            got = _choice(free_row, dcap[i], q, i, use_q, n, per, chosen)
-            if got == 0:
-                continue
-            if per < _MILLI:
-                free_row[chosen[0]] -= per
-            else:
-                for c in range(got):
-                    free_row[chosen[c]] = 0
-        w0 = w[i, 0]
-        w1 = w[i, 1]
-        w2 = w[i, 2]
-        after = (a0 * w0 + a1 * w1 + alloc[i, 2] * w2) + (w0 * r0 + w1 * r1 + w2 * r2)
-        later = _fragmentation(free_row, dcap[i], (c0 - a0) - r0, (c1 - a1) - r1, pn, pper, pc, pm)
-        delta = (later - frag0[i]) / _MILLI
-        capg = cap[i, 2]
-        scaled = delta / capg if capg > 0.0 else 0.0
-        s = after - weight * scaled
-        out[i] = s
-        if s > best_s:
-            best = i
-            best_s = s
-    return best
+        stamp[x] = tick
+        out[x] = _score(
+            x, r0, r1, r2, n, per, q, False, cap, alloc, alive, w, dcap, dalloc, frag0,
+            pn, pper, pc, pm, weight, free_row, chosen,
+        )  # fmt: skip
+    return _first_best(out)
 
 
-__all__ = ["refresh_rows", "score_all"]
+__all__ = ["catch_up", "refresh_rows", "score_all"]
