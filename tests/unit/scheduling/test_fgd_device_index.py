@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from boson_shared.scheduling import scores
 from boson_shared.scheduling.fgd_device_index import DeviceFgdIndex
+from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.table import GpuDevice, NodeTable
 from boson_shared.scheduling.typical_demand import LongRunDemand
@@ -119,3 +120,50 @@ def test_placer_picks_the_node_and_devices_of_the_full_rescore(
             mask = reference.allocate(want, vec, models=models)
             assert got.devices == tuple(j for j in range(64) if mask >> j & 1)
         np.testing.assert_array_equal(table.device_allocated, reference.device_allocated)
+
+
+class FullRescorePlacer(Placer):
+    """The placer with every per-device placement scored by the full rescore."""
+
+    def _device_scores(
+        self, vec: np.ndarray, models: frozenset[str] | None
+    ) -> tuple[np.ndarray, int | None]:
+        s = scores.scores(self.table, self.strategy, vec, self._typical, models)
+        return s, scores.best(self.table, self.strategy, s)
+
+
+@SETTINGS
+@given(
+    st.lists(node, min_size=1, max_size=10).filter(lambda ns: any(n[1] for n in ns)),
+    points,
+    st.lists(
+        st.tuples(st.lists(demand, min_size=1, max_size=6), st.sampled_from([10.0, 2e5])),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_end_aware_batches_place_as_the_full_rescore(
+    spec: list[tuple[tuple[float, float], int, str, list[int], bool]],
+    pts: list[tuple[float, float, float]],
+    batches: list[tuple[list[tuple[float, float, float, str | None]], float]],
+) -> None:
+    """End-aware placement (the simulator's, with a horizon) filters the index's scores alike."""
+    fast_table, full_table = build(spec), build(spec)
+    fast, full = Placer(fast_table, "binpack-fgd"), FullRescorePlacer(full_table, "binpack-fgd")
+    now = 0.0
+    for placer in (fast, full):
+        placer.horizon = NodeHorizon()
+        for p in pts:
+            placer.typical.observe(np.array(p))
+    for ds, runs_for in batches:
+        now += 100.0
+        matrix = np.array([(c, m, g) for c, m, g, _ in ds])
+        models = [model for *_, model in ds]
+        ends = (now, now + runs_for, now - 50.0)
+        a = fast.place_batch(matrix, models, ends=ends)
+        b = full.place_batch(matrix, models, ends=ends)
+        assert a.indices.tolist() == b.indices.tolist()
+        assert a.masks is not None
+        assert b.masks is not None
+        assert a.masks.tolist() == b.masks.tolist()
+    np.testing.assert_array_equal(fast_table.device_allocated, full_table.device_allocated)
