@@ -21,7 +21,11 @@ all`` splits them among its executors in order, as evenly as they go (eight
 devices and two executors: the first four to ``<host>-1``, the rest to
 ``<host>-2``), so no two executors bind one device. Fewer devices than
 executors is refused: an executor given none would discover every GPU of the
-machine through NVML.
+machine through NVML. A GPU count (``--gpu N``) with several executors is
+split the same way: the machine's devices ``0`` … ``N-1``, by index, handed
+out as configured devices (so each executor binds only its own, and NVML
+discovery is off, as with ``--gpu-device``); a count that is not whole cannot
+be split and is refused. One executor takes ``--gpu N`` as it is.
 """
 
 from __future__ import annotations
@@ -172,12 +176,15 @@ class DeviceSplitError(ValueError):
     """``run all`` was given fewer GPU devices than executors."""
 
 
-def split_devices(devices: list[str], executors: int) -> list[list[str]]:
-    """``devices`` in order, as evenly as they go, one list per executor (earlier ones get more)."""
+def split_devices(devices: list[str], executors: int, given: str | None = None) -> list[list[str]]:
+    """``devices`` in order, as evenly as they go, one list per executor (earlier ones get more).
+
+    ``given``: how the user named them, for the refusal (default: as ``--gpu-device``).
+    """
     if devices and len(devices) < executors:
+        named = given or f"{len(devices)} --gpu-device"
         raise DeviceSplitError(
-            f"{len(devices)} --gpu-device for {executors} executors: give each at least one, "
-            "or run fewer executors"
+            f"{named} for {executors} executors: give each at least one, or run fewer executors"
         )
     share, more = divmod(len(devices), max(executors, 1))
     out: list[list[str]] = []
@@ -189,17 +196,38 @@ def split_devices(devices: list[str], executors: int) -> list[list[str]]:
     return out
 
 
+def executor_devices(args: argparse.Namespace) -> tuple[list[list[str]], tuple[str, ...]]:
+    """Each executor's configured devices, and the capacity flags passed to all of them.
+
+    ``--gpu N`` with several executors and no ``--gpu-device`` becomes devices
+    ``0`` … ``N-1`` split among them (module docstring), and is not passed on.
+    """
+    flags = ("slots", "cpu", "memory", "gpu")
+    devices = list(args.gpu_devices or ())
+    gpu = args.gpu
+    if devices or gpu is None or gpu <= 0 or args.executors <= 1:
+        return split_devices(devices, args.executors), flags
+    if gpu != int(gpu):
+        raise DeviceSplitError(
+            f"--gpu {gpu:g} for {args.executors} executors: only a whole number of GPUs "
+            "can be split among them (or give --gpu-device)"
+        )
+    count = int(gpu)
+    split = split_devices([str(k) for k in range(count)], args.executors, f"--gpu {count}")
+    return split, flags[:-1]
+
+
 def run_plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """The children ``run all`` starts: every service but the executor, then the executors."""
     plan: list[tuple[str, list[str]]] = [
         (name, child_command(name, args, [])) for name in SERVICES if name != "executor"
     ]
     prefix = args.node_id or local_node_prefix()
-    devices = split_devices(list(args.gpu_devices or ()), args.executors)
+    devices, flags = executor_devices(args)
     for number in range(1, args.executors + 1):
         node_id = f"{prefix}-{number}"
         extra = ["--node-id", node_id]
-        for flag in ("slots", "cpu", "memory", "gpu"):
+        for flag in flags:
             value = getattr(args, flag, None)
             if value is not None:
                 extra += [f"--{flag}", str(value)]
@@ -244,6 +272,7 @@ def run_all(args: argparse.Namespace) -> int:
 __all__ = [
     "SERVICES",
     "DeviceSplitError",
+    "executor_devices",
     "overrides",
     "register",
     "register_service",

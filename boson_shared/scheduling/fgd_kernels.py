@@ -23,10 +23,9 @@ A *slot* caches one recurring demand's score on every node (``-inf`` where it
 does not fit), with the best node of each block of :data:`BLOCK` nodes. Every
 placement appends its node to a log; a slot, when next used, rescores only the
 nodes logged since its last use and rescans only the blocks whose best fell.
-The kernels serve tables without GPU devices and demands without GPU (the
-placer sends the rest through the per-device reference). A per-device
-dimension would add a device axis to the node caches and to the slots'
-scores, with the same log telling which rows to rescore.
+The kernels serve tables without GPU devices and demands without GPU; on
+tables with GPU devices the placer scores ``binpack-fgd`` per device through
+:mod:`.fgd_device_kernels` (the same slots and log, without block bests).
 """
 
 from __future__ import annotations

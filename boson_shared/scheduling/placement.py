@@ -31,9 +31,13 @@ typical one). Every path chooses what the full rescore
 
 GPUs: placement picks the node *and* its devices. On a table with GPU
 devices, or for a demand with a GPU part or a ``gpu_model`` constraint, every
-strategy goes through the full rescore under the table's fit rule, one
-demand at a time, and the table's choice rule picks the devices
+strategy scores every node under the table's fit rule, one demand at a time,
+and the table's choice rule picks the devices
 (:mod:`~boson_shared.scheduling.devices`); the result carries them.
+``binpack-fgd`` whose bottleneck is the GPU scores through
+:class:`~boson_shared.scheduling.fgd_device_index.DeviceFgdIndex` (the
+per-device fragmentation before placement kept per node, the rest compiled),
+the others through the full rescore.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from boson_shared.contract.messages import NodeScore, PlacementExplanation
 from boson_shared.scheduling import scores as _scores
 from boson_shared.scheduling.amounts import grid_columns
 from boson_shared.scheduling.devices import indices_of, parse_models
+from boson_shared.scheduling.fgd_device_index import DeviceFgdIndex
 from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.identical_runs import place_run
@@ -133,6 +138,9 @@ class Placer:
         self.strategy: Strategy = strategy
         self._index: SortedIndex | None = None
         self._fgd: FgdIndex | None = FgdIndex(table) if strategy == "binpack-fgd" else None
+        self._fgd_devices: DeviceFgdIndex | None = (
+            DeviceFgdIndex(table) if strategy == "binpack-fgd" else None
+        )
         self.typical: TypicalDemand = (
             LongRunDemand() if strategy == "binpack-fgd" else TypicalDemand()
         )
@@ -224,14 +232,14 @@ class Placer:
     def _place_device(self, vec: FloatArray, models: frozenset[str] | None) -> tuple[int, int]:
         """One demand by full rescore under the fit rule: ``(row or WAITING/NEVER, mask)``."""
         table = self.table
-        s = _scores.scores(table, self.strategy, vec, self._typical, models)
+        s, found = self._device_scores(vec, models)
         ends = self._ends
         if ends is not None and self.horizon is not None:
             keep = self.horizon.candidates(
                 ~np.isnan(s), ends[1], ends[0], vec, table.capacity, table.alive, ends[0] - ends[2]
             )
             s = np.where(keep, s, np.nan)
-        found = _scores.best(table, self.strategy, s)
+            found = _scores.best(table, self.strategy, s)
         if found is None:
             return (WAITING if table.fits_any_total(vec, models) else NEVER), 0
         mask = table.allocate(found, vec, models=models)
@@ -240,6 +248,22 @@ class Placer:
         if self.strategy in _LEARNS:
             self.typical.observe(vec)
         return found, mask
+
+    def _device_scores(
+        self, vec: FloatArray, models: frozenset[str] | None
+    ) -> tuple[FloatArray, int | None]:
+        """Every node's score for ``vec`` (``nan``: does not fit) and the best row, or ``None``.
+
+        ``binpack-fgd`` per device through its index, else the full rescore: the same scores.
+        """
+        index = self._fgd_devices
+        if index is not None and self._has_estimate():
+            points = self.typical.points
+            if index.serves(points):
+                s, i = index.scores(vec, points, models)
+                return s, (i if i >= 0 else None)
+        s = _scores.scores(self.table, self.strategy, vec, self._typical, models)
+        return s, _scores.best(self.table, self.strategy, s)
 
     def _place_batch_devices(
         self,

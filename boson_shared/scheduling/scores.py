@@ -102,8 +102,10 @@ DEFAULT_STRATEGY: Strategy = "binpack-fgd"
 design (``docs/design.md#placement``) that first of all does not strand the
 bottleneck resource, because of all six it strands the least on the Alibaba
 trace (``benchmarks/trace_quality.py``). The placer runs it through
-:class:`~boson_shared.scheduling.fgd_index.FgdIndex`, which recomputes only
-what a placement changes and chooses exactly what :func:`choose` does."""
+:class:`~boson_shared.scheduling.fgd_index.FgdIndex` (on tables with GPU
+devices, :class:`~boson_shared.scheduling.fgd_device_index.DeviceFgdIndex`),
+which recomputes only what a placement changes and chooses exactly what
+:func:`choose` does."""
 
 FGD_WEIGHT = 1000.0
 """Weight of the stranding change in ``binpack-fgd``, in utilisation units of

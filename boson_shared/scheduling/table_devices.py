@@ -70,16 +70,21 @@ class DeviceColumns:
 
     def qualifying(self, models: frozenset[str] | None) -> NDArray[np.bool_]:
         """Per node and device column, whether the device may serve a request for ``models``."""
-        present = self.device_capacity > 0
+        return self._qualifying(self._dcap[: self._n], self._dmodel[: self._n], models)
+
+    def _qualifying(
+        self, dcap: IntArray, dmodel: IntArray, models: frozenset[str] | None
+    ) -> NDArray[np.bool_]:
+        present = dcap > 0
         if models is None:
             return present
         codes = [c for c, m in enumerate(self.models) if _dev.model_matches(m, models)]
-        return np.asarray(present & np.isin(self.device_model, codes))
+        return np.asarray(present & np.isin(dmodel, codes))
 
     def pick_devices(self, index: int, gpu: float, models: frozenset[str] | None = None) -> int:
         """The devices the choice rule gives ``gpu`` GPUs on row ``index``: a mask, or -1."""
         self._check(index)
-        q = self.qualifying(models)[index].tolist()
+        q = self._qualifying(self._dcap[index], self._dmodel[index], models).tolist()
         free = (self._dcap[index] - self._dalloc[index]).tolist()
         return _dev.pick(free, self._dcap[index].tolist(), q, _dev.to_milli(gpu))
 

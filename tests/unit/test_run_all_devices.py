@@ -45,3 +45,36 @@ def test_fewer_devices_than_executors_is_refused_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "2 --gpu-device for 3 executors" in err
+
+
+def test_a_gpu_count_is_split_among_several_executors_by_index() -> None:
+    """``--gpu 4`` on two executors: devices 0 and 1 to the first, 2 and 3 to the second."""
+    children = executor_settings(["run", "all", "--node-id", "m", "--executors", "2", "--gpu", "4"])
+    assert children["m-1"].gpu_devices == ("0", "1")
+    assert children["m-2"].gpu_devices == ("2", "3")
+    # The count is not passed on as well: each executor's GPUs are its devices alone.
+    assert {s.gpu for s in children.values()} == {0.0}
+    three = executor_settings(["run", "all", "--node-id", "m", "--executors", "3", "--gpu", "5"])
+    assert [s.gpu_devices for s in three.values()] == [("0", "1"), ("2", "3"), ("4",)]
+
+
+def test_one_executor_takes_the_gpu_count_as_it_is() -> None:
+    children = executor_settings(["run", "all", "--node-id", "m", "--executors", "1", "--gpu", "2"])
+    assert children["m-1"].gpu == 2.0
+    assert children["m-1"].gpu_devices == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--executors", "3", "--gpu", "2"], "--gpu 2 for 3 executors"),
+        (["--executors", "2", "--gpu", "1.5"], "--gpu 1.5 for 2 executors"),
+    ],
+)
+def test_a_gpu_count_that_cannot_be_split_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert main(["run", "all", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert says in err
