@@ -458,7 +458,7 @@ async def service_times(args: argparse.Namespace) -> dict[str, Any]:
         handlers, _ = monitor_state(nodes=args.nodes)
         app, source = dashboard_app(
             handlers,
-            store=RecordStore.open(database, pre_ping=False),
+            store=RecordStore.open(database, pre_ping=False, reads_only=True),
             requests_per_s=1e9,
             max_age_s=3600.0,  # one state, as between two ticks
             share_s=args.share_s,

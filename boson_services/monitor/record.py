@@ -154,7 +154,9 @@ async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
                 until=query.until,
                 limit=query.limit,
                 cursor=query.cursor,
-            )
+            ),
+            # A page lists tasks; outputs and logs come one task at a time (they may be large).
+            outputs=False,
         )
     except TaskNotFoundError as error:
         return RecordReply(query_id=query.message_id, error="not-found", detail=str(error))
@@ -162,9 +164,9 @@ async def answer(store: RecordStore, query: RecordQuery) -> RecordReply:
         return RecordReply(query_id=query.message_id, error="bad-query", detail=str(error))
     except RecordUnavailableError as error:
         return RecordReply(query_id=query.message_id, error="unavailable", detail=str(error))
-    # A page lists tasks; outputs and logs come one task at a time (they may be large).
-    records = tuple(r.model_copy(update={"output": None, "logs": None}) for r in page.records)
-    return RecordReply(query_id=query.message_id, records=records, next_cursor=page.next_cursor)
+    return RecordReply(
+        query_id=query.message_id, records=page.records, next_cursor=page.next_cursor
+    )
 
 
 __all__ = ["RecordKeeper", "answer"]

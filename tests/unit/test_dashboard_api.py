@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from boson.commands.status import report_of
+from boson_services.monitor.dashboard import present
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import RateLimiter
 from boson_services.monitor.dashboard.source import DashboardSource
 from boson_services.monitor.handlers import MonitorHandlers
-from boson_shared.contract.messages import BalancerBacklog
+from boson_shared.contract.messages import BalancerBacklog, NodeState
 from tests.support.dashboard import asgi_client, dashboard_app
 from tests.support.fakes import Clock
 from tests.support.monitor import heartbeat, monitor_state
@@ -383,3 +384,21 @@ def test_reads_share_one_shaped_moment_for_max_age() -> None:
     assert source.totals().nodes == 3
     page = source.nodes(status=None, search="", sort="id", offset=0, limit=10)
     assert [n.node_id for n in page.nodes] == ["node-0000", "node-0001", "node-0009"]
+
+
+def test_a_nodes_page_shapes_only_the_nodes_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filtering and sorting run on the node states; only the page's slice is shaped."""
+    handlers, _ = monitor_state(nodes=30)
+    source = DashboardSource(handlers, History.from_metrics(handlers.metrics))
+    shaped: list[str] = []
+    shape = present.node_out
+
+    def counted(node: NodeState) -> present.NodeOut:
+        shaped.append(node.node_id)
+        return shape(node)
+
+    monkeypatch.setattr(present, "node_out", counted)
+    page = source.nodes(status=None, search="", sort="measured", offset=10, limit=5)
+    assert source.totals().nodes == page.total == 30
+    assert shaped == [node.node_id for node in page.nodes]
+    assert len(shaped) == 5

@@ -10,6 +10,7 @@ imported here: ``boson status`` works without the ``web`` extra.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,10 +87,15 @@ def node_status(node: NodeState) -> NodeStatus:
     return "probation" if node.on_probation else "up"
 
 
+def allocated_utilisation(capacity: Sequence[float], allocated: Sequence[float]) -> float:
+    """The mean allocated share over the resources a node has (0 with none)."""
+    shares = [share(a, c) for a, c in zip(allocated, capacity, strict=True) if c > 0]
+    return sum(shares) / len(shares) if shares else 0.0
+
+
 def node_out(node: NodeState) -> NodeOut:
     capacity, allocated = node.capacity.as_tuple(), node.allocated.as_tuple()
     measured: tuple[float | None, ...] = (node.measured_cpu, node.measured_memory, None)
-    shares = [share(a, c) for a, c in zip(allocated, capacity, strict=True) if c > 0]
     return NodeOut(
         node_id=node.node_id,
         status=node_status(node),
@@ -99,7 +105,7 @@ def node_out(node: NodeState) -> NodeOut:
         # A dead node's last heartbeat says nothing about now.
         running=node.running if node.alive else None,
         free_slots=node.free_slots if node.alive else None,
-        allocated_utilisation=sum(shares) / len(shares) if shares else 0.0,
+        allocated_utilisation=allocated_utilisation(capacity, allocated),
         measured_cpu=node.measured_cpu,
         measured_memory=node.measured_memory,
         resources={
@@ -113,51 +119,94 @@ def node_out(node: NodeState) -> NodeOut:
 
 
 def totals(nodes: Sequence[NodeState], backlog: int) -> ClusterTotals:
-    """The whole cluster; capacity and use count the nodes that are up only."""
-    alive = [node for node in nodes if node.alive]
+    """The whole cluster; capacity and use count the nodes that are up only.
+
+    One pass over the nodes, each vector read once: this runs on every
+    state the dashboard shows and every history sample.
+    """
+    capacity = [0.0, 0.0, 0.0]
+    allocated = [0.0, 0.0, 0.0]
+    measured_weight = [0.0, 0.0]
+    slots = free_slots = running = alive = probation = 0
+    for node in nodes:
+        running += node.running
+        if not node.alive:
+            continue
+        alive += 1
+        probation += node.on_probation
+        slots += node.slots
+        free_slots += node.free_slots
+        node_capacity = node.capacity.as_tuple()
+        node_allocated = node.allocated.as_tuple()
+        for index in range(3):
+            capacity[index] += node_capacity[index]
+            allocated[index] += node_allocated[index]
+        # Measured shares weighted by each node's capacity of that resource.
+        measured_weight[0] += node.measured_cpu * node_capacity[0]
+        measured_weight[1] += node.measured_memory * node_capacity[1]
     resources: dict[str, ResourceUse] = {}
     for index, name in enumerate(RESOURCES):
-        capacity = sum(node.capacity.as_tuple()[index] for node in alive)
-        allocated = sum(node.allocated.as_tuple()[index] for node in alive)
         measured: float | None = None
-        if name != "gpu" and capacity > 0:
-            # Measured shares weighted by each node's capacity of that resource.
-            weighted = sum(
-                (node.measured_cpu if name == "cpu" else node.measured_memory)
-                * node.capacity.as_tuple()[index]
-                for node in alive
-            )
-            measured = weighted / capacity
+        if name != "gpu" and capacity[index] > 0:
+            measured = measured_weight[index] / capacity[index]
         resources[name] = ResourceUse(
-            capacity=capacity,
-            allocated=allocated,
-            allocated_share=share(allocated, capacity),
+            capacity=capacity[index],
+            allocated=allocated[index],
+            allocated_share=share(allocated[index], capacity[index]),
             measured_share=measured,
         )
-    probation = sum(1 for node in alive if node.on_probation)
     return ClusterTotals(
         nodes=len(nodes),
-        up=len(alive) - probation,
-        down=len(nodes) - len(alive),
+        up=alive - probation,
+        down=len(nodes) - alive,
         probation=probation,
-        slots=sum(node.slots for node in alive),
-        running=sum(node.running for node in nodes),
-        free_slots=sum(node.free_slots for node in alive),
+        slots=slots,
+        running=running,
+        free_slots=free_slots,
         resources=resources,
         backlog=backlog,
     )
 
 
-_SORT_KEYS: dict[str, Callable[[NodeOut], float | str]] = {
-    "allocated": lambda node: node.allocated_utilisation,
-    "measured": lambda node: max(node.measured_cpu, node.measured_memory),
-    "running": lambda node: node.running if node.running is not None else -1,
+@dataclass(frozen=True)
+class NodeRow:
+    """A node with what the page filters and sorts it by, but not yet shaped.
+
+    A page shows a few dozen of a cluster's nodes: only those become
+    :class:`NodeOut` (the costly part), after filtering and sorting these.
+    """
+
+    node: NodeState
+    status: NodeStatus
+    allocated_utilisation: float
+    measured: float
+    running: int
+    """-1 for a node that is down (sorts last among the busiest)."""
+
+
+def node_rows(nodes: Iterable[NodeState]) -> list[NodeRow]:
+    return [
+        NodeRow(
+            node,
+            node_status(node),
+            allocated_utilisation(node.capacity.as_tuple(), node.allocated.as_tuple()),
+            max(node.measured_cpu, node.measured_memory),
+            node.running if node.alive else -1,
+        )
+        for node in nodes
+    ]
+
+
+_SORT_KEYS: dict[str, Callable[[NodeRow], float]] = {
+    "allocated": lambda row: row.allocated_utilisation,
+    "measured": lambda row: row.measured,
+    "running": lambda row: row.running,
 }
 """Busiest first; ``id`` sorts by name."""
 
 
 def nodes_page(
-    nodes: Iterable[NodeOut],
+    rows: Iterable[NodeRow],
     *,
     status: NodeStatus | None = None,
     search: str = "",
@@ -167,16 +216,19 @@ def nodes_page(
 ) -> NodesPage:
     """Filter, sort and cut: what one page of the cluster view shows."""
     chosen = [
-        node
-        for node in nodes
-        if (status is None or node.status == status) and search in node.node_id
+        row
+        for row in rows
+        if (status is None or row.status == status) and search in row.node.node_id
     ]
     if sort == "id":
-        chosen.sort(key=lambda node: node.node_id)
+        chosen.sort(key=lambda row: row.node.node_id)
     else:
         chosen.sort(key=_SORT_KEYS[sort], reverse=True)
     return NodesPage(
-        total=len(chosen), offset=offset, limit=limit, nodes=chosen[offset : offset + limit]
+        total=len(chosen),
+        offset=offset,
+        limit=limit,
+        nodes=[node_out(row.node) for row in chosen[offset : offset + limit]],
     )
 
 
@@ -184,12 +236,15 @@ __all__ = [
     "RESOURCES",
     "ClusterTotals",
     "NodeOut",
+    "NodeRow",
     "NodeSort",
     "NodeStatus",
     "NodesPage",
     "Out",
     "ResourceUse",
+    "allocated_utilisation",
     "node_out",
+    "node_rows",
     "node_status",
     "nodes_page",
     "share",

@@ -26,12 +26,12 @@ from boson_services.monitor.dashboard.actions import Canceller
 from boson_services.monitor.dashboard.history import History, Sample, counter_value
 from boson_services.monitor.dashboard.present import (
     ClusterTotals,
-    NodeOut,
+    NodeRow,
     NodeSort,
     NodesPage,
     NodeStatus,
     Out,
-    node_out,
+    node_rows,
     nodes_page,
     totals,
 )
@@ -109,11 +109,51 @@ class MonitorState:
 
 @dataclass(frozen=True)
 class Moment:
-    """One state shaped once, shared by every request until the next state."""
+    """One state shaped once, shared by every request until the next state.
+
+    Nodes are kept as :class:`NodeRow`: a page shapes only the nodes it shows.
+    """
 
     state: MonitorState
-    nodes: list[NodeOut]
+    nodes: list[NodeRow]
     totals: ClusterTotals
+    active: list[ActiveCondition]
+
+
+def active_conditions(state: MonitorState) -> list[ActiveCondition]:
+    """What is wrong in ``state``: nodes down, nodes overloaded, a backlog; critical first."""
+    found: list[ActiveCondition] = []
+    for node in state.nodes:
+        node_id = node.node_id
+        if not node.alive:
+            found.append(
+                ActiveCondition(
+                    reason="node-down",
+                    severity="critical",
+                    node_id=node_id,
+                    detail=f"node {node_id} sends no heartbeats",
+                )
+            )
+        elif node_id in state.overloaded:
+            found.append(
+                ActiveCondition(
+                    reason="overload",
+                    severity="warning",
+                    node_id=node_id,
+                    detail=f"node {node_id} measured at {state.overloaded[node_id]:.0%}",
+                )
+            )
+    backlog, threshold = state.backlog, state.backlog_threshold
+    if backlog >= threshold:
+        found.append(
+            ActiveCondition(
+                reason="backlog",
+                severity="warning",
+                node_id=None,
+                detail=f"balancer holds {backlog} undispatched tasks (threshold {threshold})",
+            )
+        )
+    return sorted(found, key=lambda condition: condition.severity != "critical")
 
 
 class DashboardSource:
@@ -222,7 +262,10 @@ class DashboardSource:
         moment = self._moment
         if moment is None or moment.state is not state:
             moment = Moment(
-                state, [node_out(node) for node in state.nodes], totals(state.nodes, state.backlog)
+                state,
+                node_rows(state.nodes),
+                totals(state.nodes, state.backlog),
+                active_conditions(state),
             )
             self._moment = moment
         return moment
@@ -265,39 +308,7 @@ class DashboardSource:
     # -- alerts ------------------------------------------------------------
 
     def active(self) -> list[ActiveCondition]:
-        state = self.state()
-        found: list[ActiveCondition] = []
-        for node in state.nodes:
-            node_id = node.node_id
-            if not node.alive:
-                found.append(
-                    ActiveCondition(
-                        reason="node-down",
-                        severity="critical",
-                        node_id=node_id,
-                        detail=f"node {node_id} sends no heartbeats",
-                    )
-                )
-            elif node_id in state.overloaded:
-                found.append(
-                    ActiveCondition(
-                        reason="overload",
-                        severity="warning",
-                        node_id=node_id,
-                        detail=f"node {node_id} measured at {state.overloaded[node_id]:.0%}",
-                    )
-                )
-        backlog, threshold = state.backlog, state.backlog_threshold
-        if backlog >= threshold:
-            found.append(
-                ActiveCondition(
-                    reason="backlog",
-                    severity="warning",
-                    node_id=None,
-                    detail=f"balancer holds {backlog} undispatched tasks (threshold {threshold})",
-                )
-            )
-        return sorted(found, key=lambda condition: condition.severity != "critical")
+        return self.moment().active
 
     def find_alert(self, alert_id: str) -> Alert | None:
         for alert in self.state().recent_alerts:
@@ -361,5 +372,6 @@ __all__ = [
     "MonitorState",
     "Summary",
     "ThroughputOut",
+    "active_conditions",
     "latest_tenants_report",
 ]

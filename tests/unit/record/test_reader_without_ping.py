@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from boson_shared.errors import RecordUnavailableError
@@ -37,6 +38,26 @@ async def test_after_the_database_drops_its_connections_one_read_fails_then_read
             await reader.list(TaskQuery())
         assert len((await reader.list(TaskQuery())).records) == 1
         assert (await reader.get("task-1")).task_id == "task-1"
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_a_reads_only_store_reads_outside_any_transaction(postgres_url: str) -> None:
+    """No BEGIN before a read, so no ROLLBACK after it: two round trips fewer per read."""
+    writer = RecordStore.open(postgres_url)
+    reader = RecordStore.open(postgres_url, pre_ping=False, reads_only=True)
+    try:
+        await writer.migrate()
+        await writer.ingest(lifecycle("task-1"))
+        for store, in_transaction in ((writer, True), (reader, False)):
+            async with store.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                raw = await conn.get_raw_connection()
+                assert raw.driver_connection is not None
+                assert raw.driver_connection.is_in_transaction() is in_transaction
+        assert [r.task_id for r in (await reader.list(TaskQuery())).records] == ["task-1"]
+        assert (await reader.get("task-1")).state == "succeeded"
     finally:
         await reader.close()
         await writer.close()

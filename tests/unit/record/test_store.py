@@ -223,6 +223,14 @@ async def test_filters_and_pages(store: RecordStore) -> None:
     assert await store.count("failed") == 3
 
 
+async def test_a_page_without_outputs_reads_neither_outputs_nor_logs(store: RecordStore) -> None:
+    await store.ingest(lifecycle("t1"))
+    full = (await store.list(TaskQuery())).records[0]
+    assert full.output == {"task": "t1"}
+    bare = (await store.list(TaskQuery(), outputs=False)).records[0]
+    assert bare == full.model_copy(update={"output": None, "logs": None})
+
+
 @pytest.mark.parametrize(
     "query",
     [
