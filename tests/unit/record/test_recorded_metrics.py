@@ -12,13 +12,19 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 
+from boson_services.monitor.app import MonitorService
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
 from boson_services.monitor.record import RecordKeeper
+from boson_services.monitor.settings import MonitorSettings
 from boson_services.monitor.view import ClusterView
-from boson_shared.contract.messages import NodeScore, PlacementExplanation, TaskEvent
-from boson_shared.contract.topology import Names
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import NodeScore, PlacementExplanation, TaskEvent, TaskResult
+from boson_shared.contract.topology import RK_ALL_RESULTS, RK_PLACED, Names
 from boson_shared.record.store import RecordStore
 from boson_shared.scheduling.probation import Probation
 from tests.unit.record.events import lifecycle
@@ -106,3 +112,30 @@ async def test_a_placement_carries_its_explanation_to_the_monitor(store: RecordS
     await keeper(store, handlers).on_events([explained, *rest])
     assert handlers.recent_explanations == {"t1": explanation}
     assert handlers.metrics.placement_latency._sum.get() == pytest.approx(1.0)
+
+
+def own_queue_keys(monitor: MonitorService) -> set[str]:
+    return {b.routing_key for b in monitor.topology().bindings if b.queue == monitor.queue}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_with_the_record_on_the_own_queue_takes_no_second_copy(database_url: str) -> None:
+    codec = EnvelopeCodec.from_settings(MonitorSettings(), keyring=Keyring.ephemeral())
+    on = MonitorService(
+        MonitorSettings(database_url=SecretStr(database_url)),
+        MemoryTransport(MemoryBroker()),
+        codec,
+    )
+    off = MonitorService(MonitorSettings(record=False), MemoryTransport(MemoryBroker()), codec)
+    assert {RK_PLACED, RK_ALL_RESULTS} <= own_queue_keys(off)
+    assert not {RK_PLACED, RK_ALL_RESULTS} & own_queue_keys(on)
+    # A copy a stale binding still brings is left to the record's events.
+    *_, result = lifecycle("t1")
+    assert isinstance(result, TaskResult)
+    assert await on.on_message(result) == []
+    assert on.metrics.tasks_completed._value.get() == 0
+    assert on.reply_queues.watched == 0
+    await off.on_message(result)
+    assert off.metrics.tasks_completed._value.get() == 1
+    assert on.record is not None
+    await on.record.store.close()
