@@ -93,6 +93,7 @@ class MonitorService(Service):
                 batch_linger_s=settings.record_batch_linger_ms / 1000,
                 referenced_max=settings.referenced_blobs_max,
                 clock=time.time,
+                on_recorded=self.on_recorded,
             )
             self.record.on_outage = self.pause_record
             self.tenant_history = TenantHistory(store, slot_s=settings.tenants_sample_interval_s)
@@ -100,17 +101,18 @@ class MonitorService(Service):
 
     def topology(self) -> Topology:
         expires_ms = int(self.monitor_settings.subscriber_expires_s * 1000)
-        own = self.names.subscriber(
-            self.name,
-            self.settings.instance_id,
-            [RK_ALL_HEARTBEATS, RK_ALL_RESULTS, RK_BACKLOG, RK_TENANTS],
-            expires_ms,
-        )
-        # Placements go to the work exchange; a copy to our queue counts them.
-        placed = Topology(bindings=(BindingSpec(self.queue, self.names.work_exchange, RK_PLACED),))
+        keys = [RK_ALL_HEARTBEATS, RK_BACKLOG, RK_TENANTS]
         if self.record is None:
-            return own + placed
-        return own + placed + self.names.record() + self.names.record_queries()
+            # Without the record, copies of placements (they go to the work
+            # exchange) and results to our own queue count them; with it,
+            # the record's events do (``on_recorded``).
+            own = self.names.subscriber(
+                self.name, self.settings.instance_id, [*keys, RK_ALL_RESULTS], expires_ms
+            )
+            placed = BindingSpec(self.queue, self.names.work_exchange, RK_PLACED)
+            return own + Topology(bindings=(placed,))
+        own = self.names.subscriber(self.name, self.settings.instance_id, keys, expires_ms)
+        return own + self.names.record() + self.names.record_queries()
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         own = ConsumerSpec(
@@ -125,9 +127,21 @@ class MonitorService(Service):
         return [own]
 
     async def on_message(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, TaskPlaced | TaskResult) and self.record is not None:
+            # Left by a binding of a monitor that ran without the record
+            # under this instance id: the record's events count these.
+            return []
         if isinstance(message, TaskResult):
             self.reply_queues.seen(message.reply_to)
         return await self.handlers.handle(message)
+
+    def on_recorded(self, events: Sequence[TaskEvent | TaskResult]) -> None:
+        """Placements and results the record stored first: metrics, explanations,
+        and the reply queues results went to."""
+        for event in events:
+            if isinstance(event, TaskResult):
+                self.reply_queues.seen(event.reply_to)
+        self.handlers.on_recorded(events)
 
     async def sweep_reply_queues(self) -> None:
         await self.reply_queues.sweep()

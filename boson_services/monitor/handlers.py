@@ -15,6 +15,7 @@ from boson_shared.contract.messages import (
     Message,
     NodeHeartbeat,
     PlacementExplanation,
+    TaskEvent,
     TaskPlaced,
     TaskResult,
 )
@@ -87,18 +88,49 @@ class MonitorHandlers:
         return emits
 
     def on_placed(self, placed: TaskPlaced) -> list[Emit]:
-        if placed.node_id is None:
+        self._count_placement(
+            placed.task.task_id,
+            pending=placed.node_id is None,
+            latency=placed.placed_at - placed.task.submitted_at,
+            explanation=placed.explanation,
+        )
+        return []
+
+    def on_recorded(self, events: Sequence[TaskEvent | TaskResult]) -> None:
+        """Count what the task record stored first: its placements and outcomes.
+
+        With the record on, the monitor learns of placements and results
+        from the record's events alone (each counted once, by the monitor
+        whose transaction stored it), not from a copy on its own queue.
+        """
+        for event in events:
+            if isinstance(event, TaskResult):
+                self.on_result(event)
+            elif event.stage in ("placed", "pending"):
+                self._count_placement(
+                    event.task_id,
+                    pending=event.stage == "pending",
+                    latency=event.at - event.submitted_at,
+                    explanation=event.explanation,
+                )
+
+    def _count_placement(
+        self,
+        task_id: str,
+        *,
+        pending: bool,
+        latency: float,
+        explanation: PlacementExplanation | None,
+    ) -> None:
+        if pending:
             self.metrics.tasks_pending.inc()
         else:
             self.metrics.tasks_placed.inc()
-        self.metrics.placement_latency.observe(
-            max(0.0, placed.placed_at - placed.task.submitted_at)
-        )
-        if placed.explanation is not None:
-            self.recent_explanations[placed.task.task_id] = placed.explanation
+        self.metrics.placement_latency.observe(max(0.0, latency))
+        if explanation is not None:
+            self.recent_explanations[task_id] = explanation
             while len(self.recent_explanations) > RECENT_EXPLANATIONS:
                 self.recent_explanations.popitem(last=False)
-        return []
 
     def on_result(self, result: TaskResult) -> list[Emit]:
         if result.status == "succeeded":

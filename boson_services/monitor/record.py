@@ -8,6 +8,10 @@ back to the queue and wait there — while the rest of the monitor (heartbeats,
 snapshots, alerts) carries on; the maintenance loop resumes it once the
 database answers again. Queries arrive on their own queue and are answered
 on the asker's reply route; retention runs from the same maintenance loop.
+
+The events a transaction was the first to store go, once committed, to
+``on_recorded``: the monitor's task metrics and placement explanations come
+from there rather than from a second copy of every placement and result.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from boson_shared.runtime.publisher import Route
 logger = logging.getLogger(__name__)
 
 Pause = Callable[[], Awaitable[None]]
+Recorded = Callable[[Sequence[RecordEvent]], None]
 
 
 class RecordKeeper:
@@ -54,13 +59,16 @@ class RecordKeeper:
         batch_linger_s: float = 0.0,
         referenced_max: int,
         clock: Callable[[], float],
+        on_recorded: Recorded | None = None,
     ) -> None:
         self.store = store
         self.names = names
         self.referenced_max = referenced_max
         self.clock = clock
+        self.on_recorded = on_recorded
+        """Told the events each committed transaction stored first."""
         self.commits: GroupCommit[RecordEvent] = GroupCommit(
-            store.ingest, max_items=batch_max_items, linger_s=batch_linger_s
+            self._ingest, max_items=batch_max_items, linger_s=batch_linger_s
         )
         self.ready = False
         """Migrated and answering: the record consumer may run."""
@@ -80,6 +88,11 @@ class RecordKeeper:
         self.ready = True
         self.outage = False
         return True
+
+    async def _ingest(self, batch: list[RecordEvent]) -> None:
+        fresh = await self.store.ingest_new(batch)
+        if fresh and self.on_recorded is not None:
+            self.on_recorded(fresh)
 
     async def on_event(self, message: Message) -> Sequence[Emit]:
         return await self.on_events([message])

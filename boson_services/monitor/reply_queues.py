@@ -5,8 +5,9 @@ quorum queue is what preceded the single RabbitMQ 3.10 node of the test
 suite wedging, docs/design.md#queue-types-on-a-cluster). A client deletes
 its queue when it closes with nothing pending; one that crashes, or closes
 with tasks still out, leaves it, and the results of those tasks arrive in
-it. The monitor sees every result (its queue binds ``result.#``), so it
-learns each reply queue that results go to. Every sweep it asks the broker
+it. The monitor sees the results (its queue binds ``result.#``, or, with the
+record on, the results its record stores first), so it learns each reply
+queue that results go to. Every sweep it asks the broker
 how many consumers each has; a queue that has had none, sweep after sweep,
 for ``gone_after_s`` is deleted with what it holds. A live client consumes
 its queue, so only a client gone (or disconnected) that long loses it.

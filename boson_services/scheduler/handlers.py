@@ -169,6 +169,7 @@ class SchedulerHandlers:
                     node_id=node_id,
                     strategy=self.strategy,
                     demand=demand,
+                    explanation=placed.explanation,
                 )
                 emits.append(self._record_emit(event))
         return emits

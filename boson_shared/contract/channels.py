@@ -173,7 +173,8 @@ def channels(names: Names) -> tuple[Channel, ...]:
                 subscriber("monitor", RK_PLACED),
             ),
             True,
-            "The scheduler's placement decision, to the balancer (one active consumer).",
+            "The scheduler's placement decision, to the balancer (one active consumer); "
+            "a monitor running without the task record counts a copy.",
         ),
         Channel(
             "taskParked",
@@ -235,7 +236,8 @@ def channels(names: Names) -> tuple[Channel, ...]:
                 subscriber("balancer", RK_ALL_RESULTS),
             ),
             False,
-            "A task's outcome (succeeded, failed or cancelled), routed by its reply_to.",
+            "A task's outcome (succeeded, failed or cancelled), routed by its reply_to; "
+            "a monitor's own queue binds result.# only when it runs without the task record.",
             parks_unroutable=True,
         ),
         Channel(

@@ -647,12 +647,15 @@ class TaskEvent(Message):
     per task. A task the scheduler turns away before placing it is reported
     ``submitted``, with the same inputs. Each service fills in only what it
     knows; every event carries the task's submission time, so a record row
-    sorts right whichever event reaches the monitor first.
+    sorts right whichever event reaches the monitor first. A placement of a
+    task submitted with ``explain`` carries the scheduler's explanation (the
+    monitors keep the last few for the dashboard).
     """
 
-    schema_version: ClassVar[int] = 3
-    # v1: inputs only on "submitted"; v2: inputs without tenant, priority
-    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: ClassVar[int] = 4
+    # v1: inputs only on "submitted"; v2: inputs without tenant, priority;
+    # v3: no explanation
+    also_reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
     kind: Literal["task.event"] = "task.event"
     task_id: Identifier
     stage: TaskStage
@@ -677,6 +680,7 @@ class TaskEvent(Message):
     demand: ResourceVector | None = None
     dispatch: Count | None = None
     attempt: Count | None = None
+    explanation: PlacementExplanation | None = None
 
 
 def task_event(

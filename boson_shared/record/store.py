@@ -154,16 +154,23 @@ class RecordStore:
 
     async def ingest(self, batch: Sequence[merge.RecordEvent]) -> int:
         """Store a batch of events in one transaction; how many were new."""
+        return len(await self.ingest_new(batch))
+
+    async def ingest_new(self, batch: Sequence[merge.RecordEvent]) -> list[merge.RecordEvent]:
+        """Store a batch of events in one transaction; the events it was the
+        first to store (committed), in the batch's order — so whoever counts
+        them counts each event once, however often it is delivered and
+        whichever monitor took it."""
         unique = {merge.event_id(e): e for item in batch for e in merge.expand(item)}
         if not unique:
-            return 0
+            return []
         async with self._guard("ingesting"), self.engine.begin() as conn:
             fresh_ids = await self._insert_events(conn, list(unique.values()))
             fresh = [unique[i] for i in unique if i in fresh_ids]
             if not fresh:
-                return 0
+                return []
             await self._fold(conn, fresh)
-        return len(fresh)
+        return fresh
 
     async def _insert_events(
         self, conn: AsyncConnection, batch: list[merge.RecordEvent]

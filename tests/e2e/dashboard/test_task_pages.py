@@ -61,7 +61,10 @@ async def test_a_submitted_task_appears_and_succeeds_live(
     assert "local-1" in await page.inner_text("#timeline")
     assert await page.inner_text('#use tr[data-resource="cpu"] td:nth-child(3)') != "–"
     assert '"cpu_s"' in await page.inner_text("#preview")
-    assert "placed on local-1" in await page.inner_text("#placement-summary")
+    summary = await page.inner_text("#placement-summary")
+    assert "placed on local-1" in summary
+    # Submitted with explain: the record's placement event brought the scores.
+    assert "best 1 of 1 nodes" in summary
     assert await page.is_hidden("#cancel")  # finished: nothing to cancel
     await page.screenshot(path=str(screenshots / "task.png"), full_page=True)
     await page.close()
