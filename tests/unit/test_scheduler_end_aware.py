@@ -49,14 +49,14 @@ def scheduler(end_aware: bool = True, strategy: Strategy = "binpack-fgd") -> Sch
     return sched
 
 
-def snapshot(seq: int = 1, running: int = 0) -> ClusterSnapshot:
+def snapshot(seq: int = 1, running: int = 0, dead: str = "") -> ClusterSnapshot:
     return ClusterSnapshot(
         monitor_id="m",
         seq=seq,
         nodes=tuple(
             NodeState(
                 node_id=node_id,
-                alive=True,
+                alive=node_id != dead,
                 capacity=ResourceVector(cpu=cpu, memory=memory, gpu=gpus),
                 allocated=ResourceVector(),
                 slots=8,
@@ -161,7 +161,7 @@ def test_long_small_work_does_not_take_the_last_large_node_and_matches_the_simul
     assert [node_of(plain, task) for task in tasks][2] == "big-1"
 
 
-def test_a_node_that_runs_nothing_any_more_frees_its_horizon() -> None:
+def test_a_node_that_runs_nothing_any_more_or_died_frees_its_horizon() -> None:
     sched = scheduler()
     assert node_of(sched, submitted("whole", "train", 8, cpu=64.0)) == "big-0"
     horizon = sched.ends.horizon
@@ -173,6 +173,10 @@ def test_a_node_that_runs_nothing_any_more_frees_its_horizon() -> None:
     assert horizon.until(row + 1)[row] == NOW + WEEK
     sched.on_result(result("whole", "train", 3600.0))
     sched.on_snapshot(snapshot(seq=3))
+    assert horizon.until(row + 1)[row] == -np.inf
+    # A node that dies loses what it ran, held or not.
+    assert node_of(sched, submitted("again", "train", 8, cpu=64.0)) == "big-0"
+    sched.on_snapshot(snapshot(seq=4, running=1, dead="big-0"))
     assert horizon.until(row + 1)[row] == -np.inf
 
 
