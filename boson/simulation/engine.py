@@ -34,9 +34,9 @@ The model (stated once, used everywhere):
   only what ends by the reservation's start or fits in the room left beside
   it then. The baselines reserve nothing, as their schedulers do.
 
-:func:`place_instances` is the pure step shared by every path: the same
-table state, placer and request give the same placements, which is what lets
-a test hold the running scheduler to the simulator.
+The waiting entries, running groups and the pure placement step every path
+shares are in :mod:`boson.simulation.instances`; placing around the head
+reservation and keeping it on the head, in :mod:`boson.simulation.reserving`.
 """
 
 from __future__ import annotations
@@ -44,12 +44,17 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
 import numpy as np
 
+from boson.simulation import reserving
+from boson.simulation.instances import (
+    BacklogDrainer,
+    Pending,
+    RunningGroup,
+    place_instances_on_devices,
+)
 from boson.simulation.metrics import (
     Metrics,
     Recorder,
@@ -57,93 +62,16 @@ from boson.simulation.metrics import (
     gpu_points,
     summarise,
 )
-from boson.simulation.table import BatchPlacer, BatchResult, FloatArray, IntArray, fit_counts
+from boson.simulation.table import BatchPlacer, IntArray
 from boson.simulation.traces import Cluster, NodeEvents, Workload
-from boson_shared.scheduling import devices as _dev
-from boson_shared.scheduling.head_reservation import (
-    RESERVATION_LAPSE_S,
-    DeviceRoom,
-    HeadReservation,
-    Release,
-    plan_reservation,
-)
+from boson_shared.scheduling.head_reservation import RESERVATION_LAPSE_S, HeadReservation
 from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.probation import Probation
-from boson_shared.scheduling.table import FIT_EPSILON, NodeTable
+from boson_shared.scheduling.table import NodeTable
 
 DEFAULT_SAMPLE_STEP = 10.0
 """Seconds between samples of the time-averaged metrics."""
-
-
-@dataclass
-class Pending:
-    """Instances of one task waiting in the backlog."""
-
-    task: int
-    count: int
-    replaced: bool
-    since: float
-
-
-@dataclass
-class _Group:
-    task: int
-    nodes: IntArray
-    end: float
-    masks: IntArray | None = None
-    """Per instance, the GPU devices it holds (``None``: the task has no GPU part)."""
-
-
-def place_instances(
-    placer: BatchPlacer, table: NodeTable, demand: FloatArray, count: int
-) -> IntArray:
-    """Place up to ``count`` identical instances in one batch; their nodes.
-
-    Asks the placer only for as many as can fit (exact for identical
-    instances), so a saturated cluster costs one vectorised count, not a
-    batch of refusals. The instances not returned are waiting.
-    """
-    return place_instances_on_devices(placer, table, demand, count)[0]
-
-
-def place_instances_on_devices(
-    placer: BatchPlacer,
-    table: NodeTable,
-    demand: FloatArray,
-    count: int,
-    ends: tuple[float, float, float] | None = None,
-) -> tuple[IntArray, IntArray | None]:
-    """:func:`place_instances`, with each instance's GPU devices (a bit mask; ``None``: none).
-
-    ``ends``: ``(now, expected end, waiting since)``, for a placer that places end-aware.
-    """
-    fit = min(count, int(fit_counts(table, demand).sum()))
-    if fit == 0:
-        return np.zeros(0, np.int64), None
-    batch = np.repeat(demand[None, :], fit, axis=0)
-    if ends is not None and isinstance(placer, Placer) and placer.horizon is not None:
-        result: BatchResult = placer.place_batch(batch, ends=ends)
-    else:
-        result = placer.place_batch(batch)
-    indices = np.asarray(result.indices, np.int64)
-    placed = indices >= 0
-    masks = getattr(result, "masks", None)
-    return indices[placed], None if masks is None else np.asarray(masks, np.int64)[placed]
-
-
-class BacklogDrainer(Protocol):
-    """Offers freed capacity to the backlog (the rebalancing seam)."""
-
-    def observe(self, demand: FloatArray, count: int) -> None:
-        """``count`` instances of ``demand`` arrived (the balancer service sees every task)."""
-
-    def drain(self, sim: Simulation) -> None: ...
-
-    def recover(self, sim: Simulation, task: int, count: int) -> None: ...
-
-    def head(self, sim: Simulation) -> Pending | None:
-        """The backlog entry first in this drainer's waiting order (``None``: empty)."""
 
 
 class Simulation:
@@ -183,7 +111,7 @@ class Simulation:
         self.dead_node_id = ""
         """The node whose failure is being handled (for recovery planning)."""
         self.recorder = Recorder.for_tasks(workload.tasks)
-        self._groups: dict[int, _Group] = {}
+        self._groups: dict[int, RunningGroup] = {}
         self._heap: list[tuple[float, int]] = []
         self._seq = 0
         self._step = sample_step
@@ -220,7 +148,7 @@ class Simulation:
         """Place up to ``count`` instances of ``task`` now; how many were placed.
 
         ``entry`` is the backlog entry they come from: unless it holds the
-        head reservation, they backfill around it (see :meth:`_backfill`).
+        head reservation, they backfill around it (:func:`.reserving.backfill`).
         """
         res = self.reservation
         if res is None or (entry is not None and res.key is entry):
@@ -229,180 +157,18 @@ class Simulation:
                 self.table,
                 self.workload.demand[task],
                 count,
-                self._ends(task, entry),
+                reserving.expected_ends(self, task, entry),
             )
         else:
-            nodes, masks = self._backfill(res, task, count, entry)
+            nodes, masks = reserving.backfill(self, res, task, count, entry)
         if nodes.size:
             self.start(task, nodes, replaced, masks)
         return int(nodes.size)
 
-    def _backfill(
-        self, res: HeadReservation, task: int, count: int, entry: Pending | None = None
-    ) -> tuple[IntArray, IntArray | None]:
-        """Place around the head reservation: on a reserved node, only what does not delay it.
-
-        A task still running at a reserved node's start may use there no
-        more than the room the reservation leaves beside the head. A
-        reserved node where the instances asked for would not all fit in
-        that room is closed to this one placement (marked down, then
-        restored), so the placer, whatever its strategy, never sees it. On
-        one that stays open, each device's room beyond its spare (the
-        devices held for the head) is blocked for the placement, so the
-        placer's device choice cannot take them.
-        """
-        demand = self.workload.demand[task]
-        end = self.now + float(self.workload.duration[task])
-        table = self.table
-        closed: list[str] = []
-        blocked: list[tuple[int, FloatArray, int]] = []
-        milli = _dev.to_milli(demand[2])
-        for row in res.rows.tolist():
-            limit = res.room(row, end)
-            if limit is None or not table.alive[row]:
-                continue
-            if res.device_spare is None:
-                fit = bool(np.all(demand * count <= limit + FIT_EPSILON))
-            else:
-                fit = bool(np.all(demand[:2] * count <= limit[:2] + FIT_EPSILON))
-                fit = fit and res.admits(row, demand, end, table.device_free(row).tolist())
-            if not fit:
-                closed.append(table.node_ids[row])
-                table.set_alive(closed[-1], False)
-                continue
-            spare = res.device_room(row, end)
-            if spare is not None and milli:
-                free = table.device_free(row)
-                for j in range(min(free.shape[0], spare.shape[0])):
-                    extra = int(free[j]) - int(spare[j])
-                    if extra > 0:
-                        block = np.array([0.0, 0.0, extra / _dev.MILLI])
-                        table.allocate(row, block, 1 << j)
-                        blocked.append((row, block, 1 << j))
-        try:
-            nodes, masks = place_instances_on_devices(
-                self.placer, table, demand, count, self._ends(task, entry)
-            )
-        finally:
-            for row, block, mask in blocked:
-                table.release(row, block, mask)
-            for node_id in closed:
-                table.set_alive(node_id, True)
-        if nodes.size:
-            for row in res.rows.tolist():
-                hit = nodes == row
-                placed = int(np.count_nonzero(hit))
-                if placed:
-                    res.commit(
-                        row, demand, end, placed, None if masks is None else masks[hit].tolist()
-                    )
-        return nodes, masks
-
-    def _ends(self, task: int, entry: Pending | None = None) -> tuple[float, float, float] | None:
-        """``(now, expected end, waiting since)`` of ``task`` placed now (from ``entry``
-        of the backlog, else arriving), for end-aware placement."""
-        if self.horizon is None:
-            return None
-        since = self.now if entry is None else entry.since
-        return self.now, self.now + float(self.workload.duration[task]), since
-
     def update_reservation(self) -> None:
-        """Keep the head reservation on the head of the waiting order (Boson's policies).
-
-        Made when the head changes, remade when it lapses; dropped when
-        nothing waits.
-        """
-        if not self.reserve:
-            return
-        head = self.drainer.head(self) if self.backlog else None
-        if head is None or not head.count:
-            self.reservation = None
-            return
-        res = self.reservation
-        if res is not None and res.key is head and not res.lapsed(self.now):
-            return
-        unplanned = self._unplanned
-        if unplanned is not None and unplanned[0] is head and self.now < unplanned[1]:
-            # No node will have room for it as things run: asking again
-            # before a node event or the lapse would walk everything again.
-            return
-        demand = self.workload.demand[head.task]
-        alive = self.table.alive
-        if self.horizon is not None:  # only nodes end-aware placement lets it take
-            ends = self._ends(head.task, head)
-            assert ends is not None
-            alive = alive & ~self.horizon.barred(
-                demand, ends[1], ends[0], self.table.capacity, alive, ends[0] - ends[2]
-            )
-        # Instances are independent schedulable units: the head is the entry's
-        # next instance, and each one after it is the head in its turn.
-        self.reservation = plan_reservation(
-            head,
-            demand,
-            1,
-            self.table.capacity - self.table.allocated,
-            alive,
-            self._releases(),
-            self.now,
-            self.lapse_s,
-            self._device_room(),
-        )
-        if self.reservation is not None:
-            self.recorder.promised.setdefault(head.task, self.reservation.promised_start)
-            self._unplanned = None
-        else:
-            self._unplanned = (head, self.now + self.lapse_s)
-
-    def _device_room(self) -> DeviceRoom | None:
-        """The table's GPU devices as the planner reads them (``None``: no devices)."""
-        table = self.table
-        if not table.has_devices:
-            return None
-        cap = table.device_capacity
-        return DeviceRoom(cap - table.device_allocated, cap.copy(), cap > 0)
-
-    def _releases(self) -> Iterator[Release]:
-        """What the running work releases, in order of its (known) end, lazily.
-
-        The completion heap read in order without popping it: a second heap
-        of the first heap's positions, whose children enter as each is read.
-        The planner usually stops after a few releases, so a plan costs
-        little however much runs.
-        """
-        heap = self._heap
-        demand = self.workload.demand
-        frontier = [(heap[0], 0)] if heap else []
-        while frontier:
-            (end, key), i = heapq.heappop(frontier)
-            for child in (2 * i + 1, 2 * i + 2):
-                if child < len(heap):
-                    heapq.heappush(frontier, (heap[child], child))
-            group = self._groups.get(key)
-            if group is None:  # ended early: its node failed
-                continue
-            if group.masks is not None and demand[group.task, 2] > 0:
-                yield from self._device_releases(end, group)
-                continue
-            rows, counts = np.unique(group.nodes, return_counts=True)
-            for row, n in zip(rows.tolist(), counts.tolist(), strict=True):
-                yield end, row, demand[group.task] * n, None
-
-    def _device_releases(self, end: float, group: _Group) -> Iterator[Release]:
-        """A GPU group's releases, each node's with the milli-units it frees per device."""
-        assert group.masks is not None
-        task_demand = self.workload.demand[group.task]
-        _, per = _dev.shape(_dev.to_milli(task_demand[2]))
-        width = self.table.device_capacity.shape[1]
-        freed: dict[int, tuple[int, IntArray]] = {}
-        for row, mask in zip(group.nodes.tolist(), group.masks.tolist(), strict=True):
-            n, amounts = freed.get(row, (0, np.zeros(width, np.int64)))
-            for j in _dev.indices_of(mask):
-                if j < width:
-                    amounts[j] += per
-            freed[row] = (n + 1, amounts)
-        for row in sorted(freed):
-            n, amounts = freed[row]
-            yield end, row, task_demand * n, amounts
+        """Keep the head reservation on the head of the waiting order (Boson's policies;
+        :func:`~boson.simulation.reserving.update_reservation`)."""
+        reserving.update_reservation(self)
 
     def start(
         self, task: int, nodes: IntArray, replaced: bool, masks: IntArray | None = None
@@ -410,7 +176,7 @@ class Simulation:
         """Start instances of ``task`` on ``nodes`` (allocated, on GPU devices ``masks``) now."""
         end = self.now + float(self.workload.duration[task])
         self._seq += 1
-        self._groups[self._seq] = _Group(task, nodes, end, masks)
+        self._groups[self._seq] = RunningGroup(task, nodes, end, masks)
         heapq.heappush(self._heap, (end, self._seq))
         rec = self.recorder
         rec.first_start[task] = min(rec.first_start[task], self.now)
@@ -487,11 +253,11 @@ class Simulation:
             self.recorder.replaced += lost
             self._lost(key, group, lost)
 
-    def _lost(self, key: int, group: _Group, lost: int) -> None:
+    def _lost(self, key: int, group: RunningGroup, lost: int) -> None:
         """``lost`` instances of ``group`` died with their node (already released)."""
         self.drainer.recover(self, group.task, lost)
 
-    def _finished(self, key: int, group: _Group) -> None:
+    def _finished(self, key: int, group: RunningGroup) -> None:
         """``group`` ran to its end."""
         self._release(group.task, group.nodes, group.masks)
 
@@ -628,12 +394,4 @@ def simulate(
     return summarise(name, recorder, workload, cluster.capacity, wall), recorder
 
 
-__all__ = [
-    "DEFAULT_SAMPLE_STEP",
-    "BacklogDrainer",
-    "Pending",
-    "Simulation",
-    "place_instances",
-    "place_instances_on_devices",
-    "simulate",
-]
+__all__ = ["DEFAULT_SAMPLE_STEP", "Simulation", "simulate"]

@@ -44,13 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from boson.simulation.baselines import BASELINES
-from boson.simulation.engine import (
-    DEFAULT_SAMPLE_STEP,
-    BacklogDrainer,
-    Pending,
-    Simulation,
-    simulate,
-)
+from boson.simulation.engine import DEFAULT_SAMPLE_STEP, Simulation, simulate
+from boson.simulation.instances import BacklogDrainer, Pending
 from boson.simulation.metrics import Metrics, Recorder
 from boson.simulation.table import BatchPlacer, FloatArray
 from boson.simulation.traces import Cluster, NodeEvents, Workload

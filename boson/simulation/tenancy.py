@@ -30,14 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boson.simulation.engine import (
+from boson.simulation.engine import Simulation
+from boson.simulation.fairness import TenantRecorder, TenantReport, report
+from boson.simulation.instances import (
     BacklogDrainer,
     Pending,
-    Simulation,
-    _Group,
+    RunningGroup,
     place_instances_on_devices,
 )
-from boson.simulation.fairness import TenantRecorder, TenantReport, report
 from boson.simulation.metrics import Metrics, summarise
 from boson.simulation.table import BatchPlacer, IntArray
 from boson.simulation.traces import Cluster, NodeEvents, Workload
@@ -279,7 +279,7 @@ class TenantSimulation(Simulation):
 
     # -- the engine's hooks -----------------------------------------------------------
 
-    def _finished(self, key: int, group: _Group) -> None:
+    def _finished(self, key: int, group: RunningGroup) -> None:
         super()._finished(key, group)
         run = self._runs.get(key)
         if run is not None:
@@ -290,7 +290,7 @@ class TenantSimulation(Simulation):
         )
         self._forget(key)
 
-    def _lost(self, key: int, group: _Group, lost: int) -> None:
+    def _lost(self, key: int, group: RunningGroup, lost: int) -> None:
         run = self._runs.get(key)
         if run is not None:
             self.admission.requeue(run, lost)

@@ -32,6 +32,7 @@ class SchedulerService(Service):
             record_linger_s=settings.record_linger_ms / 1000,
             # The balancer reads the same file: what one admits the other knows.
             tenants=settings.tenants().names,
+            end_aware=settings.end_aware,
         )
         self.events_queue = self.names.subscriber_queue(self.name, settings.instance_id)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
+from boson_services.scheduler.end_aware import LiveEnds
 from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
@@ -45,6 +46,7 @@ class SchedulerHandlers:
         record: bool = False,
         record_linger_s: float = 0.0,
         tenants: Collection[str] | None = None,
+        end_aware: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -61,6 +63,8 @@ class SchedulerHandlers:
         self.wall_clock = wall_clock
         self.table = NodeTable()
         self.placer = Placer(self.table, strategy)
+        self.ends = LiveEnds(self.placer, end_aware)
+        """End-aware placement: expected ends from each handler's recent run times."""
         self.reservations = ReservationBook(reservation_ttl_s, clock)
         self.snapshot_seq: dict[str, int] = {}
         self.placed_total = 0
@@ -85,10 +89,12 @@ class SchedulerHandlers:
             if node.gpus:
                 per_device[node.node_id] = [g.allocated_milli for g in node.gpus]
         self.reservations.rebase(self.table, allocations, per_device)
+        self.ends.on_snapshot(snapshot.nodes, self.reservations.held())
 
     def on_result(self, result: TaskResult) -> None:
         # The task is done: the next snapshot no longer counts it, nor should we.
         self.reservations.cancel(result.task_id, self.table)
+        self.ends.observe(result)
         observe = getattr(self.demand_model, "observe", None)
         if observe is not None and result.usage is not None and result.status == "succeeded":
             observe(result.complexity, result.data_size, result.usage)
@@ -135,7 +141,7 @@ class SchedulerHandlers:
         ]
         matrix = np.array([d.as_tuple() for d in demands], dtype=np.float64)
         models = [task.requests.gpu_model if task.requests else None for task in admitted]
-        batch = self.placer.place_batch(matrix, models if any(models) else None)
+        batch = self.ends.place_batch(matrix, models, admitted, now)
         masks = batch.masks.tolist() if batch.masks is not None else [0] * len(admitted)
         for k, task in enumerate(admitted):
             index = int(batch.indices[k])

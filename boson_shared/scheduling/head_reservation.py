@@ -36,7 +36,7 @@ does not fit now gets a :class:`HeadReservation`:
 
 Pure numpy, no I/O and no clock: the caller passes ``now`` and the release
 schedule. The balancer (``boson_services/balancer/dispatcher.py``) and the
-simulator (``boson/simulation/engine.py``) both use it.
+simulator (``boson/simulation/reserving.py``) both use it.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ Work expected to end sooner is left to the strategy alone. The horizon only
 grows while a node runs: work ends no later than expected (the simulator's
 durations are exact), so the latest expected end placed is the latest end
 still running. A node that fails loses its work: its horizon is cleared.
+
+The simulator sets it with known durations (``boson/simulation/engine.py``);
+the live scheduler with estimated ones, each handler's recent run times
+(``boson_services/scheduler/end_aware.py``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import trace_quality
-from boson.simulation.engine import place_instances
+from boson.simulation.instances import place_instances
 from boson.simulation.policies import make_policy
 from boson_services.scheduler.handlers import SchedulerHandlers
 from boson_services.scheduler.settings import SchedulerSettings

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from boson.simulation.engine import place_instances, simulate
+from boson.simulation.engine import simulate
+from boson.simulation.instances import place_instances
 from boson.simulation.policies import Balancer, make_policy
 from boson_shared.scheduling.placement import STRATEGIES, Placer
 from boson_shared.scheduling.probation import Probation
