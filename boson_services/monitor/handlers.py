@@ -173,7 +173,7 @@ class MonitorHandlers:
         alerts = self.view.sweep(self.clock())
         for node_id, record in self.view.nodes.items():
             if not record.alive:
-                self.metrics.node_alive.labels(node_id).set(0)
+                self.metrics.node(node_id).alive.set(0)
         return [*self.alert_emits(alerts), self.snapshot_emit()]
 
     def snapshot(self) -> ClusterSnapshot:
@@ -187,7 +187,7 @@ class MonitorHandlers:
             now=self.clock(),
         )
         for node in snapshot.nodes:
-            self.metrics.node_on_probation.labels(node.node_id).set(int(node.on_probation))
+            self.metrics.node(node.node_id).on_probation.set(int(node.on_probation))
         self.latest_snapshot = snapshot
         return snapshot
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from boson_services.monitor.tenant_metrics import TenantGauges
@@ -9,6 +11,23 @@ from boson_shared.contract.messages import NodeHeartbeat
 
 RESOURCES = ("cpu", "memory", "gpu")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGauges:
+    """One node's labelled gauges, looked up once: ``labels()`` per heartbeat
+    (fourteen of them) was most of what a heartbeat cost the monitor's handler."""
+
+    alive: Gauge
+    on_probation: Gauge
+    running: Gauge
+    free_slots: Gauge
+    capacity: tuple[Gauge, ...]
+    """Per resource, in :data:`RESOURCES` order (as are the next two)."""
+    allocated: tuple[Gauge, ...]
+    allocated_utilisation: tuple[Gauge, ...]
+    measured_cpu: Gauge
+    measured_memory: Gauge
 
 
 class MonitorMetrics:
@@ -81,24 +100,48 @@ class MonitorMetrics:
         )
         self.alerts = Counter("boson_alerts", "Alerts raised", ["reason"], registry=r)
         self.tenants = TenantGauges(r)
+        self._nodes: dict[str, NodeGauges] = {}
+
+    def node(self, node: str) -> NodeGauges:
+        """The node's gauges (their label sets made at its first use, then kept)."""
+        gauges = self._nodes.get(node)
+        if gauges is None:
+            gauges = self._nodes[node] = NodeGauges(
+                alive=self.node_alive.labels(node),
+                on_probation=self.node_on_probation.labels(node),
+                running=self.node_running.labels(node),
+                free_slots=self.node_free_slots.labels(node),
+                capacity=tuple(self.node_capacity_units.labels(node, r) for r in RESOURCES),
+                allocated=tuple(self.node_allocated_units.labels(node, r) for r in RESOURCES),
+                allocated_utilisation=tuple(
+                    self.node_allocated_utilisation.labels(node, r) for r in RESOURCES
+                ),
+                measured_cpu=self.node_measured_utilisation.labels(node, "cpu"),
+                measured_memory=self.node_measured_utilisation.labels(node, "memory"),
+            )
+        return gauges
 
     def observe_node(self, beat: NodeHeartbeat, alive: bool) -> None:
-        node = beat.node_id
-        self.node_alive.labels(node).set(1 if alive else 0)
-        self.node_running.labels(node).set(beat.running)
-        self.node_free_slots.labels(node).set(beat.free_slots)
-        for resource, capacity, allocated in zip(
-            RESOURCES, beat.capacity.as_tuple(), beat.allocated.as_tuple(), strict=True
+        gauges = self.node(beat.node_id)
+        gauges.alive.set(1 if alive else 0)
+        gauges.running.set(beat.running)
+        gauges.free_slots.set(beat.free_slots)
+        for capacity, allocated, capacity_gauge, allocated_gauge, utilisation_gauge in zip(
+            beat.capacity.as_tuple(),
+            beat.allocated.as_tuple(),
+            gauges.capacity,
+            gauges.allocated,
+            gauges.allocated_utilisation,
+            strict=True,
         ):
-            self.node_capacity_units.labels(node, resource).set(capacity)
-            self.node_allocated_units.labels(node, resource).set(allocated)
-            utilisation = allocated / capacity if capacity > 0 else 0.0
-            self.node_allocated_utilisation.labels(node, resource).set(utilisation)
-        self.node_measured_utilisation.labels(node, "cpu").set(beat.measured_cpu)
-        self.node_measured_utilisation.labels(node, "memory").set(beat.measured_memory)
+            capacity_gauge.set(capacity)
+            allocated_gauge.set(allocated)
+            utilisation_gauge.set(allocated / capacity if capacity > 0 else 0.0)
+        gauges.measured_cpu.set(beat.measured_cpu)
+        gauges.measured_memory.set(beat.measured_memory)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-__all__ = ["MonitorMetrics"]
+__all__ = ["MonitorMetrics", "NodeGauges"]
