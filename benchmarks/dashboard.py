@@ -221,6 +221,36 @@ class HeartbeatFeeder:
 
 
 @contextlib.asynccontextmanager
+async def heartbeating_cluster(
+    amqp_url: str, namespace: str, log_dir: Path, database: str, nodes: int
+) -> AsyncIterator[ProcessCluster]:
+    """A process cluster in ``namespace`` (its record on ``database``) with ``nodes``
+    simulated nodes heartbeating; the feeder stopped and the namespace swept after."""
+    cluster = ProcessCluster(
+        amqp_url,
+        namespace,
+        log_dir,
+        extra_env={
+            "BOSON_HEARTBEAT_INTERVAL_S": "1.0",
+            "BOSON_MISSED_HEARTBEATS": "5",
+            "BOSON_SNAPSHOT_INTERVAL_S": "1.0",
+            "BOSON_LOG_LEVEL": "WARNING",
+            "BOSON_DATABASE_URL": database,
+        },
+    )
+    stop = asyncio.Event()
+    feeding = asyncio.ensure_future(HeartbeatFeeder(cluster, nodes).run(stop))
+    try:
+        yield cluster
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await feeding
+        cluster.stop_all()
+        await _sweep(amqp_url, namespace)
+
+
+@contextlib.asynccontextmanager
 async def monitor_process(
     cluster: ProcessCluster, dashboard_port: int | None, nodes: int
 ) -> AsyncIterator[psutil.Process]:
@@ -375,27 +405,14 @@ async def run_with(
 ) -> dict[str, Any]:
     task_ids, fill_s = await fill_record(database, args.tasks, args.nodes)
     print(f"record filled: {len(task_ids)} tasks in {fill_s:.1f} s", file=sys.stderr, flush=True)
-    cluster = ProcessCluster(
-        args.amqp_url,
-        namespace,
-        log_dir,
-        extra_env={
-            "BOSON_HEARTBEAT_INTERVAL_S": "1.0",
-            "BOSON_MISSED_HEARTBEATS": "5",
-            "BOSON_SNAPSHOT_INTERVAL_S": "1.0",
-            "BOSON_LOG_LEVEL": "WARNING",
-            "BOSON_DATABASE_URL": database,
-        },
-    )
-    stop = asyncio.Event()
-    feeder = HeartbeatFeeder(cluster, args.nodes)
-    feeding = asyncio.ensure_future(feeder.run(stop))
     report: dict[str, Any] = {
         "nodes": args.nodes,
         "tasks_in_record": len(task_ids),
         "clients": args.clients,
     }
-    try:
+    async with heartbeating_cluster(
+        args.amqp_url, namespace, log_dir, database, args.nodes
+    ) as cluster:
         port = free_port()
         cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
         async with monitor_process(cluster, port, args.nodes) as monitor:
@@ -439,12 +456,6 @@ async def run_with(
         during["cpu_ms_per_request"] = round(
             1000 * (during["cpu_s"] - idle_cpu_s) / during["requests"], 3
         )
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await feeding
-        cluster.stop_all()
-        await _sweep(args.amqp_url, namespace)
     return report
 
 

@@ -6,7 +6,7 @@ against a RabbitMQ (``--amqp-url``), under the benchmark lock.
 The monitor runs as its own process (``boson run monitor``, no dashboard),
 its task record on a fresh, empty PostgreSQL database (``--postgres``; created
 and dropped here), as in :mod:`benchmarks.dashboard`; this process publishes
-one real heartbeat per node per second (:class:`benchmarks.dashboard.HeartbeatFeeder`).
+one real heartbeat per node per second (:func:`benchmarks.dashboard.heartbeating_cluster`).
 Once every node is seen alive, the monitor's user and system CPU over
 ``--seconds`` is printed as shares of one core, and per heartbeat. With
 ``--py-spy PATH`` the same window is also sampled by py-spy (its collapsed
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -32,9 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.dashboard import DEFAULT_POSTGRES, HeartbeatFeeder, monitor_process
-from benchmarks.soak import _sweep
-from tests.support.cluster import ProcessCluster
+from benchmarks.dashboard import DEFAULT_POSTGRES, heartbeating_cluster, monitor_process
 from tests.support.database import create_database, drop_database
 
 SETTLE_S = 5.0
@@ -43,23 +40,14 @@ SETTLE_S = 5.0
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"hb-{uuid.uuid4().hex[:8]}"
     database = await create_database(args.postgres, "boson_bench_heartbeats")
-    cluster = ProcessCluster(
-        args.amqp_url,
-        namespace,
-        Path(tempfile.mkdtemp(prefix="boson-bench-heartbeats-")),
-        extra_env={
-            "BOSON_HEARTBEAT_INTERVAL_S": "1.0",
-            "BOSON_MISSED_HEARTBEATS": "5",
-            "BOSON_SNAPSHOT_INTERVAL_S": "1.0",
-            "BOSON_LOG_LEVEL": "WARNING",
-            "BOSON_DATABASE_URL": database,
-        },
-    )
-    stop = asyncio.Event()
-    feeder = HeartbeatFeeder(cluster, args.nodes)
-    feeding = asyncio.ensure_future(feeder.run(stop))
+    log_dir = Path(tempfile.mkdtemp(prefix="boson-bench-heartbeats-"))
     try:
-        async with monitor_process(cluster, None, args.nodes) as monitor:
+        async with (
+            heartbeating_cluster(
+                args.amqp_url, namespace, log_dir, database, args.nodes
+            ) as cluster,
+            monitor_process(cluster, None, args.nodes) as monitor,
+        ):
             await asyncio.sleep(SETTLE_S)
             spy = None
             if args.py_spy is not None:
@@ -96,11 +84,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "load_average": os.getloadavg(),
         }
     finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await feeding
-        cluster.stop_all()
-        await _sweep(args.amqp_url, namespace)
         await drop_database(args.postgres, database)
 
 
