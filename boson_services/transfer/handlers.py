@@ -27,7 +27,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from boson_services.transfer.store import BlobStore, Upload
+from boson_services.transfer.store import BlobStore
+from boson_services.transfer.upload import Upload
 from boson_shared.contract.messages import CheckData, DataChunk, DataStatus, DataStored, FetchData
 from boson_shared.contract.topology import Names, rk_data_reply, rk_data_stored
 from boson_shared.runtime.consumer import Emit

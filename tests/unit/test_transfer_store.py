@@ -11,8 +11,9 @@ from typing import cast
 
 import pytest
 
-from boson_services.transfer import store as store_module
-from boson_services.transfer.store import BlobStore, Upload
+from boson_services.transfer import upload as upload_module
+from boson_services.transfer.store import BlobStore
+from boson_services.transfer.upload import Upload
 from boson_shared.errors import ConfigError
 from boson_shared.transfer.chunks import MIB, fingerprint, sha256_hex, spans
 from boson_shared.transfer.errors import (
@@ -181,7 +182,7 @@ def test_a_syncing_store_starts_each_chunks_writeback_as_it_lands(
 ) -> None:
     started: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        store_module, "START_WRITEBACK", lambda fd, offset, size: started.append((offset, size))
+        upload_module, "START_WRITEBACK", lambda fd, offset, size: started.append((offset, size))
     )
     for fsync in (True, False):
         started.clear()
@@ -199,12 +200,12 @@ def test_a_syncing_store_starts_each_chunks_writeback_as_it_lands(
 def test_the_platforms_writeback_call_is_harmless(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"x" * 10_000)
-    if store_module.START_WRITEBACK is None:
+    if upload_module.START_WRITEBACK is None:
         pytest.skip("no sync_file_range on this platform")
     fd = os.open(path, os.O_RDWR)
     try:
-        store_module.START_WRITEBACK(fd, 0, 10_000)
-        store_module.START_WRITEBACK(-1, 0, 10)  # a bad descriptor is ignored, not raised
+        upload_module.START_WRITEBACK(fd, 0, 10_000)
+        upload_module.START_WRITEBACK(-1, 0, 10)  # a bad descriptor is ignored, not raised
     finally:
         os.close(fd)
     assert path.read_bytes() == b"x" * 10_000
