@@ -29,7 +29,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.pipeline import DEFAULT_URL, BosonSystem, cleanup, open_loop, percentile
+from benchmarks.pipeline import DEFAULT_URL, cleanup, open_loop, percentile
+from benchmarks.pipeline_systems import BosonSystem
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import TaskAssigned, TaskPlaced, TaskResult
