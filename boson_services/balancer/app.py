@@ -23,6 +23,7 @@ from boson_shared.contract.messages import (
     CancelTask,
     ClusterSnapshot,
     HeldWork,
+    HeldWorkBarrier,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
@@ -196,9 +197,9 @@ class BalancerService(Service):
             if node_id in self.draining:
                 continue
             logger.warning("node %s is down; re-dispatching its queued work", node_id)
-            spec = ConsumerSpec(
+            spec = ConsumerSpec[TaskAssigned | HeldWorkBarrier](
                 queue=self.names.node_queue(node_id),
-                accepts=(TaskAssigned,),
+                accepts=(TaskAssigned, HeldWorkBarrier),
                 handler=self.handlers.on_orphan,
                 on_exhausted=self.handlers.on_orphan_exhausted,
                 prefetch=self.balancer_settings.max_held,

@@ -42,6 +42,7 @@ from boson_shared.contract.messages import (
     CancelVerdict,
     ClusterSnapshot,
     HeldWork,
+    HeldWorkBarrier,
     HeldWorkRequest,
     Message,
     ResourceVector,
@@ -130,8 +131,11 @@ class BalancerHandlers:
             preempted=placed.preempted,
         )
 
-    async def on_orphan(self, assigned: TaskAssigned) -> Sequence[Emit]:
-        """Work from a dead node's queue: place it again on a live node."""
+    async def on_orphan(self, assigned: TaskAssigned | HeldWorkBarrier) -> Sequence[Emit]:
+        """Work from a dead node's queue: place it again on a live node. (A
+        census barrier there is the dead executor's: nobody answers it.)"""
+        if isinstance(assigned, HeldWorkBarrier):
+            return []
         if self._already_finished(assigned.task.task_id):
             return []  # the node ran it before it died; only the ack was lost
         if assigned.task.task_id in self.cancelled:
@@ -164,8 +168,9 @@ class BalancerHandlers:
         return self._give_up(placed.task, placed.demand, error, attempts)
 
     async def on_orphan_exhausted(
-        self, assigned: TaskAssigned, error: BaseException, attempts: int
+        self, assigned: TaskAssigned | HeldWorkBarrier, error: BaseException, attempts: int
     ) -> Sequence[Emit]:
+        assert isinstance(assigned, TaskAssigned)  # a barrier is dropped, never fails
         return self._give_up(assigned.task, assigned.demand, error, attempts)
 
     def _give_up(
@@ -225,7 +230,9 @@ class BalancerHandlers:
         await self.publish(Route(self.names.events_exchange, RK_HELD_REQUEST), request)
 
     def on_held_work(self, work: HeldWork) -> None:
-        """An executor's answer: charge its tasks to their tenants, then admit."""
+        """An executor's answer: charge its tasks to their tenants, then admit.
+        Only its complete answer (the one its node queue's barrier brought,
+        which names the work that queued there too) ends the wait for it."""
         gate = self.gate
         census = gate.census if gate is not None else None
         if gate is None or census is None or work.request_id != census.request_id:
@@ -235,7 +242,8 @@ class BalancerHandlers:
         adopted = gate.adopt(work.node_id, tasks)
         if adopted:
             logger.info("node %s runs %d task(s) admitted before", work.node_id, adopted)
-        census.answer(work.node_id)
+        if work.complete:
+            census.answer(work.node_id)
         gate.request_pass()
 
     def on_cancel(self, cancel: CancelTask) -> list[Emit]:

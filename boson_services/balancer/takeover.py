@@ -7,9 +7,13 @@ first admission pass it therefore asks every executor what it holds (a
 :class:`~boson_shared.contract.messages.HeldWorkRequest` on the events
 exchange) and charges each task an answer names against its tenant
 (:meth:`AdmissionGate.adopt`); those tasks' results then free their quota
-as any admitted task's do. Admission waits for the answers of the nodes the
+as any admitted task's do. Each executor answers twice: at once, and when a
+barrier it put into its own node queue comes out, by when the work that
+queued there beyond its prefetch has reached it
+(:mod:`boson_services.executor.census`); only that ``complete`` answer ends
+the wait for it. Admission waits for the complete answers of the nodes the
 balancer knows alive, or :data:`CENSUS_WAIT_S` at most (a node that does
-not answer in time is one whose work is not counted, as before).
+not answer in time has its work counted when its answer comes).
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ has free (the dispatcher's view of it) and which node each admitted task was
 dispatched to, so victims are chosen node by node and work is stopped only
 on a node where the room it frees then takes the claimant's next task. It
 is a :class:`~boson_shared.scheduling.admission.DeviceRoom` too: GPU room
-is per device (each node's devices, and the devices each task holds). A
+is per device (each node's devices with their models, and the devices each
+task holds), so a claimant limited to some GPU models (``gpu_model``) has
+work stopped only where the room freed is on devices of those models. A
 victim the dispatcher still holds goes
 straight back to its line (its handler waits again). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
@@ -48,7 +50,7 @@ import numpy as np
 from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_services.balancer.takeover import Census
 from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
-from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer, Running
+from boson_shared.scheduling.admission import NO_ROOM, Admission, Devices, Offer, Running
 from boson_shared.scheduling.devices import mask_of, parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
 
@@ -216,6 +218,7 @@ class AdmissionGate:
             priority=task.priority,
             order=ticket.order,
             front=front or away is not None,
+            models=models,
         )
         return ticket
 
@@ -446,17 +449,18 @@ class AdmissionGate:
             return (0.0, 0.0, 0.0)
         return tuple(float(x) for x in np.maximum(view.capacity - view.allocated, 0.0))
 
-    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
-        """(milli free, milli capacity) of each GPU device of ``node`` in the
-        dispatcher's view; none for a node that takes no work. :data:`HELD`
+    def devices(self, node: Hashable) -> Devices | None:
+        """(milli free, milli capacity, model) of each GPU device of ``node`` in
+        the dispatcher's view; none for a node that takes no work. :data:`HELD`
         has no devices: its GPU room is its total, as :meth:`free` tells."""
         if node is HELD:
             return None
         view = self.dispatcher.nodes.get(str(node))
         if view is None or not view.takes_work:
-            return [], []
+            return [], [], []
         book = view.gpus
-        return [c - h for c, h in zip(book.cap, book.held, strict=True)], list(book.cap)
+        free = [c - h for c, h in zip(book.cap, book.held, strict=True)]
+        return free, list(book.cap), list(book.models)
 
     def devices_held(self, run: Running, position: int) -> int:
         """The devices (a mask) a dispatched task holds on its node (0: none, or held)."""

@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from boson_services.executor.capture import secrets_of
+from boson_services.executor.census import NodeMessage, NodeQueue, on_held_request
 from boson_services.executor.gpus import GpuBook, Nvml, resolve_gpus
 from boson_services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
 from boson_services.executor.pool import TaskRunner
@@ -19,6 +20,7 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     CancelTask,
+    HeldWorkBarrier,
     HeldWorkRequest,
     Message,
     NodeHeartbeat,
@@ -90,6 +92,7 @@ class ExecutorService(Service):
             ),
             on_freed=self.heartbeat_soon,
         )
+        self.node_queue = NodeQueue(self.handlers)
         self._soon: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.heartbeat_seq = 0
@@ -113,14 +116,15 @@ class ExecutorService(Service):
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return [
-            ConsumerSpec(
+            ConsumerSpec[NodeMessage](
+                # Its tasks, and the barriers of takeover censuses (census.py).
                 queue=self.names.node_queue(self.node_id),
-                accepts=(TaskAssigned,),
-                handler=self.handlers.on_assigned,
+                accepts=(TaskAssigned, HeldWorkBarrier),
+                handler=self.node_queue.on_message,
                 prefetch=self.executor_settings.slots * self.executor_settings.prefetch_factor,
-                on_exhausted=self.handlers.on_exhausted,
-                on_retry=self.handlers.on_retry,
-                max_attempts=self.handlers.max_attempts,
+                on_exhausted=self.node_queue.on_exhausted,
+                on_retry=self.node_queue.on_retry,
+                max_attempts=self.node_queue.max_attempts,
             ),
             ConsumerSpec(
                 # The node's own queue: data-plane replies, every cancel command,
@@ -136,7 +140,7 @@ class ExecutorService(Service):
         if isinstance(message, CancelTask):
             return await self.handlers.on_cancel(message)
         if isinstance(message, HeldWorkRequest):
-            return [self.handlers.held_work(message)]
+            return on_held_request(self.handlers, message)
         return await self.replies.handle(message)
 
     def heartbeat_soon(self) -> None:

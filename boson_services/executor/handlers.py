@@ -31,7 +31,6 @@ from boson_shared.contract.messages import (
     DataRef,
     HeldTask,
     HeldWork,
-    HeldWorkRequest,
     ResourceVector,
     TaskAssigned,
     TaskFailure,
@@ -333,8 +332,9 @@ class ExecutorHandlers:
             finally:
                 self.running -= 1
 
-    def held_work(self, request: HeldWorkRequest) -> Emit:
-        """What this node holds, for the balancer that asks (it took over admission)."""
+    def held_work(self, request_id: str, reply_to: str, *, complete: bool) -> Emit:
+        """What this node holds, for the balancer that asks (it took over
+        admission; see :mod:`boson_services.executor.census`)."""
         tasks = tuple(
             HeldTask(
                 task_id=task_id,
@@ -344,8 +344,10 @@ class ExecutorHandlers:
             )
             for task_id, assigned in self.active.items()
         )
-        answer = HeldWork(node_id=self.node_id, request_id=request.message_id, tasks=tasks)
-        return Emit(Route(self.names.events_exchange, rk_held_work(request.reply_to)), answer)
+        answer = HeldWork(
+            node_id=self.node_id, request_id=request_id, tasks=tasks, complete=complete
+        )
+        return Emit(Route(self.names.events_exchange, rk_held_work(reply_to)), answer)
 
     async def on_cancel(self, cancel: CancelTask) -> Sequence[Emit]:
         """Stop the named tasks held here; remember every id; answer for those held.

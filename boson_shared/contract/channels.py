@@ -30,6 +30,7 @@ from boson_shared.contract.messages import (
     DataStored,
     FetchData,
     HeldWork,
+    HeldWorkBarrier,
     HeldWorkRequest,
     Message,
     NodeHeartbeat,
@@ -193,11 +194,12 @@ def channels(names: Names) -> tuple[Channel, ...]:
             work,
             "topic",
             rk_node(NODE_ID),
-            (TaskAssigned,),
-            ("balancer",),
+            (TaskAssigned, HeldWorkBarrier),
+            ("balancer", "executor"),
             (Consumer("executor", node, rk_node(NODE_ID)),),
             True,
-            "The balancer dispatches a task to one node's queue.",
+            "The balancer dispatches a task to one node's queue; an executor asked what it "
+            "holds puts a barrier into its own, behind the work dispatched there before.",
         ),
         Channel(
             "dataChunk",

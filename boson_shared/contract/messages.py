@@ -454,6 +454,20 @@ class HeldWorkRequest(Message):
     reply_to: Identifier
 
 
+class HeldWorkBarrier(Message):
+    """What an executor asked by a :class:`HeldWorkRequest` puts into its own
+    node queue, behind the work dispatched there before the question. The
+    queue is FIFO: when the barrier comes out, that work has all been
+    delivered to the executor (it holds it, or has finished it), so the
+    answer it gives then (``complete``) names the work that waited in the
+    queue beyond its prefetch too."""
+
+    kind: Literal["held.barrier"] = "held.barrier"
+    request_id: Identifier
+    """The ``message_id`` of the request."""
+    reply_to: Identifier
+
+
 class HeldTask(Model):
     """One task an executor holds (running, or waiting there for a slot)."""
 
@@ -464,13 +478,23 @@ class HeldTask(Model):
 
 
 class HeldWork(Message):
-    """An executor's answer to a :class:`HeldWorkRequest`: what it holds now."""
+    """An executor's answer to a :class:`HeldWorkRequest`: what it holds now.
+
+    It answers twice: at once (what it holds when asked), and when its
+    :class:`HeldWorkBarrier` comes out of its node queue (``complete``: the
+    work queued for it before the question is in the answer too)."""
 
     kind: Literal["held.work"] = "held.work"
+    schema_version: ClassVar[int] = 2
+    also_reads: ClassVar[frozenset[int]] = frozenset({1})  # v1: one answer, no complete
     node_id: Identifier
     request_id: Identifier
     """The ``message_id`` of the request answered."""
     tasks: Annotated[tuple[HeldTask, ...], Field(max_length=MAX_HELD_TASKS)] = ()
+    complete: bool = True
+    """Whether it covers the work queued for the node before the question
+    (the barrier's answer). A version-1 executor's only answer counts as
+    complete, as it did."""
 
 
 class NodeState(Model):
@@ -860,6 +884,7 @@ AnyMessage: TypeAlias = Annotated[
     | BlobsReferenced
     | TenantsReport
     | HeldWorkRequest
+    | HeldWorkBarrier
     | HeldWork,
     Field(discriminator="kind"),
 ]
@@ -890,6 +915,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         BlobsReferenced,
         TenantsReport,
         HeldWorkRequest,
+        HeldWorkBarrier,
         HeldWork,
     )
 }
@@ -934,6 +960,7 @@ __all__ = [
     "HandlerName",
     "HeldTask",
     "HeldWork",
+    "HeldWorkBarrier",
     "HeldWorkRequest",
     "Identifier",
     "Message",

@@ -42,6 +42,7 @@ from boson_shared.scheduling.admission_lines import (
 )
 from boson_shared.scheduling.admission_reclaim import (
     DeviceRoom,
+    Devices,
     NodeRoom,
     choose_victims,
     choose_victims_on_nodes,
@@ -79,10 +80,24 @@ class Admission(TenantLines):
         priority: int = 0,
         order: float = 0.0,
         front: bool = False,
+        models: frozenset[str] | None = None,
     ) -> None:
-        """Put ``count`` instances in ``tenant``'s line (``KeyError``: unknown tenant)."""
+        """Put ``count`` instances in ``tenant``'s line (``KeyError``: unknown tenant).
+
+        ``models``: the GPU models its devices must be (``None``: any); reclaim
+        frees GPU room for it only on devices of those models."""
         self._enqueue(
-            Waiting(key, self.index[tenant], tuple(demand), count, priority, order, now, front)
+            Waiting(
+                key,
+                self.index[tenant],
+                tuple(demand),
+                count,
+                priority,
+                order,
+                now,
+                front,
+                models=models,
+            )
         )
 
     def withdraw(self, key: Hashable, tenant: str) -> int:
@@ -279,6 +294,7 @@ class Admission(TenantLines):
                 now,
                 next(self._seq),
                 w.arrival,
+                w.models,
             )
             placed = place(Offer(w.key, t.name, w.demand, allowed, run))
             if placed == NO_ROOM:
@@ -328,7 +344,7 @@ class Admission(TenantLines):
         # so a later claim is not counted as served by capacity freed for them.
         taken = [0.0] * self._width
         base: dict[Hashable, list[float]] = {}
-        device_base: dict[Hashable, tuple[list[int], list[int]]] = {}
+        device_base: dict[Hashable, Devices] = {}
         chosen_positions: dict[int, set[int]] = {}
         for i in sorted(self._claims):
             t = self._tenants[i]
@@ -384,6 +400,7 @@ __all__ = [
     "NO_ROOM",
     "Admission",
     "DeviceRoom",
+    "Devices",
     "NodeRoom",
     "Offer",
     "Running",

@@ -314,6 +314,7 @@ class TenantLines:
                 run.since,
                 True,
                 run.arrival,
+                models=run.models,
             )
         )
 

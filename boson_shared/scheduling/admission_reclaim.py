@@ -12,7 +12,10 @@ resource the claim needs, and of each only while it stays above:
   the claimant cannot use would go straight back to the borrowers whose
   instances do fit it, and the claim would stand as before. When the
   caller knows the nodes' GPU devices (a :class:`DeviceRoom`), GPU room is
-  per device, by the device rule (a share of one device, or whole ones).
+  per device, by the device rule (a share of one device, or whole ones),
+  and only on devices of the models the claimant's task allows
+  (``gpu_model``): room freed on other devices is no room for it, and a
+  node with no device that could ever take it is passed over.
 
 Among borrowers, work of the tenant furthest above its fair share (the
 largest weighted dominant share) goes first, youngest first within it; so
@@ -33,7 +36,20 @@ from boson_shared.scheduling.admission_state import (
     Waiting,
     dominant,
 )
-from boson_shared.scheduling.devices import fits, indices_of, pick, shape, to_milli
+from boson_shared.scheduling.devices import (
+    fits,
+    indices_of,
+    model_matches,
+    pick,
+    shape,
+    to_milli,
+)
+
+Slot = tuple[tuple[float, ...], int, frozenset[str] | None]
+"""Waiting instances of the claimant: (demand, instances, GPU models allowed)."""
+
+Devices = tuple[list[int], list[int], list[str]]
+"""One node's GPU devices: milli free, milli capacity and model of each."""
 
 
 class NodeRoom(Protocol):
@@ -52,11 +68,14 @@ class NodeRoom(Protocol):
 class DeviceRoom(NodeRoom, Protocol):
     """A :class:`NodeRoom` that also knows each node's GPU devices: a
     claimant's GPU request then fits a node only as the device rule has it
-    (a share of one device, or whole devices), not by the node's GPU total."""
+    (a share of one device, or whole devices) on devices of a model it
+    allows, not by the node's GPU total."""
 
-    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
-        """(milli free, milli capacity) of each GPU device of ``node`` (None:
-        not a node of devices; its GPU room is its total, as without)."""
+    def devices(self, node: Hashable) -> Devices | None:
+        """(milli free, milli capacity, model) of each GPU device of ``node``
+        (None: not a node of devices; its GPU room is its total, as without).
+        A model is matched as placement matches it
+        (:func:`~boson_shared.scheduling.devices.model_matches`)."""
         ...
 
     def devices_held(self, run: Running, position: int) -> int:
@@ -119,13 +138,11 @@ def choose_victims(
     return []
 
 
-def claim_slots(
-    line: Iterable[Waiting], room: Sequence[float], limit: int
-) -> list[tuple[tuple[float, ...], int]]:
+def claim_slots(line: Iterable[Waiting], room: Sequence[float], limit: int) -> list[Slot]:
     """The claimant's waiting instances its ``room`` (guarantee − usage) covers,
-    in line order: (demand, instances), at most ``limit`` entries."""
+    in line order: (demand, instances, models), at most ``limit`` entries."""
     left = list(room)
-    slots: list[tuple[tuple[float, ...], int]] = []
+    slots: list[Slot] = []
     for w in line:
         if len(slots) >= limit:
             break
@@ -137,7 +154,7 @@ def claim_slots(
                 n = min(n, int((left[r] + EPSILON) // d))
         if n <= 0:
             break
-        slots.append((w.demand, n))
+        slots.append((w.demand, n, w.models))
         for r, d in enumerate(w.demand):
             left[r] -= d * n
         if n < w.count:
@@ -149,12 +166,12 @@ def choose_victims_on_nodes(
     running: Reversible[Running],
     tenants: Sequence[TenantState],
     claimant: int,
-    slots: list[tuple[tuple[float, ...], int]],
+    slots: list[Slot],
     room: NodeRoom,
     base: dict[Hashable, list[float]],
     taken: dict[int, set[int]],
     pool: Sequence[float],
-    device_base: dict[Hashable, tuple[list[int], list[int]]] | None = None,
+    device_base: dict[Hashable, Devices] | None = None,
 ) -> list[Victim]:
     """Running work to stop, node by node, so the claimant's ``slots`` fit.
 
@@ -166,8 +183,12 @@ def choose_victims_on_nodes(
     and ``taken`` (id of a run → positions of instances already chosen in
     this call) are
     shared between the claims of one call, and updated; so is
-    ``device_base`` (node → free and capacity of its GPU devices) when
-    ``room`` is a :class:`DeviceRoom`.
+    ``device_base`` (node → its GPU devices) when ``room`` is a
+    :class:`DeviceRoom`. There, an instance on a node none of whose devices
+    could ever take the claimant's next instance (none of a model it allows,
+    say) is not counted at all: stopping it would free nothing the claimant
+    can use, and counting it would use up its tenant's excess, which an
+    instance on a node that can take the claimant then needs.
     """
     if not slots:
         return []
@@ -175,7 +196,7 @@ def choose_victims_on_nodes(
     devices = _Devices(room, device_base) if isinstance(room, DeviceRoom) else None
     over = [[u - g for u, g in zip(t.usage, t.guarantee, strict=True)] for t in tenants]
     width = len(pool)
-    needs = [any(demand[r] > 0 for demand, _ in slots) for r in range(width)]
+    needs = [any(slot[0][r] > 0 for slot in slots) for r in range(width)]
     pending: dict[Hashable, tuple[list[tuple[Running, int]], list[float]]] = {}
     chosen: dict[int, tuple[Running, list[Hashable]]] = {}
     for run in _borrowers(running, tenants, claimant, pool):
@@ -192,6 +213,8 @@ def choose_victims_on_nodes(
             ):
                 break
             node = where[position]
+            if devices is not None and not devices.could_take(node, slots[0][0], slots[0][2]):
+                continue
             free = base.get(node)
             if free is None:
                 free = base[node] = list(room.free(node))
@@ -203,9 +226,9 @@ def choose_victims_on_nodes(
                 extra[r] += d
             if devices is not None:
                 devices.count(node, run, position)
-            demand = slots[0][0]
+            demand, _, models = slots[0]
             if all(d <= f + x + EPSILON for d, f, x in zip(demand, free, extra, strict=True)) and (
-                devices is None or devices.fits(node, demand, pending=True)
+                devices is None or devices.fits(node, demand, models, pending=True)
             ):
                 # This node now takes the claimant's next instance (and perhaps more).
                 for r in range(width):
@@ -215,14 +238,14 @@ def choose_victims_on_nodes(
                 while (
                     slots
                     and all(d <= f + EPSILON for d, f in zip(slots[0][0], free, strict=True))
-                    and (devices is None or devices.fits(node, slots[0][0]))
+                    and (devices is None or devices.fits(node, slots[0][0], slots[0][2]))
                 ):
-                    demand, count = slots[0]
+                    demand, count, models = slots[0]
                     for r, d in enumerate(demand):
                         free[r] -= d
                     if devices is not None:
-                        devices.take(node, demand)
-                    slots[0] = (demand, count - 1)
+                        devices.take(node, demand, models)
+                    slots[0] = (demand, count - 1, models)
                     if count == 1:
                         slots.pop(0)
                 for victim_run, _ in counted:
@@ -237,17 +260,16 @@ def choose_victims_on_nodes(
 class _Devices:
     """The GPU devices of the nodes one reclaim looks at (a :class:`DeviceRoom`'s):
     what each has free after earlier claims (shared), and what the instances
-    counted on it but not chosen yet would free."""
+    counted on it but not chosen yet would free. A claimant's instance counts
+    only devices of a model it allows (``models``; ``None``: any)."""
 
-    def __init__(
-        self, room: DeviceRoom, base: dict[Hashable, tuple[list[int], list[int]]] | None
-    ) -> None:
+    def __init__(self, room: DeviceRoom, base: dict[Hashable, Devices] | None) -> None:
         self.room = room
         self.base = {} if base is None else base
         self.extra: dict[Hashable, list[int]] = {}
         self.unknown: set[Hashable] = set()
 
-    def _free(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+    def _free(self, node: Hashable) -> Devices | None:
         known = self.base.get(node)
         if known is None:
             if node in self.unknown:
@@ -256,7 +278,7 @@ class _Devices:
             if got is None:
                 self.unknown.add(node)
                 return None
-            known = self.base[node] = (list(got[0]), list(got[1]))
+            known = self.base[node] = (list(got[0]), list(got[1]), list(got[2]))
         return known
 
     def count(self, node: Hashable, run: Running, position: int) -> None:
@@ -270,17 +292,36 @@ class _Devices:
             if j < len(extra):
                 extra[j] += per
 
-    def fits(self, node: Hashable, demand: Sequence[float], *, pending: bool = False) -> bool:
-        """Whether ``demand``'s GPU part fits the node's devices (with ``pending``:
-        once the instances counted there are stopped too)."""
+    def could_take(
+        self, node: Hashable, demand: Sequence[float], models: frozenset[str] | None
+    ) -> bool:
+        """Whether ``demand``'s GPU part would fit the node's devices were they
+        all free (none of a model it allows, or too small: never)."""
         milli = to_milli(demand[2])
         known = self._free(node)
         if milli <= 0 or known is None:
             return True
-        free, cap = known
+        _, cap, kinds = known
+        return fits(cap, cap, _qualifying(kinds, models), milli)
+
+    def fits(
+        self,
+        node: Hashable,
+        demand: Sequence[float],
+        models: frozenset[str] | None,
+        *,
+        pending: bool = False,
+    ) -> bool:
+        """Whether ``demand``'s GPU part fits the node's devices of ``models``
+        (with ``pending``: once the instances counted there are stopped too)."""
+        milli = to_milli(demand[2])
+        known = self._free(node)
+        if milli <= 0 or known is None:
+            return True
+        free, cap, kinds = known
         if pending and node in self.extra:
             free = [f + x for f, x in zip(free, self.extra[node], strict=True)]
-        return fits(free, cap, [True] * len(free), milli)
+        return fits(free, cap, _qualifying(kinds, models), milli)
 
     def settle(self, node: Hashable) -> None:
         """The instances counted on ``node`` are chosen: their devices are free."""
@@ -291,17 +332,22 @@ class _Devices:
         for j, x in enumerate(self.extra.pop(node, ())):
             free[j] += x
 
-    def take(self, node: Hashable, demand: Sequence[float]) -> None:
+    def take(self, node: Hashable, demand: Sequence[float], models: frozenset[str] | None) -> None:
         """A claimant's instance takes its devices on ``node`` (the choice rule's)."""
         milli = to_milli(demand[2])
         known = self._free(node)
         if milli <= 0 or known is None:
             return
-        free, cap = known
+        free, cap, kinds = known
         _, per = shape(milli)
-        mask = pick(free, cap, [True] * len(free), milli)
+        mask = pick(free, cap, _qualifying(kinds, models), milli)
         for j in indices_of(max(mask, 0)):
             free[j] -= per
+
+
+def _qualifying(kinds: Sequence[str], models: frozenset[str] | None) -> list[bool]:
+    """Which devices (of these models) a task allowing ``models`` may use."""
+    return [model_matches(kind, models) for kind in kinds]
 
 
 def _victims(
@@ -317,4 +363,12 @@ def _victims(
     return [Victim(run, len(nodes), tuple(nodes)) for run, nodes in chosen.values()]
 
 
-__all__ = ["DeviceRoom", "NodeRoom", "choose_victims", "choose_victims_on_nodes", "claim_slots"]
+__all__ = [
+    "DeviceRoom",
+    "Devices",
+    "NodeRoom",
+    "Slot",
+    "choose_victims",
+    "choose_victims_on_nodes",
+    "claim_slots",
+]

@@ -28,6 +28,8 @@ class Waiting:
     arrival: int = -1
     """Its place in submission order, kept when it is given back."""
     rank: tuple[float, ...] = ()
+    models: frozenset[str] | None = None
+    """The GPU models its devices must be (``gpu_model``; ``None``: any)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -44,6 +46,8 @@ class Running:
     started: float
     seq: int
     arrival: int
+    models: frozenset[str] | None = None
+    """The GPU models its devices must be (kept for its way back to its line)."""
 
 
 @dataclass(slots=True, eq=False)

@@ -56,6 +56,35 @@ async def test_no_admission_until_the_known_nodes_answer_or_time_is_up() -> None
     assert balancer.assigned_ids() == ["a1"]
 
 
+async def test_admission_waits_for_the_answer_that_counts_the_queued_work() -> None:
+    # c may use 1 CPU and no more. n1's executor holds nothing when asked, but
+    # old-c waits in its node queue beyond its prefetch: only the answer its
+    # barrier brings (complete) names it.
+    balancer = Balancer()
+    balancer.silent = {"n1", "n2"}
+    await balancer.start()
+    balancer.place("c1", "c")
+    await balancer.settle()
+    census = balancer.gate.census
+    assert census is not None
+    for node_id in ("n1", "n2"):
+        await balancer.handlers.on_event(
+            HeldWork(node_id=node_id, request_id=census.request_id, complete=False)
+        )
+    await balancer.settle()
+    assert balancer.assigned_ids() == []  # the queued work is not counted yet
+    assert census.awaiting == {"n1", "n2"}
+    await balancer.handlers.on_event(
+        HeldWork(node_id="n1", request_id=census.request_id, tasks=(running("old-c", "c"),))
+    )
+    await balancer.handlers.on_event(HeldWork(node_id="n2", request_id=census.request_id))
+    await balancer.settle()
+    assert balancer.gate.admission.usage("c")[0] == 1.0
+    assert balancer.assigned_ids() == []  # c is at its ceiling: c1 waits
+    await balancer.finish("old-c")
+    assert balancer.assigned_ids() == ["c1"]
+
+
 async def test_an_answer_to_another_request_or_of_a_finished_task_charges_nothing() -> None:
     balancer = Balancer()
     await balancer.start()

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from boson_services.executor.census import NodeQueue, on_held_request
 from boson_services.executor.handlers import ExecutorHandlers
 from boson_shared.contract.messages import (
     CancelTask,
     HeldWork,
+    HeldWorkBarrier,
     HeldWorkRequest,
     ResourceVector,
     TaskAssigned,
@@ -20,7 +22,7 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.contract.topology import RK_PARKED, rk_held_work
+from boson_shared.contract.topology import RK_PARKED, rk_held_work, rk_node
 from boson_shared.runtime.consumer import Emit
 from boson_shared.runtime.publisher import Route
 from tests.support.waiting import wait_until
@@ -133,16 +135,26 @@ async def test_it_tells_a_balancer_that_took_over_what_it_holds(
     run = asyncio.ensure_future(handlers.on_assigned(job))
     await until(lambda: starts(tmp_path) == 1)
     request = HeldWorkRequest(reply_to="balancer-2")
-    emit = handlers.held_work(request)
+    emit, barrier = on_held_request(handlers, request)
     assert emit.route == Route(NAMES.events_exchange, rk_held_work("balancer-2"))
     work = emit.message
     assert isinstance(work, HeldWork)
-    assert (work.node_id, work.request_id) == ("n1", request.message_id)
+    assert (work.node_id, work.request_id, work.complete) == ("n1", request.message_id, False)
     assert [(t.task_id, t.tenant, t.priority, t.demand) for t in work.tasks] == [
         ("t1", "research", 7, ResourceVector(cpu=1, memory=1))
     ]
+    # Its barrier goes into its own node queue, behind the work queued there.
+    assert barrier.route == Route(NAMES.work_exchange, rk_node("n1"), mandatory=True)
+    assert isinstance(barrier.message, HeldWorkBarrier)
+    assert (barrier.message.request_id, barrier.message.reply_to) == (
+        request.message_id,
+        "balancer-2",
+    )
     await handlers.on_cancel(preempt("t1"))
     await asyncio.wait_for(run, 10)
-    after = handlers.held_work(request).message
+    # When the barrier comes out of the queue: the complete answer.
+    assert isinstance(barrier.message, HeldWorkBarrier)
+    (complete,) = await NodeQueue(handlers).on_message(barrier.message)
+    after = complete.message
     assert isinstance(after, HeldWork)
-    assert after.tasks == ()
+    assert (after.request_id, after.complete, after.tasks) == (request.message_id, True, ())

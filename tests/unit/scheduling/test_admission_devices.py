@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from boson_shared.scheduling.admission import Admission, DeviceRoom, Offer, Running
+from boson_shared.scheduling.admission import Admission, DeviceRoom, Devices, Offer, Running
 from boson_shared.scheduling.tenants import parse_tenants
 
 TENANTS = """
@@ -49,9 +49,10 @@ class Nodes:
 class DeviceNodes(Nodes):
     """The same nodes, telling reclaim their devices."""
 
-    def devices(self, node: Hashable) -> tuple[list[int], list[int]] | None:
+    def devices(self, node: Hashable) -> Devices | None:
         assert isinstance(node, int)
-        return list(self.device_free[node]), [1000] * len(self.device_free[node])
+        count = len(self.device_free[node])
+        return list(self.device_free[node]), [1000] * count, [""] * count
 
     def devices_held(self, run: Running, position: int) -> int:
         return 0  # b's work holds no GPU
