@@ -13,23 +13,28 @@ node). This process plays ``--nodes`` simulated nodes: it publishes one
 real heartbeat per node per second (encoded, encrypted, batched) with loads
 that vary, so the monitor holds a cluster of that size.
 
-1. **Latency.** With the dashboard on, ``--clients`` concurrent HTTP clients
-   each make ``--requests`` requests, round-robin over the endpoints: the
-   cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted, ``/api/tenants``,
-   ``/api/alerts``, ``/api/throughput``, the cluster page) and the record
-   (``/api/tasks`` filtered by state, by handler and node, by time, a deeper
-   page by cursor, and ``/api/tasks/{id}`` of random tasks — the task page's
-   one read); p50 and p99 per endpoint. The clients run in a process of
-   their own, apart from the heartbeat publisher, so the times are the
-   server's and not this process's loop. The per-client rate limit is lifted
-   for this part (every client is 127.0.0.1).
+1. **Latency.** With the dashboard on, ``--clients`` concurrent closed-loop
+   clients each make ``--requests`` requests, round-robin over the endpoints:
+   the cluster (``/api/cluster``, ``/api/nodes`` pages, filtered and sorted,
+   ``/api/tenants``, ``/api/alerts``, ``/api/throughput``, the cluster page)
+   and the record (``/api/tasks`` filtered by state, by handler and node, by
+   time, a deeper page by cursor, and ``/api/tasks/{id}`` of random tasks —
+   the task page's one read); p50 and p99 per endpoint. The clients run in a
+   process of their own, apart from the heartbeat publisher, once per client
+   kind in ``--client`` (:mod:`benchmarks.http_load`: ``raw``, a persistent
+   HTTP/1.1 connection on asyncio streams, about a tenth of httpx's CPU per
+   request, then ``httpx``), against the same monitor; the monitor's CPU
+   during each and the clients' own are reported. ``--py-spy FILE`` samples
+   the monitor during the first kind's run. The per-client rate limit is
+   lifted for this part (every client is 127.0.0.1).
 2. **CPU.** The monitor's CPU time (user + system, from ``psutil``) over
    ``--seconds`` with the same heartbeat load, once without the dashboard and
    once with it and one cluster page open and live in Debian's Chromium
    (Playwright), or — without a browser — a client doing what the page does
    (the event stream, and on each event a node page and the history).
 
-Everything runs in a fresh namespace that is deleted afterwards.
+``--latency-only`` stops after part 1. Everything runs in a fresh namespace
+that is deleted afterwards.
 
 ``--service-times`` measures instead what one request costs the server
 alone: the dashboard's app in process (no socket, no broker) over a
@@ -47,6 +52,8 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,6 +71,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.http_load import CLIENT_KINDS, latency_in_a_process, percentile
 from benchmarks.record_ingest import lifecycle
 from benchmarks.soak import _sweep
 from boson_shared.bus.amqp import AmqpTransport
@@ -275,63 +283,6 @@ async def monitor_process(
             print(f"{name} did not drain within 120 s; killed", file=sys.stderr)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def latency(
-    base: str, clients: int, requests: int, task_ids: list[str]
-) -> dict[str, dict[str, float]]:
-    timings: dict[str, list[float]] = {endpoint: [] for endpoint in ENDPOINTS}
-    pick = random.Random(5)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        first = (await http.get("/api/tasks", params={"limit": 50})).json()
-        cursor = (
-            await http.get("/api/tasks", params={"limit": 50, "cursor": first["next_cursor"]})
-        ).json()["next_cursor"]
-
-    async def one(number: int) -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            for index in range(requests):
-                endpoint = ENDPOINTS[(number + index) % len(ENDPOINTS)]
-                path = endpoint.format(
-                    task_id=pick.choice(task_ids),
-                    hour_ago=round(time.time() - 3600, 3),
-                    cursor=cursor,
-                )
-                began = time.perf_counter()
-                answer = await http.get(path)
-                elapsed = time.perf_counter() - began
-                if answer.status_code != 200:
-                    raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
-                timings[endpoint].append(elapsed)
-
-    await asyncio.gather(*(one(number) for number in range(clients)))
-    return {
-        endpoint: {
-            "n": len(values),
-            "p50_ms": round(statistics.median(values) * 1000, 1),
-            "p99_ms": round(percentile(values, 0.99) * 1000, 1),
-        }
-        for endpoint, values in timings.items()
-        if values
-    }
-
-
-def latency_in_a_process(
-    base: str, clients: int, requests: int, task_ids: list[str]
-) -> tuple[dict[str, dict[str, float]], float]:
-    """:func:`latency`, run in a child process (``spawn``): a function it can pickle.
-
-    Also the clients' own CPU per request (ms): on a machine of two cores
-    the clients take their share of what the server could use.
-    """
-    began = time.process_time()
-    timings = asyncio.run(latency(base, clients, requests, task_ids))
-    return timings, 1000 * (time.process_time() - began) / (clients * requests)
-
-
 async def cpu_over(process: psutil.Process, seconds: float) -> float:
     """The process's CPU use over ``seconds``, as a share of one core."""
     before = process.cpu_times()
@@ -390,6 +341,55 @@ async def measure_cpu(
         return {"cpu_core_share": round(share, 4), "page": how}
 
 
+async def latency_part(
+    args: argparse.Namespace, base: str, monitor: psutil.Process, task_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The closed-loop clients of each kind in ``args.client``, one kind after the
+    other against the same monitor; the monitor's CPU during each (and, with
+    ``--py-spy``, py-spy's samples of it during the first)."""
+    loop = asyncio.get_running_loop()
+    spawn = multiprocessing.get_context("spawn")
+    results: dict[str, dict[str, Any]] = {}
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
+        for number, kind in enumerate(args.client):
+            measure = functools.partial(latency_in_a_process, base, ENDPOINTS, args.clients, kind)
+            await loop.run_in_executor(apart, measure, 5, task_ids)  # warm up
+            spy = None
+            if args.py_spy is not None and number == 0:
+                spy = await py_spy(monitor.pid, args.py_spy)
+            load_before = os.getloadavg()
+            before = monitor.cpu_times()
+            timings, seconds, client_cpu_ms = await loop.run_in_executor(
+                apart, measure, args.requests, task_ids
+            )
+            after = monitor.cpu_times()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                async with asyncio.timeout(60):
+                    await spy.wait()
+            busy = (after.user - before.user) + (after.system - before.system)
+            requests = args.clients * args.requests
+            results[kind] = {
+                "load_average_before": load_before,
+                "load_average_after": os.getloadavg(),
+                "latency": timings,
+                "seconds": round(seconds, 2),
+                "requests_per_s": round(requests / seconds, 1),
+                "clients_cpu_ms_per_request": round(client_cpu_ms, 3),
+                "monitor": {"cpu_s": round(busy, 3), "requests": requests},
+            }
+            print(kind, json.dumps(results[kind]), file=sys.stderr, flush=True)
+    return results
+
+
+async def py_spy(pid: int, output: str) -> asyncio.subprocess.Process:
+    """py-spy sampling ``pid`` into ``output`` (raw collapsed stacks) until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid)]
+    command += ["--format", "raw", "--rate", "200", "--output", output]
+    return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"dash-{uuid.uuid4().hex[:8]}"
     log_dir = Path(tempfile.mkdtemp(prefix="boson-bench-dashboard-"))
@@ -417,27 +417,10 @@ async def run_with(
         cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"] = "1000000"
         async with monitor_process(cluster, port, args.nodes) as monitor:
             base = f"http://127.0.0.1:{port}"
-            loop = asyncio.get_running_loop()
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
-                measure = functools.partial(latency_in_a_process, base, args.clients)
-                await loop.run_in_executor(apart, measure, 5, task_ids)  # warm up
-                report["load_average_before"] = os.getloadavg()
-                before, began = monitor.cpu_times(), time.monotonic()
-                report["latency"], client_cpu_ms = await loop.run_in_executor(
-                    apart, measure, args.requests, task_ids
-                )
-                after = monitor.cpu_times()
-                report["load_average_after"] = os.getloadavg()
-            busy = (after.user - before.user) + (after.system - before.system)
-            report["monitor_during_latency"] = {
-                "seconds": round(time.monotonic() - began, 2),
-                "cpu_s": round(busy, 3),
-                "requests": args.clients * args.requests,
-                "clients_cpu_ms_per_request": round(client_cpu_ms, 3),
-            }
-            print(json.dumps(report["latency"]), file=sys.stderr, flush=True)
+            report["latency_by_client"] = await latency_part(args, base, monitor, task_ids)
         del cluster.extra_env["BOSON_DASHBOARD_REQUESTS_PER_S"]
+        if args.latency_only:
+            return report
         report["cpu_without_dashboard"] = await measure_cpu(
             cluster, args.nodes, args.seconds, dashboard=False
         )
@@ -450,12 +433,13 @@ async def run_with(
             - report["cpu_without_dashboard"]["cpu_core_share"]
         )
         report["dashboard_adds_core_share"] = round(added, 4)
-        during = report["monitor_during_latency"]
-        idle_cpu_s = report["cpu_without_dashboard"]["cpu_core_share"] * during["seconds"]
-        # The monitor's CPU beyond its heartbeat work, per request served: the service time.
-        during["cpu_ms_per_request"] = round(
-            1000 * (during["cpu_s"] - idle_cpu_s) / during["requests"], 3
-        )
+        idle_share = report["cpu_without_dashboard"]["cpu_core_share"]
+        for part in report["latency_by_client"].values():
+            during = part["monitor"]
+            # The monitor's CPU beyond its heartbeat work, per request served: the service time.
+            during["cpu_ms_per_request"] = round(
+                1000 * (during["cpu_s"] - idle_share * part["seconds"]) / during["requests"], 3
+            )
     return report
 
 
@@ -517,6 +501,14 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--seconds", type=float, default=60.0, help="each CPU window")
+    parser.add_argument(
+        "--client",
+        type=lambda text: tuple(text.split(",")),
+        default=CLIENT_KINDS,
+        help="the load generators, one after the other: raw, httpx or raw,httpx",
+    )
+    parser.add_argument("--latency-only", action="store_true", help="skip the CPU windows")
+    parser.add_argument("--py-spy", help="sample the monitor during the first client's run")
     parser.add_argument("--service-times", action="store_true", help="in process, one by one")
     parser.add_argument(
         "--share-s",

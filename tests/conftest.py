@@ -257,8 +257,10 @@ class TrackingTransport:
             mandatory=mandatory,
         )
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
-        return await self.inner.consume(queue, handler, prefetch=prefetch)
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int, no_ack: bool = False
+    ) -> Subscription:
+        return await self.inner.consume(queue, handler, prefetch=prefetch, no_ack=no_ack)
 
     async def queue_depth(self, queue: str) -> int:
         return await self.inner.queue_depth(queue)

@@ -14,6 +14,11 @@ Semantics both must keep:
 * ``nack(requeue=False)`` dead-letters through the queue's dead-letter
   exchange; ``nack(requeue=True)`` puts the message back.
 * At most ``prefetch`` unacked deliveries per consumer.
+* A consumer opened with ``no_ack`` takes each delivery as settled the moment
+  the broker sends it (AMQP's ``no-ack``): ``settled`` is true from the
+  start, ``ack`` and ``nack`` do nothing, ``prefetch`` bounds nothing, and
+  nothing comes back to the queue when the consumer or its connection goes.
+  Only for what a later message supersedes (see ``docs/design.md``).
 * A queue with ``single_active_consumer`` delivers to one consumer at a time;
   the next takes over when it goes.
 """
@@ -111,8 +116,10 @@ class Transport(Protocol):
         """
         ...
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
-        """Start consuming ``queue``; ``handler`` settles each delivery."""
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int, no_ack: bool = False
+    ) -> Subscription:
+        """Start consuming ``queue``; ``handler`` settles each delivery (none with ``no_ack``)."""
         ...
 
     async def queue_depth(self, queue: str) -> int:

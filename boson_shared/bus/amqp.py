@@ -338,9 +338,10 @@ class AmqpTransport(AmqpAdmin):
             await asyncio.sleep(0.02)
 
     async def consume(
-        self, queue: str, handler: DeliveryHandler, *, prefetch: int
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int, no_ack: bool = False
     ) -> AmqpSubscription:
-        """Consume ``queue`` on a channel of its own with ``prefetch`` (0 = no limit).
+        """Consume ``queue`` on a channel of its own with ``prefetch`` (0 = no limit),
+        or with AMQP's ``no-ack`` (the broker settles each delivery as it sends it).
 
         Raises :class:`~boson_shared.errors.ConfigError` when the queue does not exist.
         """
@@ -353,6 +354,7 @@ class AmqpTransport(AmqpAdmin):
                 queue,
                 handler,
                 prefetch=prefetch,
+                no_ack=no_ack,
                 spec=self._queue_specs.get(queue),
                 bindings=tuple(self._queue_bindings.get(queue, {})),
                 op_timeout=self._op_timeout,

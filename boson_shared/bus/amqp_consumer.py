@@ -37,11 +37,14 @@ class AmqpDelivery:
 
     __slots__ = ("_headers", "_message", "_owner", "_settled")
 
-    def __init__(self, message: AbstractIncomingMessage, owner: AmqpSubscription) -> None:
+    def __init__(
+        self, message: AbstractIncomingMessage, owner: AmqpSubscription, *, settled: bool = False
+    ) -> None:
         self._message = message
         self._owner = owner
         self._headers = _headers.incoming(message.headers)
-        self._settled = False
+        self._settled = settled
+        """True from the start on a ``no_ack`` consumer: the broker settled it as it sent it."""
 
     @property
     def body(self) -> bytes:
@@ -105,8 +108,10 @@ class AmqpSubscription:
         handler: DeliveryHandler,
         *,
         op_timeout: float,
+        no_ack: bool = False,
     ) -> None:
         self._channel = channel
+        self._no_ack = no_ack
         self._queue = queue
         self._runner = HandlerRunner(queue.name, handler)
         self._timeout = op_timeout
@@ -123,7 +128,9 @@ class AmqpSubscription:
         return self._queue.name
 
     async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message, timeout=self._timeout)
+        self._tag = await self._queue.consume(
+            self._on_message, no_ack=self._no_ack, timeout=self._timeout
+        )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # aiormq runs this in a task it cancels when the channel closes; the
@@ -133,8 +140,9 @@ class AmqpSubscription:
             # Arrived while closing: leave it unacked, the channel close
             # hands it back to the queue.
             return
-        delivery = AmqpDelivery(message, self)
-        self._unsettled.add(delivery)
+        delivery = AmqpDelivery(message, self, settled=self._no_ack)
+        if not self._no_ack:
+            self._unsettled.add(delivery)
         self._runner.spawn(delivery)
 
     async def _settled_one(self, delivery: AmqpDelivery) -> None:
@@ -187,11 +195,14 @@ async def open_subscription(
     handler: DeliveryHandler,
     *,
     prefetch: int,
+    no_ack: bool = False,
     spec: QueueSpec | None,
     bindings: tuple[tuple[str, str], ...] = (),
     op_timeout: float,
 ) -> AmqpSubscription:
-    """Open a channel, set its prefetch, bind the queue object and consume.
+    """Open a channel, set its prefetch, bind the queue object and consume
+    (with ``no_ack``, AMQP's no-ack: the broker settles as it sends, and the
+    prefetch bounds nothing).
 
     ``spec`` describes the queue when this transport declared it: the
     channel then re-declares it on reconnect, with ``bindings`` (exchange,
@@ -216,7 +227,9 @@ async def open_subscription(
             )
             for exchange, routing_key in bindings:
                 await robust_queue.bind(exchange, routing_key, timeout=op_timeout)
-        subscription = AmqpSubscription(channel, robust_queue, handler, op_timeout=op_timeout)
+        subscription = AmqpSubscription(
+            channel, robust_queue, handler, op_timeout=op_timeout, no_ack=no_ack
+        )
         await subscription.start()
     except BaseException:
         # Close even when the error already closed it: that stops the robust

@@ -31,11 +31,14 @@ class MemoryDelivery:
 
     __slots__ = ("_consumer", "_message", "_settled", "_tag")
 
-    def __init__(self, consumer: Consumer, message: StoredMessage, tag: int) -> None:
+    def __init__(
+        self, consumer: Consumer, message: StoredMessage, tag: int, *, settled: bool = False
+    ) -> None:
         self._consumer = consumer
         self._message = message
         self._tag = tag
-        self._settled = False
+        self._settled = settled
+        """True from the start for a ``no_ack`` consumer's delivery."""
 
     @property
     def body(self) -> bytes:
@@ -89,11 +92,18 @@ class MemorySubscription:
     """A consumer on one queue of the in-memory broker."""
 
     def __init__(
-        self, transport: MemoryTransport, queue: str, handler: DeliveryHandler, prefetch: int
+        self,
+        transport: MemoryTransport,
+        queue: str,
+        handler: DeliveryHandler,
+        prefetch: int,
+        *,
+        no_ack: bool = False,
     ) -> None:
         self._transport = transport
         self._queue = queue
-        self._prefetch = prefetch
+        self._prefetch = 0 if no_ack else prefetch
+        self._no_ack = no_ack
         self._runner = HandlerRunner(queue, handler)
         self._consumer: Consumer | None = None
         self._cancelled = False
@@ -113,7 +123,10 @@ class MemorySubscription:
     def _deliver(self, message: StoredMessage, tag: int) -> None:
         consumer = self._consumer
         assert consumer is not None  # deliveries only come while attached
-        self._runner.spawn(MemoryDelivery(consumer, message, tag))
+        if self._no_ack:
+            # Settled as it is sent, as RabbitMQ does for a no-ack consumer.
+            consumer.unacked.pop(tag, None)
+        self._runner.spawn(MemoryDelivery(consumer, message, tag, settled=self._no_ack))
 
     def _detach(self, *, requeue: bool) -> None:
         consumer, self._consumer = self._consumer, None
@@ -215,13 +228,14 @@ class MemoryTransport:
         )
 
     async def consume(
-        self, queue: str, handler: DeliveryHandler, *, prefetch: int
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int, no_ack: bool = False
     ) -> MemorySubscription:
-        """Consume ``queue``, at most ``prefetch`` unsettled (0 = no limit)."""
+        """Consume ``queue``, at most ``prefetch`` unsettled (0 = no limit; no bound with
+        ``no_ack``)."""
         self._require()
         if prefetch < 0:
             raise ValueError("prefetch must be >= 0")
-        subscription = MemorySubscription(self, queue, handler, prefetch)
+        subscription = MemorySubscription(self, queue, handler, prefetch, no_ack=no_ack)
         subscription._attach()
         self._subscriptions.append(subscription)
         return subscription

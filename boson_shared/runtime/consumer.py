@@ -120,6 +120,12 @@ class ConsumerSpec(Generic[M]):
     """Drop items whose message id was handled before. Off only where the
     handler is idempotent and must see every copy: a result replayed for a
     task dispatched twice still has to give the balancer its credit back."""
+    no_ack: bool = False
+    """Consume with AMQP's no-ack: the broker takes each delivery as settled when
+    it sends it, so there is no ack to send (a handler's failure or a lost
+    connection loses the message; ``prefetch`` bounds nothing). Only for a
+    queue whose messages the next one supersedes and whose loss costs nothing
+    (the monitor's own exclusive queue of heartbeats and periodic reports)."""
     decode_in_thread_above_bytes: int | None = None
     """Decode envelopes larger than this in a worker thread (AEAD and zstd
     release the GIL), so a stream of large ones (data chunks) does not hold
@@ -185,7 +191,7 @@ class ConsumeLoop(Generic[M]):
 
     async def start(self) -> None:
         self._subscription = await self._transport.consume(
-            self.spec.queue, self._on_delivery, prefetch=self.spec.prefetch
+            self.spec.queue, self._on_delivery, prefetch=self.spec.prefetch, no_ack=self.spec.no_ack
         )
 
     async def stop(self) -> None:

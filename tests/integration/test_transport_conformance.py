@@ -240,6 +240,35 @@ async def test_prefetch_bounds_unacked_deliveries(
     assert await wait_depth(transport, queue, 0) == 0
 
 
+async def test_a_no_ack_consumer_takes_everything_settled_and_nothing_comes_back(
+    transport_factory: TransportFactory, namespace: str
+) -> None:
+    transport, n, queue = await work_setup(transport_factory, namespace)
+    await publish_n(transport, n, 10)
+    inbox = Inbox()
+    subscription = await transport.consume(queue, inbox, prefetch=3, no_ack=True)
+
+    # Not bounded by the prefetch, settled from the start, and gone from the queue
+    # though the handler settled none of them.
+    held = await inbox.take(10)
+    assert sorted(d.body for d in held) == sorted(f"m{i}".encode() for i in range(10))
+    assert all(d.settled for d in held)
+    await held[0].ack()  # does nothing, raises nothing
+    await held[1].nack(requeue=True)  # nothing to put back
+    assert await wait_depth(transport, queue, 0) == 0
+    assert await inbox.nothing_within(0.3)
+
+    # Gone with the consumer too: another consumer finds nothing to redeliver.
+    await subscription.cancel()
+    other = Inbox()
+    await transport.consume(queue, other, prefetch=5)
+    assert await other.nothing_within(0.3)
+    await publish_n(transport, n, 1)
+    fresh = await other.get()
+    assert (fresh.body, fresh.settled, fresh.redelivered) == (b"m0", False, False)
+    await fresh.ack()
+
+
 async def test_nack_requeue_redelivers_and_reject_dead_letters(
     transport_factory: TransportFactory, namespace: str
 ) -> None:

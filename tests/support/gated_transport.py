@@ -60,7 +60,9 @@ class GatedTransport:
         self.waiting.append(confirm)
         await confirm
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int, no_ack: bool = False
+    ) -> Subscription:
         raise NotImplementedError
 
     async def queue_depth(self, queue: str) -> int:

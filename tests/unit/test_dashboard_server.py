@@ -60,6 +60,25 @@ async def test_it_serves_from_its_own_thread_what_the_monitor_captured() -> None
         await dashboard.stop()
 
 
+async def test_it_serves_on_uvloop_with_httptools_and_leaves_the_monitors_loop_alone() -> None:
+    """The web extra brings both: C parsing and a C loop for the dashboard's thread only."""
+    import uvloop
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    handlers, _ = monitor_state()
+    dashboard = Dashboard(settings(), handlers)
+    await dashboard.start()
+    try:
+        async with httpx.AsyncClient(base_url=dashboard.url, timeout=5) as http:
+            assert (await http.get("/api/cluster")).status_code == 200
+        assert isinstance(dashboard.loop, uvloop.Loop)
+        assert not isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        assert dashboard._server is not None
+        assert issubclass(dashboard._server.config.http_protocol_class, HttpToolsProtocol)
+    finally:
+        await dashboard.stop()
+
+
 class ThreadNoting:
     def __init__(self) -> None:
         self.threads: list[str] = []

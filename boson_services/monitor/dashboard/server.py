@@ -17,12 +17,13 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
 from boson_services.monitor.dashboard.actions import Canceller, OnLoop
 from boson_services.monitor.dashboard.app import build_app
+from boson_services.monitor.dashboard.coalesce import CoalescingHttp
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
@@ -36,6 +37,18 @@ logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The dashboard thread's event loop: uvloop's when installed, else asyncio's own.
+
+    Only the dashboard's thread runs on it; the monitor's loop is left as it is.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class _Server(uvicorn.Server):
@@ -91,6 +104,8 @@ class Dashboard:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.port: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The dashboard thread's event loop, while it serves."""
 
     @property
     def url(self) -> str:
@@ -113,6 +128,7 @@ class Dashboard:
             host=self.settings.dashboard_host,
             port=self.settings.dashboard_port,
             lifespan="off",
+            http=CoalescingHttp,
             log_level="warning",
             access_log=False,
             server_header=False,
@@ -137,12 +153,14 @@ class Dashboard:
     def _run(self, server: _Server, listener: socket.socket) -> None:
         """The dashboard's thread: its own event loop, until the server exits."""
         try:
-            asyncio.run(self._serve(server, listener))
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(self._serve(server, listener))
         except BaseException as error:  # reported to start(), or logged at stop
             self._failure = error
             logger.exception("the dashboard stopped")
 
     async def _serve(self, server: _Server, listener: socket.socket) -> None:
+        self.loop = asyncio.get_running_loop()
         history = asyncio.create_task(self._keep_history(), name="dashboard:history")
         try:
             await server.serve([listener])
@@ -185,4 +203,4 @@ class Dashboard:
             logger.warning("the dashboard did not stop within %.0f s", _STOP_TIMEOUT_S)
 
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "loop_factory"]
