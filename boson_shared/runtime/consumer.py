@@ -29,7 +29,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from boson_shared.bus.abc import Delivery, Headers, Subscription, Transport
 from boson_shared.contract.codec import Codec
@@ -275,14 +275,8 @@ class ConsumeLoop(Generic[M]):
         delivery_attempt.set(attempt)
         delivery_redelivered.set(delivery.redelivered)
         dedup = self.spec.dedup
-        fresh: list[M] = []
-        for message in messages:
-            if dedup and await self._is_repeat(message.message_id):
-                self.stats.duplicates += 1
-                continue
-            if dedup:
-                self._seen.begin(message.message_id)
-            fresh.append(message)  # type: ignore[arg-type]  # checked by isinstance above
+        # Every item is an M: checked by isinstance above.
+        fresh = await self._claim_fresh(messages) if dedup else cast(list[M], list(messages))
         failed: set[str] = set()
         try:
             failures = await self._handle(fresh)
@@ -299,14 +293,38 @@ class ConsumeLoop(Generic[M]):
         self.stats.handled += len(fresh) - len(failures)
         await delivery.ack()
 
-    async def _is_repeat(self, message_id: str) -> bool:
-        """Whether this id was handled — waiting for the outcome if it is being handled."""
-        in_progress = self._seen.pending(message_id)
-        if in_progress is not None:
-            # A redelivered copy of a message still in its handler: whether it
-            # is a repeat depends on how the original ends.
-            return await asyncio.shield(in_progress)
-        return message_id in self._seen
+    async def _claim_fresh(self, messages: Sequence[Message]) -> list[M]:
+        """The items never handled, each now marked as being handled by this delivery.
+
+        A copy of an id that another delivery is handling (a redelivery while
+        the original is still in its handler) waits for how that ends: a
+        failed original leaves the copy to be handled. The wait holds no id:
+        only once nothing here is being handled elsewhere are the fresh ids
+        claimed, in one step without an await. So two deliveries sharing ids
+        never wait on each other, and an id repeated within one envelope (a
+        publisher that queued a replayed message behind its first copy) is a
+        repeat of its first copy, not a wait on itself: either would hold the
+        delivery unacked for good.
+        """
+        while True:
+            elsewhere = [
+                outcome
+                for message in messages
+                if (outcome := self._seen.pending(message.message_id)) is not None
+            ]
+            if not elsewhere:
+                break
+            await asyncio.wait(elsewhere)
+        fresh: list[M] = []
+        claimed: set[str] = set()
+        for message in messages:
+            if message.message_id in claimed or message.message_id in self._seen:
+                self.stats.duplicates += 1
+                continue
+            claimed.add(message.message_id)
+            self._seen.begin(message.message_id)
+            fresh.append(cast(M, message))
+        return fresh
 
     async def _handle(self, messages: Sequence[M]) -> list[tuple[M, BaseException]]:
         """Handle the items and publish their effects (confirmed); the items that failed."""

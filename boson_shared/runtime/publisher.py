@@ -17,6 +17,8 @@ what lingers before it waits, so a shutdown loses none of it.
 
 ``publish`` returns only when the envelope carrying the message is confirmed,
 so a consumer can ack its input after its effects are safe (docs/design.md#delivery).
+A call fails as soon as one envelope of its messages fails; what is left of
+it and has not left yet is dropped, not sent behind the caller's retry.
 Lanes pipeline up to ``max_in_flight`` envelopes each.
 """
 
@@ -229,8 +231,17 @@ class BatchingPublisher:
                 return
             if lane.in_flight >= self._max_in_flight:
                 return
-            count = min(self._max_items, len(lane.pending))
-            batch = [lane.pending.popleft() for _ in range(count)]
+            batch: list[_Pending] = []
+            while lane.pending and len(batch) < self._max_items:
+                item = lane.pending.popleft()
+                if not item[1].future.done():
+                    batch.append(item)
+                # else its caller has already been told the call failed (another
+                # of its envelopes did) or gave up: it publishes again if it
+                # must, and this copy, sent too, could share an envelope with
+                # the new one — a message twice in one envelope.
+            if not batch:
+                continue
             lane.in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(lane, batch))
             self._senders.add(task)

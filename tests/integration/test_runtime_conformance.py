@@ -343,6 +343,21 @@ async def test_a_message_id_already_handled_is_acked_and_dropped(rig: Rig) -> No
     assert await rig.admin.queue_depth(rig.queue) == 0
 
 
+async def test_an_envelope_repeating_a_message_id_is_handled_once_and_acked(rig: Rig) -> None:
+    # A result replayed for a second dispatch can leave in the same envelope
+    # as its first copy (same message id). The copy is a repeat, never a
+    # wait on itself that would leave the envelope unacked in the queue.
+    worker = rig.worker(await rig.transport("worker"))
+    await rig.start(worker)
+    await rig.send(task(1), task(2), task(1))
+    assert await rig.wait_results(2) == ["t1", "t2"]
+    await eventually(lambda: worker.loops[0].in_flight == 0)
+    assert worker.called("t1") == 1
+    assert worker.loops[0].stats.duplicates == 1
+    assert rig.admin is not None
+    assert await rig.admin.queue_depth(rig.queue) == 0
+
+
 async def test_a_server_side_close_is_recovered_and_consuming_resumes(rig: Rig) -> None:
     release = asyncio.Event()
 

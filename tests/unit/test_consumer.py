@@ -562,3 +562,53 @@ async def test_a_repeated_id_reaches_the_handler_only_without_dedup(rig: Rig, de
     await eventually(lambda: loop.stats.deliveries == 2 and loop.in_flight == 0)
     assert seen == (["t1"] if dedup else ["t1", "t1"])
     assert loop.stats.duplicates == (1 if dedup else 0)
+
+
+async def test_an_envelope_repeating_an_id_is_handled_once_and_acked(rig: Rig) -> None:
+    # A publisher queues a replayed message (an executor's result sent again
+    # for a second dispatch) behind its first copy: one envelope carries both.
+    # The second copy is a repeat of the first, not a wait on itself.
+    calls: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        calls.append(message.task_id)
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1), task(2), task(1))
+    assert await rig.outputs(2) == ["t1", "t2"]
+    await eventually(lambda: loop.in_flight == 0)
+    assert sorted(calls) == ["t1", "t2"]
+    assert loop.stats.duplicates == 1
+    assert await rig.transport.queue_depth(rig.queue) == 0
+
+
+async def test_deliveries_sharing_ids_in_another_order_never_wait_on_each_other(
+    rig: Rig,
+) -> None:
+    # Copies of the same messages, batched differently by their publishers:
+    # t3 is in its handler; [t1, t3, t2] must wait for it, and [t2, t1] comes
+    # meanwhile. Neither may hold an id while it waits, or each waits for
+    # the other for good.
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        calls.append(message.task_id)
+        if message.task_id == "t3":
+            await release.wait()
+        return [rig.done(message)]
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(3))
+    await eventually(lambda: calls == ["t3"])
+    await rig.send(task(1), task(3), task(2))
+    await eventually(lambda: loop.stats.deliveries == 2)
+    await rig.send(task(2), task(1))
+    await eventually(lambda: loop.stats.deliveries == 3)
+    release.set()
+    assert await rig.outputs(3) == ["t1", "t2", "t3"]
+    await eventually(lambda: loop.in_flight == 0)
+    assert sorted(calls) == ["t1", "t2", "t3"]
+    assert loop.stats.duplicates == 3
+    assert await rig.transport.queue_depth(rig.queue) == 0

@@ -234,3 +234,29 @@ async def test_after_a_lingering_lane_empties_the_next_message_lingers_again() -
     async with asyncio.timeout(5):
         await task
     assert len(transport.sent) == 2
+
+
+async def test_what_is_left_of_a_failed_publish_is_not_sent_behind_its_retry() -> None:
+    # A consumer publishes its effects on two lanes; one envelope fails, so
+    # its delivery is handed back and handled again, the same ids published
+    # anew. The other lane's copy from the failed call must not still go
+    # out: queued with the new copy it would make one envelope repeat an id.
+    transport = GatedTransport()
+    publisher = BatchingPublisher(transport, codec, max_in_flight=1)
+    busy = asyncio.ensure_future(publisher.publish(OTHER, alert(0)))
+    await settle()
+    effects = [(ROUTE, alert(1)), (OTHER, alert(2))]
+    first = asyncio.ensure_future(publisher.publish_many(effects))
+    await settle()
+    assert [sent.routing_key for sent in transport.sent] == ["alert.y", "alert.x"]
+    transport.waiting[1].set_exception(ConnectionError("nacked"))
+    with pytest.raises(ConnectionError):
+        await first
+    again = asyncio.ensure_future(publisher.publish_many(effects))
+    await settle()
+    await confirm_until_done(transport, busy)
+    await confirm_until_done(transport, again)
+
+    envelopes = [[m.message_id for m in envelope] for envelope in decoded(transport)]
+    assert all(len(ids) == len(set(ids)) for ids in envelopes), envelopes
+    assert sum(ids.count("m2") for ids in envelopes) == 1
