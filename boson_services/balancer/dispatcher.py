@@ -290,8 +290,13 @@ class Dispatcher:
         timeout_s: float | None = None,
         gpu_model: str | None = None,
         devices: Sequence[int] = (),
+        future: asyncio.Future[str] | None = None,
     ) -> asyncio.Future[str]:
         """Hold a task until a node takes it; the future yields that node.
+
+        ``future``: the one to resolve (the admission gate's, which the
+        task's handler already waits on: one future and one wake-up a task
+        from its tenant's line to its node); a new one by default.
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
@@ -302,7 +307,8 @@ class Dispatcher:
         are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
         held = HeldTask(
             task_id,
             grid_columns(np.asarray(demand.as_tuple(), dtype=np.float64)),
