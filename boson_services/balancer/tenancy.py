@@ -378,11 +378,13 @@ class AdmissionGate:
             return
         if ticket.run is not None:
             self.admission.release(ticket.run)
-        elif ticket.waiting:
+        elif ticket.queued:
+            # In its line even if its future is done: a handler cancelled
+            # while it waits (draining) finds its future cancelled already.
             self.admission.withdraw(task_id, ticket.tenant)
             ticket.queued = False
-            assert ticket.turn is not None
-            ticket.turn.cancel()
+            if ticket.turn is not None:
+                ticket.turn.cancel()
 
     def cancel(self, task_id: str) -> bool:
         """A cancel names a task waiting in its line: its handler reports it

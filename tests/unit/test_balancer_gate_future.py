@@ -196,3 +196,32 @@ def test_the_gate_hands_tasks_to_the_dispatcher_in_admissions_order(
             admission.release(runs.pop(f"t{k}"))
             admission.admit(100.0, place)
     assert gated == order
+
+
+async def test_a_handler_cancelled_while_waiting_in_line_leaves_no_task_there() -> None:
+    """Draining cancels the handler's task: its future is cancelled first,
+    then the handler leaves; its place in its tenant's line must go too
+    (a place left behind is offered to no one and counted as waiting)."""
+    line = Line(slots=1)
+    for k in range(2):
+        line.enter(task(f"t{k}", "c"))
+    line.gate.admit()
+
+    async def handler() -> str:
+        future = line.enter(task("t2", "c"))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            line.gate.left("t2")  # what the balancer's handler does (its _leave)
+            raise
+
+    waiting = asyncio.ensure_future(handler())
+    await asyncio.sleep(0)
+    assert line.gate.admission.waiting("c") == 1
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert "t2" not in line.gate.tickets
+    assert line.gate.admission.waiting("c") == 0
+    line.finish("t0")
+    assert line.started == ["t0", "t1"]
