@@ -693,11 +693,11 @@ class Dispatcher:
         everything on one node and the other idles), so the dispatcher stays
         work-conserving; a placed node with credit still gets its own work.
         """
+        open_nodes = [node for node in self._open_nodes() if not self.by_node.get(node.node_id)]
+        if not open_nodes:
+            return
         # After the placed-node pass, a queue that still holds work belongs
-        # to a node that takes none now (no credit, hot or gone). The donors
-        # come first: a queue a steal emptied stays in the queued set until
-        # this scan, and with no donor left there is no walk over the open
-        # nodes (the next pump after every steal would make one).
+        # to a node that takes none now (no credit, hot or gone).
         donors: list[deque[HeldTask]] = []
         for node_id in list(self._queued):
             queue = self.by_node.get(node_id)
@@ -705,11 +705,6 @@ class Dispatcher:
                 donors.append(queue)
             else:
                 del self._queued[node_id]
-        if not donors:
-            return
-        open_nodes = [node for node in self._open_nodes() if not self.by_node.get(node.node_id)]
-        if not open_nodes:
-            return
         while open_nodes and donors:
             # The donor whose head has waited longest gives first.
             queue = min(donors, key=lambda q: q[0].since)
