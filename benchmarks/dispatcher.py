@@ -196,7 +196,8 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     result + hold pairs per second.
 
     Each task enters the gate as a handler would (its coroutine driven by
-    hand up to its wait, and on once admitted); each result ends its ticket;
+    hand up to its wait on the gate's future, and on once a node took it);
+    each result ends its ticket;
     then the event loop turns once — running the one admission pass the
     turn's result and new task asked for — and reclaim runs. The run it
     is compared to (:func:`rate` with ``turn``) turns the loop once a task
@@ -209,8 +210,8 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     gate.admission.set_pool((pool, pool, 0.0))
     demand = ResourceVector(cpu=1.0, memory=1.0)
     names = gate.admission.names
-    waiting: dict[str, Coroutine[Any, Any, asyncio.Future[str]]] = {}
-    admitted: list[str] = []
+    waiting: dict[str, Coroutine[Any, Any, str]] = {}
+    admitted: list[tuple[str, asyncio.Future[str]]] = []
     backlog = nodes * (BACKLOG_PER_NODE + WAITING_PER_NODE)
 
     def message(number: int) -> TaskSubmitted:
@@ -226,20 +227,27 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
         task = backlog_messages.pop(number) if number < backlog else message(number)
         task_id = task.task_id
 
-        def start() -> asyncio.Future[str]:
-            admitted.append(task_id)
-            return dispatcher.hold(task_id, demand, f"n{number % nodes}")
+        def start(future: asyncio.Future[str]) -> asyncio.Future[str]:
+            admitted.append((task_id, future))
+            return dispatcher.hold(task_id, demand, f"n{number % nodes}", future=future)
 
-        entering = gate.enter(task, demand, start, front=False)
+        async def handler() -> str:
+            return await gate.enter(task, demand, start, front=False)
+
+        entering = handler()
         entering.send(None)  # to its wait
         waiting[task_id] = entering
 
     def resume_admitted() -> None:
-        """The handlers of admitted tasks go on (here: to their end)."""
-        for task_id in admitted:
+        """The handlers of admitted tasks a node took go on (here: to their end)."""
+        still: list[tuple[str, asyncio.Future[str]]] = []
+        for task_id, future in admitted:
+            if not future.done():
+                still.append((task_id, future))
+                continue
             with contextlib.suppress(StopIteration):
                 waiting.pop(task_id).send(None)
-        admitted.clear()
+        admitted[:] = still
 
     submitted = 0
     for _ in range(backlog):

@@ -290,8 +290,13 @@ class Dispatcher:
         timeout_s: float | None = None,
         gpu_model: str | None = None,
         devices: Sequence[int] = (),
+        future: asyncio.Future[str] | None = None,
     ) -> asyncio.Future[str]:
         """Hold a task until a node takes it; the future yields that node.
+
+        ``future``: the one to resolve (the admission gate's, which the
+        task's handler already waits on: one future and one wake-up a task
+        from its tenant's line to its node); a new one by default.
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
@@ -302,7 +307,8 @@ class Dispatcher:
         are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
         held = HeldTask(
             task_id,
             grid_columns(np.asarray(demand.as_tuple(), dtype=np.float64)),
@@ -692,29 +698,32 @@ class Dispatcher:
             return
         # After the placed-node pass, a queue that still holds work belongs
         # to a node that takes none now (no credit, hot or gone).
-        donors: list[deque[HeldTask]] = []
+        donors: list[tuple[str, deque[HeldTask]]] = []
         for node_id in list(self._queued):
             queue = self.by_node.get(node_id)
             if queue:
-                donors.append(queue)
+                donors.append((node_id, queue))
             else:
                 del self._queued[node_id]
         while open_nodes and donors:
             # The donor whose head has waited longest gives first.
-            queue = min(donors, key=lambda q: q[0].since)
+            node_id, queue = min(donors, key=lambda d: d[1][0].since)
             held = queue.popleft()
             if not held.future.done():
                 node = self._pick_any(held, open_nodes)
                 if node is None:
                     queue.appendleft(held)  # fits no open node: this donor gives no more now
-                    donors = [d for d in donors if d is not queue]
+                    donors = [d for d in donors if d[1] is not queue]
                     continue
                 self._assign(held, node)
                 self.stolen_total += 1
                 if not self.accepts(node):
                     open_nodes = [n for n in open_nodes if n is not node]
             if not queue:
-                donors = [d for d in donors if d is not queue]
+                donors = [d for d in donors if d[1] is not queue]
+                # Out of the queued set now, not at the next steal's scan:
+                # the next pump (the next result's) then has no steal to try.
+                del self._queued[node_id]
 
     def _pump_flexible(self) -> None:
         if not self.flexible:

@@ -288,7 +288,7 @@ class BalancerHandlers:
         devices: Sequence[int] = (),
         preempted: int = 0,
     ) -> Sequence[Emit]:
-        def hold() -> asyncio.Future[str]:
+        def hold(future: asyncio.Future[str] | None = None) -> asyncio.Future[str]:
             # A client's submissions form its job (smallest pending job first);
             # a dispatch past the first is a dead node's (or preempted) work,
             # offered capacity first. Its GPU devices are picked again wherever
@@ -304,6 +304,7 @@ class BalancerHandlers:
                 timeout_s=task.timeout_s,
                 gpu_model=task.requests.gpu_model if task.requests else None,
                 devices=devices,
+                future=future,
             )
 
         # Work that ran before goes back to the front of its tenant's line.
@@ -315,7 +316,9 @@ class BalancerHandlers:
                     if self.gate is None:
                         future = hold()
                     else:
-                        future = await self.gate.enter(task, demand, hold, front=front)
+                        # One future from its tenant's line to its node: the
+                        # gate hands it to the dispatcher when it admits the task.
+                        future = self.gate.enter(task, demand, hold, front=front)
                     # No wait_for: a timer per held task is costly when thousands
                     # are held. The periodic sweep (park_overdue) fails the futures
                     # of work held past park_after_s instead. (Cancelling us

@@ -15,6 +15,13 @@ tenant's window offered in vain. When an offer is taken, the task is
 handed to the dispatcher (which still picks the node, as without tenants)
 and counts against its tenant until its result comes back.
 
+A task's handler waits on one future from the moment it joins its line to
+the moment a node takes it: the ticket's ``turn``, which the gate hands to
+the dispatcher's hold when it admits the task, and which the dispatcher
+resolves with the node. No coroutine of the gate's stays alive per waiting
+task, and the handler wakes once, not once for its turn and again for its
+node. A cancel, the park sweep or a preemption fail that same future.
+
 Preemption: :meth:`AdmissionGate.reclaim` asks admission for victims once a
 claim has waited the grace period. The gate is admission's
 :class:`~boson_shared.scheduling.admission.NodeRoom`: it tells what each node
@@ -60,14 +67,18 @@ they are back (or finished) their room is not free yet, and a reclaim in the
 meantime would stop more work for the same claim. Past this (an executor
 that died, a hand-back lost) reclaim goes on."""
 
+VECTORS_KEPT = 1024
+"""Distinct demands whose arrays the gate keeps for its tickets to share."""
+
 HELD: Hashable = object()
 """Where reclaim sees admitted work the dispatcher still holds: a node of its
 own with nothing free. Such work takes the next room freed on a node it
 fits, ahead of the claimant; stopping it gives that room to the claimant
 instead (and costs no work: it goes straight back to its line)."""
 
-StartHold = Callable[[], "asyncio.Future[str]"]
-"""Hands the task to the dispatcher; the future yields the node it goes to."""
+StartHold = Callable[["asyncio.Future[str]"], "asyncio.Future[str]"]
+"""Hands the task to the dispatcher, which resolves the future it is given
+(and returns) with the node the task goes to."""
 
 
 class UnknownTenantError(Exception):
@@ -93,9 +104,12 @@ class Ticket:
     order: float
     """Its place in the order tasks first joined (kept across preemptions)."""
     start: StartHold
-    turn: asyncio.Future[asyncio.Future[str]] | None = None
-    """Pending while it waits in its line; None while it is away (preempted,
-    until its executor hands it back) or admitted."""
+    turn: asyncio.Future[str] | None = None
+    """What its handler waits on: pending while it waits in its line, then
+    (admitted) the dispatcher's until a node takes it; None while it is away
+    (preempted, until its executor hands it back)."""
+    queued: bool = False
+    """In its tenant's line (not admitted, not away, not gone)."""
     run: Running | None = None
     """Its charge against its tenant while admitted."""
     waiting_since: float = 0.0
@@ -107,7 +121,9 @@ class Ticket:
 
     @property
     def waiting(self) -> bool:
-        return self.turn is not None and not self.turn.done()
+        """In its line, and its handler still waits (its future not failed
+        or cancelled)."""
+        return self.queued and self.turn is not None and not self.turn.done()
 
 
 @dataclass(frozen=True)
@@ -151,34 +167,33 @@ class AdmissionGate:
         """While set and not done, admission waits for the executors' word on
         the work they hold (:mod:`boson_services.balancer.takeover`)."""
         self.adopted_total = 0
+        self._vectors: dict[tuple[float, ...], np.ndarray] = {}
 
     # -- a task's way in -------------------------------------------------------
 
-    async def enter(
+    def enter(
         self, task: TaskSubmitted, demand: ResourceVector, start: StartHold, *, front: bool
     ) -> asyncio.Future[str]:
-        """Wait for the task's turn; then the dispatcher's future for it.
+        """The task joins its tenant's line: the future yields the node it
+        goes to once admitted and dispatched.
 
         ``front``: it ran before (preempted, or its node died) and goes back
         to the front of its tenant's line. A task already admitted (a dead
         node's work, a redelivery) keeps its charge and is held at once.
-        Raises :class:`UnknownTenantError`, :class:`TaskCancelledHere`, or
-        :class:`HeldTooLongError` (parked).
+        Raises :class:`UnknownTenantError`; the future fails with
+        :class:`TaskCancelledHere`, :class:`HeldTooLongError` (parked) or
+        :class:`~boson_services.balancer.dispatcher.TaskPreemptedHere`. A
+        handler cancelled while it waits (draining) calls :meth:`left`.
         """
         ticket = self.tickets.get(task.task_id)
         if ticket is not None and ticket.run is not None:
-            return start()
+            return start(asyncio.get_running_loop().create_future())
         if ticket is None or not ticket.waiting:
             ticket = self._join(task, demand, start, front, ticket)
         turn = ticket.turn
         assert turn is not None
         self.request_pass()
-        try:
-            return await turn
-        except asyncio.CancelledError:
-            if not turn.done() or turn.cancelled():
-                self.left(task.task_id)  # draining: the delivery goes back to the queue
-            raise
+        return turn
 
     def _join(
         self,
@@ -196,7 +211,7 @@ class AdmissionGate:
         now = self.clock()
         models = parse_models(task.requests.gpu_model if task.requests else None)
         amounts = demand.as_tuple()
-        vector = np.array(amounts, dtype=np.float64)
+        vector = self._vector(amounts)
         ticket = Ticket(
             task.task_id,
             task.tenant,
@@ -222,8 +237,22 @@ class AdmissionGate:
         )
         return ticket
 
+    def _vector(self, amounts: tuple[float, ...]) -> np.ndarray:
+        """The demand as the dispatcher's room test takes it: one read-only
+        array per distinct demand, shared by the tickets that ask for it
+        (most ask for one of a few), not an array each."""
+        vector = self._vectors.get(amounts)
+        if vector is None:
+            if len(self._vectors) >= VECTORS_KEPT:
+                self._vectors.clear()
+            vector = np.array(amounts, dtype=np.float64)
+            vector.flags.writeable = False
+            self._vectors[amounts] = vector
+        return vector
+
     def _wait(self, ticket: Ticket, now: float) -> None:
         ticket.turn = asyncio.get_running_loop().create_future()
+        ticket.queued = True
         ticket.waiting_since = now
         self._waits.append((now, ticket))
         if len(self._waits) > 2 * len(self.tickets) + 1024:
@@ -270,7 +299,8 @@ class AdmissionGate:
         assert ticket.turn is not None
         self._least_fits = None  # the hold takes room and credit: ask again
         ticket.run = offer.run
-        ticket.turn.set_result(ticket.start())
+        ticket.queued = False
+        ticket.start(ticket.turn)
         return 1
 
     def set_pool(self) -> None:
@@ -303,7 +333,8 @@ class AdmissionGate:
                 )
                 ticket.node = node_id
                 assert ticket.turn is not None
-                ticket.turn.set_result(ticket.start())
+                ticket.queued = False
+                ticket.start(ticket.turn)
                 adopted += 1
                 continue
             if ticket is not None or held.tenant not in self.admission.index:
@@ -316,7 +347,7 @@ class AdmissionGate:
             self.tickets[held.task_id] = Ticket(
                 held.task_id,
                 held.tenant,
-                np.asarray(demand, dtype=np.float64),
+                self._vector(demand),
                 None,
                 held.priority,
                 now,
@@ -350,10 +381,13 @@ class AdmissionGate:
             return
         if ticket.run is not None:
             self.admission.release(ticket.run)
-        elif ticket.waiting:
+        elif ticket.queued:
+            # In its line even if its future is done: a handler cancelled
+            # while it waits (draining) finds its future cancelled already.
             self.admission.withdraw(task_id, ticket.tenant)
-            assert ticket.turn is not None
-            ticket.turn.cancel()
+            ticket.queued = False
+            if ticket.turn is not None:
+                ticket.turn.cancel()
 
     def cancel(self, task_id: str) -> bool:
         """A cancel names a task waiting in its line: its handler reports it
@@ -363,6 +397,7 @@ class AdmissionGate:
             return False
         del self.tickets[task_id]
         self.admission.withdraw(task_id, ticket.tenant)
+        ticket.queued = False
         assert ticket.turn is not None
         ticket.turn.set_exception(TaskCancelledHere(task_id))
         return True
@@ -379,6 +414,7 @@ class AdmissionGate:
                 continue
             del self.tickets[ticket.task_id]
             self.admission.withdraw(ticket.task_id, ticket.tenant)
+            ticket.queued = False
             assert ticket.turn is not None
             ticket.turn.set_exception(HeldTooLongError(f"waited {max_age_s:g}s for admission"))
             count += 1
@@ -424,6 +460,7 @@ class AdmissionGate:
             elif node_id is not None:
                 self.admission.withdraw(task_id, ticket.tenant)
                 ticket.turn = None  # away until its executor hands it back
+                ticket.queued = False
                 self._away[task_id] = now
                 by_node.setdefault(node_id, []).append(task_id)
             else:
@@ -432,6 +469,7 @@ class AdmissionGate:
                 # uncharged, and its result ends its ticket.
                 self.admission.withdraw(task_id, ticket.tenant)
                 ticket.turn = None
+                ticket.queued = False
         if by_node:
             self.admit()  # what the dispatcher freed is offered at once
         return [Preemption(node_id, tuple(ids)) for node_id, ids in by_node.items()]
@@ -496,7 +534,7 @@ class AdmissionGate:
             yield name, self.admission.waiting(name), running[name]
 
 
-def _adopted_start() -> asyncio.Future[str]:
+def _adopted_start(future: asyncio.Future[str]) -> asyncio.Future[str]:
     """An adopted task's hold: it never has one here (it came back after a
     preemption as a new ticket, or it ends with its result)."""
     raise RuntimeError("an adopted task is not held by this balancer")

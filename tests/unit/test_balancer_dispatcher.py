@@ -156,6 +156,19 @@ async def test_spare_credit_takes_work_waiting_for_a_node_without_credit() -> No
     assert futures["t4"].result() == "idle"
 
 
+async def test_a_queue_a_steal_empties_leaves_the_queued_set_at_once() -> None:
+    # The next result's pump then has no steal to try (and no walk over the
+    # nodes with spare credit to make for it).
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=1)]))
+    futures = {f"t{i}": d.hold(f"t{i}", demand(), "busy") for i in range(3)}
+    assert outcomes(futures) == {"t0": "busy", "t1": "busy", "t2": "idle"}
+    assert not d.by_node["busy"]
+    assert "busy" not in d._queued
+    d.complete("t0")
+    assert d.stolen_total == 1
+
+
 async def test_a_placed_node_with_credit_keeps_its_own_work() -> None:
     d = dispatcher()
     d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1)]))

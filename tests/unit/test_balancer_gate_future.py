@@ -1,0 +1,227 @@
+"""The admission gate's data path: one future a task from its line to its node.
+
+A task's handler waits on the future :meth:`AdmissionGate.enter` returns;
+the gate hands that same future to the dispatcher's hold when it admits the
+task, and the dispatcher resolves it with the node. Cancels, the park sweep
+and draining fail or cancel it. The order in which tasks reach the
+dispatcher through the gate is admission's own order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from boson_services.balancer.dispatcher import (
+    Dispatcher,
+    HeldTooLongError,
+    TaskCancelledHere,
+)
+from boson_services.balancer.tenancy import AdmissionGate
+from boson_shared.contract.messages import ResourceVector, TaskSubmitted
+from boson_shared.scheduling.admission import Admission, Offer
+from boson_shared.scheduling.tenants import parse_tenants
+from tests.support.balancer import N, dispatcher, snapshot
+from tests.support.fakes import Clock
+
+ONE = ResourceVector(cpu=1, memory=1)
+TENANTS = """
+[tenants.a]
+quota = { cpu = 2 }
+weight = 2
+may_preempt = true
+[tenants.b]
+quota = { cpu = 1 }
+[tenants.c]
+"""
+
+
+def task(task_id: str, tenant: str, priority: int = 0) -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id=task_id, handler="noop", reply_to="r", tenant=tenant, priority=priority
+    )
+
+
+class Line:
+    """A gate over one node of ``slots`` slots (credit: two a slot), and the
+    tasks in the order the gate handed them to the dispatcher."""
+
+    def __init__(self, slots: int = 1, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock(100.0)
+        self.dispatcher: Dispatcher = dispatcher(self.clock)
+        self.dispatcher.on_snapshot(snapshot([N("n", slots=slots)]))
+        self.gate = AdmissionGate(
+            parse_tenants(TENANTS), self.dispatcher, grace_s=30.0, clock=self.clock
+        )
+        self.gate.set_pool()
+        self.started: list[str] = []
+
+    def enter(self, t: TaskSubmitted, demand: ResourceVector = ONE) -> asyncio.Future[str]:
+        def start(future: asyncio.Future[str]) -> asyncio.Future[str]:
+            self.started.append(t.task_id)
+            return self.dispatcher.hold(t.task_id, demand, "n", future=future)
+
+        return self.gate.enter(t, demand, start, front=False)
+
+    def finish(self, task_id: str) -> None:
+        self.dispatcher.complete(task_id)
+        self.gate.finished(task_id)
+        self.gate.admit()
+
+
+async def test_the_future_a_task_waits_on_in_its_line_is_the_one_its_node_resolves() -> None:
+    line = Line(slots=1)  # credit for two tasks
+    futures = [line.enter(task(f"t{k}", "c")) for k in range(3)]
+    assert not any(f.done() for f in futures)
+    assert all(line.gate.tickets[f"t{k}"].waiting for k in range(3))
+    line.gate.admit()
+    assert [f.result() for f in futures[:2]] == ["n", "n"]
+    assert not futures[2].done()
+    assert [line.gate.tickets[f"t{k}"].waiting for k in range(3)] == [False, False, True]
+    # The dispatcher holds nothing of its own: it resolved the gate's futures.
+    assert not line.dispatcher.held
+    line.finish("t0")
+    assert futures[2].result() == "n"
+    assert line.started == ["t0", "t1", "t2"]
+
+
+async def test_a_cancel_fails_the_waiting_future_and_empties_its_place_in_line() -> None:
+    line = Line(slots=1)
+    for k in range(2):
+        line.enter(task(f"t{k}", "c"))
+    line.gate.admit()
+    waiting = line.enter(task("t2", "c"))
+    assert line.gate.cancel("t2")
+    with pytest.raises(TaskCancelledHere):
+        waiting.result()
+    assert line.gate.admission.waiting("c") == 0
+    assert not line.gate.cancel("t0")  # admitted: its executor's to stop
+
+
+async def test_the_park_sweep_fails_a_future_waiting_too_long() -> None:
+    clock = Clock(100.0)
+    line = Line(slots=1, clock=clock)
+    for k in range(2):
+        line.enter(task(f"t{k}", "c"))
+    line.gate.admit()
+    waiting = line.enter(task("t2", "c"))
+    clock.now += 61.0
+    assert line.gate.overdue(60.0) == 1
+    with pytest.raises(HeldTooLongError):
+        waiting.result()
+    assert "t2" not in line.gate.tickets
+    assert line.gate.admission.waiting("c") == 0
+
+
+async def test_a_handler_that_leaves_while_waiting_takes_its_task_out_of_line() -> None:
+    line = Line(slots=1)
+    for k in range(2):
+        line.enter(task(f"t{k}", "c"))
+    line.gate.admit()
+    waiting = line.enter(task("t2", "c"))
+    line.gate.left("t2")
+    assert waiting.cancelled()
+    assert line.gate.admission.waiting("c") == 0
+    line.finish("t0")
+    assert line.started == ["t0", "t1"]
+
+
+async def test_tickets_of_one_demand_share_one_read_only_array() -> None:
+    line = Line(slots=1)
+    for k in range(3):
+        line.enter(task(f"t{k}", "c"))
+    line.enter(task("big", "c"), ResourceVector(cpu=2, memory=2))
+    arrays = [line.gate.tickets[f"t{k}"].demand for k in range(3)]
+    assert arrays[0] is arrays[1] is arrays[2]
+    assert not arrays[0].flags.writeable
+    assert line.gate.tickets["big"].demand.tolist() == [2.0, 2.0, 0.0]
+
+
+tasks_strategy = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(min_value=0, max_value=2)),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tasks=tasks_strategy, slots=st.integers(min_value=1, max_value=4), results=st.data())
+def test_the_gate_hands_tasks_to_the_dispatcher_in_admissions_order(
+    tasks: list[tuple[str, int]], slots: int, results: st.DataObject
+) -> None:
+    """On random lines, credit and results: the tasks reach the dispatcher
+    in the order admission alone admits them when the placer takes as many
+    as the node has credit for."""
+    finished = results.draw(
+        st.lists(st.integers(min_value=0, max_value=len(tasks) - 1), max_size=len(tasks))
+    )
+
+    async def through_the_gate() -> list[str]:
+        line = Line(slots=slots)
+        for k, (tenant, priority) in enumerate(tasks):
+            line.enter(task(f"t{k}", tenant, priority))
+        line.gate.admit()
+        for k in finished:
+            if f"t{k}" in line.dispatcher.where:
+                line.finish(f"t{k}")
+        return line.started
+
+    gated = asyncio.run(through_the_gate())
+
+    # Admission alone, with a placer that takes what the node has credit for.
+    admission = Admission(parse_tenants(TENANTS), grace_s=30.0)
+    admission.set_pool((1000.0, 1000.0, 0.0))
+    credit = 2 * slots
+    runs = {}
+    order: list[str] = []
+
+    def place(offer: Offer) -> int:
+        nonlocal credit
+        if credit == 0:
+            return 0
+        credit -= 1
+        order.append(str(offer.key))
+        runs[str(offer.key)] = offer.run
+        return 1
+
+    for k, (tenant, priority) in enumerate(tasks):
+        admission.submit(f"t{k}", tenant, (1.0, 1.0, 0.0), 100.0, priority=priority, order=k)
+    admission.admit(100.0, place)
+    for k in finished:
+        if f"t{k}" in runs:
+            credit += 1
+            admission.release(runs.pop(f"t{k}"))
+            admission.admit(100.0, place)
+    assert gated == order
+
+
+async def test_a_handler_cancelled_while_waiting_in_line_leaves_no_task_there() -> None:
+    """Draining cancels the handler's task: its future is cancelled first,
+    then the handler leaves; its place in its tenant's line must go too
+    (a place left behind is offered to no one and counted as waiting)."""
+    line = Line(slots=1)
+    for k in range(2):
+        line.enter(task(f"t{k}", "c"))
+    line.gate.admit()
+
+    async def handler() -> str:
+        future = line.enter(task("t2", "c"))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            line.gate.left("t2")  # what the balancer's handler does (its _leave)
+            raise
+
+    waiting = asyncio.ensure_future(handler())
+    await asyncio.sleep(0)
+    assert line.gate.admission.waiting("c") == 1
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert "t2" not in line.gate.tickets
+    assert line.gate.admission.waiting("c") == 0
+    line.finish("t0")
+    assert line.started == ["t0", "t1"]
