@@ -9,10 +9,11 @@ temporary directory).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from boson.launcher import EmbeddedCluster
 from tests.e2e.dashboard.conftest import TOKEN
@@ -81,9 +82,12 @@ async def test_the_page_acts_only_with_the_token(
     await button.wait_for(timeout=15_000)
     # Without the token: refused, and the page asks for it.
     await button.click()
-    await page.wait_for_selector("td span.error", timeout=5_000)
-    assert "API token" in await page.inner_text("td span.error")
+    refusal = page.locator('tr[data-reason="node-down"] span.error')
+    await expect(refusal).to_contain_text("API token", timeout=5_000)
     assert await page.is_visible("#token-form")
+    # The refusal outlives the live updates that rebuild the rows.
+    await _live_updates(page, 3)
+    await expect(refusal).to_contain_text("API token", timeout=1_000)
     # With it (typed once, kept in sessionStorage, never a cookie): done.
     await page.fill("#token-input", TOKEN)
     await page.click("#token-form button")
@@ -96,3 +100,19 @@ async def test_the_page_acts_only_with_the_token(
     assert TOKEN not in html.replace(f'value="{TOKEN}"', "")
     await page.screenshot(path=str(screenshots / "alerts-acknowledged.png"), full_page=True)
     await page.close()
+
+
+async def _live_updates(page: Page, count: int) -> None:
+    """Wait (bounded) until the page has taken ``count`` more live updates."""
+    seen = await page.evaluate("document.body.dataset.updated")
+    for _ in range(count):
+        for _ in range(100):
+            now = await page.evaluate("document.body.dataset.updated")
+            if now != seen:
+                seen = now
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the page took no live update within 5 s")
+    # The last update's refresh reads the API before it rebuilds the rows.
+    await asyncio.sleep(0.3)

@@ -138,6 +138,10 @@ async function refreshCluster(summary) {
     columns(history.samples, ["allocated_cpu", "allocated_memory", "allocated_gpu", "measured_cpu", "measured_memory"]));
 }
 
+// Why an acknowledgement was refused, by alert: the rows are rebuilt on every
+// live update, so the message lives here until the next attempt, not in a row.
+const ackFailures = new Map();
+
 async function refreshAlerts() {
   const alerts = await api("/api/alerts");
   const active = document.getElementById("active");
@@ -147,21 +151,24 @@ async function refreshAlerts() {
   document.getElementById("recent").replaceChildren(...alerts.recent.map((a) => {
     const button = el("button", { type: "button", "data-ack": a.alert_id }, "acknowledge");
     button.disabled = a.acknowledged;
-    button.addEventListener("click", () => acknowledge(a.alert_id, button));
+    button.addEventListener("click", () => acknowledge(a.alert_id));
+    const failure = a.acknowledged ? undefined : ackFailures.get(a.alert_id);
     return el("tr", { class: a.acknowledged ? "acknowledged" : "", "data-reason": a.reason },
       el("td", {}, clock(a.raised_at)), el("td", { class: "severity " + a.severity }, a.severity),
-      el("td", {}, a.reason), el("td", {}, a.node_id || ""), el("td", {}, a.detail), el("td", {}, button));
+      el("td", {}, a.reason), el("td", {}, a.node_id || ""), el("td", {}, a.detail),
+      el("td", {}, button, failure ? el("span", { class: "error" }, failure) : ""));
   }));
 }
 
-async function acknowledge(alertId, button) {
+async function acknowledge(alertId) {
+  ackFailures.delete(alertId);
   try {
     await api(`/api/alerts/${encodeURIComponent(alertId)}/acknowledge`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
-    await refreshAlerts();
   } catch (error) {
-    button.replaceWith(el("span", { class: "error" }, error.message));
+    ackFailures.set(alertId, error.message);
   }
+  await refreshAlerts();
 }
 
 async function refreshThroughput() {
