@@ -76,6 +76,9 @@ class MonitorSettings(BosonSettings):
     """How often an open page is told what changed (server-sent events)."""
     dashboard_history_interval_s: Annotated[float, Field(gt=0)] = 10.0
     """One point of the last hour's history per interval (bounded: an hour of them)."""
+    dashboard_record_connections: Annotated[int, Field(ge=1, le=100)] = 10
+    """Connections the dashboard keeps open to the task record: its reads at
+    once (more wait for one). Kept, never opened per burst and closed after."""
 
     def dashboard_refusal(self) -> str | None:
         """Why the dashboard must not start as configured (None: it may)."""

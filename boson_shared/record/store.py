@@ -46,6 +46,8 @@ DEFAULT_INLINE_MAX_BYTES = 256 * 1024
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
+CONNECTION_WAIT_S = 10.0
+"""How long a read waits for a busy bounded pool's next free connection."""
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
 _LISTED_COLUMNS = [c for c in tasks.columns if c.name not in ("output", "logs")]
@@ -125,7 +127,13 @@ class RecordStore:
 
     @classmethod
     def open(
-        cls, url: str, *, pre_ping: bool = True, reads_only: bool = False, **options: Any
+        cls,
+        url: str,
+        *,
+        pre_ping: bool = True,
+        reads_only: bool = False,
+        connections: int | None = None,
+        **options: Any,
     ) -> RecordStore:
         """A store for ``url`` (no I/O yet: :meth:`migrate` connects first).
 
@@ -138,8 +146,19 @@ class RecordStore:
         per read, for a store that never writes. Each statement sees what
         was committed when it started, as within a read-committed
         transaction, so a read answers the same.
+
+        ``connections`` keeps exactly that many connections open once made
+        and never more: a read that finds them all busy waits for one (up to
+        :data:`CONNECTION_WAIT_S`, then :class:`RecordUnavailableError`).
+        Without it the pool is SQLAlchemy's default, which opens overflow
+        connections under a burst and closes each as soon as it is returned,
+        so a steady reader with more concurrent reads than the pool's size
+        pays a new connection (and its first statements' preparation) on
+        many of its reads.
         """
-        engine = create_engine(async_url(url), pre_ping=pre_ping, autocommit=reads_only)
+        engine = create_engine(
+            async_url(url), pre_ping=pre_ping, autocommit=reads_only, connections=connections
+        )
         return cls(engine, **options)
 
     async def migrate(self) -> None:
@@ -421,10 +440,17 @@ def _brief(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def create_engine(url: URL, *, pre_ping: bool = True, autocommit: bool = False) -> AsyncEngine:
-    """An async engine for ``url``; a SQLite file gets its directory, WAL and a busy wait."""
+def create_engine(
+    url: URL, *, pre_ping: bool = True, autocommit: bool = False, connections: int | None = None
+) -> AsyncEngine:
+    """An async engine for ``url``; a SQLite file gets its directory, WAL and a busy wait.
+
+    ``connections``: a pool of exactly that many, kept (see :meth:`RecordStore.open`).
+    """
     path = sqlite_path(url)
-    isolation: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    if connections is not None:
+        options.update(pool_size=connections, max_overflow=0, pool_timeout=CONNECTION_WAIT_S)
     if path is None:
         # Bounded waits: a database that stops answering must fail the batch
         # (handed back to the queue), not hold the monitor's record forever.
@@ -432,11 +458,11 @@ def create_engine(url: URL, *, pre_ping: bool = True, autocommit: bool = False) 
             url,
             pool_pre_ping=pre_ping,
             connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S},
-            **isolation,
+            **options,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **isolation
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
     )
 
     @event.listens_for(engine.sync_engine, "connect")

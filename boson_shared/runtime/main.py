@@ -20,6 +20,7 @@ from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.errors import BosonError, BrokerUnavailableError, ConfigError
 from boson_shared.logs import configure_logging
 from boson_shared.runtime.health import HealthServer
+from boson_shared.runtime.heap import freeze_once_started
 from boson_shared.runtime.service import Service
 from boson_shared.settings import BosonSettings
 
@@ -64,8 +65,15 @@ async def connect_with_retry(transport: Transport, within_s: float) -> None:
             pause = min(pause * 2, 5.0)
 
 
-async def serve(service: Service, *, stop: asyncio.Event | None = None) -> None:
-    """Run ``service`` (with its health endpoint) until SIGTERM/SIGINT or ``stop``."""
+async def serve(
+    service: Service, *, stop: asyncio.Event | None = None, freeze_heap: bool = False
+) -> None:
+    """Run ``service`` (with its health endpoint) until SIGTERM/SIGINT or ``stop``.
+
+    ``freeze_heap``: once the service has started, take the heap it built out
+    of the collector's full passes (:mod:`boson_shared.runtime.heap`; a
+    process that runs this service alone).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,10 +84,13 @@ async def serve(service: Service, *, stop: asyncio.Event | None = None) -> None:
         health = HealthServer(settings.health_host, settings.health_port, service.routes())
         await health.start()
         logger.info("health endpoint on %s:%d", settings.health_host, health.port)
+    freezing = asyncio.ensure_future(freeze_once_started(service.started)) if freeze_heap else None
     try:
         await connect_with_retry(service.transport, settings.connect_timeout_s)
         await service.run(stop)
     finally:
+        if freezing is not None:
+            freezing.cancel()
         if health is not None:
             await health.close()
         await service.transport.close()
@@ -99,7 +110,7 @@ def main(factory: ServiceFactory[S], settings: S, name: str) -> int:
         logger.error("cannot start %s: %s", name, error)
         return 2
     try:
-        asyncio.run(serve(service))
+        asyncio.run(serve(service, freeze_heap=True))
     except BosonError as error:
         # Typed errors (broker gone for good, topology conflict) end the
         # process with one clear line; a supervisor decides what comes next.

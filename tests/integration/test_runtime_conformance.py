@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import signal
@@ -443,6 +444,27 @@ async def test_sigterm_drains_a_served_service(rig: Rig) -> None:
     assert await rig.wait_results(1) == ["t1"]
     assert not worker.transport.is_connected  # serve closes the connection on the way out
     assert await _depth(rig, 0) == 0
+
+
+async def test_a_served_process_freezes_its_start_up_heap_once_started(rig: Rig) -> None:
+    """``boson run <service>`` serves with ``freeze_heap``; the in-process cluster does not."""
+
+    async def nothing(task: TaskSubmitted) -> None:
+        return None
+
+    for freeze_heap in (False, True):
+        worker = rig.worker(await rig.transport(f"worker-{freeze_heap}"), nothing)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(serve(worker, stop=stop, freeze_heap=freeze_heap))
+        try:
+            await eventually(worker.started.is_set)
+            await asyncio.sleep(0.05)
+            assert (gc.get_freeze_count() > 0) is freeze_heap
+        finally:
+            stop.set()
+            async with asyncio.timeout(WAIT):
+                await serving
+            gc.unfreeze()
 
 
 async def _depth(rig: Rig, expected: int) -> int:

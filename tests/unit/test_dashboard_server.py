@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.pool import QueuePool
 
 from boson_services.monitor.app import create as create_monitor
 from boson_services.monitor.dashboard.server import Dashboard
@@ -157,3 +158,16 @@ def test_the_wheel_ships_every_template_and_static_file() -> None:
     assert any(name.endswith("LICENSE") for name in assets)
     unshipped = [name for name in assets if not any(globbed(name, glob) for glob in globs)]
     assert not unshipped, f"not in package-data: {unshipped}"
+
+
+def test_its_record_reads_share_a_fixed_pool_of_the_configured_size(tmp_path: Path) -> None:
+    handlers, _ = monitor_state()
+    dashboard = Dashboard(
+        settings(dashboard_record_connections=4),
+        handlers,
+        record_url=f"sqlite:///{tmp_path / 'records.sqlite3'}",
+    )
+    assert dashboard.source.tasks is not None
+    pool = dashboard.source.tasks.store.engine.pool
+    assert isinstance(pool, QueuePool)
+    assert (pool.size(), pool._max_overflow) == (4, 0)

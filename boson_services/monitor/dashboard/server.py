@@ -86,7 +86,16 @@ class Dashboard:
             # No pre-ping: a read on a dropped connection fails once (a 503) and the
             # pool reconnects, rather than every read paying a round trip first.
             # Reads only: no transaction around each read (two round trips fewer).
-            tasks=TaskReader(RecordStore.open(record_url, pre_ping=False, reads_only=True))
+            # A fixed pool: a burst of reads waits for a kept connection rather
+            # than opening (and on return closing) one of its own.
+            tasks=TaskReader(
+                RecordStore.open(
+                    record_url,
+                    pre_ping=False,
+                    reads_only=True,
+                    connections=settings.dashboard_record_connections,
+                )
+            )
             if record_url is not None
             else None,
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from boson_shared.errors import RecordUnavailableError
@@ -58,6 +60,24 @@ async def test_a_reads_only_store_reads_outside_any_transaction(postgres_url: st
                 assert raw.driver_connection.is_in_transaction() is in_transaction
         assert [r.task_id for r in (await reader.list(TaskQuery())).records] == ["task-1"]
         assert (await reader.get("task-1")).state == "succeeded"
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_a_bounded_reader_keeps_its_connections_through_bursts(postgres_url: str) -> None:
+    """More reads at once than its connections: they wait for a kept one, none is opened anew."""
+    writer = RecordStore.open(postgres_url)
+    reader = RecordStore.open(postgres_url, pre_ping=False, reads_only=True, connections=3)
+    opened: list[object] = []
+    event.listen(reader.engine.sync_engine, "connect", lambda conn, _record: opened.append(conn))
+    try:
+        await writer.migrate()
+        await writer.ingest(lifecycle("task-1"))
+        for _ in range(4):
+            pages = await asyncio.gather(*(reader.list(TaskQuery()) for _ in range(12)))
+            assert all(len(page.records) == 1 for page in pages)
+        assert len(opened) == 3
     finally:
         await reader.close()
         await writer.close()
