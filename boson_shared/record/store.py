@@ -50,6 +50,16 @@ CONNECTION_WAIT_S = 10.0
 """How long a read waits for a busy bounded pool's next free connection."""
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
+
+# One statement object each, built once: SQLAlchemy keys its compiled-SQL
+# cache by the statement's structure, and works that key out again for every
+# new statement object, a large part of a one-task read's own CPU time.
+_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
+_TIMELINE_OF = (
+    select(events)
+    .where(events.c.task_id == bindparam("task_id"))
+    .order_by(events.c.at, events.c.event_id)
+)
 _LISTED_COLUMNS = [c for c in tasks.columns if c.name not in ("output", "logs")]
 _CURSOR_SEPARATOR = "~"
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
@@ -314,22 +324,14 @@ class RecordStore:
 
     async def get(self, task_id: str, *, timeline: bool = True) -> TaskRecord:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
+        key = {"task_id": task_id}
         async with self._guard("reading"), self.engine.connect() as conn:
-            row = (
-                (await conn.execute(select(tasks).where(tasks.c.task_id == task_id)))
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(_TASK_BY_ID, key)).mappings().first()
             if row is None:
                 raise TaskNotFoundError(f"no task {task_id!r} in the record")
             entries: list[dict[str, Any]] = []
             if timeline:
-                query = (
-                    select(events)
-                    .where(events.c.task_id == task_id)
-                    .order_by(events.c.at, events.c.event_id)
-                )
-                entries = [dict(e) for e in (await conn.execute(query)).mappings()]
+                entries = [dict(e) for e in (await conn.execute(_TIMELINE_OF, key)).mappings()]
         if timeline and not any(e["stage"] == "submitted" for e in entries):
             # A placed task's submission came with its placement: no event of its own.
             entries.append(
