@@ -118,6 +118,11 @@ class Ticket:
     node: str | None = None
     """The node an adopted task runs on (admitted by an earlier balancer:
     this one's dispatcher never sent it anywhere)."""
+    told_preempted: bool = False
+    """Preempted while the dispatcher held it: its handler's wait failed and
+    it has not come back to :meth:`AdmissionGate.enter` yet. When it does,
+    it waits on the ticket's turn as it then is — pending in its line, or
+    handed to the dispatcher by a pass that admitted it again meanwhile."""
 
     @property
     def waiting(self) -> bool:
@@ -186,6 +191,13 @@ class AdmissionGate:
         handler cancelled while it waits (draining) calls :meth:`left`.
         """
         ticket = self.tickets.get(task.task_id)
+        if ticket is not None and ticket.told_preempted:
+            # Its handler is back from a preemption here. A pass may have
+            # admitted it again before the handler woke and handed the turn
+            # to the dispatcher: that hold is its, not a second one.
+            ticket.told_preempted = False
+            if ticket.run is not None and ticket.turn is not None:
+                return ticket.turn
         if ticket is not None and ticket.run is not None:
             return start(asyncio.get_running_loop().create_future())
         if ticket is None or not ticket.waiting:
@@ -456,7 +468,10 @@ class AdmissionGate:
             self.preempted[ticket.tenant] += 1
             node_id = self.dispatcher.where.get(task_id) or ticket.node
             if self.dispatcher.preempt(task_id):
-                self._wait(ticket, now)  # still held here: back in its line as it is
+                # Still held here: back in its line as it is; its handler
+                # wakes to the failed wait and comes back to enter.
+                ticket.told_preempted = True
+                self._wait(ticket, now)
             elif node_id is not None:
                 self.admission.withdraw(task_id, ticket.tenant)
                 ticket.turn = None  # away until its executor hands it back
