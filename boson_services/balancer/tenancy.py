@@ -221,7 +221,7 @@ class AdmissionGate:
             # Back from a preemption: its node no longer runs it.
             self.dispatcher.complete(task.task_id)
         now = self.clock()
-        models = parse_models(task.requests.gpu_model if task.requests else None)
+        models = parse_models(task.requests.gpu_model) if task.requests else None
         amounts = demand.as_tuple()
         vector = self._vector(amounts)
         ticket = Ticket(
