@@ -33,7 +33,9 @@ is per device (each node's devices with their models, and the devices each
 task holds), so a claimant limited to some GPU models (``gpu_model``) has
 work stopped only where the room freed is on devices of those models. A
 victim the dispatcher still holds goes
-straight back to its line (its handler waits again). A dispatched one is
+straight back to its line (its handler waits again: on the ticket's turn as
+it is when the handler comes back, so a pass that admitted the task again
+meanwhile holds it once). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
 node), which hands the task back to the balancer's placed queue instead of
 reporting a result; it rejoins its tenant's line at the front when it
