@@ -32,6 +32,14 @@ pass rides on that turn, and only what the pass adds is admission's).
 The gate admits only what a node has credit for
 (admitted work should not wait in the dispatcher), so there the rest of
 the backlog waits in the tenants' lines instead.
+The last column gives the gate's microseconds a task with each task's
+handler on both sides (:func:`rate_with_handlers`): the live balancer
+has a handler per task with or without tenants, which holds its task
+(through the gate with one), awaits its future and is woken by that
+future's done callback; the comparison before it has none in the run
+without tenants, so it counts the handlers' cost (their creation, their
+wake-up, the collector's walks of what waiting ones keep alive) against
+admission.
 Every figure is the best of ``--repeats`` runs taken in turn.
 """
 
