@@ -32,6 +32,14 @@ pass rides on that turn, and only what the pass adds is admission's).
 The gate admits only what a node has credit for
 (admitted work should not wait in the dispatcher), so there the rest of
 the backlog waits in the tenants' lines instead.
+The last column gives the gate's microseconds a task with each task's
+handler on both sides (:func:`rate_with_handlers`): the live balancer
+has a handler per task with or without tenants, which holds its task
+(through the gate with one), awaits its future and is woken by that
+future's done callback; the comparison before it has none in the run
+without tenants, so it counts the handlers' cost (their creation, their
+wake-up, the collector's walks of what waiting ones keep alive) against
+admission.
 Every figure is the best of ``--repeats`` runs taken in turn.
 """
 
@@ -41,7 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,6 +128,121 @@ async def rate(nodes: int, ops: int, *, turn: bool = False) -> float:
             dispatcher.hold(f"t{held}", demand, f"n{held % nodes}")
         held += 1
     return ops / (time.process_time() - start)
+
+
+class Handlers:
+    """Handler coroutines driven by hand, as the live balancer has them: each
+    holds its task (through the gate, with one) and waits on the task's
+    future; the future's done callback — a call on the event loop's next
+    turn, as an awaiting task's wake-up is — takes it on to its end."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, Coroutine[Any, Any, str]] = {}
+
+    def enter(
+        self,
+        task: TaskSubmitted,
+        demand: ResourceVector,
+        hold: Callable[[asyncio.Future[str] | None], asyncio.Future[str]],
+        gate: AdmissionGate | None,
+    ) -> None:
+        """The task's handler starts and waits for its node, as the balancer's does."""
+
+        async def handler() -> str:
+            future = hold(None) if gate is None else gate.enter(task, demand, hold, front=False)
+            return await future
+
+        entering = handler()
+        try:
+            entering.send(None)  # to its wait
+        except StopIteration:
+            return  # a node took it at once: the handler went on to its end
+        self.waiting[task.task_id] = entering
+
+    def started(self, task_id: str, future: asyncio.Future[str]) -> None:
+        """The task was handed to the dispatcher with ``future``: its handler
+        goes on once that is done."""
+        if not future.done():
+            future.add_done_callback(lambda _: self._wake(task_id))
+
+    def _wake(self, task_id: str) -> None:
+        entering = self.waiting.pop(task_id, None)
+        if entering is not None:
+            with contextlib.suppress(StopIteration):
+                entering.send(None)
+
+    def close(self) -> None:
+        for entering in self.waiting.values():
+            entering.close()
+
+
+async def rate_with_handlers(nodes: int, ops: int, tenants: int | None = None) -> float:
+    """As :func:`rate` with ``turn`` (``tenants`` None) or
+    :func:`rate_through_gate`, each task with its handler as the live
+    balancer has it, tenants or not: the handler holds its task (through the
+    gate) and waits on its future, and the future's done callback takes it
+    on. The backlog's messages and handlers exist before the timing."""
+    dispatcher = dispatcher_for(nodes)
+    now = 0.0
+    gate = None
+    names: tuple[str, ...] = ()
+    backlog = nodes * BACKLOG_PER_NODE
+    if tenants is not None:
+        gate = AdmissionGate(
+            tenants_for(nodes, tenants), dispatcher, grace_s=30.0, clock=lambda: now
+        )
+        pool = float(nodes * BACKLOG_PER_NODE)
+        gate.admission.set_pool((pool, pool, 0.0))
+        names = gate.admission.names
+        backlog = nodes * (BACKLOG_PER_NODE + WAITING_PER_NODE)
+    demand = ResourceVector(cpu=1.0, memory=1.0)
+    handlers = Handlers()
+
+    def message(number: int) -> TaskSubmitted:
+        if tenants is None:
+            return TaskSubmitted(task_id=f"t{number}", handler="noop", reply_to="bench")
+        return TaskSubmitted(
+            task_id=f"t{number}", handler="noop", reply_to="bench", tenant=names[number % tenants]
+        )
+
+    backlog_messages = {n: message(n) for n in range(backlog)}
+
+    def enter(number: int) -> None:
+        task = backlog_messages.pop(number) if number < backlog else message(number)
+        task_id = task.task_id
+
+        def hold(future: asyncio.Future[str] | None) -> asyncio.Future[str]:
+            held = dispatcher.hold(task_id, demand, f"n{number % nodes}", future=future)
+            handlers.started(task_id, held)
+            return held
+
+        handlers.enter(task, demand, hold, gate)
+
+    submitted = 0
+    for _ in range(backlog):
+        enter(submitted)
+        submitted += 1
+    if gate is not None:
+        gate.admit()
+    await asyncio.sleep(0)  # the handlers of what a node took go on
+    start = time.process_time()
+    for _ in range(ops):
+        now += 0.001
+        done = next(iter(dispatcher.where))
+        dispatcher.complete(done)
+        if gate is not None:
+            gate.finished(done)
+        enter(submitted)
+        submitted += 1
+        # A turn of the loop: the handlers of what a node took go on, and
+        # with the gate its one admission pass runs.
+        await asyncio.sleep(0)
+        if gate is not None:
+            gate.reclaim()
+            gate.overdue(600.0)
+    took = time.process_time() - start
+    handlers.close()
+    return ops / took
 
 
 def tenants_for(nodes: int, tenants: int) -> TenantsConfig:
@@ -277,17 +400,20 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"{'nodes':>6}  {'tenants':>7}  {'results+holds/s':>16}  {'admission µs/task':>18}"
         f"  {'inside admission µs/task':>25}  {'through the gate µs/task':>25}"
+        f"  {'gate, handlers both sides µs/task':>34}"
     )
     for nodes in args.nodes:
         # Each figure is the best of ``--repeats`` runs, taken in turn, so a
         # burst of other work on a shared machine skews none of them alone.
-        plain = turning = 0.0
+        plain = turning = handled = 0.0
         with_tenants = dict.fromkeys(args.tenants, 0.0)
         inside = dict.fromkeys(args.tenants, float("inf"))
         gated = dict.fromkeys(args.tenants, 0.0)
+        gated_handlers = dict.fromkeys(args.tenants, 0.0)
         for _ in range(args.repeats):
             plain = max(plain, await rate(nodes, args.ops))
             turning = max(turning, await rate(nodes, args.ops, turn=True))
+            handled = max(handled, await rate_with_handlers(nodes, args.ops))
             for tenants in args.tenants:
                 with_tenants[tenants] = max(
                     with_tenants[tenants], await rate_with_tenants(nodes, tenants, args.ops)
@@ -298,16 +424,21 @@ async def main_async(args: argparse.Namespace) -> int:
                 gated[tenants] = max(
                     gated[tenants], await rate_through_gate(nodes, tenants, args.ops)
                 )
+                gated_handlers[tenants] = max(
+                    gated_handlers[tenants], await rate_with_handlers(nodes, args.ops, tenants)
+                )
         print(
             f"{nodes:>6}  {'-':>7}  {plain:>16,.0f}  {'-':>18}  {'-':>25}  {'-':>25}"
-            f"  ({turning:,.0f}/s turning the loop once a task)"
+            f"  {'-':>34}  ({turning:,.0f}/s turning the loop once a task,"
+            f" {handled:,.0f}/s with handlers too)"
         )
         for tenants in args.tenants:
             added = (1 / with_tenants[tenants] - 1 / plain) * 1e6
             through = (1 / gated[tenants] - 1 / turning) * 1e6
+            beside = (1 / gated_handlers[tenants] - 1 / handled) * 1e6
             print(
                 f"{nodes:>6}  {tenants:>7}  {with_tenants[tenants]:>16,.0f}  {added:>18.1f}"
-                f"  {inside[tenants]:>25.1f}  {through:>25.1f}"
+                f"  {inside[tenants]:>25.1f}  {through:>25.1f}  {beside:>34.1f}"
             )
     return 0
 

@@ -251,6 +251,10 @@ class Dispatcher:
         a snapshot); between two, holds only take room away."""
         self._unfit: dict[tuple[bytes, frozenset[str] | None], int] = {}
         """Demands :meth:`could_start` found no room for, and ``room_changed`` then."""
+        self._needs: dict[bytes, tuple[np.ndarray, int]] = {}
+        """Per distinct demand (its bytes), what the fit rule compares a node's
+        free room with (CPU and memory less the tolerance, no GPU part) and
+        its GPU part in milli: worked out once, not on every room test."""
 
     # -- credit ------------------------------------------------------------
 
@@ -386,19 +390,25 @@ class Dispatcher:
         A demand found no room stays without it until a result or a snapshot
         (holds only take room): asked again meanwhile, the answer costs a
         lookup, not a walk over the open nodes."""
-        key = (demand.tobytes(), models)
+        raw = demand.tobytes()
+        key = (raw, models)
         if self._unfit.get(key) == self.room_changed:
             return False
-        need = demand - FIT_EPSILON
-        need[2] = 0.0
-        milli = to_milli(demand[2])
+        need, milli = self._need(raw, demand)
         fits = False
         closed: list[str] = []
         # The first open node with room will do: stop there. Nodes found not
         # to take work leave the spare set, as in _open_nodes.
+        nodes = self.nodes
         for node_id in self._spare:
-            node = self.nodes.get(node_id)
-            if node is None or not self.accepts(node):
+            node = nodes.get(node_id)
+            if (
+                node is None
+                or not node.alive
+                or node.window <= len(node.in_flight)
+                or not node.takes_work
+                or self.is_hot(node)
+            ):
                 closed.append(node_id)
             elif bool((node.capacity - node.allocated >= need).all()) and (
                 milli == 0 or node.gpus.fits(milli, models)
@@ -412,6 +422,18 @@ class Dispatcher:
                 self._unfit.clear()
             self._unfit[key] = self.room_changed
         return fits
+
+    def _need(self, raw: bytes, demand: np.ndarray) -> tuple[np.ndarray, int]:
+        """The fit rule's ``need`` (read-only) and GPU milli of a demand (``raw``: its bytes)."""
+        known = self._needs.get(raw)
+        if known is None:
+            need = demand - FIT_EPSILON
+            need[2] = 0.0
+            need.flags.writeable = False
+            if len(self._needs) >= 1024:
+                self._needs.clear()
+            known = self._needs[raw] = (need, to_milli(demand[2]))
+        return known
 
     def any_open(self) -> bool:
         """Whether a node takes work now and has credit. Nodes found not to
@@ -707,7 +729,9 @@ class Dispatcher:
                 del self._queued[node_id]
         while open_nodes and donors:
             # The donor whose head has waited longest gives first.
-            node_id, queue = min(donors, key=lambda d: d[1][0].since)
+            node_id, queue = (
+                donors[0] if len(donors) == 1 else min(donors, key=lambda d: d[1][0].since)
+            )
             held = queue.popleft()
             if not held.future.done():
                 node = self._pick_any(held, open_nodes)
@@ -829,9 +853,7 @@ class Dispatcher:
         demand = held.demand
         models = held.models
         # The table's fit rule: CPU and memory with its one tolerance, GPUs per device.
-        need = demand - FIT_EPSILON
-        need[2] = 0.0
-        milli = to_milli(demand[2])
+        need, milli = self._need(demand.tobytes(), demand)
         # ndarray.all(), not np.all(): the wrapper costs more than the test
         # on three numbers.
         candidates = [

@@ -33,7 +33,9 @@ is per device (each node's devices with their models, and the devices each
 task holds), so a claimant limited to some GPU models (``gpu_model``) has
 work stopped only where the room freed is on devices of those models. A
 victim the dispatcher still holds goes
-straight back to its line (its handler waits again). A dispatched one is
+straight back to its line (its handler waits again: on the ticket's turn as
+it is when the handler comes back, so a pass that admitted the task again
+meanwhile holds it once). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
 node), which hands the task back to the balancer's placed queue instead of
 reporting a result; it rejoins its tenant's line at the front when it
@@ -114,10 +116,17 @@ class Ticket:
     """Its charge against its tenant while admitted."""
     waiting_since: float = 0.0
     """When its current wait began (parking: no delivery outlives its limit)."""
+    waits_listed: int = 0
+    """Its entries in the gate's list of waits; only the last is its current wait."""
     preempted: int = 0
     node: str | None = None
     """The node an adopted task runs on (admitted by an earlier balancer:
     this one's dispatcher never sent it anywhere)."""
+    told_preempted: bool = False
+    """Preempted while the dispatcher held it: its handler's wait failed and
+    it has not come back to :meth:`AdmissionGate.enter` yet. When it does,
+    it waits on the ticket's turn as it then is — pending in its line, or
+    handed to the dispatcher by a pass that admitted it again meanwhile."""
 
     @property
     def waiting(self) -> bool:
@@ -150,8 +159,10 @@ class AdmissionGate:
         self.dispatcher = dispatcher
         self.clock = clock
         self.tickets: dict[str, Ticket] = {}
-        self._waits: deque[tuple[float, Ticket]] = deque()
-        """(wait start, ticket) in the order waits began, for :meth:`overdue`."""
+        self._waits: deque[Ticket] = deque()
+        """A ticket for each wait, in the order waits began, for :meth:`overdue`
+        (a ticket that waited again is listed again: its earlier entries have
+        ended). Tickets, not (start, ticket) pairs: no object a wait."""
         self.preempted: dict[str, int] = dict.fromkeys(self.admission.names, 0)
         """Tasks preempted per tenant."""
         self.admitted_total = 0
@@ -167,7 +178,7 @@ class AdmissionGate:
         """While set and not done, admission waits for the executors' word on
         the work they hold (:mod:`boson_services.balancer.takeover`)."""
         self.adopted_total = 0
-        self._vectors: dict[tuple[float, ...], np.ndarray] = {}
+        self._vectors: dict[tuple[float, ...], tuple[tuple[float, ...], np.ndarray]] = {}
 
     # -- a task's way in -------------------------------------------------------
 
@@ -186,6 +197,13 @@ class AdmissionGate:
         handler cancelled while it waits (draining) calls :meth:`left`.
         """
         ticket = self.tickets.get(task.task_id)
+        if ticket is not None and ticket.told_preempted:
+            # Its handler is back from a preemption here. A pass may have
+            # admitted it again before the handler woke and handed the turn
+            # to the dispatcher: that hold is its, not a second one.
+            ticket.told_preempted = False
+            if ticket.run is not None and ticket.turn is not None:
+                return ticket.turn
         if ticket is not None and ticket.run is not None:
             return start(asyncio.get_running_loop().create_future())
         if ticket is None or not ticket.waiting:
@@ -209,9 +227,8 @@ class AdmissionGate:
             # Back from a preemption: its node no longer runs it.
             self.dispatcher.complete(task.task_id)
         now = self.clock()
-        models = parse_models(task.requests.gpu_model if task.requests else None)
-        amounts = demand.as_tuple()
-        vector = self._vector(amounts)
+        models = parse_models(task.requests.gpu_model) if task.requests else None
+        amounts, vector = self._vector(demand.as_tuple())
         ticket = Ticket(
             task.task_id,
             task.tenant,
@@ -237,27 +254,35 @@ class AdmissionGate:
         )
         return ticket
 
-    def _vector(self, amounts: tuple[float, ...]) -> np.ndarray:
-        """The demand as the dispatcher's room test takes it: one read-only
-        array per distinct demand, shared by the tickets that ask for it
-        (most ask for one of a few), not an array each."""
-        vector = self._vectors.get(amounts)
-        if vector is None:
+    def _vector(self, amounts: tuple[float, ...]) -> tuple[tuple[float, ...], np.ndarray]:
+        """The demand as admission and the dispatcher's room test take it: one
+        tuple and one read-only array per distinct demand, shared by the
+        tickets that ask for it (most ask for one of a few), not one each."""
+        shared = self._vectors.get(amounts)
+        if shared is None:
             if len(self._vectors) >= VECTORS_KEPT:
                 self._vectors.clear()
             vector = np.array(amounts, dtype=np.float64)
             vector.flags.writeable = False
-            self._vectors[amounts] = vector
-        return vector
+            shared = self._vectors[amounts] = (amounts, vector)
+        return shared
 
     def _wait(self, ticket: Ticket, now: float) -> None:
         ticket.turn = asyncio.get_running_loop().create_future()
         ticket.queued = True
         ticket.waiting_since = now
-        self._waits.append((now, ticket))
+        ticket.waits_listed += 1
+        self._waits.append(ticket)
         if len(self._waits) > 2 * len(self.tickets) + 1024:
             # Behind one long wait, ended ones pile up: drop them.
-            self._waits = deque(w for w in self._waits if self._still_waits(*w))
+            kept: deque[Ticket] = deque()
+            for listed in self._waits:
+                listed.waits_listed -= 1
+                if not listed.waits_listed and self._still_waits(listed):
+                    kept.append(listed)
+            for listed in kept:
+                listed.waits_listed = 1
+            self._waits = kept
 
     # -- admitting ---------------------------------------------------------------
 
@@ -347,7 +372,7 @@ class AdmissionGate:
             self.tickets[held.task_id] = Ticket(
                 held.task_id,
                 held.tenant,
-                self._vector(demand),
+                self._vector(demand)[1],
                 None,
                 held.priority,
                 now,
@@ -408,9 +433,14 @@ class AdmissionGate:
         deadline = self.clock() - max_age_s
         waits = self._waits
         count = 0
-        while waits and (waits[0][0] <= deadline or not self._still_waits(*waits[0])):
-            started, ticket = waits.popleft()
-            if not self._still_waits(started, ticket):
+        while waits:
+            ticket = waits[0]
+            ended = ticket.waits_listed > 1 or not self._still_waits(ticket)
+            if not ended and ticket.waiting_since > deadline:
+                break
+            waits.popleft()
+            ticket.waits_listed -= 1
+            if ended:
                 continue
             del self.tickets[ticket.task_id]
             self.admission.withdraw(ticket.task_id, ticket.tenant)
@@ -420,12 +450,10 @@ class AdmissionGate:
             count += 1
         return count
 
-    def _still_waits(self, started: float, ticket: Ticket) -> bool:
-        return (
-            ticket.waiting
-            and ticket.waiting_since == started
-            and self.tickets.get(ticket.task_id) is ticket
-        )
+    def _still_waits(self, ticket: Ticket) -> bool:
+        """Whether the ticket's current wait goes on (whether its last entry
+        in the list of waits is a live one)."""
+        return ticket.waiting and self.tickets.get(ticket.task_id) is ticket
 
     # -- preempting ------------------------------------------------------------------
 
@@ -456,7 +484,10 @@ class AdmissionGate:
             self.preempted[ticket.tenant] += 1
             node_id = self.dispatcher.where.get(task_id) or ticket.node
             if self.dispatcher.preempt(task_id):
-                self._wait(ticket, now)  # still held here: back in its line as it is
+                # Still held here: back in its line as it is; its handler
+                # wakes to the failed wait and comes back to enter.
+                ticket.told_preempted = True
+                self._wait(ticket, now)
             elif node_id is not None:
                 self.admission.withdraw(task_id, ticket.tenant)
                 ticket.turn = None  # away until its executor hands it back

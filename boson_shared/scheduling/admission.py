@@ -105,9 +105,9 @@ class Admission(TenantLines):
         or away until it can run again); how many. Costs a walk of the line."""
         i = self.index[tenant]
         t = self._tenants[i]
-        head = t.line[0][1] if t.line else None
+        head = t.line[0][5] if t.line else None
         taken = 0
-        for _, w in t.line:
+        for *_, w in t.line:
             if w.key == key and w.count > 0:
                 taken += w.count
                 for r, d in enumerate(w.demand):
@@ -115,7 +115,7 @@ class Admission(TenantLines):
                 w.count = 0
         if taken:
             self._settle(t)
-            if (t.line[0][1] if t.line else None) is not head:
+            if (t.line[0][5] if t.line else None) is not head:
                 self._rerank(i)
         return taken
 
@@ -264,18 +264,20 @@ class Admission(TenantLines):
         """
         bound: list[float] | None = None
         bounded = True
-        refused: set[tuple[float, ...]] = set()
+        refused: set[tuple[float, ...]] | None = None  # made on the first refusal
         within = self._ranks[i][0] == 0.0
         line = t.line
         for k in range(min(len(line), self.window + 1)):
-            w = line[k][1]
-            if w.count <= 0 or (refused and w.demand in refused):
+            w = line[k][5]
+            if w.count <= 0 or (refused is not None and w.demand in refused):
                 continue
             if placer_refused and w.key in placer_refused:
                 bounded = False  # refused by the placer: no bound, as below
                 continue
             allowed = self._allowed(t, w, within)
             if not allowed:
+                if refused is None:
+                    refused = set()
                 refused.add(w.demand)
                 bound = (
                     list(w.demand)
@@ -352,7 +354,7 @@ class Admission(TenantLines):
                 continue
             if nodes is not None:
                 room = [g - u for g, u in zip(t.guarantee, t.usage, strict=True)]
-                line = [w for _, w in heapq.nsmallest(self.window + 1, t.line)]
+                line = [e[5] for e in heapq.nsmallest(self.window + 1, t.line)]
                 slots = claim_slots(line, room, self.window + 1)
                 chosen = choose_victims_on_nodes(
                     self._running,

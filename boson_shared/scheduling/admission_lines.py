@@ -125,7 +125,7 @@ class TenantLines:
         return tuple(self._tenants[self.index[tenant]].pending)
 
     def waiting(self, tenant: str) -> int:
-        return sum(max(0, w.count) for _, w in self._tenants[self.index[tenant]].line)
+        return sum(max(0, e[5].count) for e in self._tenants[self.index[tenant]].line)
 
     def guarantee(self, tenant: str) -> tuple[float, ...]:
         return self._tenants[self.index[tenant]].guarantee
@@ -144,7 +144,7 @@ class TenantLines:
     def next_demand(self, tenant: str) -> tuple[float, ...] | None:
         """The per-instance demand of the tenant's next task (None: nothing waits)."""
         line = self._tenants[self.index[tenant]].line
-        return line[0][1].demand if line else None
+        return line[0][5].demand if line else None
 
     def has_waiting(self) -> bool:
         return self._lines_waiting > 0
@@ -164,7 +164,7 @@ class TenantLines:
         step = math.floor(w.since / self.aging_step_s)
         if w.arrival < 0:
             w.arrival = next(self._seq)
-        w.rank = (0.0 if w.front else 1.0, step - w.priority, w.order, w.arrival, next(self._seq))
+        key0, key1 = (0.0 if w.front else 1.0), step - w.priority
         # The tenant's bound stays valid with the newcomer's demand in it: what
         # kept every look-at task out still keeps them out.
         d0, d1, d2 = w.demand
@@ -175,15 +175,17 @@ class TenantLines:
         if d0 < least[0] or d1 < least[1] or d2 < least[2]:
             self._least = (min(least[0], d0), min(least[1], d1), min(least[2], d2))
         line = t.line
-        was_head = line[0][1] if line else None
+        was_head = line[0][5] if line else None
         if not line:
             self._lines_waiting += 1
-        heapq.heappush(line, (w.rank, w))
+        # Its entry: its place in line (given back first; priority with aging;
+        # the caller's order; submission order; a tie-breaker) and, last, itself.
+        heapq.heappush(line, (key0, key1, w.order, w.arrival, next(self._seq), w))
         pending, n = t.pending, w.count
         pending[0] += d0 * n
         pending[1] += d1 * n
         pending[2] += d2 * n
-        if line[0][1] is not was_head:
+        if line[0][5] is not was_head:
             self._rerank(w.tenant)
 
     def _rerank(self, i: int) -> None:
@@ -199,7 +201,7 @@ class TenantLines:
             self._place_in_order(i, (2.0, share, float(i)))
             self._drop_claim(i, t)
             return
-        head = t.line[0][1].demand
+        head = t.line[0][5].demand
         g = t.guarantee
         within = (
             usage[0] + head[0] <= g[0] + EPSILON
@@ -233,7 +235,7 @@ class TenantLines:
         line = t.line
         if not line:
             return
-        while line and line[0][1].count <= 0:
+        while line and line[0][5].count <= 0:
             heapq.heappop(line)
         if not line:
             self._lines_waiting -= 1
@@ -242,11 +244,16 @@ class TenantLines:
 
     def _charge(self, t: TenantState, demand: Sequence[float], count: int) -> None:
         usage, pending, total = t.usage, t.pending, self._total
-        for r in range(3):
-            amount = demand[r] * count
-            usage[r] += amount
-            pending[r] -= amount
-            total[r] += amount
+        d0, d1, d2 = demand[0] * count, demand[1] * count, demand[2] * count
+        usage[0] += d0
+        usage[1] += d1
+        usage[2] += d2
+        pending[0] -= d0
+        pending[1] -= d1
+        pending[2] -= d2
+        total[0] += d0
+        total[1] += d1
+        total[2] += d2
 
     def adopt(
         self,
@@ -279,10 +286,16 @@ class TenantLines:
             return
         run.count -= n
         usage, total, demand = self._tenants[run.tenant].usage, self._total, run.demand
-        for r in range(3):
-            amount = demand[r] * n
-            usage[r] = max(0.0, usage[r] - amount)
-            total[r] = max(0.0, total[r] - amount)
+        # Unrolled over the three resources: this runs for every result.
+        d0, d1, d2 = demand[0] * n, demand[1] * n, demand[2] * n
+        u0, u1, u2 = usage[0] - d0, usage[1] - d1, usage[2] - d2
+        usage[0] = u0 if u0 > 0.0 else 0.0
+        usage[1] = u1 if u1 > 0.0 else 0.0
+        usage[2] = u2 if u2 > 0.0 else 0.0
+        s0, s1, s2 = total[0] - d0, total[1] - d1, total[2] - d2
+        total[0] = s0 if s0 > 0.0 else 0.0
+        total[1] = s1 if s1 > 0.0 else 0.0
+        total[2] = s2 if s2 > 0.0 else 0.0
         self._rerank(run.tenant)
         if run.count == 0:
             self._ended += 1

@@ -27,9 +27,12 @@ class Waiting:
     front: bool
     arrival: int = -1
     """Its place in submission order, kept when it is given back."""
-    rank: tuple[float, ...] = ()
     models: frozenset[str] | None = None
     """The GPU models its devices must be (``gpu_model``; ``None``: any)."""
+
+
+LineEntry = tuple[float, int, float, int, int, Waiting]
+"""One place in a tenant's line (:attr:`TenantState.line`): its key, then the waiting work."""
 
 
 @dataclass(slots=True, eq=False)
@@ -90,7 +93,10 @@ class TenantState:
     ceiling: tuple[float, ...] = ()
     usage: list[float] = field(default_factory=list)
     pending: list[float] = field(default_factory=list)
-    line: list[tuple[tuple[float, ...], Waiting]] = field(default_factory=list)
+    line: list[LineEntry] = field(default_factory=list)
+    """A heap of its waiting work: (given back 0 or 1, aging step − priority,
+    order, arrival, tie-breaker, the entry) — flat, so that the heap's
+    comparisons read numbers, not tuples of them."""
     claim_since: float | None = None
     unplaced: bool = False
     """The placer refused its last offer: what the pool has free does not fit."""
@@ -104,6 +110,7 @@ def dominant(usage: Sequence[float], pool: Sequence[float]) -> float:
 
 __all__ = [
     "EPSILON",
+    "LineEntry",
     "Offer",
     "Running",
     "TenantState",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 
@@ -332,3 +333,53 @@ async def test_a_pass_with_no_credit_anywhere_offers_one_task() -> None:
     await balancer.finish("b0")
     assert len(balancer.assigned_ids()) == 5
     assert balancer.assigned_ids()[-1] == "a4"
+
+
+async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_once() -> None:
+    balancer = Balancer()
+    nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, on_probation=True)]
+    await balancer.handlers.on_event(snapshot(nodes))
+    balancer.place("b1", "b")
+    balancer.place("b2", "b")
+    await balancer.settle()
+    holds: list[str] = []
+    hold = balancer.dispatcher.hold
+
+    def counted(task_id: str, *args: Any, **kwargs: Any) -> asyncio.Future[str]:
+        holds.append(task_id)
+        return hold(task_id, *args, **kwargs)
+
+    balancer.dispatcher.hold = counted  # type: ignore[method-assign]
+    # b3 admitted on a room test that passed then: the dispatcher holds it.
+    could_start = balancer.dispatcher.could_start
+    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
+    balancer.place("b3", "b")
+    await balancer.settle()
+    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
+    assert "b3" in balancer.dispatcher.held
+    balancer.place("a1", "a")
+    await balancer.settle()
+    balancer.clock.now += GRACE_S + 0.5
+    # a's claim stops b3, still held here: its handler's wait fails and the
+    # task waits in b's line again; nothing is stopped on a node.
+    assert balancer.gate.reclaim() == []
+    assert balancer.gate.tickets["b3"].waiting
+    # Before b3's handler wakes (the same turn of the loop), results free
+    # n1 and a pass admits a1 and b3 again: b3 is held and dispatched.
+    for task_id in ("b1", "b2"):
+        balancer.dispatcher.complete(task_id)
+        balancer.gate.finished(task_id)
+        balancer.finished.add(task_id)
+    assert balancer.gate.admit() == 2
+    assert holds == ["b3", "a1", "b3"]
+    await balancer.settle()
+    # Its handler, back from the preemption, takes that admission's node: the
+    # task is not held a third time, and every dispatch is one published.
+    assert holds == ["b3", "a1", "b3"]
+    assert sorted(balancer.assigned_ids()) == ["a1", "b1", "b2", "b3"]
+    assert balancer.dispatcher.dispatched_total == len(balancer.assigned())
+    assert balancer.gate.admission.usage("b")[0] == 1.0
+    await balancer.finish("a1")
+    await balancer.finish("b3")
+    assert not balancer.dispatcher.nodes["n1"].in_flight
+    assert balancer.gate.admission.usage("b")[0] == 0.0

@@ -127,5 +127,5 @@ def test_a_preempted_task_keeps_its_models_in_its_line() -> None:
     (run,) = adm.running()
     assert run.models == a100
     adm.requeue(run, 1)
-    ((_, waiting),) = adm._tenants[adm.index["b"]].line
+    ((*_, waiting),) = adm._tenants[adm.index["b"]].line
     assert waiting.models == a100
