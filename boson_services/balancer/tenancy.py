@@ -35,7 +35,7 @@ work stopped only where the room freed is on devices of those models. A
 victim the dispatcher still holds goes
 straight back to its line (its handler waits again: on the ticket's turn as
 it is when the handler comes back, so a pass that admitted the task again
-meanwhile holds it once). A dispatched one is
+meanwhile holds it once, and a cancel meanwhile ends it). A dispatched one is
 stopped by its executor (a ``preempted`` :class:`CancelTask` naming its
 node), which hands the task back to the balancer's placed queue instead of
 reporting a result; it rejoins its tenant's line at the front when it
@@ -125,8 +125,9 @@ class Ticket:
     told_preempted: bool = False
     """Preempted while the dispatcher held it: its handler's wait failed and
     it has not come back to :meth:`AdmissionGate.enter` yet. When it does,
-    it waits on the ticket's turn as it then is — pending in its line, or
-    handed to the dispatcher by a pass that admitted it again meanwhile."""
+    it waits on the ticket's turn as it then is — pending in its line,
+    handed to the dispatcher by a pass that admitted it again meanwhile, or
+    failed by a cancel meanwhile (which keeps the ticket for it)."""
 
     @property
     def waiting(self) -> bool:
@@ -198,11 +199,12 @@ class AdmissionGate:
         """
         ticket = self.tickets.get(task.task_id)
         if ticket is not None and ticket.told_preempted:
-            # Its handler is back from a preemption here. A pass may have
-            # admitted it again before the handler woke and handed the turn
-            # to the dispatcher: that hold is its, not a second one.
+            # Its handler is back from a preemption here. Before the handler
+            # woke, a pass may have admitted it again and handed the turn to
+            # the dispatcher (that hold is its, not a second one), or a
+            # cancel may have ended its wait (it does not join again).
             ticket.told_preempted = False
-            if ticket.run is not None and ticket.turn is not None:
+            if ticket.turn is not None and (ticket.run is not None or ticket.turn.done()):
                 return ticket.turn
         if ticket is not None and ticket.run is not None:
             return start(asyncio.get_running_loop().create_future())
@@ -420,7 +422,12 @@ class AdmissionGate:
         ticket = self.tickets.get(task_id)
         if ticket is None or not ticket.waiting:
             return False
-        del self.tickets[task_id]
+        if not ticket.told_preempted:
+            del self.tickets[task_id]
+        # Else its handler, woken by a preemption, has not come back to enter
+        # yet: the ticket stays (out of its line) for enter to hand it this
+        # failed turn rather than start a new one; the handler then reports
+        # the task cancelled and calls left, which forgets the ticket.
         self.admission.withdraw(task_id, ticket.tenant)
         ticket.queued = False
         assert ticket.turn is not None

@@ -11,6 +11,7 @@ from boson_services.balancer.handlers import UNKNOWN_TENANT
 from boson_services.balancer.tenancy import Preemption
 from boson_services.balancer.tenants_view import tenants_report
 from boson_shared.contract.messages import (
+    CancelAnswer,
     CancelTask,
     ResourceVector,
     TaskPlaced,
@@ -383,3 +384,52 @@ async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_onc
     await balancer.finish("b3")
     assert not balancer.dispatcher.nodes["n1"].in_flight
     assert balancer.gate.admission.usage("b")[0] == 0.0
+
+
+async def test_a_held_victim_cancelled_before_its_handler_wakes_is_not_held_again() -> None:
+    balancer = Balancer()
+    nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, on_probation=True)]
+    await balancer.handlers.on_event(snapshot(nodes))
+    balancer.place("b1", "b")
+    balancer.place("b2", "b")
+    await balancer.settle()
+    # b3 admitted on a room test that passed then: the dispatcher holds it.
+    could_start = balancer.dispatcher.could_start
+    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
+    balancer.place("b3", "b")
+    await balancer.settle()
+    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
+    assert "b3" in balancer.dispatcher.held
+    balancer.place("a1", "a")
+    await balancer.settle()
+    balancer.clock.now += GRACE_S + 0.5
+    # a's claim stops b3, still held here: it waits in b's line again.
+    assert balancer.gate.reclaim() == []
+    assert balancer.gate.tickets["b3"].waiting
+    assert balancer.gate.admission.waiting("b") == 1
+    # Before b3's handler wakes (the same turn of the loop), a cancel names
+    # it: the balancer answers for it, as for any task waiting in its line.
+    (answer,) = balancer.handlers.on_cancel(CancelTask(task_ids=("b3",), reply_to="someone"))
+    assert isinstance(answer.message, CancelAnswer)
+    assert answer.message.verdict == "cancelled"
+    await balancer.settle()
+    # Its handler, back from the preemption, ends with the one cancelled
+    # result; the task does not wait in its line again.
+    (emit,) = await asyncio.wait_for(balancer.runs["b3"], 1)
+    assert isinstance(emit.message, TaskResult)
+    assert (emit.message.task_id, emit.message.status) == ("b3", "cancelled")
+    assert balancer.handlers.cancelled_total == 1
+    assert "b3" not in balancer.gate.tickets
+    assert balancer.gate.admission.waiting("b") == 0
+    assert balancer.gate.admission.pending("b") == (0.0, 0.0, 0.0)
+    assert balancer.gate.admission.usage("b")[0] == 2.0  # b1 and b2 only
+    # Room frees: a1 runs; b3 is never held nor dispatched again.
+    await balancer.finish("b1")
+    await balancer.finish("b2")
+    assert balancer.assigned_ids() == ["b1", "b2", "a1"]
+    assert "b3" not in balancer.dispatcher.held
+    assert balancer.gate.admission.usage("b") == (0.0, 0.0, 0.0)
+    await balancer.finish("a1")
+    assert balancer.assigned_ids() == ["b1", "b2", "a1"]
+    assert balancer.gate.tickets == {}
+    assert not [m for m in balancer.published.messages if isinstance(m, TaskResult)]
