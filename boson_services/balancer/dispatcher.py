@@ -353,6 +353,7 @@ class Dispatcher:
                 continue
             if self.held.get(held.task_id) is held:
                 del self.held[held.task_id]
+            self.head.released(held.task_id)
             held.future.set_exception(HeldTooLongError(f"held {max_age_s:g}s"))
             count += 1
         return count
@@ -370,6 +371,7 @@ class Dispatcher:
         held = self.held.pop(task_id, None)
         if held is None or held.future.done():
             return False
+        self.head.released(task_id)
         held.future.set_exception(TaskCancelledHere(task_id))
         return True
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
-from boson_services.balancer.dispatcher import Dispatcher
+from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_shared.contract.messages import (
     TaskAssigned,
@@ -122,3 +123,31 @@ async def test_through_the_handlers_a_placed_whole_node_task_holds_the_node() ->
     assert [m.task.task_id for m in assigned][-1] == "big"
     assert not late.done()  # a is whole-node busy now
     late.cancel()
+
+
+@pytest.mark.parametrize("leaves", ["cancelled", "parked"])
+async def test_a_head_that_leaves_takes_its_reservation_with_it(leaves: str) -> None:
+    # Node a (5 units) runs four 1-unit tasks; a whole-node task waits with
+    # the reservation (a frees when they end, by their timeout: 30 s), so a
+    # small task that would still run then is not started on a. Once the
+    # whole-node task is cancelled or parked, nothing waits for that promise:
+    # the next small task starts at once.
+    clock = Clock()
+    d = dispatcher(clock)
+    d.on_snapshot(snapshot([N("a", slots=8, capacity=5.0)]))
+    for i in range(4):
+        assert d.hold(f"s{i}", demand(1.0), "a", handler="small", timeout_s=30.0).done()
+    big = d.hold("big", demand(5.0), None, handler="big", timeout_s=30.0)
+    assert d.reservation is not None
+    assert d.reservation.key == "big"
+    clock.now = 1.0
+    if leaves == "cancelled":
+        assert d.cancel("big")
+        assert isinstance(big.exception(), TaskCancelledHere)
+    else:
+        assert d.overdue(1.0) == 1
+        assert isinstance(big.exception(), HeldTooLongError)
+    assert d.head.reservation is None
+    late = d.hold("s4", demand(1.0), "a", handler="small", timeout_s=30.0)
+    assert late.done()
+    assert late.result() == "a"
