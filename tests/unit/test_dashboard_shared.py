@@ -63,15 +63,46 @@ async def test_a_failed_read_is_not_shared_with_the_next() -> None:
     assert await shared.get("a", read) == b'{"n":2}'
 
 
-async def test_a_client_that_leaves_does_not_cancel_the_shared_read() -> None:
+async def test_a_waiting_client_that_leaves_does_not_cancel_the_shared_read() -> None:
     shared, read = SharedAnswers(1.0), Reads()
     read.gate = asyncio.Event()
+    asking = asyncio.ensure_future(shared.get("a", read))
     leaving = asyncio.ensure_future(shared.get("a", read))
-    staying = asyncio.ensure_future(shared.get("a", read))
     await asyncio.sleep(0)
     leaving.cancel()
     read.gate.set()
-    assert await staying == b'{"n":1}'
+    assert await asking == b'{"n":1}'
+    assert leaving.cancelled()
+    assert read.runs == 1
+
+
+async def test_when_the_asking_client_leaves_the_others_are_answered_all_the_same() -> None:
+    """The read runs in the request that asked first; if that one goes away,
+    the reads waiting for it ask again instead of failing."""
+    shared, read = SharedAnswers(1.0), Reads()
+    read.gate = asyncio.Event()
+    leaving = asyncio.ensure_future(shared.get("a", read))
+    staying = [asyncio.ensure_future(shared.get("a", read)) for _ in range(3)]
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    read.gate.set()
+    assert set(await asyncio.gather(*staying)) == {b'{"n":2}'}
+    assert leaving.cancelled()
+    assert read.runs == 2
+
+
+async def test_the_asking_request_makes_the_answer_without_a_task_of_its_own() -> None:
+    """No hop through a task: on a busy loop each one waits a whole turn."""
+    shared, read = SharedAnswers(1.0), Reads()
+    before = len(asyncio.all_tasks())
+    assert await shared.get("a", read) == b'{"n":1}'
+    read.gate = asyncio.Event()
+    pending = asyncio.ensure_future(shared.get("b", read))
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before + 1  # the request itself, nothing more
+    read.gate.set()
+    assert await pending == b'{"n":2}'
 
 
 async def test_zero_shares_nothing_and_forget_drops_an_answer() -> None:

@@ -36,6 +36,10 @@ def encoded(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
+class _ReadAbandonedError(Exception):
+    """The request making a shared read went away before the read was done."""
+
+
 @dataclass
 class _Entry:
     made_at: float
@@ -69,33 +73,49 @@ class SharedAnswers:
         return JsonAnswer(await self.get(key, make))
 
     async def get(self, key: Hashable, make: Callable[[], Awaitable[BaseModel]]) -> bytes:
-        now = self.clock()
-        entry = self._entries.get(key)
-        if entry is None or now - entry.made_at >= self.max_age_s:
-            entry = self._start(key, make, now)
-        # A client that goes away cancels its own wait, never the shared read.
-        return await asyncio.shield(entry.answer)
+        while True:
+            now = self.clock()
+            entry = self._entries.get(key)
+            if entry is None or now - entry.made_at >= self.max_age_s:
+                return await self._make(key, make, now)
+            try:
+                # A client that goes away cancels its own wait, never the shared read.
+                return await asyncio.shield(entry.answer)
+            except _ReadAbandonedError:
+                continue  # the read's own client went away before it was done: ask again
 
     def forget(self, key: Hashable) -> None:
         """Stop sharing the answer to ``key`` (what it read has just changed)."""
         self._entries.pop(key, None)
 
-    def _start(self, key: Hashable, make: Callable[[], Awaitable[BaseModel]], now: float) -> _Entry:
-        async def produce() -> bytes:
-            return encoded(await make())
-
+    async def _make(
+        self, key: Hashable, make: Callable[[], Awaitable[BaseModel]], now: float
+    ) -> bytes:
+        """Run the read in the asking request itself (no task to start and wait
+        on: on a busy loop every hop costs a turn), sharing what it makes."""
         self.made += 1
-        task = asyncio.ensure_future(produce())
-        entry = _Entry(now, task)
-        if self.max_age_s <= 0:
-            return entry
-        self._entries.pop(key, None)  # re-inserted last: the dict stays oldest first
-        self._drop_expired(now)
-        self._entries[key] = entry
-        task.add_done_callback(lambda done: self._forget_failure(key, entry, done))
-        while len(self._entries) > self.max_entries:
-            del self._entries[next(iter(self._entries))]
-        return entry
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        entry = _Entry(now, answer)
+        if self.max_age_s > 0:
+            self._entries.pop(key, None)  # re-inserted last: the dict stays oldest first
+            self._drop_expired(now)
+            self._entries[key] = entry
+            while len(self._entries) > self.max_entries:
+                del self._entries[next(iter(self._entries))]
+        try:
+            body = encoded(await make())
+        except BaseException as error:
+            if self._entries.get(key) is entry:
+                del self._entries[key]  # a failed read is never shared with later ones
+            # Reads waiting for this one get its failure, or ask again if only
+            # its client went away.
+            answer.set_exception(
+                _ReadAbandonedError() if isinstance(error, asyncio.CancelledError) else error
+            )
+            answer.exception()  # retrieved: nobody may be waiting
+            raise
+        answer.set_result(body)
+        return body
 
     def _drop_expired(self, now: float) -> None:
         """Answers past the bound will never be shared again: let them go."""
@@ -105,10 +125,6 @@ class SharedAnswers:
             if now - entries[oldest].made_at < self.max_age_s:
                 return
             del entries[oldest]
-
-    def _forget_failure(self, key: Hashable, entry: _Entry, done: asyncio.Future[bytes]) -> None:
-        if (done.cancelled() or done.exception() is not None) and self._entries.get(key) is entry:
-            del self._entries[key]
 
 
 __all__ = ["MAX_ENTRIES", "JsonAnswer", "SharedAnswers", "encoded"]
