@@ -199,11 +199,7 @@ async def rate_with_handlers(nodes: int, ops: int, tenants: int | None = None) -
     handlers = Handlers()
 
     def message(number: int) -> TaskSubmitted:
-        if tenants is None:
-            return TaskSubmitted(task_id=f"t{number}", handler="noop", reply_to="bench")
-        return TaskSubmitted(
-            task_id=f"t{number}", handler="noop", reply_to="bench", tenant=names[number % tenants]
-        )
+        return task_message(number, names if tenants is not None else ())
 
     backlog_messages = {n: message(n) for n in range(backlog)}
 
@@ -243,6 +239,18 @@ async def rate_with_handlers(nodes: int, ops: int, tenants: int | None = None) -
     took = time.process_time() - start
     handlers.close()
     return ops / took
+
+
+def task_message(number: int, tenants: Sequence[str]) -> TaskSubmitted:
+    """Task ``number``'s message, of tenant ``number`` modulo their count (none: no tenant)."""
+    if not tenants:
+        return TaskSubmitted(task_id=f"t{number}", handler="noop", reply_to="bench")
+    return TaskSubmitted(
+        task_id=f"t{number}",
+        handler="noop",
+        reply_to="bench",
+        tenant=tenants[number % len(tenants)],
+    )
 
 
 def tenants_for(nodes: int, tenants: int) -> TenantsConfig:
@@ -338,9 +346,7 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     backlog = nodes * (BACKLOG_PER_NODE + WAITING_PER_NODE)
 
     def message(number: int) -> TaskSubmitted:
-        return TaskSubmitted(
-            task_id=f"t{number}", handler="noop", reply_to="bench", tenant=names[number % tenants]
-        )
+        return task_message(number, names)
 
     # The backlog's messages exist before the timing; each later task's is
     # made when it comes, as in the run without tenants it is compared to.

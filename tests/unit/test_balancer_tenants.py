@@ -183,13 +183,7 @@ async def test_a_victim_still_held_here_waits_in_its_line_again() -> None:
     balancer.place("b2", "b")
     await balancer.settle()
     assert balancer.assigned_ids() == ["b1", "b2"]
-    # b3 admitted on a room test that passed then: the dispatcher holds it.
-    could_start = balancer.dispatcher.could_start
-    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
-    balancer.place("b3", "b")
-    await balancer.settle()
-    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
-    assert "b3" in balancer.dispatcher.held
+    await _admit_on_a_room_test_that_passed_then(balancer, "b3", "b")
     assert balancer.gate.tickets["b3"].run is not None
     balancer.place("a1", "a")
     balancer.place("a2", "a")
@@ -336,13 +330,38 @@ async def test_a_pass_with_no_credit_anywhere_offers_one_task() -> None:
     assert balancer.assigned_ids()[-1] == "a4"
 
 
-async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_once() -> None:
-    balancer = Balancer()
+async def _admit_on_a_room_test_that_passed_then(
+    balancer: Balancer, task_id: str, tenant: str
+) -> None:
+    """``task_id`` admitted on a room test that passed then: the dispatcher holds it."""
+    could_start = balancer.dispatcher.could_start
+    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
+    balancer.place(task_id, tenant)
+    await balancer.settle()
+    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
+    assert task_id in balancer.dispatcher.held
+
+
+async def _held_victim_preempted(balancer: Balancer) -> None:
+    """b1 and b2 run on n1 (n2 is on probation); b3 is admitted on a room test
+    that passed then, so the dispatcher holds it; a1's claim, past the grace,
+    stops b3 while still held: its handler's wait fails and the task waits in
+    b's line again (its handler not yet woken); nothing is stopped on a node."""
     nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, on_probation=True)]
     await balancer.handlers.on_event(snapshot(nodes))
     balancer.place("b1", "b")
     balancer.place("b2", "b")
     await balancer.settle()
+    await _admit_on_a_room_test_that_passed_then(balancer, "b3", "b")
+    balancer.place("a1", "a")
+    await balancer.settle()
+    balancer.clock.now += GRACE_S + 0.5
+    assert balancer.gate.reclaim() == []
+    assert balancer.gate.tickets["b3"].waiting
+
+
+async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_once() -> None:
+    balancer = Balancer()
     holds: list[str] = []
     hold = balancer.dispatcher.hold
 
@@ -351,20 +370,9 @@ async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_onc
         return hold(task_id, *args, **kwargs)
 
     balancer.dispatcher.hold = counted  # type: ignore[method-assign]
-    # b3 admitted on a room test that passed then: the dispatcher holds it.
-    could_start = balancer.dispatcher.could_start
-    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
-    balancer.place("b3", "b")
-    await balancer.settle()
-    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
-    assert "b3" in balancer.dispatcher.held
-    balancer.place("a1", "a")
-    await balancer.settle()
-    balancer.clock.now += GRACE_S + 0.5
-    # a's claim stops b3, still held here: its handler's wait fails and the
-    # task waits in b's line again; nothing is stopped on a node.
-    assert balancer.gate.reclaim() == []
-    assert balancer.gate.tickets["b3"].waiting
+    await _held_victim_preempted(balancer)
+    assert holds == ["b1", "b2", "b3"]
+    del holds[:2]  # from b3 on
     # Before b3's handler wakes (the same turn of the loop), results free
     # n1 and a pass admits a1 and b3 again: b3 is held and dispatched.
     for task_id in ("b1", "b2"):
@@ -388,24 +396,7 @@ async def test_a_held_victim_admitted_again_before_its_handler_wakes_is_held_onc
 
 async def test_a_held_victim_cancelled_before_its_handler_wakes_is_not_held_again() -> None:
     balancer = Balancer()
-    nodes = [N("n1", slots=2, capacity=2.0), N("n2", slots=2, capacity=2.0, on_probation=True)]
-    await balancer.handlers.on_event(snapshot(nodes))
-    balancer.place("b1", "b")
-    balancer.place("b2", "b")
-    await balancer.settle()
-    # b3 admitted on a room test that passed then: the dispatcher holds it.
-    could_start = balancer.dispatcher.could_start
-    balancer.dispatcher.could_start = lambda *_: True  # type: ignore[method-assign]
-    balancer.place("b3", "b")
-    await balancer.settle()
-    balancer.dispatcher.could_start = could_start  # type: ignore[method-assign]
-    assert "b3" in balancer.dispatcher.held
-    balancer.place("a1", "a")
-    await balancer.settle()
-    balancer.clock.now += GRACE_S + 0.5
-    # a's claim stops b3, still held here: it waits in b's line again.
-    assert balancer.gate.reclaim() == []
-    assert balancer.gate.tickets["b3"].waiting
+    await _held_victim_preempted(balancer)
     assert balancer.gate.admission.waiting("b") == 1
     # Before b3's handler wakes (the same turn of the loop), a cancel names
     # it: the balancer answers for it, as for any task waiting in its line.
