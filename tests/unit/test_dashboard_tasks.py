@@ -7,6 +7,7 @@ record for record; every bad input gets a clear status and one line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boson_services.monitor.dashboard.tasks import PREVIEW_MAX_CHARS, placement
+from boson_services.monitor.dashboard.tasks import (
+    PREVIEW_MAX_CHARS,
+    Preview,
+    _indented_start,
+    placement,
+    preview,
+)
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.record import answer
 from boson_shared.contract.messages import (
@@ -23,6 +30,7 @@ from boson_shared.contract.messages import (
     RecordQuery,
     ResourceVector,
     TaskPlaced,
+    TaskRecord,
     TaskSubmitted,
 )
 from boson_shared.record.store import RecordStore
@@ -182,7 +190,28 @@ async def test_a_large_result_is_cut_in_the_preview(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert preview["truncated"] is True
-    assert len(preview["text"]) == PREVIEW_MAX_CHARS
+    whole = json.dumps({"text": "x" * 10_000}, indent=2)
+    assert preview["text"] == whole[:PREVIEW_MAX_CHARS]
+    assert preview["size_bytes"] == len(json.dumps({"text": "x" * 10_000}, separators=(",", ":")))
+
+
+def test_a_preview_indents_no_more_of_the_result_than_it_shows() -> None:
+    """A large inline result costs the dashboard's thread its preview, not an
+    indented encoding of all of it (written in Python, many times slower
+    than the compact one that gives its size)."""
+    indented: list[int] = []
+
+    class Item:
+        def __repr__(self) -> str:
+            indented.append(1)
+            return "item"
+
+    text, whole = _indented_start([Item() for _ in range(10_000)], PREVIEW_MAX_CHARS)
+    assert (len(text), whole) == (PREVIEW_MAX_CHARS, False)
+    assert len(indented) < 300  # about what the shown part holds, not 10,000
+    assert _indented_start([1, 2], PREVIEW_MAX_CHARS) == ("[\n  1,\n  2\n]", True)
+    record = TaskRecord(task_id="t", state="succeeded", submitted_at=1.0, output=[1, 2])
+    assert preview(record) == Preview(kind="inline", text="[\n  1,\n  2\n]", size_bytes=12)
 
 
 async def test_a_task_submitted_with_explain_shows_every_nodes_score(

@@ -193,13 +193,28 @@ def preview(record: TaskRecord) -> Preview:
         )
     if record.state != "succeeded":
         return Preview(kind="none")  # failed, cancelled, or not finished
-    text = json.dumps(record.output, indent=2, default=repr, ensure_ascii=False)
-    return Preview(
-        kind="inline",
-        text=text[:PREVIEW_MAX_CHARS],
-        truncated=len(text) > PREVIEW_MAX_CHARS,
-        size_bytes=len(text.encode()),
-    )
+    text, whole = _indented_start(record.output, PREVIEW_MAX_CHARS)
+    if whole:
+        return Preview(kind="inline", text=text, size_bytes=len(text.encode()))
+    # Cut: the size is the compact JSON's, which the C encoder writes in one
+    # pass (the indented form is written in Python, many times slower).
+    compact = json.dumps(record.output, default=repr, ensure_ascii=False, separators=(",", ":"))
+    return Preview(kind="inline", text=text, truncated=True, size_bytes=len(compact.encode()))
+
+
+def _indented_start(value: Any, limit: int) -> tuple[str, bool]:
+    """The first ``limit`` characters of ``value`` as indented JSON, and whether
+    that is all of it: encoding stops there, so an inline result of up to the
+    record's bound costs the dashboard's thread no more than its preview."""
+    encoder = json.JSONEncoder(indent=2, default=repr, ensure_ascii=False)
+    parts: list[str] = []
+    size = 0
+    for part in encoder.iterencode(value):
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            return "".join(parts)[:limit], False
+    return "".join(parts), True
 
 
 def placement(record: TaskRecord, explanation: PlacementExplanation | None) -> Placement:

@@ -294,7 +294,7 @@ async function refreshTask() {
     ? (task.terminal ? "no logs kept" : "logs are kept when the task ends") : (r.logs || "(nothing printed)");
   const p = task.preview;
   document.getElementById("preview").textContent =
-    p.kind === "inline" ? p.text + (p.truncated ? `\n… (${p.size_bytes} bytes in all)` : "")
+    p.kind === "inline" ? p.text + (p.truncated ? `\n… (${p.size_bytes} bytes in all, as compact JSON)` : "")
     : p.kind === "stored" ? `kept in the transfer store: ${p.size_bytes} bytes, digest ${p.digest} (boson result ${r.task_id})`
     : p.kind === "omitted" ? "too large to keep in the record"
     : r.state === "failed" ? "no result: the task failed"
