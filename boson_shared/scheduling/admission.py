@@ -50,6 +50,7 @@ from boson_shared.scheduling.admission_reclaim import (
 )
 from boson_shared.scheduling.admission_state import (
     EPSILON,
+    WORK,
     Offer,
     Running,
     TenantState,
@@ -105,7 +106,7 @@ class Admission(TenantLines):
         or away until it can run again); how many. Costs a walk of the line."""
         i = self.index[tenant]
         t = self._tenants[i]
-        head = t.line[0][5] if t.line else None
+        head = t.line[0][WORK] if t.line else None
         taken = 0
         for *_, w in t.line:
             if w.key == key and w.count > 0:
@@ -115,7 +116,7 @@ class Admission(TenantLines):
                 w.count = 0
         if taken:
             self._settle(t)
-            if (t.line[0][5] if t.line else None) is not head:
+            if (t.line[0][WORK] if t.line else None) is not head:
                 self._rerank(i)
         return taken
 
@@ -268,7 +269,7 @@ class Admission(TenantLines):
         within = self._ranks[i][0] == 0.0
         line = t.line
         for k in range(min(len(line), self.window + 1)):
-            w = line[k][5]
+            w = line[k][WORK]
             if w.count <= 0 or (refused is not None and w.demand in refused):
                 continue
             if placer_refused and w.key in placer_refused:
@@ -354,7 +355,7 @@ class Admission(TenantLines):
                 continue
             if nodes is not None:
                 room = [g - u for g, u in zip(t.guarantee, t.usage, strict=True)]
-                line = [e[5] for e in heapq.nsmallest(self.window + 1, t.line)]
+                line = [e[WORK] for e in heapq.nsmallest(self.window + 1, t.line)]
                 slots = claim_slots(line, room, self.window + 1)
                 chosen = choose_victims_on_nodes(
                     self._running,

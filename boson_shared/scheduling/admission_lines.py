@@ -18,6 +18,7 @@ from collections.abc import Hashable, Sequence
 
 from boson_shared.scheduling.admission_state import (
     EPSILON,
+    WORK,
     Running,
     TenantState,
     Waiting,
@@ -125,7 +126,7 @@ class TenantLines:
         return tuple(self._tenants[self.index[tenant]].pending)
 
     def waiting(self, tenant: str) -> int:
-        return sum(max(0, e[5].count) for e in self._tenants[self.index[tenant]].line)
+        return sum(max(0, e[WORK].count) for e in self._tenants[self.index[tenant]].line)
 
     def guarantee(self, tenant: str) -> tuple[float, ...]:
         return self._tenants[self.index[tenant]].guarantee
@@ -144,7 +145,7 @@ class TenantLines:
     def next_demand(self, tenant: str) -> tuple[float, ...] | None:
         """The per-instance demand of the tenant's next task (None: nothing waits)."""
         line = self._tenants[self.index[tenant]].line
-        return line[0][5].demand if line else None
+        return line[0][WORK].demand if line else None
 
     def has_waiting(self) -> bool:
         return self._lines_waiting > 0
@@ -175,7 +176,7 @@ class TenantLines:
         if d0 < least[0] or d1 < least[1] or d2 < least[2]:
             self._least = (min(least[0], d0), min(least[1], d1), min(least[2], d2))
         line = t.line
-        was_head = line[0][5] if line else None
+        was_head = line[0][WORK] if line else None
         if not line:
             self._lines_waiting += 1
         # Its entry: its place in line (given back first; priority with aging;
@@ -185,7 +186,7 @@ class TenantLines:
         pending[0] += d0 * n
         pending[1] += d1 * n
         pending[2] += d2 * n
-        if line[0][5] is not was_head:
+        if line[0][WORK] is not was_head:
             self._rerank(w.tenant)
 
     def _rerank(self, i: int) -> None:
@@ -201,7 +202,7 @@ class TenantLines:
             self._place_in_order(i, (2.0, share, float(i)))
             self._drop_claim(i, t)
             return
-        head = t.line[0][5].demand
+        head = t.line[0][WORK].demand
         g = t.guarantee
         within = (
             usage[0] + head[0] <= g[0] + EPSILON
@@ -235,7 +236,7 @@ class TenantLines:
         line = t.line
         if not line:
             return
-        while line and line[0][5].count <= 0:
+        while line and line[0][WORK].count <= 0:
             heapq.heappop(line)
         if not line:
             self._lines_waiting -= 1

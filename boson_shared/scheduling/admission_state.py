@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 EPSILON = 1e-9
 """Slack in every comparison of amounts (sums of floats)."""
@@ -33,6 +34,9 @@ class Waiting:
 
 LineEntry = tuple[float, int, float, int, int, Waiting]
 """One place in a tenant's line (:attr:`TenantState.line`): its key, then the waiting work."""
+
+WORK: Final = 5
+"""Where a :data:`LineEntry` holds its :class:`Waiting` (after the five numbers of its key)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -110,6 +114,7 @@ def dominant(usage: Sequence[float], pool: Sequence[float]) -> float:
 
 __all__ = [
     "EPSILON",
+    "WORK",
     "LineEntry",
     "Offer",
     "Running",
