@@ -400,7 +400,9 @@ class Dispatcher:
         fits = False
         closed: list[str] = []
         # The first open node with room will do: stop there. Nodes found not
-        # to take work leave the spare set, as in _open_nodes.
+        # to take work leave the spare set, as in _open_nodes. The test is
+        # accepts() written out (alive, not hot, credit left): every admission
+        # pass comes here, and the calls cost more than the test.
         nodes = self.nodes
         for node_id in self._spare:
             node = nodes.get(node_id)
