@@ -368,21 +368,21 @@ class Dispatcher:
     def cancel(self, task_id: str) -> bool:
         """Stop holding a task that was cancelled: its future raises
         :class:`TaskCancelledHere`; whether it was held."""
-        held = self.held.pop(task_id, None)
-        if held is None or held.future.done():
-            return False
-        self.head.released(task_id)
-        held.future.set_exception(TaskCancelledHere(task_id))
-        return True
+        return self._stop_holding(task_id, TaskCancelledHere(task_id))
 
     def preempt(self, task_id: str) -> bool:
         """Stop holding a task whose admission was taken back: its future
         raises :class:`TaskPreemptedHere`; whether it was held."""
+        return self._stop_holding(task_id, TaskPreemptedHere(task_id))
+
+    def _stop_holding(self, task_id: str, outcome: Exception) -> bool:
+        """Let a held task go (a reservation it held goes with it), its future
+        failing with ``outcome``; whether it was held."""
         held = self.held.pop(task_id, None)
         if held is None or held.future.done():
             return False
         self.head.released(task_id)
-        held.future.set_exception(TaskPreemptedHere(task_id))
+        held.future.set_exception(outcome)
         return True
 
     def could_start(self, demand: np.ndarray, models: frozenset[str] | None = None) -> bool:
