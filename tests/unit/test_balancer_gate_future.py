@@ -71,6 +71,12 @@ class Line:
         self.gate.finished(task_id)
         self.gate.admit()
 
+    def full(self) -> None:
+        """t0 and t1 admitted: the node (one slot, credit for two) takes no more."""
+        for k in range(2):
+            self.enter(task(f"t{k}", "c"))
+        self.gate.admit()
+
 
 async def test_the_future_a_task_waits_on_in_its_line_is_the_one_its_node_resolves() -> None:
     line = Line(slots=1)  # credit for two tasks
@@ -90,9 +96,7 @@ async def test_the_future_a_task_waits_on_in_its_line_is_the_one_its_node_resolv
 
 async def test_a_cancel_fails_the_waiting_future_and_empties_its_place_in_line() -> None:
     line = Line(slots=1)
-    for k in range(2):
-        line.enter(task(f"t{k}", "c"))
-    line.gate.admit()
+    line.full()
     waiting = line.enter(task("t2", "c"))
     assert line.gate.cancel("t2")
     with pytest.raises(TaskCancelledHere):
@@ -104,9 +108,7 @@ async def test_a_cancel_fails_the_waiting_future_and_empties_its_place_in_line()
 async def test_the_park_sweep_fails_a_future_waiting_too_long() -> None:
     clock = Clock(100.0)
     line = Line(slots=1, clock=clock)
-    for k in range(2):
-        line.enter(task(f"t{k}", "c"))
-    line.gate.admit()
+    line.full()
     waiting = line.enter(task("t2", "c"))
     clock.now += 61.0
     assert line.gate.overdue(60.0) == 1
@@ -118,9 +120,7 @@ async def test_the_park_sweep_fails_a_future_waiting_too_long() -> None:
 
 async def test_a_handler_that_leaves_while_waiting_takes_its_task_out_of_line() -> None:
     line = Line(slots=1)
-    for k in range(2):
-        line.enter(task(f"t{k}", "c"))
-    line.gate.admit()
+    line.full()
     waiting = line.enter(task("t2", "c"))
     line.gate.left("t2")
     assert waiting.cancelled()
@@ -203,9 +203,7 @@ async def test_a_handler_cancelled_while_waiting_in_line_leaves_no_task_there() 
     then the handler leaves; its place in its tenant's line must go too
     (a place left behind is offered to no one and counted as waiting)."""
     line = Line(slots=1)
-    for k in range(2):
-        line.enter(task(f"t{k}", "c"))
-    line.gate.admit()
+    line.full()
 
     async def handler() -> str:
         future = line.enter(task("t2", "c"))

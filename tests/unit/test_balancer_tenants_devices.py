@@ -30,23 +30,7 @@ may_preempt = true
 
 def two_free_t4s(node_id: str) -> ClusterSnapshot:
     return ClusterSnapshot(
-        monitor_id="m",
-        seq=1,
-        nodes=(
-            NodeState(
-                node_id=node_id,
-                alive=True,
-                capacity=ResourceVector(cpu=100.0, memory=100.0, gpu=2.0),
-                allocated=ResourceVector(),
-                slots=8,
-                running=0,
-                free_slots=8,
-                measured_cpu=0.1,
-                measured_memory=0.1,
-                last_heartbeat_at=0.0,
-                gpus=(GpuState(index=0, model="T4"), GpuState(index=1, model="T4")),
-            ),
-        ),
+        monitor_id="m", seq=1, nodes=(gpu_node(node_id, ("T4", "T4"), size=100.0, slots=8),)
     )
 
 
@@ -85,18 +69,23 @@ may_preempt = true
 
 
 def one_gpu_node(node_id: str, model: str) -> NodeState:
+    return gpu_node(node_id, (model,), size=1.0, slots=2)
+
+
+def gpu_node(node_id: str, models: tuple[str, ...], *, size: float, slots: int) -> NodeState:
+    """An idle node of ``size`` CPU and memory, ``slots`` slots and one free GPU per model."""
     return NodeState(
         node_id=node_id,
         alive=True,
-        capacity=ResourceVector(cpu=1.0, memory=1.0, gpu=1.0),
+        capacity=ResourceVector(cpu=size, memory=size, gpu=float(len(models))),
         allocated=ResourceVector(),
-        slots=2,
+        slots=slots,
         running=0,
-        free_slots=2,
+        free_slots=slots,
         measured_cpu=0.1,
         measured_memory=0.1,
         last_heartbeat_at=0.0,
-        gpus=(GpuState(index=0, model=model),),
+        gpus=tuple(GpuState(index=i, model=m) for i, m in enumerate(models)),
     )
 
 
