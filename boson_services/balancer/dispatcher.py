@@ -300,7 +300,10 @@ class Dispatcher:
 
         ``future``: the one to resolve (the admission gate's, which the
         task's handler already waits on: one future and one wake-up a task
-        from its tenant's line to its node); a new one by default.
+        from its tenant's line to its node); a new one by default. The gate
+        admits a task when some node can start it now, so if its placed
+        node cannot, it goes straight to one that can (see
+        :meth:`_start_elsewhere`) rather than into that node's queue.
 
         ``job`` groups held tasks for the flexible queue's smallest-pending-job-
         first order (``None``: the task is a job of its own); ``urgent`` marks
@@ -311,6 +314,7 @@ class Dispatcher:
         are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
+        admitted = future is not None
         if future is None:
             future = asyncio.get_running_loop().create_future()
         held = HeldTask(
@@ -333,6 +337,8 @@ class Dispatcher:
             # Behind one long-held task the dispatched ones pile up: drop them.
             self._by_age = deque(h for h in self._by_age if not h.future.done())
         node = self.nodes.get(target) if target is not None else None
+        if admitted and self._start_elsewhere(held, node):
+            return future
         if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None
@@ -340,6 +346,24 @@ class Dispatcher:
             self.flexible.append(held)
         self.pump()
         return future
+
+    def _start_elsewhere(self, held: HeldTask, placed: NodeView | None) -> bool:
+        """Dispatch admitted work its placed node cannot start now to a node
+        that can: what a steal would do at the pump, without the queue, the
+        pump and the steal's walk over the donors. Admission already chose
+        this task's turn, so no older held work has a claim on the room
+        first. False (hold it as usual) if its placed node can start it or
+        no open node has room for it."""
+        if not self._spare or held.future.done():
+            return False
+        if placed is not None and self.accepts(placed) and self._fits(placed, held.demand):
+            return False  # its own node takes it at the pump
+        node = self._pick_any(held, self._open_nodes())
+        if node is None:
+            return False
+        self._assign(held, node)
+        self.stolen_total += 1
+        return True
 
     def overdue(self, max_age_s: float) -> int:
         """Fail the futures of tasks held ``max_age_s`` or longer with

@@ -223,3 +223,28 @@ async def test_a_handler_cancelled_while_waiting_in_line_leaves_no_task_there() 
     assert line.gate.admission.waiting("c") == 0
     line.finish("t0")
     assert line.started == ["t0", "t1"]
+
+
+async def test_admitted_work_its_node_cannot_start_goes_at_once_to_one_that_can() -> None:
+    # "busy" is full and still holds an older task too big for "idle"; work
+    # the gate admits for "busy" (because "idle" can start it) must not wait
+    # behind that task in busy's queue, where a steal never reaches it.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=1, capacity=10.0)]))
+    for k in range(2):
+        assert d.hold(f"b{k}", ResourceVector(cpu=1, memory=1), "busy").result() == "busy"
+    big = d.hold("big", ResourceVector(cpu=100, memory=100), "busy")
+    admitted = d.hold("t", ONE, "busy", future=asyncio.get_running_loop().create_future())
+    assert not big.done()
+    assert admitted.result() == "idle"
+    assert [h.task_id for h in d.by_node["busy"]] == ["big"]
+
+
+async def test_admitted_work_its_placed_node_can_start_stays_there() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1)]))
+    loop = asyncio.get_running_loop()
+    for k in range(2):
+        assert d.hold(f"a{k}", ONE, "a", future=loop.create_future()).result() == "a"
+    assert d.hold("a2", ONE, "a", future=loop.create_future()).result() == "b"
+    assert d.stolen_total == 1
