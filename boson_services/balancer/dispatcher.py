@@ -251,6 +251,12 @@ class Dispatcher:
         a snapshot); between two, holds only take room away."""
         self._unfit: dict[tuple[bytes, frozenset[str] | None], int] = {}
         """Demands :meth:`could_start` found no room for, and ``room_changed`` then."""
+        self._only_room: tuple[tuple[bytes, frozenset[str] | None], NodeView] | None = None
+        """What :meth:`could_start` last found, when the node it found was the
+        last of the spare set it walked (so the only open node with room for
+        that demand): its key and that node. Valid until the room changes
+        (an assign, a result, a snapshot), which clear it, and taken by the
+        next :meth:`hold`, which so need not walk the open nodes again."""
         self._needs: dict[bytes, tuple[np.ndarray, int]] = {}
         """Per distinct demand (its bytes), what the fit rule compares a node's
         free room with (CPU and memory less the tolerance, no GPU part) and
@@ -314,6 +320,7 @@ class Dispatcher:
         are picked again (:meth:`devices_of` tells which).
         """
         self.complete(task_id)  # a redelivery of something we dispatched before
+        only_room, self._only_room = self._only_room, None
         admitted = future is not None
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -337,7 +344,7 @@ class Dispatcher:
             # Behind one long-held task the dispatched ones pile up: drop them.
             self._by_age = deque(h for h in self._by_age if not h.future.done())
         node = self.nodes.get(target) if target is not None else None
-        if admitted and self._start_elsewhere(held, node):
+        if admitted and self._start_elsewhere(held, node, only_room):
             return future
         if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
@@ -347,18 +354,32 @@ class Dispatcher:
         self.pump()
         return future
 
-    def _start_elsewhere(self, held: HeldTask, placed: NodeView | None) -> bool:
+    def _start_elsewhere(
+        self,
+        held: HeldTask,
+        placed: NodeView | None,
+        only_room: tuple[tuple[bytes, frozenset[str] | None], NodeView] | None = None,
+    ) -> bool:
         """Dispatch admitted work its placed node cannot start now to a node
         that can: what a steal would do at the pump, without the queue, the
         pump and the steal's walk over the donors. Admission already chose
         this task's turn, so no older held work has a claim on the room
         first. False (hold it as usual) if its placed node can start it or
-        no open node has room for it."""
+        no open node has room for it.
+
+        ``only_room``: :meth:`could_start`'s find, unchanged since; when it
+        was for this demand, its node is the only candidate the walk over
+        the open nodes would find (:meth:`_pick_any`'s pick among one)."""
         if not self._spare or held.future.done():
             return False
         if placed is not None and self.accepts(placed) and self._fits(placed, held.demand):
             return False  # its own node takes it at the pump
-        node = self._pick_any(held, self._open_nodes())
+        if only_room is not None and only_room[0] == (held.demand.tobytes(), held.models):
+            node: NodeView | None = only_room[1]
+            if self.reservation is not None and not self._admits(held, only_room[1]):
+                node = None  # as _pick_any would: it would delay the head's reservation
+        else:
+            node = self._pick_any(held, self._open_nodes())
         if node is None:
             return False
         self._assign(held, node)
@@ -422,6 +443,7 @@ class Dispatcher:
             return False
         need, milli = self._need(raw, demand)
         fits = False
+        self._only_room = None
         closed: list[str] = []
         # The first open node with room will do: stop there. Nodes found not
         # to take work leave the spare set, as in _open_nodes. The test is
@@ -442,6 +464,10 @@ class Dispatcher:
                 milli == 0 or node.gpus.fits(milli, models)
             ):
                 fits = True
+                if node_id == next(reversed(self._spare)):
+                    # The last of the walk: every node before it is closed
+                    # or has no room for this demand, so it is the only one.
+                    self._only_room = (key, node)
                 break
         for node_id in closed:
             del self._spare[node_id]
@@ -507,6 +533,7 @@ class Dispatcher:
         node = self.nodes.get(node_id)
         if node is not None:
             self.room_changed += 1
+            self._only_room = None
             node.in_flight.discard(task_id)
             self._spare[node_id] = None
             if demand is not None:
@@ -529,6 +556,7 @@ class Dispatcher:
     def on_snapshot(self, snapshot: ClusterSnapshot) -> list[str]:
         """Apply the monitor's view; returns nodes that just went down."""
         self.room_changed += 1
+        self._only_room = None
         went_down: list[str] = []
         for state in snapshot.nodes:
             node = self.nodes.get(state.node_id)
@@ -932,6 +960,7 @@ class Dispatcher:
         )
 
     def _assign(self, held: HeldTask, node: NodeView) -> None:
+        self._only_room = None  # the node's room and credit shrink
         expected_s = self._expected_s(held)
         milli = to_milli(held.demand[2])
         mask = 0

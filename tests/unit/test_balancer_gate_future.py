@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from boson_services.balancer.dispatcher import (
     Dispatcher,
     HeldTooLongError,
+    NodeView,
     TaskCancelledHere,
 )
 from boson_services.balancer.tenancy import AdmissionGate
@@ -248,3 +250,80 @@ async def test_admitted_work_its_placed_node_can_start_stays_there() -> None:
         assert d.hold(f"a{k}", ONE, "a", future=loop.create_future()).result() == "a"
     assert d.hold("a2", ONE, "a", future=loop.create_future()).result() == "b"
     assert d.stolen_total == 1
+
+
+def _full_but(d: Dispatcher, full: list[str], partly: dict[str, int]) -> None:
+    """Fill each node of ``full`` to its credit (two: one slot) and hold
+    ``partly``'s counts on the others."""
+    loop = asyncio.get_running_loop()
+    for node_id in full:
+        for k in range(2):
+            assert d.hold(f"{node_id}{k}", ONE, node_id, future=loop.create_future()).done()
+    for node_id, count in partly.items():
+        for k in range(count):
+            assert d.hold(f"{node_id}{k}", ONE, node_id, future=loop.create_future()).done()
+
+
+async def test_the_hold_after_a_room_test_takes_the_only_node_it_found() -> None:
+    # The gate tests the room (could_start), then holds the admitted task:
+    # the node the test found last in its walk is the only one with room,
+    # and the hold dispatches there without walking the open nodes again.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=2)]))
+    _full_but(d, ["busy"], {"idle": 1})
+    assert d.could_start(np.array([1.0, 1.0, 0.0]))
+
+    def walked() -> list[NodeView]:
+        raise AssertionError("walked the open nodes again")
+
+    d._open_nodes = walked  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    assert d.hold("t", ONE, "busy", future=loop.create_future()).result() == "idle"
+
+
+async def test_a_result_between_the_room_test_and_the_hold_makes_the_hold_look_again() -> None:
+    # The test found "idle" the only node with room; then a result gives "c"
+    # room, and "c" is the less loaded: the hold picks among both.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("c", slots=1), N("idle", slots=2)]))
+    _full_but(d, ["busy", "c"], {"idle": 3})
+    assert d.could_start(np.array([1.0, 1.0, 0.0]))
+    d.complete("c0")
+    loop = asyncio.get_running_loop()
+    assert d.hold("t", ONE, "busy", future=loop.create_future()).result() == "c"
+
+
+async def test_a_snapshot_between_the_room_test_and_the_hold_makes_the_hold_look_again() -> None:
+    # The test found "idle"; then a snapshot puts it on probation: no new work there.
+    d = dispatcher()
+    nodes = [N("busy", slots=1), N("idle", slots=2)]
+    d.on_snapshot(snapshot(nodes))
+    _full_but(d, ["busy"], {})
+    assert d.could_start(np.array([1.0, 1.0, 0.0]))
+    d.on_snapshot(snapshot([nodes[0], N("idle", slots=2, on_probation=True)], seq=2))
+    loop = asyncio.get_running_loop()
+    held = d.hold("t", ONE, "busy", future=loop.create_future())
+    assert not held.done()
+    assert "idle" not in d.where.values()
+
+
+async def test_a_dispatch_between_the_room_test_and_the_hold_makes_the_hold_look_again() -> None:
+    # The test found room for one more on "idle" (whose own queue holds a
+    # task too big for it, so it steals nothing; "small" has credit but no
+    # room); then the sweep sends work that waited for "busy" there, and
+    # "idle" is full.
+    clock = Clock(100.0)
+    d = dispatcher(clock)
+    nodes = [N("busy", slots=1), N("small", capacity=0.5), N("idle", slots=1, capacity=10.0)]
+    d.on_snapshot(snapshot(nodes))
+    _full_but(d, ["busy"], {"idle": 1})
+    d.hold("big", ResourceVector(cpu=100, memory=100), "idle")
+    waited = d.hold("q", ONE, "busy")
+    assert not waited.done()
+    assert d.could_start(np.array([1.0, 1.0, 0.0]))
+    clock.now += 3.0
+    d.sweep()
+    assert waited.result() == "idle"
+    held = d.hold("t", ONE, "busy", future=asyncio.get_running_loop().create_future())
+    assert not held.done()
+    assert d.credit("idle") == 0
