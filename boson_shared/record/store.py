@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    CompoundSelect,
     Float,
     Integer,
     Select,
@@ -31,10 +32,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    literal_column,
+    null,
     or_,
     select,
     tuple_,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,6 +58,7 @@ from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskN
 from boson_shared.record import merge, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
+from boson_shared.record.rows import LISTED_COLUMNS, RECORD_COLUMNS, to_record, to_records
 from boson_shared.record.schema import events, tasks, tenant_samples
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -69,13 +74,26 @@ _TASK_COLUMNS = [c.name for c in tasks.columns]
 # One statement object each, built once: SQLAlchemy keys its compiled-SQL
 # cache by the statement's structure, and works that key out again for every
 # new statement object: a measurable part of a one-task read's CPU time.
-_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
-_TIMELINE_OF = (
-    select(events)
-    .where(events.c.task_id == bindparam("task_id"))
-    .order_by(events.c.at, events.c.event_id)
-)
-_LISTED_COLUMNS = [c for c in tasks.columns if c.name not in ("output", "logs")]
+_TASK_BY_ID = select(*RECORD_COLUMNS).where(tasks.c.task_id == bindparam("task_id"))
+_TIMELINE_COLUMNS = ("stage", "at", "node_id", "source")
+# A task's row and its timeline in one statement (one round trip, and one
+# pass through the async layers, instead of two): the task's row first
+# (part 0), then its events in order (part 1), each padded with NULLs to
+# the other's columns.
+_TASK_AND_TIMELINE: CompoundSelect[*tuple[Any, ...]] = union_all(
+    select(
+        literal_column("0", Integer).label("part"),
+        *RECORD_COLUMNS,
+        *(null().label(f"event_{name}") for name in (*_TIMELINE_COLUMNS, "id")),
+    ).where(tasks.c.task_id == bindparam("task_id")),
+    select(
+        literal_column("1", Integer),
+        *(null() for _ in RECORD_COLUMNS),
+        *(events.c[name] for name in (*_TIMELINE_COLUMNS, "event_id")),
+    ).where(events.c.task_id == bindparam("task_id")),
+).order_by("part", "event_at", "event_id")
+_RECORD_NAMES = tuple(c.name for c in RECORD_COLUMNS)
+_LISTED_NAMES = tuple(c.name for c in LISTED_COLUMNS)
 _CURSOR_SEPARATOR = "~"
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
 _PG_INSERT_EVENTS = (
@@ -341,19 +359,24 @@ class RecordStore:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
         key = {"task_id": task_id}
         async with self._guard("reading"), self.engine.connect() as conn:
-            row = (await conn.execute(_TASK_BY_ID, key)).mappings().first()
-            if row is None:
-                raise TaskNotFoundError(f"no task {task_id!r} in the record")
-            entries: list[dict[str, Any]] = []
-            if timeline:
-                entries = [dict(e) for e in (await conn.execute(_TIMELINE_OF, key)).mappings()]
-        if timeline and not any(e["stage"] == "submitted" for e in entries):
+            statement = _TASK_AND_TIMELINE if timeline else _TASK_BY_ID
+            found = (await conn.execute(statement, key)).all()
+        if not found or (timeline and found[0][0] != 0):
+            raise TaskNotFoundError(f"no task {task_id!r} in the record")
+        if not timeline:
+            return to_record(dict(zip(_RECORD_NAMES, found[0], strict=True)))
+        width = len(_RECORD_NAMES)
+        row = dict(zip(_RECORD_NAMES, found[0][1 : 1 + width], strict=True))
+        entries = [
+            dict(zip(_TIMELINE_COLUMNS, event[1 + width : -1], strict=True)) for event in found[1:]
+        ]
+        if not any(e["stage"] == "submitted" for e in entries):
             # A placed task's submission came with its placement: no event of its own.
             entries.append(
                 {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
             )
         entries.sort(key=lambda e: (e["at"], merge.RANK.get(e["stage"], 9)))
-        return merge.to_record(dict(row), entries)
+        return to_record(row, entries)
 
     async def list(self, query: TaskQuery, *, outputs: bool = True) -> Page:
         """A page of records matching ``query``, newest submission first.
@@ -363,14 +386,15 @@ class RecordStore:
         up to the inline bound of output per row from the database.
         """
         statement, params = _page(query, outputs=outputs)
+        names = _RECORD_NAMES if outputs else _LISTED_NAMES
         async with self._guard("reading"), self.engine.connect() as conn:
-            rows = [dict(r) for r in (await conn.execute(statement, params)).mappings()]
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
+            found = _as_dicts(names, await conn.execute(statement, params))
+        more = len(found) > query.limit
+        found = found[: query.limit]
         cursor = None
-        if more and rows:
-            cursor = encode_cursor(rows[-1]["submitted_at"], rows[-1]["task_id"])
-        return Page(tuple(merge.to_record(row) for row in rows), cursor)
+        if more and found:
+            cursor = encode_cursor(found[-1]["submitted_at"], found[-1]["task_id"])
+        return Page(tuple(to_records(found)), cursor)
 
     async def count(self, state: TaskState | None = None) -> int:
         statement = select(func.count()).select_from(tasks)
@@ -459,7 +483,7 @@ def _page_statement(
     until: bool,
     cursor: bool,
 ) -> Select[Any]:
-    statement = select(*(tasks.columns if outputs else _LISTED_COLUMNS))
+    statement = select(*(RECORD_COLUMNS if outputs else LISTED_COLUMNS))
     conditions = []
     for wanted, column in ((state, "state"), (handler, "handler"), (node_id, "node_id")):
         if wanted:
@@ -486,6 +510,12 @@ def _page_statement(
     return statement.order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc()).limit(
         bindparam("limit", type_=Integer)
     )
+
+
+def _as_dicts(names: Sequence[str], result: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """A result's rows as dicts keyed by ``names`` (the statement's columns, in
+    order): its plain rows zipped, not SQLAlchemy's mapping views copied."""
+    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def _arrival_order(item: merge.RecordEvent) -> tuple[int, float]:
