@@ -16,29 +16,19 @@ caller hands the batch back and loses nothing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
-    CompoundSelect,
-    Float,
-    Integer,
-    Select,
-    String,
     bindparam,
     delete,
     event,
     func,
-    literal_column,
-    null,
     or_,
     select,
-    tuple_,
     union,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,19 +36,18 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from boson_shared.contract.base import DEFAULT_TENANT
 from boson_shared.contract.messages import (
-    RECORD_QUERY_MAX_LIMIT,
     TaskProgress,
     TaskRecord,
     TaskResult,
     TaskState,
 )
-from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
-from boson_shared.record import merge, upsert
+from boson_shared.errors import RecordUnavailableError, TaskNotFoundError
+from boson_shared.record import merge, reads, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
-from boson_shared.record.rows import LISTED_COLUMNS, RECORD_COLUMNS, to_record, to_records
+from boson_shared.record.reads import TaskQuery, decode_cursor, encode_cursor
+from boson_shared.record.rows import to_records
 from boson_shared.record.schema import events, tasks, tenant_samples
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -71,30 +60,6 @@ CONNECTION_WAIT_S = 10.0
 
 _TASK_COLUMNS = [c.name for c in tasks.columns]
 
-# One statement object each, built once: SQLAlchemy keys its compiled-SQL
-# cache by the statement's structure, and works that key out again for every
-# new statement object: a measurable part of a one-task read's CPU time.
-_TASK_BY_ID = select(*RECORD_COLUMNS).where(tasks.c.task_id == bindparam("task_id"))
-_TIMELINE_COLUMNS = ("stage", "at", "node_id", "source")
-# A task's row and its timeline in one statement (one round trip, and one
-# pass through the async layers, instead of two): the task's row first
-# (part 0), then its events in order (part 1), each padded with NULLs to
-# the other's columns.
-_TASK_AND_TIMELINE: CompoundSelect[*tuple[Any, ...]] = union_all(
-    select(
-        literal_column("0", Integer).label("part"),
-        *RECORD_COLUMNS,
-        *(null().label(f"event_{name}") for name in (*_TIMELINE_COLUMNS, "id")),
-    ).where(tasks.c.task_id == bindparam("task_id")),
-    select(
-        literal_column("1", Integer),
-        *(null() for _ in RECORD_COLUMNS),
-        *(events.c[name] for name in (*_TIMELINE_COLUMNS, "event_id")),
-    ).where(events.c.task_id == bindparam("task_id")),
-).order_by("part", "event_at", "event_id")
-_RECORD_NAMES = tuple(c.name for c in RECORD_COLUMNS)
-_LISTED_NAMES = tuple(c.name for c in LISTED_COLUMNS)
-_CURSOR_SEPARATOR = "~"
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
 _PG_INSERT_EVENTS = (
     f"INSERT INTO {events.name} ({', '.join(_EVENT_COLUMNS)}) "
@@ -105,50 +70,9 @@ _PG_INSERT_EVENTS = (
 
 
 @dataclass(frozen=True)
-class TaskQuery:
-    """A filter over the record, newest submissions first, one page at a time."""
-
-    state: TaskState | None = None
-    handler: str | None = None
-    node_id: str | None = None
-    tenant: str | None = None
-    """The tenant's tasks; ``default`` includes those recorded before tasks had one."""
-    since: float | None = None
-    until: float | None = None
-    limit: int = 50
-    cursor: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= RECORD_QUERY_MAX_LIMIT:
-            raise InvalidQueryError(f"limit must be 1..{RECORD_QUERY_MAX_LIMIT}, not {self.limit}")
-        if self.state is not None and self.state not in merge.RANK:
-            raise InvalidQueryError(f"unknown state {self.state!r}")
-        if self.since is not None and self.until is not None and self.since > self.until:
-            raise InvalidQueryError("since is after until")
-        if self.cursor is not None:
-            decode_cursor(self.cursor)
-
-
-@dataclass(frozen=True)
 class Page:
     records: tuple[TaskRecord, ...]
     next_cursor: str | None
-
-
-def encode_cursor(submitted_at: float, task_id: str) -> str:
-    return f"{submitted_at!r}{_CURSOR_SEPARATOR}{task_id}"
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (submitted_at, task_id) a page ended at; :class:`InvalidQueryError` if garbled."""
-    at, separator, task_id = cursor.partition(_CURSOR_SEPARATOR)
-    try:
-        value = float(at)
-    except ValueError as e:
-        raise InvalidQueryError(f"malformed cursor {cursor[:80]!r}") from e
-    if not separator or not task_id or value != value:
-        raise InvalidQueryError(f"malformed cursor {cursor[:80]!r}")
-    return value, task_id
 
 
 class RecordStore:
@@ -357,26 +281,13 @@ class RecordStore:
 
     async def get(self, task_id: str, *, timeline: bool = True) -> TaskRecord:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
-        key = {"task_id": task_id}
+        statement = reads.TASK_AND_TIMELINE if timeline else reads.TASK_BY_ID
         async with self._guard("reading"), self.engine.connect() as conn:
-            statement = _TASK_AND_TIMELINE if timeline else _TASK_BY_ID
-            found = (await conn.execute(statement, key)).all()
-        if not found or (timeline and found[0][0] != 0):
+            found = (await conn.execute(statement, {"task_id": task_id})).all()
+        record = reads.one_task(found, timeline=timeline)
+        if record is None:
             raise TaskNotFoundError(f"no task {task_id!r} in the record")
-        if not timeline:
-            return to_record(dict(zip(_RECORD_NAMES, found[0], strict=True)))
-        width = len(_RECORD_NAMES)
-        row = dict(zip(_RECORD_NAMES, found[0][1 : 1 + width], strict=True))
-        entries = [
-            dict(zip(_TIMELINE_COLUMNS, event[1 + width : -1], strict=True)) for event in found[1:]
-        ]
-        if not any(e["stage"] == "submitted" for e in entries):
-            # A placed task's submission came with its placement: no event of its own.
-            entries.append(
-                {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
-            )
-        entries.sort(key=lambda e: (e["at"], merge.RANK.get(e["stage"], 9)))
-        return to_record(row, entries)
+        return record
 
     async def list(self, query: TaskQuery, *, outputs: bool = True) -> Page:
         """A page of records matching ``query``, newest submission first.
@@ -385,15 +296,15 @@ class RecordStore:
         without reading them: a page that does not show them need not carry
         up to the inline bound of output per row from the database.
         """
-        statement, params = _page(query, outputs=outputs)
-        names = _RECORD_NAMES if outputs else _LISTED_NAMES
+        statement, params = reads.page(query, outputs=outputs)
+        names = reads.RECORD_NAMES if outputs else reads.LISTED_NAMES
         async with self._guard("reading"), self.engine.connect() as conn:
-            found = _as_dicts(names, await conn.execute(statement, params))
+            found = reads.as_dicts(names, await conn.execute(statement, params))
         more = len(found) > query.limit
         found = found[: query.limit]
         cursor = None
         if more and found:
-            cursor = encode_cursor(found[-1]["submitted_at"], found[-1]["task_id"])
+            cursor = reads.encode_cursor(found[-1]["submitted_at"], found[-1]["task_id"])
         return Page(tuple(to_records(found)), cursor)
 
     async def count(self, state: TaskState | None = None) -> int:
@@ -432,90 +343,6 @@ class RecordStore:
             yield
         except (SQLAlchemyError, OSError, TimeoutError) as e:
             raise RecordUnavailableError(f"task record {doing}: {_brief(e)}") from e
-
-
-_TenantFilter = Literal["default", "named"] | None
-"""How a page filters by tenant: not, ``default`` (with untenanted rows) or another."""
-
-
-def _page(query: TaskQuery, *, outputs: bool) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement of one page of ``query`` and its parameters.
-
-    The statement depends only on which filters are set (built once per
-    combination and kept: SQLAlchemy would otherwise work out a new
-    statement's cache key again on every read, about a fifth of the store's
-    CPU time for a page); the values travel as parameters.
-    """
-    tenant: _TenantFilter = None
-    if query.tenant is not None:
-        tenant = "default" if query.tenant == DEFAULT_TENANT else "named"
-    params: dict[str, Any] = {"limit": query.limit + 1}
-    for name in ("state", "handler", "node_id", "since", "until"):
-        value = getattr(query, name)
-        if value is not None:
-            params[name] = value
-    if query.tenant is not None:
-        params["tenant"] = query.tenant
-    if query.cursor is not None:
-        params["cursor_at"], params["cursor_task_id"] = decode_cursor(query.cursor)
-    statement = _page_statement(
-        outputs,
-        state=query.state is not None,
-        handler=query.handler is not None,
-        node_id=query.node_id is not None,
-        tenant=tenant,
-        since=query.since is not None,
-        until=query.until is not None,
-        cursor=query.cursor is not None,
-    )
-    return statement, params
-
-
-@functools.cache  # at most 2 column sets × 3 tenant forms × 2**6 other filters
-def _page_statement(
-    outputs: bool,
-    *,
-    state: bool,
-    handler: bool,
-    node_id: bool,
-    tenant: _TenantFilter,
-    since: bool,
-    until: bool,
-    cursor: bool,
-) -> Select[Any]:
-    statement = select(*(RECORD_COLUMNS if outputs else LISTED_COLUMNS))
-    conditions = []
-    for wanted, column in ((state, "state"), (handler, "handler"), (node_id, "node_id")):
-        if wanted:
-            conditions.append(tasks.c[column] == bindparam(column))
-    if tenant == "default":
-        # ``default`` includes what was recorded before tasks had a tenant.
-        conditions.append(or_(tasks.c.tenant == bindparam("tenant"), tasks.c.tenant.is_(None)))
-    elif tenant == "named":
-        conditions.append(tasks.c.tenant == bindparam("tenant"))
-    if since:
-        conditions.append(tasks.c.submitted_at >= bindparam("since"))
-    if until:
-        conditions.append(tasks.c.submitted_at < bindparam("until"))
-    if cursor:
-        # A row comparison, not "a < x OR (a = x AND b < y)": the database
-        # turns it into a bound on the (submitted_at, task_id) index, so a
-        # deep page starts where it should instead of filtering every newer row.
-        conditions.append(
-            tuple_(tasks.c.submitted_at, tasks.c.task_id)
-            < tuple_(bindparam("cursor_at", type_=Float), bindparam("cursor_task_id", type_=String))
-        )
-    if conditions:
-        statement = statement.where(*conditions)
-    return statement.order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc()).limit(
-        bindparam("limit", type_=Integer)
-    )
-
-
-def _as_dicts(names: Sequence[str], result: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    """A result's rows as dicts keyed by ``names`` (the statement's columns, in
-    order): its plain rows zipped, not SQLAlchemy's mapping views copied."""
-    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def _arrival_order(item: merge.RecordEvent) -> tuple[int, float]:
