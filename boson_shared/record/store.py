@@ -58,8 +58,6 @@ COMMAND_TIMEOUT_S = 60.0
 CONNECTION_WAIT_S = 10.0
 """How long a read waits for a busy bounded pool's next free connection."""
 
-_TASK_COLUMNS = [c.name for c in tasks.columns]
-
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
 _PG_INSERT_EVENTS = (
     f"INSERT INTO {events.name} ({', '.join(_EVENT_COLUMNS)}) "
@@ -350,11 +348,6 @@ def _arrival_order(item: merge.RecordEvent) -> tuple[int, float]:
     if isinstance(item, TaskResult):
         return merge.RANK[item.status], item.finished_at
     return merge.RANK[item.stage], item.at
-
-
-def _complete(row: dict[str, Any]) -> dict[str, Any]:
-    """Every column present (executemany needs the same keys in each row)."""
-    return {name: row.get(name) for name in _TASK_COLUMNS}
 
 
 def _brief(error: BaseException) -> str:
