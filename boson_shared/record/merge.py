@@ -17,14 +17,8 @@ import msgpack
 
 from boson_shared.contract.messages import (
     TERMINAL_STATES,
-    DataRef,
-    ResourceVector,
     TaskEvent,
-    TaskFailure,
-    TaskRecord,
     TaskResult,
-    TaskUsage,
-    TimelineEntry,
 )
 
 RecordEvent = TaskEvent | TaskResult
@@ -209,71 +203,6 @@ def _fold_result(row: Row, result: TaskResult, *, ttl_s: float, inline_max_bytes
             row["output_omitted"] = True
 
 
-def to_record(row: Row, timeline: list[Row] | None = None) -> TaskRecord:
-    """The wire view of a stored row (and its timeline, oldest first)."""
-    error = None
-    if row.get("error_type"):
-        error = TaskFailure(
-            error_type=row["error_type"],
-            message=row.get("error_message") or "",
-            retryable=bool(row.get("error_retryable")),
-        )
-    usage = None
-    if row.get("wall_s") is not None:
-        usage = TaskUsage(
-            wall_s=row["wall_s"],
-            cpu_s=row.get("cpu_s") or 0.0,
-            peak_memory_bytes=row.get("peak_memory_bytes") or 0,
-        )
-    output_ref = None
-    if row.get("output_ref"):
-        output_ref = DataRef(digest=row["output_ref"], size=row.get("output_bytes") or 0)
-    output = None
-    if row.get("output") is not None:
-        output = msgpack.unpackb(row["output"], raw=False, strict_map_key=False)
-    return TaskRecord(
-        task_id=row["task_id"],
-        state=row["state"],
-        handler=row.get("handler"),
-        tenant=row.get("tenant"),
-        priority=row.get("priority"),
-        submitter=row.get("submitter"),
-        complexity=row.get("complexity"),
-        data_size=row.get("data_size"),
-        input_bytes=row.get("input_bytes"),
-        input_ref=row.get("input_ref"),
-        node_id=row.get("node_id"),
-        strategy=row.get("strategy"),
-        demand=ResourceVector(**row["demand"]) if row.get("demand") else None,
-        attempts=row.get("attempts") or 0,
-        dispatches=row.get("dispatches") or 0,
-        error=error,
-        usage=usage,
-        output=output,
-        output_ref=output_ref,
-        output_omitted=bool(row.get("output_omitted")),
-        submitted_at=row["submitted_at"],
-        placed_at=row.get("placed_at"),
-        assigned_at=row.get("assigned_at"),
-        started_at=row.get("started_at"),
-        finished_at=row.get("finished_at"),
-        expires_at=row.get("expires_at"),
-        progress=row.get("progress"),
-        progress_message=row.get("progress_message") or "",
-        progress_at=row.get("progress_at"),
-        logs=row.get("logs"),
-        timeline=tuple(
-            TimelineEntry(
-                stage=entry["stage"],
-                at=entry["at"],
-                node_id=entry["node_id"],
-                source=entry["source"],
-            )
-            for entry in timeline or ()
-        ),
-    )
-
-
 __all__ = [
     "RANK",
     "RecordEvent",
@@ -283,5 +212,4 @@ __all__ = [
     "expand",
     "fold",
     "new_row",
-    "to_record",
 ]

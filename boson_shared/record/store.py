@@ -16,24 +16,18 @@ caller hands the batch back and loses nothing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
-    Float,
-    Integer,
-    Select,
-    String,
     bindparam,
     delete,
     event,
     func,
     or_,
     select,
-    tuple_,
     union,
     update,
 )
@@ -42,18 +36,18 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from boson_shared.contract.base import DEFAULT_TENANT
 from boson_shared.contract.messages import (
-    RECORD_QUERY_MAX_LIMIT,
     TaskProgress,
     TaskRecord,
     TaskResult,
     TaskState,
 )
-from boson_shared.errors import InvalidQueryError, RecordUnavailableError, TaskNotFoundError
-from boson_shared.record import merge, upsert
+from boson_shared.errors import RecordUnavailableError, TaskNotFoundError
+from boson_shared.record import merge, reads, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
+from boson_shared.record.reads import TaskQuery, decode_cursor, encode_cursor
+from boson_shared.record.rows import to_records
 from boson_shared.record.schema import events, tasks, tenant_samples
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -64,19 +58,6 @@ COMMAND_TIMEOUT_S = 60.0
 CONNECTION_WAIT_S = 10.0
 """How long a read waits for a busy bounded pool's next free connection."""
 
-_TASK_COLUMNS = [c.name for c in tasks.columns]
-
-# One statement object each, built once: SQLAlchemy keys its compiled-SQL
-# cache by the statement's structure, and works that key out again for every
-# new statement object: a measurable part of a one-task read's CPU time.
-_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
-_TIMELINE_OF = (
-    select(events)
-    .where(events.c.task_id == bindparam("task_id"))
-    .order_by(events.c.at, events.c.event_id)
-)
-_LISTED_COLUMNS = [c for c in tasks.columns if c.name not in ("output", "logs")]
-_CURSOR_SEPARATOR = "~"
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
 _PG_INSERT_EVENTS = (
     f"INSERT INTO {events.name} ({', '.join(_EVENT_COLUMNS)}) "
@@ -87,50 +68,9 @@ _PG_INSERT_EVENTS = (
 
 
 @dataclass(frozen=True)
-class TaskQuery:
-    """A filter over the record, newest submissions first, one page at a time."""
-
-    state: TaskState | None = None
-    handler: str | None = None
-    node_id: str | None = None
-    tenant: str | None = None
-    """The tenant's tasks; ``default`` includes those recorded before tasks had one."""
-    since: float | None = None
-    until: float | None = None
-    limit: int = 50
-    cursor: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= RECORD_QUERY_MAX_LIMIT:
-            raise InvalidQueryError(f"limit must be 1..{RECORD_QUERY_MAX_LIMIT}, not {self.limit}")
-        if self.state is not None and self.state not in merge.RANK:
-            raise InvalidQueryError(f"unknown state {self.state!r}")
-        if self.since is not None and self.until is not None and self.since > self.until:
-            raise InvalidQueryError("since is after until")
-        if self.cursor is not None:
-            decode_cursor(self.cursor)
-
-
-@dataclass(frozen=True)
 class Page:
     records: tuple[TaskRecord, ...]
     next_cursor: str | None
-
-
-def encode_cursor(submitted_at: float, task_id: str) -> str:
-    return f"{submitted_at!r}{_CURSOR_SEPARATOR}{task_id}"
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (submitted_at, task_id) a page ended at; :class:`InvalidQueryError` if garbled."""
-    at, separator, task_id = cursor.partition(_CURSOR_SEPARATOR)
-    try:
-        value = float(at)
-    except ValueError as e:
-        raise InvalidQueryError(f"malformed cursor {cursor[:80]!r}") from e
-    if not separator or not task_id or value != value:
-        raise InvalidQueryError(f"malformed cursor {cursor[:80]!r}")
-    return value, task_id
 
 
 class RecordStore:
@@ -339,21 +279,13 @@ class RecordStore:
 
     async def get(self, task_id: str, *, timeline: bool = True) -> TaskRecord:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
-        key = {"task_id": task_id}
+        statement = reads.TASK_AND_TIMELINE if timeline else reads.TASK_BY_ID
         async with self._guard("reading"), self.engine.connect() as conn:
-            row = (await conn.execute(_TASK_BY_ID, key)).mappings().first()
-            if row is None:
-                raise TaskNotFoundError(f"no task {task_id!r} in the record")
-            entries: list[dict[str, Any]] = []
-            if timeline:
-                entries = [dict(e) for e in (await conn.execute(_TIMELINE_OF, key)).mappings()]
-        if timeline and not any(e["stage"] == "submitted" for e in entries):
-            # A placed task's submission came with its placement: no event of its own.
-            entries.append(
-                {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
-            )
-        entries.sort(key=lambda e: (e["at"], merge.RANK.get(e["stage"], 9)))
-        return merge.to_record(dict(row), entries)
+            found = (await conn.execute(statement, {"task_id": task_id})).all()
+        record = reads.one_task(found, timeline=timeline)
+        if record is None:
+            raise TaskNotFoundError(f"no task {task_id!r} in the record")
+        return record
 
     async def list(self, query: TaskQuery, *, outputs: bool = True) -> Page:
         """A page of records matching ``query``, newest submission first.
@@ -362,15 +294,16 @@ class RecordStore:
         without reading them: a page that does not show them need not carry
         up to the inline bound of output per row from the database.
         """
-        statement, params = _page(query, outputs=outputs)
+        statement, params = reads.page(query, outputs=outputs)
+        names = reads.RECORD_NAMES if outputs else reads.LISTED_NAMES
         async with self._guard("reading"), self.engine.connect() as conn:
-            rows = [dict(r) for r in (await conn.execute(statement, params)).mappings()]
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
+            found = reads.as_dicts(names, await conn.execute(statement, params))
+        more = len(found) > query.limit
+        found = found[: query.limit]
         cursor = None
-        if more and rows:
-            cursor = encode_cursor(rows[-1]["submitted_at"], rows[-1]["task_id"])
-        return Page(tuple(merge.to_record(row) for row in rows), cursor)
+        if more and found:
+            cursor = reads.encode_cursor(found[-1]["submitted_at"], found[-1]["task_id"])
+        return Page(tuple(to_records(found)), cursor)
 
     async def count(self, state: TaskState | None = None) -> int:
         statement = select(func.count()).select_from(tasks)
@@ -410,94 +343,11 @@ class RecordStore:
             raise RecordUnavailableError(f"task record {doing}: {_brief(e)}") from e
 
 
-_TenantFilter = Literal["default", "named"] | None
-"""How a page filters by tenant: not, ``default`` (with untenanted rows) or another."""
-
-
-def _page(query: TaskQuery, *, outputs: bool) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement of one page of ``query`` and its parameters.
-
-    The statement depends only on which filters are set (built once per
-    combination and kept: SQLAlchemy would otherwise work out a new
-    statement's cache key again on every read, about a fifth of the store's
-    CPU time for a page); the values travel as parameters.
-    """
-    tenant: _TenantFilter = None
-    if query.tenant is not None:
-        tenant = "default" if query.tenant == DEFAULT_TENANT else "named"
-    params: dict[str, Any] = {"limit": query.limit + 1}
-    for name in ("state", "handler", "node_id", "since", "until"):
-        value = getattr(query, name)
-        if value is not None:
-            params[name] = value
-    if query.tenant is not None:
-        params["tenant"] = query.tenant
-    if query.cursor is not None:
-        params["cursor_at"], params["cursor_task_id"] = decode_cursor(query.cursor)
-    statement = _page_statement(
-        outputs,
-        state=query.state is not None,
-        handler=query.handler is not None,
-        node_id=query.node_id is not None,
-        tenant=tenant,
-        since=query.since is not None,
-        until=query.until is not None,
-        cursor=query.cursor is not None,
-    )
-    return statement, params
-
-
-@functools.cache  # at most 2 column sets × 3 tenant forms × 2**6 other filters
-def _page_statement(
-    outputs: bool,
-    *,
-    state: bool,
-    handler: bool,
-    node_id: bool,
-    tenant: _TenantFilter,
-    since: bool,
-    until: bool,
-    cursor: bool,
-) -> Select[Any]:
-    statement = select(*(tasks.columns if outputs else _LISTED_COLUMNS))
-    conditions = []
-    for wanted, column in ((state, "state"), (handler, "handler"), (node_id, "node_id")):
-        if wanted:
-            conditions.append(tasks.c[column] == bindparam(column))
-    if tenant == "default":
-        # ``default`` includes what was recorded before tasks had a tenant.
-        conditions.append(or_(tasks.c.tenant == bindparam("tenant"), tasks.c.tenant.is_(None)))
-    elif tenant == "named":
-        conditions.append(tasks.c.tenant == bindparam("tenant"))
-    if since:
-        conditions.append(tasks.c.submitted_at >= bindparam("since"))
-    if until:
-        conditions.append(tasks.c.submitted_at < bindparam("until"))
-    if cursor:
-        # A row comparison, not "a < x OR (a = x AND b < y)": the database
-        # turns it into a bound on the (submitted_at, task_id) index, so a
-        # deep page starts where it should instead of filtering every newer row.
-        conditions.append(
-            tuple_(tasks.c.submitted_at, tasks.c.task_id)
-            < tuple_(bindparam("cursor_at", type_=Float), bindparam("cursor_task_id", type_=String))
-        )
-    if conditions:
-        statement = statement.where(*conditions)
-    return statement.order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc()).limit(
-        bindparam("limit", type_=Integer)
-    )
-
-
 def _arrival_order(item: merge.RecordEvent) -> tuple[int, float]:
     """Fold a batch's events in life order: results after the steps before them."""
     if isinstance(item, TaskResult):
         return merge.RANK[item.status], item.finished_at
     return merge.RANK[item.stage], item.at
-
-
-def _complete(row: dict[str, Any]) -> dict[str, Any]:
-    """Every column present (executemany needs the same keys in each row)."""
-    return {name: row.get(name) for name in _TASK_COLUMNS}
 
 
 def _brief(error: BaseException) -> str:

@@ -7,8 +7,9 @@ from dataclasses import replace
 from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql, sqlite
 
+from boson_shared.record import reads
 from boson_shared.record.schema import tasks
-from boson_shared.record.store import RecordStore, TaskQuery, _page, encode_cursor
+from boson_shared.record.store import RecordStore, TaskQuery, encode_cursor
 
 
 def test_the_cursor_is_a_row_comparison_the_index_can_bound() -> None:
@@ -16,7 +17,7 @@ def test_the_cursor_is_a_row_comparison_the_index_can_bound() -> None:
     after scanning every newer row (a deep page then costs its depth)."""
     query = TaskQuery(cursor=encode_cursor(1_000.5, "task-7"), limit=50)
     for dialect in (postgresql.dialect(), sqlite.dialect()):  # type: ignore[no-untyped-call]
-        statement, _ = _page(query, outputs=True)
+        statement, _ = reads.page(query, outputs=True)
         sql = str(statement.compile(dialect=dialect))
         assert "(boson_tasks.submitted_at, boson_tasks.task_id) <" in sql
         assert " OR " not in sql
@@ -51,7 +52,7 @@ async def test_a_filtered_page_is_read_in_order_off_its_filters_index(database_u
                 return
             for name, query in FILTERS.items():
                 for page in (query, replace(query, cursor=encode_cursor(5.0, "t"))):
-                    shape, params = _page(page, outputs=True)
+                    shape, params = reads.page(page, outputs=True)
                     statement = shape.params(params).compile(
                         dialect=sqlite.dialect(),
                         compile_kwargs={"literal_binds": True},
