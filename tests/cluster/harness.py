@@ -80,7 +80,9 @@ async def gather_or_explain(
     handles: Sequence[TaskHandle],
     timeout: float,
 ) -> dict[str, TaskResult]:
-    """:func:`gather_results`, with the namespace's queues in the error when it times out."""
+    """:func:`gather_results`, with the namespace's queues and each service's
+    health (what it holds, dispatched, handed back) in the error when it times
+    out: where the missing results stopped."""
     try:
         return await gather_results(client, handles, timeout)
     except TimeoutError as error:
@@ -90,7 +92,8 @@ async def gather_or_explain(
             for name, row in queues.items()
             if name.startswith(processes.namespace)
         }
-        raise TimeoutError(f"{error}; queues: {mine}") from None
+        services = {name: await health(processes, name) for name in sorted(processes.processes)}
+        raise TimeoutError(f"{error}; queues: {mine}; services: {services}") from None
 
 
 def cpu_seconds(processes: ProcessCluster) -> dict[str, float]:
