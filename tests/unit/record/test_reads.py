@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
@@ -14,16 +13,6 @@ from boson_shared.record.rows import RECORD_COLUMNS, record_fields, to_record, t
 from boson_shared.record.schema import events, tasks
 from boson_shared.record.store import RecordStore, TaskQuery
 from tests.unit.record.events import lifecycle
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[RecordStore]:
-    store = RecordStore.open(database_url)
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def full_row() -> dict[str, Any]:

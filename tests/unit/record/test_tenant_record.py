@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from alembic import command
 from sqlalchemy import Connection, text
@@ -15,16 +13,6 @@ from boson_shared.record.merge import RecordEvent
 from boson_shared.record.migrate import alembic_config, head_revision, revision
 from boson_shared.record.store import RecordStore, TaskQuery
 from tests.unit.record.events import lifecycle
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[RecordStore]:
-    store = RecordStore.open(database_url)
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def of_tenant(
