@@ -192,18 +192,11 @@ class TenantLines:
     def _rerank(self, i: int) -> None:
         t = self._tenants[i]
         usage, pool = t.usage, self._pool
-        # The weighted dominant share, unrolled over the three resources:
-        # this runs for every admission and every result.
         share = 0.0
-        p, u = pool[0], usage[0]
-        if p > 0 and u > share * p:
-            share = u / p
-        p, u = pool[1], usage[1]
-        if p > 0 and u > share * p:
-            share = u / p
-        p, u = pool[2], usage[2]
-        if p > 0 and u > share * p:
-            share = u / p
+        for r in range(3):
+            p = pool[r]
+            if p > 0 and usage[r] > share * p:
+                share = usage[r] / p
         share /= t.weight
         if not t.line:
             self._place_in_order(i, (2.0, share, float(i)))
