@@ -15,6 +15,9 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.record.merge import RecordEvent
 
+SUCCEEDED_TIMELINE = ("submitted", "placed", "assigned", "started", "succeeded")
+"""The stages of a :func:`lifecycle` that succeeds, as its record's timeline lists them."""
+
 
 def lifecycle(
     task_id: str,

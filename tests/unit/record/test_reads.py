@@ -12,7 +12,7 @@ from boson_shared.errors import TaskNotFoundError
 from boson_shared.record.rows import RECORD_COLUMNS, record_fields, to_record, to_records
 from boson_shared.record.schema import events, tasks
 from boson_shared.record.store import RecordStore, TaskQuery
-from tests.unit.record.events import lifecycle
+from tests.unit.record.events import SUCCEEDED_TIMELINE, lifecycle
 
 
 def full_row() -> dict[str, Any]:
@@ -82,13 +82,7 @@ def test_a_batch_of_rows_makes_the_records_one_row_at_a_time_makes() -> None:
 async def test_a_task_reads_with_its_timeline_in_order(store: RecordStore) -> None:
     await store.ingest(lifecycle("t1") + lifecycle("t2", node_id="n2"))
     record = await store.get("t1")
-    assert [e.stage for e in record.timeline] == [
-        "submitted",
-        "placed",
-        "assigned",
-        "started",
-        "succeeded",
-    ]
+    assert tuple(e.stage for e in record.timeline) == SUCCEEDED_TIMELINE
     assert {e.node_id for e in record.timeline} <= {None, "n1"}  # none of t2's
     bare = await store.get("t1", timeline=False)
     assert bare.timeline == ()

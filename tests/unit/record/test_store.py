@@ -17,7 +17,7 @@ from boson_shared.errors import (
 )
 from boson_shared.record.migrate import VERSION_TABLE, head_revision, revision
 from boson_shared.record.store import RecordStore, TaskQuery
-from tests.unit.record.events import lifecycle
+from tests.unit.record.events import SUCCEEDED_TIMELINE, lifecycle
 
 
 @pytest.fixture
@@ -60,13 +60,7 @@ async def test_a_lifecycle_becomes_one_record_with_its_timeline(store: RecordSto
     assert record.usage is not None
     assert record.usage.wall_s == 0.5
     assert (record.placed_at, record.assigned_at, record.started_at) == (1001.0, 1002.0, 1003.0)
-    assert [e.stage for e in record.timeline] == [
-        "submitted",
-        "placed",
-        "assigned",
-        "started",
-        "succeeded",
-    ]
+    assert tuple(e.stage for e in record.timeline) == SUCCEEDED_TIMELINE
 
 
 async def test_a_schema_1_lifecycle_with_its_own_submission_gives_the_same_record(
