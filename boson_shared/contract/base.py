@@ -1,8 +1,9 @@
 """The foundations of every wire model: base classes, id and number types.
 
-Kept apart from :mod:`boson_shared.contract.messages` so that a message kind
-can live in a module of its own (:mod:`boson_shared.contract.tenants_report`)
-and still be registered there without an import cycle.
+Kept apart from :mod:`boson_shared.contract.messages` so that the message
+kinds can live in modules by subject (:mod:`boson_shared.contract.tasks`,
+:mod:`boson_shared.contract.tenants_report`, ...) and still be registered
+there without an import cycle.
 """
 
 from __future__ import annotations
