@@ -8,17 +8,22 @@ a consumer sees.
 
 from __future__ import annotations
 
+import importlib
 import math
-from typing import Any
+import pkgutil
+from typing import Any, get_args
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+import boson_shared.contract
+from boson_shared.contract import messages
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
     MESSAGE_TYPES,
     AnyMessage,
+    Message,
     NodeHeartbeat,
     ResourceVector,
     TaskResult,
@@ -199,3 +204,30 @@ def test_every_kind_maps_to_its_model_and_has_a_schema_version() -> None:
     for kind, model in MESSAGE_TYPES.items():
         assert model.model_fields["kind"].default == kind
         assert model.schema_version >= 1
+
+
+def _messages_defined_in_the_contract() -> list[type[Message]]:
+    """Every top-level message class that a module of the contract package defines."""
+    found: list[type[Message]] = []
+    for info in pkgutil.iter_modules(boson_shared.contract.__path__):
+        module = importlib.import_module(f"{boson_shared.contract.__name__}.{info.name}")
+        found.extend(
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and issubclass(value, Message)
+            and value is not Message
+            and value.__module__ == module.__name__
+        )
+    return found
+
+
+def test_every_message_of_the_contract_is_catalogued_and_exported() -> None:
+    defined = _messages_defined_in_the_contract()
+    catalogued = list(MESSAGE_TYPES.values())
+    assert set(catalogued) == set(defined)
+    (union, _discriminator) = get_args(AnyMessage)
+    assert list(get_args(union)) == catalogued
+    for model in defined:
+        assert getattr(messages, model.__name__) is model
+        assert model.__name__ in messages.__all__
