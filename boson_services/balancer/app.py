@@ -221,6 +221,8 @@ class BalancerService(Service):
             retargeted=self.dispatcher.retargeted_total,
             recovered=self.handlers.recovered_total,
             skipped_finished=self.handlers.skipped_finished,
+            # Leftovers of a dead node's queue answered with the result seen.
+            replayed=self.handlers.replayed_total,
             cancelled=self.handlers.cancelled_total,
             tenants=self._tenants_health(),
             # Tasks found running when this instance took over admission.

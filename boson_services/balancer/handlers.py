@@ -66,10 +66,14 @@ from boson_shared.runtime.cancels import cancel_answers
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
-from boson_shared.runtime.results import result_emit
+from boson_shared.runtime.results import RecentResults, result_emit
 from boson_shared.scheduling.tenants import UNKNOWN_TENANT, unknown_tenant_message
 
 logger = logging.getLogger(__name__)
+
+RESULTS_KEPT = 1024
+"""Results kept to send again for a dead node's leftovers (see ``on_orphan``); an
+older leftover runs again. Each result holds at most an executor's inline output."""
 
 NodesChanged = Callable[[list[str]], Awaitable[None]]
 Publish = Callable[[Route, Message], Awaitable[None]]
@@ -105,6 +109,10 @@ class BalancerHandlers:
         self.finished = SeenIds(finished_capacity)
         """Task ids whose result went by (bounded), to tell leftovers from work."""
         self.skipped_finished = 0
+        self.kept_results = RecentResults(RESULTS_KEPT)
+        """The latest results that went by, for a leftover whose result may
+        not have reached its client (see ``on_orphan``)."""
+        self.replayed_total = 0
         self.cancelled = SeenIds(finished_capacity)
         """Task ids a cancel named (bounded): such a task is never dispatched."""
         self.cancelled_total = 0
@@ -133,11 +141,24 @@ class BalancerHandlers:
 
     async def on_orphan(self, assigned: TaskAssigned | HeldWorkBarrier) -> Sequence[Emit]:
         """Work from a dead node's queue: place it again on a live node. (A
-        census barrier there is the dead executor's: nobody answers it.)"""
+        census barrier there is the dead executor's: nobody answers it.)
+
+        A finished task's result went by here, but not necessarily to its
+        client: a fan-out publish the broker nacked (the client's reply
+        queue electing a leader) or lost with its connection can reach some
+        queues only, and the node hands the assignment back to publish again.
+        So the result seen is sent again (the client shows a task once); one
+        no longer kept runs again.
+        """
         if isinstance(assigned, HeldWorkBarrier):
             return []
-        if self._already_finished(assigned.task.task_id):
-            return []  # the node ran it before it died; only the ack was lost
+        task_id = assigned.task.task_id
+        if task_id in self.finished:
+            kept = self.kept_results.get(task_id)
+            if kept is not None:
+                self.replayed_total += 1
+                logger.info("task %s already finished; its result is sent again", task_id)
+                return [result_emit(self.names, kept)]
         if assigned.task.task_id in self.cancelled:
             return [self._cancelled(assigned.task, assigned.demand)]
         self.recovered_total += 1
@@ -150,10 +171,12 @@ class BalancerHandlers:
         )
 
     def _already_finished(self, task_id: str) -> bool:
-        """Whether the task's result went by: its redelivered copy is a leftover.
+        """Whether the task's result went by: its redelivered placement is a leftover.
 
-        Only leftovers are checked (a redelivery, a dead node's queue): a client
-        that submits a finished task id again still gets the executor's replay.
+        Only a redelivered placement is checked: its assignment went to a
+        node, which answers it (a dead node's, from its queue: ``on_orphan``).
+        A client that submits a finished task id again still gets the
+        executor's replay.
         """
         if task_id not in self.finished:
             return False
@@ -275,6 +298,7 @@ class BalancerHandlers:
         back, and its tenant the quota; whether admission has room anew."""
         wall_s = result.usage.wall_s if result.usage is not None else None
         self.finished.add(result.task_id)
+        self.kept_results.add(result)
         self.dispatcher.complete(result.task_id, wall_s, pump=pump)
         return self.gate is not None and self.gate.finished(result.task_id)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from boson_services.balancer.dispatcher import Dispatcher
-from boson_services.balancer.handlers import BalancerHandlers
+from boson_services.balancer.handlers import RESULTS_KEPT, BalancerHandlers
 from boson_shared.contract.messages import (
     Message,
     ResourceVector,
@@ -15,6 +15,7 @@ from boson_shared.contract.messages import (
 from boson_shared.contract.topology import Names
 from boson_shared.runtime.consumer import delivery_redelivered
 from boson_shared.runtime.publisher import Route
+from boson_shared.runtime.results import result_route
 from tests.support.balancer import N, snapshot
 from tests.support.fakes import Published
 from tests.support.results import failure_sent
@@ -78,33 +79,67 @@ async def test_an_envelope_of_results_frees_its_credit_then_pumps_once() -> None
     assert d.credit("a") == 0
 
 
-async def test_leftover_copies_of_a_finished_task_are_not_dispatched_again() -> None:
-    # After a broker restart the placed queue redelivers placements whose
-    # tasks already ran, and a dead node's queue can hold one it finished:
-    # their results went by, so those copies are dropped, not run again.
-    balancer = handlers()
-    d = balancer.dispatcher
-    d.on_snapshot(snapshot([N("a", slots=2)]))
-    done = TaskResult(
-        task_id="t1",
+def succeeded(task_id: str) -> TaskResult:
+    return TaskResult(
+        task_id=task_id,
         handler="noop",
         status="succeeded",
         node_id="a",
         reply_to="c1",
         submitted_at=0.0,
     )
-    await balancer.on_events([done, done])
+
+
+async def test_a_redelivered_placement_of_a_finished_task_is_not_dispatched_again() -> None:
+    # After a broker restart the placed queue redelivers placements whose
+    # tasks already ran: their assignments went to a node, which answers
+    # them, so those copies are dropped, not run again.
+    balancer = handlers()
+    d = balancer.dispatcher
+    d.on_snapshot(snapshot([N("a", slots=2)]))
+    await balancer.on_events([succeeded("t1"), succeeded("t1")])
     placed = TaskPlaced(task=TASK, demand=DEMAND, node_id="a", strategy="binpack")
     token = delivery_redelivered.set(True)
     try:
         assert await balancer.on_placed(placed) == []
     finally:
         delivery_redelivered.reset(token)
-    orphan = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
-    assert await balancer.on_orphan(orphan) == []
     assert "t1" not in d.held
     assert d.dispatched_total == 0
-    assert balancer.skipped_finished == 2
+    assert balancer.skipped_finished == 1
+
+
+async def test_a_dead_nodes_leftover_of_a_finished_task_sends_its_result_again() -> None:
+    # The result went by the balancer's queue, but a fan-out publish the
+    # broker nacked (the client's reply queue electing a leader) may have
+    # reached every queue but the client's; the node handed the assignment
+    # back and died, or was declared down. Dropping the leftover loses the
+    # result; the balancer sends the one it saw instead, without a rerun.
+    balancer = handlers()
+    d = balancer.dispatcher
+    d.on_snapshot(snapshot([N("a", slots=2)]))
+    done = succeeded("t1")
+    await balancer.on_events([done])
+    orphan = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
+    (emit,) = await balancer.on_orphan(orphan)
+    assert emit.message == done
+    assert emit.route == result_route(NAMES, "c1")
+    assert d.dispatched_total == 0
+    assert "t1" not in d.held
+    assert balancer.replayed_total == 1
+
+
+async def test_a_leftover_whose_result_is_no_longer_kept_runs_again() -> None:
+    publish = Published()
+    balancer = BalancerHandlers(handlers().dispatcher, NAMES, publish, park_after_s=60.0)
+    balancer.dispatcher.on_snapshot(snapshot([N("a", slots=2)]))
+    await balancer.on_events([succeeded("t1")])
+    await balancer.on_events([succeeded(f"later-{i}") for i in range(RESULTS_KEPT)])
+    assert "t1" in balancer.finished
+    orphan = TaskAssigned(task=TASK, demand=DEMAND, node_id="dead-node")
+    await balancer.on_orphan(orphan)
+    assert [type(m) for m in publish.messages] == [TaskAssigned]
+    assert balancer.replayed_total == 0
 
 
 async def test_a_fresh_submission_of_a_finished_task_id_is_still_dispatched() -> None:
