@@ -197,7 +197,7 @@ class Balancer:
     """With rebalancing: dispatch whatever fits within a bounded backlog window.
 
     Two passes over the window, as the balancer service's flexible queue
-    (``boson_services/balancer/dispatcher.py``): first every entry may take only
+    (``boson_services/balancer/dispatch_pump.py``): first every entry may take only
     nodes it fits cleanly (:func:`~boson_shared.scheduling.balancing.fits_cleanly`,
     against the typical demand learnt from every arrival) — except a dead
     node's work and work past the age limit, which take any room; then

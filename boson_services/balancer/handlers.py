@@ -29,12 +29,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from boson_services.balancer.dispatcher import (
-    Dispatcher,
+from boson_services.balancer.dispatch_records import (
     HeldTooLongError,
     TaskCancelledHere,
     TaskPreemptedHere,
 )
+from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.takeover import CENSUS_WAIT_S, Census
 from boson_services.balancer.tenancy import AdmissionGate, UnknownTenantError
 from boson_shared.contract.messages import (

@@ -56,7 +56,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
+from boson_services.balancer.dispatch_records import HeldTooLongError, TaskCancelledHere
+from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.takeover import Census
 from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import NO_ROOM, Admission, Devices, Offer, Running
@@ -194,7 +195,7 @@ class AdmissionGate:
         node's work, a redelivery) keeps its charge and is held at once.
         Raises :class:`UnknownTenantError`; the future fails with
         :class:`TaskCancelledHere`, :class:`HeldTooLongError` (parked) or
-        :class:`~boson_services.balancer.dispatcher.TaskPreemptedHere`. A
+        :class:`~boson_services.balancer.dispatch_records.TaskPreemptedHere`. A
         handler cancelled while it waits (draining) calls :meth:`left`.
         """
         ticket = self.tickets.get(task.task_id)

@@ -1,7 +1,8 @@
 """Balancing helpers (docs/design.md#balancing): re-picks, imbalance, dispatch order, recovery.
 
-Pure functions: the balancer service (``boson_services/balancer/dispatcher.py``,
-which owns credit and the moving of held work) and the simulator's balancer
+Pure functions: the balancer service's dispatcher
+(:class:`~boson_services.balancer.dispatcher.Dispatcher`, which owns credit
+and the moving of held work) and the simulator's balancer
 decide *when* to call them and carry out what they return. Everything here is
 deterministic given its inputs (and, for :func:`power_of_two_choices`, the
 ``numpy.random.Generator`` passed in).

@@ -35,7 +35,7 @@ does not fit now gets a :class:`HeadReservation`:
   remade plan starts no later than the one it replaces.
 
 Pure numpy, no I/O and no clock: the caller passes ``now`` and the release
-schedule. The balancer (``boson_services/balancer/dispatcher.py``) and the
+schedule. The balancer (``boson_services/balancer/head.py``) and the
 simulator (``boson/simulation/reserving.py``) both use it.
 """
 

@@ -7,7 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from boson_services.balancer.dispatcher import FLEXIBLE_LOOKAHEAD, RECENT_DISPATCH_S, Dispatcher
+from boson_services.balancer.dispatch_pump import FLEXIBLE_LOOKAHEAD
+from boson_services.balancer.dispatcher import RECENT_DISPATCH_S, Dispatcher
 from tests.support.balancer import CREDIT_PER_SLOT, N, demand, dispatcher, snapshot
 from tests.support.fakes import Clock
 

@@ -16,12 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_services.balancer.dispatcher import (
-    Dispatcher,
-    HeldTooLongError,
-    NodeView,
-    TaskCancelledHere,
-)
+from boson_services.balancer.dispatch_records import HeldTooLongError, NodeView, TaskCancelledHere
+from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import Admission, Offer

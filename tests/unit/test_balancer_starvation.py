@@ -7,7 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from boson_services.balancer.dispatcher import Dispatcher, HeldTooLongError, TaskCancelledHere
+from boson_services.balancer.dispatch_records import HeldTooLongError, TaskCancelledHere
+from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_shared.contract.messages import (
     TaskAssigned,

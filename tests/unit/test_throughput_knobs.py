@@ -17,7 +17,8 @@ import contextlib
 
 import numpy as np
 
-from boson_services.balancer.dispatcher import Dispatcher, HeldTask, NodeView
+from boson_services.balancer.dispatch_records import HeldTask, NodeView
+from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.handlers import BalancerHandlers
 from boson_services.scheduler.app import SchedulerService
 from boson_services.scheduler.settings import SchedulerSettings
