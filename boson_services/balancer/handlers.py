@@ -29,6 +29,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from boson_services.balancer.admission_ticket import UnknownTenantError
 from boson_services.balancer.dispatch_records import (
     HeldTooLongError,
     TaskCancelledHere,
@@ -36,7 +37,7 @@ from boson_services.balancer.dispatch_records import (
 )
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.takeover import CENSUS_WAIT_S, Census
-from boson_services.balancer.tenancy import AdmissionGate, UnknownTenantError
+from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import (
     CancelTask,
     CancelVerdict,

@@ -2,25 +2,10 @@
 
 The balancer is the single active consumer of placed work and sees the whole
 pool, so it holds the :class:`~boson_shared.scheduling.admission.Admission`
-(docs/scheduling.md#tenants). With a tenants file, every placed task takes
-a :class:`Ticket` here before the dispatcher holds it: it joins its tenant's
-line, and an admission pass — after new tasks and results (one for all
-that arrive in one turn of the event loop), every snapshot and every
-preemption — offers the lines' heads in admission order. An
-offer is taken when a node that takes work has credit and room for the
-task. When one is refused and no such node has room for even the least any
-waiting task needs (none has credit, say), the gate ends the pass
-(:data:`~boson_shared.scheduling.admission.NO_ROOM`) rather than have every
-tenant's window offered in vain. When an offer is taken, the task is
-handed to the dispatcher (which still picks the node, as without tenants)
-and counts against its tenant until its result comes back.
-
-A task's handler waits on one future from the moment it joins its line to
-the moment a node takes it: the ticket's ``turn``, which the gate hands to
-the dispatcher's hold when it admits the task, and which the dispatcher
-resolves with the node. No coroutine of the gate's stays alive per waiting
-task, and the handler wakes once, not once for its turn and again for its
-node. A cancel, the park sweep or a preemption fail that same future.
+(docs/scheduling.md#tenants) behind an :class:`AdmissionGate`: the tickets,
+their lines and the admission passes are
+:class:`~boson_services.balancer.ticket_book.TicketBook`'s (a ticket itself:
+:mod:`~boson_services.balancer.admission_ticket`); the gate adds preemption.
 
 Preemption: :meth:`AdmissionGate.reclaim` asks admission for victims once a
 claim has waited the grace period. The gate is admission's
@@ -47,22 +32,14 @@ it always has, at no cost.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
-from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from boson_services.balancer.dispatch_records import HeldTooLongError, TaskCancelledHere
-from boson_services.balancer.dispatcher import Dispatcher
-from boson_services.balancer.takeover import Census
-from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
-from boson_shared.scheduling.admission import NO_ROOM, Admission, Devices, Offer, Running
-from boson_shared.scheduling.devices import mask_of, parse_models
-from boson_shared.scheduling.tenants import TenantsConfig
+from boson_services.balancer.ticket_book import TicketBook
+from boson_shared.scheduling.admission import Devices, Running
+from boson_shared.scheduling.devices import mask_of
 
 AWAY_LIMIT_S = 10.0
 """How long preempted tasks on their way back hold up the next reclaim: until
@@ -70,71 +47,11 @@ they are back (or finished) their room is not free yet, and a reclaim in the
 meantime would stop more work for the same claim. Past this (an executor
 that died, a hand-back lost) reclaim goes on."""
 
-VECTORS_KEPT = 1024
-"""Distinct demands whose arrays the gate keeps for its tickets to share."""
-
 HELD: Hashable = object()
 """Where reclaim sees admitted work the dispatcher still holds: a node of its
 own with nothing free. Such work takes the next room freed on a node it
 fits, ahead of the claimant; stopping it gives that room to the claimant
 instead (and costs no work: it goes straight back to its line)."""
-
-StartHold = Callable[["asyncio.Future[str]"], "asyncio.Future[str]"]
-"""Hands the task to the dispatcher, which resolves the future it is given
-(and returns) with the node the task goes to."""
-
-
-class UnknownTenantError(Exception):
-    """A task names a tenant the tenants file does not declare."""
-
-    def __init__(self, tenant: str, known: tuple[str, ...]) -> None:
-        shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
-        super().__init__(f"tenant {tenant!r} is not one of: {shown}")
-        self.tenant = tenant
-
-
-@dataclass(eq=False, slots=True)
-class Ticket:
-    """One task's place in admission, from its first placement to its result."""
-
-    task_id: str
-    tenant: str
-    demand: np.ndarray
-    models: frozenset[str] | None
-    priority: int
-    since: float
-    """When it first joined its line (kept across preemptions: aging)."""
-    order: float
-    """Its place in the order tasks first joined (kept across preemptions)."""
-    start: StartHold
-    turn: asyncio.Future[str] | None = None
-    """What its handler waits on: pending while it waits in its line, then
-    (admitted) the dispatcher's until a node takes it; None while it is away
-    (preempted, until its executor hands it back)."""
-    queued: bool = False
-    """In its tenant's line (not admitted, not away, not gone)."""
-    run: Running | None = None
-    """Its charge against its tenant while admitted."""
-    waiting_since: float = 0.0
-    """When its current wait began (parking: no delivery outlives its limit)."""
-    waits_listed: int = 0
-    """Its entries in the gate's list of waits; only the last is its current wait."""
-    preempted: int = 0
-    node: str | None = None
-    """The node an adopted task runs on (admitted by an earlier balancer:
-    this one's dispatcher never sent it anywhere)."""
-    told_preempted: bool = False
-    """Preempted while the dispatcher held it: its handler's wait failed and
-    it has not come back to :meth:`AdmissionGate.enter` yet. When it does,
-    it waits on the ticket's turn as it then is — pending in its line,
-    handed to the dispatcher by a pass that admitted it again meanwhile, or
-    failed by a cancel meanwhile (which keeps the ticket for it)."""
-
-    @property
-    def waiting(self) -> bool:
-        """In its line, and its handler still waits (its future not failed
-        or cancelled)."""
-        return self.queued and self.turn is not None and not self.turn.done()
 
 
 @dataclass(frozen=True)
@@ -145,323 +62,10 @@ class Preemption:
     task_ids: tuple[str, ...]
 
 
-class AdmissionGate:
-    """The tickets of every task between its placement and its result."""
-
-    def __init__(
-        self,
-        config: TenantsConfig,
-        dispatcher: Dispatcher,
-        *,
-        grace_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.config = config
-        self.admission = Admission(config, grace_s=grace_s)
-        self.dispatcher = dispatcher
-        self.clock = clock
-        self.tickets: dict[str, Ticket] = {}
-        self._waits: deque[Ticket] = deque()
-        """A ticket for each wait, in the order waits began, for :meth:`overdue`
-        (a ticket that waited again is listed again: its earlier entries have
-        ended). Tickets, not (start, ticket) pairs: no object a wait."""
-        self.preempted: dict[str, int] = dict.fromkeys(self.admission.names, 0)
-        """Tasks preempted per tenant."""
-        self.admitted_total = 0
-        self._pool: tuple[float, ...] = ()
-        self._joined = itertools.count()
-        self._pass_pending = False
-        self._least_fits: bool | None = None
-        """Whether a node has credit and room for the least any waiting task
-        needs (None: not asked since the pass began or the last admission)."""
-        self._away: dict[str, float] = {}
-        """Preempted tasks not handed back yet, and when they were preempted."""
-        self.census: Census | None = None
-        """While set and not done, admission waits for the executors' word on
-        the work they hold (:mod:`boson_services.balancer.takeover`)."""
-        self.adopted_total = 0
-        self._vectors: dict[tuple[float, ...], tuple[tuple[float, ...], np.ndarray]] = {}
-
-    # -- a task's way in -------------------------------------------------------
-
-    def enter(
-        self, task: TaskSubmitted, demand: ResourceVector, start: StartHold, *, front: bool
-    ) -> asyncio.Future[str]:
-        """The task joins its tenant's line: the future yields the node it
-        goes to once admitted and dispatched.
-
-        ``front``: it ran before (preempted, or its node died) and goes back
-        to the front of its tenant's line. A task already admitted (a dead
-        node's work, a redelivery) keeps its charge and is held at once.
-        Raises :class:`UnknownTenantError`; the future fails with
-        :class:`TaskCancelledHere`, :class:`HeldTooLongError` (parked) or
-        :class:`~boson_services.balancer.dispatch_records.TaskPreemptedHere`. A
-        handler cancelled while it waits (draining) calls :meth:`left`.
-        """
-        ticket = self.tickets.get(task.task_id)
-        if ticket is not None and ticket.told_preempted:
-            # Its handler is back from a preemption here. Before the handler
-            # woke, a pass may have admitted it again and handed the turn to
-            # the dispatcher (that hold is its, not a second one), or a
-            # cancel may have ended its wait (it does not join again).
-            ticket.told_preempted = False
-            if ticket.turn is not None and (ticket.run is not None or ticket.turn.done()):
-                return ticket.turn
-        if ticket is not None and ticket.run is not None:
-            return start(asyncio.get_running_loop().create_future())
-        if ticket is None or not ticket.waiting:
-            ticket = self._join(task, demand, start, front, ticket)
-        turn = ticket.turn
-        assert turn is not None
-        self.request_pass()
-        return turn
-
-    def _join(
-        self,
-        task: TaskSubmitted,
-        demand: ResourceVector,
-        start: StartHold,
-        front: bool,
-        away: Ticket | None,
-    ) -> Ticket:
-        if task.tenant not in self.admission.index:
-            raise UnknownTenantError(task.tenant, self.admission.names)
-        if task.task_id in self.dispatcher.where:
-            # Back from a preemption: its node no longer runs it.
-            self.dispatcher.complete(task.task_id)
-        now = self.clock()
-        models = parse_models(task.requests.gpu_model) if task.requests else None
-        amounts, vector = self._vector(demand.as_tuple())
-        ticket = Ticket(
-            task.task_id,
-            task.tenant,
-            vector,
-            models,
-            task.priority,
-            away.since if away is not None else now,
-            away.order if away is not None else float(next(self._joined)),
-            start,
-            preempted=away.preempted if away is not None else 0,
-        )
-        self.tickets[task.task_id] = ticket
-        self._wait(ticket, now)
-        self.admission.submit(
-            task.task_id,
-            task.tenant,
-            amounts,
-            ticket.since,
-            priority=task.priority,
-            order=ticket.order,
-            front=front or away is not None,
-            models=models,
-        )
-        return ticket
-
-    def _vector(self, amounts: tuple[float, ...]) -> tuple[tuple[float, ...], np.ndarray]:
-        """The demand as admission and the dispatcher's room test take it: one
-        tuple and one read-only array per distinct demand, shared by the
-        tickets that ask for it (most ask for one of a few), not one each."""
-        shared = self._vectors.get(amounts)
-        if shared is None:
-            if len(self._vectors) >= VECTORS_KEPT:
-                self._vectors.clear()
-            vector = np.array(amounts, dtype=np.float64)
-            vector.flags.writeable = False
-            shared = self._vectors[amounts] = (amounts, vector)
-        return shared
-
-    def _wait(self, ticket: Ticket, now: float) -> None:
-        ticket.turn = asyncio.get_running_loop().create_future()
-        ticket.queued = True
-        ticket.waiting_since = now
-        ticket.waits_listed += 1
-        self._waits.append(ticket)
-        if len(self._waits) > 2 * len(self.tickets) + 1024:
-            # Behind one long wait, ended ones pile up: drop them.
-            kept: deque[Ticket] = deque()
-            for listed in self._waits:
-                listed.waits_listed -= 1
-                if not listed.waits_listed and self._still_waits(listed):
-                    kept.append(listed)
-            for listed in kept:
-                listed.waits_listed = 1
-            self._waits = kept
-
-    # -- admitting ---------------------------------------------------------------
-
-    def admit(self) -> int:
-        """One admission pass now; tasks admitted."""
-        self._pass_pending = False
-        self._least_fits = None
-        if self.census is not None and not self.census.done(self.clock()):
-            return 0  # taking over: what already runs is not counted yet
-        admitted = self.admission.admit(self.clock(), self._place, self.dispatcher.any_open)
-        self.admitted_total += admitted
-        return admitted
-
-    def request_pass(self) -> None:
-        """A pass at the next turn of the event loop: the tasks and results
-        that arrive together (a prefetch, an envelope) share one pass."""
-        if not self._pass_pending:
-            self._pass_pending = True
-            asyncio.get_running_loop().call_soon(self._pass_if_pending)
-
-    def _pass_if_pending(self) -> None:
-        if self._pass_pending:
-            self.admit()
-
-    def _place(self, offer: Offer) -> int:
-        ticket = self.tickets.get(str(offer.key))
-        if ticket is None or not ticket.waiting:
-            return 0
-        if not self.dispatcher.could_start(ticket.demand, ticket.models):
-            # When not even the least any waiting task needs fits on a node
-            # with credit (none has credit, or all are too full), nothing
-            # else waiting does either: the pass ends here.
-            if self._least_fits is None:
-                least = np.asarray(self.admission.least_waiting, dtype=np.float64)
-                self._least_fits = bool(np.isfinite(least).all()) and self.dispatcher.could_start(
-                    least
-                )
-            return 0 if self._least_fits else NO_ROOM
-        assert ticket.turn is not None
-        self._least_fits = None  # the hold takes room and credit: ask again
-        ticket.run = offer.run
-        ticket.queued = False
-        ticket.start(ticket.turn)
-        return 1
-
-    def set_pool(self) -> None:
-        """The live nodes changed: guarantees follow the pool (then a pass)."""
-        pool = tuple(float(x) for x in self.dispatcher.pool())
-        if pool != self._pool:
-            self._pool = pool
-            self.admission.set_pool(pool)
-        self.admit()
-
-    def adopt(self, node_id: str, tasks: Sequence[HeldTask]) -> int:
-        """Charge the work ``node_id`` holds that this gate never admitted (an
-        earlier balancer did) against its tenants, as running; how many."""
-        now = self.clock()
-        adopted = 0
-        for held in tasks:
-            ticket = self.tickets.get(held.task_id)
-            if ticket is not None and ticket.waiting and ticket.tenant == held.tenant:
-                # Its placement came back (redelivered: the earlier balancer
-                # died before acknowledging it) while it runs: charged once,
-                # as running, and its handler goes on as it did before.
-                self.admission.withdraw(held.task_id, ticket.tenant)
-                ticket.run = self.admission.adopt(
-                    held.task_id,
-                    held.tenant,
-                    held.demand.as_tuple(),
-                    now,
-                    priority=ticket.priority,
-                    order=ticket.order,
-                )
-                ticket.node = node_id
-                assert ticket.turn is not None
-                ticket.queued = False
-                ticket.start(ticket.turn)
-                adopted += 1
-                continue
-            if ticket is not None or held.tenant not in self.admission.index:
-                continue
-            demand = held.demand.as_tuple()
-            order = float(next(self._joined))
-            run = self.admission.adopt(
-                held.task_id, held.tenant, demand, now, priority=held.priority, order=order
-            )
-            self.tickets[held.task_id] = Ticket(
-                held.task_id,
-                held.tenant,
-                self._vector(demand)[1],
-                None,
-                held.priority,
-                now,
-                order,
-                _adopted_start,
-                run=run,
-                node=node_id,
-            )
-            adopted += 1
-        self.adopted_total += adopted
-        return adopted
-
-    # -- a task's way out ------------------------------------------------------------
-
-    def finished(self, task_id: str) -> bool:
-        """Its result came back: its quota is free. Whether that changed admission."""
-        ticket = self.tickets.get(task_id)
-        if ticket is None or ticket.waiting:
-            return False  # a waiting task's result is a leftover of an earlier run
-        del self.tickets[task_id]
-        if ticket.run is not None:
-            self.admission.release(ticket.run)
-            return True
-        return False
-
-    def left(self, task_id: str) -> None:
-        """It leaves the balancer without a result (cancelled, parked, given up,
-        drained): out of its line, or its charge freed."""
-        ticket = self.tickets.pop(task_id, None)
-        if ticket is None:
-            return
-        if ticket.run is not None:
-            self.admission.release(ticket.run)
-        elif ticket.queued:
-            # In its line even if its future is done: a handler cancelled
-            # while it waits (draining) finds its future cancelled already.
-            self.admission.withdraw(task_id, ticket.tenant)
-            ticket.queued = False
-            if ticket.turn is not None:
-                ticket.turn.cancel()
-
-    def cancel(self, task_id: str) -> bool:
-        """A cancel names a task waiting in its line: its handler reports it
-        cancelled. Whether it was waiting."""
-        ticket = self.tickets.get(task_id)
-        if ticket is None or not ticket.waiting:
-            return False
-        if not ticket.told_preempted:
-            del self.tickets[task_id]
-        # Else its handler, woken by a preemption, has not come back to enter
-        # yet: the ticket stays (out of its line) for enter to hand it this
-        # failed turn rather than start a new one; the handler then reports
-        # the task cancelled and calls left, which forgets the ticket.
-        self.admission.withdraw(task_id, ticket.tenant)
-        ticket.queued = False
-        assert ticket.turn is not None
-        ticket.turn.set_exception(TaskCancelledHere(task_id))
-        return True
-
-    def overdue(self, max_age_s: float) -> int:
-        """Fail the turns of tasks waiting ``max_age_s`` or longer with
-        :class:`HeldTooLongError` (their handlers park them); how many."""
-        deadline = self.clock() - max_age_s
-        waits = self._waits
-        count = 0
-        while waits:
-            ticket = waits[0]
-            ended = ticket.waits_listed > 1 or not self._still_waits(ticket)
-            if not ended and ticket.waiting_since > deadline:
-                break
-            waits.popleft()
-            ticket.waits_listed -= 1
-            if ended:
-                continue
-            del self.tickets[ticket.task_id]
-            self.admission.withdraw(ticket.task_id, ticket.tenant)
-            ticket.queued = False
-            assert ticket.turn is not None
-            ticket.turn.set_exception(HeldTooLongError(f"waited {max_age_s:g}s for admission"))
-            count += 1
-        return count
-
-    def _still_waits(self, ticket: Ticket) -> bool:
-        """Whether the ticket's current wait goes on (whether its last entry
-        in the list of waits is a live one)."""
-        return ticket.waiting and self.tickets.get(ticket.task_id) is ticket
+class AdmissionGate(TicketBook):
+    """The tickets of every task between its placement and its result, and
+    preemption (the tickets' way in and out, and the passes:
+    :class:`~boson_services.balancer.ticket_book.TicketBook`)."""
 
     # -- preempting ------------------------------------------------------------------
 
@@ -561,29 +165,10 @@ class AdmissionGate:
                 del self._away[task_id]
         return bool(self._away)
 
-    # -- reading -----------------------------------------------------------------------
-
-    def counts(self) -> Iterator[tuple[str, int, int]]:
-        """Per tenant: its name, tasks waiting and tasks admitted."""
-        running = dict.fromkeys(self.admission.names, 0)
-        for ticket in self.tickets.values():
-            if ticket.run is not None:
-                running[ticket.tenant] += 1
-        for name in self.admission.names:
-            yield name, self.admission.waiting(name), running[name]
-
-
-def _adopted_start(future: asyncio.Future[str]) -> asyncio.Future[str]:
-    """An adopted task's hold: it never has one here (it came back after a
-    preemption as a new ticket, or it ends with its result)."""
-    raise RuntimeError("an adopted task is not held by this balancer")
-
 
 __all__ = [
     "AWAY_LIMIT_S",
+    "HELD",
     "AdmissionGate",
     "Preemption",
-    "StartHold",
-    "Ticket",
-    "UnknownTenantError",
 ]
