@@ -85,9 +85,9 @@ class DispatchState:
         self.clock = clock
         self.nodes: dict[str, NodeView] = {}
         self.where: dict[str, str] = {}
-        # What each dispatched task holds on its node, given back by its result.
-        self._demand_of: dict[str, np.ndarray] = {}
         """Task id → node it was dispatched to, until its result arrives."""
+        self._demand_of: dict[str, np.ndarray] = {}
+        """What each dispatched task holds on its node, given back by its result."""
         self._sent_at: dict[str, float] = {}
         """When each task still out was dispatched (what a snapshot may not show yet)."""
         self._devices_of: dict[str, int] = {}
