@@ -186,8 +186,8 @@ class ExecutorHandlers:
             # Re-dispatched or redelivered while we hold it: never twice.
             logger.info("task %s already held here; dropping the repeat", task.task_id)
             return []
-        if task.task_id in self.completed:
-            return self._replay(task.task_id)
+        if task.task_id in self.completed and (replayed := self._replay(task.task_id)):
+            return replayed
         if self.cancels.was_preempted(task.task_id):
             return [self._hand_back(assigned)]  # preempted before it reached us
         if task.task_id in self.cancels:
@@ -292,8 +292,8 @@ class ExecutorHandlers:
     ) -> Sequence[Emit]:
         """Out of retries (or a permanent error): report the failure, once."""
         task = assigned.task
-        if task.task_id in self.completed:
-            return self._replay(task.task_id)
+        if task.task_id in self.completed and (replayed := self._replay(task.task_id)):
+            return replayed
         self.completed.add(task.task_id)
         self.results["failed"] += 1
         result = failed_result(
@@ -443,13 +443,18 @@ class ExecutorHandlers:
         The delivery is redelivered when its ack was lost, and the ack is
         sent only after the result's confirm — so the result's publish may
         have failed with it. Sending the result again (same message id) is
-        harmless: every consumer drops the repeat.
+        harmless: every consumer drops the repeat. A result no longer kept
+        (more than ``replay_memory`` tasks finished since) is not known to
+        have left, so nothing is returned and the caller runs the task again:
+        it may run twice, but its result is never dropped.
         """
         emit = self.replayable.get(task_id)
         logger.info(
             "task %s already ran here; %s",
             task_id,
-            "sending its result again" if emit else "dropping the repeat",
+            "sending its result again"
+            if emit
+            else "its result is no longer kept: running it again",
         )
         return [emit] if emit is not None else []
 

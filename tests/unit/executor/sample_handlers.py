@@ -67,3 +67,12 @@ def flaky(task: TaskInput) -> int:
     if task.attempt < 2:
         raise Retry("upstream busy")
     return task.attempt
+
+
+@handler("wait_for_file")
+async def wait_for_file(task: TaskInput) -> str:
+    """Returns once the file ``params['path']`` exists: a long task the test ends."""
+    path = str(task.params["path"])
+    while not await asyncio.to_thread(os.path.exists, path):  # noqa: ASYNC110 - set by the test
+        await asyncio.sleep(0.01)
+    return "done"

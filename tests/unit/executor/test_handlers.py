@@ -71,6 +71,51 @@ async def test_a_redelivered_failed_task_sends_its_failure_again(
     assert handlers.results == {"succeeded": 0, "failed": 1, "cancelled": 0}
 
 
+async def test_a_finished_task_whose_result_is_no_longer_kept_runs_again() -> None:
+    # Its result's publish failed and its delivery came back after more
+    # tasks finished here than results are kept: dropping the repeat as done
+    # would lose its result for good, so it runs again.
+    runner = TaskRunner(2, start_method="forkserver")
+    try:
+        handlers = executor_handlers(runner, [BUILTINS], replay_memory=2)
+        (first,) = await handlers.on_assigned(assigned("noop", "a", echo=1))
+        for number in range(3):
+            await handlers.on_assigned(assigned("noop", f"other-{number}"))
+        assert "a" in handlers.completed
+        (again,) = await handlers.on_assigned(assigned("noop", "a", echo=1))
+        assert isinstance(again.message, TaskResult)
+        assert again.message.message_id == first.message.message_id  # the client shows one
+        assert again.message.output == 1
+        assert again.route == first.route
+        assert handlers.results["succeeded"] == 5  # it ran twice
+        # Kept again now: a further repeat is answered from the store.
+        assert await handlers.on_assigned(assigned("noop", "a", echo=1)) == [again]
+        assert handlers.results["succeeded"] == 5
+    finally:
+        await runner.close()
+
+
+async def test_a_failed_task_whose_failure_is_no_longer_kept_fails_again() -> None:
+    runner = TaskRunner(2, start_method="forkserver")
+    try:
+        handlers = executor_handlers(runner, [BUILTINS, SAMPLE_HANDLERS], replay_memory=2)
+        message = assigned("explode", "a")
+        (first,) = await handlers.on_exhausted(message, ValueError("boom"), 1)
+        for number in range(3):
+            await handlers.on_assigned(assigned("noop", f"other-{number}"))
+        # The redelivery runs it again, it fails again, and the consume loop
+        # hands the failure to on_exhausted, which reports it (not nothing).
+        with pytest.raises(HandlerRaisedError) as raised:
+            await handlers.on_assigned(message)
+        (again,) = await handlers.on_exhausted(message, raised.value, 1)
+        assert isinstance(again.message, TaskResult)
+        assert again.message.message_id == first.message.message_id
+        assert again.message.status == "failed"
+        assert handlers.results["failed"] == 2
+    finally:
+        await runner.close()
+
+
 async def test_an_unknown_handler_is_a_permanent_error(handlers: ExecutorHandlers) -> None:
     with pytest.raises(UnknownHandlerError):
         await handlers.on_assigned(assigned("no-such-handler"))
