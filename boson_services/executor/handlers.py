@@ -69,7 +69,8 @@ from boson_shared.task_control import TaskControl
 logger = logging.getLogger(__name__)
 
 REPLAY_MEMORY = 1024
-"""Results kept to send again if their task's delivery comes back (see ``_replay``)."""
+"""Results kept to send again if their task's delivery comes back; a finished
+task whose result is no longer kept runs again (see ``_replay``)."""
 
 DataFetcher = Callable[[DataRef], Awaitable[bytes]]
 DataUploader = Callable[[bytes], Awaitable[DataRef]]
@@ -117,7 +118,7 @@ def to_wire(value: Any) -> Any:
 
 
 class ExecutorHandlers:
-    """Runs assigned tasks on this node and reports each exactly once."""
+    """Runs assigned tasks on this node; a repeat is answered under the same result id."""
 
     def __init__(
         self,
