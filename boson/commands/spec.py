@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from boson.asyncapi import asyncapi_document, render_yaml
+from boson.asyncapi.document import asyncapi_document, render_yaml
 from boson.commands.groups import command_group
 from boson_shared.errors import ConfigError
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from pydantic import Field
 
-from boson.asyncapi import asyncapi_document, message_id, render_yaml
+from boson.asyncapi.document import asyncapi_document, render_yaml
+from boson.asyncapi.messages import message_id
 from boson.cli import main
 from boson_shared.contract.channels import channels
 from boson_shared.contract.messages import MESSAGE_TYPES, Message, TaskSubmitted

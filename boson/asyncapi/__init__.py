@@ -1,0 +1,1 @@
+"""The AsyncAPI document of the bus: :mod:`boson.asyncapi.document` builds and renders it."""
