@@ -50,7 +50,7 @@ from boson.steering import (
 from boson.task_handles import Plan, TaskHandle, TaskRequest, _Sent, unwrap
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
-from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.channel_types import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (

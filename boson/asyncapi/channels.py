@@ -1,6 +1,6 @@
 """The channels and operations of the AsyncAPI document, one each per route.
 
-A channel is one :class:`~boson_shared.contract.channels.Channel`: its exchange and
+A channel is one :class:`~boson_shared.contract.channel_types.Channel`: its exchange and
 routing key as AMQP bindings, the kinds it carries, who publishes and who consumes
 (queue, binding key, queue arguments); its operations are the publishers' ``send``
 and, where anyone consumes it, the consumers' ``receive``.
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from boson.asyncapi.messages import AMQP_BINDING_VERSION, message_id
-from boson_shared.contract.channels import Channel
+from boson_shared.contract.channel_types import Channel
 from boson_shared.contract.messages import Message, kind_of
 from boson_shared.contract.topology import HEADER_REASON, REASON_UNROUTABLE
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from boson_shared.contract.channels import CLIENT_ID, CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.channel_types import CLIENT_ID, CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.envelope import CIPHERS
 from boson_shared.contract.keyring import KEY_ID_PATTERN
 from boson_shared.contract.messages import TaskSubmitted

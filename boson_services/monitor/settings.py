@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr
 
-from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.channel_types import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.scheduling.probation import PROBATION_S
 from boson_shared.settings import BosonSettings
 

@@ -10,7 +10,7 @@ import psutil
 
 from boson.client import Client, TaskHandle, TaskRequest
 from boson_shared.bus.factory import transport_from_url
-from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.channel_types import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import TaskResult
 from tests.reliability.harness import CountingClient, gather_results

@@ -14,7 +14,7 @@ import pytest
 from boson.client import Client
 from boson_services.monitor.reply_queues import AbandonedReplyQueues
 from boson_shared.bus.abc import Delivery
-from boson_shared.contract.channels import CLIENT_QUEUE_EXPIRES_MS
+from boson_shared.contract.channel_types import CLIENT_QUEUE_EXPIRES_MS
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import TaskResult
