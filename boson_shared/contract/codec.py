@@ -14,16 +14,22 @@ Every failure is a typed :class:`~boson_shared.errors.DecodeError` (dead-letter,
 never requeue) or :class:`~boson_shared.errors.EncodeError`. Error text carries key
 ids and sizes, never key material and never more than a short excerpt of a
 payload.
+
+The layout's constants and the :class:`Codec` Protocol are in
+:mod:`~boson_shared.contract.envelope`, the header's slow-path checks in
+:mod:`~boson_shared.contract.envelope_header`, compression in
+:mod:`~boson_shared.contract.compression`; this module is the public face the
+runtime, the services and the SDK import the codec from, and re-exports the
+layout constants and :class:`Codec` for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from pydantic import ValidationError
 
 from boson_shared.contract.compression import ThreadContexts, decompress_bounded, worth_compressing
@@ -37,12 +43,12 @@ from boson_shared.contract.envelope import (
     MAGIC,
     MIN_ENVELOPE_BYTES,
     NONCE_BYTES,
-    RESERVED_FLAGS,
     TAG_BYTES,
     VERSION,
     Codec,
     NonceSequence,
 )
+from boson_shared.contract.envelope_header import AEAD, AEAD_CLASSES, Route, parse_header
 from boson_shared.contract.keyring import KEY_ID_PATTERN, Keyring
 from boson_shared.contract.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message
 from boson_shared.errors import (
@@ -66,23 +72,6 @@ _HEADER_CACHE_LIMIT: Final = 1024
 _EXCLUDE_KIND: Final[set[str]] = {"kind"}
 _ERROR_TEXT_LIMIT: Final = 600
 _SCHEMA_VERSIONS: Final = {kind: model.schema_version for kind, model in MESSAGE_TYPES.items()}
-
-_AEAD: TypeAlias = AESGCM | ChaCha20Poly1305
-_AEAD_CLASSES: Final[dict[int, type[AESGCM] | type[ChaCha20Poly1305]]] = {
-    0: AESGCM,
-    1: ChaCha20Poly1305,
-}
-
-
-class _Route(NamedTuple):
-    """What a checked header prefix decodes to (cached per prefix)."""
-
-    header_len: int
-    compressed: bool
-    batch: bool
-    opener: _AEAD
-    kind: str | None
-    key_id: str
 
 
 def _reject_ext(code: int, data: bytes) -> object:
@@ -138,12 +127,12 @@ class EnvelopeCodec:
         self._compress_min = max(compress_min_bytes, 1)
         self._threads = ThreadContexts(zstd_level)
         self._active_id = keyring.active_key_id.encode("ascii")
-        self._sealer: _AEAD = _AEAD_CLASSES[self._cipher_id](keyring.key(keyring.active_key_id))
-        self._openers: dict[tuple[int, bytes], _AEAD] = {
+        self._sealer: AEAD = AEAD_CLASSES[self._cipher_id](keyring.key(keyring.active_key_id))
+        self._openers: dict[tuple[int, bytes], AEAD] = {
             (self._cipher_id, self._active_id): self._sealer
         }
         self._headers: dict[tuple[str, int], bytes] = {}
-        self._routes: dict[bytes, _Route] = {}
+        self._routes: dict[bytes, Route] = {}
         self._nonces = NonceSequence()
 
     @classmethod
@@ -278,58 +267,31 @@ class EnvelopeCodec:
         Only for labelling dead letters: never trust it for processing.
         """
         try:
-            _, _, _, kind = self._parse_header(data)
+            _, _, _, kind = parse_header(data, self._max)
         except (BadMagicError, UnsupportedVersionError, TruncatedError, OversizeError):
             return None
         text = kind.decode("ascii", errors="replace")
         return text if KIND_PATTERN.fullmatch(text) else None
 
-    def _parse_header(self, data: bytes) -> tuple[int, int, bytes, bytes]:
-        """(header length, flags, key id, kind) after the size and structure checks."""
-        size = len(data)
-        if size > self._max:
-            raise OversizeError(f"message of {size} bytes exceeds max_message_bytes={self._max}")
-        if data[:3] != MAGIC[: min(size, 3)]:
-            raise BadMagicError("the bytes do not start with the Boson magic b'BSN'")
-        if size < 5:
-            raise TruncatedError(f"message of {size} bytes ends inside the header")
-        if data[3] != VERSION:
-            raise UnsupportedVersionError(f"envelope version {data[3]} (this build reads 1)")
-        flags = data[4]
-        if flags & RESERVED_FLAGS or (flags & CIPHER_MASK) >> CIPHER_SHIFT not in _AEAD_CLASSES:
-            raise UnsupportedVersionError(f"envelope flags 0x{flags:02x} use unknown features")
-        if size < 6:
-            raise TruncatedError(f"message of {size} bytes ends inside the header")
-        kind_at = 6 + data[5]
-        if size <= kind_at:
-            raise TruncatedError(f"message of {size} bytes ends inside the header")
-        kind_end = kind_at + 1 + data[kind_at]
-        header_len = kind_end + NONCE_BYTES
-        if size < header_len + TAG_BYTES:
-            raise TruncatedError(
-                f"message of {size} bytes ends before its header and tag ({header_len + TAG_BYTES})"
-            )
-        return header_len, flags, bytes(data[6:kind_at]), bytes(data[kind_at + 1 : kind_end])
-
-    def _opener(self, cipher_id: int, key_id: bytes) -> _AEAD:
+    def _opener(self, cipher_id: int, key_id: bytes) -> AEAD:
         opener = self._openers.get((cipher_id, key_id))
         if opener is None:
             name = key_id.decode("ascii", errors="replace")
             if KEY_ID_PATTERN.fullmatch(name) is None or name not in self._keyring:
                 shown = repr(name) if KEY_ID_PATTERN.fullmatch(name) else "(not a valid key id)"
                 raise UnknownKeyError(f"envelope key id {shown} is not in the keyring")
-            opener = _AEAD_CLASSES[cipher_id](self._keyring.key(name))
+            opener = AEAD_CLASSES[cipher_id](self._keyring.key(name))
             self._openers[(cipher_id, key_id)] = opener
         return opener
 
-    def _route(self, data: bytes) -> _Route:
+    def _route(self, data: bytes) -> Route:
         """Check a header the slow way and remember the outcome for its prefix."""
-        header_len, flags, key_id, kind_bytes = self._parse_header(data)
+        header_len, flags, key_id, kind_bytes = parse_header(data, self._max)
         opener = self._opener((flags & CIPHER_MASK) >> CIPHER_SHIFT, key_id)
         kind: str | None = kind_bytes.decode("ascii", errors="replace")
         if kind is not None and KIND_PATTERN.fullmatch(kind) is None:
             kind = None  # refused only after authentication, so the reason is trustworthy
-        route = _Route(
+        route = Route(
             header_len,
             bool(flags & FLAG_COMPRESSED),
             bool(flags & FLAG_BATCH),
