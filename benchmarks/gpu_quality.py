@@ -6,7 +6,7 @@ Run: ``.venv/bin/python benchmarks/gpu_quality.py [--loads 0.7,0.9,1.0] [--from-
 Model (the simulator's, ``boson/simulation/``): each pod is one task of one
 instance, arriving at ``creation_time`` and holding its request for
 ``deletion_time − scheduled_time``; cores, GiB and GPUs, a request below one
-GPU being a share of one device (``boson/simulation/traces.py``). Pods the
+GPU being a share of one device (``boson/simulation/gpu_trace.py``). Pods the
 real cluster never scheduled are left out and counted; GPU memory is not in
 the trace. Boson's policy reserves for the head of the waiting order and
 backfills around it (``boson_shared/scheduling/head_reservation.py``); the
@@ -47,7 +47,8 @@ from boson.simulation.metrics import Metrics, offered_load  # noqa: E402
 from boson.simulation.policies import compare  # noqa: E402
 from boson.simulation.report import describe, number_text  # noqa: E402
 from boson.simulation.scale import resize_for_load  # noqa: E402
-from boson.simulation.traces import Trace, Workload, load_trace  # noqa: E402
+from boson.simulation.trace_types import Trace, Workload  # noqa: E402
+from boson.simulation.traces import load_trace  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "traces"
 DAY_S = 86_400.0

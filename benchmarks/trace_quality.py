@@ -41,7 +41,8 @@ from boson.simulation.metrics import Metrics, offered_load  # noqa: E402
 from boson.simulation.policies import compare, policy_names  # noqa: E402
 from boson.simulation.report import describe, render_table, write_plots  # noqa: E402
 from boson.simulation.scale import factor_for_load, scale_cluster  # noqa: E402
-from boson.simulation.traces import Trace, load_trace  # noqa: E402
+from boson.simulation.trace_types import Trace  # noqa: E402
+from boson.simulation.traces import load_trace  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "traces"
 TASKS = TRACES / "alibaba_v2017_batch_task_0-7200s.csv"

@@ -27,7 +27,8 @@ from boson.simulation.tenancy import (
     run_policy,
     trace_tenants,
 )
-from boson.simulation.traces import FORMATS, Cluster, NodeEvents, Trace, load_trace
+from boson.simulation.trace_types import Cluster, NodeEvents, Trace
+from boson.simulation.traces import FORMATS, load_trace
 from boson_shared.errors import ConfigError
 from boson_shared.scheduling.admission import DEFAULT_PREEMPT_GRACE_S
 from boson_shared.scheduling.probation import PROBATION_S
@@ -129,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="replay a cluster trace through Boson's placement and baselines",
         description=(
             "Replay a trace (Alibaba v2017 batch_task + server_event, Alibaba GPU v2023 "
-            "pods + node list, or the generic CSV format of boson/simulation/traces.py) "
+            "pods + node list, or the generic CSV format of boson/simulation/csv_trace.py) "
             "in simulated time through Boson's "
             "placer and balancer and the baselines, and compare them."
         ),

@@ -63,7 +63,7 @@ from boson.simulation.metrics import (
     summarise,
 )
 from boson.simulation.table import BatchPlacer, IntArray
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.head_reservation import RESERVATION_LAPSE_S, HeadReservation
 from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.placement import Placer

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from boson.simulation.traces import Cluster, Skipped, TaskRows, Workload, require, to_number
+from boson.simulation.trace_parsing import TaskRows, require, to_number
+from boson.simulation.trace_types import Cluster, Skipped, Workload
 
 MILLI = 1000.0
 MIB_PER_GIB = 1024.0

@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from boson.simulation.table import FloatArray, IntArray
-from boson.simulation.traces import Workload
+from boson.simulation.trace_types import Workload
 from boson_shared.scheduling.balancing import imbalance
 from boson_shared.scheduling.devices import fragmentation, to_milli
 from boson_shared.scheduling.table import FIT_EPSILON, NodeTable

@@ -48,7 +48,7 @@ from boson.simulation.engine import DEFAULT_SAMPLE_STEP, Simulation, simulate
 from boson.simulation.instances import BacklogDrainer, Pending
 from boson.simulation.metrics import Metrics, Recorder
 from boson.simulation.table import BatchPlacer, FloatArray
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.balancing import (
     AGE_LIMIT_S,
     QueuedTask,

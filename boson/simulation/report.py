@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from boson.simulation.metrics import SIZE_CLASSES, Metrics, Recorder, offered_load
-from boson.simulation.traces import Cluster, Trace
+from boson.simulation.trace_types import Cluster, Trace
 from boson_shared.errors import ConfigError
 
 COLUMNS = (

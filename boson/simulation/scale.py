@@ -24,7 +24,7 @@ import numpy as np
 
 from boson.simulation.metrics import offered_load
 from boson.simulation.table import IntArray
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 
 LOAD_TOLERANCE: Final = 0.05
 """A resized cluster whose offered load misses the target by more than this

@@ -40,7 +40,7 @@ from boson.simulation.instances import (
 )
 from boson.simulation.metrics import Metrics, summarise
 from boson.simulation.table import BatchPlacer, IntArray
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.admission import (
     DEFAULT_PREEMPT_GRACE_S,
     Admission,

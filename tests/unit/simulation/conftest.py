@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 
 
 def workload(rows: Sequence[tuple[float, float, float, float, int, int]]) -> Workload:

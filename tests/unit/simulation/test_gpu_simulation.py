@@ -7,7 +7,7 @@ import pytest
 
 from boson.simulation.engine import Simulation
 from boson.simulation.policies import make_policy, policy_names
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 
 
 def gpu_workload() -> Workload:

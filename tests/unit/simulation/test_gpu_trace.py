@@ -14,7 +14,7 @@ from boson.simulation.gpu_trace import parse_nodes, parse_pods
 from boson.simulation.metrics import gpu_fragmentation, gpu_points, makespan_lower_bound
 from boson.simulation.policies import make_policy
 from boson.simulation.scale import resize_cluster, resize_for_load
-from boson.simulation.traces import Cluster, NodeEvents, Skipped
+from boson.simulation.trace_types import Cluster, NodeEvents, Skipped
 from boson_shared.scheduling.table import NodeTable
 
 from .conftest import cluster, events, workload

@@ -7,7 +7,7 @@ import pytest
 
 from boson.simulation.engine import Simulation
 from boson.simulation.policies import make_policy
-from boson.simulation.traces import Cluster, NodeEvents, Workload
+from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 from tests.unit.simulation.conftest import cluster, workload
 
 SMALL_EVERY_S = 1.5

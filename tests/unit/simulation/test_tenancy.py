@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from boson.cli import main
+from boson.simulation.alibaba_v2017 import parse_alibaba_tasks
+from boson.simulation.csv_trace import parse_csv_tasks
 from boson.simulation.fairness import TenantRecorder, jain, report
 from boson.simulation.policies import make_policy
 from boson.simulation.tenancy import (
@@ -19,7 +21,7 @@ from boson.simulation.tenancy import (
     run_policy,
     trace_tenants,
 )
-from boson.simulation.traces import Skipped, parse_alibaba_tasks, parse_csv_tasks
+from boson.simulation.trace_types import Skipped
 from tests.unit.simulation.conftest import cluster, events, workload
 
 PLACER = make_policy("binpack-fgd").placer

@@ -7,15 +7,10 @@ import io
 import numpy as np
 import pytest
 
-from boson.simulation.traces import (
-    Skipped,
-    TraceFormatError,
-    parse_alibaba_servers,
-    parse_alibaba_tasks,
-    parse_csv_events,
-    parse_csv_nodes,
-    parse_csv_tasks,
-)
+from boson.simulation.alibaba_v2017 import parse_alibaba_servers, parse_alibaba_tasks
+from boson.simulation.csv_trace import parse_csv_events, parse_csv_nodes, parse_csv_tasks
+from boson.simulation.trace_parsing import TraceFormatError
+from boson.simulation.trace_types import Skipped
 from boson_shared.scheduling.amounts import GRID_STEP
 
 ALIBABA_TASKS = """\
