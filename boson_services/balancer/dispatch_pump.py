@@ -13,7 +13,7 @@ could start it — a node with spare credit takes work held for a node without
 queue work while another node idles.
 
 The flexible queue is offered to open nodes in two passes (as the
-simulator's balancer, ``boson/simulation/policies.py``): first each
+simulator's balancer, ``boson/simulation/drainers.py``): first each
 task may go only to a node it fits *cleanly* — leaving room for whole
 typical tasks, or filling a remnant no typical task could use (see
 :func:`~boson_shared.scheduling.balancing.fits_cleanly`; the typical demand is
@@ -52,7 +52,7 @@ FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""
 FLEXIBLE_WINDOW = 256
 """Held tasks at the front of the flexible queue one pump orders and may dispatch
-(the simulator's balancer window, ``boson.simulation.policies.DEFAULT_WINDOW``)."""
+(the simulator's balancer window, ``boson.simulation.drainers.DEFAULT_WINDOW``)."""
 
 
 class DispatchPump(DispatchState):

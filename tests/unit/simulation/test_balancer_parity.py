@@ -1,7 +1,7 @@
 """The simulator's balancer offers freed capacity as the balancer service does.
 
 One node, full, with single-instance tasks waiting; then a hole of ``free``
-opens. The simulator's :class:`~boson.simulation.policies.Balancer` and the
+opens. The simulator's :class:`~boson.simulation.drainers.Balancer` and the
 service's :class:`~boson_services.balancer.dispatcher.Dispatcher` (each at a
 completion, knowing how long the running work takes) must start the same
 waiting tasks: the same order (dead node's work, then work past the age
@@ -17,8 +17,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from boson.simulation.drainers import Balancer
 from boson.simulation.engine import simulate
-from boson.simulation.policies import Balancer, make_policy
+from boson.simulation.policies import make_policy
 from tests.support.balancer import N, demand, dispatcher, snapshot
 from tests.support.fakes import Clock
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from boson.simulation.drainers import Balancer
 from boson.simulation.engine import simulate
 from boson.simulation.instances import place_instances
-from boson.simulation.policies import Balancer, make_policy
+from boson.simulation.policies import make_policy
 from boson_shared.scheduling.placement import STRATEGIES, Placer
 from boson_shared.scheduling.probation import Probation
 from boson_shared.scheduling.table import NodeTable
