@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 import pytest
 from yarl import URL
 
-from boson_shared.bus.abc import DeliveryHandler, Headers, Subscription, Transport
+from boson_shared.bus.abc import (
+    ConnectionListener,
+    DeliveryHandler,
+    Headers,
+    Subscription,
+    Transport,
+)
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.topology import Topology
@@ -227,6 +233,9 @@ class TrackingTransport:
     @property
     def is_connected(self) -> bool:
         return self.inner.is_connected
+
+    def watch_connection(self, listener: ConnectionListener) -> None:
+        self.inner.watch_connection(listener)
 
     async def connect(self) -> None:
         await self.inner.connect()

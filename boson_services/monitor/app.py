@@ -64,12 +64,18 @@ class MonitorService(Service):
                 overload_threshold=settings.overload_threshold,
                 overload_sustain_s=settings.overload_sustain_s,
                 probation=Probation.lasting(settings.probation_s),
+                # A sweep late by more than a heartbeat interval: a heartbeat
+                # may have waited unread through the pause.
+                pause_limit_s=settings.snapshot_interval_s + settings.heartbeat_interval_s,
             ),
             self.metrics,
             self.names,
             settings.instance_id,
             backlog_alert_threshold=settings.backlog_alert_threshold,
         )
+        # Heartbeats sent while our connection is down are never heard (our
+        # queue goes with the connection): that silence is not the nodes'.
+        transport.watch_connection(self.handlers.on_connection)
         self.queue = self.names.subscriber_queue(self.name, settings.instance_id)
         self.reply_queues = AbandonedReplyQueues(
             transport, self.names, settings.abandoned_reply_queue_s, clock=time.monotonic

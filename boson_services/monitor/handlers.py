@@ -87,6 +87,13 @@ class MonitorHandlers:
             emits.append(self.snapshot_emit())
         return emits
 
+    def on_connection(self, connected: bool) -> None:
+        """The monitor's own connection dropped (False) or is back and consuming (True)."""
+        if connected:
+            self.view.regained_contact(self.clock())
+        else:
+            self.view.lost_contact(self.clock())
+
     def on_placed(self, placed: TaskPlaced) -> list[Emit]:
         self._count_placement(
             placed.task.task_id,

@@ -6,15 +6,28 @@ see :mod:`boson_shared.scheduling.probation` — overload only when sustained) a
 tested without a broker. Liveness uses the monitor's own monotonic clock at
 receipt, never the sender's timestamp: node clocks drift, the monitor's is
 the one that decides.
+
+Silence counts only while the monitor can hear. While its own connection is
+down (:meth:`ClusterView.lost_contact`) it declares nobody down; once it is
+back (:meth:`ClusterView.regained_contact`), and after a pause of its own
+(a sweep later than ``pause_limit_s`` after the one before: the event loop
+or the monitor's publishing stalled), silence counts from that moment, not
+from each node's last heartbeat. A node that died during the outage is thus
+declared down one ``down_after_s`` after the monitor hears again, and a
+live one has that long to be heard (docs/design.md, node liveness).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 from boson_shared.contract.messages import Alert, ClusterSnapshot, NodeHeartbeat, NodeState
 from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.scheduling.probation import Probation
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,8 +49,11 @@ class ClusterView:
         overload_threshold: float = 0.9,
         overload_sustain_s: float = 10.0,
         probation: Probation | None = None,
+        pause_limit_s: float = math.inf,
     ) -> None:
         self.down_after_s = down_after_s
+        self.pause_limit_s = pause_limit_s
+        """A gap between two sweeps longer than this is a pause of the monitor's own."""
         self.probation = probation if probation is not None else Probation()
         """Which returning nodes take no new work yet (``Probation(0, 0)``: none)."""
         self.overload_threshold = overload_threshold
@@ -46,6 +62,30 @@ class ClusterView:
         self.membership_changed = False
         """Set when a node joined, left or returned; cleared by :meth:`snapshot`."""
         self._tenants: TenantsReport | None = None
+        self.deaf = False
+        """True while the monitor's connection is down: no silence counts."""
+        self.hearing_since = -math.inf
+        """When the monitor last began to hear again; silence counts from here at the earliest."""
+        self._last_sweep: float | None = None
+
+    def lost_contact(self, now: float) -> None:
+        """The monitor's own connection dropped: heartbeats sent now go unheard."""
+        if not self.deaf:
+            logger.warning("monitor cut off from the broker: no node is declared down until back")
+        self.deaf = True
+
+    def regained_contact(self, now: float) -> None:
+        """The monitor consumes again: every node's silence counts from ``now``."""
+        self.deaf = False
+        self.hearing_since = now
+        logger.info(
+            "monitor hears again: a node silent since is declared down after %.1fs",
+            self.down_after_s,
+        )
+
+    def silent_for(self, record: NodeRecord, now: float) -> float:
+        """How long ``record``'s node has been silent while the monitor could hear it."""
+        return now - max(record.last_seen, self.hearing_since)
 
     def observe(self, heartbeat: NodeHeartbeat, now: float) -> list[Alert]:
         """Take a heartbeat in; returns alerts it causes (a node back up)."""
@@ -70,10 +110,23 @@ class ClusterView:
         return [Alert(reason="node-up", severity="info", node_id=heartbeat.node_id, detail=detail)]
 
     def sweep(self, now: float) -> list[Alert]:
-        """Apply the clock: nodes that went quiet are down; sustained overload alerts."""
+        """Apply the clock: nodes that went quiet are down; sustained overload alerts.
+
+        Quiet means silent while the monitor could hear (:meth:`silent_for`):
+        nobody is declared down while it is cut off, and a sweep that comes
+        more than ``pause_limit_s`` after the previous one finds the monitor
+        just back from a pause of its own, so silence counts from now.
+        """
+        previous, self._last_sweep = self._last_sweep, now
+        if previous is not None and now - previous > self.pause_limit_s:
+            logger.warning(
+                "monitor paused %.1fs between sweeps: silence counts from now", now - previous
+            )
+            self.hearing_since = now
         alerts: list[Alert] = []
         for node_id, record in self.nodes.items():
-            if record.alive and now - record.last_seen > self.down_after_s:
+            silent = self.silent_for(record, now)
+            if record.alive and not self.deaf and silent > self.down_after_s:
                 record.alive = False
                 self.probation.failed(node_id, now)
                 record.overloaded_since = None
@@ -86,7 +139,7 @@ class ClusterView:
                         node_id=node_id,
                         detail=(
                             f"node {node_id} missed heartbeats for "
-                            f"{now - record.last_seen:.1f}s (limit {self.down_after_s:.1f}s)"
+                            f"{silent:.1f}s (limit {self.down_after_s:.1f}s)"
                         ),
                     )
                 )

@@ -21,6 +21,10 @@ Semantics both must keep:
   Only for what a later message supersedes (see ``docs/design.md``).
 * A queue with ``single_active_consumer`` delivers to one consumer at a time;
   the next takes over when it goes.
+* Listeners given to ``watch_connection`` hear ``False`` when the connection
+  drops (perhaps more than once while it stays down) and ``True`` once it is
+  back with its consumers restored: what a consumer could not have received
+  in between is what the monitor must not count as silence.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class Delivery(Protocol):
 
 
 DeliveryHandler: TypeAlias = Callable[[Delivery], Awaitable[None]]
+ConnectionListener: TypeAlias = Callable[[bool], None]
+"""Told ``False`` when the connection drops, ``True`` when it is back and consuming."""
 
 
 class Subscription(Protocol):
@@ -93,6 +99,11 @@ class Transport(Protocol):
 
     @property
     def is_connected(self) -> bool: ...
+
+    def watch_connection(self, listener: ConnectionListener) -> None:
+        """Tell ``listener`` of every drop (``False``) and recovery (``True``)
+        of the connection from now on; it must not block or raise."""
+        ...
 
     async def declare(self, topology: Topology) -> None:
         """Declare exchanges, queues and bindings; idempotent."""
@@ -135,4 +146,12 @@ class Transport(Protocol):
     async def delete_exchange(self, exchange: str) -> None: ...
 
 
-__all__ = ["Delivery", "DeliveryHandler", "HeaderValue", "Headers", "Subscription", "Transport"]
+__all__ = [
+    "ConnectionListener",
+    "Delivery",
+    "DeliveryHandler",
+    "HeaderValue",
+    "Headers",
+    "Subscription",
+    "Transport",
+]

@@ -50,7 +50,7 @@ from pamqp import commands as spec
 from yarl import URL
 
 from boson_shared.bus import headers as _headers
-from boson_shared.bus.abc import DeliveryHandler, Headers
+from boson_shared.bus.abc import ConnectionListener, DeliveryHandler, Headers
 from boson_shared.bus.amqp_admin import _BROKER_ERRORS, AmqpAdmin, _Connected
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
 from boson_shared.bus.broker_urls import failover_order, mask_url, parse_broker_urls
@@ -128,6 +128,7 @@ class AmqpTransport(AmqpAdmin):
         self._queue_bindings: dict[str, dict[tuple[str, str], None]] = {}
         self.transport_factory = CoalescingTransportFactory()
         """Makes each connection's socket writes one per event-loop turn."""
+        self._listeners: list[ConnectionListener] = []
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "not connected"
@@ -153,6 +154,20 @@ class AmqpTransport(AmqpAdmin):
             and state.connection.connected.is_set()
         )
 
+    def watch_connection(self, listener: ConnectionListener) -> None:
+        """Tell ``listener`` of drops and recoveries: aio-pika's close callbacks
+        (a drop, or a failed attempt while down) and reconnect callbacks (run
+        once the channels and their consumers are restored)."""
+        self._listeners.append(listener)
+
+    def _tell(self, connected: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(connected)
+            except Exception:
+                # A listener's bug must not break aio-pika's reconnect loop.
+                log.exception("connection listener %r failed", listener)
+
     # -- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
@@ -170,6 +185,7 @@ class AmqpTransport(AmqpAdmin):
                 failures.append(str(e))
                 continue
             self._state.connection.reconnect_callbacks.add(self._on_reconnect)
+            self._state.connection.close_callbacks.add(self._on_lost)
             log.info("connected to %s as %r", mask_url(str(nodes[0])), self._name)
             return
         raise BrokerUnavailableError("; ".join(failures))
@@ -225,6 +241,12 @@ class AmqpTransport(AmqpAdmin):
         state = self._state
         where = mask_url(str(state.connection.node)) if state is not None else self._masked
         log.info("reconnected to %s; consumers resume", where)
+        self._tell(True)
+
+    def _on_lost(self, *_: object) -> None:
+        if self._state is None:
+            return  # our own close(): nobody is left to tell
+        self._tell(False)
 
     async def close(self) -> None:
         """Close consumers and the connection; unsettled deliveries are requeued."""

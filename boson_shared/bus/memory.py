@@ -17,7 +17,7 @@ import logging
 import uuid
 
 from boson_shared.bus import headers as _headers
-from boson_shared.bus.abc import DeliveryHandler, Headers
+from boson_shared.bus.abc import ConnectionListener, DeliveryHandler, Headers
 from boson_shared.bus.memory_broker import Consumer, MemoryBroker, StoredMessage
 from boson_shared.bus.runner import HandlerRunner
 from boson_shared.contract.topology import Topology
@@ -161,10 +161,14 @@ class MemoryTransport:
         self.broker = broker
         self._connected = False
         self._subscriptions: list[MemorySubscription] = []
+        self._listeners: list[ConnectionListener] = []
 
     @property
     def is_connected(self) -> bool:
         return self._connected
+
+    def watch_connection(self, listener: ConnectionListener) -> None:
+        self._listeners.append(listener)
 
     def _require(self) -> MemoryBroker:
         if not self._connected:
@@ -185,11 +189,16 @@ class MemoryTransport:
         """Simulate a lost connection that recovers at once.
 
         Unsettled deliveries go back to their queues (``redelivered=True``);
-        their late acks are ignored; the consumers resume consuming.
+        their late acks are ignored; the consumers resume consuming. Listeners
+        hear the drop and the recovery, in that order.
         """
         self._require()
+        for listener in self._listeners:
+            listener(False)
         for subscription in self._subscriptions:
             subscription._drop()
+        for listener in self._listeners:
+            listener(True)
 
     async def declare(self, topology: Topology) -> None:
         broker = self._require()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from boson_shared.bus.abc import DeliveryHandler, Headers, Subscription
+from boson_shared.bus.abc import ConnectionListener, DeliveryHandler, Headers, Subscription
 from boson_shared.contract.topology import Topology
 
 
@@ -30,6 +30,9 @@ class GatedTransport:
     @property
     def is_connected(self) -> bool:
         return True
+
+    def watch_connection(self, listener: ConnectionListener) -> None:
+        return None  # never drops
 
     async def connect(self) -> None:
         return None
