@@ -517,6 +517,37 @@ async def test_lost_connection_recovers_and_consumers_resume(
     assert transport.is_connected
 
 
+async def test_watchers_hear_a_lost_connection_and_then_its_recovery_once_consuming(
+    transport_factory: TransportFactory, transport_kind: TransportKind, namespace: str
+) -> None:
+    """What the monitor relies on to tell its own outage from the nodes' silence."""
+    transport = await transport_factory()
+    n = names(namespace)
+    await transport.declare(n.subscriber("monitor", "i1", ["heartbeat.#"], expires_ms=60_000))
+    inbox = Inbox()
+    await transport.consume(n.subscriber_queue("monitor", "i1"), inbox, prefetch=5)
+    heard: list[bool] = []
+    back = asyncio.Event()
+
+    def listen(connected: bool) -> None:
+        heard.append(connected)
+        if connected:
+            back.set()
+
+    transport.watch_connection(listen)
+
+    await lose_connection(transport, transport_kind, namespace)
+    async with asyncio.timeout(15):
+        await back.wait()
+
+    assert heard[0] is False
+    # Told "back" once the exclusive queue is there again, bound and consumed.
+    await transport.publish(n.events_exchange, "heartbeat.a", b"after")
+    after = await inbox.get(within=5)
+    assert after.body == b"after"
+    await after.ack()
+
+
 async def test_a_subscriber_queue_comes_back_bound_after_a_lost_connection(
     transport_factory: TransportFactory, transport_kind: TransportKind, namespace: str
 ) -> None:
