@@ -106,7 +106,7 @@ async def rig(amqp_url: str, namespace: str, declared: Declared) -> AsyncIterato
     links = [ChaosProxy(broker.host or "127.0.0.1", broker.port or 5672) for _ in range(2)]
     for link in links:
         await link.start()
-    rig = Rig(amqp_url, namespace, declared, *links)
+    rig = Rig(amqp_url, namespace, declared, monitor_link=links[0], node_link=links[1])
     try:
         yield rig
     finally:

@@ -9,6 +9,8 @@ to be heard.
 
 from __future__ import annotations
 
+import math
+
 from boson_services.monitor.app import MonitorService
 from boson_services.monitor.settings import MonitorSettings
 from boson_services.monitor.view import ClusterView
@@ -23,13 +25,13 @@ DOWN_AFTER = 3.0
 """Three missed heartbeats of one second."""
 
 
-def down(alerts: list[Alert]) -> list[str | None]:
-    return [a.node_id for a in alerts if a.reason == "node-down"]
+def down(alerts: list[Alert]) -> list[str]:
+    return [a.node_id or "" for a in alerts if a.reason == "node-down"]
 
 
-def two_nodes(**limits: float) -> ClusterView:
+def two_nodes(pause_limit_s: float = math.inf) -> ClusterView:
     """A view that heard nodes a and b at time 0."""
-    cluster = ClusterView(down_after_s=DOWN_AFTER, **limits)
+    cluster = ClusterView(down_after_s=DOWN_AFTER, pause_limit_s=pause_limit_s)
     cluster.observe(heartbeat("a", seq=1), now=0.0)
     cluster.observe(heartbeat("b", seq=1), now=0.0)
     return cluster
