@@ -13,7 +13,8 @@ import psutil
 from boson_services.executor.capture import secrets_of
 from boson_services.executor.census import NodeMessage, NodeQueue, on_held_request
 from boson_services.executor.gpus import GpuBook, Nvml, resolve_gpus
-from boson_services.executor.handlers import DataFetcher, DataUploader, ExecutorHandlers
+from boson_services.executor.handlers import ExecutorHandlers
+from boson_services.executor.node_state import DataFetcher, DataUploader
 from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
 from boson_shared.bus.abc import Transport

@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from boson_services.executor.handlers import ExecutorHandlers, HandlerRaisedError, to_wire
+from boson_services.executor.handlers import ExecutorHandlers
 from boson_services.executor.pool import HandlerFailedError, TaskRunner
+from boson_services.executor.result_fields import to_wire
+from boson_services.executor.task_runs import HandlerRaisedError
 from boson_shared.contract.messages import (
     Alert,
     ResourceVector,
