@@ -1,125 +1,46 @@
 """The balancer's handlers: held placements in, node assignments out.
 
-A handler *waits* until the dispatcher gives its task a node, then publishes
-the ``TaskAssigned`` itself, at once — not with the rest of its envelope,
-whose other items may wait much longer (and whose credit could only come back
-once this one runs). The placement stays an unacknowledged delivery while it
-is held (a balancer crash hands it back to RabbitMQ); the envelope is acked
-when every item in it is dispatched and confirmed by the broker. Work held past
-``park_after_s`` is re-published to the placed queue under a fresh message
-id, so no delivery outlives the broker's consumer timeout: the service's
-periodic sweep calls :meth:`BalancerHandlers.park_overdue`, which wakes those
-handlers (no timer per held task).
-
-A :class:`CancelTask` releases the tasks it names that are held here (their
-handlers report them ``cancelled``) and is remembered, bounded, so a
-cancelled task that arrives later — still at the scheduler or in the placed
-queue — is dropped as cancelled instead of dispatched. A task already
-dispatched is its executor's to stop. A ``preempted`` cancel is the
-balancer's own command to an executor and changes nothing here.
-
-With tenants, a task waits for its turn in the
-:class:`~boson_services.balancer.tenancy.AdmissionGate` before the
-dispatcher holds it, and its result frees its tenant's quota.
+:class:`BalancerHandlers` takes a placement (or a dead node's leftover)
+from its arrival to its assignment, and the events that change what may be
+dispatched: results, which give credit back (one pump per envelope),
+snapshots, cancels and takeover answers. A redelivered placement whose
+task's result went by is dropped; a dead node's leftover whose result went
+by has that result sent again, or, no longer kept, runs again. It is built
+in layers: :mod:`~boson_services.balancer.handler_state` (what the handlers
+keep), :mod:`~boson_services.balancer.cancelling` (cancels),
+:mod:`~boson_services.balancer.dispatching` (a placement's wait for a node
+through the gate and the dispatcher, and parking) and
+:mod:`~boson_services.balancer.taking_over` (the takeover census).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from boson_services.balancer.admission_ticket import UnknownTenantError
-from boson_services.balancer.dispatch_records import (
-    HeldTooLongError,
-    TaskCancelledHere,
-    TaskPreemptedHere,
-)
-from boson_services.balancer.dispatcher import Dispatcher
-from boson_services.balancer.takeover import CENSUS_WAIT_S, Census
-from boson_services.balancer.tenancy import AdmissionGate
+from boson_services.balancer.taking_over import TakingOver
 from boson_shared.contract.messages import (
     CancelTask,
-    CancelVerdict,
     ClusterSnapshot,
     HeldWork,
     HeldWorkBarrier,
-    HeldWorkRequest,
     Message,
     ResourceVector,
     TaskAssigned,
     TaskPlaced,
     TaskResult,
     TaskSubmitted,
-    cancelled_result,
     failed_result,
-    new_id,
-    task_event,
 )
-from boson_shared.contract.topology import (
-    RK_HELD_REQUEST,
-    RK_PARKED,
-    RK_RECORD_EVENT,
-    Names,
-    rk_node,
-)
-from boson_shared.runtime.cancels import cancel_answers
 from boson_shared.runtime.consumer import Emit, delivery_redelivered
-from boson_shared.runtime.dedup import SeenIds
-from boson_shared.runtime.publisher import Route
-from boson_shared.runtime.results import RecentResults, result_emit
-from boson_shared.scheduling.tenants import UNKNOWN_TENANT, unknown_tenant_message
+from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)
 
-RESULTS_KEPT = 1024
-"""Results kept to send again for a dead node's leftovers (see ``on_orphan``); an
-older leftover runs again. Each result holds at most an executor's inline output."""
 
-NodesChanged = Callable[[list[str]], Awaitable[None]]
-Publish = Callable[[Route, Message], Awaitable[None]]
-
-
-class BalancerHandlers:
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        names: Names,
-        publish: Publish,
-        *,
-        park_after_s: float,
-        on_nodes_down: NodesChanged | None = None,
-        finished_capacity: int = 100_000,
-        record: bool = False,
-        record_linger_s: float = 0.0,
-        gate: AdmissionGate | None = None,
-        instance_id: str = "balancer",
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.gate = gate
-        self.instance_id = instance_id
-        """Admission across tenants (None: no tenants file, no gate)."""
-        self.names = names
-        self.publish = publish
-        self.park_after_s = park_after_s
-        self.on_nodes_down = on_nodes_down
-        self.parked_total = 0
-        self.placed_seen = False
-        """A placement reached this instance: it is (or was) the active consumer."""
-        self.recovered_total = 0
-        self.finished = SeenIds(finished_capacity)
-        """Task ids whose result went by (bounded), to tell leftovers from work."""
-        self.skipped_finished = 0
-        self.kept_results = RecentResults(RESULTS_KEPT)
-        """The latest results that went by, for a leftover whose result may
-        not have reached its client (see ``on_orphan``)."""
-        self.replayed_total = 0
-        self.cancelled = SeenIds(finished_capacity)
-        """Task ids a cancel named (bounded): such a task is never dispatched."""
-        self.cancelled_total = 0
-        self.record = record
-        """Report assignments to the task record."""
-        self.record_route = Route(names.events_exchange, RK_RECORD_EVENT, linger_s=record_linger_s)
+class BalancerHandlers(TakingOver):
+    """Placements and leftovers to assignments; results, snapshots, cancels and
+    takeover answers (its layers: see the module docstring)."""
 
     async def on_placed(self, placed: TaskPlaced) -> Sequence[Emit]:
         if not self.placed_seen:
@@ -243,57 +164,6 @@ class BalancerHandlers:
             self.on_held_work(message)
         return []
 
-    async def _take_over(self, gate: AdmissionGate) -> None:
-        """The first placement: this instance is the active one now. Ask the
-        executors what they hold before admitting
-        (:mod:`boson_services.balancer.takeover`)."""
-        request = HeldWorkRequest(reply_to=self.instance_id)
-        alive = {node_id for node_id, node in self.dispatcher.nodes.items() if node.alive}
-        gate.census = Census(request.message_id, gate.clock() + CENSUS_WAIT_S, awaiting=alive)
-        logger.info("taking over admission: asking %d node(s) what they hold", len(alive))
-        await self.publish(Route(self.names.events_exchange, RK_HELD_REQUEST), request)
-
-    def on_held_work(self, work: HeldWork) -> None:
-        """An executor's answer: charge its tasks to their tenants, then admit.
-        Only its complete answer (the one its node queue's barrier brought,
-        which names the work that queued there too) ends the wait for it."""
-        gate = self.gate
-        census = gate.census if gate is not None else None
-        if gate is None or census is None or work.request_id != census.request_id:
-            return
-        # A result that came back first ended its task: it holds nothing now.
-        tasks = [task for task in work.tasks if task.task_id not in self.finished]
-        adopted = gate.adopt(work.node_id, tasks)
-        if adopted:
-            logger.info("node %s runs %d task(s) admitted before", work.node_id, adopted)
-        if work.complete:
-            census.answer(work.node_id)
-        gate.request_pass()
-
-    def on_cancel(self, cancel: CancelTask) -> list[Emit]:
-        """Release the named tasks held here; remember every id; answer for those it knew."""
-        if cancel.reason == "preempted":
-            return []  # an executor's to act on; the task comes back to us
-        return cancel_answers(cancel, self._cancel_one, self.names, source="balancer")
-
-    def _cancel_one(self, task_id: str) -> CancelVerdict | None:
-        known = task_id in self.cancelled
-        if task_id in self.finished:
-            return "cancelled" if known else "finished"
-        if not known:
-            self.cancelled.add(task_id)
-        if self.dispatcher.cancel(task_id):
-            return "cancelled"
-        if self.gate is not None and self.gate.cancel(task_id):
-            return "cancelled"
-        # Dispatched (its executor answers) or not here yet (it will be dropped).
-        return None
-
-    def _cancelled(self, task: TaskSubmitted, demand: ResourceVector) -> Emit:
-        self.cancelled_total += 1
-        logger.info("task %s cancelled before dispatch", task.task_id)
-        return result_emit(self.names, cancelled_result(task, attempts=0, demand=demand))
-
     def _result_came_back(self, result: TaskResult, *, pump: bool) -> bool:
         """The task is done: remember it, give its node the credit and resources
         back, and its tenant the quota; whether admission has room anew."""
@@ -303,143 +173,5 @@ class BalancerHandlers:
         self.dispatcher.complete(result.task_id, wall_s, pump=pump)
         return self.gate is not None and self.gate.finished(result.task_id)
 
-    async def _dispatch(
-        self,
-        task: TaskSubmitted,
-        demand: ResourceVector,
-        target: str | None,
-        *,
-        dispatch: int,
-        devices: Sequence[int] = (),
-        preempted: int = 0,
-    ) -> Sequence[Emit]:
-        def hold(future: asyncio.Future[str] | None = None) -> asyncio.Future[str]:
-            # A client's submissions form its job (smallest pending job first);
-            # a dispatch past the first is a dead node's (or preempted) work,
-            # offered capacity first. Its GPU devices are picked again wherever
-            # it goes (the scheduler's pick stands where it is still free on
-            # its placed node).
-            return self.dispatcher.hold(
-                task.task_id,
-                demand,
-                target,
-                job=task.reply_to,
-                urgent=dispatch > 1,
-                handler=task.handler,
-                timeout_s=task.timeout_s,
-                gpu_model=task.requests.gpu_model if task.requests else None,
-                devices=devices,
-                future=future,
-            )
 
-        # Work that ran before goes back to the front of its tenant's line.
-        front = dispatch > 1
-        future: asyncio.Future[str] | None = None
-        try:
-            while True:
-                try:
-                    if self.gate is None:
-                        future = hold()
-                    else:
-                        # One future from its tenant's line to its node: the
-                        # gate hands it to the dispatcher when it admits the task.
-                        future = self.gate.enter(task, demand, hold, front=front)
-                    # No wait_for: a timer per held task is costly when thousands
-                    # are held. The periodic sweep (park_overdue) fails the futures
-                    # of work held past park_after_s instead. (Cancelling us
-                    # while held cancels the future too: the pumps skip it.)
-                    node_id = await future
-                    break
-                except TaskPreemptedHere:
-                    front = True  # its admission was taken back: it waits in line again
-        except HeldTooLongError:
-            self._leave(task.task_id)
-            park = self._park(task, demand, target, dispatch=dispatch - 1, preempted=preempted)
-            await self.publish(park.route, park.message)
-            return []
-        except TaskCancelledHere:
-            self._leave(task.task_id)
-            return [self._cancelled(task, demand)]
-        except UnknownTenantError as error:
-            assert self.gate is not None  # only the gate refuses a tenant
-            message = unknown_tenant_message(error.tenant, self.gate.admission.names)
-            logger.warning("task %s refused: %s", task.task_id, message)
-            result = failed_result(task, UNKNOWN_TENANT, message, attempts=0, demand=demand)
-            return [result_emit(self.names, result)]
-        except asyncio.CancelledError:
-            if future is None or not (
-                future.done() and not future.cancelled() and future.exception() is None
-            ):
-                # Draining: the delivery is nacked, the task no longer held.
-                self.dispatcher.release(task.task_id)
-                self._leave(task.task_id)
-                raise
-            # Given a node just as we were cancelled: the node's credit is spent
-            # on this task, so finish the assignment rather than hand it back.
-            node_id = future.result()
-        assigned = TaskAssigned(
-            message_id=f"{task.task_id}.a{dispatch}",
-            task=task,
-            demand=demand,
-            node_id=node_id,
-            dispatch=dispatch,
-            devices=self.dispatcher.devices_of(task.task_id),
-            preempted=preempted,
-        )
-        try:
-            await self.publish(
-                Route(self.names.work_exchange, rk_node(node_id), mandatory=True), assigned
-            )
-        except BaseException:
-            # Not sent: the node never gets it, so it must not hold its credit.
-            self.dispatcher.complete(task.task_id)
-            raise
-        if not self.record:
-            return []
-        event = task_event(
-            task,
-            "assigned",
-            "balancer",
-            message_id=f"{assigned.message_id}.ev",
-            at=assigned.assigned_at,
-            node_id=node_id,
-            dispatch=dispatch,
-        )
-        return [Emit(self.record_route, event)]
-
-    def _leave(self, task_id: str) -> None:
-        if self.gate is not None:
-            self.gate.left(task_id)
-
-    def park_overdue(self) -> int:
-        """Hand work held (or waiting for admission) past ``park_after_s`` to its
-        handler for parking (the service's sweep calls this); how many."""
-        parked = self.dispatcher.overdue(self.park_after_s)
-        if self.gate is not None:
-            parked += self.gate.overdue(self.park_after_s)
-        return parked
-
-    def _park(
-        self,
-        task: TaskSubmitted,
-        demand: ResourceVector,
-        target: str | None,
-        *,
-        dispatch: int,
-        preempted: int,
-    ) -> Emit:
-        self.parked_total += 1
-        logger.info("parking task %s after %.0fs held", task.task_id, self.park_after_s)
-        placed = TaskPlaced(
-            message_id=new_id(),  # a new id: the repeat must not look like a duplicate
-            task=task,
-            demand=demand,
-            node_id=target,
-            strategy="parked",
-            dispatched=dispatch,
-            preempted=preempted,
-        )
-        return Emit(Route(self.names.work_exchange, RK_PARKED, mandatory=True), placed)
-
-
-__all__ = ["UNKNOWN_TENANT", "BalancerHandlers"]
+__all__ = ["BalancerHandlers"]

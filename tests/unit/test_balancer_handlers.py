@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from boson_services.balancer.dispatcher import Dispatcher
-from boson_services.balancer.handlers import RESULTS_KEPT, BalancerHandlers
+from boson_services.balancer.handler_state import RESULTS_KEPT
+from boson_services.balancer.handlers import BalancerHandlers
 from boson_shared.contract.messages import (
     Message,
     ResourceVector,

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from boson_services.balancer.handlers import UNKNOWN_TENANT
 from boson_services.balancer.tenancy import Preemption
 from boson_services.balancer.tenants_view import tenants_report
 from boson_shared.contract.messages import (
@@ -18,6 +17,7 @@ from boson_shared.contract.messages import (
     TaskResult,
 )
 from boson_shared.scheduling.admission import Offer
+from boson_shared.scheduling.tenants import UNKNOWN_TENANT
 from tests.support.balancer import N, snapshot
 from tests.support.tenants_balancer import GRACE_S, Balancer, placed
 
