@@ -32,7 +32,7 @@ from boson_shared.errors import PublishNotConfirmedError
 from boson_shared.runtime.publisher import BatchingPublisher, Route
 from tests.conftest import AmqpBroker
 from tests.support.control_plane import WAIT, ControlPlane
-from tests.support.waiting import until
+from tests.support.waiting import until, wait_until
 
 
 @pytest.mark.broker
@@ -65,7 +65,13 @@ async def test_a_nacked_fan_out_publish_still_reaches_the_queue_that_took_it(
         await transport.connect()
         with pytest.raises(PublishNotConfirmedError, match="nacked"):
             await transport.publish(exchange, "result.client", b"a result")
-        assert await transport.queue_depth(taking) == 1
+
+        # The nack may come before the quorum queue reports what it took
+        # (its count is the leader's, applied after the refusal): poll.
+        async def took_it() -> bool:
+            return await transport.queue_depth(taking) == 1
+
+        await wait_until(took_it, timeout=10.0)
         assert await transport.queue_depth(refusing) == 0
     finally:
         await transport.close()
