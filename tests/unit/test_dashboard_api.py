@@ -228,14 +228,37 @@ async def test_an_oversized_body_without_a_length_is_a_413_too() -> None:
 
 async def test_beyond_loopback_reading_needs_the_token_too() -> None:
     handlers, _ = monitor_state()
+    reads = (
+        "/api/cluster",
+        "/api/nodes",
+        "/api/alerts",
+        "/api/throughput",
+        "/api/events",
+        "/api/tenants",
+        "/api/tenants/default",
+        "/api/tasks",
+        "/api/tasks/t1",
+    )
     async with client(handlers, token=TOKEN, reading_needs_token=True) as http:
-        for path in ("/api/cluster", "/api/nodes", "/api/alerts", "/api/throughput", "/api/events"):
+        for path in reads:
             missing = await http.get(path)
             assert missing.status_code == 401, path
+            assert missing.json()["detail"] == "this needs the API token (a bearer header)"
+            assert missing.headers["www-authenticate"] == 'Bearer realm="boson"'
+            assert missing.headers["x-content-type-options"] == "nosniff"
             wrong = await http.get(path, headers={"Authorization": "Bearer wrong"})
             assert wrong.status_code == 401, path
+            assert wrong.json()["detail"] == "wrong API token"
+            basic = await http.get(path, headers={"Authorization": f"Basic {TOKEN}"})
+            assert basic.status_code == 401, path
         good = await http.get("/api/cluster", headers={"Authorization": f"Bearer {TOKEN}"})
         assert good.status_code == 200
+        invalid = await http.get(
+            "/api/nodes", params={"limit": 0}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert invalid.status_code == 400  # the token first, then the filters
+        # The API's description carries no data: it stays open, like the pages.
+        assert (await http.get("/api/openapi.json")).status_code == 200
         # The page itself carries no data: it loads and asks for the token.
         page = await http.get("/")
         assert page.status_code == 200
@@ -245,9 +268,31 @@ async def test_beyond_loopback_reading_needs_the_token_too() -> None:
 async def test_too_many_requests_are_a_429() -> None:
     handlers, _ = monitor_state()
     async with client(handlers, requests_per_s=2.0) as http:
-        codes = [(await http.get("/api/cluster")).status_code for _ in range(8)]
+        answers = [await http.get("/api/cluster") for _ in range(8)]
+    codes = [answer.status_code for answer in answers]
     assert codes[:4] == [200] * 4  # the burst: twice the rate
     assert 429 in codes[4:]
+    refused = answers[codes.index(429)]
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["detail"] == "too many requests: slow down"
+
+
+async def test_refusals_before_the_app_carry_the_security_headers_too() -> None:
+    handlers, _ = monitor_state()
+    async with client(handlers, token=TOKEN, requests_per_s=1.0) as http:
+        too_large = await http.post(
+            "/api/alerts/a1/acknowledge",
+            content=json.dumps({"note": "x" * 5000}),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        answers = [await http.get("/api/cluster") for _ in range(3)]
+    too_many = answers[-1]
+    assert (too_large.status_code, too_many.status_code) == (413, 429)
+    for answer in (too_large, too_many):
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
 
 
 def test_the_rate_limiter_refills_with_time() -> None:

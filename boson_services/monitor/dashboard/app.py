@@ -7,20 +7,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boson_services.monitor.dashboard import pages
-from boson_services.monitor.dashboard.api import api_router, features
-from boson_services.monitor.dashboard.security import Guard, Limits, ProblemError, RateLimiter
+from boson_services.monitor.dashboard.api import add_api, features
+from boson_services.monitor.dashboard.security import Gate, Guard, ProblemError, RateLimiter
 from boson_services.monitor.dashboard.source import DashboardSource
 
-SECURITY_HEADERS = {
-    b"content-security-policy": b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
-    b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    b"x-content-type-options": b"nosniff",
-    b"referrer-policy": b"no-referrer",
-    b"x-frame-options": b"DENY",
-}
+OPENAPI_URL = "/api/openapi.json"
+"""The API's description: open to every reader, like the page shells."""
 
 
 def _first_problem(error: RequestValidationError) -> str:
@@ -29,21 +23,6 @@ def _first_problem(error: RequestValidationError) -> str:
         where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         problems.append(f"{where}: {item.get('msg', 'invalid')}")
     return "bad request: " + "; ".join(problems)
-
-
-class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS.items()]
-            await send(message)
-
-        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
 def build_app(
@@ -59,10 +38,14 @@ def build_app(
         version="1",
         docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=OPENAPI_URL,
+        # The dashboard exports no OpenTelemetry: no per-request look-up of providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.include_router(api_router(source, guard))
-    app.include_router(pages.router(features(source), guard.reading_needs_token))
+    # Every route on the app's own router, in one flat list (an included router
+    # is walked anew, nested, on every request): the API first, then the pages.
+    add_api(app.router, source, guard)
+    pages.add_pages(app.router, features(source), guard.reading_needs_token)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC)), name="static")
 
     @app.exception_handler(ProblemError)
@@ -78,13 +61,14 @@ def build_app(
         detail = "no such page or endpoint" if error.status_code == 404 else str(error.detail)
         return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
 
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(
-        Limits,
-        max_body_bytes=max_body_bytes,
+        Gate,
+        guard=guard,
         limiter=RateLimiter(requests_per_s, burst=2 * requests_per_s),
+        max_body_bytes=max_body_bytes,
+        open_paths=frozenset({OPENAPI_URL}),
     )
     return app
 
 
-__all__ = ["SECURITY_HEADERS", "build_app"]
+__all__ = ["OPENAPI_URL", "build_app"]

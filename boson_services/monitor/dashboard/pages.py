@@ -40,8 +40,8 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=environment)
 
 
-def router(features: frozenset[str], reading_needs_token: bool) -> APIRouter:
-    pages = APIRouter(include_in_schema=False)
+def add_pages(app: APIRouter, features: frozenset[str], reading_needs_token: bool) -> None:
+    """The pages of these ``features`` as routes of ``app`` (none in the OpenAPI document)."""
     jinja = templates()
     navigation = [(path, title) for feature, path, title in PAGES if feature in features]
 
@@ -60,14 +60,15 @@ def router(features: frozenset[str], reading_needs_token: bool) -> APIRouter:
                 headers={"Cache-Control": "no-store"},
             )
 
-        pages.add_api_route(path, page, methods=["GET"], response_class=HTMLResponse)
+        app.add_api_route(
+            path, page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False
+        )
 
     for feature, path, title in PAGES:
         if feature in features:
             add(feature, path, title, f"{feature}.html")
     if "tasks" in features:
         add("task", TASK_PAGE, "Tasks", "task.html")
-    return pages
 
 
-__all__ = ["PAGES", "STATIC", "TASK_PAGE", "TEMPLATES", "router", "templates"]
+__all__ = ["PAGES", "STATIC", "TASK_PAGE", "TEMPLATES", "add_pages", "templates"]

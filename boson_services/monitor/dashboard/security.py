@@ -44,24 +44,28 @@ class Guard:
     token: SecretStr | None
     reading_needs_token: bool
 
-    def _matches(self, request: Request) -> bool:
+    def _matches(self, authorization: str | None) -> bool:
         if self.token is None or not self.token.get_secret_value():
             return False
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             return False
         expected = self.token.get_secret_value().encode()
         return hmac.compare_digest(given.strip().encode(), expected)
 
-    def _missing_or_wrong(self, request: Request) -> ProblemError:
-        if "authorization" not in request.headers:
+    def _missing_or_wrong(self, authorization: str | None) -> ProblemError:
+        if authorization is None:
             return ProblemError(401, "this needs the API token (a bearer header)", _CHALLENGE)
         return ProblemError(401, "wrong API token", _CHALLENGE)
 
-    async def read(self, request: Request) -> None:
-        """A FastAPI dependency of every read endpoint."""
-        if self.reading_needs_token and not self._matches(request):
-            raise self._missing_or_wrong(request)
+    def read_refusal(self, authorization: str | None) -> ProblemError | None:
+        """Why a read with this ``Authorization`` header is refused; ``None`` if it may go on.
+
+        :class:`Gate` asks it once per ``/api`` read, before routing.
+        """
+        if self.reading_needs_token and not self._matches(authorization):
+            return self._missing_or_wrong(authorization)
+        return None
 
     async def act(self, request: Request) -> None:
         """A FastAPI dependency of every action (acknowledge now, cancel later)."""
@@ -69,8 +73,9 @@ class Guard:
             raise ProblemError(
                 403, "actions are disabled: the monitor has no BOSON_API_TOKEN configured"
             )
-        if not self._matches(request):
-            raise self._missing_or_wrong(request)
+        authorization = request.headers.get("authorization")
+        if not self._matches(authorization):
+            raise self._missing_or_wrong(authorization)
 
 
 class RateLimiter:
@@ -101,35 +106,89 @@ class RateLimiter:
         return allowed
 
 
-class Limits:
-    """ASGI middleware: a bounded body (413) and a request rate per client (429).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+"""Added to every answer the app or the :class:`Gate` gives."""
 
-    Long-lived streams count once, when they open.
+
+class Gate:
+    """The one ASGI callable in front of the app, so every request pays for one layer.
+
+    In order: the request rate per client (429), a bounded body (413), the
+    read token on ``/api`` reads (401, via :meth:`Guard.read_refusal`; the
+    ``open_paths`` are exempt), and :data:`SECURITY_HEADERS` on every answer,
+    its own included. Long-lived streams count once, when they open. Actions
+    check their token in the route (:meth:`Guard.act`).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        limiter: RateLimiter,
+        max_body_bytes: int,
+        guarded_prefix: str = "/api/",
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.guard = guard
         self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+        self.guarded_prefix = guarded_prefix
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+            await send(message)
+
         client = scope.get("client")
         if not self.limiter.allow(client[0] if client else "?"):
             answer = JSONResponse(
                 {"detail": "too many requests: slow down"}, 429, headers={"Retry-After": "1"}
             )
-            await answer(scope, receive, send)
+            await answer(scope, receive, with_headers)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared: bytes | None = None
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value  # the last one, as a dict of the headers keeps it
+            elif name == b"authorization" and authorization is None:
+                authorization = value  # the first one, as Starlette's headers give it
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            answer = JSONResponse({"detail": f"request body over {self.max_body_bytes} bytes"}, 413)
-            await answer(scope, receive, send)
+            await self._too_large(scope, receive, with_headers)
             return
-        if declared is not None or scope["method"] in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
+        method = scope["method"]
+        reading = method in ("GET", "HEAD")
+        if reading and self.guard.reading_needs_token:
+            path = scope["path"]
+            if path.startswith(self.guarded_prefix) and path not in self.open_paths:
+                refusal = self.guard.read_refusal(
+                    None if authorization is None else authorization.decode("latin-1")
+                )
+                if refusal is not None:
+                    answer = JSONResponse(
+                        {"detail": refusal.detail}, refusal.status, headers=refusal.headers
+                    )
+                    await answer(scope, receive, with_headers)
+                    return
+        if declared is not None or reading:
+            await self.app(scope, receive, with_headers)
             return
         # No declared length (chunked): read it here, within the bound, then replay.
         body = bytearray()
@@ -139,10 +198,7 @@ class Limits:
                 return  # the client went away
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
-                answer = JSONResponse(
-                    {"detail": f"request body over {self.max_body_bytes} bytes"}, 413
-                )
-                await answer(scope, receive, send)
+                await self._too_large(scope, receive, with_headers)
                 return
             if not message.get("more_body", False):
                 break
@@ -155,7 +211,11 @@ class Limits:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, with_headers)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = JSONResponse({"detail": f"request body over {self.max_body_bytes} bytes"}, 413)
+        await answer(scope, receive, send)
 
 
-__all__ = ["Guard", "Limits", "ProblemError", "RateLimiter"]
+__all__ = ["SECURITY_HEADERS", "Gate", "Guard", "ProblemError", "RateLimiter"]

@@ -4,8 +4,12 @@
 their acknowledgement, an action), ``throughput`` (the last hour), ``tasks``
 (the record's list, one task, and cancel, an action); ``events`` is the live
 stream the pages listen to; ``tenants`` (usage against quota, from the
-balancer's report). A subject is a module with a ``router(source, guard)`` in
-:data:`SUBJECTS`, and a feature name in :func:`features` for its page.
+balancer's report). A subject is a module with an ``add_routes(api, source,
+guard)`` in :data:`SUBJECTS`, which adds its routes (full paths, under
+``/api``) to the app's own router, and a feature name in :func:`features`
+for its page. Reads need no guard of their own: the app's
+:class:`~boson_services.monitor.dashboard.security.Gate` checks the read
+token once per ``/api`` read; actions depend on ``guard.act``.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ from boson_services.monitor.dashboard.api import (
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
 
-SUBJECTS: tuple[Callable[[DashboardSource, Guard], APIRouter], ...] = (
-    cluster.router,
-    tenants.router,
-    alerts.router,
-    throughput.router,
-    tasks.router,
-    events.router,
+SUBJECTS: tuple[Callable[[APIRouter, DashboardSource, Guard], None], ...] = (
+    cluster.add_routes,
+    tenants.add_routes,
+    alerts.add_routes,
+    throughput.add_routes,
+    tasks.add_routes,
+    events.add_routes,
 )
 """Every API subject, in the order the OpenAPI document lists them."""
 
@@ -44,11 +48,10 @@ def features(source: DashboardSource) -> frozenset[str]:
     return FEATURES | ({"tasks"} if source.tasks is not None else frozenset())
 
 
-def api_router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(prefix="/api")
+def add_api(app: APIRouter, source: DashboardSource, guard: Guard) -> None:
+    """Every subject's routes on ``app``, in :data:`SUBJECTS` order."""
     for subject in SUBJECTS:
-        api.include_router(subject(source, guard))
-    return api
+        subject(app, source, guard)
 
 
-__all__ = ["FEATURES", "SUBJECTS", "api_router", "features"]
+__all__ = ["FEATURES", "SUBJECTS", "add_api", "features"]

@@ -23,21 +23,20 @@ class Acknowledged(Out):
     acknowledged: bool
 
 
-def router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(tags=["alerts"])
-
+def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
     @api.get(
-        "/alerts",
+        "/api/alerts",
         response_model=AlertsOut,
-        dependencies=[Depends(guard.read)],
+        tags=["alerts"],
         summary="What is wrong now, and the alerts raised last",
     )
     async def alerts() -> JsonAnswer:
         return await source.shared_json(("alerts", source.acknowledgements), source.alerts)
 
     @api.post(
-        "/alerts/{alert_id}/acknowledge",
+        "/api/alerts/{alert_id}/acknowledge",
         response_model=Acknowledged,
+        tags=["alerts"],
         dependencies=[Depends(guard.act)],
         summary="Mark a recent alert as seen (needs the API token)",
     )
@@ -46,7 +45,5 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             raise ProblemError(404, f"no recent alert {alert_id}")
         return Acknowledged(alert_id=alert_id, acknowledged=True)
 
-    return api
 
-
-__all__ = ["Acknowledged", "Acknowledgement", "router"]
+__all__ = ["Acknowledged", "Acknowledgement", "add_routes"]

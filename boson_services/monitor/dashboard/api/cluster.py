@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from boson_services.monitor.dashboard.present import ClusterTotals, NodeSort, NodesPage, NodeStatus
 from boson_services.monitor.dashboard.security import Guard
@@ -14,14 +14,17 @@ from boson_services.monitor.dashboard.source import DashboardSource
 MAX_PAGE = 500
 
 
-def router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(tags=["cluster"], dependencies=[Depends(guard.read)])
-
-    @api.get("/cluster", response_model=ClusterTotals, summary="Totals of the whole cluster")
+def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
+    @api.get(
+        "/api/cluster",
+        response_model=ClusterTotals,
+        tags=["cluster"],
+        summary="Totals of the whole cluster",
+    )
     async def cluster() -> JsonAnswer:
         return await source.shared_json(("cluster",), source.totals)
 
-    @api.get("/nodes", response_model=NodesPage, summary="One page of nodes")
+    @api.get("/api/nodes", response_model=NodesPage, tags=["cluster"], summary="One page of nodes")
     async def nodes(
         status: Annotated[NodeStatus | None, Query(description="only nodes in this state")] = None,
         search: Annotated[str, Query(max_length=64, description="node id contains")] = "",
@@ -34,7 +37,5 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
 
         return await source.shared_json(("nodes", status, search, sort, offset, limit), page)
 
-    return api
 
-
-__all__ = ["MAX_PAGE", "router"]
+__all__ = ["MAX_PAGE", "add_routes"]

@@ -11,18 +11,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
 
 
-def router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(tags=["live"], dependencies=[Depends(guard.read)])
-
+def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
     @api.get(
-        "/events",
+        "/api/events",
+        tags=["live"],
         summary="Live summary as server-sent events (text/event-stream)",
         response_class=StreamingResponse,
     )
@@ -44,7 +43,5 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    return api
 
-
-__all__ = ["router"]
+__all__ = ["add_routes"]

@@ -37,9 +37,7 @@ class CancelRequested(Out):
     """The task's state when asked."""
 
 
-def router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(tags=["tasks"])
-
+def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
     def reader() -> TaskReader:
         if source.tasks is None:
             raise ProblemError(404, "this monitor keeps no task record (BOSON_RECORD is off)")
@@ -54,9 +52,9 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             raise ProblemError(503, str(error), {"Retry-After": "5"}) from error
 
     @api.get(
-        "/tasks",
+        "/api/tasks",
         response_model=TasksPage,
-        dependencies=[Depends(guard.read)],
+        tags=["tasks"],
         summary="A page of the task record, newest first (what `boson tasks` lists)",
     )
     async def tasks(
@@ -103,9 +101,9 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             raise ProblemError(503, str(error), {"Retry-After": "5"}) from error
 
     @api.get(
-        "/tasks/{task_id}",
+        "/api/tasks/{task_id}",
         response_model=TaskDetail,
-        dependencies=[Depends(guard.read)],
+        tags=["tasks"],
         summary="One task: timeline, demand against use, result preview, placement",
     )
     async def task(task_id: TaskId) -> JsonAnswer:
@@ -115,8 +113,9 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         return await source.answers.json(("task", task_id), one)
 
     @api.post(
-        "/tasks/{task_id}/cancel",
+        "/api/tasks/{task_id}/cancel",
         response_model=CancelRequested,
+        tags=["tasks"],
         status_code=202,
         dependencies=[Depends(guard.act)],
         summary="Ask for a task to be cancelled (needs the API token)",
@@ -135,7 +134,5 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
         source.answers.forget(("task", task_id))
         return CancelRequested(task_id=task_id, requested=True, state=record.state)
 
-    return api
 
-
-__all__ = ["MAX_PAGE", "CancelRequested", "router"]
+__all__ = ["MAX_PAGE", "CancelRequested", "add_routes"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
 from boson_services.monitor.dashboard.security import Guard, ProblemError
 from boson_services.monitor.dashboard.shared import JsonAnswer
@@ -26,12 +26,11 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 """A tenant's name, as the tenants file and the wire allow it."""
 
 
-def router(source: DashboardSource, guard: Guard) -> APIRouter:
-    api = APIRouter(tags=["tenants"], dependencies=[Depends(guard.read)])
-
+def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
     @api.get(
-        "/tenants",
+        "/api/tenants",
         response_model=TenantsOut,
+        tags=["tenants"],
         summary="Every tenant's usage against its quota, borrowed and pending, by name",
     )
     async def tenants(
@@ -46,7 +45,9 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
 
         return await source.shared_json(("tenants", search, offset, limit), page)
 
-    @api.get("/tenants/{name}", response_model=TenantOut, summary="One tenant")
+    @api.get(
+        "/api/tenants/{name}", response_model=TenantOut, tags=["tenants"], summary="One tenant"
+    )
     async def tenant(
         name: Annotated[str, Path(pattern=NAME_PATTERN, description="the tenant's name")],
     ) -> TenantOut:
@@ -55,7 +56,5 @@ def router(source: DashboardSource, guard: Guard) -> APIRouter:
             raise ProblemError(404, f"no tenant {name} in the balancer's report")
         return found
 
-    return api
 
-
-__all__ = ["MAX_PAGE", "router"]
+__all__ = ["MAX_PAGE", "add_routes"]
