@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
 
 from boson_services.monitor.dashboard.present import Out
 from boson_services.monitor.dashboard.security import Guard, ProblemError
@@ -28,6 +29,30 @@ TaskId = Annotated[
     str,
     Path(pattern=r"^[A-Za-z0-9._:@-]{1,128}$", description="a task's id"),
 ]
+
+
+class TaskFilters(BaseModel):
+    """The query of ``GET /api/tasks``, validated as one model (one pass, not one per field)."""
+
+    state: Annotated[TaskState | None, Field(description="only tasks in this state")] = None
+    handler: Annotated[
+        str | None,
+        Field(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$", description="handler"),
+    ] = None
+    node: Annotated[
+        str | None,
+        Field(max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$", description="placed on node"),
+    ] = None
+    since: Annotated[
+        float | None, Field(ge=0, le=LATEST_TIME, description="submitted at or after (epoch s)")
+    ] = None
+    until: Annotated[
+        float | None, Field(ge=0, le=LATEST_TIME, description="submitted before (epoch s)")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50
+    cursor: Annotated[
+        str | None, Field(max_length=300, description="the previous page's next_cursor")
+    ] = None
 
 
 class CancelRequested(Out):
@@ -57,27 +82,10 @@ def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
         tags=["tasks"],
         summary="A page of the task record, newest first (what `boson tasks` lists)",
     )
-    async def tasks(
-        state: Annotated[TaskState | None, Query(description="only tasks in this state")] = None,
-        handler: Annotated[
-            str | None,
-            Query(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$", description="handler"),
-        ] = None,
-        node: Annotated[
-            str | None,
-            Query(max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$", description="placed on node"),
-        ] = None,
-        since: Annotated[
-            float | None, Query(ge=0, le=LATEST_TIME, description="submitted at or after (epoch s)")
-        ] = None,
-        until: Annotated[
-            float | None, Query(ge=0, le=LATEST_TIME, description="submitted before (epoch s)")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=300, description="the previous page's next_cursor")
-        ] = None,
-    ) -> JsonAnswer:
+    async def tasks(filters: Annotated[TaskFilters, Query()]) -> JsonAnswer:
+        state, handler, node = filters.state, filters.handler, filters.node
+        since, until, limit, cursor = filters.since, filters.until, filters.limit, filters.cursor
+
         async def page() -> TasksPage:
             return await reader().page(
                 state=state,
@@ -135,4 +143,4 @@ def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
         return CancelRequested(task_id=task_id, requested=True, state=record.state)
 
 
-__all__ = ["MAX_PAGE", "CancelRequested", "add_routes"]
+__all__ = ["MAX_PAGE", "CancelRequested", "TaskFilters", "add_routes"]

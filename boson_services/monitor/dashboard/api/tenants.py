@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 
 from boson_services.monitor.dashboard.security import Guard, ProblemError
 from boson_services.monitor.dashboard.shared import JsonAnswer
@@ -26,6 +27,16 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 """A tenant's name, as the tenants file and the wire allow it."""
 
 
+class TenantFilters(BaseModel):
+    """The query of ``GET /api/tenants``, validated as one model (one pass, not one per field)."""
+
+    search: Annotated[
+        str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]*$", description="name contains")
+    ] = ""
+    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50
+
+
 def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
     @api.get(
         "/api/tenants",
@@ -33,13 +44,9 @@ def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
         tags=["tenants"],
         summary="Every tenant's usage against its quota, borrowed and pending, by name",
     )
-    async def tenants(
-        search: Annotated[
-            str, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]*$", description="name contains")
-        ] = "",
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    ) -> JsonAnswer:
+    async def tenants(filters: Annotated[TenantFilters, Query()]) -> JsonAnswer:
+        search, offset, limit = filters.search, filters.offset, filters.limit
+
         def page() -> TenantsOut:
             return tenants_page(source.tenants(), search=search, offset=offset, limit=limit)
 
@@ -57,4 +64,4 @@ def add_routes(api: APIRouter, source: DashboardSource, guard: Guard) -> None:
         return found
 
 
-__all__ = ["MAX_PAGE", "add_routes"]
+__all__ = ["MAX_PAGE", "TenantFilters", "add_routes"]
