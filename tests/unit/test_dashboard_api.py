@@ -259,6 +259,10 @@ async def test_beyond_loopback_reading_needs_the_token_too() -> None:
         assert invalid.status_code == 400  # the token first, then the filters
         # The API's description carries no data: it stays open, like the pages.
         assert (await http.get("/api/openapi.json")).status_code == 200
+        # Checked before routing: without the token, nothing tells what exists.
+        assert (await http.get("/api/nope")).status_code == 401
+        known = await http.get("/api/nope", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert known.status_code == 404
         # The page itself carries no data: it loads and asks for the token.
         page = await http.get("/")
         assert page.status_code == 200
