@@ -2,12 +2,14 @@
 
 - Reading is open on loopback; beyond it the monitor refuses to start without
   ``BOSON_API_TOKEN`` (:meth:`MonitorSettings.dashboard_refusal`) and every
-  ``/api`` read needs the token.
+  ``/api`` read but the OpenAPI document needs the token (:class:`Gate`
+  checks it before routing, once per request).
 - Actions always need the token; with none configured, actions are refused.
 - The token travels as ``Authorization: Bearer …`` only — never a cookie or a
   query string — so no cross-site request can carry it and no access log
   records it; it is compared in constant time.
 - Bodies are bounded (413) and each client address has a token bucket (429).
+- Every answer carries :data:`SECURITY_HEADERS`.
 """
 
 from __future__ import annotations
