@@ -36,6 +36,7 @@ from boson_shared.errors import BrokerUnavailableError, PermanentTaskError
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, Route
+from tests.support.failing_publish import FailsFirstPublish
 
 WAIT = 5.0
 codec = EnvelopeCodec(Keyring.ephemeral())
@@ -386,35 +387,6 @@ async def test_a_batch_handler_takes_the_envelope_and_falls_back_to_items(rig: R
     assert singles == ["t4", "t5", "t6"]
 
 
-@dataclass
-class FailingOnce:
-    """Wraps a transport so that the first publish to ``exchange`` fails."""
-
-    inner: MemoryTransport
-    exchange: str
-    failed: int = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        *,
-        headers: Headers | None = None,
-        message_id: str | None = None,
-        mandatory: bool = False,
-    ) -> None:
-        if exchange == self.exchange and not self.failed:
-            self.failed += 1
-            raise ConnectionError("broker went away")
-        await self.inner.publish(
-            exchange, routing_key, body, headers=headers, message_id=message_id, mandatory=mandatory
-        )
-
-
 async def test_an_effect_that_cannot_be_published_hands_the_delivery_back(rig: Rig) -> None:
     calls: list[str] = []
 
@@ -422,7 +394,10 @@ async def test_an_effect_that_cannot_be_published_hands_the_delivery_back(rig: R
         calls.append(message.task_id)
         return [rig.done(message)]
 
-    flaky = FailingOnce(rig.transport, rig.names.events_exchange)
+    events = rig.names.events_exchange
+    flaky = FailsFirstPublish(
+        rig.transport, lambda exchange, _: exchange == events, ConnectionError("broker went away")
+    )
     rig.publisher = BatchingPublisher(flaky, codec)  # type: ignore[arg-type]
     await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
     await rig.send(task(1))

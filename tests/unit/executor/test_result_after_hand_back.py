@@ -18,7 +18,7 @@ import pytest
 
 from boson_services.executor.census import NodeMessage, NodeQueue
 from boson_services.executor.pool import TaskRunner
-from boson_shared.bus.abc import Delivery, Headers
+from boson_shared.bus.abc import Delivery
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
@@ -34,40 +34,12 @@ from boson_shared.errors import PublishNotConfirmedError
 from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher
+from tests.support.failing_publish import FailsFirstPublish
 from tests.unit.executor.conftest import BUILTINS, NAMES, SAMPLE_HANDLERS, executor_handlers
 
 WAIT = 10.0
 KEPT = 2
 codec = EnvelopeCodec(Keyring.ephemeral())
-
-
-@dataclass
-class RefusesFirstResult:
-    """The in-memory transport, refusing the first publish of ``client``'s results."""
-
-    inner: MemoryTransport
-    client: str
-    refused: int = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        *,
-        headers: Headers | None = None,
-        message_id: str | None = None,
-        mandatory: bool = False,
-    ) -> None:
-        if routing_key == rk_result(self.client) and not self.refused:
-            self.refused += 1
-            raise PublishNotConfirmedError("publish nacked: a queue is electing a leader")
-        await self.inner.publish(
-            exchange, routing_key, body, headers=headers, message_id=message_id, mandatory=mandatory
-        )
 
 
 class Results:
@@ -100,7 +72,7 @@ def assigned(handler: str, task_id: str, client: str, **params: object) -> TaskA
 @dataclass
 class Node:
     transport: MemoryTransport
-    refusing: RefusesFirstResult
+    refusing: FailsFirstPublish
     loop: ConsumeLoop[NodeMessage]
     clients: dict[str, Results]
 
@@ -118,7 +90,11 @@ async def node() -> AsyncIterator[Node]:
     for client, results in clients.items():
         await transport.declare(NAMES.client(client, 0))
         await transport.consume(NAMES.client_queue(client), results, prefetch=0)
-    refusing = RefusesFirstResult(transport, "client-a")
+    refusing = FailsFirstPublish(
+        transport,
+        lambda _, routing_key: routing_key == rk_result("client-a"),
+        PublishNotConfirmedError("publish nacked: a queue is electing a leader"),
+    )
     runner = TaskRunner(2, start_method="forkserver")
     handlers = executor_handlers(runner, [BUILTINS, SAMPLE_HANDLERS], replay_memory=KEPT)
     hooks = NodeQueue(handlers)
@@ -159,7 +135,7 @@ async def test_a_refused_result_reaches_its_client_after_more_results_than_are_k
         assigned("wait_for_file", "long", "client-b", path=str(gate)),
     )
     async with asyncio.timeout(WAIT):
-        while not node.refusing.refused:  # noqa: ASYNC110 - the loop publishes it
+        while not node.refusing.failed:  # noqa: ASYNC110 - the loop publishes it
             await asyncio.sleep(0.01)
     # More tasks finish here than results are kept while "a" waits, unacked,
     # for its envelope's long sibling.
