@@ -35,7 +35,7 @@ from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import TaskAssigned, TaskPlaced, TaskResult
 from boson_shared.contract.topology import RK_PLACED, rk_node
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.tap import Tap
 
 STAMPS = ("submitted", "placed", "assigned", "finished", "at client")

@@ -47,7 +47,7 @@ from boson.client import Client, TaskRequest
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.messages import TaskResult, new_id
 from boson_shared.errors import TransientError
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from tests.support.cluster import ProcessCluster
 
 EXECUTORS = ("soak-1", "soak-2")

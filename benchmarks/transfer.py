@@ -55,7 +55,8 @@ from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring, generate_key_spec
 from boson_shared.contract.messages import Message
 from boson_shared.contract.topology import Names
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher
 from boson_shared.transfer.chunks import MIB, TransferOptions

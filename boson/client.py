@@ -71,7 +71,8 @@ from boson_shared.errors import (
     BrokerUnavailableError,
     InvalidTaskError,
 )
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
 from boson_shared.scheduling.demand import DemandModel, LinearDemandModel

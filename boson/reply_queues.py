@@ -22,7 +22,8 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import Names
 from boson_shared.errors import DecodeError
-from boson_shared.runtime.consumer import ConsumeLoop, Emit
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import Emit
 
 # The client's own logger: these lines read as the client's, as before the split.
 logger = logging.getLogger("boson.client")

@@ -19,7 +19,7 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import NodeHeartbeat, ResourceVector, TaskAssigned, TaskResult
 from boson_shared.contract.topology import Topology, rk_heartbeat
-from boson_shared.runtime.consumer import ConsumerSpec, Emit
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 from boson_shared.runtime.service import Periodic, Service

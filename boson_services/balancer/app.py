@@ -37,7 +37,8 @@ from boson_shared.contract.topology import (
     Topology,
     rk_held_work,
 )
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import Periodic, Service
 

@@ -21,7 +21,7 @@ from boson_shared.contract.messages import (
     cancelled_result,
 )
 from boson_shared.runtime.cancels import cancel_answers
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)

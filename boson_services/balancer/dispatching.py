@@ -39,7 +39,7 @@ from boson_shared.contract.messages import (
     task_event,
 )
 from boson_shared.contract.topology import RK_PARKED, rk_node
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.tenants import UNKNOWN_TENANT, unknown_tenant_message

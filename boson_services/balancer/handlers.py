@@ -32,7 +32,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
     failed_result,
 )
-from boson_shared.runtime.consumer import Emit, delivery_redelivered
+from boson_shared.runtime.consumer_spec import Emit, delivery_redelivered
 from boson_shared.runtime.results import result_emit
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import RK_RECORD_EVENT, Topology, rk_heartbeat
 from boson_shared.handlers import discover
-from boson_shared.runtime.consumer import ConsumerSpec, Emit
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.transfer.chunks import TransferOptions

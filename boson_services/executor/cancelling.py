@@ -31,7 +31,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import RK_PARKED
 from boson_shared.runtime.cancels import cancel_answers
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from boson_shared.contract.messages import (
     TaskAssigned,
 )
 from boson_shared.contract.topology import rk_node
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 NodeMessage = TaskAssigned | HeldWorkBarrier

@@ -25,7 +25,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import rk_retrying
 from boson_shared.errors import PermanentTaskError
-from boson_shared.runtime.consumer import Emit, delivery_redelivered
+from boson_shared.runtime.consumer_spec import Emit, delivery_redelivered
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 

@@ -29,7 +29,7 @@ from boson_services.executor.steering import Running
 from boson_shared.contract.messages import Alert, DataRef, TaskAssigned, TaskResult, TaskUsage
 from boson_shared.contract.topology import rk_alert
 from boson_shared.errors import InvalidTaskInputError, UnknownHandlerError
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import Names, rk_held_work, rk_progress
 from boson_shared.handlers import HandlerSpec
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import Route
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from boson_shared.contract.messages import TaskAssigned
-from boson_shared.runtime.consumer import delivery_attempt, delivery_redelivered
+from boson_shared.runtime.consumer_spec import delivery_attempt, delivery_redelivered
 
 
 def failure_text(error: BaseException) -> tuple[str, str]:

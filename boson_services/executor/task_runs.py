@@ -23,7 +23,7 @@ from boson_services.executor.start_report import StartReport
 from boson_shared.contract.messages import TaskAssigned, TaskSubmitted, task_event
 from boson_shared.errors import InvalidTaskInputError, InvalidTaskOutputError, PermanentTaskError
 from boson_shared.handlers import HandlerSpec, TaskInput
-from boson_shared.runtime.consumer import delivery_attempt
+from boson_shared.runtime.consumer_spec import delivery_attempt
 from boson_shared.task_control import TaskControl
 
 

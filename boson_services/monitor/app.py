@@ -40,7 +40,8 @@ from boson_shared.contract.topology import (
 from boson_shared.errors import ConfigError
 from boson_shared.record.location import default_database_url
 from boson_shared.record.store import RecordStore
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.scheduling.probation import Probation

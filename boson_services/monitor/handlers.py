@@ -21,7 +21,7 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.tenants_report import TenantsReport
 from boson_shared.contract.topology import RK_SNAPSHOT, Names, rk_alert
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 RECENT_ALERTS = 200

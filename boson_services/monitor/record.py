@@ -38,7 +38,7 @@ from boson_shared.record.group_commit import GroupCommit
 from boson_shared.record.merge import RecordEvent
 from boson_shared.record.store import RecordStore, TaskQuery
 from boson_shared.record.tenant_samples import SampleQuery, read_samples
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import ClusterSnapshot, TaskResult, TaskSubmitted
 from boson_shared.contract.topology import RK_ALL_RESULTS, RK_SNAPSHOT, Topology
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.service import Service
 from boson_shared.scheduling.demand import demand_model_from_name
 

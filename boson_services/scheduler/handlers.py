@@ -20,7 +20,7 @@ from boson_shared.contract.messages import (
     task_event,
 )
 from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.demand import DemandModel

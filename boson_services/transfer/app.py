@@ -15,7 +15,7 @@ from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import BlobsReferenced, CheckData, DataChunk, FetchData
 from boson_shared.contract.topology import RK_BLOBS_REFERENCED, Topology
-from boson_shared.runtime.consumer import ConsumerSpec, Emit
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service
 from boson_shared.transfer.chunks import ChunkCoder
 from boson_shared.transfer.sender import ChunkSender

@@ -31,7 +31,7 @@ from boson_services.transfer.store import BlobStore
 from boson_services.transfer.upload import Upload
 from boson_shared.contract.messages import CheckData, DataChunk, DataStatus, DataStored, FetchData
 from boson_shared.contract.topology import Names, rk_data_reply, rk_data_stored
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.transfer.chunks import ChunkCoder, chunk_count, spans
 from boson_shared.transfer.errors import BlobTooLargeError, DigestMismatchError

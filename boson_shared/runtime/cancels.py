@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from boson_shared.contract.messages import CancelAnswer, CancelTask, CancelVerdict
 from boson_shared.contract.topology import Names, rk_cancel_answer
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from boson_shared.contract.messages import TaskResult
 from boson_shared.contract.topology import Names, rk_result
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.topology import Topology
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.health import Response
 from boson_shared.runtime.publisher import BatchingPublisher

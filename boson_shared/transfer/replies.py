@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import TypeAlias
 
 from boson_shared.contract.messages import DataChunk, DataStatus, DataStored, Message
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from boson_shared.contract.topology import (
     RK_ALL_RESULTS,
     Topology,
 )
-from boson_shared.runtime.consumer import ConsumerSpec, Emit
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.main import serve
 from boson_shared.runtime.results import result_emit
 from boson_shared.runtime.service import Service

@@ -26,7 +26,7 @@ from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.messages import TaskAssigned, TaskResult
 from boson_shared.contract.topology import rk_node, rk_result
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.tap import Tap
 from tests.support.cluster import ProcessCluster
 from tests.support.waiting import health, wait_for_nodes, wait_until

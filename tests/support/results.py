@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from boson_shared.contract.messages import TaskFailure, TaskResult
 from boson_shared.contract.topology import Names, rk_result
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 
 

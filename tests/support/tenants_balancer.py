@@ -20,7 +20,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import Names
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.scheduling.tenants import parse_tenants
 from tests.support.balancer import N, snapshot
 from tests.support.fakes import Clock, Published

@@ -14,7 +14,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import Names
-from boson_shared.runtime.consumer import delivery_redelivered
+from boson_shared.runtime.consumer_spec import delivery_redelivered
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_route
 from tests.support.balancer import N, snapshot

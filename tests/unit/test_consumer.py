@@ -33,7 +33,8 @@ from boson_shared.contract.topology import (
     rk_alert,
 )
 from boson_shared.errors import BrokerUnavailableError, PermanentTaskError
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec, Emit, delivery_attempt
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit, delivery_attempt
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, Route
 from tests.support.failing_publish import FailsFirstPublish

@@ -19,7 +19,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import Names
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.scheduling.demand import LinearDemandModel
 from tests.support.fakes import Clock
 

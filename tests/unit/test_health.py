@@ -13,7 +13,7 @@ from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.topology import Topology
-from boson_shared.runtime.consumer import ConsumerSpec
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.health import HealthServer, Response
 from boson_shared.runtime.service import Service
 from boson_shared.settings import BosonSettings

@@ -16,7 +16,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import RK_PLACED, RK_RECORD_EVENT, Names, rk_result
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from boson_shared.scheduling.demand import LinearDemandModel
 from tests.support.fakes import Clock

@@ -22,7 +22,7 @@ from boson_shared.contract.messages import (
     TaskResult,
     TaskSubmitted,
 )
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from tests.unit.executor.conftest import STEERING_HANDLERS, executor_handlers
 

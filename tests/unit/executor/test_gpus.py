@@ -23,7 +23,7 @@ from boson_services.executor.pool import TaskRunner
 from boson_services.executor.settings import ExecutorSettings
 from boson_shared.contract.messages import ResourceVector, TaskAssigned, TaskResult, TaskSubmitted
 from boson_shared.errors import InvalidTaskInputError, TaskTimeoutError
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.settings import BosonSettings
 from tests.unit.executor.conftest import BUILTINS, SAMPLE_HANDLERS, executor_handlers
 

@@ -23,7 +23,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import RK_PARKED, rk_held_work, rk_node
-from boson_shared.runtime.consumer import Emit
+from boson_shared.runtime.consumer_spec import Emit
 from boson_shared.runtime.publisher import Route
 from tests.support.waiting import wait_until
 from tests.unit.executor.conftest import NAMES

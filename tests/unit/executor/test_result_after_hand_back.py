@@ -31,7 +31,8 @@ from boson_shared.contract.messages import (
 )
 from boson_shared.contract.topology import rk_node, rk_result
 from boson_shared.errors import PublishNotConfirmedError
-from boson_shared.runtime.consumer import ConsumeLoop, ConsumerSpec
+from boson_shared.runtime.consumer import ConsumeLoop
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher
 from tests.support.failing_publish import FailsFirstPublish
