@@ -17,36 +17,35 @@ The client deletes it on :meth:`Client.close` once nothing it submitted is
 still out; with results pending it stays, so a client that reconnects with
 the same ``client_id`` still gets them. Each task id's result is shown once,
 whatever the broker redelivers (exactly-once at the client, docs/design.md#delivery).
+
+This module is the SDK's public face: users import from it
+(``from boson.client import Client, TaskRequest, ...``), and ``boson``
+re-exports it. :class:`Client` keeps its life cycle here (connect, start,
+close), submitting and the task record's questions; the rest of it lives in
+modules of one idea each, mixed in: :mod:`boson.task_building` (what a
+request becomes), :mod:`boson.reply_queues` (results awaited and shown once,
+what else arrives), :mod:`boson.steering` (cancel and progress),
+:mod:`boson.cluster_views` (snapshots, demand, plans). What a user submits
+and holds is in :mod:`boson.task_handles`; all of it is re-exported here as
+it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import msgpack
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from boson.cluster_views import ClusterViews
 from boson.dead_letters import DeadLetterWatch
 from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
 from boson.reply_queues import ReplyQueues
-from boson.steering import (
-    FIRST_ANSWER_S,
-    CancelAnswers,
-    CancelOutcome,
-    ProgressFeed,
-    chunks,
-    decide,
-    from_verdict,
-    record_lookup,
-    valid_ids,
-)
+from boson.steering import CancelAnswers, ProgressFeed, TaskSteering
+from boson.task_building import DEFAULT_COMPLEXITY, DEFAULT_MAX_RETRIES, TaskBuilding
 from boson.task_handles import Plan, TaskHandle, TaskRequest, _Sent, unwrap
 from boson_shared.bus.abc import Transport
 from boson_shared.bus.factory import transport_from_url
@@ -55,24 +54,18 @@ from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.messages import (
     CancelAnswer,
-    CancelTask,
-    ClusterSnapshot,
     Message,
     TaskProgress,
     TaskRecord,
     TaskResult,
     TaskRetrying,
-    TaskSubmitted,
     new_id,
 )
-from boson_shared.contract.tenants_report import TenantSample, TenantsReport
-from boson_shared.contract.topology import RK_CANCEL, RK_SNAPSHOT, RK_SUBMIT, RK_TENANTS
-from boson_shared.errors import (
-    BrokerUnavailableError,
-    InvalidTaskError,
-)
+from boson_shared.contract.tenants_report import TenantSample
+from boson_shared.contract.topology import RK_SUBMIT
+from boson_shared.errors import BrokerUnavailableError
 from boson_shared.runtime.consumer import ConsumeLoop
-from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
+from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.dedup import SeenIds
 from boson_shared.runtime.publisher import BatchingPublisher, PublisherStats, Route
 from boson_shared.scheduling.demand import DemandModel, LinearDemandModel
@@ -84,12 +77,8 @@ from boson_shared.transfer.uploader import Uploader
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_COMPLEXITY = 1.0
-"""A task that states no complexity still holds one unit, so it is counted."""
 
-
-class Client(ClusterViews, ReplyQueues):
+class Client(ClusterViews, ReplyQueues, TaskSteering, TaskBuilding):
     """An asynchronous Boson client (see the module docstring)."""
 
     def __init__(
@@ -238,57 +227,6 @@ class Client(ClusterViews, ReplyQueues):
     ) -> None:
         await self.close()
 
-    # -- demand and planning ----------------------------------------------
-
-    async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
-        """The next cluster snapshot the monitor publishes."""
-        snapshot = await self._next_event(RK_SNAPSHOT, ClusterSnapshot, "plan", timeout)
-        assert isinstance(snapshot, ClusterSnapshot)
-        return snapshot
-
-    async def tenants(self, timeout: float = 10.0) -> TenantsReport:
-        """The next report of how the tenants share the pool.
-
-        The active balancer publishes one every
-        ``BOSON_TENANTS_REPORT_INTERVAL_S`` (the monitor takes the same
-        reports for its gauges and dashboard); ``TimeoutError`` if none comes
-        within ``timeout``.
-        """
-        report = await self._next_event(RK_TENANTS, TenantsReport, "tenants", timeout)
-        assert isinstance(report, TenantsReport)
-        return report
-
-    # -- submitting --------------------------------------------------------
-
-    def build_task(self, request: TaskRequest) -> TaskSubmitted:
-        data_size = request.data_size
-        if data_size is None:
-            data_size = len(request.data) / 1024 if request.data else 0.0
-        try:
-            return TaskSubmitted(
-                task_id=request.task_id or new_id(),
-                handler=request.handler,
-                params=dict(request.params),
-                data=request.data,
-                complexity=DEFAULT_COMPLEXITY if request.complexity is None else request.complexity,
-                data_size=data_size,
-                requests=request.requests,
-                timeout_s=request.timeout_s,
-                max_retries=(
-                    DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
-                ),
-                retry_errors=request.max_retries is not None,
-                reply_to=self.client_id,
-                explain=request.explain,
-                tenant=request.tenant,
-                priority=request.priority,
-            )
-        except ValidationError as e:
-            # One typed line (no input values: params may be large or private).
-            problems = e.errors(include_input=False, include_url=False, include_context=False)
-            text = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:5])
-            raise InvalidTaskError(f"task refused before publishing: {text}") from e
-
     async def submit(self, handler: str, data: bytes | None = None, **options: Any) -> TaskHandle:
         """Submit one task; returns once the broker has it (confirmed)."""
         (handle,) = await self.submit_many([TaskRequest(handler, data, **options)])
@@ -310,14 +248,6 @@ class Client(ClusterViews, ReplyQueues):
         await self._publisher.publish_many([(route, task) for task in tasks])
         return [TaskHandle(self, task) for task in tasks]
 
-    async def _prepare(self, request: TaskRequest) -> TaskSubmitted:
-        """The task to publish; data above the inline threshold is uploaded first."""
-        task = self.build_task(request)
-        if request.data is None or len(request.data) <= self.transfer.inline_max_bytes:
-            return task
-        ref = await self.uploader.upload(request.data)
-        return task.model_copy(update={"data": None, "data_ref": ref})
-
     async def execute(
         self,
         handler: str,
@@ -330,137 +260,9 @@ class Client(ClusterViews, ReplyQueues):
         handle = await self.submit(handler, data, **options)
         return await handle.output(timeout)
 
-    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
-        """The result of ``task_id`` (submitted by this client id)."""
-        async with asyncio.timeout(timeout):
-            if task_id in self._results:
-                result = self._results[task_id]
-            else:
-                future = self._waiters.get(task_id)
-                if future is None:
-                    future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
-                result = await asyncio.shield(future)
-            if result.output_ref is None or result.output is not None:
-                return result
-            # A large output travelled through the transfer service: fetch it
-            # so the caller sees it as if it had come inline.
-            blob = await self.fetcher.fetch(result.output_ref)
-            resolved = result.model_copy(update={"output": _unpack_output(blob)})
-            if task_id in self._results:
-                self._results[task_id] = resolved
-            return resolved
-
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (for ``boson status``)."""
         return await self._transport.queue_depth(queue)
-
-    def pending(self) -> int:
-        """Tasks submitted by this client whose results have not arrived."""
-        return sum(1 for future in self._waiters.values() if not future.done())
-
-    async def _on_message(self, message: Message) -> Sequence[Emit]:
-        if isinstance(message, TaskResult):
-            return await self._on_result(message)
-        if isinstance(message, TaskRetrying):
-            if self.on_retrying is not None and message.task_id not in self._shown:
-                self.on_retrying(message)
-            return []
-        if isinstance(message, TaskProgress):
-            self._progress.on_progress(message)
-            return []
-        if isinstance(message, CancelAnswer):
-            self._answers.on_answer(message)
-            return []
-        return await self.replies.handle(message)
-
-    async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
-        if result.task_id in self._shown:
-            self.duplicates_dropped += 1
-            return []
-        self._shown.add(result.task_id)
-        self._sent.pop(self._message_of.pop(result.task_id, ""), None)
-        self._results[result.task_id] = result
-        future = self._waiters.pop(result.task_id, None)
-        if future is not None and not future.done():
-            future.set_result(result)
-        self._progress.on_result(result.task_id)
-        for arrivals in self._arrivals:
-            arrivals.put_nowait(result)
-        return []
-
-    # -- steering ----------------------------------------------------------
-
-    async def cancel(
-        self, *task_ids: str, timeout: float = DEFAULT_TIMEOUT_S
-    ) -> dict[str, CancelOutcome]:
-        """Cancel tasks by id (any submitter's): per id ``cancelled``,
-        ``already-finished`` or ``unknown`` (see :mod:`boson.steering`).
-
-        A queued task never starts; a running one is stopped (a process-mode
-        handler killed with what it started; a thread-mode or coroutine handler
-        sees ``task.cancelled``; a plain inline function's result is
-        discarded). Its submitter receives one ``cancelled`` result. Bounded
-        by ``timeout`` per batch of ids.
-        """
-        good, bad = valid_ids(task_ids)
-        outcomes: dict[str, CancelOutcome] = dict.fromkeys(bad, "unknown")
-        pending: list[str] = []
-        for task_id in good:
-            known = self._arrived_outcome(task_id)
-            if known is not None:
-                outcomes[task_id] = known
-            else:
-                pending.append(task_id)
-        for batch in chunks(pending):
-            outcomes.update(await self._cancel_batch(batch, timeout))
-        return {task_id: outcomes[task_id] for task_id in dict.fromkeys(task_ids)}
-
-    async def _cancel_batch(self, task_ids: list[str], timeout: float) -> dict[str, CancelOutcome]:
-        command = CancelTask(task_ids=tuple(task_ids), reply_to=self.client_id)
-        answers = self._answers.expect(command.message_id, task_ids)
-        own = {t for t in task_ids if t in self._waiters}
-        try:
-            route = Route(self.names.events_exchange, RK_CANCEL)
-            await self._publisher.publish(route, command)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(asyncio.shield(f) for f in answers.values())),
-                    min(timeout, FIRST_ANSWER_S),
-                )
-            if all(f.done() for f in answers.values()):
-                return {t: from_verdict(f.result()) for t, f in answers.items()}
-            async with self.records() as reader:
-                lookup = record_lookup(reader)
-                decided = await asyncio.gather(
-                    *(
-                        decide(
-                            t,
-                            f,
-                            lookup,
-                            own=t in own,
-                            timeout=timeout,
-                            arrived=functools.partial(self._arrived_outcome, t),
-                        )
-                        for t, f in answers.items()
-                    )
-                )
-            return dict(zip(answers, decided, strict=True))
-        finally:
-            self._answers.done_with(command.message_id)
-
-    def _arrived_outcome(self, task_id: str) -> CancelOutcome | None:
-        result = self._results.get(task_id)
-        if result is None:
-            return None
-        return "cancelled" if result.status == "cancelled" else "already-finished"
-
-    def progress(self, task_id: str) -> AsyncIterator[TaskProgress]:
-        """Progress reports of a task this client submitted, until its result arrives."""
-        return self._progress.follow(task_id)
-
-    def latest_progress(self, task_id: str) -> TaskProgress | None:
-        """The latest progress report of one of this client's running tasks, if any."""
-        return self._progress.latest.get(task_id)
 
     # -- the task record ---------------------------------------------------
 
@@ -484,8 +286,12 @@ class Client(ClusterViews, ReplyQueues):
             return await reader.tenant_history(**filters)
 
 
-def _unpack_output(blob: bytes) -> Any:
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
-
-
-__all__ = ["Client", "Plan", "TaskHandle", "TaskRequest", "unwrap"]
+__all__ = [
+    "DEFAULT_COMPLEXITY",
+    "DEFAULT_MAX_RETRIES",
+    "Client",
+    "Plan",
+    "TaskHandle",
+    "TaskRequest",
+    "unwrap",
+]

@@ -1,7 +1,6 @@
-"""The client's views of the cluster: estimated demand and where placement would put it.
+"""The client's views of the cluster: snapshots, tenants, demand, where placement would put it.
 
-Part of :class:`~boson.client.Client`; the snapshot itself comes from
-:meth:`Client.snapshot <boson.client.Client.snapshot>`.
+Part of :class:`~boson.client.Client`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from boson_shared.contract.messages import (
     ResourceVector,
     new_id,
 )
-from boson_shared.contract.topology import Names
+from boson_shared.contract.tenants_report import TenantsReport
+from boson_shared.contract.topology import RK_SNAPSHOT, RK_TENANTS, Names
 from boson_shared.runtime.tap import Tap
 from boson_shared.scheduling.demand import DemandModel
 from boson_shared.scheduling.placement import Placer, Strategy
@@ -25,7 +25,8 @@ from boson_shared.scheduling.table import GpuDevice, NodeTable
 
 
 class ClusterViews:
-    """:meth:`resource_demand` and :meth:`plan` of :class:`~boson.client.Client`."""
+    """:meth:`snapshot`, :meth:`tenants`, :meth:`resource_demand` and :meth:`plan` of
+    :class:`~boson.client.Client`."""
 
     names: Names
     client_id: str
@@ -34,8 +35,22 @@ class ClusterViews:
     _demand_model: DemandModel
 
     async def snapshot(self, timeout: float = 10.0) -> ClusterSnapshot:
-        """The next cluster snapshot the monitor publishes (the client's)."""
-        raise NotImplementedError
+        """The next cluster snapshot the monitor publishes."""
+        snapshot = await self._next_event(RK_SNAPSHOT, ClusterSnapshot, "plan", timeout)
+        assert isinstance(snapshot, ClusterSnapshot)
+        return snapshot
+
+    async def tenants(self, timeout: float = 10.0) -> TenantsReport:
+        """The next report of how the tenants share the pool.
+
+        The active balancer publishes one every
+        ``BOSON_TENANTS_REPORT_INTERVAL_S`` (the monitor takes the same
+        reports for its gauges and dashboard); ``TimeoutError`` if none comes
+        within ``timeout``.
+        """
+        report = await self._next_event(RK_TENANTS, TenantsReport, "tenants", timeout)
+        assert isinstance(report, TenantsReport)
+        return report
 
     def resource_demand(
         self,

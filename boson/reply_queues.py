@@ -1,6 +1,11 @@
-"""The client's reply queue and dead-letter watch: arrivals, clean-up, dead-lettered tasks.
+"""The client's reply queue and dead-letter watch: results shown once, arrivals, clean-up.
 
-Part of :class:`~boson.client.Client`.
+Part of :class:`~boson.client.Client`. Everything sent to the client arrives
+on its reply queue: each task id's result is shown once, whatever the broker
+redelivers (the ids of results shown are remembered, bounded), and resolves
+whoever awaits it (:meth:`~ReplyQueues.result`); retry news, progress, cancel
+answers and data replies go to what follows them. A task whose envelope was
+dead-lettered gets a failed result from the dead-letter watch.
 """
 
 from __future__ import annotations
@@ -8,22 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
 
 from boson.dead_letters import DeadLetterWatch
+from boson.steering import CancelAnswers, ProgressFeed
 from boson.task_handles import _Sent
 from boson_shared.bus.abc import Transport
 from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
+    CancelAnswer,
     Message,
     TaskFailure,
+    TaskProgress,
     TaskResult,
+    TaskRetrying,
     TaskSubmitted,
 )
 from boson_shared.contract.topology import Names
 from boson_shared.errors import DecodeError
 from boson_shared.runtime.consumer import ConsumeLoop
 from boson_shared.runtime.consumer_spec import Emit
+from boson_shared.runtime.dedup import SeenIds
+from boson_shared.transfer.fetcher import Fetcher
+from boson_shared.transfer.replies import DataReplies
 
 # The client's own logger: these lines read as the client's, as before the split.
 logger = logging.getLogger("boson.client")
@@ -41,10 +56,69 @@ class ReplyQueues:
     _arrivals: list[asyncio.Queue[TaskResult]]
     _dead_letters: DeadLetterWatch
     _loop: ConsumeLoop[Message] | None
+    _waiters: dict[str, asyncio.Future[TaskResult]]
+    _message_of: dict[str, str]
+    _shown: SeenIds
+    _answers: CancelAnswers
+    _progress: ProgressFeed
+    duplicates_dropped: int
+    on_retrying: Callable[[TaskRetrying], None] | None
+    replies: DataReplies
+    fetcher: Fetcher
+
+    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """The result of ``task_id`` (submitted by this client id)."""
+        async with asyncio.timeout(timeout):
+            if task_id in self._results:
+                result = self._results[task_id]
+            else:
+                future = self._waiters.get(task_id)
+                if future is None:
+                    future = self._waiters[task_id] = asyncio.get_running_loop().create_future()
+                result = await asyncio.shield(future)
+            if result.output_ref is None or result.output is not None:
+                return result
+            # A large output travelled through the transfer service: fetch it
+            # so the caller sees it as if it had come inline.
+            blob = await self.fetcher.fetch(result.output_ref)
+            resolved = result.model_copy(update={"output": _unpack_output(blob)})
+            if task_id in self._results:
+                self._results[task_id] = resolved
+            return resolved
+
+    def pending(self) -> int:
+        """Tasks submitted by this client whose results have not arrived."""
+        return sum(1 for future in self._waiters.values() if not future.done())
+
+    async def _on_message(self, message: Message) -> Sequence[Emit]:
+        if isinstance(message, TaskResult):
+            return await self._on_result(message)
+        if isinstance(message, TaskRetrying):
+            if self.on_retrying is not None and message.task_id not in self._shown:
+                self.on_retrying(message)
+            return []
+        if isinstance(message, TaskProgress):
+            self._progress.on_progress(message)
+            return []
+        if isinstance(message, CancelAnswer):
+            self._answers.on_answer(message)
+            return []
+        return await self.replies.handle(message)
 
     async def _on_result(self, result: TaskResult) -> Sequence[Emit]:
-        """Show a result once (the client's)."""
-        raise NotImplementedError
+        if result.task_id in self._shown:
+            self.duplicates_dropped += 1
+            return []
+        self._shown.add(result.task_id)
+        self._sent.pop(self._message_of.pop(result.task_id, ""), None)
+        self._results[result.task_id] = result
+        future = self._waiters.pop(result.task_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+        self._progress.on_result(result.task_id)
+        for arrivals in self._arrivals:
+            arrivals.put_nowait(result)
+        return []
 
     def arrivals(self) -> asyncio.Queue[TaskResult]:
         """Every result this client shows from now on, once each, in arrival order.
@@ -111,6 +185,10 @@ class ReplyQueues:
     def take_result(self, task_id: str) -> TaskResult | None:
         """Remove and return a stored result (so long runs keep memory flat)."""
         return self._results.pop(task_id, None)
+
+
+def _unpack_output(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
 
 
 __all__ = ["ReplyQueues"]

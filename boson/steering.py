@@ -18,26 +18,35 @@ whether it exists and whether it had finished. Each id's outcome is one of
 Without a task record (its database down, no monitor), a task this client
 did not submit and nobody holds is reported ``unknown``, though the cancel is
 remembered and still wins if the task turns up.
+
+:class:`TaskSteering` is the part of :class:`~boson.client.Client` that does
+this: :meth:`~TaskSteering.cancel`, :meth:`~TaskSteering.progress` and
+:meth:`~TaskSteering.latest_progress`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal, TypeAlias
 
-from boson.records import RecordReader
+from boson.records import DEFAULT_TIMEOUT_S, RecordReader
 from boson_shared.contract.messages import (
     MAX_CANCEL_IDS,
     TERMINAL_STATES,
     CancelAnswer,
+    CancelTask,
     CancelVerdict,
     TaskProgress,
     TaskRecord,
+    TaskResult,
 )
+from boson_shared.contract.topology import RK_CANCEL, Names
 from boson_shared.errors import RecordUnavailableError, TaskNotFoundError
+from boson_shared.runtime.publisher import BatchingPublisher, Route
 
 CancelOutcome: TypeAlias = Literal["cancelled", "already-finished", "unknown"]
 """What cancelling one task id did (see the module docstring)."""
@@ -205,6 +214,95 @@ class ProgressFeed:
                 followers.remove(queue)
 
 
+class TaskSteering:
+    """:meth:`cancel`, :meth:`progress` and :meth:`latest_progress` of
+    :class:`~boson.client.Client`."""
+
+    names: Names
+    client_id: str
+    _publisher: BatchingPublisher
+    _waiters: dict[str, asyncio.Future[TaskResult]]
+    _results: dict[str, TaskResult]
+    _answers: CancelAnswers
+    _progress: ProgressFeed
+
+    def records(self) -> RecordReader:
+        """A reader of the task record (the client's)."""
+        raise NotImplementedError
+
+    async def cancel(
+        self, *task_ids: str, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> dict[str, CancelOutcome]:
+        """Cancel tasks by id (any submitter's): per id ``cancelled``,
+        ``already-finished`` or ``unknown`` (see :mod:`boson.steering`).
+
+        A queued task never starts; a running one is stopped (a process-mode
+        handler killed with what it started; a thread-mode or coroutine handler
+        sees ``task.cancelled``; a plain inline function's result is
+        discarded). Its submitter receives one ``cancelled`` result. Bounded
+        by ``timeout`` per batch of ids.
+        """
+        good, bad = valid_ids(task_ids)
+        outcomes: dict[str, CancelOutcome] = dict.fromkeys(bad, "unknown")
+        pending: list[str] = []
+        for task_id in good:
+            known = self._arrived_outcome(task_id)
+            if known is not None:
+                outcomes[task_id] = known
+            else:
+                pending.append(task_id)
+        for batch in chunks(pending):
+            outcomes.update(await self._cancel_batch(batch, timeout))
+        return {task_id: outcomes[task_id] for task_id in dict.fromkeys(task_ids)}
+
+    async def _cancel_batch(self, task_ids: list[str], timeout: float) -> dict[str, CancelOutcome]:
+        command = CancelTask(task_ids=tuple(task_ids), reply_to=self.client_id)
+        answers = self._answers.expect(command.message_id, task_ids)
+        own = {t for t in task_ids if t in self._waiters}
+        try:
+            route = Route(self.names.events_exchange, RK_CANCEL)
+            await self._publisher.publish(route, command)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.shield(f) for f in answers.values())),
+                    min(timeout, FIRST_ANSWER_S),
+                )
+            if all(f.done() for f in answers.values()):
+                return {t: from_verdict(f.result()) for t, f in answers.items()}
+            async with self.records() as reader:
+                lookup = record_lookup(reader)
+                decided = await asyncio.gather(
+                    *(
+                        decide(
+                            t,
+                            f,
+                            lookup,
+                            own=t in own,
+                            timeout=timeout,
+                            arrived=functools.partial(self._arrived_outcome, t),
+                        )
+                        for t, f in answers.items()
+                    )
+                )
+            return dict(zip(answers, decided, strict=True))
+        finally:
+            self._answers.done_with(command.message_id)
+
+    def _arrived_outcome(self, task_id: str) -> CancelOutcome | None:
+        result = self._results.get(task_id)
+        if result is None:
+            return None
+        return "cancelled" if result.status == "cancelled" else "already-finished"
+
+    def progress(self, task_id: str) -> AsyncIterator[TaskProgress]:
+        """Progress reports of a task this client submitted, until its result arrives."""
+        return self._progress.follow(task_id)
+
+    def latest_progress(self, task_id: str) -> TaskProgress | None:
+        """The latest progress report of one of this client's running tasks, if any."""
+        return self._progress.latest.get(task_id)
+
+
 __all__ = [
     "FIRST_ANSWER_S",
     "LAST_ANSWER_S",
@@ -212,6 +310,7 @@ __all__ = [
     "CancelOutcome",
     "Lookup",
     "ProgressFeed",
+    "TaskSteering",
     "chunks",
     "decide",
     "from_record",

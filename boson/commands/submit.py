@@ -17,10 +17,11 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
+from boson.client import Client, TaskRequest
 from boson.commands.broker import settings_with_broker
 from boson.commands.waiting import INTERRUPTED_EXIT, Outcome, collect, interruptible, show_retry
 from boson.launcher import embedded
+from boson.task_building import DEFAULT_MAX_RETRIES
 from boson_shared.contract.base import TenantName
 from boson_shared.errors import BosonError, ConfigError, InvalidTaskError, NoAnswerError
 from boson_shared.scheduling.tenants import (

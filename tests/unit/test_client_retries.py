@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from boson.client import DEFAULT_MAX_RETRIES, Client, TaskRequest
+from boson.client import Client, TaskRequest
+from boson.task_building import DEFAULT_MAX_RETRIES
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring

@@ -60,6 +60,27 @@ def test_every_public_name_resolves_to_what_it_names(name: str) -> None:
     assert name in dir(boson)
 
 
+def test_the_sdk_module_users_import_from_keeps_every_public_name() -> None:
+    # boson.client is the SDK's public face: the Client's parts live in other
+    # modules, and what users import from boson.client is re-exported there.
+    import boson.client
+    from boson.task_building import DEFAULT_COMPLEXITY, DEFAULT_MAX_RETRIES
+    from boson.task_handles import Plan, TaskHandle, TaskRequest, unwrap
+
+    expected = {
+        "Client": boson.Client,
+        "DEFAULT_COMPLEXITY": DEFAULT_COMPLEXITY,
+        "DEFAULT_MAX_RETRIES": DEFAULT_MAX_RETRIES,
+        "Plan": Plan,
+        "TaskHandle": TaskHandle,
+        "TaskRequest": TaskRequest,
+        "unwrap": unwrap,
+    }
+    assert sorted(boson.client.__all__) == sorted(expected)
+    for name, value in expected.items():
+        assert getattr(boson.client, name) is value
+
+
 def test_errors_a_caller_catches_share_one_root() -> None:
     for name in PUBLIC:
         value = getattr(boson, name)
