@@ -42,7 +42,7 @@ from pydantic import SecretStr
 
 from boson.cluster_views import ClusterViews
 from boson.dead_letters import DeadLetterWatch
-from boson.records import DEFAULT_TIMEOUT_S, RecordReader, TaskPage
+from boson.records import DEFAULT_TIMEOUT_S, TaskPage
 from boson.reply_queues import ReplyQueues
 from boson.steering import CancelAnswers, ProgressFeed, TaskSteering
 from boson.task_building import DEFAULT_COMPLEXITY, DEFAULT_MAX_RETRIES, TaskBuilding
@@ -265,10 +265,6 @@ class Client(ClusterViews, ReplyQueues, TaskSteering, TaskBuilding):
         return await self._transport.queue_depth(queue)
 
     # -- the task record ---------------------------------------------------
-
-    def records(self) -> RecordReader:
-        """A reader of the task record (``async with client.records() as r: …``)."""
-        return RecordReader(self._transport, self._codec, self.names, self._publisher)
 
     async def get(self, task_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> TaskRecord:
         """Any task's record by id: state, timeline and result (whoever submitted it)."""

@@ -34,6 +34,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal, TypeAlias
 
 from boson.records import DEFAULT_TIMEOUT_S, RecordReader
+from boson_shared.bus.abc import Transport
+from boson_shared.contract.codec import Codec
 from boson_shared.contract.messages import (
     MAX_CANCEL_IDS,
     TERMINAL_STATES,
@@ -215,11 +217,13 @@ class ProgressFeed:
 
 
 class TaskSteering:
-    """:meth:`cancel`, :meth:`progress` and :meth:`latest_progress` of
-    :class:`~boson.client.Client`."""
+    """:meth:`records`, :meth:`cancel`, :meth:`progress` and
+    :meth:`latest_progress` of :class:`~boson.client.Client`."""
 
     names: Names
     client_id: str
+    _transport: Transport
+    _codec: Codec
     _publisher: BatchingPublisher
     _waiters: dict[str, asyncio.Future[TaskResult]]
     _results: dict[str, TaskResult]
@@ -227,8 +231,8 @@ class TaskSteering:
     _progress: ProgressFeed
 
     def records(self) -> RecordReader:
-        """A reader of the task record (the client's)."""
-        raise NotImplementedError
+        """A reader of the task record (``async with client.records() as r: …``)."""
+        return RecordReader(self._transport, self._codec, self.names, self._publisher)
 
     async def cancel(
         self, *task_ids: str, timeout: float = DEFAULT_TIMEOUT_S
