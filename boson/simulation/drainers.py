@@ -43,8 +43,8 @@ from boson_shared.scheduling.balancing import (
     plan_recovery,
 )
 from boson_shared.scheduling.devices import mask_of
+from boson_shared.scheduling.fgd_scoring import bottleneck
 from boson_shared.scheduling.placement import Placer
-from boson_shared.scheduling.scores import bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON
 from boson_shared.scheduling.typical_demand import LongRunDemand
 

@@ -46,7 +46,7 @@ from boson_services.balancer.dispatch_records import HeldTask, NodeView
 from boson_services.balancer.dispatch_state import DispatchState
 from boson_shared.scheduling.balancing import dispatch_order, fits_cleanly, power_of_two_choices
 from boson_shared.scheduling.devices import to_milli
-from boson_shared.scheduling.scores import bottleneck
+from boson_shared.scheduling.fgd_scoring import bottleneck
 
 FLEXIBLE_LOOKAHEAD = 64
 """How far past a stuck head the flexible queue looks (big tasks do not block small ones)."""

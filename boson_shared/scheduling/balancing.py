@@ -23,8 +23,8 @@ import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 from boson_shared.scheduling.devices import indices_of
+from boson_shared.scheduling.fgd_scoring import stranded_bottleneck
 from boson_shared.scheduling.placement import Placer, Status
-from boson_shared.scheduling.scores import stranded_bottleneck
 from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable, as_vector
 
 
@@ -124,7 +124,7 @@ def fits_cleanly(
 
     "Strands" is ``binpack-fgd``'s measure against the ``typical`` demand (one,
     or points ``(k, 3)`` of the distribution) on the ``bottleneck`` dimension
-    (see :mod:`~boson_shared.scheduling.scores`): the placement must not grow the
+    (see :mod:`~boson_shared.scheduling.fgd_scoring`): the placement must not grow the
     bottleneck capacity that typical tasks could not use — it leaves room for
     whole typical tasks, or fills a remnant that was stranded already.
     Without an estimate (``typical`` all zero) no row qualifies, so a caller

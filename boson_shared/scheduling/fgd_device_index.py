@@ -2,7 +2,7 @@
 
 On a table with GPU devices whose bottleneck is the GPU, ``binpack-fgd``
 scores a node by how much a placement changes Weng et al.'s per-GPU
-fragmentation (:func:`~boson_shared.scheduling.scores.device_fgd_scores`).
+fragmentation (:func:`~boson_shared.scheduling.fgd_device_scoring.device_fgd_scores`).
 The fragmentation *before* depends only on the node's books and the typical
 demand points, so the index keeps it per node and recomputes it only for the
 rows the table reports changed (the placement just made, a release, a
@@ -29,7 +29,9 @@ from numpy.typing import NDArray
 
 from boson_shared.scheduling import devices as _dev
 from boson_shared.scheduling import fgd_device_kernels as _k
-from boson_shared.scheduling.scores import FGD_WEIGHT, GPU, bottleneck, weights
+from boson_shared.scheduling.fgd_device_scoring import GPU
+from boson_shared.scheduling.fgd_scoring import FGD_WEIGHT, bottleneck
+from boson_shared.scheduling.scores import weights
 from boson_shared.scheduling.table import FloatArray, NodeTable
 
 IntArray = NDArray[np.int64]

@@ -1,6 +1,6 @@
 """Compiled loops of the per-device ``binpack-fgd`` index (:mod:`.fgd_device_index`).
 
-They repeat :func:`~boson_shared.scheduling.scores.device_fgd_scores` node by
+They repeat :func:`~boson_shared.scheduling.fgd_device_scoring.device_fgd_scores` node by
 node: the fit rule of the table, the device the choice rule gives the demand
 (:func:`~boson_shared.scheduling.devices.pick`), and Weng et al.'s per-GPU
 fragmentation (:func:`~boson_shared.scheduling.devices.fragmentation`)

@@ -1,6 +1,6 @@
 """The incremental index that finds the ``binpack-fgd`` choice without a full rescore.
 
-``binpack-fgd`` (see :mod:`~boson_shared.scheduling.scores`) scores a node by
+``binpack-fgd`` (see :mod:`~boson_shared.scheduling.fgd_scoring`) scores a node by
 how much a placement changes its stranded bottleneck capacity ``m``. ``m``
 before placement depends only on the node's allocation and the typical demand
 points, so the index keeps it per node and recomputes it only for the node a
@@ -31,7 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from boson_shared.scheduling import fgd_kernels as _k
-from boson_shared.scheduling.scores import FGD_WEIGHT, bottleneck, weights
+from boson_shared.scheduling.fgd_scoring import FGD_WEIGHT, bottleneck
+from boson_shared.scheduling.scores import weights
 from boson_shared.scheduling.table import NDIM, FloatArray, NodeTable
 
 SLOT_BUDGET = 1 << 22

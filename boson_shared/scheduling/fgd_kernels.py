@@ -1,8 +1,8 @@
 """Compiled loops of the incremental ``binpack-fgd`` index (:mod:`.fgd_index`).
 
 Each function repeats the operations of the vectorised reference
-(:func:`~boson_shared.scheduling.scores.fgd_scores` and
-:func:`~boson_shared.scheduling.scores.stranded_bottleneck`) in the same
+(:func:`~boson_shared.scheduling.fgd_scoring.fgd_scores` and
+:func:`~boson_shared.scheduling.fgd_scoring.stranded_bottleneck`) in the same
 order, so every score is bit-for-bit the reference's: numba compiles without
 ``fastmath``, so it neither fuses multiply-adds nor reorders sums.
 

@@ -15,14 +15,8 @@ import heapq
 
 import numpy as np
 
-from boson_shared.scheduling.scores import (
-    Strategy,
-    bottleneck,
-    fgd_points,
-    fgd_row_score,
-    fgd_typical,
-    raw_scores,
-)
+from boson_shared.scheduling.fgd_scoring import bottleneck, fgd_points, fgd_row_score, fgd_typical
+from boson_shared.scheduling.scores import Strategy, raw_scores
 from boson_shared.scheduling.table import FIT_EPSILON, NDIM, FloatArray, NodeTable
 
 

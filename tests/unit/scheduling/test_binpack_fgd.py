@@ -7,18 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_shared.scheduling.identical_runs import place_run
-from boson_shared.scheduling.placement import Placer
-from boson_shared.scheduling.scores import (
+from boson_shared.scheduling.fgd_scoring import (
     FGD_WEIGHT,
-    Strategy,
     bottleneck,
-    choose,
     fgd_points,
     fgd_row_score,
-    raw_scores,
     stranded_bottleneck,
 )
+from boson_shared.scheduling.identical_runs import place_run
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.scores import Strategy, choose, raw_scores
 from boson_shared.scheduling.table import NodeTable
 from boson_shared.scheduling.typical_demand import LongRunDemand
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boson_shared.scheduling import scores
+from boson_shared.scheduling.fgd_scoring import FGD_WEIGHT
 from boson_shared.scheduling.placement import Placer
 from boson_shared.scheduling.scores import STRATEGIES, Strategy
 from boson_shared.scheduling.table import GpuDevice, NodeTable
@@ -221,7 +222,7 @@ def test_binpack_fgd_scores_gpu_fragmentation_device_by_device(
         later = weng_fragmentation(
             later_free, cap, (node_free[0] - 1.0, node_free[1] - 2.0), points
         )
-        want = after[i] - scores.FGD_WEIGHT * ((later - before) / 1000) / len(held[i])
+        want = after[i] - FGD_WEIGHT * ((later - before) / 1000) / len(held[i])
         assert got[i] == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
