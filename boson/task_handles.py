@@ -20,7 +20,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.errors import TaskCancelledError, TaskFailedError
-from boson_shared.scheduling.placement import Status
+from boson_shared.scheduling.placement_outcomes import Status
 from boson_shared.scheduling.tenants import DEFAULT_PRIORITY, DEFAULT_TENANT
 
 if TYPE_CHECKING:

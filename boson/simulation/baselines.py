@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from boson.simulation.table import FloatArray, IntArray, SimTable, fit_counts
-from boson_shared.scheduling.placement import NEVER, WAITING
+from boson_shared.scheduling.placement_outcomes import NEVER, WAITING
 
 
 @dataclass(frozen=True)

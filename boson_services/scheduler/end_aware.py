@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from boson_shared.contract.messages import NodeState, TaskResult, TaskSubmitted
 from boson_shared.scheduling.head_reservation import RunTimes
 from boson_shared.scheduling.horizon import NodeHorizon
-from boson_shared.scheduling.placement import BatchPlacement, Placer
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.placement_outcomes import BatchPlacement
 
 Ends = tuple[float, float, float]
 """``(now, expected end, waiting since)``, as :meth:`Placer.place_batch` takes them."""

@@ -25,7 +25,8 @@ from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.results import result_emit
 from boson_shared.scheduling.demand import DemandModel
 from boson_shared.scheduling.devices import GpuDevice, indices_of
-from boson_shared.scheduling.placement import NEVER, Placer
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.placement_outcomes import NEVER
 from boson_shared.scheduling.reservations import ReservationBook
 from boson_shared.scheduling.scores import Strategy
 from boson_shared.scheduling.table import NodeTable

@@ -24,7 +24,8 @@ from numpy.typing import ArrayLike
 
 from boson_shared.scheduling.devices import indices_of
 from boson_shared.scheduling.fgd_scoring import stranded_bottleneck
-from boson_shared.scheduling.placement import Placer, Status
+from boson_shared.scheduling.placement import Placer
+from boson_shared.scheduling.placement_outcomes import Status
 from boson_shared.scheduling.table import FIT_EPSILON, FloatArray, NodeTable, as_vector
 
 

@@ -13,10 +13,9 @@ demand of ``Q`` units on cpu and on memory (``LinearDemandModel``'s default
 mapping), so each node's mean utilisation over its two dimensions is the
 1-D number of the design's worked example.
 
-Outcomes: ``placed`` on a node (and allocated in the table); ``waiting`` —
-some node could hold it in total but no alive node has the room now;
-``never`` — larger than every node's total capacity (dead or alive) on some
-dimension. ``binpack`` and ``spread`` use the incremental
+Outcomes (:mod:`~boson_shared.scheduling.placement_outcomes`): ``placed`` on
+a node (and allocated in the table), ``waiting`` or ``never``.
+``binpack`` and ``spread`` use the incremental
 :class:`~boson_shared.scheduling.placement_index.SortedIndex`; ``balanced`` and
 ``tetris`` rescore every node (vectorised) for each task, and so does
 ``remnant``, against the placer's :class:`~boson_shared.scheduling.typical_demand.TypicalDemand`;
@@ -44,8 +43,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -59,55 +56,15 @@ from boson_shared.scheduling.fgd_index import FgdIndex
 from boson_shared.scheduling.horizon import NodeHorizon
 from boson_shared.scheduling.identical_runs import place_run
 from boson_shared.scheduling.placement_index import SortedIndex
+from boson_shared.scheduling.placement_outcomes import NEVER, WAITING, BatchPlacement, Placement
 from boson_shared.scheduling.reservations import Reservation, ReservationBook
 from boson_shared.scheduling.scores import STRATEGIES, Strategy
 from boson_shared.scheduling.table import FIT_EPSILON as _EPS
 from boson_shared.scheduling.table import NDIM, RESOURCES, FloatArray, NodeTable, as_vector
 from boson_shared.scheduling.typical_demand import LongRunDemand, TypicalDemand
 
-WAITING = -1
-"""``BatchPlacement.indices`` value: fits some node's total, no alive node's free capacity now."""
-NEVER = -2
-"""``BatchPlacement.indices`` value: larger than every node's total capacity."""
-
-Status = Literal["placed", "waiting", "never"]
-
 _LEARNS = ("remnant", "binpack-fgd")
 """Strategies scored against the typical demand their placer learns."""
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where one demand went: a node (``placed``), or why not."""
-
-    index: int | None
-    node_id: str | None
-    status: Status
-    devices: tuple[int, ...] = ()
-    """The node's GPU devices the demand holds (none without a GPU part)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchPlacement:
-    """Where each demand of a batch went: a row index, ``WAITING`` or ``NEVER``."""
-
-    indices: NDArray[np.int64]
-    node_ids: tuple[str | None, ...]
-    masks: NDArray[np.int64] | None = None
-    """Per demand, the GPU devices it holds as a bit mask (``None``: no demand holds any)."""
-
-    @property
-    def placed(self) -> NDArray[np.bool_]:
-        """Which demands were placed."""
-        return np.asarray(self.indices >= 0)
-
-    def status(self, k: int) -> Status:
-        """The status of the ``k``-th demand."""
-        i = int(self.indices[k])
-        return "placed" if i >= 0 else ("waiting" if i == WAITING else "never")
-
-    def __len__(self) -> int:
-        return int(self.indices.shape[0])
 
 
 def _demands(demands: ArrayLike) -> FloatArray:
@@ -418,16 +375,11 @@ class Placer:
 
 
 __all__ = [
-    "NEVER",
     "RESOURCES",
     "STRATEGIES",
-    "WAITING",
-    "BatchPlacement",
     "NodeTable",
-    "Placement",
     "Placer",
     "Reservation",
     "ReservationBook",
-    "Status",
     "Strategy",
 ]

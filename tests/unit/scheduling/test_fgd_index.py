@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from boson_shared.scheduling import fgd_index, scores
 from boson_shared.scheduling.fgd_index import FgdIndex
-from boson_shared.scheduling.placement import NEVER, WAITING, NodeTable, Placer
+from boson_shared.scheduling.placement import NodeTable, Placer
+from boson_shared.scheduling.placement_outcomes import NEVER, WAITING
 from boson_shared.scheduling.typical_demand import LongRunDemand
 from tests.unit.scheduling import fgd_reference
 

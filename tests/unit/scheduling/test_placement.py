@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from boson_shared.scheduling.placement import (
-    NEVER,
     RESOURCES,
     STRATEGIES,
-    WAITING,
     NodeTable,
     Placer,
     ReservationBook,
 )
+from boson_shared.scheduling.placement_outcomes import NEVER, WAITING
 from tests.support.fakes import Clock
 
 WORKED = (350, 400, 300, 250, 200)

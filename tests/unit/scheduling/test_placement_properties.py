@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 
 from boson_shared.scheduling import scores
 from boson_shared.scheduling.placement import (
-    NEVER,
     STRATEGIES,
-    WAITING,
     NodeTable,
     Placer,
     Strategy,
 )
+from boson_shared.scheduling.placement_outcomes import NEVER, WAITING
 from boson_shared.scheduling.typical_demand import TypicalDemand
 
 SETTINGS = settings(max_examples=60, deadline=None)
