@@ -26,6 +26,11 @@ nodes logged since its last use and rescans only the blocks whose best fell.
 The kernels serve tables without GPU devices and demands without GPU; on
 tables with GPU devices the placer scores ``binpack-fgd`` per device through
 :mod:`.fgd_device_kernels` (the same slots and log, without block bests).
+
+The kernels call one another, so they stay in this one file: numba's on-disk
+cache (``cache=True``) is checked against the source of the file a kernel is
+defined in only, and a kernel calling one defined in another file would go
+on running that one's old compiled code after only the other file changed.
 """
 
 from __future__ import annotations
