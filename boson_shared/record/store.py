@@ -83,8 +83,11 @@ class RecordStore:
         ttl_s: float = DEFAULT_TTL_S,
         inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
         clock: Callable[[], float] = time.time,
+        reads_only: bool = False,
     ) -> None:
         self.engine = engine
+        self.reads_only = reads_only
+        """Every statement in autocommit mode (see :meth:`open`)."""
         self.ttl_s = ttl_s
         self.inline_max_bytes = inline_max_bytes
         self.clock = clock
@@ -110,7 +113,8 @@ class RecordStore:
         when its connection goes back to the pool, two round trips fewer
         per read, for a store that never writes. Each statement sees what
         was committed when it started, as within a read-committed
-        transaction, so a read answers the same.
+        transaction, so a read answers the same; and a read gives its
+        connection back in place (see :meth:`connection`).
 
         ``connections`` keeps exactly that many connections open once made
         and never more: a read that finds them all busy waits for one (up to
@@ -124,7 +128,7 @@ class RecordStore:
         engine = create_engine(
             async_url(url), pre_ping=pre_ping, autocommit=reads_only, connections=connections
         )
-        return cls(engine, **options)
+        return cls(engine, reads_only=reads_only, **options)
 
     async def migrate(self) -> None:
         """Bring the schema to the latest revision (safe with several monitors)."""
@@ -280,7 +284,7 @@ class RecordStore:
     async def get(self, task_id: str, *, timeline: bool = True) -> TaskRecord:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
         statement = reads.TASK_AND_TIMELINE if timeline else reads.TASK_BY_ID
-        async with self._guard("reading"), self.engine.connect() as conn:
+        async with self._guard("reading"), self.connection() as conn:
             found = (await conn.execute(statement, {"task_id": task_id})).all()
         record = reads.one_task(found, timeline=timeline)
         if record is None:
@@ -296,7 +300,7 @@ class RecordStore:
         """
         statement, params = reads.page(query, outputs=outputs)
         names = reads.RECORD_NAMES if outputs else reads.LISTED_NAMES
-        async with self._guard("reading"), self.engine.connect() as conn:
+        async with self._guard("reading"), self.connection() as conn:
             found = reads.as_dicts(names, await conn.execute(statement, params))
         more = len(found) > query.limit
         found = found[: query.limit]
@@ -309,7 +313,7 @@ class RecordStore:
         statement = select(func.count()).select_from(tasks)
         if state is not None:
             statement = statement.where(tasks.c.state == state)
-        async with self._guard("reading"), self.engine.connect() as conn:
+        async with self._guard("reading"), self.connection() as conn:
             return int((await conn.execute(statement)).scalar_one())
 
     # -- retention -----------------------------------------------------------
@@ -330,9 +334,33 @@ class RecordStore:
         inputs = select(tasks.c.input_ref.label("digest")).where(tasks.c.input_ref.is_not(None))
         outputs = select(tasks.c.output_ref.label("digest")).where(tasks.c.output_ref.is_not(None))
         statement = union(inputs, outputs).limit(limit + 1)
-        async with self._guard("reading"), self.engine.connect() as conn:
+        async with self._guard("reading"), self.connection() as conn:
             digests = [row[0] for row in await conn.execute(statement)]
         return frozenset(digests[:limit]), len(digests) <= limit
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for one read.
+
+        SQLAlchemy's ``async with engine.connect()`` gives the connection
+        back from a task of its own, shielded, so that a cancelled caller
+        cannot abandon a rollback halfway: three more turns of the event
+        loop before the read's caller runs again (the task's step, its done
+        callback, the caller's wake-up), each one behind whatever else is
+        ready on a busy loop. A reads-only store has no transaction to roll
+        back, so giving its connection back waits for nothing and nothing
+        can interrupt it: it is given back in place, and a read on a pooled
+        connection waits only for its statement's round trip.
+        """
+        if not self.reads_only:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        conn = await self.engine.connect()
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     @contextlib.asynccontextmanager
     async def _guard(self, doing: str) -> AsyncIterator[None]:

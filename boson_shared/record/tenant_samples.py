@@ -102,7 +102,7 @@ async def read_samples(store: RecordStore, query: SampleQuery) -> tuple[TenantSa
     statement = statement.order_by(tenant_samples.c.slot_at.desc(), tenant_samples.c.tenant).limit(
         query.limit
     )
-    async with store._guard("reading tenant samples"), store.engine.connect() as conn:
+    async with store._guard("reading tenant samples"), store.connection() as conn:
         rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
     return tuple(_sample(row) for row in rows)
 
