@@ -45,4 +45,17 @@ async def drop_database(admin_url: str, url: str) -> None:
         await connection.close()
 
 
-__all__ = ["create_database", "drop_database"]
+async def end_other_sessions(url: str) -> None:
+    """End every other session on ``url``'s database, as a database restart
+    would: pooled connections find theirs gone on their next statement."""
+    connection = await asyncpg.connect(_plain(url), timeout=10)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+
+
+__all__ = ["create_database", "drop_database", "end_other_sessions"]

@@ -12,12 +12,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from boson_shared.errors import RecordUnavailableError
 from boson_shared.record.store import RecordStore, TaskQuery
+from tests.support.database import end_other_sessions
 from tests.unit.record.events import lifecycle
 
 pytestmark = pytest.mark.postgres
@@ -102,17 +101,7 @@ async def test_a_read_that_fails_midway_still_gives_its_connection_back(
         await writer.migrate()
         await writer.ingest(lifecycle("task-1"))
         await reader.get("task-1")  # its one connection, pooled
-        admin = await asyncpg.connect(
-            make_url(postgres_url).set(drivername="postgresql").render_as_string(False),
-            timeout=10,
-        )
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await end_other_sessions(postgres_url)
         with pytest.raises(RecordUnavailableError, match="reading"):
             await reader.get("task-1")
         async with asyncio.timeout(5):  # well within the pool's wait for a free connection

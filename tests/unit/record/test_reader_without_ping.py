@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 from boson_shared.errors import RecordUnavailableError
 from boson_shared.record.store import RecordStore, TaskQuery
+from tests.support.database import end_other_sessions
 from tests.unit.record.events import lifecycle
 
 pytestmark = pytest.mark.postgres
@@ -25,17 +24,7 @@ async def test_after_the_database_drops_its_connections_one_read_fails_then_read
         await writer.migrate()
         await writer.ingest(lifecycle("task-1"))
         assert len((await reader.list(TaskQuery())).records) == 1  # a pooled connection now
-        admin = await asyncpg.connect(
-            make_url(postgres_url).set(drivername="postgresql").render_as_string(False),
-            timeout=10,
-        )
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await end_other_sessions(postgres_url)
         with pytest.raises(RecordUnavailableError, match="reading"):
             await reader.list(TaskQuery())
         assert len((await reader.list(TaskQuery())).records) == 1
