@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from boson_shared.scheduling import scores  # noqa: E402
+from boson_shared.scheduling.amounts import grid_columns  # noqa: E402
 from boson_shared.scheduling.placement import Placer  # noqa: E402
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy  # noqa: E402
 from boson_shared.scheduling.table import NodeTable  # noqa: E402
@@ -211,6 +212,10 @@ def run(
     drawn = dem[rng.choice(dem.shape[0], size=m + WARM, p=p)]
     if distinct:  # a relative jitter below a thousandth: no two demands equal
         drawn = drawn * rng.uniform(1.0, 1.001, size=drawn.shape)
+    # CPU and memory on the books' grid, as the placer puts every demand it
+    # is given (amounts.py): the plain reference then scores and learns the
+    # amounts the placer scores and learns, not ones half a step away.
+    drawn = grid_columns(drawn)
     sample, demands = drawn[:WARM], drawn[WARM:]
     cap, alloc = make_cluster(n, load_capacities(), rng)
 
