@@ -5,9 +5,9 @@ The placer puts every CPU and memory amount it is given on the books' grid
 before it scores it (``boson_shared/scheduling/amounts.py``). A reference
 that scored the amounts as drawn placed a slightly different workload, and
 the benchmark stopped on its check although both agree on the same amounts:
-on the trace, ``binpack-fgd`` at 50, 200 and 1,000 nodes (a choice the half step
-decided); here, plain binpack, where a demand less than
-half a step above a node's free memory fits there only once on the grid.
+on the trace, ``binpack-fgd`` at 50, 200 and 1,000 nodes (a choice the half
+step decided); here, plain binpack, where a demand less than half a step
+above a node's free memory fits there only once on the grid.
 """
 
 from __future__ import annotations
