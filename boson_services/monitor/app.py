@@ -68,6 +68,7 @@ class MonitorService(Service):
                 # A sweep late by more than a heartbeat interval: a heartbeat
                 # may have waited unread through the pause.
                 pause_limit_s=settings.snapshot_interval_s + settings.heartbeat_interval_s,
+                sweep_interval_s=settings.snapshot_interval_s,
             ),
             self.metrics,
             self.names,

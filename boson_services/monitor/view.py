@@ -9,12 +9,15 @@ the one that decides.
 
 Silence counts only while the monitor can hear. While its own connection is
 down (:meth:`ClusterView.lost_contact`) it declares nobody down; once it is
-back (:meth:`ClusterView.regained_contact`), and after a pause of its own
-(a sweep later than ``pause_limit_s`` after the one before: the event loop
-or the monitor's publishing stalled), silence counts from that moment, not
-from each node's last heartbeat. A node that died during the outage is thus
-declared down one ``down_after_s`` after the monitor hears again, and a
-live one has that long to be heard (docs/design.md, node liveness).
+back (:meth:`ClusterView.regained_contact`), silence counts from that
+moment, not from each node's last heartbeat: a node that died during the
+outage is declared down one ``down_after_s`` after the monitor hears again,
+and a live one has that long to be heard. A pause of its own (a sweep later
+than ``pause_limit_s`` after the one before: the event loop or the
+monitor's publishing stalled) counts as one regular ``sweep_interval_s`` of
+silence, not more: the heartbeats that waited unread through it are read
+right after, and a monitor whose every sweep comes late still declares a
+silent node down, later (docs/design.md, node liveness).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 class NodeRecord:
     heartbeat: NodeHeartbeat
     last_seen: float
+    excused_at_seen: float = 0.0
+    """The view's :attr:`ClusterView.excused_s` when this node was last heard."""
     alive: bool = True
     overloaded_since: float | None = None
     overload_alerted: bool = False
@@ -50,10 +55,13 @@ class ClusterView:
         overload_sustain_s: float = 10.0,
         probation: Probation | None = None,
         pause_limit_s: float = math.inf,
+        sweep_interval_s: float = 0.0,
     ) -> None:
         self.down_after_s = down_after_s
         self.pause_limit_s = pause_limit_s
         """A gap between two sweeps longer than this is a pause of the monitor's own."""
+        self.sweep_interval_s = sweep_interval_s
+        """The regular gap between two sweeps: what a pause counts as silence."""
         self.probation = probation if probation is not None else Probation()
         """Which returning nodes take no new work yet (``Probation(0, 0)``: none)."""
         self.overload_threshold = overload_threshold
@@ -66,6 +74,10 @@ class ClusterView:
         """True while the monitor's connection is down: no silence counts."""
         self.hearing_since = -math.inf
         """When the monitor last began to hear again; silence counts from here at the earliest."""
+        self.excused_s = 0.0
+        """The monitor's own pauses so far, each less a regular sweep interval:
+        time that counts as nobody's silence."""
+        self._excused_at_hearing = 0.0
         self._last_sweep: float | None = None
 
     def lost_contact(self, now: float) -> None:
@@ -78,20 +90,25 @@ class ClusterView:
         """The monitor consumes again: every node's silence counts from ``now``."""
         self.deaf = False
         self.hearing_since = now
+        self._excused_at_hearing = self.excused_s
         logger.info(
             "monitor hears again: a node silent since is declared down after %.1fs",
             self.down_after_s,
         )
 
     def silent_for(self, record: NodeRecord, now: float) -> float:
-        """How long ``record``'s node has been silent while the monitor could hear it."""
-        return now - max(record.last_seen, self.hearing_since)
+        """How long ``record``'s node has been silent while the monitor could hear it:
+        since its last heartbeat or the monitor's reconnect, whichever is later,
+        less the monitor's own pauses since (each less a regular sweep interval)."""
+        if record.last_seen >= self.hearing_since:
+            return now - record.last_seen - (self.excused_s - record.excused_at_seen)
+        return now - self.hearing_since - (self.excused_s - self._excused_at_hearing)
 
     def observe(self, heartbeat: NodeHeartbeat, now: float) -> list[Alert]:
         """Take a heartbeat in; returns alerts it causes (a node back up)."""
         record = self.nodes.get(heartbeat.node_id)
         if record is None:
-            self.nodes[heartbeat.node_id] = NodeRecord(heartbeat, now)
+            self.nodes[heartbeat.node_id] = NodeRecord(heartbeat, now, self.excused_s)
             self.membership_changed = True
             return []
         restarted = heartbeat.started_at != record.heartbeat.started_at
@@ -99,6 +116,7 @@ class ClusterView:
             return []  # late or repeated: the newer one already counted
         record.heartbeat = heartbeat
         record.last_seen = now
+        record.excused_at_seen = self.excused_s
         if record.alive:
             return []
         record.alive = True
@@ -115,14 +133,21 @@ class ClusterView:
         Quiet means silent while the monitor could hear (:meth:`silent_for`):
         nobody is declared down while it is cut off, and a sweep that comes
         more than ``pause_limit_s`` after the previous one finds the monitor
-        just back from a pause of its own, so silence counts from now.
+        just back from a pause of its own: the gap counts as one regular
+        sweep interval of silence, the rest as nobody's. Not none of it:
+        heartbeats that waited unread through the pause are read right after
+        it, and a monitor whose every sweep comes late must still, later,
+        declare a silent node down.
         """
         previous, self._last_sweep = self._last_sweep, now
         if previous is not None and now - previous > self.pause_limit_s:
+            excess = now - previous - self.sweep_interval_s
             logger.warning(
-                "monitor paused %.1fs between sweeps: silence counts from now", now - previous
+                "monitor paused %.1fs between sweeps: %.1fs of it is not counted as silence",
+                now - previous,
+                excess,
             )
-            self.hearing_since = now
+            self.excused_s += excess
         alerts: list[Alert] = []
         for node_id, record in self.nodes.items():
             silent = self.silent_for(record, now)

@@ -1,15 +1,18 @@
 """The monitor declares nodes down only for silence it could have heard.
 
-Its own outage (connection down, or a pause of its own between sweeps) is not
-the nodes' silence: while cut off it declares nobody down, and once back
-silence counts from that moment, so a node that died meanwhile is declared
-down one timeout after the monitor hears again, and a live one has that long
-to be heard.
+Its own outage is not the nodes' silence: while cut off it declares nobody
+down, and once back silence counts from that moment, so a node that died
+meanwhile is declared down one timeout after the monitor hears again, and a
+live one has that long to be heard. A pause of its own between sweeps counts
+as one regular sweep interval of silence, so a monitor whose every sweep is
+late still declares a silent node down.
 """
 
 from __future__ import annotations
 
 import math
+
+import pytest
 
 from boson_services.monitor.app import MonitorService
 from boson_services.monitor.settings import MonitorSettings
@@ -30,8 +33,10 @@ def down(alerts: list[Alert]) -> list[str]:
 
 
 def two_nodes(pause_limit_s: float = math.inf) -> ClusterView:
-    """A view that heard nodes a and b at time 0."""
-    cluster = ClusterView(down_after_s=DOWN_AFTER, pause_limit_s=pause_limit_s)
+    """A view that heard nodes a and b at time 0 (sweeps due every second)."""
+    cluster = ClusterView(
+        down_after_s=DOWN_AFTER, pause_limit_s=pause_limit_s, sweep_interval_s=1.0
+    )
     cluster.observe(heartbeat("a", seq=1), now=0.0)
     cluster.observe(heartbeat("b", seq=1), now=0.0)
     return cluster
@@ -72,14 +77,33 @@ def test_a_node_heard_since_the_reconnect_counts_from_its_own_heartbeat() -> Non
 
 def test_a_pause_of_the_monitors_own_is_not_the_nodes_silence() -> None:
     cluster = two_nodes(pause_limit_s=2.0)
+    cluster.observe(heartbeat("a", seq=2), now=0.9)
     assert cluster.sweep(1.0) == []
-    # The monitor's loop stood still for nine seconds: heartbeats may wait
-    # unread. The sweep that ends the pause declares nobody down...
+    # The monitor's loop stood still for nine seconds: heartbeats waited
+    # unread. The sweep that ends the pause counts it as one regular
+    # interval, and declares nobody down...
     assert cluster.sweep(10.0) == []
+    assert cluster.silent_for(cluster.nodes["a"], 10.0) == pytest.approx(1.1)
+    # ...the heartbeats read right after it are a's; b stays silent, and is
+    # down once its silence outside the pause passes the timeout.
+    cluster.observe(heartbeat("a", seq=3), now=10.1)
     assert cluster.sweep(11.0) == []
-    assert cluster.sweep(12.0) == []
-    # ...and a timeout of regular sweeps later, the silent ones are down.
-    assert down(cluster.sweep(10.0 + DOWN_AFTER + 0.01)) == ["a", "b"]
+    assert down(cluster.sweep(11.01)) == ["b"]
+    assert cluster.alive_nodes() == ["a"]
+
+
+def test_a_monitor_whose_every_sweep_is_late_still_declares_a_silent_node_down() -> None:
+    cluster = two_nodes(pause_limit_s=2.0)
+    alerts: list[str] = []
+    now = 0.0
+    assert cluster.sweep(now) == []
+    while now < 30.0 and not alerts:
+        now += 2.5  # every sweep a pause of the monitor's own
+        cluster.observe(heartbeat("a", seq=int(now * 10)), now=now - 0.1)
+        alerts = down(cluster.sweep(now))
+    assert alerts == ["b"]
+    assert now == 10.0  # silent for four regular intervals' worth: 0 → 2.5 → ... → 10.0
+    assert cluster.alive_nodes() == ["a"]
 
 
 def test_regular_sweeps_still_declare_a_silent_node_down_on_time() -> None:
@@ -129,3 +153,4 @@ async def test_the_monitor_service_hears_its_transport_drop_and_recover() -> Non
     expected = monitor.monitor_settings.snapshot_interval_s
     expected += monitor.monitor_settings.heartbeat_interval_s
     assert monitor.handlers.view.pause_limit_s == expected
+    assert monitor.handlers.view.sweep_interval_s == monitor.monitor_settings.snapshot_interval_s
