@@ -9,6 +9,11 @@ The services are the real ones — the same classes ``boson run`` starts as
 processes — each with its own in-memory "connection" to one
 :class:`~boson_shared.bus.memory.MemoryBroker`, and an ephemeral key: messages
 are encoded, encrypted and decoded exactly as on RabbitMQ.
+
+The scheduler's compiled placement kernels are made ready before the first
+service starts, in a thread (:meth:`EmbeddedCluster.ready_kernels`): on a
+fresh install they compile for seconds, which on the loop every service
+shares would stall them all.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +43,7 @@ from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.runtime.service import RunningService, Service, start_in_background, stop_all
+from boson_shared.scheduling.kernels import kernels_ready, ready_kernels
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
 from boson_shared.settings import BosonSettings
 
@@ -45,6 +51,16 @@ logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
 _RECORD_SETTLE_S = 10.0
+_KERNELS_NOTICE_S = 1.0
+"""Loading the kernels from numba's cache takes less; compiling them, seconds: say why."""
+_KERNELS_TIMEOUT_S = 300.0
+"""Ample for a compile on a loaded machine; past it something is wrong."""
+KERNELS_NOTICE = "compiling the placement kernels (first run only)…"
+"""What a start that waits for the kernels says (through ``EmbeddedCluster.notice``)."""
+
+
+def _log_notice(text: str) -> None:
+    logger.info("%s", text)
 
 
 S = TypeVar("S", bound=BosonSettings)
@@ -69,6 +85,8 @@ class EmbeddedCluster:
     services: list[Service] = field(default_factory=list)
     dashboard_url: str | None = None
     """The monitor's web dashboard, once the control plane runs with one."""
+    notice: Callable[[str], None] = _log_notice
+    """Where a slow start says why (the commands print it; by default it is logged)."""
     _running: list[RunningService] = field(default_factory=list)
     _temporary_blob_dir: Path | None = None
 
@@ -90,11 +108,35 @@ class EmbeddedCluster:
         self._running.append(running)
         return service
 
+    async def ready_kernels(self, strategy: Strategy = DEFAULT_STRATEGY) -> None:
+        """Load (on a fresh install: compile) ``strategy``'s placement kernels, in a thread.
+
+        Before any service starts: the scheduler would otherwise do it when
+        it is made, on this loop, while the services started before it wait
+        (the monitor would find its own sweeps late). Past
+        :data:`_KERNELS_NOTICE_S`, :attr:`notice` says why the start waits.
+        """
+        if kernels_ready(strategy):
+            return
+        loading = asyncio.ensure_future(asyncio.to_thread(ready_kernels, strategy))
+        done, _ = await asyncio.wait({loading}, timeout=_KERNELS_NOTICE_S)
+        if not done:
+            self.notice(KERNELS_NOTICE)
+        done, _ = await asyncio.wait({loading}, timeout=_KERNELS_TIMEOUT_S)
+        if not done:
+            raise TimeoutError(
+                f"the placement kernels were not ready within {_KERNELS_TIMEOUT_S:.0f}s"
+            )
+        loading.result()
+
     async def start_control_plane(
         self, *, strategy: Strategy = DEFAULT_STRATEGY, dashboard_port: int | None = None
     ) -> None:
         """Monitor, scheduler, balancer and transfer (``dashboard_port``: the monitor's web
-        dashboard there, 0 for any free port; None: as ``BOSON_DASHBOARD_PORT`` says)."""
+        dashboard there, 0 for any free port; None: as ``BOSON_DASHBOARD_PORT`` says).
+
+        The scheduler's kernels first (:meth:`ready_kernels`), before any service runs."""
+        await self.ready_kernels(strategy)
         base = self.settings
         extra = {} if dashboard_port is None else {"dashboard_port": dashboard_port}
         monitor = MonitorService(
@@ -180,13 +222,16 @@ async def embedded(
     handler_modules: Sequence[str] = (),
     executor_options: dict[str, Any] | None = None,
     dashboard_port: int | None = None,
+    notice: Callable[[str], None] = _log_notice,
 ) -> AsyncIterator[Client]:
     """Run the whole pipeline in-process and yield a connected client.
 
     ``dashboard_port`` serves the monitor's web dashboard (0: any free port);
-    its address is logged.
+    its address is logged. ``notice`` gets the line a slow start says why it
+    waits (a first run compiling the placement kernels); by default it is
+    logged.
     """
-    cluster = EmbeddedCluster(settings or BosonSettings())
+    cluster = EmbeddedCluster(settings or BosonSettings(), notice=notice)
     try:
         await cluster.start_control_plane(strategy=strategy, dashboard_port=dashboard_port)
         for number in range(executors):
@@ -205,4 +250,4 @@ async def embedded(
         await cluster.stop()
 
 
-__all__ = ["EmbeddedCluster", "derive", "embedded"]
+__all__ = ["KERNELS_NOTICE", "EmbeddedCluster", "derive", "embedded"]

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from boson.client import TaskRequest
+from boson.commands.demo import say
 from boson.launcher import EmbeddedCluster
 from boson_services.scheduler.app import SchedulerService
 from boson_shared.contract.messages import ResourceRequest
@@ -46,9 +47,10 @@ _WAIT_S = 30.0
 
 
 async def demo_gpu(strategy: Strategy) -> dict[str, Any]:
-    started = time.perf_counter()
     settings = BosonSettings(namespace="demo", instance_id="demo-gpu")
-    cluster = EmbeddedCluster(settings)
+    cluster = EmbeddedCluster(settings, notice=say)
+    await cluster.ready_kernels(strategy)
+    started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     try:
         await cluster.start_control_plane(strategy=strategy)

@@ -187,7 +187,9 @@ async def _in_process(
     settings = BosonSettings().model_copy(update={"drain_grace_s": IN_PROCESS_DRAIN_S})
     stop = asyncio.Event()
     with interruptible(stop.set):
-        async with embedded(settings=settings, handler_modules=args.handler_module) as client:
+        async with embedded(
+            settings=settings, handler_modules=args.handler_module, notice=_say
+        ) as client:
             client.on_retrying = show_retry
             arrivals = client.arrivals()
             handles = await client.submit_many(requests)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +16,12 @@ from boson_shared.contract.topology import RK_ALL_RESULTS, RK_SNAPSHOT, Topology
 from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.service import Service
 from boson_shared.scheduling.demand import demand_model_from_name
+from boson_shared.scheduling.kernels import ready_kernels
+
+logger = logging.getLogger(__name__)
+
+_SLOW_KERNELS_S = 1.0
+"""Loading the kernels from numba's cache takes less; compiling them, seconds."""
 
 
 class SchedulerService(Service):
@@ -78,6 +86,17 @@ class SchedulerService(Service):
 
 
 def create(settings: SchedulerSettings, transport: Transport, codec: Codec) -> SchedulerService:
+    """The scheduler of a process of its own, its placement kernels ready.
+
+    Called before the process's event loop runs (``boson_shared/runtime/main.py``),
+    so the kernels load (or, on a fresh install, compile) before the service
+    connects, and it takes no work before they are ready.
+    """
+    started = time.monotonic()
+    ready_kernels(settings.strategy)
+    took = time.monotonic() - started
+    if took > _SLOW_KERNELS_S:
+        logger.info("placement kernels ready in %.1fs (a first run compiles them)", took)
     return SchedulerService(settings, transport, codec)
 
 

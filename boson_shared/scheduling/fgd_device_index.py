@@ -24,6 +24,8 @@ full rescore's.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -43,31 +45,41 @@ _LOG_MIN = 1 << 16
 """Changed rows the log holds at least before it wraps (and every slot rebuilds)."""
 
 _warm = False
+_warming = threading.Lock()
 
 
-def _warm_up() -> None:
-    """Load (or, on a fresh install, compile) the kernels now, once per process."""
+def is_warm() -> bool:
+    """Whether this process has its kernels ready (:func:`warm_up` has returned)."""
+    return _warm
+
+
+def warm_up() -> None:
+    """Load (or, on a fresh install, compile) the kernels now, once per process.
+
+    Safe from any thread: a second caller waits for the first one's kernels.
+    """
     global _warm
-    if _warm:
-        return
-    _warm = True
-    table = NodeTable(2)
-    table.upsert("a", (2.0, 2.0, 2.0))
-    table.upsert("b", (2.0, 2.0, 1.0))
-    index = DeviceFgdIndex.__new__(DeviceFgdIndex)
-    index._setup(table)
-    points = np.full((2, 3), 0.5)
-    for _ in range(2):  # a new slot, then catching up
-        index.scores(np.array([0.5, 0.5, 0.5]), points, None)
-        table.allocate(0, (0.5, 0.5, 0.5))
-    index.scores(np.array([0.5, 0.5, 1.0]), points, frozenset({""}))
+    with _warming:
+        if _warm:
+            return
+        table = NodeTable(2)
+        table.upsert("a", (2.0, 2.0, 2.0))
+        table.upsert("b", (2.0, 2.0, 1.0))
+        index = DeviceFgdIndex.__new__(DeviceFgdIndex)
+        index._setup(table)
+        points = np.full((2, 3), 0.5)
+        for _ in range(2):  # a new slot, then catching up
+            index.scores(np.array([0.5, 0.5, 0.5]), points, None)
+            table.allocate(0, (0.5, 0.5, 0.5))
+        index.scores(np.array([0.5, 0.5, 1.0]), points, frozenset({""}))
+        _warm = True
 
 
 class DeviceFgdIndex:
     """``binpack-fgd`` scores over one table with GPU devices, kept current incrementally."""
 
     def __init__(self, table: NodeTable) -> None:
-        _warm_up()
+        warm_up()
         self._setup(table)
 
     def _setup(self, table: NodeTable) -> None:
@@ -255,4 +267,4 @@ class DeviceFgdIndex:
         return c
 
 
-__all__ = ["SLOT_BUDGET", "DeviceFgdIndex"]
+__all__ = ["SLOT_BUDGET", "DeviceFgdIndex", "is_warm", "warm_up"]

@@ -27,6 +27,8 @@ frequent demands.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -47,32 +49,40 @@ IntArray = NDArray[np.int64]
 
 
 _warm = False
+_warming = threading.Lock()
 
 
-def _warm_up() -> None:
+def is_warm() -> bool:
+    """Whether this process has its kernels ready (:func:`warm_up` has returned)."""
+    return _warm
+
+
+def warm_up() -> None:
     """Load (or, on a fresh install, compile) the kernels now, once per process.
 
     Compiling takes seconds: better when a service starts than on the first
-    placement, while a batch waits.
+    placement, while a batch waits. Safe from any thread: a second caller
+    waits for the first one's kernels.
     """
     global _warm
-    if _warm:
-        return
-    _warm = True
-    table = NodeTable(2)
-    table.upsert("a", (2.0, 2.0, 0.0))
-    table.upsert("b", (2.0, 2.0, 0.0))
-    index = FgdIndex.__new__(FgdIndex)
-    index._setup(table)
-    demands = np.full((3, NDIM), 0.5)
-    index.place(demands, demands[:1], np.empty(3, dtype=np.int64))
+    with _warming:
+        if _warm:
+            return
+        table = NodeTable(2)
+        table.upsert("a", (2.0, 2.0, 0.0))
+        table.upsert("b", (2.0, 2.0, 0.0))
+        index = FgdIndex.__new__(FgdIndex)
+        index._setup(table)
+        demands = np.full((3, NDIM), 0.5)
+        index.place(demands, demands[:1], np.empty(3, dtype=np.int64))
+        _warm = True
 
 
 class FgdIndex:
     """``binpack-fgd`` placement over one table, kept current incrementally."""
 
     def __init__(self, table: NodeTable) -> None:
-        _warm_up()
+        warm_up()
         self._setup(table)
 
     def _setup(self, table: NodeTable) -> None:
@@ -253,4 +263,4 @@ class FgdIndex:
         return c
 
 
-__all__ = ["SLOT_BUDGET", "FgdIndex"]
+__all__ = ["SLOT_BUDGET", "FgdIndex", "is_warm", "warm_up"]
