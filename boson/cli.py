@@ -58,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Typed errors are the user's to act on: one clear line, no traceback.
         print(f"boson: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    except TimeoutError as error:
+        # A bounded wait ran out (the demo's steps, a start-up): what it waited for.
+        print(f"boson: timed out: {error or 'a wait ran out'}", file=sys.stderr)
+        return 1
     return status
 
 

@@ -34,3 +34,16 @@ def test_input_naming_a_directory(
     monkeypatch.delenv("BOSON_BROKER_URL", raising=False)
     line = _one_line_error(capsys, ["submit", "stats", "--input", str(tmp_path), "--wait"])
     assert line == f"boson: ConfigError: --input {tmp_path} is a directory; name a file"
+
+
+def test_a_wait_that_runs_out_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from boson.commands import demo
+
+    async def never_ready(*args: object) -> dict[str, object]:
+        raise TimeoutError("demo: timed out waiting until the nodes are up")
+
+    monkeypatch.setattr(demo, "demo", never_ready)
+    line = _one_line_error(capsys, ["demo"])
+    assert line == "boson: timed out: demo: timed out waiting until the nodes are up"
