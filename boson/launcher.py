@@ -55,7 +55,7 @@ _KERNELS_NOTICE_S = 1.0
 """Loading the kernels from numba's cache takes less; compiling them, seconds: say why."""
 _KERNELS_TIMEOUT_S = 300.0
 """Ample for a compile on a loaded machine; past it something is wrong."""
-KERNELS_NOTICE = "compiling the placement kernels (first run only)…"
+KERNELS_NOTICE = "readying the placement kernels (a first run compiles them)…"
 """What a start that waits for the kernels says (through ``EmbeddedCluster.notice``)."""
 
 
