@@ -4,13 +4,13 @@ Every statement is built once (or once per combination of filters) and
 kept: SQLAlchemy keys its compiled-SQL cache by a statement's structure and
 works that key out again for every new statement object, a measurable part
 of a read's CPU time. Their rows come back as plain tuples and become
-records in :mod:`boson_shared.record.rows`.
+records by position (:class:`boson_shared.record.rows.RowShape`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from boson_shared.contract.base import DEFAULT_TENANT
 from boson_shared.contract.messages import RECORD_QUERY_MAX_LIMIT, TaskRecord, TaskState
 from boson_shared.errors import InvalidQueryError
 from boson_shared.record.merge import RANK
-from boson_shared.record.rows import LISTED_COLUMNS, RECORD_COLUMNS, to_record
+from boson_shared.record.rows import LISTED_COLUMNS, RECORD_COLUMNS, RowShape
 from boson_shared.record.schema import events, tasks
 
 TASK_BY_ID = select(*RECORD_COLUMNS).where(tasks.c.task_id == bindparam("task_id"))
@@ -58,6 +58,10 @@ RECORD_NAMES = tuple(c.name for c in RECORD_COLUMNS)
 """The columns of :data:`TASK_BY_ID` and of a page with outputs, in order."""
 LISTED_NAMES = tuple(c.name for c in LISTED_COLUMNS)
 """The columns of a page without outputs, in order."""
+RECORD_ROWS = RowShape(RECORD_NAMES)
+"""Rows of :data:`TASK_BY_ID` (and a page with outputs) as records."""
+LISTED_ROWS = RowShape(LISTED_NAMES)
+"""Rows of a page without outputs as records."""
 _CURSOR_SEPARATOR = "~"
 
 
@@ -108,21 +112,26 @@ def one_task(found: Sequence[Sequence[Any]], *, timeline: bool) -> TaskRecord | 
     if not found:
         return None
     if not timeline:
-        return to_record(dict(zip(RECORD_NAMES, found[0], strict=True)))
+        return RECORD_ROWS.record(found[0])
     if found[0][0] != 0:
         return None  # events without their task's row
     width = len(RECORD_NAMES)
-    row = dict(zip(RECORD_NAMES, found[0][1 : 1 + width], strict=True))
+    row = found[0][1 : 1 + width]
     entries = [
         dict(zip(_TIMELINE_COLUMNS, event[1 + width : -1], strict=True)) for event in found[1:]
     ]
     if not any(e["stage"] == "submitted" for e in entries):
         # A placed task's submission came with its placement: no event of its own.
         entries.append(
-            {"stage": "submitted", "at": row["submitted_at"], "node_id": None, "source": None}
+            {
+                "stage": "submitted",
+                "at": row[RECORD_ROWS.submitted_at],
+                "node_id": None,
+                "source": None,
+            }
         )
     entries.sort(key=lambda e: (e["at"], RANK.get(e["stage"], 9)))
-    return to_record(row, entries)
+    return RECORD_ROWS.record(row, entries)
 
 
 _TenantFilter = Literal["default", "named"] | None
@@ -203,19 +212,14 @@ def _page_statement(
     )
 
 
-def as_dicts(names: Sequence[str], result: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    """A result's rows as dicts keyed by ``names`` (the statement's columns, in
-    order): its plain rows zipped, not SQLAlchemy's mapping views copied."""
-    return [dict(zip(names, row, strict=True)) for row in result]
-
-
 __all__ = [
     "LISTED_NAMES",
+    "LISTED_ROWS",
     "RECORD_NAMES",
+    "RECORD_ROWS",
     "TASK_AND_TIMELINE",
     "TASK_BY_ID",
     "TaskQuery",
-    "as_dicts",
     "decode_cursor",
     "encode_cursor",
     "one_task",

@@ -13,6 +13,7 @@ fraction of the interpreter's work per row.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,63 +39,144 @@ LISTED_COLUMNS: tuple[Column[Any], ...] = tuple(
 _RECORDS = TypeAdapter(list[TaskRecord])
 
 
+_FIELD_COLUMNS = (
+    *("task_id", "state", "handler", "tenant", "priority", "submitter", "complexity"),
+    *("data_size", "input_bytes", "input_ref", "node_id", "strategy", "demand", "attempts"),
+    *("dispatches", "error_type", "error_message", "error_retryable", "wall_s", "cpu_s"),
+    *("peak_memory_bytes", "output", "output_ref", "output_bytes", "output_omitted"),
+    *("submitted_at", "placed_at", "assigned_at", "started_at", "finished_at", "expires_at"),
+    *("progress", "progress_message", "progress_at", "logs"),
+)
+"""The columns a record's fields come from (those of :data:`RECORD_COLUMNS`),
+in the order :func:`_fields` takes them."""
+
+
+class RowShape:
+    """Rows of one statement's columns (``names``, in order) made records.
+
+    A row is read by position, not through a dict per row: each column a
+    record shows is picked from the row tuple in one C call (columns the
+    statement lacks read as ``NULL``) and the fields are shaped from those
+    values. The result is the same as :func:`record_fields` of the row as a dict.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        missing = len(self.names)  # the NULL appended to every row
+        position = {name: i for i, name in enumerate(self.names)}
+        self._pick = operator.itemgetter(*(position.get(n, missing) for n in _FIELD_COLUMNS))
+        self.task_id = position["task_id"]
+        self.submitted_at = position["submitted_at"]
+
+    def fields(self, row: Sequence[Any], timeline: Sequence[Row] | None = None) -> dict[str, Any]:
+        """The fields of the record of ``row`` (and its timeline, oldest first)."""
+        return _fields(self._pick((*row, None)), timeline)
+
+    def records(self, rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
+        """The records of ``rows`` (without timelines), validated in one call."""
+        pick = self._pick
+        return _RECORDS.validate_python([_fields(pick((*row, None)), None) for row in rows])
+
+    def record(self, row: Sequence[Any], timeline: Sequence[Row] | None = None) -> TaskRecord:
+        """The record of one ``row`` and its timeline (oldest first)."""
+        return TaskRecord.model_validate(self.fields(row, timeline))
+
+
 def record_fields(row: Row, timeline: Sequence[Row] | None = None) -> dict[str, Any]:
     """The fields of the record of a stored ``row`` (and its timeline, oldest first).
 
     A column a row lacks reads as ``NULL``.
     """
-    get = row.get
+    return _fields(tuple(map(row.get, _FIELD_COLUMNS)), timeline)
+
+
+def _fields(values: tuple[Any, ...], timeline: Sequence[Row] | None) -> dict[str, Any]:
+    """The record's fields from the values of :data:`_FIELD_COLUMNS`, in order."""
+    (
+        task_id,
+        state,
+        handler,
+        tenant,
+        priority,
+        submitter,
+        complexity,
+        data_size,
+        input_bytes,
+        input_ref,
+        node_id,
+        strategy,
+        demand,
+        attempts,
+        dispatches,
+        error_type,
+        error_message,
+        error_retryable,
+        wall_s,
+        cpu_s,
+        peak_memory_bytes,
+        output,
+        output_ref,
+        output_bytes,
+        output_omitted,
+        submitted_at,
+        placed_at,
+        assigned_at,
+        started_at,
+        finished_at,
+        expires_at,
+        progress,
+        progress_message,
+        progress_at,
+        logs,
+    ) = values
     error = None
-    if get("error_type"):
+    if error_type:
         error = {
-            "error_type": row["error_type"],
-            "message": get("error_message") or "",
-            "retryable": bool(get("error_retryable")),
+            "error_type": error_type,
+            "message": error_message or "",
+            "retryable": bool(error_retryable),
         }
     usage = None
-    if get("wall_s") is not None:
+    if wall_s is not None:
         usage = {
-            "wall_s": row["wall_s"],
-            "cpu_s": get("cpu_s") or 0.0,
-            "peak_memory_bytes": get("peak_memory_bytes") or 0,
+            "wall_s": wall_s,
+            "cpu_s": cpu_s or 0.0,
+            "peak_memory_bytes": peak_memory_bytes or 0,
         }
-    output_ref = None
-    if get("output_ref"):
-        output_ref = {"digest": row["output_ref"], "size": get("output_bytes") or 0}
-    output = None
-    if get("output") is not None:
-        output = msgpack.unpackb(row["output"], raw=False, strict_map_key=False)
+    stored = {"digest": output_ref, "size": output_bytes or 0} if output_ref else None
+    if output is not None:
+        output = msgpack.unpackb(output, raw=False, strict_map_key=False)
     return {
-        "task_id": row["task_id"],
-        "state": row["state"],
-        "handler": get("handler"),
-        "tenant": get("tenant"),
-        "priority": get("priority"),
-        "submitter": get("submitter"),
-        "complexity": get("complexity"),
-        "data_size": get("data_size"),
-        "input_bytes": get("input_bytes"),
-        "input_ref": get("input_ref"),
-        "node_id": get("node_id"),
-        "strategy": get("strategy"),
-        "demand": get("demand") or None,
-        "attempts": get("attempts") or 0,
-        "dispatches": get("dispatches") or 0,
+        "task_id": task_id,
+        "state": state,
+        "handler": handler,
+        "tenant": tenant,
+        "priority": priority,
+        "submitter": submitter,
+        "complexity": complexity,
+        "data_size": data_size,
+        "input_bytes": input_bytes,
+        "input_ref": input_ref,
+        "node_id": node_id,
+        "strategy": strategy,
+        "demand": demand or None,
+        "attempts": attempts or 0,
+        "dispatches": dispatches or 0,
         "error": error,
         "usage": usage,
         "output": output,
-        "output_ref": output_ref,
-        "output_omitted": bool(get("output_omitted")),
-        "submitted_at": row["submitted_at"],
-        "placed_at": get("placed_at"),
-        "assigned_at": get("assigned_at"),
-        "started_at": get("started_at"),
-        "finished_at": get("finished_at"),
-        "expires_at": get("expires_at"),
-        "progress": get("progress"),
-        "progress_message": get("progress_message") or "",
-        "progress_at": get("progress_at"),
-        "logs": get("logs"),
+        "output_ref": stored,
+        "output_omitted": bool(output_omitted),
+        "submitted_at": submitted_at,
+        "placed_at": placed_at,
+        "assigned_at": assigned_at,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "expires_at": expires_at,
+        "progress": progress,
+        "progress_message": progress_message or "",
+        "progress_at": progress_at,
+        "logs": logs,
         "timeline": tuple(
             {
                 "stage": entry["stage"],
@@ -117,4 +199,11 @@ def to_record(row: Row, timeline: Sequence[Row] | None = None) -> TaskRecord:
     return TaskRecord.model_validate(record_fields(row, timeline))
 
 
-__all__ = ["LISTED_COLUMNS", "RECORD_COLUMNS", "record_fields", "to_record", "to_records"]
+__all__ = [
+    "LISTED_COLUMNS",
+    "RECORD_COLUMNS",
+    "RowShape",
+    "record_fields",
+    "to_record",
+    "to_records",
+]

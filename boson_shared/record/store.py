@@ -47,7 +47,6 @@ from boson_shared.record import merge, reads, upsert
 from boson_shared.record.location import async_url, sqlite_path
 from boson_shared.record.migrate import upgrade
 from boson_shared.record.reads import TaskQuery, decode_cursor, encode_cursor
-from boson_shared.record.rows import to_records
 from boson_shared.record.schema import events, tasks, tenant_samples
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -299,15 +298,16 @@ class RecordStore:
         up to the inline bound of output per row from the database.
         """
         statement, params = reads.page(query, outputs=outputs)
-        names = reads.RECORD_NAMES if outputs else reads.LISTED_NAMES
+        shape = reads.RECORD_ROWS if outputs else reads.LISTED_ROWS
         async with self._guard("reading"), self.connection() as conn:
-            found = reads.as_dicts(names, await conn.execute(statement, params))
+            found = (await conn.execute(statement, params)).all()
         more = len(found) > query.limit
         found = found[: query.limit]
         cursor = None
         if more and found:
-            cursor = reads.encode_cursor(found[-1]["submitted_at"], found[-1]["task_id"])
-        return Page(tuple(to_records(found)), cursor)
+            last = found[-1]
+            cursor = reads.encode_cursor(last[shape.submitted_at], last[shape.task_id])
+        return Page(tuple(shape.records(found)), cursor)
 
     async def count(self, state: TaskState | None = None) -> int:
         statement = select(func.count()).select_from(tasks)
