@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import from_json
 from sqlalchemy import (
     bindparam,
     delete,
@@ -391,7 +392,11 @@ def create_engine(
     ``connections``: a pool of exactly that many, kept (see :meth:`RecordStore.open`).
     """
     path = sqlite_path(url)
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    # JSON columns decoded by pydantic-core's parser: the same values as the
+    # standard library's, at a fraction of its time per value.
+    options: dict[str, Any] = {"json_deserializer": from_json}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
     if connections is not None:
         options.update(pool_size=connections, max_overflow=0, pool_timeout=CONNECTION_WAIT_S)
     if path is None:
