@@ -33,9 +33,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
+from sqlalchemy.util import greenlet_spawn
 
 from boson_shared.contract.messages import (
     TaskProgress,
@@ -284,8 +286,8 @@ class RecordStore:
     async def get(self, task_id: str, *, timeline: bool = True) -> TaskRecord:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
         statement = reads.TASK_AND_TIMELINE if timeline else reads.TASK_BY_ID
-        async with self._guard("reading"), self.connection() as conn:
-            found = (await conn.execute(statement, {"task_id": task_id})).all()
+        async with self._guard("reading"):
+            found = await self._rows(statement, {"task_id": task_id})
         record = reads.one_task(found, timeline=timeline)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id!r} in the record")
@@ -300,8 +302,8 @@ class RecordStore:
         """
         statement, params = reads.page(query, outputs=outputs)
         shape = reads.RECORD_ROWS if outputs else reads.LISTED_ROWS
-        async with self._guard("reading"), self.connection() as conn:
-            found = (await conn.execute(statement, params)).all()
+        async with self._guard("reading"):
+            found = await self._rows(statement, params)
         more = len(found) > query.limit
         found = found[: query.limit]
         cursor = None
@@ -338,6 +340,26 @@ class RecordStore:
         async with self._guard("reading"), self.connection() as conn:
             digests = [row[0] for row in await conn.execute(statement)]
         return frozenset(digests[:limit]), len(digests) <= limit
+
+    async def _rows(self, statement: Executable, params: dict[str, Any]) -> Sequence[Row[Any]]:
+        """The rows of one read's ``statement``.
+
+        A reads-only store runs the checkout, the statement and the return
+        to the pool in one pass through SQLAlchemy's async layer (one
+        greenlet, as :meth:`AsyncConnection.run_sync` runs its function)
+        instead of three; like :meth:`connection`'s, its connection goes back
+        in place and the read waits only for its statement's round trip.
+        """
+        if not self.reads_only:
+            async with self.connection() as conn:
+                return (await conn.execute(statement, params)).all()
+        return await greenlet_spawn(self._rows_in_greenlet, statement, params)
+
+    def _rows_in_greenlet(
+        self, statement: Executable, params: dict[str, Any]
+    ) -> Sequence[Row[Any]]:
+        with self.engine.sync_engine.connect() as conn:
+            return conn.execute(statement, params).all()
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
