@@ -9,7 +9,14 @@ import pytest
 from sqlalchemy import insert
 
 from boson_shared.errors import TaskNotFoundError
-from boson_shared.record.rows import RECORD_COLUMNS, record_fields, to_record, to_records
+from boson_shared.record.reads import LISTED_NAMES, RECORD_NAMES
+from boson_shared.record.rows import (
+    RECORD_COLUMNS,
+    RowShape,
+    record_fields,
+    to_record,
+    to_records,
+)
 from boson_shared.record.schema import events, tasks
 from boson_shared.record.store import RecordStore, TaskQuery
 from tests.unit.record.events import SUCCEEDED_TIMELINE, lifecycle
@@ -101,3 +108,57 @@ async def test_events_without_their_tasks_row_are_no_task(store: RecordStore) ->
         await store.get("lost")
     with pytest.raises(TaskNotFoundError):
         await store.get("lost", timeline=False)
+
+
+@pytest.mark.parametrize(
+    "names", [RECORD_NAMES, LISTED_NAMES, ("submitted_at", "task_id", "state")]
+)
+def test_a_row_read_by_position_makes_the_fields_of_the_row_as_a_dict(
+    names: tuple[str, ...],
+) -> None:
+    """The columns a statement lacks read as NULL, whatever their order."""
+    sparse = {"task_id": "t2", "state": "submitted", "submitted_at": 5.0}
+    timeline = [{"stage": "submitted", "at": 5.0, "node_id": None, "source": "client"}]
+    shape = RowShape(names)
+    for row in (full_row(), sparse):
+        values = tuple(row.get(name) for name in names)
+        as_dict = {name: row.get(name) for name in names}
+        assert shape.fields(values) == record_fields(as_dict)
+        assert shape.fields(values, timeline) == record_fields(as_dict, timeline)
+        assert shape.records([values]) == [to_record(as_dict)]
+        assert values[shape.task_id] == row["task_id"]
+        assert values[shape.submitted_at] == row["submitted_at"]
+
+
+async def test_a_reads_only_store_reads_what_a_store_in_transactions_reads(
+    database_url: str,
+) -> None:
+    """Its reads take another way through SQLAlchemy (one greenlet each), to the same records."""
+    writer = RecordStore.open(database_url)
+    reader = RecordStore.open(database_url, pre_ping=False, reads_only=True)
+    try:
+        await writer.migrate()
+        await writer.ingest(
+            lifecycle("t1", output={"x": [1, 2.5, -0.0, "\u00e9"]})
+            + lifecycle("t2", outcome="failed", node_id="n2", submitted_at=1_001.0)
+        )
+        for task_id in ("t1", "t2"):
+            assert await reader.get(task_id) == await writer.get(task_id)
+            assert await reader.get(task_id, timeline=False) == await writer.get(
+                task_id, timeline=False
+            )
+        for outputs in (True, False):
+            query = TaskQuery(limit=1)
+            first = await reader.list(query, outputs=outputs)
+            assert first == await writer.list(query, outputs=outputs)
+            assert first.next_cursor is not None
+            query = TaskQuery(limit=1, cursor=first.next_cursor)
+            assert await reader.list(query, outputs=outputs) == await writer.list(
+                query, outputs=outputs
+            )
+        with pytest.raises(TaskNotFoundError):
+            await reader.get("nobody")
+        assert (await reader.get("t1")).demand is not None  # a JSON column, decoded
+    finally:
+        await reader.close()
+        await writer.close()
