@@ -54,6 +54,7 @@ from boson_shared.bus.abc import ConnectionListener, DeliveryHandler, Headers
 from boson_shared.bus.amqp_admin import _BROKER_ERRORS, AmqpAdmin, _Connected
 from boson_shared.bus.amqp_consumer import AmqpSubscription, open_subscription
 from boson_shared.bus.broker_urls import failover_order, mask_url, parse_broker_urls
+from boson_shared.bus.cancel_wins import cancel_wins
 from boson_shared.bus.coalescing import CoalescingTransportFactory
 from boson_shared.bus.failover import FailoverConnection
 from boson_shared.contract.topology import QueueSpec
@@ -295,15 +296,16 @@ class AmqpTransport(AmqpAdmin):
         where = f"{exchange!r} / {routing_key!r}"
         channel: aiormq.abc.AbstractChannel | None = None
         try:
-            async with asyncio.timeout(self._confirm_timeout):
-                channel = await self._publishing_channel(state)
-                result = await channel.basic_publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=properties,
-                    mandatory=mandatory,
-                )
+            with cancel_wins():
+                async with asyncio.timeout(self._confirm_timeout):
+                    channel = await self._publishing_channel(state)
+                    result = await channel.basic_publish(
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        properties=properties,
+                        mandatory=mandatory,
+                    )
         except TimeoutError as e:
             raise PublishNotConfirmedError(
                 f"no confirm within {self._confirm_timeout}s for {where}"
@@ -371,16 +373,17 @@ class AmqpTransport(AmqpAdmin):
         if prefetch < 0:
             raise ValueError("prefetch must be >= 0")
         try:
-            subscription = await open_subscription(
-                state.connection,
-                queue,
-                handler,
-                prefetch=prefetch,
-                no_ack=no_ack,
-                spec=self._queue_specs.get(queue),
-                bindings=tuple(self._queue_bindings.get(queue, {})),
-                op_timeout=self._op_timeout,
-            )
+            with cancel_wins():
+                subscription = await open_subscription(
+                    state.connection,
+                    queue,
+                    handler,
+                    prefetch=prefetch,
+                    no_ack=no_ack,
+                    spec=self._queue_specs.get(queue),
+                    bindings=tuple(self._queue_bindings.get(queue, {})),
+                    op_timeout=self._op_timeout,
+                )
         except aiormq.exceptions.ChannelNotFoundEntity as e:
             raise ConfigError(f"cannot consume {queue!r}: the queue does not exist") from e
         except (*_BROKER_ERRORS, TimeoutError) as e:

@@ -17,6 +17,7 @@ import aiormq
 from aio_pika.abc import AbstractRobustChannel
 
 from boson_shared.bus.amqp_consumer import AmqpSubscription
+from boson_shared.bus.cancel_wins import cancel_wins
 from boson_shared.bus.failover import FailoverConnection
 from boson_shared.contract.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from boson_shared.errors import BrokerUnavailableError, ConfigError
@@ -81,50 +82,9 @@ class AmqpAdmin:
         """Declare exchanges, queues, bindings; a mismatch raises ConfigError."""
         state = self._require()
         try:
-            async with asyncio.timeout(self._op_timeout):
-                channel = await self._admin(state)
-                for exchange in topology.exchanges:
-                    if exchange.name == DEFAULT_EXCHANGE:
-                        continue
-                    await channel.exchange_declare(
-                        exchange=exchange.name,
-                        exchange_type=exchange.type,
-                        durable=exchange.durable,
-                        arguments=dict(exchange.arguments()),
-                    )
-                away: set[str] = set()
-                for queue in topology.queues:
-                    try:
-                        await channel.queue_declare(
-                            queue=queue.name,
-                            durable=queue.durable,
-                            exclusive=queue.exclusive,
-                            arguments=dict(queue.arguments()),
-                        )
-                    except aiormq.exceptions.ChannelNotFoundEntity as e:
-                        if _HOME_NODE_DOWN not in str(e):
-                            raise
-                        # A classic queue (a retry tier) on a cluster node that
-                        # is down: it exists and comes back with its node, and
-                        # refusing to start for it would make that node's death
-                        # stop every process that declares it.
-                        log.warning(
-                            "%s is on a broker node that is down; going on without it", queue.name
-                        )
-                        away.add(queue.name)
-                        channel = await self._admin(state)  # the error closed the last one
-                        continue
-                    self._queue_specs[queue.name] = queue
-                for binding in topology.bindings:
-                    if binding.queue in away:
-                        continue
-                    await channel.queue_bind(
-                        queue=binding.queue,
-                        exchange=binding.exchange,
-                        routing_key=binding.routing_key,
-                    )
-                    bound = self._queue_bindings.setdefault(binding.queue, {})
-                    bound[(binding.exchange, binding.routing_key)] = None
+            with cancel_wins():
+                async with asyncio.timeout(self._op_timeout):
+                    await self._declare_on(state, topology)
         except (
             aiormq.exceptions.ChannelPreconditionFailed,
             aiormq.exceptions.ChannelNotFoundEntity,
@@ -133,6 +93,49 @@ class AmqpAdmin:
             raise ConfigError(f"topology does not fit the broker: {self._scrub(e)}") from e
         except (*_BROKER_ERRORS, TimeoutError) as e:
             raise BrokerUnavailableError(f"declare failed: {self._scrub(e)}") from e
+
+    async def _declare_on(self, state: _Connected, topology: Topology) -> None:
+        channel = await self._admin(state)
+        for exchange in topology.exchanges:
+            if exchange.name == DEFAULT_EXCHANGE:
+                continue
+            await channel.exchange_declare(
+                exchange=exchange.name,
+                exchange_type=exchange.type,
+                durable=exchange.durable,
+                arguments=dict(exchange.arguments()),
+            )
+        away: set[str] = set()
+        for queue in topology.queues:
+            try:
+                await channel.queue_declare(
+                    queue=queue.name,
+                    durable=queue.durable,
+                    exclusive=queue.exclusive,
+                    arguments=dict(queue.arguments()),
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity as e:
+                if _HOME_NODE_DOWN not in str(e):
+                    raise
+                # A classic queue (a retry tier) on a cluster node that
+                # is down: it exists and comes back with its node, and
+                # refusing to start for it would make that node's death
+                # stop every process that declares it.
+                log.warning("%s is on a broker node that is down; going on without it", queue.name)
+                away.add(queue.name)
+                channel = await self._admin(state)  # the error closed the last one
+                continue
+            self._queue_specs[queue.name] = queue
+        for binding in topology.bindings:
+            if binding.queue in away:
+                continue
+            await channel.queue_bind(
+                queue=binding.queue,
+                exchange=binding.exchange,
+                routing_key=binding.routing_key,
+            )
+            bound = self._queue_bindings.setdefault(binding.queue, {})
+            bound[(binding.exchange, binding.routing_key)] = None
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue`` (passive declare); 0 when it does not exist."""
@@ -145,9 +148,10 @@ class AmqpAdmin:
     async def _queue_counts(self, queue: str) -> tuple[int, int]:
         state = self._require()
         try:
-            async with asyncio.timeout(self._op_timeout):
-                channel = await self._admin(state)
-                ok = await channel.queue_declare(queue=queue, passive=True)
+            with cancel_wins():
+                async with asyncio.timeout(self._op_timeout):
+                    channel = await self._admin(state)
+                    ok = await channel.queue_declare(queue=queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return 0, 0
         except (*_BROKER_ERRORS, TimeoutError) as e:
@@ -171,12 +175,13 @@ class AmqpAdmin:
     async def _delete(self, name: str, *, is_queue: bool) -> None:
         state = self._require()
         try:
-            async with asyncio.timeout(self._op_timeout):
-                channel = await self._admin(state)
-                if is_queue:
-                    await channel.queue_delete(queue=name)
-                else:
-                    await channel.exchange_delete(exchange=name)
+            with cancel_wins():
+                async with asyncio.timeout(self._op_timeout):
+                    channel = await self._admin(state)
+                    if is_queue:
+                        await channel.queue_delete(queue=name)
+                    else:
+                        await channel.exchange_delete(exchange=name)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return
         except (*_BROKER_ERRORS, TimeoutError) as e:
