@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 Periodic = Callable[[], Awaitable[None]]
 
+_PERIODIC_CANCEL_WAIT_S = 1.0
+"""How long a cancelled periodic loop has to end before it is cancelled again."""
+
 
 class Service(abc.ABC):
     """Base of every Boson service."""
@@ -135,8 +138,7 @@ class Service(abc.ABC):
             for loop in self.loops:
                 await loop.stop()
             await asyncio.gather(*(loop.drain(self.settings.drain_grace_s) for loop in self.loops))
-            for task in periodic:
-                task.cancel()
+            await self._end_periodic(periodic)
         await self.on_stop()
         await self.publisher.close()
         logger.info("%s stopped", self.name)
@@ -167,13 +169,26 @@ class Service(abc.ABC):
             self._retired_dead_lettered += loop.stats.dead_lettered
 
     async def _every(self, interval: float, fn: Periodic) -> None:
-        while True:
+        # Ends on its own once stopping, should its cancel be lost on the way.
+        while not self.stopping:
             try:
                 await fn()
             except Exception:
                 # A periodic job's failure (broker blip) must not end the service.
                 logger.exception("%s: periodic %s failed", self.name, fn.__name__)
             await asyncio.sleep(interval)
+
+    async def _end_periodic(self, periodic: Sequence[asyncio.Task[None]]) -> None:
+        """Cancel the periodic loops and wait until they end, cancelling again
+        one that carries on: a library can turn a cancel into an error of its
+        own (``boson_shared.bus.cancel_wins``), and the stop must not wait on it."""
+        running = set(periodic)
+        while running:
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=_PERIODIC_CANCEL_WAIT_S)
+            for task in running:
+                logger.warning("%s: %s carried on after its cancel", self.name, task.get_name())
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""A service stops within bounds even when a periodic loop loses its cancel.
+
+A library can hand a cancelled caller an error of its own in place of the
+cancel (aiormq does, when a channel closes under a cancelled call: see
+``boson_shared.bus.cancel_wins``); the periodic loop then takes it for a
+failed run and carries on. The stop must still end it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from boson_shared.bus.memory import MemoryBroker, MemoryTransport
+from boson_shared.contract.codec import EnvelopeCodec
+from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.topology import Topology
+from boson_shared.errors import BrokerUnavailableError
+from boson_shared.runtime.consumer_spec import ConsumerSpec
+from boson_shared.runtime.service import Periodic, Service
+from boson_shared.settings import BosonSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class LosesItsCancel(Service):
+    """One periodic job, each call of which turns a cancel into a broker error."""
+
+    name = "loses-its-cancel"
+
+    def __init__(self, *, interval_s: float, call_s: float) -> None:
+        settings = BosonSettings(namespace="stop-test", instance_id="one", drain_grace_s=1.0)
+        codec = EnvelopeCodec(Keyring.ephemeral())
+        super().__init__(settings, MemoryTransport(MemoryBroker()), codec)
+        self.interval_s = interval_s
+        self.call_s = call_s
+        self.called = asyncio.Event()
+        self.losing = True
+        """False: the job takes its cancel (the test's clean-up)."""
+
+    def topology(self) -> Topology:
+        return self.names.base()
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return []
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        return [(self.interval_s, self.look_up)]
+
+    async def look_up(self) -> None:
+        self.called.set()
+        try:
+            await asyncio.sleep(self.call_s)
+        except asyncio.CancelledError:
+            if not self.losing:
+                raise
+            raise BrokerUnavailableError("channel closed") from None
+
+
+async def _seconds_to_stop(service: LosesItsCancel) -> float:
+    """Stop ``service`` while its job runs; how long until ``run`` returns."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            await service.started.wait()
+            await service.called.wait()
+        began = time.monotonic()
+        stop.set()
+        # asyncio.wait: a timeout around ``await running`` would wait for it all the same.
+        await asyncio.wait({running}, timeout=10)
+        assert running.done(), "the service did not stop within 10 s"
+        return time.monotonic() - began
+    finally:
+        service.losing = False
+        running.cancel()
+        await asyncio.wait({running}, timeout=5)
+
+
+async def test_a_job_that_loses_its_cancel_is_cancelled_again() -> None:
+    # After the lost cancel the loop would sleep out its interval.
+    service = LosesItsCancel(interval_s=60.0, call_s=0.5)
+    assert await _seconds_to_stop(service) < 3.0
+
+
+async def test_a_job_that_loses_every_cancel_ends_once_stopping() -> None:
+    # Every cancel lands in the job and is lost; the loop must see the stop itself.
+    service = LosesItsCancel(interval_s=0.0, call_s=0.5)
+    assert await _seconds_to_stop(service) < 3.0
