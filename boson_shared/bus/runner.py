@@ -9,7 +9,6 @@ redelivers the message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from boson_shared.bus.abc import Delivery, DeliveryHandler
@@ -59,9 +58,9 @@ class HandlerRunner:
         for task in tasks:
             task.cancel()
         if tasks:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await asyncio.gather(*tasks, return_exceptions=True)
+            # asyncio.wait, not a timeout around gather: a gather that is
+            # cancelled still waits for a handler that carries on after its cancel.
+            await asyncio.wait(tasks, timeout=grace)
 
 
 __all__ = ["HandlerRunner"]
