@@ -24,8 +24,6 @@ full rescore's.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -33,6 +31,7 @@ from boson_shared.scheduling import devices as _dev
 from boson_shared.scheduling import fgd_device_kernels as _k
 from boson_shared.scheduling.fgd_device_scoring import GPU
 from boson_shared.scheduling.fgd_scoring import FGD_WEIGHT, bottleneck
+from boson_shared.scheduling.once import Once
 from boson_shared.scheduling.scores import weights
 from boson_shared.scheduling.table import FloatArray, NodeTable
 
@@ -44,35 +43,28 @@ _MAX_SLOTS = 256
 _LOG_MIN = 1 << 16
 """Changed rows the log holds at least before it wraps (and every slot rebuilds)."""
 
-_warm = False
-_warming = threading.Lock()
+
+def _load_kernels() -> None:
+    """Load (or, on a fresh install, compile) the kernels now: place on a tiny index."""
+    table = NodeTable(2)
+    table.upsert("a", (2.0, 2.0, 2.0))
+    table.upsert("b", (2.0, 2.0, 1.0))
+    index = DeviceFgdIndex.__new__(DeviceFgdIndex)
+    index._setup(table)
+    points = np.full((2, 3), 0.5)
+    for _ in range(2):  # a new slot, then catching up
+        index.scores(np.array([0.5, 0.5, 0.5]), points, None)
+        table.allocate(0, (0.5, 0.5, 0.5))
+    index.scores(np.array([0.5, 0.5, 1.0]), points, frozenset({""}))
+
+
+warm_up = Once(_load_kernels)
+"""Readies this module's kernels (:func:`_load_kernels`) once per process, from any thread."""
 
 
 def is_warm() -> bool:
-    """Whether this process has its kernels ready (:func:`warm_up` has returned)."""
-    return _warm
-
-
-def warm_up() -> None:
-    """Load (or, on a fresh install, compile) the kernels now, once per process.
-
-    Safe from any thread: a second caller waits for the first one's kernels.
-    """
-    global _warm
-    with _warming:
-        if _warm:
-            return
-        table = NodeTable(2)
-        table.upsert("a", (2.0, 2.0, 2.0))
-        table.upsert("b", (2.0, 2.0, 1.0))
-        index = DeviceFgdIndex.__new__(DeviceFgdIndex)
-        index._setup(table)
-        points = np.full((2, 3), 0.5)
-        for _ in range(2):  # a new slot, then catching up
-            index.scores(np.array([0.5, 0.5, 0.5]), points, None)
-            table.allocate(0, (0.5, 0.5, 0.5))
-        index.scores(np.array([0.5, 0.5, 1.0]), points, frozenset({""}))
-        _warm = True
+    """Whether this process has its kernels ready (:data:`warm_up` has returned)."""
+    return warm_up.done
 
 
 class DeviceFgdIndex:

@@ -27,13 +27,12 @@ frequent demands.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numpy.typing import NDArray
 
 from boson_shared.scheduling import fgd_kernels as _k
 from boson_shared.scheduling.fgd_scoring import FGD_WEIGHT, bottleneck
+from boson_shared.scheduling.once import Once
 from boson_shared.scheduling.scores import weights
 from boson_shared.scheduling.table import NDIM, FloatArray, NodeTable
 
@@ -48,34 +47,28 @@ _SEEN_MAX = 1 << 16
 IntArray = NDArray[np.int64]
 
 
-_warm = False
-_warming = threading.Lock()
-
-
-def is_warm() -> bool:
-    """Whether this process has its kernels ready (:func:`warm_up` has returned)."""
-    return _warm
-
-
-def warm_up() -> None:
+def _load_kernels() -> None:
     """Load (or, on a fresh install, compile) the kernels now, once per process.
 
     Compiling takes seconds: better when a service starts than on the first
-    placement, while a batch waits. Safe from any thread: a second caller
-    waits for the first one's kernels.
+    placement, while a batch waits.
     """
-    global _warm
-    with _warming:
-        if _warm:
-            return
-        table = NodeTable(2)
-        table.upsert("a", (2.0, 2.0, 0.0))
-        table.upsert("b", (2.0, 2.0, 0.0))
-        index = FgdIndex.__new__(FgdIndex)
-        index._setup(table)
-        demands = np.full((3, NDIM), 0.5)
-        index.place(demands, demands[:1], np.empty(3, dtype=np.int64))
-        _warm = True
+    table = NodeTable(2)
+    table.upsert("a", (2.0, 2.0, 0.0))
+    table.upsert("b", (2.0, 2.0, 0.0))
+    index = FgdIndex.__new__(FgdIndex)
+    index._setup(table)
+    demands = np.full((3, NDIM), 0.5)
+    index.place(demands, demands[:1], np.empty(3, dtype=np.int64))
+
+
+warm_up = Once(_load_kernels)
+"""Readies this module's kernels (:func:`_load_kernels`) once per process, from any thread."""
+
+
+def is_warm() -> bool:
+    """Whether this process has its kernels ready (:data:`warm_up` has returned)."""
+    return warm_up.done
 
 
 class FgdIndex:

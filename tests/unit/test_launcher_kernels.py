@@ -28,8 +28,8 @@ class _RecordingCluster(EmbeddedCluster):
 
 
 def _as_in_a_fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fgd_index, "_warm", False)
-    monkeypatch.setattr(fgd_device_index, "_warm", False)
+    monkeypatch.setattr(fgd_index.warm_up, "done", False)
+    monkeypatch.setattr(fgd_device_index.warm_up, "done", False)
 
 
 async def test_no_service_starts_before_the_kernels_are_ready(
