@@ -116,7 +116,7 @@ class RecordStore:
         per read, for a store that never writes. Each statement sees what
         was committed when it started, as within a read-committed
         transaction, so a read answers the same; and a read gives its
-        connection back in place (see :meth:`connection`).
+        connection back in place (see :meth:`rows`).
 
         ``connections`` keeps exactly that many connections open once made
         and never more: a read that finds them all busy waits for one (up to
@@ -287,7 +287,7 @@ class RecordStore:
         """One task's record; :class:`TaskNotFoundError` if the record has none."""
         statement = reads.TASK_AND_TIMELINE if timeline else reads.TASK_BY_ID
         async with self._guard("reading"):
-            found = await self._rows(statement, {"task_id": task_id})
+            found = await self.rows(statement, {"task_id": task_id})
         record = reads.one_task(found, timeline=timeline)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id!r} in the record")
@@ -303,7 +303,7 @@ class RecordStore:
         statement, params = reads.page(query, outputs=outputs)
         shape = reads.RECORD_ROWS if outputs else reads.LISTED_ROWS
         async with self._guard("reading"):
-            found = await self._rows(statement, params)
+            found = await self.rows(statement, params)
         more = len(found) > query.limit
         found = found[: query.limit]
         cursor = None
@@ -316,8 +316,9 @@ class RecordStore:
         statement = select(func.count()).select_from(tasks)
         if state is not None:
             statement = statement.where(tasks.c.state == state)
-        async with self._guard("reading"), self.connection() as conn:
-            return int((await conn.execute(statement)).scalar_one())
+        async with self._guard("reading"):
+            (found,) = await self.rows(statement)
+        return int(found[0])
 
     # -- retention -----------------------------------------------------------
 
@@ -337,53 +338,35 @@ class RecordStore:
         inputs = select(tasks.c.input_ref.label("digest")).where(tasks.c.input_ref.is_not(None))
         outputs = select(tasks.c.output_ref.label("digest")).where(tasks.c.output_ref.is_not(None))
         statement = union(inputs, outputs).limit(limit + 1)
-        async with self._guard("reading"), self.connection() as conn:
-            digests = [row[0] for row in await conn.execute(statement)]
+        async with self._guard("reading"):
+            digests = [row[0] for row in await self.rows(statement)]
         return frozenset(digests[:limit]), len(digests) <= limit
 
-    async def _rows(self, statement: Executable, params: dict[str, Any]) -> Sequence[Row[Any]]:
-        """The rows of one read's ``statement``.
+    async def rows(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
+        """The rows of one read's ``statement``, on a pooled connection.
 
-        A reads-only store runs the checkout, the statement and the return
-        to the pool in one pass through SQLAlchemy's async layer (one
-        greenlet, as :meth:`AsyncConnection.run_sync` runs its function)
-        instead of three; like :meth:`connection`'s, its connection goes back
-        in place and the read waits only for its statement's round trip.
+        SQLAlchemy's ``async with engine.connect()`` gives the connection
+        back from a task of its own, shielded, so that a cancelled caller
+        cannot abandon a rollback halfway: more turns of the event loop
+        before the read's caller runs again, each one behind whatever else
+        is ready on a busy loop. A reads-only store has no transaction to
+        roll back: it runs the checkout, the statement and the return to the
+        pool in one pass through SQLAlchemy's async layer (one greenlet, as
+        :meth:`AsyncConnection.run_sync` runs its function), and the read
+        waits only for its statement's round trip.
         """
         if not self.reads_only:
-            async with self.connection() as conn:
-                return (await conn.execute(statement, params)).all()
-        return await greenlet_spawn(self._rows_in_greenlet, statement, params)
+            async with self.engine.connect() as conn:
+                return (await conn.execute(statement, params or {})).all()
+        return await greenlet_spawn(self._rows_in_greenlet, statement, params or {})
 
     def _rows_in_greenlet(
         self, statement: Executable, params: dict[str, Any]
     ) -> Sequence[Row[Any]]:
         with self.engine.sync_engine.connect() as conn:
             return conn.execute(statement, params).all()
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection for one read.
-
-        SQLAlchemy's ``async with engine.connect()`` gives the connection
-        back from a task of its own, shielded, so that a cancelled caller
-        cannot abandon a rollback halfway: three more turns of the event
-        loop before the read's caller runs again (the task's step, its done
-        callback, the caller's wake-up), each one behind whatever else is
-        ready on a busy loop. A reads-only store has no transaction to roll
-        back, so giving its connection back waits for nothing and nothing
-        can interrupt it: it is given back in place, and a read on a pooled
-        connection waits only for its statement's round trip.
-        """
-        if not self.reads_only:
-            async with self.engine.connect() as conn:
-                yield conn
-            return
-        conn = await self.engine.connect()
-        try:
-            yield conn
-        finally:
-            await conn.close()
 
     @contextlib.asynccontextmanager
     async def _guard(self, doing: str) -> AsyncIterator[None]:

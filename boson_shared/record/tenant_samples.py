@@ -102,8 +102,8 @@ async def read_samples(store: RecordStore, query: SampleQuery) -> tuple[TenantSa
     statement = statement.order_by(tenant_samples.c.slot_at.desc(), tenant_samples.c.tenant).limit(
         query.limit
     )
-    async with store._guard("reading tenant samples"), store.connection() as conn:
-        rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
+    async with store._guard("reading tenant samples"):
+        rows = [dict(row._mapping) for row in await store.rows(statement)]
     return tuple(_sample(row) for row in rows)
 
 
