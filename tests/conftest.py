@@ -274,6 +274,9 @@ class TrackingTransport:
     async def queue_depth(self, queue: str) -> int:
         return await self.inner.queue_depth(queue)
 
+    async def queue_depth_if_present(self, queue: str) -> int | None:
+        return await self.inner.queue_depth_if_present(queue)
+
     async def queue_consumers(self, queue: str) -> int:
         return await self.inner.queue_consumers(queue)
 

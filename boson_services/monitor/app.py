@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.queue_poll import MissingQueues
 from boson_services.monitor.record import RecordKeeper
 from boson_services.monitor.reply_queues import AbandonedReplyQueues
 from boson_services.monitor.settings import MonitorSettings
@@ -82,6 +83,7 @@ class MonitorService(Service):
         self.reply_queues = AbandonedReplyQueues(
             transport, self.names, settings.abandoned_reply_queue_s, clock=time.monotonic
         )
+        self.missing_queues = MissingQueues(settings.queue_poll_interval_s)
         self.record: RecordKeeper | None = None
         self.tenant_history: TenantHistory | None = None
         self._last_sweep = 0.0
@@ -266,13 +268,23 @@ class MonitorService(Service):
     async def poll_queues(self) -> None:
         queues = [self.names.submit_queue, self.names.placed_queue, self.names.dead_letter_queue]
         queues += [self.names.node_queue(node) for node in self.handlers.view.alive_nodes()]
+        missing = self.missing_queues
         for queue in queues:
+            now = time.monotonic()
+            if not missing.due(queue, now):
+                continue  # found missing lately: its depth stays 0 until asked again
             try:
-                depth = await self.transport.queue_depth(queue)
-            except Exception as error:  # a queue not declared yet is not an outage
+                depth = await self.transport.queue_depth_if_present(queue)
+            except Exception as error:  # a broker that did not answer is not an outage here
                 logger.debug("depth of %s unavailable: %s", queue, error)
                 continue
+            if depth is None:
+                missing.missed(queue, now)
+                depth = 0
+            else:
+                missing.found(queue)
             self.metrics.queue_depth.labels(queue).set(depth)
+        missing.keep_only(queues)
 
     def backlog_view(self) -> dict[str, Any]:
         """The small JSON that KEDA's metrics-api scaler reads."""

@@ -137,6 +137,10 @@ class Transport(Protocol):
         """Messages ready in ``queue`` (not counting unacked deliveries)."""
         ...
 
+    async def queue_depth_if_present(self, queue: str) -> int | None:
+        """As :meth:`queue_depth`, or None when ``queue`` does not exist."""
+        ...
+
     async def queue_consumers(self, queue: str) -> int:
         """Consumers attached to ``queue`` (0 when it does not exist)."""
         ...

@@ -139,13 +139,22 @@ class AmqpAdmin:
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue`` (passive declare); 0 when it does not exist."""
-        return (await self._queue_counts(queue))[0]
+        counts = await self._queue_counts(queue)
+        return 0 if counts is None else counts[0]
+
+    async def queue_depth_if_present(self, queue: str) -> int | None:
+        """Ready messages in ``queue`` (passive declare); None when it does not exist."""
+        counts = await self._queue_counts(queue)
+        return None if counts is None else counts[0]
 
     async def queue_consumers(self, queue: str) -> int:
         """Consumers of ``queue`` (passive declare); 0 when it does not exist."""
-        return (await self._queue_counts(queue))[1]
+        counts = await self._queue_counts(queue)
+        return 0 if counts is None else counts[1]
 
-    async def _queue_counts(self, queue: str) -> tuple[int, int]:
+    async def _queue_counts(self, queue: str) -> tuple[int, int] | None:
+        """(ready messages, consumers) of ``queue``; None when it does not exist
+        (the broker closes the admin channel for that: the next call reopens one)."""
         state = self._require()
         try:
             with cancel_wins():
@@ -153,7 +162,7 @@ class AmqpAdmin:
                     channel = await self._admin(state)
                     ok = await channel.queue_declare(queue=queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
-            return 0, 0
+            return None
         except (*_BROKER_ERRORS, TimeoutError) as e:
             raise BrokerUnavailableError(f"queue lookup failed: {self._scrub(e)}") from e
         return int(ok.message_count or 0), int(ok.consumer_count or 0)

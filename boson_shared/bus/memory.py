@@ -253,6 +253,11 @@ class MemoryTransport:
         """Ready messages in ``queue``; 0 when it does not exist."""
         return self._require().depth(queue)
 
+    async def queue_depth_if_present(self, queue: str) -> int | None:
+        """Ready messages in ``queue``; None when it does not exist."""
+        broker = self._require()
+        return None if broker.queue(queue) is None else broker.depth(queue)
+
     async def queue_consumers(self, queue: str) -> int:
         """Consumers of ``queue``; 0 when it does not exist."""
         found = self._require().queue(queue)

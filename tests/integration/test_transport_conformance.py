@@ -421,10 +421,14 @@ async def test_queue_depth_and_deletes(transport_factory: TransportFactory, name
     await publish_n(transport, n, 4)
     assert await wait_depth(transport, queue, 4) == 4
     assert await transport.queue_depth(f"{namespace}.missing") == 0
+    assert await transport.queue_depth_if_present(queue) == 4
+    assert await transport.queue_depth_if_present(f"{namespace}.missing") is None
+    assert await transport.queue_depth_if_present(queue) == 4  # after the miss, too
 
     await transport.delete_queue(queue)
     await transport.delete_queue(queue)  # gone already: a no-op
     assert await transport.queue_depth(queue) == 0
+    assert await transport.queue_depth_if_present(queue) is None
     await transport.delete_exchange(n.work_exchange)
     await transport.delete_exchange(n.work_exchange)
     with pytest.raises(PublishNotConfirmedError):

@@ -71,6 +71,9 @@ class GatedTransport:
     async def queue_depth(self, queue: str) -> int:
         raise NotImplementedError
 
+    async def queue_depth_if_present(self, queue: str) -> int | None:
+        raise NotImplementedError
+
     async def queue_consumers(self, queue: str) -> int:
         raise NotImplementedError
 
