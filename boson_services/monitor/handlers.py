@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from boson_services.monitor.metrics import MonitorMetrics
+from boson_services.monitor.node_metrics import NodeRow
 from boson_services.monitor.view import ClusterView
 from boson_shared.contract.messages import (
     Alert,
@@ -63,6 +64,7 @@ class MonitorHandlers:
         """Why the last tasks submitted with ``explain`` went where they went, by task id."""
         self.latest_snapshot: ClusterSnapshot | None = None
         """The snapshot sent last (the dashboard reads it rather than building its own)."""
+        metrics.watch_nodes(self.node_rows)
 
     async def handle(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, NodeHeartbeat):
@@ -79,7 +81,6 @@ class MonitorHandlers:
 
     def on_heartbeat(self, beat: NodeHeartbeat) -> list[Emit]:
         alerts = self.view.observe(beat, self.clock())
-        self.metrics.observe_node(beat, alive=True)
         emits = self.alert_emits(alerts)
         recently = self.clock() - self._last_snapshot_at < MEMBERSHIP_SNAPSHOT_GAP_S
         if self.view.membership_changed and not recently:
@@ -178,9 +179,6 @@ class MonitorHandlers:
     def tick(self) -> list[Emit]:
         """The periodic sweep: liveness, overload, and the regular snapshot."""
         alerts = self.view.sweep(self.clock())
-        for node_id, record in self.view.nodes.items():
-            if not record.alive:
-                self.metrics.node(node_id).alive.set(0)
         return [*self.alert_emits(alerts), self.snapshot_emit()]
 
     def snapshot(self) -> ClusterSnapshot:
@@ -193,10 +191,15 @@ class MonitorHandlers:
             taken_at=time.time(),
             now=self.clock(),
         )
-        for node in snapshot.nodes:
-            self.metrics.node(node.node_id).on_probation.set(int(node.on_probation))
         self.latest_snapshot = snapshot
         return snapshot
+
+    def node_rows(self) -> Iterator[NodeRow]:
+        """Every node as the per-node series show it (read at each scrape)."""
+        on_probation = self.view.probation.on_probation(self.clock())
+        for node_id, record in self.view.nodes.items():
+            alive = record.alive
+            yield NodeRow(node_id, record.heartbeat, alive, alive and node_id in on_probation)
 
     def snapshot_emit(self) -> Emit:
         return Emit(Route(self.names.events_exchange, RK_SNAPSHOT), self.snapshot())

@@ -17,6 +17,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.contract.topology import RK_SNAPSHOT, Names
+from boson_shared.scheduling.probation import PROBATION_S
 
 INTERVAL = 1.0
 K = 3
@@ -156,6 +157,11 @@ def handlers(clock: list[float]) -> MonitorHandlers:
     )
 
 
+def gauge(monitor: MonitorHandlers, name: str, node: str) -> float | None:
+    """A per-node series as a scrape reads it."""
+    return monitor.metrics.registry.get_sample_value(name, {"node": node})
+
+
 def test_handlers_snapshot_on_membership_change_and_every_tick() -> None:
     clock = [0.0]
     monitor = handlers(clock)
@@ -170,7 +176,7 @@ def test_handlers_snapshot_on_membership_change_and_every_tick() -> None:
     snapshot = emits[1].message
     assert isinstance(snapshot, ClusterSnapshot)
     assert [n.alive for n in snapshot.nodes] == [False]
-    assert monitor.metrics.node_alive.labels("a")._value.get() == 0
+    assert gauge(monitor, "boson_node_alive", "a") == 0
 
 
 def test_a_thousand_nodes_joining_at_once_make_a_few_snapshots_not_one_each() -> None:
@@ -276,5 +282,7 @@ def test_handlers_publish_probation_in_the_snapshot_and_the_gauge() -> None:
     emits = monitor.on_heartbeat(beat("a", 2))
     snapshot = next(e.message for e in emits if isinstance(e.message, ClusterSnapshot))
     assert [n.node_id for n in snapshot.nodes if n.on_probation] == ["a"]
-    assert monitor.metrics.node_on_probation.labels("a")._value.get() == 1
-    assert monitor.metrics.node_on_probation.labels("b")._value.get() == 0
+    assert gauge(monitor, "boson_node_on_probation", "a") == 1
+    assert gauge(monitor, "boson_node_on_probation", "b") == 0
+    clock[0] = 4.0 + PROBATION_S  # its probation over, the next scrape says so
+    assert gauge(monitor, "boson_node_on_probation", "a") == 0
