@@ -93,3 +93,39 @@ async def test_a_full_batch_does_not_wait_out_the_linger() -> None:
     async with asyncio.timeout(5):
         await commits.write([1, 2, 3])
     assert flushed == [[1, 2, 3]]
+
+
+async def _never_answers(items: list[int]) -> None:
+    """A flush to a database that stopped answering."""
+    await asyncio.Event().wait()
+
+
+async def test_close_gives_up_on_a_write_that_never_ends_and_fails_its_waiters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    commits: GroupCommit[int] = GroupCommit(_never_answers, max_items=1)
+    flushing = asyncio.ensure_future(commits.write([1]))
+    waiting = asyncio.ensure_future(commits.write([2]))  # the next group, behind it
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await commits.close(timeout=0.2)
+    assert "did not end within 0.2s of the stop" in caplog.text
+    for write in (flushing, waiting):
+        with pytest.raises(RecordUnavailableError, match="write abandoned"):
+            await write
+    # A write asked for once closed fails at once instead of starting a writer.
+    with pytest.raises(RecordUnavailableError, match="closed"):
+        await commits.write([3])
+
+
+async def test_close_waits_for_a_write_that_ends_within_its_bound() -> None:
+    async def slow(items: list[int]) -> None:
+        await asyncio.sleep(0.1)
+
+    commits: GroupCommit[int] = GroupCommit(slow, max_items=10)
+    write = asyncio.ensure_future(commits.write([1]))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await commits.close(timeout=3)
+        await write
+    assert commits.items == 1
