@@ -15,7 +15,9 @@ caller hands the batch back and loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +61,12 @@ CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 CONNECTION_WAIT_S = 10.0
 """How long a read waits for a busy bounded pool's next free connection."""
+CLOSE_TIMEOUT_S = 3.0
+"""How long :meth:`RecordStore.close` waits for the pool's connections to close
+(PostgreSQL's goodbye waits for the server's): a database that stopped answering
+must not hold a stop, which has only a few seconds left after its drain."""
+
+logger = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = ("event_id", "task_id", "stage", "at", "node_id", "source")
 _PG_INSERT_EVENTS = (
@@ -137,8 +145,18 @@ class RecordStore:
         async with self._guard("migrating"):
             await upgrade(self.engine)
 
-    async def close(self) -> None:
-        await self.engine.dispose()
+    async def close(self, *, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Close the pool's connections, waiting at most ``timeout`` seconds;
+        past that they are left to end with the process."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.engine.dispose()
+        except TimeoutError:
+            logger.warning(
+                "task record: its database connections did not close within %.1fs; "
+                "left to end with the process",
+                timeout,
+            )
 
     # -- ingestion -----------------------------------------------------------
 

@@ -57,6 +57,8 @@ class ChaosProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusing = False
         """While set (:meth:`cut`), every connection is cut as soon as it opens."""
+        self.stalled = False
+        """While set (:meth:`stall`), no byte moves on any connection, old or new."""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -79,7 +81,8 @@ class ChaosProxy:
             return
         self.stats.accepted += 1
         link = _Link(writer, up_writer)
-        link.flowing.set()
+        if not self.stalled:
+            link.flowing.set()
         self._links.add(link)
         link.pumps = [
             asyncio.create_task(self._pump(link, reader, up_writer)),
@@ -139,8 +142,19 @@ class ChaosProxy:
             self.stats.drops += 1
             link.abort()
 
+    def stall(self) -> None:
+        """The upstream stops answering, its connections left open: nothing moves
+        on any link, nor on a new one, until :meth:`restore`."""
+        self.stalled = True
+        for link in self._links:
+            link.flowing.clear()
+
     def restore(self) -> None:
         self.refusing = False
+        if self.stalled:
+            self.stalled = False
+            for link in self._links:
+                link.flowing.set()
 
     @staticmethod
     async def _stall(link: _Link, seconds: float) -> None:
