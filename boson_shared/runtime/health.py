@@ -4,12 +4,14 @@ Every service serves ``GET /health`` (the monitor adds ``/metrics`` and
 ``/backlog`` on the same port). It is deliberately minimal — HTTP/1.0, GET
 only, one response per connection — because probes and scrapers need nothing
 more, and a web framework would be the biggest dependency of a small service.
+Every wait of a request is bounded (:data:`IO_TIMEOUT_S`): a client that
+sends nothing, or stops reading its response, is dropped rather than holding
+its handler (and, on Python 3.12 and later, the server's close) for good.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -20,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _MAX_REQUEST_LINE = 8192
+IO_TIMEOUT_S = 5.0
+"""How long a request may take to arrive, and its response to be taken."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,25 @@ Route = Callable[[], Response]
 class HealthServer:
     """Serves ``routes`` (path → response builder) on ``host:port``."""
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: Mapping[str, Route],
+        *,
+        io_timeout_s: float = IO_TIMEOUT_S,
+    ) -> None:
         self._host = host
         self._port = port
         self._routes = dict(routes)
+        self._io_timeout_s = io_timeout_s
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (each ends within its bounds)."""
+        return len(self._open)
 
     @property
     def port(self) -> int:
@@ -62,13 +80,19 @@ class HealthServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        bound = self._io_timeout_s
         try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=5.0)
-            # Drain headers; none of them matter here.
-            while True:
-                line = await asyncio.wait_for(reader.readline(), timeout=5.0)
-                if line in (b"\r\n", b"\n", b""):
-                    break
+            try:
+                request_line = await asyncio.wait_for(reader.readline(), timeout=bound)
+                # Drain headers; none of them matter here.
+                while True:
+                    line = await asyncio.wait_for(reader.readline(), timeout=bound)
+                    if line in (b"\r\n", b"\n", b""):
+                        break
+            except TimeoutError:
+                logger.debug("health request dropped: none within %.1fs", bound)
+                return
             response = self._respond(request_line[:_MAX_REQUEST_LINE])
             head = (
                 f"HTTP/1.0 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
@@ -77,13 +101,31 @@ class HealthServer:
                 "Connection: close\r\n\r\n"
             )
             writer.write(head.encode() + response.body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError) as error:
+            try:
+                await asyncio.wait_for(writer.drain(), timeout=bound)
+            except TimeoutError:
+                self._drop(writer)
+        except ConnectionError as error:
             logger.debug("health request dropped: %s", error)
         finally:
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            try:
+                # Closing waits for what is still buffered to be taken.
+                await asyncio.wait_for(writer.wait_closed(), timeout=bound)
+            except TimeoutError:
+                self._drop(writer)
+            except ConnectionError:
+                pass
+            self._open.discard(writer)
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        """Abort a connection whose client stopped taking its response."""
+        logger.info(
+            "health client %s did not take its response within %.1fs; dropped",
+            writer.get_extra_info("peername"),
+            self._io_timeout_s,
+        )
+        writer.transport.abort()
 
     def _respond(self, request_line: bytes) -> Response:
         parts = request_line.decode("latin-1").split()

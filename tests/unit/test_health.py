@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -136,3 +139,63 @@ async def test_service_health_is_503_until_started_then_200() -> None:
         await task
         await service.transport.close()
         broker.close()
+
+
+def _silent_client(port: int, path: str) -> socket.socket:
+    """A client that sends its request, then never reads: a small receive
+    buffer, so that the response soon waits on the server's side."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    return sock
+
+
+async def _served_until_dropped(body_bytes: int, *, send_buffer: int | None = None) -> float:
+    """Serve a ``body_bytes`` response to a silent client; how long the
+    connection stayed open (the test fails if it is never dropped).
+
+    ``send_buffer``: the server's kernel send buffer (accepted connections
+    inherit the listener's), instead of one that grows to megabytes.
+    """
+    routes = {"/big": lambda: Response(200, b"x" * body_bytes, "text/plain")}
+    health = HealthServer("127.0.0.1", 0, routes, io_timeout_s=0.3)
+    await health.start()
+    if send_buffer is not None:
+        assert health._server is not None
+        for listener in health._server.sockets:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock = await asyncio.to_thread(_silent_client, health.port, "/big")
+    try:
+        began = time.monotonic()
+        async with asyncio.timeout(10):
+            while health.open_connections == 0:  # noqa: ASYNC110 - the server's state
+                await asyncio.sleep(0.01)
+            while health.open_connections:  # noqa: ASYNC110 - the server's state
+                await asyncio.sleep(0.01)
+        return time.monotonic() - began
+    finally:
+        sock.close()
+        await health.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_within_the_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="boson_shared.runtime.health")
+    # Far more than the socket buffers hold: the server's write waits on the client.
+    held_s = await _served_until_dropped(16 * 1024 * 1024)
+    assert held_s < 5
+    assert "did not take its response within 0.3s; dropped" in caplog.text
+
+
+async def test_a_response_left_unread_in_the_buffer_does_not_hold_the_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="boson_shared.runtime.health")
+    # More than the small socket buffers take, less than the write buffer that
+    # makes a write wait: the write returns at once, and what is left waits to
+    # be sent when the server closes the connection.
+    held_s = await _served_until_dropped(40 * 1024, send_buffer=4096)
+    assert held_s < 5
+    assert "did not take its response within 0.3s; dropped" in caplog.text
