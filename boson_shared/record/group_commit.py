@@ -145,10 +145,15 @@ class GroupCommit(Generic[T]):
 
 
 def _fail(group: Sequence[_Waiting[T]], error: Exception) -> None:
-    """Fail every write of ``group`` still waiting with ``error``."""
+    """Fail every write of ``group`` still waiting with ``error``.
+
+    A waiter may be gone (a drain cancelled it and handed its delivery back):
+    its error counts as read, or asyncio would log it as never retrieved.
+    """
     for _, future in group:
         if not future.done():
             future.set_exception(error)
+            future.exception()
 
 
 __all__ = ["GroupCommit"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -129,3 +130,19 @@ async def test_close_waits_for_a_write_that_ends_within_its_bound() -> None:
         await commits.close(timeout=3)
         await write
     assert commits.items == 1
+
+
+async def test_an_abandoned_write_whose_waiter_is_gone_is_not_logged_as_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A drain cancels a waiter (its delivery goes back to the queue); the
+    abandoned write's error then has no reader, and is no error to log."""
+    commits: GroupCommit[int] = GroupCommit(_never_answers, max_items=10)
+    write = asyncio.ensure_future(commits.write([1]))
+    await asyncio.sleep(0.05)
+    write.cancel()
+    async with asyncio.timeout(5):
+        await commits.close(timeout=0.1)
+    del commits, write
+    gc.collect()
+    assert "never retrieved" not in caplog.text
