@@ -55,6 +55,8 @@ class ChaosProxy:
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: set[asyncio.Task[object]] = set()
+        """Each connection's handler, waited for (bounded) by :meth:`close`."""
         self.refusing = False
         """While set (:meth:`cut`), every connection is cut as soon as it opens."""
         self.stalled = False
@@ -69,6 +71,10 @@ class ChaosProxy:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        serving = asyncio.current_task()
+        if serving is not None:
+            self._serving.add(serving)
+            serving.add_done_callback(self._serving.discard)
         if self.refusing:
             writer.transport.abort()
             return
@@ -169,6 +175,9 @@ class ChaosProxy:
             task.cancel()
         for link in list(self._links):
             link.abort()
+        if self._serving:
+            # Their links are aborted: they end at once, before the loop does.
+            await asyncio.wait(set(self._serving), timeout=5)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
