@@ -19,11 +19,26 @@ def poison_timed(task: TaskInput) -> None:
     raise RuntimeError(f"poison task {task.task_id} always fails")
 
 
+GATE_POLL_S = 0.02
+
+
 @handler("sleep", mode="process")
 def sleep(task: TaskInput) -> dict[str, float]:
-    """Sleep ``params['seconds']`` in a worker process (long, but costs no CPU)."""
+    """Sleep ``params['seconds']`` in a worker process (long, but costs no CPU).
+
+    With ``params['gate']`` (a path), it then ends only once that file exists:
+    the test decides when the first tasks may end. Past
+    ``params['gate_timeout_s']`` (default 60) without it, the task fails.
+    """
     seconds = float(task.params.get("seconds", 1.0))
     time.sleep(seconds)
+    gate = task.params.get("gate")
+    if gate is not None:
+        deadline = time.monotonic() + float(task.params.get("gate_timeout_s", 60.0))
+        while not Path(str(gate)).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gate {gate} never opened")
+            time.sleep(GATE_POLL_S)
     return {"slept_s": seconds}
 
 
