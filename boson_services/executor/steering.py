@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.5
 """At most one progress report per task this often (about twice a second)."""
+PROGRESS_CLOSE_S = 2.0
+"""How long a stop waits for progress reports still being published: they are
+news, not worth the rest of the stop's grace (a publish may wait up to its
+confirm timeout)."""
 
 
 @dataclass
@@ -231,13 +235,25 @@ class ProgressCoalescer:
         except Exception as error:  # progress is news: a lost report is not a failure
             logger.debug("progress of %s not published: %s", progress.task_id, error)
 
-    async def close(self) -> None:
+    async def close(self, *, timeout: float = PROGRESS_CLOSE_S) -> None:
+        """Drop reports held back; wait up to ``timeout`` seconds for those being
+        published, then drop them too."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         self._pending.clear()
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        if not self._sending:
+            return
+        _, unsent = await asyncio.wait(set(self._sending), timeout=timeout)
+        if unsent:
+            logger.warning(
+                "%d progress reports not published within %.1fs of the stop; dropped",
+                len(unsent),
+                timeout,
+            )
+            for sending in unsent:
+                sending.cancel()
+            await asyncio.wait(unsent, timeout=timeout)
 
 
 __all__ = ["PROGRESS_INTERVAL_S", "Cancels", "ProgressCoalescer", "Running"]

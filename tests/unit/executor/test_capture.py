@@ -92,3 +92,16 @@ async def test_a_late_timer_never_sends_an_older_report_after_a_newer_one() -> N
     coalescer.finish("t")
     await coalescer.close()
     assert sent == [0.1, 0.3]
+
+
+async def test_close_drops_a_report_whose_publish_never_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def publish(progress: TaskProgress) -> None:
+        await asyncio.Event().wait()  # a broker that never confirms
+
+    coalescer = ProgressCoalescer(publish, node_id="n1")
+    coalescer.report(TaskSubmitted(task_id="t", handler="h", reply_to="c"), 0.5, "")
+    async with asyncio.timeout(5):
+        await coalescer.close(timeout=0.2)
+    assert "1 progress reports not published within 0.2s of the stop; dropped" in caplog.text
