@@ -50,6 +50,9 @@ from boson_shared.settings import BosonSettings
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+_STOP_MARGIN_S = 30.0
+"""Beyond the drain's grace, how long a service may take to stop (its handlers'
+cancel, its own closes, its publisher's: each bounded) before it is cancelled."""
 _RECORD_SETTLE_S = 10.0
 _KERNELS_NOTICE_S = 1.0
 """Loading the kernels from numba's cache takes less; compiling them, seconds: say why."""
@@ -201,12 +204,16 @@ class EmbeddedCluster:
         logger.warning("the task record did not catch up within %.0fs", timeout)
         return False
 
-    async def stop(self) -> None:
-        """Stop every service (last started first) and wait for them."""
+    async def stop(self, *, timeout: float | None = None) -> None:
+        """Stop every service (last started first) and wait for each at most
+        ``timeout`` seconds (by default the drain's grace and a margin); one
+        that takes longer is cancelled, and said so."""
+        if timeout is None:
+            timeout = self.settings.drain_grace_s + _STOP_MARGIN_S
         await self.settle_record()
-        for service, error in await stop_all(self._running):
+        for service, error in await stop_all(self._running, timeout=timeout):
             if not isinstance(error, asyncio.CancelledError):
-                logger.error("%s ended with %r", service.name, error)
+                logger.error("%s ended with %s: %s", service.name, type(error).__name__, error)
         if self._temporary_blob_dir is not None:
             shutil.rmtree(self._temporary_blob_dir, ignore_errors=True)
             self._temporary_blob_dir = self.blob_dir = None

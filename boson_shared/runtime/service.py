@@ -223,7 +223,8 @@ async def start_in_background(service: Service, *, timeout: float = 30.0) -> Run
 async def stop_all(
     running: Sequence[RunningService], *, timeout: float | None = None
 ) -> list[tuple[Service, BaseException]]:
-    """Drain every service (all at once), wait for each (bounded), close its transport.
+    """Drain every service (all at once), wait for each (``timeout`` seconds at
+    most, from when its turn comes), close its transport.
 
     Returns the services that ended with an error (or did not end in time),
     so the caller decides whether that is worth a log line or a failure.
@@ -232,10 +233,15 @@ async def stop_all(
         item.stop_event.set()
     failures: list[tuple[Service, BaseException]] = []
     for item in reversed(running):
+        bound = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                await item.task
+            async with bound:
+                await item.task  # cancelled if the bound runs out
         except (Exception, asyncio.CancelledError) as error:
+            if isinstance(error, TimeoutError) and bound.expired():
+                error = TimeoutError(
+                    f"{item.service.name} did not stop within {timeout:.1f}s; cancelled"
+                )
             failures.append((item.service, error))
         try:
             await item.service.transport.close()
