@@ -238,6 +238,9 @@ async def stop_all(
             async with bound:
                 await item.task  # cancelled if the bound runs out
         except (Exception, asyncio.CancelledError) as error:
+            current = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and current and current.cancelling():
+                raise  # the caller is cancelled (its own bound): not the service's failure
             if isinstance(error, TimeoutError) and bound.expired():
                 error = TimeoutError(
                     f"{item.service.name} did not stop within {timeout:.1f}s; cancelled"

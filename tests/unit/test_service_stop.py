@@ -21,7 +21,7 @@ from boson_shared.contract.keyring import Keyring
 from boson_shared.contract.topology import Topology
 from boson_shared.errors import BrokerUnavailableError
 from boson_shared.runtime.consumer_spec import ConsumerSpec
-from boson_shared.runtime.service import Periodic, Service
+from boson_shared.runtime.service import Periodic, Service, start_in_background, stop_all
 from boson_shared.settings import BosonSettings
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,3 +91,35 @@ async def test_a_job_that_loses_every_cancel_ends_once_stopping() -> None:
     # Every cancel lands in the job and is lost; the loop must see the stop itself.
     service = LosesItsCancel(interval_s=0.0, call_s=0.5)
     assert await _seconds_to_stop(service) < 3.0
+
+
+class StuckOnStop(Service):
+    """Drains at once, then waits for good in its ``on_stop``."""
+
+    name = "stuck-on-stop"
+
+    def topology(self) -> Topology:
+        return self.names.base()
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return []
+
+    async def on_stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_stop_all_leaves_its_caller_s_own_bound_working() -> None:
+    """A caller's timeout around ``stop_all`` cancels it: that cancel must
+    reach the caller, not be taken for the service's failure and swallowed."""
+    settings = BosonSettings(namespace="stop-test", instance_id="stuck", drain_grace_s=0.1)
+    broker = MemoryBroker()
+    service = StuckOnStop(settings, MemoryTransport(broker), EnvelopeCodec(Keyring.ephemeral()))
+    running = await start_in_background(service)
+    began = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await stop_all([running])
+    assert time.monotonic() - began < 5
+    await asyncio.wait({running.task}, timeout=5)
+    assert running.task.cancelled()
+    broker.close()
