@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 3.0
 """How long :meth:`GroupCommit.close` waits for the write in progress. The
 monitor closes after its drain, whose grace the write has already had: this
 is the last few seconds its stop grace leaves (see docs/design.md)."""
