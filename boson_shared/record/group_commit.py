@@ -125,7 +125,7 @@ class GroupCommit(Generic[T]):
         waiting = [*self._flushing, *self._pending]
         logger.warning(
             "task record: a write did not end within %.1fs of the stop; abandoning it "
-            "and %d waiting (their deliveries go back to the queue)",
+            "and the %d writes waiting on it (their deliveries go back to the queue)",
             timeout,
             len(waiting),
         )
