@@ -42,7 +42,13 @@ from boson_services.transfer.settings import TransferSettings
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
-from boson_shared.runtime.service import RunningService, Service, start_in_background, stop_all
+from boson_shared.runtime.service import (
+    STOP_MARGIN_S,
+    RunningService,
+    Service,
+    start_in_background,
+    stop_all,
+)
 from boson_shared.scheduling.kernels import kernels_ready, ready_kernels
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, Strategy
 from boson_shared.settings import BosonSettings
@@ -50,9 +56,6 @@ from boson_shared.settings import BosonSettings
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
-_STOP_MARGIN_S = 30.0
-"""Beyond the drain's grace, how long a service may take to stop (its handlers'
-cancel, its own closes, its publisher's: each bounded) before it is cancelled."""
 _RECORD_SETTLE_S = 10.0
 _KERNELS_NOTICE_S = 1.0
 """Loading the kernels from numba's cache takes less; compiling them, seconds: say why."""
@@ -209,7 +212,7 @@ class EmbeddedCluster:
         ``timeout`` seconds (by default the drain's grace and a margin); one
         that takes longer is cancelled, and said so."""
         if timeout is None:
-            timeout = self.settings.drain_grace_s + _STOP_MARGIN_S
+            timeout = self.settings.drain_grace_s + STOP_MARGIN_S
         await self.settle_record()
         for service, error in await stop_all(self._running, timeout=timeout):
             if not isinstance(error, asyncio.CancelledError):

@@ -34,11 +34,24 @@ Periodic = Callable[[], Awaitable[None]]
 _PERIODIC_CANCEL_WAIT_S = 1.0
 """How long a cancelled periodic loop has to end before it is cancelled again."""
 
+STOP_MARGIN_S = 30.0
+"""Beyond the drain's grace, how long a service may take to stop (its handlers'
+cancel, its own closes, its publisher's: each bounded) before it is cancelled:
+the default of :meth:`RunningService.stop` and ``EmbeddedCluster.stop``."""
+
+CANCEL_WAIT_S = 5.0
+"""How long :meth:`RunningService.stop` waits for a service it cancelled."""
+
+PERIODIC_END_S = 5.0
+"""How long a stop waits for its periodic loops to end before it goes on without them."""
+
 
 class Service(abc.ABC):
     """Base of every Boson service."""
 
     name: ClassVar[str]
+    periodic_end_s: ClassVar[float] = PERIODIC_END_S
+    """How long a stop waits for the periodic loops to end (see ``_end_periodic``)."""
 
     def __init__(self, settings: BosonSettings, transport: Transport, codec: Codec) -> None:
         self.settings = settings
@@ -59,6 +72,7 @@ class Service(abc.ABC):
         self._retired_dead_lettered = 0
         self.started = asyncio.Event()
         self.stopping = False
+        self._left_running: set[asyncio.Task[None]] = set()
 
     # -- what a subclass says ---------------------------------------------
 
@@ -123,11 +137,14 @@ class Service(abc.ABC):
         await self.transport.declare(self.topology())
         await self.on_start()
         self.loops = [self.make_loop(spec) for spec in self.consumers()]
-        async with asyncio.TaskGroup() as group:
-            periodic = [
-                group.create_task(self._every(interval, fn), name=f"{self.name}:{fn.__name__}")
-                for interval, fn in self.background()
-            ]
+        # Plain tasks, not a TaskGroup's: a group's exit waits for its tasks
+        # without a bound, and a loop that ignores its cancel must not hold
+        # the stop (``_end_periodic`` gives up on it).
+        periodic = [
+            asyncio.create_task(self._every(interval, fn), name=f"{self.name}:{fn.__name__}")
+            for interval, fn in self.background()
+        ]
+        try:
             for loop in self.loops:
                 await loop.start()
             self.started.set()
@@ -138,6 +155,8 @@ class Service(abc.ABC):
             for loop in self.loops:
                 await loop.stop()
             await asyncio.gather(*(loop.drain(self.settings.drain_grace_s) for loop in self.loops))
+        finally:
+            # Also when the start fails or ``run`` is cancelled.
             await self._end_periodic(periodic)
         await self.on_stop()
         await self.publisher.close()
@@ -181,14 +200,34 @@ class Service(abc.ABC):
     async def _end_periodic(self, periodic: Sequence[asyncio.Task[None]]) -> None:
         """Cancel the periodic loops and wait until they end, cancelling again
         one that carries on: a library can turn a cancel into an error of its
-        own (``boson_shared.bus.cancel_wins``), and the stop must not wait on it."""
+        own (``boson_shared.bus.cancel_wins``), and the stop must not wait on it.
+        One still running after :attr:`periodic_end_s` is left behind, named."""
+        self.stopping = True  # each loop also ends by itself at its next turn
+        deadline = asyncio.get_running_loop().time() + self.periodic_end_s
         running = set(periodic)
+        for task in running:
+            task.cancel()
         while running:
-            for task in running:
-                task.cancel()
-            _, running = await asyncio.wait(running, timeout=_PERIODIC_CANCEL_WAIT_S)
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _, running = await asyncio.wait(running, timeout=min(_PERIODIC_CANCEL_WAIT_S, left))
             for task in running:
                 logger.warning("%s: %s carried on after its cancel", self.name, task.get_name())
+                task.cancel()
+        for task in periodic:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("%s: %s ended with %r", self.name, task.get_name(), task.exception())
+        for task in running:
+            logger.error(
+                "%s: %s did not end within %.1fs of its cancel; the stop goes on without it",
+                self.name,
+                task.get_name(),
+                self.periodic_end_s,
+            )
+            # Held, so the loop is not collected mid-way while it carries on.
+            self._left_running.add(task)
+            task.add_done_callback(self._left_running.discard)
 
 
 @dataclass
@@ -199,9 +238,26 @@ class RunningService:
     stop_event: asyncio.Event
     task: asyncio.Task[None]
 
-    async def stop(self) -> None:
-        """Drain and wait for it; a failure it ended with is raised here."""
+    async def stop(self, *, timeout: float | None = None) -> None:
+        """Drain and wait for it; a failure it ended with is raised here.
+
+        ``timeout``: how long to wait (by default its drain grace and
+        :data:`STOP_MARGIN_S`); past it the service is cancelled, given
+        :data:`CANCEL_WAIT_S` more to end, and :class:`TimeoutError` names it.
+        """
+        if timeout is None:
+            timeout = self.service.settings.drain_grace_s + STOP_MARGIN_S
         self.stop_event.set()
+        # asyncio.wait, not a timeout around ``await self.task``: that would
+        # wait for the task all the same should it not take its cancel.
+        await asyncio.wait({self.task}, timeout=timeout)
+        if not self.task.done():
+            name = self.service.name
+            logger.error("%s did not stop within %.1fs; cancelling it", name, timeout)
+            self.task.cancel()
+            await asyncio.wait({self.task}, timeout=CANCEL_WAIT_S)
+            ended = "cancelled" if self.task.done() else "still running after its cancel"
+            raise TimeoutError(f"{name} did not stop within {timeout:.1f}s; {ended}")
         await self.task
 
 
@@ -253,4 +309,13 @@ async def stop_all(
     return failures
 
 
-__all__ = ["Periodic", "RunningService", "Service", "start_in_background", "stop_all"]
+__all__ = [
+    "CANCEL_WAIT_S",
+    "PERIODIC_END_S",
+    "STOP_MARGIN_S",
+    "Periodic",
+    "RunningService",
+    "Service",
+    "start_in_background",
+    "stop_all",
+]

@@ -9,6 +9,7 @@ failed run and carries on. The stop must still end it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +19,11 @@ import pytest
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
+from boson_shared.contract.messages import TaskSubmitted
 from boson_shared.contract.topology import Topology
-from boson_shared.errors import BrokerUnavailableError
-from boson_shared.runtime.consumer_spec import ConsumerSpec
+from boson_shared.errors import BrokerUnavailableError, ConfigError
+from boson_shared.runtime import service as service_module
+from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service, start_in_background, stop_all
 from boson_shared.settings import BosonSettings
 
@@ -123,3 +126,119 @@ async def test_stop_all_leaves_its_caller_s_own_bound_working() -> None:
     await asyncio.wait({running.task}, timeout=5)
     assert running.task.cancelled()
     broker.close()
+
+
+class IgnoresItsCancel(Service):
+    """One periodic job that takes no cancel at all until released."""
+
+    name = "ignores-its-cancel"
+    periodic_end_s = 1.0
+
+    def __init__(self) -> None:
+        settings = BosonSettings(namespace="stop-test", instance_id="deaf", drain_grace_s=0.1)
+        codec = EnvelopeCodec(Keyring.ephemeral())
+        super().__init__(settings, MemoryTransport(MemoryBroker()), codec)
+        self.called = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def topology(self) -> Topology:
+        return self.names.base()
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        return []
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        return [(60.0, self.look_up)]
+
+    async def look_up(self) -> None:
+        self.called.set()
+        while not self.released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.released.wait()
+
+
+async def test_a_job_that_ignores_every_cancel_is_left_behind_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = IgnoresItsCancel()
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(5):
+            await service.called.wait()
+        stop.set()
+        await asyncio.wait({running}, timeout=5)
+        assert running.done(), "the stop waited on a job that ignores its cancel"
+        running.result()
+        assert (
+            "ignores-its-cancel: ignores-its-cancel:look_up did not end within 1.0s of its "
+            "cancel; the stop goes on without it"
+        ) in caplog.text
+    finally:
+        service.released.set()
+        running.cancel()
+        await asyncio.wait({running}, timeout=5)
+        await asyncio.sleep(0)  # the job, released, ends
+
+
+async def test_running_service_stop_is_bounded_and_names_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = BosonSettings(namespace="stop-test", instance_id="stuck", drain_grace_s=0.1)
+    broker = MemoryBroker()
+    service = StuckOnStop(settings, MemoryTransport(broker), EnvelopeCodec(Keyring.ephemeral()))
+    running = await start_in_background(service)
+    # The default bound: the drain grace and the stop margin, made short here.
+    monkeypatch.setattr(service_module, "STOP_MARGIN_S", 0.4)
+    stopping = asyncio.ensure_future(running.stop())
+    try:
+        await asyncio.wait({stopping}, timeout=10)
+        assert stopping.done(), "RunningService.stop waited past its bound"
+        with pytest.raises(
+            TimeoutError, match=r"^stuck-on-stop did not stop within 0\.5s; cancelled$"
+        ):
+            stopping.result()
+        assert running.task.cancelled()
+    finally:
+        stopping.cancel()
+        running.task.cancel()
+        await asyncio.wait({running.task}, timeout=5)
+        broker.close()
+
+
+class ConsumesAMissingQueue(Service):
+    """A periodic job, and a consumer whose start fails: its queue does not exist."""
+
+    name = "consumes-a-missing-queue"
+
+    def __init__(self) -> None:
+        settings = BosonSettings(namespace="stop-test", instance_id="missing")
+        codec = EnvelopeCodec(Keyring.ephemeral())
+        super().__init__(settings, MemoryTransport(MemoryBroker()), codec)
+        self.jobs = 0
+
+    def topology(self) -> Topology:
+        return self.names.base()
+
+    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
+        async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+            return []
+
+        return [ConsumerSpec("stop-test.nowhere", (TaskSubmitted,), handle)]
+
+    def background(self) -> Sequence[tuple[float, Periodic]]:
+        return [(0.01, self.job)]
+
+    async def job(self) -> None:
+        self.jobs += 1
+
+
+async def test_a_failed_start_raises_its_own_error_and_ends_the_periodic_jobs() -> None:
+    """The error itself, not wrapped in a group: ``boson_shared.runtime.main``
+    turns a ``BosonError`` into one clear line."""
+    service = ConsumesAMissingQueue()
+    with pytest.raises(ConfigError, match="the queue does not exist"):
+        await start_in_background(service, timeout=5)
+    jobs = service.jobs
+    await asyncio.sleep(0.1)
+    assert service.jobs == jobs  # the periodic job no longer runs
