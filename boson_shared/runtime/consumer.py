@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 _HAND_BACK_PAUSE_S = 0.5
 
+CANCEL_WAIT_S = 5.0
+"""How long a drain waits for the handlers it cancelled to end."""
+
 
 class ConsumeLoop(RetryOrDeadLetter[M]):
     """Consumes one queue for a service (see the module docstring)."""
@@ -70,14 +73,24 @@ class ConsumeLoop(RetryOrDeadLetter[M]):
             except Exception as error:  # the connection may already be gone
                 logger.debug("cancelling %s: %s", self.spec.queue, error)
 
-    async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for in-flight work, then hand the rest back."""
+    async def drain(self, grace: float, *, cancel_wait: float = CANCEL_WAIT_S) -> None:
+        """Wait up to ``grace`` seconds for in-flight work, then hand the rest
+        back: cancelled, each has ``cancel_wait`` seconds to end (its delivery
+        nacked); one still running then is left behind, with a log line."""
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         for task in list(self._in_flight):
             task.cancel()
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=5.0)
+            await asyncio.wait(set(self._in_flight), timeout=cancel_wait)
+        if self._in_flight:
+            logger.error(
+                "%s: %d handler(s) still running %.1fs after their cancel; "
+                "the drain goes on without them",
+                self.spec.queue,
+                len(self._in_flight),
+                cancel_wait,
+            )
 
     @property
     def in_flight(self) -> int:
@@ -177,4 +190,4 @@ async def _settle_quietly(delivery: Delivery, *, requeue: bool) -> None:
         logger.debug("nack failed: %s", error)
 
 
-__all__ = ["ConsumeLoop"]
+__all__ = ["CANCEL_WAIT_S", "ConsumeLoop"]

@@ -8,6 +8,7 @@ here are the loop's own decisions, one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -428,6 +429,36 @@ async def test_drain_hands_back_what_does_not_finish_in_time(rig: Rig) -> None:
     assert await rig.transport.queue_depth(rig.queue) == 1  # back in the queue
     assert "t1" not in rig.seen  # so a redelivery is handled, not dropped
     assert await rig.out.nothing_within(0.1)
+
+
+async def test_drain_names_the_handlers_that_ignore_their_cancel(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handle(message: TaskSubmitted) -> Sequence[Emit]:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+        return []
+
+    loop = await rig.start(ConsumerSpec(rig.queue, (TaskSubmitted,), handle))
+    await rig.send(task(1))
+    try:
+        async with asyncio.timeout(WAIT):
+            await started.wait()
+        await loop.stop()
+        async with asyncio.timeout(WAIT):
+            await loop.drain(0.1, cancel_wait=0.2)
+        assert loop.in_flight == 1
+        assert (
+            "unit.q: 1 handler(s) still running 0.2s after their cancel; "
+            "the drain goes on without them"
+        ) in caplog.text
+    finally:
+        release.set()
 
 
 async def test_a_copy_redelivered_mid_handling_waits_for_the_original(rig: Rig) -> None:
