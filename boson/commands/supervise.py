@@ -5,7 +5,8 @@ stop is restarted after a back-off (1 s, doubling to 30 s) while its siblings
 carry on; a child that crashes too often (5 times within 60 s) stops every
 child, because something is wrong that restarting will not mend. SIGTERM or
 SIGINT drains every child (the signal is forwarded) and ends the supervisor
-once they have exited.
+once they have exited; one still running after the grace is killed, and one
+that outlives even that is left behind with a line that names it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 STOP_GRACE_S = 60.0
+KILL_WAIT_S = 5.0
+"""How long a child killed after its grace has to be gone before it is left."""
 _POLL_S = 0.2
 
 
@@ -142,13 +145,23 @@ class Supervisor:
     def _reap(self) -> None:
         deadline = time.monotonic() + STOP_GRACE_S
         for child in self.children:
-            if child.process is None:
+            process = child.process
+            if process is None:
                 continue
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+                self._say(f"{child.name} did not drain within {STOP_GRACE_S:g} s; killing it")
+                process.kill()
+                try:
+                    # A process stuck in the kernel (a hung driver or mount)
+                    # outlives even SIGKILL: the supervisor must still end.
+                    process.wait(timeout=KILL_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    self._say(
+                        f"{child.name} (pid {process.pid}) did not end within {KILL_WAIT_S:g} s "
+                        "of SIGKILL; leaving it"
+                    )
 
 
-__all__ = ["STOP_GRACE_S", "Child", "RestartPolicy", "Supervisor", "describe_exit"]
+__all__ = ["KILL_WAIT_S", "STOP_GRACE_S", "Child", "RestartPolicy", "Supervisor", "describe_exit"]

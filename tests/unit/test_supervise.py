@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -46,3 +48,43 @@ def test_run_all_names_its_executors_after_the_host(monkeypatch: pytest.MonkeyPa
     assert local_node_prefix() == "gpu-box-7"
     monkeypatch.setattr(socket, "gethostname", lambda: "...")
     assert local_node_prefix() == "local"
+
+
+class OutlivesSigkill(subprocess.Popen[bytes]):
+    """A child that ignores SIGTERM and SIGKILL alike, as one stuck in the
+    kernel (a hung driver or mount) does: ``kill`` is a no-op, and ``wait``
+    without a timeout blocks until the test releases it."""
+
+    released = threading.Event()
+
+    def kill(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            self.released.wait()
+            return super().wait(timeout=10)
+        raise subprocess.TimeoutExpired(self.args, timeout)
+
+
+@pytest.mark.timeout(30)
+def test_a_child_that_outlives_sigkill_is_left_behind_and_named() -> None:
+    out = io.StringIO()
+    supervisor = Supervisor([("stuck", [])], out=out)
+    process = OutlivesSigkill([sys.executable, "-c", "import time; time.sleep(60)"])
+    supervisor.children[0].process = process
+    reaping = threading.Thread(target=supervisor._reap, daemon=True)
+    try:
+        reaping.start()
+        reaping.join(timeout=10)
+        assert not reaping.is_alive(), "the supervisor waited on a child SIGKILL did not end"
+        assert out.getvalue().splitlines() == [
+            "boson run all: stuck did not drain within 60 s; killing it",
+            f"boson run all: stuck (pid {process.pid}) did not end within 5 s of SIGKILL; "
+            "leaving it",
+        ]
+    finally:
+        OutlivesSigkill.released.set()
+        subprocess.Popen.kill(process)
+        reaping.join(timeout=10)
+        subprocess.Popen.wait(process, timeout=10)
