@@ -289,6 +289,41 @@ async def test_two_stores_ingesting_the_same_events_at_once_write_each_once(
             await store.close()
 
 
+@pytest.mark.postgres
+async def test_two_stores_taking_the_same_events_in_opposite_orders_do_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A store inserts a batch's events in event-id order, so two transactions
+    taking the same new events wait on each other in one order, not in a cycle
+    (PostgreSQL would abort one of them: a deadlock, a failed ingest)."""
+    stores = [RecordStore.open(postgres_url) for _ in range(2)]
+    try:
+        await stores[0].migrate()
+        async with stores[0].engine.begin() as conn:
+            # Each row's insert waits a moment: the two statements interleave.
+            await conn.execute(
+                text(
+                    "CREATE FUNCTION slow_row() RETURNS trigger AS $$ "
+                    "BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER slow_row BEFORE INSERT ON boson_task_events "
+                    "FOR EACH ROW EXECUTE FUNCTION slow_row()"
+                )
+            )
+        batch = [lifecycle(task_id)[0] for task_id in ("a", "b", "c")]
+        counts = await asyncio.wait_for(
+            asyncio.gather(stores[0].ingest(batch), stores[1].ingest(batch[::-1])), 30
+        )
+        assert sorted(counts) == [0, 3]
+        assert await stores[0].count() == 3
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_a_database_that_does_not_answer_is_a_transient_error() -> None:
     store = RecordStore.open("postgresql://nobody@127.0.0.1:9/none")
     try:
