@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
 from boson.launcher import EmbeddedCluster
-from boson_shared.contract.topology import Topology
-from boson_shared.runtime.consumer_spec import ConsumerSpec
-from boson_shared.runtime.service import Service
 from boson_shared.settings import BosonSettings
+from tests.support.stuck_service import StuckOnStop
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class StuckOnStop(Service):
-    """Drains at once, then waits for good in its ``on_stop``."""
-
-    name = "stuck-on-stop"
-
-    def topology(self) -> Topology:
-        return self.names.base()
-
-    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return []
-
-    async def on_stop(self) -> None:
-        await asyncio.Event().wait()
 
 
 async def test_a_service_that_does_not_stop_is_cancelled_at_the_bound(

@@ -26,6 +26,7 @@ from boson_shared.runtime import service as service_module
 from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service, start_in_background, stop_all
 from boson_shared.settings import BosonSettings
+from tests.support.stuck_service import StuckOnStop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,21 +95,6 @@ async def test_a_job_that_loses_every_cancel_ends_once_stopping() -> None:
     # Every cancel lands in the job and is lost; the loop must see the stop itself.
     service = LosesItsCancel(interval_s=0.0, call_s=0.5)
     assert await _seconds_to_stop(service) < 3.0
-
-
-class StuckOnStop(Service):
-    """Drains at once, then waits for good in its ``on_stop``."""
-
-    name = "stuck-on-stop"
-
-    def topology(self) -> Topology:
-        return self.names.base()
-
-    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return []
-
-    async def on_stop(self) -> None:
-        await asyncio.Event().wait()
 
 
 async def test_stop_all_leaves_its_caller_s_own_bound_working() -> None:
