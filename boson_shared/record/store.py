@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from pydantic_core import from_json
@@ -187,7 +188,7 @@ class RecordStore:
         # same new events (two monitors, a redelivery) then wait on each other's
         # uncommitted rows in one order, never in a cycle that PostgreSQL
         # would break by aborting one of them as a deadlock.
-        rows = sorted((merge.event_row(e) for e in batch), key=_event_id)
+        rows = sorted((merge.event_row(e) for e in batch), key=itemgetter("event_id"))
         if self.dialect == "postgresql":
             columns = [[row[name] for row in rows] for name in _EVENT_COLUMNS]
             result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, tuple(columns))
@@ -397,10 +398,6 @@ class RecordStore:
             yield
         except (SQLAlchemyError, OSError, TimeoutError) as e:
             raise RecordUnavailableError(f"task record {doing}: {_brief(e)}") from e
-
-
-def _event_id(row: dict[str, Any]) -> str:
-    return str(row["event_id"])
 
 
 def _arrival_order(item: merge.RecordEvent) -> tuple[int, float]:
