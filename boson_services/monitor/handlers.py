@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from boson_services.monitor.metrics import MonitorMetrics
-from boson_services.monitor.node_metrics import NodeRow
 from boson_services.monitor.view import ClusterView
 from boson_shared.contract.messages import (
     Alert,
@@ -15,6 +14,7 @@ from boson_shared.contract.messages import (
     ClusterSnapshot,
     Message,
     NodeHeartbeat,
+    NodeState,
     PlacementExplanation,
     TaskEvent,
     TaskPlaced,
@@ -64,7 +64,7 @@ class MonitorHandlers:
         """Why the last tasks submitted with ``explain`` went where they went, by task id."""
         self.latest_snapshot: ClusterSnapshot | None = None
         """The snapshot sent last (the dashboard reads it rather than building its own)."""
-        metrics.watch_nodes(self.node_rows)
+        metrics.watch_nodes(self.node_states)
 
     async def handle(self, message: Message) -> Sequence[Emit]:
         if isinstance(message, NodeHeartbeat):
@@ -194,12 +194,9 @@ class MonitorHandlers:
         self.latest_snapshot = snapshot
         return snapshot
 
-    def node_rows(self) -> Iterator[NodeRow]:
-        """Every node as the per-node series show it (read at each scrape)."""
-        on_probation = self.view.probation.on_probation(self.clock())
-        for node_id, record in self.view.nodes.items():
-            alive = record.alive
-            yield NodeRow(node_id, record.heartbeat, alive, alive and node_id in on_probation)
+    def node_states(self) -> list[NodeState]:
+        """Every node as a snapshot would show it now (the per-node series, at each scrape)."""
+        return self.view.node_states(self.clock())
 
     def snapshot_emit(self) -> Emit:
         return Emit(Route(self.names.events_exchange, RK_SNAPSHOT), self.snapshot())

@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from boson_services.monitor.node_metrics import NodeRow, NodeSeries
+from boson_services.monitor.node_metrics import NodeSeries
 from boson_services.monitor.tenant_metrics import TenantGauges
+from boson_shared.contract.messages import NodeState
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -50,11 +51,11 @@ class MonitorMetrics:
         self._nodes: NodeSeries | None = None
         """The per-node series (:mod:`~boson_services.monitor.node_metrics`), once watched."""
 
-    def watch_nodes(self, rows: Callable[[], Iterable[NodeRow]]) -> None:
-        """Export the per-node series of ``rows``, read at each scrape (once)."""
+    def watch_nodes(self, nodes: Callable[[], Iterable[NodeState]]) -> None:
+        """Export the per-node series of ``nodes``, read at each scrape (once)."""
         if self._nodes is not None:
             raise RuntimeError("the per-node series are already watched")
-        self._nodes = NodeSeries(rows)
+        self._nodes = NodeSeries(nodes)
         self.registry.register(self._nodes)
 
     def render(self) -> bytes:

@@ -4,39 +4,30 @@ Every node heartbeats once an interval, and a scrape comes every fifteen
 seconds or so: setting each node's fourteen labelled gauges at every
 heartbeat did that work fifteen times for each time it was read, on the
 loop that takes the heartbeats. :class:`NodeSeries` is a prometheus_client
-collector instead: at each scrape it reads every node's latest heartbeat,
-liveness and probation from the view and builds the series then. A scrape
-so always shows the view as it is (a node declared down, a probation that
-ended), and nothing is kept per node besides the view's own record.
+collector instead: at each scrape it reads every node as the view would put
+it in a snapshot now (its latest heartbeat, liveness and probation, by the
+view's one rule: :meth:`~boson_services.monitor.view.ClusterView.node_states`)
+and builds the series then. A scrape so always shows the view as it is (a
+node declared down, a probation that ended), and nothing is kept per node
+besides the view's own record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from boson_shared.contract.messages import NodeHeartbeat
+from boson_shared.contract.messages import NodeState
 from boson_shared.scheduling.tenants import RESOURCES
-
-
-class NodeRow(NamedTuple):
-    """What the series show of one node."""
-
-    node_id: str
-    heartbeat: NodeHeartbeat
-    """The latest heard."""
-    alive: bool
-    on_probation: bool
 
 
 class NodeSeries(Collector):
     """The per-node series of every node in the view, built at each scrape."""
 
-    def __init__(self, rows: Callable[[], Iterable[NodeRow]]) -> None:
-        self._rows = rows
+    def __init__(self, nodes: Callable[[], Iterable[NodeState]]) -> None:
+        self._nodes = nodes
 
     def describe(self) -> Iterator[Metric]:
         # The families without samples: registering reads no node.
@@ -45,21 +36,20 @@ class NodeSeries(Collector):
     def collect(self) -> Iterator[Metric]:
         families = _families()
         (alive, probation, running, free, capacity, allocated, utilisation, measured) = families
-        for row in self._rows():
-            node = row.node_id
-            beat = row.heartbeat
-            alive.add_metric([node], 1.0 if row.alive else 0.0)
-            probation.add_metric([node], 1.0 if row.on_probation else 0.0)
-            running.add_metric([node], beat.running)
-            free.add_metric([node], beat.free_slots)
+        for state in self._nodes():
+            node = state.node_id
+            alive.add_metric([node], 1.0 if state.alive else 0.0)
+            probation.add_metric([node], 1.0 if state.on_probation else 0.0)
+            running.add_metric([node], state.running)
+            free.add_metric([node], state.free_slots)
             for resource, has, held in zip(
-                RESOURCES, beat.capacity.as_tuple(), beat.allocated.as_tuple(), strict=True
+                RESOURCES, state.capacity.as_tuple(), state.allocated.as_tuple(), strict=True
             ):
                 capacity.add_metric([node, resource], has)
                 allocated.add_metric([node, resource], held)
                 utilisation.add_metric([node, resource], held / has if has > 0 else 0.0)
-            measured.add_metric([node, "cpu"], beat.measured_cpu)
-            measured.add_metric([node, "memory"], beat.measured_memory)
+            measured.add_metric([node, "cpu"], state.measured_cpu)
+            measured.add_metric([node, "memory"], state.measured_memory)
         return iter(families)
 
 
@@ -96,4 +86,4 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
     )
 
 
-__all__ = ["NodeRow", "NodeSeries"]
+__all__ = ["NodeSeries"]
