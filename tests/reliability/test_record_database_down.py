@@ -12,14 +12,13 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from boson.client import TaskHandle, TaskRequest
 from boson.launcher import EmbeddedCluster
 from boson_services.monitor.app import MonitorService
 from boson_shared.record.store import RecordStore
 from boson_shared.settings import BosonSettings
-from tests.support.chaos_proxy import ChaosProxy
+from tests.support.chaos_proxy import in_front_of_database
 from tests.support.waiting import wait_until
 
 OUTAGE_S = 30.0
@@ -37,10 +36,7 @@ def requests(start: int, count: int) -> list[TaskRequest]:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_database_away_for_half_a_minute_loses_nothing(postgres_url: str) -> None:
-    upstream = make_url(postgres_url)
-    proxy = ChaosProxy(upstream.host or "127.0.0.1", upstream.port or 5432)
-    port = await proxy.start()
-    through_proxy = upstream.set(port=port).render_as_string(hide_password=False)
+    proxy, through_proxy = await in_front_of_database(postgres_url)
     settings = BosonSettings(database_url=through_proxy)  # type: ignore[arg-type]
     cluster = EmbeddedCluster(settings)
     try:

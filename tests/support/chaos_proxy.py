@@ -15,6 +15,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+
 
 @dataclass
 class ChaosStats:
@@ -184,4 +186,13 @@ class ChaosProxy:
                 await self._server.wait_closed()
 
 
-__all__ = ["ChaosProxy", "ChaosStats"]
+async def in_front_of_database(url: str) -> tuple[ChaosProxy, str]:
+    """A started proxy in front of the database at ``url``, and the URL that
+    reaches it through the proxy (the caller closes the proxy)."""
+    upstream = make_url(url)
+    proxy = ChaosProxy(upstream.host or "127.0.0.1", upstream.port or 5432)
+    port = await proxy.start()
+    return proxy, upstream.set(port=port).render_as_string(hide_password=False)
+
+
+__all__ = ["ChaosProxy", "ChaosStats", "in_front_of_database"]

@@ -13,7 +13,6 @@ import time
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from boson_services.monitor.app import MonitorService
 from boson_services.monitor.settings import MonitorSettings
@@ -25,7 +24,7 @@ from boson_shared.record.group_commit import CLOSE_TIMEOUT_S as COMMIT_CLOSE_S
 from boson_shared.record.store import CLOSE_TIMEOUT_S as STORE_CLOSE_S
 from boson_shared.runtime.publisher import Route
 from boson_shared.runtime.service import start_in_background
-from tests.support.chaos_proxy import ChaosProxy
+from tests.support.chaos_proxy import in_front_of_database
 from tests.unit.record.events import lifecycle
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
@@ -36,10 +35,7 @@ GRACE_S = 0.5
 async def test_a_stalled_database_neither_holds_the_stop_nor_loses_the_event(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upstream = make_url(postgres_url)
-    proxy = ChaosProxy(upstream.host or "127.0.0.1", upstream.port or 5432)
-    await proxy.start()
-    through = upstream.set(port=proxy.port).render_as_string(hide_password=False)
+    proxy, through = await in_front_of_database(postgres_url)
     settings = MonitorSettings(
         namespace="monitor-stop",
         instance_id="m1",
