@@ -244,21 +244,33 @@ class RunningService:
         ``timeout``: how long to wait (by default its drain grace and
         :data:`STOP_MARGIN_S`); past it the service is cancelled, given
         :data:`CANCEL_WAIT_S` more to end, and :class:`TimeoutError` names it.
+        Should the caller be cancelled meanwhile, the service is cancelled too
+        (as ``await`` on its task would) and the cancel goes on to the caller
+        at once.
         """
         if timeout is None:
             timeout = self.service.settings.drain_grace_s + STOP_MARGIN_S
         self.stop_event.set()
-        # asyncio.wait, not a timeout around ``await self.task``: that would
-        # wait for the task all the same should it not take its cancel.
-        await asyncio.wait({self.task}, timeout=timeout)
-        if not self.task.done():
-            name = self.service.name
-            logger.error("%s did not stop within %.1fs; cancelling it", name, timeout)
-            self.task.cancel()
-            await asyncio.wait({self.task}, timeout=CANCEL_WAIT_S)
-            ended = "cancelled" if self.task.done() else "still running after its cancel"
-            raise TimeoutError(f"{name} did not stop within {timeout:.1f}s; {ended}")
-        await self.task
+        await _end_within(self.task, self.service.name, timeout)
+
+
+async def _end_within(task: asyncio.Task[None], name: str, timeout: float) -> None:
+    """Wait for ``task``, the stopping service ``name``, as
+    :meth:`RunningService.stop` describes: bounded, then cancelled, then named."""
+    try:
+        # asyncio.wait, not a timeout around ``await task``: that would wait
+        # for the task all the same should it not take its cancel.
+        await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()  # the caller's cancel; not waited for, it may not take it
+        raise
+    if not task.done():
+        logger.error("%s did not stop within %.1fs; cancelling it", name, timeout)
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        ended = "cancelled" if task.done() else "still running after its cancel"
+        raise TimeoutError(f"{name} did not stop within {timeout:.1f}s; {ended}")
+    await task  # raises what it ended with
 
 
 async def start_in_background(service: Service, *, timeout: float = 30.0) -> RunningService:
@@ -279,8 +291,11 @@ async def start_in_background(service: Service, *, timeout: float = 30.0) -> Run
 async def stop_all(
     running: Sequence[RunningService], *, timeout: float | None = None
 ) -> list[tuple[Service, BaseException]]:
-    """Drain every service (all at once), wait for each (``timeout`` seconds at
-    most, from when its turn comes), close its transport.
+    """Drain every service (all at once), wait for each as
+    :meth:`RunningService.stop` does (``timeout`` seconds at most, from when
+    its turn comes, by default its drain grace and :data:`STOP_MARGIN_S`;
+    then cancelled, :data:`CANCEL_WAIT_S` more, and named), close its
+    transport.
 
     Returns the services that ended with an error (or did not end in time),
     so the caller decides whether that is worth a log line or a failure.
@@ -289,18 +304,12 @@ async def stop_all(
         item.stop_event.set()
     failures: list[tuple[Service, BaseException]] = []
     for item in reversed(running):
-        bound = asyncio.timeout(timeout)
         try:
-            async with bound:
-                await item.task  # cancelled if the bound runs out
+            await item.stop(timeout=timeout)
         except (Exception, asyncio.CancelledError) as error:
             current = asyncio.current_task()
             if isinstance(error, asyncio.CancelledError) and current and current.cancelling():
                 raise  # the caller is cancelled (its own bound): not the service's failure
-            if isinstance(error, TimeoutError) and bound.expired():
-                error = TimeoutError(
-                    f"{item.service.name} did not stop within {timeout:.1f}s; cancelled"
-                )
             failures.append((item.service, error))
         try:
             await item.service.transport.close()

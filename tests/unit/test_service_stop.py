@@ -26,7 +26,7 @@ from boson_shared.runtime import service as service_module
 from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service, start_in_background, stop_all
 from boson_shared.settings import BosonSettings
-from tests.support.stuck_service import StuckOnStop
+from tests.support.stuck_service import DeafOnStop, StuckOnStop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,6 +112,35 @@ async def test_stop_all_leaves_its_caller_s_own_bound_working() -> None:
     await asyncio.wait({running.task}, timeout=5)
     assert running.task.cancelled()
     broker.close()
+
+
+async def test_stop_all_is_bounded_for_a_service_that_ignores_its_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past its bound, ``stop_all`` cancels the service, waits a bounded
+    while more and reports it, even when the service never takes the cancel."""
+    settings = BosonSettings(namespace="stop-test", instance_id="deaf", drain_grace_s=0.1)
+    broker = MemoryBroker()
+    service = DeafOnStop(settings, MemoryTransport(broker), EnvelopeCodec(Keyring.ephemeral()))
+    running = await start_in_background(service)
+    monkeypatch.setattr(service_module, "CANCEL_WAIT_S", 0.3)
+    stopping = asyncio.ensure_future(stop_all([running], timeout=0.3))
+    try:
+        await asyncio.wait({stopping}, timeout=10)
+        assert stopping.done(), "stop_all waited on a service that ignores its cancel"
+        [(failed, error)] = stopping.result()
+        assert failed is service
+        assert isinstance(error, TimeoutError)
+        assert str(error) == (
+            "deaf-on-stop did not stop within 0.3s; still running after its cancel"
+        )
+        assert not running.task.done()
+        assert not service.transport.is_connected  # closed all the same
+    finally:
+        service.released.set()
+        await asyncio.wait({stopping, running.task}, timeout=5)
+        stopping.cancel()
+        broker.close()
 
 
 class IgnoresItsCancel(Service):
