@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import tomllib
@@ -86,6 +87,28 @@ class ThreadNoting:
 
     async def cancel(self, task_ids: Sequence[str]) -> None:
         self.threads.append(threading.current_thread().name)
+
+
+async def _deaf() -> None:
+    """Swallows every cancel and keeps waiting: a close stuck in a library."""
+    while True:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+
+async def test_its_thread_ends_though_a_task_on_its_loop_ignores_its_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handlers, _ = monitor_state()
+    dashboard = Dashboard(settings(), handlers)
+    await dashboard.start()
+    thread, loop = dashboard._thread, dashboard.loop
+    assert thread is not None
+    assert loop is not None
+    loop.call_soon_threadsafe(lambda: loop.create_task(_deaf(), name="dashboard:stuck"))
+    await dashboard.stop()
+    assert not thread.is_alive(), "the dashboard's thread waits on a task that ignores its cancel"
+    assert "left behind: dashboard:stuck (_deaf)" in caplog.text
 
 
 async def test_cancel_crosses_back_to_the_monitors_loop() -> None:

@@ -32,11 +32,16 @@ from boson_services.monitor.handlers import MonitorHandlers
 from boson_services.monitor.settings import MonitorSettings, is_loopback
 from boson_shared.errors import ConfigError
 from boson_shared.record.store import RecordStore
+from boson_shared.runtime.bounded_run import run_bounded
 
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
+_LEFTOVER_WAIT_S = 1.0
+"""How long each step of the thread's loop shutdown waits for what the server
+left running (its tasks, async generators, executor threads): with uvicorn's
+graceful second, within :data:`_STOP_TIMEOUT_S`."""
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -162,8 +167,11 @@ class Dashboard:
     def _run(self, server: _Server, listener: socket.socket) -> None:
         """The dashboard's thread: its own event loop, until the server exits."""
         try:
-            with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                runner.run(self._serve(server, listener))
+            run_bounded(
+                self._serve(server, listener),
+                loop_factory=loop_factory(),
+                leftover_wait_s=_LEFTOVER_WAIT_S,
+            )
         except BaseException as error:  # reported to start(), or logged at stop
             self._failure = error
             logger.exception("the dashboard stopped")
