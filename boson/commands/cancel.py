@@ -16,6 +16,7 @@ from boson.client import Client
 from boson.commands.broker import add_cluster_arguments, cluster_settings
 from boson.records import DEFAULT_TIMEOUT_S
 from boson.steering import CancelOutcome
+from boson_shared.runtime.bounded_run import run_bounded
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +40,7 @@ def run_cancel(args: argparse.Namespace) -> int:
                 await client.delete_queues()
                 await client.close()
 
-    outcomes = asyncio.run(cancel())
+    outcomes = run_bounded(cancel())
     unknown = [task_id for task_id, outcome in outcomes.items() if outcome == "unknown"]
     if args.json:
         print(json.dumps(outcomes, indent=2))

@@ -29,6 +29,7 @@ from boson.simulated_node import SimulatedNode
 from boson_services.scheduler.app import SchedulerService
 from boson_shared.contract.messages import Message, ResourceVector, TaskPlaced
 from boson_shared.contract.topology import RK_PLACED
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.runtime.tap import Tap
 from boson_shared.scheduling.scores import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from boson_shared.settings import BosonSettings
@@ -61,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if args.gpu:
         from boson.commands.demo_gpu import demo_gpu, render_gpu
 
-        gpu_report = asyncio.run(demo_gpu(args.strategy))
+        gpu_report = run_bounded(demo_gpu(args.strategy))
         if args.json:
             print(json.dumps(gpu_report, indent=2))
         else:
             render_gpu(gpu_report)
         return 0
-    report = asyncio.run(demo(args.strategy, args.complexity, args.data_size))
+    report = run_bounded(demo(args.strategy, args.complexity, args.data_size))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

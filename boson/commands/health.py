@@ -16,6 +16,7 @@ import urllib.request
 
 from boson_shared.bus.factory import transport_from_url
 from boson_shared.errors import BosonError, ConfigError
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.settings import BosonSettings
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "nothing to check: give --port (a service) or --broker / BOSON_BROKER_URL"
         )
-    return asyncio.run(check_broker(url, args.timeout))
+    return run_bounded(check_broker(url, args.timeout))
 
 
 def check_endpoint(host: str, port: int, timeout: float) -> int:

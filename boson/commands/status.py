@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ from boson.commands.broker import add_cluster_arguments, cluster_settings
 from boson_services.monitor.dashboard.present import node_out, totals
 from boson_shared.contract.messages import ClusterSnapshot
 from boson_shared.errors import NoAnswerError
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.settings import BosonSettings
 
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     settings = cluster_settings(args.broker, "status")
-    report = asyncio.run(collect(settings, args.timeout))
+    report = run_bounded(collect(settings, args.timeout))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

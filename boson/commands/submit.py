@@ -24,6 +24,7 @@ from boson.launcher import embedded
 from boson.task_building import DEFAULT_MAX_RETRIES
 from boson_shared.contract.base import TenantName
 from boson_shared.errors import BosonError, ConfigError, InvalidTaskError, NoAnswerError
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.scheduling.tenants import (
     DEFAULT_PRIORITY,
     DEFAULT_TENANT,
@@ -168,9 +169,9 @@ def run(args: argparse.Namespace) -> int:
         )
     outcome: Outcome | None
     if settings.broker_url is None:
-        outcome = asyncio.run(_in_process(requests, args, wait_timeout))
+        outcome = run_bounded(_in_process(requests, args, wait_timeout))
     else:
-        outcome = asyncio.run(_against_broker(settings, requests, args, wait_timeout))
+        outcome = run_bounded(_against_broker(settings, requests, args, wait_timeout))
     if outcome is None:
         return 0
     if outcome.interrupted:

@@ -29,6 +29,7 @@ from boson_shared.contract.messages import TaskRecord
 from boson_shared.errors import ConfigError, InvalidQueryError
 from boson_shared.record.location import async_url, default_database_url, sqlite_path
 from boson_shared.record.store import RecordStore, TaskQuery
+from boson_shared.runtime.bounded_run import run_bounded
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ def _read(
             finally:
                 await client.close()
 
-        return asyncio.run(bus())
+        return run_bounded(bus())
     url = args.database
     if url is None:
         configured = settings.database_url
@@ -113,7 +114,7 @@ def _read(
         finally:
             await store.close()
 
-    return asyncio.run(local())
+    return run_bounded(local())
 
 
 read_record = _read

@@ -15,7 +15,6 @@ bus with a broker configured, else straight from the record's database
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from boson.commands.tasks import parse_since, read_record
 from boson_shared.contract.tenants_report import TenantSample, TenantsReport, TenantUsage
 from boson_shared.errors import InvalidQueryError, NoAnswerError
 from boson_shared.record.tenant_samples import SampleQuery, read_samples
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.settings import BosonSettings
 
 RESOURCE_ORDER = ("cpu", "memory", "gpu")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if given:
         raise InvalidQueryError(f"{', '.join(given)} only with --history")
     settings = cluster_settings(args.broker, "tenants")
-    report = asyncio.run(collect(settings, args.timeout))
+    report = run_bounded(collect(settings, args.timeout))
     if args.json:
         print(json.dumps(report.model_dump(mode="json", exclude={"kind"}), indent=2))
     else:

@@ -19,6 +19,7 @@ from boson_shared.bus.factory import transport_from_url
 from boson_shared.contract.codec import Codec, EnvelopeCodec
 from boson_shared.errors import BosonError, BrokerUnavailableError, ConfigError
 from boson_shared.logs import configure_logging
+from boson_shared.runtime.bounded_run import run_bounded
 from boson_shared.runtime.health import HealthServer
 from boson_shared.runtime.heap import freeze_once_started
 from boson_shared.runtime.service import Service
@@ -110,7 +111,7 @@ def main(factory: ServiceFactory[S], settings: S, name: str) -> int:
         logger.error("cannot start %s: %s", name, error)
         return 2
     try:
-        asyncio.run(serve(service, freeze_heap=True))
+        run_bounded(serve(service, freeze_heap=True))
     except BosonError as error:
         # Typed errors (broker gone for good, topology conflict) end the
         # process with one clear line; a supervisor decides what comes next.

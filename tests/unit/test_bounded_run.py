@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from boson_shared.runtime.bounded_run import run_bounded
 
 pytestmark = pytest.mark.timeout(30)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _deaf() -> None:
@@ -144,3 +148,15 @@ def test_an_async_generator_that_ignores_its_close_is_left_behind(
     assert time.monotonic() - began < 3.0
     assert "async generators did not close within 0.3s" in caplog.text
     released = True
+
+
+def test_no_entry_point_runs_asyncio_run() -> None:
+    """Processes and CLI commands start their loop with ``run_bounded``."""
+    users = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for package in ("boson", "boson_services", "boson_shared")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"asyncio\.(run\(|Runner\()", line)
+    ]
+    assert users == []
