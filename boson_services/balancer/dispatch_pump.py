@@ -43,7 +43,7 @@ from collections import deque
 import numpy as np
 
 from boson_services.balancer.dispatch_records import HeldTask, NodeView
-from boson_services.balancer.dispatch_state import DispatchState
+from boson_services.balancer.dispatch_state import DispatchState, has_room
 from boson_shared.scheduling.balancing import dispatch_order, fits_cleanly, power_of_two_choices
 from boson_shared.scheduling.devices import to_milli
 from boson_shared.scheduling.fgd_scoring import bottleneck
@@ -260,13 +260,10 @@ class DispatchPump(DispatchState):
         models = held.models
         # The table's fit rule: CPU and memory with its one tolerance, GPUs per device.
         need, milli = self._need(demand.tobytes(), demand)
-        # ndarray.all(), not np.all(): the wrapper costs more than the test
-        # on three numbers.
         candidates = [
             node
             for node in open_nodes
-            if bool((node.capacity - node.allocated >= need).all())
-            and (milli == 0 or node.gpus.fits(milli, models))
+            if has_room(node, need) and (milli == 0 or node.gpus.fits(milli, models))
         ]
         if candidates and self.reservation is not None:
             candidates = [node for node in candidates if self._admits(held, node)]

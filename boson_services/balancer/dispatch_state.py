@@ -51,6 +51,22 @@ MISSED_RESULT_AFTER_S = 60.0
 comes back: longer than the longest retry delay plus a snapshot's lag."""
 
 
+Room = tuple[float, float, float]
+"""CPU, memory and GPU, as Python floats (the room tests' ``need``)."""
+
+
+def has_room(node: NodeView, need: Room) -> bool:
+    """Whether ``node``'s free room (capacity less allocated) is at least
+    ``need`` in every resource. The same float arithmetic as the arrays'
+    ``capacity - allocated >= need``, on three Python floats: on three
+    numbers, each array operation costs more than the whole test."""
+    cap: list[float] = node.capacity.tolist()
+    used: list[float] = node.allocated.tolist()
+    return (
+        cap[0] - used[0] >= need[0] and cap[1] - used[1] >= need[1] and cap[2] - used[2] >= need[2]
+    )
+
+
 class DispatchState:
     """Held work, node credit and the room tests (no dispatching: see
     :class:`~boson_services.balancer.dispatch_pump.DispatchPump`)."""
@@ -131,7 +147,7 @@ class DispatchState:
         (an assign, a result, a snapshot), which clear it, and taken by the
         next :meth:`~boson_services.balancer.holding.Holding.hold`, which so need
         not walk the open nodes again."""
-        self._needs: dict[bytes, tuple[np.ndarray, int]] = {}
+        self._needs: dict[bytes, tuple[Room, int]] = {}
         """Per distinct demand (its bytes), what the fit rule compares a node's
         free room with (CPU and memory less the tolerance, no GPU part) and
         its GPU part in milli: worked out once, not on every room test."""
@@ -192,9 +208,7 @@ class DispatchState:
                 or self.is_hot(node)
             ):
                 closed.append(node_id)
-            elif bool((node.capacity - node.allocated >= need).all()) and (
-                milli == 0 or node.gpus.fits(milli, models)
-            ):
+            elif has_room(node, need) and (milli == 0 or node.gpus.fits(milli, models)):
                 fits = True
                 if node_id == next(reversed(self._spare)):
                     # The last of the walk: every node before it is closed
@@ -209,16 +223,16 @@ class DispatchState:
             self._unfit[key] = self.room_changed
         return fits
 
-    def _need(self, raw: bytes, demand: np.ndarray) -> tuple[np.ndarray, int]:
-        """The fit rule's ``need`` (read-only) and GPU milli of a demand (``raw``: its bytes)."""
+    def _need(self, raw: bytes, demand: np.ndarray) -> tuple[Room, int]:
+        """The fit rule's ``need`` (for :func:`has_room`) and GPU milli of a
+        demand (``raw``: its bytes)."""
         known = self._needs.get(raw)
         if known is None:
-            need = demand - FIT_EPSILON
-            need[2] = 0.0
-            need.flags.writeable = False
+            cpu, memory, gpu = demand.tolist()
             if len(self._needs) >= 1024:
                 self._needs.clear()
-            known = self._needs[raw] = (need, to_milli(demand[2]))
+            need = (cpu - FIT_EPSILON, memory - FIT_EPSILON, 0.0)
+            known = self._needs[raw] = (need, to_milli(gpu))
         return known
 
     def any_open(self) -> bool:
@@ -250,7 +264,8 @@ class DispatchState:
 
     @staticmethod
     def _fits(node: NodeView, demand: np.ndarray) -> bool:
-        return bool((node.capacity - node.allocated >= demand - FIT_EPSILON).all())
+        cpu, memory, gpu = demand.tolist()
+        return has_room(node, (cpu - FIT_EPSILON, memory - FIT_EPSILON, gpu - FIT_EPSILON))
 
     def _open_nodes(self) -> list[NodeView]:
         """Nodes that take work now; drops from the spare set those that do not."""
@@ -304,4 +319,4 @@ class DispatchState:
         return (node_id for node_id, node in self.nodes.items() if node.alive)
 
 
-__all__ = ["MISSED_RESULT_AFTER_S", "DispatchState"]
+__all__ = ["MISSED_RESULT_AFTER_S", "DispatchState", "Room", "has_room"]
