@@ -174,7 +174,15 @@ class DispatchState:
         return node.measured >= self.hot_threshold and self._any_cool
 
     def accepts(self, node: NodeView) -> bool:
-        return node.alive and not self.is_hot(node) and self.credit(node.node_id) > 0
+        """Whether ``node`` takes work now: alive, not on probation, not hot,
+        with credit (:meth:`credit` and :meth:`is_hot` written out: every
+        pump, admission pass and room test asks this of node after node)."""
+        return (
+            node.alive
+            and not node.on_probation
+            and node.window > len(node.in_flight)
+            and not (node.measured >= self.hot_threshold and self._any_cool)
+        )
 
     # -- room --------------------------------------------------------------
 
@@ -194,19 +202,11 @@ class DispatchState:
         self._only_room = None
         closed: list[str] = []
         # The first open node with room will do: stop there. Nodes found not
-        # to take work leave the spare set, as in _open_nodes. The test is
-        # accepts() written out (alive, not hot, credit left): every admission
-        # pass comes here, and the calls cost more than the test.
+        # to take work leave the spare set, as in _open_nodes.
         nodes = self.nodes
         for node_id in self._spare:
             node = nodes.get(node_id)
-            if (
-                node is None
-                or not node.alive
-                or node.window <= len(node.in_flight)
-                or not node.takes_work
-                or self.is_hot(node)
-            ):
+            if node is None or not self.accepts(node):
                 closed.append(node_id)
             elif has_room(node, need) and (milli == 0 or node.gpus.fits(milli, models)):
                 fits = True
