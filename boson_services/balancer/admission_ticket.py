@@ -54,8 +54,6 @@ class Ticket:
     """Its charge against its tenant while admitted."""
     waiting_since: float = 0.0
     """When its current wait began (parking: no delivery outlives its limit)."""
-    waits_listed: int = 0
-    """Its entries in the gate's list of waits; only the last is its current wait."""
     preempted: int = 0
     node: str | None = None
     """The node an adopted task runs on (admitted by an earlier balancer:

@@ -61,10 +61,14 @@ class TicketBook:
         self.dispatcher = dispatcher
         self.clock = clock
         self.tickets: dict[str, Ticket] = {}
-        self._waits: deque[Ticket] = deque()
-        """A ticket for each wait, in the order waits began, for :meth:`overdue`
-        (a ticket that waited again is listed again: its earlier entries have
-        ended). Tickets, not (start, ticket) pairs: no object a wait."""
+        self._wait_starts: deque[float] = deque()
+        self._wait_ids: deque[str] = deque()
+        """Each wait's start and task id (two deques in step), in the order
+        waits began, for :meth:`overdue`. An entry is its ticket's current
+        wait while the ticket waits and its wait began then; other entries
+        have ended. Ids, not tickets: an ended wait behind a long one keeps
+        no ticket (nor its future, charge and handler's hold) alive, and an
+        entry is no object the collector walks."""
         self.preempted: dict[str, int] = dict.fromkeys(self.admission.names, 0)
         """Tasks preempted per tenant."""
         self.admitted_total = 0
@@ -174,18 +178,20 @@ class TicketBook:
         ticket.turn = asyncio.get_running_loop().create_future()
         ticket.queued = True
         ticket.waiting_since = now
-        ticket.waits_listed += 1
-        self._waits.append(ticket)
-        if len(self._waits) > 2 * len(self.tickets) + 1024:
-            # Behind one long wait, ended ones pile up: drop them.
-            kept: deque[Ticket] = deque()
-            for listed in self._waits:
-                listed.waits_listed -= 1
-                if not listed.waits_listed and self._still_waits(listed):
-                    kept.append(listed)
-            for listed in kept:
-                listed.waits_listed = 1
-            self._waits = kept
+        self._wait_starts.append(now)
+        self._wait_ids.append(ticket.task_id)
+        if len(self._wait_ids) > 2 * len(self.tickets) + 1024:
+            # Behind one long wait, ended ones pile up: drop them (and the
+            # second entry of a wait that began twice at one reading of the clock).
+            starts: deque[float] = deque()
+            ids: deque[str] = deque()
+            kept: set[str] = set()
+            for start, task_id in zip(self._wait_starts, self._wait_ids, strict=True):
+                if task_id not in kept and self._current_wait(task_id, start) is not None:
+                    kept.add(task_id)
+                    starts.append(start)
+                    ids.append(task_id)
+            self._wait_starts, self._wait_ids = starts, ids
 
     # -- admitting ---------------------------------------------------------------
 
@@ -339,17 +345,17 @@ class TicketBook:
         """Fail the turns of tasks waiting ``max_age_s`` or longer with
         :class:`HeldTooLongError` (their handlers park them); how many."""
         deadline = self.clock() - max_age_s
-        waits = self._waits
+        starts, ids = self._wait_starts, self._wait_ids
         count = 0
-        while waits:
-            ticket = waits[0]
-            ended = ticket.waits_listed > 1 or not self._still_waits(ticket)
-            if not ended and ticket.waiting_since > deadline:
+        while starts:
+            start = starts[0]
+            ticket = self._current_wait(ids[0], start)
+            if ticket is not None and start > deadline:
                 break
-            waits.popleft()
-            ticket.waits_listed -= 1
-            if ended:
-                continue
+            starts.popleft()
+            ids.popleft()
+            if ticket is None:
+                continue  # that wait ended
             del self.tickets[ticket.task_id]
             self.admission.withdraw(ticket.task_id, ticket.tenant)
             ticket.queued = False
@@ -358,10 +364,13 @@ class TicketBook:
             count += 1
         return count
 
-    def _still_waits(self, ticket: Ticket) -> bool:
-        """Whether the ticket's current wait goes on (whether its last entry
-        in the list of waits is a live one)."""
-        return ticket.waiting and self.tickets.get(ticket.task_id) is ticket
+    def _current_wait(self, task_id: str, start: float) -> Ticket | None:
+        """The ticket whose wait goes on and began at ``start`` (None: the
+        wait listed as ``start``, ``task_id`` has ended)."""
+        ticket = self.tickets.get(task_id)
+        if ticket is not None and ticket.waiting and ticket.waiting_since == start:
+            return ticket
+        return None
 
     # -- reading -----------------------------------------------------------------------
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import numpy as np
 
+from boson_services.balancer.admission_ticket import Ticket
 from boson_services.balancer.tenancy import Preemption
 from boson_services.balancer.tenants_view import tenants_report
 from boson_shared.contract.messages import (
@@ -295,7 +297,23 @@ async def test_ended_waits_do_not_pile_up_behind_a_long_one() -> None:
         await balancer.settle()
         await balancer.finish(f"a{n}")
     assert balancer.gate.tickets.keys() == {"c0", "stuck"}
-    assert len(balancer.gate._waits) <= 2 * 2 + 1024 + 1
+    assert len(balancer.gate._wait_ids) <= 2 * 2 + 1024 + 1
+
+
+async def test_an_ended_wait_behind_a_long_one_keeps_no_ticket_alive() -> None:
+    balancer = Balancer()
+    await balancer.start()
+    balancer.place("c0", "c")
+    balancer.place("stuck", "c")  # waits: c may run one task at a time
+    await balancer.settle()
+    for n in range(10):
+        balancer.place(f"ended{n}", "a")
+        await balancer.settle()
+        await balancer.finish(f"ended{n}")
+    assert balancer.gate.tickets.keys() == {"c0", "stuck"}
+    gc.collect()
+    kept = [o.task_id for o in gc.get_objects() if isinstance(o, Ticket)]
+    assert not [task_id for task_id in kept if task_id.startswith("ended")]
 
 
 # Small enough that the nodes keep room once their credit is spent.
