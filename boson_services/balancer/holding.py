@@ -92,13 +92,15 @@ class Holding(DispatchPump):
         )
         self.held[task_id] = held
         self.typical.observe(held.demand)
+        node = self.nodes.get(target) if target is not None else None
+        if admitted and self._start_elsewhere(held, node, only_room):
+            # Dispatched at once: nothing for the sweep to watch, so not
+            # listed (the list would keep it, and its future, alive).
+            return future
         self._by_age.append(held)
         if len(self._by_age) > 2 * len(self.held) + 1024:
             # Behind one long-held task the dispatched ones pile up: drop them.
             self._by_age = deque(h for h in self._by_age if not h.future.done())
-        node = self.nodes.get(target) if target is not None else None
-        if admitted and self._start_elsewhere(held, node, only_room):
-            return future
         if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None

@@ -10,13 +10,19 @@ dispatcher through the gate is admission's own order.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_services.balancer.dispatch_records import HeldTooLongError, NodeView, TaskCancelledHere
+from boson_services.balancer.dispatch_records import (
+    HeldTask,
+    HeldTooLongError,
+    NodeView,
+    TaskCancelledHere,
+)
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import ResourceVector, TaskSubmitted
@@ -236,6 +242,22 @@ async def test_admitted_work_its_node_cannot_start_goes_at_once_to_one_that_can(
     assert not big.done()
     assert admitted.result() == "idle"
     assert [h.task_id for h in d.by_node["busy"]] == ["big"]
+
+
+async def test_admitted_work_started_at_once_is_not_kept_for_the_sweep() -> None:
+    # The sweep's list of held work skips what a node took; work the hold
+    # dispatched at once is not listed, so nothing keeps it alive after its
+    # result (the list is compacted only past a thousand entries).
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=1)]))
+    for k in range(2):
+        assert d.hold(f"b{k}", ONE, "busy").result() == "busy"
+    admitted = d.hold("t", ONE, "busy", future=asyncio.get_running_loop().create_future())
+    assert admitted.result() == "idle"
+    d.complete("t")
+    del admitted
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, HeldTask) and o.task_id == "t"]
 
 
 async def test_admitted_work_its_placed_node_can_start_stays_there() -> None:
