@@ -303,6 +303,7 @@ class DispatchPump(DispatchState):
         self._demand_of[held.task_id] = held.demand
         self._sent_at[held.task_id] = self.clock()
         self.held.pop(held.task_id, None)
+        self._by_age.pop(id(held), None)
         self.dispatched_total += 1
         held.future.set_result(node.node_id)
 

@@ -33,7 +33,7 @@ cluster view.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -122,10 +122,13 @@ class DispatchState:
         self.typical = LongRunDemand()
         """What a typical held task asks for (the flexible queue's clean-fit pass)."""
         self.held: dict[str, HeldTask] = {}
-        self._by_age: deque[HeldTask] = deque()
-        """Every hold in the order made (oldest first), for
-        :meth:`~boson_services.balancer.holding.Holding.overdue`:
-        one deque, not a timer per held task."""
+        self._by_age: OrderedDict[int, HeldTask] = OrderedDict()
+        """Every hold still waiting for a node, in the order made (oldest
+        first), by the hold's identity (a task held twice is two holds), for
+        :meth:`~boson_services.balancer.holding.Holding.overdue`: one ordered
+        map, not a timer per held task. A hold leaves it when a node takes it
+        or it is let go, so it keeps no ended hold (nor its future) alive
+        behind a long one."""
         self.dispatched_total = 0
         self.pumps = 0
         self.retargeted_total = 0

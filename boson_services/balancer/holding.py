@@ -94,13 +94,8 @@ class Holding(DispatchPump):
         self.typical.observe(held.demand)
         node = self.nodes.get(target) if target is not None else None
         if admitted and self._start_elsewhere(held, node, only_room):
-            # Dispatched at once: nothing for the sweep to watch, so not
-            # listed (the list would keep it, and its future, alive).
-            return future
-        self._by_age.append(held)
-        if len(self._by_age) > 2 * len(self.held) + 1024:
-            # Behind one long-held task the dispatched ones pile up: drop them.
-            self._by_age = deque(h for h in self._by_age if not h.future.done())
+            return future  # dispatched at once: nothing for the sweep to watch
+        self._by_age[id(held)] = held
         if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None
@@ -147,10 +142,13 @@ class Holding(DispatchPump):
         deadline = self.clock() - max_age_s
         ages = self._by_age
         count = 0
-        while ages and (ages[0].future.done() or ages[0].since <= deadline):
-            held = ages.popleft()
+        while ages:
+            held = ages[next(iter(ages))]
+            if not held.future.done() and held.since > deadline:
+                break
+            ages.popitem(last=False)
             if held.future.done():
-                continue
+                continue  # ended some other way (a hold replaced by a second one)
             if self.held.get(held.task_id) is held:
                 del self.held[held.task_id]
             self.head.released(held.task_id)
@@ -161,8 +159,10 @@ class Holding(DispatchPump):
     def release(self, task_id: str) -> None:
         """Forget a held task (parked, or its handler was cancelled)."""
         held = self.held.pop(task_id, None)
-        if held is not None and not held.future.done():
-            held.future.cancel()
+        if held is not None:
+            self._by_age.pop(id(held), None)
+            if not held.future.done():
+                held.future.cancel()
         self.head.released(task_id)
 
     def cancel(self, task_id: str) -> bool:
@@ -179,7 +179,10 @@ class Holding(DispatchPump):
         """Let a held task go (a reservation it held goes with it), its future
         failing with ``outcome``; whether it was held."""
         held = self.held.pop(task_id, None)
-        if held is None or held.future.done():
+        if held is None:
+            return False
+        self._by_age.pop(id(held), None)
+        if held.future.done():
             return False
         self.head.released(task_id)
         held.future.set_exception(outcome)

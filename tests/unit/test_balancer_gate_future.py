@@ -245,9 +245,8 @@ async def test_admitted_work_its_node_cannot_start_goes_at_once_to_one_that_can(
 
 
 async def test_admitted_work_started_at_once_is_not_kept_for_the_sweep() -> None:
-    # The sweep's list of held work skips what a node took; work the hold
-    # dispatched at once is not listed, so nothing keeps it alive after its
-    # result (the list is compacted only past a thousand entries).
+    # Work the hold dispatched at once is never listed for the sweep, so
+    # nothing keeps it alive after its result.
     d = dispatcher()
     d.on_snapshot(snapshot([N("busy", slots=1), N("idle", slots=1)]))
     for k in range(2):
@@ -258,6 +257,25 @@ async def test_admitted_work_started_at_once_is_not_kept_for_the_sweep() -> None
     del admitted
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, HeldTask) and o.task_id == "t"]
+
+
+async def test_held_work_a_node_took_later_is_not_kept_alive_behind_a_long_hold() -> None:
+    # The sweep's list of holds lets a hold go once a node takes it: ended
+    # holds behind one still waiting keep nothing (their futures, their
+    # handlers' closures) alive for the collector to walk.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    waiting = d.hold("long", ResourceVector(cpu=1e9, memory=1), None)  # fits nowhere
+    for k in range(2):
+        assert d.hold(f"a{k}", ONE, "a").result() == "a"
+    later = d.hold("t", ONE, "a")  # waits for "a"'s credit...
+    d.complete("a0")  # ...which a result gives back: "a" takes it
+    assert later.result() == "a"
+    d.complete("t")
+    del later
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, HeldTask) and o.task_id == "t"]
+    assert not waiting.done()
 
 
 async def test_admitted_work_its_placed_node_can_start_stays_there() -> None:
