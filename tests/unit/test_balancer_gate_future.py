@@ -144,6 +144,20 @@ async def test_tickets_of_one_demand_share_one_read_only_array() -> None:
     assert line.gate.tickets["big"].demand.tolist() == [2.0, 2.0, 0.0]
 
 
+async def test_holds_of_one_demand_share_one_read_only_gridded_array() -> None:
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    for k in range(3):
+        d.hold(f"t{k}", ResourceVector(cpu=1 + 1e-9, memory=1), "a")
+    d.hold("big", ResourceVector(cpu=2, memory=2), "a")
+    held = [d.held.get(f"t{k}") for k in range(3)]
+    arrays = [h.demand if h else d._demand_of[f"t{k}"] for k, h in enumerate(held)]
+    assert arrays[0] is arrays[1] is arrays[2]
+    assert not arrays[0].flags.writeable
+    assert arrays[0].tolist() == [1.0, 1.0, 0.0]  # on the grid, as every hold's
+    assert d.held["big"].demand.tolist() == [2.0, 2.0, 0.0]
+
+
 tasks_strategy = st.lists(
     st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(min_value=0, max_value=2)),
     min_size=1,
