@@ -286,31 +286,29 @@ async def test_a_task_waiting_past_the_park_limit_is_parked_and_leaves_its_line(
     assert "c2" not in balancer.gate.tickets
 
 
-async def test_ended_waits_do_not_pile_up_behind_a_long_one() -> None:
+async def ended_behind_a_long_wait(count: int, prefix: str) -> Balancer:
+    """A balancer in which ``count`` tasks of tenant ``a`` waited and ended
+    behind one of tenant ``c`` that still waits (``c`` runs one task at a time)."""
     balancer = Balancer()
     await balancer.start()
     balancer.place("c0", "c")
-    balancer.place("stuck", "c")  # waits: c may run one task at a time
+    balancer.place("stuck", "c")
     await balancer.settle()
-    for n in range(1500):
-        balancer.place(f"a{n}", "a")
+    for n in range(count):
+        balancer.place(f"{prefix}{n}", "a")
         await balancer.settle()
-        await balancer.finish(f"a{n}")
+        await balancer.finish(f"{prefix}{n}")
     assert balancer.gate.tickets.keys() == {"c0", "stuck"}
+    return balancer
+
+
+async def test_ended_waits_do_not_pile_up_behind_a_long_one() -> None:
+    balancer = await ended_behind_a_long_wait(1500, "a")
     assert len(balancer.gate._wait_ids) <= 2 * 2 + 1024 + 1
 
 
 async def test_an_ended_wait_behind_a_long_one_keeps_no_ticket_alive() -> None:
-    balancer = Balancer()
-    await balancer.start()
-    balancer.place("c0", "c")
-    balancer.place("stuck", "c")  # waits: c may run one task at a time
-    await balancer.settle()
-    for n in range(10):
-        balancer.place(f"ended{n}", "a")
-        await balancer.settle()
-        await balancer.finish(f"ended{n}")
-    assert balancer.gate.tickets.keys() == {"c0", "stuck"}
+    await ended_behind_a_long_wait(10, "ended")
     gc.collect()
     kept = [o.task_id for o in gc.get_objects() if isinstance(o, Ticket)]
     assert not [task_id for task_id in kept if task_id.startswith("ended")]
