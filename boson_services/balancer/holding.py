@@ -12,7 +12,7 @@ node's window (:mod:`boson_services.balancer.dispatch_state`).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,6 +99,14 @@ class Holding(DispatchPump):
         if admitted and self._start_elsewhere(held, node, only_room):
             return future  # dispatched at once: nothing for the sweep to watch
         self._by_age[id(held)] = held
+        if len(self._by_age) > 2 * len(self.held) + 1024:
+            # A hold replaced by a second hold of its task, then failed or
+            # cancelled, ended without leaving the list (it is let go by its
+            # task id, which names the second): drop such holds rather than
+            # let them wait to reach the front.
+            self._by_age = OrderedDict(
+                (key, listed) for key, listed in self._by_age.items() if not listed.future.done()
+            )
         if node is not None and node.takes_work and not self.is_hot(node):
             self.by_node.setdefault(node.node_id, deque()).append(held)
             self._queued[node.node_id] = None

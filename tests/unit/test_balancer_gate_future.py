@@ -292,6 +292,18 @@ async def test_held_work_a_node_took_later_is_not_kept_alive_behind_a_long_hold(
     assert not waiting.done()
 
 
+async def test_replaced_holds_that_ended_do_not_pile_up_in_the_sweeps_list() -> None:
+    # A task held again replaces its first hold under its id; should the
+    # first then end (its handler cancelled), only the list's bound drops it.
+    d = dispatcher()
+    d.on_snapshot(snapshot([N("a", slots=1)]))
+    huge = ResourceVector(cpu=1e9, memory=1)  # fits nowhere: held for good
+    d.hold("long", huge, None)
+    for _ in range(1100):
+        d.hold("dup", huge, None).cancel()
+    assert len(d._by_age) <= 2 * len(d.held) + 1024 + 1
+
+
 async def test_admitted_work_its_placed_node_can_start_stays_there() -> None:
     d = dispatcher()
     d.on_snapshot(snapshot([N("a", slots=1), N("b", slots=1)]))
