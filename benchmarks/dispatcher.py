@@ -2,13 +2,14 @@
 
 Run ``python -m benchmarks.dispatcher`` from the repo root (no broker).
 
-Every node gets eight times its credit of held work, so none has credit to
-spare; then, ``--ops`` times, a result comes back for some dispatched task
-(its node regains one credit, a pump dispatches) and a new task is held for
-one of the nodes (another pump). That is the balancer's work per task at
-full load, without the broker and the codec; the figure should not fall as
-the cluster grows. Time is the process's CPU time (the loop does no I/O),
-so other work on a shared machine does not inflate it.
+Every node gets eight tasks of held work, twice its credit (two slots, two
+credits a slot), so none has credit to spare; then, ``--ops`` times, a
+result comes back for some dispatched task (its node regains one credit, a
+pump dispatches) and a new task is held for one of the nodes (another
+pump). That is the balancer's work per task at full load, without the
+broker and the codec; the figure should not fall as the cluster grows.
+Time is the process's CPU time (the loop does no I/O), so other work on a
+shared machine does not inflate it.
 
 ``--tenants N`` (repeatable) runs the same loop with admission across N
 tenants in front of the dispatcher, as the balancer would run it: the pool
