@@ -1,4 +1,10 @@
-"""Services that drain at once, then never finish their stop: for tests of the stop's bounds."""
+"""Test services for the stop paths' bounds, and a wait that swallows its cancels.
+
+:class:`BareService` has the namespace's base topology and no consumers: the
+runtime alone, for tests to add a periodic job or a stop of their own to.
+:func:`deaf_to_cancels` is what a library's close stuck for good looks like
+to whoever cancels it.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +21,28 @@ from boson_shared.runtime.service import Service
 from boson_shared.settings import BosonSettings
 
 
-class StuckOnStop(Service):
-    """Drains at once, then waits for good in its ``on_stop`` (a cancel ends it)."""
+async def deaf_to_cancels(released: asyncio.Event | None = None) -> None:
+    """Wait until ``released`` is set (for good without one), swallowing every cancel."""
+    until = released if released is not None else asyncio.Event()
+    while not until.is_set():
+        with contextlib.suppress(asyncio.CancelledError):
+            await until.wait()
 
-    name = "stuck-on-stop"
+
+class BareService(Service):
+    """The namespace's base topology, no consumers."""
 
     def topology(self) -> Topology:
         return self.names.base()
 
     def consumers(self) -> Sequence[ConsumerSpec[Any]]:
         return []
+
+
+class StuckOnStop(BareService):
+    """Drains at once, then waits for good in its ``on_stop`` (a cancel ends it)."""
+
+    name = "stuck-on-stop"
 
     async def on_stop(self) -> None:
         await asyncio.Event().wait()
@@ -41,9 +59,7 @@ class DeafOnStop(StuckOnStop):
         self.released = asyncio.Event()
 
     async def on_stop(self) -> None:
-        while not self.released.is_set():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.released.wait()
+        await deaf_to_cancels(self.released)
 
 
-__all__ = ["DeafOnStop", "StuckOnStop"]
+__all__ = ["BareService", "DeafOnStop", "StuckOnStop", "deaf_to_cancels"]

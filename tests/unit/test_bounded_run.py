@@ -18,21 +18,15 @@ from pathlib import Path
 import pytest
 
 from boson_shared.runtime.bounded_run import run_bounded
+from tests.support.stuck_service import deaf_to_cancels
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _deaf() -> None:
-    """Swallows every cancel and keeps waiting: a close stuck in a library."""
-    while True:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(3600)
-
-
 async def _leaves_a_deaf_task(left: list[asyncio.Task[None]]) -> str:
-    left.append(asyncio.create_task(_deaf(), name="stuck-close"))
+    left.append(asyncio.create_task(deaf_to_cancels(), name="stuck-close"))
     await asyncio.sleep(0)  # it starts, and so takes its cancel in its sleep
     return "done"
 
@@ -46,7 +40,7 @@ def test_a_leftover_task_that_ignores_its_cancel_is_left_behind_and_named(
     assert time.monotonic() - began < 3.0
     assert (
         "1 task(s) did not end within 0.3s of their cancel at shutdown, left behind: "
-        "stuck-close (_deaf)"
+        "stuck-close (deaf_to_cancels)"
     ) in caplog.text
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import tomllib
@@ -24,6 +23,7 @@ from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
 from boson_shared.errors import ConfigError
 from tests.support.monitor import heartbeat, monitor_state
+from tests.support.stuck_service import deaf_to_cancels
 
 
 def settings(**values: object) -> MonitorSettings:
@@ -89,13 +89,6 @@ class ThreadNoting:
         self.threads.append(threading.current_thread().name)
 
 
-async def _deaf() -> None:
-    """Swallows every cancel and keeps waiting: a close stuck in a library."""
-    while True:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(3600)
-
-
 async def test_its_thread_ends_though_a_task_on_its_loop_ignores_its_cancel(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -105,10 +98,10 @@ async def test_its_thread_ends_though_a_task_on_its_loop_ignores_its_cancel(
     thread, loop = dashboard._thread, dashboard.loop
     assert thread is not None
     assert loop is not None
-    loop.call_soon_threadsafe(lambda: loop.create_task(_deaf(), name="dashboard:stuck"))
+    loop.call_soon_threadsafe(lambda: loop.create_task(deaf_to_cancels(), name="dashboard:stuck"))
     await dashboard.stop()
     assert not thread.is_alive(), "the dashboard's thread waits on a task that ignores its cancel"
-    assert "left behind: dashboard:stuck (_deaf)" in caplog.text
+    assert "left behind: dashboard:stuck (deaf_to_cancels)" in caplog.text
 
 
 async def test_cancel_crosses_back_to_the_monitors_loop() -> None:

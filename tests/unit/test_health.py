@@ -7,19 +7,16 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.codec import EnvelopeCodec
 from boson_shared.contract.keyring import Keyring
-from boson_shared.contract.topology import Topology
-from boson_shared.runtime.consumer_spec import ConsumerSpec
 from boson_shared.runtime.health import HealthServer, Response
-from boson_shared.runtime.service import Service
 from boson_shared.settings import BosonSettings
+from tests.support.stuck_service import BareService
 
 
 async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -106,14 +103,8 @@ async def test_port_before_start_and_after_close_is_an_error() -> None:
         _ = health.port
 
 
-class Idle(Service):
+class Idle(BareService):
     name = "idle"
-
-    def topology(self) -> Topology:
-        return self.names.base()
-
-    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return []
 
 
 async def test_service_health_is_503_until_started_then_200() -> None:

@@ -9,7 +9,6 @@ failed run and carries on. The stop must still end it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,12 +25,12 @@ from boson_shared.runtime import service as service_module
 from boson_shared.runtime.consumer_spec import ConsumerSpec, Emit
 from boson_shared.runtime.service import Periodic, Service, start_in_background, stop_all
 from boson_shared.settings import BosonSettings
-from tests.support.stuck_service import DeafOnStop, StuckOnStop
+from tests.support.stuck_service import BareService, DeafOnStop, StuckOnStop, deaf_to_cancels
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class LosesItsCancel(Service):
+class LosesItsCancel(BareService):
     """One periodic job, each call of which turns a cancel into a broker error."""
 
     name = "loses-its-cancel"
@@ -45,12 +44,6 @@ class LosesItsCancel(Service):
         self.called = asyncio.Event()
         self.losing = True
         """False: the job takes its cancel (the test's clean-up)."""
-
-    def topology(self) -> Topology:
-        return self.names.base()
-
-    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return []
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
         return [(self.interval_s, self.look_up)]
@@ -143,7 +136,7 @@ async def test_stop_all_is_bounded_for_a_service_that_ignores_its_cancel(
         broker.close()
 
 
-class IgnoresItsCancel(Service):
+class IgnoresItsCancel(BareService):
     """One periodic job that takes no cancel at all until released."""
 
     name = "ignores-its-cancel"
@@ -156,20 +149,12 @@ class IgnoresItsCancel(Service):
         self.called = asyncio.Event()
         self.released = asyncio.Event()
 
-    def topology(self) -> Topology:
-        return self.names.base()
-
-    def consumers(self) -> Sequence[ConsumerSpec[Any]]:
-        return []
-
     def background(self) -> Sequence[tuple[float, Periodic]]:
         return [(60.0, self.look_up)]
 
     async def look_up(self) -> None:
         self.called.set()
-        while not self.released.is_set():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.released.wait()
+        await deaf_to_cancels(self.released)
 
 
 async def test_a_job_that_ignores_every_cancel_is_left_behind_and_named(
