@@ -154,9 +154,6 @@ class DispatchState:
         """Per distinct demand (its bytes), what the fit rule compares a node's
         free room with (CPU and memory less the tolerance, no GPU part) and
         its GPU part in milli: worked out once, not on every room test."""
-        self._gridded: dict[tuple[float, ...], np.ndarray] = {}
-        """Per distinct demand, its amounts on the grid as one read-only array
-        that the holds asking for it share (most ask for one of a few)."""
 
     # -- credit ------------------------------------------------------------
 

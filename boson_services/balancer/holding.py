@@ -26,11 +26,8 @@ from boson_services.balancer.dispatch_records import (
     TaskPreemptedHere,
 )
 from boson_shared.contract.messages import ResourceVector
-from boson_shared.scheduling.amounts import grid_columns
+from boson_shared.scheduling.amounts import shared_gridded
 from boson_shared.scheduling.devices import mask_of, parse_models, to_milli
-
-GRIDDED_KEPT = 1024
-"""Distinct demands whose gridded arrays the holds share."""
 
 TASK_TIME_RISE = 0.5
 """Weight of a longer task time in a node's running mean: the window shrinks fast."""
@@ -82,7 +79,7 @@ class Holding(DispatchPump):
             future = asyncio.get_running_loop().create_future()
         held = HeldTask(
             task_id,
-            self._on_grid(demand.as_tuple()),
+            shared_gridded(demand.as_tuple()),
             target,
             self.clock(),
             future,
@@ -114,18 +111,6 @@ class Holding(DispatchPump):
             self.flexible.append(held)
         self.pump()
         return future
-
-    def _on_grid(self, amounts: tuple[float, ...]) -> np.ndarray:
-        """``amounts`` on the grid, as the read-only array every hold of that
-        demand shares (made once, not on every hold)."""
-        gridded = self._gridded.get(amounts)
-        if gridded is None:
-            if len(self._gridded) >= GRIDDED_KEPT:
-                self._gridded.clear()
-            gridded = grid_columns(np.asarray(amounts, dtype=np.float64))
-            gridded.flags.writeable = False
-            self._gridded[amounts] = gridded
-        return gridded
 
     def _start_elsewhere(
         self,
@@ -249,4 +234,4 @@ class Holding(DispatchPump):
                 self.pump()
 
 
-__all__ = ["GRIDDED_KEPT", "TASK_TIME_DECAY", "TASK_TIME_RISE", "Holding"]
+__all__ = ["TASK_TIME_DECAY", "TASK_TIME_RISE", "Holding"]

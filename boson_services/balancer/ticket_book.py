@@ -37,11 +37,9 @@ from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.takeover import Census
 from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
 from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer
+from boson_shared.scheduling.amounts import shared_demand
 from boson_shared.scheduling.devices import parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
-
-VECTORS_KEPT = 1024
-"""Distinct demands whose arrays the gate keeps for its tickets to share."""
 
 
 class TicketBook:
@@ -84,7 +82,6 @@ class TicketBook:
         """While set and not done, admission waits for the executors' word on
         the work they hold (:mod:`boson_services.balancer.takeover`)."""
         self.adopted_total = 0
-        self._vectors: dict[tuple[float, ...], tuple[tuple[float, ...], np.ndarray]] = {}
 
     # -- a task's way in -------------------------------------------------------
 
@@ -135,7 +132,9 @@ class TicketBook:
             self.dispatcher.complete(task.task_id)
         now = self.clock()
         models = parse_models(task.requests.gpu_model) if task.requests else None
-        amounts, vector = self._vector(demand.as_tuple())
+        # The demand as admission and the room test take it, shared by the
+        # tickets that ask for it, not one each.
+        amounts, vector = shared_demand(demand.as_tuple())
         ticket = Ticket(
             task.task_id,
             task.tenant,
@@ -160,19 +159,6 @@ class TicketBook:
             models=models,
         )
         return ticket
-
-    def _vector(self, amounts: tuple[float, ...]) -> tuple[tuple[float, ...], np.ndarray]:
-        """The demand as admission and the dispatcher's room test take it: one
-        tuple and one read-only array per distinct demand, shared by the
-        tickets that ask for it (most ask for one of a few), not one each."""
-        shared = self._vectors.get(amounts)
-        if shared is None:
-            if len(self._vectors) >= VECTORS_KEPT:
-                self._vectors.clear()
-            vector = np.array(amounts, dtype=np.float64)
-            vector.flags.writeable = False
-            shared = self._vectors[amounts] = (amounts, vector)
-        return shared
 
     def _wait(self, ticket: Ticket, now: float) -> None:
         ticket.turn = asyncio.get_running_loop().create_future()
@@ -281,7 +267,7 @@ class TicketBook:
             self.tickets[held.task_id] = Ticket(
                 held.task_id,
                 held.tenant,
-                self._vector(demand)[1],
+                shared_demand(demand)[1],
                 None,
                 held.priority,
                 now,
@@ -390,4 +376,4 @@ def _adopted_start(future: asyncio.Future[str]) -> asyncio.Future[str]:
     raise RuntimeError("an adopted task is not held by this balancer")
 
 
-__all__ = ["VECTORS_KEPT", "TicketBook"]
+__all__ = ["TicketBook"]

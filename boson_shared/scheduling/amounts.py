@@ -19,6 +19,7 @@ amount moves by at most half a step (about 5e-7 units) on the grid.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import numpy as np
@@ -42,4 +43,35 @@ def grid_columns(arr: NDArray[np.float64], columns: int = 2) -> NDArray[np.float
     return out
 
 
-__all__ = ["GRID", "GRID_STEP", "grid_columns", "on_grid"]
+DEMANDS_KEPT: Final = 1024
+"""Distinct demands whose shared arrays are kept (:func:`shared_demand`,
+:func:`shared_gridded`): tasks mostly ask for one of a few."""
+
+
+@functools.lru_cache(maxsize=DEMANDS_KEPT)
+def shared_demand(amounts: tuple[float, ...]) -> tuple[tuple[float, ...], NDArray[np.float64]]:
+    """``amounts`` as one tuple and one read-only array that every caller
+    asking for the same amounts shares (made once, not once a task)."""
+    vector = np.array(amounts, dtype=np.float64)
+    vector.flags.writeable = False
+    return amounts, vector
+
+
+@functools.lru_cache(maxsize=DEMANDS_KEPT)
+def shared_gridded(amounts: tuple[float, ...]) -> NDArray[np.float64]:
+    """``amounts`` with CPU and memory on the grid (:func:`grid_columns`), as
+    one read-only array that every caller asking for the same amounts shares."""
+    gridded = grid_columns(np.asarray(amounts, dtype=np.float64))
+    gridded.flags.writeable = False
+    return gridded
+
+
+__all__ = [
+    "DEMANDS_KEPT",
+    "GRID",
+    "GRID_STEP",
+    "grid_columns",
+    "on_grid",
+    "shared_demand",
+    "shared_gridded",
+]
