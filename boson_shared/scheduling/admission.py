@@ -134,28 +134,40 @@ class Admission(TenantLines):
         (0: none); for a tenant ``within`` its guarantee, no more than take it
         to its guarantee (at least one: past it the tenant borrows, and waits
         behind every tenant still below its own)."""
+        d0, d1, d2 = w.demand
+        u0, u1, u2 = t.usage
+        c0, c1, c2 = t.ceiling
+        p0, p1, p2 = self._pool
+        s0, s1, s2 = self._total
         room = float(w.count)
-        by_guarantee = math.inf
-        ceiling, usage, pool, total = t.ceiling, t.usage, self._pool, self._total
-        guarantee = t.guarantee
-        demand = w.demand
-        for r in range(3):
-            d = demand[r]
-            if d > 0:
-                by_ceiling = (ceiling[r] - usage[r] + EPSILON) / d
-                by_pool = (pool[r] - total[r] + EPSILON) / d
-                if by_ceiling < room:
-                    room = by_ceiling
-                if by_pool < room:
-                    room = by_pool
-                if room < 1:
-                    return 0
-                if within:
-                    g = (guarantee[r] - usage[r] + EPSILON) / d
-                    if g < by_guarantee:
-                        by_guarantee = g
-        if by_guarantee < room:
-            room = by_guarantee if by_guarantee >= 1 else 1.0
+        # Written out over the three resources (this runs for every offer):
+        # per resource the task asks for, what is left under the tenant's
+        # ceiling and in the pool, the smaller of the two, in instances.
+        if d0 > 0:
+            left = c0 - u0 if c0 - u0 < p0 - s0 else p0 - s0
+            if (left + EPSILON) / d0 < room:
+                room = (left + EPSILON) / d0
+        if d1 > 0:
+            left = c1 - u1 if c1 - u1 < p1 - s1 else p1 - s1
+            if (left + EPSILON) / d1 < room:
+                room = (left + EPSILON) / d1
+        if d2 > 0:
+            left = c2 - u2 if c2 - u2 < p2 - s2 else p2 - s2
+            if (left + EPSILON) / d2 < room:
+                room = (left + EPSILON) / d2
+        if room < 1:
+            return 0
+        if within:
+            g0, g1, g2 = t.guarantee
+            by_guarantee = math.inf
+            if d0 > 0 and (g0 - u0 + EPSILON) / d0 < by_guarantee:
+                by_guarantee = (g0 - u0 + EPSILON) / d0
+            if d1 > 0 and (g1 - u1 + EPSILON) / d1 < by_guarantee:
+                by_guarantee = (g1 - u1 + EPSILON) / d1
+            if d2 > 0 and (g2 - u2 + EPSILON) / d2 < by_guarantee:
+                by_guarantee = (g2 - u2 + EPSILON) / d2
+            if by_guarantee < room:
+                room = by_guarantee if by_guarantee >= 1 else 1.0
         return int(room)
 
     def admit(
@@ -198,7 +210,7 @@ class Admission(TenantLines):
             for rank in order:
                 if rank[0] >= 2.0:
                     break  # from here on, nothing waits
-                k = int(rank[2])
+                k = rank[2]
                 b = tenants[k].blocked
                 if (
                     b is not None

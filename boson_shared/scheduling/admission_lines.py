@@ -37,6 +37,11 @@ DEFAULT_WINDOW = 16
 """Tasks of one tenant that a pass may skip (unadmissible or unplaceable)."""
 
 
+Rank = tuple[float, float, int]
+"""A tenant's place in the admission order: 0 below its guarantee, 1
+borrowing, 2 nothing waiting; its weighted dominant share; its index."""
+
+
 class TenantLines:
     """Tenants, their lines and their usage in one pool (no passes: see Admission)."""
 
@@ -72,10 +77,9 @@ class TenantLines:
         self._width = width
         self._pool: tuple[float, ...] = (0.0,) * width
         self._total = [0.0] * width
-        self._ranks: list[tuple[float, ...]] = [(2.0, 0.0, float(i)) for i in range(len(specs))]
-        """Each tenant's place in the admission order: (0 below its guarantee,
-        1 borrowing, 2 nothing waiting; weighted dominant share; index)."""
-        self._order: list[tuple[float, ...]] = sorted(self._ranks)
+        self._ranks: list[Rank] = [(2.0, 0.0, i) for i in range(len(specs))]
+        """Each tenant's place in the admission order (see :data:`Rank`)."""
+        self._order: list[Rank] = sorted(self._ranks)
         """Every tenant's rank, in order: a pass takes the first it may serve."""
         if width != 3:
             raise ValueError("admission handles exactly three resources")
@@ -182,34 +186,42 @@ class TenantLines:
         # Its entry: its place in line (given back first; priority with aging;
         # the caller's order; submission order; a tie-breaker) and, last, itself.
         heapq.heappush(line, (key0, key1, w.order, w.arrival, next(self._seq), w))
-        pending, n = t.pending, w.count
-        pending[0] += d0 * n
-        pending[1] += d1 * n
-        pending[2] += d2 * n
+        n = w.count
+        pending = t.pending
+        p0, p1, p2 = pending
+        pending[:] = (p0 + d0 * n, p1 + d1 * n, p2 + d2 * n)
         if line[0][WORK] is not was_head:
             self._rerank(w.tenant)
 
     def _rerank(self, i: int) -> None:
+        """Give tenant ``i`` its rank (:data:`Rank`) from its usage and its
+        line's head, keeping :attr:`_order` sorted, and its claim with it."""
         t = self._tenants[i]
-        usage, pool = t.usage, self._pool
-        share = 0.0
-        for r in range(3):
-            p = pool[r]
-            if p > 0 and usage[r] > share * p:
-                share = usage[r] / p
+        u0, u1, u2 = t.usage
+        p0, p1, p2 = self._pool
+        # The dominant share, written out over the three resources (this runs
+        # twice for every task): the largest fraction of the pool it uses.
+        share = u0 / p0 if p0 > 0 and u0 > 0 else 0.0
+        if p1 > 0 and u1 > share * p1:
+            share = u1 / p1
+        if p2 > 0 and u2 > share * p2:
+            share = u2 / p2
         share /= t.weight
-        if not t.line:
-            self._place_in_order(i, (2.0, share, float(i)))
-            self._drop_claim(i, t)
-            return
-        head = t.line[0][WORK].demand
-        g = t.guarantee
-        within = (
-            usage[0] + head[0] <= g[0] + EPSILON
-            and usage[1] + head[1] <= g[1] + EPSILON
-            and usage[2] + head[2] <= g[2] + EPSILON
-        )
-        self._place_in_order(i, (0.0 if within else 1.0, share, float(i)))
+        line = t.line
+        if line:
+            h0, h1, h2 = line[0][WORK].demand
+            g0, g1, g2 = t.guarantee
+            within = u0 + h0 <= g0 + EPSILON and u1 + h1 <= g1 + EPSILON and u2 + h2 <= g2 + EPSILON
+            rank = (0.0 if within else 1.0, share, i)
+        else:
+            within = False
+            rank = (2.0, share, i)
+        old = self._ranks[i]
+        if rank != old:
+            order = self._order
+            del order[bisect.bisect_left(order, old)]
+            bisect.insort(order, rank)
+            self._ranks[i] = rank
         if not within:
             self._drop_claim(i, t)
         elif t.may_preempt and t.claim_since is None:
@@ -220,16 +232,6 @@ class TenantLines:
         if t.claim_since is not None:
             t.claim_since = None
             self._claims.discard(i)
-
-    def _place_in_order(self, i: int, rank: tuple[float, ...]) -> None:
-        """Give tenant ``i`` its new rank, keeping :attr:`_order` sorted."""
-        old = self._ranks[i]
-        if rank == old:
-            return
-        order = self._order
-        del order[bisect.bisect_left(order, old)]
-        bisect.insort(order, rank)
-        self._ranks[i] = rank
 
     def _settle(self, t: TenantState) -> None:
         """Drop admitted entries off the top of the tenant's line."""
@@ -244,17 +246,17 @@ class TenantLines:
                 self._least = (math.inf,) * self._width  # nothing waits: no bound left
 
     def _charge(self, t: TenantState, demand: Sequence[float], count: int) -> None:
+        d0, d1, d2 = demand
+        if count != 1:
+            d0, d1, d2 = d0 * count, d1 * count, d2 * count
+        # Each list updated in place (callers hold them) in one store.
         usage, pending, total = t.usage, t.pending, self._total
-        d0, d1, d2 = demand[0] * count, demand[1] * count, demand[2] * count
-        usage[0] += d0
-        usage[1] += d1
-        usage[2] += d2
-        pending[0] -= d0
-        pending[1] -= d1
-        pending[2] -= d2
-        total[0] += d0
-        total[1] += d1
-        total[2] += d2
+        u0, u1, u2 = usage
+        usage[:] = (u0 + d0, u1 + d1, u2 + d2)
+        w0, w1, w2 = pending
+        pending[:] = (w0 - d0, w1 - d1, w2 - d2)
+        s0, s1, s2 = total
+        total[:] = (s0 + d0, s1 + d1, s2 + d2)
 
     def adopt(
         self,
@@ -286,17 +288,18 @@ class TenantLines:
         if n <= 0:
             return
         run.count -= n
-        usage, total, demand = self._tenants[run.tenant].usage, self._total, run.demand
-        # Unrolled over the three resources: this runs for every result.
-        d0, d1, d2 = demand[0] * n, demand[1] * n, demand[2] * n
-        u0, u1, u2 = usage[0] - d0, usage[1] - d1, usage[2] - d2
-        usage[0] = u0 if u0 > 0.0 else 0.0
-        usage[1] = u1 if u1 > 0.0 else 0.0
-        usage[2] = u2 if u2 > 0.0 else 0.0
-        s0, s1, s2 = total[0] - d0, total[1] - d1, total[2] - d2
-        total[0] = s0 if s0 > 0.0 else 0.0
-        total[1] = s1 if s1 > 0.0 else 0.0
-        total[2] = s2 if s2 > 0.0 else 0.0
+        d0, d1, d2 = run.demand
+        if n != 1:
+            d0, d1, d2 = d0 * n, d1 * n, d2 * n
+        # Written out over the three resources (this runs for every result),
+        # each list updated in place (callers hold them), never below 0.
+        usage, total = self._tenants[run.tenant].usage, self._total
+        u0, u1, u2 = usage
+        u0, u1, u2 = u0 - d0, u1 - d1, u2 - d2
+        usage[:] = (u0 if u0 > 0.0 else 0.0, u1 if u1 > 0.0 else 0.0, u2 if u2 > 0.0 else 0.0)
+        s0, s1, s2 = total
+        s0, s1, s2 = s0 - d0, s1 - d1, s2 - d2
+        total[:] = (s0 if s0 > 0.0 else 0.0, s1 if s1 > 0.0 else 0.0, s2 if s2 > 0.0 else 0.0)
         self._rerank(run.tenant)
         if run.count == 0:
             self._ended += 1
@@ -339,4 +342,4 @@ class TenantLines:
         return starts[0][0] if starts else None
 
 
-__all__ = ["AGING_STEP_S", "DEFAULT_PREEMPT_GRACE_S", "DEFAULT_WINDOW", "TenantLines"]
+__all__ = ["AGING_STEP_S", "DEFAULT_PREEMPT_GRACE_S", "DEFAULT_WINDOW", "Rank", "TenantLines"]
