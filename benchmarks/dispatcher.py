@@ -18,7 +18,11 @@ the rest, as many again, wait in their tenants' lines (quotas in the ratio
 of weights 1 to 4, unlimited borrowing, preemption allowed); each result
 releases its task's quota and a new task is submitted, then a pass admits
 what fits (holding it for its node, the same node the run without tenants
-would) and reclaim runs. The dispatcher so does the same work in both
+would). Reclaim and the sweep that parks work past its age run on the live
+balancer's timers (:data:`~boson_services.balancer.app.RECLAIM_INTERVAL_S`,
+:data:`~boson_services.balancer.app.SWEEP_INTERVAL_S`) on the runs' clock,
+which advances :data:`TASK_STEP_S` a task — on both sides of a comparison
+where both have them. The dispatcher so does the same work in both
 runs, and the difference is admission's. The table gives the rate, the
 microseconds admission adds to each task against the run without tenants,
 and the CPU time spent inside admission's calls alone (less the
@@ -59,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from boson_services.balancer.app import RECLAIM_INTERVAL_S, SWEEP_INTERVAL_S
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import (
@@ -76,6 +81,13 @@ BACKLOG_PER_NODE = 8
 
 WAITING_PER_NODE = 8
 """With tenants, tasks per node waiting in the tenants' lines beyond those admitted."""
+
+TASK_STEP_S = 0.001
+"""The runs' clock advances this much a task (a result and a new task)."""
+RECLAIM_EVERY = round(RECLAIM_INTERVAL_S / TASK_STEP_S)
+"""Tasks between two reclaims: the live balancer reclaims on a timer, not per task."""
+SWEEP_EVERY = round(SWEEP_INTERVAL_S / TASK_STEP_S)
+"""Tasks between two sweeps (parking what waited too long), on a timer there too."""
 
 
 def snapshot(nodes: int) -> ClusterSnapshot:
@@ -124,12 +136,14 @@ async def rate(nodes: int, ops: int, *, turn: bool = False) -> float:
         dispatcher.hold(f"t{held}", demand, f"n{held % nodes}")
         held += 1
     start = time.process_time()
-    for _ in range(ops):
+    for op in range(ops):
         dispatcher.complete(next(iter(dispatcher.where)))
         if turn:
             task = TaskSubmitted(task_id=f"t{held}", handler="noop", reply_to="bench")
             dispatcher.hold(task.task_id, demand, f"n{held % nodes}")
             await asyncio.sleep(0)
+            if op % SWEEP_EVERY == 0:
+                dispatcher.overdue(600.0)  # the sweep, as through the gate
         else:
             dispatcher.hold(f"t{held}", demand, f"n{held % nodes}")
         held += 1
@@ -232,8 +246,8 @@ async def rate_with_handlers(nodes: int, ops: int, tenants: int | None = None) -
         gate.admit()
     await asyncio.sleep(0)  # the handlers of what a node took go on
     start = time.process_time()
-    for _ in range(ops):
-        now += 0.001
+    for op in range(ops):
+        now += TASK_STEP_S
         done = next(iter(dispatcher.where))
         dispatcher.complete(done)
         if gate is not None:
@@ -243,9 +257,13 @@ async def rate_with_handlers(nodes: int, ops: int, tenants: int | None = None) -
         # A turn of the loop: the handlers of what a node took go on, and
         # with the gate its one admission pass runs.
         await asyncio.sleep(0)
-        if gate is not None:
+        # The live balancer's timers, on this run's clock, on both sides.
+        if gate is not None and op % RECLAIM_EVERY == 0:
             gate.reclaim()
-            gate.overdue(600.0)
+        if op % SWEEP_EVERY == 0:
+            dispatcher.overdue(600.0)
+            if gate is not None:
+                gate.overdue(600.0)
     took = time.process_time() - start
     handlers.close()
     return ops / took
@@ -316,8 +334,8 @@ async def rate_with_tenants(nodes: int, tenants: int, ops: int, *, inside: bool 
     assert held == nodes * BACKLOG_PER_NODE
     spent = placing = 0.0
     start = time.process_time()
-    for _ in range(ops):
-        now += 0.001
+    for op in range(ops):
+        now += TASK_STEP_S
         done = next(iter(dispatcher.where))
         dispatcher.complete(done)
         began = time.process_time() if inside else 0.0
@@ -325,7 +343,8 @@ async def rate_with_tenants(nodes: int, tenants: int, ops: int, *, inside: bool 
         admission.submit(f"t{submitted}", names[submitted % tenants], vector, now)
         submitted += 1
         admission.admit(now, place)
-        admission.reclaim(now)
+        if op % RECLAIM_EVERY == 0:
+            admission.reclaim(now)
         if inside:
             spent += time.process_time() - began
     elapsed = time.process_time() - start
@@ -340,7 +359,8 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     hand up to its wait on the gate's future, and on once a node took it);
     each result ends its ticket;
     then the event loop turns once — running the one admission pass the
-    turn's result and new task asked for — and reclaim runs. The run it
+    turn's result and new task asked for — and reclaim and the sweep run on
+    their timers (see the module docstring). The run it
     is compared to (:func:`rate` with ``turn``) turns the loop once a task
     too and makes each task's message as this one does.
     """
@@ -395,8 +415,8 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
     gate.admit()
     resume_admitted()
     start_cpu = time.process_time()
-    for _ in range(ops):
-        now += 0.001
+    for op in range(ops):
+        now += TASK_STEP_S
         done = next(iter(dispatcher.where))
         dispatcher.complete(done)
         gate.finished(done)
@@ -404,8 +424,12 @@ async def rate_through_gate(nodes: int, tenants: int, ops: int) -> float:
         submitted += 1
         await asyncio.sleep(0)  # a turn of the loop: its one admission pass
         resume_admitted()
-        gate.reclaim()
-        gate.overdue(600.0)  # the sweep's, which also forgets waits that ended
+        # The live balancer's timers, on this run's clock.
+        if op % RECLAIM_EVERY == 0:
+            gate.reclaim()
+        if op % SWEEP_EVERY == 0:
+            dispatcher.overdue(600.0)
+            gate.overdue(600.0)  # the sweep's, which also forgets waits that ended
     took = time.process_time() - start_cpu
     for entering in waiting.values():
         entering.close()

@@ -49,8 +49,9 @@ snapshot lag, with room to spare)."""
 
 logger = logging.getLogger(__name__)
 
-_SWEEP_INTERVAL_S = 0.5
-_RECLAIM_INTERVAL_S = 0.25
+SWEEP_INTERVAL_S = 0.5
+"""How often held and waiting work past its age is parked."""
+RECLAIM_INTERVAL_S = 0.25
 """How often a claim's grace is checked (it costs one comparison when none is due)."""
 
 
@@ -129,12 +130,12 @@ class BalancerService(Service):
 
     def background(self) -> Sequence[tuple[float, Periodic]]:
         tasks: list[tuple[float, Periodic]] = [
-            (_SWEEP_INTERVAL_S, self.sweep),
+            (SWEEP_INTERVAL_S, self.sweep),
             (self.balancer_settings.report_interval_s, self.report),
             (self.balancer_settings.tenants_report_interval_s, self.report_tenants),
         ]
         if self.gate is not None:
-            tasks.append((_RECLAIM_INTERVAL_S, self.reclaim))
+            tasks.append((RECLAIM_INTERVAL_S, self.reclaim))
         return tasks
 
     async def sweep(self) -> None:
@@ -250,4 +251,4 @@ def create(settings: BalancerSettings, transport: Transport, codec: Codec) -> Ba
     return BalancerService(settings, transport, codec)
 
 
-__all__ = ["BalancerService", "create"]
+__all__ = ["RECLAIM_INTERVAL_S", "SWEEP_INTERVAL_S", "BalancerService", "create"]
