@@ -189,7 +189,9 @@ class TenantLines:
         n = w.count
         pending = t.pending
         p0, p1, p2 = pending
-        pending[:] = (p0 + d0 * n, p1 + d1 * n, p2 + d2 * n)
+        pending[0] = p0 + d0 * n
+        pending[1] = p1 + d1 * n
+        pending[2] = p2 + d2 * n
         if line[0][WORK] is not was_head:
             self._rerank(w.tenant)
 
@@ -249,14 +251,20 @@ class TenantLines:
         d0, d1, d2 = demand
         if count != 1:
             d0, d1, d2 = d0 * count, d1 * count, d2 * count
-        # Each list updated in place (callers hold them) in one store.
+        # Written out over the three resources: this runs for every task.
         usage, pending, total = t.usage, t.pending, self._total
         u0, u1, u2 = usage
-        usage[:] = (u0 + d0, u1 + d1, u2 + d2)
+        usage[0] = u0 + d0
+        usage[1] = u1 + d1
+        usage[2] = u2 + d2
         w0, w1, w2 = pending
-        pending[:] = (w0 - d0, w1 - d1, w2 - d2)
+        pending[0] = w0 - d0
+        pending[1] = w1 - d1
+        pending[2] = w2 - d2
         s0, s1, s2 = total
-        total[:] = (s0 + d0, s1 + d1, s2 + d2)
+        total[0] = s0 + d0
+        total[1] = s1 + d1
+        total[2] = s2 + d2
 
     def adopt(
         self,
@@ -292,14 +300,18 @@ class TenantLines:
         if n != 1:
             d0, d1, d2 = d0 * n, d1 * n, d2 * n
         # Written out over the three resources (this runs for every result),
-        # each list updated in place (callers hold them), never below 0.
+        # never below 0.
         usage, total = self._tenants[run.tenant].usage, self._total
         u0, u1, u2 = usage
         u0, u1, u2 = u0 - d0, u1 - d1, u2 - d2
-        usage[:] = (u0 if u0 > 0.0 else 0.0, u1 if u1 > 0.0 else 0.0, u2 if u2 > 0.0 else 0.0)
+        usage[0] = u0 if u0 > 0.0 else 0.0
+        usage[1] = u1 if u1 > 0.0 else 0.0
+        usage[2] = u2 if u2 > 0.0 else 0.0
         s0, s1, s2 = total
         s0, s1, s2 = s0 - d0, s1 - d1, s2 - d2
-        total[:] = (s0 if s0 > 0.0 else 0.0, s1 if s1 > 0.0 else 0.0, s2 if s2 > 0.0 else 0.0)
+        total[0] = s0 if s0 > 0.0 else 0.0
+        total[1] = s1 if s1 > 0.0 else 0.0
+        total[2] = s2 if s2 > 0.0 else 0.0
         self._rerank(run.tenant)
         if run.count == 0:
             self._ended += 1
