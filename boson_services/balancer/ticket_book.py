@@ -36,7 +36,7 @@ from boson_services.balancer.dispatch_records import HeldTooLongError, TaskCance
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.takeover import Census
 from boson_shared.contract.messages import HeldTask, ResourceVector, TaskSubmitted
-from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer
+from boson_shared.scheduling.admission import NO_ROOM, Admission, Running
 from boson_shared.scheduling.amounts import shared_demand
 from boson_shared.scheduling.devices import parse_models
 from boson_shared.scheduling.tenants import TenantsConfig
@@ -99,19 +99,23 @@ class TicketBook:
         :class:`~boson_services.balancer.dispatch_records.TaskPreemptedHere`. A
         handler cancelled while it waits (draining) calls :meth:`left`.
         """
-        ticket = self.tickets.get(task.task_id)
-        if ticket is not None and ticket.told_preempted:
-            # Its handler is back from a preemption here. Before the handler
-            # woke, a pass may have admitted it again and handed the turn to
-            # the dispatcher (that hold is its, not a second one), or a
-            # cancel may have ended its wait (it does not join again).
-            ticket.told_preempted = False
-            if ticket.turn is not None and (ticket.run is not None or ticket.turn.done()):
-                return ticket.turn
-        if ticket is not None and ticket.run is not None:
-            return start(asyncio.get_running_loop().create_future())
-        if ticket is None or not ticket.waiting:
-            ticket = self._join(task, demand, start, front, ticket)
+        task_id = task.task_id
+        ticket = self.tickets.get(task_id)
+        if ticket is None:
+            ticket = self._join(task_id, task, demand, start, front, None)
+        else:
+            if ticket.told_preempted:
+                # Its handler is back from a preemption here. Before the handler
+                # woke, a pass may have admitted it again and handed the turn to
+                # the dispatcher (that hold is its, not a second one), or a
+                # cancel may have ended its wait (it does not join again).
+                ticket.told_preempted = False
+                if ticket.turn is not None and (ticket.run is not None or ticket.turn.done()):
+                    return ticket.turn
+            if ticket.run is not None:
+                return start(asyncio.get_running_loop().create_future())
+            if not ticket.waiting:
+                ticket = self._join(task_id, task, demand, start, front, ticket)
         turn = ticket.turn
         assert turn is not None
         self.request_pass()
@@ -119,43 +123,44 @@ class TicketBook:
 
     def _join(
         self,
+        task_id: str,
         task: TaskSubmitted,
         demand: ResourceVector,
         start: StartHold,
         front: bool,
         away: Ticket | None,
     ) -> Ticket:
-        if task.tenant not in self.admission.index:
-            raise UnknownTenantError(task.tenant, self.admission.names)
-        if task.task_id in self.dispatcher.where:
+        # The message's fields read once each (a model's attributes cost more
+        # than a plain object's).
+        tenant, priority, requests = task.tenant, task.priority, task.requests
+        if tenant not in self.admission.index:
+            raise UnknownTenantError(tenant, self.admission.names)
+        if task_id in self.dispatcher.where:
             # Back from a preemption: its node no longer runs it.
-            self.dispatcher.complete(task.task_id)
+            self.dispatcher.complete(task_id)
         now = self.clock()
-        models = parse_models(task.requests.gpu_model) if task.requests else None
+        models = parse_models(requests.gpu_model) if requests else None
         # The demand as admission and the room test take it, shared by the
         # tickets that ask for it, not one each.
         amounts, vector = shared_demand(demand.as_tuple())
+        if away is None:
+            since, order, preempted = now, float(next(self._joined)), 0
+        else:
+            since, order, preempted = away.since, away.order, away.preempted
+            front = True
         ticket = Ticket(
-            task.task_id,
-            task.tenant,
-            vector,
-            models,
-            task.priority,
-            away.since if away is not None else now,
-            away.order if away is not None else float(next(self._joined)),
-            start,
-            preempted=away.preempted if away is not None else 0,
+            task_id, tenant, vector, models, priority, since, order, start, preempted=preempted
         )
-        self.tickets[task.task_id] = ticket
+        self.tickets[task_id] = ticket
         self._wait(ticket, now)
         self.admission.submit(
-            task.task_id,
-            task.tenant,
+            task_id,
+            tenant,
             amounts,
-            ticket.since,
-            priority=task.priority,
-            order=ticket.order,
-            front=front or away is not None,
+            since,
+            priority=priority,
+            order=order,
+            front=front,
             models=models,
         )
         return ticket
@@ -202,7 +207,7 @@ class TicketBook:
         if self._pass_pending:
             self.admit()
 
-    def _place(self, offer: Offer) -> int:
+    def _place(self, offer: Running) -> int:
         ticket = self.tickets.get(str(offer.key))
         if ticket is None or not ticket.waiting:
             return 0
@@ -218,7 +223,7 @@ class TicketBook:
             return 0 if self._least_fits else NO_ROOM
         assert ticket.turn is not None
         self._least_fits = None  # the hold takes room and credit: ask again
-        ticket.run = offer.run
+        ticket.run = offer
         ticket.queued = False
         ticket.start(ticket.turn)
         return 1
