@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Hashable, Sequence
 
-from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec
 
 ADMITTED_PER_NODE = 8
@@ -47,8 +47,8 @@ def per_task(nodes: int, tenants: int, ops: int) -> float:
     runs: dict[Hashable, Running] = {}
     order: deque[Hashable] = deque()
 
-    def place(offer: Offer) -> int:
-        runs[offer.key] = offer.run
+    def place(offer: Running) -> int:
+        runs[offer.key] = offer
         order.append(offer.key)
         return 1
 

@@ -73,7 +73,7 @@ from boson_shared.contract.messages import (
     TaskSubmitted,
 )
 from boson_shared.runtime.heap import freeze_start_up_heap
-from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec
 
 BACKLOG_PER_NODE = 8
@@ -315,13 +315,13 @@ async def rate_with_tenants(nodes: int, tenants: int, ops: int, *, inside: bool 
     held = 0
     now = 0.0
 
-    def place(offer: Offer) -> int:
+    def place(offer: Running) -> int:
         nonlocal held, placing
         started = time.process_time() if inside else 0.0
         task_id = str(offer.key)
         dispatcher.hold(task_id, demand, f"n{held % nodes}")
         held += 1
-        runs[task_id] = offer.run
+        runs[task_id] = offer
         if inside:
             placing += time.process_time() - started
         return 1

@@ -44,7 +44,6 @@ from boson.simulation.trace_types import Cluster, NodeEvents, Workload
 from boson_shared.scheduling.admission import (
     DEFAULT_PREEMPT_GRACE_S,
     Admission,
-    Offer,
     Running,
 )
 from boson_shared.scheduling.table import NodeTable
@@ -206,14 +205,14 @@ class TenantSimulation(Simulation):
             self.admission.admit(self.now, self._place)
         self.tenants.check_reach(self.now, self._pool_seen[self._bottleneck])
 
-    def _place(self, offer: Offer) -> int:
+    def _place(self, offer: Running) -> int:
         task = offer.key
         assert isinstance(task, int)
         nodes, masks = place_instances_on_devices(
             self.placer, self.table, self.workload.demand[task], offer.count
         )
         if nodes.size:
-            self._start_run(task, nodes, offer.run, masks)
+            self._start_run(task, nodes, offer, masks)
         return int(nodes.size)
 
     def _start_run(

@@ -51,7 +51,6 @@ from boson_shared.scheduling.admission_reclaim import (
 from boson_shared.scheduling.admission_state import (
     EPSILON,
     WORK,
-    Offer,
     Running,
     TenantState,
     Victim,
@@ -173,15 +172,16 @@ class Admission(TenantLines):
     def admit(
         self,
         now: float,
-        place: Callable[[Offer], int],
+        place: Callable[[Running], int],
         more: Callable[[], bool] | None = None,
     ) -> int:
         """One pass: offer capacity to waiting work in order; instances admitted.
 
-        ``place`` gets each offer and returns how many of its instances it
+        ``place`` gets each offer — the :class:`Running` it would become,
+        ``count`` the instances it may start — and returns how many it
         started (0: none fit anywhere; :data:`NO_ROOM`: nothing waiting fits
         anywhere, so the pass ends); those count against the tenant from
-        then on, under ``offer.run``, until :meth:`release`. A task refused
+        then on, under that run, until :meth:`release`. A task refused
         is not offered again in the same pass. ``more``, asked after each
         admission, may end the pass as :data:`NO_ROOM` would, before the
         next offer is made (the placer knows it has no room left at all).
@@ -260,7 +260,7 @@ class Admission(TenantLines):
         i: int,
         t: TenantState,
         now: float,
-        place: Callable[[Offer], int],
+        place: Callable[[Running], int],
         placer_refused: set[Hashable],
     ) -> int:
         """Admit from the tenant's line, its head first; instances admitted
@@ -302,7 +302,7 @@ class Admission(TenantLines):
                 w.key,
                 i,
                 w.demand,
-                0,
+                allowed,
                 w.priority,
                 w.order,
                 w.since,
@@ -311,7 +311,7 @@ class Admission(TenantLines):
                 w.arrival,
                 w.models,
             )
-            placed = place(Offer(w.key, t.name, w.demand, allowed, run))
+            placed = place(run)
             if placed == NO_ROOM:
                 t.unplaced = True
                 t.blocked = None
@@ -417,7 +417,6 @@ __all__ = [
     "DeviceRoom",
     "Devices",
     "NodeRoom",
-    "Offer",
     "Running",
     "Victim",
     "Waiting",

@@ -41,7 +41,11 @@ WORK: Final = 5
 
 @dataclass(slots=True, eq=False)
 class Running:
-    """Instances admitted together: the handle the caller releases or stops."""
+    """Instances admitted together: the handle the caller releases or stops.
+
+    A pass offers a task to the caller's placer as the run it would become:
+    ``count`` is then how many instances it may start, and becomes how many
+    the placer started (one object an offer, kept if taken)."""
 
     key: Hashable
     tenant: int
@@ -55,20 +59,6 @@ class Running:
     arrival: int
     models: frozenset[str] | None = None
     """The GPU models its devices must be (kept for its way back to its line)."""
-
-
-@dataclass(slots=True, eq=False)
-class Offer:
-    """What a pass offers the caller to place: up to ``count`` instances of ``key``.
-
-    (Not frozen: a pass makes one per offer, and a frozen dataclass's
-    ``__init__`` costs several times a plain one's.)"""
-
-    key: Hashable
-    tenant: str
-    demand: tuple[float, ...]
-    count: int
-    run: Running
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +106,6 @@ __all__ = [
     "EPSILON",
     "WORK",
     "LineEntry",
-    "Offer",
     "Running",
     "TenantState",
     "Victim",

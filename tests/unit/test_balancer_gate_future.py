@@ -26,7 +26,7 @@ from boson_services.balancer.dispatch_records import (
 from boson_services.balancer.dispatcher import Dispatcher
 from boson_services.balancer.tenancy import AdmissionGate
 from boson_shared.contract.messages import ResourceVector, TaskSubmitted
-from boson_shared.scheduling.admission import Admission, Offer
+from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import parse_tenants
 from tests.support.balancer import N, dispatcher, snapshot
 from tests.support.fakes import Clock
@@ -196,13 +196,13 @@ def test_the_gate_hands_tasks_to_the_dispatcher_in_admissions_order(
     runs = {}
     order: list[str] = []
 
-    def place(offer: Offer) -> int:
+    def place(offer: Running) -> int:
         nonlocal credit
         if credit == 0:
             return 0
         credit -= 1
         order.append(str(offer.key))
-        runs[str(offer.key)] = offer.run
+        runs[str(offer.key)] = offer
         return 1
 
     for k, (tenant, priority) in enumerate(tasks):

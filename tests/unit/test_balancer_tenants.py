@@ -18,7 +18,7 @@ from boson_shared.contract.messages import (
     TaskPlaced,
     TaskResult,
 )
-from boson_shared.scheduling.admission import Offer
+from boson_shared.scheduling.admission import Running
 from boson_shared.scheduling.tenants import UNKNOWN_TENANT
 from tests.support.balancer import N, snapshot
 from tests.support.tenants_balancer import GRACE_S, Balancer, placed
@@ -330,10 +330,10 @@ async def test_a_pass_with_no_credit_anywhere_offers_one_task() -> None:
             balancer.place(f"{tenant}{k}", tenant, demand=SMALL)
     await balancer.settle()
     assert balancer.gate.admission.waiting("a") == 6
-    offers: list[Offer] = []
+    offers: list[Running] = []
     place = balancer.gate._place
 
-    def counting(offer: Offer) -> int:
+    def counting(offer: Running) -> int:
         offers.append(offer)
         return place(offer)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import TenantsConfig, parse_tenants
 
 TWO = """
@@ -23,8 +23,8 @@ class Pool:
         self.runs: list[Running] = []
         self.order: list[Hashable] = []
 
-    def place(self, offer: Offer) -> int:
-        self.runs.append(offer.run)
+    def place(self, offer: Running) -> int:
+        self.runs.append(offer)
         self.order.extend([offer.key] * offer.count)
         return offer.count
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from boson_shared.scheduling.admission import Admission, DeviceRoom, Devices, Offer, Running
+from boson_shared.scheduling.admission import Admission, DeviceRoom, Devices, Running
 from boson_shared.scheduling.admission_reclaim import claim_slots
 from boson_shared.scheduling.admission_state import Waiting
 from boson_shared.scheduling.devices import parse_models
@@ -42,12 +42,12 @@ class TwoModels:
         self.order = list(order)
         self.where: dict[int, int] = {}
 
-    def place(self, offer: Offer) -> int:
+    def place(self, offer: Running) -> int:
         for node in self.order:
             pairs = list(zip(offer.demand, self.room[node], strict=True))
             if all(d <= f for d, f in pairs):
                 self.room[node] = [f - d for d, f in pairs]
-                self.where[id(offer.run)] = node
+                self.where[id(offer)] = node
                 return 1
         return 0
 

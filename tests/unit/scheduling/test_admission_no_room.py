@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from boson_shared.scheduling.admission import NO_ROOM, Admission, Offer
+from boson_shared.scheduling.admission import NO_ROOM, Admission, Running
 from boson_shared.scheduling.tenants import parse_tenants
 
 TENANTS = 20
@@ -25,7 +25,7 @@ def test_a_placer_with_no_room_anywhere_ends_the_pass_after_one_offer() -> None:
     adm = many_tenants()
     offers: list[Hashable] = []
 
-    def no_room(offer: Offer) -> int:
+    def no_room(offer: Running) -> int:
         offers.append(offer.key)
         return NO_ROOM
 
@@ -39,8 +39,8 @@ def test_after_a_pass_ended_early_the_order_is_the_same_as_without() -> None:
     ended.admit(0.0, lambda offer: NO_ROOM)
     order: dict[str, list[Hashable]] = {"ended": [], "fresh": []}
 
-    def placer(name: str) -> Callable[[Offer], int]:
-        def place(offer: Offer) -> int:
+    def placer(name: str) -> Callable[[Running], int]:
+        def place(offer: Running) -> int:
             order[name].append(offer.key)
             return offer.count
 
@@ -59,7 +59,7 @@ def test_a_task_the_placer_refused_is_not_offered_again_in_the_same_pass() -> No
         adm.submit(f"small{j}", "a", (1, 1, 0), 1.0 + j)
     offered: list[Hashable] = []
 
-    def place(offer: Offer) -> int:
+    def place(offer: Running) -> int:
         offered.append(offer.key)
         return 0 if offer.key == "big" else offer.count
 

@@ -13,7 +13,7 @@ from collections.abc import Hashable, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_shared.scheduling.admission import EPSILON, Admission, Offer, Running, Victim
+from boson_shared.scheduling.admission import EPSILON, Admission, Running, Victim
 from boson_shared.scheduling.tenants import TenantsConfig, parse_tenants
 from tests.unit.scheduling.admission_support import stop_one_above_guarantee, tenants_configs
 
@@ -29,7 +29,7 @@ class Nodes:
         """Start each offer's search at the next node (spreads work across nodes)."""
         self._next = 0
 
-    def place(self, offer: Offer) -> int:
+    def place(self, offer: Running) -> int:
         order = sorted(self.free_room)
         if self.rotate:
             k = self._next % len(order)
@@ -44,8 +44,8 @@ class Nodes:
                 self.free_room[node][r] -= d
             placed.append(node)
         if placed:
-            self.where[id(offer.run)] = placed
-            self.runs.append(offer.run)
+            self.where[id(offer)] = placed
+            self.runs.append(offer)
         return len(placed)
 
     def _fits(self, demand: Sequence[float], node: int) -> bool:

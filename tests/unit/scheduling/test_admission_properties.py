@@ -13,7 +13,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boson_shared.scheduling.admission import Admission, Offer, Running
+from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec
 from tests.unit.scheduling.admission_support import stop_one_above_guarantee, tenants_configs
 
@@ -58,8 +58,8 @@ def test_ceilings_hold_and_only_borrowed_work_is_preempted(
     now = 0.0
     names = adm.names
 
-    def place(offer: Offer) -> int:
-        runs.append(offer.run)
+    def place(offer: Running) -> int:
+        runs.append(offer)
         return rng.randint(0, offer.count)  # a placer may place fewer than offered
 
     for kind, who, (cpu, mem), count, prio in ops:
@@ -98,8 +98,8 @@ def test_after_a_pass_no_next_task_that_fits_is_left_waiting(
     runs: list[Running] = []
     now = 0.0
 
-    def place(offer: Offer) -> int:
-        runs.append(offer.run)
+    def place(offer: Running) -> int:
+        runs.append(offer)
         return offer.count
 
     for kind, who, (cpu, mem), count, prio in ops:
@@ -144,9 +144,9 @@ def test_no_tenant_and_no_priority_class_starves_under_overload() -> None:
     submitted: dict[object, tuple[str, int, float]] = {}
     now = 0.0
 
-    def place(offer: Offer) -> int:
+    def place(offer: Running) -> int:
         started[offer.key] = now
-        ends.append((now + 2.0, offer.run))
+        ends.append((now + 2.0, offer))
         return 1
 
     def submit(name: str, prio: int) -> None:
