@@ -190,10 +190,15 @@ class Admission(TenantLines):
         tenants = self._tenants
         pool, total, least = self._pool, self._total, self._least
         # What the pool has free (never below 0: a pool that shrank under its
-        # use has no room, and 0 keeps "d > free" false for d = 0).
-        f0 = max(0.0, pool[0] - total[0])
-        f1 = max(0.0, pool[1] - total[1])
-        f2 = max(0.0, pool[2] - total[2])
+        # use has no room, and 0 keeps "d > free" false for d = 0). Written
+        # out, not max(): in this interpreter a call of max() parses keyword
+        # arguments every time, and this runs twice a pass.
+        f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
+        f0, f1, f2 = (
+            (f0 if f0 > 0.0 else 0.0),
+            (f1 if f1 > 0.0 else 0.0),
+            (f2 if f2 > 0.0 else 0.0),
+        )
         # No waiting task needs less than ``least``: while the pool has less
         # free, nothing can be admitted and the pass is over at once.
         if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
@@ -230,9 +235,12 @@ class Admission(TenantLines):
                 continue
             admitted += got
             # What the pool has free shrank by what was admitted.
-            f0 = max(0.0, pool[0] - total[0])
-            f1 = max(0.0, pool[1] - total[1])
-            f2 = max(0.0, pool[2] - total[2])
+            f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
+            f0, f1, f2 = (
+                (f0 if f0 > 0.0 else 0.0),
+                (f1 if f1 > 0.0 else 0.0),
+                (f2 if f2 > 0.0 else 0.0),
+            )
             self._rerank(i)
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
@@ -280,7 +288,10 @@ class Admission(TenantLines):
         refused: set[tuple[float, ...]] | None = None  # made on the first refusal
         within = self._ranks[i][0] == 0.0
         line = t.line
-        for k in range(min(len(line), self.window + 1)):
+        looked = self.window + 1  # the head and the window past it
+        if len(line) < looked:
+            looked = len(line)
+        for k in range(looked):
             w = line[k][WORK]
             if w.count <= 0 or (refused is not None and w.demand in refused):
                 continue
