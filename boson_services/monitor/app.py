@@ -142,6 +142,9 @@ class MonitorService(Service):
         return [own]
 
     async def on_message(self, message: Message) -> Sequence[Emit]:
+        if self.dashboard is not None:
+            # Its thread shares our GIL: through a burst of messages it gets turns.
+            self.dashboard.gil_turns.turn()
         if isinstance(message, TaskPlaced | TaskResult) and self.record is not None:
             # Left by a binding of a monitor that ran without the record
             # under this instance id: the record's events count these.

@@ -24,6 +24,7 @@ import uvicorn
 from boson_services.monitor.dashboard.actions import Canceller, OnLoop
 from boson_services.monitor.dashboard.app import build_app
 from boson_services.monitor.dashboard.coalesce import CoalescingHttp
+from boson_services.monitor.dashboard.gil_turns import GilTurns
 from boson_services.monitor.dashboard.history import History
 from boson_services.monitor.dashboard.security import Guard
 from boson_services.monitor.dashboard.source import DashboardSource
@@ -114,6 +115,8 @@ class Dashboard:
             requests_per_s=settings.dashboard_requests_per_s,
             max_body_bytes=settings.dashboard_max_body_bytes,
         )
+        self.gil_turns = GilTurns()
+        """Called by the monitor's loop between messages: the dashboard's thread gets turns."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
