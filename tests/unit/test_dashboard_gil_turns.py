@@ -70,7 +70,7 @@ async def test_a_monitor_with_the_dashboard_pauses_between_heartbeats_of_a_burst
     for number in range(200):  # 1,000 nodes' burst, 0.2 ms a heartbeat: 40 ms of the loop
         clock.now += 0.0002
         await service.on_message(heartbeat(f"node-{number:04d}"))
-    assert len(pauses.asked) >= 15
+    assert len(pauses.asked) >= 7  # one every 5 ms
     assert len(service.handlers.view.nodes) == 200
 
 

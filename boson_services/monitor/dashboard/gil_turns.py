@@ -14,7 +14,7 @@ flight stall together, for a tenth of a second and more.
 per message, it sleeps for :data:`PAUSE_S` (``time.sleep`` releases the
 GIL, and the waiting thread takes it) once :data:`SLICE_S` has passed since
 its last pause. The monitor's loop is blocked for that pause, which delays
-its messages by a few percent of a burst; it uses no CPU. Without the
+its messages by 2 % of a burst; it uses no CPU. Without the
 dashboard nothing waits for the GIL, and the monitor makes no ``GilTurns``.
 """
 
@@ -23,8 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-SLICE_S = 0.002
-"""The most the monitor's loop runs messages before it gives the GIL away."""
+SLICE_S = 0.005
+"""The most the monitor's loop runs messages before it gives the GIL away: CPython's
+switch interval, the turn a waiting thread would get if its wait were not restarted."""
 PAUSE_S = 0.0001
 """How long it gives it away: long enough for a waiting thread to wake and take it."""
 
