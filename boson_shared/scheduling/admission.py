@@ -202,7 +202,8 @@ class Admission(TenantLines):
         # No waiting task needs less than ``least``: while the pool has less
         # free, nothing can be admitted and the pass is over at once.
         if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
-            self._start_claims(now)
+            if self._unclaimed:
+                self._start_claims(now)
             return 0
         order = self._order
         tried: list[int] = []
@@ -234,6 +235,12 @@ class Admission(TenantLines):
                 tried.append(i)
                 continue
             admitted += got
+            self._rerank(i)
+            # The placer's word first: when no node has credit left (the
+            # balancer under load) it ends the pass after this admission,
+            # before the pool's free room is worked out again.
+            if more is not None and not more():
+                break
             # What the pool has free shrank by what was admitted.
             f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
             f0, f1, f2 = (
@@ -241,20 +248,16 @@ class Admission(TenantLines):
                 (f1 if f1 > 0.0 else 0.0),
                 (f2 if f2 > 0.0 else 0.0),
             )
-            self._rerank(i)
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
                 break
-            if more is not None and not more():
-                break
-        self._start_claims(now)
+        if self._unclaimed:
+            self._start_claims(now)
         return admitted
 
     def _start_claims(self, now: float) -> None:
         """A claim starts for each tenant whose next task fits within its
         guarantee and still waits after the pass."""
-        if not self._unclaimed:
-            return
         tenants = self._tenants
         for i in self._unclaimed:
             t = tenants[i]
