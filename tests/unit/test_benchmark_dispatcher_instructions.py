@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from benchmarks import dispatcher_instructions
@@ -14,7 +16,7 @@ def test_the_counted_loop_runs_both_sides() -> None:
 
 
 def test_fewer_long_tasks_than_short_ones_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    if dispatcher_instructions.shutil.which("valgrind") is None:
+    if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
     assert dispatcher_instructions.main(["--short", "3000", "--long", "1000"]) == 2
     assert capsys.readouterr().err.strip() == "--long must be more tasks than --short"
