@@ -63,6 +63,15 @@ this pass (no node has credit, or none has room for the least any waiting
 task needs): the pass ends at once, with no more offers."""
 
 
+def _free_room(pool: Sequence[float], total: Sequence[float]) -> tuple[float, float, float]:
+    """What the pool has free, resource by resource, never below 0 (a pool
+    that shrank under its use has no room, and 0 keeps "d > free" false for
+    d = 0). Written out, not with max(): in this interpreter a call of max()
+    parses keyword arguments every time, and a pass asks this for every task."""
+    f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
+    return (f0 if f0 > 0.0 else 0.0), (f1 if f1 > 0.0 else 0.0), (f2 if f2 > 0.0 else 0.0)
+
+
 class Admission(TenantLines):
     """The admission of one pool: passes in admission order, and reclaiming
     (the state and its bookkeeping: :class:`TenantLines`)."""
@@ -189,16 +198,7 @@ class Admission(TenantLines):
         admitted = 0
         tenants = self._tenants
         pool, total, least = self._pool, self._total, self._least
-        # What the pool has free (never below 0: a pool that shrank under its
-        # use has no room, and 0 keeps "d > free" false for d = 0). Written
-        # out, not max(): in this interpreter a call of max() parses keyword
-        # arguments every time, and this runs twice a pass.
-        f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
-        f0, f1, f2 = (
-            (f0 if f0 > 0.0 else 0.0),
-            (f1 if f1 > 0.0 else 0.0),
-            (f2 if f2 > 0.0 else 0.0),
-        )
+        f0, f1, f2 = _free_room(pool, total)
         # No waiting task needs less than ``least``: while the pool has less
         # free, nothing can be admitted and the pass is over at once.
         if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
@@ -241,13 +241,7 @@ class Admission(TenantLines):
             # before the pool's free room is worked out again.
             if more is not None and not more():
                 break
-            # What the pool has free shrank by what was admitted.
-            f0, f1, f2 = pool[0] - total[0], pool[1] - total[1], pool[2] - total[2]
-            f0, f1, f2 = (
-                (f0 if f0 > 0.0 else 0.0),
-                (f1 if f1 > 0.0 else 0.0),
-                (f2 if f2 > 0.0 else 0.0),
-            )
+            f0, f1, f2 = _free_room(pool, total)  # shrunk by what was admitted
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
                 break
