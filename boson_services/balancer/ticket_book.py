@@ -209,11 +209,10 @@ class TicketBook:
 
     def _place(self, offer: Running) -> int:
         ticket = self.tickets.get(str(offer.key))
-        if ticket is None:
+        if ticket is None or not ticket.waiting:
             return 0
         turn = ticket.turn
-        if not ticket.queued or turn is None or turn.done():
-            return 0  # not waiting (Ticket.waiting, written out: this runs for every offer)
+        assert turn is not None
         if not self.dispatcher.could_start(ticket.demand, ticket.models):
             # When not even the least any waiting task needs fits on a node
             # with credit (none has credit, or all are too full), nothing
@@ -292,10 +291,8 @@ class TicketBook:
     def finished(self, task_id: str) -> bool:
         """Its result came back: its quota is free. Whether that changed admission."""
         ticket = self.tickets.get(task_id)
-        if ticket is None or (ticket.queued and ticket.waiting):
-            # A waiting task's result is a leftover of an earlier run. (An
-            # admitted task's ticket is not queued: no need to ask more.)
-            return False
+        if ticket is None or ticket.waiting:
+            return False  # a waiting task's result is a leftover of an earlier run
         del self.tickets[task_id]
         if ticket.run is not None:
             self.admission.release(ticket.run)
