@@ -72,6 +72,7 @@ from boson_shared.contract.messages import (
     ResourceVector,
     TaskSubmitted,
 )
+from boson_shared.runtime.compiled import describe
 from boson_shared.runtime.heap import freeze_start_up_heap
 from boson_shared.scheduling.admission import Admission, Running
 from boson_shared.scheduling.tenants import TenantsConfig, TenantSpec
@@ -441,6 +442,7 @@ async def main_async(args: argparse.Namespace) -> int:
     # (boson_shared/runtime/heap.py): so does this one, before it measures,
     # so the collector's full passes walk what the runs build, as there.
     freeze_start_up_heap()
+    print(describe())  # compiled (as a built install runs it) or pure Python
     print(
         f"{'nodes':>6}  {'tenants':>7}  {'results+holds/s':>16}  {'admission µs/task':>18}"
         f"  {'inside admission µs/task':>25}  {'through the gate µs/task':>25}"

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.dispatcher import rate_with_handlers
+from boson_shared.runtime.compiled import describe
 from boson_shared.runtime.heap import freeze_start_up_heap
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     without = per_task(args.nodes, args.short, args.long, None)
     gated = per_task(args.nodes, args.short, args.long, args.tenants)
+    print(describe())
     print(
         f"{args.nodes} nodes, {args.tenants} tenants: without tenants {without:,.0f}"
         f" instructions a task, through the gate {gated:,.0f}; the gate adds"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from boson_shared.errors import BosonError
 from boson_shared.logs import configure_logging
+from boson_shared.runtime.compiled import STALE_HINT, stale_modules
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func``.
 COMMAND_MODULES = (
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = ("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)]
     configure_logging(f"boson-{args.command}", level=level)
+    stale = stale_modules()
+    if stale:
+        # An editable install whose compiled modules predate an edit runs the old code.
+        print(
+            f"boson: warning: compiled from older sources: {', '.join(stale)}: {STALE_HINT}",
+            file=sys.stderr,
+        )
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ from boson_shared.bus.abc import (
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.topology import Topology
+from boson_shared.runtime.compiled import STALE_HINT, describe, module_builds
 
 _DATA_HOME = pytest.StashKey[str]()
 
@@ -48,6 +49,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     data_home = config.stash.get(_DATA_HOME, None)
     if data_home is not None:
         shutil.rmtree(data_home, ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    # Whether the tests run admission compiled, as a built install does.
+    return describe()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -64,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # interpreter exits normally and tests.support.cluster's exit-time sweep
     # stops the service processes; by default it would die with them running.
     signal.signal(signal.SIGTERM, _interrupt)
+    # A compiled module built from an older source would be tested in place
+    # of the source as it is now.
+    stale = [b.name for b in module_builds() if b.stale]
+    if stale:
+        pytest.exit(f"compiled from older sources: {', '.join(stale)}: {STALE_HINT}", returncode=2)
 
 
 def _docker_socket_accepts() -> bool:
