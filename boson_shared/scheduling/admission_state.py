@@ -14,22 +14,46 @@ EPSILON = 1e-9
 """Slack in every comparison of amounts (sums of floats)."""
 
 
-@dataclass(slots=True)
 class Waiting:
-    """Instances of one task in its tenant's line."""
+    """Instances of one task in its tenant's line.
 
-    key: Hashable
-    tenant: int
-    demand: tuple[float, ...]
-    count: int
-    priority: int
-    order: float
-    since: float
-    front: bool
-    arrival: int = -1
-    """Its place in submission order, kept when it is given back."""
-    models: frozenset[str] | None = None
-    """The GPU models its devices must be (``gpu_model``; ``None``: any)."""
+    Like :class:`Running`, a class with its own ``__init__`` rather than a
+    dataclass: compiled (boson_shared/runtime/compiled.py), a dataclass's
+    generated ``__init__`` still runs as interpreted Python, and one of each
+    is made for every task."""
+
+    def __init__(
+        self,
+        key: Hashable,
+        tenant: int,
+        demand: tuple[float, ...],
+        count: int,
+        priority: int,
+        order: float,
+        since: float,
+        front: bool,
+        arrival: int = -1,
+        models: frozenset[str] | None = None,
+    ) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.demand = demand
+        self.count = count
+        self.priority = priority
+        self.order = order
+        self.since = since
+        self.front = front
+        self.arrival = arrival
+        """Its place in submission order, kept when it is given back."""
+        self.models = models
+        """The GPU models its devices must be (``gpu_model``; ``None``: any)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Waiting(key={self.key!r}, tenant={self.tenant}, demand={self.demand},"
+            f" count={self.count}, priority={self.priority}, order={self.order},"
+            f" since={self.since}, front={self.front})"
+        )
 
 
 LineEntry = tuple[float, int, float, int, int, Waiting]
@@ -39,26 +63,46 @@ WORK: Final = 5
 """Where a :data:`LineEntry` holds its :class:`Waiting` (after the five numbers of its key)."""
 
 
-@dataclass(slots=True, eq=False)
 class Running:
     """Instances admitted together: the handle the caller releases or stops.
 
     A pass offers a task to the caller's placer as the run it would become:
     ``count`` is then how many instances it may start, and becomes how many
-    the placer started (one object an offer, kept if taken)."""
+    the placer started (one object an offer, kept if taken). Compared by
+    identity."""
 
-    key: Hashable
-    tenant: int
-    demand: tuple[float, ...]
-    count: int
-    priority: int
-    order: float
-    since: float
-    started: float
-    seq: int
-    arrival: int
-    models: frozenset[str] | None = None
-    """The GPU models its devices must be (kept for its way back to its line)."""
+    def __init__(
+        self,
+        key: Hashable,
+        tenant: int,
+        demand: tuple[float, ...],
+        count: int,
+        priority: int,
+        order: float,
+        since: float,
+        started: float,
+        seq: int,
+        arrival: int,
+        models: frozenset[str] | None = None,
+    ) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.demand = demand
+        self.count = count
+        self.priority = priority
+        self.order = order
+        self.since = since
+        self.started = started
+        self.seq = seq
+        self.arrival = arrival
+        self.models = models
+        """The GPU models its devices must be (kept for its way back to its line)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Running(key={self.key!r}, tenant={self.tenant}, demand={self.demand},"
+            f" count={self.count}, priority={self.priority}, started={self.started})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
