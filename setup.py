@@ -37,7 +37,8 @@ def pure_python() -> bool:
 
 
 if pure_python():
-    for source in SOURCES.values():
+    shared_runtime = COMPILED["SHARED_RUNTIME"].replace(".", "/") + "__mypyc.py"
+    for source in [*SOURCES.values(), shared_runtime]:
         path = ROOT / source
         for built in [
             *path.parent.glob(f"{path.stem}.*.so"),
@@ -51,4 +52,9 @@ else:
 
     digests = COMPILED["digests"]({name: ROOT / source for name, source in SOURCES.items()})
     MANIFEST.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    setup(ext_modules=mypycify([*MYPYC_FLAGS, *SOURCES.values()], opt_level="3"))
+    # The runtime the compiled modules share goes inside boson_shared (by
+    # default it would be a top-level module named by a hash).
+    extensions = mypycify(
+        [*MYPYC_FLAGS, *SOURCES.values()], opt_level="3", group_name=COMPILED["SHARED_RUNTIME"]
+    )
+    setup(ext_modules=extensions)

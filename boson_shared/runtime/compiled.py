@@ -36,6 +36,11 @@ COMPILED_MODULES: tuple[str, ...] = (
 front of them (the modules a task's way through admission runs in). They
 import each other's classes natively, so they are compiled together."""
 
+SHARED_RUNTIME = "boson_shared.admission_native"
+"""The compiled modules' shared library (mypyc's group): an extension module
+``admission_native__mypyc`` in ``boson_shared``, which each compiled module
+imports."""
+
 MANIFEST = Path(__file__).resolve().parents[1] / "compiled_sources.json"
 """Written by the build: each compiled module's name and its source's
 SHA-256 (empty when the build compiled nothing)."""
@@ -118,6 +123,7 @@ def digests(sources: Mapping[str, Path]) -> dict[str, str]:
 __all__ = [
     "COMPILED_MODULES",
     "MANIFEST",
+    "SHARED_RUNTIME",
     "STALE_HINT",
     "ModuleBuild",
     "describe",

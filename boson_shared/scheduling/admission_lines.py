@@ -45,7 +45,7 @@ def _position(order: list[Rank], r0: float, r1: float, r2: int) -> int:
     """Where rank ``(r0, r1, r2)`` is, or goes, in ``order`` (sorted ranks),
     by bisection. Written out, not with :mod:`bisect`: compiled, the ranks'
     numbers compare as plain floats here, where bisect compares tuples
-    object by object (this runs twice a rerank, twice a task)."""
+    object by object (twice a rerank, and a task makes two reranks)."""
     lo, hi = 0, len(order)
     while lo < hi:
         mid = (lo + hi) // 2

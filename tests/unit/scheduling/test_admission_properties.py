@@ -2,7 +2,8 @@
 
 * a tenant never holds more than its guarantee plus its borrowing limit;
 * nothing is preempted from a tenant within its guarantee;
-* no tenant and no priority class starves while the pool is overloaded.
+* no tenant and no priority class starves while the pool is overloaded;
+* the admission order is every tenant's rank, sorted, whatever happened.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def check_ceilings(adm: Admission) -> None:
             total[r] += u
     for t, p in zip(total, adm.pool, strict=True):
         assert t <= p + 1e-6
+
+
+def check_order(adm: Admission) -> None:
+    # The admission order is kept by hand-written bisection over the ranks'
+    # numbers (admission_lines._position): it must be every rank, sorted.
+    assert adm._order == sorted(adm._ranks)
 
 
 @SETTINGS
@@ -83,6 +90,7 @@ def test_ceilings_hold_and_only_borrowed_work_is_preempted(
                     # guarantee on a resource the instance uses.
                     stop_one_above_guarantee(victim.run.demand, usage[owner], guarantee[owner])
         check_ceilings(adm)
+        check_order(adm)
 
 
 @SETTINGS
