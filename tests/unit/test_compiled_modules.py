@@ -86,3 +86,17 @@ def test_this_install_runs_admission_from_its_sources_as_they_are() -> None:
     builds = module_builds()
     assert [b.name for b in builds] == list(COMPILED_MODULES)
     assert stale_modules(builds) == []
+
+
+def test_the_command_line_warns_in_one_line_when_a_compiled_module_is_stale(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boson.cli
+
+    monkeypatch.setattr(boson.cli, "stale_modules", lambda: ["boson_shared.scheduling.admission"])
+    assert boson.cli.main(["keys", "generate"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "boson: warning: compiled from older sources: boson_shared.scheduling.admission:"
+        " run `pip install -e .` again (or build with BOSON_PURE_PYTHON=1)"
+    ]
