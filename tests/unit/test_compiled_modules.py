@@ -41,12 +41,17 @@ def compile_beside(package: Path) -> None:
     importlib.invalidate_caches()
 
 
+def build(package: Path, manifest: Path) -> Path:
+    """What the build leaves: the compiled module, and its source's digest recorded."""
+    compile_beside(package)
+    manifest.write_text(json.dumps(digests({"compiledpkg.rules": package / "rules.py"})))
+    return manifest
+
+
 def test_a_module_compiled_from_its_source_as_it_is_is_not_stale(
     package: Path, tmp_path: Path
 ) -> None:
-    compile_beside(package)
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps(digests({"compiledpkg.rules": package / "rules.py"})))
+    manifest = build(package, tmp_path / "manifest.json")
     builds = module_builds(["compiledpkg.rules"], manifest)
     assert [(b.compiled, b.stale) for b in builds] == [(True, False)]
     assert stale_modules(builds) == []
@@ -56,9 +61,7 @@ def test_a_module_compiled_from_its_source_as_it_is_is_not_stale(
 def test_an_edit_after_the_build_makes_the_compiled_module_stale(
     package: Path, tmp_path: Path
 ) -> None:
-    compile_beside(package)
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps(digests({"compiledpkg.rules": package / "rules.py"})))
+    manifest = build(package, tmp_path / "manifest.json")
     (package / "rules.py").write_text("LIMIT = 2\n")
     builds = module_builds(["compiledpkg.rules"], manifest)
     assert stale_modules(builds) == ["compiledpkg.rules"]
