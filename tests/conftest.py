@@ -40,7 +40,7 @@ from boson_shared.bus.abc import (
 from boson_shared.bus.amqp import AmqpTransport
 from boson_shared.bus.memory import MemoryBroker, MemoryTransport
 from boson_shared.contract.topology import Topology
-from boson_shared.runtime.compiled import STALE_HINT, describe, module_builds
+from boson_shared.runtime.compiled import STALE_HINT, describe, stale_modules
 
 _DATA_HOME = pytest.StashKey[str]()
 
@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     # A compiled module built from an older source would be tested in place
     # of the source as it is now.
-    stale = [b.name for b in module_builds() if b.stale]
+    stale = stale_modules()
     if stale:
         pytest.exit(f"compiled from older sources: {', '.join(stale)}: {STALE_HINT}", returncode=2)
 

@@ -45,6 +45,9 @@ MANIFEST = Path(__file__).resolve().parents[1] / "compiled_sources.json"
 """Written by the build: each compiled module's name and its source's
 SHA-256 (empty when the build compiled nothing)."""
 
+STALE_HINT = "run `pip install -e .` again (or build with BOSON_PURE_PYTHON=1)"
+"""What to do about a compiled module older than its source."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModuleBuild:
@@ -110,9 +113,6 @@ def describe(builds: Iterable[ModuleBuild] | None = None) -> str:
     if compiled == 0:
         return "admission: pure Python (built with BOSON_PURE_PYTHON=1, or not compiled)"
     return f"admission: {compiled} of {len(builds)} modules compiled"
-
-
-STALE_HINT = "run `pip install -e .` again (or build with BOSON_PURE_PYTHON=1)"
 
 
 def digests(sources: Mapping[str, Path]) -> dict[str, str]:
