@@ -202,8 +202,7 @@ class Admission(TenantLines):
         # No waiting task needs less than ``least``: while the pool has less
         # free, nothing can be admitted and the pass is over at once.
         if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
-            if self._unclaimed:
-                self._start_claims(now)
+            self._start_claims(now)
             return 0
         order = self._order
         tried: list[int] = []
@@ -245,8 +244,7 @@ class Admission(TenantLines):
             least = self._least
             if least[0] > f0 + EPSILON or least[1] > f1 + EPSILON or least[2] > f2 + EPSILON:
                 break
-        if self._unclaimed:
-            self._start_claims(now)
+        self._start_claims(now)
         return admitted
 
     def _start_claims(self, now: float) -> None:
