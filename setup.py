@@ -37,14 +37,13 @@ def pure_python() -> bool:
 
 
 if pure_python():
-    shared_runtime = COMPILED["SHARED_RUNTIME"].replace(".", "/") + "__mypyc.py"
-    for source in [*SOURCES.values(), shared_runtime]:
-        path = ROOT / source
-        for built in [
-            *path.parent.glob(f"{path.stem}.*.so"),
-            *path.parent.glob(f"{path.stem}.*.pyd"),
-        ]:
-            built.unlink()
+    # Each compiled module's path without a suffix, and the shared runtime's.
+    stems = [ROOT / source.removesuffix(".py") for source in SOURCES.values()]
+    stems.append(ROOT / (COMPILED["SHARED_RUNTIME"].replace(".", "/") + "__mypyc"))
+    for stem in stems:
+        for suffix in ("so", "pyd"):
+            for built in stem.parent.glob(f"{stem.name}.*.{suffix}"):
+                built.unlink()
     MANIFEST.write_text("{}\n", encoding="utf-8")
     setup()
 else:
